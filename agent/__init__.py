@@ -1,0 +1,1 @@
+"""triumvir's agent: the trio program around the sans-IO protocol."""
