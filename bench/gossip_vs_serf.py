@@ -1,0 +1,317 @@
+"""triumvir's gossip against the real serf binary, side by side, on 127.0.x.y addresses.
+
+For each cluster size N and each system it runs the same script, several trials, and prints one table of medians:
+
+  all-join     last agent up -> every agent lists N members alive
+  single-join  one more agent up -> every agent lists it alive
+  detect       kill -9 of that agent -> every survivor lists it failed
+  leave        graceful leave of one agent -> every other lists it left
+  idle CPU %, RSS MiB per agent, UDP packets/s per agent (loopback counters while idle)
+
+Agents are started staggered over about a second (agents started in lock-step probe in lock-step and skew every
+comparison). Every process is started here and stopped here by its PID. Only loopback addresses are used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgpack
+
+REPO = Path(__file__).resolve().parent.parent
+GOSSIP_PORT = 7946
+SERF_RPC_PORT = 7373
+POLL = 0.05
+DEADLINE = 120.0
+IDLE_WINDOW = 5.0
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+class SerfRPC:
+    """A minimal client of serf's msgpack RPC (handshake + members), one connection kept open."""
+
+    def __init__(self, addr: tuple[str, int]) -> None:
+        self.sock = socket.create_connection(addr, timeout=2.0)
+        self.unpacker = msgpack.Unpacker(raw=False)
+        self.seq = 0
+        self.call("handshake", {"Version": 1}, expect_body=False)
+
+    def call(self, command: str, body: dict | None = None, *, expect_body: bool = True) -> object:
+        self.seq += 1
+        payload = msgpack.packb({"Command": command, "Seq": self.seq})
+        if body is not None:
+            payload += msgpack.packb(body)
+        self.sock.sendall(payload)
+        header = self._next()
+        if header.get("Error"):
+            raise RuntimeError(f"serf rpc {command}: {header['Error']}")
+        return self._next() if expect_body else None
+
+    def _next(self) -> dict:
+        while True:
+            with contextlib.suppress(StopIteration):
+                return next(self.unpacker)
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("serf rpc closed")
+            self.unpacker.feed(chunk)
+
+    def members(self) -> dict[str, str]:
+        reply = self.call("members")
+        assert isinstance(reply, dict)
+        return {m["Name"]: m["Status"] for m in reply["Members"]}
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@dataclass
+class Agent:
+    name: str
+    ip: str
+    proc: subprocess.Popen
+    members: Callable[[], dict[str, str] | None]
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def stop(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=20)
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        for close in self.closers:
+            close()
+
+
+class System:
+    """How to start one agent of a system and read its member list."""
+
+    label = ""
+
+    def __init__(self, workdir: Path, profile: str, subnet: int) -> None:
+        self.workdir = workdir
+        self.profile = profile
+        self.subnet = subnet
+
+    def ip(self, index: int) -> str:
+        return f"127.0.{self.subnet}.{index + 1}"
+
+    def start(self, index: int, join: str | None) -> Agent:
+        raise NotImplementedError
+
+
+class Triumvir(System):
+    label = "triumvir"
+
+    def start(self, index: int, join: str | None) -> Agent:
+        name = f"t{index}"
+        ip = self.ip(index)
+        members_file = self.workdir / f"{name}.members.json"
+        cmd = [sys.executable, "-m", "agent.gossip", "--name", name, "--bind", f"{ip}:{GOSSIP_PORT}",
+               "--profile", self.profile, "--members-file", str(members_file), "--tag", "role=node"]
+        if join:
+            cmd += ["--join", f"{join}:{GOSSIP_PORT}"]
+        log = (self.workdir / f"{name}.log").open("wb")
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+
+        def members() -> dict[str, str] | None:
+            try:
+                return {m["Name"]: m["Status"] for m in json.loads(members_file.read_text())}
+            except (FileNotFoundError, ValueError):
+                return None
+
+        return Agent(name, ip, proc, members, [log.close])
+
+
+class Serf(System):
+    label = "serf"
+
+    def start(self, index: int, join: str | None) -> Agent:
+        name = f"s{index}"
+        ip = self.ip(index)
+        cmd = ["serf", "agent", f"-node={name}", f"-bind={ip}:{GOSSIP_PORT}", f"-rpc-addr={ip}:{SERF_RPC_PORT}",
+               f"-profile={self.profile}", "-tag", "role=node", "-log-level=warn"]
+        if join:
+            cmd.append(f"-join={join}:{GOSSIP_PORT}")
+        log = (self.workdir / f"{name}.log").open("wb")
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        rpc: list[SerfRPC] = []
+
+        def members() -> dict[str, str] | None:
+            try:
+                if not rpc:
+                    rpc.append(SerfRPC((ip, SERF_RPC_PORT)))
+                return rpc[0].members()
+            except (OSError, RuntimeError):
+                for client in rpc:
+                    client.close()
+                rpc.clear()
+                return None
+
+        def close() -> None:
+            for client in rpc:
+                client.close()
+            log.close()
+
+        return Agent(name, ip, proc, members, [close])
+
+
+def wait_for(condition: Callable[[], bool], what: str, deadline: float = DEADLINE) -> float:
+    """Poll until `condition()` holds; return the seconds it took."""
+    start = time.monotonic()
+    while True:
+        if condition():
+            return time.monotonic() - start
+        if time.monotonic() - start > deadline:
+            raise TimeoutError(f"timed out after {deadline:.0f} s waiting for {what}")
+        time.sleep(POLL)
+
+
+def all_see(agents: list[Agent], name: str, status: str) -> Callable[[], bool]:
+    def check() -> bool:
+        return all((agent.members() or {}).get(name) == status for agent in agents)
+
+    return check
+
+
+def converged(agents: list[Agent]) -> Callable[[], bool]:
+    names = {a.name for a in agents}
+
+    def check() -> bool:
+        for agent in agents:
+            view = agent.members() or {}
+            if {n for n, s in view.items() if s == "alive"} != names:
+                return False
+        return True
+
+    return check
+
+
+def cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def udp_in_datagrams() -> int:
+    lines = Path("/proc/net/snmp").read_text().splitlines()
+    udp = [line.split() for line in lines if line.startswith("Udp:")]
+    return int(udp[1][udp[0].index("InDatagrams")])
+
+
+def idle_figures(agents: list[Agent]) -> tuple[float, float, float]:
+    """CPU % per agent, RSS MiB per agent, UDP datagrams/s per agent, over an idle window."""
+    before = {a.proc.pid: cpu_ticks(a.proc.pid) for a in agents}
+    packets_before = udp_in_datagrams()
+    start = time.monotonic()
+    time.sleep(IDLE_WINDOW)
+    elapsed = time.monotonic() - start
+    packets = udp_in_datagrams() - packets_before
+    cpu = [(cpu_ticks(pid) - ticks) / CLK_TCK / elapsed * 100 for pid, ticks in before.items()]
+    rss = [rss_mib(a.proc.pid) for a in agents]
+    return statistics.mean(cpu), statistics.mean(rss), packets / elapsed / len(agents)
+
+
+@contextlib.contextmanager
+def cluster(system: System) -> Iterator[list[Agent]]:
+    agents: list[Agent] = []
+    try:
+        yield agents
+    finally:
+        for agent in agents:
+            agent.stop()
+
+
+def stagger_start(system: System, agents: list[Agent], count: int, first: int = 0) -> None:
+    seed = system.ip(0)
+    for index in range(first, first + count):
+        agents.append(system.start(index, None if index == 0 else seed))
+        if index == 0:
+            wait_for(lambda: agents[0].members() is not None, "the seed agent to come up", 20)
+        time.sleep(1.0 / max(count, 1))
+
+
+def trial(system: System, n: int) -> dict[str, float]:
+    results: dict[str, float] = {}
+    with cluster(system) as agents:
+        stagger_start(system, agents, n)
+        wait_for(lambda: all(a.members() is not None for a in agents), "every agent up", 30)
+        results["all-join s"] = wait_for(converged(agents), f"{n} agents to converge")
+        cpu, rss, pps = idle_figures(agents)
+        results["idle CPU %"], results["RSS MiB"], results["UDP pkt/s"] = cpu, rss, pps
+
+        extra = system.start(n, system.ip(0))
+        wait_for(lambda: extra.members() is not None, "the extra agent up", 30)
+        agents.append(extra)
+        results["single-join s"] = wait_for(all_see(agents, extra.name, "alive"), "the extra agent seen")
+
+        extra.stop(signal.SIGKILL)
+        agents.remove(extra)
+        results["detect s"] = wait_for(all_see(agents, extra.name, "failed"), "the killed agent failed")
+
+        leaver = agents[-1]
+        os.kill(leaver.proc.pid, signal.SIGINT)
+        others = agents[:-1]
+        results["leave s"] = wait_for(all_see(others, leaver.name, "left"), "the leaver seen left")
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="3,10,30")
+    parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--profile", default="lan", choices=["lan", "local"])
+    parser.add_argument("--systems", default="triumvir,serf", help="which systems to run (comma-separated)")
+    args = parser.parse_args()
+    if not shutil.which("serf"):
+        sys.exit("serf is not installed: apt-get install serf")
+    sizes = [int(s) for s in args.sizes.split(",")]
+    metrics = ["all-join s", "single-join s", "detect s", "leave s", "idle CPU %", "RSS MiB", "UDP pkt/s"]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="triumvir-bench-") as tmp:
+        for n in sizes:
+            medians: dict[str, dict[str, float]] = {}
+            for index, cls in enumerate((Triumvir, Serf)):
+                if cls.label not in args.systems.split(","):
+                    continue
+                system = cls(Path(tmp), args.profile, subnet=1 + index)
+                runs = []
+                for t in range(args.trials):
+                    print(f"# N={n} {system.label} trial {t + 1}/{args.trials}", file=sys.stderr, flush=True)
+                    runs.append(trial(system, n))
+                medians[system.label] = {m: statistics.median(r[m] for r in runs) for m in metrics}
+            for m in metrics:
+                ours = medians.get("triumvir", {}).get(m, float("nan"))
+                theirs = medians.get("serf", {}).get(m, float("nan"))
+                ratio = ours / theirs if theirs else float("nan")
+                rows.append((m, n, ours, theirs, ratio))
+    print(f"\nprofile {args.profile}, median of {args.trials} trials")
+    print(f"{'metric':<15}{'N':>4}{'triumvir':>11}{'serf':>11}{'ratio':>8}")
+    for m, n, ours, theirs, ratio in rows:
+        print(f"{m:<15}{n:>4}{ours:>11.2f}{theirs:>11.2f}{ratio:>8.2f}")
+
+
+if __name__ == "__main__":
+    main()
