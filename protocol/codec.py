@@ -1,0 +1,656 @@
+"""The go-msgpack dialect and memberlist's messages, byte-compatible with hashicorp/memberlist.
+
+memberlist and Serf encode with hashicorp/go-msgpack ``codec.MsgpackHandle{}`` (v0.5.x, WriteExt false):
+
+* ``string`` and ``[]byte`` are both written as the old *raw* type (fixraw 0xa0-0xbf, raw16 0xda, raw32 0xdb);
+  never str8 (0xd9) nor bin8/16/32 (0xc4-0xc6).  A nil ``[]byte`` is written as nil (0xc0).
+* integers take the smallest form: a non-negative value is written as positive fixint/uint8/16/32/64 whatever
+  its Go type; negative values as negative fixint/int8/16/32/64.
+* a struct is a map of field name -> value whose keys are sorted by name (go-msgpack 0.5 sorts struct fields
+  by their encoded name when writing maps), ``omitempty`` fields left out when zero.  Decoding matches
+  keys exactly (case-sensitive, as Go's decoder does), skips unknown keys (newer memberlist versions add
+  fields) and also accepts the array form (fields in declaration order).
+
+The message classes here are pure data (frozen attrs); ``encode`` / ``decode`` do UDP bodies (no framing), and
+``decode_stream`` does one message off a TCP stream buffer.  Framing (compound, CRC, label, compression)
+lives in protocol/packets.py.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import attrs
+import msgpack
+
+__all__ = [
+    "MAX_PUSH_STATE_BYTES",
+    "Ack",
+    "Addr",
+    "Alive",
+    "Dead",
+    "DecodeError",
+    "ErrResp",
+    "Incomplete",
+    "IndirectPing",
+    "Message",
+    "MessageType",
+    "Nack",
+    "Ping",
+    "PushNodeState",
+    "PushPull",
+    "Suspect",
+    "User",
+    "UserStream",
+    "decode",
+    "decode_stream",
+    "decode_stream_value",
+    "decode_tags",
+    "encode",
+    "encode_tags",
+    "packb",
+    "unpackb",
+]
+
+Addr = tuple[str, int]
+
+#: memberlist refuses push/pull user state larger than this (maxPushStateBytes).
+MAX_PUSH_STATE_BYTES = 20 * 1024 * 1024
+#: Serf's tag meta starts with this byte, then a msgpack map of str -> str.
+TAG_MAGIC_BYTE = 0xFF
+
+
+class DecodeError(ValueError):
+    """Bytes that are not a valid message; the text says exactly what was wrong."""
+
+
+class Incomplete(Exception):
+    """The stream buffer ends before the message does: read more bytes and try again.
+
+    Deliberately not a DecodeError: "wait for more" and "reject" must not be caught by the same handler.
+    """
+
+
+class MessageType(enum.IntEnum):
+    """memberlist's messageType byte (net.go), plus the label header type from label.go."""
+
+    PING = 0
+    INDIRECT_PING = 1
+    ACK = 2
+    SUSPECT = 3
+    ALIVE = 4
+    DEAD = 5
+    PUSH_PULL = 6
+    COMPOUND = 7
+    USER = 8
+    COMPRESS = 9
+    ENCRYPT = 10
+    NACK = 11
+    HAS_CRC = 12
+    ERR = 13
+    HAS_LABEL = 244
+
+
+# ---------------------------------------------------------------------------------------------------------
+# generic msgpack
+
+
+def packb(obj: Any) -> bytes:
+    """Encode as go-msgpack does: str and bytes both as raw, smallest int forms, dict order kept.
+
+    ``str`` is encoded with surrogateescape so that Go strings that are not UTF-8 survive a round trip.
+    """
+    packer = msgpack.Packer(use_bin_type=False, unicode_errors="surrogateescape", autoreset=True)
+    return packer.pack(obj)
+
+
+def _unpacker() -> msgpack.Unpacker:
+    return msgpack.Unpacker(
+        raw=True,
+        strict_map_key=False,
+        use_list=False,
+        max_buffer_size=0,
+    )
+
+
+def decode_stream_value(buf: bytes | bytearray | memoryview, offset: int = 0) -> tuple[Any, int]:
+    """Decode one msgpack value at ``buf[offset:]``; returns (value, new_offset).
+
+    Raises Incomplete if the buffer ends inside the value, DecodeError if the bytes are not msgpack.
+    Raw/str/bin all come back as ``bytes``; arrays as tuples.
+    """
+    if offset >= len(buf):
+        raise Incomplete("need a msgpack value, buffer is empty")
+    unpacker = _unpacker()
+    unpacker.feed(memoryview(buf)[offset:])
+    try:
+        value = unpacker.unpack()
+    except msgpack.OutOfData:
+        raise Incomplete("buffer ends inside a msgpack value") from None
+    except Exception as exc:  # msgpack raises FormatError, StackError, TypeError (unhashable key), ...
+        raise DecodeError(f"invalid msgpack at offset {offset}: {type(exc).__name__}: {exc}") from None
+    return value, offset + unpacker.tell()
+
+
+def unpackb(data: bytes | bytearray | memoryview) -> Any:
+    """Decode one msgpack value that must fill ``data`` exactly (any msgpack form accepted)."""
+    try:
+        value, end = decode_stream_value(data, 0)
+    except Incomplete as exc:
+        raise DecodeError(f"truncated msgpack: {exc}") from None
+    if end != len(data):
+        raise DecodeError(f"{len(data) - end} trailing bytes after msgpack value")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Go struct <-> msgpack map
+
+
+def _to_uint(bits: int) -> Callable[[str, Any], int]:
+    top = (1 << bits) - 1
+
+    def conv(name: str, v: Any) -> int:
+        if v is None:
+            return 0
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise DecodeError(f"field {name}: expected unsigned integer, got {type(v).__name__}")
+        if v < 0:
+            raise DecodeError(f"field {name}: negative value {v} for uint{bits}")
+        if v > top:
+            raise DecodeError(f"field {name}: value {v} overflows uint{bits}")
+        return v
+
+    return conv
+
+
+def _to_int(name: str, v: Any) -> int:
+    if v is None:
+        return 0
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise DecodeError(f"field {name}: expected integer, got {type(v).__name__}")
+    if not -(1 << 63) <= v < (1 << 63):
+        raise DecodeError(f"field {name}: value {v} overflows int64")
+    return v
+
+
+def _to_bool(name: str, v: Any) -> bool:
+    # go-msgpack's decodeBool also takes fixint 0 / 1.
+    if v is None:
+        return False
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, int) and v in (0, 1):
+        return bool(v)
+    raise DecodeError(f"field {name}: expected bool, got {v!r:.40}")
+
+
+def _to_bytes(name: str, v: Any) -> bytes:
+    if v is None:
+        return b""
+    if isinstance(v, bytes):
+        return v
+    raise DecodeError(f"field {name}: expected raw bytes, got {type(v).__name__}")
+
+
+def _to_str(name: str, v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "surrogateescape")
+    raise DecodeError(f"field {name}: expected string, got {type(v).__name__}")
+
+
+_U8 = _to_uint(8)
+_U16 = _to_uint(16)
+_U32 = _to_uint(32)
+
+# kind -> (decoder, "is []byte" for nil-on-empty encoding)
+_KINDS: dict[str, Callable[[str, Any], Any]] = {
+    "u8": _U8,
+    "u16": _U16,
+    "u32": _U32,
+    "int": _to_int,
+    "bool": _to_bool,
+    "bytes": _to_bytes,
+    "str": _to_str,
+}
+
+
+@attrs.frozen
+class _Field:
+    go: str  # Go field name = msgpack key
+    attr: str  # Python attribute
+    kind: str
+    omitempty: bool = False
+
+
+def _sorted_fields(fields: tuple[_Field, ...]) -> tuple[_Field, ...]:
+    """go-msgpack 0.5 writes struct maps with keys sorted by (byte-wise) name."""
+    return tuple(sorted(fields, key=lambda f: f.go.encode()))
+
+
+def _struct_values(fields: tuple[_Field, ...], obj: Any, what: str) -> dict[str, Any]:
+    """Decode a struct from a map (by exact key) or array (declaration order), Go style."""
+    out: dict[str, Any] = {}
+    if isinstance(obj, dict):
+        by_key = {f.go.encode(): f for f in fields}
+        for key, value in obj.items():
+            if not isinstance(key, bytes):
+                raise DecodeError(f"{what}: map key {key!r:.40} is not a string")
+            field = by_key.get(key)
+            if field is None:
+                continue  # unknown field: a newer version's addition, ignored as Go does
+            out[field.attr] = _KINDS[field.kind](f"{what}.{field.go}", value)
+    elif isinstance(obj, tuple):
+        for field, value in zip(fields, obj, strict=False):
+            out[field.attr] = _KINDS[field.kind](f"{what}.{field.go}", value)
+    elif obj is None:
+        pass  # Go decodes nil into a zero struct
+    else:
+        raise DecodeError(f"{what}: expected a msgpack map, got {type(obj).__name__}")
+    for field in fields:
+        if field.attr not in out:
+            out[field.attr] = _KINDS[field.kind](field.go, None)
+    return out
+
+
+def _struct_map(fields: tuple[_Field, ...], msg: Any) -> dict[str, Any]:
+    """The ordered dict that packb turns into Go's bytes for this struct."""
+    out: dict[str, Any] = {}
+    for field in _sorted_fields(fields):
+        value = getattr(msg, field.attr)
+        if field.omitempty and not value:
+            continue
+        if field.kind == "bytes" and not value:
+            value = None  # a nil []byte (the usual Go zero) encodes as nil, 0xc0
+        out[field.go] = value
+    return out
+
+
+def _check_range(fields: tuple[_Field, ...], msg: Any) -> None:
+    for field in fields:
+        value = getattr(msg, field.attr)
+        kind = field.kind
+        if kind in ("u8", "u16", "u32", "int"):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{type(msg).__name__}.{field.attr} must be int")
+            bits = {"u8": 8, "u16": 16, "u32": 32}.get(kind)
+            if bits is not None and not 0 <= value < (1 << bits):
+                raise ValueError(f"{type(msg).__name__}.{field.attr}={value} does not fit uint{bits}")
+        elif kind == "bytes" and not isinstance(value, bytes | bytearray):
+            raise TypeError(f"{type(msg).__name__}.{field.attr} must be bytes")
+        elif kind == "str" and not isinstance(value, str):
+            raise TypeError(f"{type(msg).__name__}.{field.attr} must be str")
+
+
+def _f(go: str, attr: str, kind: str, omitempty: bool = False) -> _Field:
+    return _Field(go, attr, kind, omitempty)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# messages
+
+
+class _Struct:
+    """Mixin for messages whose body is one Go struct."""
+
+    TYPE: ClassVar[MessageType]
+    FIELDS: ClassVar[tuple[_Field, ...]]
+
+    def body(self) -> bytes:
+        _check_range(self.FIELDS, self)
+        return packb(_struct_map(self.FIELDS, self))
+
+    @classmethod
+    def from_obj(cls, obj: Any) -> Any:
+        return cls(**_struct_values(cls.FIELDS, obj, cls.__name__))
+
+
+@attrs.frozen
+class Ping(_Struct):
+    """pingMsg (0): direct probe; Node lets the target check it is the intended recipient."""
+
+    seq_no: int
+    node: str
+    source_addr: bytes = b""
+    source_port: int = 0
+    source_node: str = ""
+
+    TYPE: ClassVar[MessageType] = MessageType.PING
+    FIELDS: ClassVar[tuple[_Field, ...]] = (
+        _f("SeqNo", "seq_no", "u32"),
+        _f("Node", "node", "str"),
+        _f("SourceAddr", "source_addr", "bytes", True),
+        _f("SourcePort", "source_port", "u16", True),
+        _f("SourceNode", "source_node", "str", True),
+    )
+
+
+@attrs.frozen
+class IndirectPing(_Struct):
+    """indirectPingMsg (1): ask a peer to probe ``target:port`` for us."""
+
+    seq_no: int
+    target: bytes
+    port: int
+    node: str
+    nack: bool
+    source_addr: bytes = b""
+    source_port: int = 0
+    source_node: str = ""
+
+    TYPE: ClassVar[MessageType] = MessageType.INDIRECT_PING
+    FIELDS: ClassVar[tuple[_Field, ...]] = (
+        _f("SeqNo", "seq_no", "u32"),
+        _f("Target", "target", "bytes"),
+        _f("Port", "port", "u16"),
+        _f("Node", "node", "str"),
+        _f("Nack", "nack", "bool"),
+        _f("SourceAddr", "source_addr", "bytes", True),
+        _f("SourcePort", "source_port", "u16", True),
+        _f("SourceNode", "source_node", "str", True),
+    )
+
+
+@attrs.frozen
+class Ack(_Struct):
+    """ackRespMsg (2); Serf puts its encoded network coordinate in the payload."""
+
+    seq_no: int
+    payload: bytes = b""
+
+    TYPE: ClassVar[MessageType] = MessageType.ACK
+    FIELDS: ClassVar[tuple[_Field, ...]] = (
+        _f("SeqNo", "seq_no", "u32"),
+        _f("Payload", "payload", "bytes"),
+    )
+
+
+@attrs.frozen
+class Nack(_Struct):
+    """nackRespMsg (11): the indirect prober did not hear from the target."""
+
+    seq_no: int
+
+    TYPE: ClassVar[MessageType] = MessageType.NACK
+    FIELDS: ClassVar[tuple[_Field, ...]] = (_f("SeqNo", "seq_no", "u32"),)
+
+
+@attrs.frozen
+class ErrResp(_Struct):
+    """errMsg (13): sent back on a stream when the request could not be read."""
+
+    error: str
+
+    TYPE: ClassVar[MessageType] = MessageType.ERR
+    FIELDS: ClassVar[tuple[_Field, ...]] = (_f("Error", "error", "str"),)
+
+
+@attrs.frozen
+class Suspect(_Struct):
+    """suspectMsg (3); ``from_`` is Go's ``From`` (who suspects)."""
+
+    incarnation: int
+    node: str
+    from_: str
+
+    TYPE: ClassVar[MessageType] = MessageType.SUSPECT
+    FIELDS: ClassVar[tuple[_Field, ...]] = (
+        _f("Incarnation", "incarnation", "u32"),
+        _f("Node", "node", "str"),
+        _f("From", "from_", "str"),
+    )
+
+
+@attrs.frozen
+class Alive(_Struct):
+    """aliveMsg (4); ``addr`` is the packed IP (4 or 16 bytes), ``vsn`` pmin,pmax,pcur,dmin,dmax,dcur."""
+
+    incarnation: int
+    node: str
+    addr: bytes
+    port: int
+    meta: bytes
+    vsn: bytes
+
+    TYPE: ClassVar[MessageType] = MessageType.ALIVE
+    FIELDS: ClassVar[tuple[_Field, ...]] = (
+        _f("Incarnation", "incarnation", "u32"),
+        _f("Node", "node", "str"),
+        _f("Addr", "addr", "bytes"),
+        _f("Port", "port", "u16"),
+        _f("Meta", "meta", "bytes"),
+        _f("Vsn", "vsn", "bytes"),
+    )
+
+
+@attrs.frozen
+class Dead(_Struct):
+    """deadMsg (5); ``from_ == node`` means a graceful leave."""
+
+    incarnation: int
+    node: str
+    from_: str
+
+    TYPE: ClassVar[MessageType] = MessageType.DEAD
+    FIELDS: ClassVar[tuple[_Field, ...]] = (
+        _f("Incarnation", "incarnation", "u32"),
+        _f("Node", "node", "str"),
+        _f("From", "from_", "str"),
+    )
+
+
+@attrs.frozen
+class PushNodeState(_Struct):
+    """One node in a push/pull; state 0 alive, 1 suspect, 2 dead, 3 left."""
+
+    name: str
+    addr: bytes
+    port: int
+    meta: bytes
+    incarnation: int
+    state: int
+    vsn: bytes
+
+    FIELDS: ClassVar[tuple[_Field, ...]] = (
+        _f("Name", "name", "str"),
+        _f("Addr", "addr", "bytes"),
+        _f("Port", "port", "u16"),
+        _f("Meta", "meta", "bytes"),
+        _f("Incarnation", "incarnation", "u32"),
+        _f("State", "state", "int"),
+        _f("Vsn", "vsn", "bytes"),
+    )
+
+
+_PUSH_PULL_HEADER: tuple[_Field, ...] = (
+    _f("Nodes", "nodes", "int"),
+    _f("UserStateLen", "user_state_len", "int"),
+    _f("Join", "join", "bool"),
+)
+_USER_MSG_HEADER: tuple[_Field, ...] = (_f("UserMsgLen", "user_msg_len", "int"),)
+
+
+@attrs.frozen
+class PushPull:
+    """pushPullMsg (6), TCP only: header {Nodes, UserStateLen, Join}, the node states, raw user state."""
+
+    join: bool
+    nodes: tuple[PushNodeState, ...]
+    user_state: bytes = b""
+
+    TYPE: ClassVar[MessageType] = MessageType.PUSH_PULL
+
+    def body(self) -> bytes:
+        header = {"Join": bool(self.join), "Nodes": len(self.nodes), "UserStateLen": len(self.user_state)}
+        parts = [packb(header)]
+        parts.extend(n.body() for n in self.nodes)
+        parts.append(bytes(self.user_state))
+        return b"".join(parts)
+
+
+@attrs.frozen
+class User:
+    """userMsg (8) over UDP: the type byte then the raw payload, no msgpack."""
+
+    payload: bytes
+
+    TYPE: ClassVar[MessageType] = MessageType.USER
+
+    def body(self) -> bytes:
+        return bytes(self.payload)
+
+
+@attrs.frozen
+class UserStream:
+    """userMsg (8) over TCP: msgpack header {UserMsgLen} then the raw payload."""
+
+    payload: bytes
+
+    TYPE: ClassVar[MessageType] = MessageType.USER
+
+    def body(self) -> bytes:
+        return packb({"UserMsgLen": len(self.payload)}) + bytes(self.payload)
+
+
+Message = Ping | IndirectPing | Ack | Nack | ErrResp | Suspect | Alive | Dead | PushPull | User | UserStream
+
+_UDP_STRUCTS: dict[int, type[_Struct]] = {
+    cls.TYPE: cls for cls in (Ping, IndirectPing, Ack, Nack, ErrResp, Suspect, Alive, Dead)
+}
+
+_FRAMING = {
+    MessageType.COMPOUND: "compound",
+    MessageType.COMPRESS: "compressed",
+    MessageType.HAS_CRC: "CRC-wrapped",
+    MessageType.HAS_LABEL: "labelled",
+}
+
+
+def encode(msg: Message) -> bytes:
+    """Type byte + body, exactly as memberlist's ``encode(msgType, in)`` (and sendLocalState) writes it."""
+    return bytes([msg.TYPE]) + msg.body()
+
+
+def _type_byte(data: bytes | bytearray | memoryview) -> MessageType:
+    code = data[0]
+    try:
+        return MessageType(code)
+    except ValueError:
+        raise DecodeError(f"unknown message type {code}") from None
+
+
+def decode(data: bytes | bytearray | memoryview) -> Message:
+    """Decode one UDP message (type byte + body, framing already removed by packets.unwrap_packet).
+
+    As Go does, bytes after the msgpack body are ignored.
+    """
+    if not data:
+        raise DecodeError("empty message")
+    mtype = _type_byte(data)
+    if mtype == MessageType.USER:
+        return User(bytes(data[1:]))
+    cls = _UDP_STRUCTS.get(mtype)
+    if cls is None:
+        if mtype == MessageType.ENCRYPT:
+            raise DecodeError("encrypted packet but no keyring")
+        if mtype == MessageType.PUSH_PULL:
+            raise DecodeError("push/pull message is only valid on a stream")
+        raise DecodeError(f"{_FRAMING[mtype]} packet: unwrap it with packets.unwrap_packet first")
+    if len(data) < 2:
+        raise DecodeError(f"{mtype.name} message has no body")
+    try:
+        obj, _ = decode_stream_value(data, 1)
+    except Incomplete as exc:
+        raise DecodeError(f"{mtype.name} body truncated: {exc}") from None
+    return cls.from_obj(obj)
+
+
+class _Reader:
+    """Successive msgpack values from one buffer with a single Unpacker (no re-copy per value)."""
+
+    def __init__(self, data: bytes | bytearray | memoryview, offset: int) -> None:
+        self.offset = offset
+        self._unpacker = _unpacker()
+        self._unpacker.feed(memoryview(data)[offset:])
+        self._base = offset
+
+    def next(self, what: str) -> Any:
+        try:
+            value = self._unpacker.unpack()
+        except msgpack.OutOfData:
+            raise Incomplete(f"{what}: buffer ends inside a msgpack value") from None
+        except Exception as exc:
+            raise DecodeError(f"{what}: invalid msgpack at offset {self.offset}: {type(exc).__name__}: {exc}") from None
+        self.offset = self._base + self._unpacker.tell()
+        return value
+
+
+def decode_stream(data: bytes | bytearray | memoryview) -> tuple[Message, int]:
+    """Decode one message from the start of a (plain, unlabelled, uncompressed) TCP stream buffer.
+
+    Returns (message, bytes consumed); raises Incomplete if the buffer ends early.  Use
+    packets.unwrap_stream first to strip a label header and undo stream compression.
+    """
+    if not data:
+        raise Incomplete("need the message type byte")
+    mtype = _type_byte(data)
+    if mtype == MessageType.PUSH_PULL:
+        reader = _Reader(data, 1)
+        header = _struct_values(_PUSH_PULL_HEADER, reader.next("push/pull header"), "pushPullHeader")
+        count, user_len = header["nodes"], header["user_state_len"]
+        if count < 0:
+            raise DecodeError(f"push/pull header: negative node count {count}")
+        if not 0 <= user_len <= MAX_PUSH_STATE_BYTES:
+            raise DecodeError(f"push/pull header: user state length {user_len} out of range")
+        nodes = []
+        for i in range(count):
+            nodes.append(PushNodeState.from_obj(reader.next(f"push/pull node state {i}")))
+        off = reader.offset
+        if len(data) < off + user_len:
+            raise Incomplete(f"push/pull user state: have {len(data) - off} of {user_len} bytes")
+        user_state = bytes(data[off : off + user_len])
+        return PushPull(header["join"], tuple(nodes), user_state), off + user_len
+    if mtype == MessageType.USER:
+        reader = _Reader(data, 1)
+        header_obj = reader.next("user message header")
+        off = reader.offset
+        length = _struct_values(_USER_MSG_HEADER, header_obj, "userMsgHeader")["user_msg_len"]
+        if not 0 <= length <= MAX_PUSH_STATE_BYTES:
+            raise DecodeError(f"user message header: length {length} out of range")
+        if len(data) < off + length:
+            raise Incomplete(f"user message: have {len(data) - off} of {length} bytes")
+        return UserStream(bytes(data[off : off + length])), off + length
+    cls = _UDP_STRUCTS.get(mtype)
+    if cls is None:
+        if mtype == MessageType.ENCRYPT:
+            raise DecodeError("encrypted stream but no keyring")
+        raise DecodeError(f"{_FRAMING[mtype]} stream: unwrap it with packets.unwrap_stream first")
+    reader = _Reader(data, 1)
+    obj = reader.next(f"{mtype.name} body")
+    return cls.from_obj(obj), reader.offset
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Serf's node meta
+
+
+def encode_tags(tags: dict[str, str]) -> bytes:
+    """Serf (protocol >= 3) node meta: 0xff then a msgpack map of tags (Go's map order is random)."""
+    return bytes([TAG_MAGIC_BYTE]) + packb({str(k): str(v) for k, v in tags.items()})
+
+
+def decode_tags(meta: bytes) -> dict[str, str]:
+    """Inverse of encode_tags; meta without the magic byte is the old role-only form, as Serf reads it."""
+    if not meta or meta[0] != TAG_MAGIC_BYTE:
+        return {"role": meta.decode("utf-8", "surrogateescape")}
+    obj = unpackb(meta[1:])
+    if not isinstance(obj, dict):
+        raise DecodeError(f"tags: expected a msgpack map, got {type(obj).__name__}")
+    tags: dict[str, str] = {}
+    for k, v in obj.items():
+        tags[_to_str("tag key", k)] = _to_str("tag value", v)
+    return tags

@@ -1,0 +1,178 @@
+"""Configuration profiles: memberlist's and Serf's knobs in one frozen record.
+
+The defaults are memberlist's ``DefaultLANConfig`` plus Serf's ``DefaultConfig``, value for value, because a
+node whose timings differ from its Go peers behaves differently under failure (suspicion windows, retransmit
+counts, reap times) even when every packet parses. Durations are float seconds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+# What this implementation can speak. memberlist: net.go ProtocolVersionMin/Max; Serf: serf.go
+# ProtocolVersionMin/Max. Serf maps every delegate version 2..5 to memberlist protocol 2 (ProtocolVersionMap).
+MEMBERLIST_PROTOCOL_MIN = 1
+MEMBERLIST_PROTOCOL_MAX = 5
+MEMBERLIST_PROTOCOL_VERSION = 2
+SERF_PROTOCOL_MIN = 2
+SERF_PROTOCOL_MAX = 5
+SERF_PROTOCOL_VERSION = 4
+
+# Consul raises Serf's ReconnectTimeout from 24 h to 72 h on both its LAN and WAN pools.
+CONSUL_RECONNECT_TIMEOUT = 72 * 3600.0
+
+
+def _seconds(default: float) -> Any:
+    """A duration field: ints are accepted and stored as float seconds."""
+    return attrs.field(default=default, converter=float)
+
+
+@attrs.frozen(kw_only=True)
+class Config:
+    """Every tunable of the gossip stack; build one with `lan`, `local`, `wan` or `profile`."""
+
+    # --- memberlist (memberlist/config.go DefaultLANConfig) ---
+    protocol_version: int = MEMBERLIST_PROTOCOL_VERSION
+    protocol_min: int = MEMBERLIST_PROTOCOL_MIN
+    protocol_max: int = MEMBERLIST_PROTOCOL_MAX
+    tcp_timeout: float = _seconds(10.0)
+    indirect_checks: int = 3
+    retransmit_mult: int = 4
+    suspicion_mult: int = 4
+    suspicion_max_timeout_mult: int = 6
+    push_pull_interval: float = _seconds(30.0)
+    probe_interval: float = _seconds(1.0)
+    probe_timeout: float = _seconds(0.5)
+    disable_tcp_pings: bool = False
+    awareness_max_multiplier: int = 8
+    gossip_interval: float = _seconds(0.2)
+    gossip_nodes: int = 3
+    gossip_to_the_dead_time: float = _seconds(30.0)
+    gossip_verify_incoming: bool = True
+    gossip_verify_outgoing: bool = True
+    enable_compression: bool = True
+    handoff_queue_depth: int = 1024
+    udp_buffer_size: int = 1400
+    dead_node_reclaim_time: float = _seconds(0.0)
+    require_node_names: bool = False
+    label: str = ""
+    skip_inbound_label_check: bool = False
+
+    # --- Serf (serf/config.go DefaultConfig, serf.go) ---
+    serf_protocol_version: int = SERF_PROTOCOL_VERSION
+    serf_protocol_min: int = SERF_PROTOCOL_MIN
+    serf_protocol_max: int = SERF_PROTOCOL_MAX
+    broadcast_timeout: float = _seconds(5.0)
+    leave_propagate_delay: float = _seconds(1.0)
+    coalesce_period: float = _seconds(0.0)
+    quiescent_period: float = _seconds(0.0)
+    user_coalesce_period: float = _seconds(0.0)
+    user_quiescent_period: float = _seconds(0.0)
+    reap_interval: float = _seconds(15.0)
+    reconnect_interval: float = _seconds(30.0)
+    reconnect_timeout: float = _seconds(24 * 3600.0)
+    tombstone_timeout: float = _seconds(24 * 3600.0)
+    flap_timeout: float = _seconds(60.0)
+    queue_check_interval: float = _seconds(30.0)
+    queue_depth_warning: int = 128
+    max_queue_depth: int = 4096
+    min_queue_depth: int = 0
+    recent_intent_timeout: float = _seconds(300.0)
+    event_buffer: int = 512
+    query_buffer: int = 512
+    query_timeout_mult: int = 16
+    query_response_size_limit: int = 1024
+    query_size_limit: int = 1024
+    user_event_size_limit: int = 512
+    enable_name_conflict_resolution: bool = True
+    disable_coordinates: bool = False
+    rejoin_after_leave: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        _check_range("protocol_version", self.protocol_version, self.protocol_min, self.protocol_max)
+        _check_range(
+            "serf_protocol_version", self.serf_protocol_version, self.serf_protocol_min, self.serf_protocol_max
+        )
+
+    @property
+    def vsn(self) -> bytes:
+        """The six version bytes of an Alive message: pmin, pmax, pcur, dmin, dmax, dcur."""
+        return bytes(
+            (
+                self.protocol_min,
+                self.protocol_max,
+                self.protocol_version,
+                self.serf_protocol_min,
+                self.serf_protocol_max,
+                self.serf_protocol_version,
+            )
+        )
+
+    @classmethod
+    def lan(cls, **overrides: Any) -> Config:
+        """memberlist DefaultLANConfig + Serf DefaultConfig."""
+        return _build(cls, {}, overrides)
+
+    @classmethod
+    def wan(cls, **overrides: Any) -> Config:
+        """memberlist DefaultWANConfig: slower probes, longer suspicion, for links across datacenters."""
+        return _build(cls, _WAN, overrides)
+
+    @classmethod
+    def local(cls, **overrides: Any) -> Config:
+        """memberlist DefaultLocalConfig: loopback or a single fast LAN, used by tests and benchmarks."""
+        return _build(cls, _LOCAL, overrides)
+
+    @classmethod
+    def profile(cls, name: str, **overrides: Any) -> Config:
+        """The profile called `name` ("lan", "wan", "local"), with overrides applied."""
+        try:
+            base = PROFILES[name]
+        except KeyError:
+            raise ValueError(f"unknown profile {name!r}; known: {', '.join(sorted(PROFILES))}") from None
+        return _build(cls, base, overrides)
+
+
+# memberlist DefaultWANConfig, relative to DefaultLANConfig.
+_WAN: dict[str, Any] = {
+    "tcp_timeout": 30.0,
+    "suspicion_mult": 6,
+    "push_pull_interval": 60.0,
+    "probe_timeout": 3.0,
+    "probe_interval": 5.0,
+    "gossip_nodes": 4,
+    "gossip_interval": 0.5,
+    "gossip_to_the_dead_time": 60.0,
+}
+
+# memberlist DefaultLocalConfig, relative to DefaultLANConfig.
+_LOCAL: dict[str, Any] = {
+    "tcp_timeout": 1.0,
+    "indirect_checks": 1,
+    "retransmit_mult": 2,
+    "suspicion_mult": 3,
+    "push_pull_interval": 15.0,
+    "probe_timeout": 0.2,
+    "probe_interval": 1.0,
+    "gossip_interval": 0.1,
+    "gossip_to_the_dead_time": 15.0,
+}
+
+PROFILES: dict[str, dict[str, Any]] = {"lan": {}, "wan": _WAN, "local": _LOCAL}
+
+
+def _build(cls: type[Config], base: dict[str, Any], overrides: dict[str, Any]) -> Config:
+    """Merge a profile with overrides, rejecting misspelt knobs loudly rather than ignoring them."""
+    known = attrs.fields_dict(cls)
+    unknown = sorted(set(overrides) - set(known))
+    if unknown:
+        raise ValueError(f"unknown config knob(s): {', '.join(unknown)}")
+    return cls(**{**base, **overrides})
+
+
+def _check_range(name: str, value: int, low: int, high: int) -> None:
+    """memberlist.Create and serf.Create refuse a version outside what the code can speak."""
+    if not low <= value <= high:
+        raise ValueError(f"{name} {value} outside the supported range [{low}, {high}]")

@@ -1,0 +1,490 @@
+"""memberlist's framing: compound, CRC, label, LZW compression for UDP packets and TCP streams.
+
+Layering, outermost first, as memberlist writes a UDP packet: ``label header`` (transport, only if a label is
+configured) > ``encryption`` (not supported here) > ``CRC`` (only to peers speaking protocol >= 5) >
+``compress`` (only if it made the packet smaller) > ``compound`` (only for more than one message) > messages.
+A TCP stream is ``label header`` > ``encryption`` > ``compress`` (always, when compression is on) > one
+message.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Sequence
+
+import attrs
+
+from .codec import (
+    MAX_PUSH_STATE_BYTES,
+    DecodeError,
+    Incomplete,
+    Message,
+    MessageType,
+    decode_stream,
+    decode_stream_value,
+    packb,
+)
+
+__all__ = [
+    "LZW_ALGO",
+    "MAX_DECOMPRESSED",
+    "Unwrapped",
+    "add_crc",
+    "add_label",
+    "check_crc",
+    "compress",
+    "decompress_payload",
+    "lzw_compress",
+    "lzw_decompress",
+    "make_compound",
+    "read_stream",
+    "split_compound",
+    "strip_label",
+    "strip_stream_label",
+    "unwrap_packet",
+    "unwrap_packet_info",
+    "unwrap_stream",
+    "wrap_packet",
+    "wrap_stream",
+]
+
+LZW_ALGO = 0
+#: refuse to inflate beyond this (memberlist has no limit; this guards against decompression bombs)
+MAX_DECOMPRESSED = MAX_PUSH_STATE_BYTES + (1 << 20)
+#: nesting of compound/compress inside each other we are willing to follow
+_MAX_DEPTH = 8
+
+# ---------------------------------------------------------------------------------------------------------
+# LZW, as Go's compress/lzw with order LSB and literal width 8
+
+_CLEAR = 256
+_EOF = 257
+_MAX_CODE = 4095
+_MAX_WIDTH = 12
+
+
+def lzw_compress(data: bytes, *, clear_first: bool = True) -> bytes:
+    """compress/lzw NewWriter(w, LSB, 8): Write(data) then Close().
+
+    Go >= 1.17 starts the stream with a clear code (``clear_first``); older Go does not.  Both decode the same.
+    """
+    out = bytearray()
+    bits = 0
+    nbits = 0
+    width = 9
+    hi = _EOF
+    overflow = 512
+    table: dict[int, int] = {}
+
+    def emit(c: int) -> None:
+        nonlocal bits, nbits
+        bits |= c << nbits
+        nbits += width
+        while nbits >= 8:
+            out.append(bits & 0xFF)
+            bits >>= 8
+            nbits -= 8
+
+    if not data:
+        if clear_first:
+            emit(_CLEAR)
+        emit(_EOF)
+        if nbits:
+            out.append(bits & 0xFF)
+        return bytes(out)
+    if clear_first:
+        emit(_CLEAR)
+    code = data[0]
+    for i in range(1, len(data)):
+        literal = data[i]
+        key = (code << 8) | literal
+        found = table.get(key)
+        if found is not None:
+            code = found
+            continue
+        emit(code)
+        code = literal
+        hi += 1  # Writer.incHi
+        if hi == overflow:
+            width += 1
+            overflow <<= 1
+        if hi == _MAX_CODE:
+            emit(_CLEAR)
+            width, hi, overflow = 9, _EOF, 512
+            table.clear()
+            continue
+        table[key] = hi
+    # Close(): the saved code, incHi (which may widen or clear), then eof and the final partial byte.
+    emit(code)
+    hi += 1
+    if hi == overflow:
+        width += 1
+        overflow <<= 1
+    if hi == _MAX_CODE:
+        emit(_CLEAR)
+        width, hi, overflow = 9, _EOF, 512
+    emit(_EOF)
+    if nbits:
+        out.append(bits & 0xFF)
+    return bytes(out)
+
+
+def lzw_decompress(data: bytes, *, max_size: int = MAX_DECOMPRESSED) -> bytes:
+    """compress/lzw NewReader(r, LSB, 8) read to the end: the eof code is required, bytes after it ignored."""
+    out = bytearray()
+    table: list[bytes | None] = [bytes([i]) for i in range(256)] + [None] * (_MAX_CODE + 1 - 256)
+    width = 9
+    hi = _EOF
+    overflow = 512
+    last: int | None = None
+    bits = 0
+    nbits = 0
+    pos = 0
+    n = len(data)
+    while True:
+        while nbits < width:
+            if pos >= n:
+                raise DecodeError("lzw: unexpected end of data (no eof code)")
+            bits |= data[pos] << nbits
+            pos += 1
+            nbits += 8
+        code = bits & ((1 << width) - 1)
+        bits >>= width
+        nbits -= width
+        if code == _CLEAR:
+            width, hi, overflow, last = 9, _EOF, 512, None
+            continue
+        if code == _EOF:
+            return bytes(out)
+        if code < _CLEAR:
+            entry = table[code]
+        elif code == hi and last is not None:
+            prev = table[last]
+            assert prev is not None
+            entry = prev + prev[:1]
+        elif code <= hi:
+            entry = table[code]
+            if entry is None:
+                raise DecodeError(f"lzw: code {code} used before it was defined")
+        else:
+            raise DecodeError(f"lzw: invalid code {code} (next code is {hi})")
+        assert entry is not None
+        out += entry
+        if len(out) > max_size:
+            raise DecodeError(f"lzw: output exceeds {max_size} bytes")
+        if last is not None:
+            prev = table[last]
+            assert prev is not None
+            table[hi] = prev + entry[:1]
+        last = code
+        hi += 1
+        if hi >= overflow:
+            if width == _MAX_WIDTH:
+                last = None
+                hi -= 1
+            else:
+                width += 1
+                overflow <<= 1
+
+
+# ---------------------------------------------------------------------------------------------------------
+# compress message
+
+
+def compress(data: bytes) -> bytes:
+    """A full compressMsg: type 9 + msgpack {Algo: 0, Buf: raw LZW}, as memberlist's compressPayload."""
+    return bytes([MessageType.COMPRESS]) + packb({"Algo": LZW_ALGO, "Buf": lzw_compress(data)})
+
+
+def _compress_struct(obj: object) -> bytes:
+    """Validate a decoded compress{} struct and inflate its Buf."""
+    if not isinstance(obj, dict):
+        raise DecodeError(f"compress: expected a msgpack map, got {type(obj).__name__}")
+    algo = obj.get(b"Algo", 0)
+    buf = obj.get(b"Buf", b"")
+    if algo is None:
+        algo = 0
+    if buf is None:
+        buf = b""
+    if isinstance(algo, bool) or not isinstance(algo, int):
+        raise DecodeError(f"compress.Algo: expected integer, got {type(algo).__name__}")
+    if algo != LZW_ALGO:
+        raise DecodeError(f"compress: cannot decompress unknown algorithm {algo}")
+    if not isinstance(buf, bytes):
+        raise DecodeError(f"compress.Buf: expected raw bytes, got {type(buf).__name__}")
+    return lzw_decompress(buf)
+
+
+def decompress_payload(buf: bytes) -> bytes:
+    """Inflate a compressMsg body (the msgpack {Algo, Buf}); a leading type byte 9 is accepted too."""
+    if buf[:1] == bytes([MessageType.COMPRESS]):
+        buf = buf[1:]
+    try:
+        obj, _ = decode_stream_value(buf, 0)
+    except Incomplete as exc:
+        raise DecodeError(f"compress: truncated: {exc}") from None
+    return _compress_struct(obj)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# compound, CRC, label
+
+
+def make_compound(msgs: Sequence[bytes]) -> bytes:
+    """type 7, uint8 count, one big-endian uint16 length per message, then the messages."""
+    if len(msgs) > 255:
+        raise ValueError(f"a compound message holds at most 255 messages, got {len(msgs)}")
+    for m in msgs:
+        if len(m) > 0xFFFF:
+            raise ValueError(f"message of {len(m)} bytes does not fit a compound (max 65535)")
+    head = struct.pack(f">BB{len(msgs)}H", MessageType.COMPOUND, len(msgs), *(len(m) for m in msgs))
+    return head + b"".join(bytes(m) for m in msgs)
+
+
+def split_compound(data: bytes) -> tuple[list[bytes], int]:
+    """Split a compound message (type byte 7 included); returns (parts, number of truncated parts).
+
+    As memberlist's decodeCompoundMessage, parts cut off by the end of the packet are counted, not an error.
+    """
+    if not data or data[0] != MessageType.COMPOUND:
+        raise DecodeError("not a compound message")
+    if len(data) < 2:
+        raise DecodeError("compound: missing length byte")
+    count = data[1]
+    end_lengths = 2 + 2 * count
+    if len(data) < end_lengths:
+        raise DecodeError(f"compound: truncated length table ({count} messages)")
+    lengths = struct.unpack_from(f">{count}H", data, 2)
+    parts: list[bytes] = []
+    off = end_lengths
+    for idx, length in enumerate(lengths):
+        if len(data) < off + length:
+            return parts, count - idx
+        parts.append(bytes(data[off : off + length]))
+        off += length
+    return parts, 0
+
+
+def add_crc(data: bytes) -> bytes:
+    """type 12 + big-endian CRC-32 (IEEE) of ``data`` + ``data``."""
+    return struct.pack(">BI", MessageType.HAS_CRC, zlib.crc32(data)) + bytes(data)
+
+
+def check_crc(data: bytes) -> bytes:
+    """Verify and strip a CRC header (type byte 12 included); raises DecodeError on mismatch."""
+    if not data or data[0] != MessageType.HAS_CRC:
+        raise DecodeError("not a CRC-wrapped message")
+    if len(data) < 5:
+        raise DecodeError("CRC header truncated")
+    (expected,) = struct.unpack_from(">I", data, 1)
+    rest = bytes(data[5:])
+    got = zlib.crc32(rest)
+    if got != expected:
+        raise DecodeError(f"invalid checksum: computed {got:08x}, packet says {expected:08x}")
+    return rest
+
+
+def add_label(data: bytes, label: str) -> bytes:
+    """type 244 + uint8 length + label; no header at all for the empty label (as memberlist)."""
+    if not label:
+        return bytes(data)
+    raw = label.encode()
+    if len(raw) > 255:
+        raise ValueError(f"label is {len(raw)} bytes, at most 255 allowed")
+    return bytes([MessageType.HAS_LABEL, len(raw)]) + raw + bytes(data)
+
+
+def strip_label(data: bytes) -> tuple[str, bytes]:
+    """(label, rest); ("", data) if there is no label header."""
+    if not data or data[0] != MessageType.HAS_LABEL:
+        return "", bytes(data)
+    if len(data) < 2:
+        raise DecodeError("cannot decode label; packet has been truncated")
+    size = data[1]
+    if size < 1:
+        raise DecodeError("label header cannot be empty when present")
+    if len(data) < 2 + size:
+        raise DecodeError("cannot decode label; packet has been truncated")
+    return bytes(data[2 : 2 + size]).decode("utf-8", "surrogateescape"), bytes(data[2 + size :])
+
+
+def _check_label(got: str, expected: str, what: str) -> None:
+    if got != expected:
+        raise DecodeError(f"discarding {what} with unacceptable label {got!r} (expected {expected!r})")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# UDP packets
+
+
+@attrs.frozen
+class Unwrapped:
+    """What unwrap_packet_info found: the messages, plus how they were framed (for diagnostics)."""
+
+    messages: tuple[bytes, ...]
+    truncated: int = 0  # compound parts cut off by the end of the packet
+    label: str = ""
+    crc: bool = False
+    compressed: bool = False
+    compound: bool = False
+
+
+def unwrap_packet_info(data: bytes, expected_label: str = "") -> Unwrapped:
+    """Like unwrap_packet, also telling which framing was present and how many parts were truncated."""
+    label, data = strip_label(data)
+    _check_label(label, expected_label, "packet")
+    if not data:
+        raise DecodeError("empty packet")
+    if data[0] == MessageType.ENCRYPT:
+        raise DecodeError("encrypted packet but no keyring")
+    crc = False
+    if len(data) >= 5 and data[0] == MessageType.HAS_CRC:
+        data = check_crc(data)
+        crc = True
+        if not data:
+            raise DecodeError("empty packet after CRC header")
+    found = {"truncated": 0, "compressed": False, "compound": False}
+    messages: list[bytes] = []
+    _collect(data, messages, found, 0)
+    return Unwrapped(
+        tuple(messages),
+        truncated=found["truncated"],
+        label=label,
+        crc=crc,
+        compressed=found["compressed"],
+        compound=found["compound"],
+    )
+
+
+def _collect(data: bytes, out: list[bytes], found: dict[str, int | bool], depth: int) -> None:
+    """memberlist's handleCommand recursion over compound and compress messages."""
+    if depth > _MAX_DEPTH:
+        raise DecodeError(f"compound/compress nested deeper than {_MAX_DEPTH}")
+    if not data:
+        raise DecodeError("empty message inside a compound")
+    kind = data[0]
+    if kind == MessageType.COMPOUND:
+        found["compound"] = True
+        parts, truncated = split_compound(data)
+        found["truncated"] = int(found["truncated"]) + truncated
+        for part in parts:
+            _collect(part, out, found, depth + 1)
+    elif kind == MessageType.COMPRESS:
+        found["compressed"] = True
+        _collect(decompress_payload(data[1:]), out, found, depth + 1)
+    else:
+        out.append(bytes(data))
+
+
+def unwrap_packet(data: bytes, expected_label: str = "") -> list[bytes]:
+    """One UDP datagram -> its messages (each starting with its type byte), framing removed.
+
+    Label (must equal ``expected_label``), CRC, compression and compound are undone recursively as memberlist's
+    ingestPacket/handleCommand do.  Truncated compound parts are dropped (see unwrap_packet_info).
+    """
+    return list(unwrap_packet_info(data, expected_label).messages)
+
+
+def wrap_packet(
+    msgs: Sequence[bytes],
+    *,
+    crc: bool,
+    label: str = "",
+    compress: bool = False,
+    limit: int = 1400,
+) -> bytes:
+    """Frame messages into one datagram as memberlist sends them; ValueError if the result exceeds ``limit``.
+
+    One message goes bare, several in a compound; compression is kept only if it shrinks the payload; ``crc``
+    should be true when the recipient speaks protocol >= 5.
+    """
+    if not msgs:
+        raise ValueError("no messages to wrap")
+    payload = bytes(msgs[0]) if len(msgs) == 1 else make_compound(msgs)
+    if compress:
+        packed = _compress_msg(payload)
+        if len(packed) < len(payload):
+            payload = packed
+    if crc:
+        payload = add_crc(payload)
+    payload = add_label(payload, label)
+    if len(payload) > limit:
+        raise ValueError(f"packet of {len(payload)} bytes exceeds the limit of {limit}")
+    return payload
+
+
+_compress_msg = compress
+
+
+# ---------------------------------------------------------------------------------------------------------
+# TCP streams
+
+
+def strip_stream_label(data: bytes, expected_label: str = "") -> tuple[str, int]:
+    """(label, header length) at the start of a stream; Incomplete until the whole header is there."""
+    if not data:
+        raise Incomplete("need the first byte of the stream")
+    if data[0] != MessageType.HAS_LABEL:
+        _check_label("", expected_label, "stream")
+        return "", 0
+    if len(data) < 2:
+        raise Incomplete("need the label length byte")
+    size = data[1]
+    if size < 1:
+        raise DecodeError("label header cannot be empty when present")
+    if len(data) < 2 + size:
+        raise Incomplete(f"need {2 + size - len(data)} more bytes of label")
+    label = bytes(data[2 : 2 + size]).decode("utf-8", "surrogateescape")
+    _check_label(label, expected_label, "stream")
+    return label, 2 + size
+
+
+def unwrap_stream(data: bytes, expected_label: str = "") -> bytes:
+    """A stream buffer -> the bytes of the message inside (label header removed, compression undone).
+
+    For an uncompressed stream this is simply the rest of the buffer (feed it to codec.decode_stream, which
+    may still raise Incomplete); for a compressMsg it is the inflated message, which must then be complete.
+    Raises Incomplete while the label header or the compress message is still arriving.
+    """
+    _, off = strip_stream_label(data, expected_label)
+    if len(data) <= off:
+        raise Incomplete("need the message type byte")
+    kind = data[off]
+    if kind == MessageType.ENCRYPT:
+        raise DecodeError("encrypted stream but no keyring")
+    if kind == MessageType.COMPRESS:
+        obj, _ = decode_stream_value(data, off + 1)
+        inner = _compress_struct(obj)
+        if not inner:
+            raise DecodeError("compressed stream holds an empty message")
+        return inner
+    return bytes(data[off:])
+
+
+def read_stream(data: bytes, expected_label: str = "") -> tuple[Message, int]:
+    """unwrap_stream + decode_stream: (message, bytes of ``data`` consumed), or Incomplete."""
+    _, off = strip_stream_label(data, expected_label)
+    if len(data) <= off:
+        raise Incomplete("need the message type byte")
+    kind = data[off]
+    if kind == MessageType.ENCRYPT:
+        raise DecodeError("encrypted stream but no keyring")
+    if kind == MessageType.COMPRESS:
+        obj, end = decode_stream_value(data, off + 1)
+        inner = _compress_struct(obj)
+        if not inner:
+            raise DecodeError("compressed stream holds an empty message")
+        try:
+            msg, _ = decode_stream(inner)
+        except Incomplete as exc:
+            raise DecodeError(f"compressed stream message is truncated: {exc}") from None
+        return msg, end
+    msg, used = decode_stream(memoryview(data)[off:])
+    return msg, off + used
+
+
+def wrap_stream(msg: bytes, *, label: str = "", compress: bool = False) -> bytes:
+    """One encoded message -> stream bytes, as rawSendMsgStream (always compresses when enabled) + label."""
+    payload = _compress_msg(msg) if compress else bytes(msg)
+    return add_label(payload, label)
