@@ -15,6 +15,7 @@ import attrs
 from protocol.suspicion import retransmit_limit
 
 OnFinished = Callable[[], None]
+_INF = float("inf")
 
 
 @attrs.frozen(eq=False)
@@ -39,6 +40,7 @@ class BroadcastQueue:
     def __init__(self, retransmit_mult: int) -> None:
         self.retransmit_mult = retransmit_mult
         self._items: list[QueuedBroadcast] = []  # sorted by _order
+        self._keys: list[tuple[int, int, int]] = []  # _order of each item, kept in step: bisect without calls
         self._by_key: dict[str, QueuedBroadcast] = {}
         self._next_id = 0
 
@@ -88,15 +90,16 @@ class BroadcastQueue:
             if idx is None:
                 tier = self._next_tier(tier)
                 continue
-            entry = self._items.pop(idx)
-            self._forget_key(entry)
+            entry = self._pop(idx)
             used += overhead + len(entry.msg)
             sent.append(entry.msg)
             if entry.transmits + 1 >= transmit_limit:
                 retired.append(entry)
             else:
                 # Reinserted after the walk, or it would be met again in the next tier.
-                bumped.append(attrs.evolve(entry, transmits=entry.transmits + 1))
+                bumped.append(
+                    QueuedBroadcast(entry.key, entry.msg, entry.transmits + 1, entry.id, entry.on_finished)
+                )
         for entry in bumped:
             self._insert(entry)
         for entry in retired:
@@ -107,15 +110,14 @@ class BroadcastQueue:
         """Drop the most-sent (then smallest, oldest) broadcasts until at most `max_retained` remain."""
         dropped: list[QueuedBroadcast] = []
         while len(self._items) > max(max_retained, 0):
-            entry = self._items.pop()
-            self._forget_key(entry)
+            entry = self._pop(len(self._items) - 1)
             dropped.append(entry)
         for entry in dropped:
             _finish(entry)
 
     def reset(self) -> None:
         """Drop everything, finishing each broadcast in queue order."""
-        dropped, self._items, self._by_key = self._items, [], {}
+        dropped, self._items, self._keys, self._by_key = self._items, [], [], {}
         self._next_id = 0
         for entry in dropped:
             _finish(entry)
@@ -128,26 +130,34 @@ class BroadcastQueue:
 
     def _first_fitting(self, tier: int, free: int) -> int | None:
         """Index of the first entry in `tier` whose message fits in `free` bytes."""
-        idx = bisect.bisect_left(self._items, (tier, -free, -float("inf")), key=_order)
+        idx = bisect.bisect_left(self._keys, (tier, -free, -_INF))
         if idx < len(self._items) and self._items[idx].transmits == tier:
             return idx
         return None
 
     def _next_tier(self, tier: int) -> int | None:
         """The next transmit count present in the queue, skipping empty tiers."""
-        idx = bisect.bisect_left(self._items, (tier + 1, -float("inf"), -float("inf")), key=_order)
+        idx = bisect.bisect_left(self._keys, (tier + 1, -_INF, -_INF))
         return self._items[idx].transmits if idx < len(self._items) else None
 
     def _insert(self, entry: QueuedBroadcast) -> None:
-        bisect.insort(self._items, entry, key=_order)
+        order = _order(entry)
+        idx = bisect.bisect_right(self._keys, order)
+        self._keys.insert(idx, order)
+        self._items.insert(idx, entry)
         if entry.key is not None:
             self._by_key[entry.key] = entry
 
     def _remove(self, entry: QueuedBroadcast) -> None:
-        idx = bisect.bisect_left(self._items, _order(entry), key=_order)
+        idx = bisect.bisect_left(self._keys, _order(entry))
         assert self._items[idx] is entry, "broadcast queue order corrupted"
-        del self._items[idx]
+        self._pop(idx)
+
+    def _pop(self, idx: int) -> QueuedBroadcast:
+        del self._keys[idx]
+        entry = self._items.pop(idx)
         self._forget_key(entry)
+        return entry
 
     def _forget_key(self, entry: QueuedBroadcast) -> None:
         if entry.key is not None and self._by_key.get(entry.key) is entry:
