@@ -1,0 +1,771 @@
+"""The trio driver around the sans-IO gossip machine (protocol.Serf or protocol.Node).
+
+The machine never touches a socket or a clock; this module owns both.  Every input (a datagram, the bytes of a
+TCP stream, a timer, a command) is fed to the machine synchronously, then the *transmit pump* is kicked: it drains
+``poll_transmit()`` (UDP sends, TCP dials) and ``poll_event()`` (subscribers, logging, join/leave waiters).
+Because trio is cooperative and the machine is only ever called from synchronous code between checkpoints, the
+machine needs no locking.
+
+Task layout (all inside ``run``; cancelling ``run`` stops everything):
+
+- probing nursery: the UDP receive loop, the timer loop, the transmit pump;
+- anti-entropy nursery: the TCP listener (one handler task per connection) and the stream dialer tasks.
+
+``now`` is ``trio.current_time()``: a machine given to the driver must use the same clock (build it inside
+``trio.run``, or hand the driver a factory, see ``GossipDriver``).
+
+``python -m agent.gossip`` runs a bare gossip node (see ``main``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import errno
+import json
+import logging
+import math
+import os
+import random
+import signal
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
+
+import attrs
+import trio
+
+log = logging.getLogger("triumvir.gossip")
+
+Addr = tuple[str, int]
+
+#: memberlist's udpPacketBufSize: the largest datagram we read.
+UDP_PACKET_BUF_SIZE = 65536
+#: memberlist's udpRecvBufSize: what we ask the kernel for, so bursts of gossip are not dropped.
+UDP_RECV_BUF_SIZE = 2 * 1024 * 1024
+#: memberlist's maxPushStateBytes plus room for the header: the most we buffer for one TCP stream.
+MAX_STREAM_BYTES = 20 * 1024 * 1024 + 64 * 1024
+#: How often we try to find a port free for both TCP and UDP when asked for port 0.
+BIND_ATTEMPTS = 10
+#: Errors from accept() that mean "out of resources, try again shortly" (as trio.serve_listeners).
+_ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+#: Errors from recvfrom() that an ICMP report or a peer can cause; never fatal for the loop.
+_UDP_TRANSIENT_ERRNOS = {
+    errno.ECONNREFUSED,
+    errno.ECONNRESET,
+    errno.EHOSTUNREACH,
+    errno.ENETUNREACH,
+    errno.EMSGSIZE,
+}
+_DIAG_LEVELS = {
+    "trace": logging.DEBUG,
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "err": logging.ERROR,
+    "error": logging.ERROR,
+}
+
+
+class Machine(Protocol):
+    """The IO surface of protocol.Serf / protocol.Node that the driver uses (docs/internals.md)."""
+
+    def handle_datagram(self, now: float, addr: Addr, data: bytes) -> None: ...
+    def handle_stream(self, now: float, addr: Addr, data: bytes) -> bytes | None: ...
+    def handle_stream_reply(self, now: float, stream_id: int, data: bytes) -> bool: ...
+    def handle_stream_error(self, now: float, stream_id: int, reason: str) -> None: ...
+    def handle_timeout(self, now: float) -> None: ...
+    def poll_transmit(self) -> Any: ...
+    def poll_event(self) -> Any: ...
+    def poll_timeout(self) -> float | None: ...
+    def join(self, now: float, addrs: list[Addr]) -> None: ...
+    def leave(self, now: float) -> None: ...
+    def members(self) -> list[Any]: ...
+
+
+MachineFactory = Callable[[Addr], Machine]
+
+
+@attrs.define
+class DriverStats:
+    """Counters for tests and benchmarks; plain ints, never reset."""
+
+    datagrams_in: int = 0
+    datagrams_out: int = 0
+    bad_datagrams: int = 0
+    send_errors: int = 0
+    streams_in: int = 0
+    streams_in_failed: int = 0
+    streams_out: int = 0
+    streams_out_failed: int = 0
+    events: int = 0
+    events_dropped: int = 0
+    subscribers_closed: int = 0
+
+
+@attrs.define(eq=False)
+class _Subscriber:
+    send: trio.MemorySendChannel[Any]
+    close_on_overflow: bool
+    dropped: int = 0
+
+
+@attrs.define(eq=False)
+class _JoinWaiter:
+    """One ``join()`` call: which addresses still owe a JoinResult, and how many were ok."""
+
+    pending: Counter[Addr]
+    done: trio.Event = attrs.field(factory=trio.Event)
+    ok: int = 0
+    errors: list[str] = attrs.field(factory=list)
+
+
+def _kind(obj: object) -> str:
+    # Transmits and events are told apart by class name, not isinstance: the driver is tested against fakes and
+    # must not import protocol/ classes that Serf and Node may each define or re-export.
+    return type(obj).__name__
+
+
+def _norm_addr(addr: Sequence[Any]) -> Addr:
+    # IPv6 sockets report (host, port, flowinfo, scope_id); the machine wants (host, port).
+    return (str(addr[0]), int(addr[1]))
+
+
+def _is_wildcard(host: str) -> bool:
+    return host in ("", "0.0.0.0", "::")
+
+
+def parse_addr(text: str, default_port: int = 7946) -> Addr:
+    """Parse ``IP``, ``IP:PORT``, ``[v6]:PORT`` or ``host:PORT`` as serf's command line does."""
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        return (host, int(rest[1:]) if rest.startswith(":") else default_port)
+    if text.count(":") == 1:
+        host, _, port = text.partition(":")
+        return (host, int(port))
+    return (text, default_port)
+
+
+class GossipDriver:
+    """Runs a sans-IO gossip machine on real UDP/TCP sockets bound to one port.
+
+    ``machine`` is either the machine itself or a factory ``f(bound_addr) -> machine``, called inside ``run``
+    once the sockets are bound: that is how a node bound to port 0 learns the port it must advertise.
+    ``tcp_timeout`` bounds each inbound connection (memberlist's TCPTimeout); outbound dials use the timeout
+    carried by each ``StreamOpen``.
+    """
+
+    def __init__(
+        self,
+        machine: Machine | MachineFactory,
+        bind: Addr,
+        *,
+        tcp_timeout: float | None = None,
+        max_stream_bytes: int = MAX_STREAM_BYTES,
+    ) -> None:
+        if hasattr(machine, "handle_datagram"):
+            self._machine: Machine | None = machine  # type: ignore[assignment]
+            self._factory: MachineFactory | None = None
+        else:
+            self._machine = None
+            self._factory = machine  # type: ignore[assignment]
+        self._bind = _norm_addr(bind)
+        self._tcp_timeout = tcp_timeout
+        self.max_stream_bytes = max_stream_bytes
+        self.stats = DriverStats()
+        self.address: Addr | None = None
+        self._udp: trio.socket.SocketType | None = None
+        self._subscribers: list[_Subscriber] = []
+        self._join_waiters: list[_JoinWaiter] = []
+        self._leave_done: trio.Event | None = None
+        self._leave_timed_out = False
+        self._pump_wake = trio.Event()
+        self._timer_wake = trio.Event()
+        self._dial_nursery: trio.Nursery | None = None
+        self._running = False
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def machine(self) -> Machine:
+        """The machine (built by the factory once ``run`` has bound the sockets)."""
+        if self._machine is None:
+            raise RuntimeError("the machine is built when run() has bound the sockets")
+        return self._machine
+
+    @property
+    def tcp_timeout(self) -> float:
+        """The bound on an inbound connection: the constructor's, else the machine config's, else 10 s."""
+        if self._tcp_timeout is not None:
+            return self._tcp_timeout
+        config = getattr(self._machine, "config", None)
+        return float(getattr(config, "tcp_timeout", 10.0))
+
+    # ------------------------------------------------------------------ run
+
+    async def run(self, *, task_status: trio.TaskStatus[Addr] = trio.TASK_STATUS_IGNORED) -> None:
+        """Bind, report the bound (host, port) through ``task_status``, then serve until cancelled."""
+        if self._running:
+            raise RuntimeError("GossipDriver.run() is already running")
+        tcp, udp, bound = await self._bind_sockets()
+        try:
+            self._udp = udp
+            self.address = bound
+            if self._machine is None:
+                assert self._factory is not None
+                self._machine = self._factory(bound)
+            self._running = True
+            log.info("gossip listening on %s:%d (udp+tcp)", *bound)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self._anti_entropy, tcp)
+                await nursery.start(self._probing)
+                self._kick()  # whatever the machine queued before run() (e.g. set_tags) goes out now
+                task_status.started(bound)
+        finally:
+            self._running = False
+            self._dial_nursery = None
+            self._udp = None
+            udp.close()
+            tcp.close()
+            for sub in self._subscribers:
+                sub.send.close()
+            self._subscribers.clear()
+
+    async def _bind_sockets(self) -> tuple[trio.socket.SocketType, trio.socket.SocketType, Addr]:
+        # TCP first: with port 0 the kernel picks a port free for TCP, which we then try for UDP.
+        host, port = self._bind
+        family = trio.socket.AF_INET6 if ":" in host else trio.socket.AF_INET
+        for _attempt in range(1 if port else BIND_ATTEMPTS):
+            tcp = trio.socket.socket(family, trio.socket.SOCK_STREAM)
+            try:
+                tcp.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
+                await tcp.bind((host, port))
+                bound_port = tcp.getsockname()[1]
+                udp = trio.socket.socket(family, trio.socket.SOCK_DGRAM)
+                try:
+                    await udp.bind((host, bound_port))
+                except OSError as exc:
+                    udp.close()
+                    if port == 0 and exc.errno == errno.EADDRINUSE:
+                        log.debug("udp port %d taken, trying another", bound_port)
+                        tcp.close()
+                        continue
+                    raise
+                with contextlib.suppress(OSError):  # a smaller buffer only costs dropped gossip under bursts
+                    udp.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, UDP_RECV_BUF_SIZE)
+                tcp.listen(128)
+                return tcp, udp, (host, bound_port)
+            except BaseException:
+                tcp.close()
+                raise
+        raise OSError(errno.EADDRINUSE, f"no port free for both TCP and UDP on {host} after {BIND_ATTEMPTS} tries")
+
+    async def _probing(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """UDP loop, timer loop and transmit pump: what failure detection needs to be timely."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._udp_loop)
+            nursery.start_soon(self._timer_loop)
+            nursery.start_soon(self._pump_loop)
+            task_status.started()
+
+    async def _anti_entropy(
+        self, tcp: trio.socket.SocketType, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """TCP listener and dialer tasks: push/pull, joins, user streams, TCP fallback pings."""
+        async with trio.open_nursery() as nursery:
+            self._dial_nursery = nursery
+            nursery.start_soon(self._tcp_loop, tcp, nursery)
+            task_status.started()
+
+    # ------------------------------------------------------------------ inputs
+
+    async def _udp_loop(self) -> None:
+        udp = self._udp
+        assert udp is not None
+        while True:
+            try:
+                data, from_ = await udp.recvfrom(UDP_PACKET_BUF_SIZE)
+            except OSError as exc:
+                if exc.errno in _UDP_TRANSIENT_ERRNOS:
+                    log.debug("udp receive error (ignored): %s", exc)
+                    continue
+                raise
+            self.stats.datagrams_in += 1
+            addr = _norm_addr(from_)
+            try:
+                self.machine.handle_datagram(trio.current_time(), addr, data)
+            except Exception:
+                # One bad packet (or a machine bug it triggers) must not stop failure detection.
+                self.stats.bad_datagrams += 1
+                log.warning(
+                    "dropped a %d-byte datagram from %s:%d: the machine raised (first bytes %s)",
+                    len(data),
+                    *addr,
+                    data[:16].hex(),
+                    exc_info=True,
+                )
+            self._kick()
+
+    async def _timer_loop(self) -> None:
+        while True:
+            wake = self._timer_wake = trio.Event()
+            deadline = self.machine.poll_timeout()
+            with trio.move_on_at(math.inf if deadline is None else deadline):
+                await wake.wait()
+            now = trio.current_time()
+            if deadline is not None and now >= deadline:
+                self.machine.handle_timeout(now)
+                self._kick()
+
+    async def _tcp_loop(self, tcp: trio.socket.SocketType, nursery: trio.Nursery) -> None:
+        listener = trio.SocketListener(tcp)
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno in _ACCEPT_CAPACITY_ERRNOS:
+                    log.error("accept() failed, retrying in 100 ms: %s", exc)
+                    await trio.sleep(0.1)
+                    continue
+                raise
+            nursery.start_soon(self._serve_stream, stream)
+
+    async def _serve_stream(self, stream: trio.SocketStream) -> None:
+        """One inbound connection: feed everything read so far until the machine has a reply (or gives up)."""
+        self.stats.streams_in += 1
+        try:
+            peer = _norm_addr(stream.socket.getpeername())
+        except OSError:
+            await stream.aclose()
+            return
+        buf = bytearray()
+        problem = ""
+        with trio.move_on_after(self.tcp_timeout) as scope:
+            try:
+                async with stream:
+                    while True:
+                        chunk = await stream.receive_some(65536)
+                        if not chunk:
+                            problem = f"peer closed after {len(buf)} bytes, before a complete message"
+                            break
+                        buf += chunk
+                        if len(buf) > self.max_stream_bytes:
+                            problem = f"stream exceeds {self.max_stream_bytes} bytes"
+                            break
+                        try:
+                            reply = self.machine.handle_stream(trio.current_time(), peer, bytes(buf))
+                        except Exception:
+                            log.warning(
+                                "dropped a stream from %s:%d: the machine raised on %d bytes (first bytes %s)",
+                                *peer,
+                                len(buf),
+                                bytes(buf[:16]).hex(),
+                                exc_info=True,
+                            )
+                            problem = "machine error"
+                            break
+                        finally:
+                            self._kick()
+                        if reply is not None:
+                            if reply:
+                                await stream.send_all(reply)
+                            break
+            except (OSError, trio.BrokenResourceError) as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+        if scope.cancelled_caught:
+            problem = f"cut after tcp_timeout={self.tcp_timeout}s with {len(buf)} bytes read"
+        if problem:
+            self.stats.streams_in_failed += 1
+            log.debug("inbound stream from %s:%d: %s", *peer, problem)
+
+    async def _dial(self, op: Any) -> None:
+        """One outbound stream (a StreamOpen): connect, send, read the reply until the machine says complete."""
+        self.stats.streams_out += 1
+        addr = _norm_addr(op.addr)
+        timeout = getattr(op, "timeout", None) or self.tcp_timeout
+        problem = ""
+        buf = bytearray()
+        with trio.move_on_after(timeout) as scope:
+            try:
+                stream = await self._connect(addr)
+                async with stream:
+                    await stream.send_all(op.data)
+                    while op.expect_reply:
+                        chunk = await stream.receive_some(65536)
+                        if not chunk:
+                            problem = f"connection closed after {len(buf)} reply bytes, before a complete reply"
+                            break
+                        buf += chunk
+                        if len(buf) > self.max_stream_bytes:
+                            problem = f"reply exceeds {self.max_stream_bytes} bytes"
+                            break
+                        try:
+                            complete = self.machine.handle_stream_reply(trio.current_time(), op.stream_id, bytes(buf))
+                        except Exception:
+                            log.warning(
+                                "stream %s to %s:%d: the machine raised on a %d-byte reply (first bytes %s)",
+                                op.stream_id,
+                                *addr,
+                                len(buf),
+                                bytes(buf[:16]).hex(),
+                                exc_info=True,
+                            )
+                            problem = "machine error on the reply"
+                            break
+                        finally:
+                            self._kick()
+                        if complete:
+                            break
+            except (OSError, trio.BrokenResourceError) as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+        if scope.cancelled_caught:
+            problem = f"timed out after {timeout}s ({len(buf)} reply bytes read)"
+        if problem:
+            self.stats.streams_out_failed += 1
+            log.debug("stream %s to %s:%d failed: %s", op.stream_id, *addr, problem)
+            try:
+                self.machine.handle_stream_error(trio.current_time(), op.stream_id, problem)
+            except Exception:
+                log.warning("stream %s: the machine raised in handle_stream_error", op.stream_id, exc_info=True)
+            self._kick()
+
+    async def _connect(self, addr: Addr) -> trio.SocketStream:
+        # Dial from our bind IP: on loopback (127.0.0.x per node) peers then see the address we advertise.
+        family = trio.socket.AF_INET6 if ":" in addr[0] else trio.socket.AF_INET
+        sock = trio.socket.socket(family, trio.socket.SOCK_STREAM)
+        try:
+            host = self._bind[0]
+            if not _is_wildcard(host) and (":" in host) == (family == trio.socket.AF_INET6):
+                await sock.bind((host, 0))
+            await sock.connect(addr)
+        except BaseException:
+            sock.close()
+            raise
+        return trio.SocketStream(sock)
+
+    # ------------------------------------------------------------------ outputs
+
+    def _kick(self) -> None:
+        """Work was added: wake the pump (transmits, events) and the timer loop (the deadline may have moved)."""
+        self._pump_wake.set()
+        self._timer_wake.set()
+
+    async def _pump_loop(self) -> None:
+        while True:
+            await self._pump_wake.wait()
+            self._pump_wake = trio.Event()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        machine = self.machine
+        self._drain_events()
+        while (tx := machine.poll_transmit()) is not None:
+            if _kind(tx) == "StreamOpen":
+                assert self._dial_nursery is not None
+                self._dial_nursery.start_soon(self._dial, tx)
+            else:
+                await self._sendto(_norm_addr(tx.addr), tx.data)
+        self._drain_events()
+
+    async def _sendto(self, addr: Addr, data: bytes) -> None:
+        udp = self._udp
+        assert udp is not None
+        try:
+            await udp.sendto(data, addr)
+            self.stats.datagrams_out += 1
+        except OSError as exc:
+            self.stats.send_errors += 1
+            log.debug("udp send of %d bytes to %s:%d failed: %s", len(data), *addr, exc)
+
+    def _drain_events(self) -> None:
+        machine = self.machine
+        while (ev := machine.poll_event()) is not None:
+            kind = _kind(ev)
+            if kind == "Diagnostic":
+                self._log_diagnostic(ev)
+                continue
+            self.stats.events += 1
+            if kind == "JoinResult":
+                self._on_join_result(ev)
+            elif kind == "LeaveDone" and self._leave_done is not None:
+                self._leave_timed_out = bool(getattr(ev, "timed_out", False))
+                self._leave_done.set()
+            elif kind == "MemberEvent":
+                m = ev.member
+                log.info("%s: %s %s:%s", ev.kind, m.name, m.addr, m.port)
+            self._publish(ev)
+
+    @staticmethod
+    def _log_diagnostic(ev: Any) -> None:
+        level = ev.level
+        if isinstance(level, str):
+            level = _DIAG_LEVELS.get(level.lower(), logging.INFO)
+        log.log(int(level), "%s", ev.message)
+
+    def _publish(self, ev: Any) -> None:
+        for sub in list(self._subscribers):
+            try:
+                sub.send.send_nowait(ev)
+            except trio.WouldBlock:
+                sub.dropped += 1
+                self.stats.events_dropped += 1
+                if sub.close_on_overflow:
+                    log.warning("closing a subscriber that fell behind (buffer full)")
+                    self.stats.subscribers_closed += 1
+                    sub.send.close()
+                    self._subscribers.remove(sub)
+                elif sub.dropped == 1 or sub.dropped % 1000 == 0:
+                    log.warning("a slow subscriber has dropped %d events", sub.dropped)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._subscribers.remove(sub)  # the subscriber closed its end: it is gone
+
+    def _on_join_result(self, ev: Any) -> None:
+        addr = _norm_addr(ev.addr)
+        if not ev.ok:
+            log.warning("join %s:%d failed: %s", *addr, ev.error)
+        for waiter in self._join_waiters:  # oldest first: concurrent joins to one address each get one result
+            if waiter.pending[addr] > 0:
+                waiter.pending[addr] -= 1
+                if ev.ok:
+                    waiter.ok += 1
+                else:
+                    waiter.errors.append(f"{addr[0]}:{addr[1]}: {ev.error}")
+                if not +waiter.pending:
+                    waiter.done.set()
+                return
+        log.debug("JoinResult for %s:%d matched no join() call", *addr)
+
+    # ------------------------------------------------------------------ commands
+
+    def subscribe(self, max_buffer: int = 1024, *, close_on_overflow: bool = False) -> trio.MemoryReceiveChannel[Any]:
+        """Events from now on, on a bounded channel; the driver never blocks on a slow subscriber.
+
+        When the buffer is full, further events are dropped (counted in ``stats.events_dropped``) or, with
+        ``close_on_overflow``, the channel is closed, so the subscriber sees the end of the stream and knows it
+        missed events.  Close the receive end to unsubscribe.  Diagnostics go to logging, not here.
+        """
+        send, receive = trio.open_memory_channel[Any](max_buffer)
+        self._subscribers.append(_Subscriber(send, close_on_overflow))
+        return receive
+
+    async def join(self, addrs: Iterable[Addr | str], *, ignore_old: bool = False) -> int:
+        """Join through each address (push/pull); return how many succeeded.  Hostnames are resolved here.
+
+        Waits for the machine's JoinResult for every address; the machine bounds each by its TCP timeout.
+        """
+        if not self._running:
+            raise RuntimeError("join() needs the driver running")
+        resolved = [await self._resolve(a) for a in addrs]
+        if not resolved:
+            return 0
+        waiter = _JoinWaiter(Counter(resolved))
+        self._join_waiters.append(waiter)
+        try:
+            if ignore_old:
+                self.machine.join(trio.current_time(), resolved, ignore_old=True)  # type: ignore[call-arg]
+            else:
+                self.machine.join(trio.current_time(), resolved)
+            self._kick()
+            await waiter.done.wait()
+        finally:
+            self._join_waiters.remove(waiter)
+        log.info("joined %d of %d addresses", waiter.ok, len(resolved))
+        return waiter.ok
+
+    async def _resolve(self, addr: Addr | str) -> Addr:
+        host, port = parse_addr(addr) if isinstance(addr, str) else _norm_addr(addr)
+        family = trio.socket.AF_INET6 if ":" in self._bind[0] else trio.socket.AF_INET
+        infos = await trio.socket.getaddrinfo(host, port, family, trio.socket.SOCK_DGRAM)
+        if not infos:
+            raise OSError(f"cannot resolve {host!r}")
+        return _norm_addr(infos[0][4])
+
+    async def leave(self) -> bool:
+        """Leave gracefully; wait for LeaveDone (bounded by the machine's broadcast timeouts).
+
+        Returns False when the bound ran out first or the machine says it gave up waiting for the broadcast;
+        the caller may shut down either way.
+        """
+        if not self._running:
+            raise RuntimeError("leave() needs the driver running")
+        done = self._leave_done = trio.Event()
+        self._leave_timed_out = False
+        self.machine.leave(trio.current_time())
+        self._kick()
+        with trio.move_on_after(self._leave_bound()):
+            await done.wait()
+            if self._leave_timed_out:
+                log.warning("left the cluster, but the leave broadcast was not confirmed sent")
+                return False
+            log.info("left the cluster")
+            return True
+        log.warning("leave not confirmed within %.1fs", self._leave_bound())
+        return False
+
+    def _leave_bound(self) -> float:
+        # serf.Leave waits BroadcastTimeout for the intent, memberlist.Leave as long again, then the propagate
+        # delay; a little slack on top.
+        config = getattr(self._machine, "config", None)
+        broadcast = float(getattr(config, "broadcast_timeout", 5.0))
+        propagate = float(getattr(config, "leave_propagate_delay", 1.0))
+        return 2 * broadcast + propagate + 1.0
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        """Replace our tags (Serf only); the update is gossiped."""
+        self.machine.set_tags(trio.current_time(), dict(tags))  # type: ignore[attr-defined]
+        self._kick()
+
+    def user_event(self, name: str, payload: bytes = b"", *, coalesce: bool = True) -> None:
+        """Broadcast a Serf user event (Serf only)."""
+        self.machine.user_event(trio.current_time(), name, payload, coalesce)  # type: ignore[attr-defined]
+        self._kick()
+
+    def members(self) -> list[Any]:
+        """The machine's current member list."""
+        return self.machine.members()
+
+
+# ---------------------------------------------------------------------- python -m agent.gossip
+
+
+def status_word(status: Any) -> str:
+    """Serf's word for a member status (alive, leaving, left, failed, none)."""
+    name = getattr(status, "name", None)
+    if isinstance(name, str):
+        return name.lower()
+    return {0: "none", 1: "alive", 2: "leaving", 3: "left", 4: "failed"}.get(int(status), str(status))
+
+
+def member_record(m: Any) -> dict[str, Any]:
+    """A member as the members file shows it."""
+    return {
+        "Name": m.name,
+        "Addr": str(m.addr),
+        "Port": int(m.port),
+        "Tags": dict(m.tags),
+        "Status": status_word(m.status),
+    }
+
+
+def write_members_file(path: str, members: Iterable[Any]) -> None:
+    """Rewrite ``path`` atomically (write a sibling temp file, then rename), so readers never see half a file."""
+    records = sorted((member_record(m) for m in members), key=lambda r: r["Name"])
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(records, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _parse_tag(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"tag must be k=v, got {text!r}")
+    return key, value
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m agent.gossip", description="Run a bare triumvir gossip node.")
+    p.add_argument("--name", required=True, help="node name, unique in the cluster")
+    p.add_argument("--bind", default="127.0.0.1:7946", help="IP:PORT for UDP and TCP (port 0: any free port)")
+    p.add_argument("--advertise", default=None, help="IP to advertise (default: the bind IP)")
+    p.add_argument("--join", action="append", default=[], help="IP:PORT to join (repeatable)")
+    p.add_argument("--profile", choices=("lan", "local", "wan"), default="lan")
+    p.add_argument("--tag", action="append", default=[], type=_parse_tag, help="k=v (repeatable)")
+    p.add_argument("--members-file", default=None, help="rewritten atomically with the member list as JSON")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    return p
+
+
+async def _members_writer(driver: GossipDriver, events: trio.MemoryReceiveChannel[Any], path: str) -> None:
+    # Each write reads the full member list, so one pending event is enough to catch up: a tiny buffer that
+    # drops under bursts loses nothing.
+    write_members_file(path, driver.members())
+    async with events:
+        async for _ev in events:
+            while True:
+                try:
+                    events.receive_nowait()
+                except trio.WouldBlock:
+                    break
+            write_members_file(path, driver.members())
+
+
+async def amain(args: argparse.Namespace) -> int:
+    """The node's life: bind, join, serve until SIGINT/SIGTERM, then leave gracefully."""
+    from protocol.config import Config
+    from protocol.serf import Serf
+
+    bind = parse_addr(args.bind)
+    advertise_host = args.advertise or bind[0]
+    if _is_wildcard(advertise_host):
+        log.error("--bind %s is a wildcard: give --advertise IP", args.bind)
+        return 2
+    config = Config.profile(args.profile)
+    tags = dict(args.tag)
+
+    def factory(bound: Addr) -> Machine:
+        return Serf(
+            config,
+            name=args.name,
+            addr=(advertise_host, bound[1]),
+            rng=random.Random(),
+            now=trio.current_time(),
+            tags=tags,
+        )
+
+    driver = GossipDriver(factory, bind, tcp_timeout=config.tcp_timeout)
+    rc = 0
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            watch = driver.subscribe(4) if args.members_file else None
+            await nursery.start(driver.run)
+            if watch is not None:
+                nursery.start_soon(_members_writer, driver, watch, args.members_file)
+
+            async def initial_join() -> None:
+                nonlocal rc
+                ok = 0
+                with trio.move_on_after(config.tcp_timeout + 5.0):
+                    ok = await driver.join(args.join)
+                if ok == 0:
+                    log.error("could not join any of %s", ", ".join(args.join))
+                    rc = 1
+                    nursery.cancel_scope.cancel()
+
+            if args.join:
+                nursery.start_soon(initial_join)
+            async for signum in signals:
+                log.info("received %s: leaving", signal.Signals(signum).name)
+                break
+            async with trio.open_nursery() as leaving:
+                # A second signal abandons the graceful leave.
+                async def second_signal() -> None:
+                    async for signum in signals:
+                        log.warning("received %s again: not waiting for the leave", signal.Signals(signum).name)
+                        leaving.cancel_scope.cancel()
+
+                leaving.start_soon(second_signal)
+                await driver.leave()
+                leaving.cancel_scope.cancel()
+            if watch is not None:
+                write_members_file(args.members_file, driver.members())
+            nursery.cancel_scope.cancel()
+    return rc
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_arg_parser().parse_args(argv)
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s [%(levelname)s] %(name)s: %(message)s",
+    )
+    return trio.run(amain, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
