@@ -2,8 +2,9 @@
 
 For each cluster size N and each system it runs the same script, several trials, and prints one table of medians:
 
-  all-join     last agent up -> every agent lists N members alive
-  single-join  one more agent up -> every agent lists it alive
+  startup      launch of a process -> its own member list can be read (interpreter start, for Python)
+  all-join     launch of the last agent -> every agent lists N members alive (includes its startup)
+  single-join  launch of one more agent -> every agent lists it alive (includes its startup)
   detect       kill -9 of that agent -> every survivor lists it failed
   leave        graceful leave of one agent -> every other lists it left
   idle CPU %, RSS MiB per agent, UDP packets/s per agent (loopback counters while idle)
@@ -215,21 +216,55 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
-def udp_in_datagrams() -> int:
-    lines = Path("/proc/net/snmp").read_text().splitlines()
-    udp = [line.split() for line in lines if line.startswith("Udp:")]
-    return int(udp[1][udp[0].index("InDatagrams")])
+class UdpCounter:
+    """Counts the UDP datagrams of one subnet during a window: tcpdump on lo when it is installed (exact, per
+    system), else the host-wide /proc/net/snmp counter (disturbed by anything else on the machine)."""
+
+    def __init__(self, subnet: int) -> None:
+        self.subnet = subnet
+        self.tcpdump: subprocess.Popen | None = None
+        self.before = 0
+
+    def __enter__(self) -> UdpCounter:
+        if shutil.which("tcpdump"):
+            self.tcpdump = subprocess.Popen(
+                ["tcpdump", "-i", "lo", "-n", "-q", "-w", "/dev/null", f"udp and src net 127.0.{self.subnet}.0/24"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            time.sleep(0.5)  # tcpdump needs a moment to attach before the window opens
+        else:
+            self.before = self._snmp()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def count(self) -> int:
+        if self.tcpdump is None:
+            return self._snmp() - self.before
+        os.kill(self.tcpdump.pid, signal.SIGINT)
+        _, err = self.tcpdump.communicate(timeout=10)
+        for line in err.splitlines():
+            if line.endswith("packets captured"):
+                return int(line.split()[0])
+        raise RuntimeError(f"tcpdump said: {err}")
+
+    @staticmethod
+    def _snmp() -> int:
+        lines = Path("/proc/net/snmp").read_text().splitlines()
+        udp = [line.split() for line in lines if line.startswith("Udp:")]
+        return int(udp[1][udp[0].index("InDatagrams")])
 
 
-def idle_figures(agents: list[Agent]) -> tuple[float, float, float]:
+def idle_figures(agents: list[Agent], subnet: int) -> tuple[float, float, float]:
     """CPU % per agent, RSS MiB per agent, UDP datagrams/s per agent, over an idle window."""
-    before = {a.proc.pid: cpu_ticks(a.proc.pid) for a in agents}
-    packets_before = udp_in_datagrams()
-    start = time.monotonic()
-    time.sleep(IDLE_WINDOW)
-    elapsed = time.monotonic() - start
-    packets = udp_in_datagrams() - packets_before
-    cpu = [(cpu_ticks(pid) - ticks) / CLK_TCK / elapsed * 100 for pid, ticks in before.items()]
+    with UdpCounter(subnet) as udp:
+        before = {a.proc.pid: cpu_ticks(a.proc.pid) for a in agents}
+        start = time.monotonic()
+        time.sleep(IDLE_WINDOW)
+        elapsed = time.monotonic() - start
+        after = {pid: cpu_ticks(pid) for pid in before}
+        packets = udp.count()
+    cpu = [(after[pid] - ticks) / CLK_TCK / elapsed * 100 for pid, ticks in before.items()]
     rss = [rss_mib(a.proc.pid) for a in agents]
     return statistics.mean(cpu), statistics.mean(rss), packets / elapsed / len(agents)
 
@@ -244,28 +279,34 @@ def cluster(system: System) -> Iterator[list[Agent]]:
             agent.stop()
 
 
-def stagger_start(system: System, agents: list[Agent], count: int, first: int = 0) -> None:
+def stagger_start(system: System, agents: list[Agent], count: int, first: int = 0) -> float:
+    """Start `count` agents over about a second; return when the last one was launched (monotonic)."""
     seed = system.ip(0)
+    launched = time.monotonic()
     for index in range(first, first + count):
+        launched = time.monotonic()
         agents.append(system.start(index, None if index == 0 else seed))
         if index == 0:
             wait_for(lambda: agents[0].members() is not None, "the seed agent to come up", 20)
         time.sleep(1.0 / max(count, 1))
+    return launched
 
 
 def trial(system: System, n: int) -> dict[str, float]:
     results: dict[str, float] = {}
     with cluster(system) as agents:
-        stagger_start(system, agents, n)
-        wait_for(lambda: all(a.members() is not None for a in agents), "every agent up", 30)
-        results["all-join s"] = wait_for(converged(agents), f"{n} agents to converge")
-        cpu, rss, pps = idle_figures(agents)
+        last_launch = stagger_start(system, agents, n)
+        wait_for(converged(agents), f"{n} agents to converge")
+        results["all-join s"] = time.monotonic() - last_launch
+        cpu, rss, pps = idle_figures(agents, system.subnet)
         results["idle CPU %"], results["RSS MiB"], results["UDP pkt/s"] = cpu, rss, pps
 
+        launch = time.monotonic()
         extra = system.start(n, system.ip(0))
-        wait_for(lambda: extra.members() is not None, "the extra agent up", 30)
+        results["startup s"] = wait_for(lambda: extra.members() is not None, "the extra agent up", 30)
         agents.append(extra)
-        results["single-join s"] = wait_for(all_see(agents, extra.name, "alive"), "the extra agent seen")
+        wait_for(all_see(agents, extra.name, "alive"), "the extra agent seen")
+        results["single-join s"] = time.monotonic() - launch
 
         extra.stop(signal.SIGKILL)
         agents.remove(extra)
@@ -288,7 +329,7 @@ def main() -> None:
     if not shutil.which("serf"):
         sys.exit("serf is not installed: apt-get install serf")
     sizes = [int(s) for s in args.sizes.split(",")]
-    metrics = ["all-join s", "single-join s", "detect s", "leave s", "idle CPU %", "RSS MiB", "UDP pkt/s"]
+    metrics = ["startup s", "all-join s", "single-join s", "detect s", "leave s", "idle CPU %", "RSS MiB", "UDP pkt/s"]
     rows = []
     with tempfile.TemporaryDirectory(prefix="triumvir-bench-") as tmp:
         for n in sizes:

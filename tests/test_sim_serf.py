@@ -1,0 +1,308 @@
+"""Serf over the real protocol.Node on tests/simnet.py: whole-cluster behaviour, deterministic for a seed.
+
+Every test asserts on what each member *reported* (its MemberEvent log) as well as on its final member list,
+because the promise Serf makes is about events: a graceful leave is never announced as a failure, a crash is
+announced as a failure everywhere within the protocol's bound, a partition heals without an operator.
+Compression is off: LZW in pure Python would dominate the run time and is tested elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pytest
+from simnet import SimNet
+
+from protocol.config import Config
+from protocol.node import Diagnostic, LeaveDone
+from protocol.serf import EventKind, MemberEvent, MemberStatus, Serf
+from protocol.suspicion import suspicion_timeout
+
+LAN = Config.lan(enable_compression=False)
+
+
+def serf_factory(cfg: Config, name: str) -> Callable[[Any, Any, float], Serf]:
+    return lambda addr, rng, now: Serf(cfg, name=name, addr=addr, rng=rng, now=now, tags=tags_of(name))
+
+
+def tags_of(name: str) -> dict[str, str]:
+    return {"id": name, "role": "node", "dc": "sim"}
+
+
+def names(n: int) -> list[str]:
+    return [f"n{i:03d}" for i in range(n)]
+
+
+def build(net: SimNet, cfg: Config, n: int, stagger: float = 0.02) -> list[str]:
+    """n Serf members; each joins the first one, a few milliseconds apart."""
+    all_names = names(n)
+    seed = net.spawn(all_names[0], serf_factory(cfg, all_names[0]))
+    for name in all_names[1:]:
+        net.spawn(name, serf_factory(cfg, name))
+        net.do(name, lambda m, now: m.join(now, [seed.addr]))
+        net.run_for(stagger)
+    return all_names
+
+
+def serf(net: SimNet, name: str) -> Serf:
+    m = net.machine(name)
+    assert isinstance(m, Serf)
+    return m
+
+
+def statuses(net: SimNet, observer: str) -> dict[str, MemberStatus]:
+    return {m.name: m.status for m in serf(net, observer).members()}
+
+
+def all_see(net: SimNet, observers: Iterable[str], expected: dict[str, MemberStatus | None]) -> bool:
+    """Every observer's view matches `expected` (None = not in its member list at all)."""
+    for o in observers:
+        view = statuses(net, o)
+        for name, want in expected.items():
+            if view.get(name) != want:
+                return False
+    return True
+
+
+def member_events(net: SimNet, observer: str, about: str) -> list[tuple[float, str]]:
+    """(time, kind) of every MemberEvent an observer reported about one member."""
+    return [
+        (t, str(e.kind)) for t, e in net.hosts[observer].log if isinstance(e, MemberEvent) and e.member.name == about
+    ]
+
+
+def count_kind(net: SimNet, kind: EventKind, observers: Iterable[str]) -> int:
+    return sum(1 for o in observers for _t, e in net.hosts[o].log if isinstance(e, MemberEvent) and e.kind == kind)
+
+
+def converged(net: SimNet, members: list[str]) -> bool:
+    return all_see(net, members, dict.fromkeys(members, MemberStatus.ALIVE))
+
+
+def failure_bound(cfg: Config, n: int) -> float:
+    """Detection + dissemination bound: a few probe rounds to reach the dead member, the longest suspicion
+    (no confirmations at all), then a few gossip rounds for the dead message to reach everyone."""
+    longest = cfg.suspicion_max_timeout_mult * suspicion_timeout(cfg.suspicion_mult, n, cfg.probe_interval)
+    return 3 * cfg.probe_interval + longest + 10 * cfg.gossip_interval + 2 * cfg.probe_interval
+
+
+# --- convergence --------------------------------------------------------------------------------------------
+
+
+def test_200_members_converge_through_one_seed_with_all_tags() -> None:
+    net = SimNet(seed=11)
+    members = build(net, LAN, 200)
+    assert net.run_until(lambda: converged(net, members), deadline=net.now + 60, check_every=0.5)
+    for o in members:
+        for m in serf(net, o).members():
+            assert m.tags == tags_of(m.name), (o, m.name)
+            assert (m.delegate_min, m.delegate_max, m.delegate_cur) == (2, 5, 4)
+    assert count_kind(net, EventKind.MEMBER_FAILED, members) == 0
+    # everyone witnessed every join intent: the member clocks agree within a small window
+    clocks = [serf(net, o).clock.time() for o in members]
+    assert max(clocks) - min(clocks) <= 2
+
+
+# --- failure ------------------------------------------------------------------------------------------------
+
+
+def test_killed_member_is_failed_everywhere_within_the_bound() -> None:
+    net = SimNet(seed=12)
+    members = build(net, LAN, 24)
+    assert net.run_until(lambda: converged(net, members), deadline=net.now + 30)
+    victim, others = members[7], [m for m in members if m != members[7]]
+    killed_at = net.now
+    net.kill(victim)
+    bound = failure_bound(LAN, len(members))
+    assert net.run_until(
+        lambda: all_see(net, others, {victim: MemberStatus.FAILED}), deadline=killed_at + bound, check_every=0.25
+    ), f"not failed everywhere within {bound:.1f}s: {[statuses(net, o)[victim] for o in others]}"
+    for o in others:
+        kinds = [k for _t, k in member_events(net, o, victim)]
+        assert kinds[-1] == "member-failed" and kinds.count("member-failed") == 1
+    # nobody else was taken down with it
+    assert count_kind(net, EventKind.MEMBER_FAILED, others) == len(others)
+
+
+# --- graceful leave -----------------------------------------------------------------------------------------
+
+
+def test_graceful_leave_is_left_everywhere_never_failed_first() -> None:
+    net = SimNet(seed=13)
+    members = build(net, LAN, 24)
+    assert net.run_until(lambda: converged(net, members), deadline=net.now + 30)
+    leaver, others = members[5], [m for m in members if m != members[5]]
+    started = net.now
+    net.do(leaver, lambda m, now: m.leave(now))
+    assert net.run_until(lambda: bool(net.events(leaver, LeaveDone)), deadline=started + 15)
+    done_at = net.now
+    # bounded: intent spread + memberlist leave + propagate delay, each within broadcast_timeout
+    assert done_at - started <= 2 * LAN.broadcast_timeout + LAN.leave_propagate_delay + 0.5
+    net.kill(leaver)  # the process exits after LeaveDone; probes now go unanswered
+    assert net.run_until(lambda: all_see(net, others, {leaver: MemberStatus.LEFT}), deadline=net.now + 10)
+    net.run_for(60)  # long past any suspicion timeout: a left member must stay left
+    for o in others:
+        kinds = [k for _t, k in member_events(net, o, leaver)]
+        assert "member-failed" not in kinds, (o, kinds)
+        assert kinds[-1] == "member-leave" and kinds.count("member-leave") == 1, (o, kinds)
+        assert statuses(net, o)[leaver] == MemberStatus.LEFT
+    assert count_kind(net, EventKind.MEMBER_FAILED, others) == 0
+
+
+# --- partition ---------------------------------------------------------------------------------------------
+
+
+def test_30s_partition_heals_by_itself() -> None:
+    net = SimNet(seed=14)
+    members = build(net, LAN, 20)
+    assert net.run_until(lambda: converged(net, members), deadline=net.now + 30)
+    left_side, right_side = members[:10], members[10:]
+    net.partition(left_side, right_side)
+    net.run_for(30)
+    # each side has written the other off by now
+    assert all_see(net, left_side, dict.fromkeys(right_side, MemberStatus.FAILED))
+    assert all_see(net, right_side, dict.fromkeys(left_side, MemberStatus.FAILED))
+    net.heal()
+    healed_at = net.now
+    # reconnect runs every reconnect_interval with probability failed/alive (= 1 here)
+    assert net.run_until(
+        lambda: converged(net, members), deadline=healed_at + 3 * LAN.reconnect_interval, check_every=0.5
+    )
+    for o in left_side:
+        kinds = [k for _t, k in member_events(net, o, right_side[0])]
+        assert kinds[-2:] == ["member-failed", "member-join"], kinds
+
+
+# --- reaping -------------------------------------------------------------------------------------------------
+
+REAP = Config.lan(enable_compression=False, reap_interval=2, reconnect_timeout=20, tombstone_timeout=40)
+
+
+def test_failed_reaped_after_reconnect_timeout_left_after_tombstone_timeout() -> None:
+    net = SimNet(seed=15)
+    members = build(net, REAP, 12)
+    assert net.run_until(lambda: converged(net, members), deadline=net.now + 30)
+    crashed, leaver = members[3], members[4]
+    others = [m for m in members if m not in (crashed, leaver)]
+    net.kill(crashed)
+    net.do(leaver, lambda m, now: m.leave(now))
+    assert net.run_until(lambda: bool(net.events(leaver, LeaveDone)), deadline=net.now + 15)
+    net.kill(leaver)
+    assert net.run_until(
+        lambda: all_see(net, others, {crashed: None, leaver: None}), deadline=net.now + 120, check_every=0.5
+    )
+    for o in others:
+        for who, went, timeout in ((crashed, "member-failed", 20), (leaver, "member-leave", 40)):
+            evs = member_events(net, o, who)
+            t_gone = next(t for t, k in evs if k == went)
+            t_reap = next(t for t, k in evs if k == "member-reap")
+            assert timeout < t_reap - t_gone <= timeout + REAP.reap_interval + 0.1, (o, who, evs)
+    # reaped members do not come back through push/pull gossip from slower peers
+    net.run_for(30)
+    assert all_see(net, others, {crashed: None, leaver: None})
+
+
+# --- force leave ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prune", [False, True])
+def test_force_leave(prune: bool) -> None:
+    net = SimNet(seed=16)
+    members = build(net, LAN, 12)
+    assert net.run_until(lambda: converged(net, members), deadline=net.now + 30)
+    victim, operator = members[6], members[0]
+    others = [m for m in members if m != victim]
+    net.kill(victim)
+    assert net.run_until(
+        lambda: all_see(net, others, {victim: MemberStatus.FAILED}), deadline=net.now + failure_bound(LAN, 12)
+    )
+    net.do(operator, lambda m, now: m.force_leave(now, victim, prune=prune))
+    want = None if prune else MemberStatus.LEFT
+    assert net.run_until(lambda: all_see(net, others, {victim: want}), deadline=net.now + 10)
+    for o in others:
+        kinds = [k for _t, k in member_events(net, o, victim)]
+        assert kinds[-2:] == (["member-leave", "member-reap"] if prune else ["member-failed", "member-leave"])
+    # a left member is no longer reconnected; the rest of the cluster is untouched
+    net.run_for(2 * LAN.reconnect_interval)
+    assert all_see(net, others, {victim: want} | dict.fromkeys([m for m in others], MemberStatus.ALIVE))
+
+
+# --- robustness ---------------------------------------------------------------------------------------------
+
+
+def test_lossy_links_and_a_stalled_member_cause_no_failures_in_10_minutes() -> None:
+    net = SimNet(seed=17)
+    members = build(net, LAN, 32)
+    assert net.run_until(lambda: converged(net, members), deadline=net.now + 30)
+    net.loss = 0.10
+    net.run_for(60)
+    stalled = members[9]
+    net.stall(stalled, 3.0)
+    net.run_for(540)
+    assert count_kind(net, EventKind.MEMBER_FAILED, members) == 0
+    assert count_kind(net, EventKind.MEMBER_LEAVE, members) == 0
+    assert converged(net, members)
+    # the scenario did bite: packets were lost, the stalled member was suspected and refuted it
+    assert net.stats["udp_lost"] > 1000
+    suspected = [e for o in members for e in net.events(o, Diagnostic) if e.kind == "suspect" and stalled in e.message]
+    assert suspected
+    assert serf(net, stalled).node.stats["refutes"] >= 1
+
+
+# --- refutation, restart, conflicts ---------------------------------------------------------------------------
+
+
+def test_force_leave_of_a_live_member_is_refuted() -> None:
+    """A leave intent about a member that is alive and not leaving is beaten by its newer join intent."""
+    net = SimNet(seed=18)
+    members = build(net, LAN, 12)
+    assert net.run_until(lambda: converged(net, members), deadline=net.now + 30)
+    target = members[4]
+    before = serf(net, target).clock.time()
+    net.do(members[0], lambda m, now: m.force_leave(now, target))
+    net.run_for(10)
+    assert converged(net, members)
+    assert serf(net, target).clock.time() > before
+    for o in members:
+        assert not [k for _t, k in member_events(net, o, target) if k in ("member-leave", "member-failed")]
+
+
+def test_restart_after_leave_rejoins_as_alive() -> None:
+    net = SimNet(seed=19)
+    members = build(net, LAN, 12)
+    assert net.run_until(lambda: converged(net, members), deadline=net.now + 30)
+    who, others = members[8], [m for m in members if m != members[8]]
+    net.do(who, lambda m, now: m.leave(now))
+    assert net.run_until(lambda: bool(net.events(who, LeaveDone)), deadline=net.now + 15)
+    net.kill(who)
+    assert net.run_until(lambda: all_see(net, others, {who: MemberStatus.LEFT}), deadline=net.now + 10)
+    net.run_for(20)
+    host = net.hosts[who]
+    net.replace(who, Serf(LAN, name=who, addr=host.addr, rng=host.rng, now=net.now, tags={"id": who, "v": "2"}))
+    net.do(who, lambda m, now: m.join(now, [net.hosts[members[0]].addr]))
+    assert net.run_until(lambda: converged(net, members), deadline=net.now + 30)
+    for o in others:
+        m = serf(net, o).member(who)
+        assert m is not None and m.tags == {"id": who, "v": "2"}
+        kinds = [k for _t, k in member_events(net, o, who)]
+        assert kinds[-2:] == ["member-leave", "member-join"] and "member-failed" not in kinds
+
+
+def test_name_conflict_is_logged_with_both_addresses_and_never_flaps() -> None:
+    net = SimNet(seed=20)
+    members = build(net, LAN, 8)
+    assert net.run_until(lambda: converged(net, members), deadline=net.now + 30)
+    original = net.hosts[members[3]].addr
+    impostor = net.spawn("impostor", serf_factory(LAN, members[3]))
+    net.do("impostor", lambda m, now: m.join(now, [net.hosts[members[0]].addr]))
+    net.run_for(60)
+    honest = [m for m in members if m != members[3]]
+    for o in honest:
+        m = serf(net, o).member(members[3])
+        assert m is not None and (m.addr, m.port) == original and m.status == MemberStatus.ALIVE
+        kinds = [k for _t, k in member_events(net, o, members[3])]
+        assert kinds == ["member-join"], (o, kinds)  # no flapping between the two claimants
+    logs = [e.message for o in [*members, "impostor"] for e in net.events(o, Diagnostic) if e.kind == "name-conflict"]
+    both = [msg for msg in logs if f"{original[0]}:{original[1]}" in msg and impostor.addr[0] in msg]
+    assert both, logs[:3]
