@@ -36,6 +36,10 @@ from typing import Any, Protocol
 import attrs
 import trio
 
+from protocol.config import Config
+from protocol.node import Diagnostic, JoinResult, LeaveDone, StreamOpen
+from protocol.serf import MemberEvent, Serf
+
 log = logging.getLogger("triumvir.gossip")
 
 Addr = tuple[str, int]
@@ -120,12 +124,6 @@ class _JoinWaiter:
     done: trio.Event = attrs.field(factory=trio.Event)
     ok: int = 0
     errors: list[str] = attrs.field(factory=list)
-
-
-def _kind(obj: object) -> str:
-    # Transmits and events are told apart by class name, not isinstance: the driver is tested against fakes and
-    # must not import protocol/ classes that Serf and Node may each define or re-export.
-    return type(obj).__name__
 
 
 def _norm_addr(addr: Sequence[Any]) -> Addr:
@@ -463,7 +461,7 @@ class GossipDriver:
         machine = self.machine
         self._drain_events()
         while (tx := machine.poll_transmit()) is not None:
-            if _kind(tx) == "StreamOpen":
+            if isinstance(tx, StreamOpen):
                 assert self._dial_nursery is not None
                 self._dial_nursery.start_soon(self._dial, tx)
             else:
@@ -483,17 +481,16 @@ class GossipDriver:
     def _drain_events(self) -> None:
         machine = self.machine
         while (ev := machine.poll_event()) is not None:
-            kind = _kind(ev)
-            if kind == "Diagnostic":
+            if isinstance(ev, Diagnostic):
                 self._log_diagnostic(ev)
                 continue
             self.stats.events += 1
-            if kind == "JoinResult":
+            if isinstance(ev, JoinResult):
                 self._on_join_result(ev)
-            elif kind == "LeaveDone" and self._leave_done is not None:
-                self._leave_timed_out = bool(getattr(ev, "timed_out", False))
+            elif isinstance(ev, LeaveDone) and self._leave_done is not None:
+                self._leave_timed_out = ev.timed_out
                 self._leave_done.set()
-            elif kind == "MemberEvent":
+            elif isinstance(ev, MemberEvent):
                 m = ev.member
                 log.info("%s: %s %s:%s", ev.kind, m.name, m.addr, m.port)
             self._publish(ev)
@@ -696,9 +693,6 @@ async def _members_writer(driver: GossipDriver, events: trio.MemoryReceiveChanne
 
 async def amain(args: argparse.Namespace) -> int:
     """The node's life: bind, join, serve until SIGINT/SIGTERM, then leave gracefully."""
-    from protocol.config import Config
-    from protocol.serf import Serf
-
     bind = parse_addr(args.bind)
     advertise_host = args.advertise or bind[0]
     if _is_wildcard(advertise_host):

@@ -27,6 +27,7 @@ import trio.testing
 from procs import free_port, wait_for
 
 from agent.gossip import GossipDriver, member_record, parse_addr, status_word, write_members_file
+from protocol.node import Datagram, Diagnostic, JoinResult, LeaveDone, StreamOpen
 
 Addr = tuple[str, int]
 
@@ -46,39 +47,6 @@ def trio_test(*, mock_clock: bool) -> Callable[[Callable[..., Awaitable[None]]],
 
 
 # --------------------------------------------------------------------------- the fake machine
-
-
-@attrs.frozen
-class Datagram:
-    addr: Addr
-    data: bytes
-
-
-@attrs.frozen
-class StreamOpen:
-    stream_id: int
-    addr: Addr
-    data: bytes
-    expect_reply: bool
-    timeout: float
-
-
-@attrs.frozen
-class JoinResult:
-    addr: Addr
-    ok: bool
-    error: str = ""
-
-
-@attrs.frozen
-class LeaveDone:
-    pass
-
-
-@attrs.frozen
-class Diagnostic:
-    level: str
-    message: str
 
 
 @attrs.frozen
