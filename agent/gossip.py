@@ -615,6 +615,11 @@ class GossipDriver:
         self.machine.set_tags(trio.current_time(), dict(tags))  # type: ignore[attr-defined]
         self._kick()
 
+    def force_leave(self, name: str, *, prune: bool = False) -> None:
+        """Mark a failed member left at once (Serf's RemoveFailedNode); with `prune`, forget it too."""
+        self.machine.force_leave(trio.current_time(), name, prune)  # type: ignore[attr-defined]
+        self._kick()
+
     def user_event(self, name: str, payload: bytes = b"", *, coalesce: bool = True) -> None:
         """Broadcast a Serf user event (Serf only)."""
         self.machine.user_event(trio.current_time(), name, payload, coalesce)  # type: ignore[attr-defined]

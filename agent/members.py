@@ -1,0 +1,239 @@
+"""The member table: one immutable snapshot of the gossip pool, swapped atomically on every change.
+
+Why this shape (DESIGN.md, "Data flow"): the gossip feeder is the only writer; DNS, HTTP, blocking queries and
+websocket streams are readers.  A reader takes ``table.current`` (one attribute read) and gets a consistent
+:class:`Snapshot` it may keep as long as it likes: an update never mutates it, it builds a new one
+(``immutables.Map.set`` shares structure, O(log n)) and swaps the reference.  Nobody locks.
+
+Every update bumps ``Snapshot.index`` by one, so the index doubles as Consul's ``X-Consul-Index``: a blocking query
+parks in :meth:`MemberTable.wait_past`, a stream resumes with :meth:`MemberTable.changes_since` from the bounded
+history (ordered by index, so a reader near the head pays only for what it has not seen).
+
+Rules:
+
+- a snapshot, a member and a change are frozen; ``tags`` and ``members`` are ``immutables.Map``;
+- ``apply`` keeps ``create_index`` from a member's first sighting and sets ``modify_index`` to the new index;
+- ``member-reap`` removes the member (a reap of an unknown member changes nothing and bumps nothing);
+- ``set_leader`` bumps the index only when the leader or the server list really changes, and adds no history
+  entry (the history holds member events only: a stream sees leader changes by comparing snapshots);
+- the initial snapshot has index 0 and no members.  (Consul never sends ``X-Consul-Index: 0``; that clamp is
+  the HTTP layer's business, not the table's.)
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping, Sequence
+
+import attrs
+import immutables
+import trio
+
+__all__ = [
+    "KINDS",
+    "STATUS_ALIVE",
+    "STATUS_FAILED",
+    "STATUS_LEAVING",
+    "STATUS_LEFT",
+    "STATUS_NONE",
+    "Change",
+    "Member",
+    "MemberTable",
+    "MemberTableStatistics",
+    "Snapshot",
+]
+
+# Serf's MemberStatus values, as /v1/agent/members shows them (an integer, consul-compat §1.1).
+STATUS_NONE = 0
+STATUS_ALIVE = 1
+STATUS_LEAVING = 2
+STATUS_LEFT = 3
+STATUS_FAILED = 4
+
+#: The event kinds ``apply`` accepts (Serf's member event names).
+KINDS = frozenset({"member-join", "member-update", "member-leave", "member-failed", "member-reap"})
+
+_EMPTY_TAGS: immutables.Map[str, str] = immutables.Map()
+
+
+def _as_map(value: Mapping[str, str]) -> immutables.Map[str, str]:
+    """Accept any mapping for ``tags`` but store an immutable one, so a caller's dict can't change a snapshot."""
+    if isinstance(value, immutables.Map):
+        return value
+    return immutables.Map(value)
+
+
+@attrs.frozen
+class Member:
+    """One Serf member, as ``/v1/agent/members`` shows it (consul-compat §1.1).
+
+    The protocol/delegate ranges are the same for every modern agent, hence the defaults.  ``create_index`` and
+    ``modify_index`` belong to the table: whatever the caller passes is overwritten by ``apply``.
+    """
+
+    name: str
+    addr: str
+    port: int
+    tags: immutables.Map[str, str] = attrs.field(converter=_as_map, default=_EMPTY_TAGS)
+    status: int = STATUS_ALIVE
+    protocol_min: int = 1
+    protocol_max: int = 5
+    protocol_cur: int = 2
+    delegate_min: int = 2
+    delegate_max: int = 5
+    delegate_cur: int = 4
+    create_index: int = 0
+    modify_index: int = 0
+
+
+@attrs.frozen
+class Change:
+    """One entry of the history: what ``apply`` was told, with the member as stored (indexes set)."""
+
+    index: int
+    kind: str
+    member: Member
+
+
+@attrs.frozen
+class Snapshot:
+    """The whole table at one index.  Never mutated: keep it as long as you like."""
+
+    index: int
+    members: immutables.Map[str, Member]
+    leader: str = ""
+    servers: tuple[str, ...] = ()
+
+    def get(self, name: str) -> Member | None:
+        """The member called ``name``, or None."""
+        return self.members.get(name)
+
+    def sorted_members(self) -> list[Member]:
+        """Members by name: a stable order for HTTP and the CLI (serf's own order is not meaningful)."""
+        return [self.members[name] for name in sorted(self.members.keys())]
+
+
+@attrs.frozen
+class MemberTableStatistics:
+    """What ``MemberTable.statistics()`` reports (trio style: a plain record, cheap to build)."""
+
+    index: int
+    members: int
+    waiters: int
+    history: int
+    history_limit: int
+    history_floor: int  # changes_since(i) answers for every i >= history_floor
+
+
+class MemberTable:
+    """The single writer's handle on the member snapshot; readers use ``current`` and the wait/history methods.
+
+    Call ``apply``/``set_leader`` from the trio thread (or before ``trio.run``): they set a ``trio.Event``.
+    """
+
+    def __init__(self, history_limit: int = 4096) -> None:
+        if history_limit < 0:
+            raise ValueError(f"history_limit must be >= 0, not {history_limit}")
+        self.current: Snapshot = Snapshot(index=0, members=immutables.Map())
+        self._history: deque[Change] = deque(maxlen=history_limit)
+        # Every change with index > _floor is still in _history (we only drop from the old end).
+        self._floor = 0
+        # Swapped for a fresh Event on every update: setting the old one wakes every parked waiter at once.
+        self._changed = trio.Event()
+
+    # ------------------------------------------------------------------ writing (the feeder only)
+
+    def apply(self, kind: str, member: Member) -> Snapshot:
+        """Record one member event: a new snapshot with index + 1, a history entry, and every waiter woken."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown member event kind {kind!r} (expected one of {sorted(KINDS)})")
+        old = self.current
+        previous = old.members.get(member.name)
+        if kind == "member-reap" and previous is None:
+            return old
+        index = old.index + 1
+        create_index = previous.create_index if previous is not None else index
+        stored = attrs.evolve(member, create_index=create_index, modify_index=index)
+        reaped = kind == "member-reap"
+        members = old.members.delete(member.name) if reaped else old.members.set(member.name, stored)
+        self._remember(Change(index=index, kind=kind, member=stored))
+        return self._publish(attrs.evolve(old, index=index, members=members))
+
+    def set_leader(self, leader: str, servers: Sequence[str]) -> Snapshot:
+        """Publish the (computed) leader and server list; the index moves only when something changed."""
+        old = self.current
+        servers = tuple(servers)
+        if leader == old.leader and servers == old.servers:
+            return old
+        return self._publish(attrs.evolve(old, index=old.index + 1, leader=leader, servers=servers))
+
+    def _remember(self, change: Change) -> None:
+        history = self._history
+        if history.maxlen == 0:
+            self._floor = change.index
+            return
+        if len(history) == history.maxlen:
+            self._floor = history[0].index
+        history.append(change)
+
+    def _publish(self, snapshot: Snapshot) -> Snapshot:
+        self.current = snapshot
+        changed, self._changed = self._changed, trio.Event()
+        changed.set()
+        return snapshot
+
+    # ------------------------------------------------------------------ reading
+
+    def changes_since(self, index: int) -> list[Change] | None:
+        """The changes with an index above ``index``, oldest first; None if some of them were already dropped.
+
+        Walks from the new end, so a subscriber that is nearly up to date pays only for what it has not seen.
+        None means "resynchronise from ``current``": the caller is older than the bounded history.
+        """
+        if index < self._floor:
+            return None
+        out: list[Change] = []
+        for change in reversed(self._history):
+            if change.index <= index:
+                break
+            out.append(change)
+        out.reverse()
+        return out
+
+    async def wait_past(self, index: int) -> Snapshot:
+        """Wait until ``current.index > index`` and return that snapshot (bound it with ``trio.move_on_after``).
+
+        An ``index`` ahead of the table waits until the table gets there (Consul's blocking queries do the same).
+        """
+        while True:
+            snapshot = self.current
+            if snapshot.index > index:
+                await trio.lowlevel.checkpoint()
+                # The checkpoint may have let more updates in: hand back the newest.
+                return self.current
+            await self._changed.wait()
+            # Woken: the loop re-reads current (it is past the old index, but re-check rather than assume).
+            if self.current.index > index:
+                return self.current
+
+    async def wait_changes(self, index: int) -> tuple[Snapshot, list[Change] | None]:
+        """For streams: wait past ``index``, then the snapshot and the changes up to it, read together.
+
+        No checkpoint falls between the two reads, so the changes end exactly at ``snapshot.index`` (or at the
+        last member event before it, if the leader moved since).  None: resynchronise from the snapshot.
+        """
+        await self.wait_past(index)
+        snapshot = self.current
+        return snapshot, self.changes_since(index)
+
+    def statistics(self) -> MemberTableStatistics:
+        """Index, member count, parked waiters and history size: for /v1/agent/self and debugging."""
+        snapshot = self.current
+        return MemberTableStatistics(
+            index=snapshot.index,
+            members=len(snapshot.members),
+            waiters=self._changed.statistics().tasks_waiting,
+            history=len(self._history),
+            history_limit=self._history.maxlen or 0,
+            history_floor=self._floor,
+        )
