@@ -1,0 +1,857 @@
+"""The `consul`-style command line: members, join, leave, force-leave, info, reload (consul-compat §4).
+
+Scripts parse this output and test these exit codes, so everything user-visible imitates the Go CLI: Go's flag
+syntax, the Go API client's error texts (`Get "<url>": dial tcp ...`, `Unexpected response code: ...`), and
+columnize's table layout.  The agent is reached over HTTP with the stdlib only, so the CLI starts fast and works
+without trio.  `main(argv)` takes the arguments after the program name, subcommand first.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import ipaddress
+import json
+import os
+import re
+import socket
+import ssl
+import sys
+import textwrap
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+DEFAULT_HTTP_ADDR = "127.0.0.1:8500"
+CONNECT_TIMEOUT = 5.0  # seconds to reach the agent: an unreachable agent must fail fast
+IO_TIMEOUT = 30.0  # seconds for an answer: a graceful leave may take a few seconds to propagate
+STATUS_WORDS = {0: "none", 1: "alive", 2: "leaving", 3: "left", 4: "failed"}
+ALL_SEGMENTS = "_all"
+
+# Go's unicode.IsSpace set, used by strings.TrimSpace (Python's str.strip also strips \x1c-\x1f).
+_GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a" + (
+    "\u2028\u2029\u202f\u205f\u3000"
+)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Output
+
+
+def _out(text: str) -> None:
+    """cli.Ui.Output: a line on stdout."""
+    print(text, file=sys.stdout)
+
+
+def _err(text: str) -> None:
+    """cli.Ui.Error: a line on stderr."""
+    print(text, file=sys.stderr)
+
+
+def go_trim(text: str) -> str:
+    """strings.TrimSpace."""
+    return text.strip(_GO_SPACE)
+
+
+def go_v(value: Any) -> str:
+    """Go's %v of a decoded JSON value, for the few messages that print one (`map[a:1 b:[x y]]`)."""
+    if value is None:
+        return "<nil>"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Mapping):
+        return "map[" + " ".join(f"{k}:{go_v(value[k])}" for k in sorted(value)) + "]"
+    if isinstance(value, list | tuple):
+        return "[" + " ".join(go_v(v) for v in value) + "]"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
+        return str(int(value))
+    return str(value)
+
+
+def columnize(rows: Sequence[Sequence[str]], glue: str = "  ") -> str:
+    """ryanuber/columnize: cells trimmed, every cell but a row's last padded to its column's widest, no final newline.
+
+    Padding applies to empty middle cells too, so an `unknown` member's row keeps trailing spaces, as in Consul.
+    """
+    cells = [[go_trim(c) for c in row] for row in rows]
+    widths: list[int] = []
+    for row in cells:
+        for i, cell in enumerate(row):
+            if i == len(widths):
+                widths.append(len(cell))
+            else:
+                widths[i] = max(widths[i], len(cell))
+    lines = []
+    for row in cells:
+        head = "".join(cell.ljust(widths[i]) + glue for i, cell in enumerate(row[:-1]))
+        lines.append(head + (row[-1] if row else ""))
+    return "\n".join(lines)
+
+
+def tcp_addr(addr: str, port: int) -> str:
+    """Go's net.TCPAddr{IP: net.ParseIP(addr), Port: port}.String(): IPv6 in brackets, unparsable IP -> `:port`."""
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return f":{port}"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return f"{ip.ipv4_mapped}:{port}"
+        return f"[{ip.compressed}]:{port}"
+    return f"{ip}:{port}"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Go flag parsing
+
+
+class FlagError(Exception):
+    """A flag-parse failure; str(err) is Go's message (`flag provided but not defined: -x`)."""
+
+
+@dataclass(frozen=True)
+class Flag:
+    name: str
+    help: str
+    is_bool: bool = False
+    default: str = ""
+    placeholder: str = ""
+
+
+_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
+_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
+
+
+def parse_flags(args: Sequence[str], flags: Sequence[Flag]) -> tuple[dict[str, Any], list[str]]:
+    """Go's flag.FlagSet.Parse: `-f`/`--f`, `=value` or the next arg, stops at the first non-flag or `--`.
+
+    Returns (values by flag name, only the flags that were given; the remaining positional args).
+    """
+    formal = {f.name: f for f in flags}
+    values: dict[str, Any] = {}
+    rest = list(args)
+    while rest:
+        s = rest[0]
+        if len(s) < 2 or s[0] != "-":
+            break
+        dashes = 2 if s[1] == "-" else 1
+        if s == "--":
+            rest.pop(0)
+            break
+        name = s[dashes:]
+        if not name or name[0] in "-=":
+            raise FlagError(f"bad flag syntax: {s}")
+        rest.pop(0)
+        name, eq, value = name.partition("=")
+        spec = formal.get(name)
+        if spec is None:
+            raise FlagError(f"flag provided but not defined: -{name}")
+        if spec.is_bool:
+            values[name] = _parse_bool(value, name) if eq else True
+            continue
+        if not eq:
+            if not rest:
+                raise FlagError(f"flag needs an argument: -{name}")
+            value = rest.pop(0)
+        values[name] = value
+    return values, rest
+
+
+def _parse_bool(value: str, name: str) -> bool:
+    """strconv.ParseBool, with flag's error text."""
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise FlagError(f'invalid boolean value "{value}" for -{name}: parse error')
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Finding the agent and talking to it
+
+
+class ClientError(Exception):
+    """A failed API call; str(err) is what the Go API client's error would print."""
+
+
+HTTP_FLAGS = (
+    Flag(
+        "http-addr",
+        "The `address` and port of the Consul HTTP agent. The value can be an IP address or DNS address, "
+        "but it must also include the port. This can also be specified via the CONSUL_HTTP_ADDR environment "
+        "variable. The default value is http://127.0.0.1:8500. The scheme can also be set to HTTPS by "
+        "setting the environment variable CONSUL_HTTP_SSL=true.",
+        placeholder="<address>",
+    ),
+    Flag(
+        "token", "ACL token to use in the request. Can also be specified via CONSUL_HTTP_TOKEN.", placeholder="<value>"
+    ),
+    Flag(
+        "token-file",
+        "File containing the ACL token to use in the request. Can also be specified via CONSUL_HTTP_TOKEN_FILE.",
+        placeholder="<value>",
+    ),
+    Flag("ca-file", "Path to a CA file to use for TLS when communicating with Consul.", placeholder="<value>"),
+    Flag("ca-path", "Path to a directory of CA certificates to use for TLS.", placeholder="<value>"),
+    Flag("client-cert", "Path to a client cert file to use for TLS.", placeholder="<value>"),
+    Flag("client-key", "Path to a client key file to use for TLS.", placeholder="<value>"),
+    Flag("tls-server-name", "The server name to use as the SNI host when connecting via TLS.", placeholder="<value>"),
+)
+SERVER_FLAGS = (
+    Flag("datacenter", "Name of the datacenter to query. Defaults to the agent's datacenter.", placeholder="<value>"),
+    Flag("stale", "Permit any Consul server (non-leader) to respond to this request.", is_bool=True),
+)
+PARTITION_FLAG = (Flag("partition", "(Enterprise-only) Specifies the admin partition to query.", placeholder="<x>"),)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where the agent listens: scheme `http`/`https`/`unix`, `host[:port]` or a socket path, a path prefix."""
+
+    scheme: str
+    address: str
+    prefix: str = ""
+
+    def url(self, path_and_query: str) -> str:
+        """The URL the Go client would show in its errors."""
+        scheme = "http" if self.scheme == "unix" else self.scheme
+        return f"{scheme}://{self.address}{self.prefix}{path_and_query}"
+
+
+def parse_http_addr(addr: str, ssl_default: bool = False) -> Endpoint:
+    """api.NewClient's address rules: `host:port`, `http(s)://host:port[/prefix]`, `unix:///path`."""
+    scheme = "https" if ssl_default else "http"
+    if "://" not in addr:
+        return Endpoint(scheme, addr)
+    given, rest = addr.split("://", 1)
+    if given == "unix":
+        return Endpoint("unix", rest)
+    if given not in ("http", "https"):
+        raise ClientError(f"Unknown protocol scheme: {given}")
+    if given == "https":
+        scheme = "https"
+    host, _slash, prefix = rest.partition("/")
+    # Go keeps a bare trailing "/" as a prefix and then asks for "//v1/..."; dropping it is kinder and harmless.
+    prefix = prefix.rstrip("/")
+    return Endpoint(scheme, host, "/" + prefix if prefix else "")
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name, "")
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    return default
+
+
+class _DialError(Exception):
+    """The connection could not be made; str(err) is Go's `dial tcp ...` text."""
+
+
+def _sockaddr_str(sockaddr: tuple[Any, ...]) -> str:
+    host, port = sockaddr[0], sockaddr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _go_strerror(err: OSError) -> str:
+    """syscall.Errno's text: strerror with a lower-case first letter (`connection refused`)."""
+    text = os.strerror(err.errno) if err.errno else str(err)
+    return text[:1].lower() + text[1:]
+
+
+def _dial(address: tuple[str, int], *_ignored: Any, **_kw: Any) -> socket.socket:
+    """socket.create_connection with Go's error texts and our own timeouts (short to connect, longer to answer)."""
+    host, port = address
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        raise _DialError(f"dial tcp: lookup {host}: no such host") from None
+    first: str | None = None
+    for family, kind, proto, _name, sockaddr in infos:
+        sock = socket.socket(family, kind, proto)
+        sock.settimeout(CONNECT_TIMEOUT)
+        try:
+            sock.connect(sockaddr)
+        except TimeoutError:
+            first = first or f"dial tcp {_sockaddr_str(sockaddr)}: i/o timeout"
+        except OSError as err:
+            first = first or f"dial tcp {_sockaddr_str(sockaddr)}: connect: {_go_strerror(err)}"
+        else:
+            sock.settimeout(IO_TIMEOUT)
+            return sock
+        sock.close()
+    raise _DialError(first or f"dial tcp {host}:{port}: no suitable address")
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    """HTTP over a unix socket (`unix:///path`)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost", timeout=IO_TIMEOUT)
+        self.path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(CONNECT_TIMEOUT)
+        try:
+            sock.connect(self.path)
+        except OSError as err:
+            sock.close()
+            raise _DialError(f"dial unix {self.path}: connect: {_go_strerror(err)}") from None
+        sock.settimeout(IO_TIMEOUT)
+        self.sock = sock
+
+
+class _TLSConnection(http.client.HTTPSConnection):
+    """HTTPS with an optional SNI/verification name (-tls-server-name)."""
+
+    def __init__(self, address: str, context: ssl.SSLContext, server_name: str) -> None:
+        super().__init__(address, timeout=IO_TIMEOUT, context=context)
+        self._context = context
+        self._server_name = server_name
+
+    def connect(self) -> None:
+        http.client.HTTPConnection.connect(self)
+        self.sock = self._context.wrap_socket(self.sock, server_hostname=self._server_name or self.host)
+
+
+@dataclass
+class AgentClient:
+    """The slice of Consul's Go API client the CLI uses: one request per call, errors as Go prints them."""
+
+    endpoint: Endpoint
+    token: str = ""
+    datacenter: str = ""
+    partition: str = ""
+    auth: str = ""  # "user:pass" (CONSUL_HTTP_AUTH)
+    tls: ssl.SSLContext | None = None
+    tls_server_name: str = ""
+
+    def request(self, method: str, path: str, params: Mapping[str, str] | None = None) -> bytes:
+        """Send one request and return the body of a 200; anything else raises ClientError."""
+        query = dict(params or {})
+        if self.datacenter:
+            query["dc"] = self.datacenter
+        if self.partition:
+            query["partition"] = self.partition
+        path_and_query = path + ("?" + urlencode(sorted(query.items())) if query else "")
+        op_url = f'{method[:1]}{method[1:].lower()} "{self.endpoint.url(path_and_query)}"'
+        conn = self._connection()
+        try:
+            conn.request(
+                method,
+                self.endpoint.prefix + path_and_query,
+                body=b"" if method == "PUT" else None,
+                headers=self._headers(),
+            )
+            resp = conn.getresponse()
+            body = resp.read()
+        except _DialError as err:
+            raise ClientError(f"{op_url}: {err}") from None
+        except TimeoutError:
+            raise ClientError(
+                f"{op_url}: context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
+            ) from None
+        except http.client.RemoteDisconnected:
+            raise ClientError(f"{op_url}: EOF") from None
+        except ssl.SSLError as err:
+            raise ClientError(f"{op_url}: {err.reason or err}") from None
+        except OSError as err:
+            raise ClientError(f"{op_url}: read: {_go_strerror(err)}") from None
+        except http.client.HTTPException as err:
+            raise ClientError(f"{op_url}: malformed HTTP response: {err}") from None
+        finally:
+            conn.close()
+        if resp.status != 200:
+            text = go_trim(body.decode("utf-8", errors="replace"))
+            raise ClientError(f"Unexpected response code: {resp.status} ({text})")
+        return body
+
+    def get_json(self, path: str, params: Mapping[str, str] | None = None) -> Any:
+        body = self.request("GET", path, params)
+        try:
+            return json.loads(body)
+        except ValueError as err:
+            raise ClientError(f"invalid JSON from the agent: {err}") from None
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if self.endpoint.scheme == "unix":
+            return _UnixConnection(self.endpoint.address)
+        if self.endpoint.scheme == "https":
+            context = self.tls or ssl.create_default_context()
+            conn: http.client.HTTPConnection = _TLSConnection(self.endpoint.address, context, self.tls_server_name)
+        else:
+            conn = http.client.HTTPConnection(self.endpoint.address, timeout=IO_TIMEOUT)
+        conn._create_connection = _dial  # type: ignore[attr-defined]  # Go-style dial errors and timeouts
+        return conn
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"User-Agent": "triumvir-cli"}
+        if self.token:
+            headers["X-Consul-Token"] = self.token
+        if self.auth:
+            headers["Authorization"] = "Basic " + base64.b64encode(self.auth.encode()).decode()
+        return headers
+
+
+def make_client(values: Mapping[str, Any]) -> AgentClient:
+    """api.DefaultConfig (environment) overlaid with the HTTP flags that were given; raises ClientError."""
+    addr = values.get("http-addr") or os.environ.get("CONSUL_HTTP_ADDR") or DEFAULT_HTTP_ADDR
+    endpoint = parse_http_addr(addr, ssl_default=_env_bool("CONSUL_HTTP_SSL", False))
+    token = values.get("token") or os.environ.get("CONSUL_HTTP_TOKEN", "")
+    token_file = values.get("token-file") or os.environ.get("CONSUL_HTTP_TOKEN_FILE", "")
+    if token_file:
+        try:
+            with open(token_file, encoding="utf-8") as fh:
+                token = go_trim(fh.read()) or token
+        except OSError as err:
+            raise ClientError(f"Error loading token file: open {token_file}: {_go_strerror(err)}") from None
+    tls = _tls_context(values) if endpoint.scheme == "https" else None
+    return AgentClient(
+        endpoint=endpoint,
+        token=token,
+        datacenter=values.get("datacenter", ""),
+        partition=values.get("partition") or os.environ.get("CONSUL_PARTITION", ""),
+        auth=os.environ.get("CONSUL_HTTP_AUTH", ""),
+        tls=tls,
+        tls_server_name=values.get("tls-server-name") or os.environ.get("CONSUL_TLS_SERVER_NAME", ""),
+    )
+
+
+def _tls_context(values: Mapping[str, Any]) -> ssl.SSLContext:
+    """The TLS settings of the HTTP flags / CONSUL_* variables, for an https:// agent."""
+    cafile = values.get("ca-file") or os.environ.get("CONSUL_CACERT") or None
+    capath = values.get("ca-path") or os.environ.get("CONSUL_CAPATH") or None
+    try:
+        context = ssl.create_default_context(cafile=cafile, capath=capath)
+        cert = values.get("client-cert") or os.environ.get("CONSUL_CLIENT_CERT")
+        key = values.get("client-key") or os.environ.get("CONSUL_CLIENT_KEY")
+        if cert:
+            context.load_cert_chain(cert, key or None)
+    except (OSError, ssl.SSLError) as err:
+        raise ClientError(f"Error loading TLS files: {err}") from None
+    if not _env_bool("CONSUL_HTTP_SSL_VERIFY", True):
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Commands
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    synopsis: str
+    usage: str  # first lines of the help text
+    flags: tuple[Flag, ...]
+    run: Callable[[dict[str, Any], list[str]], int]
+    uses_server_flags: bool = False
+
+    def help(self) -> str:
+        """flags.Usage: the usage text, then HTTP API options, then the command's own options."""
+        http_names = {f.name for f in HTTP_FLAGS}
+        server_names = {f.name for f in SERVER_FLAGS}
+        parts = [self.usage]
+        parts += _flag_section("HTTP API Options", HTTP_FLAGS)
+        if self.uses_server_flags:
+            parts += _flag_section("API Options", SERVER_FLAGS)
+        own = [f for f in self.flags if f.name not in http_names | server_names]
+        parts += _flag_section("Command Options", own)
+        return "\n".join(parts)
+
+
+def _flag_section(title: str, flags: Sequence[Flag]) -> list[str]:
+    if not flags:
+        return []
+    lines = ["", title]
+    for f in sorted(flags, key=lambda f: f.name):
+        lines += ["", f"  -{f.name}" + ("" if f.is_bool else f"={f.placeholder or '<value>'}")]
+        lines += textwrap.wrap(f.help, width=80, initial_indent="     ", subsequent_indent="     ")
+    return lines
+
+
+def _client_or_error(values: Mapping[str, Any]) -> AgentClient | None:
+    try:
+        return make_client(values)
+    except ClientError as err:
+        _err(f"Error connecting to Consul agent: {err}")
+        return None
+
+
+# ---- members
+
+
+def members_rows(
+    members: list[dict[str, Any]], status_re: re.Pattern[str], segment: str, detailed: bool
+) -> list[list[str]]:
+    """The members table as Consul's command/members builds it: tags completed, filtered, sorted; header first.
+
+    Returns only the header when nothing matched (the caller then exits 2 without printing).
+    """
+    kept = []
+    for raw in members:
+        tags = dict(raw.get("Tags") or {})
+        _synthesise_tags(tags, segment)
+        member = {**raw, "Tags": tags}
+        if status_re.search(_status_word(member)):
+            kept.append(member)
+    kept.sort(key=_member_sort_key)
+    if detailed:
+        header = ["Node", "Address", "Status", "Tags"]
+        return [header] + [_detailed_row(m) for m in kept]
+    header = ["Node", "Address", "Status", "Type", "Build", "Protocol", "DC", "Partition", "Segment"]
+    return [header] + [_standard_row(m) for m in kept]
+
+
+def _synthesise_tags(tags: dict[str, str], segment: str) -> None:
+    """Step 1 of consul-compat §4.2: `ap=default`; `segment=<all>` for servers, `<default>` when empty."""
+    if not tags.get("ap"):
+        tags["ap"] = "default"
+    if tags["ap"] == "default":
+        if segment == ALL_SEGMENTS and tags.get("role") == "consul":
+            tags["segment"] = "<all>"
+        elif not tags.get("segment"):
+            tags["segment"] = "<default>"
+    else:
+        tags["segment"] = ""
+
+
+def _status_word(member: Mapping[str, Any]) -> str:
+    return STATUS_WORDS.get(member.get("Status", 0), "unknown")
+
+
+def _member_sort_key(member: Mapping[str, Any]) -> tuple[bool, bool, str, str, str]:
+    """ByMemberNamePartitionAndSegment: servers, default partition, segment, partition, name (byte order)."""
+    tags = member["Tags"]
+    partition = tags.get("ap", "")
+    return (
+        tags.get("role") != "consul",
+        partition not in ("", "default"),
+        tags.get("segment", ""),
+        partition,
+        member.get("Name", ""),
+    )
+
+
+def _address(member: Mapping[str, Any]) -> str:
+    return tcp_addr(member.get("Addr") or "", int(member.get("Port") or 0))
+
+
+def _standard_row(member: Mapping[str, Any]) -> list[str]:
+    tags = member["Tags"]
+    kind = {"consul": "server", "node": "client"}.get(tags.get("role", ""), "unknown")
+    row = [member.get("Name", ""), _address(member), _status_word(member), kind]
+    if kind == "unknown":
+        return [*row, "", "", "", "", ""]
+    build = tags.get("build", "")
+    build = build.split(":", 1)[0] if build else "< 0.3"
+    return [*row, build, tags.get("vsn", ""), tags.get("dc", ""), tags.get("ap", ""), tags.get("segment", "")]
+
+
+def _detailed_row(member: Mapping[str, Any]) -> list[str]:
+    tags = member["Tags"]
+    joined = ",".join(f"{k}={tags[k]}" for k in sorted(tags))
+    return [member.get("Name", ""), _address(member), _status_word(member), joined]
+
+
+def run_members(values: dict[str, Any], args: list[str]) -> int:
+    """`consul members`: GET /v1/agent/members?segment=_all, table on stdout, exit 2 when nothing matches."""
+    try:
+        status_re = re.compile(values.get("status", ".*"))
+    except re.error as err:
+        _err(f"Failed to compile status regexp: error parsing regexp: {err}: `{values.get('status')}`")
+        return 1
+    client = _client_or_error(values)
+    if client is None:
+        return 1
+    segment = values.get("segment", ALL_SEGMENTS)
+    params = {"segment": segment}
+    if values.get("wan"):
+        params["wan"] = "1"
+    if values.get("filter"):
+        params["filter"] = values["filter"]
+    try:
+        members = client.get_json("/v1/agent/members", params) or []
+        if not isinstance(members, list):
+            raise ClientError("json: cannot unmarshal object into Go value of type []*api.AgentMember")
+    except ClientError as err:
+        _err(f"Error retrieving members: {err}")
+        return 1
+    rows = members_rows(members, status_re, segment, bool(values.get("detailed")))
+    if len(rows) == 1:
+        return 2
+    _out(columnize(rows))
+    return 0
+
+
+# ---- join
+
+
+def run_join(values: dict[str, Any], args: list[str]) -> int:
+    """`consul join`: one PUT per address; N counts the addresses that succeeded; exit 1 only if none did."""
+    if not args:
+        _err("At least one address to join must be specified.")
+        _err("")
+        _err(COMMANDS["join"].help())
+        return 1
+    client = _client_or_error(values)
+    if client is None:
+        return 1
+    params = {"wan": "1"} if values.get("wan") else None
+    joins = 0
+    for addr in args:
+        try:
+            client.request("PUT", "/v1/agent/join/" + _path_escape(addr), params)
+        except ClientError as err:
+            _err(f"Error joining address '{addr}': {err}")
+        else:
+            joins += 1
+    if joins == 0:
+        _err("Failed to join any nodes.")
+        return 1
+    _out(f"Successfully joined cluster by contacting {joins} nodes.")
+    return 0
+
+
+def _path_escape(segment: str) -> str:
+    """url.URL.EscapedPath for a path built by concatenation (Go keeps `$&+,/:;=@`, escapes `[`, `]`, spaces)."""
+    return quote(segment, safe="$&+,/:;=@")
+
+
+# ---- leave / force-leave / reload
+
+
+def run_leave(values: dict[str, Any], args: list[str]) -> int:
+    """`consul leave`: PUT /v1/agent/leave; the agent leaves gracefully and exits."""
+    if args:
+        _err(f"Error found unexpected args: {go_v(args)}")
+        _out(COMMANDS["leave"].help())
+        return 1
+    return _simple_put(values, "/v1/agent/leave", None, "Error leaving", "Graceful leave complete")
+
+
+def run_force_leave(values: dict[str, Any], args: list[str]) -> int:
+    """`consul force-leave [-prune] [-wan] NODE`: no output on success."""
+    if len(args) != 1:
+        _err("A single node name must be specified to force leave.")
+        _err("")
+        _err(COMMANDS["force-leave"].help())
+        return 1
+    params = {}
+    if values.get("prune"):
+        params["prune"] = "1"
+    if values.get("wan"):
+        params["wan"] = "1"
+    path = "/v1/agent/force-leave/" + _path_escape(args[0])
+    return _simple_put(values, path, params, "Error force leaving", None)
+
+
+def run_reload(values: dict[str, Any], args: list[str]) -> int:
+    """`consul reload`: PUT /v1/agent/reload (the agent re-reads its config files, as on SIGHUP)."""
+    return _simple_put(values, "/v1/agent/reload", None, "Error reloading", "Configuration reload triggered")
+
+
+def _simple_put(
+    values: Mapping[str, Any], path: str, params: Mapping[str, str] | None, fail: str, ok: str | None
+) -> int:
+    client = _client_or_error(values)
+    if client is None:
+        return 1
+    try:
+        client.request("PUT", path, params)
+    except ClientError as err:
+        _err(f"{fail}: {err}")
+        return 1
+    if ok is not None:
+        _out(ok)
+    return 0
+
+
+# ---- info
+
+
+def run_info(values: dict[str, Any], args: list[str]) -> int:
+    """`consul info`: the Stats of /v1/agent/self, sections and keys sorted, `\\tkey = value`."""
+    client = _client_or_error(values)
+    if client is None:
+        return 1
+    try:
+        self_doc = client.get_json("/v1/agent/self")
+        if not isinstance(self_doc, dict):
+            raise ClientError("json: cannot unmarshal into Go value of type map[string]map[string]interface {}")
+    except ClientError as err:
+        _err(f"Error querying agent: {err}")
+        return 1
+    if "Stats" not in self_doc:
+        _err(f"Agent response did not contain 'Stats' key: {go_v(self_doc)}")
+        return 1
+    stats = self_doc["Stats"] or {}
+    for key in sorted(stats):
+        _out(key + ":")
+        section = stats[key]
+        if not isinstance(section, dict):
+            _err("Got invalid subkey in stats: map[]")
+            return 1
+        for sub in sorted(section):
+            _out(f"\t{sub} = {go_v(section[sub])}")
+    return 0
+
+
+# ---- the command table, help, version
+
+
+MEMBERS_FLAGS = (
+    Flag("detailed", "Provides detailed information about nodes.", is_bool=True),
+    Flag("wan", "If the agent is in server mode, this can be used to return the other peers in the WAN pool.", True),
+    Flag(
+        "status",
+        "If provided, output is filtered to only nodes matching the regular expression for status.",
+        default=".*",
+        placeholder="<string>",
+    ),
+    Flag(
+        "segment",
+        "(Enterprise-only) If provided, output is filtered to only nodes in the given segment.",
+        default=ALL_SEGMENTS,
+        placeholder="<string>",
+    ),
+    Flag("filter", "Filter to use with the request", placeholder="<string>"),
+)
+
+COMMANDS: dict[str, Command] = {
+    "members": Command(
+        "members",
+        "Lists the members of a Consul cluster",
+        "Usage: consul members [options]\n\n  Outputs the members of a running Consul agent.",
+        HTTP_FLAGS + PARTITION_FLAG + MEMBERS_FLAGS,
+        run_members,
+    ),
+    "join": Command(
+        "join",
+        "Tell Consul agent to join cluster",
+        "Usage: consul join [options] address ...\n\n"
+        '  Tells a running Consul agent (with "consul agent") to join the cluster\n'
+        "  by specifying at least one existing member.",
+        (*HTTP_FLAGS, Flag("wan", "Joins a server to another server in the WAN pool.", is_bool=True)),
+        run_join,
+    ),
+    "leave": Command(
+        "leave",
+        "Gracefully leaves the Consul cluster and shuts down",
+        "Usage: consul leave [options]\n\n  Causes the agent to gracefully leave the Consul cluster and shutdown.",
+        HTTP_FLAGS,
+        run_leave,
+    ),
+    "force-leave": Command(
+        "force-leave",
+        'Forces a member of the cluster to enter the "left" state',
+        "Usage: consul force-leave [options] name\n\n"
+        '  Forces a member of a Consul cluster to enter the "left" state. Note\n'
+        "  that if the member is still actually alive, it will eventually rejoin\n"
+        '  the cluster. This command is most useful for cleaning out "failed" nodes\n'
+        "  that are never coming back. If you do not force leave a failed node,\n"
+        "  Consul will attempt to reconnect to those failed nodes for some period of\n"
+        "  time before eventually reaping them.",
+        (
+            *HTTP_FLAGS,
+            *SERVER_FLAGS,
+            Flag("prune", "Remove agent completely from list of members", is_bool=True),
+            Flag("wan", "Exclude agent from the WAN list of members", is_bool=True),
+        ),
+        run_force_leave,
+        uses_server_flags=True,
+    ),
+    "info": Command(
+        "info",
+        "Provides debugging information for operators.",
+        "Usage: consul info [options]\n\n  Provides debugging information for operators",
+        HTTP_FLAGS,
+        run_info,
+    ),
+    "reload": Command(
+        "reload",
+        "Triggers the agent to reload configuration files",
+        "Usage: consul reload\n\n"
+        "  Causes the agent to reload configurations. This can be used instead\n"
+        "  of sending the SIGHUP signal to the agent.",
+        HTTP_FLAGS,
+        run_reload,
+    ),
+}
+
+# Listed by `help` but run elsewhere (agent/__main__.py) or right here (version).
+OTHER_SYNOPSES = {"agent": "Runs a Consul agent", "version": "Prints the Consul version"}
+HELP_ARGS = ("-h", "-help", "--help")
+VERSION_ARGS = ("version", "-v", "-version", "--version")
+
+
+def prog_name() -> str:
+    """How the user called us: `python -m agent`, `triumvir`, or whatever the script is named."""
+    arg0 = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return "python -m agent" if arg0 in ("", "-c", "-m", "__main__.py") else arg0
+
+
+def usage(prog: str | None = None) -> str:
+    """The top-level help, laid out as mitchellh/cli's BasicHelpFunc does."""
+    prog = prog or prog_name()
+    synopses = {**OTHER_SYNOPSES, **{name: c.synopsis for name, c in COMMANDS.items()}}
+    width = max(map(len, synopses))
+    lines = [f"Usage: {prog} [--version] [--help] <command> [<args>]", "", "Available commands are:"]
+    lines += [f"    {name.ljust(width)}    {synopses[name]}" for name in sorted(synopses)]
+    return "\n".join(lines)
+
+
+def version_text() -> str:
+    """`consul version`: the Consul version the agent imitates, then triumvir's own."""
+    try:
+        from importlib.metadata import version
+
+        own = version("triumvir")
+    except Exception:
+        own = "0.1.0"
+    try:
+        from agent import consul
+
+        lines = [f"Consul v{consul.CONSUL_VERSION}", f"Revision {consul.REVISION}"]
+    except (ImportError, AttributeError):
+        lines = []
+    lines.append(
+        "Protocol 2 spoken by default, understands 2 to 3 (agent will automatically use protocol >2 when speaking"
+        " to compatible agents)"
+    )
+    lines.append(f"triumvir v{own}")
+    return "\n".join(lines)
+
+
+def run_command(command: Command, args: list[str]) -> int:
+    """Parse the command's flags as Go does (a help flag anywhere before `--` prints its help), then run it."""
+    before_dashdash = args[: args.index("--")] if "--" in args else args
+    if any(a in HELP_ARGS for a in before_dashdash):
+        _out(command.help())
+        return 0
+    try:
+        values, rest = parse_flags(args, command.flags)
+    except FlagError as err:
+        _err(str(err))
+        _err(command.help())
+        return 1
+    return command.run(values, rest)
+
+
+def main(argv: list[str]) -> int:
+    """Run `<subcommand> [args]`; `help`/`-h` and `version` too.  Unknown subcommands exit 127 as consul's."""
+    if not argv or argv[0] in ("help", *HELP_ARGS):
+        _out(usage())
+        return 0
+    if argv[0] in VERSION_ARGS:
+        _out(version_text())
+        return 0
+    command = COMMANDS.get(argv[0])
+    if command is None:
+        _err(usage())
+        return 127
+    return run_command(command, argv[1:])
