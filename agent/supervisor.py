@@ -1,0 +1,414 @@
+"""The agent process: one root nursery supervising gossip, the member table and the HTTP API.
+
+Startup order (each step reports ready before the next begins, so a failure stops the agent before anything
+later binds): config -> data dir (lock, node ID) -> gossip (probing and anti-entropy nurseries, inside
+GossipDriver) -> the member-table feeder -> HTTP -> banner -> joins. Signals as Consul's: SIGINT leaves
+gracefully unless skip_leave_on_interrupt, SIGTERM leaves when leave_on_terminate, SIGHUP reloads.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import immutables
+import trio
+
+from agent import consul
+from agent.config import AgentConfig, ConfigError, HelpRequested, diff_config, load_config, reload_config
+from agent.datadir import DataDir, DataDirError
+from agent.gossip import GossipDriver
+from agent.http import serve_http
+from agent.members import Member, MemberTable
+from protocol.config import Config
+from protocol.serf import MemberEvent, Serf
+
+log = logging.getLogger("agent")
+
+VERSION = "0.1.0"
+GRACEFUL_LEAVE_LIMIT = 15.0  # Consul: "Timeout on graceful leave. Exiting"
+PEER_SAVE_DELAY = 1.0
+EXIT_AFTER_LEAVE_DELAY = 0.2  # coalesce bursts of membership events into one write of the peers file
+
+
+AGENT_USAGE = """Usage: python -m agent [agent] [options]
+
+  Starts the agent and runs until an interrupt is received.
+
+Options (single or double dash, -flag=value or -flag value):
+  -server  -bootstrap  -bootstrap-expect N  -dev  -ui
+  -node NAME  -node-id UUID  -node-meta k:v  -datacenter/-dc NAME  -domain NAME
+  -bind IP  -advertise IP  -client IP  -data-dir PATH
+  -config-dir DIR  -config-file FILE  (repeatable)  -config-format json|hcl  -hcl TEXT
+  -join ADDR  -retry-join ADDR  (repeatable)  -retry-interval DURATION  -retry-max N  -rejoin
+  -http-port N  -dns-port N  -serf-lan-port N  -serf-wan-port N  -server-port N  -grpc-port N
+  -log-level LEVEL  -log-json  -profile lan|local  -recursor ADDR"""
+
+
+class JoinError(Exception):
+    """No address of a join answered; the message names each address and its error."""
+
+
+def to_member(m: Any) -> Member:
+    """A protocol.serf.Member as the agent's immutable record (agent/http never sees protocol types)."""
+    return Member(
+        name=m.name,
+        addr=m.addr,
+        port=m.port,
+        tags=immutables.Map(m.tags),
+        status=int(m.status),
+        protocol_min=m.protocol_min,
+        protocol_max=m.protocol_max,
+        protocol_cur=m.protocol_cur,
+        delegate_min=m.delegate_min,
+        delegate_max=m.delegate_max,
+        delegate_cur=m.delegate_cur,
+    )
+
+
+class Agent:
+    """The running agent; also what the HTTP handlers may ask of it (agent.api.AgentAPI)."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.table = MemberTable()
+        self.started = time.time()
+        self.node_id = ""
+        self.datadir: DataDir | None = None
+        self.driver: GossipDriver | None = None
+        self._root: trio.Nursery | None = None
+        self._exit_code = 0
+        self._leaving = False
+        self._peers_dirty = trio.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self) -> int:
+        config = self.config
+        if config.data_dir:
+            self.datadir = DataDir(config.data_dir)
+            self.datadir.lock()
+            self.node_id = (config.node_id or self.datadir.node_id()).lower()
+        else:
+            self.node_id = (config.node_id or str(uuid.uuid4())).lower()
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+            async with trio.open_nursery() as root:
+                self._root = root
+                await self._start_gossip(root)
+                root.start_soon(self._feed_members)
+                http_addr = None
+                if config.ports.http >= 0:
+                    http_addr = await root.start(serve_http, self, config.client_addr, config.ports.http)
+                self._banner(http_addr)
+                await self._initial_joins(root)
+                root.start_soon(self._save_peers_loop)
+                await self._handle_signals(signals)
+                root.cancel_scope.cancel()
+        return self._exit_code
+
+    async def _start_gossip(self, nursery: trio.Nursery) -> None:
+        config = self.config
+        profile = Config.profile(config.gossip_profile, reconnect_timeout=config.reconnect_timeout)
+        tags = consul.lan_tags(config, self.node_id, VERSION)
+
+        def machine(bound: tuple[str, int]) -> Serf:
+            return Serf(
+                profile,
+                name=config.node_name,
+                addr=(config.advertise_addr, bound[1]),
+                rng=random.Random(),
+                now=trio.current_time(),
+                tags=tags,
+            )
+
+        self.driver = GossipDriver(machine, (config.bind_addr, config.ports.serf_lan), tcp_timeout=profile.tcp_timeout)
+        self._events = self.driver.subscribe(4096)
+        self.serf_addr = await nursery.start(self.driver.run)
+        self.table.apply("member-join", to_member(self.driver.machine.local_member()))
+        self._update_leader()
+
+    def _banner(self, http_addr: Any) -> None:
+        config = self.config
+        lines = [
+            "Consul agent running!",
+            f"           Version: '{VERSION}' (triumvir)",
+            f"           Node ID: '{self.node_id}'",
+            f"         Node name: '{config.node_name}'",
+            f"        Datacenter: '{config.datacenter}' (Segment: '')",
+            f"            Server: {str(config.server).lower()} (Bootstrap: {str(config.bootstrap).lower()})",
+            f"       Client Addr: [{config.client_addr}] (HTTP: {http_addr[1] if http_addr else -1}, "
+            f"DNS: {config.ports.dns})",
+            f"      Cluster Addr: {config.advertise_addr} (LAN: {self.serf_addr[1]})",
+            "  Gossip Encryption: false",
+        ]
+        log.info("==> %s", "\n".join(lines))
+        print("==> " + "\n".join(lines), file=sys.stderr, flush=True)
+
+    async def _initial_joins(self, nursery: trio.Nursery) -> None:
+        config = self.config
+        if config.start_join:
+            try:
+                count = await self.join(list(config.start_join))
+            except JoinError as exc:
+                log.error("agent: Failed to join: %s", exc)
+                self._exit_code = 1
+                nursery.cancel_scope.cancel()
+                return
+            log.info("Join completed. Initial agents synced with: %d", count)
+        if config.retry_join:
+            nursery.start_soon(self._retry_join, list(config.retry_join))
+        if self.datadir is not None and not config.start_join:
+            peers = [p for p in self.datadir.read_peers() if p != f"{config.advertise_addr}:{self.serf_addr[1]}"]
+            if peers and (config.rejoin_after_leave or not self.datadir.left()):
+                nursery.start_soon(self._rejoin, peers)
+            elif peers:
+                log.info("agent: left gracefully last time; not rejoining %d known peers (rejoin_after_leave off)",
+                         len(peers))
+        if self.datadir is not None:
+            self.datadir.mark_left(False)
+
+    async def _rejoin(self, peers: list[str]) -> None:
+        try:
+            count = await self.join(peers)
+            log.info("agent: rejoined %d of %d known peers", count, len(peers))
+        except JoinError as exc:
+            log.warning("agent: could not rejoin known peers: %s", exc)
+
+    async def _retry_join(self, addrs: list[str]) -> None:
+        config = self.config
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                count = await self.join(addrs)
+            except JoinError as exc:
+                log.warning("agent: Join cluster failed, will retry: attempt=%d error=%s", attempt, exc)
+            else:
+                log.info("agent: Join cluster completed. Synced with %d initial agents", count)
+                return
+            if config.retry_max and attempt >= config.retry_max:
+                log.error("agent: max join retry exhausted, exiting")
+                self._exit_code = 1
+                assert self._root is not None
+                self._root.cancel_scope.cancel()
+                return
+            await trio.sleep(config.retry_interval)
+
+    async def _handle_signals(self, signals: Any) -> None:
+        config = self.config
+        async for signum in signals:
+            if signum == signal.SIGHUP:
+                await self._reload_logged()
+                continue
+            name = "interrupt" if signum == signal.SIGINT else "terminated"
+            log.info("agent: Caught: signal=%s", name)
+            graceful = (
+                not config.skip_leave_on_interrupt if signum == signal.SIGINT else config.leave_on_terminate
+            )
+            if not graceful:
+                log.info("agent: Graceful shutdown disabled. Exiting")
+                self._exit_code = 1
+                return
+            log.info("agent: Gracefully shutting down agent...")
+            self._exit_code = await self._leave_bounded(signals)
+            return
+
+    async def _leave_bounded(self, signals: Any) -> int:
+        """Leave, but a second signal or GRACEFUL_LEAVE_LIMIT seconds end it at once (exit 1)."""
+        async with trio.open_nursery() as nursery:
+            result = 1
+
+            async def second_signal() -> None:
+                async for _ in signals:
+                    log.warning("agent: Caught second signal, Exiting")
+                    nursery.cancel_scope.cancel()
+                    return
+
+            nursery.start_soon(second_signal)
+            with trio.move_on_after(GRACEFUL_LEAVE_LIMIT) as scope:
+                await self._do_leave()
+                result = 0
+                log.info("agent: Graceful exit completed")
+            if scope.cancelled_caught:
+                log.error("agent: Timeout on graceful leave. Exiting")
+            nursery.cancel_scope.cancel()
+        return result
+
+    # ------------------------------------------------------------------ membership feed
+
+    async def _feed_members(self) -> None:
+        """Every gossip event becomes one new immutable snapshot; the leader is recomputed after each."""
+        async for ev in self._events:
+            if isinstance(ev, MemberEvent):
+                self.table.apply(str(ev.kind), to_member(ev.member))
+                self._update_leader()
+                self._peers_dirty.set()
+
+    def _update_leader(self) -> None:
+        members = self.table.current.members.values()
+        leader, servers = consul.leader_of(list(members), self.config.bootstrap_expect or 1, self.config.datacenter)
+        self.table.set_leader(leader, servers)
+
+    async def _save_peers_loop(self) -> None:
+        if self.datadir is None:
+            return
+        while True:
+            await self._peers_dirty.wait()
+            self._peers_dirty = trio.Event()
+            await trio.sleep(PEER_SAVE_DELAY)
+            self._save_peers()
+
+    def _save_peers(self) -> None:
+        assert self.datadir is not None
+        local = self.config.node_name
+        peers = sorted(
+            f"{m.addr}:{m.port}" for m in self.table.current.members.values() if m.name != local and m.status == 1
+        )
+        if peers:
+            self.datadir.write_peers(peers)
+
+    # ------------------------------------------------------------------ AgentAPI
+
+    async def join(self, addrs: list[str]) -> int:
+        assert self.driver is not None
+        port = self.config.ports.serf_lan
+        targets = [a if _has_port(a) else f"{_bracket(a)}:{port}" for a in addrs]
+        errors: list[str] = []
+        try:
+            count = await self.driver.join(targets)
+        except OSError as exc:
+            errors.append(str(exc))
+            count = 0
+        if count == 0:
+            raise JoinError(f"1 error occurred:\n\t* Failed to join {', '.join(targets)}: "
+                            f"{'; '.join(errors) or 'no address answered'}")
+        return count
+
+    async def leave(self) -> None:
+        """PUT /v1/agent/leave: leave gracefully, then the process exits 0."""
+        await self._do_leave()
+        self._exit_code = 0
+        assert self._root is not None
+        self._root.start_soon(self._exit_after_response)
+
+    async def _exit_after_response(self) -> None:
+        """Stop the process a moment after a leave requested over HTTP, so its 200 reaches the caller."""
+        await trio.sleep(EXIT_AFTER_LEAVE_DELAY)
+        assert self._root is not None
+        self._root.cancel_scope.cancel()
+
+    async def _do_leave(self) -> None:
+        if self._leaving:
+            return
+        self._leaving = True
+        assert self.driver is not None
+        await self.driver.leave()
+        if self.datadir is not None:
+            self.datadir.mark_left(True)
+
+    async def force_leave(self, node: str, prune: bool) -> None:
+        assert self.driver is not None
+        if node not in self.table.current.members:
+            raise LookupError(f"agent: No node found with name '{node}'")
+        self.driver.force_leave(node, prune=prune)
+
+    async def reload(self) -> list[str]:
+        new = reload_config(self.config)
+        changes = diff_config(self.config, new)
+        if new.log_level != self.config.log_level:
+            logging.getLogger().setLevel(_log_level(new.log_level))
+        self.config = new
+        return changes
+
+    async def _reload_logged(self) -> None:
+        log.info("agent: Caught: signal=hangup")
+        try:
+            changes = await self.reload()
+        except ConfigError as exc:
+            log.error("agent: Reload config failed: %s", exc)
+            return
+        log.info("agent: Reloaded configuration: %s", ", ".join(changes) or "no changes")
+
+    def self_member(self) -> Member:
+        return self.table.current.members[self.config.node_name]
+
+    def stats(self) -> dict[str, dict[str, str]]:
+        snap = self.table.current
+        serf_stats: dict[str, Any] = dict(self.driver.machine.stats()) if self.driver else {}
+        members = list(snap.members.values())
+        return {
+            "agent": {"check_monitors": "0", "check_ttls": "0", "checks": "0", "services": "0"},
+            "build": {"prerelease": "", "revision": "", "version": VERSION, "version_metadata": ""},
+            "consul": {
+                "server": str(self.config.server).lower(),
+                "known_datacenters": "1",
+                "leader": str(snap.leader == self._own_server_addr()).lower(),
+                "leader_addr": snap.leader,
+                "bootstrap": str(self.config.bootstrap).lower(),
+            },
+            "serf_lan": {
+                "members": str(len(members)),
+                "failed": str(sum(1 for m in members if m.status == 4)),
+                "left": str(sum(1 for m in members if m.status == 3)),
+                **{k: str(v) for k, v in serf_stats.items() if k not in {"members", "failed", "left"}},
+                "encrypted": "false",
+            },
+            "runtime": {"os": sys.platform, "arch": "", "version": sys.version.split()[0]},
+        }
+
+    def _own_server_addr(self) -> str:
+        return f"{self.config.advertise_addr}:{self.config.ports.server}"
+
+
+def _has_port(addr: str) -> bool:
+    if addr.startswith("["):
+        return "]:" in addr
+    return addr.count(":") == 1
+
+
+def _bracket(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def _log_level(name: str) -> int:
+    return {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
+            "warning": logging.WARNING, "err": logging.ERROR, "error": logging.ERROR}.get(name.lower(), logging.INFO)
+
+
+def main(argv: Sequence[str]) -> int:
+    """`python -m agent [agent] FLAGS`: exit 1 with `==> message` on a config error, before binding anything."""
+    try:
+        config = load_config(list(argv))
+    except HelpRequested:
+        print(AGENT_USAGE, file=sys.stderr)
+        return 0
+    except ConfigError as exc:
+        print(f"==> {exc}", file=sys.stderr)
+        return 1
+    logging.basicConfig(stream=sys.stderr, level=_log_level(config.log_level),
+                        format="%(asctime)s [%(levelname)s] %(name)s: %(message)s")
+    for warning in config.warnings:
+        log.warning("agent: %s", warning)
+    agent = Agent(config)
+    try:
+        return trio.run(agent.run)
+    except (OSError, DataDirError, BaseExceptionGroup) as exc:
+        # A failure to start (a port in use, a locked data dir) is one clear line, not a traceback.
+        leaves = _leaves(exc)
+        if not all(isinstance(leaf, OSError | DataDirError) for leaf in leaves):
+            raise
+        for leaf in leaves:
+            print(f"==> Error starting agent: {leaf}", file=sys.stderr)
+        return 1
+
+
+def _leaves(group: BaseException) -> list[BaseException]:
+    if isinstance(group, BaseExceptionGroup):
+        return [leaf for exc in group.exceptions for leaf in _leaves(exc)]
+    return [group]
