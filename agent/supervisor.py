@@ -21,6 +21,7 @@ import immutables
 import trio
 
 from agent import consul
+from agent.api import JoinError
 from agent.config import AgentConfig, ConfigError, HelpRequested, diff_config, load_config, reload_config
 from agent.datadir import DataDir, DataDirError
 from agent.gossip import GossipDriver
@@ -49,10 +50,6 @@ Options (single or double dash, -flag=value or -flag value):
   -join ADDR  -retry-join ADDR  (repeatable)  -retry-interval DURATION  -retry-max N  -rejoin
   -http-port N  -dns-port N  -serf-lan-port N  -serf-wan-port N  -server-port N  -grpc-port N
   -log-level LEVEL  -log-json  -profile lan|local  -recursor ADDR"""
-
-
-class JoinError(Exception):
-    """No address of a join answered; the message names each address and its error."""
 
 
 def to_member(m: Any) -> Member:
@@ -147,7 +144,6 @@ class Agent:
             f"      Cluster Addr: {config.advertise_addr} (LAN: {self.serf_addr[1]})",
             "  Gossip Encryption: false",
         ]
-        log.info("==> %s", "\n".join(lines))
         print("==> " + "\n".join(lines), file=sys.stderr, flush=True)
 
     async def _initial_joins(self, nursery: trio.Nursery) -> None:

@@ -1,0 +1,42 @@
+"""What the HTTP handlers may ask of the running agent: the seam between agent/http and the supervisor.
+
+agent/http depends on this Protocol, never on the supervisor or protocol/, so it can be tested against a small
+agent built on the real MemberTable.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from agent.config import AgentConfig
+    from agent.members import Member, MemberTable
+
+
+class JoinError(Exception):
+    """No address of a join answered; the message names each address and its error."""
+
+
+class AgentAPI(Protocol):
+    config: AgentConfig
+    node_id: str
+    table: MemberTable
+    started: float
+
+    async def join(self, addrs: list[str]) -> int:
+        """Join through each address; the number that answered, or JoinError when none did."""
+        ...
+
+    async def leave(self) -> None:
+        """Leave gracefully; the process then exits 0."""
+        ...
+
+    async def force_leave(self, node: str, prune: bool) -> None: ...
+
+    async def reload(self) -> list[str]:
+        """Re-read the config (raises ConfigError); what changed."""
+        ...
+
+    def self_member(self) -> Member: ...
+
+    def stats(self) -> dict[str, dict[str, str]]: ...

@@ -1,0 +1,178 @@
+"""``/v1/agent/*``: the local agent's own view (members, self) and its membership actions (consul-compat 1.2.6-8).
+
+These are agent-local: they answer with or without a leader.  Actions answer 200 with an empty body (never 204:
+py-consul checks ``code == 200``); their failures are 500 with the agent's message.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from agent.http.errors import HTTPError, bad_request
+from agent.http.routes import EMPTY, Ctx, Route
+from agent.http.views import member_json, node_meta, version_of
+
+__all__ = ["ROUTES", "go_duration", "self_json"]
+
+log = logging.getLogger("agent.http")
+
+BUILD_DATE = "1970-01-01T00:00:01Z"  # Consul's value when the build sets none
+ALL_SEGMENTS = "_all"
+
+
+def go_duration(seconds: float) -> str:
+    """Go's ``time.Duration.String`` for whole-millisecond values: ``30s``, ``1m30s``, ``72h0m0s``, ``250ms``."""
+    if seconds == 0:
+        return "0s"
+    sign = "-" if seconds < 0 else ""
+    ms = round(abs(seconds) * 1000)
+    if ms < 1000:
+        return f"{sign}{ms}ms"
+    hours, rest = divmod(ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    secs = f"{rest // 1000}" if rest % 1000 == 0 else f"{rest / 1000:g}"
+    if hours:
+        return f"{sign}{hours}h{minutes}m{secs}s"
+    if minutes:
+        return f"{sign}{minutes}m{secs}s"
+    return f"{sign}{secs}s"
+
+
+async def agent_members(ctx: Ctx) -> list[dict[str, Any]] | None:
+    """GET /v1/agent/members: the LAN pool, left and failed members included until reaped; sorted by name.
+
+    ``wan`` counts only with a value.  There is no WAN pool here: a client answers ``null`` (as Consul), a server
+    an empty list.  ``segment`` is accepted and ignored for the LAN (CE has one segment).
+    """
+    q = ctx.request.query
+    wan = bool(q.get("wan"))
+    if wan and q.get("segment") not in ("", ALL_SEGMENTS):
+        raise bad_request("Cannot provide a segment with wan=true")
+    if wan:
+        return [] if ctx.api.config.server else None
+    if q.get("filter"):
+        raise HTTPError(500, "Failed to create boolean expression evaluator: filter expressions are not supported")
+    members = sorted(ctx.api.table.current.members.values(), key=lambda m: m.name)
+    return [member_json(m) for m in members]
+
+
+def _debug_config(ctx: Ctx) -> dict[str, Any]:
+    """A sanitized runtime config with Consul's key names, for the fields this agent has."""
+    c = ctx.api.config
+    ports = c.ports
+    return {
+        "AdvertiseAddrLAN": c.advertise_addr,
+        "BindAddr": c.bind_addr,
+        "Bootstrap": c.bootstrap,
+        "BootstrapExpect": c.bootstrap_expect,
+        "ClientAddrs": [c.client_addr],
+        "DNSDomain": c.domain,
+        "DNSPort": ports.dns,
+        "DataDir": c.data_dir or "",
+        "Datacenter": c.datacenter,
+        "DevMode": c.dev,
+        "HTTPPort": ports.http,
+        "LeaveOnTerm": c.leave_on_terminate,
+        "Logging": {"LogJSON": c.log_json, "LogLevel": c.log_level.upper()},
+        "NodeID": ctx.api.node_id,
+        "NodeMeta": dict(sorted(c.node_meta.items())),
+        "NodeName": c.node_name,
+        "PrimaryDatacenter": c.datacenter,
+        "ReconnectTimeoutLAN": go_duration(c.reconnect_timeout),
+        "RejoinAfterLeave": c.rejoin_after_leave,
+        "RetryJoinIntervalLAN": go_duration(c.retry_interval),
+        "RetryJoinLAN": list(c.retry_join),
+        "RetryJoinMaxAttemptsLAN": c.retry_max,
+        "SerfPortLAN": ports.serf_lan,
+        "SerfPortWAN": ports.serf_wan,
+        "ServerMode": c.server,
+        "ServerPort": ports.server,
+        "SkipLeaveOnInt": c.skip_leave_on_interrupt,
+        "StartJoinAddrsLAN": list(c.start_join),
+        "UIConfig": {"Enabled": c.ui},
+    }
+
+
+def self_json(ctx: Ctx) -> dict[str, Any]:
+    """The /v1/agent/self object: Config, DebugConfig, Coord (null: no coordinates), Member, Stats, Meta."""
+    api = ctx.api
+    config = api.config
+    member = api.self_member()
+    stats = api.stats()
+    build = stats.get("build", {})
+    tag_version, _, tag_revision = member.tags.get("build", "").partition(":")
+    return {
+        "Config": {
+            "Datacenter": config.datacenter,
+            "PrimaryDatacenter": config.datacenter,
+            "NodeName": config.node_name,
+            "NodeID": api.node_id,
+            "Revision": build.get("revision") or tag_revision,
+            "Server": config.server,
+            "Version": build.get("version") or tag_version or version_of(member),
+            "BuildDate": BUILD_DATE,
+        },
+        "DebugConfig": _debug_config(ctx),
+        "Coord": None,
+        "Member": member_json(member),
+        "Stats": stats,
+        "Meta": node_meta(member, config.node_meta),
+    }
+
+
+async def agent_self(ctx: Ctx) -> dict[str, Any]:
+    """GET /v1/agent/self."""
+    return self_json(ctx)
+
+
+async def agent_join(ctx: Ctx) -> Any:
+    """PUT /v1/agent/join/:address[?wan=1]: 500 with the join error text when no address answered."""
+    address = ctx.request.path.removeprefix("/v1/agent/join/")
+    if ctx.request.query.get("wan"):
+        if not ctx.api.config.server:
+            raise HTTPError(500, "Must be a server to join WAN cluster")
+        raise HTTPError(500, "WAN federation is not supported by this agent")
+    log.info("agent: (LAN) joining: lan_addresses=[%s]", address)
+    await ctx.api.join([address])
+    return EMPTY
+
+
+async def agent_leave(ctx: Ctx) -> Any:
+    """PUT /v1/agent/leave: leave gracefully; the agent then shuts down (the 200 still goes out)."""
+    await ctx.api.leave()
+    return EMPTY
+
+
+async def agent_force_leave(ctx: Ctx) -> Any:
+    """PUT /v1/agent/force-leave/:node[?prune][?wan]: 200 even for an unknown node, as current Consul."""
+    node = ctx.request.path.removeprefix("/v1/agent/force-leave/")
+    q = ctx.request.query
+    if q.has("wan"):
+        if not ctx.api.config.server:
+            raise HTTPError(500, "Must be a server to force-leave a node from the WAN cluster")
+        raise HTTPError(500, "WAN federation is not supported by this agent")
+    log.info("agent: Force leaving node: node=%s", node)
+    try:
+        await ctx.api.force_leave(node, q.has("prune"))
+    except LookupError as exc:
+        # Serf's force-leave broadcasts the intent whether or not it knows the node; Consul answers 200.
+        log.warning("agent: Failed to remove node: node=%s error=%s", node, exc)
+    return EMPTY
+
+
+async def agent_reload(ctx: Ctx) -> Any:
+    """PUT /v1/agent/reload: re-read the config files; a config error is a 500 with its message."""
+    changes = await ctx.api.reload()
+    log.info("agent: Reloaded configuration: %s", ", ".join(changes) or "no changes")
+    return EMPTY
+
+
+ROUTES = (
+    Route("/v1/agent/members", ("GET",), agent_members),
+    Route("/v1/agent/self", ("GET",), agent_self),
+    Route("/v1/agent/join/", ("PUT",), agent_join),
+    Route("/v1/agent/leave", ("PUT",), agent_leave),
+    Route("/v1/agent/force-leave/", ("PUT",), agent_force_leave),
+    Route("/v1/agent/reload", ("PUT",), agent_reload),
+)

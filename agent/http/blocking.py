@@ -1,0 +1,170 @@
+"""Blocking queries and query metadata (consul-compat §2): ``?index``/``?wait``, consistency flags, X-Consul-*.
+
+A catalog read answers at once unless ``index`` > 0; then it parks in ``MemberTable.wait_past`` until the table's
+index passes ``index`` or ``wait`` (default 5 m, at most 10 m) plus a random jitter of up to ``wait/16`` elapses,
+so thousands of watchers woken by one change don't all come back at the same instant.  On timeout the current
+result is returned with its (possibly unchanged) index, as Consul does.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from typing import TYPE_CHECKING
+
+import attrs
+import trio
+
+from agent.http.errors import bad_request
+
+if TYPE_CHECKING:
+    from agent.http.request import Request
+    from agent.members import MemberTable, Snapshot
+
+__all__ = [
+    "DEFAULT_QUERY_TIME",
+    "JITTER_FRACTION",
+    "MAX_QUERY_TIME",
+    "QueryOptions",
+    "block_time",
+    "meta_headers",
+    "parse_go_duration",
+    "parse_query_options",
+    "parse_uint64",
+    "wait_past",
+]
+
+DEFAULT_QUERY_TIME = 300.0  # Consul's default_query_time
+MAX_QUERY_TIME = 600.0  # Consul's max_query_time
+JITTER_FRACTION = 16  # structs.JitterFraction: up to wait/16 extra
+
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_PART = re.compile(r"([0-9]*(?:\.[0-9]*)?)(ns|us|µs|μs|ms|s|m|h)")
+
+
+def parse_go_duration(text: str) -> float:
+    """Go's ``time.ParseDuration`` in seconds: ``"10s"``, ``"1m30s"``, ``"-1.5h"``, ``"0"``; ValueError otherwise."""
+    s = text
+    sign = 1.0
+    if s[:1] in ("+", "-"):
+        sign = -1.0 if s[0] == "-" else 1.0
+        s = s[1:]
+    if s == "0":
+        return 0.0
+    if not s:
+        raise ValueError(f"invalid duration {text!r}")
+    total = 0.0
+    pos = 0
+    while pos < len(s):
+        m = _DURATION_PART.match(s, pos)
+        if m is None or m.group(1) in ("", "."):
+            raise ValueError(f"invalid duration {text!r}")
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    return sign * total
+
+
+def parse_uint64(text: str) -> int:
+    """``strconv.ParseUint(text, 10, 64)``: decimal digits only, below 2**64."""
+    if not text.isascii() or not text.isdigit():
+        raise ValueError(f"invalid uint64 {text!r}")
+    value = int(text)
+    if value >= 1 << 64:
+        raise ValueError(f"uint64 out of range {text!r}")
+    return value
+
+
+@attrs.frozen
+class QueryOptions:
+    """What a catalog read was asked for: the ``dc``, the consistency mode and the blocking parameters."""
+
+    dc: str = ""
+    stale: bool = False
+    consistent: bool = False
+    index: int = 0
+    wait: float = 0.0  # as given; block_time() applies Consul's default and cap
+
+    @property
+    def consistency(self) -> str:
+        """The X-Consul-Effective-Consistency value."""
+        return "stale" if self.stale else "consistent" if self.consistent else "leader"
+
+
+def _check_cache_control(request: Request) -> None:
+    """Consul's parseCacheControl: only malformed ``max-age``/``stale-if-error`` values are errors."""
+    raw = request.header("cache-control").lower()
+    for directive in raw.split(",") if raw else ():
+        d = directive.strip()
+        for prefix in ("max-age=", "stale-if-error="):
+            if d.startswith(prefix):
+                try:
+                    int(d[len(prefix) :])
+                except ValueError:
+                    raise bad_request("Invalid Cache-Control header.") from None
+
+
+def parse_query_options(request: Request, default_dc: str) -> QueryOptions:
+    """Consul's ``parse`` for reads, in its order: dc, consistency, Cache-Control, wait, index (400s as its text)."""
+    q = request.query
+    dc = q.get("dc") or default_dc
+    stale = q.has("stale")
+    consistent = q.has("consistent")
+    cached = q.has("cached")  # http_config.use_cache is on by default
+    max_stale = q.get("max_stale")
+    if max_stale:
+        try:
+            if parse_go_duration(max_stale) > 0:
+                stale = True
+        except ValueError:
+            raise bad_request(f'Invalid max_stale value "{max_stale}"') from None
+    if stale and consistent:
+        raise bad_request("Cannot specify ?stale with ?consistent, conflicting semantics.")
+    if cached and consistent:
+        raise bad_request("Cannot specify ?cached with ?consistent, conflicting semantics.")
+    _check_cache_control(request)
+    wait = 0.0
+    if raw_wait := q.get("wait"):
+        try:
+            wait = parse_go_duration(raw_wait)
+        except ValueError:
+            raise bad_request("Invalid wait time") from None
+    index = 0
+    if raw_index := q.get("index"):
+        try:
+            index = parse_uint64(raw_index)
+        except ValueError:
+            raise bad_request("Invalid index") from None
+    return QueryOptions(dc=dc, stale=stale, consistent=consistent, index=index, wait=wait)
+
+
+def block_time(wait: float, rng: random.Random) -> float:
+    """The time a blocking query may park: ``wait`` (0 or negative -> 5 m, capped at 10 m) plus < wait/16 jitter."""
+    if wait > MAX_QUERY_TIME:
+        wait = MAX_QUERY_TIME
+    elif wait <= 0:
+        wait = DEFAULT_QUERY_TIME
+    return wait + rng.random() * (wait / JITTER_FRACTION)
+
+
+async def wait_past(table: MemberTable, opts: QueryOptions, rng: random.Random) -> Snapshot:
+    """The snapshot to answer with: at once without ``index``, else once past it or when the block time is up."""
+    snapshot = table.current
+    if opts.index == 0 or snapshot.index > opts.index:
+        return snapshot
+    with trio.move_on_after(block_time(opts.wait, rng)):
+        return await table.wait_past(opts.index)
+    return table.current
+
+
+def meta_headers(snapshot: Snapshot, opts: QueryOptions, index: int | None = None) -> dict[str, str]:
+    """X-Consul-Index (never 0), -Knownleader, -Lastcontact, -Effective-Consistency, -Query-Backend (Go spelling).
+
+    The leader is computed locally from the same snapshot, so there is no lag to report: Lastcontact is 0.
+    """
+    return {
+        "X-Consul-Index": str(max(1, snapshot.index if index is None else index)),
+        "X-Consul-Knownleader": "true" if snapshot.leader else "false",
+        "X-Consul-Lastcontact": "0",
+        "X-Consul-Effective-Consistency": opts.consistency,
+        "X-Consul-Query-Backend": "blocking-query",
+    }

@@ -1,0 +1,133 @@
+"""``/v1/catalog/*``: the catalog as Consul's leader would have registered the LAN members (consul-compat 1.2.1-5).
+
+There is no Raft: the "catalog" is the member table's snapshot seen through Consul's rules (alive, leaving and
+failed members are registered, left and reaped ones are not), and the leader is the one ``agent.consul.leader_of``
+computed into the snapshot.  Reads in the default mode need that leader (500 ``No cluster leader``); ``?stale``
+reads answer anyway; a client agent needs a known server first.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from agent.http.blocking import QueryOptions, meta_headers, parse_query_options, wait_past
+from agent.http.errors import NO_CLUSTER_LEADER, NO_KNOWN_SERVERS, NO_PATH_TO_DC, HTTPError, bad_request
+from agent.http.routes import Ctx, Route
+from agent.http.views import catalog_members, consul_service, find_member, in_catalog, known_servers, node_json
+
+if TYPE_CHECKING:
+    from agent.members import Snapshot
+
+__all__ = ["ROUTES", "catalog_datacenters", "catalog_node", "catalog_nodes", "require_leader"]
+
+RPC_ERROR_PREFIX = "rpc error making call: "
+FILTER_UNSUPPORTED = "Failed to create boolean expression evaluator: filter expressions are not supported by this agent"
+
+
+def _error_meta(ctx: Ctx) -> None:
+    """Consul sets query meta even on RPC errors, from an empty QueryMeta: index 1, no leader known."""
+    ctx.headers.update(
+        {
+            "X-Consul-Index": "1",
+            "X-Consul-Knownleader": "false",
+            "X-Consul-Lastcontact": "0",
+            "X-Consul-Query-Backend": "blocking-query",
+        }
+    )
+
+
+def require_servers(ctx: Ctx, snapshot: Snapshot) -> None:
+    """A client agent forwards reads to a server: with none alive it is ``No known Consul servers``."""
+    config = ctx.api.config
+    if not config.server and not known_servers(snapshot.members.values(), config.datacenter):
+        raise HTTPError(500, NO_KNOWN_SERVERS)
+
+
+async def require_leader(ctx: Ctx, opts: QueryOptions) -> Snapshot:
+    """The snapshot to serve a read from: any with ``?stale``, else one with a leader, waiting at most the hold."""
+    table = ctx.api.table
+    snapshot = table.current
+    require_servers(ctx, snapshot)
+    if opts.stale or snapshot.leader:
+        return snapshot
+    hold = ctx.options.rpc_hold_timeout
+    if hold > 0:
+        with trio.move_on_after(hold):
+            while not snapshot.leader:
+                snapshot = await table.wait_past(snapshot.index)
+        if snapshot.leader:
+            return snapshot
+    prefix = "" if ctx.api.config.server else RPC_ERROR_PREFIX
+    raise HTTPError(500, prefix + NO_CLUSTER_LEADER)
+
+
+async def _read(ctx: Ctx) -> tuple[Snapshot, QueryOptions]:
+    """Consul's read path: parse (400s), route to the DC, find a leader, block, then set the query meta."""
+    opts = parse_query_options(ctx.request, ctx.api.config.datacenter)
+    try:
+        if opts.dc != ctx.api.config.datacenter:
+            raise HTTPError(500, NO_PATH_TO_DC)
+        if ctx.request.query.get("filter"):
+            raise HTTPError(500, FILTER_UNSUPPORTED)
+        await require_leader(ctx, opts)
+    except HTTPError:
+        _error_meta(ctx)
+        raise
+    snapshot = await wait_past(ctx.api.table, opts, ctx.rng)
+    ctx.headers.update(meta_headers(snapshot, opts))
+    return snapshot, opts
+
+
+def _meta_filters(ctx: Ctx) -> dict[str, str]:
+    """``node-meta=key:value`` (repeatable; ``key`` alone means an empty value): every pair must match."""
+    filters: dict[str, str] = {}
+    for raw in ctx.request.query.get_all("node-meta"):
+        key, _, value = raw.partition(":")
+        filters[key] = value
+    return filters
+
+
+async def catalog_nodes(ctx: Ctx) -> list[dict[str, Any]]:
+    """GET /v1/catalog/nodes: every registered node, by name; ``near`` is accepted and ignored (no coordinates)."""
+    filters = _meta_filters(ctx)
+    snapshot, _ = await _read(ctx)
+    config = ctx.api.config
+    nodes = [
+        node_json(m, config.node_meta if m.name == config.node_name else None)
+        for m in catalog_members(snapshot, config.datacenter)
+    ]
+    if filters:
+        nodes = [n for n in nodes if all(k in n["Meta"] and n["Meta"][k] == v for k, v in filters.items())]
+    return nodes
+
+
+async def catalog_node(ctx: Ctx) -> dict[str, Any] | None:
+    """GET /v1/catalog/node/:node: the node and its services, or JSON ``null`` (200) when it isn't registered."""
+    snapshot, _ = await _read(ctx)
+    name = ctx.request.path.removeprefix("/v1/catalog/node/")
+    if not name:
+        raise bad_request("Missing node name")
+    config = ctx.api.config
+    member = find_member(snapshot, name)
+    if member is None or not in_catalog(member, config.datacenter):
+        return None
+    services: dict[str, Any] = {}
+    if (service := consul_service(member)) is not None:
+        services["consul"] = service
+    local_meta = config.node_meta if member.name == config.node_name else None
+    return {"Node": node_json(member, local_meta), "Services": services}
+
+
+async def catalog_datacenters(ctx: Ctx) -> list[str]:
+    """GET /v1/catalog/datacenters: ours only (no WAN federation); no query meta, as Consul."""
+    require_servers(ctx, ctx.api.table.current)
+    return [ctx.api.config.datacenter]
+
+
+ROUTES = (
+    Route("/v1/catalog/nodes", ("GET",), catalog_nodes),
+    Route("/v1/catalog/node/", ("GET",), catalog_node),
+    Route("/v1/catalog/datacenters", ("GET",), catalog_datacenters),
+)

@@ -1,0 +1,138 @@
+"""What a handler sees of a request, parsed the way Go's net/http and url packages parse it.
+
+Consul's behaviour at the edges (which query strings are errors, which paths are redirected, when a flag counts as
+present) comes from Go's standard library, so this module copies those rules instead of Python's looser ones:
+``url.ParseQuery`` refuses ``;`` and bad ``%`` escapes, a query flag is *present* even with no ``=``, and
+``Query.get`` is ``Values.Get`` (the first value, ``""`` when absent).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from urllib.parse import unquote_to_bytes, urlsplit
+
+import attrs
+
+__all__ = ["BadTarget", "Query", "Request", "clean_path", "parse_target"]
+
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+class BadTarget(ValueError):
+    """The request line's target is not a URL Go would accept: the server answers 400 Bad Request."""
+
+
+class BadQuery(ValueError):
+    """``url.ParseQuery`` would fail (Consul's wrap answers 500 with an empty body)."""
+
+
+def _unescape(text: str, *, plus_is_space: bool) -> str:
+    if _BAD_ESCAPE.search(text):
+        raise ValueError(f"invalid URL escape in {text!r}")
+    if plus_is_space:
+        text = text.replace("+", " ")
+    return unquote_to_bytes(text).decode("utf-8", errors="replace")
+
+
+@attrs.frozen
+class Query:
+    """Go's ``url.Values``: ordered (key, value) pairs plus whether ``url.ParseQuery`` reported an error."""
+
+    pairs: tuple[tuple[str, str], ...] = ()
+    error: str | None = None
+
+    @classmethod
+    def parse(cls, raw: str) -> Query:
+        """``url.ParseQuery``: keep every good pair, remember the first error (Consul checks it, handlers don't)."""
+        pairs: list[tuple[str, str]] = []
+        error: str | None = None
+        for part in raw.split("&"):
+            if not part:
+                continue
+            if ";" in part:
+                error = error or "invalid semicolon separator in query"
+                continue
+            key, _, value = part.partition("=")
+            try:
+                pairs.append((_unescape(key, plus_is_space=True), _unescape(value, plus_is_space=True)))
+            except ValueError as exc:
+                error = error or str(exc)
+        return cls(tuple(pairs), error)
+
+    def get(self, key: str) -> str:
+        """The first value of ``key``, ``""`` if absent (``Values.Get``)."""
+        for k, v in self.pairs:
+            if k == key:
+                return v
+        return ""
+
+    def has(self, key: str) -> bool:
+        """Presence, whatever the value: how Consul reads ``stale``, ``consistent``, ``pretty``, ``prune``."""
+        return any(k == key for k, _ in self.pairs)
+
+    def get_all(self, key: str) -> list[str]:
+        return [v for k, v in self.pairs if k == key]
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self.pairs)
+
+
+@attrs.frozen
+class Request:
+    """One complete request: head, decoded path, parsed query and the (size-capped) body."""
+
+    method: str
+    target: str
+    path: str
+    raw_query: str
+    query: Query
+    headers: tuple[tuple[str, str], ...]
+    body: bytes = b""
+    remote: str = ""
+
+    def header(self, name: str) -> str:
+        """The first header called ``name`` (case-insensitive), ``""`` if absent: Go's ``Header.Get``."""
+        name = name.lower()
+        for k, v in self.headers:
+            if k == name:
+                return v
+        return ""
+
+
+def parse_target(target: str) -> tuple[str, str]:
+    """The decoded path and raw query of a request target (origin-form or absolute-form), as Go parses them."""
+    if target.startswith(("http://", "https://")):
+        parts = urlsplit(target)
+        raw_path, raw_query = parts.path or "/", parts.query
+    elif target.startswith("/"):
+        raw_path, _, raw_query = target.partition("?")
+    else:
+        raise BadTarget(f"invalid request target {target!r}")
+    raw_path = raw_path.split("#", 1)[0]
+    try:
+        path = _unescape(raw_path, plus_is_space=False)
+    except ValueError as exc:
+        raise BadTarget(str(exc)) from None
+    return path, raw_query
+
+
+def clean_path(path: str) -> str:
+    """Go's ``cleanPath`` (net/http): ``path.Clean`` that keeps a trailing slash.  A mismatch means a 301."""
+    if not path:
+        return "/"
+    if not path.startswith("/"):
+        path = "/" + path
+    out: list[str] = []
+    for segment in path.split("/"):
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if out:
+                out.pop()
+            continue
+        out.append(segment)
+    cleaned = "/" + "/".join(out)
+    if path.endswith("/") and cleaned != "/":
+        cleaned += "/"
+    return cleaned

@@ -1,0 +1,82 @@
+"""Responses as Consul writes them: Go's JSON (compact, or 4-space indented plus a newline), plain-text errors,
+canonical header names, and gzip for large bodies when the client asks (NYTimes gziphandler, min size 1400).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import gzip
+import json
+from typing import Any
+
+import attrs
+
+__all__ = ["GZIP_MIN_SIZE", "TEXT_PLAIN", "Response", "go_json", "maybe_gzip", "wire_headers"]
+
+TEXT_PLAIN = "text/plain; charset=utf-8"  # what Go sniffs for a plain-text body
+GZIP_MIN_SIZE = 1400
+
+# Go's encoding/json escapes these for safe embedding in HTML (SetEscapeHTML defaults to true).
+_GO_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def go_json(obj: Any, *, pretty: bool) -> bytes:
+    """``json.Marshal`` (compact) or ``json.MarshalIndent(obj, "", "    ")`` + ``\\n`` (``?pretty``, ``-dev``)."""
+    if pretty:
+        text = json.dumps(obj, ensure_ascii=False, indent=4) + "\n"
+    else:
+        text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    return text.translate(_GO_ESCAPES).encode("utf-8")
+
+
+@attrs.define
+class Response:
+    """Status, headers (canonical names, in insertion order) and body; the server adds Date and Content-Length."""
+
+    status: int = 200
+    headers: dict[str, str] = attrs.Factory(dict)
+    body: bytes = b""
+    close: bool = False  # send Connection: close and drop the connection afterwards
+
+    @classmethod
+    def text(cls, status: int, text: str, headers: dict[str, str] | None = None) -> Response:
+        """A plain-text body, as Go's content sniffing labels it; an empty body gets no Content-Type."""
+        h = dict(headers or {})
+        if text:
+            h["Content-Type"] = TEXT_PLAIN
+        return cls(status, h, text.encode("utf-8"))
+
+
+def _accepts_gzip(accept_encoding: str) -> bool:
+    for item in accept_encoding.split(","):
+        name, _, params = item.strip().partition(";")
+        if name.strip().lower() not in ("gzip", "*"):
+            continue
+        q = params.strip()
+        if q.startswith("q="):
+            try:
+                return float(q[2:]) > 0
+            except ValueError:
+                return False
+        return True
+    return False
+
+
+def maybe_gzip(response: Response, accept_encoding: str) -> Response:
+    """Compress bodies of at least 1400 bytes for clients that accept gzip (python-requests does)."""
+    response.headers.setdefault("Vary", "Accept-Encoding")
+    if len(response.body) < GZIP_MIN_SIZE or not _accepts_gzip(accept_encoding):
+        return response
+    response.body = gzip.compress(response.body, compresslevel=6, mtime=0)
+    response.headers["Content-Encoding"] = "gzip"
+    return response
+
+
+def wire_headers(response: Response) -> list[tuple[str, str]]:
+    """The header list to send: the response's own headers sorted as Go writes them, plus Date/Content-Length."""
+    headers = dict(response.headers)
+    headers["Date"] = email.utils.formatdate(usegmt=True)
+    headers["Content-Length"] = str(len(response.body))
+    if response.close:
+        headers["Connection"] = "close"
+    return sorted(headers.items())

@@ -1,0 +1,181 @@
+"""The routing table and Consul's per-endpoint wrapper.
+
+Routing copies Go's ``ServeMux`` as Consul registers it: exact patterns (``/v1/catalog/nodes``) match one path,
+patterns ending in ``/`` (``/v1/catalog/node/``) match every path below them and the endpoint reads the rest as its
+argument; the longest pattern wins; an unclean path (``//``, ``/./``, ``/../``) or a prefix pattern asked without
+its slash is a 301; anything else falls to the index handler (``GET /`` or a 404 text).
+
+Every endpoint runs inside ``wrap`` (Consul's ``HTTPHandlers.wrap``): query-string errors are a bare 500,
+``OPTIONS`` answers with ``Allow``, a wrong method is a 405, an :class:`HTTPError` is its status and text, any
+other exception is a logged 500 with its message; a result is JSON (pretty with ``?pretty`` or in ``-dev``), and
+``EMPTY`` is a 200 with no body.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import random
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import attrs
+
+from agent.http.errors import HTTPError, MethodNotAllowed
+from agent.http.options import HttpOptions
+from agent.http.request import Request, clean_path
+from agent.http.response import Response, go_json, maybe_gzip
+
+if TYPE_CHECKING:
+    from agent.api import AgentAPI
+
+__all__ = ["EMPTY", "Ctx", "Endpoint", "Route", "Router", "default_router"]
+
+log = logging.getLogger("agent.http")
+
+EMPTY: Any = type("Empty", (), {"__repr__": lambda self: "EMPTY"})()  # "no body" (Go: a nil result)
+
+UI_DISABLED = "Consul Agent: UI disabled. To enable, set ui_config.enabled=true in the agent configuration and restart."
+NOT_API = "Invalid URL path: not a recognized HTTP API endpoint\n"
+NOT_V1 = "Invalid URL path: if attempting to use the HTTP API, ensure the path starts with '/v1/'\n"
+
+
+@attrs.define
+class Ctx:
+    """What an endpoint gets: the agent, the request, the server's options, and response headers to add to."""
+
+    api: AgentAPI
+    request: Request
+    options: HttpOptions
+    rng: random.Random
+    headers: dict[str, str] = attrs.Factory(dict)
+
+
+Endpoint = Callable[[Ctx], Awaitable[Any]]
+
+
+@attrs.frozen
+class Route:
+    """One ServeMux pattern, the methods its endpoint accepts (besides OPTIONS), and the endpoint."""
+
+    pattern: str
+    methods: tuple[str, ...]
+    endpoint: Endpoint
+
+    @property
+    def allow(self) -> str:
+        return ",".join(("OPTIONS", *self.methods))
+
+    def rest(self, path: str) -> str:
+        """The argument after a prefix pattern (``strings.TrimPrefix(req.URL.Path, pattern)``)."""
+        return path[len(self.pattern) :]
+
+
+def _redirect(request: Request, location: str) -> Response:
+    """Go's ``http.Redirect`` with 301: Location, and a tiny HTML body for GET/HEAD."""
+    headers = {"Location": location}
+    body = b""
+    if request.method in ("GET", "HEAD"):
+        headers["Content-Type"] = "text/html; charset=utf-8"
+        body = f'<a href="{html.escape(location)}">Moved Permanently</a>.\n\n'.encode()
+    return Response(301, headers, body)
+
+
+def _location(path: str, raw_query: str) -> str:
+    location = quote(path, safe="/:@!$&'()*+,;=-._~")
+    return f"{location}?{raw_query}" if raw_query else location
+
+
+class Router:
+    """Go's ServeMux over a list of routes, with Consul's wrapper around each endpoint."""
+
+    def __init__(self, routes: Iterable[Route]) -> None:
+        self._exact: dict[str, Route] = {}
+        self._prefix: dict[str, Route] = {}
+        for route in routes:
+            table = self._prefix if route.pattern.endswith("/") else self._exact
+            if route.pattern in table:
+                raise ValueError(f"pattern {route.pattern!r} registered twice")
+            table[route.pattern] = route
+        self._prefix_order = sorted(self._prefix, key=len, reverse=True)
+
+    def match(self, path: str) -> Route | None:
+        """The exact route for ``path``, else the longest prefix route containing it."""
+        route = self._exact.get(path)
+        if route is not None:
+            return route
+        for pattern in self._prefix_order:
+            if path.startswith(pattern):
+                return self._prefix[pattern]
+        return None
+
+    async def dispatch(self, api: AgentAPI, request: Request, options: HttpOptions, rng: random.Random) -> Response:
+        """Route one request and run it: never raises (except cancellation), every failure is a response."""
+        path = request.path
+        if not path.isprintable():
+            return Response(400)  # go-cleanhttp PrintablePathCheckHandler: 400, no body
+        cleaned = clean_path(path)
+        if cleaned != path and request.method != "CONNECT":
+            return _redirect(request, _location(cleaned, request.raw_query))
+        route = self.match(path)
+        if route is None:
+            if path + "/" in self._prefix:
+                return _redirect(request, _location(path + "/", request.raw_query))
+            return _index(request)
+        ctx = Ctx(api, request, options, rng)
+        response = await _wrap(route, ctx)
+        return maybe_gzip(response, request.header("accept-encoding"))
+
+
+def _index(request: Request) -> Response:
+    """Consul's Index: ``/`` says the UI is disabled; any other unrouted path is a 404 with a hint."""
+    if request.path != "/":
+        return Response.text(404, NOT_API if "/v1/" in request.path else NOT_V1)
+    return Response.text(200, UI_DISABLED)
+
+
+async def _wrap(route: Route, ctx: Ctx) -> Response:
+    request = ctx.request
+    headers = ctx.headers
+    headers["X-Consul-Default-Acl-Policy"] = "allow"
+    if request.query.error is not None:
+        log.error("Failed to decode query: from=%s error=%s", request.remote, request.query.error)
+        return Response(500, headers)
+    if request.method == "OPTIONS":
+        headers["Allow"] = route.allow
+        return Response(200, headers)
+    try:
+        if request.method not in route.methods:
+            raise MethodNotAllowed(request.method, route.methods)
+        result = await route.endpoint(ctx)
+    except MethodNotAllowed as exc:
+        headers["Allow"] = route.allow
+        return Response.text(exc.status, exc.reason, headers)
+    except HTTPError as exc:
+        _log_error(request, exc.reason)
+        return Response.text(exc.status, exc.reason or "An unexpected error occurred", headers)
+    except Exception as exc:
+        log.exception("Request error: method=%s url=%s from=%s", request.method, request.path, request.remote)
+        return Response.text(500, str(exc) or type(exc).__name__, headers)
+    if result is EMPTY:
+        return Response(200, headers)
+    pretty = request.query.has("pretty") or bool(getattr(ctx.api.config, "dev", False))
+    try:
+        body = go_json(result, pretty=pretty)
+    except (TypeError, ValueError) as exc:
+        log.exception("Request error: cannot encode the result of %s", request.path)
+        return Response.text(500, str(exc), headers)
+    headers["Content-Type"] = "application/json"
+    return Response(200, headers, body)
+
+
+def _log_error(request: Request, reason: str) -> None:
+    log.error("Request error: method=%s url=%s from=%s error=%s", request.method, request.path, request.remote, reason)
+
+
+def default_router() -> Router:
+    """The endpoints this agent serves (Consul's http_register.go, the subset we implement)."""
+    from agent.http import agent_endpoints, catalog, status
+
+    return Router([*catalog.ROUTES, *agent_endpoints.ROUTES, *status.ROUTES])

@@ -1,0 +1,365 @@
+"""The HTTP/1.1 server: h11 state machines on trio streams, one task per connection, all in one nursery.
+
+Rules (each one is a test in tests/test_http_server.py):
+
+- one request at a time per connection, responses in order (keep-alive and pipelining both work);
+- a request's head must arrive within ``header_timeout`` of its first byte and its body within ``body_timeout``;
+  an idle keep-alive connection is closed after ``idle_timeout`` (a client trickling bytes holds only itself);
+- a head above ``max_header_bytes`` is a 431, a body above ``max_request_bytes`` a 413; malformed requests get
+  Go's ``400 Bad Request`` and the connection is closed; nothing a client sends affects another connection;
+- while a handler runs (a blocking query may park for ten minutes) the connection is watched: if the client goes
+  away the handler is cancelled, as Go cancels the request context;
+- over ``max_connections`` (or ``max_connections_per_client`` from one IP) a new connection gets a 429 and is
+  closed at once;
+- a response already computed when the server is cancelled (``PUT /v1/agent/leave`` shuts the agent down) still
+  goes out, within ``shutdown_grace``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import math
+import random
+from collections import Counter
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import TYPE_CHECKING
+
+import h11
+import trio
+
+from agent.http.options import HttpOptions
+from agent.http.request import BadTarget, Query, Request, parse_target
+from agent.http.response import Response, wire_headers
+from agent.http.routes import Router, default_router
+
+if TYPE_CHECKING:
+    from agent.api import AgentAPI
+
+__all__ = ["HttpServer", "serve_http"]
+
+log = logging.getLogger("agent.http")
+
+_RECEIVE_SIZE = 64 * 1024
+_ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+_TOO_MANY = (
+    b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+)
+
+
+def _raw_error(status: int) -> bytes:
+    """Go's answer to a request it cannot parse: ``400 Bad Request`` as a plain-text body, then close."""
+    if status not in _REASONS:
+        status = 400
+    reason = _REASONS[status]
+    body = f"{status} {reason}".encode()
+    return (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode() + body
+
+
+_REASONS = {
+    301: "Moved Permanently",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Request Entity Too Large",
+    429: "Too Many Requests",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+}
+
+
+class _Close(Exception):
+    """Stop serving this connection (timeout, peer gone, protocol error already answered)."""
+
+
+class HttpServer:
+    """Shared state of one listening server: the agent, the router, the options and the connection counts."""
+
+    def __init__(self, api: AgentAPI, options: HttpOptions, router: Router, rng: random.Random) -> None:
+        self.api = api
+        self.options = options
+        self.router = router
+        self.rng = rng
+        self.active = 0
+        self.per_client: Counter[str] = Counter()
+
+    async def accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        """Accept forever; every connection is its own task in ``nursery`` (a failure in one stays there)."""
+        async with listener:
+            while True:
+                try:
+                    stream = await listener.accept()
+                except OSError as exc:
+                    if exc.errno not in _ACCEPT_CAPACITY_ERRNOS:
+                        raise
+                    log.error("http: accept failed (%s); retrying in 100 ms", exc)
+                    await trio.sleep(0.1)
+                    continue
+                remote = _peer(stream)
+                ip = remote.rsplit(":", 1)[0]
+                opts = self.options
+                if self.active >= opts.max_connections or self.per_client[ip] >= opts.max_connections_per_client:
+                    await self._reject(stream)
+                    continue
+                self.active += 1
+                self.per_client[ip] += 1
+                nursery.start_soon(self._serve_connection, stream, remote, ip)
+
+    async def _reject(self, stream: trio.SocketStream) -> None:
+        log.warning("http: connection limit reached: refusing %s", _peer(stream))
+        with trio.move_on_after(0.05):
+            await stream.send_all(_TOO_MANY)
+        await trio.aclose_forcefully(stream)
+
+    async def serve_connection(self, stream: trio.abc.Stream, remote: str = "memory") -> None:
+        """Serve one accepted stream until it closes (tests drive this over in-memory streams, virtual clock)."""
+        await _Connection(self, stream, remote).run()
+
+    async def _serve_connection(self, stream: trio.SocketStream, remote: str, ip: str) -> None:
+        try:
+            await self.serve_connection(stream, remote)
+        except Exception:
+            log.exception("http: connection from %s failed", remote)
+        finally:
+            self.active -= 1
+            self.per_client[ip] -= 1
+            if self.per_client[ip] <= 0:
+                del self.per_client[ip]
+            await trio.aclose_forcefully(stream)
+
+
+def _peer(stream: trio.SocketStream) -> str:
+    try:
+        host, port = stream.socket.getpeername()[:2]
+    except OSError:
+        return "?"
+    return f"{host}:{port}"
+
+
+class _Connection:
+    """One client connection: read a request, run it, write the response, repeat while keep-alive holds."""
+
+    def __init__(self, server: HttpServer, stream: trio.abc.Stream, remote: str) -> None:
+        self.server = server
+        self.options = server.options
+        self.stream = stream
+        self.remote = remote
+        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=server.options.max_header_bytes)
+
+    async def run(self) -> None:
+        try:
+            while True:
+                request = await self._read_request()
+                if request is None:
+                    return
+                response = await self._handle(request)
+                await self._write(response, head=request.method == "HEAD")
+                if response.close or self.conn.our_state is h11.MUST_CLOSE:
+                    return
+                self.conn.start_next_cycle()
+        except _Close:
+            return
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+
+    # ------------------------------------------------------------------ reading
+
+    async def _receive(self) -> bytes:
+        try:
+            return await self.stream.receive_some(_RECEIVE_SIZE)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            return b""
+
+    async def _next_event(self, on_data: Callable[[], None] | None = None) -> object:
+        """The next h11 event, reading as needed; protocol errors are answered (400/431) and end the connection."""
+        while True:
+            try:
+                event = self.conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                await self._refuse(exc.error_status_hint)
+                raise _Close from None
+            if event is not h11.NEED_DATA:
+                return event
+            data = await self._receive()
+            self.conn.receive_data(data)
+            if data and on_data is not None:
+                on_data()
+
+    async def _read_request(self) -> Request | None:
+        opts = self.options
+        started = bool(self.conn.trailing_data[0])
+        scope = trio.CancelScope()
+        scope.deadline = trio.current_time() + (opts.header_timeout if started else opts.idle_timeout)
+
+        def head_started() -> None:
+            nonlocal started
+            if not started:
+                started = True
+                scope.deadline = trio.current_time() + opts.header_timeout
+
+        with scope:
+            event = await self._next_event(head_started)
+        if scope.cancelled_caught:
+            log.debug("http: %s timed out waiting for a request head", self.remote)
+            return None
+        if not isinstance(event, h11.Request):
+            return None  # ConnectionClosed (or nothing more will come)
+        method = event.method.decode("ascii", errors="replace")
+        target = event.target.decode("utf-8", errors="replace")
+        headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers)
+        if len(event.target) + sum(len(k) + len(v) + 4 for k, v in event.headers) > opts.max_header_bytes:
+            # h11 only limits incomplete heads; a complete one that is too big is refused here.
+            await self._refuse(431)
+            return None
+        try:
+            path, raw_query = parse_target(target)
+        except BadTarget:
+            await self._refuse(400)
+            return None
+        body = await self._read_body(event, headers)
+        if body is None:
+            return None
+        return Request(method, target, path, raw_query, Query.parse(raw_query), headers, body, self.remote)
+
+    async def _read_body(self, event: h11.Request, headers: tuple[tuple[str, str], ...]) -> bytes | None:
+        cap = self.options.max_request_bytes
+        declared = next((v for k, v in headers if k == "content-length"), None)
+        if declared is not None and int(declared) > cap:
+            await self._too_large(event)
+            return None
+        if self.conn.they_are_waiting_for_100_continue:
+            await self._send(self.conn.send(h11.InformationalResponse(status_code=100, headers=[])))
+        body = bytearray()
+        with trio.move_on_after(self.options.body_timeout) as scope:
+            while True:
+                ev = await self._next_event()
+                if isinstance(ev, h11.Data):
+                    body += ev.data
+                    if len(body) > cap:
+                        await self._too_large(event)
+                        return None
+                elif isinstance(ev, h11.EndOfMessage):
+                    return bytes(body)
+                else:
+                    return None  # the client closed mid-body
+        if scope.cancelled_caught:
+            log.debug("http: %s timed out sending a request body", self.remote)
+        return None
+
+    async def _too_large(self, event: h11.Request) -> None:
+        cap = self.options.max_request_bytes
+        response = Response.text(413, f"Request body too large, max size: {cap} bytes")
+        response.close = True
+        await self._write(response, head=event.method == b"HEAD")
+        await self._linger()
+
+    async def _linger(self) -> None:
+        """Close our side, then drain what the client is still sending for a moment (Go's closeWriteAndWait):
+        closing with unread data would reset the connection and could destroy the response we just sent."""
+        with trio.move_on_after(self.options.linger_time):
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError, AttributeError):
+                await self.stream.send_eof()  # type: ignore[attr-defined]
+            budget = self.options.max_request_bytes
+            while budget > 0 and (data := await self._receive()):
+                budget -= len(data)
+
+    # ------------------------------------------------------------------ handling
+
+    async def _handle(self, request: Request) -> Response:
+        """Run the request; if the client disconnects meanwhile, cancel it (Go cancels the request context)."""
+        response: Response | None = None
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch_peer, nursery.cancel_scope)
+                s = self.server
+                response = await s.router.dispatch(s.api, request, self.options, s.rng)
+                nursery.cancel_scope.cancel()
+        except* trio.Cancelled:
+            if response is None:
+                raise
+            # The answer was ready when the server was cancelled (PUT /v1/agent/leave): still deliver it; the
+            # next checkpoint of this connection sees the cancellation again.
+        if response is None:
+            log.debug("http: %s went away during %s %s", self.remote, request.method, request.path)
+            raise _Close
+        return response
+
+    async def _watch_peer(self, handler_scope: trio.CancelScope) -> None:
+        """Read ahead while the handler runs: pipelined bytes go to h11 (bounded); EOF cancels the handler."""
+        budget = self.options.max_request_bytes + self.options.max_header_bytes
+        while budget > 0:
+            data = await self._receive()
+            if not data:
+                handler_scope.cancel()
+                return
+            self.conn.receive_data(data)
+            budget -= len(data)
+        await trio.sleep_forever()
+
+    # ------------------------------------------------------------------ writing
+
+    async def _write(self, response: Response, *, head: bool) -> None:
+        conn = self.conn
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in wire_headers(response)]
+        data = conn.send(h11.Response(status_code=response.status, headers=headers, reason=_reason(response.status)))
+        if response.body and not head:
+            data += conn.send(h11.Data(data=response.body))
+        data += conn.send(h11.EndOfMessage())
+        await self._send(data)
+
+    async def _send(self, data: bytes) -> None:
+        """Write within ``write_timeout``; if the server is already cancelled, within ``shutdown_grace``, shielded."""
+        if trio.current_effective_deadline() == -math.inf:
+            with trio.CancelScope(shield=True, deadline=trio.current_time() + self.options.shutdown_grace):
+                await self.stream.send_all(data)
+            return
+        with trio.move_on_after(self.options.write_timeout) as scope:
+            await self.stream.send_all(data)
+        if scope.cancelled_caught:
+            log.debug("http: %s did not read its response in time", self.remote)
+            raise _Close
+
+    async def _refuse(self, status: int) -> None:
+        """Answer a request we cannot serve with Go's bare error page, then close gracefully."""
+        await self._send_raw(_raw_error(status))
+        await self._linger()
+
+    async def _send_raw(self, data: bytes) -> None:
+        with trio.move_on_after(self.options.write_timeout):
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await self.stream.send_all(data)
+
+
+def _reason(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""
+
+
+async def serve_http(
+    api: AgentAPI,
+    host: str,
+    port: int,
+    *,
+    task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
+    options: HttpOptions | None = None,
+    router: Router | None = None,
+    rng: random.Random | None = None,
+) -> None:
+    """Serve the Consul HTTP API on ``host:port`` (0 picks a port); reports the bound ``(host, port)``."""
+    listeners = await trio.open_tcp_listeners(port, host=host or None)
+    sockname = listeners[0].socket.getsockname()
+    bound = (sockname[0], sockname[1])
+    server = HttpServer(api, options or HttpOptions(), router or default_router(), rng or random.Random())
+    log.info("http: serving the HTTP API on %s:%d", *bound)
+    async with trio.open_nursery() as nursery:
+        for listener in listeners:
+            nursery.start_soon(server.accept_loop, listener, nursery)
+        task_status.started(bound)

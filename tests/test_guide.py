@@ -1,0 +1,222 @@
+"""Consul's "build a cluster" guide, walked with `python -m agent` on loopback.
+
+Three agents on their own 127.0.x.y (one `-server -bootstrap-expect 1`, two clients), each with its own config dir
+and data dir, driven by the real CLI (`python -m agent members|join`) and the real py-consul client. Every wait is
+a condition with a deadline; every process is stopped by its PID.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import consul
+import pytest
+import requests
+from conftest import REPO, next_loopback_ip
+from procs import Proc, free_port, wait_for
+
+ENV = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+
+
+@dataclass
+class ConsulAgent:
+    name: str
+    ip: str
+    http_port: int
+    serf_port: int
+    config_dir: Path
+    data_dir: Path
+    proc: Proc
+
+    @property
+    def http_addr(self) -> str:
+        return f"{self.ip}:{self.http_port}"
+
+    @property
+    def serf_addr(self) -> str:
+        return f"{self.ip}:{self.serf_port}"
+
+    def cli(self, command: str, *args: str) -> subprocess.CompletedProcess[str]:
+        """`python -m agent COMMAND -http-addr=... ARGS` (Go's flags come before the arguments)."""
+        return subprocess.run(
+            [sys.executable, "-m", "agent", command, f"-http-addr={self.http_addr}", *args],
+            capture_output=True, text=True, timeout=30, env=ENV, cwd=REPO,
+        )
+
+    def member_rows(self) -> dict[str, list[str]]:
+        """`members` as {node: [address, status, type, build, protocol, dc, ...]}."""
+        out = self.cli("members")
+        if out.returncode != 0:
+            return {}
+        rows = [line.split() for line in out.stdout.splitlines()[1:]]
+        return {row[0]: row[1:] for row in rows}
+
+    def status_of(self, name: str) -> str | None:
+        row = self.member_rows().get(name)
+        return row[1] if row else None
+
+    def client(self) -> consul.Consul:
+        return consul.Consul(host=self.ip, port=self.http_port)
+
+
+class Cluster:
+    """Starts agents for one test; all stopped by PID at teardown."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.agents: list[ConsulAgent] = []
+
+    def diagnostics(self) -> str:
+        return "\n".join(f"--- {a.name} ({'running' if a.proc.alive() else 'exited'})\n{a.proc.log_tail(30)}"
+                         for a in self.agents)
+
+    def start(self, name: str, *, server: bool = False, reuse: ConsulAgent | None = None,
+              extra: dict | None = None) -> ConsulAgent:
+        if reuse is None:
+            ip = next_loopback_ip()
+            config_dir = self.tmp_path / f"{name}.d"
+            data_dir = self.tmp_path / f"{name}.data"
+            config_dir.mkdir()
+            http_port, serf_port = free_port(ip), free_port(ip)
+            config = {
+                "node_name": name, "bind_addr": ip, "client_addr": ip, "data_dir": str(data_dir),
+                "ports": {"http": http_port, "serf_lan": serf_port, "dns": -1}, "gossip_profile": "local",
+                **({"server": True, "bootstrap_expect": 1} if server else {}), **(extra or {}),
+            }
+            (config_dir / "agent.json").write_text(json.dumps(config))
+        else:
+            ip, config_dir, data_dir = reuse.ip, reuse.config_dir, reuse.data_dir
+            http_port, serf_port = reuse.http_port, reuse.serf_port
+        proc = Proc(f"agent:{name}", [sys.executable, "-m", "agent", "-config-dir", str(config_dir)],
+                    self.tmp_path / f"{name}-{len(self.agents)}.log", env=ENV)
+        agent = ConsulAgent(name, ip, http_port, serf_port, config_dir, data_dir, proc)
+        self.agents.append(agent)
+
+        def up() -> bool:
+            if not proc.alive():
+                raise AssertionError(f"{name} exited {proc.popen.returncode}:\n{proc.log_tail()}")
+            return requests.get(f"http://{agent.http_addr}/v1/agent/self", timeout=1).ok
+
+        wait_for(up, timeout=20, what=f"agent {name} HTTP", diagnostics=self.diagnostics)
+        return agent
+
+    def close(self) -> None:
+        for a in self.agents:
+            a.proc.close()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    c = Cluster(tmp_path)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def test_the_guide_three_agents_join_leave_fail_and_rejoin(cluster: Cluster) -> None:
+    server = cluster.start("hdp1", server=True)
+    client2 = cluster.start("hdp2")
+    client3 = cluster.start("hdp3")
+    agents = [server, client2, client3]
+
+    # Before the join each agent knows only itself.
+    for agent in agents:
+        assert set(agent.member_rows()) == {agent.name}
+
+    out = client2.cli("join", server.serf_addr)
+    assert (out.returncode, out.stdout.strip()) == (0, "Successfully joined cluster by contacting 1 nodes."), out.stderr
+
+    # A blocking query on the server's catalog returns within a second of the next join.
+    index = int(requests.get(f"http://{server.http_addr}/v1/catalog/nodes").headers["X-Consul-Index"])
+    woke: dict[str, float] = {}
+
+    def blocking_query() -> None:
+        r = requests.get(f"http://{server.http_addr}/v1/catalog/nodes", params={"index": index, "wait": "30s"})
+        woke["at"] = time.monotonic()
+        woke["nodes"] = len(r.json())
+
+    waiter = threading.Thread(target=blocking_query)
+    waiter.start()
+    time.sleep(0.2)  # let the query park (a longer park only makes the check stricter)
+    out = client3.cli("join", server.serf_addr)
+    joined_at = time.monotonic()
+    assert out.returncode == 0, out.stderr
+    waiter.join(timeout=30)
+    assert "at" in woke, "the blocking query never returned"
+    assert woke["at"] - joined_at < 1.0
+
+    # Every agent lists all three alive, with the right Type.
+    def all_alive() -> bool:
+        for agent in agents:
+            rows = agent.member_rows()
+            if {n: (r[1], r[2]) for n, r in rows.items()} != {
+                "hdp1": ("alive", "server"), "hdp2": ("alive", "client"), "hdp3": ("alive", "client")
+            }:
+                return False
+        return True
+
+    wait_for(all_alive, timeout=20, what="every agent to list all three alive", diagnostics=cluster.diagnostics)
+
+    # The real py-consul client.
+    c = client3.client()
+    assert sorted(n["Node"] for n in c.catalog.nodes()[1]) == ["hdp1", "hdp2", "hdp3"]
+    assert sorted(m["Name"] for m in c.agent.members()) == ["hdp1", "hdp2", "hdp3"]
+    assert c.status.leader() == f"{server.ip}:8300"
+    assert c.status.peers() == [f"{server.ip}:8300"]
+    assert c.agent.join(server.serf_addr) is True
+
+    # SIGINT on a client: a graceful leave, seen as left; SIGKILL on the other: failed.
+    client2.proc.send_signal(signal.SIGINT)
+    assert client2.proc.wait(20) == 0, client2.proc.log_tail()
+    wait_for(lambda: server.status_of("hdp2") == "left", timeout=20, what="hdp2 left on the server",
+             diagnostics=cluster.diagnostics)
+    assert client3.status_of("hdp2") == "left"
+
+    node_id = server.client().catalog.node("hdp3")[1]["Node"]["ID"]
+    client3.proc.kill()
+    wait_for(lambda: server.status_of("hdp3") == "failed", timeout=30, what="hdp3 failed on the server",
+             diagnostics=cluster.diagnostics)
+
+    # Restarted with the same data dir: the same node ID, and it rejoins by itself.
+    again = cluster.start("hdp3", reuse=client3)
+    wait_for(lambda: server.status_of("hdp3") == "alive", timeout=30, what="hdp3 back alive on the server",
+             diagnostics=cluster.diagnostics)
+    assert server.client().catalog.node("hdp3")[1]["Node"]["ID"] == node_id
+    assert again.status_of("hdp1") == "alive"
+
+
+def test_join_failure_is_one_line_and_exit_1(cluster: Cluster) -> None:
+    agent = cluster.start("lonely")
+    ip = next_loopback_ip()
+    out = agent.cli("join", f"{ip}:{free_port(ip)}")
+    assert out.returncode == 1
+    assert f"Error joining address '{ip}:" in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["-bootstrap-expect", "3", "-bind", "127.0.0.1", "-data-dir", "{tmp}"],
+         "'bootstrap_expect > 0' requires 'server = true'"),
+        (["-node", "n1", "-bind", "127.0.0.1"], "data_dir cannot be empty"),
+        (["-dev", "-http-port", "70000"], "70000"),
+        (["-nonsense"], "flag provided but not defined: -nonsense"),
+    ],
+)
+def test_config_errors_exit_1_before_binding(argv: list[str], message: str, tmp_path: Path) -> None:
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    out = subprocess.run([sys.executable, "-m", "agent", *argv], capture_output=True, text=True, timeout=30,
+                         env=ENV, cwd=REPO)
+    assert out.returncode == 1
+    assert message in out.stderr
+    assert "Consul agent running" not in out.stderr
