@@ -24,6 +24,7 @@ from agent import consul
 from agent.api import JoinError
 from agent.config import AgentConfig, ConfigError, HelpRequested, diff_config, load_config, reload_config
 from agent.datadir import DataDir, DataDirError
+from agent.dns import serve_dns
 from agent.gossip import GossipDriver
 from agent.http import serve_http
 from agent.members import Member, MemberTable
@@ -102,7 +103,10 @@ class Agent:
                 http_addr = None
                 if config.ports.http >= 0:
                     http_addr = await root.start(serve_http, self, config.client_addr, config.ports.http)
-                self._banner(http_addr)
+                dns_addr = None
+                if config.ports.dns > 0:
+                    dns_addr = await root.start(serve_dns, self.table, config, config.client_addr, config.ports.dns)
+                self._banner(http_addr, dns_addr)
                 await self._initial_joins(root)
                 root.start_soon(self._save_peers_loop)
                 await self._handle_signals(signals)
@@ -130,7 +134,7 @@ class Agent:
         self.table.apply("member-join", to_member(self.driver.machine.local_member()))
         self._update_leader()
 
-    def _banner(self, http_addr: Any) -> None:
+    def _banner(self, http_addr: Any, dns_addr: Any) -> None:
         config = self.config
         lines = [
             "Consul agent running!",
@@ -140,7 +144,7 @@ class Agent:
             f"        Datacenter: '{config.datacenter}' (Segment: '')",
             f"            Server: {str(config.server).lower()} (Bootstrap: {str(config.bootstrap).lower()})",
             f"       Client Addr: [{config.client_addr}] (HTTP: {http_addr[1] if http_addr else -1}, "
-            f"DNS: {config.ports.dns})",
+            f"DNS: {dns_addr[1] if dns_addr else -1})",
             f"      Cluster Addr: {config.advertise_addr} (LAN: {self.serf_addr[1]})",
             "  Gossip Encryption: false",
         ]
