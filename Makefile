@@ -1,10 +1,10 @@
-# make test | make bench | make lint -- each sets up what it needs.
+# make run | make test | make bench | make lint -- each sets up what it needs.
 PY      ?= python3
 VENV    := .venv
 VPY     := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 
-.PHONY: test bench lint setup system-deps clean
+.PHONY: run test bench lint setup system-deps bench-deps clean
 
 setup: $(STAMP) system-deps
 
@@ -14,28 +14,45 @@ $(STAMP): pyproject.toml
 	$(VPY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
-# Debian's serf (interop tests, benchmarks) and dnsutils (dig); installed when missing and we are root.
+# Debian's serf (interop tests, benchmarks), dnsutils (dig) and chromium (the web page's browser test);
+# installed when missing and we are root, otherwise the tests that need them are skipped with the reason.
 system-deps:
 	@missing=""; \
 	command -v serf >/dev/null 2>&1 || missing="$$missing serf"; \
 	command -v dig  >/dev/null 2>&1 || missing="$$missing dnsutils"; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Debian packages:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else \
-	    echo "missing:$$missing -- run: sudo apt-get install$$missing (interop tests will be skipped)"; \
+	    echo "missing:$$missing -- run: sudo apt-get install$$missing (the tests needing them will be skipped)"; \
 	  fi; \
 	fi
 
+run: setup
+	$(VPY) -m agent -dev
+
 test: setup
+	$(VPY) -m ruff check protocol agent tests bench
 	$(VPY) -m pytest
 
 lint: $(STAMP)
 	$(VPY) -m ruff check protocol agent tests bench
 
-bench: setup
+# dnsperf and dnsmasq (the reference C server) for the DNS benchmark; tcpdump counts gossip packets.
+bench-deps:
+	@missing=""; \
+	command -v dnsperf >/dev/null 2>&1 || missing="$$missing dnsperf"; \
+	command -v dnsmasq >/dev/null 2>&1 || missing="$$missing dnsmasq-base"; \
+	command -v tcpdump >/dev/null 2>&1 || missing="$$missing tcpdump"; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+bench: setup bench-deps
 	$(VPY) bench/gossip_vs_serf.py
+	$(VPY) bench/sim_scale.py
 
 clean:
 	rm -rf $(VENV)

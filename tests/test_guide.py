@@ -80,13 +80,16 @@ class Cluster:
                          for a in self.agents)
 
     def start(self, name: str, *, server: bool = False, reuse: ConsulAgent | None = None,
-              extra: dict | None = None) -> ConsulAgent:
+              extra: dict | None = None, at: tuple[str, int] | None = None, wait_up: bool = True,
+              data_dir: Path | None = None) -> ConsulAgent:
+        """Start an agent; `at` fixes its (ip, serf port), `data_dir` shares another's (to test the lock)."""
         if reuse is None:
-            ip = next_loopback_ip()
+            ip, serf_port = at or (next_loopback_ip(), 0)
+            serf_port = serf_port or free_port(ip)
             config_dir = self.tmp_path / f"{name}.d"
-            data_dir = self.tmp_path / f"{name}.data"
+            data_dir = data_dir or self.tmp_path / f"{name}.data"
             config_dir.mkdir()
-            http_port, serf_port = free_port(ip), free_port(ip)
+            http_port = free_port(ip)
             config = {
                 "node_name": name, "bind_addr": ip, "client_addr": ip, "data_dir": str(data_dir),
                 "ports": {"http": http_port, "serf_lan": serf_port, "dns": -1}, "gossip_profile": "local",
@@ -100,6 +103,8 @@ class Cluster:
                     self.tmp_path / f"{name}-{len(self.agents)}.log", env=ENV)
         agent = ConsulAgent(name, ip, http_port, serf_port, config_dir, data_dir, proc)
         self.agents.append(agent)
+        if not wait_up:
+            return agent
 
         def up() -> bool:
             if not proc.alive():
@@ -220,3 +225,63 @@ def test_config_errors_exit_1_before_binding(argv: list[str], message: str, tmp_
     assert out.returncode == 1
     assert message in out.stderr
     assert "Consul agent running" not in out.stderr
+
+
+def test_retry_join_keeps_trying_until_the_server_appears(cluster: Cluster) -> None:
+    ip = next_loopback_ip()
+    server_at = (ip, free_port(ip))
+    client = cluster.start("late-joiner", extra={"retry_join": [f"{ip}:{server_at[1]}"], "retry_interval": "1s"})
+    wait_for(lambda: "Join cluster failed, will retry" in client.proc.log_tail(200), timeout=10,
+             what="a logged failed attempt", diagnostics=cluster.diagnostics)
+    server = cluster.start("server", server=True, at=server_at)
+    wait_for(lambda: server.status_of("late-joiner") == "alive" and client.status_of("server") == "alive",
+             timeout=20, what="the retry join to succeed", diagnostics=cluster.diagnostics)
+
+
+def test_start_join_to_nobody_exits_1_with_the_reason(cluster: Cluster) -> None:
+    ip = next_loopback_ip()
+    agent = cluster.start("hopeful", extra={"start_join": [f"{ip}:{free_port(ip)}"]}, wait_up=False)
+    assert agent.proc.wait(30) == 1
+    assert f"Failed to join {ip}:" in agent.proc.log_tail(50)
+
+
+def test_no_leader_until_bootstrap_expect_servers_are_alive(cluster: Cluster) -> None:
+    first = cluster.start("s1", server=True, extra={"bootstrap_expect": 2})
+    r = requests.get(f"http://{first.http_addr}/v1/status/leader")
+    assert (r.status_code, r.text) == (200, '""')
+    r = requests.get(f"http://{first.http_addr}/v1/catalog/nodes")
+    assert (r.status_code, r.text) == (500, "No cluster leader")
+
+    second = cluster.start("s2", server=True, extra={"bootstrap_expect": 2, "start_join": [first.serf_addr]})
+    ids = {a.ip: requests.get(f"http://{a.http_addr}/v1/agent/self").json()["Config"]["NodeID"]
+           for a in (first, second)}
+    lowest_ip = min(ids, key=lambda ip: ids[ip])
+    for agent in (first, second):
+        wait_for(lambda agent=agent: requests.get(f"http://{agent.http_addr}/v1/status/leader").json()
+                 == f"{lowest_ip}:8300", timeout=20, what=f"{agent.name} to name the leader",
+                 diagnostics=cluster.diagnostics)
+    assert requests.get(f"http://{first.http_addr}/v1/catalog/nodes").status_code == 200
+
+
+def test_sighup_and_reload_reread_the_config_dir(cluster: Cluster) -> None:
+    agent = cluster.start("reloader")
+    (agent.config_dir / "zz-level.json").write_text(json.dumps({"log_level": "debug"}))
+    agent.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "Reloaded configuration: log_level" in agent.proc.log_tail(100), timeout=10,
+             what="the reload to be logged with what changed", diagnostics=cluster.diagnostics)
+    (agent.config_dir / "zz-level.json").write_text(json.dumps({"log_level": "info"}))
+    out = agent.cli("reload")
+    assert (out.returncode, out.stdout.strip()) == (0, "Configuration reload triggered")
+    (agent.config_dir / "zz-level.json").write_text("{not json")
+    agent.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "Reload config failed" in agent.proc.log_tail(100), timeout=10,
+             what="a failed reload to be logged", diagnostics=cluster.diagnostics)
+    assert agent.proc.alive()
+
+
+def test_two_agents_cannot_share_a_data_dir(cluster: Cluster) -> None:
+    first = cluster.start("owner")
+    second = cluster.start("intruder", data_dir=first.data_dir, wait_up=False)
+    assert second.proc.wait(30) == 1
+    assert "in use by process" in second.proc.log_tail(20)
+    assert first.proc.alive()
