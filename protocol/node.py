@@ -411,6 +411,8 @@ class Node:
         """Run fn; a bug must never escape into the driver: count it and report it instead."""
         try:
             return fn(*args)
+        except (MemoryError, RecursionError):
+            raise  # the process is in trouble, not one packet: let the owner see it
         except Exception as exc:  # pragma: no cover - the tests assert stats["internal_error"] == 0
             self.stats["internal_error"] += 1
             self._diag("error", f"internal error in {getattr(fn, '__name__', fn)}: {exc!r}", "internal-error")

@@ -6,6 +6,7 @@ truncated, floored or ceiled; we mirror both so every timeout equals the Go peer
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 
@@ -96,8 +97,11 @@ def suspicion_timeout(mult: int, n: int, interval: float) -> float:
     return ns / _NS
 
 
+@functools.lru_cache(maxsize=1024)
 def retransmit_limit(mult: int, n: int) -> int:
-    """How many times a broadcast is sent before it retires: mult * ceil(log10(n + 1))."""
+    """How many times a broadcast is sent before it retires: mult * ceil(log10(n + 1)).
+
+    Cached: it is asked on every outgoing packet, and go_log10 is pure Python."""
     return mult * math.ceil(go_log10(float(n + 1)))
 
 
