@@ -53,6 +53,7 @@ bench-deps:
 bench: setup bench-deps
 	$(VPY) bench/gossip_vs_serf.py
 	$(VPY) bench/sim_scale.py
+	bash bench/dns_bench.sh
 
 clean:
 	rm -rf $(VENV)

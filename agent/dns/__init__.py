@@ -1,14 +1,13 @@
-"""The DNS interface (consul-compat §3): NAME.node[.DC].consul and friends, answered from member-table snapshots."""
+"""The DNS interface (consul-compat §3): NAME.node[.DC].consul and friends, answered from member-table snapshots.
 
-from __future__ import annotations
+``answer.py`` is the pure decision (query + snapshot -> response), ``cache.py`` serves it per snapshot from wire
+bytes, ``server.py`` runs UDP and TCP, ``recursor.py`` forwards names outside the domain, ``settings.py`` reads
+``dns_config``.  Never imports ``protocol``: DNS sees snapshots only.
+"""
 
-from typing import Any
+from agent.dns.answer import answer, render
+from agent.dns.cache import Responder
+from agent.dns.server import DnsLimits, serve_dns
+from agent.dns.settings import DnsSettings
 
-import trio
-
-
-async def serve_dns(table: Any, config: Any, host: str, port: int, *,
-                    task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED) -> None:
-    """Placeholder until the responder lands: reports the address it would serve and waits."""
-    task_status.started((host, port))
-    await trio.sleep_forever()
+__all__ = ["DnsLimits", "DnsSettings", "Responder", "answer", "render", "serve_dns"]
