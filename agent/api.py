@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from agent.config import AgentConfig
     from agent.members import Member, MemberTable
+    from agent.services.manager import ServiceManager
 
 
 class JoinError(Exception):
@@ -22,6 +23,8 @@ class AgentAPI(Protocol):
     node_id: str
     table: MemberTable
     started: float
+    #: This agent's services and checks (agent.services.manager.ServiceManager); None in agents without them.
+    services: ServiceManager | None
 
     async def join(self, addrs: list[str]) -> int:
         """Join through each address; the number that answered, or JoinError when none did."""

@@ -135,6 +135,8 @@ class AgentConfig:
     gossip_profile: str = "lan"
     services: tuple[Mapping[str, Any], ...] = ()
     checks: tuple[Mapping[str, Any], ...] = ()
+    enable_script_checks: bool = False
+    enable_local_script_checks: bool = False
     recursors: tuple[str, ...] = ()
     dns_config: Mapping[str, Any] = attrs.field(factory=dict)
     config_dirs: tuple[str, ...] = ()
@@ -420,6 +422,8 @@ KEYS: dict[str, Any] = {
     "dns_config": _RAW,
     "recursors": "[]string",
     "gossip_profile": "string",
+    "enable_script_checks": "bool",
+    "enable_local_script_checks": "bool",
 }
 
 
@@ -604,7 +608,21 @@ def _check_source(name: str, data: Mapping[str, Any]) -> dict[str, Any]:
     for single in ("service", "check"):
         if single in out:
             out.setdefault(single + "s", []).append(out.pop(single))
+    _check_definitions(name, out)
     return out
+
+
+def _check_definitions(name: str, source: Mapping[str, Any]) -> None:
+    """Each service/check definition of one source, parsed now so that an error names its file and key."""
+    from agent.services.definitions import DefinitionError, parse_check, parse_service
+
+    try:
+        for i, raw in enumerate(source.get("services", [])):
+            parse_service(raw, api=False, path=f"services[{i}]")
+        for i, raw in enumerate(source.get("checks", [])):
+            parse_check(raw, api=False, path=f"checks[{i}]")
+    except DefinitionError as exc:
+        raise ConfigError(f"failed to parse {name}: {exc.message}") from None
 
 
 def _merge(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
@@ -947,6 +965,8 @@ def _build(
         "gossip_profile": c.get("gossip_profile", "lan"),
         "services": c.get("services", []),
         "checks": c.get("checks", []),
+        "enable_script_checks": c.get("enable_script_checks", False),
+        "enable_local_script_checks": c.get("enable_local_script_checks", False),
         "recursors": list(dict.fromkeys(c.get("recursors", []))),
         "dns_config": c.get("dns_config", {}),
         "config_dirs": flags.config_dirs,

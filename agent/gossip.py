@@ -625,6 +625,14 @@ class GossipDriver:
         self.machine.user_event(trio.current_time(), name, payload, coalesce)  # type: ignore[attr-defined]
         self._kick()
 
+    def send_app_message(self, node_name: str, payload: bytes) -> None:
+        """Send an application message to one member over TCP (Serf only; subscribers get ``AppMessage``).
+
+        Raises KeyError for an unknown member; a failed dial is only logged (callers retry on their own clock).
+        """
+        self.machine.send_app_message(trio.current_time(), node_name, payload)  # type: ignore[attr-defined]
+        self._kick()
+
     def members(self) -> list[Any]:
         """The machine's current member list."""
         return self.machine.members()

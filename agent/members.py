@@ -23,7 +23,8 @@ Rules:
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import attrs
 import immutables
@@ -103,6 +104,9 @@ class Snapshot:
     members: immutables.Map[str, Member]
     leader: str = ""
     servers: tuple[str, ...] = ()
+    #: The replicated service catalog (agent/catalog): node name -> that node's indexed record.  Opaque here;
+    #: agent.catalog.query reads it.  Changes to it advance the same index as membership changes.
+    catalog: immutables.Map[str, Any] = attrs.field(factory=immutables.Map)
 
     def get(self, name: str) -> Member | None:
         """The member called ``name``, or None."""
@@ -166,6 +170,21 @@ class MemberTable:
         if leader == old.leader and servers == old.servers:
             return old
         return self._publish(attrs.evolve(old, index=old.index + 1, leader=leader, servers=servers))
+
+    def apply_catalog(
+        self, update: Callable[[immutables.Map[str, Any], int], immutables.Map[str, Any]]
+    ) -> Snapshot:
+        """Publish a catalog change: ``update(catalog, new_index)`` returns the new catalog map.
+
+        The index moves (and waiters wake) only when the map returned is not the one passed in, so an update
+        that changes nothing costs nothing.  No history entry: the history holds member events only.
+        """
+        old = self.current
+        index = old.index + 1
+        catalog = update(old.catalog, index)
+        if catalog is old.catalog:
+            return old
+        return self._publish(attrs.evolve(old, index=index, catalog=catalog))
 
     def _remember(self, change: Change) -> None:
         history = self._history

@@ -22,12 +22,15 @@ import trio
 
 from agent import consul
 from agent.api import JoinError
+from agent.catalog.replication import ReplicatorConfig
+from agent.catalog.runner import CatalogRunner
 from agent.config import AgentConfig, ConfigError, HelpRequested, diff_config, load_config, reload_config
 from agent.datadir import DataDir, DataDirError
 from agent.dns import serve_dns
 from agent.gossip import GossipDriver
 from agent.http import serve_http
 from agent.members import Member, MemberTable
+from agent.services.manager import ServiceManager
 from protocol.config import Config
 from protocol.serf import MemberEvent, Serf
 
@@ -76,6 +79,8 @@ class Agent:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
         self.table = MemberTable()
+        self.services: ServiceManager | None = None
+        self.catalog: CatalogRunner | None = None
         self.started = time.time()
         self.node_id = ""
         self.datadir: DataDir | None = None
@@ -100,6 +105,7 @@ class Agent:
                 self._root = root
                 await self._start_gossip(root)
                 root.start_soon(self._feed_members)
+                await self._start_services(root)
                 http_addr = None
                 if config.ports.http >= 0:
                     http_addr = await root.start(serve_http, self, config.client_addr, config.ports.http)
@@ -112,6 +118,17 @@ class Agent:
                 await self._handle_signals(signals)
                 root.cancel_scope.cancel()
         return self._exit_code
+
+    async def _start_services(self, nursery: trio.Nursery) -> None:
+        """Catalog replication over gossip, then the local services and their check runners (which publish)."""
+        config = self.config
+        assert self.driver is not None
+        digest = Config.profile(config.gossip_profile).push_pull_interval
+        self.catalog = CatalogRunner(self.driver, self.table, config.node_name, datadir=self.datadir,
+                                     config=ReplicatorConfig(digest_interval=digest), node_meta=config.node_meta)
+        self.services = ServiceManager(config, self.datadir, self.catalog.publish_local)
+        await nursery.start(self.catalog.run)
+        await nursery.start(self.services.run)
 
     async def _start_gossip(self, nursery: trio.Nursery) -> None:
         config = self.config
@@ -321,6 +338,10 @@ class Agent:
     async def reload(self) -> list[str]:
         new = reload_config(self.config)
         changes = diff_config(self.config, new)
+        if self.services is not None:
+            self.services.load_config(new)  # ConfigError: nothing changed, the reload fails
+        if self.catalog is not None and new.node_meta != self.config.node_meta:
+            self.catalog.set_node_meta(new.node_meta)
         if new.log_level != self.config.log_level:
             logging.getLogger().setLevel(_log_level(new.log_level))
         self.config = new
@@ -343,7 +364,8 @@ class Agent:
         serf_stats: dict[str, Any] = dict(self.driver.machine.stats()) if self.driver else {}
         members = list(snap.members.values())
         return {
-            "agent": {"check_monitors": "0", "check_ttls": "0", "checks": "0", "services": "0"},
+            "agent": dict(self.services.stats()) if self.services is not None else
+            {"check_monitors": "0", "check_ttls": "0", "checks": "0", "services": "0"},
             "build": {"prerelease": "", "revision": "", "version": VERSION, "version_metadata": ""},
             "consul": {
                 "server": str(self.config.server).lower(),
@@ -398,10 +420,10 @@ def main(argv: Sequence[str]) -> int:
     agent = Agent(config)
     try:
         return trio.run(agent.run)
-    except (OSError, DataDirError, BaseExceptionGroup) as exc:
+    except (OSError, DataDirError, ConfigError, BaseExceptionGroup) as exc:
         # A failure to start (a port in use, a locked data dir) is one clear line, not a traceback.
         leaves = _leaves(exc)
-        if not all(isinstance(leaf, OSError | DataDirError) for leaf in leaves):
+        if not all(isinstance(leaf, OSError | DataDirError | ConfigError) for leaf in leaves):
             raise
         for leaf in leaves:
             print(f"==> Error starting agent: {leaf}", file=sys.stderr)

@@ -24,6 +24,7 @@ from typing import Any
 import attrs
 
 from protocol.broadcast import BroadcastQueue
+from protocol.codec import packb, unpackb
 from protocol.config import Config
 from protocol.lamport import LamportClock
 from protocol.node import Delegate, Diagnostic, JoinResult, LeaveDone, Node, NodeJoin, NodeLeave, NodeUpdate
@@ -112,6 +113,18 @@ class MemberEvent:
 
 
 @attrs.frozen
+class AppMessage:
+    """An application message from another member (type APP_MESSAGE_TYPE, our own, outside Serf's range).
+
+    ``from_node`` is the sender's member name as it wrote it; ``payload`` is opaque to Serf.  Real serf nodes
+    log and ignore the type, and the agent only sends these to members that advertise support in a tag.
+    """
+
+    from_node: str
+    payload: bytes
+
+
+@attrs.frozen
 class UserEvent:
     """A Serf user event seen for the first time (serf.UserEvent); added to the contract's event set."""
 
@@ -178,6 +191,10 @@ _LEVEL_WARN = "warning"
 _LEVEL_ERROR = "error"
 
 NodeFactory = Callable[..., Node]
+
+#: The first byte of an application message (docs/wire.md): far above Serf's types (0-9), which real serf nodes
+#: answer with "Received message of unknown type" in their log and otherwise ignore.
+APP_MESSAGE_TYPE = 0x80
 
 # Queries whose name starts with this are serf's own (serf internal_query.go).
 INTERNAL_QUERY_PREFIX = "_serf_"
@@ -379,6 +396,18 @@ class Serf(Delegate):
         self._handle_user_event(msg)
         self._event_broadcasts.queue(None, raw)
 
+    def send_app_message(self, now: float, node_name: str, payload: bytes) -> None:
+        """Send an application message to one member over TCP (memberlist's reliable user message).
+
+        Raises KeyError for a member we don't know.  Delivery is best effort beyond TCP: a dial error is only a
+        diagnostic, so callers that need an answer keep their own timeout and retry.
+        """
+        self._now = now
+        ms = self._members[node_name]
+        frame = bytes([APP_MESSAGE_TYPE]) + packb({"From": self.name, "Payload": bytes(payload)})
+        self.node.send_reliable((ms.member.addr, ms.member.port), frame)
+        self._pump()
+
     def shutdown(self) -> None:
         """Stop at once; peers will see us fail unless leave() finished first."""
         if self.state == SerfState.SHUTDOWN:
@@ -433,6 +462,9 @@ class Serf(Delegate):
         self._now = now
         if not payload:
             return
+        if payload[0] == APP_MESSAGE_TYPE:
+            self._handle_app_message(bytes(payload[1:]))
+            return
         try:
             msg = decode_message(bytes(payload))
         except SerfDecodeError as exc:
@@ -456,6 +488,18 @@ class Serf(Delegate):
                 self._diag(_LEVEL_WARN, f"serf: received message of unexpected type {payload[0]}")
         if rebroadcast:
             queue.queue(None, bytes(payload))
+
+    def _handle_app_message(self, body: bytes) -> None:
+        try:
+            frame = {k.decode() if isinstance(k, bytes) else k: v for k, v in unpackb(body).items()}
+            sender, inner = frame["From"], frame["Payload"]
+            sender = sender.decode() if isinstance(sender, bytes) else sender
+            if not isinstance(sender, str) or not isinstance(inner, bytes):
+                raise TypeError("From must be a string and Payload bytes")
+        except Exception as exc:
+            self._diag(_LEVEL_DEBUG, f"serf: malformed app message: {exc}", "serf-malformed")
+            return
+        self._events.append(AppMessage(sender, inner))
 
     def get_broadcasts(self, overhead: int, limit: int) -> list[bytes]:
         """Our leave intent first, then intents, queries and events, as serf's GetBroadcasts packs them."""

@@ -18,7 +18,7 @@ import pytest
 from protocol.config import Config
 from protocol.lamport import LamportClock
 from protocol.node import Diagnostic, JoinResult, LeaveDone, NodeJoin
-from protocol.serf import EventKind, MemberEvent, MemberStatus, Serf, SerfState, UserEvent
+from protocol.serf import APP_MESSAGE_TYPE, AppMessage, EventKind, MemberEvent, MemberStatus, Serf, SerfState, UserEvent
 from protocol.serf_messages import (
     QUERY_FLAG_ACK,
     ConflictResponse,
@@ -86,6 +86,9 @@ class FakeNode:
 
     def send_best_effort(self, addr: Addr, payload: bytes, node_name: str = "") -> None:
         self.sent.append((addr, payload, node_name))
+
+    def send_reliable(self, addr: Addr, payload: bytes) -> None:
+        self.sent.append((addr, payload, "tcp"))
 
 
 CFG = Config.lan(
@@ -807,3 +810,22 @@ def test_conflict_query_about_unknown_member_answers_nil_and_about_us_not_at_all
     fake(s).sent.clear()
     s.notify_msg(1.0, encode_message(query(id=43, name="_serf_conflict", payload=b"me")))
     assert fake(s).sent == []
+
+
+def test_app_messages_go_reliable_to_the_member_and_come_back_as_events() -> None:
+    a = make("me")
+    a.notify_join(0.0, peer("n2"))
+    events(a)
+    a.send_app_message(1.0, "n2", b"hello")
+    addr, frame, how = fake(a).sent[-1]
+    assert (addr, how, frame[0]) == (("10.0.0.2", 7946), "tcp", APP_MESSAGE_TYPE)
+    with pytest.raises(KeyError):
+        a.send_app_message(1.0, "nobody", b"x")
+    b = make("n2")
+    b.notify_msg(2.0, frame)
+    assert [e for e in events(b) if isinstance(e, AppMessage)] == [AppMessage("me", b"hello")]
+    # Garbage after the type byte is a debug diagnostic, never an exception nor a rebroadcast.
+    b.notify_msg(2.0, bytes([APP_MESSAGE_TYPE, 0xC1]))
+    evs = events(b)
+    assert not [e for e in evs if isinstance(e, AppMessage)]
+    assert [e.kind for e in evs if isinstance(e, Diagnostic)] == ["serf-malformed"]

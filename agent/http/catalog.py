@@ -15,7 +15,7 @@ import trio
 from agent.http.blocking import QueryOptions, meta_headers, parse_query_options, wait_past
 from agent.http.errors import NO_CLUSTER_LEADER, NO_KNOWN_SERVERS, NO_PATH_TO_DC, HTTPError, bad_request
 from agent.http.routes import Ctx, Route
-from agent.http.views import catalog_members, consul_service, find_member, in_catalog, known_servers, node_json
+from agent.http.views import catalog_members, find_member, in_catalog, known_servers, node_json
 
 if TYPE_CHECKING:
     from agent.members import Snapshot
@@ -94,8 +94,10 @@ async def catalog_nodes(ctx: Ctx) -> list[dict[str, Any]]:
     filters = _meta_filters(ctx)
     snapshot, _ = await _read(ctx)
     config = ctx.api.config
-    nodes = [
-        node_json(m, config.node_meta if m.name == config.node_name else None)
+    from agent.catalog.query import node_meta_of
+
+    nodes = [  # remote nodes' meta comes with their replicated catalog record
+        node_json(m, config.node_meta if m.name == config.node_name else node_meta_of(snapshot, m.name))
         for m in catalog_members(snapshot, config.datacenter)
     ]
     if filters:
@@ -113,10 +115,11 @@ async def catalog_node(ctx: Ctx) -> dict[str, Any] | None:
     member = find_member(snapshot, name)
     if member is None or not in_catalog(member, config.datacenter):
         return None
-    services: dict[str, Any] = {}
-    if (service := consul_service(member)) is not None:
-        services["consul"] = service
-    local_meta = config.node_meta if member.name == config.node_name else None
+    from agent.catalog.query import node_meta_of
+    from agent.http.catalog_services import node_services_json
+
+    services = node_services_json(snapshot, member)  # the ``consul`` service on servers, then the record's
+    local_meta = config.node_meta if member.name == config.node_name else node_meta_of(snapshot, member.name)
     return {"Node": node_json(member, local_meta), "Services": services}
 
 

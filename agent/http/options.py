@@ -24,3 +24,10 @@ class HttpOptions:
     # Consul waits rpc_hold_timeout (7 s) for a leader before "No cluster leader".  Our leader is computed
     # locally from the member table, so waiting rarely helps: answer at once unless configured otherwise.
     rpc_hold_timeout: float = 0.0
+    # /v1/stream/members (agent/http/stream.py).  A subscriber's queue is its window into the table's shared
+    # history: one that falls this many events behind the table is closed with 1013 ("reconnect with ?index=").
+    stream_window: int = 1024
+    stream_send_timeout: float = 10.0  # one message not taken by the client in this long: the connection is dropped
+    stream_ping_interval: float = 15.0  # idle or not, every subscriber is pinged this often ...
+    stream_ping_timeout: float = 10.0  # ... and dropped if no pong comes back within this
+    stream_max_message_bytes: int = 4096  # clients have nothing to say; a bigger message is closed with 1009

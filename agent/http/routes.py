@@ -3,7 +3,13 @@
 Routing copies Go's ``ServeMux`` as Consul registers it: exact patterns (``/v1/catalog/nodes``) match one path,
 patterns ending in ``/`` (``/v1/catalog/node/``) match every path below them and the endpoint reads the rest as its
 argument; the longest pattern wins; an unclean path (``//``, ``/./``, ``/../``) or a prefix pattern asked without
-its slash is a 301; anything else falls to the index handler (``GET /`` or a 404 text).
+its slash is a 301; anything else falls to the index handler (``GET /``: a redirect to ``/ui/`` when the UI is on,
+else a line saying it is off; any other path a 404 text).
+
+A :class:`SocketRoute` is a path that takes a websocket upgrade (``GET`` with ``Upgrade: websocket``): the server
+asks the route to ``open`` a session (which may refuse with an :class:`HTTPError`, answered as plain HTTP before
+any handshake), then hands the connection to trio-websocket and runs the session on it.  The same path without the
+upgrade goes through the ordinary routes.
 
 Every endpoint runs inside ``wrap`` (Consul's ``HTTPHandlers.wrap``): query-string errors are a bare 500,
 ``OPTIONS`` answers with ``Allow``, a wrong method is a 405, an :class:`HTTPError` is its status and text, any
@@ -17,7 +23,7 @@ import html
 import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 import attrs
@@ -28,9 +34,22 @@ from agent.http.request import Request, clean_path
 from agent.http.response import Response, go_json, maybe_gzip
 
 if TYPE_CHECKING:
+    from trio_websocket import WebSocketConnection
+
     from agent.api import AgentAPI
 
-__all__ = ["EMPTY", "Ctx", "Endpoint", "Route", "Router", "default_router"]
+__all__ = [
+    "EMPTY",
+    "Ctx",
+    "Endpoint",
+    "Route",
+    "Router",
+    "Session",
+    "SocketRoute",
+    "default_router",
+    "not_routed",
+    "ui_enabled",
+]
 
 log = logging.getLogger("agent.http")
 
@@ -72,6 +91,25 @@ class Route:
         return path[len(self.pattern) :]
 
 
+class Session(Protocol):
+    """What a :class:`SocketRoute` opens: it owns the accepted websocket until ``run`` returns."""
+
+    async def run(self, ws: WebSocketConnection) -> None: ...
+
+
+@attrs.frozen
+class SocketRoute:
+    """An exact path that accepts a websocket upgrade; ``open`` validates the request (raise HTTPError to refuse)."""
+
+    path: str
+    open: Callable[[Ctx], Session]
+
+
+def ui_enabled(api: AgentAPI) -> bool:
+    """``ui_config.enabled`` (``-ui``, on by default in ``-dev``)."""
+    return bool(getattr(api.config, "ui", False))
+
+
 def _redirect(request: Request, location: str) -> Response:
     """Go's ``http.Redirect`` with 301: Location, and a tiny HTML body for GET/HEAD."""
     headers = {"Location": location}
@@ -90,7 +128,8 @@ def _location(path: str, raw_query: str) -> str:
 class Router:
     """Go's ServeMux over a list of routes, with Consul's wrapper around each endpoint."""
 
-    def __init__(self, routes: Iterable[Route]) -> None:
+    def __init__(self, routes: Iterable[Route], sockets: Iterable[SocketRoute] = ()) -> None:
+        self._sockets = {route.path: route for route in sockets}
         self._exact: dict[str, Route] = {}
         self._prefix: dict[str, Route] = {}
         for route in routes:
@@ -99,6 +138,10 @@ class Router:
                 raise ValueError(f"pattern {route.pattern!r} registered twice")
             table[route.pattern] = route
         self._prefix_order = sorted(self._prefix, key=len, reverse=True)
+
+    def socket(self, path: str) -> SocketRoute | None:
+        """The websocket route at exactly ``path`` (no cleaning, no prefixes: a stream has one address)."""
+        return self._sockets.get(path)
 
     def match(self, path: str) -> Route | None:
         """The exact route for ``path``, else the longest prefix route containing it."""
@@ -122,17 +165,24 @@ class Router:
         if route is None:
             if path + "/" in self._prefix:
                 return _redirect(request, _location(path + "/", request.raw_query))
-            return _index(request)
+            return _index(api, request)
         ctx = Ctx(api, request, options, rng)
         response = await _wrap(route, ctx)
         return maybe_gzip(response, request.header("accept-encoding"))
 
 
-def _index(request: Request) -> Response:
-    """Consul's Index: ``/`` says the UI is disabled; any other unrouted path is a 404 with a hint."""
+def _index(api: AgentAPI, request: Request) -> Response:
+    """Consul's Index: ``/`` redirects to the UI (301) or says it is disabled; any other path is a 404 with a hint."""
     if request.path != "/":
         return Response.text(404, NOT_API if "/v1/" in request.path else NOT_V1)
+    if ui_enabled(api):
+        return _redirect(request, "/ui/")
     return Response.text(200, UI_DISABLED)
+
+
+def not_routed(api: AgentAPI, request: Request) -> Response:
+    """What a path nobody serves gets (the index handler's answer): for endpoints that are switched off."""
+    return _index(api, request)
 
 
 async def _wrap(route: Route, ctx: Ctx) -> Response:
@@ -160,6 +210,9 @@ async def _wrap(route: Route, ctx: Ctx) -> Response:
         return Response.text(500, str(exc) or type(exc).__name__, headers)
     if result is EMPTY:
         return Response(200, headers)
+    if isinstance(result, Response):  # a page, not JSON: the endpoint chose the status and the headers
+        result.headers = {**headers, **result.headers}
+        return result
     pretty = request.query.has("pretty") or bool(getattr(ctx.api.config, "dev", False))
     try:
         body = go_json(result, pretty=pretty)
@@ -176,6 +229,10 @@ def _log_error(request: Request, reason: str) -> None:
 
 def default_router() -> Router:
     """The endpoints this agent serves (Consul's http_register.go, the subset we implement)."""
-    from agent.http import agent_endpoints, catalog, status
+    from agent.http import agent_endpoints, catalog, catalog_services, health, services_endpoints, status, stream, ui
 
-    return Router([*catalog.ROUTES, *agent_endpoints.ROUTES, *status.ROUTES])
+    return Router(
+        [*catalog.ROUTES, *agent_endpoints.ROUTES, *status.ROUTES, *stream.ROUTES, *ui.ROUTES,
+         *catalog_services.ROUTES, *health.ROUTES, *services_endpoints.ROUTES],
+        sockets=stream.SOCKETS,
+    )

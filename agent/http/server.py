@@ -12,7 +12,10 @@ Rules (each one is a test in tests/test_http_server.py):
 - over ``max_connections`` (or ``max_connections_per_client`` from one IP) a new connection gets a 429 and is
   closed at once;
 - a response already computed when the server is cancelled (``PUT /v1/agent/leave`` shuts the agent down) still
-  goes out, within ``shutdown_grace``.
+  goes out, within ``shutdown_grace``;
+- a ``GET`` with ``Upgrade: websocket`` to a socket route (``/v1/stream/members``) leaves h11 once its head is read:
+  the route validates it (a refusal is a plain HTTP answer), then the connection, with the head replayed in front,
+  goes to trio-websocket, which does the handshake; the connection still counts against the caps while it lives.
 """
 
 from __future__ import annotations
@@ -29,11 +32,13 @@ from typing import TYPE_CHECKING
 
 import h11
 import trio
+import trio_websocket
 
+from agent.http.errors import HTTPError
 from agent.http.options import HttpOptions
 from agent.http.request import BadTarget, Query, Request, parse_target
 from agent.http.response import Response, wire_headers
-from agent.http.routes import Router, default_router
+from agent.http.routes import Ctx, Router, SocketRoute, default_router
 
 if TYPE_CHECKING:
     from agent.api import AgentAPI
@@ -68,6 +73,7 @@ _REASONS = {
     404: "Not Found",
     405: "Method Not Allowed",
     413: "Request Entity Too Large",
+    426: "Upgrade Required",
     429: "Too Many Requests",
     431: "Request Header Fields Too Large",
     500: "Internal Server Error",
@@ -157,6 +163,10 @@ class _Connection:
             while True:
                 request = await self._read_request()
                 if request is None:
+                    return
+                socket_route = self.server.router.socket(request.path) if _wants_websocket(request) else None
+                if socket_route is not None:
+                    await self._upgrade(socket_route, request)
                     return
                 response = await self._handle(request)
                 await self._write(response, head=request.method == "HEAD")
@@ -302,6 +312,34 @@ class _Connection:
             budget -= len(data)
         await trio.sleep_forever()
 
+    # ------------------------------------------------------------------ websocket hand-off
+
+    async def _upgrade(self, route: SocketRoute, request: Request) -> None:
+        """Validate, then give the connection to trio-websocket and run the route's session on it."""
+        s = self.server
+        try:
+            _check_handshake(request)
+            session = route.open(Ctx(s.api, request, self.options, s.rng))
+        except HTTPError as exc:
+            response = Response.text(exc.status, exc.reason)
+            if exc.status == 426:
+                response.headers["Sec-Websocket-Version"] = "13"
+            response.close = True
+            await self._write(response, head=False)
+            return
+        stream = _Replayed(self.stream, _head_bytes(request) + self.conn.trailing_data[0])
+        async with trio.open_nursery() as nursery:
+            ws: trio_websocket.WebSocketConnection | None = None
+            with trio.move_on_after(self.options.header_timeout):
+                proposal = await trio_websocket.wrap_server_stream(
+                    nursery, stream, message_queue_size=1, max_message_size=self.options.stream_max_message_bytes
+                )
+                ws = await proposal.accept()
+            if ws is not None:
+                log.debug("http: %s upgraded %s to a websocket", self.remote, request.target)
+                await session.run(ws)
+            nursery.cancel_scope.cancel()  # trio-websocket's reader task
+
     # ------------------------------------------------------------------ writing
 
     async def _write(self, response: Response, *, head: bool) -> None:
@@ -334,6 +372,54 @@ class _Connection:
         with trio.move_on_after(self.options.write_timeout):
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                 await self.stream.send_all(data)
+
+
+def _wants_websocket(request: Request) -> bool:
+    """RFC 6455 4.2.1: a GET whose ``Connection`` lists ``upgrade`` and whose ``Upgrade`` lists ``websocket``."""
+    if request.method != "GET":
+        return False
+    tokens = {t.strip().lower() for t in request.header("connection").split(",")}
+    upgrades = {t.strip().lower() for t in request.header("upgrade").split(",")}
+    return "upgrade" in tokens and "websocket" in upgrades
+
+
+def _check_handshake(request: Request) -> None:
+    """What wsproto would refuse without a word, refused here with a reason."""
+    if request.header("sec-websocket-version").strip() != "13":
+        raise HTTPError(426, "websocket version 13 required (Sec-WebSocket-Version: 13)")
+    if not request.header("sec-websocket-key").strip():
+        raise HTTPError(400, "websocket handshake without a Sec-WebSocket-Key")
+
+
+def _head_bytes(request: Request) -> bytes:
+    """The request head again, as trio-websocket (wsproto) reads it off the wire to do the handshake."""
+    lines = [f"{request.method} {request.target} HTTP/1.1", *(f"{k}: {v}" for k, v in request.headers)]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+class _Replayed(trio.abc.Stream):
+    """A stream that first yields bytes already read (the upgrade request h11 consumed), then the socket's."""
+
+    def __init__(self, stream: trio.abc.Stream, prefix: bytes) -> None:
+        self._stream = stream
+        self._prefix = prefix
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self._prefix:
+            await trio.lowlevel.checkpoint()
+            n = max_bytes or len(self._prefix)
+            data, self._prefix = self._prefix[:n], self._prefix[n:]
+            return data
+        return await self._stream.receive_some(max_bytes)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
 
 
 def _reason(status: int) -> bytes:

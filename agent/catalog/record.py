@@ -1,0 +1,190 @@
+"""One node's share of the catalog: the record its owner builds, versions, and every other agent copies.
+
+Why one record per node: there is no Raft leader to order writes, but each node is the only writer of its own
+services and checks (Consul's anti-entropy makes the same assumption: the agent is the source of truth for what
+runs on it).  A whole-record copy with an owner-assigned version is then conflict-free: the higher version wins,
+and nothing needs merging.  Records travel as plain msgpack maps with short keys (``to_wire``/``from_wire``);
+``from_wire`` checks every field, since the bytes come from the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import immutables
+
+__all__ = ["CheckRecord", "NodeCatalog", "RecordError", "ServiceRecord", "from_wire", "to_wire"]
+
+STATUSES = ("passing", "warning", "critical")
+
+
+class RecordError(ValueError):
+    """A record from the network that is not one (wrong type, missing key): the message says which field."""
+
+
+def _map(value: Mapping[str, str] | None) -> immutables.Map[str, str]:
+    if isinstance(value, immutables.Map):
+        return value
+    return immutables.Map(value or {})
+
+
+@attrs.frozen
+class ServiceRecord:
+    """A service instance as the catalog stores it (Consul's NodeService, the fields this agent has)."""
+
+    id: str
+    name: str
+    tags: tuple[str, ...] = ()
+    address: str = ""
+    port: int = 0
+    meta: immutables.Map[str, str] = attrs.field(factory=immutables.Map, converter=_map)
+    weights_passing: int = 1
+    weights_warning: int = 1
+    enable_tag_override: bool = False
+    kind: str = ""
+
+
+@attrs.frozen
+class CheckRecord:
+    """A health check with its current status (Consul's HealthCheck without node or indexes)."""
+
+    id: str
+    name: str
+    status: str = "critical"
+    output: str = ""
+    notes: str = ""
+    service_id: str = ""
+    service_name: str = ""
+    service_tags: tuple[str, ...] = ()
+    type: str = ""
+    interval: str = ""
+    timeout: str = ""
+
+
+@attrs.frozen
+class NodeCatalog:
+    """Node ``node``'s services, checks and node meta at owner version ``version`` (strictly increasing)."""
+
+    node: str
+    version: int
+    services: tuple[ServiceRecord, ...] = ()
+    checks: tuple[CheckRecord, ...] = ()
+    meta: immutables.Map[str, str] = attrs.field(factory=immutables.Map, converter=_map)
+
+    def same_content(self, other: NodeCatalog | None) -> bool:
+        """Whether ``other`` holds the same data (whatever its version): no need to announce a new version."""
+        return (
+            other is not None
+            and self.services == other.services
+            and self.checks == other.checks
+            and self.meta == other.meta
+        )
+
+
+# ------------------------------------------------------------------ wire form
+
+_SERVICE_KEYS = (
+    ("i", "id", str), ("n", "name", str), ("t", "tags", tuple), ("a", "address", str), ("p", "port", int),
+    ("m", "meta", dict), ("wp", "weights_passing", int), ("ww", "weights_warning", int),
+    ("o", "enable_tag_override", bool), ("k", "kind", str),
+)  # fmt: skip
+_CHECK_KEYS = (
+    ("i", "id", str), ("n", "name", str), ("s", "status", str), ("o", "output", str), ("no", "notes", str),
+    ("si", "service_id", str), ("sn", "service_name", str), ("st", "service_tags", tuple), ("t", "type", str),
+    ("iv", "interval", str), ("to", "timeout", str),
+)  # fmt: skip
+
+
+def _fields_to_wire(obj: Any, keys: tuple[tuple[str, str, type], ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for short, name, kind in keys:
+        value = getattr(obj, name)
+        if kind is tuple:
+            value = list(value)
+        elif kind is dict:
+            value = dict(value)
+        out[short] = value
+    return out
+
+
+def to_wire(record: NodeCatalog) -> dict[str, Any]:
+    """The record as a msgpack-ready map (short keys: a 30-node digest round must stay small)."""
+    return {
+        "n": record.node,
+        "v": record.version,
+        "s": [_fields_to_wire(s, _SERVICE_KEYS) for s in record.services],
+        "c": [_fields_to_wire(c, _CHECK_KEYS) for c in record.checks],
+        "m": dict(record.meta),
+    }
+
+
+def _text(value: Any, what: str) -> str:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if not isinstance(value, str):
+        raise RecordError(f"{what}: expected a string, got {type(value).__name__}")
+    return value
+
+
+def _convert(value: Any, kind: type, what: str) -> Any:
+    if kind is str:
+        return _text(value, what)
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise RecordError(f"{what}: expected a bool")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise RecordError(f"{what}: expected an integer")
+        return value
+    if kind is tuple:
+        if not isinstance(value, list | tuple):
+            raise RecordError(f"{what}: expected a list")
+        return tuple(_text(v, what) for v in value)
+    if not isinstance(value, dict):
+        raise RecordError(f"{what}: expected a map")
+    return {_text(k, what): _text(v, what) for k, v in value.items()}
+
+
+def _fields_from_wire(raw: Any, keys: tuple[tuple[str, str, type], ...], what: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise RecordError(f"{what}: expected a map")
+    raw = {_text(k, what): v for k, v in raw.items()}
+    out: dict[str, Any] = {}
+    for short, name, kind in keys:
+        if short in raw:
+            out[name] = _convert(raw[short], kind, f"{what}.{name}")
+    for required in ("id", "name"):
+        if required not in out:
+            raise RecordError(f"{what}: missing {required}")
+    return out
+
+
+def from_wire(raw: Any) -> NodeCatalog:
+    """A record from the network; RecordError (a ValueError) names the first bad field."""
+    if not isinstance(raw, dict):
+        raise RecordError("record: expected a map")
+    raw = {_text(k, "record"): v for k, v in raw.items()}
+    node = _convert(raw.get("n"), str, "record.node")
+    version = _convert(raw.get("v"), int, "record.version")
+    services = tuple(
+        ServiceRecord(**_fields_from_wire(s, _SERVICE_KEYS, f"record {node}: service"))
+        for s in _convert_list(raw.get("s", []), "services")
+    )
+    checks = tuple(
+        CheckRecord(**_fields_from_wire(c, _CHECK_KEYS, f"record {node}: check"))
+        for c in _convert_list(raw.get("c", []), "checks")
+    )
+    for check in checks:
+        if check.status not in STATUSES:
+            raise RecordError(f"record {node}: check {check.id}: bad status {check.status!r}")
+    meta = _convert(raw.get("m", {}), dict, f"record {node}: meta")
+    return NodeCatalog(node=node, version=version, services=services, checks=checks, meta=meta)
+
+
+def _convert_list(value: Any, what: str) -> list[Any]:
+    if not isinstance(value, list | tuple):
+        raise RecordError(f"record: {what}: expected a list")
+    return list(value)

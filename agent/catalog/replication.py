@@ -1,0 +1,301 @@
+"""Catalog replication by anti-entropy, sans-IO: records in, messages and record changes out.
+
+Each node owns one :class:`NodeCatalog` and gives it a version that only grows (``max(previous + 1, wall-clock
+ms)``, so it grows across restarts too).  Three paths move records, cheapest first:
+
+1. **Announce**: the owner puts its version in its gossip tags (``tcv``); ``poll_announce`` says when (changes
+   within ``announce_delay`` are coalesced into one tag update, since each costs a gossip broadcast).
+2. **Fetch**: a peer that sees a ``tcv`` newer than its copy asks the owner (``Request``) and gets ``Records``;
+   a fetch that gets no answer within ``fetch_timeout`` is retried (owner if alive, else any capable peer).
+3. **Repair**: every ``digest_interval`` (stretched as memberlist stretches push/pull beyond 32 nodes) a
+   ``Digest`` goes to one random capable peer; the receiver requests what is newer there and pushes back what is
+   newer here, so a missed announcement heals within a round or two.
+
+Membership decides what may exist: a node that left (or was reaped) is dropped at once and records about it are
+refused until it joins again; a failed node's record stays (readers show its ``serfHealth`` critical).  Only
+members that advertise ``tcv`` are ever sent a message: a real Consul/serf node never sees one.
+
+Shape as protocol.Node: inputs are methods taking ``now``; outputs are polled (``poll_send``, ``poll_changes``,
+``poll_announce``, ``poll_timeout``).  No trio, no sockets, no clock of its own, randomness passed in.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import deque
+from collections.abc import Mapping
+
+import attrs
+
+from agent.catalog import messages
+from agent.catalog.messages import Digest, MessageError, Records, Request
+from agent.catalog.record import CheckRecord, NodeCatalog, ServiceRecord
+
+__all__ = ["Replicator", "ReplicatorConfig", "ReplicatorStats", "scaled_interval"]
+
+STATUS_ALIVE, STATUS_LEAVING, STATUS_LEFT, STATUS_FAILED = 1, 2, 3, 4
+_PRESENT = frozenset({STATUS_ALIVE, STATUS_LEAVING, STATUS_FAILED})
+_SCALE_THRESHOLD = 32
+
+
+def scaled_interval(base: float, n: int) -> float:
+    """memberlist's pushPullScale: x1 up to 32 nodes, x2 at 33, x3 at 65, ... (keeps repair traffic flat)."""
+    if n <= _SCALE_THRESHOLD:
+        return base
+    return base * (math.ceil(math.log2(n) - math.log2(_SCALE_THRESHOLD)) + 1)
+
+
+@attrs.frozen
+class ReplicatorConfig:
+    digest_interval: float = 30.0  # the profile's push/pull interval
+    fetch_timeout: float = 2.0
+    fetch_attempts: int = 3
+    announce_delay: float = 0.05
+
+
+@attrs.define
+class ReplicatorStats:
+    sent: int = 0
+    received: int = 0
+    malformed: int = 0
+    fetches: int = 0
+    fetch_retries: int = 0
+    records_accepted: int = 0
+    records_refused: int = 0
+    digests: int = 0
+
+
+@attrs.define
+class _Fetch:
+    version: int  # at least this version is wanted
+    deadline: float
+    attempts: int = 1
+
+
+@attrs.define
+class _Peer:
+    status: int
+    announced: int | None  # the tcv tag: None = not a triumvir catalog peer
+
+
+class Replicator:
+    """The replicated catalog of one agent (its own record included) and the exchange that keeps it whole."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        rng: random.Random,
+        now: float,
+        config: ReplicatorConfig | None = None,
+        version_floor: int = 0,
+    ) -> None:
+        self.name = name
+        self.rng = rng
+        self.config = config or ReplicatorConfig()
+        self.stats = ReplicatorStats()
+        self.records: dict[str, NodeCatalog] = {}
+        self._version_floor = version_floor
+        self._peers: dict[str, _Peer] = {}
+        self._fetches: dict[str, _Fetch] = {}
+        self._outbox: deque[tuple[str, bytes]] = deque()
+        self._changes: dict[str, NodeCatalog | None] = {}
+        self._announce_at: float | None = None
+        self._next_digest = now + self.rng.uniform(0.5, 1.0) * self.config.digest_interval
+
+    # ------------------------------------------------------------------ our own record
+
+    @property
+    def local(self) -> NodeCatalog | None:
+        return self.records.get(self.name)
+
+    @property
+    def local_version(self) -> int:
+        local = self.local
+        return local.version if local is not None else self._version_floor
+
+    def set_local(
+        self,
+        now: float,
+        wall_ms: int,
+        services: tuple[ServiceRecord, ...],
+        checks: tuple[CheckRecord, ...],
+        meta: Mapping[str, str] | None = None,
+    ) -> NodeCatalog:
+        """Our services/checks changed: a new version (unless nothing did), announced after ``announce_delay``."""
+        candidate = NodeCatalog(self.name, 0, services, checks, meta or {})
+        old = self.local
+        if old is not None and candidate.same_content(old):
+            return old
+        record = attrs.evolve(candidate, version=max(self.local_version + 1, wall_ms))
+        self._store(record)
+        self._schedule_announce(now)
+        return record
+
+    def _schedule_announce(self, now: float) -> None:
+        if self._announce_at is None:
+            self._announce_at = now + self.config.announce_delay
+
+    def _outbid(self, now: float, claimed: int) -> None:
+        """Someone holds a version of our record at least as new as ours (we lost our state): jump past it."""
+        local = self.local
+        if local is None or claimed < local.version:
+            return
+        self._store(attrs.evolve(local, version=claimed + 1))
+        self._schedule_announce(now)
+
+    # ------------------------------------------------------------------ membership
+
+    def member(self, now: float, name: str, status: int, announced: int | None) -> None:
+        """A member event (join/update/leave/failed) with the member's ``tcv`` tag, if any."""
+        if name == self.name:
+            return
+        if status not in _PRESENT:
+            self.member_gone(name)
+            self._peers[name] = _Peer(status, announced)
+            return
+        self._peers[name] = _Peer(status, announced)
+        if announced is not None and announced > self._have(name):
+            self._fetch(now, name, announced, ask=name)
+
+    def member_gone(self, name: str) -> None:
+        """Left or reaped: the record goes at once (Consul deregisters a left node), pending fetches too."""
+        self._peers.pop(name, None)
+        self._fetches.pop(name, None)
+        if self.records.pop(name, None) is not None:
+            self._changes[name] = None
+
+    def _have(self, name: str) -> int:
+        record = self.records.get(name)
+        return record.version if record is not None else 0
+
+    def _present(self, name: str) -> bool:
+        peer = self._peers.get(name)
+        return peer is not None and peer.status in _PRESENT
+
+    def _capable_alive(self) -> list[str]:
+        return sorted(n for n, p in self._peers.items() if p.status == STATUS_ALIVE and p.announced is not None)
+
+    # ------------------------------------------------------------------ messages
+
+    def handle_message(self, now: float, sender: str, payload: bytes) -> None:
+        """An app message from ``sender``; malformed ones are counted and dropped."""
+        try:
+            message = messages.decode(payload)
+        except MessageError:
+            self.stats.malformed += 1
+            return
+        self.stats.received += 1
+        match message:
+            case Digest():
+                self._on_digest(now, sender, dict(message.versions))
+            case Request():
+                self._on_request(sender, message.nodes)
+            case Records():
+                for record in message.records:
+                    self._accept(now, record)
+
+    def _on_digest(self, now: float, sender: str, versions: dict[str, int]) -> None:
+        wanted = [
+            node
+            for node, version in versions.items()
+            if node != self.name and version > self._have(node) and self._present(node)
+        ]
+        if versions.get(self.name, 0) > self.local_version:
+            self._outbid(now, versions[self.name])
+        if wanted:
+            for node in wanted:
+                self._fetches[node] = _Fetch(versions[node], now + self.config.fetch_timeout)
+            self._send(sender, Request(tuple(sorted(wanted))))
+        newer = [r for node, r in self.records.items() if r.version > versions.get(node, 0)]
+        if newer:
+            self._send(sender, Records(tuple(sorted(newer, key=lambda r: r.node))))
+
+    def _on_request(self, sender: str, nodes: tuple[str, ...]) -> None:
+        found = [self.records[n] for n in nodes if n in self.records]
+        if found:
+            self._send(sender, Records(tuple(found)))
+
+    def _accept(self, now: float, record: NodeCatalog) -> None:
+        if record.node == self.name:
+            local_version = self.local_version
+            if record.version > local_version or (
+                record.version == local_version and not record.same_content(self.local)
+            ):
+                self._outbid(now, record.version)
+            return
+        if not self._present(record.node) or record.version <= self._have(record.node):
+            self.stats.records_refused += 1
+            return
+        self.stats.records_accepted += 1
+        self._store(record)
+        fetch = self._fetches.get(record.node)
+        if fetch is not None and record.version >= fetch.version:
+            del self._fetches[record.node]
+
+    def _store(self, record: NodeCatalog) -> None:
+        self.records[record.node] = record
+        self._changes[record.node] = record
+
+    def _fetch(self, now: float, node: str, version: int, *, ask: str) -> None:
+        fetch = self._fetches.get(node)
+        if fetch is not None and fetch.version >= version and now < fetch.deadline:
+            return  # already asked for that much
+        self.stats.fetches += 1
+        self._fetches[node] = _Fetch(version, now + self.config.fetch_timeout)
+        self._send(ask, Request((node,)))
+
+    def _send(self, node: str, message: messages.Message) -> None:
+        self.stats.sent += 1
+        self._outbox.append((node, messages.encode(message)))
+
+    # ------------------------------------------------------------------ time
+
+    def handle_timeout(self, now: float) -> None:
+        """Retry overdue fetches; send the periodic digest when due."""
+        for node, fetch in list(self._fetches.items()):
+            if now < fetch.deadline:
+                continue
+            if fetch.attempts >= self.config.fetch_attempts or not self._present(node):
+                del self._fetches[node]  # the digest rounds will repair it
+                continue
+            candidates = [node] if self._peers[node].status == STATUS_ALIVE else self._capable_alive()
+            if not candidates:
+                del self._fetches[node]
+                continue
+            fetch.attempts += 1
+            fetch.deadline = now + self.config.fetch_timeout
+            self.stats.fetch_retries += 1
+            self._send(self.rng.choice(candidates), Request((node,)))
+        if now >= self._next_digest:
+            peers = self._capable_alive()
+            self._next_digest = now + scaled_interval(self.config.digest_interval, len(peers) + 1)
+            if peers:
+                self.stats.digests += 1
+                versions = tuple(sorted((n, r.version) for n, r in self.records.items()))
+                self._send(self.rng.choice(peers), Digest(versions))
+
+    def poll_timeout(self) -> float | None:
+        deadlines = [self._next_digest, *(f.deadline for f in self._fetches.values())]
+        if self._announce_at is not None:
+            deadlines.append(self._announce_at)
+        return min(deadlines)
+
+    # ------------------------------------------------------------------ outputs
+
+    def poll_send(self) -> tuple[str, bytes] | None:
+        """The next (node, payload) to send as an app message."""
+        return self._outbox.popleft() if self._outbox else None
+
+    def poll_changes(self) -> dict[str, NodeCatalog | None]:
+        """Records stored (or removed: None) since the last call, by node."""
+        changes, self._changes = self._changes, {}
+        return changes
+
+    def poll_announce(self, now: float) -> int | None:
+        """Our version, when it is time to (re)publish it in the ``tcv`` tag."""
+        if self._announce_at is None or now < self._announce_at:
+            return None
+        self._announce_at = None
+        return self.local_version

@@ -1,0 +1,181 @@
+"""The trio side of catalog replication: gossip events in, app messages and tag updates out, snapshots swapped.
+
+It subscribes to the gossip driver on its own (bounded) channel, feeds member events and app messages to the
+sans-IO :class:`Replicator`, runs its timers, sends what it asks for, announces our version in the ``tcv`` tag,
+and applies record changes to the member table (``apply_catalog``: same index, same waiters as membership).
+Our version is persisted in the data dir so it keeps growing across restarts even if the clock steps back.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from agent.catalog.indexed import apply_changes
+from agent.catalog.record import CheckRecord, ServiceRecord
+from agent.catalog.replication import Replicator, ReplicatorConfig
+
+if TYPE_CHECKING:
+    from agent.datadir import DataDir
+    from agent.gossip import GossipDriver
+    from agent.members import MemberTable
+
+__all__ = ["TAG", "CatalogRunner"]
+
+log = logging.getLogger("agent.catalog")
+
+TAG = "tcv"  # triumvir catalog version: short, node meta is capped at 512 bytes
+VERSION_FILE = "catalog/version"
+REAP = "member-reap"
+
+
+def announced_version(tags: Mapping[str, str]) -> int | None:
+    """The ``tcv`` tag as an int; None when absent or malformed (not a catalog peer)."""
+    raw = tags.get(TAG)
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        return None
+
+
+class CatalogRunner:
+    def __init__(
+        self,
+        driver: GossipDriver,
+        table: MemberTable,
+        name: str,
+        *,
+        config: ReplicatorConfig,
+        datadir: DataDir | None = None,
+        node_meta: Mapping[str, str] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.driver = driver
+        self.table = table
+        self.name = name
+        self.config = config
+        self.datadir = datadir
+        self.node_meta = dict(node_meta or {})
+        self.rng = rng or random.Random()
+        self.replicator: Replicator | None = None
+        self._pending: tuple[tuple[ServiceRecord, ...], tuple[CheckRecord, ...]] = ((), ())
+        self._wake = trio.Event()
+
+    # ------------------------------------------------------------------ local record
+
+    def publish_local(self, services: tuple[ServiceRecord, ...], checks: tuple[CheckRecord, ...]) -> None:
+        """Our services/checks changed (ServiceManager's publish callback): version, announce, replicate."""
+        self._pending = (services, checks)
+        if self.replicator is not None:
+            self._set_local()
+            self._flush()
+
+    def set_node_meta(self, meta: Mapping[str, str]) -> None:
+        self.node_meta = dict(meta)
+        if self.replicator is not None:
+            self._set_local()
+            self._flush()
+
+    def _set_local(self) -> None:
+        assert self.replicator is not None
+        self.replicator.set_local(trio.current_time(), int(time.time() * 1000), *self._pending, self.node_meta)
+
+    def _read_floor(self) -> int:
+        if self.datadir is None:
+            return 0
+        try:
+            return int((self.datadir.path / VERSION_FILE).read_text().strip())
+        except (OSError, ValueError):
+            return 0
+
+    # ------------------------------------------------------------------ run
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        events = self.driver.subscribe(4096)
+        self.replicator = Replicator(
+            self.name, rng=self.rng, now=trio.current_time(), config=self.config, version_floor=self._read_floor()
+        )
+        for member in self.driver.members():
+            self._on_member(member.name, int(member.status), member.tags)
+        self._set_local()
+        self._flush()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._events, events)
+            nursery.start_soon(self._timers)
+            task_status.started()
+
+    async def _events(self, events: trio.MemoryReceiveChannel[Any]) -> None:
+        from protocol.serf import AppMessage, MemberEvent  # the runner is gossip's peer, as the supervisor is
+
+        assert self.replicator is not None
+        async with events:
+            async for ev in events:
+                if isinstance(ev, MemberEvent):
+                    if str(ev.kind) == REAP:
+                        self.replicator.member_gone(ev.member.name)
+                    else:
+                        self._on_member(ev.member.name, int(ev.member.status), ev.member.tags)
+                elif isinstance(ev, AppMessage):
+                    self.replicator.handle_message(trio.current_time(), ev.from_node, ev.payload)
+                else:
+                    continue
+                self._flush()
+
+    def _on_member(self, name: str, status: int, tags: Mapping[str, str]) -> None:
+        assert self.replicator is not None
+        self.replicator.member(trio.current_time(), name, status, announced_version(tags))
+
+    async def _timers(self) -> None:
+        assert self.replicator is not None
+        while True:
+            deadline = self.replicator.poll_timeout()
+            with trio.move_on_at(deadline if deadline is not None else float("inf")):
+                await self._wake.wait()
+            self._wake = trio.Event()
+            self.replicator.handle_timeout(trio.current_time())
+            self._flush(wake=False)
+
+    # ------------------------------------------------------------------ outputs
+
+    def _flush(self, *, wake: bool = True) -> None:
+        """Send, apply and announce whatever the replicator produced; ``wake`` the timer loop (its deadline may
+        have moved) unless it is the caller."""
+        replicator = self.replicator
+        assert replicator is not None
+        while (out := replicator.poll_send()) is not None:
+            node, payload = out
+            try:
+                self.driver.send_app_message(node, payload)
+            except KeyError:
+                log.debug("catalog: %s is no longer a member; message dropped", node)
+        changes = replicator.poll_changes()
+        if changes:
+            self.table.apply_catalog(lambda catalog, index: apply_changes(catalog, changes, index))
+        version = replicator.poll_announce(trio.current_time())
+        if version is not None:
+            self._announce(version)
+        if wake:
+            self._wake.set()
+
+    def _announce(self, version: int) -> None:
+        tags = dict(self.driver.machine.tags)  # type: ignore[attr-defined]
+        tags[TAG] = str(version)
+        try:
+            self.driver.set_tags(tags)
+        except ValueError as exc:
+            log.error("catalog: cannot announce version %d: %s", version, exc)
+        if self.datadir is not None:
+            try:
+                self.datadir.atomic_write(VERSION_FILE, str(version).encode())
+            except OSError as exc:
+                log.warning("catalog: cannot persist version %d: %s", version, exc)
+
+    def statistics(self) -> Any:
+        return self.replicator.stats if self.replicator is not None else None

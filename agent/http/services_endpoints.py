@@ -1,0 +1,222 @@
+"""``/v1/agent/service*`` and ``/v1/agent/check*`` (consul-compat 1.2.9, 1.2.13): this agent's own services/checks.
+
+Agent-local: they answer with or without a leader (trap 26: registration is local, the catalog follows by
+anti-entropy).  Bodies are decoded as Go's encoding/json with DisallowUnknownFields (keys case-insensitive, unknown
+ones a 400: agent.services.definitions does that).  Actions answer 200 with an empty body (trap 2).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import TYPE_CHECKING, Any
+
+from agent.http.errors import HTTPError, bad_request
+from agent.http.routes import EMPTY, Ctx, Route
+from agent.services.definitions import STATUSES, DefinitionError
+from agent.services.manager import NotTTL, UnknownCheck, UnknownService
+
+if TYPE_CHECKING:
+    from agent.services.definitions import ServiceDef
+    from agent.services.manager import ServiceManager
+
+__all__ = ["ROUTES", "agent_service_json"]
+
+
+def _manager(ctx: Ctx) -> ServiceManager:
+    manager = getattr(ctx.api, "services", None)
+    if manager is None:
+        raise HTTPError(500, "services are not enabled on this agent")
+    return manager
+
+
+def _body(ctx: Ctx) -> Any:
+    raw = ctx.request.body
+    if not raw.strip():
+        raise bad_request("Request decode failed: EOF")
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise bad_request(f"Request decode failed: {exc}") from None
+
+
+def _definition_error(exc: DefinitionError) -> HTTPError:
+    return HTTPError(exc.status, exc.message)
+
+
+def agent_service_json(service: ServiceDef, datacenter: str) -> dict[str, Any]:
+    """An AgentService (values of /v1/agent/services): Port always present, Tags/Meta never null."""
+    out: dict[str, Any] = {}
+    if service.kind:
+        out["Kind"] = service.kind
+    out.update(
+        {
+            "ID": service.id,
+            "Service": service.name,
+            "Tags": list(service.tags),
+            "Meta": dict(service.meta),
+            "Port": service.port,
+            "Address": service.address,
+        }
+    )
+    if service.tagged_addresses:
+        out["TaggedAddresses"] = {n: {"Address": a, "Port": p} for n, a, p in service.tagged_addresses}
+    out.update(
+        {
+            "Weights": {"Passing": service.weights_passing, "Warning": service.weights_warning},
+            "EnableTagOverride": service.enable_tag_override,
+            "Datacenter": datacenter,
+        }
+    )
+    return out
+
+
+def _check_json(ctx: Ctx, check_id: str) -> dict[str, Any]:
+    manager = _manager(ctx)
+    state = manager.local.checks[check_id]
+    record = manager.local.check_record(state)
+    return {
+        "Node": ctx.api.config.node_name,
+        "CheckID": record.id,
+        "Name": record.name,
+        "Status": record.status,
+        "Notes": record.notes,
+        "Output": record.output,
+        "ServiceID": record.service_id,
+        "ServiceName": record.service_name,
+        "ServiceTags": list(record.service_tags),
+        "Type": record.type,
+        "Interval": record.interval,
+        "Timeout": record.timeout,
+        "ExposedPort": 0,
+        "Definition": {},
+        "CreateIndex": 0,
+        "ModifyIndex": 0,
+    }
+
+
+async def agent_services(ctx: Ctx) -> dict[str, Any]:
+    """GET /v1/agent/services: ``{id: AgentService}`` of this agent (the ``consul`` service is not one)."""
+    if ctx.request.query.get("filter"):
+        raise HTTPError(500, "Failed to create boolean expression evaluator: filter expressions are not supported")
+    local = _manager(ctx).local
+    dc = ctx.api.config.datacenter
+    return {i: agent_service_json(local.services[i].definition, dc) for i in sorted(local.services)}
+
+
+async def agent_service(ctx: Ctx) -> dict[str, Any]:
+    """GET /v1/agent/service/:id: the AgentService plus ContentHash (also as X-Consul-ContentHash)."""
+    service_id = ctx.request.path.removeprefix("/v1/agent/service/")
+    state = _manager(ctx).local.services.get(service_id)
+    if state is None:
+        raise HTTPError(404, f"unknown service ID: {service_id}")
+    out = agent_service_json(state.definition, ctx.api.config.datacenter)
+    digest = hashlib.sha256(json.dumps(out, sort_keys=True).encode()).hexdigest()[:16]
+    out["ContentHash"] = digest
+    ctx.headers["X-Consul-ContentHash"] = digest
+    return out
+
+
+async def service_register(ctx: Ctx) -> Any:
+    """PUT /v1/agent/service/register[?replace-existing-checks]."""
+    q = ctx.request.query
+    replace = q.has("replace-existing-checks") and q.get("replace-existing-checks") in ("", "true", "1")
+    body = _body(ctx)
+    try:
+        _manager(ctx).register_service(body, replace_existing_checks=replace)
+    except DefinitionError as exc:
+        raise _definition_error(exc) from None
+    return EMPTY
+
+
+async def service_deregister(ctx: Ctx) -> Any:
+    """PUT /v1/agent/service/deregister/:id: 404 for an unknown ID (current Consul)."""
+    service_id = ctx.request.path.removeprefix("/v1/agent/service/deregister/")
+    try:
+        _manager(ctx).deregister_service(service_id)
+    except UnknownService as exc:
+        raise HTTPError(404, str(exc)) from None
+    return EMPTY
+
+
+async def agent_checks(ctx: Ctx) -> dict[str, Any]:
+    """GET /v1/agent/checks: ``{id: HealthCheck}`` of this agent."""
+    if ctx.request.query.get("filter"):
+        raise HTTPError(500, "Failed to create boolean expression evaluator: filter expressions are not supported")
+    checks = _manager(ctx).local.checks
+    return {i: _check_json(ctx, i) for i in sorted(checks)}
+
+
+async def check_register(ctx: Ctx) -> Any:
+    """PUT /v1/agent/check/register: 404 for an unknown ServiceID."""
+    body = _body(ctx)
+    try:
+        _manager(ctx).register_check(body)
+    except DefinitionError as exc:
+        raise _definition_error(exc) from None
+    except LookupError as exc:
+        raise HTTPError(404, str(exc).strip("'\"")) from None
+    return EMPTY
+
+
+async def check_deregister(ctx: Ctx) -> Any:
+    check_id = ctx.request.path.removeprefix("/v1/agent/check/deregister/")
+    try:
+        _manager(ctx).deregister_check(check_id)
+    except UnknownCheck as exc:
+        raise HTTPError(404, str(exc)) from None
+    return EMPTY
+
+
+def _update(ctx: Ctx, check_id: str, status: str, output: str) -> Any:
+    try:
+        _manager(ctx).update_ttl(check_id, status, output)
+    except UnknownCheck as exc:
+        raise HTTPError(404, str(exc)) from None
+    except NotTTL as exc:
+        raise HTTPError(500, str(exc)) from None
+    return EMPTY
+
+
+def _ttl_endpoint(status: str, prefix: str) -> Any:
+    async def endpoint(ctx: Ctx) -> Any:
+        """PUT /v1/agent/check/pass|warn|fail/:id[?note=...]."""
+        return _update(ctx, ctx.request.path.removeprefix(prefix), status, ctx.request.query.get("note"))
+
+    return endpoint
+
+
+async def check_update(ctx: Ctx) -> Any:
+    """PUT /v1/agent/check/update/:id with ``{"Status": ..., "Output": ...}``."""
+    check_id = ctx.request.path.removeprefix("/v1/agent/check/update/")
+    body = _body(ctx)
+    if not isinstance(body, dict):
+        raise bad_request("Request decode failed: json: cannot unmarshal into Go value of type checkUpdate")
+    fields: dict[str, str] = {}
+    for key, value in body.items():
+        name = {"status": "Status", "output": "Output"}.get(key.lower())
+        if name is None:
+            raise bad_request(f'Request decode failed: json: unknown field "{key}"')
+        if not isinstance(value, str):
+            raise bad_request(f"Request decode failed: json: cannot unmarshal {type(value).__name__} into Go "
+                              f"struct field checkUpdate.{name} of type string")  # fmt: skip
+        fields[name] = value
+    status = fields.get("Status", "")
+    if status not in STATUSES:
+        raise bad_request(f"Invalid check status: '{status}'")
+    return _update(ctx, check_id, status, fields.get("Output", ""))
+
+
+ROUTES = (
+    Route("/v1/agent/services", ("GET",), agent_services),
+    Route("/v1/agent/service/", ("GET",), agent_service),
+    Route("/v1/agent/service/register", ("PUT",), service_register),
+    Route("/v1/agent/service/deregister/", ("PUT",), service_deregister),
+    Route("/v1/agent/checks", ("GET",), agent_checks),
+    Route("/v1/agent/check/register", ("PUT",), check_register),
+    Route("/v1/agent/check/deregister/", ("PUT",), check_deregister),
+    Route("/v1/agent/check/pass/", ("PUT",), _ttl_endpoint("passing", "/v1/agent/check/pass/")),
+    Route("/v1/agent/check/warn/", ("PUT",), _ttl_endpoint("warning", "/v1/agent/check/warn/")),
+    Route("/v1/agent/check/fail/", ("PUT",), _ttl_endpoint("critical", "/v1/agent/check/fail/")),
+    Route("/v1/agent/check/update/", ("PUT",), check_update),
+)

@@ -1,0 +1,114 @@
+"""``/ui/`` in a real browser: Debian's Chromium driven by Playwright (from PyPI; it never downloads a browser).
+
+Three real agents on loopback; the page must show three alive rows, then, with no reload, turn the killed agent's
+row ``failed``; then survive a dropped connection by resuming with ``?index=``.  The page may load nothing but the
+agent's own URLs.  A screenshot is kept under the test's tmp_path and copied to a path printed in the output.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from procs import wait_for
+
+CHROMIUM = os.environ.get("CHROMIUM_BIN", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(os.environ.get("TRIUMVIR_ARTIFACTS", Path(tempfile.gettempdir()) / "triumvir-artifacts"))
+
+pytestmark = pytest.mark.skipif(
+    not os.access(CHROMIUM, os.X_OK),
+    reason=f"{CHROMIUM} not found: `make test` installs Debian's chromium when run as root (apt-get install chromium)",
+)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[object]:
+    from test_guide import Cluster
+
+    c = Cluster(tmp_path)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def test_ui_shows_the_cluster_live_and_a_killed_agent_turns_failed(
+    cluster: object, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    server = cluster.start("ui-s1", server=True, extra={"ui": True})  # type: ignore[attr-defined]
+    clients = [cluster.start(name) for name in ("ui-c2", "ui-c3")]  # type: ignore[attr-defined]
+    for client in clients:
+        out = client.cli("join", server.serf_addr)
+        assert out.returncode == 0, out.stderr
+    wait_for(
+        lambda: [row[1] for row in server.member_rows().values()] == ["alive"] * 3,
+        timeout=30,
+        what="three alive members on the server",
+        diagnostics=cluster.diagnostics,  # type: ignore[attr-defined]
+    )
+    origin = f"http://{server.http_addr}"
+    foreign: list[str] = []
+    problems: list[str] = []
+    shot = tmp_path / "ui-failed.png"
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"),  # a fresh user-data-dir
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            chromium_sandbox=False,
+            viewport={"width": 1200, "height": 640},
+        )
+        try:
+            page = browser.new_page()
+            page.on("request", lambda r: r.url.startswith(("http://", "ws://")) and server.http_addr not in r.url
+                    and foreign.append(r.url))
+            page.on("console", lambda m: m.type == "error" and problems.append(m.text))
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.goto(origin + "/", wait_until="load")
+            assert page.url == origin + "/ui/"  # GET / is a 301 to /ui/
+            page.evaluate("window.__sameDocument = true")  # gone if the page reloads
+            expect = sync_api.expect
+            expect(page.locator("#rows tr[data-status='alive']")).to_have_count(3, timeout=15_000)
+            expect(page.locator("#n-alive")).to_have_text("3")
+
+            clients[1].proc.kill()  # SIGKILL: peers detect it by probing
+            failed = page.locator("#rows tr[data-name='ui-c3'][data-status='failed']")
+            expect(failed).to_have_count(1, timeout=60_000)
+            assert page.evaluate("window.__sameDocument") is True
+            expect(page.locator("#n-alive")).to_have_text("2")
+            expect(page.locator("#n-failed")).to_have_text("1")
+            expect(page.locator("#last-change")).to_contain_text("ui-c3 failed")
+            cells = failed.locator("td").all_inner_texts()
+            assert cells[0] == "ui-c3" and cells[1] == clients[1].serf_addr and cells[2] == "failed"
+            assert cells[3] == "client" and cells[6] == "dc1", cells
+
+            # A dropped connection: the page says so, reconnects by itself and resumes by index.
+            page.evaluate("triumvir.drop()")
+            expect(page.locator("#note")).to_contain_text("resumed from index", timeout=15_000)
+            expect(page.locator("#conn")).to_have_text("live")
+            expect(page.locator("#rows tr")).to_have_count(3)
+            page.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    kept = ARTIFACTS / "ui-failed.png"
+    shutil.copyfile(shot, kept)
+    with capsys.disabled():
+        print(f"\n[test_ui_browser] screenshot: {kept} (also {shot})")
+    assert not foreign, f"the page loaded something from elsewhere: {foreign}"
+    assert not problems, f"console errors: {problems}"
