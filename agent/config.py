@@ -38,6 +38,8 @@ from typing import Any
 import attrs
 import cattrs
 
+from agent.durations import parse_duration
+
 __all__ = [
     "GOSSIP_PROFILES",
     "KEYS",
@@ -341,42 +343,6 @@ def _apply_flag(state: dict[str, Any], name: str, flag: _Flag, value: Any) -> No
             node.setdefault(last, {})[value[0]] = value[1]
         else:
             node[last] = value
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Go durations
-
-
-_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_DURATION_PART = re.compile(r"(\d*\.?\d*)([^\d.]*)")
-
-
-def parse_duration(text: str) -> float:
-    """Go's ``time.ParseDuration`` in float seconds; raises ValueError with Go's message."""
-    rest = text
-    sign = 1.0
-    if rest[:1] in ("-", "+"):
-        sign = -1.0 if rest[0] == "-" else 1.0
-        rest = rest[1:]
-    if rest == "0":
-        return 0.0
-    if not rest:
-        raise ValueError(f'time: invalid duration "{text}"')
-    total = 0.0
-    pos = 0
-    while pos < len(rest):
-        match = _DURATION_PART.match(rest, pos)
-        assert match is not None  # the pattern matches the empty string
-        number, unit = match.groups()
-        if number in ("", "."):
-            raise ValueError(f'time: invalid duration "{text}"')
-        if not unit:
-            raise ValueError(f'time: missing unit in duration "{text}"')
-        if unit not in _DURATION_UNITS:
-            raise ValueError(f'time: unknown unit "{unit}" in duration "{text}"')
-        total += float(number) * _DURATION_UNITS[unit]
-        pos = match.end()
-    return sign * total
 
 
 # ----------------------------------------------------------------------------------------------------------------

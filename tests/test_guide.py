@@ -36,6 +36,7 @@ class ConsulAgent:
     config_dir: Path
     data_dir: Path
     proc: Proc
+    dns_port: int = -1
 
     @property
     def http_addr(self) -> str:
@@ -81,8 +82,9 @@ class Cluster:
 
     def start(self, name: str, *, server: bool = False, reuse: ConsulAgent | None = None,
               extra: dict | None = None, at: tuple[str, int] | None = None, wait_up: bool = True,
-              data_dir: Path | None = None) -> ConsulAgent:
-        """Start an agent; `at` fixes its (ip, serf port), `data_dir` shares another's (to test the lock)."""
+              data_dir: Path | None = None, dns: bool = False) -> ConsulAgent:
+        """Start an agent; `at` fixes its (ip, serf port), `data_dir` shares another's (to test the lock), `dns`
+        gives it a DNS port."""
         if reuse is None:
             ip, serf_port = at or (next_loopback_ip(), 0)
             serf_port = serf_port or free_port(ip)
@@ -90,18 +92,21 @@ class Cluster:
             data_dir = data_dir or self.tmp_path / f"{name}.data"
             config_dir.mkdir()
             http_port = free_port(ip)
+            dns_port = free_port(ip) if dns else -1
+            while dns_port == http_port:
+                dns_port = free_port(ip)
             config = {
                 "node_name": name, "bind_addr": ip, "client_addr": ip, "data_dir": str(data_dir),
-                "ports": {"http": http_port, "serf_lan": serf_port, "dns": -1}, "gossip_profile": "local",
+                "ports": {"http": http_port, "serf_lan": serf_port, "dns": dns_port}, "gossip_profile": "local",
                 **({"server": True, "bootstrap_expect": 1} if server else {}), **(extra or {}),
             }
             (config_dir / "agent.json").write_text(json.dumps(config))
         else:
             ip, config_dir, data_dir = reuse.ip, reuse.config_dir, reuse.data_dir
-            http_port, serf_port = reuse.http_port, reuse.serf_port
+            http_port, serf_port, dns_port = reuse.http_port, reuse.serf_port, reuse.dns_port
         proc = Proc(f"agent:{name}", [sys.executable, "-m", "agent", "-config-dir", str(config_dir)],
                     self.tmp_path / f"{name}-{len(self.agents)}.log", env=ENV)
-        agent = ConsulAgent(name, ip, http_port, serf_port, config_dir, data_dir, proc)
+        agent = ConsulAgent(name, ip, http_port, serf_port, config_dir, data_dir, proc, dns_port)
         self.agents.append(agent)
         if not wait_up:
             return agent

@@ -16,7 +16,8 @@ import trio
 import trio.testing
 from http_fakes import FakeAgent, Reply, member, read_replies, request_bytes, run, server_config, serving
 
-from agent.http.blocking import block_time, parse_go_duration
+from agent.durations import parse_duration
+from agent.http.blocking import block_time
 from agent.http.options import HttpOptions
 from agent.http.routes import default_router
 from agent.http.server import HttpServer
@@ -371,14 +372,14 @@ def test_body_timeout() -> None:
 
 
 def test_go_durations_and_block_time() -> None:
-    assert parse_go_duration("1m30s") == 90
-    assert parse_go_duration("250ms") == 0.25
-    assert parse_go_duration("1.5h") == 5400
-    assert parse_go_duration("0") == 0
-    assert parse_go_duration("-2s") == -2
+    assert parse_duration("1m30s") == 90
+    assert parse_duration("250ms") == 0.25
+    assert parse_duration("1.5h") == 5400
+    assert parse_duration("0") == 0
+    assert parse_duration("-2s") == -2
     for bad in ("", "10", "s", "1x", "1h-5m", ".s", "+"):
         try:
-            parse_go_duration(bad)
+            parse_duration(bad)
         except ValueError:
             continue
         raise AssertionError(f"{bad!r} should be invalid")

@@ -11,12 +11,15 @@ directly.  Two steps, as Consul's handler has them (consul-compat §3):
 
 Which nodes exist is the catalog's rule, shared with the HTTP API (``agent.http.views``): alive, leaving and failed
 Consul nodes of our datacenter; left and reaped members are gone.  So DNS and HTTP agree on every snapshot.
+Service lookups (``services.py``) read the same catalog through ``agent.catalog.query``; ``prepare`` returns their
+record set unordered so that the cache can shuffle it per query (``shuffled.py``), ``answer`` orders it at once.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ipaddress
+import random
 import re
 import time
 from collections.abc import Iterable, Mapping
@@ -37,17 +40,19 @@ import dns.rrset
 from dns.rdtypes.ANY.NS import NS
 from dns.rdtypes.ANY.PTR import PTR
 from dns.rdtypes.ANY.SOA import SOA
-from dns.rdtypes.ANY.TXT import TXT
 from dns.rdtypes.IN.A import A
 from dns.rdtypes.IN.AAAA import AAAA
 
+from agent.dns import services
+from agent.dns.services import ServiceAnswer
 from agent.dns.settings import DnsSettings
+from agent.dns.txt import encode_rfc1464, meta_txt
 from agent.http.views import catalog_members, known_servers, node_meta
 
 if TYPE_CHECKING:
     from agent.members import Member, Snapshot
 
-__all__ = ["CatalogView", "answer", "catalog_view", "encode_rfc1464", "render"]
+__all__ = ["CatalogView", "answer", "catalog_view", "encode_rfc1464", "prepare", "render"]
 
 IN = dns.rdataclass.IN
 ANY_CLASS = dns.rdataclass.ANY
@@ -108,12 +113,29 @@ def catalog_view(snapshot: Snapshot, datacenter: str) -> CatalogView:
 
 
 def answer(
-    query: dns.message.Message, snapshot: Snapshot, settings: DnsSettings, *, now: float | None = None
+    query: dns.message.Message,
+    snapshot: Snapshot,
+    settings: DnsSettings,
+    *,
+    now: float | None = None,
+    rng: random.Random | None = None,
 ) -> dns.message.Message | None:
     """The response to ``query`` from ``snapshot``; None when it should go to the recursors instead.
 
-    ``now`` (Unix time) is the SOA serial; tests pin it.  Trimming and EDNS are ``render``'s business.
+    ``now`` (Unix time) is the SOA serial; tests pin it.  Service answers come in a fresh random order from ``rng``
+    (Consul shuffles every query).  Trimming and EDNS are ``render``'s business.
     """
+    result = prepare(query, snapshot, settings, now=now)
+    if isinstance(result, ServiceAnswer):
+        return result.materialize(result.order(rng))
+    return result
+
+
+def prepare(
+    query: dns.message.Message, snapshot: Snapshot, settings: DnsSettings, *, now: float | None = None
+) -> dns.message.Message | ServiceAnswer | None:
+    """``answer`` before the shuffle: a positive service answer stays a record set, so that the cache can keep it
+    per snapshot and only reorder it per query."""
     response = _skeleton(query, settings)
     if query.opcode() != dns.opcode.QUERY:
         return _rcode(response, dns.rcode.NOTIMP)
@@ -129,7 +151,7 @@ def answer(
     if question.name.is_subdomain(settings.domain):
         response.flags |= dns.flags.AA
         _in_domain(ctx)
-        return response
+        return ctx.service or response
     if question.name.is_subdomain(ARPA):
         return _reverse(ctx)
     if settings.recursors:
@@ -164,6 +186,7 @@ class _Ctx:
     snapshot: Snapshot
     settings: DnsSettings
     serial: int
+    service: ServiceAnswer | None = None  # a positive service lookup, still to be ordered
 
     @property
     def view(self) -> CatalogView:
@@ -219,9 +242,11 @@ def _in_domain(ctx: _Ctx) -> None:
         _node(ctx, ".".join(parts), suffixes)
     elif kind == "addr" and len(parts) == 1:
         _addr(ctx, parts[0])
+    elif kind == "service":
+        _service(ctx, parts, suffixes)
     else:
-        # Service, prepared-query and mesh lookups have no instances in this catalog (only nodes are
-        # registered), and anything without a keyword is an invalid name: both are NXDOMAIN in Consul.
+        # Prepared-query and mesh lookups have nothing behind them in this catalog, and anything without a
+        # keyword is an invalid name: both are NXDOMAIN in Consul.
         ctx.negative(dns.rcode.NXDOMAIN)
 
 
@@ -284,6 +309,25 @@ def _node(ctx: _Ctx, name: str, suffixes: list[str]) -> None:
         ctx.negative(dns.rcode.NOERROR)  # e.g. AAAA for an IPv4-only node
 
 
+def _service(ctx: _Ctx, parts: list[str], suffixes: list[str]) -> None:
+    """``[tag.]name.service[.dc]`` and ``_name._tag.service[.dc]``: no healthy instance is NXDOMAIN, instances
+    without a record of the qtype NODATA; otherwise the record set goes to ``ctx.service``."""
+    parsed = services.parse_service(parts)
+    dc = _datacenter(suffixes, ctx.settings.datacenter)
+    if parsed is None or dc != ctx.settings.datacenter:
+        ctx.negative(dns.rcode.NXDOMAIN)
+        return
+    if ctx.catalog_unavailable():
+        ctx.response.set_rcode(dns.rcode.SERVFAIL)
+        return
+    name, tag = parsed
+    found = services.lookup(ctx.response, ctx.qname, ctx.qtype, ctx.snapshot, ctx.settings, name, tag)
+    if isinstance(found, ServiceAnswer):
+        ctx.service = found
+    else:
+        ctx.negative(dns.rcode.NOERROR if found else dns.rcode.NXDOMAIN)
+
+
 def _addr(ctx: _Ctx, text: str) -> None:
     """``<hex-ip>.addr[.dc].<domain>``: 8 hex digits are an IPv4 address, 32 an IPv6 one (Consul ignores the DC)."""
     try:
@@ -314,25 +358,10 @@ def _address(owner: dns.name.Name, addr: str, ttl: int, qtype: int) -> dns.rrset
     return None
 
 
-def encode_rfc1464(key: str, value: str) -> str:
-    """``key=value`` with RFC 1464 escaping as Consul does it: backquote `` ` ``, ``=`` and edge spaces in the key."""
-    key = key.replace("`", "``").replace("=", "`=")
-    stripped = key.lstrip(" ")
-    key = "` " * (len(key) - len(stripped)) + stripped
-    stripped = key.rstrip(" ")
-    key = stripped + "` " * (len(key) - len(stripped))
-    return key + "=" + value.replace("`", "``")
-
-
 def _meta_txt(owner: dns.name.Name, member: Member, settings: DnsSettings) -> list[dns.rrset.RRset]:
     """One TXT record per node-meta pair; ``rfc1035-`` keys give the bare value.  Same TTL as the node."""
     local = settings.node_meta if member.name == settings.node_name else None
-    rdatas = []
-    for key, value in node_meta(member, local).items():
-        text = value if key.startswith("rfc1035-") else encode_rfc1464(key, value)
-        data = text.encode()
-        chunks = [data[i:i + 255] for i in range(0, len(data), 255)] or [b""]
-        rdatas.append(TXT(IN, T_TXT, chunks))
+    rdatas = meta_txt(node_meta(member, local))
     if not rdatas:
         return []
     return [dns.rrset.from_rdata_list(owner, settings.node_ttl, rdatas)]
@@ -444,9 +473,16 @@ class _Trimmer:
             self.fixed += 11 + len(response.opt[0].to_wire())
 
     def cut(self, n: int) -> None:
+        """Keep ``n`` answers and, as Consul's syncExtra does, only the first additional record of each remaining
+        SRV target (its address: node-meta TXT records go)."""
         self.answers = self.answers[:n]
         targets = _srv_targets(self.answers)
-        self.extra = [r for r in self.all_extra if r.name in targets]
+        extra: list[_Record] = []
+        for record in self.all_extra:
+            if record.name in targets:
+                targets.discard(record.name)
+                extra.append(record)
+        self.extra = extra
 
     def size(self, compressed: bool) -> int:
         if not compressed:

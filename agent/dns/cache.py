@@ -3,7 +3,9 @@
 Why a cache keyed by the question bytes: an answer depends only on the snapshot, the (lower-cased) question, the
 transport and the client's EDNS size, so it is rendered once per snapshot and then served by splicing the query's
 ID, RD/CD bits and question (its letter case as sent) into the stored bytes.  The common query never reaches
-dnspython.  The cache is dropped whenever ``table.current`` is a different snapshot, so it is never stale: DNS
+dnspython.  Service answers are the exception to "same bytes": Consul shuffles them per query, so their entry is
+the compiled record set (``shuffled.ShuffledReply``) and each hit draws an order and joins pre-rendered pieces.
+The cache is dropped whenever ``table.current`` is a different snapshot, so it is never stale: DNS
 answers from exactly the snapshot the HTTP API reads.
 
 Anything unusual (several questions, compression in the question, EDNS options we must echo, other opcodes,
@@ -15,6 +17,7 @@ answering is logged and becomes SERVFAIL: no input stops the responder.
 from __future__ import annotations
 
 import logging
+import random
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -23,7 +26,9 @@ import dns.flags
 import dns.message
 import dns.rrset
 
-from agent.dns.answer import answer, render
+from agent.dns.answer import answer, prepare, render
+from agent.dns.services import ServiceAnswer
+from agent.dns.shuffled import ShuffledReply
 
 if TYPE_CHECKING:
     from agent.dns.settings import DnsSettings
@@ -72,7 +77,8 @@ class Responder:
         self._table = table
         self.settings = settings
         self._cache_limit = cache_limit
-        self._cache: dict[tuple[bytes, bool, int], bytes] = {}
+        self._cache: dict[tuple[bytes, bool, int], bytes | ShuffledReply] = {}
+        self._rng = random.Random()
         self._snapshot: Snapshot | None = None
         self._hits = self._misses = self._uncached = 0
 
@@ -124,11 +130,13 @@ class Responder:
         if cached is None:
             self._misses += 1
             built = self._build(data, key, tcp, snapshot)
-            if not isinstance(built, bytes):
+            if not isinstance(built, bytes | ShuffledReply):
                 return built
             cached = built
         else:
             self._hits += 1
+        if cached.__class__ is not bytes:
+            cached = cached.wire(self._rng)  # type: ignore[union-attr]  # a service answer: a fresh order
         return b"".join((
             data[:2],
             bytes((cached[2] | (data[2] & _RD), cached[3] | (data[3] & _CD))),
@@ -139,8 +147,9 @@ class Responder:
 
     def _build(
         self, data: bytes, key: tuple[bytes, bool, int], tcp: bool, snapshot: Snapshot
-    ) -> bytes | Forward | None:
-        """Render the answer for a normalised query (ID 0, no RD/CD, lower-cased question) and cache it."""
+    ) -> bytes | ShuffledReply | Forward | None:
+        """Render the answer for a normalised query (ID 0, no RD/CD, lower-cased question) and cache it; a service
+        answer is cached as its compiled record set, ordered afresh for every query."""
         try:
             query = dns.message.from_wire(data)
         except dns.exception.DNSException:
@@ -151,19 +160,28 @@ class Responder:
         normal.question = [dns.rrset.RRset(question.name.canonicalize(), question.rdclass, question.rdtype)]
         if query.edns >= 0:
             normal.use_edns(query.edns, query.ednsflags, query.payload)
-        response = answer(normal, snapshot, self.settings)
-        if response is None:
+        prepared = prepare(normal, snapshot, self.settings)
+        if prepared is None:
             return Forward(query, data)
-        wire = render(normal, response, self.settings, tcp=tcp)
+        if isinstance(prepared, ServiceAnswer):
+            s = self.settings
+            reply = ShuffledReply.compile(prepared, key[0], tcp=tcp, payload=key[2],
+                                          udp_answer_limit=s.udp_answer_limit, enable_truncate=s.enable_truncate)
+            self._store(key, reply)
+            return reply
+        wire = render(normal, prepared, self.settings, tcp=tcp)
         qend = len(key[0]) + 12
         if wire[12:qend] != key[0]:
             # Not the question layout we splice into (should not happen): answer this once, uncached.
             self._uncached += 1
             return self._slow(data, tcp, snapshot)
+        self._store(key, wire)
+        return wire
+
+    def _store(self, key: tuple[bytes, bool, int], value: bytes | ShuffledReply) -> None:
         if len(self._cache) >= self._cache_limit:
             self._cache.clear()
-        self._cache[key] = wire
-        return wire
+        self._cache[key] = value
 
     def _slow(self, data: bytes, tcp: bool, snapshot: Snapshot) -> bytes | Forward | None:
         """dnspython parses, ``answer`` decides, nothing is cached."""

@@ -52,6 +52,25 @@ class DnsSettings:
     recursor_strategy: str = "sequential"
     recursor_timeout: float = 2.0
     soa: SoaSettings = SoaSettings()
+    service_ttl: Mapping[str, int] = attrs.field(factory=dict)  # exact names, and ``prefix*`` keys as written
+    a_record_limit: int = 0  # 0: unlimited
+
+    def ttl_for_service(self, service: str) -> int:
+        """Consul's GetTTLForService: the exact name, else the longest ``prefix*`` match (``*`` matches all), else 0.
+
+        ``service`` is the lower-cased name from the question; keys compare as written, as Consul's do.
+        """
+        ttls = self.service_ttl
+        if not ttls:
+            return 0
+        exact = ttls.get(service)
+        if exact is not None and not service.endswith("*"):
+            return exact
+        best, best_len = 0, -1
+        for key, ttl in ttls.items():
+            if key.endswith("*") and len(key) - 1 > best_len and service.startswith(key[:-1]):
+                best, best_len = ttl, len(key) - 1
+        return best
 
     @classmethod
     def from_config(cls, config: AgentConfig) -> DnsSettings:
@@ -76,6 +95,8 @@ class DnsSettings:
             recursor_strategy=_strategy(raw.get("recursor_strategy", "sequential")),
             recursor_timeout=_duration("recursor_timeout", raw.get("recursor_timeout", 2.0)),
             soa=_soa(raw.get("soa", {})),
+            service_ttl=_service_ttl(raw.get("service_ttl", {})),
+            a_record_limit=_int("a_record_limit", raw.get("a_record_limit", 0), minimum=0),
         )
 
 
@@ -121,6 +142,15 @@ def _bool(key: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"dns_config.{key}: expected a boolean, got {value!r}")
     return value
+
+
+def _service_ttl(value: Any) -> dict[str, int]:
+    """``{"web": "30s", "db*": "5s", "*": "1s"}``: each value a TTL duration."""
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]  # an HCL block
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"dns_config.service_ttl: expected a map, got {value!r}")
+    return {str(key): _seconds(f"service_ttl.{key}", ttl) for key, ttl in value.items()}
 
 
 def _strategy(value: Any) -> str:

@@ -9,12 +9,12 @@ result is returned with its (possibly unchanged) index, as Consul does.
 from __future__ import annotations
 
 import random
-import re
 from typing import TYPE_CHECKING
 
 import attrs
 import trio
 
+from agent.durations import parse_duration
 from agent.http.errors import bad_request
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ __all__ = [
     "QueryOptions",
     "block_time",
     "meta_headers",
-    "parse_go_duration",
+    "parse_duration",
     "parse_query_options",
     "parse_uint64",
     "wait_past",
@@ -37,32 +37,6 @@ __all__ = [
 DEFAULT_QUERY_TIME = 300.0  # Consul's default_query_time
 MAX_QUERY_TIME = 600.0  # Consul's max_query_time
 JITTER_FRACTION = 16  # structs.JitterFraction: up to wait/16 extra
-
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_DURATION_PART = re.compile(r"([0-9]*(?:\.[0-9]*)?)(ns|us|µs|μs|ms|s|m|h)")
-
-
-def parse_go_duration(text: str) -> float:
-    """Go's ``time.ParseDuration`` in seconds: ``"10s"``, ``"1m30s"``, ``"-1.5h"``, ``"0"``; ValueError otherwise."""
-    s = text
-    sign = 1.0
-    if s[:1] in ("+", "-"):
-        sign = -1.0 if s[0] == "-" else 1.0
-        s = s[1:]
-    if s == "0":
-        return 0.0
-    if not s:
-        raise ValueError(f"invalid duration {text!r}")
-    total = 0.0
-    pos = 0
-    while pos < len(s):
-        m = _DURATION_PART.match(s, pos)
-        if m is None or m.group(1) in ("", "."):
-            raise ValueError(f"invalid duration {text!r}")
-        total += float(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-    return sign * total
-
 
 def parse_uint64(text: str) -> int:
     """``strconv.ParseUint(text, 10, 64)``: decimal digits only, below 2**64."""
@@ -113,7 +87,7 @@ def parse_query_options(request: Request, default_dc: str) -> QueryOptions:
     max_stale = q.get("max_stale")
     if max_stale:
         try:
-            if parse_go_duration(max_stale) > 0:
+            if parse_duration(max_stale) > 0:
                 stale = True
         except ValueError:
             raise bad_request(f'Invalid max_stale value "{max_stale}"') from None
@@ -125,7 +99,7 @@ def parse_query_options(request: Request, default_dc: str) -> QueryOptions:
     wait = 0.0
     if raw_wait := q.get("wait"):
         try:
-            wait = parse_go_duration(raw_wait)
+            wait = parse_duration(raw_wait)
         except ValueError:
             raise bad_request("Invalid wait time") from None
     index = 0

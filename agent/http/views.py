@@ -16,7 +16,6 @@ if TYPE_CHECKING:
 __all__ = [
     "CATALOG_STATUSES",
     "catalog_members",
-    "consul_service",
     "find_member",
     "in_catalog",
     "known_servers",
@@ -118,46 +117,6 @@ def node_json(member: Member, local_meta: Mapping[str, str] | None = None) -> di
         "CreateIndex": member.create_index,
         "ModifyIndex": member.modify_index,
     }
-
-
-def consul_service(member: Member) -> dict[str, Any] | None:
-    """The ``consul`` catalog service every server node carries (a NodeService), None for a client."""
-    if member.tags.get("role") != "consul":
-        return None
-    try:
-        port = int(member.tags.get("port", "8300"))
-    except ValueError:
-        port = 8300
-    meta = {
-        "non_voter": "false",
-        "raft_version": member.tags.get("raft_vsn", "3"),
-        "read_replica": "false",
-        "serf_protocol_current": str(member.protocol_cur),
-        "serf_protocol_max": str(member.protocol_max),
-        "serf_protocol_min": str(member.protocol_min),
-        "version": version_of(member),
-    }
-    for tag in ("grpc_port", "grpc_tls_port"):
-        if tag in member.tags:
-            meta[tag] = member.tags[tag]
-    service: dict[str, Any] = {
-        "ID": "consul",
-        "Service": "consul",
-        "Tags": [],
-        "Address": "",
-        "Meta": _sorted(meta),
-        "Port": port,
-        "Weights": {"Passing": 1, "Warning": 1},
-        "EnableTagOverride": False,
-        "Proxy": {"Mode": "", "MeshGateway": {}, "Expose": {}},
-        "Connect": {},
-        "PeerName": "",
-        "CreateIndex": member.create_index,
-        "ModifyIndex": member.modify_index,
-    }
-    if port == 0:
-        del service["Port"]  # omitempty
-    return service
 
 
 def known_servers(members: Iterable[Member], dc: str) -> list[Member]:
