@@ -118,17 +118,27 @@ def wait_for(
     raise AssertionError(msg)
 
 
+_issued: set[tuple[str, int]] = set()
+
+
 def free_port(host: str) -> int:
-    """A port free for both TCP and UDP on ``host`` right now (bind both to check, then release)."""
-    for _ in range(50):
+    """A port free for both TCP and UDP on ``host`` right now (bind both to check, then release).
+
+    Never the same port twice in one test run: the kernel may hand a just-released port out again, and two
+    calls in a row (an agent's HTTP and gossip ports) must not collide.
+    """
+    for _ in range(200):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
             tcp.bind((host, 0))
             port = tcp.getsockname()[1]
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                if (host, port) in _issued:
+                    continue
                 try:
                     udp.bind((host, port))
                 except OSError:
                     continue
+                _issued.add((host, port))
                 return port
     raise RuntimeError(f"no port free for TCP and UDP on {host}")
 
