@@ -8,6 +8,7 @@ gracefully unless skip_leave_on_interrupt, SIGTERM leaves when leave_on_terminat
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import signal
@@ -398,6 +399,24 @@ def _bracket(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
+class JsonLogFormatter(logging.Formatter):
+    """`-log-json`: one JSON object a line, with the keys Consul's hclog writes (@timestamp, @level, @module,
+    @message), so log shippers configured for Consul read ours unchanged."""
+
+    converter = time.gmtime
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "@level": record.levelname.lower().replace("warning", "warn"),
+            "@message": record.getMessage(),
+            "@module": record.name,
+            "@timestamp": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+        }
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
 def _log_level(name: str) -> int:
     return {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
             "warning": logging.WARNING, "err": logging.ERROR, "error": logging.ERROR}.get(name.lower(), logging.INFO)
@@ -413,8 +432,10 @@ def main(argv: Sequence[str]) -> int:
     except ConfigError as exc:
         print(f"==> {exc}", file=sys.stderr)
         return 1
-    logging.basicConfig(stream=sys.stderr, level=_log_level(config.log_level),
-                        format="%(asctime)s [%(levelname)s] %(name)s: %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLogFormatter() if config.log_json else
+                         logging.Formatter("%(asctime)s [%(levelname)s] %(name)s: %(message)s"))
+    logging.basicConfig(level=_log_level(config.log_level), handlers=[handler])
     for warning in config.warnings:
         log.warning("agent: %s", warning)
     agent = Agent(config)

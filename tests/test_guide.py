@@ -290,3 +290,12 @@ def test_two_agents_cannot_share_a_data_dir(cluster: Cluster) -> None:
     assert second.proc.wait(30) == 1
     assert "in use by process" in second.proc.log_tail(20)
     assert first.proc.alive()
+
+
+def test_log_json_writes_one_json_object_a_line(cluster: Cluster) -> None:
+    agent = cluster.start("jsonlog", extra={"log_json": True})
+    lines = [line for line in agent.proc.log_path.read_text().splitlines() if line.startswith("{")]
+    entries = [json.loads(line) for line in lines]
+    assert entries, agent.proc.log_tail()
+    assert all({"@level", "@message", "@module", "@timestamp"} <= e.keys() for e in entries)
+    assert any("member-join: jsonlog" in e["@message"] for e in entries)
