@@ -56,6 +56,10 @@ class Config:
     handoff_queue_depth: int = 1024
     udp_buffer_size: int = 1400
     dead_node_reclaim_time: float = _seconds(0.0)
+    # Ours, not memberlist's: after a join, this many extra push/pulls with random members, spaced by the time
+    # a broadcast takes to retire. Nodes that joined at the same moment learn of each other here instead of
+    # waiting for the periodic push/pull (memberlist's "straggler" of mass joins). 0 behaves as memberlist.
+    join_followup_syncs: int = 2
     require_node_names: bool = False
     label: str = ""
     skip_inbound_label_check: bool = False

@@ -67,7 +67,7 @@ from protocol.state import (
     valid_versions,
     verify_protocol,
 )
-from protocol.suspicion import Suspicion, push_pull_scale, random_offset, suspicion_timeout
+from protocol.suspicion import Suspicion, push_pull_scale, random_offset, retransmit_limit, suspicion_timeout
 
 __all__ = [
     "Datagram",
@@ -308,6 +308,7 @@ class Node:
         self._probe_index = 0
         self._probe: _Probe | None = None
         self._probe_tick_pending = False
+        self._followups_pending = 0  # join follow-up push/pulls still to run
         self._incarnation = 0
         self._seq = 0
         self._stream_seq = 0
@@ -1033,6 +1034,27 @@ class Node:
         if peers:
             self._start_push_pull(now, peers[0].addr, join=False)
 
+    def _schedule_join_followups(self, now: float) -> None:
+        """After a join, a few extra push/pulls with random members (config.join_followup_syncs).
+
+        The seed's state only holds who had joined it so far; members that joined at the same moment are
+        announced by broadcasts that may retire before they reach us. Syncing again, once per broadcast
+        lifetime, closes that gap in seconds instead of one periodic push/pull interval.
+        """
+        cfg = self.config
+        if self._followups_pending or cfg.push_pull_interval <= 0:  # push/pull disabled: no follow-ups either
+            return
+        self._followups_pending = cfg.join_followup_syncs
+        spacing = cfg.gossip_interval * retransmit_limit(cfg.retransmit_mult, self.estimated_nodes())
+        for i in range(1, cfg.join_followup_syncs + 1):
+            self._at(now + i * spacing, self._join_followup)
+
+    def _join_followup(self, now: float) -> None:
+        self._followups_pending -= 1
+        peers = self._k_random(1, lambda n: n.name == self.name or n.state != NodeStateType.ALIVE)
+        if peers:
+            self._start_push_pull(now, peers[0].addr, join=False)
+
     def _local_push_pull(self, join: bool) -> bytes:
         states = tuple(
             PushNodeState(s.name, self._packed(s.addr[0]), s.addr[1], s.meta, s.incarnation, int(s.state), s.vsn)
@@ -1272,6 +1294,7 @@ class Node:
             self._stream_failed(now, pending, err)
         elif pending.join:
             self._events.append(JoinResult(pending.addr, True))
+            self._schedule_join_followups(now)
 
     def handle_stream_error(self, now: float, stream_id: int, reason: str) -> None:
         """A stream we opened failed (dial, read, timeout)."""

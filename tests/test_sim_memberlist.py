@@ -151,12 +151,16 @@ def test_partition_heals_via_push_pull(push_pull):
     no_internal_errors(net)
 
 
-@pytest.mark.parametrize("profile", ["local", "lan"])
-def test_loss_and_stalls_cause_no_false_deaths(profile):
+@pytest.mark.parametrize("seed", [5, 6, 7])
+def test_loss_and_stalls_cause_no_false_deaths(seed):
     """10% UDP loss for 10 simulated minutes, plus a 3 s stall of a different node every two minutes:
-    Lifeguard (indirect probes, TCP fallback, refutation, awareness) must not declare anyone dead."""
-    config = Config.profile(profile)
-    net = cluster(24, config, seed=5)
+    Lifeguard (indirect probes, TCP fallback, refutation, awareness) must not declare anyone dead.
+
+    The lan profile only: memberlist's `local` profile retransmits each broadcast just 2*log10(n) times, so at
+    10% loss a refutation misses a member or two about half the time and a stalled node is briefly declared
+    dead (as real memberlist would with those timings); its 3 s stall is beyond what that profile is for."""
+    config = Config.lan()
+    net = cluster(24, config, seed=seed)
     net.loss = 0.10
     for minute in range(0, 10, 2):
         net.stall(f"n{3 + minute}", 3.0)
