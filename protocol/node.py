@@ -568,6 +568,7 @@ class Node:
         self._leave_pending = True
         me = self.local
         self._dead_node(now, Dead(me.incarnation, me.name, me.name))
+        self.gossip_now(now)
         if not self._leave_pending:
             return  # already finished
         if any(not s.dead_or_left and s.name != self.name for s in self._nodes.values()):
@@ -1005,6 +1006,12 @@ class Node:
         cfg = self.config
         self._gossip_tick_at = self._next_tick(self._gossip_tick_at, cfg.gossip_interval, now)
         self._at(self._gossip_tick_at, self._gossip_tick)
+        self.gossip_now(now)
+
+    def gossip_now(self, now: float) -> None:
+        """One gossip round outside the ticker: a leaving node sends its news at once rather than at the next
+        tick (memberlist waits for the tick; the bytes on the wire are the same)."""
+        cfg = self.config
         if not len(self._broadcasts) and not self._delegate_may_broadcast():
             return
 

@@ -353,10 +353,24 @@ class Serf(Delegate):
         self._handle_leave_intent(msg)
         if self._has_alive_members():
             self._leave = _LeaveOp("intent", now + self.config.broadcast_timeout)
-            self._own_leave.queue(None, encode_message(msg), self._on_leave_intent_sent)
+            raw = encode_message(msg)
+            self._own_leave.queue(None, raw, self._on_leave_intent_sent)
+            self._tell_every_alive_member(raw)
+            self.node.gossip_now(now)  # and gossiped now, not at the next gossip tick
         else:
             self._start_memberlist_leave(now)
         self._pump()
+
+    def _tell_every_alive_member(self, raw: bytes) -> None:
+        """Send our leave intent straight to every alive member, ahead of the memberlist leave.
+
+        A Go serf peer that gets our memberlist "dead, from ourselves" before the intent records us *failed*
+        (serf's handleNodeLeave); gossip alone retires the intent after a few sends, not after everyone has
+        it. One datagram per member, once per leave, sent before the dead message (same socket, same order).
+        """
+        for ms in self._members.values():
+            if ms.name != self.name and ms.status == MemberStatus.ALIVE:
+                self.node.send_best_effort((ms.member.addr, ms.member.port), raw, ms.name)
 
     def set_tags(self, now: float, tags: dict[str, str]) -> None:
         """New tags for us: checked against the 512-byte meta limit (ValueError), then gossiped by the Node."""

@@ -51,6 +51,7 @@ class FakeNode:
         self.events: deque[Any] = deque()
         self.joins: list[list[Addr]] = []
         self.leaves: list[float] = []
+        self.gossips: list[float] = []  # gossip_now calls: a leave sends its intent at once
         self.meta_updates = 0
         self.sent: list[tuple[Addr, bytes, str]] = []
         self.shut = False
@@ -75,6 +76,9 @@ class FakeNode:
 
     def leave(self, now: float) -> None:
         self.leaves.append(now)
+
+    def gossip_now(self, now: float) -> None:
+        self.gossips.append(now)
 
     def update_meta(self, now: float) -> None:
         self.meta_updates += 1
@@ -829,3 +833,22 @@ def test_app_messages_go_reliable_to_the_member_and_come_back_as_events() -> Non
     evs = events(b)
     assert not [e for e in evs if isinstance(e, AppMessage)]
     assert [e.kind for e in evs if isinstance(e, Diagnostic)] == ["serf-malformed"]
+
+
+def test_leave_sends_the_intent_to_every_alive_member_before_the_memberlist_leave() -> None:
+    """A Go serf peer that hears our memberlist leave before our intent records us failed: every alive member
+    gets the intent directly, and the memberlist leave waits until it has been gossiped too."""
+    s = make()
+    for name in ("n2", "n3", "n4"):
+        s.notify_join(0.0, peer(name))
+    s.notify_leave(0.0, peer("n4", NodeStateType.DEAD))  # a failed member is not told
+    node = fake(s)
+    s.leave(1.0)
+    direct = [(name, decode_message(payload)) for _addr, payload, name in node.sent]
+    assert sorted(name for name, _ in direct) == ["n2", "n3"]
+    assert all(isinstance(msg, LeaveIntent) and msg.node == "me" for _, msg in direct)
+    assert node.gossips == [1.0]
+    assert node.leaves == []  # the memberlist leave comes once the intent has been gossiped
+    drain_broadcasts(s)
+    s.handle_timeout(1.2)
+    assert node.leaves == [1.2]
