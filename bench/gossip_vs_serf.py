@@ -7,7 +7,7 @@ For each cluster size N and each system it runs the same script, several trials,
   single-join  one more agent up -> every agent lists it alive
   detect       kill -9 of that agent -> every survivor lists it failed
   leave        graceful leave of one agent -> every other lists it left
-  idle CPU %, RSS MiB per agent, UDP packets/s per agent (loopback counters while idle)
+  idle CPU %, RSS MiB per agent, UDP packets/s per agent (5 s after convergence, over 5 s)
 
 Agents are started staggered over about a second (agents started in lock-step probe in lock-step and skew every
 comparison). Every process is started here and stopped here by its PID. Only loopback addresses are used.
@@ -39,6 +39,7 @@ SERF_RPC_PORT = 7373
 POLL = 0.05
 DEADLINE = 120.0
 IDLE_WINDOW = 5.0
+IDLE_SETTLE = 5.0  # after convergence, let the join broadcasts finish retransmitting before "idle" starts
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -296,6 +297,7 @@ def trial(system: System, n: int) -> dict[str, float]:
         stagger_start(system, agents, n)
         wait_for(lambda: all(a.members() is not None for a in agents), "every agent up", 60)
         results["all-join s"] = wait_for(converged(agents), f"{n} agents to converge")
+        time.sleep(IDLE_SETTLE)
         cpu, rss, pps = idle_figures(agents, system.subnet)
         results["idle CPU %"], results["RSS MiB"], results["UDP pkt/s"] = cpu, rss, pps
 
