@@ -23,6 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from agent import consul
+from agent.version import __version__
+
 DEFAULT_HTTP_ADDR = "127.0.0.1:8500"
 CONNECT_TIMEOUT = 5.0  # seconds to reach the agent: an unreachable agent must fail fast
 IO_TIMEOUT = 30.0  # seconds for an answer: a graceful leave may take a few seconds to propagate
@@ -806,24 +809,14 @@ def usage(prog: str | None = None) -> str:
 
 
 def version_text() -> str:
-    """`consul version`: the Consul version the agent imitates, then triumvir's own."""
-    try:
-        from importlib.metadata import version
-
-        own = version("triumvir")
-    except Exception:
-        own = "0.1.0"
-    try:
-        from agent import consul
-
-        lines = [f"Consul v{consul.CONSUL_VERSION}", f"Revision {consul.REVISION}"]
-    except (ImportError, AttributeError):
-        lines = []
-    lines.append(
+    """`consul version`: the lines consul prints, with triumvir's version where Consul's would be."""
+    lines = [
+        f"Consul v{consul.CONSUL_VERSION}",
+        f"Revision {consul.REVISION}",
         "Protocol 2 spoken by default, understands 2 to 3 (agent will automatically use protocol >2 when speaking"
-        " to compatible agents)"
-    )
-    lines.append(f"triumvir v{own}")
+        " to compatible agents)",
+        f"triumvir v{__version__}",
+    ]
     return "\n".join(lines)
 
 

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 from agent.members import STATUS_ALIVE, Member
+from agent.version import __version__
 
 __all__ = [
     "CONSUL_VERSION",
@@ -29,8 +30,9 @@ __all__ = [
     "rpc_address",
 ]
 
-#: The Consul release whose surfaces we imitate (consul-compat examples are 1.20.1).
-CONSUL_VERSION = "1.20.1"
+#: The version agents report where Consul reports its own (the build tag, `version`, /v1/agent/self): triumvir's,
+#: so `consul members` shows which triumvir each node runs.
+CONSUL_VERSION = __version__
 #: The "git revision" half of the ``build`` tag.  Not a Consul commit: 8 hex digits that mark a triumvir build
 #: (a real build may pass its own commit to ``lan_tags``).
 REVISION = hashlib.sha256(b"triumvir").hexdigest()[:8]

@@ -32,12 +32,13 @@ from agent.gossip import GossipDriver
 from agent.http import serve_http
 from agent.members import Member, MemberTable
 from agent.services.manager import ServiceManager
+from agent.version import __version__
 from protocol.config import Config
 from protocol.serf import MemberEvent, Serf
 
 log = logging.getLogger("agent")
 
-VERSION = "0.1.0"
+VERSION = __version__
 GRACEFUL_LEAVE_LIMIT = 15.0  # Consul: "Timeout on graceful leave. Exiting"
 PEER_SAVE_DELAY = 1.0
 EXIT_AFTER_LEAVE_DELAY = 0.2  # coalesce bursts of membership events into one write of the peers file
