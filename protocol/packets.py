@@ -440,6 +440,24 @@ def strip_stream_label(data: bytes, expected_label: str = "") -> tuple[str, int]
     return label, 2 + size
 
 
+def _stream_body(data: bytes, expected_label: str) -> tuple[int, bytes | None, int]:
+    """Label stripped, compression undone: (offset of the message, the inflated message or None when the stream
+    is not compressed, end of the compressMsg). Raises Incomplete while the header is still arriving."""
+    _, off = strip_stream_label(data, expected_label)
+    if len(data) <= off:
+        raise Incomplete("need the message type byte")
+    kind = data[off]
+    if kind == MessageType.ENCRYPT:
+        raise DecodeError("encrypted stream but no keyring")
+    if kind != MessageType.COMPRESS:
+        return off, None, off
+    obj, end = decode_stream_value(data, off + 1)
+    inner = _compress_struct(obj)
+    if not inner:
+        raise DecodeError("compressed stream holds an empty message")
+    return off, inner, end
+
+
 def unwrap_stream(data: bytes, expected_label: str = "") -> bytes:
     """A stream buffer -> the bytes of the message inside (label header removed, compression undone).
 
@@ -447,41 +465,21 @@ def unwrap_stream(data: bytes, expected_label: str = "") -> bytes:
     may still raise Incomplete); for a compressMsg it is the inflated message, which must then be complete.
     Raises Incomplete while the label header or the compress message is still arriving.
     """
-    _, off = strip_stream_label(data, expected_label)
-    if len(data) <= off:
-        raise Incomplete("need the message type byte")
-    kind = data[off]
-    if kind == MessageType.ENCRYPT:
-        raise DecodeError("encrypted stream but no keyring")
-    if kind == MessageType.COMPRESS:
-        obj, _ = decode_stream_value(data, off + 1)
-        inner = _compress_struct(obj)
-        if not inner:
-            raise DecodeError("compressed stream holds an empty message")
-        return inner
-    return bytes(data[off:])
+    off, inner, _ = _stream_body(data, expected_label)
+    return inner if inner is not None else bytes(data[off:])
 
 
 def read_stream(data: bytes, expected_label: str = "") -> tuple[Message, int]:
     """unwrap_stream + decode_stream: (message, bytes of ``data`` consumed), or Incomplete."""
-    _, off = strip_stream_label(data, expected_label)
-    if len(data) <= off:
-        raise Incomplete("need the message type byte")
-    kind = data[off]
-    if kind == MessageType.ENCRYPT:
-        raise DecodeError("encrypted stream but no keyring")
-    if kind == MessageType.COMPRESS:
-        obj, end = decode_stream_value(data, off + 1)
-        inner = _compress_struct(obj)
-        if not inner:
-            raise DecodeError("compressed stream holds an empty message")
-        try:
-            msg, _ = decode_stream(inner)
-        except Incomplete as exc:
-            raise DecodeError(f"compressed stream message is truncated: {exc}") from None
-        return msg, end
-    msg, used = decode_stream(memoryview(data)[off:])
-    return msg, off + used
+    off, inner, end = _stream_body(data, expected_label)
+    if inner is None:
+        msg, used = decode_stream(memoryview(data)[off:])
+        return msg, off + used
+    try:
+        msg, _ = decode_stream(inner)
+    except Incomplete as exc:
+        raise DecodeError(f"compressed stream message is truncated: {exc}") from None
+    return msg, end
 
 
 def wrap_stream(msg: bytes, *, label: str = "", compress: bool = False) -> bytes:

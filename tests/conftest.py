@@ -238,3 +238,28 @@ def agents(tmp_path: Path) -> Iterator[Agents]:
 def serf_agent(agents: Agents) -> Any:
     """Start one `serf agent` on its own 127.0.x.y and ports: ``serf_agent(name, profile=, tags=, join=)``."""
     return agents.serf
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Any]:
+    """Real `python -m agent` processes (tests/consul_agents.py): `cluster.start(name, server=..., extra={...})`;
+    all stopped by PID at teardown."""
+    from consul_agents import Cluster
+
+    c = Cluster(tmp_path)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.fixture
+def checked_server() -> Iterator[Any]:
+    """The small HTTP server a service's check probes; `stop()` makes the check fail."""
+    from consul_agents import CheckedServer
+
+    server = CheckedServer()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -11,32 +11,13 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
 
 import pytest
+from consul_agents import CheckedServer, Cluster, ConsulAgent
 from procs import wait_for
-from test_guide import Cluster, ConsulAgent
-from test_services_cluster import ROUND, CheckedServer
+from test_services_cluster import ROUND
 
 pytestmark = pytest.mark.skipif(shutil.which("dig") is None, reason="dig not installed")
-
-
-@pytest.fixture
-def checked_server() -> Iterator[CheckedServer]:
-    server = CheckedServer()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def cluster(tmp_path) -> Iterator[Cluster]:  # type: ignore[no-untyped-def]
-    c = Cluster(tmp_path)
-    try:
-        yield c
-    finally:
-        c.close()
 
 
 def dig(agent: ConsulAgent, name: str, rdtype: str, *flags: str) -> tuple[str, list[list[str]]]:

@@ -9,67 +9,13 @@ from __future__ import annotations
 
 import json
 import signal
-import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import pytest
-from conftest import next_loopback_ip
-from procs import free_port, wait_for
-from test_guide import Cluster, ConsulAgent
+from consul_agents import CheckedServer, Cluster, ConsulAgent
+from procs import wait_for
 
 # Convergence bounds: generous against a loaded CI machine; the bench measures the real figures.
 ROUND = 10.0
-
-
-class _Health(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = b"ok"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-class CheckedServer:
-    """The small local HTTP server the `web` check probes; `stop()` makes the check fail."""
-
-    def __init__(self) -> None:
-        self.ip = next_loopback_ip()
-        self.port = free_port(self.ip)
-        self.httpd = ThreadingHTTPServer((self.ip, self.port), _Health)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.ip}:{self.port}/health"
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def checked_server() -> Iterator[CheckedServer]:
-    server = CheckedServer()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def cluster(tmp_path) -> Iterator[Cluster]:  # type: ignore[no-untyped-def]
-    c = Cluster(tmp_path)
-    try:
-        yield c
-    finally:
-        c.close()
 
 
 def passing_web(agent: ConsulAgent) -> list[str]:

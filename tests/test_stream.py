@@ -314,7 +314,7 @@ def test_ui_page_and_root_redirect_when_enabled_and_not_when_disabled() -> None:
 
 
 def test_stream_follows_real_agents_joining_leaving_and_killed(tmp_path: Path) -> None:
-    from test_guide import Cluster
+    from consul_agents import Cluster
 
     cluster = Cluster(tmp_path)
     try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,17 +31,6 @@ pytestmark = pytest.mark.skipif(
     not os.access(CHROMIUM, os.X_OK),
     reason=f"{CHROMIUM} not found: `make test` installs Debian's chromium when run as root (apt-get install chromium)",
 )
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[object]:
-    from test_guide import Cluster
-
-    c = Cluster(tmp_path)
-    try:
-        yield c
-    finally:
-        c.close()
 
 
 def test_ui_shows_the_cluster_live_and_a_killed_agent_turns_failed(

@@ -1,0 +1,151 @@
+"""Real `python -m agent` processes for end-to-end tests: a cluster of them on fresh 127.0.x.y addresses, each
+with its own config dir and data dir, and the small HTTP server a service check probes.
+
+Every agent is started here and stopped by its PID (Cluster.close); every wait is a condition with a deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import consul
+import requests
+from conftest import REPO, next_loopback_ip
+from procs import Proc, free_port, wait_for
+
+ENV = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+
+
+@dataclass
+class ConsulAgent:
+    name: str
+    ip: str
+    http_port: int
+    serf_port: int
+    config_dir: Path
+    data_dir: Path
+    proc: Proc
+    dns_port: int = -1
+
+    @property
+    def http_addr(self) -> str:
+        return f"{self.ip}:{self.http_port}"
+
+    @property
+    def serf_addr(self) -> str:
+        return f"{self.ip}:{self.serf_port}"
+
+    def cli(self, command: str, *args: str) -> subprocess.CompletedProcess[str]:
+        """`python -m agent COMMAND -http-addr=... ARGS` (Go's flags come before the arguments)."""
+        return subprocess.run(
+            [sys.executable, "-m", "agent", command, f"-http-addr={self.http_addr}", *args],
+            capture_output=True, text=True, timeout=30, env=ENV, cwd=REPO,
+        )
+
+    def member_rows(self) -> dict[str, list[str]]:
+        """`members` as {node: [address, status, type, build, protocol, dc, ...]}."""
+        out = self.cli("members")
+        if out.returncode != 0:
+            return {}
+        rows = [line.split() for line in out.stdout.splitlines()[1:]]
+        return {row[0]: row[1:] for row in rows}
+
+    def status_of(self, name: str) -> str | None:
+        row = self.member_rows().get(name)
+        return row[1] if row else None
+
+    def client(self) -> consul.Consul:
+        return consul.Consul(host=self.ip, port=self.http_port)
+
+
+class Cluster:
+    """Starts agents for one test; all stopped by PID at teardown."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.agents: list[ConsulAgent] = []
+
+    def diagnostics(self) -> str:
+        return "\n".join(f"--- {a.name} ({'running' if a.proc.alive() else 'exited'})\n{a.proc.log_tail(30)}"
+                         for a in self.agents)
+
+    def start(self, name: str, *, server: bool = False, reuse: ConsulAgent | None = None,
+              extra: dict | None = None, at: tuple[str, int] | None = None, wait_up: bool = True,
+              data_dir: Path | None = None, dns: bool = False) -> ConsulAgent:
+        """Start an agent; `at` fixes its (ip, serf port), `data_dir` shares another's (to test the lock), `dns`
+        gives it a DNS port."""
+        if reuse is None:
+            ip, serf_port = at or (next_loopback_ip(), 0)
+            serf_port = serf_port or free_port(ip)
+            config_dir = self.tmp_path / f"{name}.d"
+            data_dir = data_dir or self.tmp_path / f"{name}.data"
+            config_dir.mkdir()
+            http_port = free_port(ip)
+            dns_port = free_port(ip) if dns else -1
+            while dns_port == http_port:
+                dns_port = free_port(ip)
+            config = {
+                "node_name": name, "bind_addr": ip, "client_addr": ip, "data_dir": str(data_dir),
+                "ports": {"http": http_port, "serf_lan": serf_port, "dns": dns_port}, "gossip_profile": "local",
+                **({"server": True, "bootstrap_expect": 1} if server else {}), **(extra or {}),
+            }
+            (config_dir / "agent.json").write_text(json.dumps(config))
+        else:
+            ip, config_dir, data_dir = reuse.ip, reuse.config_dir, reuse.data_dir
+            http_port, serf_port, dns_port = reuse.http_port, reuse.serf_port, reuse.dns_port
+        proc = Proc(f"agent:{name}", [sys.executable, "-m", "agent", "-config-dir", str(config_dir)],
+                    self.tmp_path / f"{name}-{len(self.agents)}.log", env=ENV)
+        agent = ConsulAgent(name, ip, http_port, serf_port, config_dir, data_dir, proc, dns_port)
+        self.agents.append(agent)
+        if not wait_up:
+            return agent
+
+        def up() -> bool:
+            if not proc.alive():
+                raise AssertionError(f"{name} exited {proc.popen.returncode}:\n{proc.log_tail()}")
+            return requests.get(f"http://{agent.http_addr}/v1/agent/self", timeout=1).ok
+
+        wait_for(up, timeout=20, what=f"agent {name} HTTP", diagnostics=self.diagnostics)
+        return agent
+
+    def close(self) -> None:
+        for a in self.agents:
+            a.proc.close()
+
+
+class _Health(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"ok"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class CheckedServer:
+    """The small local HTTP server the `web` check probes; `stop()` makes the check fail."""
+
+    def __init__(self) -> None:
+        self.ip = next_loopback_ip()
+        self.port = free_port(self.ip)
+        self.httpd = ThreadingHTTPServer((self.ip, self.port), _Health)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.ip}:{self.port}/health"
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
