@@ -16,7 +16,7 @@ import trio
 import trio.testing
 from http_fakes import FakeAgent, Reply, member, read_replies, request_bytes, run, server_config, serving
 
-from agent.durations import parse_duration
+from agent.durations import go_duration, parse_duration
 from agent.http.blocking import block_time
 from agent.http.options import HttpOptions
 from agent.http.routes import default_router
@@ -369,6 +369,11 @@ def test_body_timeout() -> None:
 
 
 # ---------------------------------------------------------------------- pure helpers
+
+
+def test_go_duration_strings_as_go_prints_them() -> None:
+    seconds = (0, 0.25, 30, 90, 72 * 3600, -2)
+    assert [go_duration(s) for s in seconds] == ["0s", "250ms", "30s", "1m30s", "72h0m0s", "-2s"]
 
 
 def test_go_durations_and_block_time() -> None:

@@ -9,34 +9,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from agent.durations import go_duration
 from agent.http.errors import HTTPError, bad_request
 from agent.http.routes import EMPTY, Ctx, Route
 from agent.http.views import member_json, node_meta, version_of
 
-__all__ = ["ROUTES", "go_duration", "self_json"]
+__all__ = ["ROUTES", "self_json"]
 
 log = logging.getLogger("agent.http")
 
 BUILD_DATE = "1970-01-01T00:00:01Z"  # Consul's value when the build sets none
 ALL_SEGMENTS = "_all"
-
-
-def go_duration(seconds: float) -> str:
-    """Go's ``time.Duration.String`` for whole-millisecond values: ``30s``, ``1m30s``, ``72h0m0s``, ``250ms``."""
-    if seconds == 0:
-        return "0s"
-    sign = "-" if seconds < 0 else ""
-    ms = round(abs(seconds) * 1000)
-    if ms < 1000:
-        return f"{sign}{ms}ms"
-    hours, rest = divmod(ms, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    secs = f"{rest // 1000}" if rest % 1000 == 0 else f"{rest / 1000:g}"
-    if hours:
-        return f"{sign}{hours}h{minutes}m{secs}s"
-    if minutes:
-        return f"{sign}{minutes}m{secs}s"
-    return f"{sign}{secs}s"
 
 
 async def agent_members(ctx: Ctx) -> list[dict[str, Any]] | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import attrs
 
 from agent.catalog.record import CheckRecord, ServiceRecord
+from agent.durations import go_duration
 from agent.services.definitions import CheckDef, ServiceDef
 
 __all__ = ["API", "CONFIG", "CheckState", "LocalState", "ServiceState"]
@@ -33,21 +34,9 @@ class CheckState:
     critical_since: float | None = None  # for deregister_critical_service_after
 
 
-def go_duration(seconds: float) -> str:
-    """Go's Duration.String for the values definitions hold (``10s``, ``1m30s``, ``500ms``), ``""`` for 0."""
-    if seconds <= 0:
-        return ""
-    ms = round(seconds * 1000)
-    if ms < 1000:
-        return f"{ms}ms"
-    hours, rest = divmod(ms, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    secs = f"{rest // 1000}" if rest % 1000 == 0 else f"{rest / 1000:g}"
-    if hours:
-        return f"{hours}h{minutes}m{secs}s"
-    if minutes:
-        return f"{minutes}m{secs}s"
-    return f"{secs}s"
+def definition_duration(seconds: float) -> str:
+    """A definition's interval/timeout as Consul shows it: Go's Duration.String, ``""`` when unset (0)."""
+    return go_duration(seconds) if seconds > 0 else ""
 
 
 class LocalState:
@@ -146,8 +135,8 @@ class LocalState:
             service_name=service.definition.name if service else "",
             service_tags=service.definition.tags if service else (),
             type=check.kind,
-            interval=go_duration(check.interval),
-            timeout=go_duration(check.timeout),
+            interval=definition_duration(check.interval),
+            timeout=definition_duration(check.timeout),
         )
 
     def records(self) -> tuple[tuple[ServiceRecord, ...], tuple[CheckRecord, ...]]:
