@@ -344,33 +344,16 @@ class GossipDriver:
         with trio.move_on_after(self.tcp_timeout) as scope:
             try:
                 async with stream:
-                    while True:
-                        chunk = await stream.receive_some(65536)
-                        if not chunk:
-                            problem = f"peer closed after {len(buf)} bytes, before a complete message"
-                            break
-                        buf += chunk
-                        if len(buf) > self.max_stream_bytes:
-                            problem = f"stream exceeds {self.max_stream_bytes} bytes"
-                            break
-                        try:
-                            reply = self.machine.handle_stream(trio.current_time(), peer, bytes(buf))
-                        except Exception:
-                            log.warning(
-                                "dropped a stream from %s:%d: the machine raised on %d bytes (first bytes %s)",
-                                *peer,
-                                len(buf),
-                                bytes(buf[:16]).hex(),
-                                exc_info=True,
-                            )
-                            problem = "machine error"
-                            break
-                        finally:
-                            self._kick()
-                        if reply is not None:
-                            if reply:
-                                await stream.send_all(reply)
-                            break
+                    reply: bytes | None = None
+
+                    def feed(data: bytes) -> bool:
+                        nonlocal reply
+                        reply = self.machine.handle_stream(trio.current_time(), peer, data)
+                        return reply is not None
+
+                    problem = await self._read_until_complete(stream, buf, feed, f"stream from {peer[0]}:{peer[1]}")
+                    if not problem and reply:
+                        await stream.send_all(reply)
             except (OSError, trio.BrokenResourceError) as exc:
                 problem = f"{type(exc).__name__}: {exc}"
         if scope.cancelled_caught:
@@ -391,32 +374,14 @@ class GossipDriver:
                 stream = await self._connect(addr)
                 async with stream:
                     await stream.send_all(op.data)
-                    while op.expect_reply:
-                        chunk = await stream.receive_some(65536)
-                        if not chunk:
-                            problem = f"connection closed after {len(buf)} reply bytes, before a complete reply"
-                            break
-                        buf += chunk
-                        if len(buf) > self.max_stream_bytes:
-                            problem = f"reply exceeds {self.max_stream_bytes} bytes"
-                            break
-                        try:
-                            complete = self.machine.handle_stream_reply(trio.current_time(), op.stream_id, bytes(buf))
-                        except Exception:
-                            log.warning(
-                                "stream %s to %s:%d: the machine raised on a %d-byte reply (first bytes %s)",
-                                op.stream_id,
-                                *addr,
-                                len(buf),
-                                bytes(buf[:16]).hex(),
-                                exc_info=True,
-                            )
-                            problem = "machine error on the reply"
-                            break
-                        finally:
-                            self._kick()
-                        if complete:
-                            break
+                    if op.expect_reply:
+
+                        def feed(data: bytes) -> bool:
+                            return self.machine.handle_stream_reply(trio.current_time(), op.stream_id, data)
+
+                        problem = await self._read_until_complete(
+                            stream, buf, feed, f"reply of stream {op.stream_id} from {addr[0]}:{addr[1]}"
+                        )
             except (OSError, trio.BrokenResourceError) as exc:
                 problem = f"{type(exc).__name__}: {exc}"
         if scope.cancelled_caught:
@@ -429,6 +394,36 @@ class GossipDriver:
             except Exception:
                 log.warning("stream %s: the machine raised in handle_stream_error", op.stream_id, exc_info=True)
             self._kick()
+
+    async def _read_until_complete(
+        self, stream: trio.SocketStream, buf: bytearray, feed: Callable[[bytes], bool], what: str
+    ) -> str:
+        """Read into `buf`, handing the machine everything so far, until `feed` says the message is complete.
+
+        Returns "" when it is, else why not (closed early, over max_stream_bytes, the machine raised). A machine
+        exception is contained here: one bad stream must not take the listener or the dialer down.
+        """
+        while True:
+            chunk = await stream.receive_some(65536)
+            if not chunk:
+                return f"peer closed after {len(buf)} bytes, before a complete message"
+            buf += chunk
+            if len(buf) > self.max_stream_bytes:
+                return f"{what} exceeds {self.max_stream_bytes} bytes"
+            try:
+                if feed(bytes(buf)):
+                    return ""
+            except Exception:
+                log.warning(
+                    "dropped the %s: the machine raised on %d bytes (first bytes %s)",
+                    what,
+                    len(buf),
+                    bytes(buf[:16]).hex(),
+                    exc_info=True,
+                )
+                return "machine error"
+            finally:
+                self._kick()
 
     async def _connect(self, addr: Addr) -> trio.SocketStream:
         # Dial from our bind IP: on loopback (127.0.0.x per node) peers then see the address we advertise.
