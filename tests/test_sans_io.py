@@ -20,7 +20,7 @@ def imported_roots(path: pathlib.Path) -> set[str]:
     return roots
 
 
-@pytest.mark.parametrize("path", sorted(PROTOCOL.glob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(PROTOCOL.rglob("*.py")), ids=lambda p: p.name)
 def test_protocol_module_is_sans_io(path: pathlib.Path) -> None:
     bad = imported_roots(path) & FORBIDDEN
     assert not bad, f"{path.name} imports {sorted(bad)}"
