@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from agent import consul
+from agent.gostrings import to_bytes
 from agent.version import __version__
 
 DEFAULT_HTTP_ADDR = "127.0.0.1:8500"
@@ -622,7 +623,7 @@ def run_join(values: dict[str, Any], args: list[str]) -> int:
 
 def _path_escape(segment: str) -> str:
     """url.URL.EscapedPath for a path built by concatenation (Go keeps `$&+,/:;=@`, escapes `[`, `]`, spaces)."""
-    return quote(segment, safe="$&+,/:;=@")
+    return quote(to_bytes(segment), safe="$&+,/:;=@")  # argv's undecodable bytes are surrogate escapes
 
 
 # ---- leave / force-leave / reload

@@ -32,7 +32,7 @@ def _unescape(text: str, *, plus_is_space: bool) -> str:
         raise ValueError(f"invalid URL escape in {text!r}")
     if plus_is_space:
         text = text.replace("+", " ")
-    return unquote_to_bytes(text).decode("utf-8", errors="replace")
+    return unquote_to_bytes(text).decode("utf-8", errors="surrogateescape")  # Go keeps the bytes
 
 
 @attrs.frozen

@@ -11,6 +11,7 @@ import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
+from agent.gostrings import decode_json
 from agent.http.errors import HTTPError, bad_request
 from agent.http.routes import EMPTY, Ctx, Route
 from agent.services.definitions import STATUSES, DefinitionError
@@ -35,7 +36,7 @@ def _body(ctx: Ctx) -> Any:
     if not raw.strip():
         raise bad_request("Request decode failed: EOF")
     try:
-        return json.loads(raw)
+        return decode_json(raw)
     except ValueError as exc:
         raise bad_request(f"Request decode failed: {exc}") from None
 

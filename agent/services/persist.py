@@ -17,6 +17,7 @@ from typing import Any
 import cattrs
 
 from agent.datadir import DataDir
+from agent.gostrings import decode_json, to_bytes
 from agent.services.definitions import CheckDef, ServiceDef
 
 __all__ = ["Persistence"]
@@ -26,7 +27,7 @@ _converter = cattrs.Converter()
 
 
 def _name(item_id: str) -> str:
-    return hashlib.sha256(item_id.encode()).hexdigest()[:32] + ".json"
+    return hashlib.sha256(to_bytes(item_id)).hexdigest()[:32] + ".json"
 
 
 class Persistence:
@@ -44,7 +45,7 @@ class Persistence:
         out = []
         for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
             try:
-                out.append(json.loads(path.read_text()))
+                out.append(decode_json(path.read_bytes()))  # a file from older code may hold lone surrogates
             except (OSError, ValueError) as exc:
                 log.error("agent: skipping unreadable persisted definition %s: %s", path, exc)
         return out
