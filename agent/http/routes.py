@@ -28,6 +28,7 @@ from urllib.parse import quote
 
 import attrs
 
+from agent.gostrings import valid_utf8
 from agent.http.errors import HTTPError, MethodNotAllowed
 from agent.http.options import HttpOptions
 from agent.http.request import Request, clean_path
@@ -156,7 +157,7 @@ class Router:
     async def dispatch(self, api: AgentAPI, request: Request, options: HttpOptions, rng: random.Random) -> Response:
         """Route one request and run it: never raises (except cancellation), every failure is a response."""
         path = request.path
-        if not path.isprintable():
+        if not valid_utf8(path).isprintable():  # Go ranges invalid bytes as U+FFFD, which is printable
             return Response(400)  # go-cleanhttp PrintablePathCheckHandler: 400, no body
         cleaned = clean_path(path)
         if cleaned != path and request.method != "CONNECT":
