@@ -28,10 +28,10 @@ from urllib.parse import quote
 
 import attrs
 
-from agent.gostrings import valid_utf8
+from agent.gostrings import to_bytes, valid_utf8
 from agent.http.errors import HTTPError, MethodNotAllowed
 from agent.http.options import HttpOptions
-from agent.http.request import Request, clean_path
+from agent.http.request import Request, clean_path, split_target
 from agent.http.response import Response, go_json, maybe_gzip
 
 if TYPE_CHECKING:
@@ -122,7 +122,7 @@ def _redirect(request: Request, location: str) -> Response:
 
 
 def _location(path: str, raw_query: str) -> str:
-    location = quote(path, safe="/:@!$&'()*+,;=-._~")
+    location = quote(to_bytes(path), safe="/:@!$&'()*+,;=-._~")
     return f"{location}?{raw_query}" if raw_query else location
 
 
@@ -159,9 +159,12 @@ class Router:
         path = request.path
         if not valid_utf8(path).isprintable():  # Go ranges invalid bytes as U+FFFD, which is printable
             return Response(400)  # go-cleanhttp PrintablePathCheckHandler: 400, no body
-        cleaned = clean_path(path)
-        if cleaned != path and request.method != "CONNECT":
-            return _redirect(request, _location(cleaned, request.raw_query))
+        # Cleaned as escaped, so an ID with an encoded "/" or ".." (`a%2F..%2Fb`, Consul's advice for such IDs)
+        # reaches its endpoint instead of a 301 that can never be followed (issue 16, item 7).
+        escaped, _ = split_target(request.target) if request.target.startswith(("/", "http")) else (path, "")
+        cleaned = clean_path(escaped)
+        if cleaned != escaped and request.method != "CONNECT":
+            return _redirect(request, f"{cleaned}?{request.raw_query}" if request.raw_query else cleaned)
         route = self.match(path)
         if route is None:
             if path + "/" in self._prefix:
