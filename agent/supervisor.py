@@ -301,7 +301,7 @@ class Agent:
         errors: list[str] = []
         try:
             count = await self.driver.join(targets)
-        except OSError as exc:
+        except (OSError, ValueError, OverflowError) as exc:  # unresolvable, bad port, bad name: Consul's text
             errors.append(str(exc))
             count = 0
         if count == 0:

@@ -135,6 +135,8 @@ async def service_deregister(ctx: Ctx) -> Any:
     service_id = ctx.request.path.removeprefix("/v1/agent/service/deregister/")
     try:
         _manager(ctx).deregister_service(service_id)
+    except DefinitionError as exc:  # the data dir refused the removal: nothing changed
+        raise _definition_error(exc) from None
     except UnknownService as exc:
         raise HTTPError(404, str(exc)) from None
     return EMPTY
@@ -164,6 +166,8 @@ async def check_deregister(ctx: Ctx) -> Any:
     check_id = ctx.request.path.removeprefix("/v1/agent/check/deregister/")
     try:
         _manager(ctx).deregister_check(check_id)
+    except DefinitionError as exc:  # the data dir refused the removal: nothing changed
+        raise _definition_error(exc) from None
     except UnknownCheck as exc:
         raise HTTPError(404, str(exc)) from None
     return EMPTY

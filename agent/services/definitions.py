@@ -440,9 +440,12 @@ def _routable_id(kind: str, item_id: str) -> None:
     """Refuse an ID that no request path can name, so nothing is registered that cannot be deregistered.
 
     Consul has no such rule, and IDs it cannot route stay stuck (hashicorp/consul#2813, #20122).  Here any
-    printable ID is routable when escaped (``/`` as ``%2F``, ``..`` inside it), so only non-printable ones,
-    which the HTTP layer answers 400 (go-cleanhttp's printable-path check), are refused.
+    printable ID is routable when escaped (``/`` as ``%2F``: the HTTP layer cleans the escaped path), except
+    ``.`` and ``..`` themselves, which every client resolves away (RFC 3986 dot segments, even as ``%2E``);
+    those and non-printable IDs (answered 400 by go-cleanhttp's printable-path check) are refused.
     """
+    if item_id in (".", ".."):
+        raise DefinitionError(f"Invalid {kind} ID {item_id!r}: a dot segment cannot be named in a request path")
     if not valid_utf8(item_id).isprintable():
         raise DefinitionError(f"Invalid {kind} ID {valid_utf8(item_id)!r}: it contains non-printable characters, "
                               "which no request path can carry")  # fmt: skip

@@ -19,7 +19,7 @@ import trio
 
 from agent.catalog.record import CheckRecord, ServiceRecord
 from agent.config import AgentConfig, ConfigError
-from agent.datadir import DataDir
+from agent.datadir import DataDir, DataDirError
 from agent.gostrings import valid_utf8
 from agent.services.checks import TtlTimer, run_check
 from agent.services.definitions import (
@@ -119,7 +119,7 @@ class ServiceManager:
         assert self.persist is not None
         try:
             self.persist.save_service(service)
-        except OSError as exc:
+        except (OSError, DataDirError) as exc:
             log.error("agent: cannot rewrite persisted service %r without its script checks: %s", service.id, exc)
         return service
 
@@ -204,7 +204,7 @@ class ServiceManager:
             return
         try:
             write(self.persist)
-        except OSError as exc:
+        except (OSError, DataDirError) as exc:
             log.error("agent: failed to persist %s %r: %s", kind, item_id, exc)
             raise DefinitionError(f"failed to persist {kind} {valid_utf8(item_id)!r}: {exc}", 500) from None
 
@@ -260,7 +260,7 @@ class ServiceManager:
         if self.persist is not None:
             try:
                 self.persist.save_check_state(check_id, status, output)
-            except OSError as exc:  # the status applies; only its survival across a restart is lost
+            except (OSError, DataDirError) as exc:  # the status applies; only its survival across a restart is lost
                 log.warning("agent: cannot persist the state of check %r: %s", check_id, exc)
 
     # ------------------------------------------------------------------ runners
