@@ -25,6 +25,7 @@ __all__ = [
 ]  # fmt: skip
 
 STATUSES = ("passing", "warning", "critical")
+_HEX = "0123456789abcdef"
 MAX_VERSION = 2**62  # record versions are wall-clock ms (about 2**41 today); anything beyond is refused at decode
 _INT_LIMITS = {"port": 65535, "weights_passing": 2**31 - 1, "weights_warning": 2**31 - 1, "version": MAX_VERSION}
 
@@ -177,7 +178,7 @@ class Announcement:
         if tag is None:
             return None
         version, sep, digest = tag.partition(":")
-        if not sep or not (version.isascii() and version.isdigit()) or len(digest) != 16:
+        if not sep or not (version.isascii() and version.isdigit()) or len(digest) != 16 or digest.strip(_HEX):
             return None
         number = int(version)
         return cls(number, digest) if number <= MAX_VERSION else None
