@@ -121,8 +121,9 @@ def _redirect(request: Request, location: str) -> Response:
     return Response(301, headers, body)
 
 
-def _location(path: str, raw_query: str) -> str:
-    location = quote(to_bytes(path), safe="/:@!$&'()*+,;=-._~")
+def _location(path: str, raw_query: str, *, escaped: bool = False) -> str:
+    """The Location of a redirect: ASCII always (an ``escaped`` path keeps its ``%XX`` as they are)."""
+    location = quote(to_bytes(path), safe="/:@!$&'()*+,;=-._~" + ("%" if escaped else ""))
     return f"{location}?{raw_query}" if raw_query else location
 
 
@@ -164,7 +165,7 @@ class Router:
         escaped, _ = split_target(request.target) if request.target.startswith(("/", "http")) else (path, "")
         cleaned = clean_path(escaped)
         if cleaned != escaped and request.method != "CONNECT":
-            return _redirect(request, f"{cleaned}?{request.raw_query}" if request.raw_query else cleaned)
+            return _redirect(request, _location(cleaned, request.raw_query, escaped=True))
         route = self.match(path)
         if route is None:
             if path + "/" in self._prefix:
