@@ -94,7 +94,10 @@ class ServiceManager:
         for check in checks:
             if check.kind == "script" and not self.config.enable_script_checks:
                 self._refuse_restore(check.id)
-                self.persist.remove_check(check.id)
+                try:
+                    self.persist.remove_check(check.id)
+                except OSError as exc:
+                    log.error("agent: cannot remove persisted check %r: %s", check.id, exc)
                 continue
             try:
                 if self.local.add_check(check, API, now=trio.current_time()):
@@ -215,8 +218,13 @@ class ServiceManager:
             )
         source = self.local.services[service_id].source
         owned = [c for c, st in self.local.checks.items() if st.definition.service_id == service_id]
-        self._persist(lambda p: [p.remove_service(service_id), *(p.remove_check(c) for c in owned)], "service",
-                      service_id)  # fmt: skip
+
+        def remove(persist: Persistence) -> None:
+            persist.remove_service(service_id)
+            for check_id in owned:
+                persist.remove_check(check_id)
+
+        self._persist(remove, "service", service_id)
         gone = self.local.remove_service(service_id)
         self._stop(gone)
         if source == CONFIG:
