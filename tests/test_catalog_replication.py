@@ -139,6 +139,7 @@ def test_an_owner_that_lost_its_state_jumps_past_what_others_hold() -> None:
     # a restarts without its data dir and with a clock behind: a fresh replicator at a lower version.
     fresh = Replicator("a", rng=random.Random(9), now=net.now, config=CFG)
     net.nodes["a"] = fresh
+    fresh.member(net.now, "b", ALIVE, net.last_announced["b"])  # what the gossip layer tells it at start
     fresh.set_local(net.now, 3000, *web(9090))
     net.step(3 * CFG.digest_interval)
     assert fresh.local is not None and fresh.local.version > 5000
@@ -235,6 +236,8 @@ def test_a_claim_near_the_version_limit_does_not_exhaust_our_versions() -> None:
     before = b.local_version
     b.handle_message(net.now, "a", messages.encode(messages.Digest((("b", MAX_VERSION),))))
     assert b.local_version == before and b.stats.claims_refused == 1
+    b.handle_message(net.now, "mallory", messages.encode(messages.Digest((("b", before + 10),))))
+    assert b.local_version == before and b.stats.claims_refused == 2  # not a member: not believed
     b.handle_message(net.now, "a", messages.encode(messages.Digest((("b", before + 10),))))
     assert b.local_version == before + 11  # a real claim (we lost state) is still outbid
 

@@ -147,10 +147,16 @@ class Replicator:
         if self._announce_at is None:
             self._announce_at = now + self.config.announce_delay
 
-    def _outbid(self, now: float, claimed: int) -> None:
-        """Someone holds a version of our record at least as new as ours (we lost our state): jump past it."""
+    def _outbid(self, now: float, sender: str, claimed: int) -> None:
+        """A peer holds a version of our record at least as new as ours (we lost our state): jump past it.
+
+        Only a present catalog member is believed: anyone else could make us re-announce at will."""
         local = self.local
         if local is None or claimed < local.version:
+            return
+        if self._announced(sender) is None:
+            self.stats.claims_refused += 1
+            self._note(f"refused a claim about our record from {sender!r}, not a catalog member")
             return
         if claimed > MAX_VERSION - OUTBID_HEADROOM:
             self.stats.claims_refused += 1
@@ -219,7 +225,7 @@ class Replicator:
         """The sender's view: fetch from each owner what we are behind on (as far as the owner announced it),
         and send back our own record (and the sender's, so it can jump past it) where the sender is behind."""
         if versions.get(self.name, 0) > self.local_version:
-            self._outbid(now, versions[self.name])
+            self._outbid(now, sender, versions[self.name])
         for node, version in sorted(versions.items()):
             announced = self._announced(node)
             if node == self.name or announced is None or version <= self._have(node):
@@ -245,7 +251,7 @@ class Replicator:
             if record.version > local_version or (
                 record.version == local_version and not record.same_content(self.local)
             ):
-                self._outbid(now, record.version)
+                self._outbid(now, sender, record.version)
             return
         if record.version < self._have(record.node) or record == self.records.get(record.node):
             return  # old news (a late or duplicate answer): nothing to refuse
