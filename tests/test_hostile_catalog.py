@@ -198,7 +198,10 @@ def test_forged_catalog_records_never_point_web_at_the_forger(cluster: Cluster) 
         answers.append(_dns_addresses(a))
         answers.append(_web_addresses(a))
     assert all(x == {b.ip} for x in answers), [x for x in answers if x != {b.ip}][:5]
-    assert a.proc.alive() and "refused the record of 'b'" in a.proc.log_tail(400)
+    log = a.proc.log_tail(2000)
+    assert a.proc.alive() and "refused the record of 'b'" in log
+    # 120 forged records in 6 s: the log says so in at most 20 lines per 10 s, not 120.
+    assert 1 <= log.count("catalog: refused the record of 'b'") <= 40
     # b's own changes still reach a.
     r = requests.put(f"http://{b.http_addr}/v1/agent/service/register", timeout=5,
                      data=json.dumps({"Name": "web", "ID": "web2", "Port": 81, "Address": b.ip}))  # fmt: skip

@@ -32,6 +32,8 @@ log = logging.getLogger("agent.catalog")
 TAG = "tcv"  # triumvir catalog version: short, node meta is capped at 512 bytes
 VERSION_FILE = "catalog/version"
 REAP = "member-reap"
+NOTES_WINDOW = 10.0
+NOTES_PER_WINDOW = 20
 
 
 def announced(tags: Mapping[str, str]) -> Announcement | None:
@@ -61,6 +63,8 @@ class CatalogRunner:
         self.replicator: Replicator | None = None
         self._pending: tuple[tuple[ServiceRecord, ...], tuple[CheckRecord, ...]] = ((), ())
         self._wake = trio.Event()
+        self._notes_window_end = -float("inf")
+        self._notes_logged = self._notes_suppressed = 0
 
     # ------------------------------------------------------------------ local record
 
@@ -150,8 +154,7 @@ class CatalogRunner:
                 self.driver.send_app_message(node, payload)
             except KeyError:
                 log.debug("catalog: %s is no longer a member; message dropped", node)
-        for note in replicator.poll_notes():
-            log.warning("catalog: %s", note)
+        self._log_notes(replicator.poll_notes())
         changes = replicator.poll_changes()
         if changes:
             self.table.apply_catalog(lambda catalog, index: apply_changes(catalog, changes, index))
@@ -160,6 +163,21 @@ class CatalogRunner:
             self._announce(announcement)
         if wake:
             self._wake.set()
+
+    def _log_notes(self, notes: list[str]) -> None:
+        """Refusals and drops, at most NOTES_PER_WINDOW lines per NOTES_WINDOW seconds (a flood of forged
+        messages must not flood the log); the rest are counted and summed up when the window ends."""
+        now = trio.current_time()
+        if now >= self._notes_window_end:
+            if self._notes_suppressed:
+                log.warning("catalog: %d more refused or malformed messages not logged", self._notes_suppressed)
+            self._notes_window_end, self._notes_logged, self._notes_suppressed = now + NOTES_WINDOW, 0, 0
+        for note in notes:
+            if self._notes_logged < NOTES_PER_WINDOW:
+                self._notes_logged += 1
+                log.warning("catalog: %s", note)
+            else:
+                self._notes_suppressed += 1
 
     def _announce(self, announcement: Announcement) -> None:
         version = announcement.version
