@@ -123,8 +123,7 @@ class RaftStore:
         self._snap = self._load_snapshot()
         entries = self._log.load()
         self._adopt_log(entries)
-        for e in self._ents:
-            self._note_conf(e)
+        self._replay_confs()
 
     def _load_meta(self, cluster_id: str | None) -> None:
         path = self.dir / META_FILE
@@ -295,6 +294,11 @@ class RaftStore:
         for e in entries:
             self._note_conf(e)
 
+    def _replay_confs(self) -> None:
+        self._confs = []
+        for e in self._ents:
+            self._note_conf(e)
+
     def _note_conf(self, entry: Entry) -> None:
         if entry.kind is EntryKind.CONF_CHANGE:
             current = self._confs[-1][1] if self._confs else self._snap.meta.conf
@@ -320,7 +324,7 @@ class RaftStore:
         self._write_snapshot(snap)
         self._log.clear()
         self._ents = []
-        self._confs = []
+        self._replay_confs()
 
     def create_snapshot(self, index: int, conf: ConfState, data: bytes) -> Snapshot:
         """Save the state machine as of ``index`` (applied, so in the log); entries up to it become Compacted.
@@ -332,6 +336,7 @@ class RaftStore:
         self._log.sync()  # the entries it covers are durable before the snapshot that assumes them
         self._write_snapshot(snap)
         del self._ents[:covered]
+        self._replay_confs()  # from the snapshot's configuration, exactly as a reopen will
         return snap
 
     def _write_snapshot(self, snap: Snapshot) -> None:
@@ -342,7 +347,6 @@ class RaftStore:
         if old:
             (self.dir / snapshot_name(old)).unlink(missing_ok=True)
             fsync_dir(self.dir)
-        del self._confs[: bisect.bisect_right(self._confs, snap.meta.index, key=lambda c: c[0])]
 
     def compact(self, index: int) -> int:
         """Delete the segment files whose entries all precede ``index`` (which the snapshot must cover);
