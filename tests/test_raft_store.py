@@ -421,3 +421,41 @@ def test_damaged_meta_is_refused(tmp_path: Path) -> None:
     (tmp_path / "raft" / "meta.json").write_text('{"format": 99}')
     with pytest.raises(StoreCorrupt, match=r"meta\.json"):
         open_store(tmp_path)
+
+
+# ---------------------------------------------------------------------- what sync() makes durable, in order
+
+
+def test_sync_fsyncs_the_log_and_new_directory_entries_before_the_hard_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real os.fsync/os.replace run; the wrappers only record which file each call was for."""
+    import os
+
+    calls: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        calls.append("fsync " + os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    def replace(src: str, dst: str) -> None:
+        calls.append(f"rename {Path(dst).name}")
+        real_replace(src, dst)
+
+    s = open_store(tmp_path)
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    s.append([entry(1)])
+    s.set_hard_state(HardState(1, "a", 1))
+    assert calls == []  # nothing is durable before sync()
+    s.sync()
+    raft = str(tmp_path / "raft")
+    seg = f"{raft}/00000000000000000001.log"
+    assert calls.index(f"fsync {seg}") < calls.index(f"fsync {raft}") < calls.index("rename hardstate")
+    assert calls[-1] == f"fsync {raft}"  # the rename itself made durable
+    calls.clear()
+    s.append([entry(2)])
+    s.sync()
+    assert calls == [f"fsync {seg}"]  # same segment, same hard state: one fsync
+    s.close()
