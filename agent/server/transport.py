@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import socket
 from collections.abc import Sequence
 from typing import Any
 
@@ -258,6 +259,8 @@ class Transport:
             log.info("raft transport: a new connection with %s (%s) replaces the old one", peer.id, remote)
             peer.conn.cancel()
         self.stats.connections += 1
+        with contextlib.suppress(OSError):  # notice a peer that vanished without a FIN (power loss, partition)
+            stream.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         outcome: list[str] = []
         async with trio.open_nursery() as nursery:
             peer.conn = nursery.cancel_scope
