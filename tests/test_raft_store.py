@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 import tempfile
@@ -54,13 +55,27 @@ def segments(path: Path) -> list[Path]:
 
 
 class Model:
-    """What the store must answer: a plain list of entries after a snapshot, the synced hard state."""
+    """What the store must answer: a plain list of entries after a snapshot, the synced hard state, and the
+    entries that were in the log at the last sync (acknowledged: a power loss must keep those still in it)."""
 
     def __init__(self) -> None:
         self.snap = Snapshot()
         self.ents: list[Entry] = []
         self.hard = HardState()
         self.synced_hard = HardState()
+        self.synced_ents: list[Entry] = []
+
+    def synced(self) -> None:
+        self.synced_hard = self.hard
+        self.synced_ents = list(self.ents)
+
+    def acknowledged(self) -> int:
+        """How many of the current entries must survive a power loss: those unchanged since the last sync."""
+        at_sync = {e.index: e for e in self.synced_ents}
+        n = 0
+        while n < len(self.ents) and at_sync.get(self.ents[n].index) == self.ents[n]:
+            n += 1
+        return n
 
     @property
     def last(self) -> int:
@@ -75,14 +90,26 @@ class Model:
 
 
 class StoreMachine(RuleBasedStateMachine):
+    """Random operations against the model.  os.fsync is wrapped (the real one still runs) to record each
+    file's size when it was last fsynced: what a power loss cannot take away."""
+
     def __init__(self) -> None:
         super().__init__()
         self.tmp = Path(tempfile.mkdtemp(prefix="raftstore-"))
+        self.durable: dict[str, int] = {}
+        self._real_fsync = os.fsync
+
+        def fsync(fd: int) -> None:
+            self._real_fsync(fd)
+            self.durable[os.readlink(f"/proc/self/fd/{fd}")] = os.fstat(fd).st_size
+
+        os.fsync = fsync
         self.store = open_store(self.tmp)
         self.model = Model()
         self.term = 1
 
     def teardown(self) -> None:
+        os.fsync = self._real_fsync
         self.store.close()
         shutil.rmtree(self.tmp)
 
@@ -116,7 +143,7 @@ class StoreMachine(RuleBasedStateMachine):
     @rule()
     def sync(self) -> None:
         self.store.sync()
-        self.model.synced_hard = self.model.hard
+        self.model.synced()
 
     @precondition(lambda self: self.model.last > self.model.snap.meta.index)
     @rule(data=st.data())
@@ -125,6 +152,7 @@ class StoreMachine(RuleBasedStateMachine):
         index = data.draw(st.integers(m.snap.meta.index + 1, m.last))
         conf = ConfState((Server("s", "127.0.0.1:8300"),))
         snap = self.store.create_snapshot(index, conf, b"state@%d" % index)
+        m.synced_ents = list(m.ents)  # the log is synced before the snapshot is written
         assert snap == Snapshot(SnapshotMeta(index, m.ents[index - m.snap.meta.index - 1].term, conf), snap.data)
         del m.ents[: index - m.snap.meta.index]
         m.snap = snap
@@ -146,7 +174,7 @@ class StoreMachine(RuleBasedStateMachine):
     def reopen(self) -> None:
         self.store.close()
         self.store = open_store(self.tmp, None)
-        self.model.hard = self.model.synced_hard = self.model.hard
+        self.model.synced()
 
     @rule()
     def crash_and_reopen(self) -> None:
@@ -154,6 +182,33 @@ class StoreMachine(RuleBasedStateMachine):
         self.store._log._close_fd()
         self.store = open_store(self.tmp)
         self.model.hard = self.model.synced_hard
+
+    @rule(data=st.data())
+    def power_loss(self, data: st.DataObject) -> None:
+        """The machine loses power: every segment keeps at least what was fsynced and any part of what was
+        written after, possibly followed by zeros (a file extended but not filled); the hard state is the synced
+        one.  The reopened log must be a prefix of the log before the loss that holds every acknowledged entry."""
+        self.store._log._close_fd()
+        for seg in segments(self.tmp):
+            size, durable = seg.stat().st_size, self.durable.get(str(seg), 0)
+            if size > durable:
+                keep = data.draw(st.integers(durable, size), label=f"keep of {seg.name}")
+                with seg.open("r+b") as f:
+                    f.truncate(keep)
+                    if data.draw(st.booleans(), label="zeros after"):
+                        f.seek(keep)
+                        f.write(b"\0" * (size - keep))
+        self.store = open_store(self.tmp)
+        m, s = self.model, self.store
+        assert s.snapshot() == m.snap and s.first_index() == m.snap.meta.index + 1
+        survived = s.entries(s.first_index(), s.last_index() + 1)
+        assert survived == m.ents[: len(survived)]
+        assert len(survived) >= m.acknowledged(), "an acknowledged entry was lost"
+        m.ents = survived
+        m.hard = m.synced_hard
+        m.synced()
+        for seg in segments(self.tmp):  # after the loss, what is on disk is all there is
+            self.durable[str(seg)] = seg.stat().st_size
 
     @invariant()
     def agrees_with_model(self) -> None:
@@ -430,8 +485,6 @@ def test_sync_fsyncs_the_log_and_new_directory_entries_before_the_hard_state(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The real os.fsync/os.replace run; the wrappers only record which file each call was for."""
-    import os
-
     calls: list[str] = []
     real_fsync, real_replace = os.fsync, os.replace
 
@@ -446,14 +499,16 @@ def test_sync_fsyncs_the_log_and_new_directory_entries_before_the_hard_state(
     s = open_store(tmp_path)
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "replace", replace)
-    s.append([entry(1)])
-    s.set_hard_state(HardState(1, "a", 1))
-    assert calls == []  # nothing is durable before sync()
-    s.sync()
     raft = str(tmp_path / "raft")
     seg = f"{raft}/00000000000000000001.log"
-    assert calls.index(f"fsync {seg}") < calls.index(f"fsync {raft}") < calls.index("rename hardstate")
-    assert calls[-1] == f"fsync {raft}"  # the rename itself made durable
+    s.append([entry(1)])
+    s.set_hard_state(HardState(1, "a", 1))
+    assert calls == [f"fsync {raft}"]  # the new segment's directory entry, at once; its data waits for sync()
+    calls.clear()
+    s.sync()
+    assert calls[0] == f"fsync {seg}"  # the log first
+    assert calls[1].startswith(f"fsync {raft}/.hardstate.") and calls[1].endswith(".tmp")
+    assert calls[2:] == ["rename hardstate", f"fsync {raft}"]  # then the hard state, replaced atomically
     calls.clear()
     s.append([entry(2)])
     s.sync()

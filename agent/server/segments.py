@@ -57,7 +57,6 @@ class SegmentedLog:
         self.segments: list[Segment] = []
         self._fd: int | None = None  # open for writing: the last segment
         self._dirty_fd = False
-        self._dirty_dir = False
 
     # ---------------------------------------------------------------- open
 
@@ -159,7 +158,8 @@ class SegmentedLog:
         self._dirty_fd = True
 
     def _roll(self, first: int) -> None:
-        """Close the full tail (fsynced: only the newest file may ever be torn) and start a new segment."""
+        """Close the full tail (fsynced: only the newest file may ever be torn) and start a new segment, its
+        directory entry fsynced at once."""
         if self._fd is not None:
             os.fsync(self._fd)
             os.close(self._fd)
@@ -168,14 +168,13 @@ class SegmentedLog:
         path = self.dir / segment_name(first)
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         self.segments.append(Segment(first, path, [], 0))
-        self._dirty_dir = True
+        fsync_dir(self.dir)  # rare (once per segment), and then no crash can lose a file while a later one stays
 
     def _replace_empty_tail(self, first: int) -> None:
         """An empty tail named for another index (left by a crash right after a roll): start it afresh."""
         self._close_fd()
         seg = self.segments.pop()
         seg.path.unlink()
-        self._dirty_dir = True
         self._roll(first)
 
     def truncate_from(self, index: int) -> None:
@@ -187,7 +186,6 @@ class SegmentedLog:
             unlinked = True
         if unlinked:
             fsync_dir(self.dir)
-            self._dirty_dir = False
         if not self.segments:
             return
         tail = self.segments[-1]
@@ -219,13 +217,11 @@ class SegmentedLog:
         self.truncate_from(0)
 
     def sync(self) -> None:
-        """fsync what was written since the last sync, and the directory if a segment was created."""
+        """fsync what was written to the tail since the last sync (older segments were fsynced when the tail
+        moved on, and every directory change is fsynced where it is made)."""
         if self._fd is not None and self._dirty_fd:
             os.fsync(self._fd)
             self._dirty_fd = False
-        if self._dirty_dir:
-            fsync_dir(self.dir)
-            self._dirty_dir = False
 
     def close(self) -> None:
         self.sync()
