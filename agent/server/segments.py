@@ -75,6 +75,11 @@ class SegmentedLog:
             entries.extend(self._load_segment(first, path, is_tail))
         if self.segments:
             self._open_tail()
+            assert self._fd is not None
+            # A process that crashed may have left written but unsynced bytes in the page cache: we read them as
+            # the log, and may acknowledge them, so make them durable first (older segments were fsynced when
+            # the tail moved on).
+            os.fsync(self._fd)
         return entries
 
     def _load_segment(self, first: int, path: Path, is_tail: bool) -> list[Entry]:
