@@ -238,6 +238,8 @@ async def test_each_bad_connection_is_closed_alone_and_logged(caplog: pytest.Log
             assert a.t.connected() >= {"b", "c"}, name  # the servers' connections were not touched
             await exchange(nodes, n)
         assert a.t.stats.refused_connections == 4 and a.t.stats.bad_frames == 4
+        # "m", known only from its hellos, is forgotten with its connections
+        await wait_for(lambda: set(a.t.peers()) == {"b", "c"}, "a to forget m")
         nursery.cancel_scope.cancel()
 
 

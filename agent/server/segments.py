@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import attrs
@@ -114,10 +114,6 @@ class SegmentedLog:
         return entries
 
     # ---------------------------------------------------------------- facts
-
-    @property
-    def first(self) -> int | None:
-        return self.segments[0].first if self.segments and self.segments[0].offsets else None
 
     @property
     def last(self) -> int | None:
@@ -249,7 +245,3 @@ def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
         n = os.pwrite(fd, view, offset)
         view = view[n:]
         offset += n
-
-
-def segment_files(directory: Path) -> Iterable[Path]:
-    return (p for p in directory.iterdir() if SEGMENT_RE.fullmatch(p.name))

@@ -55,6 +55,7 @@ class _Peer:
     address: str | None  # "IP:port" of its server port; None: we only accept from it
     queue_send: trio.MemorySendChannel[Message]
     queue_recv: trio.MemoryReceiveChannel[Message]
+    learned: bool = False  # known only from its hello: forgotten when its connection ends
     dropped: int = 0
     dialer: trio.CancelScope | None = None
     conn: trio.CancelScope | None = None  # the live connection, if any
@@ -103,8 +104,10 @@ class Transport:
         peer = self._peers.get(server_id)
         if peer is None:
             peer = self._new_peer(server_id, address)
-        elif address is not None:
-            peer.address = address  # the dialer uses it from its next attempt
+        else:
+            peer.learned = False
+            if address is not None:
+                peer.address = address  # the dialer uses it from its next attempt
         if self._dials(server_id) and peer.dialer is None and self._nursery is not None:
             self._nursery.start_soon(self._dial_loop, peer)
 
@@ -231,8 +234,13 @@ class Transport:
             log.warning("raft transport: refusing connection from %s: %s", remote, err or "handshake timed out")
             await trio.aclose_forcefully(stream)
             return
-        peer = self._peers.get(hello.server_id) or self._new_peer(hello.server_id, None)
+        peer = self._peers.get(hello.server_id)
+        if peer is None:
+            peer = self._new_peer(hello.server_id, None)
+            peer.learned = True
         await self._serve(peer, stream, decoder, pending, remote)
+        if peer.learned and peer.conn is None and self._peers.get(peer.id) is peer:
+            self.remove_peer(peer.id)  # nobody told us of it and we cannot reach it: don't keep its queue
 
     def _hello(self) -> bytes:
         return encode_frame(hello_to_wire(Hello(self.server_id, self.cluster_id)), self.max_frame)
@@ -303,29 +311,35 @@ class Transport:
     ) -> None:
         try:
             while True:
-                batch = [await peer.queue_recv.receive()]
+                frames: list[bytes] = []
                 size = 0
-                while size < WRITE_COALESCE_BYTES:
+                msg = await peer.queue_recv.receive()
+                while True:  # coalesce what is queued into one write
+                    frame = self._encode(peer, msg)
+                    if frame is not None:
+                        frames.append(frame)
+                        size += len(frame)
+                    if size >= WRITE_COALESCE_BYTES:
+                        break
                     try:
-                        batch.append(peer.queue_recv.receive_nowait())
+                        msg = peer.queue_recv.receive_nowait()
                     except trio.WouldBlock:
                         break
-                frames = []
-                for msg in batch:
-                    try:
-                        frame = encode_frame(to_wire(msg), self.max_frame)
-                    except FrameError as err:
-                        self.stats.dropped_oversize += 1
-                        log.error("raft transport: not sending a %s to %s: %s", msg.type.name, peer.id, err)
-                        continue
-                    frames.append(frame)
-                    size += len(frame)
-                await stream.send_all(b"".join(frames))
+                if frames:
+                    await stream.send_all(b"".join(frames))
         except (trio.EndOfChannel, trio.ClosedResourceError):
             outcome.append("peer removed")
         except (OSError, trio.BrokenResourceError) as err:
             outcome.append(f"send failed: {err or type(err).__name__}")
         scope.cancel()
+
+    def _encode(self, peer: _Peer, msg: Message) -> bytes | None:
+        try:
+            return encode_frame(to_wire(msg), self.max_frame)
+        except FrameError as err:
+            self.stats.dropped_oversize += 1
+            log.error("raft transport: not sending a %s to %s: %s", msg.type.name, peer.id, err)
+            return None
 
 
 def _remote(stream: trio.SocketStream) -> str:
