@@ -10,9 +10,8 @@ from typing import Any
 
 import trio
 
-from agent.server import records
 from agent.server.driver import Driver, StateMachine
-from agent.server.payloads import hard_state_from_bytes
+from agent.server.hardstate import HardStateFile
 from agent.server.raftstore import RaftStore
 from agent.server.transport import Transport
 from protocol.raft.types import Entry, HardState, Message, MsgType, Ready
@@ -70,7 +69,7 @@ class RecordingTransport(Transport):
         self.events = events
 
     def send_all(self, msgs: Sequence[Message]) -> None:
-        on_disk = hard_state_from_bytes(records.read_at((self.store_dir / "hardstate").read_bytes(), 0).payload)
+        on_disk = HardStateFile(self.store_dir / "hardstate").load()  # what a restart would read now
         self.events.append(f"send (hard state on disk: commit {on_disk.commit})")
         super().send_all(msgs)
 

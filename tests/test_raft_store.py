@@ -368,10 +368,9 @@ def test_index_gaps_and_missing_snapshot_are_corruption(tmp_path: Path) -> None:
         open_store(tmp_path)
 
 
-def test_damaged_hard_state_or_snapshot_is_an_error(tmp_path: Path) -> None:
+def test_damaged_snapshot_is_an_error(tmp_path: Path) -> None:
     s = open_store(tmp_path)
     s.append([entry(i) for i in range(1, 5)])
-    s.set_hard_state(HardState(3, "a", 2))
     s.create_snapshot(3, ConfState(), b"snap")
     s.close()
     snap = tmp_path / "raft" / snapshot_name(3)
@@ -379,9 +378,8 @@ def test_damaged_hard_state_or_snapshot_is_an_error(tmp_path: Path) -> None:
     snap.write_bytes(good[:-2])
     with pytest.raises(StoreCorrupt, match=re.escape(str(snap)) + ".*short record"):
         open_store(tmp_path)
-    snap.write_bytes(good)
-    (tmp_path / "raft" / "hardstate").write_bytes(records.encode(b"\x92\x01\x02"))
-    with pytest.raises(StoreCorrupt, match=r"hardstate.*hard state"):
+    snap.write_bytes(good + b"\0")
+    with pytest.raises(StoreCorrupt, match="unexpected bytes after the record"):
         open_store(tmp_path)
 
 
@@ -481,36 +479,39 @@ def test_damaged_meta_is_refused(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------- what sync() makes durable, in order
 
 
-def test_sync_fsyncs_the_log_and_new_directory_entries_before_the_hard_state(
+def test_sync_fsyncs_the_log_before_the_hard_state_and_only_what_changed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The real os.fsync/os.replace run; the wrappers only record which file each call was for."""
+    """The real os.fsync/os.fdatasync run; the wrappers only record which file each call was for."""
     calls: list[str] = []
-    real_fsync, real_replace = os.fsync, os.replace
+    real_fsync, real_fdatasync = os.fsync, os.fdatasync
 
     def fsync(fd: int) -> None:
         calls.append("fsync " + os.readlink(f"/proc/self/fd/{fd}"))
         real_fsync(fd)
 
-    def replace(src: str, dst: str) -> None:
-        calls.append(f"rename {Path(dst).name}")
-        real_replace(src, dst)
+    def fdatasync(fd: int) -> None:
+        calls.append("fdatasync " + os.readlink(f"/proc/self/fd/{fd}"))
+        real_fdatasync(fd)
 
     s = open_store(tmp_path)
     monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
     raft = str(tmp_path / "raft")
-    seg = f"{raft}/00000000000000000001.log"
+    seg, hard = f"{raft}/00000000000000000001.log", f"{raft}/hardstate"
     s.append([entry(1)])
     s.set_hard_state(HardState(1, "a", 1))
     assert calls == [f"fsync {raft}"]  # the new segment's directory entry, at once; its data waits for sync()
     calls.clear()
-    s.sync()
-    assert calls[0] == f"fsync {seg}"  # the log first
-    assert calls[1].startswith(f"fsync {raft}/.hardstate.") and calls[1].endswith(".tmp")
-    assert calls[2:] == ["rename hardstate", f"fsync {raft}"]  # then the hard state, replaced atomically
+    s.sync()  # the log first; then the hard state file, created whole once, then its slot written
+    assert calls == [f"fsync {seg}", f"fsync {hard}", f"fsync {raft}", f"fdatasync {hard}"]
     calls.clear()
     s.append([entry(2)])
     s.sync()
     assert calls == [f"fsync {seg}"]  # same segment, same hard state: one fsync
+    calls.clear()
+    s.append([entry(3)])
+    s.set_hard_state(HardState(1, "a", 3))
+    s.sync()
+    assert calls == [f"fsync {seg}", f"fdatasync {hard}"]  # two in the steady state
     s.close()

@@ -298,3 +298,14 @@ def test_the_hello_is_msgpack_a_foreign_client_can_write() -> None:
     frame = hello_bytes("a")
     assert int.from_bytes(frame[:4], "big") == len(frame) - 4
     assert msgpack.unpackb(frame[4:]) == {"hello": 1, "id": "a", "cluster": CLUSTER}
+
+
+def test_redial_backoff_is_jittered_under_an_exponential_ceiling() -> None:
+    import random
+
+    t = Transport("a", CLUSTER, backoff_base=0.05, backoff_max=5.0, rng=random.Random(7))
+    for failures in range(40):
+        ceiling = min(5.0, 0.05 * 2**failures)
+        delays = [t._backoff(failures) for _ in range(50)]
+        assert all(ceiling / 2 <= d <= ceiling for d in delays)
+        assert len(set(delays)) > 1  # jittered: two servers restarted together do not redial in lockstep

@@ -4,7 +4,7 @@ makes from each `Ready` (append, hard state, snapshots, sync).
 Files (docs/raft.md "On disk")::
 
     meta.json                      {"format": 1, "cluster_id": ...}: refuses another cluster's data dir
-    hardstate                      one record: [term, vote, commit], replaced atomically by sync()
+    hardstate                      [term, vote, commit] in two slots written in turn (agent.server.hardstate)
     <index, 20 digits>.snap        the latest snapshot, one record, written atomically
     <index, 20 digits>.log         log segments (agent.server.segments)
 
@@ -43,7 +43,8 @@ from protocol.raft.types import (
 
 from . import records
 from .errors import ClusterMismatch, StoreCorrupt, StoreError
-from .payloads import PayloadError, hard_state_from_bytes, hard_state_to_bytes, snapshot_from_bytes, snapshot_to_bytes
+from .hardstate import HardStateFile
+from .payloads import PayloadError, snapshot_from_bytes, snapshot_to_bytes
 from .segments import DEFAULT_SEGMENT_BYTES, SegmentedLog
 
 log = logging.getLogger("triumvir.raft.store")
@@ -83,6 +84,7 @@ class RaftStore:
         self._data_dir = DataDir(data_dir)
         self.dir = data_dir / RAFT_DIR
         self._log = SegmentedLog(self.dir, segment_bytes)
+        self._hard_file = HardStateFile(self.dir / HARD_STATE_FILE)
         self._cluster_id: str | None = None
         self._snap = Snapshot()
         self._ents: list[Entry] = []  # first_index() .. last_index()
@@ -106,11 +108,11 @@ class RaftStore:
         try:
             store.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             store._load(cluster_id)
-        except OSError as err:
+        except BaseException as err:
             store._log.close()
-            raise StoreError(f"cannot open raft data in {store.dir}: {err}") from err
-        except BaseException:
-            store._log.close()
+            store._hard_file.close()
+            if isinstance(err, OSError):
+                raise StoreError(f"cannot open raft data in {store.dir}: {err}") from err
             raise
         return store
 
@@ -119,7 +121,7 @@ class RaftStore:
             log.warning("raft data: removing %s, left by an interrupted write", leftover)
             leftover.unlink()
         self._load_meta(cluster_id)
-        self._hard = self._hard_on_disk = self._load_hard_state()
+        self._hard = self._hard_on_disk = self._hard_file.load()
         self._snap = self._load_snapshot()
         entries = self._log.load()
         self._adopt_log(entries)
@@ -151,17 +153,6 @@ class RaftStore:
         doc = {"format": FORMAT, "cluster_id": cluster_id}
         self._data_dir.atomic_write(f"{RAFT_DIR}/{META_FILE}", json.dumps(doc).encode() + b"\n")
         self._cluster_id = cluster_id
-
-    def _load_hard_state(self) -> HardState:
-        path = self.dir / HARD_STATE_FILE
-        try:
-            buf = path.read_bytes()
-        except FileNotFoundError:
-            return HardState()
-        try:
-            return hard_state_from_bytes(_single_record(path, buf))
-        except PayloadError as err:
-            raise StoreCorrupt(path, records.HEADER_SIZE, str(err)) from None
 
     def _load_snapshot(self) -> Snapshot:
         found = sorted((int(m.group(1)), p) for p in self.dir.iterdir() if (m := SNAPSHOT_RE.fullmatch(p.name)))
@@ -205,6 +196,7 @@ class RaftStore:
         """Sync and release the files."""
         self.sync()
         self._log.close()
+        self._hard_file.close()
 
     # ---------------------------------------------------------------- cluster id
 
@@ -313,8 +305,7 @@ class RaftStore:
         past the stored log."""
         self._log.sync()
         if self._hard != self._hard_on_disk:
-            data = records.encode(hard_state_to_bytes(self._hard))
-            self._data_dir.atomic_write(f"{RAFT_DIR}/{HARD_STATE_FILE}", data)
+            self._hard_file.write(self._hard)
             self._hard_on_disk = self._hard
 
     def apply_snapshot(self, snap: Snapshot) -> None:

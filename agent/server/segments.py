@@ -128,11 +128,12 @@ class SegmentedLog:
         last = self.last
         if last is not None and entries[0].index != last + 1:
             raise ValueError(f"segmented log: append at {entries[0].index} does not continue {last}")
-        pending: list[bytes] = []
+        pending: list[bytes] = []  # records for the tail, written together; they start at tail.size
+        pending_size = 0
         for entry in entries:
             if self._fd is None or (self.segments[-1].size >= self.segment_bytes and self.segments[-1].offsets):
                 self._flush(pending)
-                pending = []
+                pending, pending_size = [], 0
                 self._roll(entry.index)
             tail = self.segments[-1]
             if tail.offsets and tail.first + len(tail.offsets) != entry.index:
@@ -141,11 +142,12 @@ class SegmentedLog:
                 self._replace_empty_tail(entry.index)
                 tail = self.segments[-1]
             rec = records.encode(entry_to_bytes(entry))
-            tail.offsets.append(tail.size + sum(map(len, pending)))
+            tail.offsets.append(tail.size + pending_size)
             pending.append(rec)
-            if tail.offsets[-1] + len(rec) >= self.segment_bytes:
+            pending_size += len(rec)
+            if tail.size + pending_size >= self.segment_bytes:
                 self._flush(pending)
-                pending = []
+                pending, pending_size = [], 0
         self._flush(pending)
 
     def _flush(self, pending: list[bytes]) -> None:
