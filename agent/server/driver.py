@@ -12,7 +12,6 @@ metrics.  This module exists so the order is written once and tested; it is not 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -23,9 +22,6 @@ from protocol.raft.types import Entry, Message, ReadState, Ready, Snapshot, Soft
 
 from .raftstore import RaftStore
 from .transport import Transport
-
-log = logging.getLogger("triumvir.raft.driver")
-
 
 class RaftNode(Protocol):
     """The core's RawNode shape, as far as the driver uses it."""
