@@ -23,6 +23,7 @@ from protocol.raft.types import Entry, Message, ReadState, Ready, Snapshot, Soft
 from .raftstore import RaftStore
 from .transport import Transport
 
+
 class RaftNode(Protocol):
     """The core's RawNode shape, as far as the driver uses it."""
 
