@@ -224,7 +224,7 @@ class StoreMachine(RuleBasedStateMachine):
 
 TestStoreAgainstModel = StoreMachine.TestCase
 TestStoreAgainstModel.settings = settings(
-    max_examples=60, stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=150, stateful_step_count=50, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 
 
