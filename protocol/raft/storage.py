@@ -46,7 +46,8 @@ class Storage(Protocol):
         """The first index still held as an entry (snapshot index + 1)."""
         ...
 
-    def last_index(self) -> int: ...
+    def last_index(self) -> int:
+        ...
 
     def snapshot(self) -> Snapshot:
         """The most recent snapshot (an empty one when none was taken)."""

@@ -207,12 +207,8 @@ def entry_from_wire(raw: Any) -> Entry:
     if not isinstance(raw, (list, tuple)) or len(raw) != 4:
         raise WireError(f"entry: expected [index, term, kind, data], got {type(raw).__name__}")
     index, term, kind, data = raw
-    return Entry(
-        _uint(index, "entry.index"),
-        _uint(term, "entry.term"),
-        _enum(EntryKind, kind, "entry.kind"),
-        _bytes(data, "entry.data"),
-    )
+    return Entry(_uint(index, "entry.index"), _uint(term, "entry.term"), _enum(EntryKind, kind, "entry.kind"),
+                 _bytes(data, "entry.data"))
 
 
 def conf_to_wire(conf: ConfState) -> list[Any]:
@@ -226,11 +222,8 @@ def conf_from_wire(raw: Any) -> ConfState:
     for item in raw:
         if not isinstance(item, (list, tuple)) or len(item) != 3:
             raise WireError("conf: expected [id, address, suffrage]")
-        servers.append(
-            Server(
-                _str(item[0], "server.id"), _str(item[1], "server.address"), _enum(Suffrage, item[2], "server.suffrage")
-            )
-        )
+        servers.append(Server(_str(item[0], "server.id"), _str(item[1], "server.address"),
+                              _enum(Suffrage, item[2], "server.suffrage")))
     return ConfState(tuple(servers))
 
 
@@ -251,11 +244,8 @@ def conf_change_from_bytes(data: bytes) -> ConfChange:
         raise WireError(f"conf change: not msgpack ({exc})") from None
     if not isinstance(raw, list) or len(raw) != 3:
         raise WireError("conf change: expected [kind, id, address]")
-    return ConfChange(
-        _enum(ConfChangeKind, raw[0], "conf_change.kind"),
-        _str(raw[1], "conf_change.id"),
-        _str(raw[2], "conf_change.address"),
-    )
+    return ConfChange(_enum(ConfChangeKind, raw[0], "conf_change.kind"), _str(raw[1], "conf_change.id"),
+                      _str(raw[2], "conf_change.address"))
 
 
 def snapshot_to_wire(s: Snapshot) -> list[Any]:
