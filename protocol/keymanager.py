@@ -125,7 +125,7 @@ def decode_key_response(payload: bytes) -> NodeKeyResponse:
         raise SerfDecodeError(f"Invalid key query response type: {list(payload[:1])}")
     obj = _unpack_struct(payload[1:], "key response")
     keys = obj.get("Keys") or []
-    if not isinstance(keys, list):
+    if not isinstance(keys, list | tuple):
         raise SerfDecodeError("key response: Keys must be a list")
     result = obj.get("Result", False)
     if not isinstance(result, bool):
