@@ -620,6 +620,13 @@ class GossipDriver:
         self.machine.user_event(trio.current_time(), name, payload, coalesce)  # type: ignore[attr-defined]
         self._kick()
 
+    def key_query(self, operation: str, key: str = "", relay_factor: int = 0) -> int:
+        """Start a Serf key query (install-key, use-key, remove-key, list-keys); a KeyQueryDone event with the
+        returned handle follows. A malformed key raises protocol.keyring.KeyringError."""
+        handle = self.machine.key_query(trio.current_time(), operation, key, relay_factor)  # type: ignore[attr-defined]
+        self._kick()
+        return int(handle)
+
     def send_app_message(self, node_name: str, payload: bytes) -> None:
         """Send an application message to one member over TCP (Serf only; subscribers get ``AppMessage``).
 
