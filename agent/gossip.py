@@ -178,6 +178,8 @@ class GossipDriver:
         self._udp: trio.socket.SocketType | None = None
         self._subscribers: list[_Subscriber] = []
         self._join_waiters: list[_JoinWaiter] = []
+        #: "addr: reason" for each address the last join() could not use (what an operator needs to see)
+        self.last_join_errors: list[str] = []
         self._leave_done: trio.Event | None = None
         self._leave_timed_out = False
         self._pump_wake = trio.Event()
@@ -564,6 +566,7 @@ class GossipDriver:
             await waiter.done.wait()
         finally:
             self._join_waiters.remove(waiter)
+            self.last_join_errors = list(waiter.errors)
         log.info("joined %d of %d addresses", waiter.ok, len(resolved))
         return waiter.ok
 

@@ -332,6 +332,7 @@ class Agent:
         errors: list[str] = []
         try:
             count = await self.driver.join(targets)
+            errors += self.driver.last_join_errors
         except OSError as exc:
             errors.append(str(exc))
             count = 0
