@@ -220,3 +220,38 @@ def test_http_keyring_argument_errors(cluster: Cluster) -> None:
     assert r.status_code == 500 and "key size must be 16, 24 or 32 bytes" in r.text
     r = requests.get(base, timeout=10)
     assert r.status_code == 200 and r.json()[0]["NumNodes"] == 1
+
+
+def test_rolling_move_to_encryption_of_five_agents_never_fails_a_member(cluster: Cluster) -> None:
+    """Consul's three steps, each a rolling restart of 5 agents: encrypt with both verify flags off, then
+    verify_outgoing, then verify_incoming. Members leave and come back (left, then alive), never failed."""
+    key = new_key()
+    names = [f"roll{i}" for i in range(5)]
+    nodes = [cluster.start(names[0], extra=LAN)]
+    for name in names[1:]:
+        nodes.append(cluster.start(name, extra={**LAN, "start_join": [nodes[0].serf_addr]}))
+    everyone = set(names)
+    wait_for(lambda: alive_everywhere(nodes, [], everyone), timeout=JOIN_BOUND, what="5 plaintext agents",
+             diagnostics=cluster.diagnostics)  # fmt: skip
+    steps = [
+        {"encrypt": key, "encrypt_verify_incoming": False, "encrypt_verify_outgoing": False},
+        {"encrypt": key, "encrypt_verify_incoming": False, "encrypt_verify_outgoing": True},
+        {"encrypt": key, "encrypt_verify_incoming": True, "encrypt_verify_outgoing": True},
+    ]
+    for step in steps:
+        for i in range(len(nodes)):
+            old = nodes[i]
+            peer = nodes[(i + 1) % len(nodes)]
+            path = old.config_dir / "agent.json"
+            config = json.loads(path.read_text())
+            config.update(step, start_join=[peer.serf_addr])
+            path.write_text(json.dumps(config))
+            assert old.proc.stop() == 0
+            nodes[i] = cluster.start(old.name, reuse=old)
+            wait_for(lambda: alive_everywhere(nodes, [], everyone), timeout=JOIN_BOUND,
+                     what=f"{old.name} back with {step}", diagnostics=cluster.diagnostics)  # fmt: skip
+    assert failed_lines(nodes, []) == []
+    # the end state: encrypted and verified everywhere
+    for n in nodes:
+        stats = n.client().agent.self()["Stats"]["serf_lan"]
+        assert stats["encrypted"] == "true" and stats["decrypt_failed"] == "0", stats
