@@ -37,6 +37,7 @@ import attrs
 import trio
 
 from protocol.config import Config
+from protocol.keyring import Keyring, KeyringError
 from protocol.node import Diagnostic, JoinResult, LeaveDone, StreamOpen
 from protocol.serf import MemberEvent, Serf
 
@@ -692,6 +693,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--tag", action="append", default=[], type=_parse_tag, help="k=v (repeatable)")
     p.add_argument("--members-file", default=None, help="rewritten atomically with the member list as JSON")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.add_argument("--encrypt", default="", help="base64 gossip key (16, 24 or 32 bytes), as serf's -encrypt")
     return p
 
 
@@ -718,6 +720,11 @@ async def amain(args: argparse.Namespace) -> int:
         return 2
     config = Config.profile(args.profile)
     tags = dict(args.tag)
+    try:
+        keyring = Keyring.from_base64([args.encrypt]) if args.encrypt else None
+    except KeyringError as exc:
+        log.error("--encrypt: %s", exc)
+        return 2
 
     def factory(bound: Addr) -> Machine:
         return Serf(
@@ -727,6 +734,7 @@ async def amain(args: argparse.Namespace) -> int:
             rng=random.Random(),
             now=trio.current_time(),
             tags=tags,
+            keyring=keyring,
         )
 
     driver = GossipDriver(factory, bind, tcp_timeout=config.tcp_timeout)
