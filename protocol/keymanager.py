@@ -234,10 +234,13 @@ class KeyQuery:
     def complete(self) -> bool:
         return self.response.num_resp >= self.response.num_nodes
 
-    def add(self, from_: str, payload: bytes) -> None:
-        """Fold one member's answer in; duplicates (relayed copies) are ignored as serf's respSeen does."""
+    def add(self, from_: str, payload: bytes) -> str | None:
+        """Fold one member's answer in; duplicates (relayed copies) are ignored as serf's respSeen does.
+
+        Returns the message of a successful answer that carried one (serf logs it as a warning).
+        """
         if from_ in self.seen:
-            return
+            return None
         self.seen.add(from_)
         resp = self.response
         resp.num_resp += 1
@@ -246,7 +249,7 @@ class KeyQuery:
         except SerfDecodeError as exc:
             resp.messages[from_] = f"Failed to decode key query response: {exc}"
             resp.num_err += 1
-            return
+            return None
         if not answer.result:
             resp.messages[from_] = answer.message
             resp.num_err += 1
@@ -255,6 +258,7 @@ class KeyQuery:
         for key in answer.keys:
             resp.keys[key] = resp.keys.get(key, 0) + 1
         resp.primary_keys[answer.primary_key] = resp.primary_keys.get(answer.primary_key, 0) + 1
+        return answer.message if answer.result and answer.message else None
 
     def done(self) -> KeyQueryDone:
         return KeyQueryDone(self.handle, self.operation, self.response, self.response.error())

@@ -921,9 +921,9 @@ class Serf(Delegate):
             return
         if msg.flags & QUERY_FLAG_ACK:
             return
-        pending.add(msg.from_, msg.payload)
-        if pending.response.messages.get(msg.from_) and pending.response.num_err == 0:
-            self._diag(_LEVEL_WARN, f"serf: {pending.response.messages[msg.from_]}", "key-query")
+        warning = pending.add(msg.from_, msg.payload)
+        if warning:
+            self._diag(_LEVEL_WARN, f"serf: {warning}", "key-query")
         self._finish_key_query_if_complete(pending)
 
     def _finish_key_query_if_complete(self, pending: KeyQuery) -> None:
