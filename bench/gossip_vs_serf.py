@@ -332,7 +332,11 @@ def main() -> None:
     parser.add_argument("--profile", default="lan", choices=["lan", "local"])
     parser.add_argument("--systems", default="triumvir,serf", help="which systems to run (comma-separated)")
     parser.add_argument("--encrypt", action="store_true", help="encrypted gossip (one fresh key for all agents)")
+    parser.add_argument("--idle-window", type=float, default=IDLE_WINDOW,
+                        help="seconds of the idle measurement (CPU is counted in 10 ms ticks: longer is finer)")
     args = parser.parse_args()
+    global IDLE_WINDOW
+    IDLE_WINDOW = args.idle_window
     key = base64.b64encode(os.urandom(32)).decode() if args.encrypt else ""
     if not shutil.which("serf"):
         sys.exit("serf is not installed: apt-get install serf")
