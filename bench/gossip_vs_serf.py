@@ -326,6 +326,7 @@ def trial(system: System, n: int) -> dict[str, float]:
 
 
 def main() -> None:
+    global IDLE_WINDOW
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="3,10,30")
     parser.add_argument("--trials", type=int, default=3)
@@ -335,7 +336,6 @@ def main() -> None:
     parser.add_argument("--idle-window", type=float, default=IDLE_WINDOW,
                         help="seconds of the idle measurement (CPU is counted in 10 ms ticks: longer is finer)")
     args = parser.parse_args()
-    global IDLE_WINDOW
     IDLE_WINDOW = args.idle_window
     key = base64.b64encode(os.urandom(32)).decode() if args.encrypt else ""
     if not shutil.which("serf"):
