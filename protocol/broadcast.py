@@ -97,7 +97,9 @@ class BroadcastQueue:
                 retired.append(entry)
             else:
                 # Reinserted after the walk, or it would be met again in the next tier.
-                bumped.append(QueuedBroadcast(entry.key, entry.msg, entry.transmits + 1, entry.id, entry.on_finished))
+                bumped.append(
+                    QueuedBroadcast(entry.key, entry.msg, entry.transmits + 1, entry.id, entry.on_finished)
+                )
         for entry in bumped:
             self._insert(entry)
         for entry in retired:
