@@ -428,6 +428,8 @@ class Agent:
                 "left": str(sum(1 for m in members if m.status == 3)),
                 **{k: str(v) for k, v in serf_stats.items() if k not in {"members", "failed", "left"}},
                 "encrypted": str(self.keyring is not None).lower(),
+                # ours: packets and streams refused because no key opened them (or plaintext under verify-incoming)
+                "decrypt_failed": str(self.driver.machine.node.stats["decrypt_failed"]) if self.driver else "0",
             },
             "runtime": {"os": sys.platform, "arch": "", "version": sys.version.split()[0]},
         }

@@ -481,8 +481,6 @@ class Serf(Delegate):
             "intent_queue": len(self._broadcasts) + len(self._own_leave),
             "event_queue": len(self._event_broadcasts),
             "query_queue": len(self._query_broadcasts),
-            # ours: packets and streams refused because no key opened them (or plaintext under verify-incoming)
-            "decrypt_failed": self.node.stats["decrypt_failed"],
         }
 
     # ------------------------------------------------------------------ the Node's delegate
