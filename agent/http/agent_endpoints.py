@@ -56,6 +56,9 @@ def _debug_config(ctx: Ctx) -> dict[str, Any]:
         "DataDir": c.data_dir or "",
         "Datacenter": c.datacenter,
         "DevMode": c.dev,
+        "EncryptKey": "hidden" if c.encrypt else "",  # Consul's sanitizer hides secrets that are set
+        "EncryptVerifyIncoming": c.encrypt_verify_incoming,
+        "EncryptVerifyOutgoing": c.encrypt_verify_outgoing,
         "HTTPPort": ports.http,
         "LeaveOnTerm": c.leave_on_terminate,
         "Logging": {"LogJSON": c.log_json, "LogLevel": c.log_level.upper()},

@@ -234,10 +234,20 @@ def _log_error(request: Request, reason: str) -> None:
 
 def default_router() -> Router:
     """The endpoints this agent serves (Consul's http_register.go, the subset we implement)."""
-    from agent.http import agent_endpoints, catalog, catalog_services, health, services_endpoints, status, stream, ui
+    from agent.http import (
+        agent_endpoints,
+        catalog,
+        catalog_services,
+        health,
+        operator,
+        services_endpoints,
+        status,
+        stream,
+        ui,
+    )
 
     return Router(
         [*catalog.ROUTES, *agent_endpoints.ROUTES, *status.ROUTES, *stream.ROUTES, *ui.ROUTES,
-         *catalog_services.ROUTES, *health.ROUTES, *services_endpoints.ROUTES],
+         *catalog_services.ROUTES, *health.ROUTES, *services_endpoints.ROUTES, *operator.ROUTES],
         sockets=stream.SOCKETS,
     )
