@@ -150,8 +150,8 @@ class AgentConfig:
     dns_config: Mapping[str, Any] = attrs.field(factory=dict)
     config_dirs: tuple[str, ...] = ()
     config_files: tuple[str, ...] = ()
-    #: The command line it was loaded from: ``reload_config`` replays it.
-    argv: tuple[str, ...] = ()
+    #: The command line it was loaded from: ``reload_config`` replays it. Not in the repr: it may hold -encrypt.
+    argv: tuple[str, ...] = attrs.field(default=(), repr=False)
     #: Consul's startup warnings (skipped files, deprecated keys, non-DNS node names), for the log.
     warnings: tuple[str, ...] = attrs.field(default=(), eq=False)
 

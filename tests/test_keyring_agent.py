@@ -31,7 +31,9 @@ def config(tmp_path: Path, *argv: str, files: dict[str, object] | None = None): 
 def test_encrypt_flag_file_and_verify_defaults(tmp_path: Path) -> None:
     plain = config(tmp_path)
     assert (plain.encrypt, plain.encrypt_verify_incoming, plain.encrypt_verify_outgoing) == ("", True, True)
-    assert config(tmp_path, "-encrypt", K1).encrypt == K1
+    flagged = config(tmp_path, "-encrypt", K1)
+    assert flagged.encrypt == K1
+    assert K1 not in repr(flagged), "the gossip key must never reach a log line through the config's repr"
     c = config(tmp_path, files={"encrypt": K2, "encrypt_verify_incoming": False, "encrypt_verify_outgoing": False})
     assert (c.encrypt, c.encrypt_verify_incoming, c.encrypt_verify_outgoing) == (K2, False, False)
     assert {"encrypt", "encrypt_verify_incoming", "encrypt_verify_outgoing"} <= RESTART_REQUIRED
