@@ -1,0 +1,314 @@
+"""A seeded, fault-injecting simulation of a Raft cluster on a virtual clock (no sockets, no wall time).
+
+Time is in milliseconds of virtual time; every server ticks every TICK_MS with its own phase. A run has a
+fault phase (loss, duplication, reordering by random delays, symmetric and one-way partitions, crashes that
+lose unsynced writes or tear the Ready being written, restarts) and then a calm phase: faults stop, every
+server restarts, and the liveness bounds are checked. The Checker runs after every step of every server.
+
+    sim = Simulation(seed=12, servers=5, scenario=Scenario(...)); sim.run()
+
+Everything is deterministic for a seed: one random.Random drives the network and the workload, and each
+server's core gets its own seeded Random.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Callable
+
+import attrs
+from raft_harness import Checker, InvariantViolation, Server, bootstrapped_storage
+
+from protocol.raft import Config, MemoryStorage, NotLeader, ProposalDropped, RaftError
+from protocol.raft.types import ConfChange, ConfChangeKind, Message, Role
+
+TICK_MS = 10
+
+
+@attrs.frozen(kw_only=True)
+class Scenario:
+    servers: int = 3
+    fault_ms: int = 1500  # length of the fault phase
+    calm_ms: int = 1500  # the calm phase's budget (liveness must hold well within it)
+    loss: float = 0.0
+    duplicate: float = 0.0
+    delay_ms: tuple[int, int] = (1, 4)  # per message, uniform: a spread wider than a tick reorders
+    partitions: bool = False
+    one_way: bool = False
+    crashes: bool = False
+    tear: bool = False
+    proposals_per_s: float = 40.0
+    snapshot_every: int = 0
+    membership: bool = False
+    election_tick: int = 10
+    heartbeat_tick: int = 2
+    max_inflight_msgs: int = 4
+    max_size_per_msg: int = 64
+    pre_vote: bool = True
+    check_quorum: bool = True
+    # liveness, stated in election timeouts (election_tick ticks) after the faults stop
+    leader_within_elections: int = 10
+    commit_within_elections: int = 5
+
+
+class Simulation:
+    def __init__(self, seed: int, scenario: Scenario, on_event: Callable[[Simulation], None] | None = None) -> None:
+        self.seed = seed
+        self.sc = scenario
+        self.rng = random.Random(seed)
+        self.now = 0
+        self.checker = Checker()
+        self._queue: list[tuple[int, int, Callable[[], None]]] = []
+        self._seq = 0
+        self.blocked: set[tuple[str, str]] = set()
+        self.loss = scenario.loss
+        self.duplicate = scenario.duplicate
+        self.delay = scenario.delay_ms
+        self.faults_on = True
+        self.accepted: list[tuple[str, int, int, bytes]] = []  # (server, index, term, data)
+        self.proposal_seq = 0
+        self.stats = {"delivered": 0, "lost": 0, "crashes": 0, "partitions": 0, "conf_changes": 0}
+        self.on_event = on_event
+        self.next_id = scenario.servers
+        ids = [f"s{i}" for i in range(scenario.servers)]
+        self.servers: dict[str, Server] = {}
+        for i in ids:
+            self._add_server(i, bootstrapped_storage(ids))
+        self.removed: set[str] = set()
+
+    # ------------------------------------------------------------------ plumbing
+    def _config(self, sid: str) -> Config:
+        sc = self.sc
+        return Config(id=sid, election_tick=sc.election_tick, heartbeat_tick=sc.heartbeat_tick,
+                      max_inflight_msgs=sc.max_inflight_msgs, max_size_per_msg=sc.max_size_per_msg,
+                      pre_vote=sc.pre_vote, check_quorum=sc.check_quorum)
+
+    def _add_server(self, sid: str, storage: MemoryStorage) -> Server:
+        s = Server(sid, self._config(sid), storage, random.Random(self.rng.getrandbits(64)), checker=self.checker,
+                   snapshot_every=self.sc.snapshot_every)
+        self.servers[sid] = s
+        self.at(self.rng.randrange(TICK_MS), lambda: self._tick(s, s.incarnation))
+        return s
+
+    def at(self, delay: int, fn: Callable[[], None]) -> None:
+        self._seq += 1
+        heapq.heappush(self._queue, (self.now + delay, self._seq, fn))
+
+    def _tick(self, s: Server, incarnation: int) -> None:
+        if not s.alive or s.incarnation != incarnation:
+            return
+        s.node.tick()
+        self._flush(s)
+        self.at(TICK_MS, lambda: self._tick(s, incarnation))
+
+    def _flush(self, s: Server) -> None:
+        for m in s.process_ready():
+            self._send(m)
+        if self.on_event:
+            self.on_event(self)
+
+    def _send(self, m: Message) -> None:
+        copies = 1
+        if self.faults_on:
+            if (m.from_, m.to) in self.blocked or self.rng.random() < self.loss:
+                self.stats["lost"] += 1
+                return
+            if self.rng.random() < self.duplicate:
+                copies = 2
+        for _ in range(copies):
+            self.at(self.rng.randint(*self.delay), lambda m=m: self._deliver(m))
+
+    def _deliver(self, m: Message) -> None:
+        if (m.from_, m.to) in self.blocked:
+            return
+        s = self.servers.get(m.to)
+        if s is None or not s.alive:
+            return
+        self.stats["delivered"] += 1
+        s.node.step(m)
+        self._flush(s)
+
+    def run_until(self, t: int, stop: Callable[[], bool] | None = None) -> bool:
+        while self._queue and self._queue[0][0] <= t:
+            when, _, fn = heapq.heappop(self._queue)
+            self.now = when
+            fn()
+            if stop is not None and stop():
+                return True
+        self.now = t
+        return stop() if stop is not None else False
+
+    # ------------------------------------------------------------------ observation
+    def alive(self) -> list[Server]:
+        return [s for s in self.servers.values() if s.alive]
+
+    def leader(self) -> Server | None:
+        leaders = [s for s in self.alive() if s.raft.role is Role.LEADER]
+        return max(leaders, key=lambda s: s.raft.term) if leaders else None
+
+    def members(self) -> list[Server]:
+        """The servers in the newest leader's configuration (the ones liveness is promised for)."""
+        lead = self.leader()
+        ids = lead.raft.conf.ids() if lead else set(self.servers) - self.removed
+        return [self.servers[i] for i in sorted(ids) if i in self.servers]
+
+    # ------------------------------------------------------------------ workload and faults
+    def _propose_somewhere(self) -> None:
+        if not self.faults_on:
+            return
+        s = self.rng.choice(self.alive() or list(self.servers.values()))
+        if s.alive:
+            self.proposal_seq += 1
+            data = b"p%d" % self.proposal_seq
+            try:
+                r = s.node.propose(data)
+            except (NotLeader, ProposalDropped):
+                r = None
+            if r is not None:
+                self.accepted.append((s.id, r[0], r[1], data))
+            self._flush(s)
+        self.at(int(self.rng.expovariate(self.sc.proposals_per_s) * 1000) + 1, self._propose_somewhere)
+
+    def _fault(self) -> None:
+        if not self.faults_on:
+            return
+        sc, rng = self.sc, self.rng
+        choices = ["heal"]
+        if sc.partitions:
+            choices += ["partition", "partition"]
+        if sc.one_way:
+            choices += ["one_way"]
+        if sc.crashes:
+            choices += ["crash", "restart"]
+        if sc.membership:
+            choices += ["membership"]
+        kind = rng.choice(choices)
+        ids = sorted(self.servers)
+        if kind == "heal":
+            self.blocked.clear()
+        elif kind == "partition":
+            self.stats["partitions"] += 1
+            rng.shuffle(ids)
+            cut = rng.randrange(1, len(ids))
+            a, b = ids[:cut], ids[cut:]
+            self.blocked = {(x, y) for x in a for y in b} | {(y, x) for x in a for y in b}
+        elif kind == "one_way":
+            x, y = rng.sample(ids, 2)
+            self.blocked.add((x, y))
+        elif kind == "crash":
+            up = self.alive()
+            if len(up) > 1:
+                victim = rng.choice(up)
+                victim.crash(tear=sc.tear and rng.random() < 0.5)
+                self.stats["crashes"] += 1
+        elif kind == "restart":
+            down = [s for s in self.servers.values() if not s.alive]
+            if down:
+                self._restart(rng.choice(down))
+        elif kind == "membership":
+            self._change_membership()
+        self.at(rng.randint(50, 300), self._fault)
+
+    def _restart(self, s: Server) -> None:
+        s.restart()
+        self.at(self.rng.randrange(TICK_MS), lambda: self._tick(s, s.incarnation))
+        self._flush(s)
+
+    def _change_membership(self) -> None:
+        lead = self.leader()
+        if lead is None:
+            return
+        conf = lead.raft.conf
+        voters = sorted(conf.voters())
+        if len(voters) > self.sc.servers or (len(voters) >= 3 and self.rng.random() < 0.5):
+            cc = ConfChange(ConfChangeKind.REMOVE_SERVER, self.rng.choice(voters))
+        else:
+            new = f"s{self.next_id}"
+            cc = ConfChange(ConfChangeKind.ADD_VOTER, new, f"{new}:8300")
+        try:
+            lead.node.propose_conf_change(cc)
+        except RaftError:
+            return
+        self.stats["conf_changes"] += 1
+        if cc.kind is ConfChangeKind.ADD_VOTER:
+            self.next_id += 1
+            self._add_server(cc.server_id, MemoryStorage())
+        else:
+            self.removed.add(cc.server_id)
+        self._flush(lead)
+
+    # ------------------------------------------------------------------ the run
+    def run(self) -> dict[str, int]:
+        sc = self.sc
+        self.at(1, self._propose_somewhere)
+        self.at(self.rng.randint(50, 300), self._fault)
+        self.run_until(sc.fault_ms)
+        # calm: faults stop, every server comes back
+        self.faults_on = False
+        self.blocked.clear()
+        self.delay = (1, 4)
+        for s in list(self.servers.values()):
+            if not s.alive:
+                self._restart(s)
+        calm_start = self.now
+        election_ms = sc.election_tick * TICK_MS
+        leader_deadline = calm_start + sc.leader_within_elections * election_ms
+        if not self.run_until(leader_deadline, self._stable_leader):
+            raise InvariantViolation(f"liveness: no leader all members follow {leader_deadline - calm_start} ms "
+                                     f"after the faults stopped ({self._roles()})")
+        self.stats["leader_after_ms"] = self.now - calm_start
+        lead = self.leader()
+        assert lead is not None
+        proposed = []
+        for n in range(3):
+            try:
+                r = lead.node.propose(b"calm%d" % n)
+            except RaftError as exc:
+                raise InvariantViolation(f"liveness: the stable leader {lead.id} refused a proposal: {exc}") from exc
+            assert r is not None
+            proposed.append(r)
+        self._flush(lead)
+        last = proposed[-1][0]
+        commit_deadline = self.now + sc.commit_within_elections * election_ms
+        t0 = self.now
+
+        def all_applied() -> bool:
+            return all(s.applied >= last for s in self.members())
+
+        if not self.run_until(commit_deadline, all_applied):
+            raise InvariantViolation(f"liveness: proposals at {last} not applied everywhere within "
+                                     f"{commit_deadline - t0} ms ({self._roles()})")
+        self.stats["commit_after_ms"] = self.now - t0
+        for index, term in proposed:
+            if self.checker.applied.get(index, (None,))[0] != term:
+                raise InvariantViolation(f"liveness: the calm proposal at {index} (term {term}) was lost")
+        self._check_accepted_resolved()
+        self.checker.check_leaders_complete(self.servers.values())
+        self.stats["steps"] = self.checker.steps
+        return self.stats
+
+    def _stable_leader(self) -> bool:
+        lead = self.leader()
+        if lead is None or not lead.raft.committed_in_term():
+            return False
+        return all(s.raft.lead == lead.id and s.raft.term == lead.raft.term for s in self.members())
+
+    def _check_accepted_resolved(self) -> None:
+        """Every proposal a leader accepted is decided once faults stop and the calm proposals commit: it
+        committed at its index with its term, or its index holds another term's entry, or it lies past the
+        committed log whose last entry has a later term (log matching then rules it out for ever)."""
+        committed = self.checker.committed
+        top = max(committed)
+        for sid, index, term, data in self.accepted:
+            got = committed.get(index)
+            if got is None:
+                if index > top and committed[top][0] > term:
+                    continue
+                raise InvariantViolation(f"accepted proposal {data!r} at {index} (term {term}, by {sid}) undecided")
+            if got[0] == term and got[1] != data:
+                raise InvariantViolation(f"accepted proposal {data!r} at {index} term {term}: committed {got!r}")
+
+    def _roles(self) -> str:
+        return ", ".join(f"{s.id}:{s.raft.role.name.lower()}@{s.raft.term}" + ("" if s.alive else "(down)")
+                         for s in self.servers.values())
