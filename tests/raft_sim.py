@@ -14,13 +14,17 @@ server's core gets its own seeded Random.
 from __future__ import annotations
 
 import heapq
+import json
 import random
 from collections.abc import Callable
 
+
+
 import attrs
+from linearizability import UNKNOWN, Op, check
 from raft_harness import Checker, InvariantViolation, Server, bootstrapped_storage
 
-from protocol.raft import Config, MemoryStorage, NotLeader, ProposalDropped, RaftError
+from protocol.raft import Config, MemoryStorage, NotLeader, ProposalDropped, RaftError, ReadOnlyOption
 from protocol.raft.types import ConfChange, ConfChangeKind, Message, Role
 
 TICK_MS = 10
@@ -47,6 +51,9 @@ class Scenario:
     max_size_per_msg: int = 64
     pre_vote: bool = True
     check_quorum: bool = True
+    read_only: ReadOnlyOption = ReadOnlyOption.SAFE
+    clients: int = 0  # >0: clients run read / write / cas on the register instead of anonymous proposals
+    client_timeout_ms: int = 300
     # liveness, stated in election timeouts (election_tick ticks) after the faults stop
     leader_within_elections: int = 10
     commit_within_elections: int = 5
@@ -76,13 +83,15 @@ class Simulation:
         for i in ids:
             self._add_server(i, bootstrapped_storage(ids))
         self.removed: set[str] = set()
+        self.history: list[Op] = []
+        self.op_seq = 0
 
     # ------------------------------------------------------------------ plumbing
     def _config(self, sid: str) -> Config:
         sc = self.sc
         return Config(id=sid, election_tick=sc.election_tick, heartbeat_tick=sc.heartbeat_tick,
                       max_inflight_msgs=sc.max_inflight_msgs, max_size_per_msg=sc.max_size_per_msg,
-                      pre_vote=sc.pre_vote, check_quorum=sc.check_quorum)
+                      pre_vote=sc.pre_vote, check_quorum=sc.check_quorum, read_only=sc.read_only)
 
     def _add_server(self, sid: str, storage: MemoryStorage) -> Server:
         s = Server(sid, self._config(sid), storage, random.Random(self.rng.getrandbits(64)), checker=self.checker,
@@ -239,9 +248,99 @@ class Simulation:
         self._flush(lead)
 
     # ------------------------------------------------------------------ the run
+    # ------------------------------------------------------------------ clients of the register
+    def _client(self, client: int) -> None:
+        if not self.faults_on:
+            return
+        rng = self.rng
+        self.op_seq += 1
+        op_id = f"c{client}.{self.op_seq}"
+        s = rng.choice(list(self.servers.values()))
+        if not s.alive:
+            self.at(rng.randint(1, 20), lambda: self._client(client))
+            return
+        kind = rng.choice(["read", "read", "write", "cas"])
+        call = self.now
+        if kind == "read":
+            try:
+                s.node.read_index(op_id.encode())
+            except RaftError:
+                self.at(rng.randint(1, 20), lambda: self._client(client))
+                return
+            self._flush(s)
+            self._poll_read(client, s, s.incarnation, op_id, call, None)
+            return
+        if kind == "write":
+            inp = ("write", op_id)
+            data = {"f": "write", "id": op_id, "v": op_id}
+        else:
+            old = rng.choice([None, self._last_value_seen()])
+            inp = ("cas", old, op_id)
+            data = {"f": "cas", "id": op_id, "old": old, "new": op_id}
+        try:
+            r = s.node.propose(json.dumps(data).encode())
+        except RaftError:
+            self.at(rng.randint(1, 20), lambda: self._client(client))
+            return
+        assert r is not None
+        self._flush(s)
+        self._poll_write(client, s, s.incarnation, op_id, call, inp, r)
+
+    def _last_value_seen(self) -> str | None:
+        for op in reversed(self.history):
+            if op.ret is not None and op.input[0] == "read":
+                return op.output
+        return None
+
+    def _finish(self, client: int, op: Op | None) -> None:
+        if op is not None:
+            self.history.append(op)
+        self.at(self.rng.randint(1, 20), lambda: self._client(client))
+
+    def _poll_read(self, client: int, s: Server, inc: int, op_id: str, call: int, index: int | None) -> None:
+        if not s.alive or s.incarnation != inc or self.now - call > self.sc.client_timeout_ms:
+            self._finish(client, None)  # a read with no answer changed nothing: leave it out
+            return
+        if index is None:
+            ctx = op_id.encode()
+            for rs in s.read_states:
+                if rs.context == ctx:
+                    s.read_states.remove(rs)
+                    index = rs.index
+                    break
+        if index is not None and s.applied >= index:
+            self._finish(client, Op(client, call, self.now, ("read",), s.sm.value))
+            return
+        self.at(2, lambda: self._poll_read(client, s, inc, op_id, call, index))
+
+    def _poll_write(self, client: int, s: Server, inc: int, op_id: str, call: int, inp: tuple,
+                    at: tuple[int, int]) -> None:
+        index, term = at
+        if s.alive and s.incarnation == inc and s.applied >= index:
+            got = self.checker.applied.get(index)
+            if got is not None and got[0] == term:
+                self._finish(client, Op(client, call, self.now, inp, s.sm.results[op_id]))
+            else:
+                self._finish(client, None)  # another entry took its index: it never took effect
+            return
+        if not s.alive or s.incarnation != inc or self.now - call > self.sc.client_timeout_ms:
+            self._finish(client, Op(client, call, None, inp, UNKNOWN))
+            return
+        self.at(2, lambda: self._poll_write(client, s, inc, op_id, call, inp, at))
+
+    def check_history(self) -> None:
+        if not check(self.history):
+            lines = "\n".join(repr(op) for op in sorted(self.history, key=lambda o: o.call))
+            raise InvariantViolation(f"linearizability: the register history is not linearizable:\n{lines}")
+
+    # ------------------------------------------------------------------ the run
     def run(self) -> dict[str, int]:
         sc = self.sc
-        self.at(1, self._propose_somewhere)
+        if sc.clients:
+            for c in range(sc.clients):
+                self.at(1 + c, lambda c=c: self._client(c))
+        else:
+            self.at(1, self._propose_somewhere)
         self.at(self.rng.randint(50, 300), self._fault)
         self.run_until(sc.fault_ms)
         # calm: faults stop, every server comes back
@@ -283,16 +382,23 @@ class Simulation:
         for index, term in proposed:
             if self.checker.applied.get(index, (None,))[0] != term:
                 raise InvariantViolation(f"liveness: the calm proposal at {index} (term {term}) was lost")
-        self._check_accepted_resolved()
+        if not sc.clients:
+            self._check_accepted_resolved()
         self.checker.check_leaders_complete(self.servers.values())
+        if sc.clients:
+            self.check_history()
+            self.stats["ops"] = len(self.history)
+            self.stats["unknown"] = sum(1 for op in self.history if op.ret is None)
         self.stats["steps"] = self.checker.steps
         return self.stats
 
     def _stable_leader(self) -> bool:
         lead = self.leader()
-        if lead is None or not lead.raft.committed_in_term():
+        if lead is None or not lead.raft.committed_in_term() or lead.id not in lead.raft.conf.voters():
             return False
-        return all(s.raft.lead == lead.id and s.raft.term == lead.raft.term for s in self.members())
+        # and every member heard from it within the last heartbeats (none is about to time out)
+        return all(s.raft.lead == lead.id and s.raft.term == lead.raft.term
+                   and (s is lead or s.raft.election_elapsed <= self.sc.heartbeat_tick + 1) for s in self.members())
 
     def _check_accepted_resolved(self) -> None:
         """Every proposal a leader accepted is decided once faults stop and the calm proposals commit: it

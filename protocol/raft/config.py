@@ -37,7 +37,8 @@ class Config:
         if self.heartbeat_tick <= 0:
             raise ConfigError(f"heartbeat_tick: must be positive, got {self.heartbeat_tick}")
         if self.election_tick <= self.heartbeat_tick:
-            raise ConfigError(f"election_tick ({self.election_tick}) must exceed heartbeat_tick ({self.heartbeat_tick})")
+            raise ConfigError(
+                f"election_tick ({self.election_tick}) must exceed heartbeat_tick ({self.heartbeat_tick})")
         if self.max_inflight_msgs <= 0:
             raise ConfigError(f"max_inflight_msgs: must be positive, got {self.max_inflight_msgs}")
         if self.max_size_per_msg <= 0:

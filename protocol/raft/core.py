@@ -237,9 +237,9 @@ class Raft:
         if m.term == 0 and m.type in _LOCAL:
             pass
         elif m.term > self.term:
-            if m.type in (MsgType.VOTE, MsgType.PRE_VOTE):
-                if m.context != CAMPAIGN_TRANSFER and self._in_lease():
-                    return  # we hear a leader: a disruptive candidate is not listened to
+            if (m.type in (MsgType.VOTE, MsgType.PRE_VOTE) and m.context != CAMPAIGN_TRANSFER
+                    and self._in_lease()):
+                return  # we hear a leader: a disruptive candidate is not listened to
             if m.type is MsgType.PRE_VOTE or (m.type is MsgType.PRE_VOTE_RESP and not m.reject):
                 pass  # a pre-vote changes no term
             else:
