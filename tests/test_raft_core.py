@@ -16,8 +16,8 @@ from protocol.raft import (
     MemoryStorage,
     NotLeader,
     ProposalDropped,
-    ReadOnlyOption,
     RawNode,
+    ReadOnlyOption,
 )
 from protocol.raft.progress import ProgressState
 from protocol.raft.types import (

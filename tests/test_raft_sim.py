@@ -29,14 +29,18 @@ SCENARIOS: dict[str, tuple[Scenario, int]] = {
     "partitions3": (Scenario(partitions=True, one_way=True, delay_ms=(1, 12), loss=0.02), 250),
     "crashes3": (Scenario(crashes=True, tear=True, snapshot_every=8, loss=0.05, delay_ms=(1, 20)), 300),
     "all_faults3": (Scenario(**FAULTY, partitions=True, one_way=True, crashes=True, tear=True,
-                             snapshot_every=10, proposals_per_s=80), 250),
+                             snapshot_every=10, proposals_per_s=80, transfers=True), 250),
     "all_faults5": (Scenario(**FAULTY, servers=5, partitions=True, one_way=True, crashes=True, tear=True,
                              snapshot_every=10), 150),
     "membership3": (Scenario(**FAULTY, membership=True, partitions=True, crashes=True, snapshot_every=10), 200),
     "no_prevote3": (Scenario(**FAULTY, pre_vote=False, check_quorum=False, partitions=True, crashes=True), 150),
-    "register3": (Scenario(**FAULTY, clients=4, partitions=True, crashes=True, tear=True, snapshot_every=10), 200),
+    "register3": (Scenario(**FAULTY, clients=4, partitions=True, crashes=True, tear=True, snapshot_every=10,
+                           transfers=True), 200),
     "register_lease3": (Scenario(**FAULTY, clients=4, partitions=True, one_way=True, crashes=True,
-                                 read_only=ReadOnlyOption.LEASE), 100),
+                                 transfers=True, read_only=ReadOnlyOption.LEASE), 100),
+    # without check-quorum a partitioned leader keeps believing it leads: only ReadIndex keeps reads fresh
+    "register_no_check_quorum3": (Scenario(**FAULTY, clients=4, partitions=True, crashes=True, pre_vote=False,
+                                           check_quorum=False), 120),
     "register5": (Scenario(**FAULTY, clients=4, servers=5, partitions=True, crashes=True, membership=True,
                            snapshot_every=10), 80),
 }
@@ -76,6 +80,8 @@ def test_simulated_cluster_stays_safe_and_live(name: str) -> None:
         assert totals["crashes"] > 0
     if scenario.partitions and not os.environ.get("RAFT_SEED"):
         assert totals["partitions"] > 0
+    if scenario.transfers and not os.environ.get("RAFT_SEED"):
+        assert totals["transfers"] > 0
     if scenario.clients and not os.environ.get("RAFT_SEED"):
         assert totals["ops"] > totals["unknown"] > 0
     print(f"{name}: {len(seeds_for(name, runs))} runs in {elapsed:.1f}s, worst leader {worst['leader_after_ms']} ms"

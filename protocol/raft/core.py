@@ -533,7 +533,8 @@ class Raft:
                 self.id, voters, self.now, self.cfg.lease_ticks())):
             self._answer_read(origin, self.log.committed, context)
         elif self.reads.add(self.log.committed, context, origin):
-            self.reads.ack(self.id, context, voters)
+            for req in self.reads.ack(self.id, context, voters):
+                self._answer_read(req.origin, req.index, req.context)
             self._bcast_heartbeat(context)
 
     def _answer_read(self, origin: str, index: int, context: bytes) -> None:
