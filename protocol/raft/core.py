@@ -273,9 +273,6 @@ class Raft:
                 self._handle_snapshot(m)
         elif t is MsgType.TIMEOUT_NOW:
             self.campaign(transfer=True)
-        elif t is MsgType.READ_INDEX:
-            if self.lead != NO_ID:
-                self.msgs.append(Message(type=MsgType.READ_INDEX, to=self.lead, from_=self.id, context=m.context))
         elif t is MsgType.READ_INDEX_RESP:
             self.read_states.append(ReadState(m.index, m.context))
         elif t is MsgType.PROPOSE and self.cfg.forward_proposals and self.lead != NO_ID:
@@ -337,7 +334,9 @@ class Raft:
     def _step_leader(self, m: Message) -> None:
         t = m.type
         if t is MsgType.PROPOSE:
-            if self.lead_transferee == NO_ID:
+            # forwarded commands only (a configuration change is the leader's own decision); dropped when
+            # the leader could not take them itself
+            if self.lead_transferee == NO_ID and self.id in self.conf.ids():
                 self._append([e for e in m.entries if e.kind is EntryKind.NORMAL])
             return
         if t is MsgType.READ_INDEX:
