@@ -119,6 +119,9 @@ class Server:
             if self.checker:
                 self.checker.on_persisted(self, rd.entries)
                 self.checker.note_commit(self)
+            if self.checker:
+                for m in rd.messages:
+                    self.checker.on_send(self, m)
             out.extend(rd.messages)
             if rd.snapshot is not None:
                 self.sm = Register.load(rd.snapshot.data)
@@ -183,7 +186,9 @@ class Checker:
     * leader completeness: an entry committed in term T is in the log of every leader of a later term;
     * state-machine safety: no two servers apply different entries at one index; applied prefixes agree
       (each server applies consecutive indexes, from its snapshot on);
-    * commit never decreases within a server's life nor passes its last index; applied <= commit.
+    * commit never decreases within a server's life nor passes its last index; applied <= commit;
+    * persist before send: a vote request, a granted vote, an acknowledgement leave only once the term, the
+      vote or the entries they vouch for are in the server's storage.
     """
 
     def __init__(self) -> None:
@@ -210,6 +215,18 @@ class Checker:
             seen = self.entries.setdefault(key, mine)
             if seen[:2] != mine[:2] or (seen[2] is not None and prev is not None and seen[2] != prev):
                 self.fail(f"log matching: {s.id} holds {key} as {mine!r:.80}, another server as {seen!r:.80}")
+
+    def on_send(self, s: Server, m: Message) -> None:
+        """Persist before send: what a message vouches for is on the server's disk when it leaves."""
+        hs = s.storage.hard_state
+        if m.type not in (MsgType.PRE_VOTE, MsgType.PRE_VOTE_RESP) and m.term > hs.term:
+            self.fail(f"{s.id}: sends {m.type.name} of term {m.term} with term {hs.term} on disk")
+        if m.type is MsgType.VOTE and (hs.term, hs.vote) != (m.term, s.id):
+            self.fail(f"{s.id}: asks for votes in term {m.term} before its own vote is on disk ({hs})")
+        if m.type is MsgType.VOTE_RESP and not m.reject and (hs.term, hs.vote) != (m.term, m.to):
+            self.fail(f"{s.id}: grants {m.to} its vote in term {m.term} before it is on disk ({hs})")
+        if m.type is MsgType.APPEND_RESP and not m.reject and m.index > s.storage.last_index():
+            self.fail(f"{s.id}: acknowledges {m.index} with only {s.storage.last_index()} on disk")
 
     def on_snapshot_applied(self, s: Server, snap: Snapshot) -> None:
         got = self.committed.get(snap.meta.index)
