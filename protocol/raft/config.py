@@ -29,7 +29,7 @@ class Config:
     read_only: ReadOnlyOption = ReadOnlyOption.SAFE
     lease_margin_ticks: int = 1  # LEASE: ticks of clock drift the lease gives away
     forward_proposals: bool = False  # a follower forwards proposals to the leader instead of refusing them
-    applied: int = 0  # the state machine's applied index at start (0: from the snapshot)
+    applied: int = 0  # the state machine's applied index at start (at least the snapshot's index)
 
     def validate(self) -> None:
         if not self.id:

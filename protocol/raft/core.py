@@ -12,7 +12,7 @@ import random
 
 from .config import Config, ReadOnlyOption
 from .errors import ConfChangeRejected, NotLeader, ProposalDropped
-from .log import RaftLog
+from .log import LogInvariantError, RaftLog
 from .membership import ConfHistory, validate_change
 from .progress import Inflights, Progress, ProgressState
 from .quorum import VoteResult, committed_index, has_quorum, vote_result
@@ -21,6 +21,7 @@ from .storage import Compacted, Storage
 from .types import (
     NO_ID,
     ConfChange,
+    ConfState,
     Entry,
     EntryKind,
     Message,
@@ -52,8 +53,8 @@ class Raft:
         self.vote = hard.vote
         # a snapshot holds only committed entries, even if the commit index written with it was not synced
         self.log.commit_to(max(hard.commit, snap.meta.index))
-        if cfg.applied:
-            self.log.applied_to(cfg.applied)
+        # the state machine starts from the snapshot unless the driver says it has applied more
+        self.log.applied_to(max(cfg.applied, snap.meta.index))
         self.role = Role.FOLLOWER
         self.lead = NO_ID
         self.msgs: list[Message] = []
@@ -75,7 +76,10 @@ class Raft:
         self.become_follower(self.term, NO_ID)
 
     def _load_confs(self, storage: Storage) -> None:
-        lo, last = max(storage.first_index(), self.confs.latest_index + 1), storage.last_index()
+        if storage.first_index() > self.confs.latest_index + 1:
+            raise LogInvariantError(f"storage starts at {storage.first_index()} but its snapshot ends at "
+                                    f"{self.confs.latest_index}: the entries between are lost")
+        lo, last = self.confs.latest_index + 1, storage.last_index()
         while lo <= last:
             batch = storage.entries(lo, last + 1, 1 << 22)
             self.confs.add(batch)
@@ -83,7 +87,7 @@ class Raft:
 
     # ------------------------------------------------------------------ small facts
     @property
-    def conf(self):
+    def conf(self) -> ConfState:
         return self.confs.current
 
     def promotable(self) -> bool:
