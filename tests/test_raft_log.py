@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from raft_harness import Net
 
-from protocol.raft import MemoryStorage, bootstrap, conf_at_end
+from protocol.raft import Config, MemoryStorage, RawNode, bootstrap, conf_at_end
 from protocol.raft.log import LogInvariantError, RaftLog
 from protocol.raft.membership import ConfHistory, apply_change
 from protocol.raft.quorum import VoteResult, committed_index, vote_result
@@ -16,6 +18,7 @@ from protocol.raft.types import (
     ConfState,
     Entry,
     EntryKind,
+    HardState,
     Server,
     conf_change_to_bytes,
 )
@@ -140,3 +143,26 @@ def test_a_follower_that_loses_an_uncommitted_change_falls_back_to_the_old_confi
     net.tick("c", 2)
     assert net["b"].raft.log.term(net["b"].raft.log.last_index()) == net["c"].raft.term
     assert net["b"].raft.conf.voters() == set(ids)
+
+
+def test_a_restarted_node_applies_from_its_snapshot_not_from_the_compaction_point():
+    boot, _ = bootstrap([Server("a", "a:1"), Server("b", "b:1")])
+    s = MemoryStorage()
+    s.append(boot + entries(3, 11, 2))
+    s.set_hard_state(HardState(term=2, commit=10))
+    s.create_snapshot(8, ConfState((Server("a", "a:1"), Server("b", "b:1"))), b"state at 8")
+    s.compact(5)  # entries 6..8 are kept although the snapshot covers them
+    node = RawNode(Config(id="a"), s, random.Random(1))
+    rd = node.ready()
+    assert [e.index for e in rd.committed_entries] == [9, 10]
+
+
+def test_storage_compacted_past_its_snapshot_is_refused():
+    class Broken(MemoryStorage):
+        def first_index(self) -> int:
+            return 5  # claims entries start at 5 with no snapshot before them
+
+    s = Broken()
+    s.append(entries(1, 8, 1))
+    with pytest.raises(LogInvariantError, match="entries between are lost"):
+        RawNode(Config(id="a"), s, random.Random(1))
