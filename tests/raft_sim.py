@@ -46,6 +46,7 @@ class Scenario:
     membership: bool = False
     transfers: bool = False  # the leader hands over to a random voter now and then
     wire: bool = False  # every message goes through to_wire, msgpack and from_wire, as on the server port
+    stalls: bool = False  # a server freezes (SIGSTOP, a long GC pause) and later works off its backlog
     election_tick: int = 10
     heartbeat_tick: int = 2
     max_inflight_msgs: int = 4
@@ -77,6 +78,7 @@ class Simulation:
         self.accepted: list[tuple[str, int, int, bytes]] = []  # (server, index, term, data)
         self.proposal_seq = 0
         self.stats = {"delivered": 0, "lost": 0, "crashes": 0, "partitions": 0, "conf_changes": 0, "transfers": 0,
+                      "stalls": 0,
                       "calm_retries": 0}
         self.on_event = on_event
         self.next_id = scenario.servers
@@ -86,6 +88,7 @@ class Simulation:
             self._add_server(i, bootstrapped_storage(ids))
         self.removed: set[str] = set()
         self.history: list[Op] = []
+        self.stalled_until: dict[str, int] = {}
         self.op_seq = 0
 
     # ------------------------------------------------------------------ plumbing
@@ -108,6 +111,9 @@ class Simulation:
 
     def _tick(self, s: Server, incarnation: int) -> None:
         if not s.alive or s.incarnation != incarnation:
+            return
+        if self._frozen(s):  # a frozen process misses its timer ticks
+            self.at(TICK_MS, lambda: self._tick(s, incarnation))
             return
         s.node.tick()
         self._flush(s)
@@ -138,6 +144,9 @@ class Simulation:
         s = self.servers.get(m.to)
         if s is None or not s.alive:
             return
+        if self.stalled_until.get(s.id, 0) > self.now:
+            self.at(self.stalled_until[s.id] - self.now, lambda: self._deliver(m))  # the backlog, in order
+            return
         self.stats["delivered"] += 1
         s.node.step(m)
         self._flush(s)
@@ -153,6 +162,9 @@ class Simulation:
         return stop() if stop is not None else False
 
     # ------------------------------------------------------------------ observation
+    def _frozen(self, s: Server) -> bool:
+        return self.stalled_until.get(s.id, 0) > self.now
+
     def alive(self) -> list[Server]:
         return [s for s in self.servers.values() if s.alive]
 
@@ -171,7 +183,7 @@ class Simulation:
         if not self.faults_on:
             return
         s = self.rng.choice(self.alive() or list(self.servers.values()))
-        if s.alive:
+        if s.alive and not self._frozen(s):
             self.proposal_seq += 1
             data = b"p%d" % self.proposal_seq
             try:
@@ -198,6 +210,8 @@ class Simulation:
             choices += ["membership"]
         if sc.transfers:
             choices += ["transfer"]
+        if sc.stalls:
+            choices += ["stall"]
         kind = rng.choice(choices)
         ids = sorted(self.servers)
         if kind == "heal":
@@ -223,6 +237,11 @@ class Simulation:
                 self._restart(rng.choice(down))
         elif kind == "membership":
             self._change_membership()
+        elif kind == "stall":
+            victim = self.leader() if rng.random() < 0.5 else rng.choice(list(self.servers.values()))
+            if victim is not None:
+                self.stalled_until[victim.id] = self.now + rng.randint(50, 4 * sc.election_tick * TICK_MS)
+                self.stats["stalls"] += 1
         elif kind == "transfer":
             lead = self.leader()
             if lead is not None:
@@ -270,7 +289,7 @@ class Simulation:
         self.op_seq += 1
         op_id = f"c{client}.{self.op_seq}"
         s = rng.choice(list(self.servers.values()))
-        if not s.alive:
+        if not s.alive or self._frozen(s):
             self.at(rng.randint(1, 20), lambda: self._client(client))
             return
         kind = rng.choice(["read", "read", "write", "cas"])
@@ -360,6 +379,7 @@ class Simulation:
         # calm: faults stop, every server comes back
         self.faults_on = False
         self.blocked.clear()
+        self.stalled_until.clear()
         self.delay = (1, 4)
         for s in list(self.servers.values()):
             if not s.alive:

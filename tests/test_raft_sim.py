@@ -31,16 +31,16 @@ SCENARIOS: dict[str, tuple[Scenario, int]] = {
     "all_faults3": (Scenario(**FAULTY, partitions=True, one_way=True, crashes=True, tear=True,
                              snapshot_every=10, proposals_per_s=80, transfers=True), 250),
     "all_faults5": (Scenario(**FAULTY, servers=5, partitions=True, one_way=True, crashes=True, tear=True,
-                             snapshot_every=10), 150),
+                             snapshot_every=10, stalls=True), 150),
     "membership3": (Scenario(**FAULTY, membership=True, partitions=True, crashes=True, snapshot_every=10), 200),
     "no_prevote3": (Scenario(**FAULTY, pre_vote=False, check_quorum=False, partitions=True, crashes=True), 150),
     "register3": (Scenario(**FAULTY, clients=4, partitions=True, crashes=True, tear=True, snapshot_every=10,
-                           transfers=True), 200),
+                           transfers=True, stalls=True), 200),
     "register_lease3": (Scenario(**FAULTY, clients=4, partitions=True, one_way=True, crashes=True,
                                  transfers=True, read_only=ReadOnlyOption.LEASE), 100),
     # without check-quorum a partitioned leader keeps believing it leads: only ReadIndex keeps reads fresh
     "register_no_check_quorum3": (Scenario(**FAULTY, clients=4, partitions=True, crashes=True, pre_vote=False,
-                                           check_quorum=False), 120),
+                                           check_quorum=False, stalls=True), 120),
     "register5": (Scenario(**FAULTY, clients=4, servers=5, partitions=True, crashes=True, membership=True,
                            snapshot_every=10), 80),
 }
@@ -80,6 +80,8 @@ def test_simulated_cluster_stays_safe_and_live(name: str) -> None:
         assert totals["crashes"] > 0
     if scenario.partitions and not os.environ.get("RAFT_SEED"):
         assert totals["partitions"] > 0
+    if scenario.stalls and not os.environ.get("RAFT_SEED"):
+        assert totals["stalls"] > 0
     if scenario.transfers and not os.environ.get("RAFT_SEED"):
         assert totals["transfers"] > 0
     if scenario.clients and not os.environ.get("RAFT_SEED"):
