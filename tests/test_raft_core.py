@@ -501,3 +501,34 @@ def test_restart_keeps_term_vote_and_log():
     b.restart()
     assert b.raft.term == term and b.raft.log.last_index() == last
     assert isinstance(b, Server)
+
+
+def test_report_snapshot_failure_retries_without_waiting_an_election_timeout():
+    net = Net(ABC)
+    for s in net.servers.values():
+        s.snapshot_every, s.keep_after_snapshot = 5, 1
+    net.elect("a")
+    net.isolate("c")
+    for n in range(12):
+        net.propose("a", b"r%d" % n)
+    net.recover()
+    net.drops.append(lambda m: m.type is MsgType.SNAPSHOT)
+    net.tick("a", 2)
+    pr = net["a"].raft.prs["c"]
+    assert pr.state is ProgressState.SNAPSHOT
+    net.drops.clear()
+    net["a"].node.report_snapshot("c", delivered=False)
+    assert pr.state is ProgressState.PROBE and pr.is_paused()
+    net.tick("a", 2)  # the next heartbeat answer unpauses the probe, which needs a snapshot again
+    assert net["c"].raft.log.committed == net["a"].raft.log.committed
+    assert net["a"].node.status().progress["c"].state is ProgressState.REPLICATE
+
+
+def test_report_unreachable_stops_pipelining():
+    net = Net(ABC)
+    net.elect("a")
+    assert net["a"].raft.prs["b"].state is ProgressState.REPLICATE
+    net["a"].node.report_unreachable("b")
+    assert net["a"].raft.prs["b"].state is ProgressState.PROBE
+    st = net["a"].node.status()
+    assert st.last_term == st.term and st.role is Role.LEADER

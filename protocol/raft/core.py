@@ -546,6 +546,23 @@ class Raft:
         else:
             self._send(MsgType.READ_INDEX_RESP, origin, index=index, context=context)
 
+    def report_unreachable(self, to: str) -> None:
+        """The transport could not deliver to `to`: stop pipelining to it and probe again."""
+        pr = self.prs.get(to) if self.role is Role.LEADER else None
+        if pr is not None and pr.state is ProgressState.REPLICATE:
+            pr.become_probe()
+
+    def report_snapshot(self, to: str, delivered: bool) -> None:
+        """The transport's verdict on a SNAPSHOT it sent: failed, probe again at once (rather than after an
+        election timeout); delivered, wait for the follower's answer before sending more."""
+        pr = self.prs.get(to) if self.role is Role.LEADER else None
+        if pr is None or pr.state is not ProgressState.SNAPSHOT:
+            return
+        if not delivered:
+            pr.pending_snapshot = 0
+        pr.become_probe()
+        pr.probe_sent = True
+
     def transfer_leadership(self, to: str) -> None:
         if self.role is not Role.LEADER:
             raise NotLeader(self.lead, "leadership transfer")

@@ -38,6 +38,7 @@ class Status:
     commit: int
     applied: int
     last_index: int
+    last_term: int
     lead: str
     role: Role
     conf: ConfState
@@ -81,6 +82,14 @@ class RawNode:
 
     def transfer_leadership(self, to: str) -> None:
         self.raft.transfer_leadership(to)
+
+    def report_unreachable(self, to: str) -> None:
+        """The transport failed to send to `to` (connection down): the leader probes it instead of pipelining."""
+        self.raft.report_unreachable(to)
+
+    def report_snapshot(self, to: str, delivered: bool) -> None:
+        """The transport's outcome for a SNAPSHOT message to `to` (sent whole, or failed)."""
+        self.raft.report_snapshot(to, delivered)
 
     # ------------------------------------------------------------------ outputs
     def has_ready(self) -> bool:
@@ -145,7 +154,7 @@ class RawNode:
             progress = {sid: FollowerStatus(pr.match, pr.next, pr.state, pr.inflights.count())
                         for sid, pr in r.prs.items()}
         return Status(id=r.id, term=r.term, vote=r.vote, commit=r.log.committed, applied=r.log.applied,
-                      last_index=r.log.last_index(), lead=r.lead, role=r.role, conf=r.conf,
+                      last_index=r.log.last_index(), last_term=r.log.last_term(), lead=r.lead, role=r.role, conf=r.conf,
                       lead_transferee=r.lead_transferee, progress=progress)
 
     def applied_conf(self) -> ConfState:
