@@ -11,6 +11,8 @@ import json
 import random
 from collections.abc import Callable, Iterable
 
+import attrs
+
 from protocol.raft import Config, MemoryStorage, RawNode, bootstrap
 from protocol.raft.types import (
     ConfState,
@@ -87,6 +89,7 @@ class Server:
         self.alive = True
         self.incarnation = 0
         self.read_states: list[ReadState] = []
+        self.checked_leader_term = -1  # the Checker's note: leader completeness checked for this term
         self._start()
 
     def _start(self) -> None:
@@ -164,8 +167,6 @@ class Server:
 
 
 def attrs_evolve(cfg: Config, **changes) -> Config:
-    import attrs
-
     return attrs.evolve(cfg, **changes)
 
 
@@ -257,8 +258,8 @@ class Checker:
             holder = self.leaders.setdefault(r.term, s.id)
             if holder != s.id:
                 self.fail(f"election safety: {holder} and {s.id} both lead term {r.term}")
-            if getattr(s, "_checked_leader_term", None) != r.term:
-                s._checked_leader_term = r.term
+            if s.checked_leader_term != r.term:
+                s.checked_leader_term = r.term
                 for idx, t in self.commit_term.items():
                     if t < r.term:
                         self._expect_in_log(s, idx, f"leader completeness: new leader of term {r.term}")
