@@ -90,6 +90,9 @@ class Server:
         self.incarnation = 0
         self.read_states: list[ReadState] = []
         self.checked_leader_term = -1  # the Checker's note: leader completeness checked for this term
+        self.tear_next_ready = False
+        self.torn_crashes = 0
+        self.torn_entries = 0
         self._start()
 
     def _start(self) -> None:
@@ -111,6 +114,9 @@ class Server:
         out: list[Message] = []
         while self.alive and self.node.has_ready():
             rd = self.node.ready()
+            if self.tear_next_ready:
+                self._torn_crash(rd)
+                break
             if rd.snapshot is not None:
                 self.storage.apply_snapshot(rd.snapshot)
             if rd.entries:
@@ -150,16 +156,25 @@ class Server:
             self.storage.create_snapshot(self.applied, self.node.applied_conf(), self.sm.dump())
             self.storage.compact(max(self.storage.first_index() - 1, self.applied - self.keep_after_snapshot))
 
-    def crash(self, tear: bool = False) -> None:
-        """Stop now. Unsynced hard state is lost; with `tear`, the Ready being written is cut part-way: a
-        prefix of its entries reached the disk, its hard state and messages did not."""
-        if tear and self.node.has_ready():
-            rd = self.node.ready()
-            if rd.snapshot is None and rd.entries:
-                self.storage.append(rd.entries[: self.rng.randrange(len(rd.entries) + 1)])
+    def crash(self) -> None:
+        """Stop now: the hard state written without fsync since the last fsync is lost."""
         self.storage.set_hard_state(self.durable_hard)
         self.alive = False
         self.read_states = []
+        self.tear_next_ready = False
+
+    def crash_while_writing_next_ready(self) -> None:
+        """Crash part-way through persisting the next Ready: a prefix of its entries reaches the disk, its
+        hard state does not, and none of its messages leave."""
+        self.tear_next_ready = True
+
+    def _torn_crash(self, rd) -> None:
+        self.torn_entries = 0
+        if rd.snapshot is None and rd.entries:
+            self.torn_entries = self.rng.randrange(len(rd.entries) + 1)
+            self.storage.append(rd.entries[: self.torn_entries])
+        self.torn_crashes += 1
+        self.crash()
 
     def restart(self) -> None:
         self.alive = True

@@ -229,7 +229,10 @@ class Simulation:
             up = self.alive()
             if len(up) > 1:
                 victim = rng.choice(up)
-                victim.crash(tear=sc.tear and rng.random() < 0.5)
+                if sc.tear and rng.random() < 0.5:
+                    victim.crash_while_writing_next_ready()
+                else:
+                    victim.crash()
                 self.stats["crashes"] += 1
         elif kind == "restart":
             down = [s for s in self.servers.values() if not s.alive]
@@ -239,12 +242,14 @@ class Simulation:
             self._change_membership()
         elif kind == "stall":
             victim = self.leader() if rng.random() < 0.5 else rng.choice(list(self.servers.values()))
+            if victim is not None and self._frozen(victim):
+                victim = None
             if victim is not None:
                 self.stalled_until[victim.id] = self.now + rng.randint(50, 4 * sc.election_tick * TICK_MS)
                 self.stats["stalls"] += 1
         elif kind == "transfer":
             lead = self.leader()
-            if lead is not None:
+            if lead is not None and not self._frozen(lead):
                 others = sorted(lead.raft.conf.voters() - {lead.id})
                 if others:
                     lead.node.transfer_leadership(rng.choice(others))
@@ -259,7 +264,7 @@ class Simulation:
 
     def _change_membership(self) -> None:
         lead = self.leader()
-        if lead is None:
+        if lead is None or self._frozen(lead):
             return
         conf = lead.raft.conf
         voters = sorted(conf.voters())
@@ -382,6 +387,7 @@ class Simulation:
         self.stalled_until.clear()
         self.delay = (1, 4)
         for s in list(self.servers.values()):
+            s.tear_next_ready = False
             if not s.alive:
                 self._restart(s)
         calm_start = self.now
@@ -409,6 +415,7 @@ class Simulation:
             self.stats["ops"] = len(self.history)
             self.stats["unknown"] = sum(1 for op in self.history if op.ret is None)
         self.stats["steps"] = self.checker.steps
+        self.stats["torn_crashes"] = sum(s.torn_crashes for s in self.servers.values())
         return self.stats
 
     def _calm_proposals_commit(self, deadline: int) -> bool:

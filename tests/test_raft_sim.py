@@ -80,6 +80,8 @@ def test_simulated_cluster_stays_safe_and_live(name: str) -> None:
         assert totals["crashes"] > 0
     if scenario.partitions and not os.environ.get("RAFT_SEED"):
         assert totals["partitions"] > 0
+    if scenario.tear and not os.environ.get("RAFT_SEED"):
+        assert totals["torn_crashes"] > 0
     if scenario.stalls and not os.environ.get("RAFT_SEED"):
         assert totals["stalls"] > 0
     if scenario.transfers and not os.environ.get("RAFT_SEED"):
