@@ -33,6 +33,7 @@ TICK_MS = 10
 class Scenario:
     servers: int = 3
     fault_ms: int = 1500  # length of the fault phase
+    fault_every_ms: tuple[int, int] = (50, 300)  # the gap between two fault events, uniform
     calm_ms: int = 1500  # the calm phase's budget (liveness must hold well within it)
     loss: float = 0.0
     duplicate: float = 0.0
@@ -255,7 +256,7 @@ class Simulation:
                     lead.node.transfer_leadership(rng.choice(others))
                     self.stats["transfers"] += 1
                     self._flush(lead)
-        self.at(rng.randint(50, 300), self._fault)
+        self.at(rng.randint(*sc.fault_every_ms), self._fault)
 
     def _restart(self, s: Server) -> None:
         s.restart()
@@ -379,7 +380,7 @@ class Simulation:
                 self.at(1 + c, lambda c=c: self._client(c))
         else:
             self.at(1, self._propose_somewhere)
-        self.at(self.rng.randint(50, 300), self._fault)
+        self.at(self.rng.randint(*sc.fault_every_ms), self._fault)
         self.run_until(sc.fault_ms)
         # calm: faults stop, every server comes back
         self.faults_on = False
