@@ -16,7 +16,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from agent.server import records
 from agent.server.errors import ClusterMismatch, StoreCorrupt
-from agent.server.raftstore import RaftStore, conf_after, snapshot_name
+from agent.server.raftstore import RaftStore, snapshot_name
+from protocol.raft.membership import conf_after
 from protocol.raft.storage import Compacted, SnapshotOutOfDate, Unavailable
 from protocol.raft.types import (
     ConfChange,
@@ -85,7 +86,7 @@ class Model:
         conf = self.snap.meta.conf
         for e in self.ents:
             if e.kind is EntryKind.CONF_CHANGE:
-                conf = conf_after(conf, e)
+                conf = conf_after(conf, (e,))
         return conf
 
 

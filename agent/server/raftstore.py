@@ -26,17 +26,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from agent.datadir import DataDir, fsync_dir
+from protocol.raft.membership import conf_after
 from protocol.raft.storage import Compacted, SnapshotOutOfDate, Unavailable
 from protocol.raft.types import (
-    ConfChangeKind,
     ConfState,
     Entry,
     EntryKind,
     HardState,
-    Server,
     Snapshot,
     SnapshotMeta,
-    Suffrage,
     WireError,
     conf_change_from_bytes,
 )
@@ -58,23 +56,6 @@ SNAPSHOT_RE = re.compile(r"(\d{20})\.snap")
 
 def snapshot_name(index: int) -> str:
     return f"{index:020d}.snap"
-
-
-def conf_after(conf: ConfState, entry: Entry) -> ConfState:
-    """The configuration once a CONF_CHANGE entry is in the log (hashicorp/raft: in force from its append).
-
-    NOTE for the merge: this is the membership rule of the core; replace with protocol.raft's own function."""
-    cc = conf_change_from_bytes(entry.data)
-    servers = {s.id: s for s in conf.servers}
-    old = servers.get(cc.server_id)
-    if cc.kind is ConfChangeKind.REMOVE_SERVER:
-        servers.pop(cc.server_id, None)
-    elif cc.kind is ConfChangeKind.ADD_VOTER or old is None:
-        suffrage = Suffrage.VOTER if cc.kind is ConfChangeKind.ADD_VOTER else Suffrage.NONVOTER
-        servers[cc.server_id] = Server(cc.server_id, cc.address or (old.address if old else ""), suffrage)
-    else:  # ADD_NONVOTER for a server already in: keeps its suffrage, takes the new address
-        servers[cc.server_id] = Server(cc.server_id, cc.address or old.address, old.suffrage)
-    return ConfState(tuple(servers.values()))
 
 
 class RaftStore:
@@ -294,7 +275,7 @@ class RaftStore:
     def _note_conf(self, entry: Entry) -> None:
         if entry.kind is EntryKind.CONF_CHANGE:
             current = self._confs[-1][1] if self._confs else self._snap.meta.conf
-            self._confs.append((entry.index, conf_after(current, entry)))
+            self._confs.append((entry.index, conf_after(current, (entry,))))
 
     def set_hard_state(self, hs: HardState) -> None:
         """Durable after `sync()`."""
