@@ -1,5 +1,5 @@
-"""agent.server.driver (a skeleton): the order persist -> send -> apply -> advance, with a real RaftStore and
-real transports on loopback, driven by a trivial scripted node (the real core is another module's)."""
+"""agent.server.driver: the order persist -> send -> apply -> advance, with a real RaftStore and real transports
+on loopback, driven by a trivial scripted node; a proposal's result comes from the state machine once applied."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import trio
 
-from agent.server.driver import Driver, StateMachine
+from agent.server.driver import Driver
 from agent.server.hardstate import HardStateFile
 from agent.server.raftstore import RaftStore
 from agent.server.transport import Transport
@@ -35,13 +35,14 @@ class ScriptedNode:
     def step(self, msg: Message) -> None:
         self.stepped.append(msg)
 
-    def propose(self, data: bytes) -> None:
+    def propose(self, data: bytes) -> tuple[int, int]:
         self.index += 1
         e = Entry(self.index, 1, data=data)
         self.pending.append(Ready(
             entries=(e,), hard_state=HardState(1, "a", self.index), must_sync=True, committed_entries=(e,),
             messages=(Message(type=MsgType.APPEND, to="b", from_="a", term=1, index=self.index - 1, entries=(e,)),),
         ))
+        return self.index, 1
 
     def has_ready(self) -> bool:
         return bool(self.pending)
@@ -84,11 +85,19 @@ def test_a_ready_is_persisted_then_sent_then_applied_then_advanced(tmp_path: Pat
         b = Transport("b", "c", port=0)
         applied: list[Entry] = []
 
-        def apply(entries: Sequence[Entry]) -> None:
-            applied.extend(entries)
-            events.append("apply")
+        class Machine:
+            def apply(self, entry: Entry) -> str:
+                applied.append(entry)
+                events.append("apply")
+                return f"applied {entry.index}"
 
-        driver = Driver(node, store, a, StateMachine(apply), tick_interval=0.01)
+            def snapshot(self) -> bytes:
+                return b""
+
+            def restore(self, data: bytes) -> None:
+                pass
+
+        driver = Driver(node, store, a, Machine(), tick_interval=0.01)  # type: ignore[arg-type]
         async with trio.open_nursery() as nursery:
             await nursery.start(a.run)
             baddr = await nursery.start(b.run)
@@ -96,7 +105,7 @@ def test_a_ready_is_persisted_then_sent_then_applied_then_advanced(tmp_path: Pat
             b.add_peer("a", None)
             await nursery.start(driver.run)
             for i in range(1, 4):
-                await driver.propose(b"cmd%d" % i)
+                assert await driver.propose(b"cmd%d" % i) == f"applied {i}"
             with trio.fail_after(DEADLINE):
                 got = [await b.inbox.receive() for _ in range(3)]
             assert [m.entries[0].data for m in got] == [b"cmd1", b"cmd2", b"cmd3"]
