@@ -466,6 +466,16 @@ class Agent:
             raise TimeoutError(f"no answer to the {operation} query within {KEY_QUERY_BOUND:g}s")
         return results[0]
 
+    async def server_rpc(self, method: str, args: dict[str, Any]) -> Any:
+        """Consul's forwarding: the leader answers (in-process when that is us), anyone else forwards to it.
+        LookupError("No cluster leader") when there is none; RPCError with the server's text otherwise."""
+        if self.raft is not None and self.raft.is_leader():
+            return await self.raft.local_rpc(method, args)
+        leader = self.table.current.leader
+        if not leader:
+            raise LookupError("No cluster leader")
+        return await server_rpc.call(leader, method, args, timeout=max(2.0, 2 * self.timing.election_timeout))
+
     def self_member(self) -> Member:
         return self.table.current.members[self.config.node_name]
 

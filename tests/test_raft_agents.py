@@ -105,6 +105,40 @@ def test_three_servers_and_a_client_agree_on_one_leader_and_fail_over(cluster: C
     assert b"before the kill" in [item[2] for item in applied]
     assert call(by_addr(survivors, new), "Raft.Apply", {"data": b"after the kill"})["result"][0] > 0
 
+    # the operator's view, from the client (forwarded to the leader), and removing the dead server
+    out = client.cli("operator", "raft", "list-peers")
+    assert out.returncode == 0, out.stderr
+    rows = [line.split() for line in out.stdout.splitlines()]
+    assert rows[0] == ["Node", "ID", "Address", "State", "Voter", "RaftProtocol"]
+    assert sorted((r[0], r[2], r[3]) for r in rows[1:]) == sorted(
+        (s.name, server_addr(s), "leader" if server_addr(s) == new else "follower") for s in servers)
+    out = client.cli("operator", "raft", "remove-peer", f"-address={leader}")
+    assert (out.returncode, out.stdout.strip()) == (0, f'Removed peer with address "{leader}"'), out.stderr
+    conf = requests.get(f"http://{survivors[0].http_addr}/v1/operator/raft/configuration", timeout=5).json()
+    assert sorted(x["Address"] for x in conf["Servers"]) == sorted(server_addr(s) for s in survivors)
+    assert [x["Leader"] for x in conf["Servers"] if x["Address"] == new] == [True]
+    r = requests.delete(f"http://{client.http_addr}/v1/operator/raft/peer", timeout=5)
+    assert r.status_code == 400 and "Must specify either ?id" in r.text
+
+
+def test_a_server_that_leaves_is_removed_from_the_configuration(cluster: Cluster) -> None:
+    servers = start_servers(cluster, 3)
+    leader = wait_for(lambda: agreed_leader(servers), timeout=30, what="a leader", diagnostics=cluster.diagnostics)
+    follower = next(s for s in servers if server_addr(s) != leader)
+    out = follower.cli("leave")
+    assert out.returncode == 0, out.stderr
+    assert follower.proc.wait(20) == 0
+    remaining = [s for s in servers if s is not follower]
+
+    def configuration() -> list[str] | None:
+        conf = requests.get(f"http://{remaining[0].http_addr}/v1/operator/raft/configuration", timeout=5).json()
+        addrs = sorted(x["Address"] for x in conf["Servers"])
+        return addrs if addrs == sorted(server_addr(s) for s in remaining) else None
+
+    wait_for(configuration, timeout=15, what="the left server removed", diagnostics=cluster.diagnostics)
+    assert sorted(requests.get(f"http://{remaining[0].http_addr}/v1/status/peers", timeout=2).json()) == sorted(
+        server_addr(s) for s in remaining)
+
 
 def test_a_stopped_leader_steps_down_when_continued_and_never_commits_in_its_old_term(cluster: Cluster) -> None:
     servers = start_servers(cluster, 3)

@@ -126,7 +126,9 @@ class RaftServer:
         self.transport: Transport | None = None
         self.driver: Driver | None = None
         self.rpc = RPCServer({"Status.Leader": self._rpc_leader, "Status.Peers": self._rpc_peers,
-                              "Raft.Apply": self._rpc_apply, "Raft.Applied": self._rpc_applied})
+                              "Raft.Apply": self._rpc_apply, "Raft.Applied": self._rpc_applied,
+                              "Operator.RaftGetConfiguration": self._rpc_configuration,
+                              "Operator.RaftRemovePeer": self._rpc_remove_peer})
         self._pool_changed = trio.Event()
         self._leader = ""
 
@@ -386,18 +388,44 @@ class RaftServer:
             return
         log.info("raft: membership change applied: %s %s %s", change.kind.name, change.server_id, change.address)
 
-    async def remove_peer(self, *, server_id: str = "", address: str = "") -> None:
-        """DELETE /v1/operator/raft/peer: remove a server by id or address (leader only: NotLeader otherwise)."""
-        if self.driver is None:
-            raise RPCError("raft is not running yet")
+    # ---------------------------------------------------------------- operator (the leader answers; others forward)
+
+    def is_leader(self) -> bool:
+        return self.driver is not None and self.driver.soft_state.role is Role.LEADER
+
+    async def _rpc_configuration(self, _args: Any) -> dict[str, Any]:
+        """Consul's RaftConfigurationResponse: every server with its node name, and the configuration's index."""
+        if not self.is_leader():
+            raise RPCError("No cluster leader" if not self._leader else "not the leader")
+        assert self.driver is not None
+        st = self.driver.status()
+        names = {p.id: p.name for p in self.pool.values()}
+        servers = [{"ID": x.id, "Node": names.get(x.id, ""), "Address": x.address, "Leader": x.id == st.lead,
+                    "ProtocolVersion": "3", "Voter": x.suffrage is Suffrage.VOTER} for x in st.conf.servers]
+        return {"Servers": servers, "Index": self.driver.conf_index}
+
+    async def _rpc_remove_peer(self, args: Any) -> None:
+        """Remove a server by ``id`` or ``address`` (Consul's RaftRemovePeerByID / ByAddress)."""
+        if not self.is_leader():
+            raise RPCError("No cluster leader" if not self._leader else "not the leader")
+        assert self.driver is not None
+        server_id, address = str(args.get("id") or ""), str(args.get("address") or "")
         conf = self.driver.status().conf
         target = next((x for x in conf.servers if (server_id and x.id == server_id)
                        or (address and x.address == address)), None)
         if target is None:
-            what = f"id {server_id!r}" if server_id else f"address {address!r}"
-            raise LookupError(f"{what} was not found in the Raft configuration")
-        await self.driver.change_membership(ConfChange(ConfChangeKind.REMOVE_SERVER, target.id),
-                                            timeout=self.settings.timing.election_timeout * 2)
+            what = f'id "{server_id}"' if server_id else f'address "{address}"'
+            raise RPCError(f"{what} was not found in the Raft configuration")
+        try:
+            await self.driver.change_membership(ConfChange(ConfChangeKind.REMOVE_SERVER, target.id),
+                                                timeout=self.settings.timing.election_timeout * 2)
+        except (RaftError, trio.TooSlowError) as err:
+            raise RPCError(f"removing {target.id}: {err or 'timed out'}") from None
+        log.info("raft: removed peer %s (%s) on request", target.id, target.address)
+
+    async def local_rpc(self, method: str, args: dict[str, Any]) -> Any:
+        """Run one of our RPC methods in-process (the leader answering its own agent's HTTP request)."""
+        return await self.rpc.handlers[method](args)
 
 
 def _has_state(store: RaftStore) -> bool:

@@ -142,6 +142,7 @@ class Driver:
         self.last_contact = 0.0  # trio time of the last message from the leader (followers)
         self.snapshots_taken = 0
         self.faulty_messages = 0  # messages the core refused with LogInvariantError
+        self.conf_index = 0  # index of the last configuration entry applied (Consul's configuration Index)
         self._waiters: dict[int, _Waiter] = {}
         self._changed = trio.Event()
         self._events_send, self._events = trio.open_memory_channel[Event](1024)
@@ -269,7 +270,7 @@ class Driver:
         self.transport.send_all(rd.messages)
         if rd.snapshot is not None:
             self.machine.restore(rd.snapshot.data)
-            self.applied = rd.snapshot.meta.index
+            self.applied = self.conf_index = rd.snapshot.meta.index
             self._settle_waiters_upto(self.applied, None)
             changed = True
         for entry in rd.committed_entries:
@@ -278,6 +279,7 @@ class Driver:
                 result = self.machine.apply(entry)
             elif entry.kind is EntryKind.CONF_CHANGE:
                 changed = True
+                self.conf_index = entry.index
             self.applied = entry.index
             self._settle_waiters_upto(entry.index, entry, result)
         self.node.advance()
