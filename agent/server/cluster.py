@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from agent import consul
 from agent.members import STATUS_ALIVE, STATUS_LEFT, Member
 from protocol.raft import Config, RawNode, bootstrap
 from protocol.raft.errors import RaftError
-from protocol.raft.types import ConfChange, ConfChangeKind, Message, Role, Server, Suffrage
+from protocol.raft.types import ConfChange, ConfChangeKind, ConfState, Message, Role, Server, Suffrage
 
 from .driver import DEFAULT_SNAPSHOT_EVERY, Driver, StateMachine, Timing
 from .raftstore import RaftStore
@@ -350,34 +350,11 @@ class RaftServer:
             with trio.move_on_after(RECONCILE_INTERVAL):
                 await self._pool_changed.wait()
             if driver.soft_state.role is Role.LEADER:
-                change = self._next_change(driver)
+                status = driver.status()
+                connected = self.transport.connected() if self.transport is not None else frozenset()
+                change = next_change(status.id, status.conf, self.pool, connected)
                 if change is not None:
                     await self._propose_change(driver, change)
-
-    def _next_change(self, driver: Driver) -> ConfChange | None:
-        status = driver.status()
-        conf = status.conf
-        for p in sorted(self.pool.values(), key=lambda p: p.id):
-            if p.status != STATUS_ALIVE:
-                continue
-            current = conf.get(p.id)
-            if current is None or current.suffrage is not Suffrage.VOTER or current.address != p.address:
-                return ConfChange(ConfChangeKind.ADD_VOTER, p.id, p.address)
-        voters = conf.voters()
-        alive_voters = {v for v in voters if v == status.id or self._alive(v)}
-        quorum = len(voters) // 2 + 1
-        for server in conf.servers:
-            if server.id == status.id:
-                continue
-            p = self.pool.get(server.id)
-            gone = p is None or p.status == STATUS_LEFT
-            if gone and len(alive_voters - {server.id}) >= quorum:
-                return ConfChange(ConfChangeKind.REMOVE_SERVER, server.id)
-        return None
-
-    def _alive(self, server_id: str) -> bool:
-        p = self.pool.get(server_id)
-        return p is not None and p.status == STATUS_ALIVE
 
     async def _propose_change(self, driver: Driver, change: ConfChange) -> None:
         try:
@@ -426,6 +403,33 @@ class RaftServer:
     async def local_rpc(self, method: str, args: dict[str, Any]) -> Any:
         """Run one of our RPC methods in-process (the leader answering its own agent's HTTP request)."""
         return await self.rpc.handlers[method](args)
+
+
+def next_change(me: str, conf: ConfState, pool: Mapping[str, PoolServer],
+                connected: frozenset[str] | None = None) -> ConfChange | None:
+    """The leader's next membership change, or None.
+
+    First an alive server of the pool that is not a voter at its address, added as a voter once the transport
+    holds a connection with it (``connected``; None: all), so a server of another cluster, whose hello is
+    refused, never becomes a voter that can never vote.  Then a server that left the pool or was reaped, removed
+    only while the alive voters left after it are still a quorum of the current voters (autopilot never costs
+    quorum by itself)."""
+    for p in sorted(pool.values(), key=lambda p: p.id):
+        if p.status != STATUS_ALIVE or (connected is not None and p.id != me and p.id not in connected):
+            continue
+        current = conf.get(p.id)
+        if current is None or current.suffrage is not Suffrage.VOTER or current.address != p.address:
+            return ConfChange(ConfChangeKind.ADD_VOTER, p.id, p.address)
+    voters = conf.voters()
+    alive_voters = {v for v in voters if v == me or (v in pool and pool[v].status == STATUS_ALIVE)}
+    quorum = len(voters) // 2 + 1
+    for server in conf.servers:
+        if server.id == me:
+            continue
+        p = pool.get(server.id)
+        if (p is None or p.status == STATUS_LEFT) and len(alive_voters - {server.id}) >= quorum:
+            return ConfChange(ConfChangeKind.REMOVE_SERVER, server.id)
+    return None
 
 
 def _has_state(store: RaftStore) -> bool:
