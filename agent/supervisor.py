@@ -421,6 +421,8 @@ class Agent:
             return
         self._leaving = True
         assert self.driver is not None
+        if self.raft is not None:
+            await self.raft.leave()
         await self.driver.leave()
         if self.datadir is not None:
             self.datadir.mark_left(True)

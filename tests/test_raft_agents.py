@@ -139,6 +139,16 @@ def test_a_server_that_leaves_is_removed_from_the_configuration(cluster: Cluster
     assert sorted(requests.get(f"http://{remaining[0].http_addr}/v1/status/peers", timeout=2).json()) == sorted(
         server_addr(s) for s in remaining)
 
+    # the leader leaves too: it removes itself first and hands over, so the last server leads alone
+    leader_agent = by_addr(remaining, wait_for(lambda: agreed_leader(remaining), timeout=15, what="a leader"))
+    last = next(s for s in remaining if s is not leader_agent)
+    out = leader_agent.cli("leave")
+    assert out.returncode == 0, out.stderr
+    assert leader_agent.proc.wait(20) == 0
+    wait_for(lambda: leader_of(last) == server_addr(last), timeout=10, what="the last server leading alone",
+             diagnostics=cluster.diagnostics)
+    assert requests.get(f"http://{last.http_addr}/v1/status/peers", timeout=2).json() == [server_addr(last)]
+
 
 def test_a_stopped_leader_steps_down_when_continued_and_never_commits_in_its_old_term(cluster: Cluster) -> None:
     servers = start_servers(cluster, 3)
@@ -193,3 +203,18 @@ def test_restarting_every_server_keeps_the_log_and_elects_a_leader(cluster: Clus
         applied = wait_for(lambda s=s: [i for i in call(s, "Raft.Applied") if i[0] <= last_index], timeout=10,
                            what="the log applied again")
         assert [bytes(item[2]) for item in applied if item[2]] == [b"write %d" % i for i in range(5)]
+
+
+def test_servers_of_two_clusters_refuse_each_other_and_keep_their_own_configuration(cluster: Cluster) -> None:
+    fast = {"performance": {"raft_multiplier": 1}}
+    one = cluster.start("one", server=True, extra=fast)
+    two = cluster.start("two", server=True, extra={**fast, "start_join": [one.serf_addr]})
+    for s in (one, two):
+        wait_for(lambda s=s: leader_of(s) == server_addr(s), timeout=15, what=f"{s.name} leading its own cluster")
+    wait_for(lambda: any("is in cluster" in a.proc.log_tail(200) for a in (one, two)), timeout=15,
+             what="the other cluster's hello refused, and said why", diagnostics=cluster.diagnostics)
+    time.sleep(1.5)  # several reconciliation rounds (0.5 s): neither leader may add the other's server
+    for s in (one, two):
+        conf = requests.get(f"http://{s.http_addr}/v1/operator/raft/configuration", timeout=5).json()
+        assert [x["Address"] for x in conf["Servers"]] == [server_addr(s)]
+        assert leader_of(s) == server_addr(s)

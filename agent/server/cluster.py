@@ -131,6 +131,7 @@ class RaftServer:
                               "Operator.RaftRemovePeer": self._rpc_remove_peer})
         self._pool_changed = trio.Event()
         self._leader = ""
+        self._warned_bootstrap: set[str] = set()
 
     # ---------------------------------------------------------------- what the agent asks
 
@@ -269,7 +270,7 @@ class RaftServer:
                         disabled = True
                     else:
                         await trio.to_thread.run_sync(self._write_bootstrap, store, servers)
-                        transport.cluster_id = store.cluster_id or ""
+                        transport.set_cluster(store.cluster_id or "")
                         return None
             with trio.move_on_after(BOOTSTRAP_POLL):
                 msg = await transport.inbox.receive()
@@ -324,7 +325,7 @@ class RaftServer:
             cluster = transport.peer_cluster(leader) if leader and leader != self.settings.node_id else ""
             if cluster:
                 await trio.to_thread.run_sync(store.set_cluster_id, cluster)
-                transport.cluster_id = cluster
+                transport.set_cluster(cluster)
                 log.info("raft: joined cluster %s (leader %s)", cluster, leader)
                 return
             await driver.wait_changed()
@@ -352,9 +353,25 @@ class RaftServer:
             if driver.soft_state.role is Role.LEADER:
                 status = driver.status()
                 connected = self.transport.connected() if self.transport is not None else frozenset()
-                change = next_change(status.id, status.conf, self.pool, connected)
+                change = next_change(status.id, status.conf, self._joinable_pool(), connected)
                 if change is not None:
                     await self._propose_change(driver, change)
+
+    def _joinable_pool(self) -> dict[str, PoolServer]:
+        """The pool less what Consul's leader refuses to add: with us in bootstrap mode, another server in
+        bootstrap mode ("Two nodes are in bootstrap mode. Only one node should be in bootstrap mode")."""
+        if not self.settings.bootstrap:
+            return self.pool
+        pool = {}
+        for sid, p in self.pool.items():
+            if sid != self.settings.node_id and p.bootstrap:
+                if sid not in self._warned_bootstrap:
+                    self._warned_bootstrap.add(sid)
+                    log.error("raft: Two nodes are in bootstrap mode. Only one node should be in bootstrap mode, "
+                              "not adding Raft peer: %s", p.name)
+                continue
+            pool[sid] = p
+        return pool
 
     async def _propose_change(self, driver: Driver, change: ConfChange) -> None:
         try:
@@ -399,6 +416,21 @@ class RaftServer:
         except (RaftError, trio.TooSlowError) as err:
             raise RPCError(f"removing {target.id}: {err or 'timed out'}") from None
         log.info("raft: removed peer %s (%s) on request", target.id, target.address)
+
+    async def leave(self) -> None:
+        """A graceful leave (Consul's server leave): a leader with other voters removes itself from the
+        configuration first (the core then hands leadership to an up-to-date voter), so the cluster neither waits
+        an election timeout nor keeps a voter that is gone.  A follower is removed by the leader once gossip says
+        it left."""
+        driver = self.driver
+        if driver is None or not self.is_leader() or len(driver.status().conf.voters()) < 2:
+            return
+        try:
+            await driver.change_membership(ConfChange(ConfChangeKind.REMOVE_SERVER, self.settings.node_id),
+                                           timeout=self.settings.timing.election_timeout * 2)
+            log.info("raft: removed ourselves from the configuration before leaving")
+        except (RaftError, trio.TooSlowError) as err:
+            log.warning("raft: could not remove ourselves before leaving: %s", err or "timed out")
 
     async def local_rpc(self, method: str, args: dict[str, Any]) -> Any:
         """Run one of our RPC methods in-process (the leader answering its own agent's HTTP request)."""

@@ -139,6 +139,16 @@ class Transport:
         """The servers we have a live connection with."""
         return frozenset(p.id for p in self._peers.values() if p.conn is not None)
 
+    def set_cluster(self, cluster_id: str) -> None:
+        """We joined or bootstrapped ``cluster_id``: connections made while we had none, with servers of another
+        cluster, are closed (their redial is refused by the hello check)."""
+        self.cluster_id = cluster_id
+        for peer in self._peers.values():
+            if peer.cluster and peer.cluster != cluster_id and peer.conn is not None:
+                log.warning("raft transport: closing the connection with %s: it is in cluster %s, we are now in %s",
+                            peer.id, peer.cluster, cluster_id)
+                peer.conn.cancel()
+
     def peer_cluster(self, server_id: str) -> str:
         """The cluster id the peer's last hello named ("" unknown)."""
         peer = self._peers.get(server_id)
