@@ -218,3 +218,20 @@ def test_servers_of_two_clusters_refuse_each_other_and_keep_their_own_configurat
         conf = requests.get(f"http://{s.http_addr}/v1/operator/raft/configuration", timeout=5).json()
         assert [x["Address"] for x in conf["Servers"]] == [server_addr(s)]
         assert leader_of(s) == server_addr(s)
+
+
+def test_five_servers_fail_over_after_kill_9_of_the_leader(cluster: Cluster) -> None:
+    servers = start_servers(cluster, 5)
+    leader = wait_for(lambda: agreed_leader(servers), timeout=40, what="one leader on five servers",
+                      diagnostics=cluster.diagnostics)
+    assert sorted(requests.get(f"http://{servers[0].http_addr}/v1/status/peers", timeout=2).json()) == sorted(
+        server_addr(s) for s in servers)
+    old = by_addr(servers, leader)
+    old.proc.kill()
+    killed_at = time.monotonic()
+    survivors = [s for s in servers if s is not old]
+    wait_for(lambda: agreed_leader(survivors, not_=leader), timeout=10, interval=0.02,
+             what="a new leader on the four survivors", diagnostics=cluster.diagnostics)
+    failover = time.monotonic() - killed_at
+    print(f"five servers, failover after kill -9: {failover * 1000:.0f} ms")
+    assert failover <= 2 * ELECTION_TIMEOUT, f"new leader after {failover:.2f}s"
