@@ -188,8 +188,9 @@ class RaftServer:
             last_contact = "0"
         elif driver.last_contact:
             last_contact = f"{(trio.current_time() - driver.last_contact) * 1000:.3f}ms"
-        latest = [{"ID": x.id, "Address": x.address, "Suffrage": "Voter" if x.suffrage is Suffrage.VOTER
-                   else "Nonvoter"} for x in st.conf.servers]
+        latest = " ".join(  # hashicorp/raft's []Server printed with %+v, as Consul shows it
+            f"{{Suffrage:{'Voter' if x.suffrage is Suffrage.VOTER else 'Nonvoter'} ID:{x.id} Address:{x.address}}}"
+            for x in st.conf.servers)
         return {
             "applied_index": str(driver.applied),
             "commit_index": str(st.commit),
@@ -199,7 +200,7 @@ class RaftServer:
             "last_log_term": str(st.last_term),
             "last_snapshot_index": str(snap.index),
             "last_snapshot_term": str(snap.term),
-            "latest_configuration": str(latest),
+            "latest_configuration": f"[{latest}]",
             "num_peers": str(max(0, len(st.conf.voters()) - 1)),
             "protocol_version": "3",
             "protocol_version_max": "3",
