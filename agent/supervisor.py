@@ -33,10 +33,11 @@ from agent.dns import serve_dns
 from agent.gossip import GossipDriver
 from agent.http import serve_http
 from agent.keyring_file import initial_keys, write_keyring_file
-from agent.members import STATUS_ALIVE, Member, MemberTable
+from agent.members import Member, MemberTable
 from agent.server import rpc as server_rpc
-from agent.server.cluster import RaftServer, ServerSettings, bootstrap_warnings, pool_servers
+from agent.server.cluster import RaftServer, ServerSettings, bootstrap_warnings
 from agent.server.driver import Timing
+from agent.server.follow import LeaderFollower
 from agent.server.machine import RecordingMachine
 from agent.services.manager import ServiceManager
 from agent.version import __version__
@@ -107,7 +108,7 @@ class Agent:
         self.raft: RaftServer | None = None
         self.timing = Timing.consul(config.raft_multiplier)
         self._dev_tmp: tempfile.TemporaryDirectory[str] | None = None
-        self._servers_changed = trio.Event()
+        self._follower: LeaderFollower | None = None
         #: key queries in flight: handle -> (set when done, the result)
         self._key_waiters: dict[int, tuple[trio.Event, list[KeyQueryDone]]] = {}
 
@@ -148,7 +149,8 @@ class Agent:
         follows the leader a server reports (docs/raft.md "Servers in the agent")."""
         config = self.config
         if not config.server:
-            nursery.start_soon(self._follow_leader)
+            self._follower = LeaderFollower(self.table, config.datacenter, min(1.0, self.timing.heartbeat_timeout / 4))
+            nursery.start_soon(self._follower.run)
             return
         data_dir = config.data_dir
         if data_dir is None:  # -dev without -data-dir: Consul keeps Raft in memory; we use a throwaway dir
@@ -157,7 +159,7 @@ class Agent:
         settings = ServerSettings(
             node_id=self.node_id, data_dir=Path(data_dir), bind_addr=config.bind_addr,
             advertise_addr=config.advertise_addr, port=config.ports.server, datacenter=config.datacenter,
-            bootstrap=config.bootstrap or (config.dev and not config.bootstrap_expect),
+            bootstrap=config.bootstrap or config.dev,
             bootstrap_expect=config.bootstrap_expect, timing=self.timing)
         for warning in bootstrap_warnings(config.bootstrap, config.bootstrap_expect):
             log.warning("agent: %s", warning)
@@ -166,29 +168,6 @@ class Agent:
         self.raft = RaftServer(settings, RecordingMachine(), self.table.set_leader)
         self.raft.update_pool(self.table.current.members.values())
         await nursery.start(self.raft.run)
-
-    async def _follow_leader(self) -> None:
-        """A client asks a live server (Status.Leader, Status.Peers over the server port) for the leader."""
-        interval = min(1.0, self.timing.heartbeat_timeout / 4)
-        turn = 0
-        while True:
-            servers = sorted(p.address for p in pool_servers(self.table.current.members.values(),
-                                                             self.config.datacenter).values()
-                             if p.status == STATUS_ALIVE)
-            leader, peers = "", ()
-            for address in servers[turn % len(servers):] + servers[:turn % len(servers)] if servers else []:
-                try:
-                    leader = await server_rpc.call(address, "Status.Leader", timeout=interval * 2)
-                    peers = tuple(await server_rpc.call(address, "Status.Peers", timeout=interval * 2))
-                    break
-                except server_rpc.RPCError as err:
-                    log.debug("agent: cannot ask %s for the leader: %s", address, err)
-                    leader, peers = "", ()
-                    turn += 1
-            self.table.set_leader(str(leader or ""), peers)
-            with trio.move_on_after(interval):  # or at once when a server joins or fails
-                await self._servers_changed.wait()
-            self._servers_changed = trio.Event()
 
     async def _start_services(self, nursery: trio.Nursery) -> None:
         """Catalog replication over gossip, then the local services and their check runners (which publish)."""
@@ -365,7 +344,8 @@ class Agent:
         """The leader comes from Raft (ours, or a server's for a client); gossip tells Raft who the servers are."""
         if self.raft is not None:
             self.raft.update_pool(self.table.current.members.values())
-        self._servers_changed.set()
+        if self._follower is not None:
+            self._follower.poke()
 
     async def _save_peers_loop(self) -> None:
         if self.datadir is None:

@@ -145,9 +145,9 @@ def test_a_server_that_leaves_is_removed_from_the_configuration(cluster: Cluster
     out = leader_agent.cli("leave")
     assert out.returncode == 0, out.stderr
     assert leader_agent.proc.wait(20) == 0
-    wait_for(lambda: leader_of(last) == server_addr(last), timeout=10, what="the last server leading alone",
-             diagnostics=cluster.diagnostics)
-    assert requests.get(f"http://{last.http_addr}/v1/status/peers", timeout=2).json() == [server_addr(last)]
+    wait_for(lambda: leader_of(last) == server_addr(last) and requests.get(
+        f"http://{last.http_addr}/v1/status/peers", timeout=2).json() == [server_addr(last)],
+        timeout=10, what="the last server leading alone", diagnostics=cluster.diagnostics)
 
 
 def test_a_stopped_leader_steps_down_when_continued_and_never_commits_in_its_old_term(cluster: Cluster) -> None:
