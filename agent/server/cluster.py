@@ -138,12 +138,27 @@ class RaftServer:
     def update_pool(self, members: Iterable[Member]) -> None:
         """Every gossip change: the servers we know, their addresses for the transport."""
         self.pool = pool_servers(members, self.settings.datacenter)
-        if self.transport is not None:
-            for s in self.pool.values():
-                if s.status == STATUS_ALIVE and s.id != self.settings.node_id:
-                    self.transport.add_peer(s.id, s.address)
+        self._sync_peers()
         self._pool_changed.set()
         self._pool_changed = trio.Event()
+
+    def _sync_peers(self) -> None:
+        """The transport's peers: the alive servers of the pool, and every server of the configuration (so a
+        restarted cluster reconnects from its log alone); the pool's address wins.  A server that is neither (it
+        left and was removed) is dropped, so nobody keeps redialing it."""
+        if self.transport is None:
+            return
+        wanted = {p.id: p.address for p in self.pool.values() if p.status == STATUS_ALIVE}
+        if self.driver is not None:
+            for server in self.driver.status().conf.servers:
+                if server.address:
+                    wanted.setdefault(server.id, server.address)
+        wanted.pop(self.settings.node_id, None)
+        for sid, address in wanted.items():
+            self.transport.add_peer(sid, address)
+        for sid, address in self.transport.peers().items():
+            if sid not in wanted and address is not None:
+                self.transport.remove_peer(sid)
 
     def leader(self) -> str:
         return self._leader
@@ -221,9 +236,7 @@ class RaftServer:
                                                    rpc_handler=self.rpc.serve)
             async with trio.open_nursery() as nursery:
                 await nursery.start(transport.run)
-                for p in self.pool.values():
-                    if p.status == STATUS_ALIVE and p.id != s.node_id:
-                        transport.add_peer(p.id, p.address)
+                self._sync_peers()
                 task_status.started()
                 first: Message | None = None
                 if not _has_state(store):
@@ -336,10 +349,7 @@ class RaftServer:
     async def _publish_loop(self, driver: Driver) -> None:
         while True:
             status = driver.status()
-            if self.transport is not None:  # the configuration knows every server's address, gossip or not
-                for server in status.conf.servers:
-                    if server.id != status.id and server.address:
-                        self.transport.add_peer(server.id, server.address)
+            self._sync_peers()
             leader = status.conf.get(status.lead) if status.lead else None
             self._leader = leader.address if leader is not None else ""
             self.on_leader(self._leader, self.voters())
