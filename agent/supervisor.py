@@ -401,9 +401,9 @@ class Agent:
             return
         self._leaving = True
         assert self.driver is not None
-        if self.raft is not None:
-            await self.raft.leave()
         await self.driver.leave()
+        if self.raft is not None:  # after the gossip leave: the next leader sees us left and never re-adds us
+            await self.raft.leave()
         if self.datadir is not None:
             self.datadir.mark_left(True)
 

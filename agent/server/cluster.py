@@ -144,8 +144,9 @@ class RaftServer:
 
     def _sync_peers(self) -> None:
         """The transport's peers: the alive servers of the pool, and every server of the configuration (so a
-        restarted cluster reconnects from its log alone); the pool's address wins.  A server that is neither (it
-        left and was removed) is dropped, so nobody keeps redialing it."""
+        restarted cluster reconnects from its log alone); the pool's address wins.  A server that is neither and
+        has left the pool or was reaped is dropped, so nobody keeps redialing it (a leaving or failed one is kept:
+        gossip statuses flap during a leave, and dropping on every flap would churn connections)."""
         if self.transport is None:
             return
         wanted = {p.id: p.address for p in self.pool.values() if p.status == STATUS_ALIVE}
@@ -157,7 +158,8 @@ class RaftServer:
         for sid, address in wanted.items():
             self.transport.add_peer(sid, address)
         for sid, address in self.transport.peers().items():
-            if sid not in wanted and address is not None:
+            p = self.pool.get(sid)
+            if sid not in wanted and address is not None and (p is None or p.status == STATUS_LEFT):
                 self.transport.remove_peer(sid)
 
     def leader(self) -> str:
@@ -429,10 +431,11 @@ class RaftServer:
         log.info("raft: removed peer %s (%s) on request", target.id, target.address)
 
     async def leave(self) -> None:
-        """A graceful leave (Consul's server leave): a leader with other voters removes itself from the
-        configuration first (the core then hands leadership to an up-to-date voter), so the cluster neither waits
-        an election timeout nor keeps a voter that is gone.  A follower is removed by the leader once gossip says
-        it left."""
+        """A graceful leave (Consul's server leave), called once the gossip leave is done: a leader with other
+        voters removes itself from the configuration (the core then hands leadership to an up-to-date voter), so
+        the cluster neither waits an election timeout nor keeps a voter that is gone; the next leader already sees
+        it left in gossip, so it does not add it back.  A follower is removed by the leader once gossip says it
+        left."""
         driver = self.driver
         if driver is None or not self.is_leader() or len(driver.status().conf.voters()) < 2:
             return
