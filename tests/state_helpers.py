@@ -6,6 +6,7 @@ from typing import Any
 
 from agent.server.state import commands as c
 from agent.server.state.store import StateStore
+from agent.server.state.tables import State
 from protocol.raft.types import Entry
 
 SEC = 10**9
@@ -25,7 +26,7 @@ class Driven:
         return self.store.apply(Entry(index=self.index, term=1, data=c.encode(stamped)))
 
     @property
-    def state(self):  # noqa: ANN201 - the State
+    def state(self) -> State:
         return self.store.current
 
     def session(self, sid: str, **kw: Any) -> str:

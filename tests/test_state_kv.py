@@ -11,6 +11,7 @@ from state_helpers import SEC, Driven
 from agent.server.state import commands as c
 from agent.server.state import reads, views
 from agent.server.state.apply import Failed
+from agent.server.state.tables import KVEntry
 
 
 @pytest.fixture
@@ -18,7 +19,7 @@ def d() -> Driven:
     return Driven()
 
 
-def entry(d: Driven, key: str):  # noqa: ANN201
+def entry(d: Driven, key: str) -> KVEntry | None:
     return d.state.kvs.get(key)
 
 

@@ -43,8 +43,13 @@ def test_store_wakes_only_readers_of_what_changed() -> None:
     d = Driven()
     d.run(c.KVSet(key="web/a", value=b"1"))
     woken: list[str] = []
-    for name, read in [("key", reads.kv_get(d.state, "web/a")), ("prefix", reads.kv_list(d.state, "web/")),
-                       ("other", reads.kv_list(d.state, "db/")), ("sessions", reads.session_list(d.state))]:  # fmt: skip
+    readers = {
+        "key": reads.kv_get(d.state, "web/a"),
+        "prefix": reads.kv_list(d.state, "web/"),
+        "other": reads.kv_list(d.state, "db/"),
+        "sessions": reads.session_list(d.state),
+    }
+    for name, read in readers.items():
         d.store.hub.register(read.interests, lambda name=name: woken.append(name))
     d.run(c.KVSet(key="web/b", value=b"1"))
     assert woken == ["prefix"]
