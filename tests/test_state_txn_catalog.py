@@ -126,3 +126,19 @@ def test_critical_check_and_deregistration_invalidate_sessions(d: Driven) -> Non
     assert not d.state.services
     d.run(c.CatalogDeregister(node="Ext"))
     assert not d.state.nodes and not d.state.checks and not d.state.sessions
+
+
+def test_per_service_index_and_extinction(d: Driven) -> None:
+    # catalog.go maxIndexForService: the name's own index "service.<name>"; after its last instance goes,
+    # a read of the name reports service_last_extinction (so its blocking readers see the removal).
+    register(d, service=WEB)  # 1
+    register(d, node="other", service=ServiceRecord(id="db1", name="db"))  # 2
+    assert reads.catalog_service(d.state, "WEB").index == 1
+    register(d, node="other", service=ServiceRecord(id="db1", name="db", port=5432))  # 3: db only
+    assert reads.catalog_service(d.state, "web").index == 1
+    assert reads.catalog_service(d.state, "db").index == 3
+    d.run(c.CatalogDeregister(node="ext", service_id="web1"))  # 4
+    gone = reads.catalog_service(d.state, "web")
+    assert gone.value == () and gone.index == 4
+    assert [n.node for n in reads.catalog_nodes(d.state).value] == ["ext", "other"]
+    assert reads.catalog_nodes(d.state).index == 2

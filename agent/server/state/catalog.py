@@ -46,7 +46,9 @@ def _ensure_service(tx: Tx, node: str, service: ServiceRecord) -> None:
     create = existing.create_index if existing is not None else tx.index
     tx.services = tx.services.set(key, CatalogService(node, service, create, tx.index))
     tx.touch("services", node_key(node))
-    tx.changes.add(("service-name", service.name.lower()))
+    tx.touch_service(service.name)
+    if existing is not None and existing.service.name.lower() != service.name.lower():
+        _after_instance_gone(tx, existing.service.name)
 
 
 def _ensure_check(tx: Tx, node: str, check: CheckRecord) -> None:
@@ -63,6 +65,8 @@ def _ensure_check(tx: Tx, node: str, check: CheckRecord) -> None:
         create = existing.create_index if existing is not None else tx.index
         tx.checks = tx.checks.set(key, CatalogCheck(node, check, create, tx.index))
         tx.touch("checks", node_key(node))
+        if check.service_name:
+            tx.touch_service(check.service_name)
     if check.status == "critical":
         invalidate_check(tx, node, check.id)
 
@@ -95,6 +99,8 @@ def _delete_check(tx: Tx, key: tuple[str, str]) -> None:
         return
     tx.checks = tx.checks.delete(key)
     tx.touch("checks", key[0])
+    if stored.check.service_name:
+        tx.touch_service(stored.check.service_name)
     invalidate_check(tx, stored.node, stored.check.id)
 
 
@@ -107,7 +113,15 @@ def _delete_service(tx: Tx, key: tuple[str, str]) -> None:
             _delete_check(tx, check_key)
     tx.services = tx.services.delete(key)
     tx.touch("services", key[0])
-    tx.changes.add(("service-name", stored.service.name.lower()))
+    _after_instance_gone(tx, stored.service.name)
+
+
+def _after_instance_gone(tx: Tx, name: str) -> None:
+    lowered = name.lower()
+    if any(s.service.name.lower() == lowered for s in tx.services.values()):
+        tx.touch_service(name)
+    else:
+        tx.service_extinct(name)
 
 
 def deregister(tx: Tx, cmd: CatalogDeregister) -> bool:

@@ -16,12 +16,14 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
-from .tables import CatalogNode, KVEntry, Session, State, node_key
+from .tables import CatalogNode, CatalogService, KVEntry, Session, State, node_key
 from .watch import Interest
 
 __all__ = [
     "Read",
     "catalog_node",
+    "catalog_nodes",
+    "catalog_service",
     "kv_get",
     "kv_keys",
     "kv_list",
@@ -115,3 +117,26 @@ def catalog_node(state: State, node: str) -> Read[dict[str, Any] | None]:
     services = sorted((s for k, s in state.services.items() if k[0] == key), key=lambda s: s.service.id)
     checks = sorted((c for k, c in state.checks.items() if k[0] == key), key=lambda c: c.check.id)
     return Read(index, {"node": found, "services": services, "checks": checks}, interests)
+
+
+def catalog_nodes(state: State) -> Read[tuple[CatalogNode, ...]]:
+    """Registered nodes by name (case-insensitive first, as Consul's node index); the ``nodes`` index."""
+    nodes = tuple(sorted(state.nodes.values(), key=lambda n: (n.node.lower(), n.node)))
+    return Read(_nonzero(state.table_index("nodes")), nodes, (Interest("nodes"),))
+
+
+def catalog_service(state: State, name: str) -> Read[tuple[CatalogService, ...]]:
+    """Registered instances of service ``name`` (case-insensitive) by node then id.
+
+    Index as catalog.go ``maxIndexForService``: the name's own index ``service.<name>``; for a name with no
+    instance, ``service_last_extinction``, else the ``nodes``/``services`` tables' index."""
+    lowered = name.lower()
+    found = sorted(
+        (s for s in state.services.values() if s.service.name.lower() == lowered),
+        key=lambda s: (s.node.lower(), s.service.id),
+    )
+    if found:
+        index = state.indexes.get(f"service.{lowered}", 0) or state.table_index("nodes", "services")
+    else:
+        index = state.indexes.get("service_last_extinction", 0) or state.table_index("nodes", "services")
+    return Read(_nonzero(index), tuple(found), (Interest("service-name", lowered),))

@@ -193,6 +193,19 @@ class Tx:
     def table_index(self, *tables: str) -> int:
         return max((self._indexes.get(t, 0) for t in tables), default=0)
 
+    def touch_service(self, name: str) -> None:
+        """Consul's per-service index ``service.<name>`` (catalog.go ``serviceIndexName``): moved by any write
+        to the name's instances or their checks, so a reader of one service is not woken by another's churn."""
+        self._indexes[f"service.{name.lower()}"] = self.index
+        self.changes.add(("service-name", name.lower()))
+
+    def service_extinct(self, name: str) -> None:
+        """The name's last instance is gone: its index goes, ``service_last_extinction`` takes this apply's
+        index (what a read of an unknown service reports, catalog.go ``maxIndexForService``)."""
+        self._indexes.pop(f"service.{name.lower()}", None)
+        self._indexes["service_last_extinction"] = self.index
+        self.changes.add(("service-name", name.lower()))
+
     def commit(self) -> State:
         return State(
             kvs=self.kvs,
