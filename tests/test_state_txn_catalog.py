@@ -142,3 +142,17 @@ def test_per_service_index_and_extinction(d: Driven) -> None:
     assert gone.value == () and gone.index == 4
     assert [n.node for n in reads.catalog_nodes(d.state).value] == ["ext", "other"]
     assert reads.catalog_nodes(d.state).index == 2
+
+
+def test_txn_lock_inside_lock_delay_fails_before_running(d: Driven) -> None:
+    # txn_endpoint.go preCheck: kvsPreApply's lock-delay check -> "failed to lock key %q due to lock delay";
+    # any pre-check error ends the transaction before any op runs.
+    d.session("s1", lock_delay=10 * 10**9)
+    d.session("s2")
+    d.run(c.KVLock(key="k", session="s1"))
+    d.run(c.SessionDestroy(id="s1"), now=100 * 10**9)
+    ops = (op("set", "x", value=b"1"), op("lock", "k", session="s2"), op("get", "nope"))
+    out = d.run(c.Txn(ops=ops), now=105 * 10**9)
+    assert out.errors == ((1, 'failed to lock key "k" due to lock delay'),)
+    assert "x" not in d.state.kvs
+    assert d.run(c.Txn(ops=ops[:2]), now=110 * 10**9).ok

@@ -1,7 +1,9 @@
 """``/v1/txn`` KV operations (hashicorp/consul ``agent/consul/state/txn.go`` ``txnKVS``; txn.mdx;
 wave2-anchors §2.4).
 
-Every operation runs, in order, on the transaction's working copy; each failure adds ``(OpIndex, What)`` with
+First Consul's pre-check (``txn_endpoint.go`` ``preCheck``): a ``lock`` inside its key's lock-delay fails with
+"failed to lock key %q due to lock delay", and any such failure ends the transaction before it runs.  Then every
+operation runs, in order, on the transaction's working copy; each failure adds ``(OpIndex, What)`` with
 Consul's text and the run goes on (Consul reports every failing op).  Any failure: nothing is kept.  Results:
 ``get`` shows the value, ``get-tree`` one result per entry with values, writes and checks show the entry with
 its value blanked, deletes show nothing.
@@ -12,7 +14,17 @@ from __future__ import annotations
 import attrs
 
 from .commands import TxnOp
-from .kvs import StateError, kv_delete, kv_delete_cas, kv_delete_tree, kv_lock, kv_set, kv_set_cas, kv_unlock
+from .kvs import (
+    StateError,
+    kv_delete,
+    kv_delete_cas,
+    kv_delete_tree,
+    kv_lock,
+    kv_set,
+    kv_set_cas,
+    kv_unlock,
+    lock_delay_expiry,
+)
 from .reads import kv_list
 from .tables import KVEntry, Tx
 
@@ -98,7 +110,14 @@ def _run_op(tx: Tx, op: TxnOp) -> list[KVEntry]:
 
 
 def run_txn(tx: Tx, ops: tuple[TxnOp, ...]) -> TxnOutcome:
-    """Run ``ops`` on ``tx``; the caller commits ``tx`` only when the outcome is ok."""
+    """Run ``ops`` on ``tx`` (its ``now`` is the leader's); the caller commits ``tx`` only when the outcome is ok."""
+    delayed = tuple(
+        (i, f'failed to lock key "{op.key}" due to lock delay')
+        for i, op in enumerate(ops)
+        if op.verb == "lock" and tx.now < lock_delay_expiry(tx, op.key)
+    )
+    if delayed:
+        return TxnOutcome(errors=delayed)
     results: list[KVEntry] = []
     errors: list[tuple[int, str]] = []
     for i, op in enumerate(ops):
