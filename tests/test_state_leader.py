@@ -11,7 +11,7 @@ from state_helpers import SEC, Driven
 
 from agent.server.state import commands as c
 from agent.server.state.leader import (
-    SessionRequestError,
+    RequestError,
     SessionTimers,
     decode_lock_delay,
     parse_session_create,
@@ -30,7 +30,7 @@ def test_lock_delay_decoding(value: object, ns: int) -> None:
 
 
 def test_lock_delay_unitless_string_is_an_error() -> None:
-    with pytest.raises(SessionRequestError, match='missing unit in duration "15"') as info:
+    with pytest.raises(RequestError, match='missing unit in duration "15"') as info:
         decode_lock_delay("15")
     assert info.value.status == 400
 
@@ -72,7 +72,7 @@ def test_explicit_checks_bind_with_node_checks() -> None:
      ({"Node": ""}, "Must provide Node")],
 )  # fmt: skip
 def test_rule_errors(body: dict[str, object], message: str) -> None:
-    with pytest.raises(SessionRequestError, match=message) as info:
+    with pytest.raises(RequestError, match=message) as info:
         parse_session_create(body, agent_node="me", session_id="i")
     assert info.value.status == 500
 

@@ -107,7 +107,7 @@ def test_register_unchanged_node_writes_nothing(d: Driven) -> None:
 
 def test_register_errors(d: Driven) -> None:
     # catalog endpoint / catalog.go: ErrMissingNode, ErrMissingService texts; nothing kept.
-    assert d.run(c.CatalogRegister(node="x")) == Failed("Must provide address")
+    assert d.run(c.CatalogRegister(node="x")) == Failed("Must provide address if SkipNodeUpdate is not set")
     assert register(d, checks=(CheckRecord(id="c", name="c", service_id="nope"),)) == Failed(
         "Missing service registration"
     )

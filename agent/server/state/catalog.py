@@ -76,7 +76,7 @@ def register(tx: Tx, cmd: CatalogRegister) -> bool:
     if not cmd.node:
         raise StateError("Must provide node")
     if not cmd.address and not cmd.skip_node_update:
-        raise StateError("Must provide address")
+        raise StateError("Must provide address if SkipNodeUpdate is not set")
     key = node_key(cmd.node)
     existing = tx.nodes.get(key)
     if existing is None or _node_changes(cmd, existing):

@@ -29,7 +29,7 @@ __all__ = [
     "SESSION_TTL_MAX_NS",
     "SESSION_TTL_MIN_NS",
     "SESSION_TTL_MULTIPLIER",
-    "SessionRequestError",
+    "RequestError",
     "SessionTimers",
     "decode_lock_delay",
     "parse_session_create",
@@ -45,8 +45,8 @@ SESSION_TTL_MAX_NS = 86400 * 10**9  # structs.SessionTTLMax
 SESSION_TTL_MULTIPLIER = 2
 
 
-class SessionRequestError(ValueError):
-    """A create request Consul refuses: ``status`` 400 for a body it cannot decode, 500 for a rule (its RPC)."""
+class RequestError(ValueError):
+    """A request Consul refuses: ``status`` 400 for a body it cannot decode, 500 for a rule (its RPC's error)."""
 
     def __init__(self, message: str, status: int) -> None:
         super().__init__(message)
@@ -64,11 +64,11 @@ def decode_lock_delay(value: Any) -> int:
         try:
             ns = _ns(parse_duration(value))
         except ValueError as exc:
-            raise SessionRequestError(f"Request decode failed: {exc}", 400) from None
+            raise RequestError(f"Request decode failed: {exc}", 400) from None
     elif isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
         ns = int(value)
     else:
-        raise SessionRequestError(f"Request decode failed: LockDelay: cannot decode {value!r}", 400)
+        raise RequestError(f"Request decode failed: LockDelay: cannot decode {value!r}", 400)
     return ns * 10**9 if ns < LOCK_DELAY_MIN_THRESHOLD else ns
 
 
@@ -81,7 +81,7 @@ def _strings(value: Any, what: str) -> tuple[str, ...]:
     if value is None:
         return ()
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise SessionRequestError(f"Request decode failed: {what}: expected a list of strings", 400)
+        raise RequestError(f"Request decode failed: {what}: expected a list of strings", 400)
     return tuple(value)
 
 
@@ -89,12 +89,12 @@ def _text(value: Any, what: str) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise SessionRequestError(f"Request decode failed: {what}: expected a string", 400)
+        raise RequestError(f"Request decode failed: {what}: expected a string", 400)
     return value
 
 
 def parse_session_create(body: Mapping[str, Any] | None, *, agent_node: str, session_id: str) -> SessionCreate:
-    """The session ``/v1/session/create`` would propose; `SessionRequestError` with Consul's text otherwise."""
+    """The session ``/v1/session/create`` would propose; `RequestError` with Consul's text otherwise."""
     fields = {k.lower(): v for k, v in (body or {}).items()}
     node = _text(fields.get("node"), "Node") if "node" in fields else agent_node
     checks = _strings(fields["checks"], "Checks") if "checks" in fields else (SERF_CHECK,)
@@ -103,10 +103,10 @@ def parse_session_create(body: Mapping[str, Any] | None, *, agent_node: str, ses
     raw_service_checks = fields.get("servicechecks")
     if raw_service_checks is not None:
         if not isinstance(raw_service_checks, list):
-            raise SessionRequestError("Request decode failed: ServiceChecks: expected a list", 400)
+            raise RequestError("Request decode failed: ServiceChecks: expected a list", 400)
         for item in raw_service_checks:
             if not isinstance(item, dict):
-                raise SessionRequestError("Request decode failed: ServiceChecks: expected objects", 400)
+                raise RequestError("Request decode failed: ServiceChecks: expected objects", 400)
             lowered = {k.lower(): v for k, v in item.items()}
             service_checks.append((_text(lowered.get("id"), "ServiceChecks.ID"),
                                    _text(lowered.get("namespace"), "ServiceChecks.Namespace")))  # fmt: skip
@@ -119,21 +119,21 @@ def parse_session_create(body: Mapping[str, Any] | None, *, agent_node: str, ses
         checks = ()
     behavior = _text(fields.get("behavior"), "Behavior") or BEHAVIOR_RELEASE
     if behavior not in (BEHAVIOR_RELEASE, BEHAVIOR_DELETE):
-        raise SessionRequestError(f"Invalid Behavior setting '{behavior}'", 500)
+        raise RequestError(f"Invalid Behavior setting '{behavior}'", 500)
     ttl = _text(fields.get("ttl"), "TTL")
     if ttl:
         try:
             ns = _ns(parse_duration(ttl))
         except ValueError as exc:
-            raise SessionRequestError(f"Session TTL '{ttl}' invalid: {exc}", 500) from None
+            raise RequestError(f"Session TTL '{ttl}' invalid: {exc}", 500) from None
         if ns != 0 and not SESSION_TTL_MIN_NS <= ns <= SESSION_TTL_MAX_NS:
-            raise SessionRequestError(
+            raise RequestError(
                 f"Invalid Session TTL '{ns}', must be between "
                 f"[{go_duration(SESSION_TTL_MIN_NS / 1e9)}={go_duration(SESSION_TTL_MAX_NS / 1e9)}]",
                 500,
             )
     if not node:
-        raise SessionRequestError("Must provide Node", 500)
+        raise RequestError("Must provide Node", 500)
     return SessionCreate(
         id=session_id,
         node=node,
