@@ -106,6 +106,7 @@ def test_tombstone_reap(d: Driven) -> None:
     d.run(c.KVDelete(key="b"))
     assert d.run(c.TombstoneReap(index=2)) == 1
     assert dict(d.state.tombstones) == {"b": 4}
+    assert d.state.indexes["tombstones"] == 4  # graveyard.go ReapTxn moves no index
 
 
 # ------------------------------------------------------------------ reads and their indexes

@@ -7,9 +7,11 @@ Like agent/members.py's MemberTable: one writer (the Raft driver's apply) swaps 
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 import attrs
+
+from protocol.raft.types import Entry, EntryKind
 
 from .apply import Applied, Failed, apply_command
 from .codec import decode_state, encode_state
@@ -17,17 +19,7 @@ from .commands import CommandError, decode
 from .tables import State
 from .watch import WatchHub
 
-__all__ = ["RaftEntry", "StateStore"]
-
-
-class RaftEntry(Protocol):
-    """What the store needs of a committed entry (protocol.raft.types.Entry has it)."""
-
-    index: int
-    data: bytes
-
-    @property
-    def kind(self) -> int: ...
+__all__ = ["StateStore"]
 
 
 class StateStore:
@@ -37,7 +29,7 @@ class StateStore:
         self.current: State = state if state is not None else State()
         self.hub = WatchHub()
 
-    def apply(self, entry: RaftEntry) -> Any:
+    def apply(self, entry: Entry) -> Any:
         """Apply a committed entry; the result for its proposer (`Failed` for a refused or undecodable one).
 
         Entries other than NORMAL ones with data (configuration changes, a leader's empty no-op) only move
@@ -45,7 +37,7 @@ class StateStore:
         state = self.current
         if entry.index <= state.applied:
             return None
-        if int(entry.kind) != 0 or not entry.data:
+        if entry.kind is not EntryKind.NORMAL or not entry.data:
             self.current = attrs.evolve(state, applied=entry.index)
             return None
         try:
@@ -54,10 +46,6 @@ class StateStore:
             self.current = attrs.evolve(state, applied=entry.index)
             return Failed(str(exc))
         return self._publish(apply_command(state, entry.index, command))
-
-    def apply_command_at(self, index: int, command: Any) -> Any:
-        """Apply a decoded command at ``index`` (tests, and a single-server path without the log)."""
-        return self._publish(apply_command(self.current, index, command))
 
     def _publish(self, applied: Applied) -> Any:
         self.current = applied.state
