@@ -22,7 +22,6 @@ import immutables
 from agent.catalog.record import CheckRecord, ServiceRecord
 
 __all__ = [
-    "TABLES",
     "CatalogCheck",
     "CatalogNode",
     "CatalogService",
@@ -32,9 +31,6 @@ __all__ = [
     "Tx",
     "node_key",
 ]
-
-#: Consul's table names; each has its own index (the Raft index of its last write).
-TABLES = ("kvs", "tombstones", "sessions", "session_checks", "nodes", "services", "checks")
 
 BEHAVIOR_RELEASE = "release"
 BEHAVIOR_DELETE = "delete"
@@ -189,9 +185,6 @@ class Tx:
         """Record a write to ``table`` at ``key``: the table's index becomes this apply's."""
         self._indexes[table] = self.index
         self.changes.add((table, key))
-
-    def table_index(self, *tables: str) -> int:
-        return max((self._indexes.get(t, 0) for t in tables), default=0)
 
     def touch_service(self, name: str) -> None:
         """Consul's per-service index ``service.<name>`` (catalog.go ``serviceIndexName``): moved by any write
