@@ -224,6 +224,11 @@ class StateMachineVsModel(RuleBasedStateMachine):
         assert {k: v for k, v in state.lock_delays.items() if v > self.now} == {
             k: v for k, v in self.model.delays.items() if v > self.now
         }
+        assert state.kv_keys == tuple(sorted(state.kvs))
+        for prefix in PREFIXES:
+            assert [e.key for e in reads.kv_list(state, prefix).value] == sorted(
+                k for k in self.model.kvs if k.startswith(prefix)
+            )
         for key in KEYS:
             read = reads.kv_get(state, key)
             entry = self.model.kvs.get(key)

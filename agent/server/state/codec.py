@@ -132,4 +132,5 @@ def decode_state(data: bytes) -> State:
         indexes=immutables.Map(_pairs(raw[2], "indexes")),
         lock_delays=immutables.Map(_pairs(raw[3], "lock_delays")),
         applied=raw[1],
+        kv_keys=tuple(sorted(e.key for e in kvs)),
     )

@@ -38,7 +38,7 @@ def kv_set(tx: Tx, entry: KVEntry, *, update_session: bool = False) -> KVEntry:
     if existing is not None and existing.same_content(entry):
         return attrs.evolve(entry, modify_index=existing.modify_index)
     entry = attrs.evolve(entry, modify_index=tx.index)
-    tx.kvs = tx.kvs.set(entry.key, entry)
+    tx.put_kv(entry)
     tx.touch("kvs", entry.key)
     return entry
 
@@ -88,7 +88,7 @@ def kv_delete(tx: Tx, key: str) -> None:
         return
     tx.tombstones = tx.tombstones.set(key, tx.index)
     tx.touch("tombstones", key)
-    tx.kvs = tx.kvs.delete(key)
+    tx.drop_kv(key)
     tx.touch("kvs", key)
 
 
@@ -106,11 +106,11 @@ def kv_delete_cas(tx: Tx, key: str, cas: int) -> bool:
 def kv_delete_tree(tx: Tx, prefix: str) -> None:
     """``kvsDeleteTreeTxn``: one tombstone for the prefix (none for the whole tree, ""); nothing deleted, no
     write at all."""
-    doomed = [key for key in tx.kvs if key.startswith(prefix)]
+    doomed = [key for key in tx.kvs if key.startswith(prefix)]  # a delete-tree may scan: it writes anyway
     if not doomed:
         return
     for key in doomed:
-        tx.kvs = tx.kvs.delete(key)
+        tx.drop_kv(key)
         tx.touch("kvs", key)
     if prefix:
         tx.tombstones = tx.tombstones.set(prefix, tx.index)

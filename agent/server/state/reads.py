@@ -12,6 +12,7 @@ Indexes as Consul's endpoints report them (hashicorp/consul ``agent/consul/kvs_e
 
 from __future__ import annotations
 
+import bisect
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -56,7 +57,12 @@ def kv_get(state: State, key: str) -> Read[KVEntry | None]:
 
 
 def _under(state: State, prefix: str) -> tuple[list[KVEntry], int]:
-    entries = sorted((e for k, e in state.kvs.items() if k.startswith(prefix)), key=lambda e: e.key)
+    keys = state.kv_keys
+    entries = []
+    for i in range(bisect.bisect_left(keys, prefix), len(keys)):
+        if not keys[i].startswith(prefix):
+            break
+        entries.append(state.kvs[keys[i]])
     index = max((e.modify_index for e in entries), default=0)
     if prefix:
         graves = (i for k, i in state.tombstones.items() if k.startswith(prefix))

@@ -13,6 +13,7 @@ Consul's ``session_checks`` compound index (``session.go``).
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -152,6 +153,9 @@ class State:
     lock_delays: immutables.Map[str, int] = _EMPTY
     #: The last Raft index applied (0: nothing yet).
     applied: int = 0
+    #: Every key of ``kvs``, sorted: a prefix read is a bisect, not a scan (derived; kept by `Tx`, rebuilt on
+    #: restore).
+    kv_keys: tuple[str, ...] = ()
 
     def table_index(self, *tables: str) -> int:
         """Consul's ``maxIndexTxn``: the highest index among ``tables``."""
@@ -178,8 +182,37 @@ class Tx:
         self.checks = state.checks
         self.lock_delays = state.lock_delays
         self._indexes = dict(state.indexes.items())
+        self._kv_added: set[str] = set()
+        self._kv_removed: set[str] = set()
         #: (table, key) pairs written: what `watch.WatchHub.notify` wakes.
         self.changes: set[tuple[str, str]] = set()
+
+    def put_kv(self, entry: KVEntry) -> None:
+        if entry.key not in self.kvs:
+            self._kv_added.add(entry.key)
+            self._kv_removed.discard(entry.key)
+        self.kvs = self.kvs.set(entry.key, entry)
+
+    def drop_kv(self, key: str) -> None:
+        if key in self.kvs:
+            self._kv_removed.add(key)
+            self._kv_added.discard(key)
+            self.kvs = self.kvs.delete(key)
+
+    def _sorted_keys(self) -> tuple[str, ...]:
+        base = self.base.kv_keys
+        if not self._kv_added and not self._kv_removed:
+            return base
+        if len(self._kv_added) + len(self._kv_removed) > 64:
+            return tuple(sorted(self.kvs.keys()))
+        keys = list(base)
+        for key in self._kv_removed:
+            if key in self.base.kvs:
+                del keys[bisect.bisect_left(keys, key)]
+        for key in self._kv_added:
+            if key not in self.base.kvs:
+                bisect.insort(keys, key)
+        return tuple(keys)
 
     def touch(self, table: str, key: str) -> None:
         """Record a write to ``table`` at ``key``: the table's index becomes this apply's."""
@@ -211,6 +244,7 @@ class Tx:
             indexes=immutables.Map(self._indexes),
             lock_delays=self.lock_delays,
             applied=max(self.index, self.base.applied),
+            kv_keys=self._sorted_keys(),
         )
 
     def view(self) -> State:
