@@ -225,6 +225,11 @@ class StateMachineVsModel(RuleBasedStateMachine):
             k: v for k, v in self.model.delays.items() if v > self.now
         }
         assert state.kv_keys == tuple(sorted(state.kvs))
+        holders: dict[str, set[str]] = {}
+        for key, e in state.kvs.items():
+            if e.session:
+                holders.setdefault(e.session, set()).add(key)
+        assert dict(state.held) == {s: frozenset(keys) for s, keys in holders.items()}
         for prefix in PREFIXES:
             assert [e.key for e in reads.kv_list(state, prefix).value] == sorted(
                 k for k in self.model.kvs if k.startswith(prefix)

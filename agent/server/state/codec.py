@@ -133,4 +133,13 @@ def decode_state(data: bytes) -> State:
         lock_delays=immutables.Map(_pairs(raw[3], "lock_delays")),
         applied=raw[1],
         kv_keys=tuple(sorted(e.key for e in kvs)),
+        held=_held(kvs),
     )
+
+
+def _held(kvs: list[KVEntry]) -> immutables.Map[str, frozenset[str]]:
+    held: dict[str, set[str]] = {}
+    for entry in kvs:
+        if entry.session:
+            held.setdefault(entry.session, set()).add(entry.key)
+    return immutables.Map({session: frozenset(keys) for session, keys in held.items()})

@@ -62,7 +62,7 @@ def destroy_session(tx: Tx, session_id: str) -> bool:
     tx.touch("sessions", session_id)
     tx.changes.add(("sessions-node", node_key(session.node)))
     delay = min(session.lock_delay, MAX_LOCK_DELAY_NS)
-    held = sorted(key for key, entry in tx.kvs.items() if entry.session == session_id)
+    held = sorted(tx.held.get(session_id, ()))
     for key in held:
         if session.behavior == BEHAVIOR_DELETE:
             kv_delete(tx, key)

@@ -156,6 +156,8 @@ class State:
     #: Every key of ``kvs``, sorted: a prefix read is a bisect, not a scan (derived; kept by `Tx`, rebuilt on
     #: restore).
     kv_keys: tuple[str, ...] = ()
+    #: session ID -> the keys it holds (Consul's kvs ``session`` index; derived like ``kv_keys``).
+    held: immutables.Map[str, frozenset[str]] = _EMPTY
 
     def table_index(self, *tables: str) -> int:
         """Consul's ``maxIndexTxn``: the highest index among ``tables``."""
@@ -181,6 +183,7 @@ class Tx:
         self.services = state.services
         self.checks = state.checks
         self.lock_delays = state.lock_delays
+        self.held = state.held
         self._indexes = dict(state.indexes.items())
         self._kv_added: set[str] = set()
         self._kv_removed: set[str] = set()
@@ -188,16 +191,32 @@ class Tx:
         self.changes: set[tuple[str, str]] = set()
 
     def put_kv(self, entry: KVEntry) -> None:
-        if entry.key not in self.kvs:
+        old = self.kvs.get(entry.key)
+        if old is None:
             self._kv_added.add(entry.key)
             self._kv_removed.discard(entry.key)
+        old_session = old.session if old is not None else ""
+        if old_session != entry.session:
+            self._unhold(old_session, entry.key)
+            self._hold(entry.session, entry.key)
         self.kvs = self.kvs.set(entry.key, entry)
 
     def drop_kv(self, key: str) -> None:
-        if key in self.kvs:
+        old = self.kvs.get(key)
+        if old is not None:
             self._kv_removed.add(key)
             self._kv_added.discard(key)
+            self._unhold(old.session, key)
             self.kvs = self.kvs.delete(key)
+
+    def _hold(self, session: str, key: str) -> None:
+        if session:
+            self.held = self.held.set(session, self.held.get(session, frozenset()) | {key})
+
+    def _unhold(self, session: str, key: str) -> None:
+        if session:
+            keys = self.held.get(session, frozenset()) - {key}
+            self.held = self.held.set(session, keys) if keys else self.held.delete(session)
 
     def _sorted_keys(self) -> tuple[str, ...]:
         base = self.base.kv_keys
@@ -245,6 +264,7 @@ class Tx:
             lock_delays=self.lock_delays,
             applied=max(self.index, self.base.applied),
             kv_keys=self._sorted_keys(),
+            held=self.held,
         )
 
     def view(self) -> State:
