@@ -156,3 +156,13 @@ def test_txn_lock_inside_lock_delay_fails_before_running(d: Driven) -> None:
     assert out.errors == ((1, 'failed to lock key "k" due to lock delay'),)
     assert "x" not in d.state.kvs
     assert d.run(c.Txn(ops=ops[:2]), now=110 * 10**9).ok
+
+
+def test_error_texts_quote_keys_as_go_does(d: Driven) -> None:
+    # txn.go formats keys with %q (strconv.Quote): quotes and control characters escaped, invalid bytes \xNN.
+    out = d.run(c.Txn(ops=(op("get", 'a"b\n'), op("get", "k\udcff"), op("get", "é"))))
+    assert [what for _, what in out.errors] == [
+        'key "a\\"b\\n" doesn\'t exist',
+        'key "k\\xff" doesn\'t exist',
+        'key "é" doesn\'t exist',
+    ]

@@ -12,6 +12,7 @@ from .tables import KVEntry, Tx
 
 __all__ = [
     "StateError",
+    "go_quote",
     "kv_delete",
     "kv_delete_cas",
     "kv_delete_tree",
@@ -25,6 +26,33 @@ __all__ = [
 
 class StateError(Exception):
     """A rule refused the command with Consul's error text (the HTTP layer shows it as Consul does)."""
+
+
+_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v",
+            "\\": "\\\\", '"': '\\"'}  # fmt: skip
+
+
+def go_quote(text: str) -> str:
+    """Go's ``%q`` (``strconv.Quote``) of a Go string kept as ``str``: Consul's error texts quote keys so.
+
+    Surrogate escapes (bytes that were not UTF-8) come out as ``\\xNN``, as Go writes invalid bytes."""
+    out = ['"']
+    for char in text:
+        code = ord(char)
+        if char in _ESCAPES:
+            out.append(_ESCAPES[char])
+        elif 0xDC80 <= code <= 0xDCFF:
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif char.isprintable():
+            out.append(char)
+        elif code < 0x80:
+            out.append(f"\\x{code:02x}")
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    out.append('"')
+    return "".join(out)
 
 
 def kv_set(tx: Tx, entry: KVEntry, *, update_session: bool = False) -> KVEntry:
@@ -59,7 +87,7 @@ def kv_lock(tx: Tx, entry: KVEntry) -> KVEntry | None:
     if not entry.session:
         raise StateError("missing session")
     if entry.session not in tx.sessions:
-        raise StateError(f'invalid session "{entry.session}"')
+        raise StateError(f"invalid session {go_quote(entry.session)}")
     existing = tx.kvs.get(entry.key)
     if existing is None:
         lock_index = 1

@@ -16,6 +16,7 @@ import attrs
 from .commands import TxnOp
 from .kvs import (
     StateError,
+    go_quote,
     kv_delete,
     kv_delete_cas,
     kv_delete_tree,
@@ -49,70 +50,68 @@ def _blank(entry: KVEntry) -> KVEntry:
 
 def _run_op(tx: Tx, op: TxnOp) -> list[KVEntry]:
     entry = KVEntry(op.key, op.value, op.flags, session=op.session)
-    verb, key = op.verb, op.key
+    verb, key, q = op.verb, op.key, go_quote(op.key)
     if verb == "set":
         return [_blank(kv_set(tx, entry))]
     if verb == "cas":
         stored = kv_set_cas(tx, entry, op.index)
         if stored is None:
-            raise StateError(f'failed to set key "{key}", index is stale')
+            raise StateError(f"failed to set key {q}, index is stale")
         return [_blank(stored)]
     if verb == "lock":
         stored = kv_lock(tx, entry)
         if stored is None:
-            raise StateError(f'failed to lock key "{key}", lock is already held')
+            raise StateError(f"failed to lock key {q}, lock is already held")
         return [_blank(stored)]
     if verb == "unlock":
         stored = kv_unlock(tx, entry)
         if stored is None:
-            raise StateError(f'failed to unlock key "{key}", lock isn\'t held, or is held by another session')
+            raise StateError(f"failed to unlock key {q}, lock isn't held, or is held by another session")
         return [_blank(stored)]
     if verb == "get":
         found = tx.kvs.get(key)
         if found is None:
-            raise StateError(f'key "{key}" doesn\'t exist')
+            raise StateError(f"key {q} doesn't exist")
         return [found]
     if verb == "get-tree":
         return list(kv_list(tx.view(), key).value)
     if verb == "check-index":
         found = tx.kvs.get(key)
         if found is None:
-            raise StateError(f'failed to check index, key "{key}" doesn\'t exist')
+            raise StateError(f"failed to check index, key {q} doesn't exist")
         if found.modify_index != op.index:
-            raise StateError(
-                f'failed index check for key "{key}", current modify index {found.modify_index} != {op.index}'
-            )
+            raise StateError(f"failed index check for key {q}, current modify index {found.modify_index} != {op.index}")
         return [_blank(found)]
     if verb == "check-session":
         found = tx.kvs.get(key)
         if found is None:
-            raise StateError(f'failed to check session, key "{key}" doesn\'t exist')
+            raise StateError(f"failed to check session, key {q} doesn't exist")
         if found.session != op.session:
             raise StateError(
-                f'failed session check for key "{key}", current session "{found.session}" != "{op.session}"'
+                f"failed session check for key {q}, current session {go_quote(found.session)} != {go_quote(op.session)}"
             )
         return [_blank(found)]
     if verb == "check-not-exists":
         if key in tx.kvs:
-            raise StateError(f'key "{key}" exists')
+            raise StateError(f"key {q} exists")
         return []
     if verb == "delete":
         kv_delete(tx, key)
         return []
     if verb == "delete-cas":
         if not kv_delete_cas(tx, key, op.index):
-            raise StateError(f'failed to delete key "{key}", index is stale')
+            raise StateError(f"failed to delete key {q}, index is stale")
         return []
     if verb == "delete-tree":
         kv_delete_tree(tx, key)
         return []
-    raise StateError(f'unknown KV verb "{verb}"')
+    raise StateError(f"unknown KV verb {go_quote(verb)}")
 
 
 def run_txn(tx: Tx, ops: tuple[TxnOp, ...]) -> TxnOutcome:
     """Run ``ops`` on ``tx`` (its ``now`` is the leader's); the caller commits ``tx`` only when the outcome is ok."""
     delayed = tuple(
-        (i, f'failed to lock key "{op.key}" due to lock delay')
+        (i, f"failed to lock key {go_quote(op.key)} due to lock delay")
         for i, op in enumerate(ops)
         if op.verb == "lock" and tx.now < lock_delay_expiry(tx, op.key)
     )
