@@ -14,7 +14,16 @@ from pathlib import Path
 import requests
 import trio
 from conftest import next_loopback_ip
-from http_fakes import FakeAgent, member, read_replies, request_bytes, run, server_config, serving
+from http_fakes import (
+    FakeAgent,
+    member,
+    read_replies,
+    request_bytes,
+    run,
+    server_config,
+    serving,
+    settled_index,
+)
 from procs import wait_for
 
 TIMEOUT = 60
@@ -149,17 +158,6 @@ def wait_quiet(pid: int, timeout: float = 60) -> None:
             return
         last = now
     raise AssertionError(f"agent {pid} still busy after {timeout}s")
-
-
-def settled_index(url: str) -> int:
-    """The table's index once it has stopped moving (the agent publishes its own record after start)."""
-    index = int(requests.get(url, timeout=5).headers["X-Consul-Index"])
-    for _ in range(20):
-        after = int(requests.get(f"{url}?index={index}&wait=1s", timeout=5).headers["X-Consul-Index"])
-        if after == index:
-            return index
-        index = after
-    raise AssertionError(f"the index of {url} never settled")
 
 
 TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)
