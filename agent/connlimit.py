@@ -83,12 +83,9 @@ class ConnectionSlots:
     @contextmanager
     def idle(self, slot: Slot, scope: trio.CancelScope) -> Iterator[None]:
         """While inside, ``slot`` waits for a request and may be evicted (``scope`` is cancelled)."""
-        if slot.evicted:
-            scope.cancel()
-        else:
-            slot.scope = scope
-            self._idle[slot] = None
-            self._idle_by_client.setdefault(slot.client, {})[slot] = None
+        slot.scope = scope
+        self._idle[slot] = None
+        self._idle_by_client.setdefault(slot.client, {})[slot] = None
         try:
             yield
         finally:
