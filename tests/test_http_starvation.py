@@ -132,6 +132,27 @@ def test_a_connection_that_says_nothing_is_closed_at_the_header_deadline_not_the
     run(main)
 
 
+def test_a_client_that_sends_more_and_then_hangs_up_still_cancels_its_parked_query() -> None:
+    """After the one byte read while a handler runs, the connection is only polled for a hang-up (POLLRDHUP)."""
+    api = cluster()
+    index = api.table.current.index
+
+    async def main() -> None:
+        with trio.fail_after(TIMEOUT):
+            async with serving(api, hangup_check_interval=0.2) as addr:
+                stream = await connect_from(next_loopback_ip(), addr)
+                await stream.send_all(request_bytes("GET", f"/v1/catalog/nodes?index={index}&wait=10m"))
+                await stream.send_all(request_bytes("GET", "/v1/status/leader") + b"\x00" * 100_000)
+                while api.table.statistics().waiters < 1:
+                    await trio.sleep(0.01)
+                await stream.aclose()
+                with trio.fail_after(3):
+                    while api.table.statistics().waiters:
+                        await trio.sleep(0.05)
+
+    run(main)
+
+
 # ---------------------------------------------------------------------- item 10: a real agent's memory
 
 

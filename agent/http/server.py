@@ -141,7 +141,7 @@ class HttpServer:
 
     async def serve_connection(self, stream: trio.abc.Stream, remote: str = "memory", slot: Slot | None = None) -> None:
         """Serve one accepted stream until it closes (tests drive this over in-memory streams, virtual clock)."""
-        await _Connection(self, stream, remote, slot or Slot(remote)).run()
+        await _Connection(self, stream, remote, slot or Slot(remote, released=True)).run()  # uncounted
 
     async def _serve_connection(self, stream: trio.SocketStream, remote: str, slot: Slot) -> None:
         try:
