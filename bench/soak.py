@@ -481,7 +481,12 @@ async def members_failed(c: Cluster, stats: Stats) -> list[str]:
         try:
             status, _, body = await client.get("/v1/agent/members")
             count(stats, "members", status)
-            seen += [f"{m['Name']} on soak{i}" for m in json.loads(body) if m["Status"] == 4]
+            if status == 200:
+                seen += [f"{m['Name']} on soak{i}" for m in json.loads(body) if m["Status"] == 4]
+            else:
+                seen.append(f"(soak{i} answered {status})")
+        except (OSError, EOFError, trio.BrokenResourceError, h11.ProtocolError) as exc:
+            stats.non_2xx[f"members error {type(exc).__name__}"] += 1
         finally:
             await client.close()
     return seen
