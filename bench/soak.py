@@ -12,7 +12,9 @@ What runs (all on loopback, 127.0.251-253.x, so it does not meet the tests' 127.
   (a NAT-like socket per sender, so replies find their way back) and TCP (push/pull) without loss;
 - well-formed clients, every answer counted: ``--queries`` (1,000) blocking queries on /v1/catalog/nodes
   (``wait=20s``, re-issued as they answer), ``--subscribers`` (500) websocket subscribers of
-  /v1/stream/members, a DNS flood over UDP (``--dns-qps``, Python: dnsperf is not installed here), and a probe
+  /v1/stream/members, a DNS flood over UDP (``--dns-qps``, Python: dnsperf is not installed here; the rate
+  reached is what one Python sender manages), a fresh HTTP connection per request to the agents under the idle
+  flood and slowloris, and a DNS-over-TCP query per connection to the one under the trickle, and a probe
   per agent timing ``GET /v1/agent/self`` every 100 ms on a keep-alive connection (the loop-lag measure: a
   round trip includes any stall of the agent's event loop; no other load is on that connection);
 - the attacks: ~1,100 idle HTTP connections from 6 addresses (agent 1), 200 slowloris HTTP heads (agent 2),
@@ -369,6 +371,44 @@ async def dns_flood(addrs: list[tuple[str, int]], qps: int, stats: Stats, stop: 
         nursery.cancel_scope.cancel()
 
 
+async def fresh_http_client(addr: tuple[str, int], stats: Stats, stop: trio.Event) -> None:
+    """A new connection for every request (what the idle flood and slowloris try to shut out), 5 a second."""
+    while not stop.is_set():
+        client = Http(CLIENT_NET.format(7), addr, stats)
+        try:
+            status, _, _ = await client.get("/v1/status/leader")
+            count(stats, "fresh-connection GET (attacked agent)", status)
+        except (OSError, EOFError, trio.BrokenResourceError, h11.ProtocolError) as exc:
+            stats.non_2xx[f"fresh-connection error {type(exc).__name__}"] += 1
+        finally:
+            await client.close()
+        await trio.sleep(0.2)
+
+
+async def dns_tcp_client(addr: tuple[str, int], stats: Stats, stop: trio.Event) -> None:
+    """A well-formed DNS-over-TCP query on a new connection, 5 a second (what the trickle tries to shut out)."""
+    while not stop.is_set():
+        query = dns.message.make_query("soak0.node.consul", "A")
+        wire = query.to_wire()
+        try:
+            with trio.fail_after(2):
+                async with await trio.open_tcp_stream(*addr) as stream:
+                    await stream.send_all(len(wire).to_bytes(2, "big") + wire)
+                    data = b""
+                    while len(data) < 2 or len(data) < 2 + int.from_bytes(data[:2], "big"):
+                        chunk = await stream.receive_some(4096)
+                        if not chunk:
+                            raise EOFError("closed before an answer")
+                        data += chunk
+            ok = dns.message.from_wire(data[2:]).rcode() == dns.rcode.NOERROR
+            stats.counts["dns-tcp queries (attacked agent)"] += 1
+            if not ok:
+                stats.non_2xx["dns-tcp not NOERROR"] += 1
+        except (OSError, EOFError, trio.BrokenResourceError, trio.TooSlowError) as exc:
+            stats.non_2xx[f"dns-tcp error {type(exc).__name__}"] += 1
+        await trio.sleep(0.2)
+
+
 # ---------------------------------------------------------------------- attacks
 
 
@@ -578,6 +618,9 @@ async def soak(args: argparse.Namespace, workdir: Path) -> str:
             for n in range(args.subscribers):
                 load.start_soon(subscriber, n, c.http[n % AGENTS], stats, stop)
             load.start_soon(dns_flood, c.dns, args.dns_qps, stats, stop)
+            load.start_soon(fresh_http_client, c.http[1], stats, stop)
+            load.start_soon(fresh_http_client, c.http[2], stats, stop)
+            load.start_soon(dns_tcp_client, c.dns[3], stats, stop)
             load.start_soon(attacks, c, stats)
             await trio.sleep(args.duration)
             stop.set()
