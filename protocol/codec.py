@@ -18,6 +18,7 @@ lives in protocol/packets.py.
 
 from __future__ import annotations
 
+import codecs
 import enum
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -50,6 +51,8 @@ __all__ = [
     "decode_tags",
     "encode",
     "encode_tags",
+    "go_bytes",
+    "go_str",
     "packb",
     "unpackb",
 ]
@@ -94,15 +97,50 @@ class MessageType(enum.IntEnum):
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Go strings: the one rule (docs/wire.md, "Go strings are bytes")
+
+
+def _go_string_errors(exc: UnicodeError) -> tuple[str | bytes, int]:
+    """Codec error handler behind GO_STRING_ERRORS: surrogateescape both ways, and on encoding any other lone
+    surrogate (which no bytes decode to) becomes U+FFFD, the character Go's own decoders put in its place."""
+    if isinstance(exc, UnicodeDecodeError):
+        return codecs.lookup_error("surrogateescape")(exc)
+    if isinstance(exc, UnicodeEncodeError):
+        out = bytearray()
+        for ch in exc.object[exc.start : exc.end]:
+            code = ord(ch)
+            out += bytes([code - 0xDC00]) if 0xDC80 <= code <= 0xDCFF else "\ufffd".encode()
+        return bytes(out), exc.end
+    raise exc
+
+
+#: The error handler every Go ``string`` crosses the wire with: registered once, used by go_str, go_bytes, packb
+#: and anything else that must read or write a Go string (msgpack's ``unicode_errors`` takes its name).
+GO_STRING_ERRORS = "triumvir-go-string"
+codecs.register_error(GO_STRING_ERRORS, _go_string_errors)
+
+
+def go_str(raw: bytes | bytearray | memoryview) -> str:
+    """A Go ``string`` off the wire: any bytes, kept losslessly (invalid UTF-8 as surrogate escapes)."""
+    return bytes(raw).decode("utf-8", GO_STRING_ERRORS)
+
+
+def go_bytes(text: str) -> bytes:
+    """The inverse of go_str: the exact bytes go_str read; never raises (a surrogate no bytes decode to,
+    e.g. from JSON's ``"\\ud800"``, is written as U+FFFD, as Go's JSON decoder would have stored it)."""
+    return text.encode("utf-8", GO_STRING_ERRORS)
+
+
+# ---------------------------------------------------------------------------------------------------------
 # generic msgpack
 
 
 def packb(obj: Any) -> bytes:
     """Encode as go-msgpack does: str and bytes both as raw, smallest int forms, dict order kept.
 
-    ``str`` is encoded with surrogateescape so that Go strings that are not UTF-8 survive a round trip.
+    ``str`` is written with go_bytes's rule, so Go strings that are not UTF-8 survive a round trip.
     """
-    packer = msgpack.Packer(use_bin_type=False, unicode_errors="surrogateescape", autoreset=True)
+    packer = msgpack.Packer(use_bin_type=False, unicode_errors=GO_STRING_ERRORS, autoreset=True)
     return packer.pack(obj)
 
 
@@ -199,7 +237,7 @@ def _to_str(name: str, v: Any) -> str:
     if v is None:
         return ""
     if isinstance(v, bytes):
-        return v.decode("utf-8", "surrogateescape")
+        return go_str(v)
     raise DecodeError(f"field {name}: expected string, got {type(v).__name__}")
 
 
@@ -646,7 +684,7 @@ def encode_tags(tags: dict[str, str]) -> bytes:
 def decode_tags(meta: bytes) -> dict[str, str]:
     """Inverse of encode_tags; meta without the magic byte is the old role-only form, as Serf reads it."""
     if not meta or meta[0] != TAG_MAGIC_BYTE:
-        return {"role": meta.decode("utf-8", "surrogateescape")}
+        return {"role": go_str(meta)}
     obj = unpackb(meta[1:])
     if not isinstance(obj, dict):
         raise DecodeError(f"tags: expected a msgpack map, got {type(obj).__name__}")

@@ -52,6 +52,8 @@ from protocol.codec import (
 )
 from protocol.config import Config
 from protocol.state import (
+    INCARNATION_JUMP_LIMIT,
+    MAX_INCARNATION,
     MERGE_AS,
     META_MAX_SIZE,
     Action,
@@ -60,6 +62,7 @@ from protocol.state import (
     NodeState,
     NodeStateType,
     Notify,
+    implausible_incarnation,
     judge_alive,
     judge_dead,
     judge_suspect,
@@ -285,6 +288,8 @@ def _addr_text(packed: bytes) -> str:
 
 class Node:
     """One memberlist member; see the module docstring and docs/internals.md for the IO surface."""
+
+    INCARNATION_JUMP_LIMIT = INCARNATION_JUMP_LIMIT
 
     def __init__(
         self,
@@ -597,7 +602,7 @@ class Node:
         if self._shutdown:
             return
         me = self.local
-        self._incarnation += 1
+        self._incarnation = self._next_incarnation()
         alive = Alive(self._incarnation, self.name, self._packed_addr, self.addr[1], self._read_meta(), self.config.vsn)
         self._alive_node(now, alive, me.addr, bootstrap=True)
 
@@ -634,11 +639,33 @@ class Node:
         alive = Alive(self._incarnation, self.name, self._packed_addr, self.addr[1], self._read_meta(), self.config.vsn)
         self._alive_node(now, alive, self.addr, bootstrap=True)
 
+    def _next_incarnation(self) -> int:
+        """Our incarnation plus one; past the top of the uint32 range we take a new base, 1 (memberlist wraps
+        the same way, to 0). Peers then see us as stale until they forget us (docs/wire.md, "Incarnations")."""
+        if self._incarnation < MAX_INCARNATION:
+            return self._incarnation + 1
+        self.stats["incarnation_wrapped"] += 1
+        self._diag("warning", f"incarnation {MAX_INCARNATION} reached: starting again at 1", "incarnation-wrapped")
+        return 1
+
     def _refute(self, now: float, accused_inc: int) -> None:
-        """Beat `accused_inc` with a new incarnation and broadcast our alive (memberlist refute)."""
-        inc = self._incarnation + 1
+        """Beat `accused_inc` with a new incarnation and broadcast our alive (memberlist refute).
+
+        An accusation at the top of the uint32 range cannot be beaten: memberlist's arithmetic wraps there and
+        encodes a lower number; we do not jump at all, just step by one (so we stay ahead of what honest peers
+        know) and say so. Peers that check plausibility never accepted such an accusation in the first place.
+        """
+        inc = self._next_incarnation()
         if accused_inc >= inc:
-            inc = accused_inc + 1
+            if accused_inc < MAX_INCARNATION:
+                inc = accused_inc + 1
+            else:
+                self.stats["unbeatable_accusation"] += 1
+                self._diag(
+                    "warning",
+                    f"cannot beat an accusation at incarnation {accused_inc} (the uint32 maximum); refuting at {inc}",
+                    "incarnation-unbeatable",
+                )
         self._incarnation = inc
         me = attrs.evolve(self.local, incarnation=inc)
         self._nodes[self.name] = me
@@ -887,11 +914,12 @@ class Node:
             return
 
     def _reset_nodes(self, now: float) -> None:
-        """Forget members dead for longer than gossip_to_the_dead_time, then shuffle (resetNodes)."""
+        """Forget members dead or left for longer than gossip_to_the_dead_time, then shuffle (resetNodes with
+        moveDeadNodes' DeadOrLeft). A forgotten member's next alive, at any incarnation, makes it new again."""
         keep: list[str] = []
         for name in self._order:
             st = self._nodes[name]
-            if st.state == NodeStateType.DEAD and now - st.state_change > self.config.gossip_to_the_dead_time:
+            if st.dead_or_left and now - st.state_change > self.config.gossip_to_the_dead_time and name != self.name:
                 del self._nodes[name]
                 self._clear_suspicion(name)
                 continue
@@ -1096,6 +1124,8 @@ class Node:
     def _merge_one(self, now: float, r: PushNodeState) -> None:
         if r.state not in (0, 1, 2, 3):
             return
+        if self._implausible(r.name, r.incarnation, "push/pull state", None):
+            return
         how = MERGE_AS[NodeStateType(r.state)]
         if how is MergeAs.ALIVE:
             try:
@@ -1197,15 +1227,36 @@ class Node:
         if handler is not None and handler.on_nack is not None:
             handler.on_nack()
 
+    def _implausible(self, name: str, incarnation: int, what: str, addr: Addr | None) -> bool:
+        """A claim about another member far ahead of its known incarnation: no honest member could make it
+        (docs/wire.md, "Incarnations"), so drop and count it instead of believing it. Claims about us are
+        always judged: we refute them (bounded, see _refute), which also covers our own restart."""
+        if name == self.name or not implausible_incarnation(self._nodes.get(name), incarnation):
+            return False
+        known = self._nodes[name].incarnation
+        self.stats["implausible_incarnation"] += 1
+        src = f" from {addr[0]}:{addr[1]}" if addr else ""
+        self._diag(
+            "warning",
+            f"dropped {what} about {name!r}{src}: incarnation {incarnation} is more than "
+            f"{INCARNATION_JUMP_LIMIT} ahead of the {known} it published",
+            "implausible-incarnation",
+        )
+        return True
+
     def _handle_alive(self, now: float, addr: Addr, a: Alive) -> None:
+        if self._implausible(a.node, a.incarnation, "alive", addr):
+            return
         port = a.port or self.addr[1]
         self._alive_node(now, a if port == a.port else attrs.evolve(a, port=port), (self._ip(a.addr), port))
 
     def _handle_suspect(self, now: float, addr: Addr, s: Suspect) -> None:
-        self._suspect_node(now, s)
+        if not self._implausible(s.node, s.incarnation, "suspect", addr):
+            self._suspect_node(now, s)
 
     def _handle_dead(self, now: float, addr: Addr, d: Dead) -> None:
-        self._dead_node(now, d)
+        if not self._implausible(d.node, d.incarnation, "dead", addr):
+            self._dead_node(now, d)
 
     def _handle_user(self, now: float, addr: Addr, u: User) -> None:
         self._delegate.notify_msg(now, u.payload)

@@ -23,6 +23,8 @@ from .codec import (
     MessageType,
     decode_stream,
     decode_stream_value,
+    go_bytes,
+    go_str,
     packb,
 )
 
@@ -289,7 +291,7 @@ def add_label(data: bytes, label: str) -> bytes:
     """type 244 + uint8 length + label; no header at all for the empty label (as memberlist)."""
     if not label:
         return bytes(data)
-    raw = label.encode()
+    raw = go_bytes(label)
     if len(raw) > 255:
         raise ValueError(f"label is {len(raw)} bytes, at most 255 allowed")
     return bytes([MessageType.HAS_LABEL, len(raw)]) + raw + bytes(data)
@@ -306,7 +308,7 @@ def strip_label(data: bytes) -> tuple[str, bytes]:
         raise DecodeError("label header cannot be empty when present")
     if len(data) < 2 + size:
         raise DecodeError("cannot decode label; packet has been truncated")
-    return bytes(data[2 : 2 + size]).decode("utf-8", "surrogateescape"), bytes(data[2 + size :])
+    return go_str(data[2 : 2 + size]), bytes(data[2 + size :])
 
 
 def _check_label(got: str, expected: str, what: str) -> None:
@@ -435,7 +437,7 @@ def strip_stream_label(data: bytes, expected_label: str = "") -> tuple[str, int]
         raise DecodeError("label header cannot be empty when present")
     if len(data) < 2 + size:
         raise Incomplete(f"need {2 + size - len(data)} more bytes of label")
-    label = bytes(data[2 : 2 + size]).decode("utf-8", "surrogateescape")
+    label = go_str(data[2 : 2 + size])
     _check_label(label, expected_label, "stream")
     return label, 2 + size
 

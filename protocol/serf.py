@@ -24,7 +24,7 @@ from typing import Any
 import attrs
 
 from protocol.broadcast import BroadcastQueue
-from protocol.codec import packb, unpackb
+from protocol.codec import go_bytes, go_str, packb, unpackb
 from protocol.config import Config
 from protocol.lamport import LamportClock
 from protocol.node import Delegate, Diagnostic, JoinResult, LeaveDone, Node, NodeJoin, NodeLeave, NodeUpdate
@@ -400,7 +400,7 @@ class Serf(Delegate):
         """Broadcast a user event (serf.UserEvent); raises ValueError beyond user_event_size_limit."""
         self._now = now
         limit = self.config.user_event_size_limit
-        if len(name.encode()) + len(payload) > limit:
+        if len(go_bytes(name)) + len(payload) > limit:
             raise ValueError(f"user event exceeds the configured limit of {limit} bytes")
         msg = UserEventMessage(self.event_clock.time(), name, payload, coalesce)
         raw = encode_message(msg)
@@ -505,9 +505,9 @@ class Serf(Delegate):
 
     def _handle_app_message(self, body: bytes) -> None:
         try:
-            frame = {k.decode() if isinstance(k, bytes) else k: v for k, v in unpackb(body).items()}
+            frame = {go_str(k) if isinstance(k, bytes) else k: v for k, v in unpackb(body).items()}
             sender, inner = frame["From"], frame["Payload"]
-            sender = sender.decode() if isinstance(sender, bytes) else sender
+            sender = go_str(sender) if isinstance(sender, bytes) else sender
             if not isinstance(sender, str) or not isinstance(inner, bytes):
                 raise TypeError("From must be a string and Payload bytes")
         except Exception as exc:
@@ -860,7 +860,7 @@ class Serf(Delegate):
 
     def _answer_conflict(self, msg: QueryMessage) -> None:
         """Vote in a name conflict: tell the asker where we believe that member lives (serf handleConflict)."""
-        name = msg.payload.decode("utf-8", errors="surrogateescape")
+        name = go_str(msg.payload)
         if name == self.name:
             return
         ms = self._members.get(name)
