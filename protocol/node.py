@@ -37,7 +37,6 @@ from protocol.codec import (
     Dead,
     DecodeError,
     ErrResp,
-    Incomplete,
     IndirectPing,
     MessageType,
     Nack,
@@ -91,7 +90,6 @@ COMPOUND_HEADER_OVERHEAD = 2  # memberlist compoundHeaderOverhead
 COMPOUND_OVERHEAD = 2  # per part
 USER_MSG_OVERHEAD = 1
 MAX_DATAGRAM = 65507  # the largest UDP payload; anything larger is counted as oversized
-MAX_STREAM = 32 * 1024 * 1024  # maxPushStateBytes (20 MiB) plus room for the node states
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -252,6 +250,16 @@ class _PendingStream:
     join: bool = False
     probe: _Probe | None = None
     seq: int = 0
+    reader: packets.StreamReader | None = None  # the reply, as it arrives
+
+
+@attrs.define(eq=False)
+class _Inbound:
+    """A TCP connection someone opened to us: its reader keeps the partial message between chunks."""
+
+    addr: Addr
+    opened: float
+    reader: packets.StreamReader
 
 
 @attrs.define(eq=False)
@@ -322,6 +330,8 @@ class Node:
         self._suspicions: dict[str, _SuspicionTimer] = {}
         self._acks: dict[int, _AckHandler] = {}
         self._streams: dict[int, _PendingStream] = {}
+        self._inbound: dict[int, _Inbound] = {}
+        self._inbound_seq = 0
         self._timers: list[tuple[float, int, _Timer]] = []
         self._timer_seq = 0
         self._transmits: deque[Transmit] = deque()
@@ -612,6 +622,7 @@ class Node:
         self._timers.clear()
         self._transmits.clear()
         self._streams.clear()
+        self._inbound.clear()
         self._acks.clear()
 
     def send_best_effort(self, addr: Addr, payload: bytes, node_name: str = "") -> None:
@@ -1275,24 +1286,61 @@ class Node:
     # ----------------------------------------------------------------------------------------------------
     # TCP input
 
-    def handle_stream(self, now: float, addr: Addr, data: bytes) -> bytes | None:
-        """An inbound TCP connection's bytes so far: None = read more; bytes = write them, then close."""
+    def accept_stream(self, now: float, addr: Addr) -> int:
+        """A TCP connection from `addr` was accepted: its id for handle_stream_data and close_stream."""
+        self._inbound_seq += 1
+        cfg = self.config
+        reader = packets.StreamReader(cfg.label, max_bytes=cfg.stream_max_bytes)
+        self._inbound[self._inbound_seq] = _Inbound(addr, now, reader)
+        return self._inbound_seq
+
+    def handle_stream_data(self, now: float, stream_id: int, data: bytes) -> bytes | None:
+        """The next bytes of an accepted stream (only the new ones: the reader keeps what came before).
+
+        None = read more; bytes = write them, then close (b"" = just close). Each byte is parsed once. A stream
+        past config.stream_max_bytes or older than config.tcp_timeout is answered with an error and dropped.
+        """
         if self._shutdown:
             return b""
-        if len(data) > MAX_STREAM:
-            self.stats["oversized"] += 1
-            self._diag("debug", f"dropped oversized stream ({len(data)} bytes) from {addr[0]}:{addr[1]}", "oversized")
-            return self._wrap_stream(encode(ErrResp("stream too large")))
+        inbound = self._inbound.get(stream_id)
+        if inbound is None:
+            return b""
+        addr = inbound.addr
+        if now - inbound.opened > self.config.tcp_timeout:
+            del self._inbound[stream_id]
+            self.stats["stream_timeout"] += 1
+            reason = f"stream not complete within tcp_timeout={self.config.tcp_timeout:g}s"
+            self._diag("debug", f"dropped stream from {addr[0]}:{addr[1]}: {reason}", "stream-timeout")
+            return self._wrap_stream(encode(ErrResp(reason)))
         try:
-            msg, _ = packets.read_stream(data, expected_label=self.config.label)
-        except Incomplete:
-            return None
-        except Exception as exc:
+            msg = inbound.reader.feed(data)
+        except packets.StreamTooLarge as exc:
+            del self._inbound[stream_id]
+            self.stats["oversized"] += 1
+            self._diag("debug", f"dropped stream from {addr[0]}:{addr[1]}: {exc}", "oversized")
+            return self._wrap_stream(encode(ErrResp(str(exc))))
+        except Exception as exc:  # DecodeError and anything a corrupt LZW stream throws
+            del self._inbound[stream_id]
             self._malformed("stream", addr, exc)
             return self._wrap_stream(encode(ErrResp(str(exc))))
+        if msg is None:
+            return None
+        del self._inbound[stream_id]
         self.stats["tcp_accepted"] += 1
         reply = self._guarded(self._serve_stream, now, addr, msg)
         return reply if reply is not None else b""
+
+    def close_stream(self, stream_id: int) -> None:
+        """The accepted connection is gone (closed, timed out): forget its partial message."""
+        self._inbound.pop(stream_id, None)
+
+    def handle_stream(self, now: float, addr: Addr, data: bytes) -> bytes | None:
+        """A whole inbound stream in one buffer (accept, feed, close): None if it ends before the message."""
+        stream_id = self.accept_stream(now, addr)
+        try:
+            return self.handle_stream_data(now, stream_id, data)
+        finally:
+            self.close_stream(stream_id)
 
     def _serve_stream(self, now: float, addr: Addr, msg: Any) -> bytes:
         if isinstance(msg, PushPull):
@@ -1315,19 +1363,22 @@ class Node:
         return b""
 
     def handle_stream_reply(self, now: float, stream_id: int, data: bytes) -> bool:
-        """Reply bytes so far on a stream we opened; True once a whole reply was handled (or refused)."""
+        """The next reply bytes on a stream we opened (only the new ones); True once a whole reply was handled
+        (or refused). The reply is bounded like an inbound stream (config.stream_max_bytes)."""
         pending = self._streams.get(stream_id)
         if pending is None or self._shutdown:
             return True
+        if pending.reader is None:
+            pending.reader = packets.StreamReader(self.config.label, max_bytes=self.config.stream_max_bytes)
         try:
-            msg, _ = packets.read_stream(data, expected_label=self.config.label)
-        except Incomplete:
-            return False
+            msg = pending.reader.feed(data)
         except Exception as exc:
             del self._streams[stream_id]
             self._malformed("stream reply", pending.addr, exc)
             self._stream_failed(now, pending, f"malformed reply: {exc}")
             return True
+        if msg is None:
+            return False
         del self._streams[stream_id]
         self._guarded(self._stream_replied, now, pending, msg)
         return True

@@ -14,6 +14,7 @@ import zlib
 from collections.abc import Sequence
 
 import attrs
+import msgpack
 
 from .codec import (
     MAX_PUSH_STATE_BYTES,
@@ -21,16 +22,21 @@ from .codec import (
     Incomplete,
     Message,
     MessageType,
+    StreamDecoder,
     decode_stream,
     decode_stream_value,
     go_bytes,
     go_str,
+    msgpack_reader,
     packb,
 )
 
 __all__ = [
     "LZW_ALGO",
     "MAX_DECOMPRESSED",
+    "MAX_STREAM_BYTES",
+    "StreamReader",
+    "StreamTooLarge",
     "Unwrapped",
     "add_crc",
     "add_label",
@@ -54,6 +60,9 @@ __all__ = [
 LZW_ALGO = 0
 #: refuse to inflate beyond this (memberlist has no limit; this guards against decompression bombs)
 MAX_DECOMPRESSED = MAX_PUSH_STATE_BYTES + (1 << 20)
+#: the default bound on the bytes of one TCP stream: maxPushStateBytes (20 MiB) of user state plus ample room
+#: for the node states of a large cluster (protocol.Config.stream_max_bytes)
+MAX_STREAM_BYTES = 32 * 1024 * 1024
 #: nesting of compound/compress inside each other we are willing to follow
 _MAX_DEPTH = 8
 
@@ -471,17 +480,111 @@ def unwrap_stream(data: bytes, expected_label: str = "") -> bytes:
     return inner if inner is not None else bytes(data[off:])
 
 
+class StreamTooLarge(DecodeError):
+    """More bytes arrived on one stream than its bound allows."""
+
+
+class StreamReader:
+    """One TCP stream as it arrives: label header checked, compression undone, one message out.
+
+    The h11 shape: ``feed(chunk)`` returns the message once it is complete, else None, and raises DecodeError as
+    soon as the bytes cannot be one (a wrong label, an unknown type, more than ``max_bytes`` received). Every
+    byte is parsed once: a plain message through codec.StreamDecoder, a compressMsg through a resumable msgpack
+    reader and then inflated once whole. ``fed`` counts the bytes handed to the parsers (tests check it stays
+    linear). The first byte after the label picks the layer in ``_start``: that is where an encryption layer
+    (type 10) plugs in.
+    """
+
+    def __init__(self, expected_label: str = "", max_bytes: int = MAX_STREAM_BYTES) -> None:
+        self.expected_label = expected_label
+        self.max_bytes = max_bytes
+        self.received = 0
+        self.message: Message | None = None
+        self.consumed = 0  # bytes of the stream the message took (label and compress framing included)
+        self.waiting_for = "need the first byte of the stream"
+        self._head = bytearray()  # the label header while it arrives
+        self._offset = 0  # where the layer after the label starts
+        self._plain: StreamDecoder | None = None
+        self._compressed: msgpack.Unpacker | None = None
+        self._compressed_fed = 0
+
+    @property
+    def fed(self) -> int:
+        return self._compressed_fed + (self._plain.fed if self._plain is not None else 0)
+
+    def feed(self, data: bytes | bytearray | memoryview) -> Message | None:
+        if self.message is not None:
+            return self.message
+        self.received += len(data)
+        if self.received > self.max_bytes:
+            raise StreamTooLarge(f"stream exceeds the bound of {self.max_bytes} bytes (stream_max_bytes)")
+        if self._plain is None and self._compressed is None:
+            self._head += data
+            try:
+                _, off = strip_stream_label(bytes(self._head[:257]), self.expected_label)
+            except Incomplete as exc:
+                self.waiting_for = str(exc)
+                return None
+            if len(self._head) <= off:
+                self.waiting_for = "need the message type byte"
+                return None
+            self._offset = off
+            data = self._start(self._head[off], bytes(self._head[off:]))
+            self._head.clear()
+        msg = self._feed_plain(data) if self._plain is not None else self._feed_compressed(data)
+        self.message = msg
+        return msg
+
+    def _start(self, kind: int, rest: bytes) -> bytes:
+        """Pick the layer from the first byte after the label; returns the bytes that belong to it."""
+        if kind == MessageType.ENCRYPT:
+            raise DecodeError("encrypted stream but no keyring")
+        if kind == MessageType.COMPRESS:
+            self._compressed = msgpack_reader()
+            return rest[1:]
+        self._plain = StreamDecoder()
+        return rest
+
+    def _feed_plain(self, data: bytes | bytearray | memoryview) -> Message | None:
+        assert self._plain is not None
+        msg = self._plain.feed(data)
+        if msg is None:
+            self.waiting_for = self._plain.waiting_for
+            return None
+        self.consumed = self._offset + self._plain.consumed
+        return msg
+
+    def _feed_compressed(self, data: bytes | bytearray | memoryview) -> Message | None:
+        reader = self._compressed
+        assert reader is not None
+        if data:
+            self._compressed_fed += len(data)
+            reader.feed(data)
+        try:
+            obj = reader.unpack()
+        except msgpack.OutOfData:
+            self.waiting_for = "the compressMsg is still arriving"
+            return None
+        except Exception as exc:
+            raise DecodeError(f"compress: invalid msgpack: {type(exc).__name__}: {exc}") from None
+        inner = _compress_struct(obj)
+        if not inner:
+            raise DecodeError("compressed stream holds an empty message")
+        try:
+            msg, _ = decode_stream(inner)
+        except Incomplete as exc:
+            raise DecodeError(f"compressed stream message is truncated: {exc}") from None
+        self.consumed = self._offset + 1 + reader.tell()
+        return msg
+
+
 def read_stream(data: bytes, expected_label: str = "") -> tuple[Message, int]:
-    """unwrap_stream + decode_stream: (message, bytes of ``data`` consumed), or Incomplete."""
-    off, inner, end = _stream_body(data, expected_label)
-    if inner is None:
-        msg, used = decode_stream(memoryview(data)[off:])
-        return msg, off + used
-    try:
-        msg, _ = decode_stream(inner)
-    except Incomplete as exc:
-        raise DecodeError(f"compressed stream message is truncated: {exc}") from None
-    return msg, end
+    """A whole stream buffer -> (message, bytes of ``data`` consumed), or Incomplete (StreamReader in one go)."""
+    reader = StreamReader(expected_label, max_bytes=max(len(data), MAX_STREAM_BYTES))
+    msg = reader.feed(data)
+    if msg is None:
+        raise Incomplete(reader.waiting_for)
+    return msg, reader.consumed
 
 
 def wrap_stream(msg: bytes, *, label: str = "", compress: bool = False) -> bytes:

@@ -269,6 +269,19 @@ class Serf(Delegate):
         self._pump()
         return reply
 
+    def accept_stream(self, now: float, addr: Addr) -> int:
+        self._now = now
+        return self.node.accept_stream(now, addr)
+
+    def handle_stream_data(self, now: float, stream_id: int, data: bytes) -> bytes | None:
+        self._now = now
+        reply = self.node.handle_stream_data(now, stream_id, data)
+        self._pump()
+        return reply
+
+    def close_stream(self, stream_id: int) -> None:
+        self.node.close_stream(stream_id)
+
     def handle_stream_reply(self, now: float, stream_id: int, data: bytes) -> bool:
         self._now = now
         done = self.node.handle_stream_reply(now, stream_id, data)
