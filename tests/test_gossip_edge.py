@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import random
 
+import attrs
+import msgpack
 import pytest
 
 from protocol import packets
@@ -274,3 +276,71 @@ def test_decode_stream_still_reads_a_stream_whole() -> None:
     pp = PushPull(True, (PushNodeState(go_str(EVIL), bytes([10, 0, 0, 9]), 1, b"", 3, 0, VSN),), b"us")
     msg, used = decode_stream(encode(pp))
     assert msg == pp and used == len(encode(pp))
+
+
+# ------------------------------------------------------------------------------------------------ streams (item 12)
+
+
+class _CountingUnpacker(msgpack.Unpacker):
+    """msgpack's resumable reader, counting every byte handed to it (the parse work of a stream)."""
+
+    fed = 0
+
+    def feed(self, next_bytes: bytes) -> None:  # type: ignore[override]
+        _CountingUnpacker.fed += len(next_bytes)
+        super().feed(next_bytes)
+
+
+def _big_push_pull(members: int) -> bytes:
+    nodes = tuple(
+        PushNodeState(f"node-{i:05d}", bytes([10, i >> 16 & 255, i >> 8 & 255, i & 255]), 7946,
+                      encode_tags({"role": "node", "dc": "dc1"}), 1 + i % 7, 0, VSN)
+        for i in range(members)
+    )
+    return encode(PushPull(False, nodes, b"\x02" + b"u" * 1000))
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "compressed"])
+@pytest.mark.parametrize("chunk", [1, 1024, 65536])
+def test_a_5000_member_push_pull_is_parsed_once_whatever_the_chunking(
+    monkeypatch: pytest.MonkeyPatch, chunk: int, compress: bool
+) -> None:
+    """Issue 16 item 12: the stream is fed in slices; the bytes handed to the msgpack parser stay equal to the
+    stream's length (before, the whole buffer so far was decoded again after every chunk)."""
+    monkeypatch.setattr(msgpack, "Unpacker", _CountingUnpacker)
+    _CountingUnpacker.fed = 0
+    data = packets.wrap_stream(_big_push_pull(5000), compress=compress)
+    node = Node(Config.local(), name="n", addr=("10.1.0.1", 7946), rng=random.Random(1), now=0.0)
+    sid = node.accept_stream(0.0, PEER)
+    reply = None
+    view = memoryview(data)
+    for off in range(0, len(data), chunk):
+        reply = node.handle_stream_data(0.0, sid, bytes(view[off : off + chunk]))
+        if reply is not None:
+            break
+    assert reply, "no push/pull answer"
+    assert off + chunk >= len(data)
+    assert node.num_alive() == 5001
+    inbound_work = _CountingUnpacker.fed
+    # the parser saw each byte of our stream once; decoding the inflated message adds its length once more
+    assert inbound_work <= 2 * len(packets.wrap_stream(_big_push_pull(5000))) + 64, inbound_work
+    assert node.stats["internal_error"] == 0
+
+
+def test_stream_bounds_bytes_and_time() -> None:
+    """Config.stream_max_bytes and tcp_timeout bound one stream, each with its own drop reason and an error reply."""
+    cfg = attrs.evolve(Config.local(), stream_max_bytes=100_000)
+    node = Node(cfg, name="n", addr=("10.1.0.1", 7946), rng=random.Random(1), now=0.0)
+    big = _big_push_pull(2000)
+    sid = node.accept_stream(0.0, PEER)
+    replies = [node.handle_stream_data(0.0, sid, big[off : off + 65536]) for off in range(0, 2 * 65536, 65536)]
+    assert replies[0] is None and replies[1]
+    err, _ = packets.read_stream(replies[1])
+    assert "stream_max_bytes" in err.error  # type: ignore[union-attr]
+    assert node.stats["oversized"] == 1
+    sid = node.accept_stream(0.0, PEER)
+    assert node.handle_stream_data(1.0, sid, big[:1000]) is None
+    late = node.handle_stream_data(1.0 + cfg.tcp_timeout + 0.1, sid, big[1000:2000])
+    assert late and "tcp_timeout" in packets.read_stream(late)[0].error  # type: ignore[union-attr]
+    assert node.stats["stream_timeout"] == 1
+    assert node.num_alive() == 1  # nothing of either stream was merged
