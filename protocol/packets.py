@@ -14,7 +14,6 @@ import zlib
 from collections.abc import Sequence
 
 import attrs
-import msgpack
 
 from .codec import (
     MAX_PUSH_STATE_BYTES,
@@ -23,11 +22,9 @@ from .codec import (
     Message,
     MessageType,
     StreamDecoder,
-    decode_stream,
     decode_stream_value,
     go_bytes,
     go_str,
-    msgpack_reader,
     packb,
 )
 
@@ -35,6 +32,7 @@ __all__ = [
     "LZW_ALGO",
     "MAX_DECOMPRESSED",
     "MAX_STREAM_BYTES",
+    "LzwReader",
     "StreamReader",
     "StreamTooLarge",
     "Unwrapped",
@@ -141,62 +139,98 @@ def lzw_compress(data: bytes, *, clear_first: bool = True) -> bytes:
     return bytes(out)
 
 
+class LzwReader:
+    """compress/lzw NewReader(r, LSB, 8) as a sans-IO reader: ``feed(chunk)`` returns the bytes those codes
+    inflate to, so a large compressed stream is inflated slice by slice as it arrives (no stall at the end).
+
+    ``done`` once the eof code was read (bytes after it are ignored, as Go does); ``finish()`` raises if the data
+    ended before it. The output is bounded by ``max_size`` (decompression bombs).
+    """
+
+    def __init__(self, max_size: int = MAX_DECOMPRESSED) -> None:
+        self.max_size = max_size
+        self.done = False
+        self.produced = 0
+        self._table: list[bytes | None] = [bytes([i]) for i in range(256)] + [None] * (_MAX_CODE + 1 - 256)
+        self._width = 9
+        self._hi = _EOF
+        self._overflow = 512
+        self._last: int | None = None
+        self._bits = 0
+        self._nbits = 0
+
+    def feed(self, data: bytes | bytearray | memoryview) -> bytes:
+        if self.done:
+            return b""
+        out = bytearray()
+        table = self._table
+        width, hi, overflow, last = self._width, self._hi, self._overflow, self._last
+        bits, nbits = self._bits, self._nbits
+        pos, n = 0, len(data)
+        room = self.max_size - self.produced
+        try:
+            while True:
+                while nbits < width:
+                    if pos >= n:
+                        return bytes(out)
+                    bits |= data[pos] << nbits
+                    pos += 1
+                    nbits += 8
+                code = bits & ((1 << width) - 1)
+                bits >>= width
+                nbits -= width
+                if code == _CLEAR:
+                    width, hi, overflow, last = 9, _EOF, 512, None
+                    continue
+                if code == _EOF:
+                    self.done = True
+                    return bytes(out)
+                if code < _CLEAR:
+                    entry = table[code]
+                elif code == hi and last is not None:
+                    prev = table[last]
+                    assert prev is not None
+                    entry = prev + prev[:1]
+                elif code <= hi:
+                    entry = table[code]
+                    if entry is None:
+                        raise DecodeError(f"lzw: code {code} used before it was defined")
+                else:
+                    raise DecodeError(f"lzw: invalid code {code} (next code is {hi})")
+                assert entry is not None
+                out += entry
+                if len(out) > room:
+                    raise DecodeError(f"lzw: output exceeds {self.max_size} bytes")
+                if last is not None:
+                    prev = table[last]
+                    assert prev is not None
+                    table[hi] = prev + entry[:1]
+                last = code
+                hi += 1
+                if hi >= overflow:
+                    if width == _MAX_WIDTH:
+                        last = None
+                        hi -= 1
+                    else:
+                        width += 1
+                        overflow <<= 1
+        finally:
+            self.produced += len(out)
+            self._width, self._hi, self._overflow, self._last = width, hi, overflow, last
+            self._bits, self._nbits = bits, nbits
+
+    def finish(self) -> None:
+        """The compressed data ended: it must have carried the eof code."""
+        if not self.done:
+            raise DecodeError("lzw: unexpected end of data (no eof code)")
+
+
 def lzw_decompress(data: bytes, *, max_size: int = MAX_DECOMPRESSED) -> bytes:
     """compress/lzw NewReader(r, LSB, 8) read to the end: the eof code is required, bytes after it ignored."""
-    out = bytearray()
-    table: list[bytes | None] = [bytes([i]) for i in range(256)] + [None] * (_MAX_CODE + 1 - 256)
-    width = 9
-    hi = _EOF
-    overflow = 512
-    last: int | None = None
-    bits = 0
-    nbits = 0
-    pos = 0
-    n = len(data)
-    while True:
-        while nbits < width:
-            if pos >= n:
-                raise DecodeError("lzw: unexpected end of data (no eof code)")
-            bits |= data[pos] << nbits
-            pos += 1
-            nbits += 8
-        code = bits & ((1 << width) - 1)
-        bits >>= width
-        nbits -= width
-        if code == _CLEAR:
-            width, hi, overflow, last = 9, _EOF, 512, None
-            continue
-        if code == _EOF:
-            return bytes(out)
-        if code < _CLEAR:
-            entry = table[code]
-        elif code == hi and last is not None:
-            prev = table[last]
-            assert prev is not None
-            entry = prev + prev[:1]
-        elif code <= hi:
-            entry = table[code]
-            if entry is None:
-                raise DecodeError(f"lzw: code {code} used before it was defined")
-        else:
-            raise DecodeError(f"lzw: invalid code {code} (next code is {hi})")
-        assert entry is not None
-        out += entry
-        if len(out) > max_size:
-            raise DecodeError(f"lzw: output exceeds {max_size} bytes")
-        if last is not None:
-            prev = table[last]
-            assert prev is not None
-            table[hi] = prev + entry[:1]
-        last = code
-        hi += 1
-        if hi >= overflow:
-            if width == _MAX_WIDTH:
-                last = None
-                hi -= 1
-            else:
-                width += 1
-                overflow <<= 1
+    reader = LzwReader(max_size)
+    out = reader.feed(data)
+    reader.finish()
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -505,12 +539,18 @@ class StreamReader:
         self._head = bytearray()  # the label header while it arrives
         self._offset = 0  # where the layer after the label starts
         self._plain: StreamDecoder | None = None
-        self._compressed: msgpack.Unpacker | None = None
-        self._compressed_fed = 0
+        self._compressed: _CompressedStream | None = None
+
+    @property
+    def inflated(self) -> int:
+        """Bytes inflated so far from a compressMsg (0 for a plain stream): they grow as the stream arrives."""
+        return self._compressed.inflated if self._compressed is not None else 0
 
     @property
     def fed(self) -> int:
-        return self._compressed_fed + (self._plain.fed if self._plain is not None else 0)
+        if self._compressed is not None:
+            return self._compressed.fed
+        return self._plain.fed if self._plain is not None else 0
 
     def feed(self, data: bytes | bytearray | memoryview) -> Message | None:
         if self.message is not None:
@@ -540,7 +580,7 @@ class StreamReader:
         if kind == MessageType.ENCRYPT:
             raise DecodeError("encrypted stream but no keyring")
         if kind == MessageType.COMPRESS:
-            self._compressed = msgpack_reader()
+            self._compressed = _CompressedStream()
             return rest[1:]
         self._plain = StreamDecoder()
         return rest
@@ -555,26 +595,141 @@ class StreamReader:
         return msg
 
     def _feed_compressed(self, data: bytes | bytearray | memoryview) -> Message | None:
-        reader = self._compressed
-        assert reader is not None
-        if data:
-            self._compressed_fed += len(data)
-            reader.feed(data)
-        try:
-            obj = reader.unpack()
-        except msgpack.OutOfData:
-            self.waiting_for = "the compressMsg is still arriving"
+        compressed = self._compressed
+        assert compressed is not None
+        msg = compressed.feed(data)
+        if msg is None:
+            self.waiting_for = compressed.waiting_for
             return None
-        except Exception as exc:
-            raise DecodeError(f"compress: invalid msgpack: {type(exc).__name__}: {exc}") from None
-        inner = _compress_struct(obj)
-        if not inner:
-            raise DecodeError("compressed stream holds an empty message")
+        self.consumed = self._offset + 1 + compressed.consumed
+        return msg
+
+
+#: the msgpack raw/str/bin headers: first byte -> bytes of big-endian length after it (fixraw handled apart)
+_RAW_LENGTH_BYTES = {0xD9: 1, 0xDA: 2, 0xDB: 4, 0xC4: 1, 0xC5: 2, 0xC6: 4}
+#: a compressMsg's map header and small entries (Algo, unknown keys) may take this much before Buf's bytes
+_COMPRESS_HEADER_MAX = 4096
+
+
+class _CompressedStream:
+    """A compressMsg on a stream, ``{Algo, Buf}``, read as it arrives: Buf's bytes go through LzwReader and the
+    inflated bytes straight into a StreamDecoder, so a large compressed stream is inflated and parsed slice by
+    slice (no multi-second inflate of the whole buffer at the end). Entries other than Buf are small and parsed
+    from a bounded header buffer; Algo must be 0 (LZW), wherever it appears in the map."""
+
+    def __init__(self) -> None:
+        self._head = bytearray()  # unparsed map bytes (header, small entries)
+        self._entries: int | None = None  # entries still to read
+        self._buf_left: int | None = None  # Buf bytes still to come while streaming it
+        self._saw_buf = False
+        self._algo = LZW_ALGO
+        self._lzw = LzwReader()
+        self._inner = StreamDecoder()
+        self.inflated = 0
+        self.consumed = 0  # bytes of the compressMsg body consumed so far
+        self.fed = 0
+        self.waiting_for = "the compressMsg is still arriving"
+
+    def feed(self, data: bytes | bytearray | memoryview) -> Message | None:
+        self.fed += len(data)
+        view = memoryview(bytes(data))
+        while True:
+            if self._buf_left is not None:
+                take = min(self._buf_left, len(view))
+                if take:
+                    self._inflate(view[:take])
+                    self._buf_left -= take
+                    self.consumed += take
+                    view = view[take:]
+                if self._buf_left:
+                    return None
+                self._buf_left = None
+                self._lzw.finish()
+            self._head += view
+            view = memoryview(b"")
+            if not self._parse_head():
+                if len(self._head) > _COMPRESS_HEADER_MAX:
+                    raise DecodeError(f"compress: more than {_COMPRESS_HEADER_MAX} bytes of header before Buf")
+                return None
+            if self._buf_left is None:
+                return self._finish()
+            view = memoryview(bytes(self._head))  # what followed Buf's header: Buf's first bytes
+            self._head.clear()
+
+    def _inflate(self, chunk: memoryview) -> None:
+        out = self._lzw.feed(chunk)
+        if out:
+            self.inflated += len(out)
+            self.fed += len(out)
+            self._inner.feed(out)
+
+    def _parse_head(self) -> bool:
+        """Parse the map header and entries up to Buf's bytes (or the end); False = need more bytes."""
+        head = self._head
+        off = 0
         try:
-            msg, _ = decode_stream(inner)
-        except Incomplete as exc:
-            raise DecodeError(f"compressed stream message is truncated: {exc}") from None
-        self.consumed = self._offset + 1 + reader.tell()
+            if self._entries is None:
+                if not head:
+                    return False
+                first = head[0]
+                if 0x80 <= first <= 0x8F:
+                    self._entries, off = first & 0x0F, 1
+                elif first in (0xDE, 0xDF):
+                    size = 2 if first == 0xDE else 4
+                    if len(head) < 1 + size:
+                        return False
+                    self._entries, off = int.from_bytes(head[1 : 1 + size], "big"), 1 + size
+                elif first == 0xC0:
+                    self._entries, off = 0, 1
+                else:
+                    raise DecodeError(f"compress: expected a msgpack map, got first byte 0x{first:02x}")
+            while self._entries:
+                key, after_key = decode_stream_value(head, off)
+                if key == b"Buf":
+                    if after_key >= len(head):
+                        return False
+                    tag = head[after_key]
+                    if 0xA0 <= tag <= 0xBF:
+                        length, start = tag & 0x1F, after_key + 1
+                    elif tag in _RAW_LENGTH_BYTES:
+                        size = _RAW_LENGTH_BYTES[tag]
+                        if len(head) < after_key + 1 + size:
+                            return False
+                        length = int.from_bytes(head[after_key + 1 : after_key + 1 + size], "big")
+                        start = after_key + 1 + size
+                    elif tag == 0xC0:
+                        length, start = 0, after_key + 1
+                    else:
+                        raise DecodeError("compress.Buf: expected raw bytes")
+                    self._entries -= 1
+                    self._saw_buf = True
+                    self._buf_left = length
+                    self.consumed += start
+                    del head[:start]
+                    return True
+                value, off_next = decode_stream_value(head, after_key)
+                if key == b"Algo":
+                    algo = 0 if value is None else value
+                    if isinstance(algo, bool) or not isinstance(algo, int):
+                        raise DecodeError(f"compress.Algo: expected integer, got {type(algo).__name__}")
+                    if algo != LZW_ALGO:
+                        raise DecodeError(f"compress: cannot decompress unknown algorithm {algo}")
+                self._entries -= 1
+                off = off_next
+        except Incomplete:
+            self.consumed += off  # whole entries (and the map header) are done: never parse them again
+            del head[:off]
+            return False
+        self.consumed += off
+        del head[:off]
+        return True
+
+    def _finish(self) -> Message:
+        if not self._saw_buf or self.inflated == 0:
+            raise DecodeError("compressed stream holds an empty message")
+        msg = self._inner.message
+        if msg is None:
+            raise DecodeError(f"compressed stream message is truncated: {self._inner.waiting_for}")
         return msg
 
 
