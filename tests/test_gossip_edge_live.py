@@ -182,3 +182,22 @@ def test_big_push_pulls_keep_the_probe_loop_responsive_and_are_bounded(cluster) 
     assert len(rtts) >= 10
     assert max(rtts) < 1.0, sorted(rtts)[-5:]
     assert requests.get(f"http://{a1.http_addr}/v1/agent/self", timeout=5).status_code == 200
+
+
+@pytest.mark.interop
+def test_a_real_serf_peer_sees_the_same_name_bytes(agents) -> None:
+    """Item 1 with a real `serf agent`: the alive for b"evil\\xff" goes to the triumvir node only; serf learns the
+    member from triumvir's gossip under the very same bytes. Go's JSON shows one invalid byte as exactly one
+    U+FFFD ("evil\\ufffd"); any re-encoding (surrogatepass, replacement) would show other text."""
+    s1 = agents.serf("s1")
+    t1 = agents.triumvir("t1", join=[s1.addr])
+    wait_for(lambda: s1.status_of("t1") == "alive", timeout=15, what="t1 alive on s1", diagnostics=agents.diagnostics)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(encode(Alive(1, go_str(b"evil\xff"), bytes([127, 0, 0, 9]), 9, encode_tags({"tcv": "1"}), VSN)),
+                 (t1.ip, t1.port))
+    wait_for(lambda: any(n.startswith("evil") for n in s1.members()), timeout=15, what="serf learns the member",
+             diagnostics=agents.diagnostics)
+    names = [n for n in s1.members() if n.startswith("evil")]
+    assert names == ["evil\ufffd"], names
+    assert s1.members()[names[0]]["tags"] == {"tcv": "1"}
+    assert t1.proc.alive() and s1.proc.alive()
