@@ -244,6 +244,7 @@ class Serf(Delegate):
         self._query_min_time = 0
 
         self._events: deque[Any] = deque()
+        self.malformed = 0  # Serf messages dropped as unreadable (not in stats(): that mirrors serf's own keys)
         self._join_ops: list[_JoinOp] = []
         self._leave: _LeaveOp | None = None
         self._prunes: list[tuple[float, str]] = []
@@ -495,7 +496,7 @@ class Serf(Delegate):
         try:
             msg = decode_message(bytes(payload))
         except SerfDecodeError as exc:
-            self._diag(_LEVEL_ERROR, f"serf: error decoding message type {payload[0]}: {exc}", "serf-malformed")
+            self._malformed(_LEVEL_ERROR, f"serf: error decoding message type {payload[0]}: {exc}")
             return
         rebroadcast, queue = False, self._broadcasts
         match msg:
@@ -524,7 +525,7 @@ class Serf(Delegate):
             if not isinstance(sender, str) or not isinstance(inner, bytes):
                 raise TypeError("From must be a string and Payload bytes")
         except Exception as exc:
-            self._diag(_LEVEL_DEBUG, f"serf: malformed app message: {exc}", "serf-malformed")
+            self._malformed(_LEVEL_DEBUG, f"serf: malformed app message: {exc}")
             return
         self._events.append(AppMessage(sender, inner))
 
@@ -557,15 +558,15 @@ class Serf(Delegate):
         """serf's MergeRemoteState: witness the clocks, replay left members as leaves and the rest as joins."""
         self._now = now
         if not buf:
-            self._diag(_LEVEL_ERROR, "serf: remote state is zero bytes", "serf-malformed")
+            self._malformed(_LEVEL_ERROR, "serf: remote state is zero bytes")
             return
         if buf[0] != SerfMessageType.PUSH_PULL:
-            self._diag(_LEVEL_ERROR, f"serf: remote state has bad type prefix {buf[0]}", "serf-malformed")
+            self._malformed(_LEVEL_ERROR, f"serf: remote state has bad type prefix {buf[0]}")
             return
         try:
             pp = decode_message(bytes(buf))
         except SerfDecodeError as exc:
-            self._diag(_LEVEL_ERROR, f"serf: failed to decode remote state: {exc}", "serf-malformed")
+            self._malformed(_LEVEL_ERROR, f"serf: failed to decode remote state: {exc}")
             return
         assert isinstance(pp, SerfPushPull)
         # Minus one: no message with the sender's current time has been sent yet.
@@ -702,7 +703,7 @@ class Serf(Delegate):
     def _decode_tags(self, meta: bytes) -> dict[str, str]:
         tags, error = decode_tags(bytes(meta or b""))
         if error is not None:
-            self._diag(_LEVEL_ERROR, f"serf: {error}", "serf-malformed")
+            self._malformed(_LEVEL_ERROR, f"serf: {error}")
         return tags
 
     # ------------------------------------------------------------------ intents (Lamport-ordered)
@@ -1050,6 +1051,11 @@ class Serf(Delegate):
 
     def _diag(self, level: str, message: str, kind: str = "serf") -> None:
         self._events.append(Diagnostic(level, message, kind))
+
+    def _malformed(self, level: str, message: str) -> None:
+        """A Serf message (or push/pull state, or tags) we cannot read: dropped, counted and logged."""
+        self.malformed += 1
+        self._diag(level, message, "serf-malformed")
 
 
 def _ip_text(ip: bytes) -> str:

@@ -361,3 +361,35 @@ def test_a_compressed_stream_is_inflated_as_it_arrives() -> None:
     assert isinstance(msg, PushPull) and msg.user_state == b"\x02" + state
     half = progress[len(progress) // 2 - 1]
     assert 0.3 * reader.inflated < half < 0.7 * reader.inflated, progress
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        bytes([1]) + packb({"LTime": 1.5, "Node": "x"}),  # a float
+        bytes([0]) + packb({"LTime": -1, "Node": "x"}),
+        bytes([3]) + packb({"LTime": 1, "Name": 5}),  # wrong type
+        bytes([4]) + packb({"ID": 1 << 32}),
+        bytes([1]) + b"\xc1",  # not msgpack
+        bytes([APP_MESSAGE_TYPE]) + packb({"From": 5, "Payload": b"x"}),
+    ],
+)
+def test_unreadable_serf_messages_are_counted_drops(payload: bytes) -> None:
+    serf = _serf()
+    _drain(serf)
+    serf.handle_datagram(1.0, PEER, b"\x08" + payload)
+    events = _drain(serf)
+    assert serf.malformed == 1
+    assert any(isinstance(e, Diagnostic) and e.kind == "serf-malformed" for e in events)
+    assert _internal_errors(serf) == 0
+
+
+def test_lamport_clocks_never_pass_uint64() -> None:
+    """A join intent at LTime 2^64-1: our clock stays encodable (Go's wraps), and our push/pull still encodes."""
+    serf = _serf()
+    serf.notify_msg(1.0, encode_message(JoinIntent((1 << 64) - 1, "someone")))
+    serf.clock.increment()
+    assert serf.clock.time() == (1 << 64) - 1
+    ours = _push_pull_reply(serf, PushPull(False, ()))
+    assert isinstance(decode_message(ours.user_state), SerfPushPull)
+    assert _internal_errors(serf) == 0
