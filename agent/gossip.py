@@ -37,6 +37,7 @@ import attrs
 import trio
 
 from protocol.config import Config
+from protocol.keyring import Keyring, KeyringError
 from protocol.node import Diagnostic, JoinResult, LeaveDone, StreamOpen
 from protocol.serf import MemberEvent, Serf
 
@@ -179,6 +180,8 @@ class GossipDriver:
         self._udp: trio.socket.SocketType | None = None
         self._subscribers: list[_Subscriber] = []
         self._join_waiters: list[_JoinWaiter] = []
+        #: "addr: reason" for each address the last join() could not use (what an operator needs to see)
+        self.last_join_errors: list[str] = []
         self._leave_done: trio.Event | None = None
         self._leave_timed_out = False
         self._pump_wake = trio.Event()
@@ -570,6 +573,7 @@ class GossipDriver:
             await waiter.done.wait()
         finally:
             self._join_waiters.remove(waiter)
+            self.last_join_errors = list(waiter.errors)
         log.info("joined %d of %d addresses", waiter.ok, len(resolved))
         return waiter.ok
 
@@ -625,6 +629,13 @@ class GossipDriver:
         """Broadcast a Serf user event (Serf only)."""
         self.machine.user_event(trio.current_time(), name, payload, coalesce)  # type: ignore[attr-defined]
         self._kick()
+
+    def key_query(self, operation: str, key: str = "", relay_factor: int = 0) -> int:
+        """Start a Serf key query (install-key, use-key, remove-key, list-keys); a KeyQueryDone event with the
+        returned handle follows. A malformed key raises protocol.keyring.KeyringError."""
+        handle = self.machine.key_query(trio.current_time(), operation, key, relay_factor)  # type: ignore[attr-defined]
+        self._kick()
+        return int(handle)
 
     def send_app_message(self, node_name: str, payload: bytes) -> None:
         """Send an application message to one member over TCP (Serf only; subscribers get ``AppMessage``).
@@ -688,6 +699,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--tag", action="append", default=[], type=_parse_tag, help="k=v (repeatable)")
     p.add_argument("--members-file", default=None, help="rewritten atomically with the member list as JSON")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.add_argument("--encrypt", default="", help="base64 gossip key (16, 24 or 32 bytes), as serf's -encrypt")
     return p
 
 
@@ -714,6 +726,11 @@ async def amain(args: argparse.Namespace) -> int:
         return 2
     config = Config.profile(args.profile)
     tags = dict(args.tag)
+    try:
+        keyring = Keyring.from_base64([args.encrypt]) if args.encrypt else None
+    except KeyringError as exc:
+        log.error("--encrypt: %s", exc)
+        return 2
 
     def factory(bound: Addr) -> Machine:
         return Serf(
@@ -723,6 +740,7 @@ async def amain(args: argparse.Namespace) -> int:
             rng=random.Random(),
             now=trio.current_time(),
             tags=tags,
+            keyring=keyring,
         )
 
     driver = GossipDriver(factory, bind, tcp_timeout=config.tcp_timeout)

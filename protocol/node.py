@@ -50,6 +50,7 @@ from protocol.codec import (
     encode,
 )
 from protocol.config import Config
+from protocol.keyring import DecryptError, Keyring, encrypt_overhead
 from protocol.state import (
     INCARNATION_JUMP_LIMIT,
     MAX_INCARNATION,
@@ -90,6 +91,7 @@ COMPOUND_HEADER_OVERHEAD = 2  # memberlist compoundHeaderOverhead
 COMPOUND_OVERHEAD = 2  # per part
 USER_MSG_OVERHEAD = 1
 MAX_DATAGRAM = 65507  # the largest UDP payload; anything larger is counted as oversized
+DECRYPT_LOG_INTERVAL = 10.0  # at most one "cannot decrypt" line per source address this often
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -308,10 +310,14 @@ class Node:
         rng: random.Random,
         now: float,
         delegate: Delegate | None = None,
+        keyring: Keyring | None = None,
     ) -> None:
         self.config = config
         self.name = name
         self.addr = addr
+        #: gossip encryption (protocol/keyring.py); shared with Serf, whose key queries change it in place
+        self.keyring = keyring
+        self._decrypt_logged: dict[str, float] = {}
         self.stats: Counter[str] = Counter()
         self._rng = rng
         self._delegate = delegate if delegate is not None else Delegate()
@@ -494,6 +500,27 @@ class Node:
             text = self._addr_cache[packed] = _addr_text(packed)
         return text
 
+    @property
+    def _sealing(self) -> Keyring | None:
+        """The keyring to encrypt with: none without keys, or while gossip_verify_outgoing is off."""
+        ring = self.keyring
+        return ring if ring is not None and ring.enabled and self.config.gossip_verify_outgoing else None
+
+    def _encrypt_overhead(self) -> int:
+        """memberlist subtracts encryptOverhead(vsn) from the piggyback budget whenever a keyring is set."""
+        return encrypt_overhead(1) if self.keyring is not None and self.keyring.enabled else 0
+
+    def _decrypt_failed(self, now: float, what: str, addr: Addr, exc: Exception) -> None:
+        """Count every packet or stream no key opens; log its source at most once per DECRYPT_LOG_INTERVAL."""
+        self.stats["decrypt_failed"] += 1
+        last = self._decrypt_logged.get(addr[0])
+        if last is None or now - last >= DECRYPT_LOG_INTERVAL:
+            self._decrypt_logged[addr[0]] = now
+            total = self.stats["decrypt_failed"]
+            self._diag(
+                "warning", f"decrypt {what} failed from {addr[0]}:{addr[1]}: {exc} ({total} refused so far)", "decrypt"
+            )
+
     def _raw_send(self, addr: Addr, msgs: list[bytes], node: NodeState | None) -> None:
         """One UDP packet of `msgs` (compound if several), CRC'd when the target understands v5."""
         cfg = self.config
@@ -503,13 +530,14 @@ class Node:
             label=cfg.label,
             compress=cfg.enable_compression,
             limit=MAX_DATAGRAM,
+            keyring=self._sealing,
         )
         self.stats["udp_sent"] += 1
         self._transmits.append(Datagram(addr, data))
 
     def _send_msg(self, addr: Addr, msg: bytes, node: NodeState | None = None) -> None:
         """memberlist sendMsg: piggyback whatever broadcasts fit in the rest of the packet."""
-        avail = self.config.udp_buffer_size - len(msg) - COMPOUND_HEADER_OVERHEAD
+        avail = self.config.udp_buffer_size - len(msg) - COMPOUND_HEADER_OVERHEAD - self._encrypt_overhead()
         extra = self._get_broadcasts(COMPOUND_OVERHEAD, avail)
         self._raw_send(addr, [msg, *extra], node)
 
@@ -527,7 +555,8 @@ class Node:
         self._broadcasts.queue(key, msg, on_finished)
 
     def _wrap_stream(self, msg: bytes) -> bytes:
-        return packets.wrap_stream(msg, label=self.config.label, compress=self.config.enable_compression)
+        cfg = self.config
+        return packets.wrap_stream(msg, label=cfg.label, compress=cfg.enable_compression, keyring=self._sealing)
 
     def _open_stream(self, addr: Addr, data: bytes, pending: _PendingStream | None, timeout: float) -> int:
         self._stream_seq += 1
@@ -1063,7 +1092,7 @@ class Node:
                 return now - n.state_change > cfg.gossip_to_the_dead_time
             return True
 
-        avail = cfg.udp_buffer_size - COMPOUND_HEADER_OVERHEAD
+        avail = cfg.udp_buffer_size - COMPOUND_HEADER_OVERHEAD - self._encrypt_overhead()
         for node in self._k_random(cfg.gossip_nodes, exclude):
             msgs = self._get_broadcasts(COMPOUND_OVERHEAD, avail)
             if not msgs:
@@ -1162,8 +1191,14 @@ class Node:
             self.stats["oversized"] += 1
             self._diag("debug", f"dropped oversized packet ({len(data)} bytes) from {addr[0]}:{addr[1]}", "oversized")
             return
+        cfg = self.config
         try:
-            parts = packets.unwrap_packet(data, expected_label=self.config.label)
+            parts = packets.unwrap_packet(
+                data, cfg.label, keyring=self.keyring, verify_incoming=cfg.gossip_verify_incoming
+            )
+        except DecryptError as exc:
+            self._decrypt_failed(now, "packet", addr, exc)
+            return
         except Exception as exc:  # DecodeError and anything a corrupt LZW stream throws
             self._malformed("packet", addr, exc)
             return
@@ -1289,9 +1324,7 @@ class Node:
     def accept_stream(self, now: float, addr: Addr) -> int:
         """A TCP connection from `addr` was accepted: its id for handle_stream_data and close_stream."""
         self._inbound_seq += 1
-        cfg = self.config
-        reader = packets.StreamReader(cfg.label, max_bytes=cfg.stream_max_bytes)
-        self._inbound[self._inbound_seq] = _Inbound(addr, now, reader)
+        self._inbound[self._inbound_seq] = _Inbound(addr, now, self._stream_reader())
         return self._inbound_seq
 
     def handle_stream_data(self, now: float, stream_id: int, data: bytes) -> bytes | None:
@@ -1319,6 +1352,10 @@ class Node:
             self.stats["oversized"] += 1
             self._diag("debug", f"dropped stream from {addr[0]}:{addr[1]}: {exc}", "oversized")
             return self._wrap_stream(encode(ErrResp(str(exc))))
+        except DecryptError as exc:
+            del self._inbound[stream_id]
+            self._decrypt_failed(now, "stream", addr, exc)
+            return self._wrap_stream(encode(ErrResp(str(exc))))
         except Exception as exc:  # DecodeError and anything a corrupt LZW stream throws
             del self._inbound[stream_id]
             self._malformed("stream", addr, exc)
@@ -1341,6 +1378,13 @@ class Node:
             return self.handle_stream_data(now, stream_id, data)
         finally:
             self.close_stream(stream_id)
+
+    def _stream_reader(self) -> packets.StreamReader:
+        """A reader for one stream, inbound or a reply, with this node's label, bound, keyring and verify rule."""
+        cfg = self.config
+        return packets.StreamReader(
+            cfg.label, max_bytes=cfg.stream_max_bytes, keyring=self.keyring, verify_incoming=cfg.gossip_verify_incoming
+        )
 
     def _serve_stream(self, now: float, addr: Addr, msg: Any) -> bytes:
         if isinstance(msg, PushPull):
@@ -1369,9 +1413,14 @@ class Node:
         if pending is None or self._shutdown:
             return True
         if pending.reader is None:
-            pending.reader = packets.StreamReader(self.config.label, max_bytes=self.config.stream_max_bytes)
+            pending.reader = self._stream_reader()
         try:
             msg = pending.reader.feed(data)
+        except DecryptError as exc:
+            del self._streams[stream_id]
+            self._decrypt_failed(now, "stream reply", pending.addr, exc)
+            self._stream_failed(now, pending, f"cannot decrypt the reply: {exc}")
+            return True
         except Exception as exc:
             del self._streams[stream_id]
             self._malformed("stream reply", pending.addr, exc)

@@ -1,10 +1,10 @@
-"""memberlist's framing: compound, CRC, label, LZW compression for UDP packets and TCP streams.
+"""memberlist's framing: compound, CRC, label, encryption, LZW compression for UDP packets and TCP streams.
 
 Layering, outermost first, as memberlist writes a UDP packet: ``label header`` (transport, only if a label is
-configured) > ``encryption`` (not supported here) > ``CRC`` (only to peers speaking protocol >= 5) >
-``compress`` (only if it made the packet smaller) > ``compound`` (only for more than one message) > messages.
-A TCP stream is ``label header`` > ``encryption`` > ``compress`` (always, when compression is on) > one
-message.
+configured) > ``encryption`` (only with a keyring, protocol/keyring.py) > ``CRC`` (only to peers speaking
+protocol >= 5) > ``compress`` (only if it made the packet smaller) > ``compound`` (only for more than one
+message) > messages. A TCP stream is ``label header`` > ``encryption`` (an encryptMsg frame, type 10) >
+``compress`` (always, when compression is on) > one message.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from .codec import (
     go_str,
     packb,
 )
+from .keyring import DecryptError, Keyring, encrypted_length
 
 __all__ = [
     "LZW_ALGO",
@@ -44,7 +45,9 @@ __all__ = [
     "lzw_compress",
     "lzw_decompress",
     "make_compound",
+    "open_stream_frame",
     "read_stream",
+    "seal_stream_frame",
     "split_compound",
     "strip_label",
     "strip_stream_label",
@@ -373,15 +376,33 @@ class Unwrapped:
     crc: bool = False
     compressed: bool = False
     compound: bool = False
+    encrypted: bool = False
 
 
-def unwrap_packet_info(data: bytes, expected_label: str = "") -> Unwrapped:
-    """Like unwrap_packet, also telling which framing was present and how many parts were truncated."""
+def unwrap_packet_info(
+    data: bytes, expected_label: str = "", *, keyring: Keyring | None = None, verify_incoming: bool = True
+) -> Unwrapped:
+    """Like unwrap_packet, also telling which framing was present and how many parts were truncated.
+
+    With a keyring holding keys the packet is decrypted first (label as additional data); a packet no key
+    opens raises DecryptError, unless ``verify_incoming`` is off: then it is read as plaintext (memberlist's
+    ingestPacket, the middle steps of a move to encryption).
+    """
     label, data = strip_label(data)
     _check_label(label, expected_label, "packet")
     if not data:
         raise DecodeError("empty packet")
-    if data[0] == MessageType.ENCRYPT:
+    encrypted = False
+    if keyring is not None and keyring.enabled:
+        try:
+            data = keyring.decrypt(data, label.encode("utf-8", "surrogateescape"))
+            encrypted = True
+        except DecryptError:
+            if verify_incoming:
+                raise
+        if not data:
+            raise DecodeError("empty packet after decryption")
+    elif data[0] == MessageType.ENCRYPT:
         raise DecodeError("encrypted packet but no keyring")
     crc = False
     if len(data) >= 5 and data[0] == MessageType.HAS_CRC:
@@ -399,6 +420,7 @@ def unwrap_packet_info(data: bytes, expected_label: str = "") -> Unwrapped:
         crc=crc,
         compressed=found["compressed"],
         compound=found["compound"],
+        encrypted=encrypted,
     )
 
 
@@ -422,13 +444,15 @@ def _collect(data: bytes, out: list[bytes], found: dict[str, int | bool], depth:
         out.append(bytes(data))
 
 
-def unwrap_packet(data: bytes, expected_label: str = "") -> list[bytes]:
+def unwrap_packet(
+    data: bytes, expected_label: str = "", *, keyring: Keyring | None = None, verify_incoming: bool = True
+) -> list[bytes]:
     """One UDP datagram -> its messages (each starting with its type byte), framing removed.
 
-    Label (must equal ``expected_label``), CRC, compression and compound are undone recursively as memberlist's
-    ingestPacket/handleCommand do.  Truncated compound parts are dropped (see unwrap_packet_info).
+    Label (must equal ``expected_label``), encryption, CRC, compression and compound are undone recursively as
+    memberlist's ingestPacket/handleCommand do.  Truncated compound parts are dropped (see unwrap_packet_info).
     """
-    return list(unwrap_packet_info(data, expected_label).messages)
+    return list(unwrap_packet_info(data, expected_label, keyring=keyring, verify_incoming=verify_incoming).messages)
 
 
 def wrap_packet(
@@ -438,11 +462,13 @@ def wrap_packet(
     label: str = "",
     compress: bool = False,
     limit: int = 1400,
+    keyring: Keyring | None = None,
 ) -> bytes:
     """Frame messages into one datagram as memberlist sends them; ValueError if the result exceeds ``limit``.
 
     One message goes bare, several in a compound; compression is kept only if it shrinks the payload; ``crc``
-    should be true when the recipient speaks protocol >= 5.
+    should be true when the recipient speaks protocol >= 5; a ``keyring`` encrypts under its primary key
+    (pass None when gossip_verify_outgoing is off).
     """
     if not msgs:
         raise ValueError("no messages to wrap")
@@ -453,6 +479,8 @@ def wrap_packet(
             payload = packed
     if crc:
         payload = add_crc(payload)
+    if keyring is not None and keyring.enabled:
+        payload = keyring.encrypt(payload, label.encode())
     payload = add_label(payload, label)
     if len(payload) > limit:
         raise ValueError(f"packet of {len(payload)} bytes exceeds the limit of {limit}")
@@ -485,32 +513,94 @@ def strip_stream_label(data: bytes, expected_label: str = "") -> tuple[str, int]
     return label, 2 + size
 
 
-def _stream_body(data: bytes, expected_label: str) -> tuple[int, bytes | None, int]:
-    """Label stripped, compression undone: (offset of the message, the inflated message or None when the stream
-    is not compressed, end of the compressMsg). Raises Incomplete while the header is still arriving."""
-    _, off = strip_stream_label(data, expected_label)
+#: the encryptMsg frame header: type byte 10 + big-endian uint32 length of the blob that follows
+_FRAME_HEADER = struct.Struct(">BI")
+
+
+def seal_stream_frame(payload: bytes, keyring: Keyring, label: str = "") -> bytes:
+    """memberlist encryptLocalState: ``[10][len][blob]``, the 5 header bytes + label as additional data."""
+    header = _FRAME_HEADER.pack(MessageType.ENCRYPT, encrypted_length(1, len(payload)))
+    return header + keyring.encrypt(payload, header + label.encode())
+
+
+def open_stream_frame(data: bytes, off: int, keyring: Keyring, label: str = "") -> tuple[bytes, int]:
+    """memberlist decryptRemoteState on the frame at ``data[off]``: (plain message, end of the frame).
+
+    Raises Incomplete until the whole frame is there, DecodeError for a frame over maxPushStateBytes and
+    DecryptError when no key opens it.
+    """
+    if len(data) < off + _FRAME_HEADER.size:
+        raise Incomplete("need the encrypted frame header")
+    kind, size = _FRAME_HEADER.unpack_from(data, off)
+    if kind != MessageType.ENCRYPT:
+        raise DecodeError(f"expected an encrypted frame (type 10), got type {kind}")
+    if size > MAX_PUSH_STATE_BYTES:
+        raise DecodeError(f"remote node state is larger than limit ({size})")
+    end = off + _FRAME_HEADER.size + size
+    if len(data) < end:
+        raise Incomplete(f"need {end - len(data)} more bytes of the encrypted frame")
+    aad = bytes(data[off : off + _FRAME_HEADER.size]) + label.encode("utf-8", "surrogateescape")
+    plain = keyring.decrypt(bytes(data[off + _FRAME_HEADER.size : end]), aad)
+    if not plain:
+        raise DecodeError("encrypted stream frame holds an empty message")
+    return plain, end
+
+
+def _stream_is_encrypted(kind: int, keyring: Keyring | None, verify_incoming: bool) -> bool:
+    """memberlist readStream's rule on a stream's first byte: an encrypted frame needs a keyring, and with a
+    keyring a plaintext stream is refused unless verify-incoming is off (the rolling move to encryption)."""
+    encrypting = keyring is not None and keyring.enabled
+    if kind == MessageType.ENCRYPT:
+        if not encrypting:
+            raise DecryptError("remote state is encrypted and encryption is not configured")
+        return True
+    if encrypting and verify_incoming:
+        raise DecryptError("encryption is configured but remote state is not encrypted")
+    return False
+
+
+def _stream_body(
+    data: bytes, expected_label: str, keyring: Keyring | None = None, verify_incoming: bool = True
+) -> tuple[int, bytes | None, int]:
+    """Label stripped, encryption and compression undone: (offset of the message, the decrypted or inflated
+    message or None when the stream is plain, end of the frame). Raises Incomplete while a header is arriving."""
+    label, off = strip_stream_label(data, expected_label)
     if len(data) <= off:
         raise Incomplete("need the message type byte")
     kind = data[off]
-    if kind == MessageType.ENCRYPT:
-        raise DecodeError("encrypted stream but no keyring")
+    if _stream_is_encrypted(kind, keyring, verify_incoming):
+        assert keyring is not None
+        plain, end = open_stream_frame(data, off, keyring, label)
+        if plain[0] != MessageType.COMPRESS:
+            return off, plain, end
+        try:
+            obj, _ = decode_stream_value(plain, 1)
+        except Incomplete as exc:
+            raise DecodeError(f"compressed message in an encrypted frame is truncated: {exc}") from None
+        return off, _inflate_stream(obj), end
     if kind != MessageType.COMPRESS:
         return off, None, off
     obj, end = decode_stream_value(data, off + 1)
+    return off, _inflate_stream(obj), end
+
+
+def _inflate_stream(obj: object) -> bytes:
     inner = _compress_struct(obj)
     if not inner:
         raise DecodeError("compressed stream holds an empty message")
-    return off, inner, end
+    return inner
 
 
-def unwrap_stream(data: bytes, expected_label: str = "") -> bytes:
+def unwrap_stream(
+    data: bytes, expected_label: str = "", *, keyring: Keyring | None = None, verify_incoming: bool = True
+) -> bytes:
     """A stream buffer -> the bytes of the message inside (label header removed, compression undone).
 
     For an uncompressed stream this is simply the rest of the buffer (feed it to codec.decode_stream, which
     may still raise Incomplete); for a compressMsg it is the inflated message, which must then be complete.
     Raises Incomplete while the label header or the compress message is still arriving.
     """
-    off, inner, _ = _stream_body(data, expected_label)
+    off, inner, _ = _stream_body(data, expected_label, keyring, verify_incoming)
     return inner if inner is not None else bytes(data[off:])
 
 
@@ -524,14 +614,25 @@ class StreamReader:
     The h11 shape: ``feed(chunk)`` returns the message once it is complete, else None, and raises DecodeError as
     soon as the bytes cannot be one (a wrong label, an unknown type, more than ``max_bytes`` received). Every
     byte is parsed once: a plain message through codec.StreamDecoder, a compressMsg through a resumable msgpack
-    reader and then inflated once whole. ``fed`` counts the bytes handed to the parsers (tests check it stays
-    linear). The first byte after the label picks the layer in ``_start``: that is where an encryption layer
-    (type 10) plugs in.
+    reader and then inflated slice by slice, an encrypted frame (type 10) gathered whole and opened once (GCM
+    authenticates the frame as one). ``fed`` counts the bytes handed to the parsers (tests check it stays
+    linear). The first byte after the label picks the layer in ``_start``, where the verify-incoming rule
+    is applied as memberlist's readStream does.
     """
 
-    def __init__(self, expected_label: str = "", max_bytes: int = MAX_STREAM_BYTES) -> None:
+    def __init__(
+        self,
+        expected_label: str = "",
+        max_bytes: int = MAX_STREAM_BYTES,
+        *,
+        keyring: Keyring | None = None,
+        verify_incoming: bool = True,
+    ) -> None:
         self.expected_label = expected_label
         self.max_bytes = max_bytes
+        self.keyring = keyring
+        self.verify_incoming = verify_incoming
+        self._label = ""
         self.received = 0
         self.message: Message | None = None
         self.consumed = 0  # bytes of the stream the message took (label and compress framing included)
@@ -540,6 +641,7 @@ class StreamReader:
         self._offset = 0  # where the layer after the label starts
         self._plain: StreamDecoder | None = None
         self._compressed: _CompressedStream | None = None
+        self._encrypted: _EncryptedStream | None = None
 
     @property
     def inflated(self) -> int:
@@ -548,6 +650,8 @@ class StreamReader:
 
     @property
     def fed(self) -> int:
+        if self._encrypted is not None:
+            return self._encrypted.fed
         if self._compressed is not None:
             return self._compressed.fed
         return self._plain.fed if self._plain is not None else 0
@@ -558,10 +662,10 @@ class StreamReader:
         self.received += len(data)
         if self.received > self.max_bytes:
             raise StreamTooLarge(f"stream exceeds the bound of {self.max_bytes} bytes (stream_max_bytes)")
-        if self._plain is None and self._compressed is None:
+        if self._plain is None and self._compressed is None and self._encrypted is None:
             self._head += data
             try:
-                _, off = strip_stream_label(bytes(self._head[:257]), self.expected_label)
+                self._label, off = strip_stream_label(bytes(self._head[:257]), self.expected_label)
             except Incomplete as exc:
                 self.waiting_for = str(exc)
                 return None
@@ -571,14 +675,21 @@ class StreamReader:
             self._offset = off
             data = self._start(self._head[off], bytes(self._head[off:]))
             self._head.clear()
-        msg = self._feed_plain(data) if self._plain is not None else self._feed_compressed(data)
+        if self._encrypted is not None:
+            msg = self._feed_encrypted(data)
+        elif self._plain is not None:
+            msg = self._feed_plain(data)
+        else:
+            msg = self._feed_compressed(data)
         self.message = msg
         return msg
 
     def _start(self, kind: int, rest: bytes) -> bytes:
         """Pick the layer from the first byte after the label; returns the bytes that belong to it."""
-        if kind == MessageType.ENCRYPT:
-            raise DecodeError("encrypted stream but no keyring")
+        if _stream_is_encrypted(kind, self.keyring, self.verify_incoming):
+            assert self.keyring is not None
+            self._encrypted = _EncryptedStream(self.keyring, self._label, self.max_bytes)
+            return rest
         if kind == MessageType.COMPRESS:
             self._compressed = _CompressedStream()
             return rest[1:]
@@ -594,6 +705,16 @@ class StreamReader:
         self.consumed = self._offset + self._plain.consumed
         return msg
 
+    def _feed_encrypted(self, data: bytes | bytearray | memoryview) -> Message | None:
+        encrypted = self._encrypted
+        assert encrypted is not None
+        msg = encrypted.feed(data)
+        if msg is None:
+            self.waiting_for = encrypted.waiting_for
+            return None
+        self.consumed = self._offset + encrypted.consumed
+        return msg
+
     def _feed_compressed(self, data: bytes | bytearray | memoryview) -> Message | None:
         compressed = self._compressed
         assert compressed is not None
@@ -602,6 +723,35 @@ class StreamReader:
             self.waiting_for = compressed.waiting_for
             return None
         self.consumed = self._offset + 1 + compressed.consumed
+        return msg
+
+
+class _EncryptedStream:
+    """An encrypted frame on a stream: gathered until its header's length is all there (checking the length is
+    O(1) per chunk), opened once, and the plaintext (a plain or compressed message) read by a StreamReader."""
+
+    def __init__(self, keyring: Keyring, label: str, max_bytes: int) -> None:
+        self._keyring = keyring
+        self._label = label
+        self._max_bytes = max_bytes
+        self._buf = bytearray()
+        self.fed = 0
+        self.consumed = 0
+        self.waiting_for = "need the encrypted frame header"
+
+    def feed(self, data: bytes | bytearray | memoryview) -> Message | None:
+        self._buf += data
+        self.fed += len(data)
+        try:
+            plain, end = open_stream_frame(self._buf, 0, self._keyring, self._label)
+        except Incomplete as exc:
+            self.waiting_for = str(exc)
+            return None
+        inner = StreamReader(max_bytes=self._max_bytes)
+        msg = inner.feed(plain)
+        if msg is None:
+            raise DecodeError(f"encrypted stream message is truncated: {inner.waiting_for}")
+        self.consumed = end
         return msg
 
 
@@ -733,16 +883,23 @@ class _CompressedStream:
         return msg
 
 
-def read_stream(data: bytes, expected_label: str = "") -> tuple[Message, int]:
+def read_stream(
+    data: bytes, expected_label: str = "", *, keyring: Keyring | None = None, verify_incoming: bool = True
+) -> tuple[Message, int]:
     """A whole stream buffer -> (message, bytes of ``data`` consumed), or Incomplete (StreamReader in one go)."""
-    reader = StreamReader(expected_label, max_bytes=max(len(data), MAX_STREAM_BYTES))
+    reader = StreamReader(
+        expected_label, max_bytes=max(len(data), MAX_STREAM_BYTES), keyring=keyring, verify_incoming=verify_incoming
+    )
     msg = reader.feed(data)
     if msg is None:
         raise Incomplete(reader.waiting_for)
     return msg, reader.consumed
 
 
-def wrap_stream(msg: bytes, *, label: str = "", compress: bool = False) -> bytes:
-    """One encoded message -> stream bytes, as rawSendMsgStream (always compresses when enabled) + label."""
+def wrap_stream(msg: bytes, *, label: str = "", compress: bool = False, keyring: Keyring | None = None) -> bytes:
+    """One encoded message -> stream bytes, as rawSendMsgStream (always compresses when enabled, then encrypts
+    with a keyring: pass None when gossip_verify_outgoing is off) + label."""
     payload = _compress_msg(msg) if compress else bytes(msg)
+    if keyring is not None and keyring.enabled:
+        payload = seal_stream_frame(payload, keyring, label)
     return add_label(payload, label)
