@@ -26,7 +26,6 @@ import struct
 import time
 import zlib
 
-import pytest
 import requests
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -48,8 +47,7 @@ ints = st.one_of(st.sampled_from(EXTREME_INTS), st.integers(-(1 << 63), (1 << 64
 WEIRD_BYTES = [b"", b"evil\xff", b"\xed\xa0\x80", b"\xed\xbf\xbf", b"\xc0\xaf", b"\x80", b"\xff" * 40, "é".encode(),
                b"\x00", b"a" * 300]
 #: Text switch, read at draw time: True keeps member names and node meta (the text the HTTP API renders) valid
-#: UTF-8. The HTTP JSON rendering of Go strings that are not UTF-8 is the catalog-input helper's part: the
-#: non-UTF-8 run is test_gossip_fuzz_non_utf8_names_and_tags, xfail(strict) until that merges.
+#: UTF-8 in the main run; test_gossip_fuzz_non_utf8_names_and_tags runs with it off.
 TEXT = {"utf8_only": True}
 
 
@@ -257,9 +255,6 @@ def test_gossip_fuzz_memberlist_and_serf(cluster) -> None:
     _fuzz_cluster(cluster, serf_payload, EXAMPLES)
 
 
-@pytest.mark.xfail(strict=True, reason="catalog-input helper's part (issue 16 item 1): /v1/agent/members (and the "
-                   "catalog and health endpoints) answer 500 once a member's name or tags are not UTF-8 "
-                   "(agent/http/response.go_json: UnicodeEncodeError); remove the mark at merge")
 def test_gossip_fuzz_non_utf8_names_and_tags(cluster) -> None:
     """The same fuzzer with invalid UTF-8 member names and meta; the first example is an alive for b"evil\xff"."""
     TEXT["utf8_only"] = False
@@ -285,9 +280,6 @@ DIGEST_2_64 = encode(UserStream(b"\x80" + packb({"From": FAKE_PEER, "Payload": p
     "a1": (1 << 64) - 1}})})))
 
 
-@pytest.mark.xfail(strict=True, reason="catalog-input helper's part (issue 16 item 2): a digest from a catalog peer "
-                   "claiming the receiver's own record at version 2^64-1 makes it exit with OverflowError in "
-                   "agent/catalog/messages.encode; remove the mark at merge")
 def test_gossip_fuzz_catalog_peer_messages(cluster) -> None:
     """Catalog messages from a fake member that advertises the catalog tag (so they are read, not dropped):
     digests naming real members at extreme versions, requests, records, garbage."""
