@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from agent.config import AgentConfig
     from agent.members import Member, MemberTable
     from agent.services.manager import ServiceManager
+    from protocol.keymanager import KeyQueryDone
 
 
 class JoinError(Exception):
@@ -38,6 +39,13 @@ class AgentAPI(Protocol):
 
     async def reload(self) -> list[str]:
         """Re-read the config (raises ConfigError); what changed."""
+        ...
+
+    async def keyring_operation(self, operation: str, key: str = "", relay_factor: int = 0) -> KeyQueryDone:
+        """A Serf key query (install-key, use-key, remove-key, list-keys) on the LAN pool, aggregated.
+
+        Raises KeyringError for a malformed key, TimeoutError if no aggregate came back at all.
+        """
         ...
 
     def self_member(self) -> Member: ...

@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from agent import consul
+from agent.gostrings import to_bytes
 from agent.version import __version__
 
 DEFAULT_HTTP_ADDR = "127.0.0.1:8500"
@@ -332,7 +333,9 @@ class AgentClient:
     tls: ssl.SSLContext | None = None
     tls_server_name: str = ""
 
-    def request(self, method: str, path: str, params: Mapping[str, str] | None = None) -> bytes:
+    def request(
+        self, method: str, path: str, params: Mapping[str, str] | None = None, body: bytes | None = None
+    ) -> bytes:
         """Send one request and return the body of a 200; anything else raises ClientError."""
         query = dict(params or {})
         if self.datacenter:
@@ -346,7 +349,7 @@ class AgentClient:
             conn.request(
                 method,
                 self.endpoint.prefix + path_and_query,
-                body=b"" if method == "PUT" else None,
+                body=body if body is not None else (b"" if method == "PUT" else None),
                 headers=self._headers(),
             )
             resp = conn.getresponse()
@@ -622,7 +625,7 @@ def run_join(values: dict[str, Any], args: list[str]) -> int:
 
 def _path_escape(segment: str) -> str:
     """url.URL.EscapedPath for a path built by concatenation (Go keeps `$&+,/:;=@`, escapes `[`, `]`, spaces)."""
-    return quote(segment, safe="$&+,/:;=@")
+    return quote(to_bytes(segment), safe="$&+,/:;=@")  # argv's undecodable bytes are surrogate escapes
 
 
 # ---- leave / force-leave / reload
@@ -704,6 +707,96 @@ def run_info(values: dict[str, Any], args: list[str]) -> int:
     return 0
 
 
+# ---- keyring / keygen
+
+
+def run_keyring(values: dict[str, Any], args: list[str]) -> int:
+    """`consul keyring -list | -list-primary | -install KEY | -use KEY | -remove KEY` (command/keyring)."""
+    actions = [name for name in ("list", "list-primary") if values.get(name)]
+    actions += [name for name in ("install", "use", "remove") if values.get(name)]
+    if len(actions) > 1:
+        _err("Only a single action is allowed")
+        return 1
+    if not actions:
+        _err(COMMANDS["keyring"].help())
+        return 1
+    try:
+        relay = int(values.get("relay-factor", "0") or "0")
+    except ValueError:
+        _err(f"invalid value {values.get('relay-factor')!r} for flag -relay-factor: parse error")
+        return 1
+    if not 0 <= relay <= 5:
+        _err("Error parsing relay factor: Relay factor must be in range: [0, 5]")
+        return 1
+    local_only = bool(values.get("local-only"))
+    if local_only and actions[0] != "list":
+        _err("Error validating local-only: local-only can only be set for list requests")
+        return 1
+    client = _client_or_error(values)
+    if client is None:
+        return 1
+    params = {"relay-factor": str(relay)} if relay else {}
+    action = actions[0]
+    try:
+        if action in ("list", "list-primary"):
+            if local_only:
+                params["local-only"] = "true"
+            primary = action == "list-primary"
+            _out(f"==> Gathering installed {'primary ' if primary else ''}encryption keys...")
+            responses = client.get_json("/v1/operator/keyring", params)
+            for response in responses or []:
+                _out(_format_keyring(response, response.get("PrimaryKeys" if primary else "Keys") or {}))
+            return 0
+        method, banner = {
+            "install": ("POST", "==> Installing new gossip encryption key..."),
+            "use": ("PUT", "==> Changing primary gossip encryption key..."),
+            "remove": ("DELETE", "==> Removing gossip encryption key..."),
+        }[action]
+        _out(banner)
+        client.request(method, "/v1/operator/keyring", params, json.dumps({"Key": values[action]}).encode())
+    except ClientError as err:
+        _err(f"error: {err}")
+        return 1
+    return 0
+
+
+def _format_keyring(response: Mapping[str, Any], keys: Mapping[str, int]) -> str:
+    """command/keyring formatResponse: a blank line, the pool, member messages, then `  KEY [n/N]` per key."""
+    pool = "WAN" if response.get("WAN") else f"{response.get('Datacenter', '')} (LAN)"
+    if response.get("Segment") and not response.get("WAN"):
+        pool += f" [{response['Segment']}]"
+    lines = ["", pool + ":"]
+    lines += [f"  {node}: {msg}" for node, msg in sorted((response.get("Messages") or {}).items())]
+    lines += [f"  {key} [{num}/{response.get('NumNodes', 0)}]" for key, num in sorted(keys.items())]
+    return "\n".join(lines)
+
+
+def run_keygen(values: dict[str, Any], args: list[str]) -> int:
+    """`consul keygen`: 32 random bytes, base64 (an AES-256 gossip key)."""
+    if args:
+        _err("Error: keygen takes no arguments")
+        return 1
+    _out(base64.b64encode(os.urandom(32)).decode())
+    return 0
+
+
+KEYRING_FLAGS = (
+    Flag("install", "Install a new encryption key. This will broadcast the new key to all members in the "
+         "cluster.", placeholder="<string>"),
+    Flag("use", "Change the primary encryption key, which is used to encrypt messages. The key must already "
+         "be installed before this operation can succeed.", placeholder="<string>"),
+    Flag("remove", "Remove the given key from the cluster. This operation may only be performed on keys which "
+         "are not currently the primary key.", placeholder="<string>"),
+    Flag("list", "List all keys currently in use within the cluster.", is_bool=True),
+    Flag("list-primary", "List all primary keys currently in use within the cluster.", is_bool=True),
+    Flag("relay-factor", "Setting this to a non-zero value will cause nodes to relay their response to the "
+         "operation through this many randomly-chosen other nodes in the cluster. The maximum allowed value is "
+         "5.", default="0", placeholder="<int>"),
+    Flag("local-only", "Setting this to true will force the keyring query to only hit local servers (no WAN "
+         "traffic). This flag can only be set for list queries.", is_bool=True),
+)  # fmt: skip
+
+
 # ---- the command table, help, version
 
 
@@ -774,6 +867,33 @@ COMMANDS: dict[str, Command] = {
         "Usage: consul info [options]\n\n  Provides debugging information for operators",
         HTTP_FLAGS,
         run_info,
+    ),
+    "keyring": Command(
+        "keyring",
+        "Manages gossip layer encryption keys",
+        "Usage: consul keyring [options]\n\n"
+        "  Manages encryption keys used for gossip messages. Gossip encryption is\n"
+        "  optional. When enabled, this command may be used to examine active encryption\n"
+        "  keys in the cluster, add new keys, and remove old ones. When combined, this\n"
+        "  functionality provides the ability to perform key rotation cluster-wide,\n"
+        "  without disrupting the cluster.\n\n"
+        "  All operations performed by this command can only be run against server nodes\n"
+        "  in Consul; this agent answers them on any node.\n\n"
+        "  All variations of the keyring command return 0 if all nodes reply and there\n"
+        "  are no errors. If any node fails to reply or reports failure, the exit code\n"
+        "  will be 1.",
+        (*HTTP_FLAGS, *KEYRING_FLAGS),
+        run_keyring,
+    ),
+    "keygen": Command(
+        "keygen",
+        "Generates a new encryption key",
+        "Usage: consul keygen\n\n"
+        "  Generates a new 32-byte encryption key that can be used to configure the\n"
+        "  agent to encrypt traffic. The output of this command is already\n"
+        "  in the proper format that the agent expects.",
+        (),
+        run_keygen,
     ),
     "reload": Command(
         "reload",

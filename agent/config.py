@@ -20,7 +20,7 @@ Ours, not Consul's: the file key ``gossip_profile`` / flag ``-profile`` (``lan``
 ``local`` under ``-dev``) picks the memberlist timing profile (``protocol.config.PROFILES``); ``http_config`` knows only
 ``allowed_hosts`` (Host names the HTTP API answers besides its own) and ``limits`` only Consul's
 ``http_max_conns_per_client``.  ``retry_interval``
-and ``reconnect_timeout`` also accept a number of seconds.  Keys outside ``KEYS`` (``encrypt``, ``addresses``,
+and ``reconnect_timeout`` also accept a number of seconds.  Keys outside ``KEYS`` (``addresses``,
 ``telemetry``...) are unknown keys here, and keys match exactly (Go's decoder also folds their case).
 """
 
@@ -41,6 +41,7 @@ import attrs
 import cattrs
 
 from agent.durations import parse_duration
+from protocol.keyring import KeyringError, decode_key
 
 __all__ = [
     "GOSSIP_PROFILES",
@@ -73,6 +74,7 @@ RESTART_REQUIRED = frozenset(
     {
         "node_name", "node_id", "datacenter", "domain", "data_dir", "bind_addr", "advertise_addr", "client_addr",
         "server", "bootstrap", "bootstrap_expect", "dev", "ports", "gossip_profile", "reconnect_timeout",
+        "encrypt", "encrypt_verify_incoming", "encrypt_verify_outgoing",
     }
 )  # fmt: skip
 
@@ -141,6 +143,11 @@ class AgentConfig:
     checks: tuple[Mapping[str, Any], ...] = ()
     enable_script_checks: bool = False
     enable_local_script_checks: bool = False
+    #: Gossip encryption (Consul's ``encrypt``): a base64 key of 16, 24 or 32 bytes; "" = plaintext gossip.
+    #: The keyring file ``<data_dir>/serf/local.keyring`` wins when it exists (agent/keyring_file.py).
+    encrypt: str = attrs.field(default="", repr=False)
+    encrypt_verify_incoming: bool = True
+    encrypt_verify_outgoing: bool = True
     recursors: tuple[str, ...] = ()
     dns_config: Mapping[str, Any] = attrs.field(factory=dict)
     #: ``limits.http_max_conns_per_client`` (Consul's, 200; 0: no cap).
@@ -149,8 +156,8 @@ class AgentConfig:
     http_allowed_hosts: tuple[str, ...] = ()
     config_dirs: tuple[str, ...] = ()
     config_files: tuple[str, ...] = ()
-    #: The command line it was loaded from: ``reload_config`` replays it.
-    argv: tuple[str, ...] = ()
+    #: The command line it was loaded from: ``reload_config`` replays it. Not in the repr: it may hold -encrypt.
+    argv: tuple[str, ...] = attrs.field(default=(), repr=False)
     #: Consul's startup warnings (skipped files, deprecated keys, non-DNS node names), for the log.
     warnings: tuple[str, ...] = attrs.field(default=(), eq=False)
 
@@ -236,6 +243,7 @@ _FLAGS: dict[str, _Flag] = {
     "recursor": _f("list", "recursors"),
     "log-level": _f("str", "log_level"),
     "log-json": _f("bool", "log_json"),
+    "encrypt": _f("str", "encrypt"),
     "ui": _f("bool", "ui_config.enabled"),
     "http-port": _f("int", "ports.http"),
     "https-port": _f("int", "ports.https"),
@@ -398,6 +406,9 @@ KEYS: dict[str, Any] = {
     "enable_local_script_checks": "bool",
     "limits": {"http_max_conns_per_client": "int"},
     "http_config": {"allowed_hosts": "[]string"},
+    "encrypt": "string",
+    "encrypt_verify_incoming": "bool",
+    "encrypt_verify_outgoing": "bool",
 }
 
 
@@ -941,6 +952,9 @@ def _build(
         "checks": c.get("checks", []),
         "enable_script_checks": c.get("enable_script_checks", False),
         "enable_local_script_checks": c.get("enable_local_script_checks", False),
+        "encrypt": c.get("encrypt", ""),
+        "encrypt_verify_incoming": c.get("encrypt_verify_incoming", True),
+        "encrypt_verify_outgoing": c.get("encrypt_verify_outgoing", True),
         "recursors": list(dict.fromkeys(c.get("recursors", []))),
         "dns_config": c.get("dns_config", {}),
         "http_max_conns_per_client": c.get("limits", {}).get("http_max_conns_per_client", 200),
@@ -1096,6 +1110,11 @@ def _validate(v: Mapping[str, Any], warnings: list[str]) -> None:
             f'gossip_profile must be one of {", ".join(GOSSIP_PROFILES)}. received: "{v["gossip_profile"]}"'
         )
     _check_addresses_unique(v)
+    if v["encrypt"]:
+        try:
+            decode_key(v["encrypt"])
+        except KeyringError as exc:
+            raise ConfigError(f"encrypt has invalid key: {exc}") from None
 
 
 def _check_data_dir(path: str) -> None:

@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["LOCK_FILE", "NODE_ID_FILE", "DataDir", "DataDirError", "DataDirLocked", "parse_node_id"]
+__all__ = ["LOCK_FILE", "NODE_ID_FILE", "DataDir", "DataDirError", "DataDirLocked", "fsync_dir", "parse_node_id"]
 
 log = logging.getLogger("triumvir.datadir")
 
@@ -187,7 +187,7 @@ class DataDir:
             path.unlink()
         except FileNotFoundError:
             return
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
     def left(self) -> bool:
         """Whether the last shutdown was a graceful leave: then don't rejoin saved peers unless rejoin_after_leave."""
@@ -214,7 +214,7 @@ class DataDir:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
         return target
 
     def _mkdir(self, path: Path) -> None:
@@ -233,7 +233,7 @@ def _read_pid(fd: int) -> int | None:
         return None
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     """Make a rename or unlink in ``path`` durable (the directory entry is data too)."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:

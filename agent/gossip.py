@@ -37,6 +37,7 @@ import attrs
 import trio
 
 from protocol.config import Config
+from protocol.keyring import Keyring, KeyringError
 from protocol.node import Diagnostic, JoinResult, LeaveDone, StreamOpen
 from protocol.serf import MemberEvent, Serf
 
@@ -48,8 +49,9 @@ Addr = tuple[str, int]
 UDP_PACKET_BUF_SIZE = 65536
 #: memberlist's udpRecvBufSize: what we ask the kernel for, so bursts of gossip are not dropped.
 UDP_RECV_BUF_SIZE = 2 * 1024 * 1024
-#: memberlist's maxPushStateBytes plus room for the header: the most we buffer for one TCP stream.
-MAX_STREAM_BYTES = 20 * 1024 * 1024 + 64 * 1024
+#: How much one read of a TCP stream takes at most: the loop yields between reads, so a large stream is fed to
+#: the machine (which parses each byte once and bounds the stream: Config.stream_max_bytes) in slices.
+STREAM_READ_SIZE = 65536
 #: How often we try to find a port free for both TCP and UDP when asked for port 0.
 BIND_ATTEMPTS = 10
 #: Errors from accept() that mean "out of resources, try again shortly" (as trio.serve_listeners).
@@ -77,7 +79,9 @@ class Machine(Protocol):
     """The IO surface of protocol.Serf / protocol.Node that the driver uses (docs/internals.md)."""
 
     def handle_datagram(self, now: float, addr: Addr, data: bytes) -> None: ...
-    def handle_stream(self, now: float, addr: Addr, data: bytes) -> bytes | None: ...
+    def accept_stream(self, now: float, addr: Addr) -> int: ...
+    def handle_stream_data(self, now: float, stream_id: int, data: bytes) -> bytes | None: ...
+    def close_stream(self, stream_id: int) -> None: ...
     def handle_stream_reply(self, now: float, stream_id: int, data: bytes) -> bool: ...
     def handle_stream_error(self, now: float, stream_id: int, reason: str) -> None: ...
     def handle_timeout(self, now: float) -> None: ...
@@ -153,7 +157,7 @@ class GossipDriver:
     ``machine`` is either the machine itself or a factory ``f(bound_addr) -> machine``, called inside ``run``
     once the sockets are bound: that is how a node bound to port 0 learns the port it must advertise.
     ``tcp_timeout`` bounds each inbound connection (memberlist's TCPTimeout); outbound dials use the timeout
-    carried by each ``StreamOpen``.
+    carried by each ``StreamOpen``. The bytes of a stream are bounded by the machine (Config.stream_max_bytes).
     """
 
     def __init__(
@@ -162,7 +166,6 @@ class GossipDriver:
         bind: Addr,
         *,
         tcp_timeout: float | None = None,
-        max_stream_bytes: int = MAX_STREAM_BYTES,
     ) -> None:
         if hasattr(machine, "handle_datagram"):
             self._machine: Machine | None = machine  # type: ignore[assignment]
@@ -172,12 +175,13 @@ class GossipDriver:
             self._factory = machine  # type: ignore[assignment]
         self._bind = _norm_addr(bind)
         self._tcp_timeout = tcp_timeout
-        self.max_stream_bytes = max_stream_bytes
         self.stats = DriverStats()
         self.address: Addr | None = None
         self._udp: trio.socket.SocketType | None = None
         self._subscribers: list[_Subscriber] = []
         self._join_waiters: list[_JoinWaiter] = []
+        #: "addr: reason" for each address the last join() could not use (what an operator needs to see)
+        self.last_join_errors: list[str] = []
         self._leave_done: trio.Event | None = None
         self._leave_timed_out = False
         self._pump_wake = trio.Event()
@@ -339,25 +343,29 @@ class GossipDriver:
         except OSError:
             await stream.aclose()
             return
-        buf = bytearray()
         problem = ""
+        received = 0
+        stream_id = self.machine.accept_stream(trio.current_time(), peer)
         with trio.move_on_after(self.tcp_timeout) as scope:
             try:
                 async with stream:
                     reply: bytes | None = None
 
-                    def feed(data: bytes) -> bool:
-                        nonlocal reply
-                        reply = self.machine.handle_stream(trio.current_time(), peer, data)
+                    def feed(chunk: bytes) -> bool:
+                        nonlocal reply, received
+                        received += len(chunk)
+                        reply = self.machine.handle_stream_data(trio.current_time(), stream_id, chunk)
                         return reply is not None
 
-                    problem = await self._read_until_complete(stream, buf, feed, f"stream from {peer[0]}:{peer[1]}")
+                    problem = await self._read_until_complete(stream, feed, f"stream from {peer[0]}:{peer[1]}")
                     if not problem and reply:
                         await stream.send_all(reply)
             except (OSError, trio.BrokenResourceError) as exc:
                 problem = f"{type(exc).__name__}: {exc}"
+            finally:
+                self.machine.close_stream(stream_id)
         if scope.cancelled_caught:
-            problem = f"cut after tcp_timeout={self.tcp_timeout}s with {len(buf)} bytes read"
+            problem = f"cut after tcp_timeout={self.tcp_timeout}s with {received} bytes read"
         if problem:
             self.stats.streams_in_failed += 1
             log.debug("inbound stream from %s:%d: %s", *peer, problem)
@@ -368,7 +376,7 @@ class GossipDriver:
         addr = _norm_addr(op.addr)
         timeout = getattr(op, "timeout", None) or self.tcp_timeout
         problem = ""
-        buf = bytearray()
+        received = 0
         with trio.move_on_after(timeout) as scope:
             try:
                 stream = await self._connect(addr)
@@ -376,16 +384,18 @@ class GossipDriver:
                     await stream.send_all(op.data)
                     if op.expect_reply:
 
-                        def feed(data: bytes) -> bool:
-                            return self.machine.handle_stream_reply(trio.current_time(), op.stream_id, data)
+                        def feed(chunk: bytes) -> bool:
+                            nonlocal received
+                            received += len(chunk)
+                            return self.machine.handle_stream_reply(trio.current_time(), op.stream_id, chunk)
 
                         problem = await self._read_until_complete(
-                            stream, buf, feed, f"reply of stream {op.stream_id} from {addr[0]}:{addr[1]}"
+                            stream, feed, f"reply of stream {op.stream_id} from {addr[0]}:{addr[1]}"
                         )
             except (OSError, trio.BrokenResourceError) as exc:
                 problem = f"{type(exc).__name__}: {exc}"
         if scope.cancelled_caught:
-            problem = f"timed out after {timeout}s ({len(buf)} reply bytes read)"
+            problem = f"timed out after {timeout}s ({received} reply bytes read)"
         if problem:
             self.stats.streams_out_failed += 1
             log.debug("stream %s to %s:%d failed: %s", op.stream_id, *addr, problem)
@@ -395,30 +405,29 @@ class GossipDriver:
                 log.warning("stream %s: the machine raised in handle_stream_error", op.stream_id, exc_info=True)
             self._kick()
 
-    async def _read_until_complete(
-        self, stream: trio.SocketStream, buf: bytearray, feed: Callable[[bytes], bool], what: str
-    ) -> str:
-        """Read into `buf`, handing the machine everything so far, until `feed` says the message is complete.
+    async def _read_until_complete(self, stream: trio.SocketStream, feed: Callable[[bytes], bool], what: str) -> str:
+        """Read chunk by chunk, handing the machine each new chunk, until `feed` says the message is complete.
 
-        Returns "" when it is, else why not (closed early, over max_stream_bytes, the machine raised). A machine
-        exception is contained here: one bad stream must not take the listener or the dialer down.
+        The machine keeps the partial message (each byte is parsed once) and bounds the stream's size; every
+        read is a checkpoint, so the probe loop runs between chunks however large the stream. Returns "" when
+        complete, else why not (closed early, the machine raised). A machine exception is contained here: one
+        bad stream must not take the listener or the dialer down.
         """
+        received = 0
         while True:
-            chunk = await stream.receive_some(65536)
+            chunk = await stream.receive_some(STREAM_READ_SIZE)
             if not chunk:
-                return f"peer closed after {len(buf)} bytes, before a complete message"
-            buf += chunk
-            if len(buf) > self.max_stream_bytes:
-                return f"{what} exceeds {self.max_stream_bytes} bytes"
+                return f"peer closed after {received} bytes, before a complete message"
+            received += len(chunk)
             try:
-                if feed(bytes(buf)):
+                if feed(chunk):
                     return ""
             except Exception:
                 log.warning(
-                    "dropped the %s: the machine raised on %d bytes (first bytes %s)",
+                    "dropped the %s: the machine raised after %d bytes (this chunk starts %s)",
                     what,
-                    len(buf),
-                    bytes(buf[:16]).hex(),
+                    received,
+                    chunk[:16].hex(),
                     exc_info=True,
                 )
                 return "machine error"
@@ -564,6 +573,7 @@ class GossipDriver:
             await waiter.done.wait()
         finally:
             self._join_waiters.remove(waiter)
+            self.last_join_errors = list(waiter.errors)
         log.info("joined %d of %d addresses", waiter.ok, len(resolved))
         return waiter.ok
 
@@ -619,6 +629,13 @@ class GossipDriver:
         """Broadcast a Serf user event (Serf only)."""
         self.machine.user_event(trio.current_time(), name, payload, coalesce)  # type: ignore[attr-defined]
         self._kick()
+
+    def key_query(self, operation: str, key: str = "", relay_factor: int = 0) -> int:
+        """Start a Serf key query (install-key, use-key, remove-key, list-keys); a KeyQueryDone event with the
+        returned handle follows. A malformed key raises protocol.keyring.KeyringError."""
+        handle = self.machine.key_query(trio.current_time(), operation, key, relay_factor)  # type: ignore[attr-defined]
+        self._kick()
+        return int(handle)
 
     def send_app_message(self, node_name: str, payload: bytes) -> None:
         """Send an application message to one member over TCP (Serf only; subscribers get ``AppMessage``).
@@ -682,6 +699,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--tag", action="append", default=[], type=_parse_tag, help="k=v (repeatable)")
     p.add_argument("--members-file", default=None, help="rewritten atomically with the member list as JSON")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.add_argument("--encrypt", default="", help="base64 gossip key (16, 24 or 32 bytes), as serf's -encrypt")
     return p
 
 
@@ -708,6 +726,11 @@ async def amain(args: argparse.Namespace) -> int:
         return 2
     config = Config.profile(args.profile)
     tags = dict(args.tag)
+    try:
+        keyring = Keyring.from_base64([args.encrypt]) if args.encrypt else None
+    except KeyringError as exc:
+        log.error("--encrypt: %s", exc)
+        return 2
 
     def factory(bound: Addr) -> Machine:
         return Serf(
@@ -717,6 +740,7 @@ async def amain(args: argparse.Namespace) -> int:
             rng=random.Random(),
             now=trio.current_time(),
             tags=tags,
+            keyring=keyring,
         )
 
     driver = GossipDriver(factory, bind, tcp_timeout=config.tcp_timeout)

@@ -30,10 +30,13 @@ from agent.datadir import DataDir, DataDirError
 from agent.dns import serve_dns
 from agent.gossip import GossipDriver
 from agent.http import serve_http
+from agent.keyring_file import initial_keys, write_keyring_file
 from agent.members import Member, MemberTable
 from agent.services.manager import ServiceManager
 from agent.version import __version__
 from protocol.config import Config
+from protocol.keymanager import KeyQueryDone, KeyringChanged
+from protocol.keyring import Keyring
 from protocol.serf import MemberEvent, Serf
 
 log = logging.getLogger("agent")
@@ -41,6 +44,8 @@ log = logging.getLogger("agent")
 VERSION = __version__
 GRACEFUL_LEAVE_LIMIT = 15.0  # Consul: "Timeout on graceful leave. Exiting"
 PEER_SAVE_DELAY = 1.0
+#: A key query ends by itself within serf's query timeout (seconds even for large clusters); this is a backstop.
+KEY_QUERY_BOUND = 60.0
 EXIT_AFTER_LEAVE_DELAY = 0.2  # coalesce bursts of membership events into one write of the peers file
 
 
@@ -91,6 +96,9 @@ class Agent:
         self._exit_code = 0
         self._leaving = False
         self._peers_dirty = trio.Event()
+        self.keyring: Keyring | None = None
+        #: key queries in flight: handle -> (set when done, the result)
+        self._key_waiters: dict[int, tuple[trio.Event, list[KeyQueryDone]]] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -134,8 +142,15 @@ class Agent:
 
     async def _start_gossip(self, nursery: trio.Nursery) -> None:
         config = self.config
-        profile = Config.profile(config.gossip_profile, reconnect_timeout=config.reconnect_timeout)
+        profile = Config.profile(
+            config.gossip_profile,
+            reconnect_timeout=config.reconnect_timeout,
+            gossip_verify_incoming=config.encrypt_verify_incoming,
+            gossip_verify_outgoing=config.encrypt_verify_outgoing,
+        )
         tags = consul.lan_tags(config, self.node_id, VERSION)
+        keys = initial_keys(config.encrypt, self.datadir)
+        self.keyring = Keyring.from_base64(keys) if keys else None
 
         def machine(bound: tuple[str, int]) -> Serf:
             return Serf(
@@ -145,6 +160,7 @@ class Agent:
                 rng=random.Random(),
                 now=trio.current_time(),
                 tags=tags,
+                keyring=self.keyring,
             )
 
         self.driver = GossipDriver(machine, (config.bind_addr, config.ports.serf_lan), tcp_timeout=profile.tcp_timeout)
@@ -165,7 +181,7 @@ class Agent:
             f"       Client Addr: [{config.client_addr}] (HTTP: {http_addr[1] if http_addr else -1}, "
             f"DNS: {dns_addr[1] if dns_addr else -1})",
             f"      Cluster Addr: {config.advertise_addr} (LAN: {self.serf_addr[1]})",
-            "  Gossip Encryption: false",
+            f"  Gossip Encryption: {str(self.keyring is not None).lower()}",
         ]
         print("==> " + "\n".join(lines), file=sys.stderr, flush=True)
 
@@ -268,6 +284,21 @@ class Agent:
                 self.table.apply(str(ev.kind), to_member(ev.member))
                 self._update_leader()
                 self._peers_dirty.set()
+            elif isinstance(ev, KeyringChanged):
+                self._save_keyring(ev.keys)
+            elif isinstance(ev, KeyQueryDone) and ev.handle in self._key_waiters:
+                done, results = self._key_waiters[ev.handle]
+                results.append(ev)
+                done.set()
+
+    def _save_keyring(self, keys: Sequence[str]) -> None:
+        """Serf's writeKeyringFile after each key query that changed the ring (none under -dev without data_dir)."""
+        if self.datadir is None:
+            return
+        try:
+            write_keyring_file(self.datadir, keys)
+        except (OSError, DataDirError) as exc:
+            log.error("agent: failed to write the keyring file: %s", exc)
 
     def _update_leader(self) -> None:
         members = self.table.current.members.values()
@@ -301,7 +332,8 @@ class Agent:
         errors: list[str] = []
         try:
             count = await self.driver.join(targets)
-        except OSError as exc:
+            errors += self.driver.last_join_errors
+        except (OSError, ValueError, OverflowError) as exc:  # unresolvable, bad port, bad name: Consul's text
             errors.append(str(exc))
             count = 0
         if count == 0:
@@ -358,6 +390,20 @@ class Agent:
             return
         log.info("agent: Reloaded configuration: %s", ", ".join(changes) or "no changes")
 
+    async def keyring_operation(self, operation: str, key: str = "", relay_factor: int = 0) -> KeyQueryDone:
+        """Run a Serf key query on the LAN pool and wait for its aggregate (bounded by the query timeout)."""
+        assert self.driver is not None
+        handle = self.driver.key_query(operation, key, relay_factor)
+        done, results = self._key_waiters[handle] = (trio.Event(), [])
+        try:
+            with trio.move_on_after(KEY_QUERY_BOUND):
+                await done.wait()
+        finally:
+            del self._key_waiters[handle]
+        if not results:
+            raise TimeoutError(f"no answer to the {operation} query within {KEY_QUERY_BOUND:g}s")
+        return results[0]
+
     def self_member(self) -> Member:
         return self.table.current.members[self.config.node_name]
 
@@ -381,7 +427,9 @@ class Agent:
                 "failed": str(sum(1 for m in members if m.status == 4)),
                 "left": str(sum(1 for m in members if m.status == 3)),
                 **{k: str(v) for k, v in serf_stats.items() if k not in {"members", "failed", "left"}},
-                "encrypted": "false",
+                "encrypted": str(self.keyring is not None).lower(),
+                # ours: packets and streams refused because no key opened them (or plaintext under verify-incoming)
+                "decrypt_failed": str(self.driver.machine.node.stats["decrypt_failed"]) if self.driver else "0",
             },
             "runtime": {"os": sys.platform, "arch": "", "version": sys.version.split()[0]},
         }

@@ -9,6 +9,8 @@ For each cluster size N and each system it runs the same script, several trials,
   leave        graceful leave of one agent -> every other lists it left
   idle CPU %, RSS MiB per agent, UDP packets/s per agent (5 s after convergence, over 5 s)
 
+``--encrypt`` runs every agent of both systems with one fresh 32-byte gossip key (serf's ``-encrypt``).
+
 Agents are started staggered over about a second (agents started in lock-step probe in lock-step and skew every
 comparison). Every process is started here and stopped here by its PID. Only loopback addresses are used.
 """
@@ -16,6 +18,7 @@ comparison). Every process is started here and stopped here by its PID. Only loo
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import json
 import os
@@ -106,10 +109,11 @@ class System:
 
     label = ""
 
-    def __init__(self, workdir: Path, profile: str, subnet: int) -> None:
+    def __init__(self, workdir: Path, profile: str, subnet: int, encrypt: str = "") -> None:
         self.workdir = workdir
         self.profile = profile
         self.subnet = subnet
+        self.encrypt = encrypt  # base64 gossip key, "" for plaintext
 
     def ip(self, index: int) -> str:
         return f"127.0.{self.subnet}.{index + 1}"
@@ -130,6 +134,8 @@ class Triumvir(System):
                "--profile", self.profile, "--members-file", str(members_file), "--tag", "role=node"]
         if join:
             cmd += ["--join", f"{join}:{GOSSIP_PORT}"]
+        if self.encrypt:
+            cmd += ["--encrypt", self.encrypt]
         log = (self.workdir / f"{name}.log").open("wb")
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
 
@@ -152,6 +158,8 @@ class Serf(System):
                f"-profile={self.profile}", "-tag", "role=node", "-log-level=warn"]
         if join:
             cmd.append(f"-join={join}:{GOSSIP_PORT}")
+        if self.encrypt:
+            cmd.append(f"-encrypt={self.encrypt}")
         log = (self.workdir / f"{name}.log").open("wb")
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         rpc: list[SerfRPC] = []
@@ -318,12 +326,18 @@ def trial(system: System, n: int) -> dict[str, float]:
 
 
 def main() -> None:
+    global IDLE_WINDOW
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="3,10,30")
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--profile", default="lan", choices=["lan", "local"])
     parser.add_argument("--systems", default="triumvir,serf", help="which systems to run (comma-separated)")
+    parser.add_argument("--encrypt", action="store_true", help="encrypted gossip (one fresh key for all agents)")
+    parser.add_argument("--idle-window", type=float, default=IDLE_WINDOW,
+                        help="seconds of the idle measurement (CPU is counted in 10 ms ticks: longer is finer)")
     args = parser.parse_args()
+    IDLE_WINDOW = args.idle_window
+    key = base64.b64encode(os.urandom(32)).decode() if args.encrypt else ""
     if not shutil.which("serf"):
         sys.exit("serf is not installed: apt-get install serf")
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -335,7 +349,7 @@ def main() -> None:
             for index, cls in enumerate((Triumvir, Serf)):
                 if cls.label not in args.systems.split(","):
                     continue
-                system = cls(Path(tmp), args.profile, subnet=1 + index)
+                system = cls(Path(tmp), args.profile, subnet=1 + index, encrypt=key)
                 runs = []
                 for t in range(args.trials):
                     print(f"# N={n} {system.label} trial {t + 1}/{args.trials}", file=sys.stderr, flush=True)
@@ -346,7 +360,7 @@ def main() -> None:
                 theirs = medians.get("serf", {}).get(m, float("nan"))
                 ratio = ours / theirs if theirs else float("nan")
                 rows.append((m, n, ours, theirs, ratio))
-    print(f"\nprofile {args.profile}, median of {args.trials} trials")
+    print(f"\nprofile {args.profile}, {'encrypted' if key else 'plaintext'}, median of {args.trials} trials")
     print(f"{'metric':<15}{'N':>4}{'triumvir':>11}{'serf':>11}{'ratio':>8}")
     for m, n, ours, theirs, ratio in rows:
         print(f"{m:<15}{n:>4}{ours:>11.2f}{theirs:>11.2f}{ratio:>8.2f}")

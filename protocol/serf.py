@@ -24,8 +24,20 @@ from typing import Any
 import attrs
 
 from protocol.broadcast import BroadcastQueue
-from protocol.codec import packb, unpackb
+from protocol.codec import go_bytes, go_str, packb, unpackb
 from protocol.config import Config
+from protocol.keymanager import (
+    KEY_OPERATIONS,
+    KeyQuery,
+    KeyResponse,
+    KeyringChanged,
+    answer_key_query,
+    encode_key_request,
+    encode_key_response,
+    key_query_timeout,
+    request_key,
+)
+from protocol.keyring import Keyring
 from protocol.lamport import LamportClock
 from protocol.node import Delegate, Diagnostic, JoinResult, LeaveDone, Node, NodeJoin, NodeLeave, NodeUpdate
 from protocol.serf_messages import (
@@ -213,8 +225,11 @@ class Serf(Delegate):
         now: float,
         tags: dict[str, str] | None = None,
         node_factory: NodeFactory = Node,
+        keyring: Keyring | None = None,
     ) -> None:
         self.config = config
+        #: gossip encryption keys, shared with the Node; the key queries change it in place
+        self.keyring = keyring
         self.name = name
         self.rng = rng
         self._now = now
@@ -242,8 +257,11 @@ class Serf(Delegate):
         self._event_min_time = 0
         self._query_buffer: dict[int, tuple[int, list[int]]] = {}  # slot -> (LTime, query ids)
         self._query_min_time = 0
+        self._key_queries: dict[tuple[int, int], KeyQuery] = {}  # (LTime, ID) -> the key query we asked
+        self._key_handles = 0
 
         self._events: deque[Any] = deque()
+        self.malformed = 0  # Serf messages dropped as unreadable (not in stats(): that mirrors serf's own keys)
         self._join_ops: list[_JoinOp] = []
         self._leave: _LeaveOp | None = None
         self._prunes: list[tuple[float, str]] = []
@@ -251,7 +269,8 @@ class Serf(Delegate):
         self._next_reconnect = now + config.reconnect_interval
         self._next_queue_check = now + config.queue_check_interval
 
-        self.node = node_factory(config, name=name, addr=addr, rng=rng, now=now, delegate=self)
+        extra = {"keyring": keyring} if keyring is not None else {}
+        self.node = node_factory(config, name=name, addr=addr, rng=rng, now=now, delegate=self, **extra)
         if name not in self._members:  # the Node may or may not report itself; serf knows itself either way
             self._handle_node_join(self.node.local)
         self._pump()
@@ -268,6 +287,19 @@ class Serf(Delegate):
         reply = self.node.handle_stream(now, addr, data)
         self._pump()
         return reply
+
+    def accept_stream(self, now: float, addr: Addr) -> int:
+        self._now = now
+        return self.node.accept_stream(now, addr)
+
+    def handle_stream_data(self, now: float, stream_id: int, data: bytes) -> bytes | None:
+        self._now = now
+        reply = self.node.handle_stream_data(now, stream_id, data)
+        self._pump()
+        return reply
+
+    def close_stream(self, stream_id: int) -> None:
+        self.node.close_stream(stream_id)
 
     def handle_stream_reply(self, now: float, stream_id: int, data: bytes) -> bool:
         self._now = now
@@ -288,6 +320,7 @@ class Serf(Delegate):
         if self.state == SerfState.SHUTDOWN:
             return
         self._run_prunes(now)
+        self._expire_key_queries(now)
         self._advance_leave(now)
         if now >= self._next_reap:
             self._next_reap = now + self.config.reap_interval
@@ -316,6 +349,7 @@ class Serf(Delegate):
         if self._leave is not None:
             ours.append(self._leave.deadline)
         ours.extend(deadline for deadline, _ in self._prunes)
+        ours.extend(q.deadline for q in self._key_queries.values())
         mine = min(ours)
         return mine if node_deadline is None else min(mine, node_deadline)
 
@@ -400,7 +434,7 @@ class Serf(Delegate):
         """Broadcast a user event (serf.UserEvent); raises ValueError beyond user_event_size_limit."""
         self._now = now
         limit = self.config.user_event_size_limit
-        if len(name.encode()) + len(payload) > limit:
+        if len(go_bytes(name)) + len(payload) > limit:
             raise ValueError(f"user event exceeds the configured limit of {limit} bytes")
         msg = UserEventMessage(self.event_clock.time(), name, payload, coalesce)
         raw = encode_message(msg)
@@ -482,7 +516,7 @@ class Serf(Delegate):
         try:
             msg = decode_message(bytes(payload))
         except SerfDecodeError as exc:
-            self._diag(_LEVEL_ERROR, f"serf: error decoding message type {payload[0]}: {exc}", "serf-malformed")
+            self._malformed(_LEVEL_ERROR, f"serf: error decoding message type {payload[0]}: {exc}")
             return
         rebroadcast, queue = False, self._broadcasts
         match msg:
@@ -495,7 +529,7 @@ class Serf(Delegate):
             case QueryMessage():
                 rebroadcast, queue = self._handle_query(msg), self._query_broadcasts
             case QueryResponseMessage():
-                self._diag(_LEVEL_DEBUG, f"serf: reply for non-running query {msg.ltime}/{msg.id}")
+                self._handle_query_response(msg)
             case RelayMessage():
                 self._handle_relay(msg)
             case _:  # push/pull state, conflict and key payloads never travel on their own
@@ -505,13 +539,13 @@ class Serf(Delegate):
 
     def _handle_app_message(self, body: bytes) -> None:
         try:
-            frame = {k.decode() if isinstance(k, bytes) else k: v for k, v in unpackb(body).items()}
+            frame = {go_str(k) if isinstance(k, bytes) else k: v for k, v in unpackb(body).items()}
             sender, inner = frame["From"], frame["Payload"]
-            sender = sender.decode() if isinstance(sender, bytes) else sender
+            sender = go_str(sender) if isinstance(sender, bytes) else sender
             if not isinstance(sender, str) or not isinstance(inner, bytes):
                 raise TypeError("From must be a string and Payload bytes")
         except Exception as exc:
-            self._diag(_LEVEL_DEBUG, f"serf: malformed app message: {exc}", "serf-malformed")
+            self._malformed(_LEVEL_DEBUG, f"serf: malformed app message: {exc}")
             return
         self._events.append(AppMessage(sender, inner))
 
@@ -544,15 +578,15 @@ class Serf(Delegate):
         """serf's MergeRemoteState: witness the clocks, replay left members as leaves and the rest as joins."""
         self._now = now
         if not buf:
-            self._diag(_LEVEL_ERROR, "serf: remote state is zero bytes", "serf-malformed")
+            self._malformed(_LEVEL_ERROR, "serf: remote state is zero bytes")
             return
         if buf[0] != SerfMessageType.PUSH_PULL:
-            self._diag(_LEVEL_ERROR, f"serf: remote state has bad type prefix {buf[0]}", "serf-malformed")
+            self._malformed(_LEVEL_ERROR, f"serf: remote state has bad type prefix {buf[0]}")
             return
         try:
             pp = decode_message(bytes(buf))
         except SerfDecodeError as exc:
-            self._diag(_LEVEL_ERROR, f"serf: failed to decode remote state: {exc}", "serf-malformed")
+            self._malformed(_LEVEL_ERROR, f"serf: failed to decode remote state: {exc}")
             return
         assert isinstance(pp, SerfPushPull)
         # Minus one: no message with the sender's current time has been sent yet.
@@ -689,7 +723,7 @@ class Serf(Delegate):
     def _decode_tags(self, meta: bytes) -> dict[str, str]:
         tags, error = decode_tags(bytes(meta or b""))
         if error is not None:
-            self._diag(_LEVEL_ERROR, f"serf: {error}", "serf-malformed")
+            self._malformed(_LEVEL_ERROR, f"serf: {error}")
         return tags
 
     # ------------------------------------------------------------------ intents (Lamport-ordered)
@@ -834,9 +868,85 @@ class Serf(Delegate):
             self._respond(msg, QueryResponseMessage(msg.ltime, msg.id, self.name, QUERY_FLAG_ACK))
         if msg.name == INTERNAL_QUERY_PREFIX + "conflict":
             self._answer_conflict(msg)
+        elif msg.name.startswith(INTERNAL_QUERY_PREFIX) and msg.name[len(INTERNAL_QUERY_PREFIX) :] in KEY_OPERATIONS:
+            self._answer_key_query(msg)
         elif msg.name != INTERNAL_QUERY_PREFIX + "ping":  # a ping is answered by its ack alone
             self._diag(_LEVEL_DEBUG, f"serf: query {msg.name!r} from {msg.source_node} not answered")
         return rebroadcast
+
+    # ------------------------------------------------------------------ key queries (protocol/keymanager.py)
+
+    def key_query(self, now: float, operation: str, key_b64: str = "", relay_factor: int = 0) -> int:
+        """Ask every member to install, use, remove or list keys (serf's KeyManager); returns a handle.
+
+        A ``KeyQueryDone`` event with that handle follows once every live member answered or the query timed
+        out. A malformed key raises KeyringError before anything is sent.
+        """
+        self._now = now
+        key = request_key(operation, key_b64)
+        if not 0 <= relay_factor <= 5:
+            raise ValueError("relay factor must be in range: [0, 5]")
+        local = self.node.local
+        num_nodes = self.node.num_alive()
+        timeout = key_query_timeout(self.config.gossip_interval, self.config.query_timeout_mult, num_nodes)
+        query = QueryMessage(
+            ltime=self.query_clock.time(),
+            id=self.rng.getrandbits(31),
+            addr=ipaddress.ip_address(local.addr[0]).packed,
+            port=local.addr[1],
+            source_node=self.name,
+            relay_factor=relay_factor,
+            timeout=int(timeout * 1e9),
+            name=INTERNAL_QUERY_PREFIX + operation,
+            payload=encode_key_request(key),
+        )
+        raw = encode_message(query)
+        if len(raw) > self.config.query_size_limit:
+            raise ValueError(f"query exceeds limit of {self.config.query_size_limit} bytes")
+        self.query_clock.increment()
+        self._key_handles += 1
+        pending = KeyQuery(self._key_handles, operation, query.ltime, query.id, now + timeout, KeyResponse(num_nodes))
+        self._key_queries[(query.ltime, query.id)] = pending
+        self._handle_query(query)  # we answer our own query too, as serf does
+        self._query_broadcasts.queue(None, raw)
+        self._finish_key_query_if_complete(pending)
+        return pending.handle
+
+    def _answer_key_query(self, msg: QueryMessage) -> None:
+        operation = msg.name.removeprefix(INTERNAL_QUERY_PREFIX)
+        overhead = len(encode_message(QueryResponseMessage(msg.ltime, msg.id, self.name, 0, b"")))
+        answer, changed = answer_key_query(
+            self.keyring, operation, msg.payload, self.config.query_response_size_limit - overhead
+        )
+        level = _LEVEL_INFO if answer.result else _LEVEL_WARN
+        outcome = "" if answer.result else f": {answer.message}"
+        self._diag(level, f"serf: received {operation} query from {msg.source_node}{outcome}", "key-query")
+        if changed and self.keyring is not None:
+            self._events.append(KeyringChanged(tuple(self.keyring.encoded())))
+        payload = encode_key_response(answer)
+        self._respond(msg, QueryResponseMessage(msg.ltime, msg.id, self.name, 0, payload))
+
+    def _handle_query_response(self, msg: QueryResponseMessage) -> None:
+        pending = self._key_queries.get((msg.ltime, msg.id))
+        if pending is None:
+            self._diag(_LEVEL_DEBUG, f"serf: reply for non-running query {msg.ltime}/{msg.id}")
+            return
+        if msg.flags & QUERY_FLAG_ACK:
+            return
+        warning = pending.add(msg.from_, msg.payload)
+        if warning:
+            self._diag(_LEVEL_WARN, f"serf: {warning}", "key-query")
+        self._finish_key_query_if_complete(pending)
+
+    def _finish_key_query_if_complete(self, pending: KeyQuery) -> None:
+        if pending.complete and self._key_queries.pop((pending.ltime, pending.id), None) is not None:
+            self._events.append(pending.done())
+
+    def _expire_key_queries(self, now: float) -> None:
+        for key, pending in list(self._key_queries.items()):
+            if now >= pending.deadline:
+                del self._key_queries[key]
+                self._events.append(pending.done())
 
     def _should_process_query(self, filters: tuple[bytes, ...]) -> bool:
         """serf's shouldProcessQuery: every filter must select us; an unreadable filter selects nobody."""
@@ -860,7 +970,7 @@ class Serf(Delegate):
 
     def _answer_conflict(self, msg: QueryMessage) -> None:
         """Vote in a name conflict: tell the asker where we believe that member lives (serf handleConflict)."""
-        name = msg.payload.decode("utf-8", errors="surrogateescape")
+        name = go_str(msg.payload)
         if name == self.name:
             return
         ms = self._members.get(name)
@@ -874,6 +984,9 @@ class Serf(Delegate):
         limit = self.config.query_response_size_limit
         if len(raw) > limit:
             self._diag(_LEVEL_ERROR, f"serf: query response of {len(raw)} bytes exceeds the limit of {limit}")
+            return
+        if msg.source_node == self.name and (msg.ltime, msg.id) in self._key_queries:
+            self._handle_query_response(resp)  # our own query: serf sends itself a UDP packet, we skip the trip
             return
         try:
             dest = (_ip_text(msg.addr), msg.port)
@@ -1037,6 +1150,11 @@ class Serf(Delegate):
 
     def _diag(self, level: str, message: str, kind: str = "serf") -> None:
         self._events.append(Diagnostic(level, message, kind))
+
+    def _malformed(self, level: str, message: str) -> None:
+        """A Serf message (or push/pull state, or tags) we cannot read: dropped, counted and logged."""
+        self.malformed += 1
+        self._diag(level, message, "serf-malformed")
 
 
 def _ip_text(ip: bytes) -> str:

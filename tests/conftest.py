@@ -143,8 +143,10 @@ class Agents:
         join: Sequence[str] = (),
         startup_timeout: float = 15.0,
         reuse: SerfAgent | None = None,
+        extra: Sequence[str] = (),
     ) -> SerfAgent:
-        """Start `serf agent`; with ``reuse``, on that (dead) agent's address and ports: a restart."""
+        """Start `serf agent`; with ``reuse``, on that (dead) agent's address and ports: a restart. ``extra``: more
+        flags (``-encrypt=KEY``, ``-keyring-file=PATH``)."""
         if not serf_available():
             pytest.skip(f"{SERF_BIN} not found: apt-get install serf (or set SERF_BIN)")
         if reuse is not None:
@@ -164,6 +166,7 @@ class Agents:
         ]
         argv += [f"-tag={k}={v}" for k, v in (tags or {}).items()]
         argv += [f"-join={j}" for j in join]
+        argv += list(extra)
         proc = Proc(f"serf:{name}", argv, self._log_path(f"serf-{name}"))
         self.procs.append(proc)
         agent = SerfAgent(name, ip, port, rpc_port, proc, dict(tags or {}))

@@ -18,6 +18,7 @@ import requests
 import trio
 import trio.testing
 
+from agent.api import JoinError
 from agent.config import AgentConfig, ConfigError, Ports
 from agent.consul import leader_of
 from agent.http import HttpOptions, serve_http
@@ -98,7 +99,7 @@ class FakeAgent:
         await trio.lowlevel.checkpoint()
         self.joins.append(list(addrs))
         if self.join_error:
-            raise RuntimeError(self.join_error)
+            raise JoinError(self.join_error)
         return len(addrs)
 
     async def leave(self) -> None:

@@ -87,7 +87,7 @@ def test_boolean_flag_does_not_take_the_next_argument() -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--encrypt=abc"], "error parsing flags: flag provided but not defined: -encrypt"),
+        (["--disable-keyring-file=abc"], "error parsing flags: flag provided but not defined: -disable-keyring-file"),
         (["-http-port"], "error parsing flags: flag needs an argument: -http-port"),
         (["-http-port", "http"], 'error parsing flags: invalid value "http" for flag -http-port: parse error'),
         (["-server=yes"], 'error parsing flags: invalid boolean value "yes" for -server: parse error'),
@@ -410,10 +410,10 @@ def test_unknown_keys(tmp_path: Path) -> None:
         f"failed to parse {path}: 3 errors occurred:\n\t* invalid config key foo\n"
         "\t* invalid config key ports.htp\n\t* invalid config key ui_config.dir"
     )
-    one = write(tmp_path / "b.hcl", 'encrypt = "k"\n')
+    one = write(tmp_path / "b.hcl", 'disable_keyring_file = true\n')
     assert (
         error_of(["-config-file", str(one)])
-        == f"failed to parse {one}: 1 error occurred:\n\t* invalid config key encrypt"
+        == f"failed to parse {one}: 1 error occurred:\n\t* invalid config key disable_keyring_file"
     )
 
 

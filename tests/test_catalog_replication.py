@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import random
 
+import attrs
+import msgpack
 import pytest
 
 from agent.catalog import messages
 from agent.catalog.indexed import apply_changes
-from agent.catalog.record import CheckRecord, NodeCatalog, ServiceRecord, from_wire, to_wire
+from agent.catalog.record import MAX_VERSION, Announcement, CheckRecord, NodeCatalog, ServiceRecord, from_wire, to_wire
 from agent.catalog.replication import Replicator, ReplicatorConfig, scaled_interval
 
 ALIVE, LEFT, FAILED = 1, 3, 4
@@ -28,11 +30,12 @@ class Net:
         self.status = {n: ALIVE for n in names}
         self.drop: set[tuple[str, str]] = set()  # (from, to) links that lose messages
         self.sent = 0
+        self.last_announced: dict[str, Announcement] = {}
         for a in self.nodes.values():
             a.set_local(0.0, 1000, (), ())
         self.step(0.1)
 
-    def announce_member(self, name: str, status: int, tcv: int | None) -> None:
+    def announce_member(self, name: str, status: int, tcv: Announcement | None) -> None:
         for other, r in self.nodes.items():
             if other != name:
                 r.member(self.now, name, status, tcv)
@@ -44,9 +47,10 @@ class Net:
             for name, r in self.nodes.items():
                 if self.status[name] != ALIVE:
                     continue
-                version = r.poll_announce(self.now)
-                if version is not None:
-                    self.announce_member(name, ALIVE, version)
+                announcement = r.poll_announce(self.now)
+                if announcement is not None:
+                    self.last_announced[name] = announcement
+                    self.announce_member(name, ALIVE, announcement)
                     moved = True
                 while (out := r.poll_send()) is not None:
                     to, payload = out
@@ -117,11 +121,11 @@ def test_left_nodes_go_at_once_and_are_not_resurrected_failed_ones_stay() -> Non
     net.step(0.2)
     # c fails: everyone keeps its record.
     net.status["c"] = FAILED
-    net.announce_member("c", FAILED, 2000)
+    net.announce_member("c", FAILED, net.last_announced["c"])
     net.step(0.2)
     assert all("c" in net.nodes[n].records for n in ("a", "b"))
     # c leaves: a hears it first; b's digest must not bring c back to a.
-    net.nodes["a"].member(net.now, "c", LEFT, 2000)
+    net.nodes["a"].member(net.now, "c", LEFT, net.last_announced["c"])
     assert "c" not in net.nodes["a"].records
     assert net.nodes["a"].poll_changes()["c"] is None
     net.step(3 * CFG.digest_interval)
@@ -135,6 +139,7 @@ def test_an_owner_that_lost_its_state_jumps_past_what_others_hold() -> None:
     # a restarts without its data dir and with a clock behind: a fresh replicator at a lower version.
     fresh = Replicator("a", rng=random.Random(9), now=net.now, config=CFG)
     net.nodes["a"] = fresh
+    fresh.member(net.now, "b", ALIVE, net.last_announced["b"])  # what the gossip layer tells it at start
     fresh.set_local(net.now, 3000, *web(9090))
     net.step(3 * CFG.digest_interval)
     assert fresh.local is not None and fresh.local.version > 5000
@@ -180,3 +185,70 @@ def test_indexes_move_only_for_what_changed() -> None:
 
 def test_scaled_interval_follows_memberlist() -> None:
     assert [scaled_interval(30.0, n) for n in (1, 32, 33, 64, 65)] == [30.0, 30.0, 60.0, 60.0, 90.0]
+
+
+def _forged_web(record: NodeCatalog, address: str, version: int) -> NodeCatalog:
+    service = attrs.evolve(record.services[0], address=address)
+    return attrs.evolve(record, version=version, services=(service,))
+
+
+def test_records_are_accepted_only_from_their_owner_as_announced() -> None:
+    """Issue 16 item 4: a forger (a member, even one that claims to be the owner) cannot change a's record."""
+    net = Net(["a", "b", "c"])
+    real = net.nodes["a"].set_local(net.now, 2000, *web())
+    net.step(0.2)
+    b = net.nodes["b"]
+    assert b.records["a"] == real
+    forgeries = [
+        ("c", _forged_web(real, "10.6.6.6", real.version + 1)),  # a third party, newer version
+        ("a", _forged_web(real, "10.6.6.6", real.version + 1)),  # claims to be a, version a never announced
+        ("a", _forged_web(real, "10.6.6.6", real.version)),  # claims to be a, announced version, other content
+    ]
+    refused = b.stats.records_refused
+    for sender, forged in forgeries:
+        b.handle_message(net.now, sender, messages.encode(messages.Records((forged,))))
+        assert b.records["a"] == real
+    assert b.stats.records_refused == refused + 3
+    notes = b.poll_notes()
+    assert len(notes) == 3 and all("refused the record of 'a'" in n for n in notes)
+    # The owner's next change is still accepted, and a's record is still relayed by nobody but a.
+    changed = net.nodes["a"].set_local(net.now, 3000, *web(9090))
+    net.step(0.2)
+    assert all(r.records["a"] == changed for r in net.nodes.values())
+
+
+@pytest.mark.parametrize("version", [2**64 - 1, 2**63, -1, "7", 1.5, True, None])
+def test_a_digest_with_an_impossible_version_is_a_counted_drop(version: object) -> None:
+    """Issue 16 item 2: a digest claiming our own record at 2**64-1 (or any non-version) must not kill us."""
+    net = Net(["a", "b"])
+    b = net.nodes["b"]
+    before = b.local_version
+    b.handle_message(net.now, "a", msgpack.packb({"t": "d", "v": {"b": version, "a": 5}}))
+    assert b.stats.malformed == 1 and b.local_version == before
+    assert "malformed" in b.poll_notes()[0]
+    net.step(3 * CFG.digest_interval)  # everything it sends still encodes
+    assert b.local_version == before
+
+
+def test_a_claim_near_the_version_limit_does_not_exhaust_our_versions() -> None:
+    net = Net(["a", "b"])
+    b = net.nodes["b"]
+    before = b.local_version
+    b.handle_message(net.now, "a", messages.encode(messages.Digest((("b", MAX_VERSION),))))
+    assert b.local_version == before and b.stats.claims_refused == 1
+    b.handle_message(net.now, "mallory", messages.encode(messages.Digest((("b", before + 10),))))
+    assert b.local_version == before and b.stats.claims_refused == 2  # not a member: not believed
+    b.handle_message(net.now, "a", messages.encode(messages.Digest((("b", before + 10),))))
+    assert b.local_version == before + 11  # a real claim (we lost state) is still outbid
+
+
+def test_names_and_fields_with_non_utf8_bytes_travel_losslessly() -> None:
+    """Issue 16 item 1: a member name from the wire (surrogate escapes) never makes an encode raise."""
+    name = "evil\udcff"
+    record = NodeCatalog(name, 7, (ServiceRecord("w\udcfe", "w\udcfe", ("t\udc80",), meta={"k\udcff": "v\udcff"}),))
+    for message in (messages.Digest(((name, 7),)), messages.Request((name,)), messages.Records((record,))):
+        assert messages.decode(messages.encode(message)) == message
+    # A lone surrogate that is not an escape (JSON's "\ud800") is sent as U+FFFD, never raised on.
+    odd = NodeCatalog("n", 1, (ServiceRecord("x\ud800", "x"),))
+    assert messages.decode(messages.encode(messages.Records((odd,)))).records[0].services[0].id == "x\ufffd"
+    assert Announcement.of(record).matches(messages.decode(messages.encode(messages.Records((record,)))).records[0])

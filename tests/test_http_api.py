@@ -465,6 +465,12 @@ def test_go_mux_redirects() -> None:
     assert (reply.status, reply.header("Location")) == (301, "/v1/catalog/node/?pretty")
     reply = http(cluster(), "GET", "/v1/./catalog//nodes")
     assert (reply.status, reply.header("Location")) == (301, "/v1/catalog/nodes")
+    # Cleaned as escaped (issue 16 item 7): an encoded "/" or ".." is part of a name, not a path step; the
+    # Location keeps the escapes as sent.
+    reply = http(cluster(), "GET", "/v1/catalog/node/..%2Fx")
+    assert reply.status == 200
+    reply = http(cluster(), "GET", "/v1//catalog/node/%ff%2F..")
+    assert (reply.status, reply.header("Location")) == (301, "/v1/catalog/node/%ff%2F..")
 
 
 def test_head_on_get_endpoint_is_405_without_body() -> None:

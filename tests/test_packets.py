@@ -140,7 +140,7 @@ def test_label() -> None:
 def test_encrypted_packet() -> None:
     with pytest.raises(DecodeError, match="encrypted packet but no keyring"):
         unwrap_packet(b"\x0a\x01" + bytes(40))
-    with pytest.raises(DecodeError, match="encrypted stream but no keyring"):
+    with pytest.raises(DecodeError, match="remote state is encrypted and encryption is not configured"):
         unwrap_stream(b"\x0a\x01" + bytes(40))
 
 

@@ -15,7 +15,8 @@ from typing import Any
 import attrs
 import msgpack
 
-from agent.catalog.record import NodeCatalog, RecordError, from_wire, to_wire
+from agent.catalog.record import NodeCatalog, RecordError, check_int, from_wire, to_wire
+from agent.gostrings import WIRE_ERRORS
 
 __all__ = ["Digest", "Message", "MessageError", "Records", "Request", "decode", "encode"]
 
@@ -51,13 +52,14 @@ def encode(message: Message) -> bytes:
             body = {"t": "q", "n": list(message.nodes)}
         case Records():
             body = {"t": "r", "r": [to_wire(r) for r in message.records]}
-    return msgpack.packb(body, use_bin_type=True)
+    # Node names are Go strings (docs/wire.md, "Go strings are bytes"): written and read with the one rule.
+    return msgpack.packb(body, use_bin_type=True, unicode_errors=WIRE_ERRORS)
 
 
 def decode(data: bytes) -> Message:
     """One message; MessageError says what is wrong (the caller logs it and drops the message)."""
     try:
-        body = msgpack.unpackb(data, raw=False, strict_map_key=False)
+        body = msgpack.unpackb(data, raw=False, strict_map_key=False, unicode_errors=WIRE_ERRORS)
     except Exception as exc:
         raise MessageError(f"not msgpack: {exc}") from None
     if not isinstance(body, dict):
@@ -66,11 +68,9 @@ def decode(data: bytes) -> Message:
     try:
         if kind == "d":
             versions = body["v"]
-            if not isinstance(versions, dict) or not all(
-                isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) for k, v in versions.items()
-            ):
+            if not isinstance(versions, dict) or not all(isinstance(k, str) for k in versions):
                 raise MessageError("digest: expected {node: version}")
-            return Digest(tuple(versions.items()))
+            return Digest(tuple((k, check_int(v, f"digest {k!r}.version")) for k, v in versions.items()))
         if kind == "q":
             nodes = body["n"]
             if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes):

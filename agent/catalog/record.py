@@ -9,15 +9,25 @@ and nothing needs merging.  Records travel as plain msgpack maps with short keys
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
 import immutables
+import msgpack
 
-__all__ = ["CheckRecord", "NodeCatalog", "RecordError", "ServiceRecord", "from_wire", "to_wire"]
+from agent.gostrings import WIRE_ERRORS
+
+__all__ = [
+    "MAX_VERSION", "Announcement", "CheckRecord", "NodeCatalog", "RecordError", "ServiceRecord", "check_int",
+    "from_wire", "to_wire",
+]  # fmt: skip
 
 STATUSES = ("passing", "warning", "critical")
+_HEX = "0123456789abcdef"
+MAX_VERSION = 2**62  # record versions are wall-clock ms (about 2**41 today); anything beyond is refused at decode
+_INT_LIMITS = {"port": 65535, "weights_passing": 2**31 - 1, "weights_warning": 2**31 - 1, "version": MAX_VERSION}
 
 
 class RecordError(ValueError):
@@ -97,6 +107,16 @@ _CHECK_KEYS = (
 )  # fmt: skip
 
 
+def check_int(value: Any, what: str) -> int:
+    """An integer field from the network, within its bounds (``what`` ends with the field's name)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RecordError(f"{what}: expected an integer, got {type(value).__name__}")
+    limit = _INT_LIMITS.get(what.rpartition(".")[2], MAX_VERSION)
+    if not 0 <= value <= limit:
+        raise RecordError(f"{what}: {value} is out of range (0..{limit})")
+    return value
+
+
 def _fields_to_wire(obj: Any, keys: tuple[tuple[str, str, type], ...]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for short, name, kind in keys:
@@ -120,9 +140,59 @@ def to_wire(record: NodeCatalog) -> dict[str, Any]:
     }
 
 
+def _canonical(value: Any) -> Any:
+    if isinstance(value, dict):
+        return [[k, _canonical(value[k])] for k in sorted(value)]
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    return value
+
+
+def record_digest(record: NodeCatalog) -> str:
+    """A short hash of the record's whole content and version, independent of map order and process.
+
+    The owner announces it with the version (``Announcement``); a copy whose digest differs is not the owner's.
+    """
+    data = msgpack.packb(_canonical(to_wire(record)), use_bin_type=True, unicode_errors=WIRE_ERRORS)
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+@attrs.frozen
+class Announcement:
+    """What an owner publishes in its ``tcv`` tag: its record's version and content digest (``version:digest``).
+
+    Every other agent accepts that owner's record only if it matches: so a record cannot be forged by a sender
+    that cannot forge the owner's own gossip.
+    """
+
+    version: int
+    digest: str
+
+    @classmethod
+    def of(cls, record: NodeCatalog) -> Announcement:
+        return cls(record.version, record_digest(record))
+
+    @classmethod
+    def parse(cls, tag: str | None) -> Announcement | None:
+        """The tag's value; None when absent or malformed (then the member is not a catalog peer)."""
+        if tag is None:
+            return None
+        version, sep, digest = tag.partition(":")
+        if not sep or not (version.isascii() and version.isdigit()) or len(digest) != 16 or digest.strip(_HEX):
+            return None
+        number = int(version)
+        return cls(number, digest) if number <= MAX_VERSION else None
+
+    def tag(self) -> str:
+        return f"{self.version}:{self.digest}"
+
+    def matches(self, record: NodeCatalog) -> bool:
+        return record.version == self.version and record_digest(record) == self.digest
+
+
 def _text(value: Any, what: str) -> str:
     if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
+        value = value.decode("utf-8", "surrogateescape")
     if not isinstance(value, str):
         raise RecordError(f"{what}: expected a string, got {type(value).__name__}")
     return value
@@ -136,9 +206,7 @@ def _convert(value: Any, kind: type, what: str) -> Any:
             raise RecordError(f"{what}: expected a bool")
         return value
     if kind is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise RecordError(f"{what}: expected an integer")
-        return value
+        return check_int(value, what)
     if kind is tuple:
         if not isinstance(value, list | tuple):
             raise RecordError(f"{what}: expected a list")

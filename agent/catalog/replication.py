@@ -3,13 +3,19 @@
 Each node owns one :class:`NodeCatalog` and gives it a version that only grows (``max(previous + 1, wall-clock
 ms)``, so it grows across restarts too).  Three paths move records, cheapest first:
 
-1. **Announce**: the owner puts its version in its gossip tags (``tcv``); ``poll_announce`` says when (changes
-   within ``announce_delay`` are coalesced into one tag update, since each costs a gossip broadcast).
+1. **Announce**: the owner puts its version and its record's digest in its gossip tags (``tcv``,
+   ``version:digest``); ``poll_announce`` says when (changes within ``announce_delay`` are coalesced into one tag
+   update, since each costs a gossip broadcast).
 2. **Fetch**: a peer that sees a ``tcv`` newer than its copy asks the owner (``Request``) and gets ``Records``;
-   a fetch that gets no answer within ``fetch_timeout`` is retried (owner if alive, else any capable peer).
+   a fetch that gets no answer within ``fetch_timeout`` is retried while the owner is alive.
 3. **Repair**: every ``digest_interval`` (stretched as memberlist stretches push/pull beyond 32 nodes) a
-   ``Digest`` goes to one random capable peer; the receiver requests what is newer there and pushes back what is
-   newer here, so a missed announcement heals within a round or two.
+   ``Digest`` goes to one random capable peer; the receiver fetches from their owners what it is behind on and
+   pushes back its own record if the sender's copy is older, so a missed announcement heals within a round or two.
+
+**Who may write a record** (issue 16, item 4): a record is accepted only from its owner (the app message's
+sender is the record's node), and only if it is exactly what the owner announced in its own gossip (version and
+digest equal the ``tcv`` tag).  Records are never relayed, so a sender that cannot forge the owner's gossip
+cannot change what anyone holds about it; every refusal is counted and noted (``poll_notes``).
 
 Membership decides what may exist: a node that left (or was reaped) is dropped at once and records about it are
 refused until it joins again; a failed node's record stays (readers show its ``serfHealth`` critical).  Only
@@ -30,13 +36,15 @@ import attrs
 
 from agent.catalog import messages
 from agent.catalog.messages import Digest, MessageError, Records, Request
-from agent.catalog.record import CheckRecord, NodeCatalog, ServiceRecord
+from agent.catalog.record import MAX_VERSION, Announcement, CheckRecord, NodeCatalog, ServiceRecord
 
 __all__ = ["Replicator", "ReplicatorConfig", "ReplicatorStats", "scaled_interval"]
 
 STATUS_ALIVE, STATUS_LEAVING, STATUS_LEFT, STATUS_FAILED = 1, 2, 3, 4
 _PRESENT = frozenset({STATUS_ALIVE, STATUS_LEAVING, STATUS_FAILED})
 _SCALE_THRESHOLD = 32
+OUTBID_HEADROOM = 2**32  # a claim about our own record must leave this many versions free below MAX_VERSION
+MAX_NOTES = 64
 
 
 def scaled_interval(base: float, n: int) -> float:
@@ -63,6 +71,7 @@ class ReplicatorStats:
     fetch_retries: int = 0
     records_accepted: int = 0
     records_refused: int = 0
+    claims_refused: int = 0
     digests: int = 0
 
 
@@ -76,7 +85,7 @@ class _Fetch:
 @attrs.define
 class _Peer:
     status: int
-    announced: int | None  # the tcv tag: None = not a triumvir catalog peer
+    announced: Announcement | None  # the tcv tag: None = not a triumvir catalog peer
 
 
 class Replicator:
@@ -102,6 +111,7 @@ class Replicator:
         self._outbox: deque[tuple[str, bytes]] = deque()
         self._changes: dict[str, NodeCatalog | None] = {}
         self._announce_at: float | None = None
+        self._notes: deque[str] = deque(maxlen=MAX_NOTES)
         self._next_digest = now + self.rng.uniform(0.5, 1.0) * self.config.digest_interval
 
     # ------------------------------------------------------------------ our own record
@@ -137,17 +147,27 @@ class Replicator:
         if self._announce_at is None:
             self._announce_at = now + self.config.announce_delay
 
-    def _outbid(self, now: float, claimed: int) -> None:
-        """Someone holds a version of our record at least as new as ours (we lost our state): jump past it."""
+    def _outbid(self, now: float, sender: str, claimed: int) -> None:
+        """A peer holds a version of our record at least as new as ours (we lost our state): jump past it.
+
+        Only a present catalog member is believed: anyone else could make us re-announce at will."""
         local = self.local
         if local is None or claimed < local.version:
+            return
+        if self._announced(sender) is None:
+            self.stats.claims_refused += 1
+            self._note(f"refused a claim about our record from {sender!r}, not a catalog member")
+            return
+        if claimed > MAX_VERSION - OUTBID_HEADROOM:
+            self.stats.claims_refused += 1
+            self._note(f"refused a claim that our record is at version {claimed} (beyond any real version)")
             return
         self._store(attrs.evolve(local, version=claimed + 1))
         self._schedule_announce(now)
 
     # ------------------------------------------------------------------ membership
 
-    def member(self, now: float, name: str, status: int, announced: int | None) -> None:
+    def member(self, now: float, name: str, status: int, announced: Announcement | None) -> None:
         """A member event (join/update/leave/failed) with the member's ``tcv`` tag, if any."""
         if name == self.name:
             return
@@ -156,8 +176,8 @@ class Replicator:
             self._peers[name] = _Peer(status, announced)
             return
         self._peers[name] = _Peer(status, announced)
-        if announced is not None and announced > self._have(name):
-            self._fetch(now, name, announced, ask=name)
+        if announced is not None and announced.version > self._have(name):
+            self._fetch(now, name, announced.version, ask=name)
 
     def member_gone(self, name: str) -> None:
         """Left or reaped: the record goes at once (Consul deregisters a left node), pending fetches too."""
@@ -177,14 +197,19 @@ class Replicator:
     def _capable_alive(self) -> list[str]:
         return sorted(n for n, p in self._peers.items() if p.status == STATUS_ALIVE and p.announced is not None)
 
+    def _announced(self, name: str) -> Announcement | None:
+        peer = self._peers.get(name)
+        return peer.announced if peer is not None and peer.status in _PRESENT else None
+
     # ------------------------------------------------------------------ messages
 
     def handle_message(self, now: float, sender: str, payload: bytes) -> None:
         """An app message from ``sender``; malformed ones are counted and dropped."""
         try:
             message = messages.decode(payload)
-        except MessageError:
+        except MessageError as exc:
             self.stats.malformed += 1
+            self._note(f"dropped a malformed message from {sender!r}: {exc}")
             return
         self.stats.received += 1
         match message:
@@ -194,45 +219,69 @@ class Replicator:
                 self._on_request(sender, message.nodes)
             case Records():
                 for record in message.records:
-                    self._accept(now, record)
+                    self._accept(now, sender, record)
 
     def _on_digest(self, now: float, sender: str, versions: dict[str, int]) -> None:
-        wanted = [
-            node
-            for node, version in versions.items()
-            if node != self.name and version > self._have(node) and self._present(node)
-        ]
+        """The sender's view: fetch from each owner what we are behind on (as far as the owner announced it),
+        and send back our own record (and the sender's, so it can jump past it) where the sender is behind."""
         if versions.get(self.name, 0) > self.local_version:
-            self._outbid(now, versions[self.name])
-        if wanted:
-            for node in wanted:
-                self._fetches[node] = _Fetch(versions[node], now + self.config.fetch_timeout)
-            self._send(sender, Request(tuple(sorted(wanted))))
-        newer = [r for node, r in self.records.items() if r.version > versions.get(node, 0)]
+            self._outbid(now, sender, versions[self.name])
+        for node, version in sorted(versions.items()):
+            announced = self._announced(node)
+            if node == self.name or announced is None or version <= self._have(node):
+                continue
+            if announced.version > self._have(node) and self._peers[node].status == STATUS_ALIVE:
+                self._fetch(now, node, announced.version, ask=node)
+        newer = [
+            self.records[node]
+            for node in (self.name, sender)
+            if node in self.records and self.records[node].version > versions.get(node, 0)
+        ]
         if newer:
-            self._send(sender, Records(tuple(sorted(newer, key=lambda r: r.node))))
+            self._send(sender, Records(tuple(newer)))
 
     def _on_request(self, sender: str, nodes: tuple[str, ...]) -> None:
-        found = [self.records[n] for n in nodes if n in self.records]
-        if found:
-            self._send(sender, Records(tuple(found)))
+        local = self.local
+        if self.name in nodes and local is not None:  # only our own: nobody accepts a relayed record
+            self._send(sender, Records((local,)))
 
-    def _accept(self, now: float, record: NodeCatalog) -> None:
+    def _accept(self, now: float, sender: str, record: NodeCatalog) -> None:
         if record.node == self.name:
             local_version = self.local_version
             if record.version > local_version or (
                 record.version == local_version and not record.same_content(self.local)
             ):
-                self._outbid(now, record.version)
+                self._outbid(now, sender, record.version)
             return
-        if not self._present(record.node) or record.version <= self._have(record.node):
+        if record.version < self._have(record.node) or record == self.records.get(record.node):
+            return  # old news (a late or duplicate answer): nothing to refuse
+        refusal = self._refusal(sender, record)
+        if refusal is not None:
             self.stats.records_refused += 1
+            self._note(f"refused the record of {record.node!r} at version {record.version} from {sender!r}: "
+                       f"{refusal}")  # fmt: skip
             return
         self.stats.records_accepted += 1
         self._store(record)
         fetch = self._fetches.get(record.node)
         if fetch is not None and record.version >= fetch.version:
             del self._fetches[record.node]
+
+    def _refusal(self, sender: str, record: NodeCatalog) -> str | None:
+        """Why ``record`` from ``sender`` must not be stored (None: it is the owner's own, as announced)."""
+        if sender != record.node:
+            return "only its owner may send it"
+        announced = self._announced(record.node)
+        if announced is None:
+            return "its owner is not a present catalog member"
+        if record.version != announced.version:
+            return f"its owner announced version {announced.version}"
+        if not announced.matches(record):
+            return "its content is not what its owner announced"
+        return None
+
+    def _note(self, text: str) -> None:
+        self._notes.append(text)
 
     def _store(self, record: NodeCatalog) -> None:
         self.records[record.node] = record
@@ -260,14 +309,13 @@ class Replicator:
             if fetch.attempts >= self.config.fetch_attempts or not self._present(node):
                 del self._fetches[node]  # the digest rounds will repair it
                 continue
-            candidates = [node] if self._peers[node].status == STATUS_ALIVE else self._capable_alive()
-            if not candidates:
-                del self._fetches[node]
+            if self._peers[node].status != STATUS_ALIVE:
+                del self._fetches[node]  # only the owner may answer, and it is not there
                 continue
             fetch.attempts += 1
             fetch.deadline = now + self.config.fetch_timeout
             self.stats.fetch_retries += 1
-            self._send(self.rng.choice(candidates), Request((node,)))
+            self._send(node, Request((node,)))
         if now >= self._next_digest:
             peers = self._capable_alive()
             self._next_digest = now + scaled_interval(self.config.digest_interval, len(peers) + 1)
@@ -293,9 +341,16 @@ class Replicator:
         changes, self._changes = self._changes, {}
         return changes
 
-    def poll_announce(self, now: float) -> int | None:
-        """Our version, when it is time to (re)publish it in the ``tcv`` tag."""
+    def poll_announce(self, now: float) -> Announcement | None:
+        """Our version and digest, when it is time to (re)publish them in the ``tcv`` tag."""
         if self._announce_at is None or now < self._announce_at:
             return None
         self._announce_at = None
-        return self.local_version
+        local = self.local
+        return Announcement.of(local) if local is not None else None
+
+    def poll_notes(self) -> list[str]:
+        """What was dropped or refused since the last call (the runner logs it); at most MAX_NOTES are kept."""
+        notes = list(self._notes)
+        self._notes.clear()
+        return notes

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from agent.catalog.indexed import apply_changes
-from agent.catalog.record import CheckRecord, ServiceRecord
+from agent.catalog.record import MAX_VERSION, Announcement, CheckRecord, ServiceRecord
 from agent.catalog.replication import Replicator, ReplicatorConfig
 
 if TYPE_CHECKING:
@@ -32,17 +32,13 @@ log = logging.getLogger("agent.catalog")
 TAG = "tcv"  # triumvir catalog version: short, node meta is capped at 512 bytes
 VERSION_FILE = "catalog/version"
 REAP = "member-reap"
+NOTES_WINDOW = 10.0
+NOTES_PER_WINDOW = 20
 
 
-def announced_version(tags: Mapping[str, str]) -> int | None:
-    """The ``tcv`` tag as an int; None when absent or malformed (not a catalog peer)."""
-    raw = tags.get(TAG)
-    if raw is None:
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        return None
+def announced(tags: Mapping[str, str]) -> Announcement | None:
+    """The ``tcv`` tag (``version:digest``); None when absent or malformed (not a catalog peer)."""
+    return Announcement.parse(tags.get(TAG))
 
 
 class CatalogRunner:
@@ -67,6 +63,8 @@ class CatalogRunner:
         self.replicator: Replicator | None = None
         self._pending: tuple[tuple[ServiceRecord, ...], tuple[CheckRecord, ...]] = ((), ())
         self._wake = trio.Event()
+        self._notes_window_end = -float("inf")
+        self._notes_logged = self._notes_suppressed = 0
 
     # ------------------------------------------------------------------ local record
 
@@ -91,9 +89,10 @@ class CatalogRunner:
         if self.datadir is None:
             return 0
         try:
-            return int((self.datadir.path / VERSION_FILE).read_text().strip())
+            floor = int((self.datadir.path / VERSION_FILE).read_text().strip())
         except (OSError, ValueError):
             return 0
+        return floor if 0 <= floor <= MAX_VERSION // 2 else 0
 
     # ------------------------------------------------------------------ run
 
@@ -130,7 +129,7 @@ class CatalogRunner:
 
     def _on_member(self, name: str, status: int, tags: Mapping[str, str]) -> None:
         assert self.replicator is not None
-        self.replicator.member(trio.current_time(), name, status, announced_version(tags))
+        self.replicator.member(trio.current_time(), name, status, announced(tags))
 
     async def _timers(self) -> None:
         assert self.replicator is not None
@@ -155,18 +154,35 @@ class CatalogRunner:
                 self.driver.send_app_message(node, payload)
             except KeyError:
                 log.debug("catalog: %s is no longer a member; message dropped", node)
+        self._log_notes(replicator.poll_notes())
         changes = replicator.poll_changes()
         if changes:
             self.table.apply_catalog(lambda catalog, index: apply_changes(catalog, changes, index))
-        version = replicator.poll_announce(trio.current_time())
-        if version is not None:
-            self._announce(version)
+        announcement = replicator.poll_announce(trio.current_time())
+        if announcement is not None:
+            self._announce(announcement)
         if wake:
             self._wake.set()
 
-    def _announce(self, version: int) -> None:
+    def _log_notes(self, notes: list[str]) -> None:
+        """Refusals and drops, at most NOTES_PER_WINDOW lines per NOTES_WINDOW seconds (a flood of forged
+        messages must not flood the log); the rest are counted and summed up when the window ends."""
+        now = trio.current_time()
+        if now >= self._notes_window_end:
+            if self._notes_suppressed:
+                log.warning("catalog: %d more refused or malformed messages not logged", self._notes_suppressed)
+            self._notes_window_end, self._notes_logged, self._notes_suppressed = now + NOTES_WINDOW, 0, 0
+        for note in notes:
+            if self._notes_logged < NOTES_PER_WINDOW:
+                self._notes_logged += 1
+                log.warning("catalog: %s", note)
+            else:
+                self._notes_suppressed += 1
+
+    def _announce(self, announcement: Announcement) -> None:
+        version = announcement.version
         tags = dict(self.driver.machine.tags)  # type: ignore[attr-defined]
-        tags[TAG] = str(version)
+        tags[TAG] = announcement.tag()
         try:
             self.driver.set_tags(tags)
         except ValueError as exc:

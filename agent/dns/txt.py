@@ -8,6 +8,8 @@ import dns.rdataclass
 import dns.rdatatype
 from dns.rdtypes.ANY.TXT import TXT
 
+from agent.gostrings import to_bytes
+
 __all__ = ["encode_rfc1464", "meta_txt"]
 
 
@@ -27,7 +29,7 @@ def meta_txt(meta: Mapping[str, str], *, lower_prefix: bool = False) -> list[TXT
     out = []
     for key, value in meta.items():
         prefixed = (key.lower() if lower_prefix else key).startswith("rfc1035-")
-        data = (value if prefixed else encode_rfc1464(key, value)).encode()
+        data = to_bytes(value if prefixed else encode_rfc1464(key, value))  # a Go string is its bytes
         chunks = [data[i:i + 255] for i in range(0, len(data), 255)] or [b""]
         out.append(TXT(dns.rdataclass.IN, dns.rdatatype.TXT, chunks))
     return out

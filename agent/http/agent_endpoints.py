@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from agent.api import JoinError
 from agent.durations import go_duration
 from agent.http.errors import HTTPError, bad_request
 from agent.http.routes import EMPTY, Ctx, Route
@@ -55,6 +56,9 @@ def _debug_config(ctx: Ctx) -> dict[str, Any]:
         "DataDir": c.data_dir or "",
         "Datacenter": c.datacenter,
         "DevMode": c.dev,
+        "EncryptKey": "hidden" if c.encrypt else "",  # Consul's sanitizer hides secrets that are set
+        "EncryptVerifyIncoming": c.encrypt_verify_incoming,
+        "EncryptVerifyOutgoing": c.encrypt_verify_outgoing,
         "HTTPPort": ports.http,
         "LeaveOnTerm": c.leave_on_terminate,
         "Logging": {"LogJSON": c.log_json, "LogLevel": c.log_level.upper()},
@@ -117,7 +121,10 @@ async def agent_join(ctx: Ctx) -> Any:
             raise HTTPError(500, "Must be a server to join WAN cluster")
         raise HTTPError(500, "WAN federation is not supported by this agent")
     log.info("agent: (LAN) joining: lan_addresses=[%s]", address)
-    await ctx.api.join([address])
+    try:
+        await ctx.api.join([address])
+    except JoinError as exc:  # an expected failure: Consul's text, logged as one line (no traceback)
+        raise HTTPError(500, str(exc)) from None
     return EMPTY
 
 

@@ -14,7 +14,7 @@ from urllib.parse import unquote_to_bytes, urlsplit
 
 import attrs
 
-__all__ = ["BadTarget", "Query", "Request", "clean_path", "parse_target"]
+__all__ = ["BadTarget", "Query", "Request", "clean_path", "parse_target", "split_target"]
 
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
@@ -32,7 +32,7 @@ def _unescape(text: str, *, plus_is_space: bool) -> str:
         raise ValueError(f"invalid URL escape in {text!r}")
     if plus_is_space:
         text = text.replace("+", " ")
-    return unquote_to_bytes(text).decode("utf-8", errors="replace")
+    return unquote_to_bytes(text).decode("utf-8", errors="surrogateescape")  # Go keeps the bytes
 
 
 @attrs.frozen
@@ -100,8 +100,8 @@ class Request:
         return ""
 
 
-def parse_target(target: str) -> tuple[str, str]:
-    """The decoded path and raw query of a request target (origin-form or absolute-form), as Go parses them."""
+def split_target(target: str) -> tuple[str, str]:
+    """The escaped (still percent-encoded) path and the raw query of a request target (origin or absolute form)."""
     if target.startswith(("http://", "https://")):
         parts = urlsplit(target)
         raw_path, raw_query = parts.path or "/", parts.query
@@ -109,7 +109,12 @@ def parse_target(target: str) -> tuple[str, str]:
         raw_path, _, raw_query = target.partition("?")
     else:
         raise BadTarget(f"invalid request target {target!r}")
-    raw_path = raw_path.split("#", 1)[0]
+    return raw_path.split("#", 1)[0], raw_query
+
+
+def parse_target(target: str) -> tuple[str, str]:
+    """The decoded path and raw query of a request target (origin-form or absolute-form), as Go parses them."""
+    raw_path, raw_query = split_target(target)
     try:
         path = _unescape(raw_path, plus_is_space=False)
     except ValueError as exc:

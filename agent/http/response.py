@@ -11,6 +11,8 @@ from typing import Any
 
 import attrs
 
+from agent.gostrings import valid_utf8
+
 __all__ = ["GZIP_MIN_SIZE", "TEXT_PLAIN", "Response", "go_json", "maybe_gzip", "wire_headers"]
 
 TEXT_PLAIN = "text/plain; charset=utf-8"  # what Go sniffs for a plain-text body
@@ -26,7 +28,7 @@ def go_json(obj: Any, *, pretty: bool) -> bytes:
         text = json.dumps(obj, ensure_ascii=False, indent=4) + "\n"
     else:
         text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-    return text.translate(_GO_ESCAPES).encode("utf-8")
+    return valid_utf8(text).translate(_GO_ESCAPES).encode("utf-8")
 
 
 @attrs.define
@@ -44,7 +46,7 @@ class Response:
         h = dict(headers or {})
         if text:
             h["Content-Type"] = TEXT_PLAIN
-        return cls(status, h, text.encode("utf-8"))
+        return cls(status, h, valid_utf8(text).encode("utf-8"))
 
 
 def _accepts_gzip(accept_encoding: str) -> bool:

@@ -28,9 +28,10 @@ from urllib.parse import quote
 
 import attrs
 
+from agent.gostrings import to_bytes, valid_utf8
 from agent.http.errors import HTTPError, MethodNotAllowed
 from agent.http.options import HttpOptions
-from agent.http.request import Request, clean_path
+from agent.http.request import Request, clean_path, split_target
 from agent.http.response import Response, go_json, maybe_gzip
 
 if TYPE_CHECKING:
@@ -120,8 +121,9 @@ def _redirect(request: Request, location: str) -> Response:
     return Response(301, headers, body)
 
 
-def _location(path: str, raw_query: str) -> str:
-    location = quote(path, safe="/:@!$&'()*+,;=-._~")
+def _location(path: str, raw_query: str, *, escaped: bool = False) -> str:
+    """The Location of a redirect: ASCII always (an ``escaped`` path keeps its ``%XX`` as they are)."""
+    location = quote(to_bytes(path), safe="/:@!$&'()*+,;=-._~" + ("%" if escaped else ""))
     return f"{location}?{raw_query}" if raw_query else location
 
 
@@ -156,11 +158,14 @@ class Router:
     async def dispatch(self, api: AgentAPI, request: Request, options: HttpOptions, rng: random.Random) -> Response:
         """Route one request and run it: never raises (except cancellation), every failure is a response."""
         path = request.path
-        if not path.isprintable():
+        if not valid_utf8(path).isprintable():  # Go ranges invalid bytes as U+FFFD, which is printable
             return Response(400)  # go-cleanhttp PrintablePathCheckHandler: 400, no body
-        cleaned = clean_path(path)
-        if cleaned != path and request.method != "CONNECT":
-            return _redirect(request, _location(cleaned, request.raw_query))
+        # Cleaned as escaped, so an ID with an encoded "/" or ".." (`a%2F..%2Fb`, Consul's advice for such IDs)
+        # reaches its endpoint instead of a 301 that can never be followed (issue 16, item 7).
+        escaped, _ = split_target(request.target) if request.target.startswith(("/", "http")) else (path, "")
+        cleaned = clean_path(escaped)
+        if cleaned != escaped and request.method != "CONNECT":
+            return _redirect(request, _location(cleaned, request.raw_query, escaped=True))
         route = self.match(path)
         if route is None:
             if path + "/" in self._prefix:
@@ -229,10 +234,20 @@ def _log_error(request: Request, reason: str) -> None:
 
 def default_router() -> Router:
     """The endpoints this agent serves (Consul's http_register.go, the subset we implement)."""
-    from agent.http import agent_endpoints, catalog, catalog_services, health, services_endpoints, status, stream, ui
+    from agent.http import (
+        agent_endpoints,
+        catalog,
+        catalog_services,
+        health,
+        operator,
+        services_endpoints,
+        status,
+        stream,
+        ui,
+    )
 
     return Router(
         [*catalog.ROUTES, *agent_endpoints.ROUTES, *status.ROUTES, *stream.ROUTES, *ui.ROUTES,
-         *catalog_services.ROUTES, *health.ROUTES, *services_endpoints.ROUTES],
+         *catalog_services.ROUTES, *health.ROUTES, *services_endpoints.ROUTES, *operator.ROUTES],
         sockets=stream.SOCKETS,
     )

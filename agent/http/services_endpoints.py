@@ -11,6 +11,7 @@ import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
+from agent.gostrings import decode_json
 from agent.http.errors import HTTPError, bad_request
 from agent.http.routes import EMPTY, Ctx, Route
 from agent.services.definitions import STATUSES, DefinitionError
@@ -35,7 +36,7 @@ def _body(ctx: Ctx) -> Any:
     if not raw.strip():
         raise bad_request("Request decode failed: EOF")
     try:
-        return json.loads(raw)
+        return decode_json(raw)
     except ValueError as exc:
         raise bad_request(f"Request decode failed: {exc}") from None
 
@@ -134,6 +135,8 @@ async def service_deregister(ctx: Ctx) -> Any:
     service_id = ctx.request.path.removeprefix("/v1/agent/service/deregister/")
     try:
         _manager(ctx).deregister_service(service_id)
+    except DefinitionError as exc:  # the data dir refused the removal: nothing changed
+        raise _definition_error(exc) from None
     except UnknownService as exc:
         raise HTTPError(404, str(exc)) from None
     return EMPTY
@@ -163,6 +166,8 @@ async def check_deregister(ctx: Ctx) -> Any:
     check_id = ctx.request.path.removeprefix("/v1/agent/check/deregister/")
     try:
         _manager(ctx).deregister_check(check_id)
+    except DefinitionError as exc:  # the data dir refused the removal: nothing changed
+        raise _definition_error(exc) from None
     except UnknownCheck as exc:
         raise HTTPError(404, str(exc)) from None
     return EMPTY

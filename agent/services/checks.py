@@ -9,14 +9,16 @@ killed (its whole process group) at the timeout; TTL critical with ``TTL expired
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import logging
 import os
 import random
 import signal
 import ssl
 import subprocess
 from collections.abc import Callable
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import h11
 import trio
@@ -24,6 +26,8 @@ import trio
 from agent.services.definitions import CheckDef
 
 __all__ = ["Report", "TtlTimer", "http_once", "run_check", "script_once", "tcp_once"]
+
+log = logging.getLogger("agent.services")
 
 Report = Callable[[str, str], None]
 USER_AGENT = "Consul Health Check"
@@ -64,17 +68,50 @@ def _truncate(text: str, limit: int) -> str:
 # ------------------------------------------------------------------ one run of each kind
 
 
+CREDENTIAL_PARAMS = frozenset({
+    "token", "access_token", "auth", "auth_token", "api_key", "apikey", "key", "password", "passwd", "pass",
+    "secret", "client_secret", "sig", "signature", "x-amz-signature", "x-amz-credential", "x-consul-token",
+})  # fmt: skip
+MASK = "***"
+
+
+def redact_url(url: str) -> str:
+    """``url`` as the check's Output shows it: a password masked as Go's net/http client masks it in errors
+    (``user:***@``), and the values of query parameters that carry credentials (``token``, ``key``, ...) too."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    netloc = parts.netloc
+    userinfo, at, hostport = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.partition(':')[0]}:{MASK}@{hostport}"
+    query = "&".join(
+        f"{key}={MASK}" if sep and key.lower() in CREDENTIAL_PARAMS else f"{key}{sep}{value}"
+        for key, sep, value in (item.partition("=") for item in parts.query.split("&"))
+    ) if parts.query else ""  # fmt: skip
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
 async def http_once(check: CheckDef) -> tuple[str, str]:
     """One HTTP request as Consul's CheckHTTP makes it (bounded by the check's timeout)."""
-    url = check.http
+    url = redact_url(check.http)  # what the Output shows; the request itself uses check.http
     method = check.method or "GET"
-    parts = urlsplit(url)
-    host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+    parts = urlsplit(check.http)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        return "critical", f'Get "{url}": {exc}'
+    host = parts.hostname or ""
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    headers = [("Host", parts.netloc), ("User-Agent", USER_AGENT), ("Accept", "text/plain, text/*, */*"),
-               ("Connection", "close")]  # fmt: skip
+    headers = [("Host", parts.netloc.rpartition("@")[2]), ("User-Agent", USER_AGENT),
+               ("Accept", "text/plain, text/*, */*"), ("Connection", "close")]  # fmt: skip
     for name, values in check.header:
         headers.extend((name, v) for v in values)
+    if parts.username is not None and not any(k.lower() == "authorization" for k, _ in headers):
+        # Go's client turns URL userinfo into Basic auth (and never sends the userinfo itself)
+        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        headers.append(("Authorization", "Basic " + base64.b64encode(credentials).decode()))
     body = check.body.encode()
     if body or method not in ("GET", "HEAD"):
         headers.append(("Content-Length", str(len(body))))
@@ -193,6 +230,10 @@ async def run_check(check: CheckDef, report: Report, *, rng: random.Random, ttl:
     interval = check.effective_interval
     await trio.sleep(rng.uniform(0, interval))
     while True:
-        status, output = await once(check)
+        try:
+            status, output = await once(check)
+        except Exception as exc:  # a runner never dies: the check goes critical and is tried again next time
+            log.error("agent: check %r failed to run: %s: %s", check.id, type(exc).__name__, exc)
+            status, output = "critical", f"check failed to run: {type(exc).__name__}: {exc}"
         report(status, output)
         await trio.sleep(interval)

@@ -18,10 +18,12 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 
 from agent.config import parse_duration
+from agent.gostrings import valid_utf8
 
 __all__ = [
     "CheckDef",
@@ -405,11 +407,48 @@ def parse_check(
         output_max_size=size,
         other_kind=_other_kind(reader),
     )
+    _routable_id("check", check.id)
+    if check.http:
+        problem = http_url_problem(check.http)
+        if problem is not None:
+            raise DefinitionError(f"Invalid check: HTTP URL {valid_utf8(check.http)!r}: {problem}" if api else
+                                  f"{path}.http: {valid_utf8(check.http)!r}: {problem}")  # fmt: skip
     if check.tcp and not _hostport(check.tcp):
         raise DefinitionError(f"Invalid check: TCP address {check.tcp!r} must be host:port" if api else
                               f"{path}.tcp: {check.tcp!r} must be host:port")  # fmt: skip
     _validate_check(check, api=api, path=path)
     return check
+
+
+def http_url_problem(url: str) -> str | None:
+    """Why an HTTP check's URL can never be requested (None: it can be tried)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # ValueError beyond 0..65535 or not a number
+    except ValueError as exc:
+        return str(exc)
+    if parts.scheme not in ("http", "https"):
+        return f"unsupported protocol scheme {parts.scheme!r}"
+    if not parts.hostname:
+        return "no host in request URL"
+    if port == 0:
+        return "port 0 cannot be dialled"
+    return None
+
+
+def _routable_id(kind: str, item_id: str) -> None:
+    """Refuse an ID that no request path can name, so nothing is registered that cannot be deregistered.
+
+    Consul has no such rule, and IDs it cannot route stay stuck (hashicorp/consul#2813, #20122).  Here any
+    printable ID is routable when escaped (``/`` as ``%2F``: the HTTP layer cleans the escaped path), except
+    ``.`` and ``..`` themselves, which every client resolves away (RFC 3986 dot segments, even as ``%2E``);
+    those and non-printable IDs (answered 400 by go-cleanhttp's printable-path check) are refused.
+    """
+    if item_id in (".", ".."):
+        raise DefinitionError(f"Invalid {kind} ID {item_id!r}: a dot segment cannot be named in a request path")
+    if not valid_utf8(item_id).isprintable():
+        raise DefinitionError(f"Invalid {kind} ID {valid_utf8(item_id)!r}: it contains non-printable characters, "
+                              "which no request path can carry")  # fmt: skip
 
 
 def _hostport(text: str) -> bool:
@@ -510,6 +549,7 @@ def parse_service(raw: Any, *, api: bool, path: str = "service") -> ServiceDef:
                         default_id=f"service:{service_id}:{i + 1}" if several else None)
             for i, (sub, item) in enumerate(raw_checks)
         )
+        _routable_id("service", service_id)
         port = reader.integer("port")
         if not 0 <= port <= 65535:
             raise DefinitionError(f"Invalid service port: {port}")

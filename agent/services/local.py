@@ -75,8 +75,7 @@ class LocalState:
     def add_check(self, check: CheckDef, source: str, *, now: float = 0.0) -> bool:
         """Register (or replace) a check; LookupError for an unknown ServiceID.  True if its runner must
         (re)start: a new check, or a changed definition."""
-        if check.service_id and check.service_id not in self.services:
-            raise LookupError(f'ServiceID "{check.service_id}" does not exist')
+        self.require_service(check)
         old = self.checks.get(check.id)
         if old is not None and old.definition == check:
             old.source = source
@@ -84,6 +83,11 @@ class LocalState:
         status = check.status
         self.checks[check.id] = CheckState(check, source, status, critical_since=now if status == "critical" else None)
         return True
+
+    def require_service(self, check: CheckDef) -> None:
+        """LookupError (the API's 404) when ``check`` names a service that is not registered."""
+        if check.service_id and check.service_id not in self.services:
+            raise LookupError(f'ServiceID "{check.service_id}" does not exist')
 
     def remove_check(self, check_id: str) -> None:
         del self.checks[check_id]

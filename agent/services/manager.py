@@ -14,11 +14,13 @@ import random
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import attrs
 import trio
 
 from agent.catalog.record import CheckRecord, ServiceRecord
 from agent.config import AgentConfig, ConfigError
-from agent.datadir import DataDir
+from agent.datadir import DataDir, DataDirError
+from agent.gostrings import valid_utf8
 from agent.services.checks import TtlTimer, run_check
 from agent.services.definitions import (
     CheckDef,
@@ -87,8 +89,16 @@ class ServiceManager:
             return
         services, checks, states = self.persist.load()
         for service in services:
+            service = self._without_refused_scripts(service)
             self._start(self.local.add_service(service, API, now=trio.current_time()))
         for check in checks:
+            if check.kind == "script" and not self.config.enable_script_checks:
+                self._refuse_restore(check.id)
+                try:
+                    self.persist.remove_check(check.id)
+                except OSError as exc:
+                    log.error("agent: cannot remove persisted check %r: %s", check.id, exc)
+                continue
             try:
                 if self.local.add_check(check, API, now=trio.current_time()):
                     self._start([check])
@@ -99,6 +109,27 @@ class ServiceManager:
             if state is not None and state.definition.kind == "ttl":
                 self.local.set_status(check_id, status, output, trio.current_time())
         self._publish()
+
+    def _without_refused_scripts(self, service: ServiceDef) -> ServiceDef:
+        """A persisted (API) service minus the script checks enable_script_checks no longer allows; its file is
+        rewritten without them, as Consul purges a check it cannot restore."""
+        if self.config.enable_script_checks or not any(c.kind == "script" for c in service.checks):
+            return service
+        for check in service.checks:
+            if check.kind == "script":
+                self._refuse_restore(check.id)
+        service = attrs.evolve(service, checks=tuple(c for c in service.checks if c.kind != "script"))
+        assert self.persist is not None
+        try:
+            self.persist.save_service(service)
+        except (OSError, DataDirError) as exc:
+            log.error("agent: cannot rewrite persisted service %r without its script checks: %s", service.id, exc)
+        return service
+
+    @staticmethod
+    def _refuse_restore(check_id: str) -> None:
+        log.warning("agent: Failed to restore check, not re-armed and removed: check=%s error=%s", check_id,
+                    script_refusal(api=True).message)  # fmt: skip
 
     # ------------------------------------------------------------------ config
 
@@ -161,15 +192,24 @@ class ServiceManager:
         """PUT /v1/agent/service/register; DefinitionError carries the HTTP status."""
         service = parse_service(body, api=True)
         self._script_policy(list(service.checks))
+        self._persist(lambda p: p.save_service(service), "service", service.id)  # before it goes live
         had = {c for c, st in self.local.checks.items() if st.definition.service_id == service.id}
         started = self.local.add_service(service, API, replace_existing_checks=replace_existing_checks,
                                          now=trio.current_time())  # fmt: skip
         self._stop([c for c in had if c not in self.local.checks])
         self._start(started)
-        if self.persist is not None:
-            self.persist.save_service(service)
         self._publish()
         return service
+
+    def _persist(self, write: Callable[[Persistence], None], kind: str, item_id: str) -> None:
+        """Write to the data dir first: a write that fails is a clear 500 and nothing changes in memory."""
+        if self.persist is None:
+            return
+        try:
+            write(self.persist)
+        except (OSError, DataDirError) as exc:
+            log.error("agent: failed to persist %s %r: %s", kind, item_id, exc)
+            raise DefinitionError(f"failed to persist {kind} {valid_utf8(item_id)!r}: {exc}", 500) from None
 
     def deregister_service(self, service_id: str) -> None:
         if service_id not in self.local.services:
@@ -177,12 +217,16 @@ class ServiceManager:
                 f'Unknown service ID "{service_id}". Ensure that the service ID is passed, not the service name.'
             )
         source = self.local.services[service_id].source
+        owned = [c for c, st in self.local.checks.items() if st.definition.service_id == service_id]
+
+        def remove(persist: Persistence) -> None:
+            persist.remove_service(service_id)
+            for check_id in owned:
+                persist.remove_check(check_id)
+
+        self._persist(remove, "service", service_id)
         gone = self.local.remove_service(service_id)
         self._stop(gone)
-        if self.persist is not None:
-            self.persist.remove_service(service_id)
-            for check_id in gone:
-                self.persist.remove_check(check_id)
         if source == CONFIG:
             log.warning("agent: deregistered service %r from a config file; it returns on reload", service_id)
         self._publish()
@@ -191,10 +235,10 @@ class ServiceManager:
         """PUT /v1/agent/check/register; LookupError for an unknown ServiceID (404)."""
         check = parse_check(body, api=True)
         self._script_policy([check])
+        self.local.require_service(check)
+        self._persist(lambda p: p.save_check(check), "check", check.id)
         if self.local.add_check(check, API, now=trio.current_time()):
             self._start([check])
-        if self.persist is not None:
-            self.persist.save_check(check)
         self._publish()
         return check
 
@@ -203,10 +247,9 @@ class ServiceManager:
             raise UnknownCheck(
                 f'Unknown check ID "{check_id}". Ensure that the check ID is passed, not the check name.'
             )
+        self._persist(lambda p: p.remove_check(check_id), "check", check_id)
         self.local.remove_check(check_id)
         self._stop([check_id])
-        if self.persist is not None:
-            self.persist.remove_check(check_id)
         self._publish()
 
     def update_ttl(self, check_id: str, status: str, output: str) -> None:
@@ -223,7 +266,10 @@ class ServiceManager:
             timer.refresh(output)
         self._report(check_id, status, output)
         if self.persist is not None:
-            self.persist.save_check_state(check_id, status, output)
+            try:
+                self.persist.save_check_state(check_id, status, output)
+            except (OSError, DataDirError) as exc:  # the status applies; only its survival across a restart is lost
+                log.warning("agent: cannot persist the state of check %r: %s", check_id, exc)
 
     # ------------------------------------------------------------------ runners
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 import cattrs
 
-from agent.datadir import DataDir
+from agent.datadir import DataDir, DataDirError
+from agent.gostrings import decode_json, to_bytes
 from agent.services.definitions import CheckDef, ServiceDef
 
 __all__ = ["Persistence"]
@@ -26,7 +28,7 @@ _converter = cattrs.Converter()
 
 
 def _name(item_id: str) -> str:
-    return hashlib.sha256(item_id.encode()).hexdigest()[:32] + ".json"
+    return hashlib.sha256(to_bytes(item_id)).hexdigest()[:32] + ".json"
 
 
 class Persistence:
@@ -40,11 +42,19 @@ class Persistence:
         (self.datadir.path / relpath).unlink(missing_ok=True)
 
     def _read_dir(self, rel: str) -> list[Any]:
+        """Every definition under ``rel``; DataDirError (the agent exits 1) if ``rel`` is there but unreadable,
+        e.g. a file in place of the directory: starting without them would silently drop registrations."""
         folder = self.datadir.path / rel
+        try:
+            names = os.listdir(folder)
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise DataDirError(f"Failed reading {rel} dir {str(folder)!r}: {exc.strerror or exc}") from None
         out = []
-        for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        for path in sorted(folder / n for n in names if n.endswith(".json")):
             try:
-                out.append(json.loads(path.read_text()))
+                out.append(decode_json(path.read_bytes()))  # a file from older code may hold lone surrogates
             except (OSError, ValueError) as exc:
                 log.error("agent: skipping unreadable persisted definition %s: %s", path, exc)
         return out

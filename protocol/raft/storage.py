@@ -31,7 +31,9 @@ class SnapshotOutOfDate(StorageError):
 
 class Storage(Protocol):
     def initial_state(self) -> tuple[HardState, ConfState]:
-        """The hard state and the configuration in force at the last entry (or the snapshot)."""
+        """The hard state and the configuration in force at the last entry (or the snapshot):
+        `membership.conf_at_end(snapshot, entries)` is the rule. (The core itself rebuilds the configuration
+        history from snapshot() and entries(), since a change in force may still be cut from the log.)"""
         ...
 
     def entries(self, lo: int, hi: int, max_bytes: int | None = None) -> list[Entry]:

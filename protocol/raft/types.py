@@ -133,7 +133,8 @@ class Message:
     from_: str
     term: int = 0
     log_term: int = 0  # APPEND: term of the entry at `index`; votes: the candidate's last log term
-    index: int = 0  # APPEND: index preceding `entries`; responses: the index acknowledged or rejected
+    index: int = 0  # APPEND: index preceding `entries`; responses: the index acknowledged or rejected;
+    # HEARTBEAT / HEARTBEAT_RESP: the leader's heartbeat round (its lease clock), echoed
     entries: tuple[Entry, ...] = ()
     commit: int = 0
     reject: bool = False

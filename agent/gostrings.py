@@ -1,0 +1,114 @@
+"""Go strings in a Python agent: the one rule for text that is not valid UTF-8 (issue 16, item 1).
+
+A Go ``string`` is bytes.  Serf and Consul carry any bytes in a member name, a tag or a service field; our wire
+decoders keep them losslessly as ``str`` with *surrogate escapes* (U+DC80..U+DCFF, Python's ``surrogateescape``).
+JSON input can add a second kind of non-text: a lone ``"\\ud800"`` escape, which Python's ``json`` keeps as a lone
+surrogate.  Neither can be encoded as UTF-8, so every place that turns text into bytes follows this module:
+
+- **Our own wire (msgpack catalog messages)** is lossless: :data:`WIRE_ERRORS` (protocol.codec's one handler)
+  writes a surrogate escape back as its original byte (what Go would send) and any other surrogate as U+FFFD,
+  and reads invalid bytes as surrogate escapes.
+- **JSON output and input** follow Go's ``encoding/json``: output strings are "coerced to valid UTF-8, replacing
+  invalid bytes with the Unicode replacement rune", and on input an invalid ``\\uXXXX`` surrogate "falls back to
+  the replacement rune".  :func:`valid_utf8` / :func:`scrub` do that: each surrogate code point (one per invalid
+  byte) becomes one U+FFFD, exactly as Go replaces each invalid byte.
+- **Bytes for a file name or a URL**: :func:`to_bytes` (the same lossless rule as the wire).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from protocol.codec import GO_STRING_ERRORS
+
+__all__ = ["REPLACEMENT", "WIRE_ERRORS", "decode_json", "has_surrogates", "scrub", "to_bytes", "valid_utf8"]
+
+REPLACEMENT = "\ufffd"
+#: The wire rule is protocol's own (codec.GO_STRING_ERRORS): one handler for gossip and the catalog.
+WIRE_ERRORS = GO_STRING_ERRORS
+_SURROGATES = re.compile("[\ud800-\udfff]")
+_REPLACEMENT_BYTES = REPLACEMENT.encode()
+
+
+def has_surrogates(text: str) -> bool:
+    return _SURROGATES.search(text) is not None
+
+
+def valid_utf8(text: str) -> str:
+    """``text`` as Go's encoding/json writes (or reads) it: each surrogate code point becomes U+FFFD."""
+    return _SURROGATES.sub(REPLACEMENT, text) if has_surrogates(text) else text
+
+
+def scrub(value: Any) -> Any:
+    """A JSON-shaped value (dicts, lists, strings, scalars) with every string, keys included, :func:`valid_utf8`.
+
+    Iterative, so a deeply nested value cannot exhaust the stack here.
+    """
+    if isinstance(value, str):
+        return valid_utf8(value)
+    if not isinstance(value, dict | list):
+        return value
+    root: list[Any] = [value]
+    stack: list[tuple[Any, Any, Any]] = [(root, 0, value)]  # (container, key, child) to rebuild in place
+    while stack:
+        parent, key, node = stack.pop()
+        if isinstance(node, dict):
+            copy: dict[Any, Any] = {}
+            for k, v in node.items():
+                k = valid_utf8(k) if isinstance(k, str) else k
+                copy[k] = v
+                if isinstance(v, dict | list):
+                    stack.append((copy, k, v))
+                elif isinstance(v, str):
+                    copy[k] = valid_utf8(v)
+            parent[key] = copy
+        else:
+            items = list(node)
+            for i, v in enumerate(items):
+                if isinstance(v, dict | list):
+                    stack.append((items, i, v))
+                elif isinstance(v, str):
+                    items[i] = valid_utf8(v)
+            parent[key] = items
+    return root[0]
+
+
+def to_bytes(text: str) -> bytes:
+    """The bytes Go would hold for ``text`` (surrogate escapes back to their bytes; never raises)."""
+    return text.encode("utf-8", WIRE_ERRORS)
+
+
+def _too_deep_char(text: str, limit: int) -> str:
+    """The bracket that first nests deeper than ``limit`` (for Go's "invalid character '[' exceeded max depth")."""
+    depth, in_string, escaped = 0, False, False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                return char
+        elif char in "]}":
+            depth -= 1
+    return "["
+
+
+def decode_json(raw: bytes | str) -> Any:
+    """A JSON document read as Go's encoding/json reads it: invalid UTF-8 bytes and lone ``\\uXXXX`` surrogates
+    become U+FFFD, and nesting too deep for this parser is a ValueError ("exceeded max depth"), never a
+    RecursionError.  Other syntax errors are ValueErrors with Python's message."""
+    text = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else raw
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise ValueError(f"invalid character {_too_deep_char(text, 500)!r} exceeded max depth") from None
+    return scrub(value)

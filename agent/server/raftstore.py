@@ -1,0 +1,339 @@
+"""A server's Raft state on disk, ``<data_dir>/raft/``: the `Storage` the core reads, plus the writes the driver
+makes from each `Ready` (append, hard state, snapshots, sync).
+
+Files (docs/raft.md "On disk")::
+
+    meta.json                      {"format": 1, "cluster_id": ...}: refuses another cluster's data dir
+    hardstate                      [term, vote, commit] in two slots written in turn (agent.server.hardstate)
+    <index, 20 digits>.snap        the latest snapshot, one record, written atomically
+    <index, 20 digits>.log         log segments (agent.server.segments)
+
+The log since the snapshot is also kept in memory (as etcd's server keeps its MemoryStorage beside its WAL), so
+reads never touch the disk.  ``first_index()`` is always ``snapshot index + 1``: creating a snapshot makes the
+entries it covers unavailable at once, and ``compact`` only reclaims their files.  All methods are synchronous
+and blocking; the Raft driver calls them from a worker thread.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import json
+import logging
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from agent.datadir import DataDir, fsync_dir
+from protocol.raft.membership import conf_after
+from protocol.raft.storage import Compacted, SnapshotOutOfDate, Unavailable
+from protocol.raft.types import (
+    ConfState,
+    Entry,
+    EntryKind,
+    HardState,
+    Snapshot,
+    SnapshotMeta,
+    WireError,
+    conf_change_from_bytes,
+)
+
+from . import records
+from .errors import ClusterMismatch, StoreCorrupt, StoreError
+from .hardstate import HardStateFile
+from .payloads import PayloadError, snapshot_from_bytes, snapshot_to_bytes
+from .segments import DEFAULT_SEGMENT_BYTES, SegmentedLog
+
+log = logging.getLogger("triumvir.raft.store")
+
+RAFT_DIR = "raft"
+META_FILE = "meta.json"
+HARD_STATE_FILE = "hardstate"
+FORMAT = 1
+SNAPSHOT_RE = re.compile(r"(\d{20})\.snap")
+
+
+def snapshot_name(index: int) -> str:
+    return f"{index:020d}.snap"
+
+
+class RaftStore:
+    """The durable Storage of one server.  Open with `RaftStore.open`; one user (the driver) at a time."""
+
+    def __init__(self, data_dir: Path, segment_bytes: int) -> None:
+        self._data_dir = DataDir(data_dir)
+        self.dir = data_dir / RAFT_DIR
+        self._log = SegmentedLog(self.dir, segment_bytes)
+        self._hard_file = HardStateFile(self.dir / HARD_STATE_FILE)
+        self._cluster_id: str | None = None
+        self._snap = Snapshot()
+        self._ents: list[Entry] = []  # first_index() .. last_index()
+        self._confs: list[tuple[int, ConfState]] = []  # the configuration after each CONF_CHANGE in _ents
+        self._hard = HardState()
+        self._hard_on_disk = HardState()
+
+    # ---------------------------------------------------------------- open / close
+
+    @classmethod
+    def open(
+        cls,
+        data_dir: str | os.PathLike[str],
+        cluster_id: str | None,
+        *,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+    ) -> RaftStore:
+        """Open (creating when absent) ``<data_dir>/raft``.  ``cluster_id`` None adopts whatever the dir holds;
+        a different stored id raises ClusterMismatch; damage raises StoreCorrupt naming file and offset."""
+        store = cls(Path(data_dir), segment_bytes)
+        try:
+            store.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            store._load(cluster_id)
+        except BaseException as err:
+            store._log.close()
+            store._hard_file.close()
+            if isinstance(err, OSError):
+                raise StoreError(f"cannot open raft data in {store.dir}: {err}") from err
+            raise
+        return store
+
+    def _load(self, cluster_id: str | None) -> None:
+        for leftover in self.dir.glob(".*.tmp"):  # an atomic write that crashed before its rename
+            log.warning("raft data: removing %s, left by an interrupted write", leftover)
+            leftover.unlink()
+        self._load_meta(cluster_id)
+        self._hard = self._hard_on_disk = self._hard_file.load()
+        self._snap = self._load_snapshot()
+        entries = self._log.load()
+        self._adopt_log(entries)
+        self._replay_confs()
+
+    def _load_meta(self, cluster_id: str | None) -> None:
+        path = self.dir / META_FILE
+        try:
+            doc = json.loads(path.read_bytes())
+        except FileNotFoundError:
+            self._write_meta(cluster_id)
+            return
+        except ValueError as err:
+            raise StoreCorrupt(path, None, f"not JSON ({err})") from None
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("cluster_id"),
+                                                                                      (str, type(None))):
+            raise StoreCorrupt(path, None, f"expected {{'format': {FORMAT}, 'cluster_id': ...}}, got {doc!r:.80}")
+        stored = doc["cluster_id"]
+        if stored is not None and cluster_id is not None and stored != cluster_id:
+            raise ClusterMismatch(
+                f"raft data in {self.dir} belongs to cluster {stored}, not to this server's cluster {cluster_id}; "
+                f"point -data-dir elsewhere or remove {self.dir} to join as a new server"
+            )
+        self._cluster_id = stored
+        if stored is None and cluster_id is not None:
+            self._write_meta(cluster_id)
+
+    def _write_meta(self, cluster_id: str | None) -> None:
+        doc = {"format": FORMAT, "cluster_id": cluster_id}
+        self._data_dir.atomic_write(f"{RAFT_DIR}/{META_FILE}", json.dumps(doc).encode() + b"\n")
+        self._cluster_id = cluster_id
+
+    def _load_snapshot(self) -> Snapshot:
+        found = sorted((int(m.group(1)), p) for p in self.dir.iterdir() if (m := SNAPSHOT_RE.fullmatch(p.name)))
+        if not found:
+            return Snapshot()
+        index, path = found[-1]
+        try:
+            snap = snapshot_from_bytes(_single_record(path, path.read_bytes()))
+        except PayloadError as err:
+            raise StoreCorrupt(path, records.HEADER_SIZE, str(err)) from None
+        if snap.meta.index != index:
+            raise StoreCorrupt(path, None, f"holds the snapshot of index {snap.meta.index}, named for {index}")
+        for _, older in found[:-1]:  # a crash after installing a newer snapshot, before removing the old one
+            older.unlink()
+        return snap
+
+    def _adopt_log(self, entries: list[Entry]) -> None:
+        """Make the log on disk agree with the snapshot: keep entries after it when the log holds the snapshot's
+        own entry (or starts right after it); otherwise the log predates a snapshot whose install was cut short
+        by a crash, and is dropped, as the install would have done."""
+        snap = self._snap.meta
+        if not entries:
+            self._ents = []
+            return
+        first, last = entries[0].index, entries[-1].index
+        if snap.index == 0 and first != 1:
+            raise StoreCorrupt(self._log.segments[0].path, None,
+                               f"the log starts at index {first} but there is no snapshot")
+        if first > snap.index + 1:
+            raise StoreCorrupt(self._log.segments[0].path, None,
+                               f"the log starts at index {first}, after a gap from snapshot index {snap.index}")
+        if first == snap.index + 1 or (last >= snap.index and entries[snap.index - first].term == snap.term):
+            self._ents = entries[snap.index + 1 - first :]
+            return
+        log.warning("raft data: dropping log %d..%d, superseded by snapshot %d (term %d) whose install was cut "
+                    "short", first, last, snap.index, snap.term)
+        self._log.clear()
+        self._ents = []
+
+    def close(self) -> None:
+        """Sync and release the files."""
+        self.sync()
+        self._log.close()
+        self._hard_file.close()
+
+    # ---------------------------------------------------------------- cluster id
+
+    @property
+    def cluster_id(self) -> str | None:
+        return self._cluster_id
+
+    def set_cluster_id(self, cluster_id: str) -> None:
+        """Record the cluster once it is known (bootstrap, or the first message from a leader)."""
+        if self._cluster_id == cluster_id:
+            return
+        if self._cluster_id is not None:
+            raise ClusterMismatch(f"raft data in {self.dir} belongs to cluster {self._cluster_id}, not {cluster_id}")
+        self._write_meta(cluster_id)
+
+    # ---------------------------------------------------------------- Storage (read side)
+
+    def initial_state(self) -> tuple[HardState, ConfState]:
+        return self._hard, self._confs[-1][1] if self._confs else self._snap.meta.conf
+
+    @property
+    def hard_state(self) -> HardState:
+        return self._hard
+
+    def first_index(self) -> int:
+        return self._snap.meta.index + 1
+
+    def last_index(self) -> int:
+        return self._snap.meta.index + len(self._ents)
+
+    def term(self, index: int) -> int:
+        offset = self._snap.meta.index
+        if index < offset:
+            raise Compacted(f"index {index} is compacted (snapshot at {offset})")
+        if index == offset:
+            return self._snap.meta.term
+        if index > self.last_index():
+            raise Unavailable(f"index {index} is after the last index {self.last_index()}")
+        return self._ents[index - offset - 1].term
+
+    def entries(self, lo: int, hi: int, max_bytes: int | None = None) -> list[Entry]:
+        if lo > hi:
+            raise ValueError(f"entries: lo {lo} > hi {hi}")
+        if lo < self.first_index():
+            raise Compacted(f"index {lo} is compacted (first index {self.first_index()})")
+        if hi > self.last_index() + 1:
+            raise Unavailable(f"entries up to {hi - 1} asked, last index is {self.last_index()}")
+        offset = self._snap.meta.index + 1
+        out = self._ents[lo - offset : hi - offset]
+        if max_bytes is not None and out:
+            size = len(out[0].data)
+            for n, e in enumerate(out[1:], 1):
+                size += len(e.data)
+                if size > max_bytes:
+                    return out[:n]
+        return out
+
+    def snapshot(self) -> Snapshot:
+        return self._snap
+
+    # ---------------------------------------------------------------- write side (the driver)
+
+    def append(self, entries: Sequence[Entry]) -> None:
+        """Append entries; one at an index already held overwrites it and drops everything after.  Entries
+        the snapshot covers are skipped.  Durable after `sync()`."""
+        for a, b in itertools.pairwise(entries):
+            if b.index != a.index + 1:
+                raise ValueError(f"append: entries are not consecutive ({a.index} then {b.index})")
+        entries = [e for e in entries if e.index > self._snap.meta.index]
+        if not entries:
+            return
+        first = entries[0].index
+        if first > self.last_index() + 1:
+            raise ValueError(f"append: entry {first} would leave a gap after the last index {self.last_index()}")
+        for e in entries:  # validate conf changes before anything is written
+            if e.kind is EntryKind.CONF_CHANGE:
+                try:
+                    conf_change_from_bytes(e.data)
+                except WireError as err:
+                    raise ValueError(f"append: entry {e.index}: {err}") from None
+        if first <= self.last_index():
+            self._log.truncate_from(first)
+            del self._ents[first - self.first_index() :]
+            del self._confs[bisect.bisect_left(self._confs, first, key=lambda c: c[0]) :]
+        self._log.append(entries)
+        self._ents.extend(entries)
+        for e in entries:
+            self._note_conf(e)
+
+    def _replay_confs(self) -> None:
+        self._confs = []
+        for e in self._ents:
+            self._note_conf(e)
+
+    def _note_conf(self, entry: Entry) -> None:
+        if entry.kind is EntryKind.CONF_CHANGE:
+            current = self._confs[-1][1] if self._confs else self._snap.meta.conf
+            self._confs.append((entry.index, conf_after(current, (entry,))))
+
+    def set_hard_state(self, hs: HardState) -> None:
+        """Durable after `sync()`."""
+        self._hard = hs
+
+    def sync(self) -> None:
+        """Make every append and the hard state durable: the log first, so a stored commit index never points
+        past the stored log."""
+        self._log.sync()
+        if self._hard != self._hard_on_disk:
+            self._hard_file.write(self._hard)
+            self._hard_on_disk = self._hard
+
+    def apply_snapshot(self, snap: Snapshot) -> None:
+        """Install a snapshot received from the leader: the whole log is replaced by it.  Durable on return."""
+        if snap.meta.index <= self._snap.meta.index:
+            raise SnapshotOutOfDate(f"snapshot at {snap.meta.index}, already hold one at {self._snap.meta.index}")
+        self._write_snapshot(snap)
+        self._log.clear()
+        self._ents = []
+        self._replay_confs()
+
+    def create_snapshot(self, index: int, conf: ConfState, data: bytes) -> Snapshot:
+        """Save the state machine as of ``index`` (applied, so in the log); entries up to it become Compacted.
+        Durable on return.  Their files go with `compact`."""
+        if index <= self._snap.meta.index:
+            raise SnapshotOutOfDate(f"snapshot at {index}, already hold one at {self._snap.meta.index}")
+        snap = Snapshot(SnapshotMeta(index, self.term(index), conf), data)
+        covered = index - self._snap.meta.index
+        self._log.sync()  # the entries it covers are durable before the snapshot that assumes them
+        self._write_snapshot(snap)
+        del self._ents[:covered]
+        self._replay_confs()  # from the snapshot's configuration, exactly as a reopen will
+        return snap
+
+    def _write_snapshot(self, snap: Snapshot) -> None:
+        old = self._snap.meta.index
+        self._data_dir.atomic_write(f"{RAFT_DIR}/{snapshot_name(snap.meta.index)}",
+                                    records.encode(snapshot_to_bytes(snap)))
+        self._snap = snap
+        if old:
+            (self.dir / snapshot_name(old)).unlink(missing_ok=True)
+            fsync_dir(self.dir)
+
+    def compact(self, index: int) -> int:
+        """Delete the segment files whose entries all precede ``index`` (which the snapshot must cover);
+        returns how many were deleted."""
+        if index > self._snap.meta.index + 1:
+            raise ValueError(f"compact: index {index} is not covered by the snapshot at {self._snap.meta.index}")
+        return self._log.drop_before(index)
+
+
+def _single_record(path: Path, buf: bytes) -> bytes:
+    """The payload of a file written atomically as one record (a crash can't tear it: any damage is real)."""
+    try:
+        rec = records.read_at(buf, 0)
+    except records.RecordError as err:
+        raise StoreCorrupt(path, err.offset, err.reason) from None
+    if rec.end != len(buf):
+        raise StoreCorrupt(path, rec.end, f"{len(buf) - rec.end} unexpected bytes after the record")
+    return rec.payload

@@ -1,0 +1,162 @@
+"""RawNode: the core's surface for a driver (etcd-io/raft's RawNode, synchronous, no threads, no clock).
+
+    node = RawNode(Config(id="a"), storage, random.Random(seed))
+    loop:   node.tick() on the timer; node.step(msg) per message; node.propose(data) per request
+            if node.has_ready():
+                rd = node.ready()
+                persist rd.snapshot, rd.entries, rd.hard_state (fsync if rd.must_sync)
+                send rd.messages; apply rd.committed_entries; serve rd.read_states once applied >= index
+                node.advance()
+"""
+
+from __future__ import annotations
+
+import random
+
+import attrs
+
+from .config import Config
+from .core import Raft
+from .progress import ProgressState
+from .storage import Storage
+from .types import ConfChange, ConfState, HardState, Message, Ready, Role, SoftState
+
+
+@attrs.frozen
+class FollowerStatus:
+    match: int
+    next: int
+    state: ProgressState
+    inflight: int
+
+
+@attrs.frozen(kw_only=True)
+class Status:
+    id: str
+    term: int
+    vote: str
+    commit: int
+    applied: int
+    last_index: int
+    last_term: int
+    lead: str
+    role: Role
+    conf: ConfState
+    lead_transferee: str
+    progress: dict[str, FollowerStatus]  # the leader's view of every server; empty elsewhere
+
+
+class RawNode:
+    def __init__(self, config: Config, storage: Storage, rng: random.Random) -> None:
+        self.raft = Raft(config, storage, rng)
+        self._prev_soft = SoftState(self.raft.lead, self.raft.role)
+        self._prev_hard = HardState(self.raft.term, self.raft.vote, self.raft.log.committed)
+        self._in_flight: Ready | None = None
+
+    # ------------------------------------------------------------------ inputs
+    def tick(self) -> None:
+        self.raft.tick()
+
+    def campaign(self) -> None:
+        """Start an election now (skipping pre-vote), e.g. for a single bootstrapped server."""
+        self.raft.campaign()
+
+    def step(self, m: Message) -> None:
+        """A message from a peer (`m.to` must be us; anything else is refused with ValueError)."""
+        if m.to != self.raft.id:
+            raise ValueError(f"message for {m.to!r} stepped into {self.raft.id!r}")
+        self.raft.step(m)
+
+    def propose(self, data: bytes) -> tuple[int, int] | None:
+        """Append a command; its (index, term): it took effect iff that index is applied with that term.
+        Raises NotLeader / ProposalDropped; None when forwarded to the leader (forward_proposals)."""
+        return self.raft.propose(data)
+
+    def propose_conf_change(self, cc: ConfChange) -> tuple[int, int]:
+        return self.raft.propose_conf_change(cc)
+
+    def read_index(self, context: bytes) -> None:
+        """Ask for a linearizable read; a ReadState with this (unique) context comes in a later Ready.
+        On a follower the request goes to the leader; if it is lost, no ReadState ever comes."""
+        self.raft.read_index(context)
+
+    def transfer_leadership(self, to: str) -> None:
+        self.raft.transfer_leadership(to)
+
+    def report_unreachable(self, to: str) -> None:
+        """The transport failed to send to `to` (connection down): the leader probes it instead of pipelining."""
+        self.raft.report_unreachable(to)
+
+    def report_snapshot(self, to: str, delivered: bool) -> None:
+        """The transport's outcome for a SNAPSHOT message to `to` (sent whole, or failed)."""
+        self.raft.report_snapshot(to, delivered)
+
+    # ------------------------------------------------------------------ outputs
+    def has_ready(self) -> bool:
+        r = self.raft
+        return bool(
+            SoftState(r.lead, r.role) != self._prev_soft
+            or HardState(r.term, r.vote, r.log.committed) != self._prev_hard
+            or r.log.unstable.entries or r.log.unstable.snapshot is not None
+            or r.msgs or r.read_states or r.log.has_next_committed())
+
+    def ready(self) -> Ready:
+        if self._in_flight is not None:
+            raise RuntimeError("ready() called again before advance()")
+        r = self.raft
+        soft = SoftState(r.lead, r.role)
+        hard = HardState(r.term, r.vote, r.log.committed)
+        snap = r.log.unstable.snapshot
+        entries = tuple(r.log.unstable.entries)
+        committed = tuple(r.log.next_committed())
+        vote_changed = (hard.term, hard.vote) != (self._prev_hard.term, self._prev_hard.vote)
+        rd = Ready(
+            soft_state=soft if soft != self._prev_soft else None,
+            hard_state=hard if hard != self._prev_hard else None,
+            entries=entries,
+            snapshot=snap,
+            committed_entries=committed,
+            messages=tuple(r.msgs),
+            read_states=tuple(r.read_states),
+            must_sync=bool(entries) or snap is not None or vote_changed,
+        )
+        r.msgs, r.read_states = [], []
+        self._prev_soft, self._prev_hard = soft, hard
+        if snap is not None:
+            r.log.applying = max(r.log.applying, snap.meta.index)
+        if committed:
+            r.log.applying = committed[-1].index
+        self._in_flight = rd
+        return rd
+
+    def advance(self) -> None:
+        """The last Ready is persisted, sent and applied."""
+        rd, self._in_flight = self._in_flight, None
+        if rd is None:
+            raise RuntimeError("advance() without a ready()")
+        log = self.raft.log
+        if rd.snapshot is not None:
+            if log.unstable.snapshot is rd.snapshot:
+                log.unstable.snapshot = None
+            log.applied_to(rd.snapshot.meta.index)
+        if rd.entries:
+            last = rd.entries[-1]
+            log.unstable.stable_to(last.index, last.term)
+        if rd.committed_entries:
+            log.applied_to(rd.committed_entries[-1].index)
+        self.raft.confs.compact(log.applied)
+
+    # ------------------------------------------------------------------ inspection
+    def status(self) -> Status:
+        r = self.raft
+        progress = {}
+        if r.role is Role.LEADER:
+            progress = {sid: FollowerStatus(pr.match, pr.next, pr.state, pr.inflights.count())
+                        for sid, pr in r.prs.items()}
+        return Status(id=r.id, term=r.term, vote=r.vote, commit=r.log.committed, applied=r.log.applied,
+                      last_index=r.log.last_index(), last_term=r.log.last_term(), lead=r.lead, role=r.role, conf=r.conf,
+                      lead_transferee=r.lead_transferee, progress=progress)
+
+    def applied_conf(self) -> ConfState:
+        """The configuration in force at the applied index: what a snapshot taken now must record."""
+        return self.raft.confs.at(self.raft.log.applied)

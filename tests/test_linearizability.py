@@ -1,0 +1,143 @@
+"""The Wing-Gong-Lowe checker itself: it accepts linearizable histories, rejects known non-linearizable ones,
+handles operations whose outcome is unknown, and agrees with a brute-force search on random small histories."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+from linearizability import CAS_REGISTER, UNKNOWN, Op, check
+
+
+def W(client, call, ret, v):
+    return Op(client, call, ret, ("write", v), True)
+
+
+def R(client, call, ret, v):
+    return Op(client, call, ret, ("read",), v)
+
+
+def C(client, call, ret, old, new, ok):
+    return Op(client, call, ret, ("cas", old, new), ok)
+
+
+def test_empty_and_sequential_histories_are_linearizable():
+    assert check([])
+    assert check([W(0, 0, 1, "a"), R(0, 2, 3, "a"), C(0, 4, 5, "a", "b", True), R(0, 6, 7, "b")])
+
+
+def test_concurrent_read_may_see_either_value():
+    h = [W(0, 0, 10, "a"), R(1, 1, 2, None), R(2, 3, 4, "a")]
+    assert check(h)
+
+
+def test_stale_read_after_a_completed_write_is_rejected():
+    h = [W(0, 0, 1, "a"), R(1, 2, 3, None)]
+    assert not check(h)
+
+
+def test_read_going_back_in_time_is_rejected():
+    # a is written, b is written; one read sees b then a later read sees a: not linearizable
+    h = [W(0, 0, 1, "a"), W(0, 2, 3, "b"), R(1, 4, 5, "b"), R(2, 6, 7, "a")]
+    assert not check(h)
+
+
+def test_two_concurrent_reads_may_disagree_only_in_one_order():
+    # during the write, one read sees the new value and a later one the old: rejected
+    h = [W(0, 0, 100, "x"), R(1, 1, 2, "x"), R(2, 3, 4, None)]
+    assert not check(h)
+    h_ok = [W(0, 0, 100, "x"), R(1, 1, 2, None), R(2, 3, 4, "x")]
+    assert check(h_ok)
+
+
+def test_cas_outcomes_must_agree_with_the_value():
+    assert not check([W(0, 0, 1, "a"), C(1, 2, 3, "a", "b", False)])  # must have succeeded
+    assert not check([W(0, 0, 1, "a"), C(1, 2, 3, "z", "b", True)])  # could not have succeeded
+    assert check([W(0, 0, 1, "a"), C(1, 2, 3, "z", "b", False), R(0, 4, 5, "a")])
+    # two successful CAS from the same old value cannot both be linearized
+    assert not check([W(0, 0, 1, "a"), C(1, 2, 10, "a", "b", True), C(2, 2, 10, "a", "c", True)])
+
+
+def test_unknown_write_may_have_taken_effect():
+    # the write timed out, but a later read sees its value: it took effect (before the read)
+    h = [W(0, 0, 1, "a"), Op(1, 2, None, ("write", "b")), R(2, 5, 6, "b")]
+    assert check(h)
+
+
+def test_unknown_write_may_not_have_taken_effect():
+    h = [W(0, 0, 1, "a"), Op(1, 2, None, ("write", "b")), R(2, 5, 6, "a")]
+    assert check(h)
+
+
+def test_unknown_write_cannot_take_effect_before_its_call():
+    h = [W(0, 0, 1, "a"), R(2, 2, 3, "b"), Op(1, 5, None, ("write", "b"))]
+    assert not check(h)
+
+
+def test_unknown_write_takes_effect_at_most_once():
+    # a, then b (unknown), then the read sees a after having seen b: b cannot be undone
+    h = [W(0, 0, 1, "a"), Op(1, 2, None, ("write", "b")), R(2, 3, 4, "b"), R(2, 5, 6, "a")]
+    assert not check(h)
+
+
+def test_unknown_cas_is_decided_by_the_state():
+    h = [W(0, 0, 1, "a"), Op(1, 2, None, ("cas", "a", "b"), UNKNOWN), R(2, 5, 6, "b")]
+    assert check(h)
+    h = [W(0, 0, 1, "a"), Op(1, 2, None, ("cas", "q", "b"), UNKNOWN), R(2, 5, 6, "b")]
+    assert not check(h)
+
+
+def test_return_before_call_is_refused():
+    with pytest.raises(ValueError, match="returns"):
+        check([Op(0, 5, 1, ("read",), None)])
+
+
+# --------------------------------------------------------------------------- against brute force
+def brute_force(history):
+    """Try every order that respects real time; unknown ops may also be left out."""
+    n = len(history)
+    for keep_mask in range(1 << n):
+        ops = [i for i in range(n) if history[i].ret is not None or keep_mask >> i & 1]
+        if any(history[i].ret is not None and not keep_mask >> i & 1 for i in range(n)):
+            continue
+        for perm in itertools.permutations(ops):
+            pos = {op: k for k, op in enumerate(perm)}
+            if any(history[a].ret is not None and history[a].ret < history[b].call and pos[a] > pos[b]
+                   for a in perm for b in perm):
+                continue
+            state = CAS_REGISTER.init
+            for i in perm:
+                legal, state = CAS_REGISTER.step(state, history[i].input, history[i].output)
+                if not legal:
+                    break
+            else:
+                return True
+    return False
+
+
+def random_history(rng: random.Random, n: int):
+    h = []
+    for c in range(n):
+        call = rng.randint(0, 10)
+        ret = None if rng.random() < 0.2 else call + rng.randint(0, 5)
+        kind = rng.choice(["read", "write", "cas"])
+        if kind == "read":
+            h.append(Op(c, call, ret, ("read",), rng.choice([None, "a", "b"]) if ret is not None else UNKNOWN))
+        elif kind == "write":
+            h.append(Op(c, call, ret, ("write", rng.choice("ab")), True if ret is not None else UNKNOWN))
+        else:
+            out = rng.choice([True, False]) if ret is not None else UNKNOWN
+            h.append(Op(c, call, ret, ("cas", rng.choice([None, "a", "b"]), rng.choice("ab")), out))
+    return h
+
+
+def test_agrees_with_brute_force_on_random_small_histories():
+    rng = random.Random(2026)
+    verdicts = {True: 0, False: 0}
+    for _ in range(400):
+        h = random_history(rng, rng.randint(1, 5))
+        expected = brute_force(h)
+        assert check(h) == expected, h
+        verdicts[expected] += 1
+    assert verdicts[True] > 50 and verdicts[False] > 50, verdicts  # both kinds were exercised

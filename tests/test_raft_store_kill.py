@@ -1,0 +1,80 @@
+"""kill -9 of a real process writing the Raft log: every index it acknowledged (printed after sync) survives.
+
+The child processes are started here and stopped by their PID (Popen.kill), never by name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from agent.server.raftstore import RaftStore
+
+REPO = Path(__file__).resolve().parent.parent
+
+WRITER = """
+import hashlib, sys
+from agent.server.raftstore import RaftStore
+from protocol.raft.types import ConfState, Entry, HardState
+
+def data_for(i):
+    return hashlib.sha256(b"%d" % i).digest() * (1 + i % 7)
+
+store = RaftStore.open(sys.argv[1], "kill-test", segment_bytes=4096)
+i = store.last_index()
+while True:
+    batch = [Entry(j, 1, data=data_for(j)) for j in range(i + 1, i + 1 + (i % 3) + 1)]
+    store.append(batch)
+    i = batch[-1].index
+    store.set_hard_state(HardState(1, "me", i))
+    store.sync()
+    if i % 40 < 3 and i > 20:
+        store.create_snapshot(i - 10, ConfState(), b"state@%d" % (i - 10))
+        store.compact(i - 10)
+    print(i, flush=True)
+"""
+
+
+def data_for(i: int) -> bytes:
+    return hashlib.sha256(b"%d" % i).digest() * (1 + i % 7)
+
+
+def test_acknowledged_entries_survive_kill_9(tmp_path: Path) -> None:
+    rng = random.Random(20261202)
+    acked = 0
+    for _round in range(8):
+        child = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        try:
+            assert child.stdout is not None
+            target = rng.randint(1, 60)
+            deadline = time.monotonic() + 30
+            for _ in range(target):
+                line = child.stdout.readline()
+                assert line, child.stderr.read() if child.stderr else ""
+                acked = max(acked, int(line))
+                assert time.monotonic() < deadline
+            time.sleep(rng.random() * 0.02)  # land the kill anywhere in the write/sync cycle
+        finally:
+            child.kill()
+            child.wait(timeout=10)
+        for line in child.stdout.read().splitlines():  # printed before the kill: acknowledged too
+            acked = max(acked, int(line))
+
+        store = RaftStore.open(tmp_path, "kill-test")
+        try:
+            snap_index = store.snapshot().meta.index
+            if snap_index:
+                assert store.snapshot().data == b"state@%d" % snap_index
+            assert store.last_index() >= acked, f"acknowledged {acked}, reopened log ends at {store.last_index()}"
+            held = store.entries(store.first_index(), store.last_index() + 1)
+            assert [e.data for e in held] == [data_for(e.index) for e in held]
+            assert store.initial_state()[0].commit >= acked
+        finally:
+            store.close()
+    assert acked > 8  # the rounds did write
