@@ -17,7 +17,9 @@ Consul's rules (consul-compat §5), because operators bring their Consul command
   ``bind_addr = "0.0.0.0"`` binds everything and advertises the detected address, as Consul.
 
 Ours, not Consul's: the file key ``gossip_profile`` / flag ``-profile`` (``lan`` default, ``wan``, ``local``;
-``local`` under ``-dev``) picks the memberlist timing profile (``protocol.config.PROFILES``).  ``retry_interval``
+``local`` under ``-dev``) picks the memberlist timing profile (``protocol.config.PROFILES``); ``http_config`` knows only
+``allowed_hosts`` (Host names the HTTP API answers besides its own) and ``limits`` only Consul's
+``http_max_conns_per_client``.  ``retry_interval``
 and ``reconnect_timeout`` also accept a number of seconds.  Keys outside ``KEYS`` (``addresses``,
 ``telemetry``...) are unknown keys here, and keys match exactly (Go's decoder also folds their case).
 """
@@ -153,6 +155,10 @@ class AgentConfig:
     encrypt_verify_outgoing: bool = True
     recursors: tuple[str, ...] = ()
     dns_config: Mapping[str, Any] = attrs.field(factory=dict)
+    #: ``limits.http_max_conns_per_client`` (Consul's, 200; 0: no cap).
+    http_max_conns_per_client: int = 200
+    #: ``http_config.allowed_hosts`` (ours): Host names the HTTP API answers besides its own (agent/http/hosts.py).
+    http_allowed_hosts: tuple[str, ...] = ()
     config_dirs: tuple[str, ...] = ()
     config_files: tuple[str, ...] = ()
     #: The command line it was loaded from: ``reload_config`` replays it. Not in the repr: it may hold -encrypt.
@@ -404,6 +410,8 @@ KEYS: dict[str, Any] = {
     "gossip_profile": "string",
     "enable_script_checks": "bool",
     "enable_local_script_checks": "bool",
+    "limits": {"http_max_conns_per_client": "int"},
+    "http_config": {"allowed_hosts": "[]string"},
     "encrypt": "string",
     "encrypt_verify_incoming": "bool",
     "encrypt_verify_outgoing": "bool",
@@ -957,6 +965,8 @@ def _build(
         "encrypt_verify_outgoing": c.get("encrypt_verify_outgoing", True),
         "recursors": list(dict.fromkeys(c.get("recursors", []))),
         "dns_config": c.get("dns_config", {}),
+        "http_max_conns_per_client": c.get("limits", {}).get("http_max_conns_per_client", 200),
+        "http_allowed_hosts": c.get("http_config", {}).get("allowed_hosts", []),
         "config_dirs": flags.config_dirs,
         "config_files": flags.config_files,
         "argv": flags.argv,
@@ -1104,6 +1114,11 @@ def _validate(v: Mapping[str, Any], warnings: list[str]) -> None:
         raise ConfigError(f"retry_interval must be positive, got {v['retry_interval']:g}s")
     if v["retry_max"] < 0:
         raise ConfigError(f"retry_max cannot be {v['retry_max']}. Must be greater than or equal to zero")
+    if v["http_max_conns_per_client"] < 0:
+        raise ConfigError(f"limits.http_max_conns_per_client cannot be negative: {v['http_max_conns_per_client']}")
+    for host in v["http_allowed_hosts"]:
+        if not host.strip() or any(c in host for c in " /@?#"):
+            raise ConfigError(f"http_config.allowed_hosts: {host!r} is not a host name or address")
     if v["gossip_profile"] not in GOSSIP_PROFILES:
         raise ConfigError(
             f'gossip_profile must be one of {", ".join(GOSSIP_PROFILES)}. received: "{v["gossip_profile"]}"'

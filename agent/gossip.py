@@ -49,8 +49,9 @@ Addr = tuple[str, int]
 UDP_PACKET_BUF_SIZE = 65536
 #: memberlist's udpRecvBufSize: what we ask the kernel for, so bursts of gossip are not dropped.
 UDP_RECV_BUF_SIZE = 2 * 1024 * 1024
-#: memberlist's maxPushStateBytes plus room for the header: the most we buffer for one TCP stream.
-MAX_STREAM_BYTES = 20 * 1024 * 1024 + 64 * 1024
+#: How much one read of a TCP stream takes at most: the loop yields between reads, so a large stream is fed to
+#: the machine (which parses each byte once and bounds the stream: Config.stream_max_bytes) in slices.
+STREAM_READ_SIZE = 65536
 #: How often we try to find a port free for both TCP and UDP when asked for port 0.
 BIND_ATTEMPTS = 10
 #: Errors from accept() that mean "out of resources, try again shortly" (as trio.serve_listeners).
@@ -78,7 +79,9 @@ class Machine(Protocol):
     """The IO surface of protocol.Serf / protocol.Node that the driver uses (docs/internals.md)."""
 
     def handle_datagram(self, now: float, addr: Addr, data: bytes) -> None: ...
-    def handle_stream(self, now: float, addr: Addr, data: bytes) -> bytes | None: ...
+    def accept_stream(self, now: float, addr: Addr) -> int: ...
+    def handle_stream_data(self, now: float, stream_id: int, data: bytes) -> bytes | None: ...
+    def close_stream(self, stream_id: int) -> None: ...
     def handle_stream_reply(self, now: float, stream_id: int, data: bytes) -> bool: ...
     def handle_stream_error(self, now: float, stream_id: int, reason: str) -> None: ...
     def handle_timeout(self, now: float) -> None: ...
@@ -154,7 +157,7 @@ class GossipDriver:
     ``machine`` is either the machine itself or a factory ``f(bound_addr) -> machine``, called inside ``run``
     once the sockets are bound: that is how a node bound to port 0 learns the port it must advertise.
     ``tcp_timeout`` bounds each inbound connection (memberlist's TCPTimeout); outbound dials use the timeout
-    carried by each ``StreamOpen``.
+    carried by each ``StreamOpen``. The bytes of a stream are bounded by the machine (Config.stream_max_bytes).
     """
 
     def __init__(
@@ -163,7 +166,6 @@ class GossipDriver:
         bind: Addr,
         *,
         tcp_timeout: float | None = None,
-        max_stream_bytes: int = MAX_STREAM_BYTES,
     ) -> None:
         if hasattr(machine, "handle_datagram"):
             self._machine: Machine | None = machine  # type: ignore[assignment]
@@ -173,7 +175,6 @@ class GossipDriver:
             self._factory = machine  # type: ignore[assignment]
         self._bind = _norm_addr(bind)
         self._tcp_timeout = tcp_timeout
-        self.max_stream_bytes = max_stream_bytes
         self.stats = DriverStats()
         self.address: Addr | None = None
         self._udp: trio.socket.SocketType | None = None
@@ -342,25 +343,29 @@ class GossipDriver:
         except OSError:
             await stream.aclose()
             return
-        buf = bytearray()
         problem = ""
+        received = 0
+        stream_id = self.machine.accept_stream(trio.current_time(), peer)
         with trio.move_on_after(self.tcp_timeout) as scope:
             try:
                 async with stream:
                     reply: bytes | None = None
 
-                    def feed(data: bytes) -> bool:
-                        nonlocal reply
-                        reply = self.machine.handle_stream(trio.current_time(), peer, data)
+                    def feed(chunk: bytes) -> bool:
+                        nonlocal reply, received
+                        received += len(chunk)
+                        reply = self.machine.handle_stream_data(trio.current_time(), stream_id, chunk)
                         return reply is not None
 
-                    problem = await self._read_until_complete(stream, buf, feed, f"stream from {peer[0]}:{peer[1]}")
+                    problem = await self._read_until_complete(stream, feed, f"stream from {peer[0]}:{peer[1]}")
                     if not problem and reply:
                         await stream.send_all(reply)
             except (OSError, trio.BrokenResourceError) as exc:
                 problem = f"{type(exc).__name__}: {exc}"
+            finally:
+                self.machine.close_stream(stream_id)
         if scope.cancelled_caught:
-            problem = f"cut after tcp_timeout={self.tcp_timeout}s with {len(buf)} bytes read"
+            problem = f"cut after tcp_timeout={self.tcp_timeout}s with {received} bytes read"
         if problem:
             self.stats.streams_in_failed += 1
             log.debug("inbound stream from %s:%d: %s", *peer, problem)
@@ -371,7 +376,7 @@ class GossipDriver:
         addr = _norm_addr(op.addr)
         timeout = getattr(op, "timeout", None) or self.tcp_timeout
         problem = ""
-        buf = bytearray()
+        received = 0
         with trio.move_on_after(timeout) as scope:
             try:
                 stream = await self._connect(addr)
@@ -379,16 +384,18 @@ class GossipDriver:
                     await stream.send_all(op.data)
                     if op.expect_reply:
 
-                        def feed(data: bytes) -> bool:
-                            return self.machine.handle_stream_reply(trio.current_time(), op.stream_id, data)
+                        def feed(chunk: bytes) -> bool:
+                            nonlocal received
+                            received += len(chunk)
+                            return self.machine.handle_stream_reply(trio.current_time(), op.stream_id, chunk)
 
                         problem = await self._read_until_complete(
-                            stream, buf, feed, f"reply of stream {op.stream_id} from {addr[0]}:{addr[1]}"
+                            stream, feed, f"reply of stream {op.stream_id} from {addr[0]}:{addr[1]}"
                         )
             except (OSError, trio.BrokenResourceError) as exc:
                 problem = f"{type(exc).__name__}: {exc}"
         if scope.cancelled_caught:
-            problem = f"timed out after {timeout}s ({len(buf)} reply bytes read)"
+            problem = f"timed out after {timeout}s ({received} reply bytes read)"
         if problem:
             self.stats.streams_out_failed += 1
             log.debug("stream %s to %s:%d failed: %s", op.stream_id, *addr, problem)
@@ -398,30 +405,29 @@ class GossipDriver:
                 log.warning("stream %s: the machine raised in handle_stream_error", op.stream_id, exc_info=True)
             self._kick()
 
-    async def _read_until_complete(
-        self, stream: trio.SocketStream, buf: bytearray, feed: Callable[[bytes], bool], what: str
-    ) -> str:
-        """Read into `buf`, handing the machine everything so far, until `feed` says the message is complete.
+    async def _read_until_complete(self, stream: trio.SocketStream, feed: Callable[[bytes], bool], what: str) -> str:
+        """Read chunk by chunk, handing the machine each new chunk, until `feed` says the message is complete.
 
-        Returns "" when it is, else why not (closed early, over max_stream_bytes, the machine raised). A machine
-        exception is contained here: one bad stream must not take the listener or the dialer down.
+        The machine keeps the partial message (each byte is parsed once) and bounds the stream's size; every
+        read is a checkpoint, so the probe loop runs between chunks however large the stream. Returns "" when
+        complete, else why not (closed early, the machine raised). A machine exception is contained here: one
+        bad stream must not take the listener or the dialer down.
         """
+        received = 0
         while True:
-            chunk = await stream.receive_some(65536)
+            chunk = await stream.receive_some(STREAM_READ_SIZE)
             if not chunk:
-                return f"peer closed after {len(buf)} bytes, before a complete message"
-            buf += chunk
-            if len(buf) > self.max_stream_bytes:
-                return f"{what} exceeds {self.max_stream_bytes} bytes"
+                return f"peer closed after {received} bytes, before a complete message"
+            received += len(chunk)
             try:
-                if feed(bytes(buf)):
+                if feed(chunk):
                     return ""
             except Exception:
                 log.warning(
-                    "dropped the %s: the machine raised on %d bytes (first bytes %s)",
+                    "dropped the %s: the machine raised after %d bytes (this chunk starts %s)",
                     what,
-                    len(buf),
-                    bytes(buf[:16]).hex(),
+                    received,
+                    chunk[:16].hex(),
                     exc_info=True,
                 )
                 return "machine error"

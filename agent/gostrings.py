@@ -5,8 +5,9 @@ decoders keep them losslessly as ``str`` with *surrogate escapes* (U+DC80..U+DCF
 JSON input can add a second kind of non-text: a lone ``"\\ud800"`` escape, which Python's ``json`` keeps as a lone
 surrogate.  Neither can be encoded as UTF-8, so every place that turns text into bytes follows this module:
 
-- **Our own wire (msgpack catalog messages)** is lossless: :data:`WIRE_ERRORS` writes a surrogate escape back as
-  its original byte (what Go would send) and any other surrogate as U+FFFD; decode with ``surrogateescape``.
+- **Our own wire (msgpack catalog messages)** is lossless: :data:`WIRE_ERRORS` (protocol.codec's one handler)
+  writes a surrogate escape back as its original byte (what Go would send) and any other surrogate as U+FFFD,
+  and reads invalid bytes as surrogate escapes.
 - **JSON output and input** follow Go's ``encoding/json``: output strings are "coerced to valid UTF-8, replacing
   invalid bytes with the Unicode replacement rune", and on input an invalid ``\\uXXXX`` surrogate "falls back to
   the replacement rune".  :func:`valid_utf8` / :func:`scrub` do that: each surrogate code point (one per invalid
@@ -16,31 +17,19 @@ surrogate.  Neither can be encoded as UTF-8, so every place that turns text into
 
 from __future__ import annotations
 
-import codecs
 import json
 import re
 from typing import Any
 
+from protocol.codec import GO_STRING_ERRORS
+
 __all__ = ["REPLACEMENT", "WIRE_ERRORS", "decode_json", "has_surrogates", "scrub", "to_bytes", "valid_utf8"]
 
 REPLACEMENT = "\ufffd"
-WIRE_ERRORS = "triumvir-gostring"
+#: The wire rule is protocol's own (codec.GO_STRING_ERRORS): one handler for gossip and the catalog.
+WIRE_ERRORS = GO_STRING_ERRORS
 _SURROGATES = re.compile("[\ud800-\udfff]")
 _REPLACEMENT_BYTES = REPLACEMENT.encode()
-
-
-def _wire_errors(exc: UnicodeError) -> tuple[bytes, int]:
-    """Encode handler: a surrogate escape is its byte again, any other unencodable code point is U+FFFD."""
-    if not isinstance(exc, UnicodeEncodeError):
-        raise exc
-    out = bytearray()
-    for char in exc.object[exc.start : exc.end]:
-        code = ord(char)
-        out += bytes([code - 0xDC00]) if 0xDC80 <= code <= 0xDCFF else _REPLACEMENT_BYTES
-    return bytes(out), exc.end
-
-
-codecs.register_error(WIRE_ERRORS, _wire_errors)
 
 
 def has_surrogates(text: str) -> bool:

@@ -18,6 +18,7 @@ lives in protocol/packets.py.
 
 from __future__ import annotations
 
+import codecs
 import enum
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -41,6 +42,7 @@ __all__ = [
     "Ping",
     "PushNodeState",
     "PushPull",
+    "StreamDecoder",
     "Suspect",
     "User",
     "UserStream",
@@ -50,6 +52,9 @@ __all__ = [
     "decode_tags",
     "encode",
     "encode_tags",
+    "go_bytes",
+    "go_str",
+    "msgpack_reader",
     "packb",
     "unpackb",
 ]
@@ -94,19 +99,55 @@ class MessageType(enum.IntEnum):
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Go strings: the one rule (docs/wire.md, "Go strings are bytes")
+
+
+def _go_string_errors(exc: UnicodeError) -> tuple[str | bytes, int]:
+    """Codec error handler behind GO_STRING_ERRORS: surrogateescape both ways, and on encoding any other lone
+    surrogate (which no bytes decode to) becomes U+FFFD, the character Go's own decoders put in its place."""
+    if isinstance(exc, UnicodeDecodeError):
+        return codecs.lookup_error("surrogateescape")(exc)
+    if isinstance(exc, UnicodeEncodeError):
+        out = bytearray()
+        for ch in exc.object[exc.start : exc.end]:
+            code = ord(ch)
+            out += bytes([code - 0xDC00]) if 0xDC80 <= code <= 0xDCFF else "\ufffd".encode()
+        return bytes(out), exc.end
+    raise exc
+
+
+#: The error handler every Go ``string`` crosses the wire with: registered once, used by go_str, go_bytes, packb
+#: and anything else that must read or write a Go string (msgpack's ``unicode_errors`` takes its name).
+GO_STRING_ERRORS = "triumvir-go-string"
+codecs.register_error(GO_STRING_ERRORS, _go_string_errors)
+
+
+def go_str(raw: bytes | bytearray | memoryview) -> str:
+    """A Go ``string`` off the wire: any bytes, kept losslessly (invalid UTF-8 as surrogate escapes)."""
+    return bytes(raw).decode("utf-8", GO_STRING_ERRORS)
+
+
+def go_bytes(text: str) -> bytes:
+    """The inverse of go_str: the exact bytes go_str read; never raises (a surrogate no bytes decode to,
+    e.g. from JSON's ``"\\ud800"``, is written as U+FFFD, as Go's JSON decoder would have stored it)."""
+    return text.encode("utf-8", GO_STRING_ERRORS)
+
+
+# ---------------------------------------------------------------------------------------------------------
 # generic msgpack
 
 
 def packb(obj: Any) -> bytes:
     """Encode as go-msgpack does: str and bytes both as raw, smallest int forms, dict order kept.
 
-    ``str`` is encoded with surrogateescape so that Go strings that are not UTF-8 survive a round trip.
+    ``str`` is written with go_bytes's rule, so Go strings that are not UTF-8 survive a round trip.
     """
-    packer = msgpack.Packer(use_bin_type=False, unicode_errors="surrogateescape", autoreset=True)
+    packer = msgpack.Packer(use_bin_type=False, unicode_errors=GO_STRING_ERRORS, autoreset=True)
     return packer.pack(obj)
 
 
-def _unpacker() -> msgpack.Unpacker:
+def msgpack_reader() -> msgpack.Unpacker:
+    """A resumable msgpack reader in our dialect's settings: feed bytes as they come, unpack when whole."""
     return msgpack.Unpacker(
         raw=True,
         strict_map_key=False,
@@ -123,7 +164,7 @@ def decode_stream_value(buf: bytes | bytearray | memoryview, offset: int = 0) ->
     """
     if offset >= len(buf):
         raise Incomplete("need a msgpack value, buffer is empty")
-    unpacker = _unpacker()
+    unpacker = msgpack_reader()
     unpacker.feed(memoryview(buf)[offset:])
     try:
         value = unpacker.unpack()
@@ -199,7 +240,7 @@ def _to_str(name: str, v: Any) -> str:
     if v is None:
         return ""
     if isinstance(v, bytes):
-        return v.decode("utf-8", "surrogateescape")
+        return go_str(v)
     raise DecodeError(f"field {name}: expected string, got {type(v).__name__}")
 
 
@@ -569,69 +610,113 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
     return cls.from_obj(obj)
 
 
-class _Reader:
-    """Successive msgpack values from one buffer with a single Unpacker (no re-copy per value)."""
+class StreamDecoder:
+    """A plain TCP stream's bytes in, one message out, each byte parsed once (the h11 shape: feed, then ask).
 
-    def __init__(self, data: bytes | bytearray | memoryview, offset: int) -> None:
-        self.offset = offset
-        self._unpacker = _unpacker()
-        self._unpacker.feed(memoryview(data)[offset:])
-        self._base = offset
+    ``feed(chunk)`` returns the message once its last byte has arrived, else None; DecodeError as soon as the
+    bytes cannot be a message. One resumable msgpack Unpacker holds the partial state, so a stream read in 1-byte
+    chunks costs the same parse work as one read whole (``fed`` counts the bytes handed to the parser).
+    Bytes after the message are ignored, as memberlist ignores the rest of the connection.
+    """
 
-    def next(self, what: str) -> Any:
+    def __init__(self) -> None:
+        self._unpacker = msgpack_reader()
+        self._type: MessageType | None = None
+        self._header: dict[str, Any] | None = None
+        self._nodes: list[PushNodeState] = []
+        self._raw = bytearray()
+        self._raw_len = 0
+        self.message: Message | None = None
+        self.fed = 0
+        self.waiting_for = "need the message type byte"  # why the last feed returned None
+
+    @property
+    def consumed(self) -> int:
+        """Bytes of the stream the message took (valid once it is complete)."""
+        return self._unpacker.tell()
+
+    def feed(self, data: bytes | bytearray | memoryview) -> Message | None:
+        if self.message is not None:
+            return self.message
+        if data:
+            self.fed += len(data)
+            self._unpacker.feed(data)
+        self.message = self._advance()
+        return self.message
+
+    def _value(self, what: str) -> Any:
         try:
-            value = self._unpacker.unpack()
+            return self._unpacker.unpack()
         except msgpack.OutOfData:
-            raise Incomplete(f"{what}: buffer ends inside a msgpack value") from None
+            raise Incomplete(what) from None
         except Exception as exc:
-            raise DecodeError(f"{what}: invalid msgpack at offset {self.offset}: {type(exc).__name__}: {exc}") from None
-        self.offset = self._base + self._unpacker.tell()
-        return value
+            pos = self._unpacker.tell()
+            raise DecodeError(f"{what}: invalid msgpack near offset {pos}: {type(exc).__name__}: {exc}") from None
+
+    def _advance(self) -> Message | None:
+        try:
+            return self._step()
+        except Incomplete as exc:
+            self.waiting_for = str(exc)
+            return None
+
+    def _step(self) -> Message:
+        if self._type is None:
+            first = self._unpacker.read_bytes(1)
+            if not first:
+                raise Incomplete("need the message type byte")
+            self._type = _type_byte(first)
+            if self._type not in (MessageType.PUSH_PULL, MessageType.USER) and self._type not in _UDP_STRUCTS:
+                if self._type == MessageType.ENCRYPT:
+                    raise DecodeError("encrypted stream but no keyring")
+                raise DecodeError(f"{_FRAMING[self._type]} stream: unwrap it with packets.unwrap_stream first")
+        mtype = self._type
+        if mtype == MessageType.PUSH_PULL:
+            if self._header is None:
+                self._header = _struct_values(_PUSH_PULL_HEADER, self._value("push/pull header"), "pushPullHeader")
+                count, user_len = self._header["nodes"], self._header["user_state_len"]
+                if count < 0:
+                    raise DecodeError(f"push/pull header: negative node count {count}")
+                if not 0 <= user_len <= MAX_PUSH_STATE_BYTES:
+                    raise DecodeError(f"push/pull header: user state length {user_len} out of range")
+                self._raw_len = user_len
+            while len(self._nodes) < self._header["nodes"]:
+                i = len(self._nodes)
+                self._nodes.append(PushNodeState.from_obj(self._value(f"push/pull node state {i}")))
+            self._read_raw()
+            return PushPull(self._header["join"], tuple(self._nodes), bytes(self._raw))
+        if mtype == MessageType.USER:
+            if self._header is None:
+                self._header = _struct_values(_USER_MSG_HEADER, self._value("user message header"), "userMsgHeader")
+                length = self._header["user_msg_len"]
+                if not 0 <= length <= MAX_PUSH_STATE_BYTES:
+                    raise DecodeError(f"user message header: length {length} out of range")
+                self._raw_len = length
+            self._read_raw()
+            return UserStream(bytes(self._raw))
+        return _UDP_STRUCTS[mtype].from_obj(self._value(f"{mtype.name} body"))
+
+    def _read_raw(self) -> None:
+        """The raw tail (user state / user message): plain bytes after the msgpack values, taken as they come."""
+        need = self._raw_len - len(self._raw)
+        if need > 0:
+            self._raw += self._unpacker.read_bytes(need)
+        if len(self._raw) < self._raw_len:
+            raise Incomplete(f"raw tail: have {len(self._raw)} of {self._raw_len} bytes")
 
 
 def decode_stream(data: bytes | bytearray | memoryview) -> tuple[Message, int]:
     """Decode one message from the start of a (plain, unlabelled, uncompressed) TCP stream buffer.
 
     Returns (message, bytes consumed); raises Incomplete if the buffer ends early.  Use
-    packets.unwrap_stream first to strip a label header and undo stream compression.
+    packets.unwrap_stream first to strip a label header and undo stream compression; to read a stream as it
+    arrives, use StreamDecoder (or packets.StreamReader) instead of calling this again with a longer buffer.
     """
-    if not data:
-        raise Incomplete("need the message type byte")
-    mtype = _type_byte(data)
-    if mtype == MessageType.PUSH_PULL:
-        reader = _Reader(data, 1)
-        header = _struct_values(_PUSH_PULL_HEADER, reader.next("push/pull header"), "pushPullHeader")
-        count, user_len = header["nodes"], header["user_state_len"]
-        if count < 0:
-            raise DecodeError(f"push/pull header: negative node count {count}")
-        if not 0 <= user_len <= MAX_PUSH_STATE_BYTES:
-            raise DecodeError(f"push/pull header: user state length {user_len} out of range")
-        nodes = []
-        for i in range(count):
-            nodes.append(PushNodeState.from_obj(reader.next(f"push/pull node state {i}")))
-        off = reader.offset
-        if len(data) < off + user_len:
-            raise Incomplete(f"push/pull user state: have {len(data) - off} of {user_len} bytes")
-        user_state = bytes(data[off : off + user_len])
-        return PushPull(header["join"], tuple(nodes), user_state), off + user_len
-    if mtype == MessageType.USER:
-        reader = _Reader(data, 1)
-        header_obj = reader.next("user message header")
-        off = reader.offset
-        length = _struct_values(_USER_MSG_HEADER, header_obj, "userMsgHeader")["user_msg_len"]
-        if not 0 <= length <= MAX_PUSH_STATE_BYTES:
-            raise DecodeError(f"user message header: length {length} out of range")
-        if len(data) < off + length:
-            raise Incomplete(f"user message: have {len(data) - off} of {length} bytes")
-        return UserStream(bytes(data[off : off + length])), off + length
-    cls = _UDP_STRUCTS.get(mtype)
-    if cls is None:
-        if mtype == MessageType.ENCRYPT:
-            raise DecodeError("encrypted stream but no keyring")
-        raise DecodeError(f"{_FRAMING[mtype]} stream: unwrap it with packets.unwrap_stream first")
-    reader = _Reader(data, 1)
-    obj = reader.next(f"{mtype.name} body")
-    return cls.from_obj(obj), reader.offset
+    decoder = StreamDecoder()
+    msg = decoder.feed(data)
+    if msg is None:
+        raise Incomplete(decoder.waiting_for)
+    return msg, decoder.consumed
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -646,7 +731,7 @@ def encode_tags(tags: dict[str, str]) -> bytes:
 def decode_tags(meta: bytes) -> dict[str, str]:
     """Inverse of encode_tags; meta without the magic byte is the old role-only form, as Serf reads it."""
     if not meta or meta[0] != TAG_MAGIC_BYTE:
-        return {"role": meta.decode("utf-8", "surrogateescape")}
+        return {"role": go_str(meta)}
     obj = unpackb(meta[1:])
     if not isinstance(obj, dict):
         raise DecodeError(f"tags: expected a msgpack map, got {type(obj).__name__}")

@@ -11,6 +11,8 @@ from typing import Any
 
 import attrs
 
+from protocol.packets import MAX_STREAM_BYTES
+
 # What this implementation can speak. memberlist: net.go ProtocolVersionMin/Max; Serf: serf.go
 # ProtocolVersionMin/Max. Serf maps every delegate version 2..5 to memberlist protocol 2 (ProtocolVersionMap).
 MEMBERLIST_PROTOCOL_MIN = 1
@@ -60,6 +62,9 @@ class Config:
     # a broadcast takes to retire. Nodes that joined at the same moment learn of each other here instead of
     # waiting for the periodic push/pull (memberlist's "straggler" of mass joins). 0 behaves as memberlist.
     join_followup_syncs: int = 2
+    # Ours: the most bytes one TCP stream may carry (memberlist has maxPushStateBytes for the user state only);
+    # a stream past it is answered with an error and closed. tcp_timeout bounds its time the same way.
+    stream_max_bytes: int = MAX_STREAM_BYTES
     require_node_names: bool = False
     label: str = ""
     skip_inbound_label_check: bool = False

@@ -20,7 +20,7 @@ class LamportClock:
 
     def increment(self) -> int:
         """Tick once and return the new value (serf ticks after stamping a message it originates)."""
-        self.counter += 1
+        self.counter = min(self.counter + 1, LTIME_MAX)  # never past what a uint64 holds: it must still encode
         return self.counter
 
     def witness(self, value: int) -> None:

@@ -37,7 +37,6 @@ from protocol.codec import (
     Dead,
     DecodeError,
     ErrResp,
-    Incomplete,
     IndirectPing,
     MessageType,
     Nack,
@@ -53,6 +52,8 @@ from protocol.codec import (
 from protocol.config import Config
 from protocol.keyring import DecryptError, Keyring, encrypt_overhead
 from protocol.state import (
+    INCARNATION_JUMP_LIMIT,
+    MAX_INCARNATION,
     MERGE_AS,
     META_MAX_SIZE,
     Action,
@@ -61,6 +62,7 @@ from protocol.state import (
     NodeState,
     NodeStateType,
     Notify,
+    implausible_incarnation,
     judge_alive,
     judge_dead,
     judge_suspect,
@@ -89,7 +91,6 @@ COMPOUND_HEADER_OVERHEAD = 2  # memberlist compoundHeaderOverhead
 COMPOUND_OVERHEAD = 2  # per part
 USER_MSG_OVERHEAD = 1
 MAX_DATAGRAM = 65507  # the largest UDP payload; anything larger is counted as oversized
-MAX_STREAM = 32 * 1024 * 1024  # maxPushStateBytes (20 MiB) plus room for the node states
 DECRYPT_LOG_INTERVAL = 10.0  # at most one "cannot decrypt" line per source address this often
 
 
@@ -251,6 +252,16 @@ class _PendingStream:
     join: bool = False
     probe: _Probe | None = None
     seq: int = 0
+    reader: packets.StreamReader | None = None  # the reply, as it arrives
+
+
+@attrs.define(eq=False)
+class _Inbound:
+    """A TCP connection someone opened to us: its reader keeps the partial message between chunks."""
+
+    addr: Addr
+    opened: float
+    reader: packets.StreamReader
 
 
 @attrs.define(eq=False)
@@ -288,6 +299,8 @@ def _addr_text(packed: bytes) -> str:
 class Node:
     """One memberlist member; see the module docstring and docs/internals.md for the IO surface."""
 
+    INCARNATION_JUMP_LIMIT = INCARNATION_JUMP_LIMIT
+
     def __init__(
         self,
         config: Config,
@@ -323,6 +336,8 @@ class Node:
         self._suspicions: dict[str, _SuspicionTimer] = {}
         self._acks: dict[int, _AckHandler] = {}
         self._streams: dict[int, _PendingStream] = {}
+        self._inbound: dict[int, _Inbound] = {}
+        self._inbound_seq = 0
         self._timers: list[tuple[float, int, _Timer]] = []
         self._timer_seq = 0
         self._transmits: deque[Transmit] = deque()
@@ -626,7 +641,7 @@ class Node:
         if self._shutdown:
             return
         me = self.local
-        self._incarnation += 1
+        self._incarnation = self._next_incarnation()
         alive = Alive(self._incarnation, self.name, self._packed_addr, self.addr[1], self._read_meta(), self.config.vsn)
         self._alive_node(now, alive, me.addr, bootstrap=True)
 
@@ -636,6 +651,7 @@ class Node:
         self._timers.clear()
         self._transmits.clear()
         self._streams.clear()
+        self._inbound.clear()
         self._acks.clear()
 
     def send_best_effort(self, addr: Addr, payload: bytes, node_name: str = "") -> None:
@@ -663,11 +679,33 @@ class Node:
         alive = Alive(self._incarnation, self.name, self._packed_addr, self.addr[1], self._read_meta(), self.config.vsn)
         self._alive_node(now, alive, self.addr, bootstrap=True)
 
+    def _next_incarnation(self) -> int:
+        """Our incarnation plus one; past the top of the uint32 range we take a new base, 1 (memberlist wraps
+        the same way, to 0). Peers then see us as stale until they forget us (docs/wire.md, "Incarnations")."""
+        if self._incarnation < MAX_INCARNATION:
+            return self._incarnation + 1
+        self.stats["incarnation_wrapped"] += 1
+        self._diag("warning", f"incarnation {MAX_INCARNATION} reached: starting again at 1", "incarnation-wrapped")
+        return 1
+
     def _refute(self, now: float, accused_inc: int) -> None:
-        """Beat `accused_inc` with a new incarnation and broadcast our alive (memberlist refute)."""
-        inc = self._incarnation + 1
+        """Beat `accused_inc` with a new incarnation and broadcast our alive (memberlist refute).
+
+        An accusation at the top of the uint32 range cannot be beaten: memberlist's arithmetic wraps there and
+        encodes a lower number; we do not jump at all, just step by one (so we stay ahead of what honest peers
+        know) and say so. Peers that check plausibility never accepted such an accusation in the first place.
+        """
+        inc = self._next_incarnation()
         if accused_inc >= inc:
-            inc = accused_inc + 1
+            if accused_inc < MAX_INCARNATION:
+                inc = accused_inc + 1
+            else:
+                self.stats["unbeatable_accusation"] += 1
+                self._diag(
+                    "warning",
+                    f"cannot beat an accusation at incarnation {accused_inc} (the uint32 maximum); refuting at {inc}",
+                    "incarnation-unbeatable",
+                )
         self._incarnation = inc
         me = attrs.evolve(self.local, incarnation=inc)
         self._nodes[self.name] = me
@@ -916,11 +954,12 @@ class Node:
             return
 
     def _reset_nodes(self, now: float) -> None:
-        """Forget members dead for longer than gossip_to_the_dead_time, then shuffle (resetNodes)."""
+        """Forget members dead or left for longer than gossip_to_the_dead_time, then shuffle (resetNodes with
+        moveDeadNodes' DeadOrLeft). A forgotten member's next alive, at any incarnation, makes it new again."""
         keep: list[str] = []
         for name in self._order:
             st = self._nodes[name]
-            if st.state == NodeStateType.DEAD and now - st.state_change > self.config.gossip_to_the_dead_time:
+            if st.dead_or_left and now - st.state_change > self.config.gossip_to_the_dead_time and name != self.name:
                 del self._nodes[name]
                 self._clear_suspicion(name)
                 continue
@@ -1125,6 +1164,8 @@ class Node:
     def _merge_one(self, now: float, r: PushNodeState) -> None:
         if r.state not in (0, 1, 2, 3):
             return
+        if self._implausible(r.name, r.incarnation, "push/pull state", None):
+            return
         how = MERGE_AS[NodeStateType(r.state)]
         if how is MergeAs.ALIVE:
             try:
@@ -1232,15 +1273,36 @@ class Node:
         if handler is not None and handler.on_nack is not None:
             handler.on_nack()
 
+    def _implausible(self, name: str, incarnation: int, what: str, addr: Addr | None) -> bool:
+        """A claim about another member far ahead of its known incarnation: no honest member could make it
+        (docs/wire.md, "Incarnations"), so drop and count it instead of believing it. Claims about us are
+        always judged: we refute them (bounded, see _refute), which also covers our own restart."""
+        if name == self.name or not implausible_incarnation(self._nodes.get(name), incarnation):
+            return False
+        known = self._nodes[name].incarnation
+        self.stats["implausible_incarnation"] += 1
+        src = f" from {addr[0]}:{addr[1]}" if addr else ""
+        self._diag(
+            "warning",
+            f"dropped {what} about {name!r}{src}: incarnation {incarnation} is more than "
+            f"{INCARNATION_JUMP_LIMIT} ahead of the {known} it published",
+            "implausible-incarnation",
+        )
+        return True
+
     def _handle_alive(self, now: float, addr: Addr, a: Alive) -> None:
+        if self._implausible(a.node, a.incarnation, "alive", addr):
+            return
         port = a.port or self.addr[1]
         self._alive_node(now, a if port == a.port else attrs.evolve(a, port=port), (self._ip(a.addr), port))
 
     def _handle_suspect(self, now: float, addr: Addr, s: Suspect) -> None:
-        self._suspect_node(now, s)
+        if not self._implausible(s.node, s.incarnation, "suspect", addr):
+            self._suspect_node(now, s)
 
     def _handle_dead(self, now: float, addr: Addr, d: Dead) -> None:
-        self._dead_node(now, d)
+        if not self._implausible(d.node, d.incarnation, "dead", addr):
+            self._dead_node(now, d)
 
     def _handle_user(self, now: float, addr: Addr, u: User) -> None:
         self._delegate.notify_msg(now, u.payload)
@@ -1259,31 +1321,70 @@ class Node:
     # ----------------------------------------------------------------------------------------------------
     # TCP input
 
-    def handle_stream(self, now: float, addr: Addr, data: bytes) -> bytes | None:
-        """An inbound TCP connection's bytes so far: None = read more; bytes = write them, then close."""
+    def accept_stream(self, now: float, addr: Addr) -> int:
+        """A TCP connection from `addr` was accepted: its id for handle_stream_data and close_stream."""
+        self._inbound_seq += 1
+        self._inbound[self._inbound_seq] = _Inbound(addr, now, self._stream_reader())
+        return self._inbound_seq
+
+    def handle_stream_data(self, now: float, stream_id: int, data: bytes) -> bytes | None:
+        """The next bytes of an accepted stream (only the new ones: the reader keeps what came before).
+
+        None = read more; bytes = write them, then close (b"" = just close). Each byte is parsed once. A stream
+        past config.stream_max_bytes or older than config.tcp_timeout is answered with an error and dropped.
+        """
         if self._shutdown:
             return b""
-        if len(data) > MAX_STREAM:
-            self.stats["oversized"] += 1
-            self._diag("debug", f"dropped oversized stream ({len(data)} bytes) from {addr[0]}:{addr[1]}", "oversized")
-            return self._wrap_stream(encode(ErrResp("stream too large")))
+        inbound = self._inbound.get(stream_id)
+        if inbound is None:
+            return b""
+        addr = inbound.addr
+        if now - inbound.opened > self.config.tcp_timeout:
+            del self._inbound[stream_id]
+            self.stats["stream_timeout"] += 1
+            reason = f"stream not complete within tcp_timeout={self.config.tcp_timeout:g}s"
+            self._diag("debug", f"dropped stream from {addr[0]}:{addr[1]}: {reason}", "stream-timeout")
+            return self._wrap_stream(encode(ErrResp(reason)))
         try:
-            msg, _ = self._read_stream(data)
-        except Incomplete:
-            return None
+            msg = inbound.reader.feed(data)
+        except packets.StreamTooLarge as exc:
+            del self._inbound[stream_id]
+            self.stats["oversized"] += 1
+            self._diag("debug", f"dropped stream from {addr[0]}:{addr[1]}: {exc}", "oversized")
+            return self._wrap_stream(encode(ErrResp(str(exc))))
         except DecryptError as exc:
+            del self._inbound[stream_id]
             self._decrypt_failed(now, "stream", addr, exc)
             return self._wrap_stream(encode(ErrResp(str(exc))))
-        except Exception as exc:
+        except Exception as exc:  # DecodeError and anything a corrupt LZW stream throws
+            del self._inbound[stream_id]
             self._malformed("stream", addr, exc)
             return self._wrap_stream(encode(ErrResp(str(exc))))
+        if msg is None:
+            return None
+        del self._inbound[stream_id]
         self.stats["tcp_accepted"] += 1
         reply = self._guarded(self._serve_stream, now, addr, msg)
         return reply if reply is not None else b""
 
-    def _read_stream(self, data: bytes) -> tuple[Any, int]:
+    def close_stream(self, stream_id: int) -> None:
+        """The accepted connection is gone (closed, timed out): forget its partial message."""
+        self._inbound.pop(stream_id, None)
+
+    def handle_stream(self, now: float, addr: Addr, data: bytes) -> bytes | None:
+        """A whole inbound stream in one buffer (accept, feed, close): None if it ends before the message."""
+        stream_id = self.accept_stream(now, addr)
+        try:
+            return self.handle_stream_data(now, stream_id, data)
+        finally:
+            self.close_stream(stream_id)
+
+    def _stream_reader(self) -> packets.StreamReader:
+        """A reader for one stream, inbound or a reply, with this node's label, bound, keyring and verify rule."""
         cfg = self.config
-        return packets.read_stream(data, cfg.label, keyring=self.keyring, verify_incoming=cfg.gossip_verify_incoming)
+        return packets.StreamReader(
+            cfg.label, max_bytes=cfg.stream_max_bytes, keyring=self.keyring, verify_incoming=cfg.gossip_verify_incoming
+        )
 
     def _serve_stream(self, now: float, addr: Addr, msg: Any) -> bytes:
         if isinstance(msg, PushPull):
@@ -1306,14 +1407,15 @@ class Node:
         return b""
 
     def handle_stream_reply(self, now: float, stream_id: int, data: bytes) -> bool:
-        """Reply bytes so far on a stream we opened; True once a whole reply was handled (or refused)."""
+        """The next reply bytes on a stream we opened (only the new ones); True once a whole reply was handled
+        (or refused). The reply is bounded like an inbound stream (config.stream_max_bytes)."""
         pending = self._streams.get(stream_id)
         if pending is None or self._shutdown:
             return True
+        if pending.reader is None:
+            pending.reader = self._stream_reader()
         try:
-            msg, _ = self._read_stream(data)
-        except Incomplete:
-            return False
+            msg = pending.reader.feed(data)
         except DecryptError as exc:
             del self._streams[stream_id]
             self._decrypt_failed(now, "stream reply", pending.addr, exc)
@@ -1324,6 +1426,8 @@ class Node:
             self._malformed("stream reply", pending.addr, exc)
             self._stream_failed(now, pending, f"malformed reply: {exc}")
             return True
+        if msg is None:
+            return False
         del self._streams[stream_id]
         self._guarded(self._stream_replied, now, pending, msg)
         return True

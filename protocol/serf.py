@@ -24,7 +24,7 @@ from typing import Any
 import attrs
 
 from protocol.broadcast import BroadcastQueue
-from protocol.codec import packb, unpackb
+from protocol.codec import go_bytes, go_str, packb, unpackb
 from protocol.config import Config
 from protocol.keymanager import (
     KEY_OPERATIONS,
@@ -261,6 +261,7 @@ class Serf(Delegate):
         self._key_handles = 0
 
         self._events: deque[Any] = deque()
+        self.malformed = 0  # Serf messages dropped as unreadable (not in stats(): that mirrors serf's own keys)
         self._join_ops: list[_JoinOp] = []
         self._leave: _LeaveOp | None = None
         self._prunes: list[tuple[float, str]] = []
@@ -286,6 +287,19 @@ class Serf(Delegate):
         reply = self.node.handle_stream(now, addr, data)
         self._pump()
         return reply
+
+    def accept_stream(self, now: float, addr: Addr) -> int:
+        self._now = now
+        return self.node.accept_stream(now, addr)
+
+    def handle_stream_data(self, now: float, stream_id: int, data: bytes) -> bytes | None:
+        self._now = now
+        reply = self.node.handle_stream_data(now, stream_id, data)
+        self._pump()
+        return reply
+
+    def close_stream(self, stream_id: int) -> None:
+        self.node.close_stream(stream_id)
 
     def handle_stream_reply(self, now: float, stream_id: int, data: bytes) -> bool:
         self._now = now
@@ -420,7 +434,7 @@ class Serf(Delegate):
         """Broadcast a user event (serf.UserEvent); raises ValueError beyond user_event_size_limit."""
         self._now = now
         limit = self.config.user_event_size_limit
-        if len(name.encode()) + len(payload) > limit:
+        if len(go_bytes(name)) + len(payload) > limit:
             raise ValueError(f"user event exceeds the configured limit of {limit} bytes")
         msg = UserEventMessage(self.event_clock.time(), name, payload, coalesce)
         raw = encode_message(msg)
@@ -502,7 +516,7 @@ class Serf(Delegate):
         try:
             msg = decode_message(bytes(payload))
         except SerfDecodeError as exc:
-            self._diag(_LEVEL_ERROR, f"serf: error decoding message type {payload[0]}: {exc}", "serf-malformed")
+            self._malformed(_LEVEL_ERROR, f"serf: error decoding message type {payload[0]}: {exc}")
             return
         rebroadcast, queue = False, self._broadcasts
         match msg:
@@ -525,13 +539,13 @@ class Serf(Delegate):
 
     def _handle_app_message(self, body: bytes) -> None:
         try:
-            frame = {k.decode() if isinstance(k, bytes) else k: v for k, v in unpackb(body).items()}
+            frame = {go_str(k) if isinstance(k, bytes) else k: v for k, v in unpackb(body).items()}
             sender, inner = frame["From"], frame["Payload"]
-            sender = sender.decode() if isinstance(sender, bytes) else sender
+            sender = go_str(sender) if isinstance(sender, bytes) else sender
             if not isinstance(sender, str) or not isinstance(inner, bytes):
                 raise TypeError("From must be a string and Payload bytes")
         except Exception as exc:
-            self._diag(_LEVEL_DEBUG, f"serf: malformed app message: {exc}", "serf-malformed")
+            self._malformed(_LEVEL_DEBUG, f"serf: malformed app message: {exc}")
             return
         self._events.append(AppMessage(sender, inner))
 
@@ -564,15 +578,15 @@ class Serf(Delegate):
         """serf's MergeRemoteState: witness the clocks, replay left members as leaves and the rest as joins."""
         self._now = now
         if not buf:
-            self._diag(_LEVEL_ERROR, "serf: remote state is zero bytes", "serf-malformed")
+            self._malformed(_LEVEL_ERROR, "serf: remote state is zero bytes")
             return
         if buf[0] != SerfMessageType.PUSH_PULL:
-            self._diag(_LEVEL_ERROR, f"serf: remote state has bad type prefix {buf[0]}", "serf-malformed")
+            self._malformed(_LEVEL_ERROR, f"serf: remote state has bad type prefix {buf[0]}")
             return
         try:
             pp = decode_message(bytes(buf))
         except SerfDecodeError as exc:
-            self._diag(_LEVEL_ERROR, f"serf: failed to decode remote state: {exc}", "serf-malformed")
+            self._malformed(_LEVEL_ERROR, f"serf: failed to decode remote state: {exc}")
             return
         assert isinstance(pp, SerfPushPull)
         # Minus one: no message with the sender's current time has been sent yet.
@@ -709,7 +723,7 @@ class Serf(Delegate):
     def _decode_tags(self, meta: bytes) -> dict[str, str]:
         tags, error = decode_tags(bytes(meta or b""))
         if error is not None:
-            self._diag(_LEVEL_ERROR, f"serf: {error}", "serf-malformed")
+            self._malformed(_LEVEL_ERROR, f"serf: {error}")
         return tags
 
     # ------------------------------------------------------------------ intents (Lamport-ordered)
@@ -956,7 +970,7 @@ class Serf(Delegate):
 
     def _answer_conflict(self, msg: QueryMessage) -> None:
         """Vote in a name conflict: tell the asker where we believe that member lives (serf handleConflict)."""
-        name = msg.payload.decode("utf-8", errors="surrogateescape")
+        name = go_str(msg.payload)
         if name == self.name:
             return
         ms = self._members.get(name)
@@ -1136,6 +1150,11 @@ class Serf(Delegate):
 
     def _diag(self, level: str, message: str, kind: str = "serf") -> None:
         self._events.append(Diagnostic(level, message, kind))
+
+    def _malformed(self, level: str, message: str) -> None:
+        """A Serf message (or push/pull state, or tags) we cannot read: dropped, counted and logged."""
+        self.malformed += 1
+        self._diag(level, message, "serf-malformed")
 
 
 def _ip_text(ip: bytes) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from protocol.codec import decode_stream_value, packb, unpackb
+from protocol.codec import decode_stream_value, go_bytes, go_str, packb, unpackb
 
 # memberlist's MetaMaxSize: node meta (our tags) must fit in it.
 META_MAX_SIZE = 512
@@ -288,7 +288,7 @@ def _text(value: Any, what: str) -> str:
     if value is None:
         return ""
     if isinstance(value, bytes | bytearray):
-        return bytes(value).decode("utf-8", errors="surrogateescape")
+        return go_str(value)
     if isinstance(value, str):
         return value
     raise SerfDecodeError(f"{what}: expected a string, got {type(value).__name__}")
@@ -300,7 +300,7 @@ def _raw(value: Any, what: str) -> bytes:
     if isinstance(value, bytes | bytearray):
         return bytes(value)
     if isinstance(value, str):
-        return value.encode()
+        return go_bytes(value)
     raise SerfDecodeError(f"{what}: expected bytes, got {type(value).__name__}")
 
 
@@ -529,14 +529,14 @@ def decode_filter(data: bytes) -> NodeFilter | TagFilter:
 def encode_tags(tags: dict[str, str], protocol_version: int = 4) -> bytes:
     """Serf's encodeTags: magic byte + msgpack map (keys sorted, for stable bytes); protocol < 3: the role."""
     if protocol_version < 3:
-        return tags.get("role", "").encode("utf-8", errors="surrogateescape")
+        return go_bytes(tags.get("role", ""))
     return bytes([TAG_MAGIC_BYTE]) + packb({k: tags[k] for k in sorted(tags)})
 
 
 def decode_tags(meta: bytes) -> tuple[dict[str, str], str | None]:
     """Serf's decodeTags: (tags, error). Meta not starting with the magic byte is a bare role string."""
     if not meta or meta[0] != TAG_MAGIC_BYTE:
-        return {"role": bytes(meta).decode("utf-8", errors="surrogateescape")}, None
+        return {"role": go_str(meta)}, None
     try:
         raw = unpackb(bytes(meta[1:]))
         if not isinstance(raw, dict):

@@ -39,6 +39,14 @@ Addr = tuple[str, int]
 
 META_MAX_SIZE = 512  # memberlist MetaMaxSize
 
+#: Incarnations are uint32 on the wire (memberlist nodeState.Incarnation); ours never goes past this.
+MAX_INCARNATION = (1 << 32) - 1
+#: The most a claim about a member may be ahead of the incarnation we know for it (docs/wire.md, "Incarnations").
+#: A member's incarnation grows by one per refute, and an honest accuser only repeats one the member published, so
+#: a claim further ahead than this is forged: it is dropped (counted) rather than believed.
+INCARNATION_JUMP_LIMIT = 1 << 16
+
+
 
 class NodeStateType(enum.IntEnum):
     """memberlist's NodeStateType; the integer values are on the wire (push/pull `State`)."""
@@ -271,3 +279,11 @@ def verify_protocol(remote: list[tuple[str, NodeStateType, bytes]], local: list[
         if dcur < maxdmin or dcur > mindmax:
             return f"Node '{name}' delegate protocol version ({dcur}) is incompatible: [{maxdmin}, {mindmax}]"
     return None
+
+
+def implausible_incarnation(current: NodeState | None, incarnation: int) -> bool:
+    """True for a claim no honest member could have made: far ahead of what we know of that member.
+
+    Unknown members are not judged (a node we never heard of may be at any incarnation).
+    """
+    return current is not None and incarnation > current.incarnation + INCARNATION_JUMP_LIMIT

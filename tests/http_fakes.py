@@ -14,6 +14,7 @@ from typing import Any
 
 import attrs
 import h11
+import requests
 import trio
 import trio.testing
 
@@ -234,3 +235,14 @@ async def fetch(
     async with stream:
         await stream.send_all(request_bytes(method, target, body, headers))
         return (await read_replies(stream, 1, method=method.encode()))[0]
+
+
+def settled_index(url: str) -> int:
+    """The table's index once it has stopped moving (the agent publishes its own record after start)."""
+    index = int(requests.get(url, timeout=5).headers["X-Consul-Index"])
+    for _ in range(20):
+        after = int(requests.get(f"{url}?index={index}&wait=1s", timeout=5).headers["X-Consul-Index"])
+        if after == index:
+            return index
+        index = after
+    raise AssertionError(f"the index of {url} never settled")

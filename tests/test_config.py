@@ -31,6 +31,7 @@ LAN = {
     "handoff_queue_depth": 1024,
     "udp_buffer_size": 1400,
     "dead_node_reclaim_time": 0.0,
+    "stream_max_bytes": 32 * 1024 * 1024,
     "require_node_names": False,
     "label": "",
     "skip_inbound_label_check": False,

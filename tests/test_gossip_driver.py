@@ -65,13 +65,21 @@ class FakeMachine:
     """A toy protocol with the driver-facing surface of protocol.Serf.
 
     UDP: ``boom`` raises (a malformed packet), ``ping:X`` is answered with ``pong:X``; every accepted datagram is
-    an event ``Got``.  TCP in: a message is complete at a newline, the reply is ``echo:`` + message.  join: dials
-    each address with ``hello\\n`` and expects a newline-terminated reply, and pings it over UDP.  Timers:
+    an event ``Got``.  TCP in: chunks are collected per accepted stream (as protocol.Node's reader does); a message
+    is complete at a newline, the reply is ``echo:`` + message; more than ``max_stream`` bytes gets ``too big``.
+    join: dials each address with ``hello\\n`` and expects a newline-terminated reply, and pings it over UDP.  Timers:
     ``schedule(at, label)`` gives a ``Tick`` at ``at``.
     """
 
-    def __init__(self, now: float, *, dial_timeout: float = 1.0, leave_delay: float | None = 1.0) -> None:
+    def __init__(
+        self, now: float, *, dial_timeout: float = 1.0, leave_delay: float | None = 1.0, max_stream: int = 1 << 20
+    ) -> None:
         self.now0 = now
+        self.max_stream = max_stream
+        self._in: dict[int, tuple[Addr, bytearray]] = {}
+        self._in_seq = 0
+        self.closed_streams: list[int] = []
+        self._replies: dict[int, bytearray] = {}
         self.dial_timeout = dial_timeout
         self.leave_delay = leave_delay
         self._timers: list[tuple[float, int, str]] = []
@@ -96,17 +104,34 @@ class FakeMachine:
             self._tx.append(Datagram(addr, b"pong:" + data[5:]))
         self._ev.append(Got(addr, data))
 
-    def handle_stream(self, now: float, addr: Addr, data: bytes) -> bytes | None:
-        self.inbound.append((addr, data))
-        if data == b"crash\n":
+    def accept_stream(self, now: float, addr: Addr) -> int:
+        self._in_seq += 1
+        self._in[self._in_seq] = (addr, bytearray())
+        return self._in_seq
+
+    def handle_stream_data(self, now: float, stream_id: int, chunk: bytes) -> bytes | None:
+        addr, buf = self._in[stream_id]
+        buf += chunk
+        self.inbound.append((addr, bytes(chunk)))
+        if len(buf) > self.max_stream:
+            return b"too big"
+        if buf == b"crash\n":
             raise RuntimeError("machine bug on a stream")
-        if data.endswith(b"\n"):
-            return b"echo:" + data
+        if buf.endswith(b"\n"):
+            return b"echo:" + bytes(buf)
         return None
 
-    def handle_stream_reply(self, now: float, stream_id: int, data: bytes) -> bool:
+    def close_stream(self, stream_id: int) -> None:
+        self.closed_streams.append(stream_id)
+        del self._in[stream_id]
+
+    def handle_stream_reply(self, now: float, stream_id: int, chunk: bytes) -> bool:
+        data = self._replies.setdefault(stream_id, bytearray())
+        data += chunk
         if not data.endswith(b"\n"):
             return False
+        del self._replies[stream_id]
+        data = bytes(data)
         addr = self._dials.pop(stream_id)
         self._ev.append(JoinResult(addr, data == b"echo:hello\n", "" if data == b"echo:hello\n" else repr(data)))
         return True
@@ -303,7 +328,8 @@ async def test_inbound_stream_is_fed_incrementally_then_answered() -> None:
                 while chunk := await stream.receive_some(100):
                     reply += chunk
             assert reply == b"echo:hello\n"
-            assert [d for _, d in fake.inbound] == [b"hel", b"hello\n"]  # everything so far, each time
+            assert [d for _, d in fake.inbound] == [b"hel", b"lo\n"]  # each chunk once: the machine keeps the rest
+            assert fake.closed_streams == [1]
             nursery.cancel_scope.cancel()
 
 
@@ -312,15 +338,20 @@ async def test_inbound_stream_size_is_capped_and_machine_errors_contained() -> N
     fake = FakeMachine(trio.current_time())
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery:
-            driver = await start_driver(nursery, fake, tcp_timeout=30.0, max_stream_bytes=1000)
+            driver = await start_driver(nursery, fake, tcp_timeout=30.0)
+            fake.max_stream = 1000
             assert driver.address is not None
-            for payload in (b"x" * 5000, b"crash\n"):
-                stream = await trio.open_tcp_stream(*driver.address)
-                async with stream:
-                    with contextlib.suppress(trio.BrokenResourceError):  # it may close before we finish
-                        await stream.send_all(payload)
-                    assert await stream.receive_some(100) == b""  # closed long before tcp_timeout
-            await wait_until(lambda: driver.stats.streams_in_failed == 2)
+            stream = await trio.open_tcp_stream(*driver.address)
+            async with stream:  # the machine's bound: its answer, then the driver closes
+                with contextlib.suppress(trio.BrokenResourceError):  # it may close before we finish
+                    await stream.send_all(b"x" * 5000)
+                assert await stream.receive_some(100) == b"too big"
+            stream = await trio.open_tcp_stream(*driver.address)
+            async with stream:
+                with contextlib.suppress(trio.BrokenResourceError):
+                    await stream.send_all(b"crash\n")
+                assert await stream.receive_some(100) == b""  # closed long before tcp_timeout
+            await wait_until(lambda: driver.stats.streams_in_failed == 1)
             # still serving
             stream = await trio.open_tcp_stream(*driver.address)
             async with stream:

@@ -192,21 +192,39 @@ def test_a_slow_client_does_not_block_another() -> None:
     run(main)
 
 
-def test_connection_cap_answers_429() -> None:
+def test_connection_cap_answers_429_only_when_every_connection_is_busy() -> None:
+    api = cluster()
+    index = api.table.current.index
+
     async def main() -> None:
         with trio.fail_after(TIMEOUT):
-            async with serving(cluster(), max_connections=2) as addr:
+            async with serving(api, max_connections=2) as addr:
                 a, b = await connect(addr), await connect(addr)
                 async with a, b:
-                    await a.send_all(request_bytes("GET", "/v1/status/leader"))  # both are being served
-                    await read_replies(a, 1)
+                    for s in (a, b):  # both park a blocking query: busy
+                        await s.send_all(request_bytes("GET", f"/v1/catalog/nodes?index={index}&wait=1m"))
+                    while api.table.statistics().waiters < 2:
+                        await trio.sleep(0.01)
                     async with await connect(addr) as c:
                         raw = await read_until_closed(c)
                         assert raw.startswith(b"HTTP/1.1 429 Too Many Requests\r\n")
-                await trio.sleep(0.1)  # the server notices the two closes
-                async with await connect(addr) as d:
-                    await d.send_all(request_bytes("GET", "/v1/status/leader"))
-                    assert (await read_replies(d, 1))[0].status == 200
+                    api.apply("member-join", member("late", "10.0.0.50"))
+                    for s in (a, b):
+                        assert (await read_replies(s, 1))[0].status == 200
+                    # Now both are idle keep-alive connections: a newcomer takes the longest-idle one's slot
+                    # (a's or b's: their responses went out in the same instant, so either may be the older).
+                    async with await connect(addr) as d:
+                        await d.send_all(request_bytes("GET", "/v1/status/leader"))
+                        assert (await read_replies(d, 1))[0].status == 200
+                    closed: list[bytes] = []
+                    async with trio.open_nursery() as nursery:
+                        async def first_closed(s: trio.SocketStream) -> None:
+                            closed.append(await read_until_closed(s))
+                            nursery.cancel_scope.cancel()
+
+                        for s in (a, b):
+                            nursery.start_soon(first_closed, s)
+                    assert closed == [b""]
 
     run(main)
 

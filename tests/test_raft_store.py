@@ -18,7 +18,7 @@ from agent.server import records
 from agent.server.errors import ClusterMismatch, StoreCorrupt
 from agent.server.raftstore import RaftStore, snapshot_name
 from protocol.raft.membership import conf_after
-from protocol.raft.storage import Compacted, SnapshotOutOfDate, Unavailable
+from protocol.raft.storage import Compacted, SnapshotOutOfDate, Unavailable, entry_size
 from protocol.raft.types import (
     ConfChange,
     ConfChangeKind,
@@ -238,7 +238,7 @@ def test_storage_answers_and_errors(tmp_path: Path) -> None:
     assert s.entries(1, 1) == []
     s.append([entry(i, data=b"x" * 10) for i in range(1, 11)])
     assert [e.index for e in s.entries(3, 7)] == [3, 4, 5, 6]
-    assert [e.index for e in s.entries(3, 7, max_bytes=25)] == [3, 4]
+    assert [e.index for e in s.entries(3, 7, max_bytes=2 * entry_size(entry(3, data=b"x" * 10)))] == [3, 4]
     assert [e.index for e in s.entries(3, 7, max_bytes=0)] == [3]  # at least one
     with pytest.raises(Unavailable):
         s.entries(5, 12)

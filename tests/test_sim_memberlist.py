@@ -114,9 +114,13 @@ def test_leave_is_seen_as_left_everywhere():
         if h.name != "n5":
             leaves = net.events(h.name, NodeLeave)
             assert [e.node.name for e in leaves] == ["n5"] and leaves[0].node.state == NodeStateType.LEFT
-    # the node keeps running after leaving but never comes back, and nobody calls it dead
+    # the node keeps running after leaving but never comes back, and nobody calls it dead; past
+    # gossip_to_the_dead_time peers forget it, as memberlist's resetNodes does with dead *or left* members
     net.run_for(30)
-    assert state_everywhere(net, "n5", NodeStateType.LEFT)
+    for h in net.hosts.values():
+        if h.name != "n5":
+            seen = h.machine.get("n5")
+            assert seen is None or seen.state == NodeStateType.LEFT, (h.name, seen)
     no_internal_errors(net)
 
 

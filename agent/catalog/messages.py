@@ -52,13 +52,14 @@ def encode(message: Message) -> bytes:
             body = {"t": "q", "n": list(message.nodes)}
         case Records():
             body = {"t": "r", "r": [to_wire(r) for r in message.records]}
+    # Node names are Go strings (docs/wire.md, "Go strings are bytes"): written and read with the one rule.
     return msgpack.packb(body, use_bin_type=True, unicode_errors=WIRE_ERRORS)
 
 
 def decode(data: bytes) -> Message:
     """One message; MessageError says what is wrong (the caller logs it and drops the message)."""
     try:
-        body = msgpack.unpackb(data, raw=False, strict_map_key=False, unicode_errors="surrogateescape")
+        body = msgpack.unpackb(data, raw=False, strict_map_key=False, unicode_errors=WIRE_ERRORS)
     except Exception as exc:
         raise MessageError(f"not msgpack: {exc}") from None
     if not isinstance(body, dict):

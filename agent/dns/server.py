@@ -7,7 +7,11 @@ until it is empty and only then parks in ``wait_readable``; under a flood it sti
 recursors leave the loop as tasks, bounded in number.
 
 TCP (RFC 7766): length-prefixed messages, pipelined (several queries may be in flight on one connection and are
-answered as they finish), an idle timeout, a cap on open connections (beyond it new connections are closed at once).
+answered as they finish).  Deadlines as miekg/dns has them: the first query must arrive whole within
+``tcp_read_timeout`` of the connection's start, each next one within ``tcp_idle`` of the one before; bytes that
+trickle in never move a deadline.  At the cap on open connections (agent/connlimit.py) the connection that has
+waited longest for a query is closed to make room (what it has in flight still gets its answers); a newcomer is
+closed at once only when every connection is busy writing answers.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 import attrs
 import trio
 
+from agent.connlimit import ConnectionSlots, Slot
 from agent.dns.cache import Forward, Responder
 from agent.dns.recursor import forward, servfail
 from agent.dns.settings import DnsSettings
@@ -37,8 +42,9 @@ MAX_DATAGRAM = 65535
 class DnsLimits:
     """Server-side bounds (not Consul config: miekg's defaults are close to these)."""
 
-    tcp_idle: float = 8.0  # seconds without a complete query (or a stuck write) before a TCP connection is closed
-    tcp_connections: int = 256  # concurrent TCP connections; more are closed on accept
+    tcp_read_timeout: float = 2.0  # a TCP connection's first query must arrive whole within this (miekg: 2 s)
+    tcp_idle: float = 8.0  # each next query within this of the one before; also a write's bound (miekg: 8 s)
+    tcp_connections: int = 256  # concurrent TCP connections; at the cap the longest-idle one makes room
     forwards: int = 256  # concurrent queries out at the recursors; more get SERVFAIL
 
 
@@ -101,8 +107,11 @@ class _Server:
     settings: DnsSettings
     limits: DnsLimits
     nursery: trio.Nursery
-    tcp_open: int = 0
     forwarding: int = 0
+    slots: ConnectionSlots = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.slots = ConnectionSlots(self.limits.tcp_connections)
 
     # -------------------------------------------------------------------------------------------- UDP
 
@@ -180,13 +189,13 @@ class _Server:
                     log.warning("dns: accept failed: %s", exc)
                     await trio.sleep(0.1)
                     continue
-                if self.tcp_open >= self.limits.tcp_connections:
-                    await stream.aclose()
+                slot = self.slots.admit("")  # no per-client cap: the key does not matter
+                if slot is None:
+                    await trio.aclose_forcefully(stream)
                     continue
-                self.tcp_open += 1
-                self.nursery.start_soon(self._tcp_connection, stream)
+                self.nursery.start_soon(self._tcp_connection, stream, slot)
 
-    async def _tcp_connection(self, stream: trio.SocketStream) -> None:
+    async def _tcp_connection(self, stream: trio.SocketStream, slot: Slot) -> None:
         try:
             async with stream, trio.open_nursery() as inflight:
                 lock = trio.Lock()
@@ -199,12 +208,16 @@ class _Server:
                         inflight.cancel_scope.cancel()  # a reader that stopped reading: drop it
 
                 buf = bytearray()
+                due = trio.current_time() + self.limits.tcp_read_timeout  # the next query, whole
                 while True:
                     chunk = None
-                    with trio.move_on_after(self.limits.tcp_idle):
+                    scope = trio.CancelScope(deadline=due)
+                    with scope, self.slots.idle(slot, scope):
                         chunk = await stream.receive_some(65536)
+                    if chunk is None and slot.evicted:
+                        break  # its slot went to a new client: answer what is in flight, then close
                     if chunk is None:
-                        inflight.cancel_scope.cancel()  # idle: close, whatever is pending
+                        inflight.cancel_scope.cancel()  # no whole query in time: close, whatever is pending
                         break
                     if not chunk:
                         break  # the client is done sending: finish what is in flight, then close
@@ -215,6 +228,7 @@ class _Server:
                             break
                         message = bytes(buf[2:2 + size])
                         del buf[:2 + size]
+                        due = trio.current_time() + self.limits.tcp_idle
                         reply = self.responder.respond(message, True)
                         if type(reply) is bytes:
                             await send(reply)
@@ -226,4 +240,4 @@ class _Server:
         except* Exception:
             log.exception("dns: TCP connection failed")  # contained: one connection, never the server
         finally:
-            self.tcp_open -= 1
+            self.slots.release(slot)

@@ -13,14 +13,19 @@ class HttpOptions:
 
     max_request_bytes: int = 1 << 20  # a body above this is a 413 (Go's http MaxBytesReader habit)
     max_header_bytes: int = 64 * 1024  # a head above this is a 431
-    header_timeout: float = 10.0  # from a request's first byte to the end of its head (slowloris)
+    # A request head is due this long after the connection opened (first request) or after its first byte (later
+    # ones), whatever trickles in: Go's ReadHeaderTimeout (slowloris, and connections that never say anything).
+    header_timeout: float = 10.0
     body_timeout: float = 30.0  # to receive a whole body once the head is in
-    idle_timeout: float = 90.0  # keep-alive: how long a connection may sit between requests
+    idle_timeout: float = 30.0  # keep-alive: how long a connection may wait for its next request (Go's IdleTimeout)
+    # While a handler runs, a client that sent more than its request is polled this often for a hang-up.
+    hangup_check_interval: float = 5.0
     write_timeout: float = 30.0  # a client that doesn't read its response is dropped
     linger_time: float = 0.5  # after refusing a body, drain the rest this long so the 413 isn't lost to a reset
     shutdown_grace: float = 1.0  # a response already computed still goes out this long after cancellation
-    max_connections: int = 1024  # over this, new connections get 429 and are closed
-    max_connections_per_client: int = 200  # Consul's limits.http_max_conns_per_client
+    # At either cap the longest-idle connection is closed to make room; a 429 only when every one is busy.
+    max_connections: int = 1024
+    max_connections_per_client: int = 200  # Consul's limits.http_max_conns_per_client (0: no cap)
     # Consul waits rpc_hold_timeout (7 s) for a leader before "No cluster leader".  Our leader is computed
     # locally from the member table, so waiting rarely helps: answer at once unless configured otherwise.
     rpc_hold_timeout: float = 0.0

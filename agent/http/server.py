@@ -1,16 +1,24 @@
 """The HTTP/1.1 server: h11 state machines on trio streams, one task per connection, all in one nursery.
 
-Rules (each one is a test in tests/test_http_server.py):
+Rules (each one is a test in tests/test_http_server.py or tests/test_http_starvation.py):
 
 - one request at a time per connection, responses in order (keep-alive and pipelining both work);
-- a request's head must arrive within ``header_timeout`` of its first byte and its body within ``body_timeout``;
-  an idle keep-alive connection is closed after ``idle_timeout`` (a client trickling bytes holds only itself);
+- a request's head must arrive within ``header_timeout``, counted from the connection's start for its first
+  request and from the first byte for the next ones (Go's ReadHeaderTimeout: whatever trickles in, the deadline
+  does not move), and its body within ``body_timeout``; a keep-alive connection with no next request is closed
+  after ``idle_timeout`` (Go's IdleTimeout);
 - a head above ``max_header_bytes`` is a 431, a body above ``max_request_bytes`` a 413; malformed requests get
   Go's ``400 Bad Request`` and the connection is closed; nothing a client sends affects another connection;
-- while a handler runs (a blocking query may park for ten minutes) the connection is watched: if the client goes
-  away the handler is cancelled, as Go cancels the request context;
-- over ``max_connections`` (or ``max_connections_per_client`` from one IP) a new connection gets a 429 and is
-  closed at once;
+- while a handler runs (a blocking query may park for ten minutes) nothing more is read from its connection but
+  one byte, as Go's background read does: end-of-file then cancels the handler (Go cancels the request context);
+  anything else (a pipelined request, garbage) stays in the kernel until the response is out, and the
+  connection is only checked for a hang-up (``hangup_check_interval``).  So a parked query costs the same
+  whatever its client sends after it;
+- ``max_connections`` in all and ``max_connections_per_client`` from one IP (agent/connlimit.py): at either cap,
+  the connection that has waited longest for a request (idle keep-alive, silent, slowloris) is closed to make
+  room; only when every one has a request in progress does a newcomer get a 429, closed at once;
+- ``Host`` (agent/http/hosts.py): with ``http_config.allowed_hosts`` set, any other Host is a 403; the stream and
+  the page, which browsers reach, refuse a Host that is not this agent's own name or address even without it;
 - a response already computed when the server is cancelled (``PUT /v1/agent/leave`` shuts the agent down) still
   goes out, within ``shutdown_grace``;
 - a ``GET`` with ``Upgrade: websocket`` to a socket route (``/v1/stream/members``) leaves h11 once its head is read:
@@ -25,7 +33,7 @@ import errno
 import logging
 import math
 import random
-from collections import Counter
+import select
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import TYPE_CHECKING
@@ -34,7 +42,9 @@ import h11
 import trio
 import trio_websocket
 
+from agent.connlimit import ConnectionSlots, Slot
 from agent.http.errors import HTTPError
+from agent.http.hosts import HostPolicy
 from agent.http.options import HttpOptions
 from agent.http.request import BadTarget, Query, Request, parse_target
 from agent.http.response import Response, wire_headers
@@ -85,15 +95,22 @@ class _Close(Exception):
 
 
 class HttpServer:
-    """Shared state of one listening server: the agent, the router, the options and the connection counts."""
+    """Shared state of one listening server: the agent, the router, the options and the connection slots."""
 
     def __init__(self, api: AgentAPI, options: HttpOptions, router: Router, rng: random.Random) -> None:
         self.api = api
         self.options = options
         self.router = router
         self.rng = rng
-        self.active = 0
-        self.per_client: Counter[str] = Counter()
+        self.slots = ConnectionSlots(options.max_connections, options.max_connections_per_client)
+        self._hosts: HostPolicy | None = None
+
+    def host_policy(self) -> HostPolicy:
+        """The Host rules of the agent's current config (rebuilt after a reload)."""
+        config = self.api.config
+        if self._hosts is None or self._hosts.config is not config:
+            self._hosts = HostPolicy(config)
+        return self._hosts
 
     async def accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
         """Accept forever; every connection is its own task in ``nursery`` (a failure in one stays there)."""
@@ -108,35 +125,31 @@ class HttpServer:
                     await trio.sleep(0.1)
                     continue
                 remote = _peer(stream)
-                ip = remote.rsplit(":", 1)[0]
-                opts = self.options
-                if self.active >= opts.max_connections or self.per_client[ip] >= opts.max_connections_per_client:
-                    await self._reject(stream)
+                slot = self.slots.admit(remote.rsplit(":", 1)[0])
+                if slot is None:
+                    nursery.start_soon(self._reject, stream, remote)
                     continue
-                self.active += 1
-                self.per_client[ip] += 1
-                nursery.start_soon(self._serve_connection, stream, remote, ip)
+                nursery.start_soon(self._serve_connection, stream, remote, slot)
 
-    async def _reject(self, stream: trio.SocketStream) -> None:
-        log.warning("http: connection limit reached: refusing %s", _peer(stream))
+    async def _reject(self, stream: trio.SocketStream, remote: str) -> None:
+        """Every slot holds a request in progress: 429 (in its own task: the accept loop never waits on a client)."""
+        log.warning("http: connection limit reached, every connection busy: refusing %s", remote)
         with trio.move_on_after(0.05):
-            await stream.send_all(_TOO_MANY)
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                await stream.send_all(_TOO_MANY)
         await trio.aclose_forcefully(stream)
 
-    async def serve_connection(self, stream: trio.abc.Stream, remote: str = "memory") -> None:
+    async def serve_connection(self, stream: trio.abc.Stream, remote: str = "memory", slot: Slot | None = None) -> None:
         """Serve one accepted stream until it closes (tests drive this over in-memory streams, virtual clock)."""
-        await _Connection(self, stream, remote).run()
+        await _Connection(self, stream, remote, slot or Slot(remote, released=True)).run()  # uncounted
 
-    async def _serve_connection(self, stream: trio.SocketStream, remote: str, ip: str) -> None:
+    async def _serve_connection(self, stream: trio.SocketStream, remote: str, slot: Slot) -> None:
         try:
-            await self.serve_connection(stream, remote)
+            await self.serve_connection(stream, remote, slot)
         except Exception:
             log.exception("http: connection from %s failed", remote)
         finally:
-            self.active -= 1
-            self.per_client[ip] -= 1
-            if self.per_client[ip] <= 0:
-                del self.per_client[ip]
+            self.slots.release(slot)
             await trio.aclose_forcefully(stream)
 
 
@@ -151,12 +164,15 @@ def _peer(stream: trio.SocketStream) -> str:
 class _Connection:
     """One client connection: read a request, run it, write the response, repeat while keep-alive holds."""
 
-    def __init__(self, server: HttpServer, stream: trio.abc.Stream, remote: str) -> None:
+    def __init__(self, server: HttpServer, stream: trio.abc.Stream, remote: str, slot: Slot) -> None:
         self.server = server
         self.options = server.options
         self.stream = stream
         self.remote = remote
+        self.slot = slot
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=server.options.max_header_bytes)
+        self.started = trio.current_time()
+        self.served = 0  # requests answered on this connection
 
     async def run(self) -> None:
         try:
@@ -164,11 +180,17 @@ class _Connection:
                 request = await self._read_request()
                 if request is None:
                     return
-                socket_route = self.server.router.socket(request.path) if _wants_websocket(request) else None
-                if socket_route is not None:
-                    await self._upgrade(socket_route, request)
-                    return
-                response = await self._handle(request)
+                self.served += 1
+                refusal = self.server.host_policy().refusal(request.header("host"), request.path, self._local_ip())
+                if refusal is not None:
+                    log.warning("http: %s %s from %s refused: %s", request.method, request.path, self.remote, refusal)
+                    response = Response.text(403, refusal)
+                else:
+                    socket_route = self.server.router.socket(request.path) if _wants_websocket(request) else None
+                    if socket_route is not None:
+                        await self._upgrade(socket_route, request)
+                        return
+                    response = await self._handle(request)
                 await self._write(response, head=request.method == "HEAD")
                 if response.close or self.conn.our_state is h11.MUST_CLOSE:
                     return
@@ -180,11 +202,18 @@ class _Connection:
 
     # ------------------------------------------------------------------ reading
 
-    async def _receive(self) -> bytes:
+    async def _receive(self, max_bytes: int = _RECEIVE_SIZE) -> bytes:
         try:
-            return await self.stream.receive_some(_RECEIVE_SIZE)
+            return await self.stream.receive_some(max_bytes)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             return b""
+
+    def _local_ip(self) -> str:
+        sock = getattr(self.stream, "socket", None)
+        try:
+            return str(sock.getsockname()[0]) if sock is not None else ""
+        except OSError:
+            return ""
 
     async def _next_event(self, on_data: Callable[[], None] | None = None) -> object:
         """The next h11 event, reading as needed; protocol errors are answered (400/431) and end the connection."""
@@ -202,10 +231,19 @@ class _Connection:
                 on_data()
 
     async def _read_request(self) -> Request | None:
+        """The next request, or None (closed, timed out, evicted, or refused with an error answer).
+
+        The first request's head is due ``header_timeout`` after the connection started; a later one
+        ``idle_timeout`` after the previous answer for its first byte, then ``header_timeout`` for the rest.
+        Bytes trickling in never move a deadline.  The whole wait is idle time: the slot may be evicted.
+        """
         opts = self.options
-        started = bool(self.conn.trailing_data[0])
+        started = self.served == 0 or bool(self.conn.trailing_data[0])
         scope = trio.CancelScope()
-        scope.deadline = trio.current_time() + (opts.header_timeout if started else opts.idle_timeout)
+        if self.served == 0:
+            scope.deadline = self.started + opts.header_timeout
+        else:
+            scope.deadline = trio.current_time() + (opts.header_timeout if started else opts.idle_timeout)
 
         def head_started() -> None:
             nonlocal started
@@ -213,8 +251,11 @@ class _Connection:
                 started = True
                 scope.deadline = trio.current_time() + opts.header_timeout
 
-        with scope:
+        with scope, self.server.slots.idle(self.slot, scope):
             event = await self._next_event(head_started)
+        if self.slot.evicted:
+            log.debug("http: %s evicted while waiting for a request: its slot went to a new client", self.remote)
+            return None
         if scope.cancelled_caught:
             log.debug("http: %s timed out waiting for a request head", self.remote)
             return None
@@ -301,16 +342,25 @@ class _Connection:
         return response
 
     async def _watch_peer(self, handler_scope: trio.CancelScope) -> None:
-        """Read ahead while the handler runs: pipelined bytes go to h11 (bounded); EOF cancels the handler."""
-        budget = self.options.max_request_bytes + self.options.max_header_bytes
-        while budget > 0:
-            data = await self._receive()
-            if not data:
+        """While the handler runs, read one byte at most (Go's background read): EOF cancels the handler.
+
+        A byte means the client sent more (a pipelined request, garbage): it goes to h11 and the rest waits in
+        the kernel until the response is out (TCP backpressure), so a parked query costs nothing more whatever
+        its client sends.  From then on the socket is only polled for a hang-up now and then.
+        """
+        data = await self._receive(1)
+        if not data:
+            handler_scope.cancel()
+            return
+        self.conn.receive_data(data)
+        sock = getattr(self.stream, "socket", None)
+        if sock is None:
+            await trio.sleep_forever()
+        while True:
+            await trio.sleep(self.options.hangup_check_interval)
+            if _hung_up(sock):
                 handler_scope.cancel()
                 return
-            self.conn.receive_data(data)
-            budget -= len(data)
-        await trio.sleep_forever()
 
     # ------------------------------------------------------------------ websocket hand-off
 
@@ -372,6 +422,20 @@ class _Connection:
         with trio.move_on_after(self.options.write_timeout):
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                 await self.stream.send_all(data)
+
+
+def _hung_up(sock: trio.socket.SocketType) -> bool:
+    """Has the peer closed its side (or reset), even with unread data before the end?  Linux's POLLRDHUP."""
+    poller = select.poll()
+    try:
+        poller.register(sock.fileno(), _HANGUP)
+        events = poller.poll(0)
+    except (OSError, ValueError):
+        return True
+    return any(mask & _HANGUP for _, mask in events)
+
+
+_HANGUP = getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLLERR
 
 
 def _wants_websocket(request: Request) -> bool:
@@ -443,7 +507,9 @@ async def serve_http(
     listeners = await trio.open_tcp_listeners(port, host=host or None)
     sockname = listeners[0].socket.getsockname()
     bound = (sockname[0], sockname[1])
-    server = HttpServer(api, options or HttpOptions(), router or default_router(), rng or random.Random())
+    if options is None:
+        options = HttpOptions(max_connections_per_client=api.config.http_max_conns_per_client)
+    server = HttpServer(api, options, router or default_router(), rng or random.Random())
     log.info("http: serving the HTTP API on %s:%d", *bound)
     async with trio.open_nursery() as nursery:
         for listener in listeners:

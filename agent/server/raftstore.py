@@ -27,7 +27,7 @@ from pathlib import Path
 
 from agent.datadir import DataDir, fsync_dir
 from protocol.raft.membership import conf_after
-from protocol.raft.storage import Compacted, SnapshotOutOfDate, Unavailable
+from protocol.raft.storage import Compacted, SnapshotOutOfDate, Unavailable, limit_size
 from protocol.raft.types import (
     ConfState,
     Entry,
@@ -226,14 +226,7 @@ class RaftStore:
         if hi > self.last_index() + 1:
             raise Unavailable(f"entries up to {hi - 1} asked, last index is {self.last_index()}")
         offset = self._snap.meta.index + 1
-        out = self._ents[lo - offset : hi - offset]
-        if max_bytes is not None and out:
-            size = len(out[0].data)
-            for n, e in enumerate(out[1:], 1):
-                size += len(e.data)
-                if size > max_bytes:
-                    return out[:n]
-        return out
+        return limit_size(self._ents[lo - offset : hi - offset], max_bytes)
 
     def snapshot(self) -> Snapshot:
         return self._snap

@@ -7,16 +7,12 @@ their first index (the driver's contract). Committed entries are never cut: tryi
 
 from __future__ import annotations
 
-from .storage import Compacted, Storage, Unavailable
+from .storage import Compacted, Storage, Unavailable, limit_size
 from .types import Entry, Snapshot
 
 
 class LogInvariantError(AssertionError):
     """The core was asked to break a log invariant (commit a missing entry, rewrite a committed one)."""
-
-
-def entry_size(e: Entry) -> int:
-    return len(e.data) + 16
 
 
 class Unstable:
@@ -195,13 +191,7 @@ class RaftLog:
         if hi > off:
             start = max(lo, off)
             out.extend(self.unstable.entries[start - off: hi - off])
-        if max_bytes is not None:
-            size = 0
-            for n, e in enumerate(out):
-                size += entry_size(e)
-                if n and size > max_bytes:
-                    return out[:n]
-        return out
+        return limit_size(out, max_bytes)
 
     def snapshot(self) -> Snapshot:
         return self.unstable.snapshot if self.unstable.snapshot is not None else self.storage.snapshot()

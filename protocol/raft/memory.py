@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .log import entry_size
 from .membership import conf_at_end
-from .storage import Compacted, SnapshotOutOfDate, Unavailable
+from .storage import Compacted, SnapshotOutOfDate, Unavailable, limit_size
 from .types import ConfState, Entry, HardState, Snapshot, SnapshotMeta
 
 
@@ -48,14 +47,7 @@ class MemoryStorage:
         if hi > self.last_index() + 1:
             raise Unavailable(f"entries to {hi} pass the last index {self.last_index()}")
         out = self._entries[lo - self._base_index - 1: hi - self._base_index - 1]
-        if max_bytes is None:
-            return out
-        size = 0
-        for n, e in enumerate(out):
-            size += entry_size(e)
-            if n and size > max_bytes:
-                return out[:n]
-        return out
+        return limit_size(out, max_bytes)
 
     def snapshot(self) -> Snapshot:
         return self._snapshot

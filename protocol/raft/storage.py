@@ -13,6 +13,23 @@ from typing import Protocol
 from .types import ConfState, Entry, HardState, Snapshot
 
 
+def entry_size(e: Entry) -> int:
+    """What an entry counts against a max_bytes budget: its data plus a fixed allowance for index, term, kind."""
+    return len(e.data) + 16
+
+
+def limit_size(entries: list[Entry], max_bytes: int | None) -> list[Entry]:
+    """The longest prefix within max_bytes, but never fewer than one entry (so a huge entry still moves)."""
+    if max_bytes is None:
+        return entries
+    size = 0
+    for n, e in enumerate(entries):
+        size += entry_size(e)
+        if n and size > max_bytes:
+            return entries[:n]
+    return entries
+
+
 class StorageError(Exception):
     """Base of the errors a Storage raises for indexes it cannot serve."""
 

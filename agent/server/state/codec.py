@@ -1,0 +1,145 @@
+"""The whole `State` as bytes (Raft snapshots) and back, exactly: ``restore(snapshot(s)) == s``.
+
+``msgpack [format, applied, indexes, lock_delays, kvs, tombstones, sessions, session_checks, nodes, services,
+checks]``; every table is a list of rows sorted by key, so equal states give equal bytes whatever order their
+writes came in (determinism across servers is checked by comparing these bytes).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import immutables
+import msgpack
+
+from agent.catalog.record import NodeCatalog, RecordError, from_wire, to_wire
+from agent.gostrings import WIRE_ERRORS
+
+from .tables import CatalogCheck, CatalogNode, CatalogService, KVEntry, Session, State
+
+__all__ = ["SNAPSHOT_FORMAT", "SnapshotError", "decode_state", "encode_state"]
+
+SNAPSHOT_FORMAT = 1
+
+
+class SnapshotError(ValueError):
+    """Snapshot bytes that are not a state of this format; the message says where."""
+
+
+def _sorted_map(m: immutables.Map[str, str]) -> dict[str, str]:
+    return {k: m[k] for k in sorted(m)}
+
+
+def _kv(e: KVEntry) -> list[Any]:
+    return [e.key, e.value, e.flags, e.lock_index, e.session, e.create_index, e.modify_index]
+
+
+def _session(s: Session) -> list[Any]:
+    return [s.id, s.node, s.name, s.lock_delay, s.behavior, s.ttl, list(s.node_checks),
+            [list(p) for p in s.service_checks], list(s.checks), s.create_index, s.modify_index]  # fmt: skip
+
+
+def _node(n: CatalogNode) -> list[Any]:
+    return [n.node, n.address, n.id, n.datacenter, _sorted_map(n.tagged_addresses), _sorted_map(n.meta),
+            n.create_index, n.modify_index]  # fmt: skip
+
+
+def _service(s: CatalogService) -> list[Any]:
+    return [s.node, to_wire(NodeCatalog("", 0, services=(s.service,)))["s"][0], s.create_index, s.modify_index]
+
+
+def _check(c: CatalogCheck) -> list[Any]:
+    return [c.node, to_wire(NodeCatalog("", 0, checks=(c.check,)))["c"][0], c.create_index, c.modify_index]
+
+
+def encode_state(state: State) -> bytes:
+    def rows(table: immutables.Map[Any, Any], row: Any) -> list[Any]:
+        return [row(table[k]) for k in sorted(table.keys())]
+
+    body = [
+        SNAPSHOT_FORMAT,
+        state.applied,
+        sorted([k, v] for k, v in state.indexes.items()),
+        sorted([k, v] for k, v in state.lock_delays.items()),
+        rows(state.kvs, _kv),
+        sorted([k, v] for k, v in state.tombstones.items()),
+        rows(state.sessions, _session),
+        sorted([k[0], k[1], list(v)] for k, v in state.session_checks.items()),
+        rows(state.nodes, _node),
+        rows(state.services, _service),
+        rows(state.checks, _check),
+    ]
+    return msgpack.packb(body, use_bin_type=True, unicode_errors=WIRE_ERRORS)
+
+
+def _pairs(raw: Any, what: str) -> dict[Any, Any]:
+    if not isinstance(raw, list) or not all(isinstance(p, list) and len(p) == 2 for p in raw):
+        raise SnapshotError(f"state snapshot: {what}: expected [key, value] pairs")
+    return {p[0]: p[1] for p in raw}
+
+
+def _rows(raw: Any, what: str, build: Any) -> list[Any]:
+    if not isinstance(raw, list):
+        raise SnapshotError(f"state snapshot: {what}: expected a list")
+    out = []
+    for i, row in enumerate(raw):
+        try:
+            out.append(build(*row))
+        except (TypeError, ValueError, RecordError, IndexError) as exc:
+            raise SnapshotError(f"state snapshot: {what}[{i}]: {exc}") from None
+    return out
+
+
+def _new_session(id_: str, node: str, name: str, lock_delay: int, behavior: str, ttl: str, node_checks: list[str],
+                 service_checks: list[list[str]], checks: list[str], create: int, modify: int) -> Session:  # fmt: skip
+    return Session(id_, node, name, lock_delay, behavior, ttl, node_checks, service_checks, checks, create, modify)
+
+
+def decode_state(data: bytes) -> State:
+    try:
+        raw = msgpack.unpackb(data, raw=False, strict_map_key=False, unicode_errors="surrogateescape")
+    except Exception as exc:  # msgpack raises several unrelated types for bad input
+        raise SnapshotError(f"state snapshot: not msgpack ({type(exc).__name__}: {exc})") from None
+    if not isinstance(raw, list) or len(raw) != 11:
+        raise SnapshotError("state snapshot: expected a list of 11 parts")
+    if raw[0] != SNAPSHOT_FORMAT:
+        raise SnapshotError(f"state snapshot: format {raw[0]!r} is not {SNAPSHOT_FORMAT}")
+    kvs = _rows(raw[4], "kvs", KVEntry)
+    sessions = _rows(raw[6], "sessions", _new_session)
+    nodes = _rows(raw[8], "nodes", CatalogNode)
+    services = _rows(
+        raw[9],
+        "services",
+        lambda n, s, ci, mi: CatalogService(n, from_wire({"n": "", "v": 0, "s": [s]}).services[0], ci, mi),
+    )
+    checks = _rows(
+        raw[10],
+        "checks",
+        lambda n, c, ci, mi: CatalogCheck(n, from_wire({"n": "", "v": 0, "c": [c]}).checks[0], ci, mi),
+    )
+    if not isinstance(raw[1], int):
+        raise SnapshotError("state snapshot: applied: expected an integer")
+    return State(
+        kvs=immutables.Map({e.key: e for e in kvs}),
+        tombstones=immutables.Map(_pairs(raw[5], "tombstones")),
+        sessions=immutables.Map({s.id: s for s in sessions}),
+        session_checks=immutables.Map(
+            _rows(raw[7], "session_checks", lambda node, check, ids: ((node, check), tuple(ids)))
+        ),
+        nodes=immutables.Map({n.node.lower(): n for n in nodes}),
+        services=immutables.Map({(s.node.lower(), s.service.id): s for s in services}),
+        checks=immutables.Map({(c.node.lower(), c.check.id): c for c in checks}),
+        indexes=immutables.Map(_pairs(raw[2], "indexes")),
+        lock_delays=immutables.Map(_pairs(raw[3], "lock_delays")),
+        applied=raw[1],
+        kv_keys=tuple(sorted(e.key for e in kvs)),
+        held=_held(kvs),
+    )
+
+
+def _held(kvs: list[KVEntry]) -> immutables.Map[str, frozenset[str]]:
+    held: dict[str, set[str]] = {}
+    for entry in kvs:
+        if entry.session:
+            held.setdefault(entry.session, set()).add(entry.key)
+    return immutables.Map({session: frozenset(keys) for session, keys in held.items()})
