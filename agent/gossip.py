@@ -478,7 +478,7 @@ class GossipDriver:
         try:
             await udp.sendto(data, addr)
             self.stats.datagrams_out += 1
-        except OSError as exc:
+        except (OSError, OverflowError, ValueError) as exc:  # unreachable, or an address no socket can take
             self.stats.send_errors += 1
             log.debug("udp send of %d bytes to %s:%d failed: %s", len(data), *addr, exc)
 

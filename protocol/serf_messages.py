@@ -406,7 +406,7 @@ def _decode_relay(body: bytes) -> RelayMessage:
     dest = _struct(h.get("DestAddr"), "relayHeader.DestAddr")
     return RelayMessage(
         dest_ip=_raw(dest.get("IP"), "DestAddr.IP"),
-        dest_port=_int(dest.get("Port"), "DestAddr.Port"),
+        dest_port=_uint(dest.get("Port"), "DestAddr.Port", 16),  # Go's int; a UDP port is 16 bits
         dest_zone=_text(dest.get("Zone"), "DestAddr.Zone"),
         dest_name=_text(h.get("DestName"), "DestName"),
         inner=bytes(body[offset:]),

@@ -102,6 +102,8 @@ class FakeMachine:
             raise ValueError("malformed packet")
         if data.startswith(b"ping:"):
             self._tx.append(Datagram(addr, b"pong:" + data[5:]))
+        if data == b"bad-dest":  # a machine asked to send where no socket can (port beyond 16 bits)
+            self._tx.append(Datagram((addr[0], 1 << 20), b"x"))
         self._ev.append(Got(addr, data))
 
     def accept_stream(self, now: float, addr: Addr) -> int:
@@ -284,13 +286,15 @@ async def test_a_bad_datagram_does_not_kill_the_udp_loop() -> None:
             client = await udp_client()
             with client:
                 await client.sendto(b"boom", driver.address)
+                await client.sendto(b"bad-dest", driver.address)
                 await client.sendto(b"ping:1", driver.address)
                 data, from_ = await client.recvfrom(1500)
                 assert (data, from_) == (b"pong:1", driver.address)
-                ev = await events.receive()
-                assert ev == Got(client.getsockname(), b"ping:1")
+                assert await events.receive() == Got(client.getsockname(), b"bad-dest")
+                assert await events.receive() == Got(client.getsockname(), b"ping:1")
             assert driver.stats.bad_datagrams == 1
-            assert driver.stats.datagrams_in == 2
+            assert driver.stats.datagrams_in == 3
+            assert driver.stats.send_errors == 1
             nursery.cancel_scope.cancel()
 
 

@@ -197,6 +197,14 @@ def test_relay_wraps_header_then_inner_message() -> None:
     assert isinstance(back, RelayMessage) and decode_message(back.inner) == QueryResponseMessage(4, 1, "n1")
 
 
+def test_relay_to_a_port_beyond_16_bits_is_a_decode_error() -> None:
+    """Found by the live fuzzer: a relay to port 2^16+ reached sendto() and killed the agent (OverflowError)."""
+    for port in (1 << 16, 1 << 40, -1):
+        data = encode_message(RelayMessage(dest_ip=bytes([127, 0, 0, 1]), dest_port=port, dest_name="x", inner=b"\x00"))
+        with pytest.raises(SerfDecodeError, match=r"DestAddr\.Port"):
+            decode_message(data)
+
+
 def test_conflict_response_exact_bytes() -> None:
     """Type 6 + serf.Member, keys sorted as go-msgpack writes them; nil when the member is unknown."""
     info = MemberInfo("n1", bytes([10, 0, 0, 1]), 7946, {"r": "x"}, 1, 1, 5, 2, 2, 5, 4)
