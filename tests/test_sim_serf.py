@@ -353,6 +353,25 @@ def test_restart_after_leave_rejoins_as_alive() -> None:
         assert kinds[-2:] == ["member-leave", "member-join"] and "member-failed" not in kinds
 
 
+def test_killed_member_restarted_on_its_address_is_alive_again_at_once() -> None:
+    """The interop restart case on the local profile: the member restarts with incarnation 1 (what the others
+    hold as failed), joins one member, and the push/pull reply makes it refute its death: everyone sees everyone
+    alive again within a few gossip rounds, with no push/pull interval (15 s) to wait for."""
+    local = Config.local(enable_compression=False)
+    net = SimNet(seed=22)
+    members = build(net, local, 3)
+    assert net.run_until(lambda: converged(net, members), deadline=net.now + 10)
+    who, others = members[1], [members[0], members[2]]
+    net.kill(who)
+    assert net.run_until(lambda: all_see(net, others, {who: MemberStatus.FAILED}), deadline=net.now + 25)
+    host = net.hosts[who]
+    net.replace(who, Serf(local, name=who, addr=host.addr, rng=host.rng, now=net.now, tags=tags_of(who)))
+    net.do(who, lambda m, now: m.join(now, [net.hosts[members[2]].addr]))
+    restarted = net.now
+    assert net.run_until(lambda: converged(net, members), deadline=restarted + 3)
+    assert serf(net, who).node.stats["refutes"] >= 1
+
+
 def test_name_conflict_is_logged_with_both_addresses_and_never_flaps() -> None:
     net = SimNet(seed=20)
     members = build(net, LAN, 8)
