@@ -46,6 +46,7 @@ bench-deps:
 	command -v dnsperf >/dev/null 2>&1 || missing="$$missing dnsperf"; \
 	command -v dnsmasq >/dev/null 2>&1 || missing="$$missing dnsmasq-base"; \
 	command -v tcpdump >/dev/null 2>&1 || missing="$$missing tcpdump"; \
+	command -v etcd >/dev/null 2>&1 || missing="$$missing etcd-server"; \
 	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ]; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
@@ -54,6 +55,7 @@ bench: setup bench-deps
 	$(VPY) bench/gossip_vs_serf.py
 	$(VPY) bench/sim_scale.py
 	bash bench/dns_bench.sh
+	$(VPY) bench/raft_vs_etcd.py
 
 clean:
 	rm -rf $(VENV)

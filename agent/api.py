@@ -6,7 +6,7 @@ agent built on the real MemberTable.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from agent.config import AgentConfig
@@ -46,6 +46,11 @@ class AgentAPI(Protocol):
 
         Raises KeyringError for a malformed key, TimeoutError if no aggregate came back at all.
         """
+        ...
+
+    async def server_rpc(self, method: str, args: dict[str, Any]) -> Any:
+        """A server RPC answered by the Raft leader (agent/server/rpc.py): forwarded to it unless we are it.
+        LookupError("No cluster leader") without a leader; agent.server.rpc.RPCError with the leader's text."""
         ...
 
     def self_member(self) -> Member: ...

@@ -64,6 +64,9 @@ __all__ = [
 
 HOUR = 3600.0
 DEFAULT_RECONNECT_TIMEOUT = 72 * HOUR
+#: Consul's performance.raft_multiplier: its default and the largest value it accepts (consul.MaxRaftMultiplier).
+DEFAULT_RAFT_MULTIPLIER = 5
+MAX_RAFT_MULTIPLIER = 10
 MIN_RECONNECT_TIMEOUT = 8 * HOUR
 #: protocol.config.PROFILES' names (not imported: only the supervisor and the gossip driver touch the protocol).
 GOSSIP_PROFILES = ("lan", "local", "wan")
@@ -125,6 +128,8 @@ class AgentConfig:
     bootstrap: bool = False
     bootstrap_expect: int = 0
     dev: bool = False
+    #: Consul's ``performance.raft_multiplier`` (1..10; 5 by default, 1 under -dev): scales Raft's timeouts.
+    raft_multiplier: int = DEFAULT_RAFT_MULTIPLIER
     ui: bool = False
     start_join: tuple[str, ...] = ()
     retry_join: tuple[str, ...] = ()
@@ -394,6 +399,7 @@ KEYS: dict[str, Any] = {
     "log_json": "bool",
     "ui": "bool",
     "ui_config": {"enabled": "bool"},
+    "performance": {"raft_multiplier": "int"},
     "node_meta": "map[string]string",
     "service": _RAW,
     "services": _RAW_LIST,
@@ -898,6 +904,7 @@ _DEV_SOURCE: dict[str, Any] = {
     "log_level": "DEBUG",
     "ports": {"grpc": 8502},
     "gossip_profile": "local",
+    "performance": {"raft_multiplier": 1},
 }
 
 
@@ -934,6 +941,7 @@ def _build(
         "bootstrap": bootstrap,
         "bootstrap_expect": expect,
         "dev": flags.dev,
+        "raft_multiplier": _raft_multiplier(c.get("performance", {}).get("raft_multiplier", DEFAULT_RAFT_MULTIPLIER)),
         "ui": bool(ui),
         "start_join": c.get("start_join", []),
         "retry_join": c.get("retry_join", []),
@@ -966,6 +974,12 @@ def _build(
     _validate(values, warnings)
     values["warnings"] = tuple(warnings)
     return _converter.structure({**values, "ports": attrs.asdict(ports)}, AgentConfig)
+
+
+def _raft_multiplier(value: int) -> int:
+    if not 1 <= value <= MAX_RAFT_MULTIPLIER:
+        raise ConfigError(f"performance.raft_multiplier cannot be {value}. Must be between 1 and {MAX_RAFT_MULTIPLIER}")
+    return value
 
 
 def _ports(raw: Mapping[str, int]) -> Ports:

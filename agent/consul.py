@@ -4,8 +4,9 @@ Consul servers and clients find each other only through Serf tags (consul-compat
 member a server, ``Addr`` plus the ``port`` tag is its RPC address, ``consul members`` builds its Type, Build,
 Protocol and DC columns from ``role``, ``build``, ``vsn`` and ``dc``.  So the tag set must be Consul's, key for key.
 
-There is no Raft here.  ``leader_of`` is a deterministic stand-in every agent computes alike from the same member
-list: no leader until ``expect`` servers are alive, then the alive server with the lowest node ID.
+The agent's leader comes from Raft (agent/server/).  ``leader_of`` is the deterministic stand-in the HTTP tests'
+fake agents use (tests/http_fakes.py): no leader until ``expect`` servers are alive, then the alive server with
+the lowest node ID.
 """
 
 from __future__ import annotations

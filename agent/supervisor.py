@@ -13,9 +13,11 @@ import logging
 import random
 import signal
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import immutables
@@ -32,6 +34,11 @@ from agent.gossip import GossipDriver
 from agent.http import serve_http
 from agent.keyring_file import initial_keys, write_keyring_file
 from agent.members import Member, MemberTable
+from agent.server import rpc as server_rpc
+from agent.server.cluster import RaftServer, ServerSettings, bootstrap_warnings
+from agent.server.driver import Timing
+from agent.server.follow import LeaderFollower
+from agent.server.machine import RecordingMachine
 from agent.services.manager import ServiceManager
 from agent.version import __version__
 from protocol.config import Config
@@ -97,6 +104,11 @@ class Agent:
         self._leaving = False
         self._peers_dirty = trio.Event()
         self.keyring: Keyring | None = None
+        #: A server's Raft (None on a client, which asks a server for the leader: _follow_leader).
+        self.raft: RaftServer | None = None
+        self.timing = Timing.consul(config.raft_multiplier)
+        self._dev_tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._follower: LeaderFollower | None = None
         #: key queries in flight: handle -> (set when done, the result)
         self._key_waiters: dict[int, tuple[trio.Event, list[KeyQueryDone]]] = {}
 
@@ -115,6 +127,7 @@ class Agent:
                 self._root = root
                 await self._start_gossip(root)
                 root.start_soon(self._feed_members)
+                await self._start_raft(root)
                 await self._start_services(root)
                 http_addr = None
                 if config.ports.http >= 0:
@@ -127,7 +140,34 @@ class Agent:
                 root.start_soon(self._save_peers_loop)
                 await self._handle_signals(signals)
                 root.cancel_scope.cancel()
+        if self._dev_tmp is not None:
+            self._dev_tmp.cleanup()
         return self._exit_code
+
+    async def _start_raft(self, nursery: trio.Nursery) -> None:
+        """A server runs Raft on the server port (its data in <data_dir>/raft, or a temp dir under -dev); a client
+        follows the leader a server reports (docs/raft.md "Servers in the agent")."""
+        config = self.config
+        if not config.server:
+            self._follower = LeaderFollower(self.table, config.datacenter, min(1.0, self.timing.heartbeat_timeout / 4))
+            nursery.start_soon(self._follower.run)
+            return
+        data_dir = config.data_dir
+        if data_dir is None:  # -dev without -data-dir: Consul keeps Raft in memory; we use a throwaway dir
+            self._dev_tmp = tempfile.TemporaryDirectory(prefix="triumvir-dev-raft-")
+            data_dir = self._dev_tmp.name
+        settings = ServerSettings(
+            node_id=self.node_id, data_dir=Path(data_dir), bind_addr=config.bind_addr,
+            advertise_addr=config.advertise_addr, port=config.ports.server, datacenter=config.datacenter,
+            bootstrap=config.bootstrap or config.dev,
+            bootstrap_expect=config.bootstrap_expect, timing=self.timing)
+        for warning in bootstrap_warnings(config.bootstrap, config.bootstrap_expect):
+            log.warning("agent: %s", warning)
+        if config.bootstrap_expect > 1:
+            log.info("agent: bootstrap_expect > 0: expecting %d servers", config.bootstrap_expect)
+        self.raft = RaftServer(settings, RecordingMachine(), self.table.set_leader)
+        self.raft.update_pool(self.table.current.members.values())
+        await nursery.start(self.raft.run)
 
     async def _start_services(self, nursery: trio.Nursery) -> None:
         """Catalog replication over gossip, then the local services and their check runners (which publish)."""
@@ -301,9 +341,11 @@ class Agent:
             log.error("agent: failed to write the keyring file: %s", exc)
 
     def _update_leader(self) -> None:
-        members = self.table.current.members.values()
-        leader, servers = consul.leader_of(list(members), self.config.bootstrap_expect or 1, self.config.datacenter)
-        self.table.set_leader(leader, servers)
+        """The leader comes from Raft (ours, or a server's for a client); gossip tells Raft who the servers are."""
+        if self.raft is not None:
+            self.raft.update_pool(self.table.current.members.values())
+        if self._follower is not None:
+            self._follower.poke()
 
     async def _save_peers_loop(self) -> None:
         if self.datadir is None:
@@ -360,6 +402,8 @@ class Agent:
         self._leaving = True
         assert self.driver is not None
         await self.driver.leave()
+        if self.raft is not None:  # after the gossip leave: the next leader sees us left and never re-adds us
+            await self.raft.leave()
         if self.datadir is not None:
             self.datadir.mark_left(True)
 
@@ -404,6 +448,16 @@ class Agent:
             raise TimeoutError(f"no answer to the {operation} query within {KEY_QUERY_BOUND:g}s")
         return results[0]
 
+    async def server_rpc(self, method: str, args: dict[str, Any]) -> Any:
+        """Consul's forwarding: the leader answers (in-process when that is us), anyone else forwards to it.
+        LookupError("No cluster leader") when there is none; RPCError with the server's text otherwise."""
+        if self.raft is not None and self.raft.is_leader():
+            return await self.raft.local_rpc(method, args)
+        leader = self.table.current.leader
+        if not leader:
+            raise LookupError("No cluster leader")
+        return await server_rpc.call(leader, method, args, timeout=max(2.0, 2 * self.timing.election_timeout))
+
     def self_member(self) -> Member:
         return self.table.current.members[self.config.node_name]
 
@@ -432,6 +486,7 @@ class Agent:
                 "decrypt_failed": str(self.driver.machine.node.stats["decrypt_failed"]) if self.driver else "0",
             },
             "runtime": {"os": sys.platform, "arch": "", "version": sys.version.split()[0]},
+            **({"raft": self.raft.stats()} if self.raft is not None else {}),
         }
 
     def _own_server_addr(self) -> str:

@@ -33,6 +33,12 @@ class ConsulAgent:
     data_dir: Path
     proc: Proc
     dns_port: int = -1
+    server_port: int = -1
+
+    @property
+    def server_rpc_addr(self) -> str:
+        """The server port's ``IP:port``, as /v1/status/leader names a server."""
+        return f"{self.ip}:{self.server_port}"
 
     @property
     def http_addr(self) -> str:
@@ -91,18 +97,21 @@ class Cluster:
             dns_port = free_port(ip) if dns else -1
             while dns_port == http_port:
                 dns_port = free_port(ip)
+            server_port = free_port(ip)
             config = {
                 "node_name": name, "bind_addr": ip, "client_addr": ip, "data_dir": str(data_dir),
-                "ports": {"http": http_port, "serf_lan": serf_port, "dns": dns_port}, "gossip_profile": "local",
+                "ports": {"http": http_port, "serf_lan": serf_port, "dns": dns_port, "server": server_port},
+                "gossip_profile": "local",
                 **({"server": True, "bootstrap_expect": 1} if server else {}), **(extra or {}),
             }
             (config_dir / "agent.json").write_text(json.dumps(config))
         else:
             ip, config_dir, data_dir = reuse.ip, reuse.config_dir, reuse.data_dir
             http_port, serf_port, dns_port = reuse.http_port, reuse.serf_port, reuse.dns_port
+            server_port = reuse.server_port
         proc = Proc(f"agent:{name}", [sys.executable, "-m", "agent", "-config-dir", str(config_dir)],
                     self.tmp_path / f"{name}-{len(self.agents)}.log", env=ENV)
-        agent = ConsulAgent(name, ip, http_port, serf_port, config_dir, data_dir, proc, dns_port)
+        agent = ConsulAgent(name, ip, http_port, serf_port, config_dir, data_dir, proc, dns_port, server_port)
         self.agents.append(agent)
         if not wait_up:
             return agent

@@ -673,3 +673,13 @@ def test_parse_duration_errors(text: str, message: str) -> None:
     with pytest.raises(ValueError) as info:
         parse_duration(text)
     assert str(info.value) == message
+
+
+def test_performance_raft_multiplier_as_consul(tmp_path: Path) -> None:
+    """Default 5, -dev 1, a config file sets it, and Consul's error outside 1..10."""
+    assert load(["-data-dir", str(tmp_path)]).raft_multiplier == 5
+    assert load(["-dev"]).raft_multiplier == 1
+    assert load(["-dev", "-hcl", "performance { raft_multiplier = 3 }"]).raft_multiplier == 3
+    for bad in (0, 11):
+        with pytest.raises(ConfigError, match=f"performance.raft_multiplier cannot be {bad}. Must be between 1 and 10"):
+            load(["-data-dir", str(tmp_path), "-hcl", f"performance {{ raft_multiplier = {bad} }}"])

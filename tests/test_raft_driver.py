@@ -1,5 +1,5 @@
-"""agent.server.driver (a skeleton): the order persist -> send -> apply -> advance, with a real RaftStore and
-real transports on loopback, driven by a trivial scripted node (the real core is another module's)."""
+"""agent.server.driver: the order persist -> send -> apply -> advance, with a real RaftStore and real transports
+on loopback, driven by a trivial scripted node; a proposal's result comes from the state machine once applied."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import trio
 
-from agent.server.driver import Driver, StateMachine
+from agent.server.driver import Driver
 from agent.server.hardstate import HardStateFile
 from agent.server.raftstore import RaftStore
 from agent.server.transport import Transport
@@ -35,13 +35,14 @@ class ScriptedNode:
     def step(self, msg: Message) -> None:
         self.stepped.append(msg)
 
-    def propose(self, data: bytes) -> None:
+    def propose(self, data: bytes) -> tuple[int, int]:
         self.index += 1
         e = Entry(self.index, 1, data=data)
         self.pending.append(Ready(
             entries=(e,), hard_state=HardState(1, "a", self.index), must_sync=True, committed_entries=(e,),
             messages=(Message(type=MsgType.APPEND, to="b", from_="a", term=1, index=self.index - 1, entries=(e,)),),
         ))
+        return self.index, 1
 
     def has_ready(self) -> bool:
         return bool(self.pending)
@@ -84,11 +85,19 @@ def test_a_ready_is_persisted_then_sent_then_applied_then_advanced(tmp_path: Pat
         b = Transport("b", "c", port=0)
         applied: list[Entry] = []
 
-        def apply(entries: Sequence[Entry]) -> None:
-            applied.extend(entries)
-            events.append("apply")
+        class Machine:
+            def apply(self, entry: Entry) -> str:
+                applied.append(entry)
+                events.append("apply")
+                return f"applied {entry.index}"
 
-        driver = Driver(node, store, a, StateMachine(apply), tick_interval=0.01)
+            def snapshot(self) -> bytes:
+                return b""
+
+            def restore(self, data: bytes) -> None:
+                pass
+
+        driver = Driver(node, store, a, Machine(), tick_interval=0.01)  # type: ignore[arg-type]
         async with trio.open_nursery() as nursery:
             await nursery.start(a.run)
             baddr = await nursery.start(b.run)
@@ -96,7 +105,7 @@ def test_a_ready_is_persisted_then_sent_then_applied_then_advanced(tmp_path: Pat
             b.add_peer("a", None)
             await nursery.start(driver.run)
             for i in range(1, 4):
-                await driver.propose(b"cmd%d" % i)
+                assert await driver.propose(b"cmd%d" % i) == f"applied {i}"
             with trio.fail_after(DEADLINE):
                 got = [await b.inbox.receive() for _ in range(3)]
             assert [m.entries[0].data for m in got] == [b"cmd1", b"cmd2", b"cmd3"]
@@ -119,3 +128,145 @@ def test_a_ready_is_persisted_then_sent_then_applied_then_advanced(tmp_path: Pat
         reopened.close()
 
     trio.run(functools.partial(main))
+
+
+# ---------------------------------------------------------------- the driver with the real core
+
+
+from agent.server.driver import Timing  # noqa: E402
+from agent.server.machine import RecordingMachine  # noqa: E402
+from protocol.raft import Config, NotLeader, RawNode, bootstrap  # noqa: E402
+from protocol.raft.types import Role, Server  # noqa: E402
+
+IDS = ("a", "b", "c")
+
+
+class Member:
+    """One server: a real store, transport, core and recording machine, driven by a real Driver."""
+
+    def __init__(self, root: Path, sid: str, snapshot_every: int) -> None:
+        self.sid, self.dir, self.snapshot_every = sid, root / sid, snapshot_every
+        self.store = RaftStore.open(self.dir, "c")
+        self.transport = Transport(sid, "c", port=0)
+        self.machine = RecordingMachine()
+        self.driver: Driver | None = None
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        snap = self.store.snapshot()
+        if not snap.is_empty:
+            self.machine.restore(snap.data)
+        node = RawNode(Config(id=self.sid, election_tick=10, applied=snap.meta.index), self.store,
+                       __import__("random").Random(hash(self.sid)))
+        self.driver = Driver(node, self.store, self.transport, self.machine, tick_interval=0.01,
+                             snapshot_every=self.snapshot_every)
+        await nursery.start(self.driver.run)
+
+
+async def _cluster(tmp_path: Path, nursery: trio.Nursery, snapshot_every: int = 16384) -> dict[str, Member]:
+    members = {sid: Member(tmp_path, sid, snapshot_every) for sid in IDS}
+    addrs = {sid: await nursery.start(m.transport.run) for sid, m in members.items()}
+    entries, hard = bootstrap([Server(sid, f"{addrs[sid][0]}:{addrs[sid][1]}") for sid in IDS])
+    for m in members.values():
+        for other in IDS:
+            m.transport.add_peer(other, f"{addrs[other][0]}:{addrs[other][1]}")
+        m.store.append(entries)
+        m.store.set_hard_state(hard)
+        m.store.sync()
+        await m.start(nursery)
+    return members
+
+
+async def _leader(members: dict[str, Member]) -> Member:
+    with trio.fail_after(DEADLINE):
+        while True:
+            leaders = [m for m in members.values() if m.driver and m.driver.soft_state.role is Role.LEADER]
+            if len(leaders) == 1:
+                return leaders[0]
+            await trio.sleep(0.01)
+
+
+def test_consul_timing_scales_with_raft_multiplier() -> None:
+    t1, t5 = Timing.consul(1), Timing.consul(5)
+    assert (t1.heartbeat_timeout, t1.election_timeout, t1.leader_lease) == (1.0, 1.0, 0.5)
+    assert (t5.heartbeat_timeout, t5.election_timeout, t5.leader_lease) == (5.0, 5.0, 2.5)
+    assert (t1.tick, t1.election_tick) == (0.1, 10)
+    assert (t5.tick, t5.election_tick) == (0.5, 10)
+
+
+def test_proposals_resolve_on_apply_on_the_leader_and_fail_fast_elsewhere(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            members = await _cluster(tmp_path, nursery)
+            leader = await _leader(members)
+            assert leader.driver is not None
+            index, term = await leader.driver.propose(b"x", timeout=DEADLINE)
+            assert (index, term, b"x") in leader.machine.applied
+            follower = next(m for m in members.values() if m is not leader)
+            assert follower.driver is not None
+            try:
+                await follower.driver.propose(b"y", timeout=DEADLINE)
+            except NotLeader as err:
+                assert err.leader == leader.sid
+            else:
+                raise AssertionError("a follower accepted a proposal")
+            with trio.fail_after(DEADLINE):  # the follower applies the leader's entry too
+                while (index, term, b"x") not in follower.machine.applied:
+                    await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+def test_snapshots_every_n_entries_compact_the_log_and_restore_on_restart(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            members = await _cluster(tmp_path, nursery, snapshot_every=5)
+            leader = await _leader(members)
+            assert leader.driver is not None
+            for i in range(12):
+                await leader.driver.propose(b"cmd%d" % i, timeout=DEADLINE)
+            snap_index = leader.store.snapshot().meta.index
+            assert snap_index >= 10 and leader.store.first_index() == snap_index + 1
+            assert leader.driver.snapshots_taken >= 2
+            applied = list(leader.machine.applied)
+            nursery.cancel_scope.cancel()
+        for m in members.values():
+            m.store.close()
+        again = RaftStore.open(tmp_path / leader.sid, "c")
+        machine = RecordingMachine()
+        machine.restore(again.snapshot().data)
+        assert machine.applied == [item for item in applied if item[0] <= again.snapshot().meta.index]
+        again.close()
+
+    trio.run(main)
+
+
+def test_a_message_breaking_the_log_invariants_is_dropped_and_logged(tmp_path: Path, caplog: Any) -> None:
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            members = await _cluster(tmp_path, nursery)
+            leader = await _leader(members)
+            assert leader.driver is not None
+            await leader.driver.propose(b"x", timeout=DEADLINE)
+            follower = next(m for m in members.values() if m is not leader)
+            assert follower.driver is not None
+            with trio.fail_after(DEADLINE):
+                while follower.driver.status().commit < 4:
+                    await trio.sleep(0.01)
+            term = follower.driver.status().term
+            # the leader's id and term, but a commit index beyond the follower's log: a faulty peer
+            last = follower.driver.status().last_index
+            bad = Message(type=MsgType.HEARTBEAT, to=follower.sid, from_=leader.sid, term=term, commit=last + 100)
+            await follower.driver.inject(bad)
+            with trio.fail_after(DEADLINE):
+                while follower.driver.faulty_messages == 0:
+                    await trio.sleep(0.01)
+            index, t = await leader.driver.propose(b"after", timeout=DEADLINE)
+            with trio.fail_after(DEADLINE):
+                while (index, t, b"after") not in follower.machine.applied:
+                    await trio.sleep(0.01)
+            assert follower.driver.status().commit < last + 100
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    assert any("breaks the log's invariants" in r.getMessage() for r in caplog.records)

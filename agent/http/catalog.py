@@ -1,9 +1,9 @@
 """``/v1/catalog/*``: the catalog as Consul's leader would have registered the LAN members (consul-compat 1.2.1-5).
 
-There is no Raft: the "catalog" is the member table's snapshot seen through Consul's rules (alive, leaving and
-failed members are registered, left and reaped ones are not), and the leader is the one ``agent.consul.leader_of``
-computed into the snapshot.  Reads in the default mode need that leader (500 ``No cluster leader``); ``?stale``
-reads answer anyway; a client agent needs a known server first.
+The catalog is not in the Raft log yet: it is the member table's snapshot seen through Consul's rules (alive,
+leaving and failed members are registered, left and reaped ones are not); the leader in the snapshot is Raft's
+(a server's own, a client's from a server: agent/server/).  Reads in the default mode need that leader (500
+``No cluster leader``); ``?stale`` reads answer anyway; a client agent needs a known server first.
 """
 
 from __future__ import annotations

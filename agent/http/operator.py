@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from agent.http import operator_raft
 from agent.http.errors import HTTPError, bad_request
 from agent.http.health import parse_bool
 from agent.http.routes import EMPTY, Ctx, Route
@@ -88,4 +89,4 @@ async def operator_keyring(ctx: Ctx) -> Any:
     return [keyring_json(dc, done.response)] if method == "GET" else EMPTY
 
 
-ROUTES = (Route("/v1/operator/keyring", ("GET", "POST", "PUT", "DELETE"), operator_keyring),)
+ROUTES = (Route("/v1/operator/keyring", ("GET", "POST", "PUT", "DELETE"), operator_keyring), *operator_raft.ROUTES)

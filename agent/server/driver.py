@@ -1,52 +1,93 @@
-"""A SKELETON of the Raft driver: runs a node of the core's shape against `RaftStore` and `Transport`.
+"""The Raft driver: runs a `RawNode` against `RaftStore`, `Transport` and a state machine.
 
 Every Ready is handled in the order the core requires (docs/raft.md): persist (snapshot, entries, hard state;
 fsync when the core says so), then send, then apply, then advance.  Persisting is blocking file IO, so it runs
-in a worker thread (`trio.to_thread`); the node itself is only ever called from this task, between awaits, so
-it needs no lock, and no input is fed to it while a Ready is in flight.
+in a worker thread (`trio.to_thread`); the node itself is only ever called from this task, between awaits, so it
+needs no lock, and no input is fed to it while a Ready is in flight.
 
-Left for the integration with the real core: leadership transfer on leave, read-index plumbing to HTTP,
-snapshot triggering (when to call `RaftStore.create_snapshot` + `compact`), peer addresses from the gossip pool,
-metrics.  This module exists so the order is written once and tested; it is not wired into the agent yet.
+A proposal is an event on the same queue as ticks and messages; its caller waits on a `_Waiter` resolved when
+the entry at its index is applied (the state machine's result) or shown not to be ours (another term at that
+index: `ProposalLost`), or at once with `NotLeader`.  Every `snapshot_every` applied entries the state machine is
+snapshotted into the store and the log before it compacted.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Protocol
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import attrs
 import trio
 
-from protocol.raft.types import Entry, Message, ReadState, Ready, Snapshot, SoftState
+from protocol.raft import NotLeader, ProposalDropped, RawNode, Status
+from protocol.raft.errors import ConfChangeRejected, RaftError
+from protocol.raft.log import LogInvariantError
+from protocol.raft.types import ConfChange, Entry, EntryKind, Message, Ready, Role, SoftState
 
 from .raftstore import RaftStore
 from .transport import Transport
 
+log = logging.getLogger("triumvir.raft")
 
-class RaftNode(Protocol):
-    """The core's RawNode shape, as far as the driver uses it."""
-
-    def tick(self) -> None: ...
-
-    def step(self, msg: Message) -> None: ...
-
-    def propose(self, data: bytes) -> None: ...
-
-    def has_ready(self) -> bool: ...
-
-    def ready(self) -> Ready: ...
-
-    def advance(self) -> None: ...
+#: hashicorp/raft's SnapshotThreshold as Consul sets it (raft_snapshot_threshold, 16384).
+DEFAULT_SNAPSHOT_EVERY = 16384
 
 
-@attrs.define
-class StateMachine:
-    """What the driver calls once entries are committed: the state store's side."""
+class StateMachine(Protocol):
+    """What the driver applies committed commands to (the state store's side).  Small on purpose."""
 
-    apply: Callable[[Sequence[Entry]], None]
-    restore: Callable[[Snapshot], None] = lambda _snap: None
-    read_ready: Callable[[Sequence[ReadState]], None] = lambda _states: None
+    def apply(self, entry: Entry) -> Any:
+        """Apply one committed NORMAL entry with data; the result goes to the proposer (on the leader)."""
+        ...
+
+    def snapshot(self) -> bytes: ...
+
+    def restore(self, data: bytes) -> None: ...
+
+
+class ProposalLost(RaftError):
+    """The proposal's index was filled by another leader's entry: it did not take effect."""
+
+
+@attrs.frozen
+class Timing:
+    """Consul's Raft timing: at ``raft_multiplier`` 1 the heartbeat timeout and the election timeout are 1000 ms
+    and the leader lease 500 ms (agent/config/default.go), each multiplied by ``raft_multiplier``.
+
+    The core counts ticks: a tick is a tenth of the heartbeat timeout (hashicorp/raft's leader heartbeats at that
+    rate), and ``election_tick`` is the election timeout in ticks, so a follower campaigns after a random
+    [election timeout, 2 x election timeout) of silence, as hashicorp/raft's randomized heartbeat timeout does."""
+
+    multiplier: int = 5
+    heartbeat_timeout: float = 1.0
+    election_timeout: float = 1.0
+    leader_lease: float = 0.5
+
+    @classmethod
+    def consul(cls, multiplier: int) -> Timing:
+        return cls(multiplier, 1.0 * multiplier, 1.0 * multiplier, 0.5 * multiplier)
+
+    @property
+    def tick(self) -> float:
+        return self.heartbeat_timeout / 10
+
+    @property
+    def election_tick(self) -> int:
+        return max(2, round(self.election_timeout / self.tick))
+
+
+@attrs.define(eq=False)
+class _Waiter:
+    term: int = 0
+    done: trio.Event = attrs.Factory(trio.Event)
+    result: Any = None
+    error: BaseException | None = None
+
+    def resolve(self, result: Any = None, error: BaseException | None = None) -> None:
+        self.result, self.error = result, error
+        self.done.set()
 
 
 @attrs.frozen
@@ -57,18 +98,37 @@ class _Tick:
 @attrs.frozen
 class _Propose:
     data: bytes
+    waiter: _Waiter
+
+
+@attrs.frozen
+class _ConfChange:
+    change: ConfChange
+    waiter: _Waiter
+
+
+@attrs.frozen
+class _Call:
+    """Run a function on the node from the driver's task (e.g. transfer_leadership)."""
+
+    fn: Callable[[RawNode], Any]
+    waiter: _Waiter
+
+
+Event = Message | _Tick | _Propose | _ConfChange | _Call
 
 
 class Driver:
     def __init__(
         self,
-        node: RaftNode,
+        node: RawNode,
         store: RaftStore,
         transport: Transport,
         machine: StateMachine,
         *,
         tick_interval: float,
         max_batch: int = 256,
+        snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
     ) -> None:
         self.node = node
         self.store = store
@@ -76,11 +136,48 @@ class Driver:
         self.machine = machine
         self.tick_interval = tick_interval
         self.max_batch = max_batch
+        self.snapshot_every = snapshot_every
         self.soft_state = SoftState()
-        self._events_send, self._events = trio.open_memory_channel[Message | _Tick | _Propose](1024)
+        self.applied = store.snapshot().meta.index
+        self.last_contact = 0.0  # trio time of the last message from the leader (followers)
+        self.snapshots_taken = 0
+        self.faulty_messages = 0  # messages the core refused with LogInvariantError
+        self.conf_index = 0  # index of the last configuration entry applied (Consul's configuration Index)
+        self._waiters: dict[int, _Waiter] = {}
+        self._changed = trio.Event()
+        self._events_send, self._events = trio.open_memory_channel[Event](1024)
 
-    async def propose(self, data: bytes) -> None:
-        await self._events_send.send(_Propose(data))
+    # ---------------------------------------------------------------- the API
+
+    async def propose(self, data: bytes, *, timeout: float | None = None) -> Any:
+        """Replicate and apply ``data``; the state machine's result.  NotLeader at once on a follower;
+        ProposalLost if another leader's entry took its index; trio.TooSlowError after ``timeout``."""
+        return await self._request(_Propose(data, _Waiter()), timeout)
+
+    async def change_membership(self, change: ConfChange, *, timeout: float | None = None) -> Any:
+        """Propose one membership change and wait until it is applied (ConfChangeRejected, NotLeader)."""
+        return await self._request(_ConfChange(change, _Waiter()), timeout)
+
+    async def call(self, fn: Callable[[RawNode], Any]) -> Any:
+        """Run ``fn(node)`` on the driver's task (between Readies) and return its result."""
+        return await self._request(_Call(fn, _Waiter()), None)
+
+    async def _request(self, event: _Propose | _ConfChange | _Call, timeout: float | None) -> Any:
+        await self._events_send.send(event)
+        with trio.fail_after(timeout) if timeout is not None else contextlib.nullcontext():
+            await event.waiter.done.wait()
+        if event.waiter.error is not None:
+            raise event.waiter.error
+        return event.waiter.result
+
+    def status(self) -> Status:
+        return self.node.status()
+
+    async def wait_changed(self) -> None:
+        """Return after the next change of leader, role or applied configuration."""
+        await self._changed.wait()
+
+    # ---------------------------------------------------------------- the loop
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -88,6 +185,10 @@ class Driver:
             nursery.start_soon(self._forward_inbox)
             task_status.started()
             await self._loop()
+
+    async def inject(self, msg: Message) -> None:
+        """Feed a message received before the driver started (a leader's first APPEND to a new server)."""
+        await self._events_send.send(msg)
 
     async def _ticker(self) -> None:
         while True:
@@ -111,28 +212,93 @@ class Driver:
             while self.node.has_ready():
                 await self._handle(self.node.ready())
 
-    def _feed(self, event: Message | _Tick | _Propose) -> None:
+    def _feed(self, event: Event) -> None:
         if isinstance(event, _Tick):
             self.node.tick()
         elif isinstance(event, _Propose):
-            self.node.propose(event.data)
+            try:
+                receipt = self.node.propose(event.data)
+            except (NotLeader, ProposalDropped) as err:
+                event.waiter.resolve(error=err)
+                return
+            self._expect(receipt, event.waiter)
+        elif isinstance(event, _ConfChange):
+            try:
+                receipt = self.node.propose_conf_change(event.change)
+            except (NotLeader, ProposalDropped, ConfChangeRejected) as err:
+                event.waiter.resolve(error=err)
+                return
+            self._expect(receipt, event.waiter)
+        elif isinstance(event, _Call):
+            try:
+                event.waiter.resolve(event.fn(self.node))
+            except RaftError as err:
+                event.waiter.resolve(error=err)
         else:
-            self.node.step(event)
+            self._step(event)
+
+    def _expect(self, receipt: tuple[int, int] | None, waiter: _Waiter) -> None:
+        if receipt is None:  # forwarded (forward_proposals): we cannot follow it
+            waiter.resolve(error=NotLeader(self.soft_state.leader, "proposal"))
+            return
+        index, waiter.term = receipt
+        self._waiters[index] = waiter
+
+    def _step(self, msg: Message) -> None:
+        if msg.from_ == self.soft_state.leader:
+            self.last_contact = trio.current_time()
+        try:
+            self.node.step(msg)
+        except LogInvariantError as err:  # a faulty peer: its message is dropped, our log is unchanged
+            self.faulty_messages += 1
+            log.error("raft: dropped a %s from %s that breaks the log's invariants: %s", msg.type.name, msg.from_, err)
+        except ValueError as err:
+            log.warning("raft: dropped a %s from %s: %s", msg.type.name, msg.from_, err)
 
     async def _handle(self, rd: Ready) -> None:
         """persist -> send -> apply -> advance."""
+        changed = False
         if rd.soft_state is not None:
+            if rd.soft_state.role is not Role.LEADER and self.soft_state.role is Role.LEADER:
+                log.info("raft: no longer the leader (now %s)", rd.soft_state.role.name.lower())
+            elif rd.soft_state.role is Role.LEADER and self.soft_state.role is not Role.LEADER:
+                log.info("raft: elected leader")
             self.soft_state = rd.soft_state
+            changed = True
         if rd.snapshot is not None or rd.entries or rd.hard_state is not None:
             await trio.to_thread.run_sync(self._persist, rd)
         self.transport.send_all(rd.messages)
         if rd.snapshot is not None:
-            self.machine.restore(rd.snapshot)
-        if rd.committed_entries:
-            self.machine.apply(rd.committed_entries)
-        if rd.read_states:
-            self.machine.read_ready(rd.read_states)
+            self.machine.restore(rd.snapshot.data)
+            self.applied = self.conf_index = rd.snapshot.meta.index
+            self._settle_waiters_upto(self.applied, None)
+            changed = True
+        for entry in rd.committed_entries:
+            result = None
+            if entry.kind is EntryKind.NORMAL and entry.data:
+                result = self.machine.apply(entry)
+            elif entry.kind is EntryKind.CONF_CHANGE:
+                changed = True
+                self.conf_index = entry.index
+            self.applied = entry.index
+            self._settle_waiters_upto(entry.index, entry, result)
         self.node.advance()
+        if rd.committed_entries and self.applied - self.store.snapshot().meta.index >= self.snapshot_every:
+            await self._snapshot()
+        if changed:
+            self._changed.set()
+            self._changed = trio.Event()
+
+    def _settle_waiters_upto(self, index: int, entry: Entry | None, result: Any = None) -> None:
+        """Entry None: a received snapshot covered the indexes, so whether a proposal there took effect is unknown."""
+        for idx in [i for i in self._waiters if i <= index]:
+            waiter = self._waiters.pop(idx)
+            if entry is None:
+                waiter.resolve(error=ProposalLost(f"entry {idx} was covered by a snapshot: its outcome is unknown"))
+            elif idx == entry.index and entry.term == waiter.term:
+                waiter.resolve(result)
+            else:
+                waiter.resolve(error=ProposalLost(f"entry {idx} of term {waiter.term} was overwritten"))
 
     def _persist(self, rd: Ready) -> None:
         """In a worker thread: the only code touching the store while a Ready is in flight."""
@@ -144,3 +310,14 @@ class Driver:
             self.store.set_hard_state(rd.hard_state)
         if rd.must_sync:
             self.store.sync()
+
+    async def _snapshot(self) -> None:
+        index, conf, data = self.applied, self.node.applied_conf(), self.machine.snapshot()
+
+        def write() -> None:
+            self.store.create_snapshot(index, conf, data)
+            self.store.compact(index)
+
+        await trio.to_thread.run_sync(write)
+        self.snapshots_taken += 1
+        log.info("raft: snapshot at index %d, log compacted", index)

@@ -1,7 +1,9 @@
 """The server port's framing, sans-IO: ``length(4, big-endian) | msgpack body``, a hello first.
 
 A connection starts with one hello frame each way, ``{"hello": 1, "id": <server id>, "cluster": <cluster id>}``;
-then every frame is one Raft message in `protocol.raft.types.to_wire` form.  `FrameDecoder` is fed whatever the
+then every frame is one Raft message in `protocol.raft.types.to_wire` form.  A connection whose first frame is
+``{"hello": 1, "rpc": 1}`` is a request/response connection instead (agent/server/rpc.py: a client agent asking
+``Status.Leader``), answered by the RPC side and never carrying Raft messages.  `FrameDecoder` is fed whatever the
 socket returned and hands back whole bodies, refusing a length beyond ``max_frame`` as soon as the 4 length bytes
 are in (so a hostile or corrupt length never makes us buffer gigabytes).
 """
@@ -67,6 +69,11 @@ class Hello:
 
 def hello_to_wire(hello: Hello) -> dict[str, Any]:
     return {"hello": HELLO_VERSION, "id": hello.server_id, "cluster": hello.cluster_id}
+
+
+def is_rpc_hello(raw: Any) -> bool:
+    """The first frame of a request/response connection (agent/server/rpc.py), not a server's hello."""
+    return isinstance(raw, dict) and raw.get("hello") == HELLO_VERSION and raw.get("rpc") == 1
 
 
 def hello_from_wire(raw: Any) -> Hello:

@@ -21,7 +21,7 @@ import contextlib
 import logging
 import random
 import socket
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import attrs
@@ -30,7 +30,16 @@ import trio
 from agent.gossip import parse_addr
 from protocol.raft.types import Message, WireError, from_wire, to_wire
 
-from .frames import DEFAULT_MAX_FRAME, FrameDecoder, FrameError, Hello, encode_frame, hello_from_wire, hello_to_wire
+from .frames import (
+    DEFAULT_MAX_FRAME,
+    FrameDecoder,
+    FrameError,
+    Hello,
+    encode_frame,
+    hello_from_wire,
+    hello_to_wire,
+    is_rpc_hello,
+)
 
 log = logging.getLogger("triumvir.raft.transport")
 
@@ -56,6 +65,7 @@ class _Peer:
     queue_send: trio.MemorySendChannel[Message]
     queue_recv: trio.MemoryReceiveChannel[Message]
     learned: bool = False  # known only from its hello: forgotten when its connection ends
+    cluster: str = ""  # the cluster id its last hello named ("": a new server that has not joined one yet)
     dropped: int = 0
     dialer: trio.CancelScope | None = None
     conn: trio.CancelScope | None = None  # the live connection, if any
@@ -76,6 +86,7 @@ class Transport:
         backoff_max: float = 5.0,
         handshake_timeout: float = 5.0,
         rng: random.Random | None = None,
+        rpc_handler: Callable[[trio.SocketStream, FrameDecoder, list[Any]], Awaitable[None]] | None = None,
     ) -> None:
         if not server_id:
             raise ValueError("transport: a server id is required")
@@ -88,6 +99,7 @@ class Transport:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.handshake_timeout = handshake_timeout
+        self.rpc_handler = rpc_handler  # serves connections that open with the RPC hello
         self.stats = TransportStats()
         self._rng = rng or random.Random()
         self._peers: dict[str, _Peer] = {}
@@ -126,6 +138,21 @@ class Transport:
     def connected(self) -> frozenset[str]:
         """The servers we have a live connection with."""
         return frozenset(p.id for p in self._peers.values() if p.conn is not None)
+
+    def set_cluster(self, cluster_id: str) -> None:
+        """We joined or bootstrapped ``cluster_id``: connections made while we had none, with servers of another
+        cluster, are closed (their redial is refused by the hello check)."""
+        self.cluster_id = cluster_id
+        for peer in self._peers.values():
+            if peer.cluster and peer.cluster != cluster_id and peer.conn is not None:
+                log.warning("raft transport: closing the connection with %s: it is in cluster %s, we are now in %s",
+                            peer.id, peer.cluster, cluster_id)
+                peer.conn.cancel()
+
+    def peer_cluster(self, server_id: str) -> str:
+        """The cluster id the peer's last hello named ("" unknown)."""
+        peer = self._peers.get(server_id)
+        return peer.cluster if peer else ""
 
     def dropped(self, server_id: str) -> int:
         peer = self._peers.get(server_id)
@@ -212,9 +239,11 @@ class Transport:
             try:
                 await stream.send_all(self._hello())
                 decoder = FrameDecoder(self.max_frame)
-                hello, pending = await self._read_hello(stream, decoder)
+                raw, pending = await self._read_first(stream, decoder)
+                hello = self._check_hello(raw)
                 if hello.server_id != peer.id:
                     raise FrameError(f"dialed {peer.id} but {hello.server_id} answered")
+                peer.cluster = hello.cluster_id
             except BaseException:
                 await trio.aclose_forcefully(stream)
                 raise
@@ -225,19 +254,33 @@ class Transport:
         decoder = FrameDecoder(self.max_frame)
         try:
             with trio.fail_after(self.handshake_timeout):
-                hello, pending = await self._read_hello(stream, decoder)
-                if hello.server_id == self.server_id:
+                raw, pending = await self._read_first(stream, decoder)
+                if is_rpc_hello(raw) and self.rpc_handler is not None:
+                    rpc = True
+                else:
+                    rpc = False
+                    hello = self._check_hello(raw)
+                if not rpc and hello.server_id == self.server_id:
                     raise FrameError(f"the hello names our own server id {hello.server_id}")
-                await stream.send_all(self._hello())
+                if not rpc:
+                    await stream.send_all(self._hello())
         except (OSError, trio.TooSlowError, trio.BrokenResourceError, FrameError) as err:
             self.stats.refused_connections += 1
             log.warning("raft transport: refusing connection from %s: %s", remote, err or "handshake timed out")
             await trio.aclose_forcefully(stream)
             return
+        if rpc:
+            assert self.rpc_handler is not None
+            try:
+                await self.rpc_handler(stream, decoder, pending)
+            finally:
+                await trio.aclose_forcefully(stream)
+            return
         peer = self._peers.get(hello.server_id)
         if peer is None:
             peer = self._new_peer(hello.server_id, None)
             peer.learned = True
+        peer.cluster = hello.cluster_id
         await self._serve(peer, stream, decoder, pending, remote)
         if peer.learned and peer.conn is None and self._peers.get(peer.id) is peer:
             self.remove_peer(peer.id)  # nobody told us of it and we cannot reach it: don't keep its queue
@@ -245,18 +288,24 @@ class Transport:
     def _hello(self) -> bytes:
         return encode_frame(hello_to_wire(Hello(self.server_id, self.cluster_id)), self.max_frame)
 
-    async def _read_hello(self, stream: trio.SocketStream, decoder: FrameDecoder) -> tuple[Hello, list[Any]]:
+    async def _read_first(self, stream: trio.SocketStream, decoder: FrameDecoder) -> tuple[Any, list[Any]]:
         while True:
             data = await stream.receive_some(RECEIVE_CHUNK)
             if not data:
                 raise FrameError("connection closed before the hello")
             frames = decoder.feed(data)
             if frames:
-                break
-        hello = hello_from_wire(frames[0])
-        if hello.cluster_id != self.cluster_id:
-            raise FrameError(f"server {hello.server_id} is in cluster {hello.cluster_id}, we are in {self.cluster_id}")
-        return hello, frames[1:]
+                return frames[0], frames[1:]
+
+    def _check_hello(self, raw: Any) -> Hello:
+        """A server's hello; another cluster's is refused.  An empty cluster id on either side is a new server that
+        has not joined a cluster yet: it is let in, and adopts the cluster of the leader that replicates to it."""
+        hello = hello_from_wire(raw)
+        if hello.cluster_id and self.cluster_id and hello.cluster_id != self.cluster_id:
+            raise FrameError(
+                f"server {hello.server_id} is in cluster {hello.cluster_id}, we are in {self.cluster_id} (a data dir "
+                f"from another cluster: one of the two must remove its raft data to join the other)")
+        return hello
 
     # ---------------------------------------------------------------- a live connection
 

@@ -1,0 +1,237 @@
+"""Real `python -m agent` servers running Raft on loopback (raft_multiplier 1: a 1 s election timeout).
+
+Three servers with bootstrap_expect 3 and a client: they elect one leader, every agent (the client through a
+server's Status.Leader RPC) reports it; kill -9 of the leader gives a new one within twice the election timeout;
+a leader stopped with SIGSTOP past the election timeout steps down when continued and never commits a write in
+its old term; restarting every server keeps the log and elects a leader.  Every wait is a condition with a
+deadline; processes are stopped by PID (Cluster.close).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import trio
+from consul_agents import Cluster, ConsulAgent
+from procs import wait_for
+
+from agent.server import rpc
+
+ELECTION_TIMEOUT = 1.0  # Consul's at raft_multiplier 1
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Any:
+    c = Cluster(tmp_path)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def server_addr(agent: ConsulAgent) -> str:
+    return agent.server_rpc_addr
+
+
+def leader_of(agent: ConsulAgent) -> str:
+    return str(requests.get(f"http://{agent.http_addr}/v1/status/leader", timeout=2).json())
+
+
+def raft_stats(agent: ConsulAgent) -> dict[str, str]:
+    return dict(requests.get(f"http://{agent.http_addr}/v1/agent/self", timeout=2).json()["Stats"]["raft"])
+
+
+def call(agent: ConsulAgent, method: str, args: dict[str, Any] | None = None, timeout: float = 5.0) -> Any:
+    return trio.run(lambda: rpc.call(server_addr(agent), method, args, timeout=timeout))
+
+
+def start_servers(cluster: Cluster, n: int) -> list[ConsulAgent]:
+    servers: list[ConsulAgent] = []
+    for i in range(n):
+        join = {"retry_join": [servers[0].serf_addr], "retry_interval": "1s"} if servers else {}
+        servers.append(cluster.start(f"s{i + 1}", extra={
+            "server": True, "bootstrap_expect": n, "performance": {"raft_multiplier": 1}, **join}))
+    return servers
+
+
+def agreed_leader(agents: Sequence[ConsulAgent], not_: str = "") -> str | None:
+    """The leader every agent reports, if they all report the same non-empty one (other than ``not_``)."""
+    seen = {leader_of(a) for a in agents}
+    if len(seen) == 1:
+        (leader,) = seen
+        if leader and leader != not_:
+            return leader
+    return None
+
+
+def by_addr(servers: Sequence[ConsulAgent], addr: str) -> ConsulAgent:
+    return next(s for s in servers if server_addr(s) == addr)
+
+
+def test_three_servers_and_a_client_agree_on_one_leader_and_fail_over(cluster: Cluster) -> None:
+    servers = start_servers(cluster, 3)
+    client = cluster.start("c1", extra={"retry_join": [servers[0].serf_addr], "retry_interval": "1s",
+                                        "performance": {"raft_multiplier": 1}})
+    everyone = [*servers, client]
+    leader = wait_for(lambda: agreed_leader(everyone), timeout=30, what="one leader on every agent",
+                      diagnostics=cluster.diagnostics)
+    assert leader in {server_addr(s) for s in servers}
+    peers = sorted(server_addr(s) for s in servers)
+    for a in everyone:
+        assert sorted(requests.get(f"http://{a.http_addr}/v1/status/peers", timeout=2).json()) == peers
+    old = by_addr(servers, leader)
+    assert raft_stats(old)["state"] == "Leader"
+    assert {raft_stats(s)["state"] for s in servers if s is not old} == {"Follower"}
+    assert call(old, "Raft.Apply", {"data": b"before the kill"})["result"][0] > 0
+
+    old.proc.kill()
+    killed_at = time.monotonic()
+    survivors = [s for s in servers if s is not old]
+    new = wait_for(lambda: agreed_leader(survivors, not_=leader), timeout=10, interval=0.02,
+                   what="a new leader on both survivors", diagnostics=cluster.diagnostics)
+    failover = time.monotonic() - killed_at
+    print(f"failover after kill -9: {failover * 1000:.0f} ms")
+    assert failover <= 2 * ELECTION_TIMEOUT, f"new leader after {failover:.2f}s"
+    wait_for(lambda: leader_of(client) == new, timeout=5, what="the client reports the new leader")
+    # the acknowledged write survived the failover, and the new leader takes writes
+    applied = call(by_addr(survivors, new), "Raft.Applied")
+    assert b"before the kill" in [item[2] for item in applied]
+    assert call(by_addr(survivors, new), "Raft.Apply", {"data": b"after the kill"})["result"][0] > 0
+
+    # the operator's view, from the client (forwarded to the leader), and removing the dead server
+    out = client.cli("operator", "raft", "list-peers")
+    assert out.returncode == 0, out.stderr
+    rows = [line.split() for line in out.stdout.splitlines()]
+    assert rows[0] == ["Node", "ID", "Address", "State", "Voter", "RaftProtocol"]
+    assert sorted((r[0], r[2], r[3]) for r in rows[1:]) == sorted(
+        (s.name, server_addr(s), "leader" if server_addr(s) == new else "follower") for s in servers)
+    out = client.cli("operator", "raft", "remove-peer", f"-address={leader}")
+    assert (out.returncode, out.stdout.strip()) == (0, f'Removed peer with address "{leader}"'), out.stderr
+    conf = requests.get(f"http://{survivors[0].http_addr}/v1/operator/raft/configuration", timeout=5).json()
+    assert sorted(x["Address"] for x in conf["Servers"]) == sorted(server_addr(s) for s in survivors)
+    assert [x["Leader"] for x in conf["Servers"] if x["Address"] == new] == [True]
+    r = requests.delete(f"http://{client.http_addr}/v1/operator/raft/peer", timeout=5)
+    assert r.status_code == 400 and "Must specify either ?id" in r.text
+
+
+def test_a_server_that_leaves_is_removed_from_the_configuration(cluster: Cluster) -> None:
+    servers = start_servers(cluster, 3)
+    leader = wait_for(lambda: agreed_leader(servers), timeout=30, what="a leader", diagnostics=cluster.diagnostics)
+    follower = next(s for s in servers if server_addr(s) != leader)
+    out = follower.cli("leave")
+    assert out.returncode == 0, out.stderr
+    assert follower.proc.wait(20) == 0
+    remaining = [s for s in servers if s is not follower]
+
+    def configuration() -> list[str] | None:
+        conf = requests.get(f"http://{remaining[0].http_addr}/v1/operator/raft/configuration", timeout=5).json()
+        addrs = sorted(x["Address"] for x in conf["Servers"])
+        return addrs if addrs == sorted(server_addr(s) for s in remaining) else None
+
+    wait_for(configuration, timeout=15, what="the left server removed", diagnostics=cluster.diagnostics)
+    assert sorted(requests.get(f"http://{remaining[0].http_addr}/v1/status/peers", timeout=2).json()) == sorted(
+        server_addr(s) for s in remaining)
+
+    # the leader leaves too: it removes itself first and hands over, so the last server leads alone
+    leader_agent = by_addr(remaining, wait_for(lambda: agreed_leader(remaining), timeout=15, what="a leader"))
+    last = next(s for s in remaining if s is not leader_agent)
+    out = leader_agent.cli("leave")
+    assert out.returncode == 0, out.stderr
+    assert leader_agent.proc.wait(20) == 0
+    wait_for(lambda: leader_of(last) == server_addr(last) and requests.get(
+        f"http://{last.http_addr}/v1/status/peers", timeout=2).json() == [server_addr(last)],
+        timeout=10, what="the last server leading alone", diagnostics=cluster.diagnostics)
+
+
+def test_a_stopped_leader_steps_down_when_continued_and_never_commits_in_its_old_term(cluster: Cluster) -> None:
+    servers = start_servers(cluster, 3)
+    leader = wait_for(lambda: agreed_leader(servers), timeout=30, what="a leader", diagnostics=cluster.diagnostics)
+    old = by_addr(servers, leader)
+    old_term = int(raft_stats(old)["term"])
+    old.proc.send_signal(signal.SIGSTOP)
+    try:
+        # a write sent to the stopped leader waits in its socket buffer until it runs again
+        outcome: list[Any] = []
+
+        def write() -> None:
+            try:
+                outcome.append(call(old, "Raft.Apply", {"data": b"to the stale leader"}, timeout=15))
+            except rpc.RPCError as err:
+                outcome.append(err)
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        others = [s for s in servers if s is not old]
+        new = wait_for(lambda: agreed_leader(others, not_=leader), timeout=15, what="a new leader while stopped",
+                       diagnostics=cluster.diagnostics)
+        assert int(raft_stats(by_addr(others, new))["term"]) > old_term
+    finally:
+        old.proc.send_signal(signal.SIGCONT)
+    wait_for(lambda: leader_of(old) == new and raft_stats(old)["state"] == "Follower", timeout=10,
+             what="the old leader following the new one", diagnostics=cluster.diagnostics)
+    writer.join(30)
+    assert len(outcome) == 1 and isinstance(outcome[0], rpc.RPCError), outcome
+    # nothing was committed in the old term after the stop: once a later write is applied everywhere, the
+    # stale write is nowhere
+    index = call(by_addr(servers, new), "Raft.Apply", {"data": b"to the new leader"})["result"][0]
+    for s in servers:
+        applied = wait_for(lambda s=s: [i for i in call(s, "Raft.Applied") if i[0] >= index], timeout=10,
+                           what=f"index {index} applied on {s.name}")
+        assert b"to the stale leader" not in [item[2] for item in call(s, "Raft.Applied")], applied
+
+
+def test_restarting_every_server_keeps_the_log_and_elects_a_leader(cluster: Cluster) -> None:
+    servers = start_servers(cluster, 3)
+    leader = wait_for(lambda: agreed_leader(servers), timeout=30, what="a leader", diagnostics=cluster.diagnostics)
+    receipts = [call(by_addr(servers, leader), "Raft.Apply", {"data": b"write %d" % i})["result"] for i in range(5)]
+    last_index = max(r[0] for r in receipts)
+    for s in servers:
+        wait_for(lambda s=s: int(raft_stats(s)["applied_index"]) >= last_index, timeout=10, what="applied everywhere")
+        assert s.proc.stop(signal.SIGTERM) is not None
+    restarted = [cluster.start(s.name, reuse=s) for s in servers]
+    wait_for(lambda: agreed_leader(restarted), timeout=30, what="a leader after the restart",
+             diagnostics=cluster.diagnostics)
+    for s in restarted:
+        assert int(raft_stats(s)["last_log_index"]) >= last_index
+        applied = wait_for(lambda s=s: [i for i in call(s, "Raft.Applied") if i[0] <= last_index], timeout=10,
+                           what="the log applied again")
+        assert [bytes(item[2]) for item in applied if item[2]] == [b"write %d" % i for i in range(5)]
+
+
+def test_servers_of_two_clusters_refuse_each_other_and_keep_their_own_configuration(cluster: Cluster) -> None:
+    fast = {"performance": {"raft_multiplier": 1}}
+    one = cluster.start("one", server=True, extra=fast)
+    two = cluster.start("two", server=True, extra={**fast, "start_join": [one.serf_addr]})
+    for s in (one, two):
+        wait_for(lambda s=s: leader_of(s) == server_addr(s), timeout=15, what=f"{s.name} leading its own cluster")
+    wait_for(lambda: any("is in cluster" in a.proc.log_tail(200) for a in (one, two)), timeout=15,
+             what="the other cluster's hello refused, and said why", diagnostics=cluster.diagnostics)
+    time.sleep(1.5)  # several reconciliation rounds (0.5 s): neither leader may add the other's server
+    for s in (one, two):
+        conf = requests.get(f"http://{s.http_addr}/v1/operator/raft/configuration", timeout=5).json()
+        assert [x["Address"] for x in conf["Servers"]] == [server_addr(s)]
+        assert leader_of(s) == server_addr(s)
+
+
+def test_five_servers_fail_over_after_kill_9_of_the_leader(cluster: Cluster) -> None:
+    servers = start_servers(cluster, 5)
+    leader = wait_for(lambda: agreed_leader(servers), timeout=40, what="one leader on five servers",
+                      diagnostics=cluster.diagnostics)
+    assert sorted(requests.get(f"http://{servers[0].http_addr}/v1/status/peers", timeout=2).json()) == sorted(
+        server_addr(s) for s in servers)
+    old = by_addr(servers, leader)
+    old.proc.kill()
+    killed_at = time.monotonic()
+    survivors = [s for s in servers if s is not old]
+    wait_for(lambda: agreed_leader(survivors, not_=leader), timeout=10, interval=0.02,
+             what="a new leader on the four survivors", diagnostics=cluster.diagnostics)
+    failover = time.monotonic() - killed_at
+    print(f"five servers, failover after kill -9: {failover * 1000:.0f} ms")
+    assert failover <= 2 * ELECTION_TIMEOUT, f"new leader after {failover:.2f}s"
