@@ -75,6 +75,11 @@ class Config:
     serf_protocol_max: int = SERF_PROTOCOL_MAX
     broadcast_timeout: float = _seconds(5.0)
     leave_propagate_delay: float = _seconds(1.0)
+    #: Least time between our leave intent's first transmission and our memberlist leave (the dead message).
+    #: A Go memberlist peer handles queued dead and user messages newest first (getNextMessage is LIFO), so a
+    #: dead that lands before its handler reached the intent is handled first and serf 0.9 reports us failed.
+    #: Real serf's spacing is at least one gossip interval; ours is a fixed, generous half second.
+    leave_intent_grace: float = _seconds(0.5)
     coalesce_period: float = _seconds(0.0)
     quiescent_period: float = _seconds(0.0)
     user_coalesce_period: float = _seconds(0.0)

@@ -192,6 +192,7 @@ class _LeaveOp:
 
     phase: str
     deadline: float
+    not_before: float = 0.0  # the memberlist leave waits at least until then (config.leave_intent_grace)
     intent_sent: bool = False
     node_left: bool = False
     timed_out: bool = False
@@ -386,7 +387,7 @@ class Serf(Delegate):
         self.clock.increment()
         self._handle_leave_intent(msg)
         if self._has_alive_members():
-            self._leave = _LeaveOp("intent", now + self.config.broadcast_timeout)
+            self._leave = _LeaveOp("intent", now + self.config.broadcast_timeout, now + self.config.leave_intent_grace)
             raw = encode_message(msg)
             self._own_leave.queue(None, raw, self._on_leave_intent_sent)
             self._tell_every_alive_member(raw)
@@ -1074,8 +1075,11 @@ class Serf(Delegate):
     # ------------------------------------------------------------------ graceful leave
 
     def _on_leave_intent_sent(self) -> None:
-        if self._leave is not None and self._leave.phase == "intent":
-            self._leave.intent_sent = True
+        """The intent is fully gossiped: the memberlist leave may start, though not before the grace is over."""
+        op = self._leave
+        if op is not None and op.phase == "intent":
+            op.intent_sent = True
+            op.deadline = min(op.deadline, max(self._now, op.not_before))
 
     def _start_memberlist_leave(self, now: float) -> None:
         if self._leave is None:
@@ -1088,7 +1092,7 @@ class Serf(Delegate):
         op = self._leave
         if op is None:
             return
-        if op.phase == "intent" and (op.intent_sent or now >= op.deadline):
+        if op.phase == "intent" and now >= op.deadline:
             if not op.intent_sent:
                 op.timed_out = True
                 self._diag(_LEVEL_WARN, "serf: timeout while waiting for graceful leave intent to spread", "leave")

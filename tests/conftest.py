@@ -23,6 +23,9 @@ from procs import Proc, free_port, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 SERF_BIN = os.environ.get("SERF_BIN", "/usr/bin/serf")
+#: What `serf agent -join=...` logs once its startup join succeeded. Its RPC answers before that, and a join that
+#: fails (e.g. the local profile's 1 s TCP timeout under load) makes the agent exit 1 a moment later.
+SERF_JOIN_DONE = "Join completed. Synced with"
 
 # Distinct loopback addresses: start somewhere random so two concurrent pytest runs rarely share an IP (ports
 # are checked free anyway).
@@ -174,9 +177,11 @@ class Agents:
         def up() -> bool:
             if not proc.alive():
                 raise AssertionError(f"serf agent {name} exited {proc.popen.returncode}:\n{proc.log_tail()}")
+            if join and SERF_JOIN_DONE not in proc.log_path.read_text(errors="replace"):
+                return False  # RPC answers during the startup join; a failed join then exits the agent
             return name in agent.members()
 
-        wait_for(up, timeout=startup_timeout, what=f"serf agent {name} RPC", diagnostics=self.diagnostics)
+        wait_for(up, timeout=startup_timeout, what=f"serf agent {name} RPC and -join", diagnostics=self.diagnostics)
         return agent
 
     def triumvir(

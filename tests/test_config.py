@@ -40,6 +40,7 @@ LAN = {
     "serf_protocol_max": 5,
     "broadcast_timeout": 5.0,
     "leave_propagate_delay": 1.0,
+    "leave_intent_grace": 0.5,
     "coalesce_period": 0.0,
     "quiescent_period": 0.0,
     "user_coalesce_period": 0.0,
