@@ -100,14 +100,7 @@ class WatchHub:
             for prefix, bucket in self._prefix.get(table, {}).items():
                 if key.startswith(prefix):
                     woken.extend(bucket)
-        fired = 0
-        for waiter in woken:
-            if not waiter.fired:
-                waiter.fired = True
-                self._remove(waiter)
-                waiter.fire()
-                fired += 1
-        return fired
+        return self._fire(woken)
 
     def wake_all(self) -> int:
         """Fire every waiter (a snapshot was restored: any answer may have changed)."""
@@ -115,8 +108,12 @@ class WatchHub:
         for prefixes in self._prefix.values():
             for bucket in prefixes.values():
                 everyone.extend(bucket)
+        return self._fire(everyone)
+
+    def _fire(self, waiters: list[Waiter]) -> int:
+        """Fire each waiter once (one may sit in several buckets) and unregister it; how many fired."""
         fired = 0
-        for waiter in everyone:
+        for waiter in waiters:
             if not waiter.fired:
                 waiter.fired = True
                 self._remove(waiter)
