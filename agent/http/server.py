@@ -49,6 +49,7 @@ from agent.http.options import HttpOptions
 from agent.http.request import BadTarget, Query, Request, parse_target
 from agent.http.response import Response, wire_headers
 from agent.http.routes import Ctx, Router, SocketRoute, default_router
+from agent.peer import peer_text
 
 if TYPE_CHECKING:
     from agent.api import AgentAPI
@@ -124,7 +125,7 @@ class HttpServer:
                     log.error("http: accept failed (%s); retrying in 100 ms", exc)
                     await trio.sleep(0.1)
                     continue
-                remote = _peer(stream)
+                remote = peer_text(stream)
                 slot = self.slots.admit(remote.rsplit(":", 1)[0])
                 if slot is None:
                     nursery.start_soon(self._reject, stream, remote)
@@ -151,14 +152,6 @@ class HttpServer:
         finally:
             self.slots.release(slot)
             await trio.aclose_forcefully(stream)
-
-
-def _peer(stream: trio.SocketStream) -> str:
-    try:
-        host, port = stream.socket.getpeername()[:2]
-    except OSError:
-        return "?"
-    return f"{host}:{port}"
 
 
 class _Connection:

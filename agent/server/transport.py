@@ -28,6 +28,7 @@ import attrs
 import trio
 
 from agent.gossip import parse_addr
+from agent.peer import peer_text
 from protocol.raft.types import Message, WireError, from_wire, to_wire
 
 from .frames import (
@@ -250,7 +251,7 @@ class Transport:
         return stream, decoder, pending
 
     async def _accepted(self, stream: trio.SocketStream) -> None:
-        remote = _remote(stream)
+        remote = peer_text(stream)
         decoder = FrameDecoder(self.max_frame)
         try:
             with trio.fail_after(self.handshake_timeout):
@@ -391,9 +392,3 @@ class Transport:
             return None
 
 
-def _remote(stream: trio.SocketStream) -> str:
-    try:
-        host, port = stream.socket.getpeername()[:2]
-    except OSError:
-        return "?"
-    return f"{host}:{port}"
