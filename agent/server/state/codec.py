@@ -15,6 +15,7 @@ import msgpack
 from agent.catalog.record import NodeCatalog, RecordError, from_wire, to_wire
 from agent.gostrings import WIRE_ERRORS
 
+from .commands import unpack
 from .tables import CatalogCheck, CatalogNode, CatalogService, KVEntry, Session, State
 
 __all__ = ["SNAPSHOT_FORMAT", "SnapshotError", "decode_state", "encode_state"]
@@ -96,10 +97,7 @@ def _new_session(id_: str, node: str, name: str, lock_delay: int, behavior: str,
 
 
 def decode_state(data: bytes) -> State:
-    try:
-        raw = msgpack.unpackb(data, raw=False, strict_map_key=False, unicode_errors="surrogateescape")
-    except Exception as exc:  # msgpack raises several unrelated types for bad input
-        raise SnapshotError(f"state snapshot: not msgpack ({type(exc).__name__}: {exc})") from None
+    raw = unpack(data, "state snapshot", SnapshotError)
     if not isinstance(raw, list) or len(raw) != 11:
         raise SnapshotError("state snapshot: expected a list of 11 parts")
     if raw[0] != SNAPSHOT_FORMAT:

@@ -358,12 +358,17 @@ def _decode_fields(cls: type, raw: Any, what: str) -> Any:
     return cls(**kwargs)
 
 
+def unpack(data: bytes, what: str, error: type[Exception]) -> Any:
+    """msgpack ``data`` read with the Go-string rule (as it was packed), or ``error`` naming ``what``."""
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False, unicode_errors=WIRE_ERRORS)
+    except Exception as exc:  # msgpack raises several unrelated types for bad input
+        raise error(f"{what}: not msgpack ({type(exc).__name__}: {exc})") from None
+
+
 def decode(data: bytes) -> Command:
     """The command in entry ``data``; `CommandError` says precisely what is wrong."""
-    try:
-        raw = msgpack.unpackb(data, raw=False, strict_map_key=False, unicode_errors="surrogateescape")
-    except Exception as exc:  # msgpack raises several unrelated types for bad input
-        raise CommandError(f"state command: not msgpack ({type(exc).__name__}: {exc})") from None
+    raw = unpack(data, "state command", CommandError)
     if not isinstance(raw, list) or len(raw) != 4:
         raise CommandError("state command: expected [format, kind, now, body]")
     fmt, kind, now, body = raw
