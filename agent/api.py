@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from agent.config import AgentConfig
     from agent.members import Member, MemberTable
+    from agent.server.access import StoreAccess
     from agent.services.manager import ServiceManager
     from protocol.keymanager import KeyQueryDone
 
@@ -26,6 +27,9 @@ class AgentAPI(Protocol):
     started: float
     #: This agent's services and checks (agent.services.manager.ServiceManager); None in agents without them.
     services: ServiceManager | None
+    #: The servers' state store (KV, sessions, txn, catalog registrations) as this agent reaches it: a server's
+    #: own StoreService, a client's forwarding to the servers (agent/server/access.py).
+    store_access: StoreAccess
 
     async def join(self, addrs: list[str]) -> int:
         """Join through each address; the number that answered, or JoinError when none did."""

@@ -25,6 +25,7 @@ import trio
 
 from agent import consul
 from agent.api import JoinError
+from agent.catalog.query import catalog_nodes, node_checks
 from agent.catalog.replication import ReplicatorConfig
 from agent.catalog.runner import CatalogRunner
 from agent.config import AgentConfig, ConfigError, HelpRequested, diff_config, load_config, reload_config
@@ -35,10 +36,13 @@ from agent.http import serve_http
 from agent.keyring_file import initial_keys, write_keyring_file
 from agent.members import Member, MemberTable
 from agent.server import rpc as server_rpc
+from agent.server.access import StoreAccess
 from agent.server.cluster import RaftServer, ServerSettings, bootstrap_warnings
 from agent.server.driver import Timing
 from agent.server.follow import LeaderFollower
-from agent.server.machine import RecordingMachine
+from agent.server.forwarding import ForwardAccess
+from agent.server.service import StoreService
+from agent.server.state.store import StateStore
 from agent.services.manager import ServiceManager
 from agent.version import __version__
 from protocol.config import Config
@@ -109,6 +113,11 @@ class Agent:
         self.timing = Timing.consul(config.raft_multiplier)
         self._dev_tmp: tempfile.TemporaryDirectory[str] | None = None
         self._follower: LeaderFollower | None = None
+        #: The servers' state store as this agent reaches it (KV, sessions, txn, registrations): a server's own
+        #: StoreService, or a client's ForwardAccess to the servers.
+        self.store_access: StoreAccess = ForwardAccess(lambda: self.table.current.leader,
+                                                       lambda: self.table.current.servers)
+        self.store_service: StoreService | None = None
         #: key queries in flight: handle -> (set when done, the result)
         self._key_waiters: dict[int, tuple[trio.Event, list[KeyQueryDone]]] = {}
 
@@ -165,9 +174,21 @@ class Agent:
             log.warning("agent: %s", warning)
         if config.bootstrap_expect > 1:
             log.info("agent: bootstrap_expect > 0: expecting %d servers", config.bootstrap_expect)
-        self.raft = RaftServer(settings, RecordingMachine(), self.table.set_leader)
+        store = StateStore()
+        self.raft = RaftServer(settings, store, self.table.set_leader)
+        self.store_service = self.store_access = StoreService(store, self.raft, agent_nodes=self._agent_nodes,
+                                                              write_timeout=max(10.0, 2 * self.timing.election_timeout))
+        self.store_service.register(self.raft.rpc)
         self.raft.update_pool(self.table.current.members.values())
         await nursery.start(self.raft.run)
+        nursery.start_soon(self.store_service.duties.run)
+
+    def _agent_nodes(self) -> dict[str, dict[str, str]]:
+        """The gossip catalog's nodes with their checks' statuses (serfHealth included), by lower-cased name:
+        what a session may bind to, and what the leader invalidates sessions by."""
+        snap = self.table.current
+        return {m.name.lower(): {v.check.id: v.check.status for v in node_checks(snap, m)}
+                for m in catalog_nodes(snap, self.config.datacenter)}
 
     async def _start_services(self, nursery: trio.Nursery) -> None:
         """Catalog replication over gossip, then the local services and their check runners (which publish)."""
@@ -344,6 +365,8 @@ class Agent:
         """The leader comes from Raft (ours, or a server's for a client); gossip tells Raft who the servers are."""
         if self.raft is not None:
             self.raft.update_pool(self.table.current.members.values())
+        if self.store_service is not None:
+            self.store_service.duties.poke()
         if self._follower is not None:
             self._follower.poke()
 

@@ -133,8 +133,9 @@ def test_a_ready_is_persisted_then_sent_then_applied_then_advanced(tmp_path: Pat
 # ---------------------------------------------------------------- the driver with the real core
 
 
+from recording_machine import RecordingMachine  # noqa: E402
+
 from agent.server.driver import Timing  # noqa: E402
-from agent.server.machine import RecordingMachine  # noqa: E402
 from protocol.raft import Config, NotLeader, RawNode, bootstrap  # noqa: E402
 from protocol.raft.types import Role, Server  # noqa: E402
 

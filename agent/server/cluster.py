@@ -29,7 +29,7 @@ import trio
 from agent import consul
 from agent.members import STATUS_ALIVE, STATUS_LEFT, Member
 from protocol.raft import Config, RawNode, bootstrap
-from protocol.raft.errors import RaftError
+from protocol.raft.errors import NotLeader, RaftError
 from protocol.raft.types import ConfChange, ConfChangeKind, ConfState, Message, Role, Server, Suffrage
 
 from .driver import DEFAULT_SNAPSHOT_EVERY, Driver, StateMachine, Timing
@@ -126,7 +126,6 @@ class RaftServer:
         self.transport: Transport | None = None
         self.driver: Driver | None = None
         self.rpc = RPCServer({"Status.Leader": self._rpc_leader, "Status.Peers": self._rpc_peers,
-                              "Raft.Apply": self._rpc_apply, "Raft.Applied": self._rpc_applied,
                               "Operator.RaftGetConfiguration": self._rpc_configuration,
                               "Operator.RaftRemovePeer": self._rpc_remove_peer})
         self._pool_changed = trio.Event()
@@ -165,6 +164,31 @@ class RaftServer:
     def leader(self) -> str:
         return self._leader
 
+    # ---------------------------------------------------------------- service.Replica
+
+    def leader_address(self) -> str:
+        return self._leader
+
+    def leader_ready(self) -> bool:
+        return self.driver is not None and self.driver.leader_ready()
+
+    def last_contact(self) -> float:
+        if self.is_leader():
+            return 0.0
+        if self.driver is None or not self.driver.last_contact:
+            return float("inf")
+        return trio.current_time() - self.driver.last_contact
+
+    async def propose(self, data: bytes, timeout: float) -> Any:
+        if self.driver is None:
+            raise NotLeader("", "proposal")
+        return await self.driver.propose(data, timeout=timeout)
+
+    async def read_index(self, timeout: float) -> None:
+        if self.driver is None:
+            raise NotLeader("", "read index")
+        await self.driver.read_index(timeout=timeout)
+
     def voters(self) -> tuple[str, ...]:
         if self.driver is None:
             return ()
@@ -176,23 +200,6 @@ class RaftServer:
 
     async def _rpc_peers(self, _args: Any) -> list[str]:
         return list(self.voters())
-
-    async def _rpc_apply(self, args: Any) -> dict[str, Any]:
-        """Propose one raw command here (no forwarding): the machine's result once applied, or an error
-        (not the leader, lost, timed out).  The recording machine's write path until the state store's KV.Apply."""
-        data = args.get("data")
-        if not isinstance(data, bytes) or self.driver is None:
-            raise RPCError("Raft.Apply: expected {data: bytes} on a running server")
-        driver = self.driver
-        try:
-            result = await driver.propose(data, timeout=self.settings.timing.election_timeout * 2)
-        except (RaftError, trio.TooSlowError) as err:
-            raise RPCError(f"Raft.Apply: {err or 'timed out'}") from None
-        return {"result": list(result) if isinstance(result, tuple) else result}
-
-    async def _rpc_applied(self, _args: Any) -> list[Any]:
-        """What the recording machine applied, [[index, term, data], ...] (for tests and debugging)."""
-        return [list(item) for item in getattr(self.machine, "applied", [])]
 
     def stats(self) -> dict[str, str]:
         """Consul's Stats.raft keys, where we have the figure."""

@@ -108,6 +108,11 @@ class _ConfChange:
 
 
 @attrs.frozen
+class _ReadIndex:
+    waiter: _Waiter
+
+
+@attrs.frozen
 class _Call:
     """Run a function on the node from the driver's task (e.g. transfer_leadership)."""
 
@@ -115,7 +120,7 @@ class _Call:
     waiter: _Waiter
 
 
-Event = Message | _Tick | _Propose | _ConfChange | _Call
+Event = Message | _Tick | _Propose | _ConfChange | _ReadIndex | _Call
 
 
 class Driver:
@@ -144,6 +149,10 @@ class Driver:
         self.faulty_messages = 0  # messages the core refused with LogInvariantError
         self.conf_index = 0  # index of the last configuration entry applied (Consul's configuration Index)
         self._waiters: dict[int, _Waiter] = {}
+        self._reads: dict[bytes, _Waiter] = {}  # ReadIndex requests in flight, by context
+        self._read_seq = 0
+        self._applied_event = trio.Event()  # set (and replaced) whenever `applied` moves
+        self._term_start = 0  # as leader: the index of our term's first entry (default reads wait for it)
         self._changed = trio.Event()
         self._events_send, self._events = trio.open_memory_channel[Event](1024)
 
@@ -162,7 +171,24 @@ class Driver:
         """Run ``fn(node)`` on the driver's task (between Readies) and return its result."""
         return await self._request(_Call(fn, _Waiter()), None)
 
-    async def _request(self, event: _Propose | _ConfChange | _Call, timeout: float | None) -> Any:
+    async def read_index(self, *, timeout: float) -> int:
+        """A linearizable read point: confirm leadership with a quorum (ReadIndex) and return once the state
+        machine has applied that index.  NotLeader on a follower or if leadership is lost meanwhile;
+        trio.TooSlowError after ``timeout``."""
+        with trio.fail_after(timeout):
+            index = await self._request(_ReadIndex(_Waiter()), None)
+            await self.wait_applied(index)
+        return index
+
+    async def wait_applied(self, index: int) -> None:
+        while self.applied < index:
+            await self._applied_event.wait()
+
+    def leader_ready(self) -> bool:
+        """Leader with an entry of its own term applied: its state holds every earlier commit."""
+        return self.soft_state.role is Role.LEADER and self.applied >= self._term_start
+
+    async def _request(self, event: _Propose | _ConfChange | _ReadIndex | _Call, timeout: float | None) -> Any:
         await self._events_send.send(event)
         with trio.fail_after(timeout) if timeout is not None else contextlib.nullcontext():
             await event.waiter.done.wait()
@@ -229,6 +255,15 @@ class Driver:
                 event.waiter.resolve(error=err)
                 return
             self._expect(receipt, event.waiter)
+        elif isinstance(event, _ReadIndex):
+            self._read_seq += 1
+            context = b"r%d" % self._read_seq
+            try:
+                self.node.read_index(context)
+            except (NotLeader, RaftError) as err:
+                event.waiter.resolve(error=err)
+                return
+            self._reads[context] = event.waiter
         elif isinstance(event, _Call):
             try:
                 event.waiter.resolve(event.fn(self.node))
@@ -263,6 +298,9 @@ class Driver:
                 log.info("raft: no longer the leader (now %s)", rd.soft_state.role.name.lower())
             elif rd.soft_state.role is Role.LEADER and self.soft_state.role is not Role.LEADER:
                 log.info("raft: elected leader")
+                self._term_start = self.node.status().last_index
+            if rd.soft_state.role is not Role.LEADER or rd.soft_state.leader != self.soft_state.leader:
+                self._fail_reads(NotLeader(rd.soft_state.leader, "read index"))
             self.soft_state = rd.soft_state
             changed = True
         if rd.snapshot is not None or rd.entries or rd.hard_state is not None:
@@ -282,12 +320,25 @@ class Driver:
                 self.conf_index = entry.index
             self.applied = entry.index
             self._settle_waiters_upto(entry.index, entry, result)
+        for read in rd.read_states:
+            waiter = self._reads.pop(read.context, None)
+            if waiter is not None:
+                waiter.resolve(read.index)
+        if rd.committed_entries or rd.snapshot is not None:
+            self._applied_event.set()
+            self._applied_event = trio.Event()
         self.node.advance()
         if rd.committed_entries and self.applied - self.store.snapshot().meta.index >= self.snapshot_every:
             await self._snapshot()
         if changed:
             self._changed.set()
             self._changed = trio.Event()
+
+    def _fail_reads(self, error: BaseException) -> None:
+        """Leadership changed: a ReadIndex in flight may never be answered (a lost forward, a deposed leader)."""
+        reads, self._reads = self._reads, {}
+        for waiter in reads.values():
+            waiter.resolve(error=error)
 
     def _settle_waiters_upto(self, index: int, entry: Entry | None, result: Any = None) -> None:
         """Entry None: a received snapshot covered the indexes, so whether a proposal there took effect is unknown."""

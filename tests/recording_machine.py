@@ -1,6 +1,6 @@
 """State machines the Raft driver applies committed commands to (`agent.server.driver.StateMachine`).
 
-`RecordingMachine` is the one the servers run until the KV state store lands: it keeps every applied command as
+`RecordingMachine` is the raft tests' machine: it keeps every applied command as
 ``(index, term, data)`` and answers each with its ``(index, term)``, so tests can see exactly what committed where.
 """
 

@@ -1,0 +1,112 @@
+"""The seam between the HTTP endpoints and the servers' state store: what an endpoint may ask, on any agent.
+
+An endpoint builds a `commands.Command` (a write) or names a query from `queries.QUERIES` (a read) and hands
+it to the agent's `StoreAccess`.  On a server that is `service.StoreService` (the leader proposes to Raft; a
+follower forwards to the leader, or answers a ``?stale`` read itself); on a client it is `forward.ForwardAccess`
+(every call goes over the server port to a server, as Consul's clients forward their RPCs).  Either way the
+endpoint sees the same results and the same errors, so the HTTP layer is written once.
+
+Results cross the server port, so they are plain msgpack-able values: a write's result is the state machine's
+(``True``/``False``, a session ID, a transaction's Consul JSON); a read's value is already Consul's JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import attrs
+
+from .state.commands import Command
+
+__all__ = [
+    "CONSISTENCY_MODES",
+    "CommandFailed",
+    "NoLeader",
+    "QueryResult",
+    "ReadMode",
+    "StoreAccess",
+    "StoreUnavailable",
+]
+
+CONSISTENCY_MODES = ("default", "consistent", "stale")
+
+
+class NoLeader(Exception):
+    """There is no Raft leader to answer (the endpoint's 500 ``No cluster leader``)."""
+
+    def __init__(self) -> None:
+        super().__init__("No cluster leader")
+
+
+class CommandFailed(Exception):
+    """The state machine refused the command (`apply.Failed`), or the leader's pre-checks did (a session's
+    node or checks); the text is Consul's and the endpoint answers 500 with it."""
+
+
+class StoreUnavailable(Exception):
+    """The server could not be reached or did not answer in time; nothing is known of a write's outcome."""
+
+
+@attrs.frozen
+class ReadMode:
+    """How a read is served (Consul's QueryOptions): ``consistency`` one of `CONSISTENCY_MODES`; ``max_stale``
+    seconds (``?stale&max_stale=``: a follower further behind forwards to the leader; None: any);
+    ``index``/``wait``: a blocking query (``wait`` already capped and jittered by the caller; 0: no blocking)."""
+
+    consistency: str = "default"
+    max_stale: float | None = None
+    index: int = 0
+    wait: float = 0.0
+
+    def __attrs_post_init__(self) -> None:
+        if self.consistency not in CONSISTENCY_MODES:
+            raise ValueError(f"unknown consistency mode {self.consistency!r}")
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"c": self.consistency, "ms": self.max_stale, "i": self.index, "w": self.wait}
+
+    @classmethod
+    def from_wire(cls, raw: Any) -> ReadMode:
+        if not isinstance(raw, dict):
+            raise ValueError("read mode: expected a map")
+        max_stale = raw.get("ms")
+        return cls(str(raw.get("c", "default")), None if max_stale is None else float(max_stale),
+                   int(raw.get("i", 0)), float(raw.get("w", 0.0)))
+
+
+@attrs.frozen
+class QueryResult:
+    """A read's answer and Consul's query metadata: ``index`` (X-Consul-Index), ``known_leader``
+    (X-Consul-KnownLeader), ``last_contact_ms`` (X-Consul-LastContact: 0 on the leader)."""
+
+    index: int
+    value: Any
+    known_leader: bool = True
+    last_contact_ms: int = 0
+
+    def to_wire(self) -> list[Any]:
+        return [self.index, self.value, self.known_leader, self.last_contact_ms]
+
+    @classmethod
+    def from_wire(cls, raw: Any) -> QueryResult:
+        if not isinstance(raw, list) or len(raw) != 4:
+            raise ValueError("query result: expected [index, value, known_leader, last_contact_ms]")
+        return cls(int(raw[0]), raw[1], bool(raw[2]), int(raw[3]))
+
+
+class StoreAccess(Protocol):
+    async def apply(self, command: Command) -> Any:
+        """Commit ``command`` through the leader and return the state machine's result.  The leader stamps its
+        clock into it (and, for a session create with no ID, chooses the ID).  Raises NoLeader, CommandFailed,
+        StoreUnavailable."""
+        ...
+
+    async def query(self, name: str, args: dict[str, Any], mode: ReadMode) -> QueryResult:
+        """Run the read ``queries.QUERIES[name]`` with ``args`` as ``mode`` asks (blocking included).  Raises
+        NoLeader, StoreUnavailable, and ValueError for an unknown query or bad arguments."""
+        ...
+
+    async def renew_session(self, session_id: str) -> Any:
+        """``/v1/session/renew``: the session's JSON after the leader re-armed its TTL, or None if it is
+        unknown (the endpoint's 404).  Raises NoLeader, StoreUnavailable."""
+        ...

@@ -1,0 +1,95 @@
+"""A client agent's `access.StoreAccess`: every call goes to a server over the server port.
+
+Consul's clients hold no state: their RPCs go to a server, which forwards to the leader when it must.  Ours
+send writes, default and consistent reads, and renewals to the leader the member table knows (a client learns
+it from a server, `follow.LeaderFollower`); a ``?stale`` read goes to any server, in turn, so stale reads
+spread over the servers as Consul's do.  A server that cannot be reached is `access.StoreUnavailable`.
+
+The answer forms of the server's ``Store.*`` methods are read back here (`unwrap_apply`, `remote_error`), used
+by a follower forwarding to the leader too.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .access import CommandFailed, NoLeader, QueryResult, ReadMode, StoreUnavailable
+from .queries import QueryError
+from .rpc import RPCError
+from .rpc import call as rpc_call
+from .state.commands import Command, encode
+
+__all__ = ["FORWARD_SLACK", "ForwardAccess", "remote_error", "unwrap_apply"]
+
+#: Extra time a forwarded call may take beyond its own wait (Consul's RPC hold timeout is 7 s).
+FORWARD_SLACK = 7.0
+
+
+def unwrap_apply(reply: Any) -> Any:
+    """A ``Store.Apply`` answer as the caller's result, or its exception."""
+    if not isinstance(reply, dict):
+        raise StoreUnavailable(f"malformed Store.Apply answer {reply!r:.60}")
+    if "ok" in reply:
+        return reply["ok"]
+    if "failed" in reply:
+        raise CommandFailed(str(reply["failed"]))
+    if reply.get("no_leader"):
+        raise NoLeader()
+    raise StoreUnavailable(str(reply.get("unavailable", "malformed Store.Apply answer")))
+
+
+def remote_error(text: str) -> Exception:
+    """An RPC error text from a server as the exception the caller would have seen locally."""
+    if text == str(NoLeader()):
+        return NoLeader()
+    if text.startswith(("Store.Query: unknown query", "Store.Query: query argument")):
+        return QueryError(text.removeprefix("Store.Query: "))
+    return StoreUnavailable(text)
+
+
+class ForwardAccess:
+    """``leader()``: the leader's server address or ``""``; ``servers()``: every known server's address."""
+
+    def __init__(self, leader: Callable[[], str], servers: Callable[[], Sequence[str]], *,
+                 write_timeout: float = 10.0) -> None:
+        self.leader = leader
+        self.servers = servers
+        self.write_timeout = write_timeout
+        self._turn = itertools.count()
+
+    async def apply(self, command: Command) -> Any:
+        return unwrap_apply(await self._call(self._leader(), "Store.Apply", {"data": encode(command)},
+                                             self.write_timeout))
+
+    async def query(self, name: str, args: dict[str, Any], mode: ReadMode) -> QueryResult:
+        address = self._leader() if mode.consistency != "stale" else self._any_server()
+        reply = await self._call(address, "Store.Query", {"name": name, "args": args, "mode": mode.to_wire()},
+                                 mode.wait + self.write_timeout)
+        try:
+            return QueryResult.from_wire(reply)
+        except (ValueError, TypeError) as err:
+            raise StoreUnavailable(f"malformed Store.Query answer: {err}") from None
+
+    async def renew_session(self, session_id: str) -> Any:
+        return await self._call(self._leader(), "Session.Renew", {"id": session_id}, self.write_timeout)
+
+    def _leader(self) -> str:
+        leader = self.leader()
+        if not leader:
+            raise NoLeader()
+        return leader
+
+    def _any_server(self) -> str:
+        servers = sorted(self.servers())
+        if not servers:
+            return self._leader()
+        return servers[next(self._turn) % len(servers)]
+
+    @staticmethod
+    async def _call(address: str, method: str, args: dict[str, Any], timeout: float) -> Any:
+        try:
+            return await rpc_call(address, method, args, timeout=timeout + FORWARD_SLACK)
+        except RPCError as err:
+            raise remote_error(str(err)) from None

@@ -1,0 +1,114 @@
+"""The reads a server answers for any agent, by name: each a `state.reads` read whose value is Consul's JSON.
+
+A client agent cannot send a function over the server port, so every read an endpoint makes has a name here
+and plain arguments.  `run` checks the arguments and returns a `reads.Read` (index, JSON value, interests), so
+blocking (`state.wait.wait_past`) works the same for a local caller and a forwarded one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .state import reads
+from .state.commands import CommandError, Txn, decode
+from .state.reads import Read
+from .state.tables import State, Tx
+from .state.txn import run_txn
+from .state.views import catalog_node_json, kv_entry_json, session_json, txn_json
+
+__all__ = ["QUERIES", "QueryError", "reader", "run"]
+
+
+class QueryError(ValueError):
+    """An unknown query or arguments it cannot take."""
+
+
+def _str(args: Mapping[str, Any], name: str) -> str:
+    value = args.get(name, "")
+    if not isinstance(value, str):
+        raise QueryError(f"query argument {name!r}: expected a string")
+    return value
+
+
+def _map(read: Read[Any], value: Any) -> Read[Any]:
+    return Read(read.index, value, read.interests)
+
+
+def _kv_get(state: State, args: Mapping[str, Any]) -> Read[Any]:
+    """One key: ``[entry]``, or None when absent (the endpoint's 404)."""
+    read = reads.kv_get(state, _str(args, "key"))
+    return _map(read, None if read.value is None else [kv_entry_json(read.value)])
+
+
+def _kv_list(state: State, args: Mapping[str, Any]) -> Read[Any]:
+    """``?recurse``: the entries under the prefix, or None when there are none (404)."""
+    read = reads.kv_list(state, _str(args, "prefix"))
+    return _map(read, [kv_entry_json(e) for e in read.value] or None)
+
+
+def _kv_keys(state: State, args: Mapping[str, Any]) -> Read[Any]:
+    """``?keys``: the key names (rolled up at ``separator``), or None when there are none (404)."""
+    read = reads.kv_keys(state, _str(args, "prefix"), _str(args, "separator"))
+    return _map(read, list(read.value) or None)
+
+
+def _session_info(state: State, args: Mapping[str, Any]) -> Read[Any]:
+    read = reads.session_get(state, _str(args, "id"))
+    return _map(read, [] if read.value is None else [session_json(read.value)])
+
+
+def _session_list(state: State, args: Mapping[str, Any]) -> Read[Any]:
+    read = reads.session_list(state)
+    return _map(read, [session_json(s) for s in read.value])
+
+
+def _session_node(state: State, args: Mapping[str, Any]) -> Read[Any]:
+    read = reads.node_sessions(state, _str(args, "node"))
+    return _map(read, [session_json(s) for s in read.value])
+
+
+def _txn_read(state: State, args: Mapping[str, Any]) -> Read[Any]:
+    """A transaction of reads only (get, get-tree, checks): run on a working copy that is never committed,
+    as Consul serves read-only transactions without the log.  ``data`` is an encoded `commands.Txn`."""
+    data = args.get("data")
+    if not isinstance(data, bytes):
+        raise QueryError("query argument 'data': expected bytes")
+    try:
+        command = decode(data)
+    except CommandError as err:
+        raise QueryError(str(err)) from None
+    if not isinstance(command, Txn):
+        raise QueryError("txn.read: expected a txn command")
+    outcome = run_txn(Tx(state, state.applied, command.now), command.ops)
+    return Read(max(state.applied, 1), txn_json(outcome), ())
+
+
+def _catalog_nodes(state: State, args: Mapping[str, Any]) -> Read[Any]:
+    read = reads.catalog_nodes(state)
+    return _map(read, [catalog_node_json(n) for n in read.value])
+
+
+QUERIES: Mapping[str, Callable[[State, Mapping[str, Any]], Read[Any]]] = {
+    "kv.get": _kv_get,
+    "kv.list": _kv_list,
+    "kv.keys": _kv_keys,
+    "session.info": _session_info,
+    "session.list": _session_list,
+    "session.node": _session_node,
+    "txn.read": _txn_read,
+    "catalog.nodes": _catalog_nodes,
+}
+
+
+def reader(name: str, args: Mapping[str, Any]) -> Callable[[State], Read[Any]]:
+    """``QUERIES[name]`` bound to ``args``; QueryError for an unknown name.  The arguments are checked when the
+    read first runs."""
+    fn = QUERIES.get(name)
+    if fn is None:
+        raise QueryError(f"unknown query {name!r}")
+    return lambda state: fn(state, args)
+
+
+def run(state: State, name: str, args: Mapping[str, Any]) -> Read[Any]:
+    return reader(name, args)(state)

@@ -1,0 +1,237 @@
+"""A server's `access.StoreAccess`: writes through Raft on the leader, reads by Consul's consistency modes.
+
+* **Writes** go to the leader.  The leader stamps its clock into the command (the only time an apply sees),
+  chooses a new session's ID and checks its node and checks against the merged catalog (Consul's
+  ``sessionCreateTxn`` reads its catalog; ours is partly gossip, which an apply may not read), then proposes it
+  and waits for the apply.  A follower forwards the command to the leader over the server port.
+* **Reads**: ``default`` is answered by the leader from its own state once it has applied an entry of its own
+  term (so a new leader never answers from before its predecessor's last commit); ``consistent`` first confirms
+  leadership with a ReadIndex round and waits until that index is applied; ``stale`` is answered by any server
+  from its own state (``max_stale``: a follower whose last contact with the leader is older forwards instead).
+  A follower forwards default and consistent reads to the leader, blocking ones included.
+
+`Replica` is what this needs of the Raft side (`cluster.RaftServer` provides it); a test can give it a
+single-replica stand-in that applies straight to the store.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import attrs
+import trio
+
+from . import queries
+from .access import CommandFailed, NoLeader, QueryResult, ReadMode, StoreUnavailable
+from .duties import LeaderDuties
+from .forwarding import FORWARD_SLACK, remote_error, unwrap_apply
+from .rpc import RPCError, RPCServer
+from .rpc import call as rpc_call
+from .state.apply import Failed
+from .state.commands import Command, CommandError, SessionCreate, SessionDestroy, decode, encode
+from .state.leader import SessionTimers, session_create_error
+from .state.store import StateStore
+from .state.txn import TxnOutcome
+from .state.views import session_json, txn_json
+from .state.wait import wait_past
+
+__all__ = ["AgentNodes", "Replica", "StoreService"]
+
+#: lower-cased node name -> {check ID: status} for the nodes the gossip catalog holds (serfHealth included).
+AgentNodes = Callable[[], Mapping[str, Mapping[str, str]]]
+
+
+class Replica(Protocol):
+    """The Raft side, as the store's service sees it."""
+
+    def is_leader(self) -> bool: ...
+
+    def leader_address(self) -> str:
+        """The leader's server address (``IP:port``), ``""`` when none is known."""
+        ...
+
+    def leader_ready(self) -> bool:
+        """We lead and have applied an entry of our own term (default reads may be served)."""
+        ...
+
+    def last_contact(self) -> float:
+        """Seconds since the leader was last heard from (0 on the leader; inf if never)."""
+        ...
+
+    async def propose(self, data: bytes, timeout: float) -> Any:
+        """The state machine's result once applied; NotLeader, ProposalLost, trio.TooSlowError."""
+        ...
+
+    async def read_index(self, timeout: float) -> None:
+        """Return once a ReadIndex round confirmed our leadership and its index is applied."""
+        ...
+
+
+class StoreService:
+    def __init__(self, store: StateStore, replica: Replica, *, agent_nodes: AgentNodes,
+                 write_timeout: float = 10.0) -> None:
+        self.store = store
+        self.replica = replica
+        self.agent_nodes = agent_nodes
+        self.write_timeout = write_timeout
+        self.timers = SessionTimers()
+        self.duties = LeaderDuties(self)
+
+    # ---------------------------------------------------------------- StoreAccess
+
+    async def apply(self, command: Command) -> Any:
+        if self.replica.is_leader():
+            return await self._apply_here(command)
+        reply = await self._forward("Store.Apply", {"data": encode(command)}, self.write_timeout)
+        return unwrap_apply(reply)
+
+    async def query(self, name: str, args: dict[str, Any], mode: ReadMode) -> QueryResult:
+        read = queries.reader(name, args)
+        if mode.consistency == "stale" and not self.replica.is_leader():
+            contact = self.replica.last_contact()
+            if mode.max_stale is None or contact <= mode.max_stale or not self.replica.leader_address():
+                answer = await self._read_here(read, mode)
+                return QueryResult(answer.index, answer.value, bool(self.replica.leader_address()),
+                                   _ms(contact))
+        if self.replica.is_leader():
+            if mode.consistency == "consistent" or not self.replica.leader_ready():
+                await self._confirm_leadership()
+            answer = await self._read_here(read, mode)
+            return QueryResult(answer.index, answer.value, True, 0)
+        reply = await self._forward("Store.Query", {"name": name, "args": args, "mode": mode.to_wire()},
+                                    mode.wait + self.write_timeout)
+        return QueryResult.from_wire(reply)
+
+    async def renew_session(self, session_id: str) -> Any:
+        if not self.replica.is_leader():
+            return await self._forward("Session.Renew", {"id": session_id}, self.write_timeout)
+        state = self.store.current
+        if not self.timers.renew(state, session_id, time.time_ns()):
+            return None
+        self.duties.timers_changed()
+        return [session_json(state.sessions[session_id])]
+
+    # ---------------------------------------------------------------- the leader
+
+    async def _apply_here(self, command: Command) -> Any:
+        now = time.time_ns()
+        command = attrs.evolve(command, now=now)
+        if isinstance(command, SessionCreate):
+            if not command.id:
+                command = attrs.evolve(command, id=self._new_session_id())
+            problem = session_create_error(self.store.current, command, self.agent_nodes())
+            if problem is not None:
+                raise CommandFailed(problem)
+        result = await self._propose(encode(command))
+        if isinstance(result, Failed):
+            raise CommandFailed(result.error)
+        if isinstance(command, SessionCreate):
+            self.timers.renew(self.store.current, command.id, now)
+            self.duties.timers_changed()
+        if isinstance(command, SessionDestroy):
+            self.timers.clear(command.id)
+        if isinstance(result, TxnOutcome):
+            return txn_json(result)
+        return result
+
+    async def _propose(self, data: bytes) -> Any:
+        from protocol.raft.errors import RaftError
+
+        try:
+            return await self.replica.propose(data, self.write_timeout)
+        except trio.TooSlowError:
+            raise StoreUnavailable(f"timed out after {self.write_timeout:g}s waiting for the write to commit") \
+                from None
+        except RaftError as err:
+            if not self.replica.leader_address():
+                raise NoLeader() from None
+            raise StoreUnavailable(str(err) or type(err).__name__) from None
+
+    def _new_session_id(self) -> str:
+        sessions = self.store.current.sessions
+        while True:
+            candidate = str(uuid.uuid4())
+            if candidate not in sessions:
+                return candidate
+
+    async def _confirm_leadership(self) -> None:
+        from protocol.raft.errors import RaftError
+
+        try:
+            await self.replica.read_index(self.write_timeout)
+        except (RaftError, trio.TooSlowError):
+            raise NoLeader() from None
+
+    async def _read_here(self, read: Callable[[Any], queries.Read[Any]], mode: ReadMode) -> queries.Read[Any]:
+        if mode.index <= 0 or mode.wait <= 0:
+            return read(self.store.current)
+        with trio.move_on_after(mode.wait):
+            return await wait_past(self.store, read, mode.index)
+        return read(self.store.current)
+
+    # ---------------------------------------------------------------- forwarding
+
+    async def _forward(self, method: str, args: dict[str, Any], timeout: float) -> Any:
+        leader = self.replica.leader_address()
+        if not leader:
+            raise NoLeader()
+        try:
+            return await rpc_call(leader, method, args, timeout=timeout + FORWARD_SLACK)
+        except RPCError as err:
+            raise remote_error(str(err)) from None
+
+    # ---------------------------------------------------------------- the server port
+
+    def register(self, rpc: RPCServer) -> None:
+        """Answer other agents' forwarded calls (``Store.Apply``, ``Store.Query``, ``Session.Renew``)."""
+        rpc.handlers.update({"Store.Apply": self._rpc_apply, "Store.Query": self._rpc_query,
+                             "Session.Renew": self._rpc_renew})
+
+    async def _rpc_apply(self, args: Mapping[str, Any]) -> Any:
+        data = args.get("data")
+        if not isinstance(data, bytes):
+            raise RPCError("Store.Apply: expected {data: bytes}")
+        try:
+            command = decode(data)
+        except CommandError as err:
+            raise RPCError(f"Store.Apply: {err}") from None
+        try:
+            return {"ok": await self.apply(command)}
+        except CommandFailed as err:
+            return {"failed": str(err)}
+        except NoLeader:
+            return {"no_leader": True}
+        except StoreUnavailable as err:
+            return {"unavailable": str(err)}
+
+    async def _rpc_query(self, args: Mapping[str, Any]) -> Any:
+        name, qargs = args.get("name"), args.get("args")
+        if not isinstance(name, str) or not isinstance(qargs, dict):
+            raise RPCError("Store.Query: expected {name, args, mode}")
+        try:
+            mode = ReadMode.from_wire(args.get("mode"))
+            return (await self.query(name, qargs, mode)).to_wire()
+        except (ValueError, TypeError) as err:
+            raise RPCError(f"Store.Query: {err}") from None
+        except NoLeader:
+            raise RPCError(str(NoLeader())) from None
+        except StoreUnavailable as err:
+            raise RPCError(str(err)) from None
+
+    async def _rpc_renew(self, args: Mapping[str, Any]) -> Any:
+        session_id = args.get("id")
+        if not isinstance(session_id, str):
+            raise RPCError("Session.Renew: expected {id}")
+        try:
+            return await self.renew_session(session_id)
+        except NoLeader:
+            raise RPCError(str(NoLeader())) from None
+        except StoreUnavailable as err:
+            raise RPCError(str(err)) from None
+
+
+def _ms(seconds: float) -> int:
+    return 0 if seconds == float("inf") else round(seconds * 1000)
