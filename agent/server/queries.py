@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from agent.catalog.registered import RegisteredNode, registered_to_wire
+
 from .state import reads
 from .state.commands import CommandError, Txn, decode
 from .state.reads import Read
@@ -89,6 +91,19 @@ def _catalog_nodes(state: State, args: Mapping[str, Any]) -> Read[Any]:
     return _map(read, [catalog_node_json(n) for n in read.value])
 
 
+def _catalog_registered(state: State, args: Mapping[str, Any]) -> Read[Any]:
+    """Every registered node with its services and checks, in `agent.catalog.registered`'s wire form: what each
+    agent's mirror (`agent.server.mirror`) publishes into its member table for HTTP and DNS."""
+    read = reads.registered(state)
+    nodes = [
+        RegisteredNode(n.node, n.address, n.id, n.datacenter, n.tagged_addresses, n.meta, n.create_index,
+                       n.modify_index, tuple((s.service, s.create_index, s.modify_index) for s in services),
+                       tuple((c.check, c.create_index, c.modify_index) for c in checks))
+        for n, services, checks in read.value
+    ]  # fmt: skip
+    return _map(read, registered_to_wire(nodes))
+
+
 QUERIES: Mapping[str, Callable[[State, Mapping[str, Any]], Read[Any]]] = {
     "kv.get": _kv_get,
     "kv.list": _kv_list,
@@ -98,6 +113,7 @@ QUERIES: Mapping[str, Callable[[State, Mapping[str, Any]], Read[Any]]] = {
     "session.node": _session_node,
     "txn.read": _txn_read,
     "catalog.nodes": _catalog_nodes,
+    "catalog.registered": _catalog_registered,
 }
 
 
