@@ -82,9 +82,9 @@ class RegisteredMirror:
     async def _back_off(self, delay: float) -> None:
         """Sleep ``delay``, or less once the table's leader or servers change (a client just learned of a
         server; a new leader was elected): retrying then is what can succeed.  At least ``min_backoff``."""
-        await trio.sleep(self.min_backoff)
-        snapshot = self.table.current
+        snapshot = self.table.current  # as it was when the query failed: a change during the sleep counts too
         seen = (snapshot.leader, snapshot.servers)
+        await trio.sleep(self.min_backoff)
         with trio.move_on_after(max(0.0, delay - self.min_backoff)):
             while (snapshot.leader, snapshot.servers) == seen:
                 snapshot = await self.table.wait_past(snapshot.index)
