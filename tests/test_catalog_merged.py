@@ -20,7 +20,13 @@ import pytest
 from agent.catalog import query
 from agent.catalog.indexed import apply_changes
 from agent.catalog.record import CheckRecord, NodeCatalog, RecordError, ServiceRecord
-from agent.catalog.registered import Registered, RegisteredNode, registered_from_wire, registered_to_wire
+from agent.catalog.registered import (
+    Registered,
+    RegisteredNode,
+    WireDecoder,
+    registered_from_wire,
+    registered_to_wire,
+)
 from agent.dns.answer import answer
 from agent.dns.settings import DnsSettings
 from agent.http.catalog_services import service_node_json
@@ -298,3 +304,19 @@ def test_the_wire_form_round_trips_and_names_a_bad_field() -> None:
         registered_from_wire(7, [["x", "y"]])
     with pytest.raises(RecordError, match="registered nodes: expected a list"):
         registered_from_wire(7, {"x": 1})
+
+
+def test_the_mirrors_decoder_reuses_unchanged_nodes_and_forgets_nothing_on_a_bad_answer() -> None:
+    decoder = WireDecoder()
+    a, b = ext("a", "10.0.0.1", services=(web(),)), ext("b", "10.0.0.2")
+    first = decoder.decode(5, registered_to_wire([a, b]))
+    b2 = ext("b", "10.0.0.22", index=200)
+    second = decoder.decode(6, registered_to_wire([a, b2]))
+    assert second == Registered.of(6, [a, b2])
+    assert second.nodes["a"] is first.nodes["a"]  # the unchanged row was not decoded again
+    assert second.nodes["b"] is not first.nodes["b"]
+    bad = registered_to_wire([a, b2])
+    bad[1][1] = 7  # an address that is not a string
+    with pytest.raises(RecordError, match=r"registered node b\.address: expected a string"):
+        decoder.decode(7, bad)
+    assert decoder.decode(8, registered_to_wire([a, b2])).nodes["b"] is second.nodes["b"]

@@ -169,12 +169,14 @@ def registered_node(node: RegisteredNode) -> NodeView:
 
 
 def registered_nodes(snapshot: Snapshot, dc: str | None = None) -> list[RegisteredNode]:
-    """The registered nodes the catalog shows: every one no agent node shadows (same name, any case)."""
+    """The registered nodes the catalog shows, by name: every one no agent node shadows (same name, any case)."""
     registered = snapshot.registered
     if registered is None or not registered.nodes:
         return []
     agents = {m.name.lower() for m in snapshot.members.values() if in_catalog(m, dc)}
-    return [n for key, n in registered.nodes.items() if key not in agents]
+    shown = [n for key, n in registered.nodes.items() if key not in agents]
+    shown.sort(key=lambda n: (n.node.lower(), n.node))
+    return shown
 
 
 def catalog_nodes(snapshot: Snapshot, dc: str | None = None) -> list[NodeView]:

@@ -29,7 +29,7 @@ from agent.catalog.record import (
     text_from_wire,
 )
 
-__all__ = ["EMPTY", "Registered", "RegisteredNode", "registered_from_wire", "registered_to_wire"]
+__all__ = ["EMPTY", "Registered", "RegisteredNode", "WireDecoder", "registered_from_wire", "registered_to_wire"]
 
 #: (record, CreateIndex, ModifyIndex): the indexes are the store's (Raft indexes).
 IndexedService = tuple[ServiceRecord, int, int]
@@ -132,7 +132,29 @@ def _node_from_wire(raw: Any, at: int) -> RegisteredNode:
     )
 
 
+class WireDecoder:
+    """Decodes a mirror's successive answers, reusing each node whose row did not change since the last answer:
+    comparing a row with the last one is a C-level walk, far cheaper than validating it again, so an agent pays
+    for what changed, not for every registered node on every change."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, tuple[Any, RegisteredNode]] = {}
+
+    def decode(self, index: int, raw: Any) -> Registered:
+        """The answer as a `Registered`; RecordError (a ValueError) names the first bad field, and then nothing
+        is remembered from it."""
+        rows: dict[str, tuple[Any, RegisteredNode]] = {}
+        nodes: list[RegisteredNode] = []
+        for at, row in enumerate(_list(raw, "registered nodes")):
+            known = self._rows.get(row[0]) if isinstance(row, list) and row and isinstance(row[0], str) else None
+            node = known[1] if known is not None and known[0] == row else _node_from_wire(row, at)
+            rows[node.node] = (row, node)
+            nodes.append(node)
+        registered = Registered.of(check_int(index, "registered.index"), nodes)
+        self._rows = rows
+        return registered
+
+
 def registered_from_wire(index: int, raw: Any) -> Registered:
-    """The query's answer as a `Registered`; RecordError (a ValueError) names the first bad field."""
-    return Registered.of(check_int(index, "registered.index"),
-                         [_node_from_wire(n, i) for i, n in enumerate(_list(raw, "registered nodes"))])
+    """One answer as a `Registered` (no memory of earlier ones); RecordError names the first bad field."""
+    return WireDecoder().decode(index, raw)

@@ -21,7 +21,7 @@ import logging
 
 import trio
 
-from agent.catalog.registered import registered_from_wire
+from agent.catalog.registered import WireDecoder
 from agent.members import MemberTable
 
 from .access import NoLeader, ReadMode, StoreAccess, StoreUnavailable
@@ -47,6 +47,7 @@ class RegisteredMirror:
         self.min_backoff = min_backoff
         self.max_backoff = max_backoff
         self.index = 0
+        self.decoder = WireDecoder()  # decodes only the nodes that changed since the last answer
         self.answers = 0
         self.errors = 0
 
@@ -57,7 +58,7 @@ class RegisteredMirror:
         while True:
             try:
                 result = await self.access.query(QUERY, {}, ReadMode("stale", index=self.index, wait=self.wait))
-                registered = registered_from_wire(result.index, result.value)
+                registered = self.decoder.decode(result.index, result.value)
             except (NoLeader, StoreUnavailable, ValueError) as err:
                 self.errors += 1
                 if not failing:
