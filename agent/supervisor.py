@@ -3,8 +3,9 @@
 Startup order (each step reports ready before the next begins, so a failure stops the agent before anything
 later binds): config -> data dir (lock, node ID) -> gossip (probing and anti-entropy nurseries, inside
 GossipDriver) -> the member-table feeder -> Raft (servers) or the leader follower (clients) -> the
-registered-nodes mirror -> catalog replication and services -> HTTP, DNS -> banner -> joins. Signals as Consul's: SIGINT leaves
-gracefully unless skip_leave_on_interrupt, SIGTERM leaves when leave_on_terminate, SIGHUP reloads.
+registered-nodes mirror -> catalog replication and services -> HTTP, DNS -> banner -> joins. Signals as
+Consul's: SIGINT leaves gracefully unless skip_leave_on_interrupt, SIGTERM leaves when leave_on_terminate, SIGHUP
+reloads.
 """
 
 from __future__ import annotations
