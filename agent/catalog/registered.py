@@ -4,8 +4,8 @@ The servers keep these nodes in their Raft store (`agent.server.state`); each ag
 (`agent.server.mirror`) that follows the store with a blocking query and publishes what it read into the member
 table (``Snapshot.registered``), where `agent.catalog.query` merges them with the agents' own nodes.  This module
 is the data both ends share: the frozen records, and their wire form (the query's answer crosses the server port
-as msgpack, so a client agent receives exactly what a server read).  ``from_wire`` checks every field (the bytes
-come from the network) and names the first bad one.
+as msgpack, so a client agent receives exactly what a server read).  ``WireDecoder.decode`` checks every field
+(the bytes come from the network) and names the first bad one.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from agent.catalog.record import (
     text_from_wire,
 )
 
-__all__ = ["EMPTY", "Registered", "RegisteredNode", "WireDecoder", "registered_from_wire", "registered_to_wire"]
+__all__ = ["Registered", "RegisteredNode", "WireDecoder", "registered_from_wire", "registered_to_wire"]
 
 #: (record, CreateIndex, ModifyIndex): the indexes are the store's (Raft indexes).
 IndexedService = tuple[ServiceRecord, int, int]
@@ -69,9 +69,6 @@ class Registered:
     @classmethod
     def of(cls, index: int, nodes: list[RegisteredNode] | tuple[RegisteredNode, ...]) -> Registered:
         return cls(index, immutables.Map({n.node.lower(): n for n in nodes}))
-
-
-EMPTY = Registered()
 
 
 # ------------------------------------------------------------------ wire form: [node fields..., services, checks]
