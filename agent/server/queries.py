@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from agent.catalog.registered import RegisteredNode, registered_to_wire
+
 from .state import reads
 from .state.commands import CommandError, Txn, decode
 from .state.reads import Read
@@ -89,6 +91,30 @@ def _catalog_nodes(state: State, args: Mapping[str, Any]) -> Read[Any]:
     return _map(read, [catalog_node_json(n) for n in read.value])
 
 
+#: The last ``catalog.registered`` answer and the tables it was read from: every agent's mirror asks after each
+#: change, so the answer is built once per change of the tables (a KV write leaves them, and it, as they were).
+_registered_memo: list[tuple[tuple[object, ...], Read[Any]]] = []
+
+
+def _catalog_registered(state: State, args: Mapping[str, Any]) -> Read[Any]:
+    """Every registered node with its services and checks, in `agent.catalog.registered`'s wire form: what each
+    agent's mirror (`agent.server.mirror`) publishes into its member table for HTTP and DNS."""
+    tables = (state.nodes, state.services, state.checks, state.table_index("nodes", "services", "checks"))
+    if _registered_memo and all(a is b for a, b in zip(_registered_memo[0][0][:3], tables[:3], strict=True)) \
+            and _registered_memo[0][0][3] == tables[3]:
+        return _registered_memo[0][1]
+    read = reads.registered(state)
+    nodes = [
+        RegisteredNode(n.node, n.address, n.id, n.datacenter, n.tagged_addresses, n.meta, n.create_index,
+                       n.modify_index, tuple((s.service, s.create_index, s.modify_index) for s in services),
+                       tuple((c.check, c.create_index, c.modify_index) for c in checks))
+        for n, services, checks in read.value
+    ]  # fmt: skip
+    answer = _map(read, registered_to_wire(nodes))
+    _registered_memo[:] = [(tables, answer)]
+    return answer
+
+
 QUERIES: Mapping[str, Callable[[State, Mapping[str, Any]], Read[Any]]] = {
     "kv.get": _kv_get,
     "kv.list": _kv_list,
@@ -98,6 +124,7 @@ QUERIES: Mapping[str, Callable[[State, Mapping[str, Any]], Read[Any]]] = {
     "session.node": _session_node,
     "txn.read": _txn_read,
     "catalog.nodes": _catalog_nodes,
+    "catalog.registered": _catalog_registered,
 }
 
 

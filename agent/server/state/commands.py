@@ -229,12 +229,16 @@ class CatalogRegister(Command):
 
 @attrs.frozen
 class CatalogDeregister(Command):
-    """``/v1/catalog/deregister``: a service (``service_id``), a check (``check_id``), else the whole node."""
+    """``/v1/catalog/deregister``: a service (``service_id``), a check (``check_id``), else the whole node
+    (with its sessions, unless ``keep_sessions``)."""
 
     KIND = "catalog-deregister"
     node: str = _field("n", _STR)
     service_id: str = _field("si", _STR, "")
     check_id: str = _field("ci", _STR, "")
+    #: A whole-node deregistration that leaves the node's sessions alone: the leader removing a registration an
+    #: agent's node shadows (the sessions on that name are the agent's, bound to its health).
+    keep_sessions: bool = _field("ks", _BOOL, False)
 
 
 _CLASSES: tuple[type[Command], ...] = (

@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
-from .tables import CatalogNode, CatalogService, KVEntry, Session, State, node_key
+from .tables import CatalogCheck, CatalogNode, CatalogService, KVEntry, Session, State, node_key
 from .watch import Interest
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "kv_keys",
     "kv_list",
     "node_sessions",
+    "registered",
     "session_get",
     "session_list",
 ]
@@ -146,3 +147,27 @@ def catalog_service(state: State, name: str) -> Read[tuple[CatalogService, ...]]
     else:
         index = state.indexes.get("service_last_extinction", 0) or state.table_index("nodes", "services")
     return Read(_nonzero(index), tuple(found), (Interest("service-name", lowered),))
+
+
+#: One registered node with its services (by ID) and checks (by ID).
+RegisteredRows = tuple[CatalogNode, tuple[CatalogService, ...], tuple[CatalogCheck, ...]]
+
+
+def registered(state: State) -> Read[tuple[RegisteredRows, ...]]:
+    """Every registered node with its services and checks, by name (what each agent's mirror follows).
+
+    Index: the highest of the ``nodes``, ``services`` and ``checks`` tables (any registration or deregistration
+    moves one of them); it waits on the three tables whole."""
+    services: dict[str, list[CatalogService]] = {}
+    for (node, _), service in state.services.items():
+        services.setdefault(node, []).append(service)
+    checks: dict[str, list[CatalogCheck]] = {}
+    for (node, _), check in state.checks.items():
+        checks.setdefault(node, []).append(check)
+    rows = tuple(
+        (n, tuple(sorted(services.get(key, ()), key=lambda s: s.service.id)),
+         tuple(sorted(checks.get(key, ()), key=lambda c: c.check.id)))
+        for key, n in sorted(state.nodes.items(), key=lambda kv: (kv[1].node.lower(), kv[1].node))
+    )  # fmt: skip
+    index = _nonzero(state.table_index("nodes", "services", "checks"))
+    return Read(index, rows, (Interest("nodes"), Interest("services"), Interest("checks")))
