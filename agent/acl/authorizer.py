@@ -58,7 +58,7 @@ def takes_precedence(a: str, b: str) -> bool:
 
 def merge(policies: Iterable[PolicyRules]) -> PolicyRules:
     """``MergePolicies``: one rule per (resource, exact or prefix, name) and one level per scalar, each the one
-    that takes precedence (an equal level replaces, to the same effect).  Rules come out sorted (the result is a value)."""
+    that takes precedence (an equal level replaces, to the same effect).  Rules come out sorted: a value."""
     scalars = dict.fromkeys(SCALARS, "")
     named: dict[tuple[str, bool, str], Rule] = {}
     for policy in policies:
