@@ -203,29 +203,25 @@ class Authorizer:
         decision = enforce(leaf.exact, need)
         return prefix_decision if decision is Decision.DEFAULT else decision
 
-    def all_allowed(self, resource: str, need: str = READ) -> bool:
-        """``allAllowed`` (``NodeReadAll``, ``ServiceReadAll``): a catch-all ``""`` prefix rule decides unless a
-        more specific rule anywhere denies; then the default policy."""
+    def _whole_tree(self, resource: str, need: str, *, any_mode: bool) -> bool:
+        """``allAllowed`` (stops at the first rule that denies) and ``anyAllowed`` (at the first that allows): a
+        catch-all ``""`` prefix rule decides first, any rule may then override it; no decision: the default."""
         tree = self._leaves[resource]
+        stop = Decision.ALLOW if any_mode else Decision.DENY
         decision = Decision.DEFAULT
         root = tree.get("")
         if root is not None:
-            decision = self._leaf_decision(root, need, True, any_mode=False)
-            if decision is Decision.DENY:
-                return False
-        if any(self._leaf_decision(tree[n], need, False, any_mode=False) is Decision.DENY for n in sorted(tree)):
-            return False
+            decision = self._leaf_decision(root, need, True, any_mode=any_mode)
+        if decision is not stop and any(
+            self._leaf_decision(tree[name], need, False, any_mode=any_mode) is stop for name in sorted(tree)
+        ):
+            decision = stop
         return decision is Decision.ALLOW or (decision is Decision.DEFAULT and self._default(resource))
+
+    def all_allowed(self, resource: str, need: str = READ) -> bool:
+        """``allAllowed`` (``NodeReadAll``, ``ServiceReadAll``): nothing denies ``need`` on any name."""
+        return self._whole_tree(resource, need, any_mode=False)
 
     def any_allowed(self, resource: str, need: str = WRITE) -> bool:
         """``anyAllowed`` (``ServiceWriteAny``): some rule grants ``need`` on some name."""
-        tree = self._leaves[resource]
-        decision = Decision.DEFAULT
-        root = tree.get("")
-        if root is not None:
-            decision = self._leaf_decision(root, need, True, any_mode=True)
-            if decision is Decision.ALLOW:
-                return True
-        if any(self._leaf_decision(tree[n], need, False, any_mode=True) is Decision.ALLOW for n in sorted(tree)):
-            return True
-        return decision is Decision.DEFAULT and self._default(resource)
+        return self._whole_tree(resource, need, any_mode=True)

@@ -165,18 +165,13 @@ def _json(text: str) -> Any:
         raise RulesError(f"Failed to parse ACL rules: At {exc.lineno}:{exc.colno}: {exc.msg}") from None
 
 
-def _go_type(value: Any) -> str:
+def _kind(value: Any) -> str:
+    """A decoded value's JSON kind, for the messages."""
     if isinstance(value, bool):
         return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float64"
-    if isinstance(value, list):
-        return "[]interface {}"
-    if isinstance(value, dict):
-        return "map[string]interface {}"
-    return "string" if isinstance(value, str) else type(value).__name__
+    if isinstance(value, (int, float)):
+        return "number"
+    return {list: "list", dict: "object", str: "string"}.get(type(value), type(value).__name__)
 
 
 def _level(value: Any, where: str) -> str:
@@ -189,7 +184,7 @@ def _level(value: Any, where: str) -> str:
         return str(value)
     if isinstance(value, str):
         return value
-    raise RulesError(f"Failed to parse ACL rules: {where}: unknown type for string {_go_type(value)}")
+    raise RulesError(f"Failed to parse ACL rules: {where}: unknown type for string {_kind(value)}")
 
 
 def _entries(value: Any, where: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
@@ -197,7 +192,7 @@ def _entries(value: Any, where: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
     items = value if isinstance(value, list) else [value]
     for item in items:
         if not isinstance(item, dict):
-            raise RulesError(f"Failed to parse ACL rules: {where}: expected an object, got {_go_type(item)}")
+            raise RulesError(f"Failed to parse ACL rules: {where}: expected an object, got {_kind(item)}")
         if item.get("__is_block__"):  # a block with no label: `key { policy = "read" }`
             raise RulesError(
                 f"Failed to parse ACL rules: {where}: a rule needs a name, as in {where} \"<name>\" {{ ... }}"
@@ -207,14 +202,14 @@ def _entries(value: Any, where: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
             for one in bodies:
                 if not isinstance(one, dict):
                     raise RulesError(
-                        f"Failed to parse ACL rules: {where}.{name}: expected an object, got {_go_type(one)}"
+                        f"Failed to parse ACL rules: {where}.{name}: expected an object, got {_kind(one)}"
                     )
                 yield str(name), one
 
 
 def _decode(data: Any) -> PolicyRules:
     if not isinstance(data, dict):
-        raise RulesError(f"Failed to parse ACL rules: expected an object, got {_go_type(data)}")
+        raise RulesError(f"Failed to parse ACL rules: expected an object, got {_kind(data)}")
     rules: list[Rule] = []
     scalars: dict[str, str] = {}
     for key, value in data.items():

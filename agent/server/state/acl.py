@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from typing import Any
 
 import attrs
 
@@ -25,7 +26,6 @@ from agent.acl.builtin import (
     GLOBAL_MANAGEMENT_NAME,
     GLOBAL_MANAGEMENT_RULES,
     GLOBAL_READ_ONLY_ID,
-    GLOBAL_READ_ONLY_NAME,
 )
 from agent.durations import go_duration
 from agent.gostrings import go_quote
@@ -60,7 +60,8 @@ SEC = 10**9
 #: Consul's defaults for ``acl.token_min_expiration_ttl`` / ``token_max_expiration_ttl`` (1m, 24h).
 MIN_EXPIRATION_TTL = 60 * SEC
 MAX_EXPIRATION_TTL = 24 * 3600 * SEC
-_BUILTIN_NAMES = {GLOBAL_MANAGEMENT_ID: GLOBAL_MANAGEMENT_NAME, GLOBAL_READ_ONLY_ID: GLOBAL_READ_ONLY_NAME}
+#: The built-in policies, as Consul's texts about them name them.
+_BUILTINS = {GLOBAL_MANAGEMENT_ID: "global-management", GLOBAL_READ_ONLY_ID: "global-read-only"}
 
 
 # ------------------------------------------------------------------ hashes (structs SetHash: blake2b-256)
@@ -123,32 +124,20 @@ def bootstrap_state(state: State) -> tuple[bool, int]:
 # ------------------------------------------------------------------ links (tokenSetInternal, roleSetInternal)
 
 
-def _policy_links(tx: Tx, links: Iterable[tuple[str, str]]) -> tuple[str, ...]:
-    """Policy links (ID, name) as IDs: each must exist; a name is looked up; duplicates go."""
+def _links(tx: Tx, links: Iterable[tuple[str, str]], kind: str) -> tuple[str, ...]:
+    """Policy or role links (ID, name) as IDs: an ID must exist, a name is looked up; duplicates go."""
+    table: Any = tx.acl_policies if kind == "policy" else tx.acl_roles
+    by_name = policy_by_name if kind == "policy" else role_by_name
     ids: dict[str, None] = {}
-    for policy_id, name in links:
-        if not policy_id:
-            found = policy_by_name(tx, name)
+    for link_id, name in links:
+        if not link_id:
+            found = by_name(tx, name)
             if found is None:
-                raise StateError(f"No such ACL policy with name {go_quote(name)}")
-            policy_id = found.id
-        elif policy_id not in tx.acl_policies:
-            raise StateError(f"No such ACL policy with ID {go_quote(policy_id)}")
-        ids.setdefault(policy_id, None)
-    return tuple(ids)
-
-
-def _role_links(tx: Tx, links: Iterable[tuple[str, str]]) -> tuple[str, ...]:
-    ids: dict[str, None] = {}
-    for role_id, name in links:
-        if not role_id:
-            found = role_by_name(tx, name)
-            if found is None:
-                raise StateError(f"No such ACL role with name {go_quote(name)}")
-            role_id = found.id
-        elif role_id not in tx.acl_roles:
-            raise StateError(f"No such ACL role with ID {go_quote(role_id)}")
-        ids.setdefault(role_id, None)
+                raise StateError(f"No such ACL {kind} with name {go_quote(name)}")
+            link_id = found.id
+        elif link_id not in table:
+            raise StateError(f"No such ACL {kind} with ID {go_quote(link_id)}")
+        ids.setdefault(link_id, None)
     return tuple(ids)
 
 
@@ -258,8 +247,8 @@ def set_token(tx: Tx, cmd: c.ACLTokenSet) -> str:
         cmd.accessor_id,
         secret,
         cmd.description,
-        _policy_links(tx, cmd.policies),
-        _role_links(tx, cmd.roles),
+        _links(tx, cmd.policies, "policy"),
+        _links(tx, cmd.roles, "role"),
         _service_identities(cmd.service_identities),
         _node_identities(cmd.node_identities),
         cmd.local,
@@ -284,27 +273,32 @@ def delete_token(tx: Tx, accessor_id: str) -> bool:
 # ------------------------------------------------------------------ policies
 
 
+def _check_named(existing: Any, named: Any, cmd: c.ACLPolicySet | c.ACLRoleSet, kind: str) -> None:
+    """A policy's or role's create needs a free ID and name; an update needs the object, and a name no other
+    object of its kind has (``PolicySet``/``RoleSet``, with their texts)."""
+    if cmd.create:
+        if existing is not None:
+            raise StateError(f"Invalid {kind}: A {kind} with ID {go_quote(cmd.id)} already exists")
+        if named is not None:
+            raise StateError(f"Invalid {kind}: A {kind} with Name {go_quote(cmd.name)} already exists")
+    else:
+        if existing is None:
+            raise StateError(f"cannot find {kind.lower()} {cmd.id}")
+        if named is not None and named.id != cmd.id:
+            raise StateError(f"Invalid {kind}: A {kind.lower()} with name {go_quote(cmd.name)} already exists")
+
+
 def set_policy(tx: Tx, cmd: c.ACLPolicySet) -> str:
     """``PolicySet``'s state checks and ``aclPolicySetTxn``: names unique, the built-in policies' rules and
     datacenters fixed (their name and description may change)."""
     existing = tx.acl_policies.get(cmd.id)
-    named = policy_by_name(tx, cmd.name)
-    if cmd.create:
-        if existing is not None:
-            raise StateError(f"Invalid Policy: A Policy with ID {go_quote(cmd.id)} already exists")
-        if named is not None:
-            raise StateError(f"Invalid Policy: A Policy with Name {go_quote(cmd.name)} already exists")
-    else:
-        if existing is None:
-            raise StateError(f"cannot find policy {cmd.id}")
-        if named is not None and named.id != cmd.id:
-            raise StateError(f"Invalid Policy: A policy with name {go_quote(cmd.name)} already exists")
-        if cmd.id in _BUILTIN_NAMES:
-            builtin = "global-management" if cmd.id == GLOBAL_MANAGEMENT_ID else "global-read-only"
-            if cmd.datacenters:
-                raise StateError(f"Changing the Datacenters of the builtin {builtin} policy is not permitted")
-            if cmd.rules != existing.rules:
-                raise StateError(f"Changing the Rules for the builtin {builtin} policy is not permitted")
+    _check_named(existing, policy_by_name(tx, cmd.name), cmd, "Policy")
+    builtin = _BUILTINS.get(cmd.id)
+    if existing is not None and not cmd.create and builtin is not None:
+        if cmd.datacenters:
+            raise StateError(f"Changing the Datacenters of the builtin {builtin} policy is not permitted")
+        if cmd.rules != existing.rules:
+            raise StateError(f"Changing the Rules for the builtin {builtin} policy is not permitted")
     policy = ACLPolicy(cmd.id, cmd.name, cmd.description, cmd.rules, cmd.datacenters)
     policy = attrs.evolve(policy, hash=policy_hash(policy),
                           create_index=existing.create_index if existing is not None else tx.index,
@@ -316,9 +310,8 @@ def set_policy(tx: Tx, cmd: c.ACLPolicySet) -> str:
 
 def delete_policy(tx: Tx, policy_id: str) -> bool:
     """``PolicyDelete``: never a built-in one; links to a deleted policy stay and are left out when shown."""
-    if policy_id in _BUILTIN_NAMES:
-        name = "global-management" if policy_id == GLOBAL_MANAGEMENT_ID else "global-read-only"
-        raise StateError(f"Delete operation not permitted on the builtin {name} policy")
+    if policy_id in _BUILTINS:
+        raise StateError(f"Delete operation not permitted on the builtin {_BUILTINS[policy_id]} policy")
     if policy_id not in tx.acl_policies:
         return False
     tx.acl_policies = tx.acl_policies.delete(policy_id)
@@ -332,18 +325,8 @@ def delete_policy(tx: Tx, policy_id: str) -> bool:
 def set_role(tx: Tx, cmd: c.ACLRoleSet) -> str:
     """``RoleSet``'s state checks and ``aclRoleSetTxn``: names unique, policy links resolved."""
     existing = tx.acl_roles.get(cmd.id)
-    named = role_by_name(tx, cmd.name)
-    if cmd.create:
-        if existing is not None:
-            raise StateError(f"Invalid Role: A Role with ID {go_quote(cmd.id)} already exists")
-        if named is not None:
-            raise StateError(f"Invalid Role: A Role with Name {go_quote(cmd.name)} already exists")
-    else:
-        if existing is None:
-            raise StateError(f"cannot find role {cmd.id}")
-        if named is not None and named.id != cmd.id:
-            raise StateError(f"Invalid Role: A role with name {go_quote(cmd.name)} already exists")
-    role = ACLRole(cmd.id, cmd.name, cmd.description, _policy_links(tx, cmd.policies),
+    _check_named(existing, role_by_name(tx, cmd.name), cmd, "Role")
+    role = ACLRole(cmd.id, cmd.name, cmd.description, _links(tx, cmd.policies, "policy"),
                    _service_identities(cmd.service_identities), _node_identities(cmd.node_identities))  # fmt: skip
     role = attrs.evolve(role, hash=role_hash(role),
                         create_index=existing.create_index if existing is not None else tx.index,
