@@ -435,6 +435,9 @@ def test_named_queries() -> None:
     assert queries.run(d.state, "acl.identity", {"secret_id": "nope", "now": 0}).value is None
     anonymous = queries.run(d.state, "acl.identity", {"secret_id": "", "now": 0}).value
     assert anonymous["Token"]["AccessorID"] == ANONYMOUS_TOKEN_ID and anonymous["Policies"] == []
+    empty = Driven()  # before the leader stored the anonymous token: no token, no policies
+    assert queries.run(empty.state, "acl.identity", {"secret_id": "", "now": 0}).value == {"Token": None,
+                                                                                         "Policies": []}
 
 
 def test_acl_writes_wake_only_acl_readers() -> None:
@@ -458,6 +461,8 @@ def test_acl_writes_wake_only_acl_readers() -> None:
         (lambda: acl_leader.check_policy("ok", 'key "a" { policy = "nope" }'),
          'Invalid key policy: &acl.KeyRule{Prefix:"a", Policy:"nope", EnterpriseRule:acl.EnterpriseRule{}}'),
         (lambda: acl_leader.check_policy("ok-name_1", 'key "a" { policy = "read" }'), None),
+        (lambda: acl_leader.check_policy("", ""), "Invalid Policy: no Name is set"),
+        (lambda: acl_leader.check_role_name(""), "Invalid Role: no Name is set"),
         (lambda: acl_leader.check_role_name("x" * 257),
          "Invalid Role: invalid Name. Only alphanumeric characters, '-' and '_' are allowed"),
     ],

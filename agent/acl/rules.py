@@ -23,6 +23,7 @@ Levels are kept lower-cased, so ``"Write"`` merges as ``write`` (Consul's merger
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -43,6 +44,7 @@ __all__ = [
     "Rule",
     "RulesError",
     "parse_rules",
+    "parse_rules_cached",
 ]
 
 DENY, READ, LIST, WRITE = "deny", "read", "list", "write"
@@ -280,3 +282,9 @@ def parse_rules(text: str) -> PolicyRules:
     policy = _decode(data)
     _validate(policy)
     return _lowered(policy)
+
+
+@functools.lru_cache(maxsize=1024)
+def parse_rules_cached(text: str) -> PolicyRules:
+    """`parse_rules`, each text parsed once: many tokens share a few policies (a `PolicyRules` is immutable)."""
+    return parse_rules(text)

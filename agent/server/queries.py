@@ -138,10 +138,10 @@ def _acl_roles(state: State, args: Mapping[str, Any]) -> Read[Any]:
 
 
 def _acl_identity(state: State, args: Mapping[str, Any]) -> Read[Any]:
-    """What a client agent needs to build a token's authorizer itself: the token's JSON and the rules of every
+    """What any agent needs to build a token's authorizer itself: the token's JSON and the rules of every
     policy that applies in ``datacenter`` (its own, its roles', its identities' synthetic ones); None for an
-    unknown or expired secret ("" is the anonymous token).  Index: the highest of the three ACL tables, so a
-    client's cache can be checked against it."""
+    unknown or expired secret ("" is the anonymous token; ``Token`` None when none is stored yet).  Index: the
+    highest of the three ACL tables, so a client's cache can be checked against it."""
     secret, now = _str(args, "secret_id"), args.get("now", 0)
     if not isinstance(now, int) or isinstance(now, bool):
         raise QueryError("query argument 'now': expected an integer")
@@ -150,6 +150,8 @@ def _acl_identity(state: State, args: Mapping[str, Any]) -> Read[Any]:
     index = max(read.index, state.table_index("acl-policies", "acl-roles"))
     interests = (*read.interests, *reads.acl_policies(state).interests, *reads.acl_roles(state).interests)
     token = read.value
+    if token is None and not secret:  # no anonymous token stored yet: no policies, the default policy decides
+        return Read(index, {"Token": None, "Policies": []}, interests)
     if token is None or (token.expiration_time and token.expiration_time < now):
         return Read(index, None, interests)
     rules = [{"Name": name, "Rules": text} for name, text in token_rules(state, token, _str(args, "datacenter"))]

@@ -81,6 +81,8 @@ def check_token_ids(accessor_id: str, secret_id: str) -> str | None:
 
 def check_policy(name: str, rules: str) -> str | None:
     """A policy's name syntax and rules (``PolicySet``: ``isValidPolicyName``, ``NewPolicyFromSource``)."""
+    if not name:
+        return "Invalid Policy: no Name is set"
     if not _POLICY_NAME.match(name):
         return "Invalid Policy: invalid Name. Only alphanumeric characters, '-' and '_' are allowed"
     try:
@@ -91,6 +93,8 @@ def check_policy(name: str, rules: str) -> str | None:
 
 
 def check_role_name(name: str) -> str | None:
+    if not name:
+        return "Invalid Role: no Name is set"
     if not _ROLE_NAME.match(name):
         return "Invalid Role: invalid Name. Only alphanumeric characters, '-' and '_' are allowed"
     return None

@@ -9,14 +9,13 @@ everything at once and a deleted token is refused on the next request, never lat
 
 from __future__ import annotations
 
-import functools
 from collections import OrderedDict
 
 import attrs
 
 from agent.acl.authorizer import Authorizer
 from agent.acl.builtin import ANONYMOUS_TOKEN_ID
-from agent.acl.rules import PolicyRules, RulesError, parse_rules
+from agent.acl.rules import PolicyRules, RulesError, parse_rules_cached
 
 from .acl import POLICIES, ROLES, TOKENS, token_by_secret
 from .tables import ACLToken, State
@@ -80,11 +79,6 @@ def token_rules(state: State, token: ACLToken, datacenter: str) -> list[tuple[st
     return out
 
 
-@functools.lru_cache(maxsize=1024)
-def _parsed(rules: str) -> PolicyRules:
-    return parse_rules(rules)
-
-
 def resolve(state: State, secret: str, *, datacenter: str, default_policy: str, now: int) -> Resolved:
     """``ResolveToken``: "" is the anonymous token; an unknown or expired secret raises `ACLNotFound`."""
     if secret:
@@ -98,7 +92,7 @@ def resolve(state: State, secret: str, *, datacenter: str, default_policy: str, 
     parsed = []
     for name, rules in token_rules(state, token, datacenter):
         try:
-            parsed.append(_parsed(rules))
+            parsed.append(parse_rules_cached(rules))
         except RulesError as exc:
             raise ACLResolveError(f"failed to parse {name!r}: {exc}") from None
     return Resolved(token, Authorizer.of(parsed, default_policy))
