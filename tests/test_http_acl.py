@@ -206,3 +206,35 @@ def test_request_token_sources_in_consuls_order() -> None:
     assert request_token(_request("", (("authorization", "bearer  tok  extra"),))) == "tok"
     assert request_token(_request("", (("authorization", "Basic abc"),)), "dflt") == "dflt"
     assert request_token(_request("", (("authorization", "Bearer"),)), "dflt") == "dflt"
+
+
+def test_py_consul_drives_the_acl_endpoints() -> None:
+    import consul
+    import pytest
+    import trio
+
+    def client_side(host: str, port: int) -> None:
+        anonymous = consul.Consul(host=host, port=port)
+        boot = anonymous.acl.bootstrap()
+        root = consul.Consul(host=host, port=port, token=boot["SecretID"])
+        with pytest.raises(consul.ACLPermissionDenied):
+            anonymous.acl.bootstrap()
+        # py-consul sends the rules JSON-encoded (a dict becomes Consul's JSON rule syntax)
+        policy = root.acl.policy.create(name="kv", rules={"key_prefix": {"app/": {"policy": "read"}}})
+        assert json.loads(root.acl.policy.read(policy["ID"])["Rules"]) == {"key_prefix": {"app/": {"policy": "read"}}}
+        made = root.acl.token.create(description="reader", policies_name=["kv"])
+        assert root.acl.token.read(made["AccessorID"])["Policies"] == [{"ID": policy["ID"], "Name": "kv"}]
+        assert made["AccessorID"] in {t["AccessorID"] for t in root.acl.token.list()}
+        with pytest.raises(consul.ACLPermissionDenied):
+            anonymous.acl.token.list()
+        role = root.acl.role.create(name="ops", policies_name=["kv"])
+        assert root.acl.role.read_by_name("ops")["ID"] == role["ID"]
+        assert root.acl.token.delete(made["AccessorID"]) is True
+        assert root.acl.policy.delete(policy["ID"]) is True
+
+    async def main() -> None:
+        api, _ = agent()
+        async with serving(api) as (host, port):
+            await trio.to_thread.run_sync(client_side, host, port)
+
+    run(main)
