@@ -1068,17 +1068,12 @@ _ACL_DEPRECATED = (
 
 def _primary_datacenter(c: Mapping[str, Any]) -> str:
     """``primary_datacenter``, else the deprecated ``acl_datacenter``, else this datacenter (lower-cased)."""
-    value = c.get("primary_datacenter") or c.get("acl_datacenter") or c.get("datacenter", "dc1")
-    value = value.lower()
-    if not _BASIC_NAME.fullmatch(value):
-        raise ConfigError(
-            f'primary_datacenter can only contain lowercase alphanumeric, - or _ characters. received: "{value}"'
-        )
-    return value
+    return str(c.get("primary_datacenter") or c.get("acl_datacenter") or c.get("datacenter", "dc1")).lower()
 
 
 def _acl(c: Mapping[str, Any], warnings: list[str]) -> dict[str, Any]:
-    """The ``acl`` block with Consul's deprecated keys folded in (each with Consul's warning), checked."""
+    """The ``acl`` block with Consul's deprecated keys folded in (each with Consul's warning); `_validate` checks
+    the policies (after the datacenter and data dir, as Consul's resolver starts after its builder)."""
     block: dict[str, Any] = {**c.get("acl", {})}
     tokens: dict[str, Any] = {**block.pop("tokens", {})}
     for old, new in (("master", "initial_management"), ("agent_master", "agent_recovery")):
@@ -1096,11 +1091,6 @@ def _acl(c: Mapping[str, Any], warnings: list[str]) -> dict[str, Any]:
     if "acl_datacenter" in c:  # it implicitly enables ACLs
         block["enabled"] = True
         warnings.append(_deprecated("acl_datacenter", "primary_datacenter"))
-    default_policy, down_policy = block.get("default_policy", "allow"), block.get("down_policy", "extend-cache")
-    if default_policy not in ACL_DEFAULT_POLICIES:
-        raise ConfigError(f"invalid ACL default policy {json.dumps(default_policy)}")
-    if down_policy not in ACL_DOWN_POLICIES:
-        raise ConfigError(f"invalid ACL down policy {json.dumps(down_policy)}")
     for ttl in ("token_ttl", "policy_ttl", "role_ttl"):
         if ttl in block:
             block[ttl] = _duration(f"acl.{ttl}", block[ttl])
@@ -1237,6 +1227,11 @@ def _validate(v: Mapping[str, Any], warnings: list[str]) -> None:
         raise ConfigError(
             f'datacenter can only contain lowercase alphanumeric, - or _ characters. received: "{v["datacenter"]}"'
         )
+    if not _BASIC_NAME.fullmatch(v["primary_datacenter"]):
+        raise ConfigError(
+            "primary_datacenter can only contain lowercase alphanumeric, - or _ characters. "
+            f'received: "{v["primary_datacenter"]}"'
+        )
     if not v["data_dir"] and not v["dev"]:
         raise ConfigError("data_dir cannot be empty")
     if v["data_dir"] and not v["dev"]:
@@ -1257,6 +1252,11 @@ def _validate(v: Mapping[str, Any], warnings: list[str]) -> None:
             f'gossip_profile must be one of {", ".join(GOSSIP_PROFILES)}. received: "{v["gossip_profile"]}"'
         )
     _check_addresses_unique(v)
+    acl = v["acl"]
+    if acl.get("default_policy", "allow") not in ACL_DEFAULT_POLICIES:
+        raise ConfigError(f"invalid ACL default policy {json.dumps(acl['default_policy'])}")
+    if acl.get("down_policy", "extend-cache") not in ACL_DOWN_POLICIES:
+        raise ConfigError(f"invalid ACL down policy {json.dumps(acl['down_policy'])}")
     if v["encrypt"]:
         try:
             decode_key(v["encrypt"])
