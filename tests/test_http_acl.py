@@ -238,3 +238,27 @@ def test_py_consul_drives_the_acl_endpoints() -> None:
             await trio.to_thread.run_sync(client_side, host, port)
 
     run(main)
+
+
+def test_a_token_in_a_websocket_query_string_is_not_logged(caplog: Any) -> None:
+    # issue 13: no secret in a log line; the stream takes ?token= like every endpoint
+    import logging
+
+    import trio
+    from trio_websocket import open_websocket
+
+    secret = "5e3b7d2a-0000-4000-8000-00000000c0de"
+
+    async def main() -> None:
+        api, _ = agent()
+        api.add_self()
+        with trio.fail_after(20):
+            async with serving(api) as (host, port), open_websocket(
+                host, port, f"/v1/stream/members?token={secret}", use_ssl=False
+            ) as ws:
+                await ws.get_message()
+
+    with caplog.at_level(logging.DEBUG, logger="agent.http"):
+        run(main)
+    assert "upgraded /v1/stream/members to a websocket" in caplog.text
+    assert secret not in caplog.text
