@@ -16,6 +16,8 @@ import attrs
 import immutables
 import msgpack
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from state_helpers import SEC, Driven
 
 from agent.acl.builtin import (
@@ -189,6 +191,8 @@ def test_token_links_resolve_names_to_ids_dedup_and_show_current_names() -> None
         (c.ACLTokenSet(accessor_id=A2, secret_id=S1, create=True), "Invalid Token: SecretID is already in use"),
         (c.ACLTokenSet(accessor_id=A2, secret_id=A1, create=True), "Invalid Token: SecretID is already in use"),
         (c.ACLTokenSet(accessor_id=A2), f'Cannot find token "{A2}"'),
+        (c.ACLTokenSet(accessor_id="", secret_id=S2, create=True), "Missing ACL Token AccessorID"),
+        (c.ACLTokenSet(accessor_id=A2, create=True), "Missing ACL Token SecretID"),
         (c.ACLTokenSet(accessor_id=A1, secret_id=S2), "Changing a tokens SecretID is not permitted"),
         (c.ACLTokenSet(accessor_id=A1, local=True), f"cannot toggle local mode of {A1}"),
         (c.ACLTokenSet(accessor_id=A1, expiration_ttl=600 * SEC), f"Cannot change expiration time of {A1}"),
@@ -275,6 +279,8 @@ def test_token_delete() -> None:
          "Delete operation not permitted on the builtin global-management policy"),
         (c.ACLRoleSet(id="r2", name="ops", create=True), 'Invalid Role: A Role with Name "ops" already exists'),
         (c.ACLRoleSet(id="r9", name="x"), "cannot find role r9"),
+        (c.ACLPolicySet(id="", name="x", create=True), "Missing ACL Policy ID"),
+        (c.ACLRoleSet(id="r3", name="", create=True), "Missing ACL Role Name"),
         (c.ACLRoleSet(id="r2", name="x", policies=(("", "nope"),), create=True),
          'No such ACL policy with name "nope"'),
     ],
@@ -469,3 +475,46 @@ def test_acl_writes_wake_only_acl_readers() -> None:
 )  # fmt: skip
 def test_leader_pre_checks(check: Any, error: str | None) -> None:
     assert check() == error
+
+
+# ------------------------------------------------------------------ invariants under random ACL writes
+
+_IDS = st.sampled_from([A1, A2, S1, S2, MGMT])
+_NAMES = st.sampled_from(["p", "q", "global-management"])
+_LINKS = st.lists(st.tuples(st.sampled_from(["", "p1", "p2", GLOBAL_MANAGEMENT_ID]), _NAMES), max_size=2).map(tuple)
+_ACL_COMMANDS = st.one_of(
+    st.builds(c.ACLTokenSet, accessor_id=_IDS, secret_id=_IDS | st.just(""), policies=_LINKS,
+              roles=st.lists(st.tuples(st.just(""), st.sampled_from(["r", "s"])), max_size=1).map(tuple),
+              local=st.booleans(), create=st.booleans()),
+    st.builds(c.ACLTokenDelete, accessor_id=_IDS),
+    st.builds(c.ACLPolicySet, id=st.sampled_from(["p1", "p2", GLOBAL_MANAGEMENT_ID]), name=_NAMES,
+              rules=st.sampled_from(["", 'key "a" { policy = "read" }']), create=st.booleans()),
+    st.builds(c.ACLPolicyDelete, id=st.sampled_from(["p1", "p2", GLOBAL_MANAGEMENT_ID])),
+    st.builds(c.ACLRoleSet, id=st.sampled_from(["r1", "r2"]), name=st.sampled_from(["r", "s"]), policies=_LINKS,
+              create=st.booleans()),
+    st.builds(c.ACLRoleDelete, id=st.sampled_from(["r1", "r2"])),
+    st.builds(c.ACLBootstrap, accessor_id=_IDS, secret_id=_IDS | st.just(""), reset_index=st.integers(0, 12)),
+)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_ACL_COMMANDS, max_size=12))
+def test_random_acl_writes_keep_the_tables_consistent(cmds: list[c.Command]) -> None:
+    d = initialised()
+    for cmd in cmds:
+        before = d.state
+        result = d.run(cmd)
+        if isinstance(result, Failed):  # a refusal changes no table
+            assert (d.state.acl_tokens, d.state.acl_policies, d.state.acl_roles) == (
+                before.acl_tokens, before.acl_policies, before.acl_roles)  # fmt: skip
+    state = d.state
+    # the secret index is exactly the tokens' secrets; names are unique; built-ins are never lost
+    assert dict(state.acl_secrets) == {t.secret_id: a for a, t in state.acl_tokens.items()}
+    assert "" not in state.acl_secrets and "" not in state.acl_tokens
+    assert len({p.name for p in state.acl_policies.values()}) == len(state.acl_policies)
+    assert len({r.name for r in state.acl_roles.values()}) == len(state.acl_roles)
+    assert GLOBAL_MANAGEMENT_ID in state.acl_policies and ANONYMOUS_TOKEN_ID in state.acl_tokens
+    assert state.acl_policies[GLOBAL_MANAGEMENT_ID].rules == GLOBAL_MANAGEMENT_RULES
+    # every token's hash is its content's; a snapshot gives the same state back
+    assert all(t.hash == token_hash(t) for t in state.acl_tokens.values())
+    assert decode_state(encode_state(state)) == state

@@ -167,7 +167,12 @@ def _put_token(tx: Tx, token: ACLToken) -> ACLToken:
 
 
 def _check_ids_free(tx: Tx, accessor_id: str, secret_id: str) -> None:
-    """A new token's IDs may be neither an accessor nor a secret in use (either way round)."""
+    """A new token's IDs are given (``ErrMissingACLToken...``) and neither an accessor nor a secret in use
+    (either way round)."""
+    if not accessor_id:
+        raise StateError("Missing ACL Token AccessorID")
+    if not secret_id:
+        raise StateError("Missing ACL Token SecretID")
     if accessor_id in tx.acl_tokens or accessor_id in tx.acl_secrets:
         raise StateError("Invalid Token: AccessorID is already in use")
     if secret_id in tx.acl_secrets or secret_id in tx.acl_tokens:
@@ -229,6 +234,8 @@ def _expired(token: ACLToken, now: int) -> bool:
 
 def set_token(tx: Tx, cmd: c.ACLTokenSet) -> str:
     """``tokenSetInternal``'s state checks, then ``aclTokenSetTxn``; the accessor ID is the result."""
+    if not cmd.accessor_id:
+        raise StateError("Missing ACL Token AccessorID")
     existing = tx.acl_tokens.get(cmd.accessor_id)
     if cmd.create:
         _check_ids_free(tx, cmd.accessor_id, cmd.secret_id)
@@ -273,6 +280,14 @@ def delete_token(tx: Tx, accessor_id: str) -> bool:
 # ------------------------------------------------------------------ policies
 
 
+def _check_present(cmd: c.ACLPolicySet | c.ACLRoleSet, kind: str) -> None:
+    """``ErrMissingACLPolicyID``/``Name`` (and the role's): the store refuses an object without either."""
+    if not cmd.id:
+        raise StateError(f"Missing ACL {kind} ID")
+    if not cmd.name:
+        raise StateError(f"Missing ACL {kind} Name")
+
+
 def _check_named(existing: Any, named: Any, cmd: c.ACLPolicySet | c.ACLRoleSet, kind: str) -> None:
     """A policy's or role's create needs a free ID and name; an update needs the object, and a name no other
     object of its kind has (``PolicySet``/``RoleSet``, with their texts)."""
@@ -291,6 +306,7 @@ def _check_named(existing: Any, named: Any, cmd: c.ACLPolicySet | c.ACLRoleSet, 
 def set_policy(tx: Tx, cmd: c.ACLPolicySet) -> str:
     """``PolicySet``'s state checks and ``aclPolicySetTxn``: names unique, the built-in policies' rules and
     datacenters fixed (their name and description may change)."""
+    _check_present(cmd, "Policy")
     existing = tx.acl_policies.get(cmd.id)
     _check_named(existing, policy_by_name(tx, cmd.name), cmd, "Policy")
     builtin = _BUILTINS.get(cmd.id)
@@ -324,6 +340,7 @@ def delete_policy(tx: Tx, policy_id: str) -> bool:
 
 def set_role(tx: Tx, cmd: c.ACLRoleSet) -> str:
     """``RoleSet``'s state checks and ``aclRoleSetTxn``: names unique, policy links resolved."""
+    _check_present(cmd, "Role")
     existing = tx.acl_roles.get(cmd.id)
     _check_named(existing, role_by_name(tx, cmd.name), cmd, "Role")
     role = ACLRole(cmd.id, cmd.name, cmd.description, _links(tx, cmd.policies, "policy"),
