@@ -116,3 +116,13 @@ def test_new_keys_win_over_deprecated_ones(tmp_path: Path) -> None:
     assert "The 'acl.tokens.master' field is deprecated. Use the 'acl.tokens.initial_management' field instead." in (
         c.warnings
     )
+
+
+def test_a_server_with_acls_on_advertises_acls_1(tmp_path: Path) -> None:
+    # Consul's server sets the Serf tag acls=1 (structs.ACLModeEnabled) when ACLs are on, 0 otherwise
+    from agent.consul import lan_tags
+
+    on = load(tmp_path, "on.hcl", 'server = true\nacl { enabled = true }')
+    off = load(tmp_path, "off.hcl", "server = true")
+    assert lan_tags(on, "40e4a748-2192-161a-0510-9bf59fe950b5")["acls"] == "1"
+    assert lan_tags(off, "40e4a748-2192-161a-0510-9bf59fe950b5")["acls"] == "0"
