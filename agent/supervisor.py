@@ -554,6 +554,13 @@ def _log_level(name: str) -> int:
             "warning": logging.WARNING, "err": logging.ERROR, "error": logging.ERROR}.get(name.lower(), logging.INFO)
 
 
+#: Until every endpoint checks tokens (issue 13), an agent asked to enforce ACLs refuses to start rather than
+#: serve unprotected while its operator believes otherwise (issue 12's rule for security-weakening keys).
+ACL_NOT_ENFORCED = ("acl.enabled = true: this agent does not enforce ACLs on its endpoints yet (only /v1/acl/* and "
+                    "the servers' token store exist); refusing to start rather than serve without the protection "
+                    "asked for. Remove acl.enabled, or keep the agent bound to a trusted network.")
+
+
 def main(argv: Sequence[str]) -> int:
     """`python -m agent [agent] FLAGS`: exit 1 with `==> message` on a config error, before binding anything."""
     try:
@@ -570,6 +577,9 @@ def main(argv: Sequence[str]) -> int:
     logging.basicConfig(level=_log_level(config.log_level), handlers=[handler])
     for warning in config.warnings:
         log.warning("agent: %s", warning)
+    if config.acl.enabled:
+        print(f"==> {ACL_NOT_ENFORCED}", file=sys.stderr)
+        return 1
     agent = Agent(config)
     try:
         return trio.run(agent.run)
