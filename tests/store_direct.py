@@ -65,11 +65,15 @@ def direct_service(agent_nodes: dict[str, dict[str, str]] | None = None) -> tupl
 
 def store_agent(config: Any = None,
                 agent_nodes: dict[str, dict[str, str]] | None = None) -> tuple[Any, StoreService, DirectReplica]:
-    """An `http_fakes.FakeAgent` whose endpoints reach a `direct_service()`: (agent, service, replica)."""
-    from http_fakes import FakeAgent
+    """An `http_fakes.FakeAgent` whose endpoints reach a `direct_service()`: (agent, service, replica).  A
+    client's member table holds one alive server (without one, Consul's client answers `No known Consul
+    servers`)."""
+    from http_fakes import FakeAgent, member
 
     service, replica = direct_service(agent_nodes)
     agent = FakeAgent(store_access=service) if config is None else FakeAgent(config=config, store_access=service)
+    if not agent.config.server:  # a client reaches the store through a server it knows in the member table
+        agent.apply("member-join", member("server1", "10.0.0.10", server=True))
     return agent, service, replica
 
 

@@ -11,11 +11,13 @@ import base64
 import json
 from typing import Any
 
+import attrs
 import pytest
 import trio
 from http_fakes import client_config, fetch, run, serving
 from store_direct import store_agent, tables
 
+from agent.members import STATUS_FAILED
 from agent.server.state.commands import SessionCreate
 
 KV_MAX = 512 * 1024
@@ -229,6 +231,27 @@ def test_a_client_agent_prefixes_server_errors_as_consuls_client_does() -> None:
             # an HTTP-side refusal is not an RPC's
             r = await fetch(addr, "PUT", "/v1/kv/", b"v")
             assert (r.status, r.body) == (400, b"Missing key name")
+
+    run(main)
+
+
+def test_a_client_agent_that_knows_no_server_says_so_before_trying() -> None:
+    async def main() -> None:
+        api, service, _ = store_agent(client_config())
+        server = next(iter(api.table.current.members.values()))
+        api.apply("member-failed", attrs.evolve(server, status=STATUS_FAILED))
+        before = tables(service)
+        async with serving(api) as addr:
+            for method, target in (("PUT", "/v1/kv/k"), ("GET", "/v1/kv/k"), ("GET", "/v1/kv/k?stale"),
+                                   ("DELETE", "/v1/kv/k"), ("PUT", "/v1/session/create"), ("GET", "/v1/session/list"),
+                                   ("PUT", "/v1/txn")):
+                body = {"/v1/txn": b"[]", "/v1/session/create": b""}.get(target, b"v")
+                r = await fetch(addr, method, target, body)
+                assert (r.status, r.body) == (500, b"No known Consul servers"), target
+            # a request the agent refuses itself still gets its own answer
+            r = await fetch(addr, "PUT", "/v1/session/create", b"[1]")
+            assert r.status == 400
+        assert tables(service) == before
 
     run(main)
 

@@ -17,7 +17,7 @@ import attrs
 from agent.gostrings import decode_json
 from agent.http.errors import bad_request
 from agent.http.routes import Ctx, Route
-from agent.http.store import apply, check_dc, store_errors
+from agent.http.store import apply, check_dc, request_errors
 from agent.server.state.registration import parse_deregister, parse_register
 
 __all__ = ["ROUTES", "catalog_deregister", "catalog_register"]
@@ -34,7 +34,7 @@ def _body(ctx: Ctx) -> Any:
 
 
 async def catalog_register(ctx: Ctx) -> Any:
-    with store_errors(ctx):
+    with request_errors(ctx):
         command = parse_register(_body(ctx))
     check_dc(ctx, command.datacenter)
     if not command.datacenter:
@@ -44,7 +44,7 @@ async def catalog_register(ctx: Ctx) -> Any:
 
 
 async def catalog_deregister(ctx: Ctx) -> Any:
-    with store_errors(ctx):
+    with request_errors(ctx):
         command = parse_deregister(_body(ctx))
     await apply(ctx, command)
     return True

@@ -20,7 +20,7 @@ from agent.gostrings import decode_json
 from agent.http.blocking import parse_query_options
 from agent.http.errors import HTTPError, bad_request
 from agent.http.routes import Ctx, Route
-from agent.http.store import apply, check_dc, read, store_errors
+from agent.http.store import apply, check_dc, read, request_errors, store_errors
 from agent.server.state.commands import SessionDestroy
 from agent.server.state.leader import parse_session_create
 
@@ -56,7 +56,7 @@ def _create_body(ctx: Ctx) -> dict[str, Any] | None:
 
 async def session_create(ctx: Ctx) -> Any:
     check_dc(ctx, ctx.request.query.get("dc"))
-    with store_errors(ctx):
+    with request_errors(ctx):
         command = parse_session_create(_create_body(ctx), agent_node=ctx.api.config.node_name, session_id="")
     return {"ID": await apply(ctx, command)}
 

@@ -17,14 +17,14 @@ from contextlib import contextmanager
 from typing import Any
 
 from agent.http.blocking import ERROR_META, QueryOptions, block_time, parse_query_options, query_meta
-from agent.http.catalog import RPC_ERROR_PREFIX
+from agent.http.catalog import RPC_ERROR_PREFIX, require_servers
 from agent.http.errors import NO_PATH_TO_DC, HTTPError
 from agent.http.routes import Ctx
 from agent.server.access import CommandFailed, NoLeader, QueryResult, ReadMode, StoreUnavailable
 from agent.server.state.commands import Command
 from agent.server.state.leader import RequestError
 
-__all__ = ["apply", "check_dc", "read", "read_mode", "server_error", "store_errors"]
+__all__ = ["apply", "check_dc", "read", "read_mode", "request_errors", "server_error", "store_errors"]
 
 
 def server_error(ctx: Ctx, text: str) -> HTTPError:
@@ -35,13 +35,23 @@ def server_error(ctx: Ctx, text: str) -> HTTPError:
 
 @contextmanager
 def store_errors(ctx: Ctx) -> Iterator[None]:
-    """Map the store's exceptions (and a request the servers' rules refuse) to Consul's HTTP answers."""
+    """Around a call to the store: its exceptions as Consul's HTTP answers.  A client agent that knows no server
+    alive answers Consul's ``No known Consul servers`` without trying."""
+    require_servers(ctx, ctx.api.table.current)
     try:
         yield
     except (NoLeader, CommandFailed, StoreUnavailable) as err:
         raise server_error(ctx, str(err)) from None
+
+
+@contextmanager
+def request_errors(ctx: Ctx) -> Iterator[None]:
+    """Around reading a request body with the servers' rules (`state.leader`, `state.registration`): a body
+    that does not decode is its 400; a rule of the server's RPC (Session.Apply, Catalog.Register) its 500."""
+    try:
+        yield
     except RequestError as err:
-        if err.status == 500:  # a rule of the server's RPC (Session.Apply, Catalog.Register): the RPC's error
+        if err.status == 500:
             raise server_error(ctx, str(err)) from None
         raise HTTPError(err.status, str(err)) from None
 
