@@ -134,6 +134,10 @@ class StoreMachine(RuleBasedStateMachine):
         if kept:
             del m.ents[kept[0].index - m.snap.meta.index - 1 :]
             m.ents.extend(kept)
+            # The caller replaced everything from kept[0] on: what was acknowledged there no longer is, even if a
+            # new entry happens to equal the old one (Raft overwrites only uncommitted entries of an older term,
+            # so it never rewrites an equal one; the store is not asked to notice).
+            m.synced_ents = [e for e in m.synced_ents if e.index < kept[0].index]
 
     @rule(commit=st.integers(0, 50), vote=st.sampled_from(["", "a", "b"]))
     def set_hard_state(self, commit: int, vote: str) -> None:
