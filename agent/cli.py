@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from agent import consul
-from agent.gostrings import to_bytes
+from agent.gostrings import go_quote, to_bytes
 from agent.version import __version__
 
 DEFAULT_HTTP_ADDR = "127.0.0.1:8500"
@@ -677,6 +677,65 @@ def _simple_put(
     return 0
 
 
+# ---- maint
+
+
+def run_maint(values: dict[str, Any], args: list[str]) -> int:
+    """`consul maint [-enable|-disable] [-reason R] [-service ID]`: without an action, list what is in maintenance."""
+    enable, disable = bool(values.get("enable")), bool(values.get("disable"))
+    reason, service_id = values.get("reason", ""), values.get("service", "")
+    if enable and disable:
+        _err("Only one of -enable or -disable may be provided")
+        return 1
+    if not enable and reason:
+        _err("Reason may only be provided with -enable")
+        return 1
+    if not enable and not disable and service_id:
+        _err("Service requires either -enable or -disable")
+        return 1
+    client = _client_or_error(values)
+    if client is None:
+        return 1
+    try:
+        self_doc = client.get_json("/v1/agent/self")
+        node_name = str(((self_doc or {}).get("Config") or {}).get("NodeName", ""))
+    except (ClientError, AttributeError) as err:
+        _err(f"Error querying Consul agent: {err}")
+        return 1
+    if not enable and not disable:
+        try:
+            checks = client.get_json("/v1/agent/checks")
+        except ClientError as err:
+            _err(f"Error getting checks: {err}")
+            return 1
+        for check_id in sorted(checks or {}):
+            check = checks[check_id]
+            if check_id == "_node_maintenance":
+                _out("Node:\n  Name:   " + node_name + "\n  Reason: " + str(check.get("Notes", "")) + "\n")
+            elif check_id.startswith("_service_maintenance:"):
+                _out("Service:\n  ID:     " + str(check.get("ServiceID", "")) + "\n  Reason: "
+                     + str(check.get("Notes", "")) + "\n")  # fmt: skip
+        return 0
+    action = "enabl" if enable else "disabl"
+    params = {"enable": "true" if enable else "false"}
+    if enable:
+        params["reason"] = reason
+    if service_id:
+        path, what = "/v1/agent/service/maintenance/" + _path_escape(service_id), "service"
+    else:
+        path, what = "/v1/agent/maintenance", "node"
+    try:
+        client.request("PUT", path, params)
+    except ClientError as err:
+        _err(f"Error {action}ing {what} maintenance: {err}")
+        return 1
+    if service_id:
+        _out(f"Service maintenance is now {action}ed for {go_quote(service_id)}")
+    else:
+        _out(f"Node maintenance is now {action}ed")
+    return 0
+
+
 # ---- info
 
 
@@ -964,6 +1023,35 @@ COMMANDS: dict[str, Command] = {
         "  will be 1.",
         (*HTTP_FLAGS, *KEYRING_FLAGS),
         run_keyring,
+    ),
+    "maint": Command(
+        "maint",
+        "Controls node or service maintenance mode",
+        "Usage: consul maint [options]\n\n"
+        "  Places a node or service into maintenance mode. During maintenance mode,\n"
+        "  the node or service will be excluded from all queries through the DNS\n"
+        "  or API interfaces, effectively taking it out of the pool of available\n"
+        "  nodes. This is done by registering an additional critical health check.\n\n"
+        "  When enabling maintenance mode for a node or service, you may optionally\n"
+        '  specify a reason string. This string will appear in the "Notes" field\n'
+        "  of the critical health check which is registered against the node or\n"
+        "  service. If no reason is provided, a default value will be used.\n\n"
+        "  Maintenance mode is persistent, and will be restored in the event of an\n"
+        "  agent restart. It is therefore required to disable maintenance mode on\n"
+        "  a given node or service before it will be placed back into the pool.\n\n"
+        "  By default, we operate on the node as a whole. By specifying the\n"
+        '  "-service" argument, this behavior can be changed to enable or disable\n'
+        "  only a specific service.\n\n"
+        "  If no arguments are given, the agent's maintenance status will be shown.\n"
+        "  This will return blank if nothing is currently under maintenance.",
+        (
+            *HTTP_FLAGS,
+            Flag("enable", "Enable maintenance mode.", is_bool=True),
+            Flag("disable", "Disable maintenance mode.", is_bool=True),
+            Flag("reason", "Text describing the maintenance reason.", placeholder="<string>"),
+            Flag("service", "Control maintenance mode for a specific service ID.", placeholder="<string>"),
+        ),
+        run_maint,
     ),
     "keygen": Command(
         "keygen",

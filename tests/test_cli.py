@@ -469,6 +469,67 @@ def test_reload(fake: FakeAgent, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 # --------------------------------------------------------------------------------------------------------------
+# maint
+
+
+MAINT_CHECKS = {
+    "_node_maintenance": {"CheckID": "_node_maintenance", "Notes": "kernel upgrade", "ServiceID": ""},
+    "_service_maintenance:web-1": {"CheckID": "_service_maintenance:web-1", "Notes": "redeploy", "ServiceID": "web-1"},
+    "service:web-1": {"CheckID": "service:web-1", "Notes": "", "ServiceID": "web-1"},
+}
+
+
+def test_maint_lists_what_is_in_maintenance(fake: FakeAgent, capsys: pytest.CaptureFixture[str]) -> None:
+    fake.answer("GET", "/v1/agent/self", body={"Config": {"NodeName": "node1"}})
+    fake.answer("GET", "/v1/agent/checks", body=MAINT_CHECKS)
+    assert run(capsys, "maint", "-http-addr", fake.addr) == (
+        0,
+        "Node:\n  Name:   node1\n  Reason: kernel upgrade\n\nService:\n  ID:     web-1\n  Reason: redeploy\n\n",
+        "",
+    )
+    fake.answer("GET", "/v1/agent/checks", body={})
+    assert run(capsys, "maint", "-http-addr", fake.addr) == (0, "", "")
+
+
+@pytest.mark.parametrize(
+    ("flags", "request_path", "out"),
+    [
+        (["-enable", "-reason", "disk swap"], "/v1/agent/maintenance?enable=true&reason=disk+swap",
+         "Node maintenance is now enabled\n"),
+        (["-disable"], "/v1/agent/maintenance?enable=false", "Node maintenance is now disabled\n"),
+        (["-enable", "-service", "web-1"], "/v1/agent/service/maintenance/web-1?enable=true&reason=",
+         'Service maintenance is now enabled for "web-1"\n'),
+        (["-disable", "-service", "web-1"], "/v1/agent/service/maintenance/web-1?enable=false",
+         'Service maintenance is now disabled for "web-1"\n'),
+    ],
+)  # fmt: skip
+def test_maint_actions(
+    fake: FakeAgent, capsys: pytest.CaptureFixture[str], flags: list[str], request_path: str, out: str
+) -> None:
+    fake.answer("GET", "/v1/agent/self", body={"Config": {"NodeName": "node1"}})
+    fake.answer("PUT", request_path.split("?")[0])
+    assert run(capsys, "maint", "-http-addr", fake.addr, *flags) == (0, out, "")
+    assert [(s.method, s.path) for s in fake.seen] == [("GET", "/v1/agent/self"), ("PUT", request_path)]
+
+
+def test_maint_errors(fake: FakeAgent, capsys: pytest.CaptureFixture[str]) -> None:
+    for flags, message in [
+        (["-enable", "-disable"], "Only one of -enable or -disable may be provided"),
+        (["-disable", "-reason", "x"], "Reason may only be provided with -enable"),
+        (["-service", "web"], "Service requires either -enable or -disable"),
+    ]:
+        assert run(capsys, "maint", "-http-addr", fake.addr, *flags) == (1, "", message + "\n")
+    assert fake.seen == []  # refused before asking the agent
+    fake.answer("GET", "/v1/agent/self", body={"Config": {"NodeName": "node1"}})
+    fake.answer("PUT", "/v1/agent/service/maintenance/nope", 404, 'No service registered with ID "nope"')
+    assert run(capsys, "maint", "-http-addr", fake.addr, "-enable", "-service", "nope") == (
+        1,
+        "",
+        'Error enabling service maintenance: Unexpected response code: 404 (No service registered with ID "nope")\n',
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------
 # info
 
 

@@ -11,7 +11,7 @@ import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
-from agent.gostrings import decode_json
+from agent.gostrings import decode_json, go_quote
 from agent.http.errors import HTTPError, bad_request
 from agent.http.routes import EMPTY, Ctx, Route
 from agent.services.definitions import STATUSES, DefinitionError
@@ -212,6 +212,55 @@ async def check_update(ctx: Ctx) -> Any:
     return _update(ctx, check_id, status, fields.get("Output", ""))
 
 
+_GO_TRUE = ("1", "t", "T", "TRUE", "true", "True")
+_GO_FALSE = ("0", "f", "F", "FALSE", "false", "False")
+
+
+def _enable(ctx: Ctx) -> bool:
+    """``?enable=`` as Consul reads it (strconv.ParseBool): 400 when missing or not a boolean."""
+    query = ctx.request.query
+    if not query.has("enable"):
+        raise bad_request("Missing value for enable")
+    raw = query.get("enable")
+    if raw in _GO_TRUE:
+        return True
+    if raw in _GO_FALSE:
+        return False
+    raise bad_request(f"Invalid value for enable: {go_quote(raw)}")
+
+
+async def node_maintenance(ctx: Ctx) -> Any:
+    """PUT /v1/agent/maintenance?enable=true|false[&reason=]: the ``_node_maintenance`` critical check."""
+    manager = _manager(ctx)
+    try:
+        if _enable(ctx):
+            manager.enable_node_maintenance(ctx.request.query.get("reason"))
+        else:
+            manager.disable_node_maintenance()
+    except DefinitionError as exc:  # the data dir refused the write: nothing changed
+        raise _definition_error(exc) from None
+    return EMPTY
+
+
+async def service_maintenance(ctx: Ctx) -> Any:
+    """PUT /v1/agent/service/maintenance/:id?enable=true|false[&reason=]: 404 for an unknown service."""
+    service_id = ctx.request.path.removeprefix("/v1/agent/service/maintenance/")
+    if not service_id:
+        raise bad_request("Missing service ID")
+    enable = _enable(ctx)
+    manager = _manager(ctx)
+    try:
+        if enable:
+            manager.enable_service_maintenance(service_id, ctx.request.query.get("reason"))
+        else:
+            manager.disable_service_maintenance(service_id)
+    except DefinitionError as exc:
+        raise _definition_error(exc) from None
+    except UnknownService as exc:
+        raise HTTPError(404, str(exc)) from None
+    return EMPTY
+
+
 ROUTES = (
     Route("/v1/agent/services", ("GET",), agent_services),
     Route("/v1/agent/service/", ("GET",), agent_service),
@@ -224,4 +273,6 @@ ROUTES = (
     Route("/v1/agent/check/warn/", ("PUT",), _ttl_endpoint("warning", "/v1/agent/check/warn/")),
     Route("/v1/agent/check/fail/", ("PUT",), _ttl_endpoint("critical", "/v1/agent/check/fail/")),
     Route("/v1/agent/check/update/", ("PUT",), check_update),
+    Route("/v1/agent/maintenance", ("PUT",), node_maintenance),
+    Route("/v1/agent/service/maintenance/", ("PUT",), service_maintenance),
 )

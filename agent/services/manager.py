@@ -31,6 +31,13 @@ from agent.services.definitions import (
     script_refusal,
 )
 from agent.services.local import API, CONFIG, LocalState
+from agent.services.maintenance import (
+    NODE_MAINT_CHECK_ID,
+    is_maintenance,
+    node_maintenance_check,
+    service_maintenance_check,
+    service_maintenance_check_id,
+)
 from agent.services.persist import Persistence
 
 __all__ = ["CHECK_UPDATE_INTERVAL", "ServiceManager", "UnknownCheck", "UnknownService"]
@@ -78,16 +85,22 @@ class ServiceManager:
         """Restore persisted API definitions, load the config's, start every runner, then reap until cancelled."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            self._restore()
+            waiting = self._restore()
             self.load_config(self.config)
+            if waiting:
+                self._restore_checks(waiting)
+                self._publish()
             nursery.start_soon(self._reaper)
             nursery.start_soon(self._output_flusher)
             task_status.started()
 
-    def _restore(self) -> None:
+    def _restore(self) -> list[CheckDef]:
+        """Restore the persisted services and checks; returns the checks of services the config files define
+        (a service in maintenance may be one), which ``run`` restores once the config is loaded."""
         if self.persist is None:
-            return
+            return []
         services, checks, states = self.persist.load()
+        waiting = []
         for service in services:
             service = self._without_refused_scripts(service)
             self._start(self.local.add_service(service, API, now=trio.current_time()))
@@ -99,16 +112,24 @@ class ServiceManager:
                 except OSError as exc:
                     log.error("agent: cannot remove persisted check %r: %s", check.id, exc)
                 continue
-            try:
-                if self.local.add_check(check, API, now=trio.current_time()):
-                    self._start([check])
-            except LookupError as exc:
-                log.warning("agent: dropping persisted check %r: %s", check.id, exc)
+            if check.service_id and check.service_id not in self.local.services:
+                waiting.append(check)
+                continue
+            self._restore_checks([check])
         for check_id, (status, output) in states.items():
             state = self.local.checks.get(check_id)
             if state is not None and state.definition.kind == "ttl":
                 self.local.set_status(check_id, status, output, trio.current_time())
         self._publish()
+        return waiting
+
+    def _restore_checks(self, checks: list[CheckDef]) -> None:
+        for check in checks:
+            try:
+                if self.local.add_check(check, API, now=trio.current_time()):
+                    self._start([check])
+            except LookupError as exc:
+                log.warning("agent: dropping persisted check %r: %s", check.id, exc)
 
     def _without_refused_scripts(self, service: ServiceDef) -> ServiceDef:
         """A persisted (API) service minus the script checks enable_script_checks no longer allows; its file is
@@ -165,7 +186,7 @@ class ServiceManager:
         for service in services:
             previous = self.local.services.get(service.id)
             stale = [c for c, st in self.local.checks.items() if st.definition.service_id == service.id
-                     and c not in {x.id for x in service.checks}]  # fmt: skip
+                     and c not in {x.id for x in service.checks} and not is_maintenance(st.definition)]  # fmt: skip
             for check_id in stale:
                 self.local.remove_check(check_id)
             self._stop(stale)
@@ -250,6 +271,43 @@ class ServiceManager:
         self._persist(lambda p: p.remove_check(check_id), "check", check_id)
         self.local.remove_check(check_id)
         self._stop([check_id])
+        self._publish()
+
+    # ------------------------------------------------------------------ maintenance
+
+    def enable_node_maintenance(self, reason: str) -> None:
+        """PUT /v1/agent/maintenance?enable=true: a no-op when already enabled (the first reason stays)."""
+        if NODE_MAINT_CHECK_ID not in self.local.checks:
+            self._add_api_check(node_maintenance_check(reason))
+            log.info("agent: Node entered maintenance mode")
+
+    def disable_node_maintenance(self) -> None:
+        if NODE_MAINT_CHECK_ID in self.local.checks:
+            self.deregister_check(NODE_MAINT_CHECK_ID)
+            log.info("agent: Node left maintenance mode")
+
+    def enable_service_maintenance(self, service_id: str, reason: str) -> None:
+        """UnknownService (404 ``No service registered with ID "x"``) when ``service_id`` is not registered."""
+        self._require_service(service_id)
+        if service_maintenance_check_id(service_id) not in self.local.checks:
+            self._add_api_check(service_maintenance_check(service_id, reason))
+            log.info("agent: Service entered maintenance mode: service=%s", service_id)
+
+    def disable_service_maintenance(self, service_id: str) -> None:
+        self._require_service(service_id)
+        check_id = service_maintenance_check_id(service_id)
+        if check_id in self.local.checks:
+            self.deregister_check(check_id)
+            log.info("agent: Service left maintenance mode: service=%s", service_id)
+
+    def _require_service(self, service_id: str) -> None:
+        if service_id not in self.local.services:
+            raise UnknownService(f'No service registered with ID "{service_id}"')
+
+    def _add_api_check(self, check: CheckDef) -> None:
+        """Persist, register and publish a check the agent itself defines (it has no runner)."""
+        self._persist(lambda p: p.save_check(check), "check", check.id)
+        self.local.add_check(check, API, now=trio.current_time())
         self._publish()
 
     def update_ttl(self, check_id: str, status: str, output: str) -> None:
