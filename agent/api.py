@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from agent.config import AgentConfig
+    from agent.logstream import LogHub
     from agent.members import Member, MemberTable
     from agent.server.access import StoreAccess
     from agent.services.manager import ServiceManager
@@ -30,6 +31,8 @@ class AgentAPI(Protocol):
     #: The servers' state store (KV, sessions, txn, catalog registrations) as this agent reaches it: a server's
     #: own StoreService, a client's forwarding to the servers (agent/server/access.py).
     store_access: StoreAccess
+    #: The agent's log records for /v1/agent/monitor (agent.logstream.LogHub).
+    logs: LogHub
 
     async def join(self, addrs: list[str]) -> int:
         """Join through each address; the number that answered, or JoinError when none did."""

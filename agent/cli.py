@@ -18,7 +18,8 @@ import socket
 import ssl
 import sys
 import textwrap
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -337,6 +338,38 @@ class AgentClient:
         self, method: str, path: str, params: Mapping[str, str] | None = None, body: bytes | None = None
     ) -> bytes:
         """Send one request and return the body of a 200; anything else raises ClientError."""
+        conn, resp, op_url = self._open(method, path, params, body)
+        try:
+            with self._go_errors(op_url):
+                data = resp.read()
+        finally:
+            conn.close()
+        self._require_ok(resp.status, data)
+        return data
+
+    def stream_lines(self, path: str, params: Mapping[str, str] | None = None) -> Iterator[str]:
+        """GET a streamed body (``/v1/agent/monitor``) and yield its lines (without the newline) as they come,
+        with no read timeout; ends when the agent ends the response."""
+        conn, resp, op_url = self._open("GET", path, params, None)
+        try:
+            if resp.status != 200:
+                with self._go_errors(op_url):
+                    data = resp.read()
+                self._require_ok(resp.status, data)
+            if conn.sock is not None:
+                conn.sock.settimeout(None)  # a quiet agent logs nothing for minutes
+            while True:
+                with self._go_errors(op_url):
+                    line = resp.readline()
+                if not line:
+                    return
+                yield line.decode("utf-8", errors="replace").rstrip("\n")
+        finally:
+            conn.close()
+
+    def _open(
+        self, method: str, path: str, params: Mapping[str, str] | None, body: bytes | None
+    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse, str]:
         query = dict(params or {})
         if self.datacenter:
             query["dc"] = self.datacenter
@@ -346,14 +379,25 @@ class AgentClient:
         op_url = f'{method[:1]}{method[1:].lower()} "{self.endpoint.url(path_and_query)}"'
         conn = self._connection()
         try:
-            conn.request(
-                method,
-                self.endpoint.prefix + path_and_query,
-                body=body if body is not None else (b"" if method == "PUT" else None),
-                headers=self._headers(),
-            )
-            resp = conn.getresponse()
-            body = resp.read()
+            with self._go_errors(op_url):
+                conn.request(
+                    method,
+                    self.endpoint.prefix + path_and_query,
+                    body=body if body is not None else (b"" if method == "PUT" else None),
+                    headers=self._headers(),
+                )
+                resp = conn.getresponse()
+        except BaseException:
+            conn.close()
+            raise
+        return conn, resp, op_url
+
+    @staticmethod
+    @contextmanager
+    def _go_errors(op_url: str) -> Iterator[None]:
+        """Connection failures as ClientError with the Go client's text."""
+        try:
+            yield
         except _DialError as err:
             raise ClientError(f"{op_url}: {err}") from None
         except TimeoutError:
@@ -368,12 +412,12 @@ class AgentClient:
             raise ClientError(f"{op_url}: read: {_go_strerror(err)}") from None
         except http.client.HTTPException as err:
             raise ClientError(f"{op_url}: malformed HTTP response: {err}") from None
-        finally:
-            conn.close()
-        if resp.status != 200:
+
+    @staticmethod
+    def _require_ok(status: int, body: bytes) -> None:
+        if status != 200:
             text = go_trim(body.decode("utf-8", errors="replace"))
-            raise ClientError(f"Unexpected response code: {resp.status} ({text})")
-        return body
+            raise ClientError(f"Unexpected response code: {status} ({text})")
 
     def get_json(self, path: str, params: Mapping[str, str] | None = None) -> Any:
         body = self.request("GET", path, params)
@@ -736,6 +780,41 @@ def run_maint(values: dict[str, Any], args: list[str]) -> int:
     return 0
 
 
+# ---- monitor
+
+
+def run_monitor(values: dict[str, Any], args: list[str]) -> int:
+    """`consul monitor [-log-level L] [-log-json]`: the agent's log lines as they happen, until Ctrl-C (exit 0)
+    or until the agent ends the stream (exit 1, Consul's "Remote side ended the monitor!")."""
+    client = _client_or_error(values)
+    if client is None:
+        return 1
+    params = {"loglevel": values.get("log-level") or "INFO"}
+    if values.get("log-json"):
+        params["logjson"] = "true"
+    lines = client.stream_lines("/v1/agent/monitor", params)
+    try:
+        try:
+            first = next(lines, None)
+        except ClientError as err:
+            _err(f"Error starting monitor: {err}")
+            return 1
+        if first is not None:
+            print(first, flush=True)
+            try:
+                for line in lines:
+                    print(line, flush=True)
+            except ClientError:
+                pass  # the connection broke: the remote side ended the monitor
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        lines.close()
+    _out("")
+    _out("Remote side ended the monitor! This usually means that the\nremote side has exited or crashed.")
+    return 1
+
+
 # ---- info
 
 
@@ -1052,6 +1131,22 @@ COMMANDS: dict[str, Command] = {
             Flag("service", "Control maintenance mode for a specific service ID.", placeholder="<string>"),
         ),
         run_maint,
+    ),
+    "monitor": Command(
+        "monitor",
+        "Stream logs from a Consul agent",
+        "Usage: consul monitor [options]\n\n"
+        "  Shows recent log messages of a Consul agent, and attaches to the agent,\n"
+        "  outputting log messages as they occur in real time. The monitor lets you\n"
+        "  listen for log levels that may be filtered out of the Consul agent. For\n"
+        "  example your agent may only be logging at INFO level, but with the monitor\n"
+        "  you can see the DEBUG level logs.",
+        (
+            *HTTP_FLAGS,
+            Flag("log-level", "Log level of the agent.", default="INFO", placeholder="<string>"),
+            Flag("log-json", "Output logs in JSON format.", is_bool=True),
+        ),
+        run_monitor,
     ),
     "keygen": Command(
         "keygen",

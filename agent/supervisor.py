@@ -10,7 +10,6 @@ reloads.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import signal
@@ -36,6 +35,7 @@ from agent.dns import serve_dns
 from agent.gossip import GossipDriver
 from agent.http import serve_http
 from agent.keyring_file import initial_keys, write_keyring_file
+from agent.logstream import JsonLogFormatter, LogHub, python_level
 from agent.members import Member, MemberTable
 from agent.server import rpc as server_rpc
 from agent.server.access import StoreAccess
@@ -97,8 +97,10 @@ def to_member(m: Any) -> Member:
 class Agent:
     """The running agent; also what the HTTP handlers may ask of it (agent.api.AgentAPI)."""
 
-    def __init__(self, config: AgentConfig) -> None:
+    def __init__(self, config: AgentConfig, log_output: logging.Handler | None = None) -> None:
         self.config = config
+        #: The agent's log records for /v1/agent/monitor; ``log_output`` (stderr) stays at the configured level.
+        self.logs = LogHub(python_level(config.log_level), log_output)
         self.table = MemberTable()
         self.services: ServiceManager | None = None
         self.catalog: CatalogRunner | None = None
@@ -134,7 +136,7 @@ class Agent:
             self.node_id = (config.node_id or self.datadir.node_id()).lower()
         else:
             self.node_id = (config.node_id or str(uuid.uuid4())).lower()
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+        with self.logs.installed(), trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
             async with trio.open_nursery() as root:
                 self._root = root
                 await self._start_gossip(root)
@@ -449,7 +451,7 @@ class Agent:
         if self.catalog is not None and new.node_meta != self.config.node_meta:
             self.catalog.set_node_meta(new.node_meta)
         if new.log_level != self.config.log_level:
-            logging.getLogger().setLevel(_log_level(new.log_level))
+            self.logs.set_base_level(python_level(new.log_level))
         self.config = new
         return changes
 
@@ -531,29 +533,6 @@ def _bracket(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
-class JsonLogFormatter(logging.Formatter):
-    """`-log-json`: one JSON object a line, with the keys Consul's hclog writes (@timestamp, @level, @module,
-    @message), so log shippers configured for Consul read ours unchanged."""
-
-    converter = time.gmtime
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "@level": record.levelname.lower().replace("warning", "warn"),
-            "@message": record.getMessage(),
-            "@module": record.name,
-            "@timestamp": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
-        }
-        if record.exc_info:
-            entry["error"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
-
-
-def _log_level(name: str) -> int:
-    return {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
-            "warning": logging.WARNING, "err": logging.ERROR, "error": logging.ERROR}.get(name.lower(), logging.INFO)
-
-
 #: Until every endpoint checks tokens (issue 13), an agent asked to enforce ACLs refuses to start rather than
 #: serve unprotected while its operator believes otherwise (issue 12's rule for security-weakening keys).
 ACL_NOT_ENFORCED = ("acl.enabled = true: this agent does not enforce ACLs on its endpoints yet (only /v1/acl/* and "
@@ -574,13 +553,13 @@ def main(argv: Sequence[str]) -> int:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonLogFormatter() if config.log_json else
                          logging.Formatter("%(asctime)s [%(levelname)s] %(name)s: %(message)s"))
-    logging.basicConfig(level=_log_level(config.log_level), handlers=[handler])
+    logging.basicConfig(level=python_level(config.log_level), handlers=[handler])
     for warning in config.warnings:
         log.warning("agent: %s", warning)
     if config.acl.enabled:
         print(f"==> {ACL_NOT_ENFORCED}", file=sys.stderr)
         return 1
-    agent = Agent(config)
+    agent = Agent(config, log_output=handler)
     try:
         return trio.run(agent.run)
     except (OSError, DataDirError, ConfigError, BaseExceptionGroup) as exc:

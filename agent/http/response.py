@@ -7,6 +7,7 @@ from __future__ import annotations
 import email.utils
 import gzip
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
@@ -39,6 +40,9 @@ class Response:
     headers: dict[str, str] = attrs.Factory(dict)
     body: bytes = b""
     close: bool = False  # send Connection: close and drop the connection afterwards
+    #: A streamed body (``/v1/agent/monitor``): the server sends the head, then calls ``stream(send)``; every
+    #: ``await send(chunk)`` goes out at once (chunked), and the response ends when ``stream`` returns.
+    stream: Callable[[Callable[[bytes], Awaitable[None]]], Awaitable[None]] | None = None
 
     @classmethod
     def text(cls, status: int, text: str, headers: dict[str, str] | None = None) -> Response:
@@ -67,7 +71,7 @@ def _accepts_gzip(accept_encoding: str) -> bool:
 def maybe_gzip(response: Response, accept_encoding: str) -> Response:
     """Compress bodies of at least 1400 bytes for clients that accept gzip (python-requests does)."""
     response.headers.setdefault("Vary", "Accept-Encoding")
-    if len(response.body) < GZIP_MIN_SIZE or not _accepts_gzip(accept_encoding):
+    if response.stream is not None or len(response.body) < GZIP_MIN_SIZE or not _accepts_gzip(accept_encoding):
         return response
     response.body = gzip.compress(response.body, compresslevel=6, mtime=0)
     response.headers["Content-Encoding"] = "gzip"
@@ -78,7 +82,8 @@ def wire_headers(response: Response) -> list[tuple[str, str]]:
     """The header list to send: the response's own headers sorted as Go writes them, plus Date/Content-Length."""
     headers = dict(response.headers)
     headers["Date"] = email.utils.formatdate(usegmt=True)
-    headers["Content-Length"] = str(len(response.body))
+    if response.stream is None:
+        headers["Content-Length"] = str(len(response.body))
     if response.close:
         headers["Connection"] = "close"
     return sorted(headers.items())

@@ -34,7 +34,7 @@ import logging
 import math
 import random
 import select
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
@@ -389,10 +389,40 @@ class _Connection:
         conn = self.conn
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in wire_headers(response)]
         data = conn.send(h11.Response(status_code=response.status, headers=headers, reason=_reason(response.status)))
+        if response.stream is not None and not head:
+            await self._send(data)
+            await self._write_stream(response.stream)
+            return
         if response.body and not head:
             data += conn.send(h11.Data(data=response.body))
         data += conn.send(h11.EndOfMessage())
         await self._send(data)
+
+    async def _write_stream(self, stream: Callable[[Callable[[bytes], Awaitable[None]]], Awaitable[None]]) -> None:
+        """A streamed body, chunk by chunk, until ``stream`` returns or the client hangs up (then we close)."""
+
+        async def send(chunk: bytes) -> None:
+            if chunk:
+                await self._send(self.conn.send(h11.Data(data=chunk)))
+
+        gone = False
+        async with trio.open_nursery() as nursery:
+
+            async def watch() -> None:
+                nonlocal gone
+                await self._watch_peer(nursery.cancel_scope)
+                gone = True
+
+            nursery.start_soon(watch)
+            try:
+                await stream(send)
+            except (_Close, trio.BrokenResourceError, trio.ClosedResourceError):
+                gone = True  # the client stopped reading (write timeout) or the connection broke
+            nursery.cancel_scope.cancel()
+        if gone:
+            log.debug("http: %s went away during a streamed response", self.remote)
+            raise _Close
+        await self._send(self.conn.send(h11.EndOfMessage()))
 
     async def _send(self, data: bytes) -> None:
         """Write within ``write_timeout``; if the server is already cancelled, within ``shutdown_grace``, shielded."""
