@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from agent.config import AgentConfig
     from agent.logstream import LogHub
     from agent.members import Member, MemberTable
+    from agent.metrics import Metrics
     from agent.server.access import StoreAccess
     from agent.services.manager import ServiceManager
     from protocol.keymanager import KeyQueryDone
@@ -33,6 +34,8 @@ class AgentAPI(Protocol):
     store_access: StoreAccess
     #: The agent's log records for /v1/agent/monitor (agent.logstream.LogHub).
     logs: LogHub
+    #: The agent's metrics registry (agent.metrics.Metrics): /v1/agent/metrics, and what the parts count.
+    metrics: Metrics
 
     async def join(self, addrs: list[str]) -> int:
         """Join through each address; the number that answered, or JoinError when none did."""

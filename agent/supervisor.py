@@ -10,6 +10,7 @@ reloads.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import signal
@@ -24,7 +25,7 @@ from typing import Any
 import immutables
 import trio
 
-from agent import consul
+from agent import consul, telemetry
 from agent.api import JoinError
 from agent.catalog.query import agent_members, agent_node, node_checks
 from agent.catalog.replication import ReplicatorConfig
@@ -37,6 +38,7 @@ from agent.http import serve_http
 from agent.keyring_file import initial_keys, write_keyring_file
 from agent.logstream import JsonLogFormatter, LogHub, python_level
 from agent.members import Member, MemberTable
+from agent.metrics import Metrics
 from agent.server import rpc as server_rpc
 from agent.server.access import StoreAccess
 from agent.server.cluster import RaftServer, ServerSettings, bootstrap_warnings
@@ -51,7 +53,7 @@ from agent.version import __version__
 from protocol.config import Config
 from protocol.keymanager import KeyQueryDone, KeyringChanged
 from protocol.keyring import Keyring
-from protocol.serf import MemberEvent, Serf
+from protocol.serf import MemberEvent, Serf, UserEvent
 
 log = logging.getLogger("agent")
 
@@ -101,6 +103,10 @@ class Agent:
         self.config = config
         #: The agent's log records for /v1/agent/monitor; ``log_output`` (stderr) stays at the configured level.
         self.logs = LogHub(python_level(config.log_level), log_output)
+        #: The agent's metrics (/v1/agent/metrics); the parts below count into it (agent/telemetry.py).
+        self.metrics = Metrics()
+        self.metrics.add_collector(telemetry.runtime_collector)
+        self.metrics.add_collector(telemetry.members_collector(lambda: self.table.current.members.values()))
         self.table = MemberTable()
         self.services: ServiceManager | None = None
         self.catalog: CatalogRunner | None = None
@@ -150,10 +156,14 @@ class Agent:
                     http_addr = await root.start(serve_http, self, config.client_addr, config.ports.http)
                 dns_addr = None
                 if config.ports.dns > 0:
-                    dns_addr = await root.start(serve_dns, self.table, config, config.client_addr, config.ports.dns)
+                    dns_addr = await root.start(functools.partial(serve_dns, metrics=self.metrics), self.table,
+                                                config, config.client_addr, config.ports.dns)
                 self._banner(http_addr, dns_addr)
                 await self._initial_joins(root)
                 root.start_soon(self._save_peers_loop)
+                assert self.driver is not None
+                root.start_soon(telemetry.sample_every_second, self.metrics, self.driver.machine.stats,
+                                self.raft.last_contact if self.raft is not None else None)
                 await self._handle_signals(signals)
                 root.cancel_scope.cancel()
         if self._dev_tmp is not None:
@@ -182,8 +192,10 @@ class Agent:
         if config.bootstrap_expect > 1:
             log.info("agent: bootstrap_expect > 0: expecting %d servers", config.bootstrap_expect)
         store = StateStore()
-        self.raft = RaftServer(settings, store, self.table.set_leader)
-        self.store_service = self.store_access = StoreService(store, self.raft, agent_nodes=self._agent_nodes,
+        self.raft = RaftServer(settings, store, telemetry.LeaderCounter(self.metrics, settings.address,
+                                                                        self.table.set_leader))
+        replica = telemetry.MeasuredReplica(self.raft, self.metrics)
+        self.store_service = self.store_access = StoreService(store, replica, agent_nodes=self._agent_nodes,
                                                               write_timeout=max(10.0, 2 * self.timing.election_timeout))
         self.store_service.register(self.raft.rpc)
         self.raft.update_pool(self.table.current.members.values())
@@ -234,6 +246,8 @@ class Agent:
         self.driver = GossipDriver(machine, (config.bind_addr, config.ports.serf_lan), tcp_timeout=profile.tcp_timeout)
         self._events = self.driver.subscribe(4096)
         self.serf_addr = await nursery.start(self.driver.run)
+        driver = self.driver
+        telemetry.mirror_counters(self.metrics, lambda: driver.machine.node.stats, telemetry.MEMBERLIST_COUNTERS)
         self.table.apply("member-join", to_member(self.driver.machine.local_member()))
         self._update_leader()
 
@@ -349,9 +363,12 @@ class Agent:
         """Every gossip event becomes one new immutable snapshot; the leader is recomputed after each."""
         async for ev in self._events:
             if isinstance(ev, MemberEvent):
+                telemetry.count_member_event(self.metrics, ev.kind)
                 self.table.apply(str(ev.kind), to_member(ev.member))
                 self._update_leader()
                 self._peers_dirty.set()
+            elif isinstance(ev, UserEvent):
+                self.metrics.incr("consul.serf.events")
             elif isinstance(ev, KeyringChanged):
                 self._save_keyring(ev.keys)
             elif isinstance(ev, KeyQueryDone) and ev.handle in self._key_waiters:

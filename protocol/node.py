@@ -719,6 +719,7 @@ class Node:
 
     def _alive_node(self, now: float, a: Alive, addr: Addr, *, bootstrap: bool = False) -> None:
         """memberlist aliveNode."""
+        self.stats["msg_alive"] += 1  # memberlist.msg.alive: every alive message processed
         current = self._nodes.get(a.node)
         if (
             current is not None
@@ -827,6 +828,7 @@ class Node:
 
     def _suspect_node(self, now: float, s: Suspect) -> None:
         """memberlist suspectNode."""
+        self.stats["msg_suspect"] += 1  # memberlist.msg.suspect: every suspect message processed
         current = self._nodes.get(s.node)
         running = self._suspicions.get(s.node)
         verdict = judge_suspect(
@@ -899,6 +901,7 @@ class Node:
 
     def _dead_node(self, now: float, d: Dead) -> None:
         """memberlist deadNode; a dead with From == Node marks the node LEFT."""
+        self.stats["msg_dead"] += 1  # memberlist.msg.dead: every dead message processed
         current = self._nodes.get(d.node)
         verdict = judge_dead(
             current, incarnation=d.incarnation, from_=d.from_, local_name=self.name, has_left=self._left

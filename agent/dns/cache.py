@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -73,7 +74,10 @@ def error_reply(data: bytes, rcode: int) -> bytes | None:
 class Responder:
     """Answers raw queries from ``table.current``; one per server, shared by its UDP and TCP sides."""
 
-    def __init__(self, table: Any, settings: DnsSettings, *, cache_limit: int = CACHE_LIMIT) -> None:
+    def __init__(self, table: Any, settings: DnsSettings, *, cache_limit: int = CACHE_LIMIT, metrics: Any = None,
+                 metric_labels: dict[str, str] | None = None) -> None:  # fmt: skip
+        self._metrics = metrics
+        self._metric_labels = metric_labels or {}
         self._table = table
         self.settings = settings
         self._cache_limit = cache_limit
@@ -88,11 +92,17 @@ class Responder:
 
     def respond(self, data: bytes, tcp: bool) -> bytes | Forward | None:
         """The reply bytes, a Forward for the recursors, or None (drop).  Never raises."""
+        started = time.perf_counter()
         try:
-            return self._respond(data, tcp)
+            reply = self._respond(data, tcp)
         except Exception:
             log.exception("dns: failed to answer a %d-byte query", len(data))
-            return error_reply(data, 2)  # SERVFAIL
+            reply = error_reply(data, 2)  # SERVFAIL
+        if self._metrics is not None:
+            reverse = data.find(b"\x04arpa\x00", 12) > 0 or data.find(b"\x04ARPA\x00", 12) > 0
+            self._metrics.measure_since("consul.dns.ptr_query" if reverse else "consul.dns.domain_query", started,
+                                        self._metric_labels)  # fmt: skip
+        return reply
 
     def _respond(self, data: bytes, tcp: bool) -> bytes | Forward | None:
         snapshot = self._table.current

@@ -55,14 +55,17 @@ async def serve_dns(
     port: int,
     *,
     limits: DnsLimits = DnsLimits(),
+    metrics: Any = None,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve DNS for ``table`` on ``host:port`` (UDP and TCP; port 0 picks one free for both) until cancelled.
 
-    Reports ``(host, port)`` as bound.  Bad ``dns_config`` raises ConfigError before anything binds.
+    Reports ``(host, port)`` as bound.  Bad ``dns_config`` raises ConfigError before anything binds.  With
+    ``metrics`` (agent/metrics.py), every query is timed as Consul's ``consul.dns.domain_query`` or, for a reverse
+    name (``in-addr.arpa``/``ip6.arpa``), ``consul.dns.ptr_query``.
     """
     settings = DnsSettings.from_config(config)
-    responder = Responder(table, settings)
+    responder = Responder(table, settings, metrics=metrics, metric_labels={"node": getattr(config, "node_name", "")})
     udp, tcp = _bind_pair(host, port)
     listener = trio.SocketListener(tcp)
     bound = udp.getsockname()[1]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import html
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
@@ -173,7 +174,12 @@ class Router:
                 return _redirect(request, _location(path + "/", request.raw_query))
             return _index(api, request)
         ctx = Ctx(api, request, options, rng)
+        started = time.perf_counter()
         response = await _wrap(route, ctx)
+        metrics = getattr(api, "metrics", None)
+        if metrics is not None:  # Consul's api.http timer, labelled by method and route (`/v1/kv/` -> v1_kv_)
+            path = route.pattern.removeprefix("/").replace("/", "_")
+            metrics.measure_since("consul.api.http", started, {"method": request.method, "path": path})
         return maybe_gzip(response, request.header("accept-encoding"))
 
 
@@ -248,6 +254,7 @@ def default_router() -> Router:
         catalog_services,
         health,
         kv,
+        metrics_endpoint,
         monitor,
         operator,
         services_endpoints,
@@ -262,6 +269,6 @@ def default_router() -> Router:
         [*catalog.ROUTES, *agent_endpoints.ROUTES, *status.ROUTES, *stream.ROUTES, *ui.ROUTES,
          *catalog_services.ROUTES, *health.ROUTES, *services_endpoints.ROUTES, *operator.ROUTES,
          *kv.ROUTES, *sessions.ROUTES, *txn.ROUTES, *catalog_register.ROUTES, *acl_endpoints.ROUTES,
-         *monitor.ROUTES],
+         *monitor.ROUTES, *metrics_endpoint.ROUTES],
         sockets=stream.SOCKETS,
     )
