@@ -198,6 +198,7 @@ class Agent:
         self.store_service = self.store_access = StoreService(store, replica, agent_nodes=self._agent_nodes,
                                                               write_timeout=max(10.0, 2 * self.timing.election_timeout))
         self.store_service.register(self.raft.rpc)
+        self.store_service.on_applied = functools.partial(telemetry.store_command_applied, self.metrics)
         self.raft.update_pool(self.table.current.members.values())
         await nursery.start(self.raft.run)
         nursery.start_soon(self.store_service.duties.run)

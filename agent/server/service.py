@@ -79,6 +79,8 @@ class StoreService:
         self.write_timeout = write_timeout
         self.timers = SessionTimers()
         self.duties = LeaderDuties(self)
+        #: Told of every command this leader applied and how long it took (the agent's metrics set it).
+        self.on_applied: Callable[[Command, float], None] = lambda command, seconds: None
 
     # ---------------------------------------------------------------- StoreAccess
 
@@ -125,7 +127,9 @@ class StoreService:
             problem = session_create_error(self.store.current, command, self.agent_nodes())
             if problem is not None:
                 raise CommandFailed(problem)
+        started = time.perf_counter()
         result = await self._propose(encode(command))
+        self.on_applied(command, time.perf_counter() - started)
         if isinstance(result, Failed):
             raise CommandFailed(result.error)
         if isinstance(command, SessionCreate):
