@@ -27,7 +27,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
 from prometheus_client.samples import Sample
 
-__all__ = ["INTERVAL", "Labels", "Metrics", "prometheus_name"]
+__all__ = ["INTERVAL", "Labels", "Metrics", "Series", "prometheus_name"]
 
 INTERVAL = 10.0  # seconds: go-metrics' InmemSink interval, and the prometheus summaries' max age
 RETAIN = 60.0  # seconds of intervals kept (Consul: one minute)
@@ -63,8 +63,10 @@ class Aggregate:
         self.count += 1
         self.sum += value
         self.sum_sq += value * value
-        self.min = min(self.min, value)
-        self.max = max(self.max, value)
+        if value < self.min:
+            self.min = value
+        if value > self.max:
+            self.max = value
         self.last = value
 
     def json(self, name: str, labels: Labels, seconds: float) -> dict[str, Any]:
@@ -99,6 +101,7 @@ class Metrics:
         self.interval = interval
         self._clock = clock
         self._intervals: deque[_Interval] = deque(maxlen=max(1, int(retain / interval)))
+        self._interval_end = -math.inf
         self._counters: dict[_Key, float] = {}
         self._gauges: dict[_Key, float] = {}
         self._summaries: dict[_Key, _Summary] = {}
@@ -120,15 +123,15 @@ class Metrics:
 
     def sample(self, name: str, value: float, labels: Mapping[str, str] | None = None) -> None:
         """AddSample (a timer is a sample in milliseconds)."""
+        self.series(name, labels).add(value)
+
+    def series(self, name: str, labels: Mapping[str, str] | None = None) -> Series:
+        """A handle on one sample series, for hot paths (DNS): no key building per sample."""
         key = (name, _labels(labels))
         summary = self._summaries.get(key)
         if summary is None:
             summary = self._summaries[key] = _Summary()
-        summary.count += 1
-        summary.sum += value
-        now = self._clock()
-        summary.recent.append((now, value))
-        self._aggregate(self._current(now).samples, key, value)
+        return Series(self, key, summary)
 
     def measure_since(self, name: str, started: float, labels: Mapping[str, str] | None = None) -> None:
         """MeasureSince: ``started`` is a ``time.perf_counter()`` reading; recorded in milliseconds."""
@@ -156,9 +159,12 @@ class Metrics:
 
     def _current(self, now: float | None = None) -> _Interval:
         now = self._clock() if now is None else now
+        if self._intervals and self._intervals[-1].start <= now < self._interval_end:
+            return self._intervals[-1]
         start = now - now % self.interval
         if not self._intervals or self._intervals[-1].start != start:
             self._intervals.append(_Interval(start))
+        self._interval_end = start + self.interval
         return self._intervals[-1]
 
     @staticmethod
@@ -226,6 +232,34 @@ def _grouped(table: Mapping[_Key, Any], family: Callable[..., Metric],
             if [k for k, _ in labels] == label_names:
                 add(fam, [v for _, v in labels], value)
         yield fam
+
+
+class Series:
+    """One sample series of a Metrics registry (see ``Metrics.series``)."""
+
+    __slots__ = ("_key", "_metrics", "_summary")
+
+    def __init__(self, metrics: Metrics, key: _Key, summary: _Summary) -> None:
+        self._metrics = metrics
+        self._key = key
+        self._summary = summary
+
+    def add(self, value: float) -> None:
+        summary = self._summary
+        summary.count += 1
+        summary.sum += value
+        metrics = self._metrics
+        now = metrics._clock()
+        summary.recent.append((now, value))
+        table = metrics._current(now).samples
+        agg = table.get(self._key)
+        if agg is None:
+            agg = table[self._key] = Aggregate()
+        agg.add(value)
+
+    def since(self, started: float) -> None:
+        """A timer: milliseconds since the ``time.perf_counter()`` reading ``started``."""
+        self.add((time.perf_counter() - started) * 1000.0)
 
 
 class _Exporter:

@@ -76,8 +76,9 @@ class Responder:
 
     def __init__(self, table: Any, settings: DnsSettings, *, cache_limit: int = CACHE_LIMIT, metrics: Any = None,
                  metric_labels: dict[str, str] | None = None) -> None:  # fmt: skip
-        self._metrics = metrics
-        self._metric_labels = metric_labels or {}
+        # Consul's timers, one series each (no per-query key building on this path)
+        self._domain_query = metrics.series("consul.dns.domain_query", metric_labels) if metrics else None
+        self._ptr_query = metrics.series("consul.dns.ptr_query", metric_labels) if metrics else None
         self._table = table
         self.settings = settings
         self._cache_limit = cache_limit
@@ -98,10 +99,9 @@ class Responder:
         except Exception:
             log.exception("dns: failed to answer a %d-byte query", len(data))
             reply = error_reply(data, 2)  # SERVFAIL
-        if self._metrics is not None:
+        if self._domain_query is not None and self._ptr_query is not None:
             reverse = data.find(b"\x04arpa\x00", 12) > 0 or data.find(b"\x04ARPA\x00", 12) > 0
-            self._metrics.measure_since("consul.dns.ptr_query" if reverse else "consul.dns.domain_query", started,
-                                        self._metric_labels)  # fmt: skip
+            (self._ptr_query if reverse else self._domain_query).since(started)
         return reply
 
     def _respond(self, data: bytes, tcp: bool) -> bytes | Forward | None:
