@@ -162,8 +162,10 @@ class Agent:
                 await self._initial_joins(root)
                 root.start_soon(self._save_peers_loop)
                 assert self.driver is not None
-                root.start_soon(telemetry.sample_every_second, self.metrics, self.driver.machine.stats,
-                                self.raft.last_contact if self.raft is not None else None)
+                driver = self.driver
+                root.start_soon(telemetry.sample_every_second, self.metrics, driver.machine.stats,
+                                self.raft.last_contact if self.raft is not None else None,
+                                lambda: driver.machine.node.probe_durations)
                 await self._handle_signals(signals)
                 root.cancel_scope.cancel()
         if self._dev_tmp is not None:

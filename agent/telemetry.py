@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -178,10 +179,15 @@ def runtime_collector(metrics: Metrics) -> None:
 
 
 async def sample_every_second(metrics: Metrics, serf_stats: Callable[[], Mapping[str, int]],
-                              last_contact: Callable[[], float] | None) -> None:  # fmt: skip
-    """Serf's queue check (``consul.serf.queue.*``) and a follower's ``consul.raft.leader.lastContact`` (ms)."""
+                              last_contact: Callable[[], float] | None,
+                              probe_durations: Callable[[], deque[float]]) -> None:  # fmt: skip
+    """Serf's queue check (``consul.serf.queue.*``), a follower's ``consul.raft.leader.lastContact`` (ms), and the
+    gossip Node's finished probes (``consul.memberlist.probeNode``, ms; the Node keeps their durations)."""
     while True:
         await trio.sleep(SAMPLE_INTERVAL)
+        probes = probe_durations()
+        while probes:
+            metrics.sample("consul.memberlist.probeNode", probes.popleft() * 1000.0)
         stats = serf_stats()
         for key, name in SERF_QUEUES.items():
             metrics.sample(name, float(stats.get(key, 0)))

@@ -319,6 +319,9 @@ class Node:
         self.keyring = keyring
         self._decrypt_logged: dict[str, float] = {}
         self.stats: Counter[str] = Counter()
+        #: Seconds each finished probe took, ack or probe interval end (memberlist's probeNode timer); the agent's
+        #: metrics drain it, and only the latest are kept for a reader that never comes.
+        self.probe_durations: deque[float] = deque(maxlen=256)
         self._rng = rng
         self._delegate = delegate if delegate is not None else Delegate()
         self._packed_addr = ipaddress.ip_address(addr[0]).packed
@@ -1059,6 +1062,7 @@ class Node:
 
     def _finish_probe(self, probe: _Probe, now: float, awareness_delta: int) -> None:
         probe.done = True
+        self.probe_durations.append(now - probe.sent)
         self._awareness.apply_delta(awareness_delta)
         handler = self._acks.pop(probe.seq, None)
         if handler is not None:

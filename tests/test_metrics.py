@@ -14,8 +14,8 @@ import pytest
 import requests
 import test_dns_services as dns_helpers
 from consul_agents import Cluster
-from prometheus_client.parser import text_string_to_metric_families
 from procs import wait_for
+from prometheus_client.parser import text_string_to_metric_families
 
 from agent.metrics import Metrics
 
@@ -30,6 +30,7 @@ CONSUL_TYPES = {
     "consul_raft_commitTime": "summary",
     "consul_raft_state_leader": "counter",
     "consul_memberlist_msg_alive": "counter",
+    "consul_memberlist_probeNode": "summary",
     "consul_serf_member_join": "counter",
     "consul_serf_queue_Intent": "summary",
     "consul_serf_queue_Event": "summary",
