@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent.gostrings import decode_json, go_quote
 from agent.http.errors import HTTPError, bad_request
+from agent.http.health import parse_bool
 from agent.http.routes import EMPTY, Ctx, Route
 from agent.services.definitions import STATUSES, DefinitionError
 from agent.services.manager import NotTTL, UnknownCheck, UnknownService
@@ -212,21 +213,16 @@ async def check_update(ctx: Ctx) -> Any:
     return _update(ctx, check_id, status, fields.get("Output", ""))
 
 
-_GO_TRUE = ("1", "t", "T", "TRUE", "true", "True")
-_GO_FALSE = ("0", "f", "F", "FALSE", "false", "False")
-
-
 def _enable(ctx: Ctx) -> bool:
     """``?enable=`` as Consul reads it (strconv.ParseBool): 400 when missing or not a boolean."""
     query = ctx.request.query
     if not query.has("enable"):
         raise bad_request("Missing value for enable")
     raw = query.get("enable")
-    if raw in _GO_TRUE:
-        return True
-    if raw in _GO_FALSE:
-        return False
-    raise bad_request(f"Invalid value for enable: {go_quote(raw)}")
+    enable = parse_bool(raw)
+    if enable is None:
+        raise bad_request(f"Invalid value for enable: {go_quote(raw)}")
+    return enable
 
 
 async def node_maintenance(ctx: Ctx) -> Any:
