@@ -17,8 +17,9 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
+from agent.watch import Interest
+
 from .tables import CatalogCheck, CatalogNode, CatalogService, KVEntry, Session, State, node_key
-from .watch import Interest
 
 __all__ = [
     "Read",
