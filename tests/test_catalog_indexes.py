@@ -71,7 +71,8 @@ class World:
     def join(self, name: str, **tags: str) -> None:
         self.table.apply("member-join", member(name, **tags))
 
-    def publish(self, node: str, services: tuple[ServiceRecord, ...] = (), checks: tuple[CheckRecord, ...] = ()) -> None:
+    def publish(self, node: str, services: tuple[ServiceRecord, ...] = (),
+                checks: tuple[CheckRecord, ...] = ()) -> None:  # fmt: skip
         previous = self.records.get(node)
         record = NodeCatalog(node=node, version=(previous.version + 1) if previous else 1, services=services,
                              checks=checks)  # fmt: skip
