@@ -10,7 +10,7 @@ snapshot carries the catalog's index table (``Snapshot.indexes``, `agent.catalog
 each node, each node's services and checks, each service name, and the whole tables), each update notifies the
 table's `agent.watch.WatchHub` of the ``(table, key)`` pairs it wrote, and a read parks in
 :meth:`MemberTable.wait_read` on its own interests, so a change to service ``db`` wakes no reader of ``web``.
-Readers of everything (the member stream, the registered mirror's backoff) use :meth:`MemberTable.wait_past`; a
+Readers of everything (the member stream) use :meth:`MemberTable.wait_past`; a
 stream resumes with :meth:`MemberTable.changes_since` from the bounded history (ordered by index, so a reader
 near the head pays only for what it has not seen).
 

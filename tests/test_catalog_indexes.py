@@ -212,3 +212,12 @@ def test_a_registration_shadowed_by_an_agent_node_moves_nothing() -> None:
     assert _read_all(w.table.current) == before
     w.register(RegisteredNode("n1", "10.9.9.2", create_index=50, modify_index=51))
     assert _read_all(w.table.current) == before
+
+
+def test_apply_catalog_without_the_nodes_named_finds_them_by_comparing_the_maps() -> None:
+    named, unnamed = base(), base()
+    record = NodeCatalog(node="n2", version=9, services=(db(), web("web-2")))
+    named.table.apply_catalog(lambda catalog, index: apply_changes(catalog, {"n2": record}, index), ["n2"])
+    unnamed.table.apply_catalog(lambda catalog, index: apply_changes(catalog, {"n2": record}, index))
+    assert unnamed.table.current.indexes == named.table.current.indexes
+    assert _read_all(unnamed.table.current)["service/web"].index == unnamed.table.current.index
