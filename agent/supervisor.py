@@ -99,7 +99,7 @@ class Agent:
 
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
-        self.table = MemberTable()
+        self.table = MemberTable(datacenter=config.datacenter)
         self.services: ServiceManager | None = None
         self.catalog: CatalogRunner | None = None
         self.started = time.time()
