@@ -96,8 +96,11 @@ def go_b64decode(text: str | bytes) -> bytes:
         raise ValueError(f"illegal base64 data at input byte {kept[bad] if kept else 0}") from None
 
 
-def pretty_pair(pair: KVPair, base64_value: bool) -> bytes:
-    """kv get -detailed: tabwriter(minwidth 0, padding 6) over the field names, the value last and unpadded."""
+def pretty_pair(pair: KVPair, base64_value: bool, keys_only: bool = False) -> bytes:
+    """kv get -detailed: tabwriter(minwidth 0, padding 6) over the field names, the value last and unpadded.
+
+    ``keys_only`` (-keys -recurse -detailed) leaves the value out, and the text then ends with a newline.
+    """
     rows = [
         ("CreateIndex", str(pair.create_index)),
         ("Flags", str(pair.flags)),
@@ -108,6 +111,8 @@ def pretty_pair(pair: KVPair, base64_value: bool) -> bytes:
     ]
     width = max(len(name) for name, _ in rows) + 6
     head = "".join(f"{name.ljust(width)}{value}\n" for name, value in rows)
+    if keys_only:
+        return to_bytes(head)
     value = base64.b64encode(pair.value) if base64_value else pair.value
     return to_bytes(head + "Value".ljust(width)) + value
 
@@ -143,6 +148,16 @@ def run_get(values: dict[str, Any], args: list[str]) -> int:
     kv, options = KV(client), QueryOptions(stale=bool(values.get("stale")))
     detailed, b64 = bool(values.get("detailed")), bool(values.get("base64"))
     try:
+        if keys_only and recurse:
+            pairs = kv.list(key, options)
+            for i, pair in enumerate(pairs):
+                if not detailed:
+                    _out(pair.key)
+                    continue
+                _out_bytes(pretty_pair(pair, False, keys_only=True))
+                if i < len(pairs) - 1:
+                    _out("")
+            return 0
         if keys_only:
             for name in kv.keys(key, values.get("separator", "/"), options):
                 _out(name)
@@ -164,7 +179,7 @@ def run_get(values: dict[str, Any], args: list[str]) -> int:
     if found is None:
         _err(f"Error! No key exists at: {key}")
         return 1
-    _out_bytes(pretty_pair(found, b64) if detailed else found.value)
+    _out_bytes(pretty_pair(found, b64) if detailed else _value_text(found, b64))
     return 0
 
 
