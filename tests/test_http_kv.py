@@ -260,10 +260,10 @@ def test_a_blocking_get_is_woken_by_its_key_and_not_by_another_prefix() -> None:
             for name in ("key", "prefix"):
                 reply, elapsed = got[name]
                 assert reply.status == 200 and reply.header("X-Consul-Index") == str(written), name
-                assert elapsed < 5, (name, elapsed)
+                assert elapsed < 8, (name, elapsed)
             assert json.loads(got["key"][0].body)[0]["Value"] == base64.b64encode(b"v1").decode()
             # a key nobody wrote: neither write woke it; it answered its 404 when its wait (1 s + jitter) was up
             absent, elapsed = got["absent"]
-            assert absent.status == 404 and 1.0 <= elapsed < 3, elapsed
+            assert absent.status == 404 and 1.0 <= elapsed < 8, elapsed
 
     run(main)
