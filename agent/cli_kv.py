@@ -8,7 +8,6 @@ from the argument, `@file` or stdin (`-`) and `-base64` decodes them first.  Exp
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import sys
 from collections.abc import Callable, Mapping
@@ -73,27 +72,15 @@ def _read_stdin() -> bytes:
     return sys.stdin.buffer.read()
 
 
-def go_b64decode(text: str | bytes) -> bytes:
-    """base64.StdEncoding.DecodeString: padding required, CR/LF skipped; ValueError names the bad byte as Go does."""
-    raw = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
-    alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-    kept: list[int] = []  # offsets of the bytes that count (CR and LF are skipped)
-    for offset, byte in enumerate(raw):
-        if byte in b"\r\n":
-            continue
-        if byte not in alphabet and byte != ord("="):
-            raise ValueError(f"illegal base64 data at input byte {offset}")
-        kept.append(offset)
-    data = bytes(raw[i] for i in kept)
-    try:
-        return base64.b64decode(data, validate=True)
-    except binascii.Error:
-        # Go reports the start of the quantum that could not be completed, or the first misplaced '='.
-        first_pad = data.find(b"=")
-        bad = first_pad if 0 <= first_pad < len(data) - 2 else len(data) - len(data) % 4
-        if bad >= len(kept):
-            bad = len(kept) - 1 if kept else 0
-        raise ValueError(f"illegal base64 data at input byte {kept[bad] if kept else 0}") from None
+def go_b64decode(data: bytes | str) -> bytes:
+    """base64.StdEncoding.DecodeString, with Go's error text; ValueError names the bad byte's offset.
+
+    The rule lives with /v1/txn's body decoder; it is imported here only when needed, so that a plain `kv get`
+    does not pay for loading the HTTP layer.
+    """
+    from agent.http.txn_body import go_base64
+
+    return go_base64(data.decode("utf-8", "surrogateescape") if isinstance(data, bytes) else data)
 
 
 def pretty_pair(pair: KVPair, base64_value: bool, keys_only: bool = False) -> bytes:
@@ -225,17 +212,12 @@ def run_put(values: dict[str, Any], args: list[str]) -> int:
             if not written:
                 _err(f"Error! Did not write to {key}: CAS failed")
                 return 1
-        elif acquire:
-            if not kv.acquire(key, data, flags, session):
-                _err("Error! Did not acquire lock")
+        elif acquire or release:
+            verb, verb_done = ("acquire", "acquired") if acquire else ("release", "released")
+            if not (kv.acquire if acquire else kv.release)(key, data, flags, session):
+                _err(f"Error! Did not {verb} lock")
                 return 1
-            _out(f"Success! Lock acquired on: {key}")
-            return 0
-        elif release:
-            if not kv.release(key, data, flags, session):
-                _err("Error! Did not release lock")
-                return 1
-            _out(f"Success! Lock released on: {key}")
+            _out(f"Success! Lock {verb_done} on: {key}")
             return 0
         else:
             kv.put(key, data, flags)

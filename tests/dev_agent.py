@@ -1,8 +1,8 @@
 """One real `python -m agent -dev` for end-to-end tests: a single server that elects itself and serves /v1/kv.
 
-Used by the CLI tests (kv, lock) and, from a generated conftest, by the py-consul suite harness.  The agent gets
-its own 127.0.x.y and free ports, is ready once a KV write succeeds (the leader is elected and the store
-applies), and is stopped by its PID.
+Used by the CLI tests (kv, lock) and, through tests/pyconsul_conftest.py, by the py-consul suite harness.  The
+agent gets the address it is given and free ports, is ready once a KV write succeeds (the leader is elected and
+the store applies), and is stopped by its PID.
 """
 
 from __future__ import annotations
@@ -14,16 +14,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import requests
-from conftest import REPO, next_loopback_ip
 from procs import Proc, free_port, wait_for
 
+REPO = Path(__file__).resolve().parent.parent
 READY_TIMEOUT = 60.0  # seconds: start, elect itself, apply a first write (generous: the machine is shared)
 
 
 @contextlib.contextmanager
-def start_dev_agent(workdir: Path, *extra: str) -> Iterator[str]:
-    """Run a -dev agent until the block ends; yields its HTTP address `ip:port`."""
-    ip = next_loopback_ip()
+def start_dev_agent(workdir: Path, ip: str, *extra: str) -> Iterator[str]:
+    """Run a -dev agent on ``ip`` until the block ends; yields its HTTP address `ip:port`.
+
+    (No import of tests/conftest.py here: the py-consul harness loads this module next to py-consul's own
+    conftest modules, where that name means something else.)
+    """
     http_port, serf_port, server_port = free_port(ip), free_port(ip), free_port(ip)
     argv = [
         sys.executable, "-m", "agent", "-dev", "-node", f"dev-{ip}", "-bind", ip, "-client", ip,

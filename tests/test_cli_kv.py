@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_cli import FakeAgent, dead_addr, fake  # noqa: F401 -- `fake` is a fixture
+from conftest import next_loopback_ip
+from dev_agent import start_dev_agent
+from test_cli import FakeAgent, _clean_env, dead_addr, fake  # noqa: F401 -- fixtures: `fake`, autouse `_clean_env`
 
 from agent import __main__ as entry
 from agent import cli, cli_kv, kvapi
@@ -34,13 +36,6 @@ PAIR = {
     "Session": "",
 }
 EMPTY = {"Key": "app/", "Value": None, "Flags": 0, "CreateIndex": 3, "ModifyIndex": 3, "LockIndex": 0}
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("CONSUL_"):
-            monkeypatch.delenv(name)
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -402,18 +397,6 @@ def test_top_level_help_lists_kv_and_lock(capsys: pytest.CaptureFixture[str]) ->
 
 
 @pytest.mark.parametrize(
-    ("text", "result"),
-    [("aGk=", b"hi"), ("aG\r\nk=", b"hi"), ("", b""), ("abc", None), ("a$==", None), ("YQ=x", None)],
-)
-def test_go_b64decode(text: str, result: bytes | None) -> None:
-    if result is None:
-        with pytest.raises(ValueError, match=r"^illegal base64 data at input byte \d+$"):
-            cli_kv.go_b64decode(text)
-    else:
-        assert cli_kv.go_b64decode(text) == result
-
-
-@pytest.mark.parametrize(
     ("parts", "joined"),
     [(("", ""), ""), (("p", "a"), "p/a"), (("", "a//b/"), "a/b"), (("p", "../x"), "x"), (("", "//a"), "/a")],
 )
@@ -438,9 +421,7 @@ def test_go_int_flags() -> None:
 @pytest.fixture(scope="module")
 def dev_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A `python -m agent -dev` on a fresh loopback address; yields its HTTP address."""
-    from dev_agent import start_dev_agent
-
-    with start_dev_agent(tmp_path_factory.mktemp("kvdev")) as addr:
+    with start_dev_agent(tmp_path_factory.mktemp("kvdev"), next_loopback_ip()) as addr:
         yield addr
 
 

@@ -15,28 +15,16 @@ from pathlib import Path
 
 import pytest
 import requests
+from conftest import next_loopback_ip
 from dev_agent import start_dev_agent
 from procs import Proc, wait_for
-from test_cli import FakeAgent, dead_addr, fake  # noqa: F401 -- `fake` is a fixture
+from test_cli import FakeAgent, _clean_env, dead_addr, fake  # noqa: F401 -- fixtures: `fake`, autouse `_clean_env`
+from test_cli_kv import run
 
-from agent import __main__ as entry
 from agent.kvapi import LOCK_FLAG_VALUE
 
 REPO = Path(__file__).resolve().parent.parent
 WAIT = 30.0  # seconds for any one condition; generous, the machine is shared
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("CONSUL_"):
-            monkeypatch.delenv(name)
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = entry.main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -96,7 +84,7 @@ def test_setup_errors_create_nothing(
 
 @pytest.fixture(scope="module")
 def dev_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with start_dev_agent(tmp_path_factory.mktemp("lockdev")) as addr:
+    with start_dev_agent(tmp_path_factory.mktemp("lockdev"), next_loopback_ip()) as addr:
         yield addr
 
 
