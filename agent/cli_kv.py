@@ -136,7 +136,7 @@ def run_get(values: dict[str, Any], args: list[str]) -> int:
     detailed, b64 = bool(values.get("detailed")), bool(values.get("base64"))
     try:
         if keys_only and recurse:
-            pairs = kv.list(key, options)
+            pairs, _index = kv.list(key, options)
             for i, pair in enumerate(pairs):
                 if not detailed:
                     _out(pair.key)
@@ -150,7 +150,7 @@ def run_get(values: dict[str, Any], args: list[str]) -> int:
                 _out(name)
             return 0
         if recurse:
-            pairs = kv.list(key, options)
+            pairs, _index = kv.list(key, options)
             for i, pair in enumerate(pairs):
                 if detailed:
                     _out_bytes(pretty_pair(pair, b64))
@@ -302,7 +302,7 @@ def run_export(values: dict[str, Any], args: list[str]) -> int:
     if client is None:
         return 1
     try:
-        pairs = KV(client).list(prefix, QueryOptions(stale=bool(values.get("stale"))))
+        pairs, _index = KV(client).list(prefix, QueryOptions(stale=bool(values.get("stale"))))
     except ClientError as err:
         _err(f"Error querying Consul agent: {err}")
         return 1

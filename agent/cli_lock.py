@@ -5,8 +5,8 @@ SIGTERM first and SIGKILL after a 5 s grace, when the lock is lost or we are tol
 which are also forwarded to the child); when it exits by itself the lock is released.  Either way the lock is
 released, its session destroyed and the key removed if nobody else holds it.
 
-`-n N` (a semaphore of N holders, api/semaphore.go) is not implemented: it is refused with a clear error.
-`-ttl` is ours: Consul's lock always asks for a 15 s session TTL.
+`-n N` (N > 1) holds one of N slots of a semaphore under PREFIX instead (api/semaphore.go).  `-ttl` is ours:
+Consul's lock always asks for a 15 s session TTL.
 """
 
 from __future__ import annotations
@@ -24,9 +24,16 @@ from typing import Any
 from agent.cli import HTTP_FLAGS, SERVER_FLAGS, ClientError, Command, Flag, _client_or_error, _err, _out, go_int
 from agent.durations import go_duration, parse_duration
 from agent.kvapi import agent_node_name, go_path_join
-from agent.lockclient import DEFAULT_SESSION_TTL, Lock, LockError, LockInUseError, LockOptions
+from agent.lockclient import (
+    DEFAULT_SESSION_TTL,
+    SEMAPHORE_KEY,
+    Lock,
+    LockError,
+    LockInUseError,
+    LockOptions,
+    Semaphore,
+)
 
-LOCK_KEY = ".lock"  # api.DefaultSemaphoreKey: a lock and a semaphore on one prefix conflict visibly
 KILL_GRACE = 5.0  # lockKillGracePeriod: SIGTERM, then this long, then SIGKILL
 DEFAULT_MONITOR_RETRY = 3
 MONITOR_RETRY_TIME = 1.0  # defaultMonitorRetryTime of the command (the API's default is 2 s)
@@ -166,24 +173,24 @@ def run_lock(values: dict[str, Any], args: list[str]) -> int:
         _err(f"Error querying Consul agent: {err}")
         return 1
     run = _Run(verbose=bool(values.get("verbose")))
-    if limit > 1:
-        _err("Lock setup failed: semaphores (-n greater than 1) are not implemented by triumvir's lock command")
-        return 1
-    key = go_path_join(prefix, LOCK_KEY)
-    run.info(f"Setting up lock at path: {key}")
+    if limit == 1:
+        key = go_path_join(prefix, SEMAPHORE_KEY)  # as Consul: a lock and a semaphore on one prefix conflict
+        run.info(f"Setting up lock at path: {key}")
+    else:
+        key = prefix
+        run.info(f"Setting up semaphore (limit {limit}) at prefix: {key}")
+    options = LockOptions(
+        key=key,
+        limit=limit,
+        session_name=name,
+        session_ttl=values.get("ttl") or DEFAULT_SESSION_TTL,
+        monitor_retries=monitor_retry,
+        monitor_retry_time=MONITOR_RETRY_TIME,
+        lock_try_once=timeout > 0,
+        **({"lock_wait_time": timeout} if timeout > 0 else {}),
+    )
     try:
-        lock = Lock(
-            client,
-            LockOptions(
-                key=key,
-                session_name=name,
-                session_ttl=values.get("ttl") or DEFAULT_SESSION_TTL,
-                monitor_retries=monitor_retry,
-                monitor_retry_time=MONITOR_RETRY_TIME,
-                lock_try_once=timeout > 0,
-                **({"lock_wait_time": timeout} if timeout > 0 else {}),
-            ),
-        )
+        lock = Lock(client, options) if limit == 1 else Semaphore(client, options)
     except ValueError as err:
         _err(f"Lock setup failed: invalid SessionTTL: {err}")
         return 1
@@ -191,7 +198,7 @@ def run_lock(values: dict[str, Any], args: list[str]) -> int:
         return _hold_and_run(run, lock, child_args, values)
 
 
-def _hold_and_run(run: _Run, lock: Lock, child_args: list[str], values: Mapping[str, Any]) -> int:
+def _hold_and_run(run: _Run, lock: Lock | Semaphore, child_args: list[str], values: Mapping[str, Any]) -> int:
     run.info("Attempting lock acquisition")
     try:
         acquired = lock.acquire(run.shutdown, on_lost=run.wake.set)
@@ -262,8 +269,8 @@ LOCK_FLAGS = (
          "between retries. Set this value to 0 to disable retires.", default="3", placeholder="<int>",
          convert=go_int),
     Flag("n", "Optional limit on the number of concurrent lock holders. The underlying implementation switches "
-         "from a lock to a semaphore when the value is greater than 1 (not implemented here). The default value "
-         "is 1.", default="1", placeholder="<int>", convert=go_int),
+         "from a lock to a semaphore when the value is greater than 1. The default value is 1.", default="1",
+         placeholder="<int>", convert=go_int),
     Flag("name", "Optional name to associate with the lock session. It not provided, one is generated based on "
          "the provided child command.", placeholder="<string>"),
     Flag("pass-stdin", "Pass stdin to the child process.", is_bool=True),
@@ -292,7 +299,7 @@ COMMANDS: Mapping[str, Command] = {
         "  After the grace period expires the process will be hard terminated.\n\n"
         "  When -n=1, only a single lock holder or leader exists providing mutual\n"
         "  exclusion. Setting a higher value switches to a semaphore allowing multiple\n"
-        "  holders to coordinate (not implemented by triumvir).\n\n"
+        "  holders to coordinate.\n\n"
         "  The prefix provided must have write privileges.",
         (*HTTP_FLAGS, *SERVER_FLAGS, *LOCK_FLAGS),
         run_lock,

@@ -105,8 +105,6 @@ class KV:
     def get(self, key: str, options: QueryOptions = QueryOptions()) -> tuple[KVPair | None, int]:
         """KV().Get: the pair or None, and X-Consul-Index (a blocking query when options.index is set)."""
         reply = self._read(key, {}, options)
-        if reply is None:
-            return None, 0
         if reply.status == 404:
             return None, _index_of(reply)
         entries = reply.json()
@@ -114,15 +112,15 @@ class KV:
             raise ClientError("json: cannot unmarshal object into Go value of type []*api.KVPair")
         return (KVPair.from_json(entries[0]) if entries else None), _index_of(reply)
 
-    def list(self, prefix: str, options: QueryOptions = QueryOptions()) -> list[KVPair]:
-        """KV().List: every pair under the prefix, in the agent's (key) order."""
+    def list(self, prefix: str, options: QueryOptions = QueryOptions()) -> tuple[list[KVPair], int]:
+        """KV().List: every pair under the prefix, in the agent's (key) order, and X-Consul-Index."""
         reply = self._read(prefix, {"recurse": ""}, options)
-        if reply is None or reply.status == 404:
-            return []
+        if reply.status == 404:
+            return [], _index_of(reply)
         entries = reply.json()
         if not isinstance(entries, list):
             raise ClientError("json: cannot unmarshal object into Go value of type api.KVPairs")
-        return [KVPair.from_json(e) for e in entries]
+        return [KVPair.from_json(e) for e in entries], _index_of(reply)
 
     def keys(self, prefix: str, separator: str, options: QueryOptions = QueryOptions()) -> list[str]:
         """KV().Keys: the key names under the prefix, folded at the separator when one is given."""
@@ -130,14 +128,14 @@ class KV:
         if separator:
             params["separator"] = separator
         reply = self._read(prefix, params, options)
-        if reply is None or reply.status == 404:
+        if reply.status == 404:
             return []
         keys = reply.json()
         if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
             raise ClientError("json: cannot unmarshal into Go value of type []string")
         return keys
 
-    def _read(self, key: str, params: dict[str, str], options: QueryOptions) -> Reply | None:
+    def _read(self, key: str, params: dict[str, str], options: QueryOptions) -> Reply:
         """GET /v1/kv/<key> (the Go client strips one leading slash); a 404 is an answer, other statuses raise."""
         path = "/v1/kv/" + path_escape(key.removeprefix("/"))
         reply = self.client.call("GET", path, {**params, **options.params()}, timeout=options.timeout())

@@ -7,6 +7,8 @@ deadline (the lock key's session, a file appearing, a process exiting), never a 
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import signal
 import sys
@@ -65,8 +67,6 @@ def test_unreachable_agent(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize(
     ("argv", "err"),
     [
-        (["-n=3", "p", "true"],
-         "Lock setup failed: semaphores (-n greater than 1) are not implemented by triumvir's lock command\n"),
         (["-ttl=forever", "p", "true"], 'Lock setup failed: invalid SessionTTL: time: invalid duration "forever"\n'),
     ],
 )  # fmt: skip
@@ -229,5 +229,53 @@ def test_timeout_gives_up_while_another_holds(locks: Locks, tmp_path: Path) -> N
     waiter = locks.start("-timeout=1s", "jobs/g", "echo never")
     assert locks.exit_code(waiter) == 1
     assert waiter.log_path.read_text() == "Shutdown triggered or timeout during lock acquisition\n"
+    release.touch()
+    assert locks.exit_code(holder) == 0
+
+
+# --------------------------------------------------------------------------------------------------------------
+# -n N: a semaphore
+
+
+def test_semaphore_runs_n_at_once_and_the_next_waits(locks: Locks, tmp_path: Path) -> None:
+    release = {i: tmp_path / f"release{i}" for i in range(3)}
+    started = {i: tmp_path / f"started{i}" for i in range(3)}
+    procs = {}
+    for i in (0, 1):
+        procs[i] = locks.start("-n=2", "sem/a", f"touch {started[i]}; {bounded_wait_for_file(release[i])}")
+    wait_for(lambda: started[0].exists() and started[1].exists(), timeout=WAIT, what="two holders at once",
+             diagnostics=lambda: procs[0].log_tail() + procs[1].log_tail())  # fmt: skip
+    procs[2] = locks.start("-n=2", "sem/a", f"touch {started[2]}; {bounded_wait_for_file(release[2])}")
+    # The third is a contender (its key exists, with its session) but not a holder, and its child waits.
+    wait_for(lambda: len(locks.sessions("sem/a")) == 3, timeout=WAIT, what="the third contender's session")
+    wait_for(lambda: sum(1 for p in requests.get(f"http://{locks.addr}/v1/kv/sem/a/?recurse", timeout=10).json()
+                         if p.get("Session")) == 3, timeout=WAIT, what="three contender keys")  # fmt: skip
+    state = json.loads(base64.b64decode(locks.kv("sem/a/.lock")["Value"]))
+    assert state["Limit"] == 2 and len(state["Holders"]) == 2
+    assert not started[2].exists()
+    release[0].touch()
+    assert locks.exit_code(procs[0]) == 0
+    wait_for(started[2].exists, timeout=WAIT, what="the third to take the freed slot", diagnostics=procs[2].log_tail)
+    release[1].touch()
+    release[2].touch()
+    assert locks.exit_code(procs[1]) == 0
+    assert locks.exit_code(procs[2]) == 0
+    # The last one out removed the coordination key; the contender keys went with their sessions.
+    assert requests.get(f"http://{locks.addr}/v1/kv/sem/a/?recurse", timeout=10).status_code == 404
+
+
+def test_semaphore_conflicts(locks: Locks, tmp_path: Path) -> None:
+    release = tmp_path / "release"
+    holder = locks.start("-n=2", "sem/b", bounded_wait_for_file(release))
+    wait_for(lambda: locks.kv("sem/b/.lock"), timeout=WAIT, what="the semaphore to be set up",
+             diagnostics=holder.log_tail)  # fmt: skip
+    other_limit = locks.start("-n=3", "sem/b", "echo never")
+    assert locks.exit_code(other_limit) == 1
+    assert other_limit.log_path.read_text() == (
+        "Lock acquisition failed: semaphore limit conflict (lock: 2, local: 3)\n"
+    )
+    as_lock = locks.start("sem/b", "echo never")  # a lock on a semaphore's prefix: the same .lock key
+    assert locks.exit_code(as_lock) == 1
+    assert as_lock.log_path.read_text() == "Lock acquisition failed: Existing key does not match lock use\n"
     release.touch()
     assert locks.exit_code(holder) == 0
