@@ -100,8 +100,7 @@ def pretty_pair(pair: KVPair, base64_value: bool, keys_only: bool = False) -> by
     head = "".join(f"{name.ljust(width)}{value}\n" for name, value in rows)
     if keys_only:
         return to_bytes(head)
-    value = base64.b64encode(pair.value) if base64_value else pair.value
-    return to_bytes(head + "Value".ljust(width)) + value
+    return to_bytes(head + "Value".ljust(width)) + _value_text(pair, base64_value)
 
 
 def _value_text(pair: KVPair, base64_value: bool) -> bytes:
