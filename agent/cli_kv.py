@@ -25,7 +25,7 @@ from agent.cli import (
     _out,
     go_uint,
 )
-from agent.gostrings import to_bytes
+from agent.gostrings import go_base64, to_bytes
 from agent.kvapi import KV, KVPair, QueryOptions, go_path_join
 
 # --------------------------------------------------------------------------------------------------------------
@@ -73,13 +73,7 @@ def _read_stdin() -> bytes:
 
 
 def go_b64decode(data: bytes | str) -> bytes:
-    """base64.StdEncoding.DecodeString, with Go's error text; ValueError names the bad byte's offset.
-
-    The rule lives with /v1/txn's body decoder; it is imported here only when needed, so that a plain `kv get`
-    does not pay for loading the HTTP layer.
-    """
-    from agent.http.txn_body import go_base64
-
+    """base64.StdEncoding.DecodeString, with Go's error text; ValueError names the bad byte's offset."""
     return go_base64(data.decode("utf-8", "surrogateescape") if isinstance(data, bytes) else data)
 
 
