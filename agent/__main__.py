@@ -1,7 +1,8 @@
 """`python -m agent` (and the `triumvir` script): one program for the agent and its CLI, as `consul` is.
 
 `agent ARGS`, no arguments, or arguments starting with a flag (`-dev`, `-config-dir=...`) run the agent;
-`members`, `join`, ... run the CLI (agent/cli.py); `help`/`-h`/`--help` and `version` print what consul prints.
+`members`, `join`, `kv`, `lock`, ... run the CLI (agent/cli.py, cli_kv.py, cli_lock.py); `help`/`-h`/`--help`
+and `version` print what consul prints.
 The supervisor is imported only when the agent runs, so CLI calls stay fast and never need trio.
 """
 
@@ -10,7 +11,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from agent import cli
+from agent import cli, cli_kv, cli_lock
+
+#: Every CLI command: agent/cli.py's own, and those of the modules built on it.
+COMMANDS = {**cli.COMMANDS, **cli_kv.COMMANDS, **cli_lock.COMMANDS}
 
 
 def _load_supervisor() -> Callable[[list[str]], int] | None:
@@ -52,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_agent(args[1:])
     if _is_agent_invocation(args):
         return run_agent(args)
-    return cli.main(args)
+    return cli.main(args, COMMANDS)
 
 
 if __name__ == "__main__":

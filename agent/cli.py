@@ -9,6 +9,7 @@ without trio.  `main(argv)` takes the arguments after the program name, subcomma
 from __future__ import annotations
 
 import base64
+import functools
 import http.client
 import ipaddress
 import json
@@ -122,6 +123,9 @@ class Flag:
     is_bool: bool = False
     default: str = ""
     placeholder: str = ""
+    # Go's typed flags (Uint64Var, DurationVar, ...): converts the text or raises ValueError("parse error" or
+    # "value out of range"); parse_flags then stores the converted value.
+    convert: Callable[[str], Any] | None = None
 
 
 _TRUE = {"1", "t", "T", "TRUE", "true", "True"}
@@ -159,8 +163,43 @@ def parse_flags(args: Sequence[str], flags: Sequence[Flag]) -> tuple[dict[str, A
             if not rest:
                 raise FlagError(f"flag needs an argument: -{name}")
             value = rest.pop(0)
+        if spec.convert is not None:
+            try:
+                values[name] = spec.convert(value)
+            except ValueError as err:
+                raise FlagError(f'invalid value "{value}" for flag -{name}: {err}') from None
+            continue
         values[name] = value
     return values, rest
+
+
+def go_uint(text: str, bits: int = 64) -> int:
+    """strconv.ParseUint(text, 0, bits), as flag.Uint64Var parses: 0x/0o/0b prefixes, a leading 0 is octal."""
+    value = _go_base0(text)
+    if value >= 1 << bits:
+        raise ValueError("value out of range")
+    return value
+
+
+def go_int(text: str, bits: int = 64) -> int:
+    """strconv.ParseInt(text, 0, bits), as flag.IntVar parses: an optional sign, then ParseUint's forms."""
+    sign = -1 if text[:1] == "-" else 1
+    value = sign * _go_base0(text[1:] if text[:1] in "+-" else text)
+    if not -(1 << (bits - 1)) <= value < 1 << (bits - 1):
+        raise ValueError("value out of range")
+    return value
+
+
+# strconv's base-0 syntax: prefixed hex/octal/binary, a bare leading 0 for octal, underscores between digits.
+_GO_BASE0 = re.compile(r"0[xX](_?[0-9a-fA-F])+|0[oO](_?[0-7])+|0[bB](_?[01])+|0(_?[0-7])*|[1-9](_?[0-9])*")
+
+
+def _go_base0(text: str) -> int:
+    if not _GO_BASE0.fullmatch(text):
+        raise ValueError("parse error")
+    if len(text) > 1 and text[0] == "0" and text[1] not in "xXoObB":
+        text = "0o" + text[1:]  # Go's legacy octal, which Python's int(_, 0) refuses
+    return int(text, 0)
 
 
 def _parse_bool(value: str, name: str) -> bool:
@@ -177,7 +216,14 @@ def _parse_bool(value: str, name: str) -> bool:
 
 
 class ClientError(Exception):
-    """A failed API call; str(err) is what the Go API client's error would print."""
+    """A failed API call; str(err) is what the Go API client's error would print.
+
+    ``status`` is the HTTP status when the agent answered (None when the exchange itself failed).
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 HTTP_FLAGS = (
@@ -266,7 +312,7 @@ def _go_strerror(err: OSError) -> str:
     return text[:1].lower() + text[1:]
 
 
-def _dial(address: tuple[str, int], *_ignored: Any, **_kw: Any) -> socket.socket:
+def _dial(address: tuple[str, int], *_ignored: Any, io_timeout: float = IO_TIMEOUT, **_kw: Any) -> socket.socket:
     """socket.create_connection with Go's error texts and our own timeouts (short to connect, longer to answer)."""
     host, port = address
     try:
@@ -284,7 +330,7 @@ def _dial(address: tuple[str, int], *_ignored: Any, **_kw: Any) -> socket.socket
         except OSError as err:
             first = first or f"dial tcp {_sockaddr_str(sockaddr)}: connect: {_go_strerror(err)}"
         else:
-            sock.settimeout(IO_TIMEOUT)
+            sock.settimeout(io_timeout)
             return sock
         sock.close()
     raise _DialError(first or f"dial tcp {host}:{port}: no suitable address")
@@ -293,8 +339,8 @@ def _dial(address: tuple[str, int], *_ignored: Any, **_kw: Any) -> socket.socket
 class _UnixConnection(http.client.HTTPConnection):
     """HTTP over a unix socket (`unix:///path`)."""
 
-    def __init__(self, path: str) -> None:
-        super().__init__("localhost", timeout=IO_TIMEOUT)
+    def __init__(self, path: str, timeout: float = IO_TIMEOUT) -> None:
+        super().__init__("localhost", timeout=timeout)
         self.path = path
 
     def connect(self) -> None:
@@ -305,21 +351,43 @@ class _UnixConnection(http.client.HTTPConnection):
         except OSError as err:
             sock.close()
             raise _DialError(f"dial unix {self.path}: connect: {_go_strerror(err)}") from None
-        sock.settimeout(IO_TIMEOUT)
+        sock.settimeout(self.timeout)
         self.sock = sock
 
 
 class _TLSConnection(http.client.HTTPSConnection):
     """HTTPS with an optional SNI/verification name (-tls-server-name)."""
 
-    def __init__(self, address: str, context: ssl.SSLContext, server_name: str) -> None:
-        super().__init__(address, timeout=IO_TIMEOUT, context=context)
+    def __init__(self, address: str, context: ssl.SSLContext, server_name: str, timeout: float = IO_TIMEOUT) -> None:
+        super().__init__(address, timeout=timeout, context=context)
         self._context = context
         self._server_name = server_name
 
     def connect(self) -> None:
         http.client.HTTPConnection.connect(self)
         self.sock = self._context.wrap_socket(self.sock, server_hostname=self._server_name or self.host)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One HTTP answer: status, headers (names lower-cased), body."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def ok(self) -> Reply:
+        """This reply if it is a 200, else the Go client's error (`Unexpected response code: 500 (text)`)."""
+        if self.status != 200:
+            text = go_trim(self.body.decode("utf-8", errors="replace"))
+            raise ClientError(f"Unexpected response code: {self.status} ({text})", self.status)
+        return self
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except ValueError as err:
+            raise ClientError(f"invalid JSON from the agent: {err}") from None
 
 
 @dataclass
@@ -338,24 +406,39 @@ class AgentClient:
         self, method: str, path: str, params: Mapping[str, str] | None = None, body: bytes | None = None
     ) -> bytes:
         """Send one request and return the body of a 200; anything else raises ClientError."""
-        conn, resp, op_url = self._open(method, path, params, body)
+        return self.call(method, path, params, body).ok().body
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = IO_TIMEOUT,
+    ) -> Reply:
+        """Send one request and return the reply whatever its status; only a failed exchange raises ClientError.
+
+        ``timeout`` bounds the wait for the answer (a blocking query asks for longer than IO_TIMEOUT).
+        """
+        conn, resp, op_url = self._open(method, path, params, body, headers, timeout)
         try:
             with self._go_errors(op_url):
-                data = resp.read()
+                answer = resp.read()
         finally:
             conn.close()
-        self._require_ok(resp.status, data)
-        return data
+        return Reply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, answer)
 
     def stream_lines(self, path: str, params: Mapping[str, str] | None = None) -> Iterator[str]:
         """GET a streamed body (``/v1/agent/monitor``) and yield its lines (without the newline) as they come,
-        with no read timeout; ends when the agent ends the response."""
-        conn, resp, op_url = self._open("GET", path, params, None)
+        with no read timeout once the head is in; ends when the agent ends the response."""
+        conn, resp, op_url = self._open("GET", path, params, None, None, IO_TIMEOUT)
         try:
             if resp.status != 200:
                 with self._go_errors(op_url):
-                    data = resp.read()
-                self._require_ok(resp.status, data)
+                    answer = resp.read()
+                Reply(resp.status, {}, answer).ok()
             if conn.sock is not None:
                 conn.sock.settimeout(None)  # a quiet agent logs nothing for minutes
             while True:
@@ -368,8 +451,15 @@ class AgentClient:
             conn.close()
 
     def _open(
-        self, method: str, path: str, params: Mapping[str, str] | None, body: bytes | None
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        body: bytes | None,
+        headers: Mapping[str, str] | None,
+        timeout: float,
     ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse, str]:
+        """Send the request and read the response head; the caller reads the body and closes ``conn``."""
         query = dict(params or {})
         if self.datacenter:
             query["dc"] = self.datacenter
@@ -377,14 +467,14 @@ class AgentClient:
             query["partition"] = self.partition
         path_and_query = path + ("?" + urlencode(sorted(query.items())) if query else "")
         op_url = f'{method[:1]}{method[1:].lower()} "{self.endpoint.url(path_and_query)}"'
-        conn = self._connection()
+        conn = self._connection(timeout)
         try:
             with self._go_errors(op_url):
                 conn.request(
                     method,
                     self.endpoint.prefix + path_and_query,
                     body=body if body is not None else (b"" if method == "PUT" else None),
-                    headers=self._headers(),
+                    headers={**self._headers(), **(headers or {})},
                 )
                 resp = conn.getresponse()
         except BaseException:
@@ -395,7 +485,7 @@ class AgentClient:
     @staticmethod
     @contextmanager
     def _go_errors(op_url: str) -> Iterator[None]:
-        """Connection failures as ClientError with the Go client's text."""
+        """A failed exchange as ClientError with the Go client's text."""
         try:
             yield
         except _DialError as err:
@@ -413,28 +503,20 @@ class AgentClient:
         except http.client.HTTPException as err:
             raise ClientError(f"{op_url}: malformed HTTP response: {err}") from None
 
-    @staticmethod
-    def _require_ok(status: int, body: bytes) -> None:
-        if status != 200:
-            text = go_trim(body.decode("utf-8", errors="replace"))
-            raise ClientError(f"Unexpected response code: {status} ({text})")
-
     def get_json(self, path: str, params: Mapping[str, str] | None = None) -> Any:
-        body = self.request("GET", path, params)
-        try:
-            return json.loads(body)
-        except ValueError as err:
-            raise ClientError(f"invalid JSON from the agent: {err}") from None
+        return self.call("GET", path, params).ok().json()
 
-    def _connection(self) -> http.client.HTTPConnection:
+    def _connection(self, timeout: float) -> http.client.HTTPConnection:
         if self.endpoint.scheme == "unix":
-            return _UnixConnection(self.endpoint.address)
+            return _UnixConnection(self.endpoint.address, timeout)
         if self.endpoint.scheme == "https":
             context = self.tls or ssl.create_default_context()
-            conn: http.client.HTTPConnection = _TLSConnection(self.endpoint.address, context, self.tls_server_name)
+            conn: http.client.HTTPConnection = _TLSConnection(
+                self.endpoint.address, context, self.tls_server_name, timeout
+            )
         else:
-            conn = http.client.HTTPConnection(self.endpoint.address, timeout=IO_TIMEOUT)
-        conn._create_connection = _dial  # type: ignore[attr-defined]  # Go-style dial errors and timeouts
+            conn = http.client.HTTPConnection(self.endpoint.address, timeout=timeout)
+        conn._create_connection = functools.partial(_dial, io_timeout=timeout)  # type: ignore[attr-defined]
         return conn
 
     def _headers(self) -> dict[str, str]:
@@ -500,9 +582,16 @@ class Command:
     flags: tuple[Flag, ...]
     run: Callable[[dict[str, Any], list[str]], int]
     uses_server_flags: bool = False
+    # A command like `kv`: its first argument names one of these, which then parses the rest (mitchellh/cli's
+    # nested commands); without a known one the group's help is printed and the exit code is 1.
+    subcommands: Mapping[str, Command] | None = None
 
     def help(self) -> str:
         """flags.Usage: the usage text, then HTTP API options, then the command's own options."""
+        if self.subcommands:
+            width = max(map(len, self.subcommands))
+            lines = [f"    {n.ljust(width)}    {c.synopsis}" for n, c in sorted(self.subcommands.items())]
+            return "\n".join([self.usage, "", "Subcommands:", *lines])
         http_names = {f.name for f in HTTP_FLAGS}
         server_names = {f.name for f in SERVER_FLAGS}
         parts = [self.usage]
@@ -655,7 +744,7 @@ def run_join(values: dict[str, Any], args: list[str]) -> int:
     joins = 0
     for addr in args:
         try:
-            client.request("PUT", "/v1/agent/join/" + _path_escape(addr), params)
+            client.request("PUT", "/v1/agent/join/" + path_escape(addr), params)
         except ClientError as err:
             _err(f"Error joining address '{addr}': {err}")
         else:
@@ -667,7 +756,7 @@ def run_join(values: dict[str, Any], args: list[str]) -> int:
     return 0
 
 
-def _path_escape(segment: str) -> str:
+def path_escape(segment: str) -> str:
     """url.URL.EscapedPath for a path built by concatenation (Go keeps `$&+,/:;=@`, escapes `[`, `]`, spaces)."""
     return quote(to_bytes(segment), safe="$&+,/:;=@")  # argv's undecodable bytes are surrogate escapes
 
@@ -696,7 +785,7 @@ def run_force_leave(values: dict[str, Any], args: list[str]) -> int:
         params["prune"] = "1"
     if values.get("wan"):
         params["wan"] = "1"
-    path = "/v1/agent/force-leave/" + _path_escape(args[0])
+    path = "/v1/agent/force-leave/" + path_escape(args[0])
     return _simple_put(values, path, params, "Error force leaving", None)
 
 
@@ -765,7 +854,7 @@ def run_maint(values: dict[str, Any], args: list[str]) -> int:
     if enable:
         params["reason"] = reason
     if service_id:
-        path, what = "/v1/agent/service/maintenance/" + _path_escape(service_id), "service"
+        path, what = "/v1/agent/service/maintenance/" + path_escape(service_id), "service"
     else:
         path, what = "/v1/agent/maintenance", "node"
     try:
@@ -1191,10 +1280,11 @@ def prog_name() -> str:
     return "python -m agent" if arg0 in ("", "-c", "-m", "__main__.py") else arg0
 
 
-def usage(prog: str | None = None) -> str:
+def usage(prog: str | None = None, commands: Mapping[str, Command] | None = None) -> str:
     """The top-level help, laid out as mitchellh/cli's BasicHelpFunc does."""
     prog = prog or prog_name()
-    synopses = {**OTHER_SYNOPSES, **{name: c.synopsis for name, c in COMMANDS.items()}}
+    commands = COMMANDS if commands is None else commands
+    synopses = {**OTHER_SYNOPSES, **{name: c.synopsis for name, c in commands.items()}}
     width = max(map(len, synopses))
     lines = [f"Usage: {prog} [--version] [--help] <command> [<args>]", "", "Available commands are:"]
     lines += [f"    {name.ljust(width)}    {synopses[name]}" for name in sorted(synopses)]
@@ -1215,6 +1305,13 @@ def version_text() -> str:
 
 def run_command(command: Command, args: list[str]) -> int:
     """Parse the command's flags as Go does (a help flag anywhere before `--` prints its help), then run it."""
+    if command.subcommands is not None:
+        sub = command.subcommands.get(args[0]) if args else None
+        if sub is not None:
+            return run_command(sub, args[1:])
+        if not any(a in HELP_ARGS for a in args):
+            _out(command.help())
+            return 1
     before_dashdash = args[: args.index("--")] if "--" in args else args
     if any(a in HELP_ARGS for a in before_dashdash):
         _out(command.help())
@@ -1228,16 +1325,21 @@ def run_command(command: Command, args: list[str]) -> int:
     return command.run(values, rest)
 
 
-def main(argv: list[str]) -> int:
-    """Run `<subcommand> [args]`; `help`/`-h` and `version` too.  Unknown subcommands exit 127 as consul's."""
+def main(argv: list[str], commands: Mapping[str, Command] | None = None) -> int:
+    """Run `<subcommand> [args]`; `help`/`-h` and `version` too.  Unknown subcommands exit 127 as consul's.
+
+    ``commands`` is the whole table: COMMANDS here, plus the commands of modules built on this one (kv, lock),
+    which agent/__main__.py adds.
+    """
+    commands = COMMANDS if commands is None else commands
     if not argv or argv[0] in ("help", *HELP_ARGS):
-        _out(usage())
+        _out(usage(commands=commands))
         return 0
     if argv[0] in VERSION_ARGS:
         _out(version_text())
         return 0
-    command = COMMANDS.get(argv[0])
+    command = commands.get(argv[0])
     if command is None:
-        _err(usage())
+        _err(usage(commands=commands))
         return 127
     return run_command(command, argv[1:])

@@ -5,9 +5,17 @@ websocket streams are readers.  A reader takes ``table.current`` (one attribute 
 :class:`Snapshot` it may keep as long as it likes: an update never mutates it, it builds a new one
 (``immutables.Map.set`` shares structure, O(log n)) and swaps the reference.  Nobody locks.
 
-Every update bumps ``Snapshot.index`` by one, so the index doubles as Consul's ``X-Consul-Index``: a blocking query
-parks in :meth:`MemberTable.wait_past`, a stream resumes with :meth:`MemberTable.changes_since` from the bounded
-history (ordered by index, so a reader near the head pays only for what it has not seen).
+Every update bumps ``Snapshot.index`` by one.  Blocking catalog and health reads do not follow that index: each
+snapshot carries the catalog's index table (``Snapshot.indexes``, `agent.catalog.indexes`: the last change to
+each node, each node's services and checks, each service name, and the whole tables), each update notifies the
+table's `agent.watch.WatchHub` of the ``(table, key)`` pairs it wrote, and a read parks in
+:meth:`MemberTable.wait_read` on its own interests, so a change to service ``db`` wakes no reader of ``web``.
+Readers of everything (the member stream) use :meth:`MemberTable.wait_past`; a
+stream resumes with :meth:`MemberTable.changes_since` from the bounded history (ordered by index, so a reader
+near the head pays only for what it has not seen).
+
+Besides the catalog's tables (`agent.catalog.indexes`), updates write ``members``/name (every member event) and
+``leader``/"" (the leader or the server list changed).
 
 Rules:
 
@@ -24,12 +32,15 @@ Rules:
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
 import attrs
 import immutables
 import trio
+
+from agent.catalog.indexes import EMPTY, CatalogIndexes, advance
+from agent.watch import Interest, WatchHub
 
 __all__ = [
     "KINDS",
@@ -111,6 +122,8 @@ class Snapshot:
     #: The nodes registered through /v1/catalog/register, as the servers' store last answered
     #: (agent.catalog.registered.Registered; None until the mirror's first answer).  Opaque here too.
     registered: Any = None
+    #: The catalog's index table at this snapshot (agent.catalog.indexes): what blocking reads answer with.
+    indexes: CatalogIndexes = EMPTY
 
     def get(self, name: str) -> Member | None:
         """The member called ``name``, or None."""
@@ -133,13 +146,27 @@ class MemberTableStatistics:
     history_floor: int  # changes_since(i) answers for every i >= history_floor
 
 
+class IndexedRead(Protocol):
+    """What `MemberTable.wait_read` needs of a read's answer (agent.catalog.indexes.ReadIndex)."""
+
+    @property
+    def index(self) -> int: ...
+
+    @property
+    def interests(self) -> tuple[Interest, ...]: ...
+
+
+#: The interest of readers that wait for a leader (or a server list) change.
+LEADER = Interest("leader")
+
+
 class MemberTable:
     """The single writer's handle on the member snapshot; readers use ``current`` and the wait/history methods.
 
     Call ``apply``/``set_leader`` from the trio thread (or before ``trio.run``): they set a ``trio.Event``.
     """
 
-    def __init__(self, history_limit: int = 4096) -> None:
+    def __init__(self, history_limit: int = 4096, *, datacenter: str | None = None) -> None:
         if history_limit < 0:
             raise ValueError(f"history_limit must be >= 0, not {history_limit}")
         self.current: Snapshot = Snapshot(index=0, members=immutables.Map())
@@ -148,6 +175,10 @@ class MemberTable:
         self._floor = 0
         # Swapped for a fresh Event on every update: setting the old one wakes every parked waiter at once.
         self._changed = trio.Event()
+        #: The catalog's DC: members of another one are not catalog nodes (None: any).
+        self.datacenter = datacenter
+        #: Blocking reads' waiters, by what they read (``wait_read``/``wait_for``).
+        self.hub = WatchHub()
 
     # ------------------------------------------------------------------ writing (the feeder only)
 
@@ -165,7 +196,8 @@ class MemberTable:
         reaped = kind == "member-reap"
         members = old.members.delete(member.name) if reaped else old.members.set(member.name, stored)
         self._remember(Change(index=index, kind=kind, member=stored))
-        return self._publish(attrs.evolve(old, index=index, members=members))
+        return self._publish(attrs.evolve(old, index=index, members=members), {member.name.lower(): {member.name}},
+                             {("members", member.name)})  # fmt: skip
 
     def set_leader(self, leader: str, servers: Sequence[str]) -> Snapshot:
         """Publish the (computed) leader and server list; the index moves only when something changed."""
@@ -173,29 +205,45 @@ class MemberTable:
         servers = tuple(servers)
         if leader == old.leader and servers == old.servers:
             return old
-        return self._publish(attrs.evolve(old, index=old.index + 1, leader=leader, servers=servers))
+        return self._publish(attrs.evolve(old, index=old.index + 1, leader=leader, servers=servers), {},
+                             {(LEADER.table, "")})  # fmt: skip
 
     def apply_catalog(
-        self, update: Callable[[immutables.Map[str, Any], int], immutables.Map[str, Any]]
+        self,
+        update: Callable[[immutables.Map[str, Any], int], immutables.Map[str, Any]],
+        nodes: Iterable[str] | None = None,
     ) -> Snapshot:
         """Publish a catalog change: ``update(catalog, new_index)`` returns the new catalog map.
 
         The index moves (and waiters wake) only when the map returned is not the one passed in, so an update
         that changes nothing costs nothing.  No history entry: the history holds member events only.
+        ``nodes``: the records the update may change (None: compare the two maps whole to find them).
         """
         old = self.current
         index = old.index + 1
         catalog = update(old.catalog, index)
         if catalog is old.catalog:
             return old
-        return self._publish(attrs.evolve(old, index=index, catalog=catalog))
+        if nodes is None:
+            nodes = [n for n in {*old.catalog.keys(), *catalog.keys()} if old.catalog.get(n) is not catalog.get(n)]
+        touched: dict[str, set[str]] = {}
+        for name in nodes:
+            touched.setdefault(name.lower(), set()).add(name)
+        return self._publish(attrs.evolve(old, index=index, catalog=catalog), touched)
 
     def set_registered(self, registered: Any) -> Snapshot:
         """Publish the registered nodes (the mirror's answer); the index moves only when they differ."""
         old = self.current
         if registered == old.registered:
             return old
-        return self._publish(attrs.evolve(old, index=old.index + 1, registered=registered))
+        before = old.registered.nodes if old.registered is not None else immutables.Map()
+        after = registered.nodes if registered is not None else immutables.Map()
+        touched: dict[str, set[str]] = {}
+        for key in {*before.keys(), *after.keys()}:
+            was, now = before.get(key), after.get(key)
+            if was is not now and was != now:
+                touched[key] = {key, *(n.node for n in (was, now) if n is not None)}
+        return self._publish(attrs.evolve(old, index=old.index + 1, registered=registered), touched)
 
     def _remember(self, change: Change) -> None:
         history = self._history
@@ -206,8 +254,17 @@ class MemberTable:
             self._floor = history[0].index
         history.append(change)
 
-    def _publish(self, snapshot: Snapshot) -> Snapshot:
+    def _publish(self, snapshot: Snapshot, touched: Mapping[str, Iterable[str]],
+                 written: set[tuple[str, str]] | None = None) -> Snapshot:  # fmt: skip
+        """Swap in ``snapshot`` with its index table advanced over the ``touched`` node keys (key -> the exact
+        names an agent node under it may have), then wake the readers of what was written, and wait_past's."""
+        indexes, changes = advance(snapshot.indexes, snapshot, touched, snapshot.index, self.datacenter)
+        if indexes is not snapshot.indexes:
+            snapshot = attrs.evolve(snapshot, indexes=indexes)
         self.current = snapshot
+        if written:
+            changes |= written
+        self.hub.notify(changes)
         changed, self._changed = self._changed, trio.Event()
         changed.set()
         return snapshot
@@ -246,6 +303,28 @@ class MemberTable:
             if self.current.index > index:
                 return self.current
 
+    async def wait_for(self, interests: Iterable[Interest]) -> None:
+        """Wait until an update writes one of ``interests`` (``LEADER`` for the leader; the catalog's in
+        agent.catalog.indexes).  A change before the call is not seen: read, then wait, with no checkpoint
+        between (or use ``wait_read``)."""
+        event = trio.Event()
+        waiter = self.hub.register(interests, event.set)
+        try:
+            await event.wait()
+        finally:
+            waiter.cancel()
+
+    async def wait_read(self, read: Callable[[Snapshot], IndexedRead], index: int) -> Snapshot:
+        """Wait until ``read(current).index > index`` and return that snapshot; woken only by updates that write
+        one of the read's interests (bound it with ``trio.move_on_after``).  An ``index`` ahead of the read's
+        waits until the read gets there, as ``wait_past``."""
+        while True:
+            snapshot = self.current
+            answer = read(snapshot)
+            if answer.index > index:
+                return snapshot
+            await self.wait_for(answer.interests)
+
     async def wait_changes(self, index: int) -> tuple[Snapshot, list[Change] | None]:
         """For streams: wait past ``index``, then the snapshot and the changes up to it, read together.
 
@@ -262,7 +341,7 @@ class MemberTable:
         return MemberTableStatistics(
             index=snapshot.index,
             members=len(snapshot.members),
-            waiters=self._changed.statistics().tasks_waiting,
+            waiters=self._changed.statistics().tasks_waiting + self.hub.waiting(),
             history=len(self._history),
             history_limit=self._history.maxlen or 0,
             history_floor=self._floor,

@@ -107,7 +107,7 @@ class Agent:
         self.metrics = Metrics()
         self.metrics.add_collector(telemetry.runtime_collector)
         self.metrics.add_collector(telemetry.members_collector(lambda: self.table.current.members.values()))
-        self.table = MemberTable()
+        self.table = MemberTable(datacenter=config.datacenter)
         self.services: ServiceManager | None = None
         self.catalog: CatalogRunner | None = None
         self.started = time.time()

@@ -147,6 +147,7 @@ class Seen:
     method: str
     path: str  # with the query string, as sent
     headers: dict[str, str]
+    body: bytes = b""
 
 
 @dataclass
@@ -166,10 +167,9 @@ class FakeAgent:
 def _handler_for(fake: FakeAgent) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def _serve(self) -> None:
-            fake.seen.append(Seen(self.command, self.path, dict(self.headers.items())))
             length = int(self.headers.get("Content-Length") or 0)
-            if length:
-                self.rfile.read(length)
+            body = self.rfile.read(length) if length else b""
+            fake.seen.append(Seen(self.command, self.path, dict(self.headers.items()), body))
             status, body = fake.routes.get((self.command, self.path.split("?", 1)[0]), (404, b"404 page not found\n"))
             self.send_response(status)
             self.send_header("Content-Type", "application/json" if body[:1] in (b"[", b"{") else "text/plain")
@@ -177,7 +177,7 @@ def _handler_for(fake: FakeAgent) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
-        do_GET = do_PUT = _serve  # http.server's naming
+        do_GET = do_PUT = do_DELETE = _serve  # http.server's naming
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet test output
             pass

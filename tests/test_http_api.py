@@ -242,7 +242,8 @@ def test_catalog_node_shapes() -> None:
     assert svc["ID"] == "consul" and svc["Service"] == "consul" and svc["Port"] == 8300 and svc["Tags"] == []
     assert svc["Weights"] == {"Passing": 1, "Warning": 1}
     assert svc["Meta"]["raft_version"] == "3" and svc["Meta"]["version"] == "1.20.1"
-    assert reply.header("X-Consul-Index") == str(api.table.current.index)
+    # The index of what was read (the node and its services), not the table's: node1 has not changed since it joined.
+    assert reply.header("X-Consul-Index") == str(body["Node"]["ModifyIndex"]) == "1" != str(api.table.current.index)
     # A client has no services; names match case-insensitively as in Consul's catalog.
     assert get_json(api, "/v1/catalog/node/WEB-2")[1]["Services"] == {}
 
@@ -253,7 +254,8 @@ def test_catalog_node_unknown_is_200_null_with_index() -> None:
     for name in ("nope", "gone"):
         reply, body = get_json(api, f"/v1/catalog/node/{name}")
         assert body is None and reply.body == b"null"
-        assert reply.header("X-Consul-Index") == str(api.table.current.index)
+        # No node ever left the catalog: the ``nodes`` table's index (a left member never was a catalog node).
+        assert reply.header("X-Consul-Index") == str(api.table.current.indexes.table("nodes")) == "4"
 
 
 def test_catalog_node_missing_name() -> None:

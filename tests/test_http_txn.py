@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from store_direct import store_agent, tables
 
-from agent.http.txn_body import go_base64
+from agent.gostrings import go_base64
 
 
 def b64(data: bytes) -> str:

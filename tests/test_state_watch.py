@@ -12,7 +12,7 @@ from state_helpers import Driven
 from agent.server.state import commands as c
 from agent.server.state import reads
 from agent.server.state.wait import wait_past
-from agent.server.state.watch import Interest, WatchHub
+from agent.watch import Interest, WatchHub
 
 
 def run(fn: Callable[[], Awaitable[None]]) -> None:

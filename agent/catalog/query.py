@@ -30,6 +30,7 @@ from agent.catalog.record import CheckRecord, ServiceRecord
 from agent.catalog.registered import RegisteredNode
 
 if TYPE_CHECKING:
+    from agent.catalog.indexes import NodeState
     from agent.members import Member, Snapshot
 
 __all__ = [
@@ -159,9 +160,18 @@ def _agent_meta(snapshot: Snapshot, member: Member) -> immutables.Map[str, str]:
     return immutables.Map(meta)
 
 
+def _indexed(snapshot: Snapshot, member: Member) -> NodeState | None:
+    """The node's entry in the snapshot's index table (agent.catalog.indexes): its catalog indexes."""
+    state: NodeState | None = snapshot.indexes.nodes.get(member.name.lower())
+    return state
+
+
 def agent_node(snapshot: Snapshot, member: Member) -> NodeView:
-    return NodeView(member.name, member.addr, _agent_meta(snapshot, member), member.create_index,
-                    member.modify_index, member=member)  # fmt: skip
+    """An agent's node, with the catalog's indexes for it (they move only when the node's catalog fields do;
+    the member's own move on every gossip update); a member not indexed yet shows the member's."""
+    state = _indexed(snapshot, member)
+    create, modify = state.node if state is not None else (member.create_index, member.modify_index)
+    return NodeView(member.name, member.addr, _agent_meta(snapshot, member), create, modify, member=member)
 
 
 def registered_node(node: RegisteredNode) -> NodeView:
@@ -244,7 +254,9 @@ def node_services(snapshot: Snapshot, node: NodeView) -> list[tuple[ServiceRecor
     out: list[tuple[ServiceRecord, int, int]] = []
     consul = consul_service_record(member)
     if consul is not None:
-        out.append((consul, member.create_index, member.modify_index))
+        state = _indexed(snapshot, member)
+        indexes = state.consul if state is not None and state.consul is not None else None
+        out.append((consul, *(indexes or (member.create_index, member.modify_index))))
     entry: IndexedNode | None = snapshot.catalog.get(member.name)
     if entry is not None:
         for service in entry.record.services:
@@ -262,7 +274,11 @@ def node_checks(snapshot: Snapshot, node: NodeView) -> list[CheckView]:
         registered = node.registered.checks if node.registered is not None else ()
         checks = [CheckView(node.name, c, create, modify) for c, create, modify in registered]
     else:
-        checks = [serf_health(member)]
+        serf = serf_health(member)
+        state = _indexed(snapshot, member)
+        if state is not None and state.serf is not None:
+            serf = attrs.evolve(serf, create_index=state.serf[0], modify_index=state.serf[1])
+        checks = [serf]
         entry: IndexedNode | None = snapshot.catalog.get(member.name)
         if entry is not None:
             checks.extend(CheckView(member.name, c, *entry.check_indexes(c.id)) for c in entry.record.checks)

@@ -2,7 +2,8 @@
 
 It subscribes to the gossip driver on its own (bounded) channel, feeds member events and app messages to the
 sans-IO :class:`Replicator`, runs its timers, sends what it asks for, announces our version in the ``tcv`` tag,
-and applies record changes to the member table (``apply_catalog``: same index, same waiters as membership).
+and applies record changes to the member table (``apply_catalog``: the same counter as membership;
+blocking reads of the records changed are woken).
 Our version is persisted in the data dir so it keeps growing across restarts even if the clock steps back.
 """
 
@@ -157,7 +158,7 @@ class CatalogRunner:
         self._log_notes(replicator.poll_notes())
         changes = replicator.poll_changes()
         if changes:
-            self.table.apply_catalog(lambda catalog, index: apply_changes(catalog, changes, index))
+            self.table.apply_catalog(lambda catalog, index: apply_changes(catalog, changes, index), changes)
         announcement = replicator.poll_announce(trio.current_time())
         if announcement is not None:
             self._announce(announcement)

@@ -1,9 +1,10 @@
 """Blocking queries and query metadata (consul-compat §2): ``?index``/``?wait``, consistency flags, X-Consul-*.
 
-A catalog read answers at once unless ``index`` > 0; then it parks in ``MemberTable.wait_past`` until the table's
-index passes ``index`` or ``wait`` (default 5 m, at most 10 m) plus a random jitter of up to ``wait/16`` elapses,
-so thousands of watchers woken by one change don't all come back at the same instant.  On timeout the current
-result is returned with its (possibly unchanged) index, as Consul does.
+A catalog read answers at once unless ``index`` > 0; then it parks in ``MemberTable.wait_read`` until the index
+of *what it reads* (agent.catalog.indexes: a service's, a node's, a table's) passes ``index``, or ``wait``
+(default 5 m, at most 10 m) plus a random jitter of up to ``wait/16`` elapses, so thousands of watchers woken by
+one change don't all come back at the same instant.  Only updates that write what the read reads wake it.  On
+timeout the current result is returned with its (possibly unchanged) index, as Consul does.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from agent.durations import parse_duration
 from agent.http.errors import bad_request
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from agent.http.request import Request
-    from agent.members import MemberTable, Snapshot
+    from agent.members import IndexedRead, MemberTable, Snapshot
 
 __all__ = [
     "DEFAULT_QUERY_TIME",
@@ -33,7 +36,7 @@ __all__ = [
     "parse_query_options",
     "parse_uint64",
     "query_meta",
-    "wait_past",
+    "wait_read",
 ]
 
 DEFAULT_QUERY_TIME = 300.0  # Consul's default_query_time
@@ -132,13 +135,16 @@ def block_time(wait: float, rng: random.Random) -> float:
     return wait + rng.random() * (wait / JITTER_FRACTION)
 
 
-async def wait_past(table: MemberTable, opts: QueryOptions, rng: random.Random) -> Snapshot:
-    """The snapshot to answer with: at once without ``index``, else once past it or when the block time is up."""
+async def wait_read(
+    table: MemberTable, read: Callable[[Snapshot], IndexedRead], opts: QueryOptions, rng: random.Random
+) -> Snapshot:
+    """The snapshot to answer with: at once without ``index``, else once ``read``'s index passes it or when the
+    block time is up."""
     snapshot = table.current
-    if opts.index == 0 or snapshot.index > opts.index:
+    if opts.index == 0 or read(snapshot).index > opts.index:
         return snapshot
     with trio.move_on_after(block_time(opts.wait, rng)):
-        return await table.wait_past(opts.index)
+        return await table.wait_read(read, opts.index)
     return table.current
 
 

@@ -6,23 +6,32 @@ registered, left and reaped ones are not); registered nodes are the servers' sto
 read it, in the same snapshot (agent.catalog.query says how the two merge).  The leader in the snapshot is
 Raft's (a server's own, a client's from a server: agent/server/).  Reads in the default mode need that leader
 (500 ``No cluster leader``); ``?stale`` reads answer anyway; a client agent needs a known server first.
+
+Each read answers with the index of what it read and blocks on that alone (agent.catalog.indexes): the
+``nodes`` table for ``/v1/catalog/nodes``, the node for ``/v1/catalog/node/n``, the ``services`` table for
+``/v1/catalog/services``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from agent.catalog import query
-from agent.http.blocking import ERROR_META, QueryOptions, meta_headers, parse_query_options, wait_past
+from agent.catalog import indexes, query
+from agent.catalog.indexes import ReadIndex
+from agent.http.blocking import ERROR_META, QueryOptions, meta_headers, parse_query_options, wait_read
 from agent.http.errors import NO_CLUSTER_LEADER, NO_KNOWN_SERVERS, NO_PATH_TO_DC, HTTPError, bad_request
 from agent.http.routes import Ctx, Route
 from agent.http.views import known_servers, node_view_json
+from agent.members import LEADER
 
 if TYPE_CHECKING:
     from agent.members import Snapshot
+
+#: What a read answers with as X-Consul-Index and waits on when blocking (agent.catalog.indexes).
+IndexOf = Callable[["Snapshot"], ReadIndex]
 
 __all__ = ["ROUTES", "catalog_datacenters", "catalog_node", "catalog_nodes", "require_leader"]
 
@@ -53,15 +62,17 @@ async def require_leader(ctx: Ctx, opts: QueryOptions) -> Snapshot:
     if hold > 0:
         with trio.move_on_after(hold):
             while not snapshot.leader:
-                snapshot = await table.wait_past(snapshot.index)
+                await table.wait_for((LEADER,))
+                snapshot = table.current
         if snapshot.leader:
             return snapshot
     prefix = "" if ctx.api.config.server else RPC_ERROR_PREFIX
     raise HTTPError(500, prefix + NO_CLUSTER_LEADER)
 
 
-async def _read(ctx: Ctx) -> tuple[Snapshot, QueryOptions]:
-    """Consul's read path: parse (400s), route to the DC, find a leader, block, then set the query meta."""
+async def _read(ctx: Ctx, index_of: IndexOf) -> tuple[Snapshot, QueryOptions]:
+    """Consul's read path: parse (400s), route to the DC, find a leader, block until ``index_of`` passes
+    ``?index``, then set the query meta with that index."""
     opts = parse_query_options(ctx.request, ctx.api.config.datacenter)
     try:
         if opts.dc != ctx.api.config.datacenter:
@@ -72,8 +83,8 @@ async def _read(ctx: Ctx) -> tuple[Snapshot, QueryOptions]:
     except HTTPError:
         _error_meta(ctx)
         raise
-    snapshot = await wait_past(ctx.api.table, opts, ctx.rng)
-    ctx.headers.update(meta_headers(snapshot, opts))
+    snapshot = await wait_read(ctx.api.table, index_of, opts, ctx.rng)
+    ctx.headers.update(meta_headers(snapshot, opts, index_of(snapshot).index))
     return snapshot, opts
 
 
@@ -89,7 +100,7 @@ def _meta_filters(ctx: Ctx) -> dict[str, str]:
 async def catalog_nodes(ctx: Ctx) -> list[dict[str, Any]]:
     """GET /v1/catalog/nodes: every registered node, by name; ``near`` is accepted and ignored (no coordinates)."""
     filters = _meta_filters(ctx)
-    snapshot, _ = await _read(ctx)
+    snapshot, _ = await _read(ctx, lambda s: indexes.nodes_read(s.indexes))
     config = ctx.api.config
     nodes = [  # remote nodes' meta comes with their replicated catalog record, registered ones' as registered
         node_view_json(v, _local_meta(ctx, v)) for v in query.catalog_nodes(snapshot, config.datacenter)
@@ -101,8 +112,8 @@ async def catalog_nodes(ctx: Ctx) -> list[dict[str, Any]]:
 
 async def catalog_node(ctx: Ctx) -> dict[str, Any] | None:
     """GET /v1/catalog/node/:node: the node and its services, or JSON ``null`` (200) when it isn't registered."""
-    snapshot, _ = await _read(ctx)
     name = ctx.request.path.removeprefix("/v1/catalog/node/")
+    snapshot, _ = await _read(ctx, lambda s: indexes.node_read(s.indexes, name))
     if not name:
         raise bad_request("Missing node name")
     view = query.find_node(snapshot, name, ctx.api.config.datacenter)

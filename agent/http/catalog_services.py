@@ -1,6 +1,7 @@
 """``/v1/catalog/services`` and ``/v1/catalog/service/:name`` (consul-compat 1.2.3-4), and the service JSON shapes.
 
-Reads go through catalog.py's read path (leader rules, ``?stale``, blocking on the table's index), then answer
+Reads go through catalog.py's read path (leader rules, ``?stale``, blocking on the index of what they read: the
+``services`` table, or the service's own index, agent.catalog.indexes), then answer
 from the snapshot with agent.catalog.query.  Key order follows Consul's Go structs; Port is ``omitempty`` on
 NodeService, ``Tags`` are ``[]`` never ``null`` (trap 21).
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from agent.catalog import query
+from agent.catalog import indexes, query
 from agent.http.catalog import _meta_filters, _read
 from agent.http.errors import bad_request
 from agent.http.routes import Ctx, Route
@@ -117,7 +118,7 @@ def health_check_json(view: CheckView) -> dict[str, Any]:
 async def catalog_services(ctx: Ctx) -> dict[str, list[str]]:
     """GET /v1/catalog/services: ``{name: union of tags}`` (``consul`` from the servers included)."""
     filters = _meta_filters(ctx)
-    snapshot, _ = await _read(ctx)
+    snapshot, _ = await _read(ctx, lambda s: indexes.services_read(s.indexes, bool(filters)))
     return query.service_tags(snapshot, dc=ctx.api.config.datacenter, node_meta=filters)
 
 
@@ -127,7 +128,7 @@ async def catalog_service(ctx: Ctx) -> list[dict[str, Any]]:
     if not name:
         raise bad_request("Missing service name")
     filters = _meta_filters(ctx)
-    snapshot, _ = await _read(ctx)
+    snapshot, _ = await _read(ctx, lambda s: indexes.service_read(s.indexes, name))
     dc = ctx.api.config.datacenter
     instances = query.service_instances(
         snapshot, name, dc=dc, tags=ctx.request.query.get_all("tag"), node_meta=filters

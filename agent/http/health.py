@@ -1,6 +1,8 @@
 """``/v1/health/*`` (consul-compat 1.2.10): node checks, a service's checks, instances with health, checks by state.
 
-Same read path as the catalog (leader rules, blocking on the table's index), over the same merged catalog
+Same read path as the catalog (leader rules, blocking on the index of what is read: the node's for
+``/v1/health/node``, the service's for ``/v1/health/service`` and ``/checks``, the ``checks`` table for
+``/state``), over the same merged catalog
 (agent nodes and registered ones).  ``serfHealth`` comes from the member status, so a failed node's instances
 show critical and drop out of ``?passing`` at once (trap 14); registered nodes have no serfHealth.
 """
@@ -9,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.catalog import query
+from agent.catalog import indexes, query
 from agent.http.catalog import _meta_filters, _read
 from agent.http.catalog_services import health_check_json, node_service_json
 from agent.http.errors import bad_request
@@ -37,7 +39,7 @@ async def health_node(ctx: Ctx) -> list[dict[str, Any]]:
     name = ctx.request.path.removeprefix("/v1/health/node/")
     if not name:
         raise bad_request("Missing node name")
-    snapshot, _ = await _read(ctx)
+    snapshot, _ = await _read(ctx, lambda s: indexes.node_checks_read(s.indexes, name))
     view = query.find_node(snapshot, name, ctx.api.config.datacenter)
     if view is None:
         return []
@@ -49,7 +51,7 @@ async def health_checks(ctx: Ctx) -> list[dict[str, Any]]:
     name = ctx.request.path.removeprefix("/v1/health/checks/")
     if not name:
         raise bad_request("Missing service name")
-    snapshot, _ = await _read(ctx)
+    snapshot, _ = await _read(ctx, lambda s: indexes.service_read(s.indexes, name))
     return [health_check_json(c) for c in query.service_checks(snapshot, name, dc=ctx.api.config.datacenter)]
 
 
@@ -67,7 +69,7 @@ async def health_service(ctx: Ctx) -> list[dict[str, Any]]:
             raise bad_request("Invalid value for ?passing")
         passing = parsed
     filters = _meta_filters(ctx)
-    snapshot, _ = await _read(ctx)
+    snapshot, _ = await _read(ctx, lambda s: indexes.service_read(s.indexes, name))
     instances = query.service_instances(
         snapshot, name, dc=ctx.api.config.datacenter, tags=q.get_all("tag"), node_meta=filters
     )
@@ -89,7 +91,7 @@ async def health_state(ctx: Ctx) -> list[dict[str, Any]]:
     if not state:
         raise bad_request("Missing check state")
     filters = _meta_filters(ctx)
-    snapshot, _ = await _read(ctx)
+    snapshot, _ = await _read(ctx, lambda s: indexes.checks_read(s.indexes, bool(filters)))
     if state not in STATES:
         return []
     checks = query.all_checks(snapshot, dc=ctx.api.config.datacenter, state=state, node_meta=filters)

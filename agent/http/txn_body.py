@@ -18,17 +18,13 @@ from typing import Any
 
 import attrs
 
-from agent.gostrings import decode_json
+from agent.gostrings import decode_json, go_base64
 from agent.http.errors import HTTPError, bad_request
 from agent.server.state.commands import MAX_TXN_OPS
 from agent.server.state.kvs import go_quote
 
-__all__ = ["KVOpIn", "go_base64", "parse_txn_body"]
+__all__ = ["KVOpIn", "parse_txn_body"]
 
-_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-_DECODE = {c: i for i, c in enumerate(_ALPHABET)}
-_NEWLINES = (ord("\n"), ord("\r"))
-_PAD = ord("=")
 U64 = 2**64 - 1
 UNSUPPORTED = "Transaction operation {i}: {kind} operations are not supported by this agent yet (only KV)"
 
@@ -43,57 +39,6 @@ class KVOpIn:
     flags: int = 0
     index: int = 0
     session: str = ""
-
-
-class _Corrupt(ValueError):
-    def __init__(self, offset: int) -> None:
-        super().__init__(f"illegal base64 data at input byte {offset}")
-
-
-def go_base64(text: str) -> bytes:
-    """``base64.StdEncoding.Decode`` as Go does it: padding required, CR/LF skipped anywhere, and the error
-    naming the byte offset Go names (``illegal base64 data at input byte N``)."""
-    src = text.encode("utf-8", "surrogateescape")
-    out = bytearray()
-    si, n = 0, len(src)
-    while True:
-        sextets: list[int] = []
-        done = False
-        while len(sextets) < 4:
-            if si == n:
-                if not sextets:
-                    return bytes(out)
-                raise _Corrupt(si - len(sextets))  # a short final quantum without its padding
-            c = src[si]
-            si += 1
-            if c in _DECODE:
-                sextets.append(_DECODE[c])
-                continue
-            if c in _NEWLINES:
-                continue
-            if c != _PAD or len(sextets) < 2:
-                raise _Corrupt(si - 1)
-            if len(sextets) == 2:  # "==" expected: the second one after any newlines
-                while si < n and src[si] in _NEWLINES:
-                    si += 1
-                if si == n:
-                    raise _Corrupt(n)
-                if src[si] != _PAD:
-                    raise _Corrupt(si - 1)
-                si += 1
-            while si < n and src[si] in _NEWLINES:
-                si += 1
-            if si < n:
-                raise _Corrupt(si)  # anything after the padding
-            done = True
-            break
-        value = 0
-        for sextet in sextets:
-            value = value << 6 | sextet
-        value <<= 6 * (4 - len(sextets))
-        out += value.to_bytes(3, "big")[: len(sextets) - 1]
-        if done:
-            return bytes(out)
 
 
 def _json_kind(value: Any) -> str:

@@ -90,8 +90,10 @@ def node_view_json(view: NodeView, local_meta: Mapping[str, str] | None = None) 
     """A catalog **Node** of the merged catalog: an agent node as `node_json` shows it (its own meta, or
     ``local_meta`` for this agent's node), a registered node as it was registered (its ID, datacenter, tagged
     addresses and meta; maps ``{}`` when empty; indexes the store's)."""
-    if view.member is not None:
-        return node_json(view.member, view.meta if local_meta is None else local_meta)
+    if view.member is not None:  # the catalog's indexes for the node, not the member's (agent.catalog.indexes)
+        out = node_json(view.member, view.meta if local_meta is None else local_meta)
+        out["CreateIndex"], out["ModifyIndex"] = view.create_index, view.modify_index
+        return out
     registered = view.registered
     assert registered is not None
     return {

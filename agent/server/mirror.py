@@ -5,7 +5,8 @@ Registrations live in the servers' Raft store; reads of the catalog must not mak
 (DNS answers from the snapshot in microseconds), so each agent, server or client, runs one `RegisteredMirror`:
 it asks ``catalog.registered`` (`agent.server.queries`) through its `StoreAccess` as a blocking query at the
 last index it saw, and on each answer publishes an `agent.catalog.registered.Registered` with
-``MemberTable.set_registered`` (a new snapshot, its index one higher, every blocking catalog reader woken).
+``MemberTable.set_registered`` (a new snapshot, its index one higher; the blocking readers of the nodes, services
+and checks that changed are woken).
 
 Mode ``stale``: any server answers from its own state, with or without a leader, so the mirrors of a large
 cluster spread over the servers (Consul's DNS reads stale by default too).  An index that goes backwards (a
@@ -22,7 +23,7 @@ import logging
 import trio
 
 from agent.catalog.registered import WireDecoder
-from agent.members import MemberTable
+from agent.members import LEADER, MemberTable
 
 from .access import NoLeader, ReadMode, StoreAccess, StoreUnavailable
 
@@ -87,5 +88,5 @@ class RegisteredMirror:
         seen = (snapshot.leader, snapshot.servers)
         await trio.sleep(self.min_backoff)
         with trio.move_on_after(max(0.0, delay - self.min_backoff)):
-            while (snapshot.leader, snapshot.servers) == seen:
-                snapshot = await self.table.wait_past(snapshot.index)
+            while (self.table.current.leader, self.table.current.servers) == seen:
+                await self.table.wait_for((LEADER,))

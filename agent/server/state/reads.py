@@ -17,6 +17,8 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
+from agent.watch import Interest
+
 from . import acl as acl_rules
 from .tables import (
     ACLPolicy,
@@ -30,7 +32,6 @@ from .tables import (
     State,
     node_key,
 )
-from .watch import Interest
 
 __all__ = [
     "Read",

@@ -11,13 +11,13 @@ from typing import Any
 
 import attrs
 
+from agent.watch import WatchHub
 from protocol.raft.types import Entry, EntryKind
 
 from .apply import Applied, Failed, apply_command
 from .codec import decode_state, encode_state
 from .commands import CommandError, decode
 from .tables import State
-from .watch import WatchHub
 
 __all__ = ["StateStore"]
 

@@ -1,11 +1,17 @@
 """Who waits on what: blocking queries are woken only by writes to what they read (trio-free).
 
-A read (`reads`) names its `Interest`s: a table and an exact key (``kvs``/``a/b``), a table and a key prefix
-(``kvs``/``a/``, prefix=True), or a whole table (key None).  Each apply reports the ``(table, key)`` pairs it
-wrote (`tables.Tx.changes`); `WatchHub.notify` fires exactly the waiters whose interests match, each once.
-Consul does the same with memdb watch channels (a write to ``web/x`` does not wake a reader of ``db/``).
+Shared by both sides of a blocking query: the servers' state store (`agent.server.state`) and the agent's member
+table (`agent.members`, whose catalog reads name their interests in `agent.catalog.indexes`).  It lives here, below
+both, so that neither imports the other.
 
-The hub only calls callbacks: `wait.wait_past` is the thin trio layer (a ``trio.Event`` per waiter).
+A read (`agent.server.state.reads`) names its `Interest`s: a table and an exact key (``kvs``/``a/b``), a table
+and a key prefix (``kvs``/``a/``, prefix=True), or a whole table (key None).  Each apply reports the
+``(table, key)`` pairs it wrote (`agent.server.state.tables.Tx.changes`); `WatchHub.notify` fires exactly the
+waiters whose interests match, each once.  Consul does the same with memdb watch channels (a write to
+``web/x`` does not wake a reader of ``db/``).
+
+The hub only calls callbacks: `agent.server.state.wait.wait_past` and `agent.members.MemberTable.wait_for` are the
+thin trio layers (a ``trio.Event`` per waiter).
 """
 
 from __future__ import annotations

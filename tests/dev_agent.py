@@ -1,0 +1,54 @@
+"""One real `python -m agent -dev` for end-to-end tests: a single server that elects itself and serves /v1/kv.
+
+Used by the CLI tests (kv, lock) and, through tests/pyconsul_conftest.py, by the py-consul suite harness.  The
+agent gets the address it is given and free ports, is ready once a KV write succeeds (the leader is elected and
+the store applies), and is stopped by its PID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import requests
+from procs import Proc, free_port, wait_for
+
+REPO = Path(__file__).resolve().parent.parent
+READY_TIMEOUT = 60.0  # seconds: start, elect itself, apply a first write (generous: the machine is shared)
+
+
+@contextlib.contextmanager
+def start_dev_agent(workdir: Path, ip: str, *extra: str) -> Iterator[str]:
+    """Run a -dev agent on ``ip`` until the block ends; yields its HTTP address `ip:port`.
+
+    (No import of tests/conftest.py here: the py-consul harness loads this module next to py-consul's own
+    conftest modules, where that name means something else.)
+    """
+    http_port, serf_port, server_port = free_port(ip), free_port(ip), free_port(ip)
+    argv = [
+        sys.executable, "-m", "agent", "-dev", "-node", f"dev-{ip}", "-bind", ip, "-client", ip,
+        "-http-port", str(http_port), "-dns-port", "-1", "-serf-lan-port", str(serf_port),
+        "-server-port", str(server_port), *extra,
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONSUL_")}
+    env.update(PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+    proc = Proc(f"dev:{ip}", argv, workdir / f"dev-{ip}.log", env=env)
+    addr = f"{ip}:{http_port}"
+    try:
+
+        def ready() -> bool:
+            if not proc.alive():
+                raise AssertionError(f"the -dev agent exited {proc.popen.returncode}:\n{proc.log_tail()}")
+            reply = requests.put(f"http://{addr}/v1/kv/_triumvir_ready", data=b"", timeout=5)
+            return reply.status_code == 200 and reply.text.strip() == "true"
+
+        wait_for(ready, timeout=READY_TIMEOUT, what=f"-dev agent at {addr} to accept a KV write",
+                 diagnostics=proc.log_tail)  # fmt: skip
+        requests.delete(f"http://{addr}/v1/kv/_triumvir_ready", timeout=5).raise_for_status()
+        yield addr
+    finally:
+        proc.stop()
+        proc.close()

@@ -1,0 +1,112 @@
+"""py-consul's own test suite against triumvir (issue 10): its kv, session and txn files, only the fixture changed.
+
+The sdist of py-consul (pinned below) is fetched with pip into pytest's cache directory once, its tests are
+extracted to a temporary directory, its root conftest.py (which starts Consul in Docker) is replaced by
+tests/pyconsul_conftest.py (which starts a `python -m agent -dev` instead), and the files run with pytest in a
+subprocess.  Nothing of py-consul is kept in this repository.  Every test of the three files must pass; the
+per-file table is printed (`pytest -rA` or `-s` shows it).  Skipped only when the sdist cannot be downloaded
+because there is no network (the reason says so); any other download failure is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import xml.etree.ElementTree as ET
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+TESTS = Path(__file__).resolve().parent
+PY_CONSUL = "py-consul==1.8.0"
+SDIST = "py_consul-1.8.0.tar.gz"
+SUITE_FILES = ("tests/api/test_kv.py", "tests/api/test_session.py", "tests/api/test_txn.py")
+#: node id -> why it is not run.  Empty: every test of the three files runs.
+DESELECTED: dict[str, str] = {}
+#: What pip prints when the index cannot be reached at all (the only reason to skip).
+OFFLINE_MARKERS = (
+    "NewConnectionError",
+    "Failed to establish a new connection",
+    "Temporary failure in name resolution",
+    "Network is unreachable",
+    "No address associated with hostname",
+    "ConnectTimeoutError",
+)
+SUITE_TIMEOUT = 600.0  # seconds for the whole subprocess run (a fresh agent per test on a shared machine)
+
+
+def fetch_sdist(cache: Path) -> Path:
+    """The sdist in ``cache``, downloaded by pip the first time; skips the test only when offline."""
+    target = cache / SDIST
+    if target.exists():
+        return target
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", PY_CONSUL, "-d", str(cache)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    if target.exists():
+        return target
+    output = done.stdout + done.stderr
+    if any(marker in output for marker in OFFLINE_MARKERS):
+        pytest.skip(f"offline: pip could not download {PY_CONSUL}'s sdist: {output.strip().splitlines()[-1]}")
+    raise AssertionError(f"pip download {PY_CONSUL} failed (exit {done.returncode}):\n{output}")
+
+
+def extract_suite(sdist: Path, into: Path) -> Path:
+    """Unpack the sdist and swap its root conftest.py (Docker) for ours (a -dev agent); returns the tree."""
+    with tarfile.open(sdist) as tar:
+        tar.extractall(into, filter="data")
+    root = into / SDIST.removesuffix(".tar.gz")
+    assert (root / "conftest.py").read_text().count("docker") > 0, "py-consul's fixture changed shape"
+    shutil.copyfile(TESTS / "pyconsul_conftest.py", root / "conftest.py")
+    return root
+
+
+def outcomes(junit_xml: Path) -> dict[str, dict[str, str]]:
+    """file -> {test name: passed|failed|error|skipped (+ message)} from pytest's JUnit report."""
+    results: dict[str, dict[str, str]] = {}
+    for case in ET.parse(junit_xml).iter("testcase"):
+        classname = case.get("classname", "")
+        path = "/".join(classname.split(".")[:-1]) + ".py" if "." in classname else classname
+        outcome = "passed"
+        for child in case:
+            if child.tag in ("failure", "error", "skipped"):
+                outcome = f"{child.tag}: {(child.get('message') or '').splitlines()[0][:160]}"
+        results.setdefault(path, {})[case.get("name", "?")] = outcome
+    return results
+
+
+def table(results: dict[str, dict[str, str]]) -> str:
+    lines = ["file                          passed  failed  skipped"]
+    for path, tests in sorted(results.items()):
+        kinds = Counter(o.split(":")[0] for o in tests.values())
+        lines.append(f"{path:<30}{kinds['passed']:>6}  {kinds['failure'] + kinds['error']:>6}  {kinds['skipped']:>7}")
+    return "\n".join(lines)
+
+
+def test_py_consul_kv_session_txn_suites_pass(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider: download into tmp_path
+    sdist = fetch_sdist(cache.mkdir("py-consul-sdist") if cache is not None else tmp_path)
+    root = extract_suite(sdist, tmp_path)
+    report = tmp_path / "report.xml"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONSUL_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(TESTS)])
+    argv = [
+        sys.executable, "-m", "pytest", *SUITE_FILES, "-p", "no:cacheprovider", "-o", "addopts=", "-q",
+        f"--junitxml={report}", *(f"--deselect={node}" for node in DESELECTED),
+    ]  # fmt: skip
+    done = subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True, timeout=SUITE_TIMEOUT)
+    assert report.exists(), f"py-consul's suite did not run (exit {done.returncode}):\n{done.stdout}\n{done.stderr}"
+    results = outcomes(report)
+    print(f"\npy-consul {PY_CONSUL.split('==')[1]} against triumvir:\n{table(results)}")
+    bad = {f"{path}::{name}": o for path, tests in results.items() for name, o in tests.items() if o != "passed"}
+    assert set(results) == set(SUITE_FILES), results
+    assert not bad, f"{table(results)}\n" + "\n".join(f"{k}: {v}" for k, v in sorted(bad.items())) + (
+        f"\n--- output ---\n{done.stdout[-6000:]}"
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
