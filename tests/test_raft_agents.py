@@ -3,8 +3,10 @@
 Three servers with bootstrap_expect 3 and a client: they elect one leader, every agent (the client through a
 server's Status.Leader RPC) reports it; kill -9 of the leader gives a new one within twice the election timeout;
 a leader stopped with SIGSTOP past the election timeout steps down when continued and never commits a write in
-its old term; restarting every server keeps the log and elects a leader.  Every wait is a condition with a
-deadline; processes are stopped by PID (Cluster.close).
+its old term; restarting every server keeps the log and elects a leader.  Writes are KV sets sent with
+``Store.Apply`` on the server port (a follower forwards them to the leader); what each server holds is read with
+a ``?stale`` ``Store.Query``, answered from that server's own state store (tests/store_rpc.py).  Every wait is a
+condition with a deadline; processes are stopped by PID (Cluster.close).
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from typing import Any
 
 import pytest
 import requests
-import trio
 from consul_agents import Cluster, ConsulAgent
 from procs import wait_for
+from store_rpc import call as rpc_call
+from store_rpc import put, put_ok, stale_entry, stale_get, stale_keys
 
 from agent.server import rpc
 
@@ -49,7 +52,13 @@ def raft_stats(agent: ConsulAgent) -> dict[str, str]:
 
 
 def call(agent: ConsulAgent, method: str, args: dict[str, Any] | None = None, timeout: float = 5.0) -> Any:
-    return trio.run(lambda: rpc.call(server_addr(agent), method, args, timeout=timeout))
+    return rpc_call(server_addr(agent), method, args, timeout=timeout)
+
+
+def wait_value(agent: ConsulAgent, key: str, value: bytes, timeout: float = 10.0) -> None:
+    """Until ``agent``'s own state holds ``key`` = ``value`` (it applied the write)."""
+    wait_for(lambda: stale_get(server_addr(agent), key) == value, timeout=timeout,
+             what=f"{key}={value!r} applied on {agent.name}")
 
 
 def start_servers(cluster: Cluster, n: int) -> list[ConsulAgent]:
@@ -89,7 +98,7 @@ def test_three_servers_and_a_client_agree_on_one_leader_and_fail_over(cluster: C
     old = by_addr(servers, leader)
     assert raft_stats(old)["state"] == "Leader"
     assert {raft_stats(s)["state"] for s in servers if s is not old} == {"Follower"}
-    assert call(old, "Raft.Apply", {"data": b"before the kill"})["result"][0] > 0
+    put_ok(server_addr(old), "before-the-kill", b"acknowledged")
 
     old.proc.kill()
     killed_at = time.monotonic()
@@ -100,10 +109,16 @@ def test_three_servers_and_a_client_agree_on_one_leader_and_fail_over(cluster: C
     print(f"failover after kill -9: {failover * 1000:.0f} ms")
     assert failover <= 2 * ELECTION_TIMEOUT, f"new leader after {failover:.2f}s"
     wait_for(lambda: leader_of(client) == new, timeout=5, what="the client reports the new leader")
-    # the acknowledged write survived the failover, and the new leader takes writes
-    applied = call(by_addr(survivors, new), "Raft.Applied")
-    assert b"before the kill" in [item[2] for item in applied]
-    assert call(by_addr(survivors, new), "Raft.Apply", {"data": b"after the kill"})["result"][0] > 0
+    # the acknowledged write survived the failover on every survivor, and the new leader takes writes (also
+    # through the follower, which forwards them)
+    for s in survivors:
+        wait_value(s, "before-the-kill", b"acknowledged")
+    put_ok(new, "after-the-kill", b"to the new leader")
+    follower = next(s for s in survivors if server_addr(s) != new)
+    put_ok(server_addr(follower), "through-a-follower", b"forwarded")
+    for s in survivors:
+        wait_value(s, "after-the-kill", b"to the new leader")
+        wait_value(s, "through-a-follower", b"forwarded")
 
     # the operator's view, from the client (forwarded to the leader), and removing the dead server
     out = client.cli("operator", "raft", "list-peers")
@@ -155,14 +170,21 @@ def test_a_stopped_leader_steps_down_when_continued_and_never_commits_in_its_old
     leader = wait_for(lambda: agreed_leader(servers), timeout=30, what="a leader", diagnostics=cluster.diagnostics)
     old = by_addr(servers, leader)
     old_term = int(raft_stats(old)["term"])
+    put_ok(leader, "k", b"v0")
+    seen = stale_entry(leader, "k")
+    assert seen is not None
+    before_stop = int(seen["ModifyIndex"])
     old.proc.send_signal(signal.SIGSTOP)
     try:
-        # a write sent to the stopped leader waits in its socket buffer until it runs again
+        # A check-and-set on the index k had before the stop, sent to the stopped leader: it waits in the socket
+        # buffer until the process runs again.  Then the old leader either still believes it leads (the entry of
+        # its old term must never commit) or has stepped down and forwards it to the new leader, where k has
+        # moved on, so the check fails: either way k never becomes "stale".
         outcome: list[Any] = []
 
         def write() -> None:
             try:
-                outcome.append(call(old, "Raft.Apply", {"data": b"to the stale leader"}, timeout=15))
+                outcome.append(put(leader, "k", b"stale", cas=before_stop, timeout=30))
             except rpc.RPCError as err:
                 outcome.append(err)
 
@@ -172,37 +194,45 @@ def test_a_stopped_leader_steps_down_when_continued_and_never_commits_in_its_old
         new = wait_for(lambda: agreed_leader(others, not_=leader), timeout=15, what="a new leader while stopped",
                        diagnostics=cluster.diagnostics)
         assert int(raft_stats(by_addr(others, new))["term"]) > old_term
+        put_ok(new, "k", b"new")
     finally:
         old.proc.send_signal(signal.SIGCONT)
     wait_for(lambda: leader_of(old) == new and raft_stats(old)["state"] == "Follower", timeout=10,
              what="the old leader following the new one", diagnostics=cluster.diagnostics)
-    writer.join(30)
-    assert len(outcome) == 1 and isinstance(outcome[0], rpc.RPCError), outcome
-    # nothing was committed in the old term after the stop: once a later write is applied everywhere, the
-    # stale write is nowhere
-    index = call(by_addr(servers, new), "Raft.Apply", {"data": b"to the new leader"})["result"][0]
+    writer.join(40)
+    assert len(outcome) == 1, outcome
+    assert outcome[0] != {"ok": True}, "the write sent to the stopped leader was acknowledged"
+    # once a later write is applied everywhere, every server holds the new leader's k, none the stale one
+    put_ok(new, "after", b"later")
     for s in servers:
-        applied = wait_for(lambda s=s: [i for i in call(s, "Raft.Applied") if i[0] >= index], timeout=10,
-                           what=f"index {index} applied on {s.name}")
-        assert b"to the stale leader" not in [item[2] for item in call(s, "Raft.Applied")], applied
+        wait_value(s, "after", b"later")
+        assert stale_get(server_addr(s), "k") == b"new", s.name
 
 
 def test_restarting_every_server_keeps_the_log_and_elects_a_leader(cluster: Cluster) -> None:
     servers = start_servers(cluster, 3)
     leader = wait_for(lambda: agreed_leader(servers), timeout=30, what="a leader", diagnostics=cluster.diagnostics)
-    receipts = [call(by_addr(servers, leader), "Raft.Apply", {"data": b"write %d" % i})["result"] for i in range(5)]
-    last_index = max(r[0] for r in receipts)
+    for i in range(5):
+        put_ok(leader, f"w/{i}", b"write %d" % i)
+    written = [f"w/{i}" for i in range(5)]
+    indexes: list[int] = []
     for s in servers:
-        wait_for(lambda s=s: int(raft_stats(s)["applied_index"]) >= last_index, timeout=10, what="applied everywhere")
+        wait_value(s, "w/4", b"write 4")
+        entries = [stale_entry(server_addr(s), key) for key in written]
+        indexes = [int(e["ModifyIndex"]) for e in entries if e is not None]
+        assert len(indexes) == 5 and indexes == sorted(set(indexes)), (s.name, entries)
         assert s.proc.stop(signal.SIGTERM) is not None
     restarted = [cluster.start(s.name, reuse=s) for s in servers]
     wait_for(lambda: agreed_leader(restarted), timeout=30, what="a leader after the restart",
              diagnostics=cluster.diagnostics)
     for s in restarted:
-        assert int(raft_stats(s)["last_log_index"]) >= last_index
-        applied = wait_for(lambda s=s: [i for i in call(s, "Raft.Applied") if i[0] <= last_index], timeout=10,
-                           what="the log applied again")
-        assert [bytes(item[2]) for item in applied if item[2]] == [b"write %d" % i for i in range(5)]
+        assert int(raft_stats(s)["last_log_index"]) >= indexes[-1]
+        # the log applied again into a fresh state store: the same keys, values, and indexes (the same order)
+        wait_for(lambda s=s: stale_keys(server_addr(s), "w/") == written, timeout=10, what="the log applied again")
+        for i, key in enumerate(written):
+            entry = stale_entry(server_addr(s), key)
+            assert entry is not None and int(entry["ModifyIndex"]) == indexes[i]
+            assert stale_get(server_addr(s), key) == b"write %d" % i
 
 
 def test_servers_of_two_clusters_refuse_each_other_and_keep_their_own_configuration(cluster: Cluster) -> None:

@@ -5,8 +5,10 @@ only this test creates (addresses in a private 10.213.x.0/24; the test process r
 The partition cuts the leader's namespace off from the two others with blackhole routes on both sides (the
 test's own address stays reachable, so it can still ask the cut-off server).  The majority elects a new
 leader and commits; a write sent to the cut-off old leader is never acknowledged and, once the partition heals
-and the old leader follows the new one, is on no server.  Needs root and `ip`; everything it creates
-(namespaces, bridge, veths, routes) is removed in a finally, and every process is stopped by its PID.
+and the old leader follows the new one, is on no server.  Writes are KV sets sent with ``Store.Apply``; what each
+server holds is read with ``?stale`` ``Store.Query`` reads of its own state (tests/store_rpc.py).  Needs root
+and `ip`; everything it creates (namespaces, bridge, veths, routes) is removed in a finally, and every process is
+stopped by its PID.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from typing import Any
 
 import pytest
 import requests
-import trio
 from consul_agents import ENV
 from procs import Proc, wait_for
+from store_rpc import put, put_ok, stale_entry, stale_get
 
 from agent.server import rpc
 
@@ -129,8 +131,8 @@ def agreed(ids: list[int], not_: str = "") -> str | None:
     return None
 
 
-def call(i: int, method: str, args: dict[str, Any] | None = None, timeout: float = 5.0) -> Any:
-    return trio.run(lambda: rpc.call(f"{addr(i)}:8300", method, args, timeout=timeout))
+def server(i: int) -> str:
+    return f"{addr(i)}:8300"
 
 
 def test_only_the_majority_side_of_a_partition_commits(net: Net, tmp_path: Path) -> None:
@@ -142,29 +144,37 @@ def test_only_the_majority_side_of_a_partition_commits(net: Net, tmp_path: Path)
     try:
         ids = list(range(1, N + 1))
         leader = wait_for(lambda: agreed(ids), timeout=40, what="a leader", diagnostics=diagnostics)
-        old = next(i for i in ids if leader == f"{addr(i)}:8300")
-        assert call(old, "Raft.Apply", {"data": b"before"})["result"][0] > 0
+        old = next(i for i in ids if leader == server(i))
+        put_ok(server(old), "before", b"both sides")
         majority = [i for i in ids if i != old]
 
         net.cut(old)
         new = wait_for(lambda: agreed(majority, not_=leader), timeout=15, what="a leader on the majority side",
                        diagnostics=diagnostics)
-        new_id = next(i for i in majority if new == f"{addr(i)}:8300")
-        committed = call(new_id, "Raft.Apply", {"data": b"majority"})["result"]
-        with pytest.raises(rpc.RPCError):  # NotLeader once it stepped down, or never committed: refused either way
-            call(old, "Raft.Apply", {"data": b"minority"}, timeout=10)
+        new_id = next(i for i in majority if new == server(i))
+        put_ok(server(new_id), "majority", b"committed")
+        # a write to the cut-off old leader: it never commits while it leads a minority, and once it stepped down
+        # it knows no leader to forward to, so it is refused either way
+        try:
+            refused: Any = put(server(old), "minority", b"never", timeout=15)
+        except rpc.RPCError as err:
+            refused = err
+        assert refused != {"ok": True} and not (isinstance(refused, dict) and "ok" in refused), refused
         wait_for(lambda: leader_of(old) in ("", new) and leader_of(old) != leader, timeout=10,
                  what="the cut-off leader to step down", diagnostics=diagnostics)
+        assert stale_get(server(old), "majority") is None  # it cannot have heard of it
 
         net.heal(old)
         wait_for(lambda: agreed(ids) == new or agreed(ids), timeout=30, what="one leader after the heal",
                  diagnostics=diagnostics)
+        committed = stale_entry(server(new_id), "majority")
+        assert committed is not None
         for i in ids:
-            applied = wait_for(lambda i=i: [x for x in call(i, "Raft.Applied") if x[0] >= committed[0]],
-                               timeout=15, what=f"the majority's write applied on s{i}", diagnostics=diagnostics)
-            data = [bytes(x[2]) for x in call(i, "Raft.Applied")]
-            assert b"majority" in data and b"before" in data, applied
-            assert b"minority" not in data
+            wait_for(lambda i=i: stale_get(server(i), "majority") == b"committed", timeout=15,
+                     what=f"the majority's write applied on s{i}", diagnostics=diagnostics)
+            assert stale_entry(server(i), "majority") == committed  # same entry, same index, everywhere
+            assert stale_get(server(i), "before") == b"both sides"
+            assert stale_get(server(i), "minority") is None
     finally:
         for p in procs:
             p.close()
