@@ -11,6 +11,7 @@ condition with a deadline; processes are stopped by PID (Cluster.close).
 
 from __future__ import annotations
 
+import itertools
 import signal
 import threading
 import time
@@ -154,7 +155,7 @@ def test_a_server_that_leaves_is_removed_from_the_configuration(cluster: Cluster
     assert sorted(requests.get(f"http://{remaining[0].http_addr}/v1/status/peers", timeout=2).json()) == sorted(
         server_addr(s) for s in remaining)
 
-    # the leader leaves too: it removes itself first and hands over, so the last server leads alone
+    # the leader leaves too: it hands leadership over, then has the new leader remove it: the last server leads alone
     leader_agent = by_addr(remaining, wait_for(lambda: agreed_leader(remaining), timeout=15, what="a leader"))
     last = next(s for s in remaining if s is not leader_agent)
     out = leader_agent.cli("leave")
@@ -163,6 +164,104 @@ def test_a_server_that_leaves_is_removed_from_the_configuration(cluster: Cluster
     wait_for(lambda: leader_of(last) == server_addr(last) and requests.get(
         f"http://{last.http_addr}/v1/status/peers", timeout=2).json() == [server_addr(last)],
         timeout=10, what="the last server leading alone", diagnostics=cluster.diagnostics)
+
+
+def configuration(agent: ConsulAgent) -> list[str]:
+    conf = requests.get(f"http://{agent.http_addr}/v1/operator/raft/configuration", timeout=5).json()
+    return sorted(x["Address"] for x in conf["Servers"])
+
+
+def test_the_last_follower_leaving_is_removed_so_the_leader_keeps_its_quorum(cluster: Cluster) -> None:
+    """Two voters left: the leader's own clean-up never removes a server below quorum (alive voters after it: 1 of
+    2), so the leaving follower asks the leader to remove it; without that the leader lost quorum when it exited."""
+    servers = start_servers(cluster, 3)
+    leader = wait_for(lambda: agreed_leader(servers), timeout=30, what="a leader", diagnostics=cluster.diagnostics)
+    leader_agent = by_addr(servers, leader)
+    for follower in [s for s in servers if s is not leader_agent]:
+        out = follower.cli("leave")
+        assert out.returncode == 0, out.stderr
+        assert follower.proc.wait(20) == 0
+    wait_for(lambda: configuration(leader_agent) == [leader], timeout=15, what="the leader alone in the configuration",
+             diagnostics=cluster.diagnostics)
+    put_ok(leader, "alone", b"still a quorum")  # a quorum of one: it commits
+    assert leader_of(leader_agent) == leader and raft_stats(leader_agent)["state"] == "Leader"
+
+
+class Writer:
+    """Writes KV keys through ``target`` (a server that stays; it forwards to the leader) as fast as they are
+    acknowledged, from a thread, and keeps the time of every acknowledgement."""
+
+    def __init__(self, target: ConsulAgent, prefix: str) -> None:
+        self.target, self.prefix = server_addr(target), prefix
+        self.acks: list[tuple[float, str]] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run)
+        self.thread.start()
+
+    def _run(self) -> None:
+        n = 0
+        while not self.stop.is_set():
+            key = f"{self.prefix}/{n}"
+            try:
+                answer = put(self.target, key, b"%d" % n, timeout=5)
+            except rpc.RPCError:
+                answer = None
+            if answer == {"ok": True}:
+                self.acks.append((time.monotonic(), key))
+                n += 1
+            else:
+                time.sleep(0.005)
+
+    def outage_after(self, moment: float, settle: float) -> float:
+        """The longest time without an acknowledgement from ``moment`` on, once ``settle`` seconds of writes after
+        it were acknowledged; stops the writer."""
+        wait_for(lambda: self.acks and self.acks[-1][0] > moment + settle, timeout=30,
+                 what=f"writes acknowledged again {settle}s after the event")
+        self.stop.set()
+        self.thread.join(10)
+        times = [moment, *(t for t, _ in self.acks if t > moment)]
+        return max(b - a for a, b in itertools.pairwise(times))
+
+
+def test_write_outage_of_a_graceful_leader_leave_against_kill_9(cluster: Cluster) -> None:
+    """A leader that leaves hands leadership over first: writes pause for about a round trip, where kill -9 of the
+    leader costs an election timeout or more.  Every acknowledged write is then on every remaining server."""
+    servers = start_servers(cluster, 3)
+    leader = wait_for(lambda: agreed_leader(servers), timeout=30, what="a leader", diagnostics=cluster.diagnostics)
+    old = by_addr(servers, leader)
+    writer = Writer(next(s for s in servers if s is not old), "kill")
+    wait_for(lambda: len(writer.acks) >= 20, timeout=15, what="writes flowing")
+    old.proc.kill()
+    killed = writer.outage_after(time.monotonic(), settle=1.0)
+    survivors = [s for s in servers if s is not old]
+    new = wait_for(lambda: agreed_leader(survivors), timeout=10, what="the new leader")
+    restarted = cluster.start(old.name, reuse=old)
+    servers = [*survivors, restarted]
+    wait_for(lambda: agreed_leader(servers) == new, timeout=30, what="the killed server back, following",
+             diagnostics=cluster.diagnostics)
+    wait_for(lambda: stale_get(server_addr(restarted), writer.acks[-1][1]) is not None, timeout=15,
+             what="the restarted server caught up")
+
+    leaving = by_addr(servers, new)
+    stays = [s for s in servers if s is not leaving]
+    writer2 = Writer(stays[0], "leave")
+    wait_for(lambda: len(writer2.acks) >= 20, timeout=15, what="writes flowing")
+    started = time.monotonic()
+    out = leaving.cli("leave")
+    assert out.returncode == 0, out.stderr
+    assert leaving.proc.wait(20) == 0
+    graceful = writer2.outage_after(started, settle=1.0)
+    print(f"\nwrite outage (3 servers, raft_multiplier 1): kill -9 of the leader {killed * 1000:.0f} ms, "
+          f"graceful leave of the leader {graceful * 1000:.0f} ms")
+    assert "handed leadership to" in leaving.proc.log_tail(400)
+    assert graceful < ELECTION_TIMEOUT / 2 < killed, (graceful, killed)
+    wait_for(lambda: configuration(stays[0]) == sorted(server_addr(s) for s in stays), timeout=10,
+             what="the leader that left removed from the configuration", diagnostics=cluster.diagnostics)
+    for s in stays:  # every acknowledged write, of both phases, on every remaining server
+        for _, key in (writer.acks[-1], writer2.acks[-1]):
+            wait_value(s, key, key.split("/")[1].encode())
+        for _, key in writer.acks[:: max(1, len(writer.acks) // 20)] + writer2.acks[:: max(1, len(writer2.acks) // 20)]:
+            assert stale_get(server_addr(s), key) == key.split("/")[1].encode(), (s.name, key)
 
 
 def test_a_stopped_leader_steps_down_when_continued_and_never_commits_in_its_old_term(cluster: Cluster) -> None:

@@ -41,6 +41,8 @@ log = logging.getLogger("triumvir.raft.server")
 
 BOOTSTRAP_POLL = 0.2  # seconds between bootstrap checks while a new server waits
 RECONCILE_INTERVAL = 0.5  # seconds between the leader's membership reconciliations (and on every pool change)
+TRANSFER_TIMEOUTS = 2  # election timeouts a leaving leader waits for the server it hands leadership to
+REMOVE_GRACE = 5.0  # seconds a leaving server waits to be removed from the configuration (Consul's grace)
 
 
 @attrs.frozen
@@ -438,20 +440,73 @@ class RaftServer:
         log.info("raft: removed peer %s (%s) on request", target.id, target.address)
 
     async def leave(self) -> None:
-        """A graceful leave (Consul's server leave), called once the gossip leave is done: a leader with other
-        voters removes itself from the configuration (the core then hands leadership to an up-to-date voter), so
-        the cluster neither waits an election timeout nor keeps a voter that is gone; the next leader already sees
-        it left in gossip, so it does not add it back.  A follower is removed by the leader once gossip says it
-        left."""
+        """A graceful leave (Consul's server Leave), called once the gossip leave is done, so the next leader
+        already sees us left and never adds us back.
+
+        A leader first hands leadership to its most up-to-date alive voter (`RawNode.transfer_leadership`: the
+        voter is caught up, then campaigns at once on TIMEOUT_NOW), and waits for that new leader (at most
+        `TRANSFER_TIMEOUTS` election timeouts); writes pause for about one round trip instead of an election
+        timeout.  Then, as every leaving server, it has the leader remove it from the configuration
+        (``Operator.RaftRemovePeer``), within Consul's 5 s grace, so the cluster's quorum shrinks with it rather
+        than counting a voter that is gone.  A leader whose transfer fails (no other voter caught up in time)
+        removes itself instead: the core then hands over once the removal commits."""
         driver = self.driver
-        if driver is None or not self.is_leader() or len(driver.status().conf.voters()) < 2:
+        if driver is None or len(driver.status().conf.voters()) < 2:
             return
+        if self.is_leader() and not await self._transfer_leadership(driver):
+            await self._remove_self_as_leader(driver)
+            return
+        await self._have_leader_remove_us(driver)
+
+    async def _transfer_leadership(self, driver: Driver) -> bool:
+        """Hand leadership to the alive voter with the longest log; True once another server leads."""
+        status = driver.status()
+        candidates = [(pr.match, sid) for sid, pr in status.progress.items()
+                      if sid != status.id and sid in status.conf.voters()
+                      and (p := self.pool.get(sid)) is not None and p.status == STATUS_ALIVE]
+        if not candidates:
+            log.warning("raft: no alive voter to hand leadership to before leaving")
+            return False
+        _, target = max(candidates)
+        try:
+            await driver.call(lambda node: node.transfer_leadership(target))
+        except RaftError as err:
+            log.warning("raft: could not start a leadership transfer to %s: %s", target, err)
+            return False
+        with trio.move_on_after(TRANSFER_TIMEOUTS * self.settings.timing.election_timeout):
+            while driver.soft_state.role is Role.LEADER or driver.soft_state.leader in ("", status.id):
+                await driver.wait_changed()
+            log.info("raft: handed leadership to %s before leaving", driver.soft_state.leader)
+            return True
+        log.warning("raft: leadership transfer to %s did not complete within %d election timeouts", target,
+                    TRANSFER_TIMEOUTS)
+        return False
+
+    async def _remove_self_as_leader(self, driver: Driver) -> None:
         try:
             await driver.change_membership(ConfChange(ConfChangeKind.REMOVE_SERVER, self.settings.node_id),
                                            timeout=self.settings.timing.election_timeout * 2)
             log.info("raft: removed ourselves from the configuration before leaving")
         except (RaftError, trio.TooSlowError) as err:
             log.warning("raft: could not remove ourselves before leaving: %s", err or "timed out")
+
+    async def _have_leader_remove_us(self, driver: Driver) -> None:
+        """Ask the leader to remove us, retrying (a leader change, a change in flight) for REMOVE_GRACE seconds."""
+        me = self.settings.node_id
+        with trio.move_on_after(REMOVE_GRACE):
+            while True:
+                leader = self._leader
+                if leader and not self.is_leader():
+                    try:
+                        await call(leader, "Operator.RaftRemovePeer", {"id": me}, timeout=REMOVE_GRACE)
+                        log.info("raft: the leader removed us from the configuration before we leave")
+                        return
+                    except RPCError as err:
+                        if "was not found in the Raft configuration" in str(err):
+                            return  # removed already (its membership loop saw us leave)
+                        log.info("raft: asking %s to remove us before leaving: %s", leader, err)
+                await trio.sleep(BOOTSTRAP_POLL)
+        log.warning("raft: not removed from the configuration within %gs; leaving anyway", REMOVE_GRACE)
 
     async def local_rpc(self, method: str, args: dict[str, Any]) -> Any:
         """Run one of our RPC methods in-process (the leader answering its own agent's HTTP request)."""
