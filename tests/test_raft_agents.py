@@ -12,6 +12,7 @@ condition with a deadline; processes are stopped by PID (Cluster.close).
 from __future__ import annotations
 
 import itertools
+import json
 import signal
 import threading
 import time
@@ -347,6 +348,39 @@ def test_servers_of_two_clusters_refuse_each_other_and_keep_their_own_configurat
         conf = requests.get(f"http://{s.http_addr}/v1/operator/raft/configuration", timeout=5).json()
         assert [x["Address"] for x in conf["Servers"]] == [server_addr(s)]
         assert leader_of(s) == server_addr(s)
+
+
+def test_a_server_started_on_another_clusters_data_dir_exits_1_saying_why(cluster: Cluster) -> None:
+    """A server that ran its own single-server cluster is restarted to join a three-server cluster: its data dir
+    names another cluster, so it refuses to start (exit 1) instead of leading a second Raft cluster in the pool;
+    the cluster it tried to join keeps its leader and configuration."""
+    servers = start_servers(cluster, 3)
+    leader = wait_for(lambda: agreed_leader(servers), timeout=30, what="a leader", diagnostics=cluster.diagnostics)
+
+    def announced() -> set[str] | None:  # every server, the bootstrapping ones and those that joined, has the id
+        tags = {m["Name"]: m["Tags"].get("raft_cluster", "") for m in requests.get(
+            f"http://{servers[0].http_addr}/v1/agent/members", timeout=2).json()}
+        ids = {tags.get(s.name, "") for s in servers}
+        return ids if len(ids) == 1 and "" not in ids else None
+
+    wait_for(announced, timeout=10, what="one cluster id announced by all three servers",
+             diagnostics=cluster.diagnostics)
+    stray = cluster.start("stray", server=True, extra={"performance": {"raft_multiplier": 1}})
+    wait_for(lambda: leader_of(stray) == server_addr(stray), timeout=15, what="stray leading its own cluster")
+    put_ok(server_addr(stray), "stray-key", b"its own cluster's")
+    assert stray.proc.stop(signal.SIGTERM) is not None
+    config_file = stray.config_dir / "agent.json"
+    config = json.loads(config_file.read_text())
+    config.update({"retry_join": [servers[0].serf_addr], "retry_interval": "1s"})
+    config_file.write_text(json.dumps(config))
+    again = cluster.start("stray", reuse=stray, wait_up=False)
+    assert again.proc.wait(60) == 1, again.proc.log_tail()
+    out = again.proc.log_tail(60)
+    ours = {server_addr(s) for s in servers}
+    assert "==> Error starting agent: raft data in" in out and "belongs to cluster" in out, out
+    assert "this data dir is from another cluster" in out and all(s.name in out for s in servers), out
+    assert agreed_leader(servers) == leader
+    assert set(configuration(servers[0])) == ours
 
 
 def test_five_servers_fail_over_after_kill_9_of_the_leader(cluster: Cluster) -> None:

@@ -33,6 +33,7 @@ from protocol.raft.errors import NotLeader, RaftError
 from protocol.raft.types import ConfChange, ConfChangeKind, ConfState, Message, Role, Server, Suffrage
 
 from .driver import DEFAULT_SNAPSHOT_EVERY, Driver, StateMachine, Timing
+from .errors import ClusterMismatch
 from .raftstore import RaftStore
 from .rpc import RPCError, RPCServer, call
 from .transport import Transport
@@ -41,6 +42,12 @@ log = logging.getLogger("triumvir.raft.server")
 
 BOOTSTRAP_POLL = 0.2  # seconds between bootstrap checks while a new server waits
 RECONCILE_INTERVAL = 0.5  # seconds between the leader's membership reconciliations (and on every pool change)
+#: the gossip tag a server announces its Raft cluster id in, once it has one (ours; Consul has no such tag)
+CLUSTER_TAG = "raft_cluster"
+#: at start, a server whose data dir names a cluster watches the pool this long for that cluster's servers ...
+HOME_WINDOW = 30.0
+#: ... and refuses to run once only other clusters' servers were in sight for this long
+FOREIGN_SETTLE = 2.0
 TRANSFER_TIMEOUTS = 2  # election timeouts a leaving leader waits for the server it hands leadership to
 REMOVE_GRACE = 5.0  # seconds a leaving server waits to be removed from the configuration (Consul's grace)
 
@@ -55,6 +62,7 @@ class PoolServer:
     status: int
     expect: int
     bootstrap: bool
+    cluster: str = ""  # the Raft cluster id it announces (CLUSTER_TAG), "" while it has none
 
 
 def pool_servers(members: Iterable[Member], datacenter: str) -> dict[str, PoolServer]:
@@ -70,7 +78,17 @@ def pool_servers(members: Iterable[Member], datacenter: str) -> dict[str, PoolSe
             expect = int(m.tags.get("expect", "0"))
         except ValueError:
             expect = 0
-        out[server_id] = PoolServer(server_id, m.name, address, m.status, expect, m.tags.get("bootstrap") == "1")
+        out[server_id] = PoolServer(server_id, m.name, address, m.status, expect, m.tags.get("bootstrap") == "1",
+                                    m.tags.get(CLUSTER_TAG, ""))
+    return out
+
+
+def announced_clusters(me: str, pool: Mapping[str, PoolServer]) -> dict[str, list[str]]:
+    """The Raft cluster ids the other alive servers of the pool announce, each with their names."""
+    out: dict[str, list[str]] = {}
+    for p in sorted(pool.values(), key=lambda p: p.name):
+        if p.id != me and p.status == STATUS_ALIVE and p.cluster:
+            out.setdefault(p.cluster, []).append(p.name)
     return out
 
 
@@ -119,10 +137,12 @@ class RaftServer:
         settings: ServerSettings,
         machine: StateMachine,
         on_leader: Callable[[str, tuple[str, ...]], None],
+        announce_cluster: Callable[[str], None] = lambda _cluster_id: None,
     ) -> None:
         self.settings = settings
         self.machine = machine
         self.on_leader = on_leader  # (leader's IP:port or "", voters' IP:port sorted) on every change
+        self.announce_cluster = announce_cluster  # our cluster id into our gossip tags (CLUSTER_TAG)
         self.pool: dict[str, PoolServer] = {}
         self.store: RaftStore | None = None
         self.transport: Transport | None = None
@@ -248,6 +268,9 @@ class RaftServer:
             async with trio.open_nursery() as nursery:
                 await nursery.start(transport.run)
                 self._sync_peers()
+                if store.cluster_id:
+                    self.announce_cluster(store.cluster_id)
+                    nursery.start_soon(self._refuse_another_clusters_data, store.cluster_id)
                 task_status.started()
                 first: Message | None = None
                 if not _has_state(store):
@@ -296,6 +319,7 @@ class RaftServer:
                     else:
                         await trio.to_thread.run_sync(self._write_bootstrap, store, servers)
                         transport.set_cluster(store.cluster_id or "")
+                        self.announce_cluster(store.cluster_id or "")
                         return None
             with trio.move_on_after(BOOTSTRAP_POLL):
                 msg = await transport.inbox.receive()
@@ -344,16 +368,53 @@ class RaftServer:
                  ", ".join(f"{x.id} ({x.address})" for x in sorted(servers, key=lambda x: x.id)))
 
     async def _adopt_cluster(self, driver: Driver, store: RaftStore, transport: Transport) -> None:
-        """A new server takes the cluster id of the first leader it hears from, and keeps it on disk."""
+        """A new server takes the cluster id of the first leader it hears from, and keeps it on disk: from the
+        leader's hello, or from its gossip tag (CLUSTER_TAG) when the connection was made before the leader had an
+        id (a leader that bootstrapped after the connection opened never says it again in a hello); checked on
+        every change and every BOOTSTRAP_POLL, since neither arrives with a change of leader."""
+        me = self.settings.node_id
         while store.cluster_id is None:
             leader = driver.soft_state.leader
-            cluster = transport.peer_cluster(leader) if leader and leader != self.settings.node_id else ""
+            cluster = ""
+            if leader and leader != me:
+                p = self.pool.get(leader)
+                cluster = transport.peer_cluster(leader) or (p.cluster if p is not None else "")
             if cluster:
                 await trio.to_thread.run_sync(store.set_cluster_id, cluster)
                 transport.set_cluster(cluster)
+                self.announce_cluster(cluster)
                 log.info("raft: joined cluster %s (leader %s)", cluster, leader)
                 return
-            await driver.wait_changed()
+            with trio.move_on_after(BOOTSTRAP_POLL):
+                await driver.wait_changed()
+
+    async def _refuse_another_clusters_data(self, cluster_id: str) -> None:
+        """At start: a data dir from another cluster stops the agent (exit 1) instead of running a second Raft
+        cluster inside this pool.  The servers announce their cluster id in gossip (CLUSTER_TAG); if within
+        HOME_WINDOW seconds the other alive servers of our datacenter show only other clusters' ids for
+        FOREIGN_SETTLE seconds, and none shows ours, our data is not theirs.  Seeing a server of our own cluster
+        ends the check (the transport's hello check still refuses other clusters' connections afterwards)."""
+        s = self.settings
+        foreign_since: float | None = None
+        with trio.move_on_after(HOME_WINDOW):
+            while True:
+                clusters = announced_clusters(s.node_id, self.pool)
+                if cluster_id in clusters:
+                    return
+                now = trio.current_time()
+                if not clusters:
+                    foreign_since = None
+                elif foreign_since is None:
+                    foreign_since = now
+                elif now - foreign_since >= FOREIGN_SETTLE:
+                    theirs = "; ".join(f"{cid} ({', '.join(names)})" for cid, names in sorted(clusters.items()))
+                    raise ClusterMismatch(
+                        f"raft data in {s.data_dir / 'raft'} belongs to cluster {cluster_id}, but the servers of "
+                        f"datacenter {s.datacenter!r} are in cluster {theirs}: this data dir is from another "
+                        f"cluster; remove {s.data_dir / 'raft'} to join them as a new server, or start this server "
+                        f"with its own cluster's data dir")
+                with trio.move_on_after(BOOTSTRAP_POLL):
+                    await self._pool_changed.wait()
 
     # ---------------------------------------------------------------- the leader, published
 
