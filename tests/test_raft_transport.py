@@ -309,3 +309,26 @@ def test_redial_backoff_is_jittered_under_an_exponential_ceiling() -> None:
         delays = [t._backoff(failures) for _ in range(50)]
         assert all(ceiling / 2 <= d <= ceiling for d in delays)
         assert len(set(delays)) > 1  # jittered: two servers restarted together do not redial in lockstep
+
+
+@trio_test
+async def test_an_rpc_connection_from_another_cluster_is_refused() -> None:
+    """A caller that names its cluster in the RPC hello (a server) is refused by a server of another cluster;
+    one of the same cluster, or one that names none (a client agent), is answered."""
+    from agent.server import rpc
+
+    server = rpc.RPCServer()
+
+    async def whoami(_args: Any) -> str:
+        return "a"
+
+    server.handlers["Who"] = whoami
+    async with trio.open_nursery() as nursery:
+        a = Node(transport("a", rpc_handler=server.serve))
+        await a.start(nursery)
+        assert await rpc.call(a.addr, "Who", timeout=DEADLINE) == "a"
+        assert await rpc.call(a.addr, "Who", timeout=DEADLINE, cluster=CLUSTER) == "a"
+        with pytest.raises(rpc.RPCError, match="connection closed"):
+            await rpc.call(a.addr, "Who", timeout=DEADLINE, cluster="cluster-2")
+        assert a.t.stats.refused_connections == 1
+        nursery.cancel_scope.cancel()

@@ -559,7 +559,8 @@ class RaftServer:
                 leader = self._leader
                 if leader and not self.is_leader():
                     try:
-                        await call(leader, "Operator.RaftRemovePeer", {"id": me}, timeout=REMOVE_GRACE)
+                        await call(leader, "Operator.RaftRemovePeer", {"id": me}, timeout=REMOVE_GRACE,
+                                   cluster=(self.store.cluster_id if self.store is not None else None) or "")
                         log.info("raft: the leader removed us from the configuration before we leave")
                         return
                     except RPCError as err:

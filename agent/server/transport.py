@@ -258,6 +258,9 @@ class Transport:
                 raw, pending = await self._read_first(stream, decoder)
                 if is_rpc_hello(raw) and self.rpc_handler is not None:
                     rpc = True
+                    theirs = raw.get("cluster") or ""
+                    if theirs and self.cluster_id and theirs != self.cluster_id:
+                        raise FrameError(f"an RPC client of cluster {theirs!s:.40}, we are in {self.cluster_id}")
                 else:
                     rpc = False
                     hello = self._check_hello(raw)
