@@ -47,6 +47,7 @@ bench-deps:
 	command -v dnsmasq >/dev/null 2>&1 || missing="$$missing dnsmasq-base"; \
 	command -v tcpdump >/dev/null 2>&1 || missing="$$missing tcpdump"; \
 	command -v etcd >/dev/null 2>&1 || missing="$$missing etcd-server"; \
+	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
 	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ]; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
@@ -56,6 +57,7 @@ bench: setup bench-deps
 	$(VPY) bench/sim_scale.py
 	bash bench/dns_bench.sh
 	$(VPY) bench/raft_vs_etcd.py
+	$(VPY) bench/kv_vs_etcd.py
 
 clean:
 	rm -rf $(VENV)

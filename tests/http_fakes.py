@@ -81,6 +81,9 @@ class FakeAgent:
     stats_error: str | None = None  # stats() raises RuntimeError(this): a handler bug
     left: trio.Event = attrs.Factory(trio.Event)
     on_leave: Callable[[], None] | None = None
+    #: The servers' store as the endpoints reach it: tests give `store_direct.direct_service()` (a real
+    #: StoreService over a real StateStore, replication left out).
+    store_access: Any = None
 
     def apply(self, kind: str, m: Member) -> None:
         """A membership event as the supervisor feeds it: the table, then the computed leader."""

@@ -61,3 +61,19 @@ def direct_service(agent_nodes: dict[str, dict[str, str]] | None = None) -> tupl
     replica = DirectReplica(store)
     nodes = agent_nodes if agent_nodes is not None else {"node1": {"serfHealth": "passing"}}
     return StoreService(store, replica, agent_nodes=lambda: nodes), replica
+
+
+def store_agent(config: Any = None,
+                agent_nodes: dict[str, dict[str, str]] | None = None) -> tuple[Any, StoreService, DirectReplica]:
+    """An `http_fakes.FakeAgent` whose endpoints reach a `direct_service()`: (agent, service, replica)."""
+    from http_fakes import FakeAgent
+
+    service, replica = direct_service(agent_nodes)
+    agent = FakeAgent(store_access=service) if config is None else FakeAgent(config=config, store_access=service)
+    return agent, service, replica
+
+
+def tables(service: StoreService) -> tuple[Any, ...]:
+    """What a refused request must leave as it was (a command the state refuses still takes a Raft index)."""
+    s = service.store.current
+    return (s.kvs, s.tombstones, s.sessions, s.session_checks, s.nodes, s.services, s.checks, s.indexes)

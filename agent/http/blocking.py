@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_QUERY_TIME",
+    "ERROR_META",
     "JITTER_FRACTION",
     "MAX_QUERY_TIME",
     "QueryOptions",
@@ -31,12 +32,20 @@ __all__ = [
     "parse_duration",
     "parse_query_options",
     "parse_uint64",
+    "query_meta",
     "wait_past",
 ]
 
 DEFAULT_QUERY_TIME = 300.0  # Consul's default_query_time
 MAX_QUERY_TIME = 600.0  # Consul's max_query_time
 JITTER_FRACTION = 16  # structs.JitterFraction: up to wait/16 extra
+#: What Consul's deferred ``setMeta`` writes when the RPC failed: an empty QueryMeta (index 0 shown as 1).
+ERROR_META = {
+    "X-Consul-Index": "1",
+    "X-Consul-Knownleader": "false",
+    "X-Consul-Lastcontact": "0",
+    "X-Consul-Query-Backend": "blocking-query",
+}
 
 def parse_uint64(text: str) -> int:
     """``strconv.ParseUint(text, 10, 64)``: decimal digits only, below 2**64."""
@@ -57,6 +66,7 @@ class QueryOptions:
     consistent: bool = False
     index: int = 0
     wait: float = 0.0  # as given; block_time() applies Consul's default and cap
+    max_stale: float | None = None  # ``?max_stale`` in seconds (a positive one implies ``stale``)
 
     @property
     def consistency(self) -> str:
@@ -84,13 +94,14 @@ def parse_query_options(request: Request, default_dc: str) -> QueryOptions:
     stale = q.has("stale")
     consistent = q.has("consistent")
     cached = q.has("cached")  # http_config.use_cache is on by default
-    max_stale = q.get("max_stale")
-    if max_stale:
+    max_stale: float | None = None
+    if raw_max_stale := q.get("max_stale"):
         try:
-            if parse_duration(max_stale) > 0:
-                stale = True
+            max_stale = parse_duration(raw_max_stale)
         except ValueError:
-            raise bad_request(f'Invalid max_stale value "{max_stale}"') from None
+            raise bad_request(f'Invalid max_stale value "{raw_max_stale}"') from None
+        if max_stale > 0:
+            stale = True
     if stale and consistent:
         raise bad_request("Cannot specify ?stale with ?consistent, conflicting semantics.")
     if cached and consistent:
@@ -108,7 +119,8 @@ def parse_query_options(request: Request, default_dc: str) -> QueryOptions:
             index = parse_uint64(raw_index)
         except ValueError:
             raise bad_request("Invalid index") from None
-    return QueryOptions(dc=dc, stale=stale, consistent=consistent, index=index, wait=wait)
+    return QueryOptions(dc=dc, stale=stale, consistent=consistent, index=index, wait=wait,
+                        max_stale=max_stale if max_stale and max_stale > 0 else None)
 
 
 def block_time(wait: float, rng: random.Random) -> float:
@@ -135,10 +147,16 @@ def meta_headers(snapshot: Snapshot, opts: QueryOptions, index: int | None = Non
 
     The leader is computed locally from the same snapshot, so there is no lag to report: Lastcontact is 0.
     """
+    return query_meta(snapshot.index if index is None else index, bool(snapshot.leader), 0, opts)
+
+
+def query_meta(index: int, known_leader: bool, last_contact_ms: int, opts: QueryOptions) -> dict[str, str]:
+    """Consul's ``setMeta`` for any read: the index (never 0), whether the answering server knows a leader, how
+    long since it heard from it (ms), the consistency mode asked for, the query backend."""
     return {
-        "X-Consul-Index": str(max(1, snapshot.index if index is None else index)),
-        "X-Consul-Knownleader": "true" if snapshot.leader else "false",
-        "X-Consul-Lastcontact": "0",
+        "X-Consul-Index": str(max(1, index)),
+        "X-Consul-Knownleader": "true" if known_leader else "false",
+        "X-Consul-Lastcontact": str(max(0, last_contact_ms)),
         "X-Consul-Effective-Consistency": opts.consistency,
         "X-Consul-Query-Backend": "blocking-query",
     }

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from agent.http.blocking import QueryOptions, meta_headers, parse_query_options, wait_past
+from agent.http.blocking import ERROR_META, QueryOptions, meta_headers, parse_query_options, wait_past
 from agent.http.errors import NO_CLUSTER_LEADER, NO_KNOWN_SERVERS, NO_PATH_TO_DC, HTTPError, bad_request
 from agent.http.routes import Ctx, Route
 from agent.http.views import catalog_members, find_member, in_catalog, known_servers, node_json
@@ -28,14 +28,7 @@ FILTER_UNSUPPORTED = "Failed to create boolean expression evaluator: filter expr
 
 def _error_meta(ctx: Ctx) -> None:
     """Consul sets query meta even on RPC errors, from an empty QueryMeta: index 1, no leader known."""
-    ctx.headers.update(
-        {
-            "X-Consul-Index": "1",
-            "X-Consul-Knownleader": "false",
-            "X-Consul-Lastcontact": "0",
-            "X-Consul-Query-Backend": "blocking-query",
-        }
-    )
+    ctx.headers.update(ERROR_META)
 
 
 def require_servers(ctx: Ctx, snapshot: Snapshot) -> None:

@@ -29,6 +29,10 @@ class HttpOptions:
     # Consul waits rpc_hold_timeout (7 s) for a leader before "No cluster leader".  Our leader is computed
     # locally from the member table, so waiting rarely helps: answer at once unless configured otherwise.
     rpc_hold_timeout: float = 0.0
+    # Consul's limits.kv_max_value_size and txn_max_req_len (raft.SuggestedMaxDataSize, 512 KiB): a larger KV
+    # value is a 413, and so is a larger /v1/txn body (whose limit is never below the KV one).
+    kv_max_value_size: int = 512 * 1024
+    txn_max_req_len: int = 512 * 1024
     # /v1/stream/members (agent/http/stream.py).  A subscriber's queue is its window into the table's shared
     # history: one that falls this many events behind the table is closed with 1013 ("reconnect with ?index=").
     stream_window: int = 1024

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from urllib.parse import unquote_to_bytes, urlsplit
+from urllib.parse import quote_plus, unquote_to_bytes, urlsplit
 
 import attrs
+
+from agent.gostrings import to_bytes
 
 __all__ = ["BadTarget", "Query", "Request", "clean_path", "parse_target", "split_target"]
 
@@ -73,6 +75,13 @@ class Query:
 
     def get_all(self, key: str) -> list[str]:
         return [v for k, v in self.pairs if k == key]
+
+    def encode(self) -> str:
+        """``Values.Encode``: sorted by key (each key's values in order), every part ``QueryEscape``d."""
+        def escape(text: str) -> str:
+            return quote_plus(to_bytes(text), safe="-_.~")
+
+        return "&".join(f"{escape(k)}={escape(v)}" for k, v in sorted(self.pairs, key=lambda p: to_bytes(p[0])))
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self.pairs)

@@ -48,6 +48,7 @@ __all__ = [
     "Session",
     "SocketRoute",
     "default_router",
+    "json_response",
     "not_routed",
     "ui_enabled",
 ]
@@ -218,14 +219,19 @@ async def _wrap(route: Route, ctx: Ctx) -> Response:
     if isinstance(result, Response):  # a page, not JSON: the endpoint chose the status and the headers
         result.headers = {**headers, **result.headers}
         return result
-    pretty = request.query.has("pretty") or bool(getattr(ctx.api.config, "dev", False))
     try:
-        body = go_json(result, pretty=pretty)
+        return json_response(ctx, 200, result)
     except (TypeError, ValueError) as exc:
         log.exception("Request error: cannot encode the result of %s", request.path)
         return Response.text(500, str(exc), headers)
-    headers["Content-Type"] = "application/json"
-    return Response(200, headers, body)
+
+
+def json_response(ctx: Ctx, status: int, value: Any) -> Response:
+    """``value`` as Consul writes a result: JSON, pretty with ``?pretty`` or in ``-dev``, with the endpoint's
+    headers (an endpoint returns this itself for a JSON answer with another status, e.g. /v1/txn's 409)."""
+    pretty = ctx.request.query.has("pretty") or bool(getattr(ctx.api.config, "dev", False))
+    body = go_json(value, pretty=pretty)
+    return Response(status, {**ctx.headers, "Content-Type": "application/json"}, body)
 
 
 def _log_error(request: Request, reason: str) -> None:
@@ -237,17 +243,22 @@ def default_router() -> Router:
     from agent.http import (
         agent_endpoints,
         catalog,
+        catalog_register,
         catalog_services,
         health,
+        kv,
         operator,
         services_endpoints,
+        sessions,
         status,
         stream,
+        txn,
         ui,
     )
 
     return Router(
         [*catalog.ROUTES, *agent_endpoints.ROUTES, *status.ROUTES, *stream.ROUTES, *ui.ROUTES,
-         *catalog_services.ROUTES, *health.ROUTES, *services_endpoints.ROUTES, *operator.ROUTES],
+         *catalog_services.ROUTES, *health.ROUTES, *services_endpoints.ROUTES, *operator.ROUTES,
+         *kv.ROUTES, *sessions.ROUTES, *txn.ROUTES, *catalog_register.ROUTES],
         sockets=stream.SOCKETS,
     )

@@ -1,0 +1,314 @@
+"""The servers' store access (agent/server/service.py, forwarding.py, duties.py): the leader stamps and
+pre-checks commands, followers and clients forward over real server-port sockets, reads follow Consul's
+consistency modes, and the leader's duties destroy what health and TTLs say must go."""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+from store_direct import DirectReplica, direct_service
+
+from agent.server.access import CommandFailed, NoLeader, QueryResult, ReadMode, StoreUnavailable
+from agent.server.duties import LeaderDuties, invalidations
+from agent.server.forwarding import ForwardAccess, remote_error, unwrap_apply
+from agent.server.queries import QueryError
+from agent.server.rpc import RPCServer
+from agent.server.service import StoreService
+from agent.server.state.commands import (
+    CatalogRegister,
+    KVCas,
+    KVDelete,
+    KVLock,
+    KVSet,
+    SessionCreate,
+    SessionDestroy,
+    Txn,
+    TxnOp,
+    encode,
+)
+from agent.server.state.store import StateStore
+from agent.server.transport import Transport
+
+SEC = 10**9
+
+
+def trio_test(fn: Any) -> Any:
+    """Run an async test under trio.run (pytest-trio is not a dependency)."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> None:
+        trio.run(functools.partial(fn, *args, **kwargs))
+
+    return run
+
+
+@trio_test
+async def test_the_leader_stamps_its_clock_into_every_command() -> None:
+    service, _ = direct_service()
+    sid = await service.apply(SessionCreate(id="", node="node1", lock_delay=10 * SEC))
+    assert await service.apply(KVLock(key="k", session=sid, value=b"v")) is True
+    before = time.time_ns()
+    assert await service.apply(SessionDestroy(id=sid)) is True
+    after = time.time_ns()
+    # the lock-delay expiry is the destroy's stamped time plus the session's LockDelay
+    expiry = service.store.current.lock_delays["k"]
+    assert before + 10 * SEC <= expiry <= after + 10 * SEC
+    other = await service.apply(SessionCreate(id="", node="node1"))
+    assert await service.apply(KVLock(key="k", session=other, value=b"v")) is False
+
+
+@trio_test
+async def test_the_leader_chooses_session_ids_and_arms_ttl_timers() -> None:
+    service, _ = direct_service()
+    ids = {await service.apply(SessionCreate(id="", node="node1", ttl="10s")) for _ in range(5)}
+    assert len(ids) == 5 and all(len(i) == 36 for i in ids)
+    assert set(service.timers.deadlines) == ids
+    assert all(d - time.time_ns() > 19 * SEC for d in service.timers.deadlines.values())  # 2 x TTL
+
+
+@pytest.mark.parametrize(
+    ("nodes", "create", "error"),
+    [
+        ({}, SessionCreate(id="", node="ghost"), "Missing node registration"),
+        ({"node1": {}}, SessionCreate(id="", node="node1", node_checks=("serfHealth",)),
+         "Missing check 'serfHealth' registration"),
+        ({"node1": {"serfHealth": "critical"}}, SessionCreate(id="", node="node1", node_checks=("serfHealth",)),
+         "Check 'serfHealth' is in critical state"),
+    ],
+)  # fmt: skip
+@trio_test
+async def test_session_create_is_checked_against_the_merged_catalog(nodes: Any, create: SessionCreate,
+                                                                    error: str) -> None:
+    service, replica = direct_service(nodes)
+    with pytest.raises(CommandFailed, match=error):
+        await service.apply(create)
+    assert replica.proposals == 0 and not service.store.current.sessions
+
+
+@trio_test
+async def test_a_refused_command_is_command_failed_and_changes_nothing() -> None:
+    service, _ = direct_service()
+    with pytest.raises(CommandFailed, match='invalid session "nope"'):
+        await service.apply(KVLock(key="k", session="nope", value=b"v"))
+    assert "k" not in service.store.current.kvs
+
+
+@trio_test
+async def test_a_transaction_answers_consuls_json() -> None:
+    service, _ = direct_service()
+    await service.apply(KVSet(key="a", value=b"1"))
+    ok = await service.apply(Txn(ops=[TxnOp(verb="get", key="a"), TxnOp(verb="set", key="b", value=b"2")]))
+    assert ok["Errors"] is None and [r["KV"]["Key"] for r in ok["Results"]] == ["a", "b"]
+    bad = await service.apply(Txn(ops=[TxnOp(verb="cas", key="a", index=99, value=b"x")]))
+    assert bad == {"Results": None, "Errors": [{"OpIndex": 0, "What": 'failed to set key "a", index is stale'}]}
+    read = await service.query("txn.read", {"data": encode(Txn(ops=[TxnOp(verb="get", key="b")]))}, ReadMode())
+    assert read.value["Results"][0]["KV"]["Value"] == "Mg=="
+
+
+@trio_test
+async def test_reads_by_mode_on_the_leader() -> None:
+    service, replica = direct_service()
+    await service.apply(KVSet(key="a", value=b"1"))
+    assert (await service.query("kv.get", {"key": "a"}, ReadMode())).value[0]["Key"] == "a"
+    assert replica.read_indexes == 0  # default: the leader answers from its state
+    await service.query("kv.get", {"key": "a"}, ReadMode("consistent"))
+    assert replica.read_indexes == 1  # consistent: one ReadIndex round first
+    absent = await service.query("kv.get", {"key": "zz"}, ReadMode())
+    assert absent.value is None and absent.index >= 1
+    with pytest.raises(QueryError, match="unknown query"):
+        await service.query("kv.frob", {}, ReadMode())
+    with pytest.raises(ValueError, match="consistency"):
+        ReadMode("eventual")
+
+
+@trio_test
+async def test_a_blocking_read_wakes_on_its_key_only() -> None:
+    service, _ = direct_service()
+    await service.apply(KVSet(key="web/a", value=b"1"))
+    first = await service.query("kv.list", {"prefix": "web/"}, ReadMode())
+    woken: list[QueryResult] = []
+
+    async def watch() -> None:
+        woken.append(await service.query("kv.list", {"prefix": "web/"}, ReadMode(index=first.index, wait=30)))
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch)
+            await trio.testing.wait_all_tasks_blocked()
+            await service.apply(KVSet(key="db/a", value=b"x"))
+            await trio.testing.wait_all_tasks_blocked()
+            assert not woken  # another prefix's write wakes nobody here
+            await service.apply(KVDelete(key="web/a"))
+    assert woken[0].index > first.index and woken[0].value is None
+
+
+@trio_test
+async def test_a_blocking_read_times_out_with_the_current_answer() -> None:
+    service, _ = direct_service()
+    await service.apply(KVSet(key="a", value=b"1"))
+    first = await service.query("kv.get", {"key": "a"}, ReadMode())
+    with trio.fail_after(5):
+        again = await service.query("kv.get", {"key": "a"}, ReadMode(index=first.index, wait=0.05))
+    assert again == first
+
+
+@trio_test
+async def test_without_a_leader_writes_and_reads_say_no_cluster_leader() -> None:
+    service, replica = direct_service()
+    replica.leader = ""
+    with pytest.raises(NoLeader, match="No cluster leader"):
+        await service.apply(KVSet(key="a", value=b"1"))
+    with pytest.raises(NoLeader):
+        await service.query("kv.get", {"key": "a"}, ReadMode())
+    with pytest.raises(NoLeader):
+        await service.renew_session("x")
+    stale = await service.query("kv.get", {"key": "a"}, ReadMode("stale"))  # stale: any server answers
+    assert stale.known_leader is False and stale.value is None
+
+
+@trio_test
+async def test_renew_of_an_unknown_session_is_none() -> None:
+    service, _ = direct_service()
+    assert await service.renew_session("00000000-0000-0000-0000-000000000000") is None
+    sid = await service.apply(SessionCreate(id="", node="node1", ttl="10s"))
+    renewed = await service.renew_session(sid)
+    assert renewed[0]["ID"] == sid and renewed[0]["TTL"] == "10s"
+
+
+# ------------------------------------------------------------------ forwarding over real sockets
+
+
+async def _serve(nursery: trio.Nursery, service: StoreService) -> str:
+    rpc = RPCServer()
+    service.register(rpc)
+    transport = Transport("leader-id", "cluster", host="127.0.0.1", port=0, rpc_handler=rpc.serve)
+    host, port = await nursery.start(transport.run)
+    return f"{host}:{port}"
+
+
+@trio_test
+async def test_a_follower_and_a_client_forward_to_the_leader() -> None:
+    leader, _ = direct_service()
+    async with trio.open_nursery() as nursery:
+        address = await _serve(nursery, leader)
+        follower_store = StateStore()
+        follower_replica = DirectReplica(follower_store, address="127.0.0.1:1")
+        follower_replica.leader = address
+        follower = StoreService(follower_store, follower_replica, agent_nodes=dict)
+        client = ForwardAccess(lambda: address, lambda: [address])
+        for access in (follower, client):
+            assert await access.apply(KVSet(key="k", value=b"v")) is True
+            assert await access.apply(KVCas(key="k", index=99, value=b"w")) is False
+            with pytest.raises(CommandFailed, match='invalid session "s"'):
+                await access.apply(KVLock(key="k", session="s", value=b"v"))
+            got = await access.query("kv.get", {"key": "k"}, ReadMode())
+            assert got.value[0]["Value"] == "dg==" and got.known_leader
+            with pytest.raises(QueryError, match="unknown query"):
+                await access.query("nope", {}, ReadMode())
+            sid = await access.apply(SessionCreate(id="", node="node1", ttl="10s"))
+            assert (await access.renew_session(sid))[0]["ID"] == sid
+            assert await access.renew_session("gone") is None
+        assert follower_replica.proposals == 0  # the follower wrote nothing itself
+        # a forwarded blocking query waits on the leader and wakes on the write
+        index = (await client.query("kv.get", {"key": "k"}, ReadMode())).index
+        woken: list[QueryResult] = []
+
+        async def watch() -> None:
+            woken.append(await client.query("kv.get", {"key": "k"}, ReadMode(index=index, wait=30)))
+
+        nursery.start_soon(watch)
+        with trio.fail_after(5):
+            while leader.store.hub.waiting() == 0:
+                await trio.sleep(0.01)
+            await leader.apply(KVSet(key="k", value=b"z"))
+            while not woken:
+                await trio.sleep(0.01)
+        assert woken[0].value[0]["Value"] == "eg=="
+        nursery.cancel_scope.cancel()
+
+
+@trio_test
+async def test_forwarding_to_nobody_is_no_leader_and_to_a_dead_address_is_unavailable() -> None:
+    with pytest.raises(NoLeader):
+        await ForwardAccess(lambda: "", lambda: []).apply(KVSet(key="k", value=b"v"))
+    with trio.socket.socket() as sock:  # a port nobody listens on
+        await sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(StoreUnavailable):
+        await ForwardAccess(lambda: f"127.0.0.1:{port}", lambda: []).apply(KVSet(key="k", value=b"v"))
+
+
+def test_answer_forms_map_back_to_the_callers_exceptions() -> None:
+    assert unwrap_apply({"ok": False}) is False
+    with pytest.raises(CommandFailed, match="boom"):
+        unwrap_apply({"failed": "boom"})
+    with pytest.raises(NoLeader):
+        unwrap_apply({"no_leader": True})
+    with pytest.raises(StoreUnavailable, match="slow"):
+        unwrap_apply({"unavailable": "slow"})
+    with pytest.raises(StoreUnavailable, match="malformed"):
+        unwrap_apply(["junk"])
+    assert isinstance(remote_error("No cluster leader"), NoLeader)
+    assert isinstance(remote_error("Store.Query: unknown query 'x'"), QueryError)
+    assert isinstance(remote_error("connection refused"), StoreUnavailable)
+
+
+# ------------------------------------------------------------------ the leader's duties
+
+
+@trio_test
+async def test_health_invalidates_sessions_on_agent_nodes_only() -> None:
+    service, _ = direct_service({"node1": {"serfHealth": "passing"}, "node2": {"serfHealth": "passing"}})
+    on1 = await service.apply(SessionCreate(id="", node="node1", node_checks=("serfHealth",)))
+    on2 = await service.apply(SessionCreate(id="", node="node2", node_checks=("serfHealth",)))
+    await service.apply(CatalogRegister(node="ext", address="10.0.0.9"))
+    external = await service.apply(SessionCreate(id="", node="ext", node_checks=()))
+    state = service.store.current
+    assert invalidations(state, {"node1": {"serfHealth": "passing"}, "node2": {"serfHealth": "passing"}}) == []
+    work = invalidations(state, {"node1": {"serfHealth": "critical"}})  # node1 failed, node2 left
+    kinds = sorted((type(c).__name__, getattr(c, "node", "")) for c in work)
+    assert kinds == [("InvalidateCheck", "node1"), ("InvalidateNode", "node2")]
+    # the duties apply it
+    service.agent_nodes = lambda: {"node1": {"serfHealth": "critical"}}
+    await LeaderDuties(service)._round()
+    assert set(service.store.current.sessions) == {external}
+    assert on1 not in service.store.current.sessions and on2 not in service.store.current.sessions
+
+
+@trio_test
+async def test_ttl_expiry_destroys_the_session_and_a_new_leader_rearms_in_full() -> None:
+    service, replica = direct_service()
+    sid = await service.apply(SessionCreate(id="", node="node1", ttl="10s"))
+    duties = LeaderDuties(service)
+    await duties._round()  # taking office: arm_all
+    assert sid in service.store.current.sessions
+    service.timers.deadlines[sid] = time.time_ns() - 1  # the deadline passed
+    await duties._round()
+    assert sid not in service.store.current.sessions
+    # a follower does nothing; on becoming leader again, timers are re-armed from now
+    again = await service.apply(SessionCreate(id="", node="node1", ttl="10s"))
+    replica.leader = "elsewhere:8300"
+    await duties._round()
+    service.timers.deadlines.clear()
+    replica.leader = replica.address
+    await duties._round()
+    assert service.timers.deadlines[again] - time.time_ns() > 19 * SEC
+
+
+@trio_test
+async def test_tombstones_are_reaped_after_the_ttl() -> None:
+    service, _ = direct_service()
+    await service.apply(KVSet(key="a", value=b"1"))
+    await service.apply(KVDelete(key="a"))
+    assert "a" in service.store.current.tombstones
+    duties = LeaderDuties(service, tombstone_ttl=0.2, granularity=0.05)
+    with trio.fail_after(5):
+        while "a" in service.store.current.tombstones:
+            await duties._round()
+            await trio.sleep(0.05)
+    assert "a" not in service.store.current.tombstones
