@@ -332,3 +332,20 @@ async def test_an_rpc_connection_from_another_cluster_is_refused() -> None:
             await rpc.call(a.addr, "Who", timeout=DEADLINE, cluster="cluster-2")
         assert a.t.stats.refused_connections == 1
         nursery.cancel_scope.cancel()
+
+
+@trio_test
+async def test_a_peer_added_twice_at_once_gets_one_dialer_and_one_connection() -> None:
+    """Gossip updates come in bursts, and each one re-adds the servers it shows: two add_peer calls before the
+    dial loop first ran used to start two loops, which replaced each other's connection without end."""
+    async with trio.open_nursery() as nursery:
+        a, b = Node(transport("a")), Node(transport("b"))
+        await a.start(nursery)
+        await b.start(nursery)
+        a.t.add_peer("b", b.addr)
+        a.t.add_peer("b", b.addr)
+        b.t.add_peer("a", a.addr)
+        for n in range(20):  # twenty round trips: time for a second dialer to replace the connection many times
+            await exchange([a, b], n)
+        assert (a.t.stats.connections, b.t.stats.connections) == (1, 1)
+        nursery.cancel_scope.cancel()
