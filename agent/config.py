@@ -44,9 +44,13 @@ from agent.durations import parse_duration
 from protocol.keyring import KeyringError, decode_key
 
 __all__ = [
+    "ACL_DEFAULT_POLICIES",
+    "ACL_DOWN_POLICIES",
     "GOSSIP_PROFILES",
     "KEYS",
     "RESTART_REQUIRED",
+    "ACLConfig",
+    "ACLTokens",
     "AgentConfig",
     "ConfigError",
     "Flags",
@@ -77,7 +81,7 @@ RESTART_REQUIRED = frozenset(
     {
         "node_name", "node_id", "datacenter", "domain", "data_dir", "bind_addr", "advertise_addr", "client_addr",
         "server", "bootstrap", "bootstrap_expect", "dev", "ports", "gossip_profile", "reconnect_timeout",
-        "encrypt", "encrypt_verify_incoming", "encrypt_verify_outgoing",
+        "encrypt", "encrypt_verify_incoming", "encrypt_verify_outgoing", "primary_datacenter", "acl",
     }
 )  # fmt: skip
 
@@ -108,6 +112,39 @@ class Ports:
 
 
 @attrs.frozen
+class ACLTokens:
+    """``acl.tokens``: secrets, kept out of every repr (and so of every log line)."""
+
+    initial_management: str = attrs.field(default="", repr=False)
+    agent: str = attrs.field(default="", repr=False)
+    default: str = attrs.field(default="", repr=False)
+    agent_recovery: str = attrs.field(default="", repr=False)
+    dns: str = attrs.field(default="", repr=False)
+    replication: str = attrs.field(default="", repr=False)
+
+
+#: ``acl.default_policy`` values, and ``acl.down_policy`` values (Consul's ``NewACLResolver``).
+ACL_DEFAULT_POLICIES = ("allow", "deny")
+ACL_DOWN_POLICIES = ("allow", "deny", "async-cache", "extend-cache")
+
+
+@attrs.frozen
+class ACLConfig:
+    """Consul's ``acl`` block (its defaults: disabled, ``allow``, ``extend-cache``, TTLs of 30 s)."""
+
+    enabled: bool = False
+    default_policy: str = "allow"
+    down_policy: str = "extend-cache"
+    enable_token_persistence: bool = False
+    enable_token_replication: bool = False
+    enable_key_list_policy: bool = False
+    token_ttl: float = 30.0
+    policy_ttl: float = 30.0
+    role_ttl: float = 30.0
+    tokens: ACLTokens = ACLTokens()
+
+
+@attrs.frozen
 class AgentConfig:
     """The validated configuration.
 
@@ -119,6 +156,10 @@ class AgentConfig:
     node_name: str = "node"
     node_id: str | None = None
     datacenter: str = "dc1"
+    #: Consul's ``primary_datacenter`` (the ACL authority; ``acl_datacenter`` before 1.4): this DC when unset.
+    primary_datacenter: str = "dc1"
+    #: Consul's ``acl`` block (issue 13).
+    acl: ACLConfig = ACLConfig()
     domain: str = "consul."
     data_dir: str | None = None
     bind_addr: str = "127.0.0.1"
@@ -372,6 +413,9 @@ class _Blocks(list):  # type: ignore[type-arg]
     """HCL blocks (``ports { ... }`` twice): python-hcl2 returns them as a list of dicts."""
 
 
+#: ``acl.tokens`` keys; ``master`` and ``agent_master`` are the deprecated names of two of them.
+_ACL_TOKEN_KEYS = ("initial_management", "agent", "default", "agent_recovery", "dns", "replication", "master",
+                   "agent_master")  # fmt: skip
 _RAW = "raw"  # an object kept as it is (dns_config, one service or check)
 _RAW_LIST = "raw_list"  # services / checks
 KEYS: dict[str, Any] = {
@@ -415,6 +459,31 @@ KEYS: dict[str, Any] = {
     "encrypt": "string",
     "encrypt_verify_incoming": "bool",
     "encrypt_verify_outgoing": "bool",
+    "primary_datacenter": "string",
+    "acl": {
+        "enabled": "bool",
+        "default_policy": "string",
+        "down_policy": "string",
+        "enable_token_persistence": "bool",
+        "enable_token_replication": "bool",
+        "enable_key_list_policy": "bool",
+        "token_ttl": "duration",
+        "policy_ttl": "duration",
+        "role_ttl": "duration",
+        "tokens": dict.fromkeys(_ACL_TOKEN_KEYS, "string"),
+    },
+    # Consul's deprecated ACL keys (agent/config/deprecated.go), mapped onto the acl block with a warning.
+    "acl_datacenter": "string",
+    "acl_default_policy": "string",
+    "acl_down_policy": "string",
+    "acl_ttl": "duration",
+    "acl_master_token": "string",
+    "acl_agent_master_token": "string",
+    "acl_agent_token": "string",
+    "acl_token": "string",
+    "acl_replication_token": "string",
+    "enable_acl_replication": "bool",
+    "acl_enable_key_list_policy": "bool",
 }
 
 
@@ -932,6 +1001,8 @@ def _build(
         "node_name": (c.get("node_name") or (socket.gethostname() if hostname is None else hostname)).strip(),
         "node_id": _node_id(c.get("node_id")),
         "datacenter": c.get("datacenter", "dc1").lower(),
+        "primary_datacenter": _primary_datacenter(c),
+        "acl": _acl(c, warnings),
         "domain": c.get("domain", "consul."),
         "data_dir": c.get("data_dir") or None,
         "bind_addr": bind_addr,
@@ -974,6 +1045,58 @@ def _build(
     _validate(values, warnings)
     values["warnings"] = tuple(warnings)
     return _converter.structure({**values, "ports": attrs.asdict(ports)}, AgentConfig)
+
+
+def _deprecated(old: str, new: str) -> str:
+    return f"The '{old}' field is deprecated. Use the '{new}' field instead."
+
+
+#: (deprecated key, where it goes in the acl block) as agent/config/deprecated.go maps them; the new key wins.
+_ACL_DEPRECATED = (
+    ("acl_default_policy", ("default_policy",), "acl.default_policy"),
+    ("acl_down_policy", ("down_policy",), "acl.down_policy"),
+    ("acl_ttl", ("token_ttl",), "acl.token_ttl"),
+    ("acl_enable_key_list_policy", ("enable_key_list_policy",), "acl.enable_key_list_policy"),
+    ("enable_acl_replication", ("enable_token_replication",), "acl.enable_token_replication"),
+    ("acl_master_token", ("tokens", "initial_management"), "acl.tokens.initial_management"),
+    ("acl_agent_master_token", ("tokens", "agent_recovery"), "acl.tokens.agent_recovery"),
+    ("acl_agent_token", ("tokens", "agent"), "acl.tokens.agent"),
+    ("acl_token", ("tokens", "default"), "acl.tokens.default"),
+    ("acl_replication_token", ("tokens", "replication"), "acl.tokens.replication"),
+)
+
+
+def _primary_datacenter(c: Mapping[str, Any]) -> str:
+    """``primary_datacenter``, else the deprecated ``acl_datacenter``, else this datacenter (lower-cased)."""
+    return str(c.get("primary_datacenter") or c.get("acl_datacenter") or c.get("datacenter", "dc1")).lower()
+
+
+def _acl(c: Mapping[str, Any], warnings: list[str]) -> dict[str, Any]:
+    """The ``acl`` block with Consul's deprecated keys folded in (each with Consul's warning); `_validate` checks
+    the policies (after the datacenter and data dir, as Consul's resolver starts after its builder)."""
+    block: dict[str, Any] = {**c.get("acl", {})}
+    tokens: dict[str, Any] = {**block.pop("tokens", {})}
+    for old, new in (("master", "initial_management"), ("agent_master", "agent_recovery")):
+        if old in tokens:
+            tokens.setdefault(new, tokens[old])
+            del tokens[old]
+            warnings.append(_deprecated(f"acl.tokens.{old}", f"acl.tokens.{new}"))
+    for old, path, new in _ACL_DEPRECATED:
+        if old in c:
+            target = tokens if path[0] == "tokens" else block
+            target.setdefault(path[-1], c[old])
+            warnings.append(_deprecated(old, new))
+    if c.get("acl_replication_token"):
+        block.setdefault("enable_token_replication", True)
+    if "acl_datacenter" in c:  # it implicitly enables ACLs
+        block["enabled"] = True
+        warnings.append(_deprecated("acl_datacenter", "primary_datacenter"))
+    for ttl in ("token_ttl", "policy_ttl", "role_ttl"):
+        if ttl in block:
+            block[ttl] = _duration(f"acl.{ttl}", block[ttl])
+            if block[ttl] < 0:
+                raise ConfigError(f"acl.{ttl} cannot be negative")
+    return {**block, "tokens": tokens}
 
 
 def _raft_multiplier(value: int) -> int:
@@ -1104,6 +1227,11 @@ def _validate(v: Mapping[str, Any], warnings: list[str]) -> None:
         raise ConfigError(
             f'datacenter can only contain lowercase alphanumeric, - or _ characters. received: "{v["datacenter"]}"'
         )
+    if not _BASIC_NAME.fullmatch(v["primary_datacenter"]):
+        raise ConfigError(
+            "primary_datacenter can only contain lowercase alphanumeric, - or _ characters. "
+            f'received: "{v["primary_datacenter"]}"'
+        )
     if not v["data_dir"] and not v["dev"]:
         raise ConfigError("data_dir cannot be empty")
     if v["data_dir"] and not v["dev"]:
@@ -1124,6 +1252,11 @@ def _validate(v: Mapping[str, Any], warnings: list[str]) -> None:
             f'gossip_profile must be one of {", ".join(GOSSIP_PROFILES)}. received: "{v["gossip_profile"]}"'
         )
     _check_addresses_unique(v)
+    acl = v["acl"]
+    if acl.get("default_policy", "allow") not in ACL_DEFAULT_POLICIES:
+        raise ConfigError(f"invalid ACL default policy {json.dumps(acl['default_policy'])}")
+    if acl.get("down_policy", "extend-cache") not in ACL_DOWN_POLICIES:
+        raise ConfigError(f"invalid ACL down policy {json.dumps(acl['down_policy'])}")
     if v["encrypt"]:
         try:
             decode_key(v["encrypt"])

@@ -59,7 +59,8 @@ class PortsLike(Protocol):
 class TagConfig(Protocol):
     """What ``lan_tags`` needs of the agent config: any object with these attributes (agent.config.AgentConfig).
 
-    Optional, read with ``getattr``: ``ports.grpc`` / ``ports.grpc_tls`` (tags only when > 0).
+    Optional, read with ``getattr``: ``ports.grpc`` / ``ports.grpc_tls`` (tags only when > 0), ``acl.enabled``
+    (a server's ``acls`` tag: ``1`` when ACLs are on).
     """
 
     @property
@@ -108,7 +109,8 @@ def lan_tags(
         tags["bootstrap"] = "1"
     if config.bootstrap_expect > 1:
         tags["expect"] = str(config.bootstrap_expect)
-    tags["acls"] = "0"
+    acl = getattr(config, "acl", None)
+    tags["acls"] = "1" if getattr(acl, "enabled", False) else "0"  # structs.ACLModeEnabled / Disabled
     tags["ft_fs"] = "1"
     tags["ft_si"] = "1"
     for attr, tag in (("grpc", "grpc_port"), ("grpc_tls", "grpc_tls_port")):

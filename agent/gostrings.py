@@ -23,7 +23,7 @@ from typing import Any
 
 from protocol.codec import GO_STRING_ERRORS
 
-__all__ = ["REPLACEMENT", "WIRE_ERRORS", "decode_json", "has_surrogates", "scrub", "to_bytes", "valid_utf8"]
+__all__ = ["REPLACEMENT", "WIRE_ERRORS", "decode_json", "go_quote", "has_surrogates", "scrub", "to_bytes", "valid_utf8"]
 
 REPLACEMENT = "\ufffd"
 #: The wire rule is protocol's own (codec.GO_STRING_ERRORS): one handler for gossip and the catalog.
@@ -112,3 +112,30 @@ def decode_json(raw: bytes | str) -> Any:
     except RecursionError:
         raise ValueError(f"invalid character {_too_deep_char(text, 500)!r} exceeded max depth") from None
     return scrub(value)
+
+
+_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v",
+            "\\": "\\\\", '"': '\\"'}  # fmt: skip
+
+
+def go_quote(text: str) -> str:
+    """Go's ``%q`` (``strconv.Quote``) of a Go string kept as ``str``: Consul's error texts quote keys so.
+
+    Surrogate escapes (bytes that were not UTF-8) come out as ``\\xNN``, as Go writes invalid bytes."""
+    out = ['"']
+    for char in text:
+        code = ord(char)
+        if char in _ESCAPES:
+            out.append(_ESCAPES[char])
+        elif 0xDC80 <= code <= 0xDCFF:
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif char.isprintable():
+            out.append(char)
+        elif code < 0x80:
+            out.append(f"\\x{code:02x}")
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    out.append('"')
+    return "".join(out)

@@ -16,6 +16,7 @@ Rules:
 - ``member-reap`` removes the member (a reap of an unknown member changes nothing and bumps nothing);
 - ``set_leader`` bumps the index only when the leader or the server list really changes, and adds no history
   entry (the history holds member events only: a stream sees leader changes by comparing snapshots);
+  ``apply_catalog`` and ``set_registered`` (the two catalog sources) likewise;
 - the initial snapshot has index 0 and no members.  (Consul never sends ``X-Consul-Index: 0``; that clamp is
   the HTTP layer's business, not the table's.)
 """
@@ -107,6 +108,9 @@ class Snapshot:
     #: The replicated service catalog (agent/catalog): node name -> that node's indexed record.  Opaque here;
     #: agent.catalog.query reads it.  Changes to it advance the same index as membership changes.
     catalog: immutables.Map[str, Any] = attrs.field(factory=immutables.Map)
+    #: The nodes registered through /v1/catalog/register, as the servers' store last answered
+    #: (agent.catalog.registered.Registered; None until the mirror's first answer).  Opaque here too.
+    registered: Any = None
 
     def get(self, name: str) -> Member | None:
         """The member called ``name``, or None."""
@@ -185,6 +189,13 @@ class MemberTable:
         if catalog is old.catalog:
             return old
         return self._publish(attrs.evolve(old, index=index, catalog=catalog))
+
+    def set_registered(self, registered: Any) -> Snapshot:
+        """Publish the registered nodes (the mirror's answer); the index moves only when they differ."""
+        old = self.current
+        if registered == old.registered:
+            return old
+        return self._publish(attrs.evolve(old, index=old.index + 1, registered=registered))
 
     def _remember(self, change: Change) -> None:
         history = self._history

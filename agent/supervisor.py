@@ -2,8 +2,10 @@
 
 Startup order (each step reports ready before the next begins, so a failure stops the agent before anything
 later binds): config -> data dir (lock, node ID) -> gossip (probing and anti-entropy nurseries, inside
-GossipDriver) -> the member-table feeder -> HTTP -> banner -> joins. Signals as Consul's: SIGINT leaves
-gracefully unless skip_leave_on_interrupt, SIGTERM leaves when leave_on_terminate, SIGHUP reloads.
+GossipDriver) -> the member-table feeder -> Raft (servers) or the leader follower (clients) -> the
+registered-nodes mirror -> catalog replication and services -> HTTP, DNS -> banner -> joins. Signals as
+Consul's: SIGINT leaves gracefully unless skip_leave_on_interrupt, SIGTERM leaves when leave_on_terminate, SIGHUP
+reloads.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import trio
 
 from agent import consul
 from agent.api import JoinError
-from agent.catalog.query import catalog_nodes, node_checks
+from agent.catalog.query import agent_members, agent_node, node_checks
 from agent.catalog.replication import ReplicatorConfig
 from agent.catalog.runner import CatalogRunner
 from agent.config import AgentConfig, ConfigError, HelpRequested, diff_config, load_config, reload_config
@@ -41,6 +43,7 @@ from agent.server.cluster import CLUSTER_TAG, RaftServer, ServerSettings, bootst
 from agent.server.driver import Timing
 from agent.server.follow import LeaderFollower
 from agent.server.forwarding import ForwardAccess
+from agent.server.mirror import RegisteredMirror
 from agent.server.service import StoreService
 from agent.server.state.store import StateStore
 from agent.services.manager import ServiceManager
@@ -137,6 +140,8 @@ class Agent:
                 await self._start_gossip(root)
                 root.start_soon(self._feed_members)
                 await self._start_raft(root)
+                # every agent follows the registered (external) nodes into its snapshot, for HTTP and DNS
+                await root.start(RegisteredMirror(self.store_access, self.table).run)
                 await self._start_services(root)
                 http_addr = None
                 if config.ports.http >= 0:
@@ -194,8 +199,8 @@ class Agent:
         """The gossip catalog's nodes with their checks' statuses (serfHealth included), by lower-cased name:
         what a session may bind to, and what the leader invalidates sessions by."""
         snap = self.table.current
-        return {m.name.lower(): {v.check.id: v.check.status for v in node_checks(snap, m)}
-                for m in catalog_nodes(snap, self.config.datacenter)}
+        return {m.name.lower(): {v.check.id: v.check.status for v in node_checks(snap, agent_node(snap, m))}
+                for m in agent_members(snap, self.config.datacenter)}
 
     async def _start_services(self, nursery: trio.Nursery) -> None:
         """Catalog replication over gossip, then the local services and their check runners (which publish)."""
@@ -556,6 +561,13 @@ def _log_level(name: str) -> int:
             "warning": logging.WARNING, "err": logging.ERROR, "error": logging.ERROR}.get(name.lower(), logging.INFO)
 
 
+#: Until every endpoint checks tokens (issue 13), an agent asked to enforce ACLs refuses to start rather than
+#: serve unprotected while its operator believes otherwise (issue 12's rule for security-weakening keys).
+ACL_NOT_ENFORCED = ("acl.enabled = true: this agent does not enforce ACLs on its endpoints yet (only /v1/acl/* and "
+                    "the servers' token store exist); refusing to start rather than serve without the protection "
+                    "asked for. Remove acl.enabled, or keep the agent bound to a trusted network.")
+
+
 def main(argv: Sequence[str]) -> int:
     """`python -m agent [agent] FLAGS`: exit 1 with `==> message` on a config error, before binding anything."""
     try:
@@ -572,6 +584,9 @@ def main(argv: Sequence[str]) -> int:
     logging.basicConfig(level=_log_level(config.log_level), handlers=[handler])
     for warning in config.warnings:
         log.warning("agent: %s", warning)
+    if config.acl.enabled:
+        print(f"==> {ACL_NOT_ENFORCED}", file=sys.stderr)
+        return 1
     agent = Agent(config)
     try:
         return trio.run(agent.run)

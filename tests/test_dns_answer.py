@@ -20,10 +20,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agent.catalog.query import catalog_nodes
 from agent.config import AgentConfig, ConfigError
 from agent.dns.answer import answer, encode_rfc1464, render
 from agent.dns.settings import DnsSettings, parse_recursor
-from agent.http.views import catalog_members
 from agent.members import Member, MemberTable, Snapshot
 
 NOW = 1_700_000_000
@@ -204,7 +204,7 @@ member_strategy = st.builds(
 def test_dns_answers_exactly_the_nodes_the_http_catalog_lists(members: list[Member]) -> None:
     table = table_of(*members)
     snapshot = table.current
-    listed = {m.name.lower() for m in catalog_members(snapshot, "dc1")}
+    listed = {n.name.lower() for n in catalog_nodes(snapshot, "dc1")}
     for name in {m.name for m in members}:
         r = ask(f"{name}.node.consul", "ANY", snapshot=snapshot)
         assert (r.rcode() == dns.rcode.NOERROR) == (name.lower() in listed), name

@@ -1,13 +1,20 @@
 """Reading the catalog out of a snapshot: pure functions the HTTP endpoints and the DNS answerer share.
 
-A node is *in the catalog* when it is a Consul node (``role`` tag ``node`` or ``consul``) of the datacenter that
-has not left (Consul's leader deregisters left nodes at once and keeps failed ones).  Its services are the ones
-in its replicated record, plus the ``consul`` service on servers; its checks are ``serfHealth`` (derived from the
-member status: passing while alive or leaving, critical when failed) plus the checks in its record.  Service
-names and tags compare case-insensitively, as Consul's state store does.
+The catalog merges two sources (docs/state.md, "Catalog registrations and agent-owned records"):
 
-``healthy_instances`` is DNS's view (consul-compat §3.3): instances with any critical check are dropped, and with
-``passing_only`` warning ones too.
+* **agent nodes**: a member is in the catalog when it is a Consul node (``role`` tag ``node`` or ``consul``) of
+  the datacenter that has not left (Consul's leader deregisters left nodes at once and keeps failed ones).  Its
+  services are the ones in its replicated record, plus the ``consul`` service on servers; its checks are
+  ``serfHealth`` (derived from the member status: passing while alive or leaving, critical when failed) plus the
+  checks in its record;
+* **registered (external) nodes**: ``Snapshot.registered``, the servers' store as this agent's mirror last read
+  it; their services and checks are the registered ones, with no serfHealth (no agent runs there).  A registered
+  name that an agent node also has (case-insensitive) is *shadowed*: the agent's node wins and the registration
+  is not shown (the leader deregisters it, `agent.server.state.leader.shadowed_registrations`).
+
+Every function works on `NodeView`s, so HTTP and DNS never ask which source a node came from.  Service names and
+tags compare case-insensitively, as Consul's state store does.  ``healthy_instances`` is DNS's view
+(consul-compat §3.3): instances with any critical check are dropped, and with ``passing_only`` warning ones too.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import immutables
 
 from agent.catalog.indexed import IndexedNode
 from agent.catalog.record import CheckRecord, ServiceRecord
+from agent.catalog.registered import RegisteredNode
 
 if TYPE_CHECKING:
     from agent.members import Member, Snapshot
@@ -27,15 +35,22 @@ if TYPE_CHECKING:
 __all__ = [
     "CheckView",
     "Instance",
+    "NodeView",
+    "agent_members",
+    "agent_node",
     "all_checks",
     "catalog_nodes",
     "consul_service_record",
+    "find_node",
     "healthy_instances",
     "in_catalog",
+    "meta_match",
     "node_checks",
     "node_entry",
-    "node_meta_of",
+    "node_instances",
     "node_services",
+    "registered_node",
+    "registered_nodes",
     "service_checks",
     "service_instances",
     "service_tags",
@@ -63,24 +78,41 @@ class CheckView:
 
 
 @attrs.frozen
-class Instance:
-    """One service instance: its node (member), the node's meta, the service, and every check that applies."""
+class NodeView:
+    """One node of the merged catalog: an agent's (``member`` set) or a registered one (``registered`` set).
 
-    member: Member
-    node_meta: immutables.Map[str, str]
+    ``meta`` is Consul's node meta as the catalog shows it: for an agent node ``consul-network-segment``,
+    ``consul-version`` and the meta its owner published; for a registered node what was registered.  Indexes:
+    an agent node's are the member table's, a registered node's the store's (Raft indexes).
+    """
+
+    name: str
+    address: str
+    meta: immutables.Map[str, str]
+    create_index: int
+    modify_index: int
+    member: Member | None = None
+    registered: RegisteredNode | None = None
+
+
+@attrs.frozen
+class Instance:
+    """One service instance: its node, the service, and every check that applies (node checks included)."""
+
+    node: NodeView
     service: ServiceRecord
     checks: tuple[CheckView, ...]
     create_index: int
     modify_index: int
 
     @property
-    def node(self) -> str:
-        return self.member.name
+    def node_name(self) -> str:
+        return self.node.name
 
     @property
     def address(self) -> str:
         """Where to reach it: the service's own address, else the node's."""
-        return self.service.address or self.member.addr
+        return self.service.address or self.node.address
 
     @property
     def status(self) -> str:
@@ -105,8 +137,8 @@ def in_catalog(member: Member, dc: str | None = None) -> bool:
     )
 
 
-def catalog_nodes(snapshot: Snapshot, dc: str | None = None) -> list[Member]:
-    """Nodes in the catalog, by name (case-insensitive first, as Consul's index orders them)."""
+def agent_members(snapshot: Snapshot, dc: str | None = None) -> list[Member]:
+    """The agents' nodes in the catalog, by name (case-insensitive first, as Consul's index orders them)."""
     members = [m for m in snapshot.members.values() if in_catalog(m, dc)]
     members.sort(key=lambda m: (m.name.lower(), m.name))
     return members
@@ -116,10 +148,57 @@ def node_entry(snapshot: Snapshot, node: str) -> IndexedNode | None:
     return snapshot.catalog.get(node)
 
 
-def node_meta_of(snapshot: Snapshot, node: str) -> immutables.Map[str, str]:
-    """The node meta its owner published in its record (empty until the record arrives)."""
-    entry: IndexedNode | None = snapshot.catalog.get(node)
-    return entry.record.meta if entry is not None else immutables.Map()
+def _agent_meta(snapshot: Snapshot, member: Member) -> immutables.Map[str, str]:
+    """Consul's node meta of an agent node: ``consul-network-segment``, ``consul-version``, then its record's."""
+    meta = {"consul-network-segment": ""}
+    if version := member.tags.get("build", "").split(":", 1)[0]:
+        meta["consul-version"] = version
+    entry: IndexedNode | None = snapshot.catalog.get(member.name)
+    if entry is not None:
+        meta.update(entry.record.meta)
+    return immutables.Map(meta)
+
+
+def agent_node(snapshot: Snapshot, member: Member) -> NodeView:
+    return NodeView(member.name, member.addr, _agent_meta(snapshot, member), member.create_index,
+                    member.modify_index, member=member)  # fmt: skip
+
+
+def registered_node(node: RegisteredNode) -> NodeView:
+    return NodeView(node.node, node.address, node.meta, node.create_index, node.modify_index, registered=node)
+
+
+def registered_nodes(snapshot: Snapshot, dc: str | None = None) -> list[RegisteredNode]:
+    """The registered nodes the catalog shows, by name: every one no agent node shadows (same name, any case)."""
+    registered = snapshot.registered
+    if registered is None or not registered.nodes:
+        return []
+    agents = {m.name.lower() for m in snapshot.members.values() if in_catalog(m, dc)}
+    shown = [n for key, n in registered.nodes.items() if key not in agents]
+    shown.sort(key=lambda n: (n.node.lower(), n.node))
+    return shown
+
+
+def catalog_nodes(snapshot: Snapshot, dc: str | None = None) -> list[NodeView]:
+    """Every node in the catalog, agents' and registered ones, by name (case-insensitive first)."""
+    views = [agent_node(snapshot, m) for m in agent_members(snapshot, dc)]
+    views.extend(registered_node(n) for n in registered_nodes(snapshot, dc))
+    views.sort(key=lambda v: (v.name.lower(), v.name))
+    return views
+
+
+def find_node(snapshot: Snapshot, name: str, dc: str | None = None) -> NodeView | None:
+    """The catalog node called ``name`` (Consul's node names compare case-insensitively; an exact match first)."""
+    member = snapshot.members.get(name)
+    if member is None or not in_catalog(member, dc):
+        lowered = name.lower()
+        member = next((m for m in snapshot.members.values() if m.name.lower() == lowered and in_catalog(m, dc)),
+                      None)  # fmt: skip
+    if member is not None:
+        return agent_node(snapshot, member)
+    registered = snapshot.registered
+    found = registered.nodes.get(name.lower()) if registered is not None else None
+    return registered_node(found) if found is not None else None
 
 
 def consul_service_record(member: Member) -> ServiceRecord | None:
@@ -156,8 +235,12 @@ def serf_health(member: Member) -> CheckView:
     return CheckView(member.name, check, member.create_index, member.modify_index)
 
 
-def node_services(snapshot: Snapshot, member: Member) -> list[tuple[ServiceRecord, int, int]]:
-    """(service, create, modify) of one node: the ``consul`` service first on servers, then its record's."""
+def node_services(snapshot: Snapshot, node: NodeView) -> list[tuple[ServiceRecord, int, int]]:
+    """(service, create, modify) of one node: on a server the ``consul`` service first, then its record's; on a
+    registered node the registered ones."""
+    member = node.member
+    if member is None:
+        return list(node.registered.services) if node.registered is not None else []
     out: list[tuple[ServiceRecord, int, int]] = []
     consul = consul_service_record(member)
     if consul is not None:
@@ -171,14 +254,32 @@ def node_services(snapshot: Snapshot, member: Member) -> list[tuple[ServiceRecor
     return out
 
 
-def node_checks(snapshot: Snapshot, member: Member) -> list[CheckView]:
-    """serfHealth and the node's own checks, by CheckID (Consul's order for /v1/health/node)."""
-    checks = [serf_health(member)]
-    entry: IndexedNode | None = snapshot.catalog.get(member.name)
-    if entry is not None:
-        checks.extend(CheckView(member.name, c, *entry.check_indexes(c.id)) for c in entry.record.checks)
+def node_checks(snapshot: Snapshot, node: NodeView) -> list[CheckView]:
+    """The node's checks by CheckID (Consul's order for /v1/health/node): an agent node's serfHealth and record's,
+    a registered node's registered ones (no serfHealth: no agent runs there)."""
+    member = node.member
+    if member is None:
+        registered = node.registered.checks if node.registered is not None else ()
+        checks = [CheckView(node.name, c, create, modify) for c, create, modify in registered]
+    else:
+        checks = [serf_health(member)]
+        entry: IndexedNode | None = snapshot.catalog.get(member.name)
+        if entry is not None:
+            checks.extend(CheckView(member.name, c, *entry.check_indexes(c.id)) for c in entry.record.checks)
     checks.sort(key=lambda v: v.check.id)
     return checks
+
+
+def node_instances(snapshot: Snapshot, node: NodeView) -> list[Instance]:
+    """Every service instance of one node, by service ID, each with its own and the node's checks."""
+    services = node_services(snapshot, node)
+    if not services:
+        return []
+    checks = node_checks(snapshot, node)
+    return [
+        Instance(node, record, tuple(c for c in checks if c.check.service_id in ("", record.id)), create, modify)
+        for record, create, modify in sorted(services, key=lambda s: s[0].id)
+    ]
 
 
 def _tags_match(service: ServiceRecord, tags: Iterable[str]) -> bool:
@@ -186,17 +287,9 @@ def _tags_match(service: ServiceRecord, tags: Iterable[str]) -> bool:
     return all(t.lower() in have for t in tags)
 
 
-def _meta_match(meta: Mapping[str, str], filters: Mapping[str, str] | None) -> bool:
+def meta_match(meta: Mapping[str, str], filters: Mapping[str, str] | None) -> bool:
+    """``node-meta=key:value`` filters: every pair must match."""
     return not filters or all(k in meta and meta[k] == v for k, v in filters.items())
-
-
-def full_node_meta(snapshot: Snapshot, member: Member) -> dict[str, str]:
-    """Consul's node meta: ``consul-network-segment``, ``consul-version``, then the owner's ``node_meta``."""
-    meta = {"consul-network-segment": ""}
-    if version := member.tags.get("build", "").split(":", 1)[0]:
-        meta["consul-version"] = version
-    meta.update(node_meta_of(snapshot, member.name))
-    return meta
 
 
 def service_instances(
@@ -211,18 +304,13 @@ def service_instances(
     wanted = service.lower()
     tags = tuple(tags)
     out: list[Instance] = []
-    for member in catalog_nodes(snapshot, dc):
-        if node_meta and not _meta_match(full_node_meta(snapshot, member), node_meta):
+    for node in catalog_nodes(snapshot, dc):
+        if node_meta and not meta_match(node.meta, node_meta):
             continue
-        services = [s for s in node_services(snapshot, member) if s[0].name.lower() == wanted]
-        if not services:
+        if not any(s.name.lower() == wanted for s, _, _ in node_services(snapshot, node)):
             continue
-        base = node_checks(snapshot, member)
-        for record, create, modify in sorted(services, key=lambda s: s[0].id):
-            if tags and not _tags_match(record, tags):
-                continue
-            checks = tuple(c for c in base if c.check.service_id in ("", record.id))
-            out.append(Instance(member, node_meta_of(snapshot, member.name), record, checks, create, modify))
+        out.extend(i for i in node_instances(snapshot, node)
+                   if i.service.name.lower() == wanted and (not tags or _tags_match(i.service, tags)))  # fmt: skip
     return out
 
 
@@ -242,10 +330,10 @@ def service_tags(snapshot: Snapshot, *, dc: str | None = None,
                  node_meta: Mapping[str, str] | None = None) -> dict[str, list[str]]:  # fmt: skip
     """``{service name: sorted union of tags}`` over the catalog (``/v1/catalog/services``)."""
     out: dict[str, set[str]] = {}
-    for member in catalog_nodes(snapshot, dc):
-        if node_meta and not _meta_match(full_node_meta(snapshot, member), node_meta):
+    for node in catalog_nodes(snapshot, dc):
+        if node_meta and not meta_match(node.meta, node_meta):
             continue
-        for record, _, _ in node_services(snapshot, member):
+        for record, _, _ in node_services(snapshot, node):
             out.setdefault(record.name, set()).update(record.tags)
     return {name: sorted(out[name]) for name in sorted(out)}
 
@@ -254,16 +342,19 @@ def service_checks(snapshot: Snapshot, service: str, *, dc: str | None = None) -
     """The checks of every instance of ``service`` (service checks only, as Consul's /v1/health/checks)."""
     wanted = service.lower()
     out: list[CheckView] = []
-    for member in catalog_nodes(snapshot, dc):
-        ids = {r.id for r, _, _ in node_services(snapshot, member) if r.name.lower() == wanted}
+    for node in catalog_nodes(snapshot, dc):
+        ids = {r.id for r, _, _ in node_services(snapshot, node) if r.name.lower() == wanted}
         if ids:
-            out.extend(c for c in node_checks(snapshot, member) if c.check.service_id in ids)
+            out.extend(c for c in node_checks(snapshot, node) if c.check.service_id in ids)
     return out
 
 
-def all_checks(snapshot: Snapshot, *, dc: str | None = None, state: str = "any") -> list[CheckView]:
+def all_checks(snapshot: Snapshot, *, dc: str | None = None, state: str = "any",
+               node_meta: Mapping[str, str] | None = None) -> list[CheckView]:  # fmt: skip
     """Every check in the catalog in ``state`` (``any`` = all), by node then CheckID."""
     out: list[CheckView] = []
-    for member in catalog_nodes(snapshot, dc):
-        out.extend(c for c in node_checks(snapshot, member) if state == "any" or c.check.status == state)
+    for node in catalog_nodes(snapshot, dc):
+        if node_meta and not meta_match(node.meta, node_meta):
+            continue
+        out.extend(c for c in node_checks(snapshot, node) if state == "any" or c.check.status == state)
     return out

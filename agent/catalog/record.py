@@ -20,8 +20,21 @@ import msgpack
 from agent.gostrings import WIRE_ERRORS
 
 __all__ = [
-    "MAX_VERSION", "Announcement", "CheckRecord", "NodeCatalog", "RecordError", "ServiceRecord", "check_int",
-    "from_wire", "to_wire",
+    "MAX_VERSION",
+    "Announcement",
+    "CheckRecord",
+    "NodeCatalog",
+    "RecordError",
+    "ServiceRecord",
+    "check_from_wire",
+    "check_int",
+    "check_to_wire",
+    "from_wire",
+    "meta_from_wire",
+    "service_from_wire",
+    "service_to_wire",
+    "text_from_wire",
+    "to_wire",
 ]  # fmt: skip
 
 STATUSES = ("passing", "warning", "critical")
@@ -129,13 +142,22 @@ def _fields_to_wire(obj: Any, keys: tuple[tuple[str, str, type], ...]) -> dict[s
     return out
 
 
+def service_to_wire(service: ServiceRecord) -> dict[str, Any]:
+    """One service as a msgpack-ready map with short keys (records, registrations, the registered mirror)."""
+    return _fields_to_wire(service, _SERVICE_KEYS)
+
+
+def check_to_wire(check: CheckRecord) -> dict[str, Any]:
+    return _fields_to_wire(check, _CHECK_KEYS)
+
+
 def to_wire(record: NodeCatalog) -> dict[str, Any]:
     """The record as a msgpack-ready map (short keys: a 30-node digest round must stay small)."""
     return {
         "n": record.node,
         "v": record.version,
-        "s": [_fields_to_wire(s, _SERVICE_KEYS) for s in record.services],
-        "c": [_fields_to_wire(c, _CHECK_KEYS) for c in record.checks],
+        "s": [service_to_wire(s) for s in record.services],
+        "c": [check_to_wire(c) for c in record.checks],
         "m": dict(record.meta),
     }
 
@@ -230,6 +252,29 @@ def _fields_from_wire(raw: Any, keys: tuple[tuple[str, str, type], ...], what: s
     return out
 
 
+def service_from_wire(raw: Any, what: str) -> ServiceRecord:
+    """A service from the network; RecordError names ``what`` and the bad field."""
+    return ServiceRecord(**_fields_from_wire(raw, _SERVICE_KEYS, what))
+
+
+def check_from_wire(raw: Any, what: str) -> CheckRecord:
+    """A check from the network, its status one of `STATUSES`."""
+    check = CheckRecord(**_fields_from_wire(raw, _CHECK_KEYS, what))
+    if check.status not in STATUSES:
+        raise RecordError(f"{what} {check.id}: bad status {check.status!r}")
+    return check
+
+
+def text_from_wire(value: Any, what: str) -> str:
+    """A string field from the network (bytes as surrogate escapes, as every Go string here)."""
+    return _text(value, what)
+
+
+def meta_from_wire(value: Any, what: str) -> dict[str, str]:
+    """A string-to-string map from the network."""
+    return _convert(value, dict, what)  # type: ignore[no-any-return]
+
+
 def from_wire(raw: Any) -> NodeCatalog:
     """A record from the network; RecordError (a ValueError) names the first bad field."""
     if not isinstance(raw, dict):
@@ -237,17 +282,9 @@ def from_wire(raw: Any) -> NodeCatalog:
     raw = {_text(k, "record"): v for k, v in raw.items()}
     node = _convert(raw.get("n"), str, "record.node")
     version = _convert(raw.get("v"), int, "record.version")
-    services = tuple(
-        ServiceRecord(**_fields_from_wire(s, _SERVICE_KEYS, f"record {node}: service"))
-        for s in _convert_list(raw.get("s", []), "services")
-    )
-    checks = tuple(
-        CheckRecord(**_fields_from_wire(c, _CHECK_KEYS, f"record {node}: check"))
-        for c in _convert_list(raw.get("c", []), "checks")
-    )
-    for check in checks:
-        if check.status not in STATUSES:
-            raise RecordError(f"record {node}: check {check.id}: bad status {check.status!r}")
+    services = tuple(service_from_wire(s, f"record {node}: service")
+                     for s in _convert_list(raw.get("s", []), "services"))
+    checks = tuple(check_from_wire(c, f"record {node}: check") for c in _convert_list(raw.get("c", []), "checks"))
     meta = _convert(raw.get("m", {}), dict, f"record {node}: meta")
     return NodeCatalog(node=node, version=version, services=services, checks=checks, meta=meta)
 

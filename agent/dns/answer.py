@@ -9,8 +9,9 @@ directly.  Two steps, as Consul's handler has them (consul-compat §3):
   and 512 bytes without EDNS0, the client's buffer with it) and TCP (64 KiB), the TC bit when ``enable_truncate``,
   the OPT record echoing the client's size.  Wire bytes out.
 
-Which nodes exist is the catalog's rule, shared with the HTTP API (``agent.http.views``): alive, leaving and failed
-Consul nodes of our datacenter; left and reaped members are gone.  So DNS and HTTP agree on every snapshot.
+Which nodes exist is the catalog's rule, shared with the HTTP API (``agent.catalog.query``): alive, leaving and
+failed Consul nodes of our datacenter (left and reaped members are gone), and the nodes registered through
+``/v1/catalog/register`` that no agent node shadows.  So DNS and HTTP agree on every snapshot.
 Service lookups (``services.py``) read the same catalog through ``agent.catalog.query``; ``prepare`` returns their
 record set unordered so that the cache can shuffle it per query (``shuffled.py``), ``answer`` orders it at once.
 """
@@ -43,13 +44,15 @@ from dns.rdtypes.ANY.SOA import SOA
 from dns.rdtypes.IN.A import A
 from dns.rdtypes.IN.AAAA import AAAA
 
+from agent.catalog import query as catalog_query
 from agent.dns import services
 from agent.dns.services import ServiceAnswer
 from agent.dns.settings import DnsSettings
 from agent.dns.txt import encode_rfc1464, meta_txt
-from agent.http.views import catalog_members, known_servers, node_meta
+from agent.http.views import known_servers, node_meta
 
 if TYPE_CHECKING:
+    from agent.catalog.query import NodeView
     from agent.members import Member, Snapshot
 
 __all__ = ["CatalogView", "answer", "catalog_view", "encode_rfc1464", "prepare", "render"]
@@ -77,14 +80,15 @@ MAX_TCP_ANSWERS = 4096  # 1024 for SRV
 
 @attrs.frozen
 class CatalogView:
-    """One snapshot indexed for DNS: nodes by lower-cased name and by reverse name, the alive servers.
+    """One snapshot indexed for DNS: catalog nodes (agents' and registered ones) by lower-cased name and by
+    reverse name, the alive servers.
 
     Built once per snapshot (a dict per index, not a scan per query): a cache miss for a random name must not
     cost O(members).
     """
 
-    by_name: Mapping[str, Member]
-    by_reverse: Mapping[dns.name.Name, Member]
+    by_name: Mapping[str, NodeView]
+    by_reverse: Mapping[dns.name.Name, NodeView]
     servers: tuple[Member, ...]
 
 
@@ -97,13 +101,14 @@ def catalog_view(snapshot: Snapshot, datacenter: str) -> CatalogView:
         last_snapshot, last_dc, view = _view_memo[0]
         if last_snapshot is snapshot and last_dc == datacenter:
             return view
-    members = catalog_members(snapshot, datacenter)  # the HTTP catalog's rule and order
-    by_name: dict[str, Member] = {}
-    by_reverse: dict[dns.name.Name, Member] = {}
-    for member in members:
-        by_name.setdefault(member.name.lower(), member)
+    nodes = catalog_query.catalog_nodes(snapshot, datacenter)  # the HTTP catalog's rule and order
+    by_name: dict[str, NodeView] = {}
+    by_reverse: dict[dns.name.Name, NodeView] = {}
+    for node in nodes:
+        by_name.setdefault(node.name.lower(), node)
         with contextlib.suppress(ValueError, dns.exception.DNSException):
-            by_reverse.setdefault(dns.reversename.from_address(member.addr), member)
+            by_reverse.setdefault(dns.reversename.from_address(node.address), node)
+    members = [n.member for n in nodes if n.member is not None]
     view = CatalogView(by_name, by_reverse, tuple(known_servers(members, datacenter)))
     _view_memo[:] = [(snapshot, datacenter, view)]
     return view
@@ -287,8 +292,8 @@ def _node(ctx: _Ctx, name: str, suffixes: list[str]) -> None:
     if ctx.catalog_unavailable():
         ctx.response.set_rcode(dns.rcode.SERVFAIL)
         return
-    member = ctx.view.by_name.get(name)
-    if member is None:
+    node = ctx.view.by_name.get(name)
+    if node is None:
         ctx.negative(dns.rcode.NXDOMAIN)
         return
     qtype = ctx.qtype
@@ -298,13 +303,13 @@ def _node(ctx: _Ctx, name: str, suffixes: list[str]) -> None:
     settings = ctx.settings
     response = ctx.response
     if qtype != T_TXT:
-        record = _address(ctx.qname, member.addr, settings.node_ttl, qtype)
+        record = _address(ctx.qname, node.address, settings.node_ttl, qtype)
         if record is not None:
             response.answer.append(record)
     if qtype in (T_TXT, T_ANY):
-        response.answer.extend(_meta_txt(ctx.qname, member, settings))
+        response.answer.extend(_meta_txt(ctx.qname, node, settings))
     elif settings.enable_additional_node_meta_txt and response.answer:
-        response.additional.extend(_meta_txt(ctx.qname, member, settings))
+        response.additional.extend(_meta_txt(ctx.qname, node, settings))
     if not response.answer:
         ctx.negative(dns.rcode.NOERROR)  # e.g. AAAA for an IPv4-only node
 
@@ -358,18 +363,23 @@ def _address(owner: dns.name.Name, addr: str, ttl: int, qtype: int) -> dns.rrset
     return None
 
 
-def _meta_txt(owner: dns.name.Name, member: Member, settings: DnsSettings) -> list[dns.rrset.RRset]:
-    """One TXT record per node-meta pair; ``rfc1035-`` keys give the bare value.  Same TTL as the node."""
-    local = settings.node_meta if member.name == settings.node_name else None
-    rdatas = meta_txt(node_meta(member, local))
+def _meta_txt(owner: dns.name.Name, node: NodeView, settings: DnsSettings) -> list[dns.rrset.RRset]:
+    """One TXT record per node-meta pair; ``rfc1035-`` keys give the bare value.  Same TTL as the node.  This
+    agent's node shows its configured meta; others their published (agents) or registered meta."""
+    member = node.member
+    if member is not None and member.name == settings.node_name:
+        meta = node_meta(member, settings.node_meta)
+    else:
+        meta = {k: node.meta[k] for k in sorted(node.meta)}
+    rdatas = meta_txt(meta)
     if not rdatas:
         return []
     return [dns.rrset.from_rdata_list(owner, settings.node_ttl, rdatas)]
 
 
-def _node_fqdn(member: Member, settings: DnsSettings) -> dns.name.Name | None:
+def _node_fqdn(node: NodeView, settings: DnsSettings) -> dns.name.Name | None:
     try:
-        return dns.name.from_text(f"{member.name}.node.{settings.datacenter}", origin=settings.domain)
+        return dns.name.from_text(f"{node.name}.node.{settings.datacenter}", origin=settings.domain)
     except dns.exception.DNSException:
         return None
 
@@ -406,13 +416,13 @@ def _reverse(ctx: _Ctx) -> dns.message.Message | None:
     if ctx.catalog_unavailable():
         response.set_rcode(dns.rcode.SERVFAIL)
         return response
-    member = ctx.view.by_reverse.get(ctx.qname)
-    if member is None:
+    node = ctx.view.by_reverse.get(ctx.qname)
+    if node is None:
         if ctx.settings.recursors:
             return None
         ctx.negative(dns.rcode.NXDOMAIN)
         return response
-    target = _node_fqdn(member, ctx.settings)
+    target = _node_fqdn(node, ctx.settings)
     if ctx.qtype not in (T_PTR, T_ANY) or target is None:
         ctx.negative(dns.rcode.NOERROR)
         return response

@@ -6,8 +6,9 @@ additional records of its SRV target) in catalog order; ``ServiceAnswer.material
 order.  The pure ``answer`` picks a fresh random order per call; the cache (``shuffled.py``) compiles the same set
 into wire pieces once per snapshot and only shuffles the pieces per query.
 
-The instances are the health endpoint's, filtered as Consul's DNS does: any critical check (serfHealth of a failed
-node included) drops the instance, and with ``only_passing`` so does a warning one.
+The instances are the health endpoint's (agents' nodes and registered ones alike), filtered as Consul's DNS does:
+any critical check (serfHealth of a failed node included) drops the instance, and with ``only_passing`` so does a
+warning one.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class _Index:
     """Every instance of every service of one snapshot, by lower-cased name: a lookup costs O(its instances)."""
 
     by_service: Mapping[str, tuple[query.Instance, ...]]
-    meta: Mapping[str, dict[str, str]]  # node name -> full node meta (for the SRV additional TXT)
+    meta: Mapping[str, Mapping[str, str]]  # node name -> full node meta (for the SRV additional TXT)
 
 
 _index_memo: list[tuple[Snapshot, str, _Index]] = []
@@ -79,18 +80,14 @@ def instance_index(snapshot: Snapshot, datacenter: str) -> _Index:
         if last is snapshot and last_dc == datacenter:
             return index
     by_service: dict[str, list[query.Instance]] = {}
-    meta: dict[str, dict[str, str]] = {}
-    for member in query.catalog_nodes(snapshot, datacenter):
-        services = query.node_services(snapshot, member)
-        if not services:
+    meta: dict[str, Mapping[str, str]] = {}
+    for node in query.catalog_nodes(snapshot, datacenter):
+        instances = query.node_instances(snapshot, node)
+        if not instances:
             continue
-        checks = query.node_checks(snapshot, member)
-        node_meta = query.node_meta_of(snapshot, member.name)
-        meta[member.name] = query.full_node_meta(snapshot, member)
-        for record, create, modify in sorted(services, key=lambda s: s[0].id):
-            own = tuple(c for c in checks if c.check.service_id in ("", record.id))
-            instance = query.Instance(member, node_meta, record, own, create, modify)
-            by_service.setdefault(record.name.lower(), []).append(instance)
+        meta[node.name] = node.meta
+        for instance in instances:
+            by_service.setdefault(instance.service.name.lower(), []).append(instance)
     index = _Index({name: tuple(found) for name, found in by_service.items()}, meta)
     _index_memo[:] = [(snapshot, datacenter, index)]
     return index
@@ -238,12 +235,12 @@ def _srv_records(build: _Builder, instances: list[query.Instance]) -> None:
     handled: set[tuple[str, str, int]] = set()
     for instance in instances:
         service = instance.service
-        key = (instance.node, service.address, service.port)
+        key = (instance.node_name, service.address, service.port)
         if key in handled:
             continue
         handled.add(key)
         weight = service.weights_warning if instance.status == "warning" else service.weights_passing
-        node_name = _fqdn(f"{instance.node}.node.{dc}", domain)
+        node_name = _fqdn(f"{instance.node_name}.node.{dc}", domain)
         if node_name is None:
             continue
         own_ip = _ip(service.address) if service.address else None
@@ -253,10 +250,10 @@ def _srv_records(build: _Builder, instances: list[query.Instance]) -> None:
                            dns.name.root)  # fmt: skip
             if target is None:
                 continue
-            meta = build.node_txt(node_name, instance.node)
+            meta = build.node_txt(node_name, instance.node_name)
             build.records.append(Record(SRV(IN, T_SRV, 1, weight, service.port, target), -1, meta))
             continue
-        ip = own_ip or _ip(instance.member.addr)
+        ip = own_ip or _ip(instance.node.address)
         if ip is None:
             continue
         rdata = _address_rdata(ip, T_SRV)
@@ -266,12 +263,12 @@ def _srv_records(build: _Builder, instances: list[query.Instance]) -> None:
             if target is None:
                 continue
             at = build.extra(target, [rdata])
-            meta = build.node_txt(node_name, instance.node)
+            meta = build.node_txt(node_name, instance.node_name)
         else:
             target = node_name
             at = build.extra(target, [rdata])
             meta = -1
-            build.node_txt(node_name, instance.node)
+            build.node_txt(node_name, instance.node_name)
         build.records.append(Record(SRV(IN, T_SRV, 1, weight, service.port, target), at, meta))
 
 

@@ -1,21 +1,25 @@
-"""``/v1/catalog/*``: the catalog as Consul's leader would have registered the LAN members (consul-compat 1.2.1-5).
+"""``/v1/catalog/*``: the catalog as Consul's leader would have registered the LAN members (consul-compat 1.2.1-5),
+merged with the nodes registered through ``/v1/catalog/register``.
 
-The catalog is not in the Raft log yet: it is the member table's snapshot seen through Consul's rules (alive,
-leaving and failed members are registered, left and reaped ones are not); the leader in the snapshot is Raft's
-(a server's own, a client's from a server: agent/server/).  Reads in the default mode need that leader (500
-``No cluster leader``); ``?stale`` reads answer anyway; a client agent needs a known server first.
+Agents' nodes are the member table's snapshot seen through Consul's rules (alive, leaving and failed members are
+registered, left and reaped ones are not); registered nodes are the servers' store as this agent's mirror last
+read it, in the same snapshot (agent.catalog.query says how the two merge).  The leader in the snapshot is
+Raft's (a server's own, a client's from a server: agent/server/).  Reads in the default mode need that leader
+(500 ``No cluster leader``); ``?stale`` reads answer anyway; a client agent needs a known server first.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import trio
 
+from agent.catalog import query
 from agent.http.blocking import ERROR_META, QueryOptions, meta_headers, parse_query_options, wait_past
 from agent.http.errors import NO_CLUSTER_LEADER, NO_KNOWN_SERVERS, NO_PATH_TO_DC, HTTPError, bad_request
 from agent.http.routes import Ctx, Route
-from agent.http.views import catalog_members, find_member, in_catalog, known_servers, node_json
+from agent.http.views import known_servers, node_view_json
 
 if TYPE_CHECKING:
     from agent.members import Snapshot
@@ -87,11 +91,8 @@ async def catalog_nodes(ctx: Ctx) -> list[dict[str, Any]]:
     filters = _meta_filters(ctx)
     snapshot, _ = await _read(ctx)
     config = ctx.api.config
-    from agent.catalog.query import node_meta_of
-
-    nodes = [  # remote nodes' meta comes with their replicated catalog record
-        node_json(m, config.node_meta if m.name == config.node_name else node_meta_of(snapshot, m.name))
-        for m in catalog_members(snapshot, config.datacenter)
+    nodes = [  # remote nodes' meta comes with their replicated catalog record, registered ones' as registered
+        node_view_json(v, _local_meta(ctx, v)) for v in query.catalog_nodes(snapshot, config.datacenter)
     ]
     if filters:
         nodes = [n for n in nodes if all(k in n["Meta"] and n["Meta"][k] == v for k, v in filters.items())]
@@ -104,16 +105,19 @@ async def catalog_node(ctx: Ctx) -> dict[str, Any] | None:
     name = ctx.request.path.removeprefix("/v1/catalog/node/")
     if not name:
         raise bad_request("Missing node name")
-    config = ctx.api.config
-    member = find_member(snapshot, name)
-    if member is None or not in_catalog(member, config.datacenter):
+    view = query.find_node(snapshot, name, ctx.api.config.datacenter)
+    if view is None:
         return None
-    from agent.catalog.query import node_meta_of
     from agent.http.catalog_services import node_services_json
 
-    services = node_services_json(snapshot, member)  # the ``consul`` service on servers, then the record's
-    local_meta = config.node_meta if member.name == config.node_name else node_meta_of(snapshot, member.name)
-    return {"Node": node_json(member, local_meta), "Services": services}
+    services = node_services_json(snapshot, view)  # the ``consul`` service on servers, then the record's
+    return {"Node": node_view_json(view, _local_meta(ctx, view)), "Services": services}
+
+
+def _local_meta(ctx: Ctx, view: query.NodeView) -> Mapping[str, str] | None:
+    """This agent's own node shows its configured meta at once (its record may not be published yet)."""
+    config = ctx.api.config
+    return config.node_meta if view.member is not None and view.name == config.node_name else None
 
 
 async def catalog_datacenters(ctx: Ctx) -> list[str]:

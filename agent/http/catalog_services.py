@@ -13,19 +13,18 @@ from agent.catalog import query
 from agent.http.catalog import _meta_filters, _read
 from agent.http.errors import bad_request
 from agent.http.routes import Ctx, Route
-from agent.http.views import node_json
+from agent.http.views import node_view_json
 
 if TYPE_CHECKING:
-    from agent.catalog.query import CheckView, Instance
+    from agent.catalog.query import CheckView, Instance, NodeView
     from agent.catalog.record import ServiceRecord
-    from agent.members import Member, Snapshot
+    from agent.members import Snapshot
 
 __all__ = [
     "ROUTES",
     "catalog_service",
     "catalog_services",
     "health_check_json",
-    "node_json_of",
     "node_service_json",
     "node_services_json",
 ]
@@ -33,11 +32,6 @@ __all__ = [
 
 def _sorted(mapping: Any) -> dict[str, str]:
     return {k: mapping[k] for k in sorted(mapping)}
-
-
-def node_json_of(snapshot: Snapshot, member: Member) -> dict[str, Any]:
-    """A catalog Node with the meta its owner published in its record."""
-    return node_json(member, query.node_meta_of(snapshot, member.name))
 
 
 def node_service_json(service: ServiceRecord, create: int, modify: int) -> dict[str, Any]:
@@ -63,19 +57,19 @@ def node_service_json(service: ServiceRecord, create: int, modify: int) -> dict[
     return out
 
 
-def node_services_json(snapshot: Snapshot, member: Member) -> dict[str, Any]:
+def node_services_json(snapshot: Snapshot, view: NodeView) -> dict[str, Any]:
     """``{service id: NodeService}`` of one node (the ``consul`` service included on servers)."""
-    return {s.id: node_service_json(s, c, m) for s, c, m in query.node_services(snapshot, member)}
+    return {s.id: node_service_json(s, c, m) for s, c, m in query.node_services(snapshot, view)}
 
 
-def service_node_json(snapshot: Snapshot, instance: Instance, dc: str) -> dict[str, Any]:
+def service_node_json(instance: Instance, dc: str) -> dict[str, Any]:
     """A ServiceNode: the flat merge of node and service (elements of /v1/catalog/service/:name)."""
-    member, service = instance.member, instance.service
-    node = node_json_of(snapshot, member)
+    service = instance.service
+    node = node_view_json(instance.node)
     return {
         "ID": node["ID"],
-        "Node": member.name,
-        "Address": member.addr,
+        "Node": node["Node"],
+        "Address": node["Address"],
         "Datacenter": node["Datacenter"] or dc,
         "TaggedAddresses": node["TaggedAddresses"],
         "NodeMeta": node["Meta"],
@@ -138,7 +132,7 @@ async def catalog_service(ctx: Ctx) -> list[dict[str, Any]]:
     instances = query.service_instances(
         snapshot, name, dc=dc, tags=ctx.request.query.get_all("tag"), node_meta=filters
     )
-    return [service_node_json(snapshot, i, dc) for i in instances]
+    return [service_node_json(i, dc) for i in instances]
 
 
 ROUTES = (

@@ -1,7 +1,8 @@
 """``/v1/health/*`` (consul-compat 1.2.10): node checks, a service's checks, instances with health, checks by state.
 
-Same read path as the catalog (leader rules, blocking on the table's index).  ``serfHealth`` comes from the member
-status, so a failed node's instances show critical and drop out of ``?passing`` at once (trap 14).
+Same read path as the catalog (leader rules, blocking on the table's index), over the same merged catalog
+(agent nodes and registered ones).  ``serfHealth`` comes from the member status, so a failed node's instances
+show critical and drop out of ``?passing`` at once (trap 14); registered nodes have no serfHealth.
 """
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ from typing import Any
 
 from agent.catalog import query
 from agent.http.catalog import _meta_filters, _read
-from agent.http.catalog_services import health_check_json, node_json_of, node_service_json
+from agent.http.catalog_services import health_check_json, node_service_json
 from agent.http.errors import bad_request
 from agent.http.routes import Ctx, Route
-from agent.http.views import find_member
+from agent.http.views import node_view_json
 
 __all__ = ["ROUTES", "parse_bool"]
 
@@ -37,10 +38,10 @@ async def health_node(ctx: Ctx) -> list[dict[str, Any]]:
     if not name:
         raise bad_request("Missing node name")
     snapshot, _ = await _read(ctx)
-    member = find_member(snapshot, name)
-    if member is None or not query.in_catalog(member, ctx.api.config.datacenter):
+    view = query.find_node(snapshot, name, ctx.api.config.datacenter)
+    if view is None:
         return []
-    return [health_check_json(c) for c in query.node_checks(snapshot, member)]
+    return [health_check_json(c) for c in query.node_checks(snapshot, view)]
 
 
 async def health_checks(ctx: Ctx) -> list[dict[str, Any]]:
@@ -74,7 +75,7 @@ async def health_service(ctx: Ctx) -> list[dict[str, Any]]:
         instances = [i for i in instances if all(c.check.status == "passing" for c in i.checks)]
     return [
         {
-            "Node": node_json_of(snapshot, i.member),
+            "Node": node_view_json(i.node),
             "Service": node_service_json(i.service, i.create_index, i.modify_index),
             "Checks": [health_check_json(c) for c in i.checks],
         }
@@ -91,10 +92,7 @@ async def health_state(ctx: Ctx) -> list[dict[str, Any]]:
     snapshot, _ = await _read(ctx)
     if state not in STATES:
         return []
-    checks = query.all_checks(snapshot, dc=ctx.api.config.datacenter, state=state)
-    if filters:
-        metas = {m.name: query.full_node_meta(snapshot, m) for m in query.catalog_nodes(snapshot)}
-        checks = [c for c in checks if all(metas.get(c.node, {}).get(k) == v for k, v in filters.items())]
+    checks = query.all_checks(snapshot, dc=ctx.api.config.datacenter, state=state, node_meta=filters)
     return [health_check_json(c) for c in checks]
 
 

@@ -241,6 +241,7 @@ def _log_error(request: Request, reason: str) -> None:
 def default_router() -> Router:
     """The endpoints this agent serves (Consul's http_register.go, the subset we implement)."""
     from agent.http import (
+        acl_endpoints,
         agent_endpoints,
         catalog,
         catalog_register,
@@ -259,6 +260,6 @@ def default_router() -> Router:
     return Router(
         [*catalog.ROUTES, *agent_endpoints.ROUTES, *status.ROUTES, *stream.ROUTES, *ui.ROUTES,
          *catalog_services.ROUTES, *health.ROUTES, *services_endpoints.ROUTES, *operator.ROUTES,
-         *kv.ROUTES, *sessions.ROUTES, *txn.ROUTES, *catalog_register.ROUTES],
+         *kv.ROUTES, *sessions.ROUTES, *txn.ROUTES, *catalog_register.ROUTES, *acl_endpoints.ROUTES],
         sockets=stream.SOCKETS,
     )

@@ -379,7 +379,7 @@ class _Connection:
                 )
                 ws = await proposal.accept()
             if ws is not None:
-                log.debug("http: %s upgraded %s to a websocket", self.remote, request.target)
+                log.debug("http: %s upgraded %s to a websocket", self.remote, request.path)  # no query: tokens
                 await session.run(ws)
             nursery.cancel_scope.cancel()  # trio-websocket's reader task
 

@@ -11,23 +11,19 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from agent.members import Member, Snapshot
+    from agent.catalog.query import NodeView
+    from agent.members import Member
 
 __all__ = [
-    "CATALOG_STATUSES",
-    "catalog_members",
-    "find_member",
-    "in_catalog",
     "known_servers",
     "member_json",
     "node_json",
     "node_meta",
+    "node_view_json",
     "version_of",
 ]
 
-STATUS_ALIVE, STATUS_LEAVING, STATUS_LEFT, STATUS_FAILED = 1, 2, 3, 4
-#: Members the catalog lists: left ones are deregistered at once; failed ones stay (serfHealth critical).
-CATALOG_STATUSES = frozenset({STATUS_ALIVE, STATUS_LEAVING, STATUS_FAILED})
+STATUS_ALIVE = 1
 
 
 def _sorted(mapping: Mapping[str, str]) -> dict[str, str]:
@@ -54,35 +50,6 @@ def member_json(member: Member) -> dict[str, Any]:
         "DelegateMax": member.delegate_max,
         "DelegateCur": member.delegate_cur,
     }
-
-
-def _is_consul_node(member: Member, dc: str) -> bool:
-    """Consul's leader registers a LAN member only if it is a Consul node (``role`` node/consul) of this DC."""
-    return member.tags.get("role") in ("node", "consul") and member.tags.get("dc") == dc
-
-
-def in_catalog(member: Member, dc: str) -> bool:
-    """Whether the catalog lists ``member``: a Consul node of this DC that has not left."""
-    return member.status in CATALOG_STATUSES and _is_consul_node(member, dc)
-
-
-def catalog_members(snapshot: Snapshot, dc: str) -> list[Member]:
-    """The members the catalog lists, ordered as Consul's node index orders them (case-insensitive name)."""
-    members = [m for m in snapshot.members.values() if in_catalog(m, dc)]
-    members.sort(key=lambda m: (m.name.lower(), m.name))
-    return members
-
-
-def find_member(snapshot: Snapshot, name: str) -> Member | None:
-    """The member called ``name``; Consul's node names compare case-insensitively."""
-    member = snapshot.members.get(name)
-    if member is not None:
-        return member
-    lowered = name.lower()
-    for candidate in snapshot.members.values():
-        if candidate.name.lower() == lowered:
-            return candidate
-    return None
 
 
 def tagged_addresses(addr: str) -> dict[str, str]:
@@ -116,6 +83,26 @@ def node_json(member: Member, local_meta: Mapping[str, str] | None = None) -> di
         "Meta": node_meta(member, local_meta),
         "CreateIndex": member.create_index,
         "ModifyIndex": member.modify_index,
+    }
+
+
+def node_view_json(view: NodeView, local_meta: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A catalog **Node** of the merged catalog: an agent node as `node_json` shows it (its own meta, or
+    ``local_meta`` for this agent's node), a registered node as it was registered (its ID, datacenter, tagged
+    addresses and meta; maps ``{}`` when empty; indexes the store's)."""
+    if view.member is not None:
+        return node_json(view.member, view.meta if local_meta is None else local_meta)
+    registered = view.registered
+    assert registered is not None
+    return {
+        "ID": registered.id,
+        "Node": registered.node,
+        "Address": registered.address,
+        "Datacenter": registered.datacenter,
+        "TaggedAddresses": _sorted(registered.tagged_addresses),
+        "Meta": _sorted(registered.meta),
+        "CreateIndex": registered.create_index,
+        "ModifyIndex": registered.modify_index,
     }
 
 

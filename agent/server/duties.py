@@ -7,6 +7,9 @@
   on an agent's node is destroyed when one of its checks is critical or gone (serfHealth turns critical when
   the member fails), and every session of an agent node that left the catalog goes with the node.  Sessions on
   registered (external) nodes are handled inside the apply, where those checks live;
+* **shadowed registrations** (docs/state.md rule 1): a node registered through the catalog API under the name
+  of an agent's node is deregistered (its sessions kept: they are the agent's), as Consul's anti-entropy
+  removes what an agent's node holds that the agent does not;
 * **tombstone GC** (``tombstone_gc.go``): a deleted key's tombstone is kept ``tombstone_ttl`` (15 min) so a
   blocking reader of a deleted prefix sees the index move; the leader remembers when each index was applied,
   every ``granularity`` (30 s), and reaps the tombstones older than the TTL.
@@ -26,6 +29,7 @@ import trio
 
 from .access import CommandFailed, NoLeader, StoreUnavailable
 from .state.commands import Command, InvalidateCheck, InvalidateNode, SessionDestroy, TombstoneReap
+from .state.leader import shadowed_registrations
 from .state.tables import State, node_key
 
 if TYPE_CHECKING:
@@ -95,7 +99,9 @@ class LeaderDuties:
             log.info("leader: armed %d session TTL timers", len(service.timers.deadlines))
         state = service.store.current
         work: list[Command] = [SessionDestroy(id=i) for i in service.timers.expired(state, time.time_ns())]
-        work += invalidations(state, service.agent_nodes())
+        agent_nodes = service.agent_nodes()
+        work += invalidations(state, agent_nodes)
+        work += shadowed_registrations(state, agent_nodes)
         reap = self._reap_index(state.applied)
         if reap and any(index <= reap for index in state.tombstones.values()):
             work.append(TombstoneReap(index=reap))

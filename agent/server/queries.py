@@ -10,7 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from agent.acl.builtin import ANONYMOUS_TOKEN_ID
+from agent.catalog.registered import RegisteredNode, registered_to_wire
+
 from .state import reads
+from .state.acl_resolve import token_rules
+from .state.acl_views import policy_json, policy_stub_json, role_json, token_json
 from .state.commands import CommandError, Txn, decode
 from .state.reads import Read
 from .state.tables import State, Tx
@@ -89,6 +94,95 @@ def _catalog_nodes(state: State, args: Mapping[str, Any]) -> Read[Any]:
     return _map(read, [catalog_node_json(n) for n in read.value])
 
 
+#: The last ``catalog.registered`` answer and the tables it was read from: every agent's mirror asks after each
+#: change, so the answer is built once per change of the tables (a KV write leaves them, and it, as they were).
+_registered_memo: list[tuple[tuple[object, ...], Read[Any]]] = []
+
+
+def _catalog_registered(state: State, args: Mapping[str, Any]) -> Read[Any]:
+    """Every registered node with its services and checks, in `agent.catalog.registered`'s wire form: what each
+    agent's mirror (`agent.server.mirror`) publishes into its member table for HTTP and DNS."""
+    tables = (state.nodes, state.services, state.checks, state.table_index("nodes", "services", "checks"))
+    if _registered_memo and all(a is b for a, b in zip(_registered_memo[0][0][:3], tables[:3], strict=True)) \
+            and _registered_memo[0][0][3] == tables[3]:
+        return _registered_memo[0][1]
+    read = reads.registered(state)
+    nodes = [
+        RegisteredNode(n.node, n.address, n.id, n.datacenter, n.tagged_addresses, n.meta, n.create_index,
+                       n.modify_index, tuple((s.service, s.create_index, s.modify_index) for s in services),
+                       tuple((c.check, c.create_index, c.modify_index) for c in checks))
+        for n, services, checks in read.value
+    ]  # fmt: skip
+    answer = _map(read, registered_to_wire(nodes))
+    _registered_memo[:] = [(tables, answer)]
+    return answer
+
+
+def _token(state: State, read: Read[Any]) -> Read[Any]:
+    """One token's JSON (None when absent: the endpoint's 403 ``ACL not found`` or 404)."""
+    return _map(read, None if read.value is None else token_json(state, read.value))
+
+
+def _acl_token(state: State, args: Mapping[str, Any]) -> Read[Any]:
+    """``/v1/acl/token/:accessor``; the endpoint redacts the SecretID for a reader without acl:write."""
+    return _token(state, reads.acl_token_by_accessor(state, _str(args, "accessor_id")))
+
+
+def _acl_token_self(state: State, args: Mapping[str, Any]) -> Read[Any]:
+    """``/v1/acl/token/self``: the token whose secret is the request's."""
+    return _token(state, reads.acl_token_by_secret(state, _str(args, "secret_id")))
+
+
+def _acl_tokens(state: State, args: Mapping[str, Any]) -> Read[Any]:
+    read = reads.acl_tokens(state, _str(args, "policy"), _str(args, "role"))
+    return _map(read, [token_json(state, t) for t in read.value])
+
+
+def _acl_policy(state: State, args: Mapping[str, Any]) -> Read[Any]:
+    """``/v1/acl/policy/:id``, or ``/policy/name/:name`` when ``name`` is given; None when absent."""
+    name = _str(args, "name")
+    read = reads.acl_policy_by_name(state, name) if name else reads.acl_policy(state, _str(args, "id"))
+    return _map(read, None if read.value is None else policy_json(read.value))
+
+
+def _acl_policies(state: State, args: Mapping[str, Any]) -> Read[Any]:
+    read = reads.acl_policies(state)
+    return _map(read, [policy_stub_json(p) for p in read.value])
+
+
+def _acl_role(state: State, args: Mapping[str, Any]) -> Read[Any]:
+    """``/v1/acl/role/:id``, or ``/role/name/:name`` when ``name`` is given; None when absent."""
+    name = _str(args, "name")
+    read = reads.acl_role_by_name(state, name) if name else reads.acl_role(state, _str(args, "id"))
+    return _map(read, None if read.value is None else role_json(state, read.value))
+
+
+def _acl_roles(state: State, args: Mapping[str, Any]) -> Read[Any]:
+    read = reads.acl_roles(state, _str(args, "policy"))
+    return _map(read, [role_json(state, r) for r in read.value])
+
+
+def _acl_identity(state: State, args: Mapping[str, Any]) -> Read[Any]:
+    """What any agent needs to build a token's authorizer itself: the token's JSON and the rules of every
+    policy that applies in ``datacenter`` (its own, its roles', its identities' synthetic ones); None for an
+    unknown or expired secret ("" is the anonymous token; ``Token`` None when none is stored yet).  Index: the
+    highest of the three ACL tables, so a client's cache can be checked against it."""
+    secret, now = _str(args, "secret_id"), args.get("now", 0)
+    if not isinstance(now, int) or isinstance(now, bool):
+        raise QueryError("query argument 'now': expected an integer")
+    read = reads.acl_token_by_secret(state, secret) if secret else reads.acl_token_by_accessor(
+        state, ANONYMOUS_TOKEN_ID)  # fmt: skip
+    index = max(read.index, state.table_index("acl-policies", "acl-roles"))
+    interests = (*read.interests, *reads.acl_policies(state).interests, *reads.acl_roles(state).interests)
+    token = read.value
+    if token is None and not secret:  # no anonymous token stored yet: no policies, the default policy decides
+        return Read(index, {"Token": None, "Policies": []}, interests)
+    if token is None or (token.expiration_time and token.expiration_time < now):
+        return Read(index, None, interests)
+    rules = [{"Name": name, "Rules": text} for name, text in token_rules(state, token, _str(args, "datacenter"))]
+    return Read(index, {"Token": token_json(state, token), "Policies": rules}, interests)
+
+
 QUERIES: Mapping[str, Callable[[State, Mapping[str, Any]], Read[Any]]] = {
     "kv.get": _kv_get,
     "kv.list": _kv_list,
@@ -98,6 +192,15 @@ QUERIES: Mapping[str, Callable[[State, Mapping[str, Any]], Read[Any]]] = {
     "session.node": _session_node,
     "txn.read": _txn_read,
     "catalog.nodes": _catalog_nodes,
+    "catalog.registered": _catalog_registered,
+    "acl.token": _acl_token,
+    "acl.token.self": _acl_token_self,
+    "acl.tokens": _acl_tokens,
+    "acl.policy": _acl_policy,
+    "acl.policies": _acl_policies,
+    "acl.role": _acl_role,
+    "acl.roles": _acl_roles,
+    "acl.identity": _acl_identity,
 }
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import attrs
 
-from . import catalog
+from . import acl, catalog
 from . import commands as c
 from .kvs import (
     StateError,
@@ -95,6 +95,20 @@ def _run(tx: Tx, cmd: c.Command) -> Any:
         return catalog.register(tx, cmd)
     if isinstance(cmd, c.CatalogDeregister):
         return catalog.deregister(tx, cmd)
+    if isinstance(cmd, c.ACLBootstrap):
+        return acl.bootstrap(tx, cmd)
+    if isinstance(cmd, c.ACLTokenSet):
+        return acl.set_token(tx, cmd)
+    if isinstance(cmd, c.ACLTokenDelete):
+        return acl.delete_token(tx, cmd.accessor_id)
+    if isinstance(cmd, c.ACLPolicySet):
+        return acl.set_policy(tx, cmd)
+    if isinstance(cmd, c.ACLPolicyDelete):
+        return acl.delete_policy(tx, cmd.id)
+    if isinstance(cmd, c.ACLRoleSet):
+        return acl.set_role(tx, cmd)
+    if isinstance(cmd, c.ACLRoleDelete):
+        return acl.delete_role(tx, cmd.id)
     raise TypeError(f"no rule for {type(cmd).__name__}")
 
 

@@ -125,7 +125,8 @@ def _after_instance_gone(tx: Tx, name: str) -> None:
 
 
 def deregister(tx: Tx, cmd: CatalogDeregister) -> bool:
-    """A service (and its checks), a check, or the whole node with its services, checks and sessions."""
+    """A service (and its checks), a check, or the whole node with its services, checks and (unless
+    ``keep_sessions``) sessions.  Sessions bound to a deleted check go either way."""
     if not cmd.node:
         raise StateError("Must provide node")
     key = node_key(cmd.node)
@@ -138,7 +139,8 @@ def deregister(tx: Tx, cmd: CatalogDeregister) -> bool:
             _delete_service(tx, service_key)
         for check_key in sorted(k for k in tx.checks if k[0] == key):
             _delete_check(tx, check_key)
-        invalidate_node(tx, cmd.node)
+        if not cmd.keep_sessions:
+            invalidate_node(tx, cmd.node)
         tx.nodes = tx.nodes.delete(key)
         tx.touch("nodes", key)
     return True

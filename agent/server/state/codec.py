@@ -1,8 +1,9 @@
 """The whole `State` as bytes (Raft snapshots) and back, exactly: ``restore(snapshot(s)) == s``.
 
 ``msgpack [format, applied, indexes, lock_delays, kvs, tombstones, sessions, session_checks, nodes, services,
-checks]``; every table is a list of rows sorted by key, so equal states give equal bytes whatever order their
-writes came in (determinism across servers is checked by comparing these bytes).
+checks, acl_tokens, acl_policies, acl_roles]``; every table is a list of rows sorted by key, so equal states give
+equal bytes whatever order their writes came in (determinism across servers is checked by comparing these bytes).
+Format 1 (before the ACL tables) is still read, with no ACL objects.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from agent.catalog.record import NodeCatalog, RecordError, from_wire, to_wire
 from agent.gostrings import WIRE_ERRORS
 
 from .commands import unpack
-from .tables import CatalogCheck, CatalogNode, CatalogService, KVEntry, Session, State
+from .tables import ACLPolicy, ACLRole, ACLToken, CatalogCheck, CatalogNode, CatalogService, KVEntry, Session, State
 
 __all__ = ["SNAPSHOT_FORMAT", "SnapshotError", "decode_state", "encode_state"]
 
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2
+#: Parts of each format readable: 1 had no ACL tables.
+_PARTS = {1: 11, 2: 14}
 
 
 class SnapshotError(ValueError):
@@ -53,6 +56,25 @@ def _check(c: CatalogCheck) -> list[Any]:
     return [c.node, to_wire(NodeCatalog("", 0, checks=(c.check,)))["c"][0], c.create_index, c.modify_index]
 
 
+def _sids(ids: tuple[tuple[str, tuple[str, ...]], ...]) -> list[Any]:
+    return [[name, list(dcs)] for name, dcs in ids]
+
+
+def _token(t: ACLToken) -> list[Any]:
+    return [t.accessor_id, t.secret_id, t.description, list(t.policies), list(t.roles), _sids(t.service_identities),
+            [list(n) for n in t.node_identities], t.local, t.expiration_time, t.create_time, t.hash,
+            t.create_index, t.modify_index]  # fmt: skip
+
+
+def _policy(p: ACLPolicy) -> list[Any]:
+    return [p.id, p.name, p.description, p.rules, list(p.datacenters), p.hash, p.create_index, p.modify_index]
+
+
+def _role(r: ACLRole) -> list[Any]:
+    return [r.id, r.name, r.description, list(r.policies), _sids(r.service_identities),
+            [list(n) for n in r.node_identities], r.hash, r.create_index, r.modify_index]  # fmt: skip
+
+
 def encode_state(state: State) -> bytes:
     def rows(table: immutables.Map[Any, Any], row: Any) -> list[Any]:
         return [row(table[k]) for k in sorted(table.keys())]
@@ -69,6 +91,9 @@ def encode_state(state: State) -> bytes:
         rows(state.nodes, _node),
         rows(state.services, _service),
         rows(state.checks, _check),
+        rows(state.acl_tokens, _token),
+        rows(state.acl_policies, _policy),
+        rows(state.acl_roles, _role),
     ]
     return msgpack.packb(body, use_bin_type=True, unicode_errors=WIRE_ERRORS)
 
@@ -98,10 +123,17 @@ def _new_session(id_: str, node: str, name: str, lock_delay: int, behavior: str,
 
 def decode_state(data: bytes) -> State:
     raw = unpack(data, "state snapshot", SnapshotError)
-    if not isinstance(raw, list) or len(raw) != 11:
-        raise SnapshotError("state snapshot: expected a list of 11 parts")
-    if raw[0] != SNAPSHOT_FORMAT:
+    if not isinstance(raw, list) or not raw:
+        raise SnapshotError("state snapshot: expected a list")
+    parts = _PARTS.get(raw[0]) if isinstance(raw[0], int) and not isinstance(raw[0], bool) else None
+    if parts is None:
         raise SnapshotError(f"state snapshot: format {raw[0]!r} is not {SNAPSHOT_FORMAT}")
+    if len(raw) != parts:
+        raise SnapshotError(f"state snapshot: expected a list of {parts} parts")
+    raw = raw + [[], [], []][: 14 - parts]
+    tokens = _rows(raw[11], "acl_tokens", ACLToken)
+    policies = _rows(raw[12], "acl_policies", ACLPolicy)
+    roles = _rows(raw[13], "acl_roles", ACLRole)
     kvs = _rows(raw[4], "kvs", KVEntry)
     sessions = _rows(raw[6], "sessions", _new_session)
     nodes = _rows(raw[8], "nodes", CatalogNode)
@@ -132,6 +164,10 @@ def decode_state(data: bytes) -> State:
         applied=raw[1],
         kv_keys=tuple(sorted(e.key for e in kvs)),
         held=_held(kvs),
+        acl_tokens=immutables.Map({t.accessor_id: t for t in tokens}),
+        acl_policies=immutables.Map({p.id: p for p in policies}),
+        acl_roles=immutables.Map({r.id: r for r in roles}),
+        acl_secrets=immutables.Map({t.secret_id: t.accessor_id for t in tokens}),
     )
 
 

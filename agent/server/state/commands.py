@@ -26,6 +26,13 @@ __all__ = [
     "FORMAT",
     "KINDS",
     "MAX_TXN_OPS",
+    "ACLBootstrap",
+    "ACLPolicyDelete",
+    "ACLPolicySet",
+    "ACLRoleDelete",
+    "ACLRoleSet",
+    "ACLTokenDelete",
+    "ACLTokenSet",
     "CatalogDeregister",
     "CatalogRegister",
     "Command",
@@ -66,6 +73,7 @@ class CommandError(ValueError):
 
 # Field kinds: how a value is checked on decode.
 _STR, _BYTES, _U64, _BOOL, _STRS, _PAIRS, _MAP = "str", "bytes", "u64", "bool", "strs", "pairs", "map"
+_SIDS = "sids"  # service identities: [[name, [datacenter...]]...]
 
 
 def _field(short: str, kind: str, default: Any = attrs.NOTHING, **kw: Any) -> Any:
@@ -229,17 +237,100 @@ class CatalogRegister(Command):
 
 @attrs.frozen
 class CatalogDeregister(Command):
-    """``/v1/catalog/deregister``: a service (``service_id``), a check (``check_id``), else the whole node."""
+    """``/v1/catalog/deregister``: a service (``service_id``), a check (``check_id``), else the whole node
+    (with its sessions, unless ``keep_sessions``)."""
 
     KIND = "catalog-deregister"
     node: str = _field("n", _STR)
     service_id: str = _field("si", _STR, "")
     check_id: str = _field("ci", _STR, "")
+    #: A whole-node deregistration that leaves the node's sessions alone: the leader removing a registration an
+    #: agent's node shadows (the sessions on that name are the agent's, bound to its health).
+    keep_sessions: bool = _field("ks", _BOOL, False)
+
+
+@attrs.frozen
+class ACLBootstrap(Command):
+    """``ACL.BootstrapTokens`` (and the leader's initial management token while bootstrap is still allowed): a
+    global-management token, once.  ``reset_index`` is the operator's ``acl-bootstrap-reset`` file's (0: none).
+    The token's CreateTime is the entry's ``now``."""
+
+    KIND = "acl-bootstrap"
+    accessor_id: str = _field("a", _STR)
+    secret_id: str = _field("s", _STR)
+    description: str = _field("d", _STR, "Bootstrap Token (Global Management)")
+    reset_index: int = _field("r", _U64, 0)
+
+
+@attrs.frozen
+class ACLTokenSet(Command):
+    """``ACL.TokenSet``: ``create`` when the endpoint made a new token (IDs chosen by the proposer, or given).
+    Policy and role links are (ID, name) pairs, either may be empty; the apply resolves names to IDs.
+    ``secret_id`` may be empty on update (kept).  ``expiration_ttl`` (ns) is turned into ExpirationTime from
+    the entry's ``now``, the token's CreateTime."""
+
+    KIND = "acl-token-set"
+    accessor_id: str = _field("a", _STR)
+    secret_id: str = _field("s", _STR, "")
+    description: str = _field("d", _STR, "")
+    policies: tuple[tuple[str, str], ...] = _field("p", _PAIRS, ())
+    roles: tuple[tuple[str, str], ...] = _field("ro", _PAIRS, ())
+    service_identities: tuple[tuple[str, tuple[str, ...]], ...] = _field("si", _SIDS, ())
+    node_identities: tuple[tuple[str, str], ...] = _field("ni", _PAIRS, ())
+    local: bool = _field("l", _BOOL, False)
+    expiration_time: int = _field("e", _U64, 0)
+    expiration_ttl: int = _field("t", _U64, 0)
+    create: bool = _field("c", _BOOL, False)
+
+
+@attrs.frozen
+class ACLTokenDelete(Command):
+    KIND = "acl-token-delete"
+    accessor_id: str = _field("a", _STR)
+
+
+@attrs.frozen
+class ACLPolicySet(Command):
+    """``ACL.PolicySet`` after the endpoint checked the name and the rules (`acl.check_policy`); ``create`` when
+    the proposer chose a new ID."""
+
+    KIND = "acl-policy-set"
+    id: str = _field("id", _STR)
+    name: str = _field("n", _STR)
+    description: str = _field("d", _STR, "")
+    rules: str = _field("r", _STR, "")
+    datacenters: tuple[str, ...] = _field("dc", _STRS, ())
+    create: bool = _field("c", _BOOL, False)
+
+
+@attrs.frozen
+class ACLPolicyDelete(Command):
+    KIND = "acl-policy-delete"
+    id: str = _field("id", _STR)
+
+
+@attrs.frozen
+class ACLRoleSet(Command):
+    KIND = "acl-role-set"
+    id: str = _field("id", _STR)
+    name: str = _field("n", _STR)
+    description: str = _field("d", _STR, "")
+    policies: tuple[tuple[str, str], ...] = _field("p", _PAIRS, ())
+    service_identities: tuple[tuple[str, tuple[str, ...]], ...] = _field("si", _SIDS, ())
+    node_identities: tuple[tuple[str, str], ...] = _field("ni", _PAIRS, ())
+    create: bool = _field("c", _BOOL, False)
+
+
+@attrs.frozen
+class ACLRoleDelete(Command):
+    KIND = "acl-role-delete"
+    id: str = _field("id", _STR)
 
 
 _CLASSES: tuple[type[Command], ...] = (
     KVSet, KVCas, KVLock, KVUnlock, KVDelete, KVDeleteCas, KVDeleteTree, SessionCreate, SessionDestroy,
-    InvalidateCheck, InvalidateNode, TombstoneReap, Txn, CatalogRegister, CatalogDeregister,
+    InvalidateCheck, InvalidateNode, TombstoneReap, Txn, CatalogRegister, CatalogDeregister, ACLBootstrap,
+    ACLTokenSet, ACLTokenDelete, ACLPolicySet, ACLPolicyDelete, ACLRoleSet, ACLRoleDelete,
 )  # fmt: skip
 KINDS: Mapping[str, type[Command]] = {cls.KIND: cls for cls in _CLASSES}
 
@@ -267,6 +358,8 @@ def _body(obj: Any) -> dict[str, Any]:
             value = {k: value[k] for k in sorted(value)}
         elif kind == _PAIRS:
             value = [list(p) for p in value]
+        elif kind == _SIDS:
+            value = [[name, list(dcs)] for name, dcs in value]
         elif kind == _STRS:
             value = list(value)
         out[short] = value
@@ -317,9 +410,18 @@ def _check(value: Any, kind: str, what: str) -> Any:
         pairs = []
         for i, pair in enumerate(value):
             if not isinstance(pair, list) or len(pair) != 2:
-                raise CommandError(f"{what}[{i}]: expected a [id, namespace] pair")
+                raise CommandError(f"{what}[{i}]: expected a pair of strings")
             pairs.append((_text(pair[0], f"{what}[{i}]"), _text(pair[1], f"{what}[{i}]")))
         return tuple(pairs)
+    if kind == _SIDS:
+        if not isinstance(value, list):
+            raise CommandError(f"{what}: expected a list, got {type(value).__name__}")
+        identities = []
+        for i, item in enumerate(value):
+            if not isinstance(item, list) or len(item) != 2:
+                raise CommandError(f"{what}[{i}]: expected a [service name, datacenters] pair")
+            identities.append((_text(item[0], f"{what}[{i}]"), _check(item[1], _STRS, f"{what}[{i}].datacenters")))
+        return tuple(identities)
     if kind == _MAP:
         if not isinstance(value, dict):
             raise CommandError(f"{what}: expected a map, got {type(value).__name__}")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import attrs
 
+from agent.gostrings import go_quote
+
 from .tables import KVEntry, Tx
 
 __all__ = [
@@ -26,33 +28,6 @@ __all__ = [
 
 class StateError(Exception):
     """A rule refused the command with Consul's error text (the HTTP layer shows it as Consul does)."""
-
-
-_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v",
-            "\\": "\\\\", '"': '\\"'}  # fmt: skip
-
-
-def go_quote(text: str) -> str:
-    """Go's ``%q`` (``strconv.Quote``) of a Go string kept as ``str``: Consul's error texts quote keys so.
-
-    Surrogate escapes (bytes that were not UTF-8) come out as ``\\xNN``, as Go writes invalid bytes."""
-    out = ['"']
-    for char in text:
-        code = ord(char)
-        if char in _ESCAPES:
-            out.append(_ESCAPES[char])
-        elif 0xDC80 <= code <= 0xDCFF:
-            out.append(f"\\x{code - 0xDC00:02x}")
-        elif char.isprintable():
-            out.append(char)
-        elif code < 0x80:
-            out.append(f"\\x{code:02x}")
-        elif code < 0x10000:
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(f"\\U{code:08x}")
-    out.append('"')
-    return "".join(out)
 
 
 def kv_set(tx: Tx, entry: KVEntry, *, update_session: bool = False) -> KVEntry:

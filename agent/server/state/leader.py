@@ -21,7 +21,7 @@ from typing import Any
 
 from agent.durations import go_duration, parse_duration
 
-from .commands import SessionCreate
+from .commands import CatalogDeregister, SessionCreate
 from .tables import BEHAVIOR_DELETE, BEHAVIOR_RELEASE, State, node_key
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "decode_lock_delay",
     "parse_session_create",
     "session_create_error",
+    "shadowed_registrations",
     "ttl_ns",
 ]
 
@@ -203,3 +204,12 @@ class SessionTimers:
     def next_deadline(self) -> int | None:
         """When the leader's timer should next look (None: no TTL session)."""
         return min(self.deadlines.values(), default=None)
+
+
+def shadowed_registrations(state: State, agent_nodes: Mapping[str, Mapping[str, str]]) -> list[CatalogDeregister]:
+    """Registrations an agent's node shadows (docs/state.md rule 1), to deregister: a registered node whose
+    name (any case) is a node of the gossip catalog.  The agent's record wins for that name, as Consul's
+    anti-entropy removes from an agent's node whatever the agent does not hold; the node's sessions stay (they
+    are the agent's, and follow its health), sessions bound to the registered checks go with those checks."""
+    return [CatalogDeregister(node=node.node, keep_sessions=True)
+            for key, node in sorted(state.nodes.items()) if key in agent_nodes]

@@ -17,11 +17,32 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
-from .tables import CatalogNode, CatalogService, KVEntry, Session, State, node_key
+from . import acl as acl_rules
+from .tables import (
+    ACLPolicy,
+    ACLRole,
+    ACLToken,
+    CatalogCheck,
+    CatalogNode,
+    CatalogService,
+    KVEntry,
+    Session,
+    State,
+    node_key,
+)
 from .watch import Interest
 
 __all__ = [
     "Read",
+    "acl_policies",
+    "acl_policy",
+    "acl_policy_by_name",
+    "acl_role",
+    "acl_role_by_name",
+    "acl_roles",
+    "acl_token_by_accessor",
+    "acl_token_by_secret",
+    "acl_tokens",
     "catalog_node",
     "catalog_nodes",
     "catalog_service",
@@ -29,6 +50,7 @@ __all__ = [
     "kv_keys",
     "kv_list",
     "node_sessions",
+    "registered",
     "session_get",
     "session_list",
 ]
@@ -146,3 +168,76 @@ def catalog_service(state: State, name: str) -> Read[tuple[CatalogService, ...]]
     else:
         index = state.indexes.get("service_last_extinction", 0) or state.table_index("nodes", "services")
     return Read(_nonzero(index), tuple(found), (Interest("service-name", lowered),))
+
+
+#: One registered node with its services (by ID) and checks (by ID).
+RegisteredRows = tuple[CatalogNode, tuple[CatalogService, ...], tuple[CatalogCheck, ...]]
+
+
+def registered(state: State) -> Read[tuple[RegisteredRows, ...]]:
+    """Every registered node with its services and checks, by name (what each agent's mirror follows).
+
+    Index: the highest of the ``nodes``, ``services`` and ``checks`` tables (any registration or deregistration
+    moves one of them); it waits on the three tables whole."""
+    services: dict[str, list[CatalogService]] = {}
+    for (node, _), service in state.services.items():
+        services.setdefault(node, []).append(service)
+    checks: dict[str, list[CatalogCheck]] = {}
+    for (node, _), check in state.checks.items():
+        checks.setdefault(node, []).append(check)
+    rows = tuple(
+        (n, tuple(sorted(services.get(key, ()), key=lambda s: s.service.id)),
+         tuple(sorted(checks.get(key, ()), key=lambda c: c.check.id)))
+        for key, n in sorted(state.nodes.items(), key=lambda kv: (kv[1].node.lower(), kv[1].node))
+    )  # fmt: skip
+    index = _nonzero(state.table_index("nodes", "services", "checks"))
+    return Read(index, rows, (Interest("nodes"), Interest("services"), Interest("checks")))
+
+
+# ------------------------------------------------------------------ ACL (state/acl.go ACLTokenGet*, ACLPolicy*...)
+
+
+def _acl_read(state: State, table: str, value: T) -> Read[T]:
+    """ACL reads report their table's index (``maxIndexTxn``) and wait on the whole table."""
+    return Read(_nonzero(state.table_index(table)), value, (Interest(table),))
+
+
+def acl_token_by_accessor(state: State, accessor_id: str) -> Read[ACLToken | None]:
+    return _acl_read(state, "acl-tokens", state.acl_tokens.get(accessor_id))
+
+
+def acl_token_by_secret(state: State, secret_id: str) -> Read[ACLToken | None]:
+    return _acl_read(state, "acl-tokens", acl_rules.token_by_secret(state, secret_id))
+
+
+def acl_tokens(state: State, policy: str = "", role: str = "") -> Read[tuple[ACLToken, ...]]:
+    """``/v1/acl/tokens`` by accessor ID; ``?policy=``/``?role=`` keep the tokens linking that ID."""
+    tokens = sorted(state.acl_tokens.values(), key=lambda t: t.accessor_id)
+    picked = tuple(t for t in tokens if (not policy or policy in t.policies) and (not role or role in t.roles))
+    return _acl_read(state, "acl-tokens", picked)
+
+
+def acl_policy(state: State, policy_id: str) -> Read[ACLPolicy | None]:
+    return _acl_read(state, "acl-policies", state.acl_policies.get(policy_id))
+
+
+def acl_policy_by_name(state: State, name: str) -> Read[ACLPolicy | None]:
+    return _acl_read(state, "acl-policies", acl_rules.policy_by_name(state, name))
+
+
+def acl_policies(state: State) -> Read[tuple[ACLPolicy, ...]]:
+    return _acl_read(state, "acl-policies", tuple(sorted(state.acl_policies.values(), key=lambda p: p.id)))
+
+
+def acl_role(state: State, role_id: str) -> Read[ACLRole | None]:
+    return _acl_read(state, "acl-roles", state.acl_roles.get(role_id))
+
+
+def acl_role_by_name(state: State, name: str) -> Read[ACLRole | None]:
+    return _acl_read(state, "acl-roles", acl_rules.role_by_name(state, name))
+
+
+def acl_roles(state: State, policy: str = "") -> Read[tuple[ACLRole, ...]]:
+    """``/v1/acl/roles`` by ID; ``?policy=`` keeps the roles linking that policy."""
+    roles = sorted(state.acl_roles.values(), key=lambda r: r.id)
+    return _acl_read(state, "acl-roles", tuple(r for r in roles if not policy or policy in r.policies))

@@ -23,6 +23,9 @@ import immutables
 from agent.catalog.record import CheckRecord, ServiceRecord
 
 __all__ = [
+    "ACLPolicy",
+    "ACLRole",
+    "ACLToken",
     "CatalogCheck",
     "CatalogNode",
     "CatalogService",
@@ -131,6 +134,69 @@ class CatalogCheck:
     modify_index: int = 0
 
 
+#: A service identity: (service name, datacenters); a node identity: (node name, datacenter).
+ServiceIdentity = tuple[str, tuple[str, ...]]
+NodeIdentity = tuple[str, str]
+
+
+def _service_identities(value: Iterable[Any]) -> tuple[ServiceIdentity, ...]:
+    return tuple((str(name), tuple(dcs)) for name, dcs in value)
+
+
+def _pairs(value: Iterable[Any]) -> tuple[tuple[str, str], ...]:
+    return tuple((str(a), str(b)) for a, b in value)
+
+
+@attrs.frozen
+class ACLToken:
+    """Consul's ``structs.ACLToken``.  Policy and role links are kept by ID only (names are looked up when the
+    token is shown, so a renamed policy shows its new name; a deleted one is left out).  Times are ns since the
+    epoch, the leader's clock; ``expiration_time`` 0 is none."""
+
+    accessor_id: str
+    secret_id: str
+    description: str = ""
+    policies: tuple[str, ...] = attrs.field(default=(), converter=_strs)
+    roles: tuple[str, ...] = attrs.field(default=(), converter=_strs)
+    service_identities: tuple[ServiceIdentity, ...] = attrs.field(default=(), converter=_service_identities)
+    node_identities: tuple[NodeIdentity, ...] = attrs.field(default=(), converter=_pairs)
+    local: bool = False
+    expiration_time: int = 0
+    create_time: int = 0
+    hash: bytes = b""
+    create_index: int = 0
+    modify_index: int = 0
+
+
+@attrs.frozen
+class ACLPolicy:
+    """Consul's ``structs.ACLPolicy``: ``rules`` is the rule text as given (parsed when a token is resolved)."""
+
+    id: str
+    name: str
+    description: str = ""
+    rules: str = ""
+    datacenters: tuple[str, ...] = attrs.field(default=(), converter=_strs)
+    hash: bytes = b""
+    create_index: int = 0
+    modify_index: int = 0
+
+
+@attrs.frozen
+class ACLRole:
+    """Consul's ``structs.ACLRole``: policies (by ID) and identities a token gets by linking the role."""
+
+    id: str
+    name: str
+    description: str = ""
+    policies: tuple[str, ...] = attrs.field(default=(), converter=_strs)
+    service_identities: tuple[ServiceIdentity, ...] = attrs.field(default=(), converter=_service_identities)
+    node_identities: tuple[NodeIdentity, ...] = attrs.field(default=(), converter=_pairs)
+    hash: bytes = b""
+    create_index: int = 0
+    modify_index: int = 0
+
+
 _EMPTY: immutables.Map[Any, Any] = immutables.Map()
 
 
@@ -151,6 +217,11 @@ class State:
     indexes: immutables.Map[str, int] = _EMPTY
     #: key -> lock-delay expiry (ns, leader time): Consul's ``lockDelay`` (``delay.go``), kept replicated here.
     lock_delays: immutables.Map[str, int] = _EMPTY
+    #: accessor ID -> token; policy ID -> policy; role ID -> role (Consul's ``acl-tokens``, ``acl-policies``,
+    #: ``acl-roles``).  The bootstrap marker is Consul's too: ``indexes["acl-token-bootstrap"]``.
+    acl_tokens: immutables.Map[str, ACLToken] = _EMPTY
+    acl_policies: immutables.Map[str, ACLPolicy] = _EMPTY
+    acl_roles: immutables.Map[str, ACLRole] = _EMPTY
     #: The last Raft index applied (0: nothing yet).
     applied: int = 0
     #: Every key of ``kvs``, sorted: a prefix read is a bisect, not a scan (derived; kept by `Tx`, rebuilt on
@@ -158,6 +229,8 @@ class State:
     kv_keys: tuple[str, ...] = ()
     #: session ID -> the keys it holds (Consul's kvs ``session`` index; derived like ``kv_keys``).
     held: immutables.Map[str, frozenset[str]] = _EMPTY
+    #: secret ID -> accessor ID (Consul's ``acl-tokens`` ``id`` index; derived like ``kv_keys``).
+    acl_secrets: immutables.Map[str, str] = _EMPTY
 
     def table_index(self, *tables: str) -> int:
         """Consul's ``maxIndexTxn``: the highest index among ``tables``."""
@@ -184,6 +257,10 @@ class Tx:
         self.checks = state.checks
         self.lock_delays = state.lock_delays
         self.held = state.held
+        self.acl_tokens = state.acl_tokens
+        self.acl_secrets = state.acl_secrets
+        self.acl_policies = state.acl_policies
+        self.acl_roles = state.acl_roles
         self._indexes = dict(state.indexes.items())
         self._kv_added: set[str] = set()
         self._kv_removed: set[str] = set()
@@ -208,6 +285,19 @@ class Tx:
             self._kv_added.discard(key)
             self._unhold(old.session, key)
             self.kvs = self.kvs.delete(key)
+
+    def put_token(self, token: ACLToken) -> None:
+        old = self.acl_tokens.get(token.accessor_id)
+        if old is not None and old.secret_id != token.secret_id:
+            self.acl_secrets = self.acl_secrets.delete(old.secret_id)
+        self.acl_tokens = self.acl_tokens.set(token.accessor_id, token)
+        self.acl_secrets = self.acl_secrets.set(token.secret_id, token.accessor_id)
+
+    def drop_token(self, accessor_id: str) -> None:
+        old = self.acl_tokens.get(accessor_id)
+        if old is not None:
+            self.acl_tokens = self.acl_tokens.delete(accessor_id)
+            self.acl_secrets = self.acl_secrets.delete(old.secret_id)
 
     def _hold(self, session: str, key: str) -> None:
         if session:
@@ -238,6 +328,10 @@ class Tx:
         self._indexes[table] = self.index
         self.changes.add((table, key))
 
+    def mark(self, name: str, value: int) -> None:
+        """Set a named index that is not a table's (Consul keeps ``acl-token-bootstrap`` in its index table)."""
+        self._indexes[name] = value
+
     def touch_service(self, name: str) -> None:
         """Consul's per-service index ``service.<name>`` (catalog.go ``serviceIndexName``): moved by any write
         to the name's instances or their checks, so a reader of one service is not woken by another's churn."""
@@ -260,11 +354,15 @@ class Tx:
             nodes=self.nodes,
             services=self.services,
             checks=self.checks,
+            acl_tokens=self.acl_tokens,
+            acl_policies=self.acl_policies,
+            acl_roles=self.acl_roles,
             indexes=immutables.Map(self._indexes),
             lock_delays=self.lock_delays,
             applied=max(self.index, self.base.applied),
             kv_keys=self._sorted_keys(),
             held=self.held,
+            acl_secrets=self.acl_secrets,
         )
 
     def view(self) -> State:

@@ -1,0 +1,314 @@
+"""``/v1/acl/*``: bootstrap, tokens, policies and roles (Consul's ``agent/acl_endpoint.go`` and the checks of
+``agent/consul/acl_endpoint.go``), over the agent's ``store_access`` (agent/server/access.py), so a client agent
+answers the same as a server.
+
+Each endpoint needs ``acl:read`` (reads) or ``acl:write`` (writes) of the request's token, resolved through the
+store (the named query ``acl.identity``) and decided by `agent.acl.authorizer`; a read without ``acl:write`` sees
+every SecretID as ``<hidden>``.  ``/v1/acl/bootstrap`` needs no token, ``/v1/acl/token/self`` only the token
+itself.  Consul's statuses and texts: ACLs off, 401 ``ACL support disabled``; an unknown token or object, 403
+``ACL not found``; a refusal, 403 ``Permission denied: token with AccessorID '<id>' lacks permission
+'acl:write'``; bootstrap refused, 403 ``Permission denied: ACL bootstrap no longer allowed (reset index: N)``;
+a body that does not decode, 400; a rule of the store, 500 with its text.
+
+The token comes from ``?token=``, else ``X-Consul-Token``, else ``Authorization: Bearer`` (Consul's
+``parseTokenInternal``), else the agent's ``acl.tokens.default``.  Enforcement on the other endpoints is not here.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import attrs
+
+from agent.acl.authorizer import Authorizer
+from agent.acl.rules import PolicyRules, parse_rules_cached
+from agent.gostrings import decode_json
+from agent.http.acl_bodies import body_fields, policy_command, role_command, token_command
+from agent.http.errors import NO_CLUSTER_LEADER, HTTPError
+from agent.http.request import Request
+from agent.http.routes import Ctx, Route
+from agent.server.access import CommandFailed, NoLeader, QueryResult, ReadMode, StoreUnavailable
+from agent.server.state import commands as c
+from agent.server.state.acl_leader import check_policy, check_role_name, check_token_ids
+from agent.server.state.acl_views import REDACTED
+
+__all__ = ["ROUTES", "request_token"]
+
+ACL_DISABLED = "ACL support disabled"
+ACL_NOT_FOUND = "ACL not found"
+BOOTSTRAP_REFUSED = "ACL bootstrap no longer allowed"
+
+
+def request_token(request: Request, default: str = "") -> str:
+    """Consul's ``parseToken``: ``?token=``, ``X-Consul-Token``, ``Authorization: Bearer <t>``, else ``default``."""
+    token = request.query.get("token")
+    if not token:
+        token = request.header("x-consul-token")
+    if not token:
+        parts = request.header("authorization").split(" ")
+        if len(parts) > 1 and parts[0].lower() == "bearer":
+            token = " ".join(parts[1:]).strip().split(" ")[0].strip()
+    return token or default
+
+
+@attrs.frozen
+class _Caller:
+    """The request's token: its accessor ID (for the texts) and its decisions."""
+
+    accessor_id: str
+    authorizer: Authorizer
+
+    def require(self, level: str) -> None:
+        if not self.authorizer.allowed("acl", "", level):
+            raise HTTPError(403, f"Permission denied: token with AccessorID '{self.accessor_id}' lacks permission "
+                                 f"'acl:{level}'")  # fmt: skip
+
+    @property
+    def sees_secrets(self) -> bool:
+        return self.authorizer.allowed("acl", "", "write")
+
+
+def _enabled(ctx: Ctx) -> None:
+    if not ctx.api.config.acl.enabled:
+        raise HTTPError(401, ACL_DISABLED)
+
+
+async def _query(ctx: Ctx, name: str, args: dict[str, Any]) -> QueryResult:
+    q = ctx.request.query
+    mode = ReadMode("stale" if q.has("stale") else "consistent" if q.has("consistent") else "default")
+    try:
+        result = await ctx.api.store_access.query(name, args, mode)
+    except NoLeader:
+        raise HTTPError(500, NO_CLUSTER_LEADER) from None
+    except StoreUnavailable as err:
+        raise HTTPError(500, str(err)) from None
+    ctx.headers.update({"X-Consul-Index": str(max(1, result.index)),
+                        "X-Consul-KnownLeader": "true" if result.known_leader else "false",
+                        "X-Consul-LastContact": str(result.last_contact_ms)})  # fmt: skip
+    return result
+
+
+async def _apply(ctx: Ctx, command: c.Command) -> Any:
+    try:
+        return await ctx.api.store_access.apply(command)
+    except NoLeader:
+        raise HTTPError(500, NO_CLUSTER_LEADER) from None
+    except (CommandFailed, StoreUnavailable) as err:
+        raise HTTPError(500, str(err)) from None
+
+
+async def _identity(ctx: Ctx, secret: str) -> dict[str, Any]:
+    """``acl.identity`` of ``secret``: the token's JSON and the rules that apply here; 403 when unknown."""
+    config = ctx.api.config
+    result = await _query(ctx, "acl.identity",
+                          {"secret_id": secret, "datacenter": config.datacenter, "now": time.time_ns()})  # fmt: skip
+    if result.value is None:
+        raise HTTPError(403, ACL_NOT_FOUND)
+    return dict(result.value)
+
+
+async def _caller(ctx: Ctx) -> _Caller:
+    _enabled(ctx)
+    acl = ctx.api.config.acl
+    identity = await _identity(ctx, request_token(ctx.request, acl.tokens.default))
+    rules: list[PolicyRules] = [parse_rules_cached(p["Rules"]) for p in identity["Policies"]]
+    token = identity["Token"]
+    accessor = token["AccessorID"] if token else "00000000-0000-0000-0000-000000000002"
+    return _Caller(accessor, Authorizer.of(rules, acl.default_policy))
+
+
+def _body(ctx: Ctx, what: str, *, optional: bool = False) -> Any:
+    raw = ctx.request.body
+    if not raw.strip():
+        if optional:
+            return {}
+        raise HTTPError(400, f"{what} decoding failed: EOF")
+    try:
+        return decode_json(raw)
+    except ValueError as exc:
+        raise HTTPError(400, f"{what} decoding failed: {exc}") from None
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _redacted(token: dict[str, Any], caller: _Caller) -> dict[str, Any]:
+    return token if caller.sees_secrets else {**token, "SecretID": REDACTED}
+
+
+async def _found(ctx: Ctx, name: str, args: dict[str, Any]) -> Any:
+    value = (await _query(ctx, name, args)).value
+    if value is None:
+        raise HTTPError(403, ACL_NOT_FOUND)
+    return value
+
+
+# ------------------------------------------------------------------ bootstrap
+
+
+async def acl_bootstrap(ctx: Ctx) -> Any:
+    """PUT: the first global-management token, once: ``{"ID": <secret>, ...the token}``."""
+    _enabled(ctx)
+    secret = body_fields(_body(ctx, "Request", optional=True), "BootstrapRequest", "Request").str("BootstrapSecret")
+    if secret and (problem := check_token_ids("", secret)):
+        raise HTTPError(400, problem)
+    secret = secret or _new_id()
+    try:
+        await ctx.api.store_access.apply(c.ACLBootstrap(accessor_id=_new_id(), secret_id=secret))
+    except CommandFailed as err:
+        if BOOTSTRAP_REFUSED in str(err):
+            raise HTTPError(403, f"Permission denied: {err}") from None
+        raise HTTPError(500, str(err)) from None
+    except NoLeader:
+        raise HTTPError(500, NO_CLUSTER_LEADER) from None
+    token = await _found(ctx, "acl.token.self", {"secret_id": secret})
+    return {"ID": secret, **token}
+
+
+# ------------------------------------------------------------------ tokens
+
+
+async def _token_set(ctx: Ctx, cmd: c.ACLTokenSet) -> Any:
+    if cmd.create and (problem := check_token_ids(cmd.accessor_id, cmd.secret_id)):
+        raise HTTPError(500, problem)
+    if cmd.create and not cmd.secret_id:
+        cmd = attrs.evolve(cmd, secret_id=_new_id())
+    accessor = await _apply(ctx, cmd)
+    return await _found(ctx, "acl.token", {"accessor_id": accessor})
+
+
+async def acl_token_create(ctx: Ctx) -> Any:
+    """PUT /v1/acl/token: a new token (IDs generated unless given)."""
+    (await _caller(ctx)).require("write")
+    given = token_command(_body(ctx, "Token"), accessor_id="", create=True)
+    return await _token_set(ctx, given if given.accessor_id else attrs.evolve(given, accessor_id=_new_id()))
+
+
+async def acl_token(ctx: Ctx) -> Any:
+    """/v1/acl/token/self (GET), /v1/acl/token/:accessor (GET, PUT, DELETE), /v1/acl/token/:accessor/clone (PUT)."""
+    rest = ctx.request.path.removeprefix("/v1/acl/token/")
+    method = ctx.request.method
+    if rest == "self" and method == "GET":
+        _enabled(ctx)
+        identity = await _identity(ctx, request_token(ctx.request, ctx.api.config.acl.tokens.default))
+        if identity["Token"] is None:
+            raise HTTPError(403, ACL_NOT_FOUND)
+        return identity["Token"]
+    caller = await _caller(ctx)
+    if rest.endswith("/clone") and method == "PUT":
+        caller.require("write")
+        original = await _found(ctx, "acl.token", {"accessor_id": rest.removesuffix("/clone")})
+        asked = body_fields(_body(ctx, "Token", optional=True), "ACLToken", "Token")
+        clone = token_command(original, accessor_id="", create=True)
+        clone = attrs.evolve(clone, accessor_id=_new_id(), secret_id="", expiration_ttl=0,
+                             description=asked.str("Description") or clone.description)  # fmt: skip
+        return await _token_set(ctx, clone)
+    if not rest or "/" in rest:
+        raise HTTPError(400, "Missing token ID")
+    if method == "GET":
+        caller.require("read")
+        return _redacted(await _found(ctx, "acl.token", {"accessor_id": rest}), caller)
+    caller.require("write")
+    if method == "DELETE":
+        await _apply(ctx, c.ACLTokenDelete(accessor_id=rest))
+        return True
+    return await _token_set(ctx, token_command(_body(ctx, "Token"), accessor_id=rest, create=False))
+
+
+async def acl_tokens(ctx: Ctx) -> Any:
+    """GET /v1/acl/tokens[?policy=&role=]: every token (secrets hidden without acl:write)."""
+    caller = await _caller(ctx)
+    caller.require("read")
+    q = ctx.request.query
+    tokens = (await _query(ctx, "acl.tokens", {"policy": q.get("policy"), "role": q.get("role")})).value
+    return [_redacted(t, caller) for t in tokens]
+
+
+# ------------------------------------------------------------------ policies and roles
+
+
+async def _policy_set(ctx: Ctx, cmd: c.ACLPolicySet) -> Any:
+    if problem := check_policy(cmd.name, cmd.rules):
+        raise HTTPError(500, problem)
+    await _apply(ctx, cmd)
+    return await _found(ctx, "acl.policy", {"id": cmd.id})
+
+
+async def acl_policy_create(ctx: Ctx) -> Any:
+    (await _caller(ctx)).require("write")
+    return await _policy_set(ctx, policy_command(_body(ctx, "Policy"), policy_id="", new_id=_new_id()))
+
+
+async def acl_policy(ctx: Ctx) -> Any:
+    """/v1/acl/policy/:id (GET, PUT, DELETE), /v1/acl/policy/name/:name (GET)."""
+    rest = ctx.request.path.removeprefix("/v1/acl/policy/")
+    caller = await _caller(ctx)
+    method = ctx.request.method
+    if method == "GET":
+        caller.require("read")
+        args = {"name": rest.removeprefix("name/")} if rest.startswith("name/") else {"id": rest}
+        return await _found(ctx, "acl.policy", args)
+    caller.require("write")
+    if not rest:
+        raise HTTPError(400, "Missing policy ID")
+    if method == "DELETE":
+        await _apply(ctx, c.ACLPolicyDelete(id=rest))
+        return True
+    return await _policy_set(ctx, policy_command(_body(ctx, "Policy"), policy_id=rest, new_id=_new_id()))
+
+
+async def acl_policies(ctx: Ctx) -> Any:
+    (await _caller(ctx)).require("read")
+    return (await _query(ctx, "acl.policies", {})).value
+
+
+async def _role_set(ctx: Ctx, cmd: c.ACLRoleSet) -> Any:
+    if problem := check_role_name(cmd.name):
+        raise HTTPError(500, problem)
+    await _apply(ctx, cmd)
+    return await _found(ctx, "acl.role", {"id": cmd.id})
+
+
+async def acl_role_create(ctx: Ctx) -> Any:
+    (await _caller(ctx)).require("write")
+    return await _role_set(ctx, role_command(_body(ctx, "Role"), role_id="", new_id=_new_id()))
+
+
+async def acl_role(ctx: Ctx) -> Any:
+    """/v1/acl/role/:id (GET, PUT, DELETE), /v1/acl/role/name/:name (GET)."""
+    rest = ctx.request.path.removeprefix("/v1/acl/role/")
+    caller = await _caller(ctx)
+    method = ctx.request.method
+    if method == "GET":
+        caller.require("read")
+        args = {"name": rest.removeprefix("name/")} if rest.startswith("name/") else {"id": rest}
+        return await _found(ctx, "acl.role", args)
+    caller.require("write")
+    if not rest:
+        raise HTTPError(400, "Missing role ID")
+    if method == "DELETE":
+        await _apply(ctx, c.ACLRoleDelete(id=rest))
+        return True
+    return await _role_set(ctx, role_command(_body(ctx, "Role"), role_id=rest, new_id=_new_id()))
+
+
+async def acl_roles(ctx: Ctx) -> Any:
+    (await _caller(ctx)).require("read")
+    return (await _query(ctx, "acl.roles", {"policy": ctx.request.query.get("policy")})).value
+
+
+ROUTES = (
+    Route("/v1/acl/bootstrap", ("PUT",), acl_bootstrap),
+    Route("/v1/acl/token", ("PUT",), acl_token_create),
+    Route("/v1/acl/token/", ("GET", "PUT", "DELETE"), acl_token),
+    Route("/v1/acl/tokens", ("GET",), acl_tokens),
+    Route("/v1/acl/policy", ("PUT",), acl_policy_create),
+    Route("/v1/acl/policy/", ("GET", "PUT", "DELETE"), acl_policy),
+    Route("/v1/acl/policies", ("GET",), acl_policies),
+    Route("/v1/acl/role", ("PUT",), acl_role_create),
+    Route("/v1/acl/role/", ("GET", "PUT", "DELETE"), acl_role),
+    Route("/v1/acl/roles", ("GET",), acl_roles),
+)
