@@ -24,7 +24,6 @@ import pytest
 import requests
 from consul_agents import Cluster, ConsulAgent
 from procs import wait_for
-from store_rpc import call as rpc_call
 from store_rpc import put, put_ok, stale_entry, stale_get, stale_keys
 
 from agent.server import rpc
@@ -51,10 +50,6 @@ def leader_of(agent: ConsulAgent) -> str:
 
 def raft_stats(agent: ConsulAgent) -> dict[str, str]:
     return dict(requests.get(f"http://{agent.http_addr}/v1/agent/self", timeout=2).json()["Stats"]["raft"])
-
-
-def call(agent: ConsulAgent, method: str, args: dict[str, Any] | None = None, timeout: float = 5.0) -> Any:
-    return rpc_call(server_addr(agent), method, args, timeout=timeout)
 
 
 def wait_value(agent: ConsulAgent, key: str, value: bytes, timeout: float = 10.0) -> None:
