@@ -39,7 +39,7 @@ from agent.keyring_file import initial_keys, write_keyring_file
 from agent.members import Member, MemberTable
 from agent.server import rpc as server_rpc
 from agent.server.access import StoreAccess
-from agent.server.cluster import RaftServer, ServerSettings, bootstrap_warnings
+from agent.server.cluster import CLUSTER_TAG, RaftServer, ServerSettings, bootstrap_warnings
 from agent.server.driver import Timing
 from agent.server.follow import LeaderFollower
 from agent.server.forwarding import ForwardAccess
@@ -180,13 +180,20 @@ class Agent:
         if config.bootstrap_expect > 1:
             log.info("agent: bootstrap_expect > 0: expecting %d servers", config.bootstrap_expect)
         store = StateStore()
-        self.raft = RaftServer(settings, store, self.table.set_leader)
+        self.raft = RaftServer(settings, store, self.table.set_leader, self._announce_raft_cluster)
         self.store_service = self.store_access = StoreService(store, self.raft, agent_nodes=self._agent_nodes,
                                                               write_timeout=max(10.0, 2 * self.timing.election_timeout))
         self.store_service.register(self.raft.rpc)
         self.raft.update_pool(self.table.current.members.values())
         await nursery.start(self.raft.run)
         nursery.start_soon(self.store_service.duties.run)
+
+    def _announce_raft_cluster(self, cluster_id: str) -> None:
+        """Our Raft cluster id into our gossip tags, so a server starting on another cluster's data dir sees it."""
+        assert self.driver is not None
+        tags = dict(self.driver.machine.tags)  # type: ignore[attr-defined]
+        tags[CLUSTER_TAG] = cluster_id
+        self.driver.set_tags(tags)
 
     def _agent_nodes(self) -> dict[str, dict[str, str]]:
         """The gossip catalog's nodes with their checks' statuses (serfHealth included), by lower-cased name:
