@@ -21,7 +21,8 @@ DEADLINE = 15.0
 
 
 class ScriptedNode:
-    """Each proposal becomes one Ready: persist the entry and a hard state, send it to b, apply it."""
+    """Each proposal becomes one Ready: persist the entry and a hard state (a new term each time, so the store
+    must make it durable before anything is sent), send it to b, apply it."""
 
     def __init__(self, events: list[str]) -> None:
         self.events = events
@@ -40,7 +41,7 @@ class ScriptedNode:
         self.index += 1
         e = Entry(self.index, 1, data=data)
         self.pending.append(Ready(
-            entries=(e,), hard_state=HardState(1, "a", self.index), must_sync=True, committed_entries=(e,),
+            entries=(e,), hard_state=HardState(self.index, "a", self.index), must_sync=True, committed_entries=(e,),
             messages=(Message(type=MsgType.APPEND, to="b", from_="a", term=1, index=self.index - 1, entries=(e,)),),
         ))
         return self.index, 1
