@@ -29,6 +29,7 @@ from protocol.codec import go_str
 
 __all__ = [
     "BUFFER_SIZE",
+    "REMOTE_EXEC_NAME",
     "SERF_PREFIX",
     "USER_EVENT_MAX_VERSION",
     "EventDecodeError",
@@ -47,6 +48,7 @@ __all__ = [
 SERF_PREFIX = "consul:event:"  # Consul's userEventPrefix
 USER_EVENT_MAX_VERSION = 1  # userEventMaxVersion
 BUFFER_SIZE = 256  # the agent's eventBuf
+REMOTE_EXEC_NAME = "_rexec"  # remoteExecName: `consul exec`'s event, never listed (exec is not implemented here)
 
 
 class EventDecodeError(ValueError):

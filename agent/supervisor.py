@@ -34,6 +34,7 @@ from agent.config import AgentConfig, ConfigError, HelpRequested, diff_config, l
 from agent.datadir import DataDir, DataDirError
 from agent.dns import serve_dns
 from agent.events import (
+    REMOTE_EXEC_NAME,
     USER_EVENT_MAX_VERSION,
     EventDecodeError,
     EventLog,
@@ -389,6 +390,9 @@ class Agent:
         services = [(sid, state.definition.tags) for sid, state in local.items()]
         if not accepts(event, self.config.node_name, services):
             log.debug("agent: event %s (%s) filtered out", event.name, event.id)
+            return
+        if event.name == REMOTE_EXEC_NAME:  # ingestUserEvent with disable_remote_exec (Consul's default)
+            log.info("agent: ignoring remote exec event (%s), disabled.", event.id)
             return
         log.debug("agent: new event: %s (%s)", event.name, event.id)
         self.events.add(event)

@@ -78,6 +78,12 @@ def test_event_fired_on_one_agent_is_listed_on_the_other_with_filters(cluster: C
     assert wrong_tag["ID"] not in ids(c2) and by_node["ID"] not in ids(c2)
     assert [e["ID"] for e in listed(c2, "restart")] == [by_service["ID"]]
 
+    rexec = fire(c1, "_rexec", b"{}")  # `consul exec`'s event: ignored, never listed (remote exec is disabled)
+    wait_for(lambda: all(f"ignoring remote exec event ({rexec['ID']})" in a.proc.log_path.read_text(errors="replace")
+                         for a in (c1, c2)), timeout=BOUND, what="both agents ignore _rexec",
+             diagnostics=cluster.diagnostics)
+    assert listed(c1, "_rexec") == [] and listed(c2, "_rexec") == []
+
 
 def test_blocking_list_on_one_agent_wakes_for_an_event_fired_by_cli_on_the_other(cluster: Cluster) -> None:
     c1, c2 = two_agents(cluster)
