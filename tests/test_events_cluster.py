@@ -162,6 +162,12 @@ def test_events_cross_between_serf_and_a_triumvir_agent(cluster: Cluster, agents
     wait_for(lambda: dropped(agent, skipped.id), timeout=BOUND, what="the agent drops the event for ^nobody$")
     assert [e["ID"] for e in listed(agent, "deploy")] == [from_serf.id]
 
+    subprocess.run([SERF_BIN, "event", f"-rpc-addr={serf.rpc_addr}", "consul:event:junk", "not msgpack"],
+                   check=True, capture_output=True, timeout=10)  # a damaged payload: logged, dropped, nothing lost
+    wait_for(lambda: "Failed to decode event 'junk'" in agent.proc.log_path.read_text(errors="replace"),
+             timeout=BOUND, what="the agent rejects the undecodable event")
+    assert [e["ID"] for e in listed(agent)] == [from_serf.id]
+
     fired = fire(agent, "reload", b"\x01\x02 config", service="api")
 
     def serf_got_it() -> list[bytes]:
