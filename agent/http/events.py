@@ -58,15 +58,13 @@ async def event_list(ctx: Ctx) -> list[dict[str, object]]:
             raise bad_request("Invalid index") from None
     name = q.get("name") or ""
     log: EventLog = ctx.api.events
-    timeout = MAX_QUERY_TIME if wait <= 0 or wait > MAX_QUERY_TIME else wait
-    with trio.move_on_after(timeout if min_index > 0 else 0):
-        while True:
-            changed = log.changed()
-            events = log.events(name)
-            index = EventLog.index(events)
-            if min_index == 0 or index != min_index:
-                break
-            await changed.wait()
+    if min_index > 0:
+        with trio.move_on_after(MAX_QUERY_TIME if wait <= 0 or wait > MAX_QUERY_TIME else wait):
+            while True:
+                changed = log.changed()  # taken before reading: an event between the read and the wait wakes it
+                if EventLog.index(log.events(name)) != min_index:
+                    break
+                await changed.wait()
     events = log.events(name)
     ctx.headers["X-Consul-Index"] = str(EventLog.index(events))
     return [event.to_json() for event in events]
