@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from agent.config import AgentConfig
+    from agent.events import EventLog, UserEvent
     from agent.members import Member, MemberTable
     from agent.server.access import StoreAccess
     from agent.services.manager import ServiceManager
@@ -30,6 +31,8 @@ class AgentAPI(Protocol):
     #: The servers' state store (KV, sessions, txn, catalog registrations) as this agent reaches it: a server's
     #: own StoreService, a client's forwarding to the servers (agent/server/access.py).
     store_access: StoreAccess
+    #: The last user events this agent accepted (Consul's ring of 256), for /v1/event/list.
+    events: EventLog
 
     async def join(self, addrs: list[str]) -> int:
         """Join through each address; the number that answered, or JoinError when none did."""
@@ -55,6 +58,10 @@ class AgentAPI(Protocol):
     async def server_rpc(self, method: str, args: dict[str, Any]) -> Any:
         """A server RPC answered by the Raft leader (agent/server/rpc.py): forwarded to it unless we are it.
         LookupError("No cluster leader") without a leader; agent.server.rpc.RPCError with the leader's text."""
+        ...
+
+    def fire_event(self, event: UserEvent) -> None:
+        """Broadcast a validated user event over LAN Serf as Consul does; ValueError beyond Serf's size limit."""
         ...
 
     def self_member(self) -> Member: ...

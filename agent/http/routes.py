@@ -246,6 +246,7 @@ def default_router() -> Router:
         catalog,
         catalog_register,
         catalog_services,
+        events,
         health,
         kv,
         operator,
@@ -260,6 +261,7 @@ def default_router() -> Router:
     return Router(
         [*catalog.ROUTES, *agent_endpoints.ROUTES, *status.ROUTES, *stream.ROUTES, *ui.ROUTES,
          *catalog_services.ROUTES, *health.ROUTES, *services_endpoints.ROUTES, *operator.ROUTES,
-         *kv.ROUTES, *sessions.ROUTES, *txn.ROUTES, *catalog_register.ROUTES, *acl_endpoints.ROUTES],
+         *kv.ROUTES, *sessions.ROUTES, *txn.ROUTES, *catalog_register.ROUTES, *acl_endpoints.ROUTES,
+         *events.ROUTES],
         sockets=stream.SOCKETS,
     )
