@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from agent.config import AgentConfig
+    from agent.events import EventLog, UserEvent
     from agent.logstream import LogHub
     from agent.members import Member, MemberTable
     from agent.metrics import Metrics
@@ -36,6 +37,8 @@ class AgentAPI(Protocol):
     logs: LogHub
     #: The agent's metrics registry (agent.metrics.Metrics): /v1/agent/metrics, and what the parts count.
     metrics: Metrics
+    #: The last user events this agent accepted (Consul's ring of 256), for /v1/event/list.
+    events: EventLog
 
     async def join(self, addrs: list[str]) -> int:
         """Join through each address; the number that answered, or JoinError when none did."""
@@ -61,6 +64,10 @@ class AgentAPI(Protocol):
     async def server_rpc(self, method: str, args: dict[str, Any]) -> Any:
         """A server RPC answered by the Raft leader (agent/server/rpc.py): forwarded to it unless we are it.
         LookupError("No cluster leader") without a leader; agent.server.rpc.RPCError with the leader's text."""
+        ...
+
+    def fire_event(self, event: UserEvent) -> None:
+        """Broadcast a validated user event over LAN Serf as Consul does; ValueError beyond Serf's size limit."""
         ...
 
     def self_member(self) -> Member: ...

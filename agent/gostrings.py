@@ -24,7 +24,15 @@ from typing import Any
 from protocol.codec import GO_STRING_ERRORS
 
 __all__ = [
-    "REPLACEMENT", "WIRE_ERRORS", "decode_json", "go_base64", "go_quote", "has_surrogates", "scrub", "to_bytes",
+    "REPLACEMENT",
+    "WIRE_ERRORS",
+    "decode_json",
+    "go_base64",
+    "go_json_text",
+    "go_quote",
+    "has_surrogates",
+    "scrub",
+    "to_bytes",
     "valid_utf8",
 ]
 
@@ -199,3 +207,18 @@ def go_base64(text: str) -> bytes:
         out += value.to_bytes(3, "big")[: len(sextets) - 1]
         if done:
             return bytes(out)
+
+
+# Go's encoding/json escapes these for safe embedding in HTML (SetEscapeHTML defaults to true).
+_GO_JSON_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028",
+                                  "\u2029": "\\u2029"})
+
+
+def go_json_text(value: Any, indent: str | None = None) -> str:
+    """``json.Marshal`` (``indent`` None: compact) or ``json.MarshalIndent(value, "", indent)`` as Go writes them:
+    raw UTF-8 with invalid text replaced (valid_utf8), and <, >, & and U+2028/9 escaped."""
+    if indent is None:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    else:
+        text = json.dumps(value, ensure_ascii=False, indent=indent)
+    return valid_utf8(text).translate(_GO_JSON_ESCAPES)

@@ -33,6 +33,18 @@ from agent.catalog.runner import CatalogRunner
 from agent.config import AgentConfig, ConfigError, HelpRequested, diff_config, load_config, reload_config
 from agent.datadir import DataDir, DataDirError
 from agent.dns import serve_dns
+from agent.events import (
+    REMOTE_EXEC_NAME,
+    USER_EVENT_MAX_VERSION,
+    EventDecodeError,
+    EventLog,
+    UserEvent,
+    accepts,
+    consul_name,
+    decode,
+    encode,
+    serf_name,
+)
 from agent.gossip import GossipDriver
 from agent.http import serve_http
 from agent.keyring_file import initial_keys, write_keyring_file
@@ -41,7 +53,7 @@ from agent.members import Member, MemberTable
 from agent.metrics import Metrics
 from agent.server import rpc as server_rpc
 from agent.server.access import StoreAccess
-from agent.server.cluster import RaftServer, ServerSettings, bootstrap_warnings
+from agent.server.cluster import CLUSTER_TAG, RaftServer, ServerSettings, bootstrap_warnings
 from agent.server.driver import Timing
 from agent.server.follow import LeaderFollower
 from agent.server.forwarding import ForwardAccess
@@ -53,7 +65,8 @@ from agent.version import __version__
 from protocol.config import Config
 from protocol.keymanager import KeyQueryDone, KeyringChanged
 from protocol.keyring import Keyring
-from protocol.serf import MemberEvent, Serf, UserEvent
+from protocol.serf import MemberEvent, Serf
+from protocol.serf import UserEvent as SerfUserEvent
 
 log = logging.getLogger("agent")
 
@@ -131,6 +144,8 @@ class Agent:
         self.store_service: StoreService | None = None
         #: key queries in flight: handle -> (set when done, the result)
         self._key_waiters: dict[int, tuple[trio.Event, list[KeyQueryDone]]] = {}
+        #: Consul user events this agent accepted (the last 256), for /v1/event/list.
+        self.events = EventLog()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -195,7 +210,8 @@ class Agent:
             log.info("agent: bootstrap_expect > 0: expecting %d servers", config.bootstrap_expect)
         store = StateStore()
         self.raft = RaftServer(settings, store, telemetry.LeaderCounter(self.metrics, settings.address,
-                                                                        self.table.set_leader))
+                                                                        self.table.set_leader),
+                               self._announce_raft_cluster)
         replica = telemetry.MeasuredReplica(self.raft, self.metrics)
         self.store_service = self.store_access = StoreService(store, replica, agent_nodes=self._agent_nodes,
                                                               write_timeout=max(10.0, 2 * self.timing.election_timeout))
@@ -204,6 +220,13 @@ class Agent:
         self.raft.update_pool(self.table.current.members.values())
         await nursery.start(self.raft.run)
         nursery.start_soon(self.store_service.duties.run)
+
+    def _announce_raft_cluster(self, cluster_id: str) -> None:
+        """Our Raft cluster id into our gossip tags, so a server starting on another cluster's data dir sees it."""
+        assert self.driver is not None
+        tags = dict(self.driver.machine.tags)  # type: ignore[attr-defined]
+        tags[CLUSTER_TAG] = cluster_id
+        self.driver.set_tags(tags)
 
     def _agent_nodes(self) -> dict[str, dict[str, str]]:
         """The gossip catalog's nodes with their checks' statuses (serfHealth included), by lower-cased name:
@@ -370,14 +393,46 @@ class Agent:
                 self.table.apply(str(ev.kind), to_member(ev.member))
                 self._update_leader()
                 self._peers_dirty.set()
-            elif isinstance(ev, UserEvent):
+            elif isinstance(ev, SerfUserEvent):
                 self.metrics.incr("consul.serf.events")
+                self._ingest_user_event(ev)
             elif isinstance(ev, KeyringChanged):
                 self._save_keyring(ev.keys)
             elif isinstance(ev, KeyQueryDone) and ev.handle in self._key_waiters:
                 done, results = self._key_waiters[ev.handle]
                 results.append(ev)
                 done.set()
+
+    def _ingest_user_event(self, ev: SerfUserEvent) -> None:
+        """Consul's handleEvents: a ``consul:event:`` Serf event, decoded, filtered for this agent, then kept."""
+        name = consul_name(ev.name)
+        if name is None:
+            return  # a plain Serf event (or another consul: one): not a Consul user event
+        try:
+            event = decode(ev.payload, ev.ltime)
+        except EventDecodeError as err:
+            log.error("agent: Failed to decode event %r: %s", name, err)
+            return
+        if event.version > USER_EVENT_MAX_VERSION:
+            log.warning("agent: Event version %d may have unsupported features (%s)", event.version, event.name)
+        local = self.services.local.services if self.services is not None else {}
+        services = [(sid, state.definition.tags) for sid, state in local.items()]
+        if not accepts(event, self.config.node_name, services):
+            log.debug("agent: event %s (%s) filtered out", event.name, event.id)
+            return
+        if event.name == REMOTE_EXEC_NAME:  # ingestUserEvent with disable_remote_exec (Consul's default)
+            log.info("agent: ignoring remote exec event (%s), disabled.", event.id)
+            return
+        log.debug("agent: new event: %s (%s)", event.name, event.id)
+        self.events.add(event)
+
+    def fire_event(self, event: UserEvent) -> None:
+        """Internal.EventFire: the event as a ``consul:event:<name>`` Serf user event, never coalesced.
+
+        Consul routes this through a server; every agent here is on the LAN pool itself, so it fires directly.
+        """
+        assert self.driver is not None
+        self.driver.user_event(serf_name(event.name), encode(event), coalesce=False)
 
     def _save_keyring(self, keys: Sequence[str]) -> None:
         """Serf's writeKeyringFile after each key query that changed the ring (none under -dev without data_dir)."""

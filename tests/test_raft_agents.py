@@ -3,12 +3,16 @@
 Three servers with bootstrap_expect 3 and a client: they elect one leader, every agent (the client through a
 server's Status.Leader RPC) reports it; kill -9 of the leader gives a new one within twice the election timeout;
 a leader stopped with SIGSTOP past the election timeout steps down when continued and never commits a write in
-its old term; restarting every server keeps the log and elects a leader.  Every wait is a condition with a
-deadline; processes are stopped by PID (Cluster.close).
+its old term; restarting every server keeps the log and elects a leader.  Writes are KV sets sent with
+``Store.Apply`` on the server port (a follower forwards them to the leader); what each server holds is read with
+a ``?stale`` ``Store.Query``, answered from that server's own state store (tests/store_rpc.py).  Every wait is a
+condition with a deadline; processes are stopped by PID (Cluster.close).
 """
 
 from __future__ import annotations
 
+import itertools
+import json
 import signal
 import threading
 import time
@@ -18,9 +22,9 @@ from typing import Any
 
 import pytest
 import requests
-import trio
 from consul_agents import Cluster, ConsulAgent
 from procs import wait_for
+from store_rpc import put, put_ok, stale_entry, stale_get, stale_keys
 
 from agent.server import rpc
 
@@ -48,8 +52,10 @@ def raft_stats(agent: ConsulAgent) -> dict[str, str]:
     return dict(requests.get(f"http://{agent.http_addr}/v1/agent/self", timeout=2).json()["Stats"]["raft"])
 
 
-def call(agent: ConsulAgent, method: str, args: dict[str, Any] | None = None, timeout: float = 5.0) -> Any:
-    return trio.run(lambda: rpc.call(server_addr(agent), method, args, timeout=timeout))
+def wait_value(agent: ConsulAgent, key: str, value: bytes, timeout: float = 10.0) -> None:
+    """Until ``agent``'s own state holds ``key`` = ``value`` (it applied the write)."""
+    wait_for(lambda: stale_get(server_addr(agent), key) == value, timeout=timeout,
+             what=f"{key}={value!r} applied on {agent.name}")
 
 
 def start_servers(cluster: Cluster, n: int) -> list[ConsulAgent]:
@@ -89,7 +95,7 @@ def test_three_servers_and_a_client_agree_on_one_leader_and_fail_over(cluster: C
     old = by_addr(servers, leader)
     assert raft_stats(old)["state"] == "Leader"
     assert {raft_stats(s)["state"] for s in servers if s is not old} == {"Follower"}
-    assert call(old, "Raft.Apply", {"data": b"before the kill"})["result"][0] > 0
+    put_ok(server_addr(old), "before-the-kill", b"acknowledged")
 
     old.proc.kill()
     killed_at = time.monotonic()
@@ -100,10 +106,16 @@ def test_three_servers_and_a_client_agree_on_one_leader_and_fail_over(cluster: C
     print(f"failover after kill -9: {failover * 1000:.0f} ms")
     assert failover <= 2 * ELECTION_TIMEOUT, f"new leader after {failover:.2f}s"
     wait_for(lambda: leader_of(client) == new, timeout=5, what="the client reports the new leader")
-    # the acknowledged write survived the failover, and the new leader takes writes
-    applied = call(by_addr(survivors, new), "Raft.Applied")
-    assert b"before the kill" in [item[2] for item in applied]
-    assert call(by_addr(survivors, new), "Raft.Apply", {"data": b"after the kill"})["result"][0] > 0
+    # the acknowledged write survived the failover on every survivor, and the new leader takes writes (also
+    # through the follower, which forwards them)
+    for s in survivors:
+        wait_value(s, "before-the-kill", b"acknowledged")
+    put_ok(new, "after-the-kill", b"to the new leader")
+    follower = next(s for s in survivors if server_addr(s) != new)
+    put_ok(server_addr(follower), "through-a-follower", b"forwarded")
+    for s in survivors:
+        wait_value(s, "after-the-kill", b"to the new leader")
+        wait_value(s, "through-a-follower", b"forwarded")
 
     # the operator's view, from the client (forwarded to the leader), and removing the dead server
     out = client.cli("operator", "raft", "list-peers")
@@ -139,7 +151,7 @@ def test_a_server_that_leaves_is_removed_from_the_configuration(cluster: Cluster
     assert sorted(requests.get(f"http://{remaining[0].http_addr}/v1/status/peers", timeout=2).json()) == sorted(
         server_addr(s) for s in remaining)
 
-    # the leader leaves too: it removes itself first and hands over, so the last server leads alone
+    # the leader leaves too: it hands leadership over, then has the new leader remove it: the last server leads alone
     leader_agent = by_addr(remaining, wait_for(lambda: agreed_leader(remaining), timeout=15, what="a leader"))
     last = next(s for s in remaining if s is not leader_agent)
     out = leader_agent.cli("leave")
@@ -150,19 +162,124 @@ def test_a_server_that_leaves_is_removed_from_the_configuration(cluster: Cluster
         timeout=10, what="the last server leading alone", diagnostics=cluster.diagnostics)
 
 
+def configuration(agent: ConsulAgent) -> list[str]:
+    conf = requests.get(f"http://{agent.http_addr}/v1/operator/raft/configuration", timeout=5).json()
+    return sorted(x["Address"] for x in conf["Servers"])
+
+
+def test_the_last_follower_leaving_is_removed_so_the_leader_keeps_its_quorum(cluster: Cluster) -> None:
+    """Two voters left: the leader's own clean-up never removes a server below quorum (alive voters after it: 1 of
+    2), so the leaving follower asks the leader to remove it; without that the leader lost quorum when it exited."""
+    servers = start_servers(cluster, 3)
+    leader = wait_for(lambda: agreed_leader(servers), timeout=30, what="a leader", diagnostics=cluster.diagnostics)
+    leader_agent = by_addr(servers, leader)
+    for follower in [s for s in servers if s is not leader_agent]:
+        out = follower.cli("leave")
+        assert out.returncode == 0, out.stderr
+        assert follower.proc.wait(20) == 0
+    wait_for(lambda: configuration(leader_agent) == [leader], timeout=15, what="the leader alone in the configuration",
+             diagnostics=cluster.diagnostics)
+    put_ok(leader, "alone", b"still a quorum")  # a quorum of one: it commits
+    assert leader_of(leader_agent) == leader and raft_stats(leader_agent)["state"] == "Leader"
+
+
+class Writer:
+    """Writes KV keys through ``target`` (a server that stays; it forwards to the leader) as fast as they are
+    acknowledged, from a thread, and keeps the time of every acknowledgement."""
+
+    def __init__(self, target: ConsulAgent, prefix: str) -> None:
+        self.target, self.prefix = server_addr(target), prefix
+        self.acks: list[tuple[float, str]] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run)
+        self.thread.start()
+
+    def _run(self) -> None:
+        n = 0
+        while not self.stop.is_set():
+            key = f"{self.prefix}/{n}"
+            try:
+                answer = put(self.target, key, b"%d" % n, timeout=5)
+            except rpc.RPCError:
+                answer = None
+            if answer == {"ok": True}:
+                self.acks.append((time.monotonic(), key))
+                n += 1
+            else:
+                time.sleep(0.005)
+
+    def outage_after(self, moment: float, settle: float) -> float:
+        """The longest time without an acknowledgement from ``moment`` on, once ``settle`` seconds of writes after
+        it were acknowledged; stops the writer."""
+        wait_for(lambda: self.acks and self.acks[-1][0] > moment + settle, timeout=30,
+                 what=f"writes acknowledged again {settle}s after the event")
+        self.stop.set()
+        self.thread.join(10)
+        times = [moment, *(t for t, _ in self.acks if t > moment)]
+        return max(b - a for a, b in itertools.pairwise(times))
+
+
+def test_write_outage_of_a_graceful_leader_leave_against_kill_9(cluster: Cluster) -> None:
+    """A leader that leaves hands leadership over first: writes pause for about a round trip, where kill -9 of the
+    leader costs an election timeout or more.  Every acknowledged write is then on every remaining server."""
+    servers = start_servers(cluster, 3)
+    leader = wait_for(lambda: agreed_leader(servers), timeout=30, what="a leader", diagnostics=cluster.diagnostics)
+    old = by_addr(servers, leader)
+    writer = Writer(next(s for s in servers if s is not old), "kill")
+    wait_for(lambda: len(writer.acks) >= 20, timeout=15, what="writes flowing")
+    old.proc.kill()
+    killed = writer.outage_after(time.monotonic(), settle=1.0)
+    survivors = [s for s in servers if s is not old]
+    new = wait_for(lambda: agreed_leader(survivors), timeout=10, what="the new leader")
+    restarted = cluster.start(old.name, reuse=old)
+    servers = [*survivors, restarted]
+    wait_for(lambda: agreed_leader(servers) == new, timeout=30, what="the killed server back, following",
+             diagnostics=cluster.diagnostics)
+    wait_for(lambda: stale_get(server_addr(restarted), writer.acks[-1][1]) is not None, timeout=15,
+             what="the restarted server caught up")
+
+    leaving = by_addr(servers, new)
+    stays = [s for s in servers if s is not leaving]
+    writer2 = Writer(stays[0], "leave")
+    wait_for(lambda: len(writer2.acks) >= 20, timeout=15, what="writes flowing")
+    started = time.monotonic()
+    out = leaving.cli("leave")
+    assert out.returncode == 0, out.stderr
+    assert leaving.proc.wait(20) == 0
+    graceful = writer2.outage_after(started, settle=1.0)
+    print(f"\nwrite outage (3 servers, raft_multiplier 1): kill -9 of the leader {killed * 1000:.0f} ms, "
+          f"graceful leave of the leader {graceful * 1000:.0f} ms")
+    assert "handed leadership to" in leaving.proc.log_tail(400)
+    assert graceful < ELECTION_TIMEOUT / 2 < killed, (graceful, killed)
+    wait_for(lambda: configuration(stays[0]) == sorted(server_addr(s) for s in stays), timeout=10,
+             what="the leader that left removed from the configuration", diagnostics=cluster.diagnostics)
+    for s in stays:  # every acknowledged write, of both phases, on every remaining server
+        for _, key in (writer.acks[-1], writer2.acks[-1]):
+            wait_value(s, key, key.split("/")[1].encode())
+        for _, key in writer.acks[:: max(1, len(writer.acks) // 20)] + writer2.acks[:: max(1, len(writer2.acks) // 20)]:
+            assert stale_get(server_addr(s), key) == key.split("/")[1].encode(), (s.name, key)
+
+
 def test_a_stopped_leader_steps_down_when_continued_and_never_commits_in_its_old_term(cluster: Cluster) -> None:
     servers = start_servers(cluster, 3)
     leader = wait_for(lambda: agreed_leader(servers), timeout=30, what="a leader", diagnostics=cluster.diagnostics)
     old = by_addr(servers, leader)
     old_term = int(raft_stats(old)["term"])
+    put_ok(leader, "k", b"v0")
+    seen = stale_entry(leader, "k")
+    assert seen is not None
+    before_stop = int(seen["ModifyIndex"])
     old.proc.send_signal(signal.SIGSTOP)
     try:
-        # a write sent to the stopped leader waits in its socket buffer until it runs again
+        # A check-and-set on the index k had before the stop, sent to the stopped leader: it waits in the socket
+        # buffer until the process runs again.  Then the old leader either still believes it leads (the entry of
+        # its old term must never commit) or has stepped down and forwards it to the new leader, where k has
+        # moved on, so the check fails: either way k never becomes "stale".
         outcome: list[Any] = []
 
         def write() -> None:
             try:
-                outcome.append(call(old, "Raft.Apply", {"data": b"to the stale leader"}, timeout=15))
+                outcome.append(put(leader, "k", b"stale", cas=before_stop, timeout=30))
             except rpc.RPCError as err:
                 outcome.append(err)
 
@@ -172,37 +289,45 @@ def test_a_stopped_leader_steps_down_when_continued_and_never_commits_in_its_old
         new = wait_for(lambda: agreed_leader(others, not_=leader), timeout=15, what="a new leader while stopped",
                        diagnostics=cluster.diagnostics)
         assert int(raft_stats(by_addr(others, new))["term"]) > old_term
+        put_ok(new, "k", b"new")
     finally:
         old.proc.send_signal(signal.SIGCONT)
     wait_for(lambda: leader_of(old) == new and raft_stats(old)["state"] == "Follower", timeout=10,
              what="the old leader following the new one", diagnostics=cluster.diagnostics)
-    writer.join(30)
-    assert len(outcome) == 1 and isinstance(outcome[0], rpc.RPCError), outcome
-    # nothing was committed in the old term after the stop: once a later write is applied everywhere, the
-    # stale write is nowhere
-    index = call(by_addr(servers, new), "Raft.Apply", {"data": b"to the new leader"})["result"][0]
+    writer.join(40)
+    assert len(outcome) == 1, outcome
+    assert outcome[0] != {"ok": True}, "the write sent to the stopped leader was acknowledged"
+    # once a later write is applied everywhere, every server holds the new leader's k, none the stale one
+    put_ok(new, "after", b"later")
     for s in servers:
-        applied = wait_for(lambda s=s: [i for i in call(s, "Raft.Applied") if i[0] >= index], timeout=10,
-                           what=f"index {index} applied on {s.name}")
-        assert b"to the stale leader" not in [item[2] for item in call(s, "Raft.Applied")], applied
+        wait_value(s, "after", b"later")
+        assert stale_get(server_addr(s), "k") == b"new", s.name
 
 
 def test_restarting_every_server_keeps_the_log_and_elects_a_leader(cluster: Cluster) -> None:
     servers = start_servers(cluster, 3)
     leader = wait_for(lambda: agreed_leader(servers), timeout=30, what="a leader", diagnostics=cluster.diagnostics)
-    receipts = [call(by_addr(servers, leader), "Raft.Apply", {"data": b"write %d" % i})["result"] for i in range(5)]
-    last_index = max(r[0] for r in receipts)
+    for i in range(5):
+        put_ok(leader, f"w/{i}", b"write %d" % i)
+    written = [f"w/{i}" for i in range(5)]
+    indexes: list[int] = []
     for s in servers:
-        wait_for(lambda s=s: int(raft_stats(s)["applied_index"]) >= last_index, timeout=10, what="applied everywhere")
+        wait_value(s, "w/4", b"write 4")
+        entries = [stale_entry(server_addr(s), key) for key in written]
+        indexes = [int(e["ModifyIndex"]) for e in entries if e is not None]
+        assert len(indexes) == 5 and indexes == sorted(set(indexes)), (s.name, entries)
         assert s.proc.stop(signal.SIGTERM) is not None
     restarted = [cluster.start(s.name, reuse=s) for s in servers]
     wait_for(lambda: agreed_leader(restarted), timeout=30, what="a leader after the restart",
              diagnostics=cluster.diagnostics)
     for s in restarted:
-        assert int(raft_stats(s)["last_log_index"]) >= last_index
-        applied = wait_for(lambda s=s: [i for i in call(s, "Raft.Applied") if i[0] <= last_index], timeout=10,
-                           what="the log applied again")
-        assert [bytes(item[2]) for item in applied if item[2]] == [b"write %d" % i for i in range(5)]
+        assert int(raft_stats(s)["last_log_index"]) >= indexes[-1]
+        # the log applied again into a fresh state store: the same keys, values, and indexes (the same order)
+        wait_for(lambda s=s: stale_keys(server_addr(s), "w/") == written, timeout=10, what="the log applied again")
+        for i, key in enumerate(written):
+            entry = stale_entry(server_addr(s), key)
+            assert entry is not None and int(entry["ModifyIndex"]) == indexes[i]
+            assert stale_get(server_addr(s), key) == b"write %d" % i
 
 
 def test_servers_of_two_clusters_refuse_each_other_and_keep_their_own_configuration(cluster: Cluster) -> None:
@@ -218,6 +343,39 @@ def test_servers_of_two_clusters_refuse_each_other_and_keep_their_own_configurat
         conf = requests.get(f"http://{s.http_addr}/v1/operator/raft/configuration", timeout=5).json()
         assert [x["Address"] for x in conf["Servers"]] == [server_addr(s)]
         assert leader_of(s) == server_addr(s)
+
+
+def test_a_server_started_on_another_clusters_data_dir_exits_1_saying_why(cluster: Cluster) -> None:
+    """A server that ran its own single-server cluster is restarted to join a three-server cluster: its data dir
+    names another cluster, so it refuses to start (exit 1) instead of leading a second Raft cluster in the pool;
+    the cluster it tried to join keeps its leader and configuration."""
+    servers = start_servers(cluster, 3)
+    leader = wait_for(lambda: agreed_leader(servers), timeout=30, what="a leader", diagnostics=cluster.diagnostics)
+
+    def announced() -> set[str] | None:  # every server, the bootstrapping ones and those that joined, has the id
+        tags = {m["Name"]: m["Tags"].get("raft_cluster", "") for m in requests.get(
+            f"http://{servers[0].http_addr}/v1/agent/members", timeout=2).json()}
+        ids = {tags.get(s.name, "") for s in servers}
+        return ids if len(ids) == 1 and "" not in ids else None
+
+    wait_for(announced, timeout=10, what="one cluster id announced by all three servers",
+             diagnostics=cluster.diagnostics)
+    stray = cluster.start("stray", server=True, extra={"performance": {"raft_multiplier": 1}})
+    wait_for(lambda: leader_of(stray) == server_addr(stray), timeout=15, what="stray leading its own cluster")
+    put_ok(server_addr(stray), "stray-key", b"its own cluster's")
+    assert stray.proc.stop(signal.SIGTERM) is not None
+    config_file = stray.config_dir / "agent.json"
+    config = json.loads(config_file.read_text())
+    config.update({"retry_join": [servers[0].serf_addr], "retry_interval": "1s"})
+    config_file.write_text(json.dumps(config))
+    again = cluster.start("stray", reuse=stray, wait_up=False)
+    assert again.proc.wait(60) == 1, again.proc.log_tail()
+    out = again.proc.log_tail(60)
+    ours = {server_addr(s) for s in servers}
+    assert "==> Error starting agent: raft data in" in out and "belongs to cluster" in out, out
+    assert "this data dir is from another cluster" in out and all(s.name in out for s in servers), out
+    assert agreed_leader(servers) == leader
+    assert set(configuration(servers[0])) == ours
 
 
 def test_five_servers_fail_over_after_kill_9_of_the_leader(cluster: Cluster) -> None:

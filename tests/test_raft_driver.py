@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
 from agent.server.driver import Driver
@@ -20,7 +21,8 @@ DEADLINE = 15.0
 
 
 class ScriptedNode:
-    """Each proposal becomes one Ready: persist the entry and a hard state, send it to b, apply it."""
+    """Each proposal becomes one Ready: persist the entry and a hard state (a new term each time, so the store
+    must make it durable before anything is sent), send it to b, apply it."""
 
     def __init__(self, events: list[str]) -> None:
         self.events = events
@@ -39,7 +41,7 @@ class ScriptedNode:
         self.index += 1
         e = Entry(self.index, 1, data=data)
         self.pending.append(Ready(
-            entries=(e,), hard_state=HardState(1, "a", self.index), must_sync=True, committed_entries=(e,),
+            entries=(e,), hard_state=HardState(self.index, "a", self.index), must_sync=True, committed_entries=(e,),
             messages=(Message(type=MsgType.APPEND, to="b", from_="a", term=1, index=self.index - 1, entries=(e,)),),
         ))
         return self.index, 1
@@ -271,3 +273,101 @@ def test_a_message_breaking_the_log_invariants_is_dropped_and_logged(tmp_path: P
 
     trio.run(main)
     assert any("breaks the log's invariants" in r.getMessage() for r in caplog.records)
+
+
+# ---------------------------------------------------------------- ReadIndex and leader_ready (the store's reads)
+
+
+def _isolate(member: Member) -> None:
+    """Cut ``member`` off: nothing it sends leaves, nothing sent to it is stepped (its driver still ticks)."""
+    driver = member.driver
+    assert driver is not None
+    driver.transport.send_all = lambda msgs: None  # type: ignore[method-assign]
+    driver._step = lambda msg: None  # type: ignore[method-assign]
+
+
+def test_a_read_index_on_a_healthy_leader_covers_every_acknowledged_write(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            members = await _cluster(tmp_path, nursery)
+            leader = await _leader(members)
+            assert leader.driver is not None
+            acknowledged = [(await leader.driver.propose(b"w%d" % i, timeout=DEADLINE))[0] for i in range(5)]
+            for _ in range(3):
+                index = await leader.driver.read_index(timeout=DEADLINE)
+                assert index >= max(acknowledged)
+                assert leader.driver.applied >= index  # read_index returns once the index is applied here
+                acknowledged.append((await leader.driver.propose(b"more", timeout=DEADLINE))[0])
+            assert leader.driver.leader_ready()
+            for m in members.values():
+                if m is not leader:
+                    assert m.driver is not None and not m.driver.leader_ready()
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+def test_a_read_index_on_a_deposed_leader_fails_with_not_leader(tmp_path: Path) -> None:
+    """The leader is cut off while it still believes it leads: its read index never returns an index (it cannot
+    gather a quorum); when check-quorum deposes it, the read fails with NotLeader.  Meanwhile the others elect a
+    leader and commit a write that the old one never saw, and reads there cover it."""
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            members = await _cluster(tmp_path, nursery)
+            old = await _leader(members)
+            assert old.driver is not None
+            await old.driver.propose(b"before", timeout=DEADLINE)
+            _isolate(old)
+            assert old.driver.soft_state.role is Role.LEADER
+            outcome: list[object] = []
+
+            async def read_on_old() -> None:
+                assert old.driver is not None
+                try:
+                    outcome.append(await old.driver.read_index(timeout=DEADLINE))
+                except NotLeader as err:
+                    outcome.append(err)
+
+            nursery.start_soon(read_on_old)
+            rest = {sid: m for sid, m in members.items() if m is not old}
+            new = await _leader(rest)
+            assert new.driver is not None
+            index, _ = await new.driver.propose(b"after", timeout=DEADLINE)
+            assert await new.driver.read_index(timeout=DEADLINE) >= index
+            with trio.fail_after(DEADLINE):
+                while not outcome:
+                    await trio.sleep(0.01)
+            assert isinstance(outcome[0], NotLeader), outcome
+            assert not old.driver.leader_ready()
+            with pytest.raises(NotLeader):  # and a read asked now is refused at once
+                await old.driver.read_index(timeout=DEADLINE)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+def test_a_new_leader_is_ready_only_once_its_state_holds_every_earlier_commit(tmp_path: Path) -> None:
+    """leader_ready is what lets a leader answer default reads from its own state: the first moment it is true on
+    a new leader, that leader has applied every write the old leader acknowledged."""
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            members = await _cluster(tmp_path, nursery)
+            old = await _leader(members)
+            assert old.driver is not None
+            acknowledged = [await old.driver.propose(b"w%d" % i, timeout=DEADLINE) for i in range(20)]
+            _isolate(old)
+            rest = [m for m in members.values() if m is not old]
+            with trio.fail_after(DEADLINE):
+                while True:  # poll at every scheduling point: catch the first moment a new leader is ready
+                    ready = [m for m in rest if m.driver is not None and m.driver.leader_ready()]
+                    if ready:
+                        break
+                    await trio.sleep(0)
+            (new,) = ready
+            assert new.driver is not None and new.driver.soft_state.role is Role.LEADER
+            applied = {(index, term) for index, term, _ in new.machine.applied}
+            assert set(acknowledged) <= applied
+            assert new.driver.applied > max(index for index, _ in acknowledged)  # its own term's entry too
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)

@@ -5,7 +5,15 @@ quorum)."""
 from __future__ import annotations
 
 from agent.members import STATUS_ALIVE, STATUS_FAILED, STATUS_LEFT, Member
-from agent.server.cluster import PoolServer, bootstrap_warnings, cluster_id_for, next_change, pool_servers
+from agent.server.cluster import (
+    CLUSTER_TAG,
+    PoolServer,
+    announced_clusters,
+    bootstrap_warnings,
+    cluster_id_for,
+    next_change,
+    pool_servers,
+)
 from protocol.raft.types import ConfChange, ConfChangeKind, ConfState, Server, Suffrage
 
 
@@ -28,6 +36,24 @@ def test_pool_servers_are_the_members_with_role_consul_of_our_dc() -> None:
         "a1": PoolServer("a1", "s1", "10.0.0.1:8300", STATUS_ALIVE, 3, False),
         "b2": PoolServer("b2", "s2", "10.0.0.2:8300", STATUS_FAILED, 5, False),
     }
+
+
+def test_the_pool_shows_the_cluster_ids_the_other_alive_servers_announce() -> None:
+    def with_cluster(m: Member, cluster: str) -> Member:
+        return Member(m.name, m.addr, m.port, {**m.tags, CLUSTER_TAG: cluster}, status=m.status)
+
+    members = [
+        with_cluster(server_member("me", "m0", "10.0.0.9"), "ours"),
+        with_cluster(server_member("s1", "a1", "10.0.0.1"), "theirs"),
+        with_cluster(server_member("s2", "b2", "10.0.0.2"), "theirs"),
+        with_cluster(server_member("gone", "c3", "10.0.0.3", status=STATUS_LEFT), "ours"),
+        server_member("fresh", "d4", "10.0.0.4"),  # no id yet: announces none
+    ]
+    pool = pool_servers(members, "dc1")
+    assert pool["a1"].cluster == "theirs" and pool["d4"].cluster == ""
+    assert announced_clusters("m0", pool) == {"theirs": ["s1", "s2"]}  # not us, not the left one, not the fresh
+    back = pool_servers([*members, with_cluster(server_member("s5", "e5", "10.0.0.5"), "ours")], "dc1")
+    assert announced_clusters("m0", back) == {"ours": ["s5"], "theirs": ["s1", "s2"]}
 
 
 def test_the_cluster_id_depends_on_the_bootstrap_servers_only() -> None:

@@ -66,8 +66,11 @@ class Model:
         self.synced_hard = HardState()
         self.synced_ents: list[Entry] = []
 
-    def synced(self) -> None:
-        self.synced_hard = self.hard
+    def synced(self, *, close: bool = False) -> None:
+        """A sync makes the log durable and the hard state when its term or vote changed (a commit-only change
+        waits for the next such change, or for close)."""
+        if close or (self.hard.term, self.hard.vote) != (self.synced_hard.term, self.synced_hard.vote):
+            self.synced_hard = self.hard
         self.synced_ents = list(self.ents)
 
     def acknowledged(self) -> int:
@@ -179,7 +182,7 @@ class StoreMachine(RuleBasedStateMachine):
     def reopen(self) -> None:
         self.store.close()
         self.store = open_store(self.tmp, None)
-        self.model.synced()
+        self.model.synced(close=True)
 
     @rule()
     def crash_and_reopen(self) -> None:
@@ -518,5 +521,16 @@ def test_sync_fsyncs_the_log_before_the_hard_state_and_only_what_changed(
     s.append([entry(3)])
     s.set_hard_state(HardState(1, "a", 3))
     s.sync()
-    assert calls == [f"fsync {seg}", f"fdatasync {hard}"]  # two in the steady state
+    assert calls == [f"fsync {seg}"]  # the steady state: a commit-only change waits (etcd's MustSync rule)
+    calls.clear()
+    s.append([entry(4)])
+    s.set_hard_state(HardState(2, "b", 3))
+    s.sync()
+    assert calls == [f"fsync {seg}", f"fdatasync {hard}"]  # a new term or vote is durable before sync returns
+    calls.clear()
+    s.set_hard_state(HardState(2, "b", 4))
     s.close()
+    assert calls == [f"fdatasync {hard}"]  # close writes the commit index too (the log had nothing new)
+    reopened = open_store(tmp_path, None)
+    assert reopened.initial_state()[0] == HardState(2, "b", 4)
+    reopened.close()

@@ -309,3 +309,43 @@ def test_redial_backoff_is_jittered_under_an_exponential_ceiling() -> None:
         delays = [t._backoff(failures) for _ in range(50)]
         assert all(ceiling / 2 <= d <= ceiling for d in delays)
         assert len(set(delays)) > 1  # jittered: two servers restarted together do not redial in lockstep
+
+
+@trio_test
+async def test_an_rpc_connection_from_another_cluster_is_refused() -> None:
+    """A caller that names its cluster in the RPC hello (a server) is refused by a server of another cluster;
+    one of the same cluster, or one that names none (a client agent), is answered."""
+    from agent.server import rpc
+
+    server = rpc.RPCServer()
+
+    async def whoami(_args: Any) -> str:
+        return "a"
+
+    server.handlers["Who"] = whoami
+    async with trio.open_nursery() as nursery:
+        a = Node(transport("a", rpc_handler=server.serve))
+        await a.start(nursery)
+        assert await rpc.call(a.addr, "Who", timeout=DEADLINE) == "a"
+        assert await rpc.call(a.addr, "Who", timeout=DEADLINE, cluster=CLUSTER) == "a"
+        with pytest.raises(rpc.RPCError, match="connection closed"):
+            await rpc.call(a.addr, "Who", timeout=DEADLINE, cluster="cluster-2")
+        assert a.t.stats.refused_connections == 1
+        nursery.cancel_scope.cancel()
+
+
+@trio_test
+async def test_a_peer_added_twice_at_once_gets_one_dialer_and_one_connection() -> None:
+    """Gossip updates come in bursts, and each one re-adds the servers it shows: two add_peer calls before the
+    dial loop first ran used to start two loops, which replaced each other's connection without end."""
+    async with trio.open_nursery() as nursery:
+        a, b = Node(transport("a")), Node(transport("b"))
+        await a.start(nursery)
+        await b.start(nursery)
+        a.t.add_peer("b", b.addr)
+        a.t.add_peer("b", b.addr)
+        b.t.add_peer("a", a.addr)
+        for n in range(20):  # twenty round trips: time for a second dialer to replace the connection many times
+            await exchange([a, b], n)
+        assert (a.t.stats.connections, b.t.stats.connections) == (1, 1)
+        nursery.cancel_scope.cancel()

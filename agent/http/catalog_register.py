@@ -44,8 +44,12 @@ async def catalog_register(ctx: Ctx) -> Any:
 
 
 async def catalog_deregister(ctx: Ctx) -> Any:
+    body = _body(ctx)
     with request_errors(ctx):
-        command = parse_deregister(_body(ctx))
+        command = parse_deregister(body)
+    if isinstance(body, dict):  # its Datacenter, matched as Go's encoding/json matches keys
+        dc = next((v for k, v in body.items() if k.lower() == "datacenter"), "")
+        check_dc(ctx, dc if isinstance(dc, str) else "")
     await apply(ctx, command)
     return True
 

@@ -6,30 +6,23 @@ from __future__ import annotations
 
 import email.utils
 import gzip
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
 
-from agent.gostrings import valid_utf8
+from agent.gostrings import go_json_text, valid_utf8
 
 __all__ = ["GZIP_MIN_SIZE", "TEXT_PLAIN", "Response", "go_json", "maybe_gzip", "wire_headers"]
 
 TEXT_PLAIN = "text/plain; charset=utf-8"  # what Go sniffs for a plain-text body
 GZIP_MIN_SIZE = 1400
 
-# Go's encoding/json escapes these for safe embedding in HTML (SetEscapeHTML defaults to true).
-_GO_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"})
-
 
 def go_json(obj: Any, *, pretty: bool) -> bytes:
     """``json.Marshal`` (compact) or ``json.MarshalIndent(obj, "", "    ")`` + ``\\n`` (``?pretty``, ``-dev``)."""
-    if pretty:
-        text = json.dumps(obj, ensure_ascii=False, indent=4) + "\n"
-    else:
-        text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-    return valid_utf8(text).translate(_GO_ESCAPES).encode("utf-8")
+    text = go_json_text(obj, "    " if pretty else None)
+    return (text + "\n" if pretty else text).encode("utf-8")
 
 
 @attrs.define

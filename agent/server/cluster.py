@@ -33,6 +33,7 @@ from protocol.raft.errors import NotLeader, RaftError
 from protocol.raft.types import ConfChange, ConfChangeKind, ConfState, Message, Role, Server, Suffrage
 
 from .driver import DEFAULT_SNAPSHOT_EVERY, Driver, StateMachine, Timing
+from .errors import ClusterMismatch
 from .raftstore import RaftStore
 from .rpc import RPCError, RPCServer, call
 from .transport import Transport
@@ -41,6 +42,14 @@ log = logging.getLogger("triumvir.raft.server")
 
 BOOTSTRAP_POLL = 0.2  # seconds between bootstrap checks while a new server waits
 RECONCILE_INTERVAL = 0.5  # seconds between the leader's membership reconciliations (and on every pool change)
+#: the gossip tag a server announces its Raft cluster id in, once it has one (ours; Consul has no such tag)
+CLUSTER_TAG = "raft_cluster"
+#: at start, a server whose data dir names a cluster watches the pool this long for that cluster's servers ...
+HOME_WINDOW = 30.0
+#: ... and refuses to run once only other clusters' servers were in sight for this long
+FOREIGN_SETTLE = 2.0
+TRANSFER_TIMEOUTS = 2  # election timeouts a leaving leader waits for the server it hands leadership to
+REMOVE_GRACE = 5.0  # seconds a leaving server waits to be removed from the configuration (Consul's grace)
 
 
 @attrs.frozen
@@ -53,6 +62,7 @@ class PoolServer:
     status: int
     expect: int
     bootstrap: bool
+    cluster: str = ""  # the Raft cluster id it announces (CLUSTER_TAG), "" while it has none
 
 
 def pool_servers(members: Iterable[Member], datacenter: str) -> dict[str, PoolServer]:
@@ -68,7 +78,17 @@ def pool_servers(members: Iterable[Member], datacenter: str) -> dict[str, PoolSe
             expect = int(m.tags.get("expect", "0"))
         except ValueError:
             expect = 0
-        out[server_id] = PoolServer(server_id, m.name, address, m.status, expect, m.tags.get("bootstrap") == "1")
+        out[server_id] = PoolServer(server_id, m.name, address, m.status, expect, m.tags.get("bootstrap") == "1",
+                                    m.tags.get(CLUSTER_TAG, ""))
+    return out
+
+
+def announced_clusters(me: str, pool: Mapping[str, PoolServer]) -> dict[str, list[str]]:
+    """The Raft cluster ids the other alive servers of the pool announce, each with their names."""
+    out: dict[str, list[str]] = {}
+    for p in sorted(pool.values(), key=lambda p: p.name):
+        if p.id != me and p.status == STATUS_ALIVE and p.cluster:
+            out.setdefault(p.cluster, []).append(p.name)
     return out
 
 
@@ -117,10 +137,12 @@ class RaftServer:
         settings: ServerSettings,
         machine: StateMachine,
         on_leader: Callable[[str, tuple[str, ...]], None],
+        announce_cluster: Callable[[str], None] = lambda _cluster_id: None,
     ) -> None:
         self.settings = settings
         self.machine = machine
         self.on_leader = on_leader  # (leader's IP:port or "", voters' IP:port sorted) on every change
+        self.announce_cluster = announce_cluster  # our cluster id into our gossip tags (CLUSTER_TAG)
         self.pool: dict[str, PoolServer] = {}
         self.store: RaftStore | None = None
         self.transport: Transport | None = None
@@ -246,6 +268,9 @@ class RaftServer:
             async with trio.open_nursery() as nursery:
                 await nursery.start(transport.run)
                 self._sync_peers()
+                if store.cluster_id:
+                    self.announce_cluster(store.cluster_id)
+                    nursery.start_soon(self._refuse_another_clusters_data, store.cluster_id)
                 task_status.started()
                 first: Message | None = None
                 if not _has_state(store):
@@ -294,6 +319,7 @@ class RaftServer:
                     else:
                         await trio.to_thread.run_sync(self._write_bootstrap, store, servers)
                         transport.set_cluster(store.cluster_id or "")
+                        self.announce_cluster(store.cluster_id or "")
                         return None
             with trio.move_on_after(BOOTSTRAP_POLL):
                 msg = await transport.inbox.receive()
@@ -342,16 +368,53 @@ class RaftServer:
                  ", ".join(f"{x.id} ({x.address})" for x in sorted(servers, key=lambda x: x.id)))
 
     async def _adopt_cluster(self, driver: Driver, store: RaftStore, transport: Transport) -> None:
-        """A new server takes the cluster id of the first leader it hears from, and keeps it on disk."""
+        """A new server takes the cluster id of the first leader it hears from, and keeps it on disk: from the
+        leader's hello, or from its gossip tag (CLUSTER_TAG) when the connection was made before the leader had an
+        id (a leader that bootstrapped after the connection opened never says it again in a hello); checked on
+        every change and every BOOTSTRAP_POLL, since neither arrives with a change of leader."""
+        me = self.settings.node_id
         while store.cluster_id is None:
             leader = driver.soft_state.leader
-            cluster = transport.peer_cluster(leader) if leader and leader != self.settings.node_id else ""
+            cluster = ""
+            if leader and leader != me:
+                p = self.pool.get(leader)
+                cluster = transport.peer_cluster(leader) or (p.cluster if p is not None else "")
             if cluster:
                 await trio.to_thread.run_sync(store.set_cluster_id, cluster)
                 transport.set_cluster(cluster)
+                self.announce_cluster(cluster)
                 log.info("raft: joined cluster %s (leader %s)", cluster, leader)
                 return
-            await driver.wait_changed()
+            with trio.move_on_after(BOOTSTRAP_POLL):
+                await driver.wait_changed()
+
+    async def _refuse_another_clusters_data(self, cluster_id: str) -> None:
+        """At start: a data dir from another cluster stops the agent (exit 1) instead of running a second Raft
+        cluster inside this pool.  The servers announce their cluster id in gossip (CLUSTER_TAG); if within
+        HOME_WINDOW seconds the other alive servers of our datacenter show only other clusters' ids for
+        FOREIGN_SETTLE seconds, and none shows ours, our data is not theirs.  Seeing a server of our own cluster
+        ends the check (the transport's hello check still refuses other clusters' connections afterwards)."""
+        s = self.settings
+        foreign_since: float | None = None
+        with trio.move_on_after(HOME_WINDOW):
+            while True:
+                clusters = announced_clusters(s.node_id, self.pool)
+                if cluster_id in clusters:
+                    return
+                now = trio.current_time()
+                if not clusters:
+                    foreign_since = None
+                elif foreign_since is None:
+                    foreign_since = now
+                elif now - foreign_since >= FOREIGN_SETTLE:
+                    theirs = "; ".join(f"{cid} ({', '.join(names)})" for cid, names in sorted(clusters.items()))
+                    raise ClusterMismatch(
+                        f"raft data in {s.data_dir / 'raft'} belongs to cluster {cluster_id}, but the servers of "
+                        f"datacenter {s.datacenter!r} are in cluster {theirs}: this data dir is from another "
+                        f"cluster; remove {s.data_dir / 'raft'} to join them as a new server, or start this server "
+                        f"with its own cluster's data dir")
+                with trio.move_on_after(BOOTSTRAP_POLL):
+                    await self._pool_changed.wait()
 
     # ---------------------------------------------------------------- the leader, published
 
@@ -438,20 +501,74 @@ class RaftServer:
         log.info("raft: removed peer %s (%s) on request", target.id, target.address)
 
     async def leave(self) -> None:
-        """A graceful leave (Consul's server leave), called once the gossip leave is done: a leader with other
-        voters removes itself from the configuration (the core then hands leadership to an up-to-date voter), so
-        the cluster neither waits an election timeout nor keeps a voter that is gone; the next leader already sees
-        it left in gossip, so it does not add it back.  A follower is removed by the leader once gossip says it
-        left."""
+        """A graceful leave (Consul's server Leave), called once the gossip leave is done, so the next leader
+        already sees us left and never adds us back.
+
+        A leader first hands leadership to its most up-to-date alive voter (`RawNode.transfer_leadership`: the
+        voter is caught up, then campaigns at once on TIMEOUT_NOW), and waits for that new leader (at most
+        `TRANSFER_TIMEOUTS` election timeouts); writes pause for about one round trip instead of an election
+        timeout.  Then, as every leaving server, it has the leader remove it from the configuration
+        (``Operator.RaftRemovePeer``), within Consul's 5 s grace, so the cluster's quorum shrinks with it rather
+        than counting a voter that is gone.  A leader whose transfer fails (no other voter caught up in time)
+        removes itself instead: the core then hands over once the removal commits."""
         driver = self.driver
-        if driver is None or not self.is_leader() or len(driver.status().conf.voters()) < 2:
+        if driver is None or len(driver.status().conf.voters()) < 2:
             return
+        if self.is_leader() and not await self._transfer_leadership(driver):
+            await self._remove_self_as_leader(driver)
+            return
+        await self._have_leader_remove_us(driver)
+
+    async def _transfer_leadership(self, driver: Driver) -> bool:
+        """Hand leadership to the alive voter with the longest log; True once another server leads."""
+        status = driver.status()
+        candidates = [(pr.match, sid) for sid, pr in status.progress.items()
+                      if sid != status.id and sid in status.conf.voters()
+                      and (p := self.pool.get(sid)) is not None and p.status == STATUS_ALIVE]
+        if not candidates:
+            log.warning("raft: no alive voter to hand leadership to before leaving")
+            return False
+        _, target = max(candidates)
+        try:
+            await driver.call(lambda node: node.transfer_leadership(target))
+        except RaftError as err:
+            log.warning("raft: could not start a leadership transfer to %s: %s", target, err)
+            return False
+        with trio.move_on_after(TRANSFER_TIMEOUTS * self.settings.timing.election_timeout):
+            while driver.soft_state.role is Role.LEADER or driver.soft_state.leader in ("", status.id):
+                await driver.wait_changed()
+            log.info("raft: handed leadership to %s before leaving", driver.soft_state.leader)
+            return True
+        log.warning("raft: leadership transfer to %s did not complete within %d election timeouts", target,
+                    TRANSFER_TIMEOUTS)
+        return False
+
+    async def _remove_self_as_leader(self, driver: Driver) -> None:
         try:
             await driver.change_membership(ConfChange(ConfChangeKind.REMOVE_SERVER, self.settings.node_id),
                                            timeout=self.settings.timing.election_timeout * 2)
             log.info("raft: removed ourselves from the configuration before leaving")
         except (RaftError, trio.TooSlowError) as err:
             log.warning("raft: could not remove ourselves before leaving: %s", err or "timed out")
+
+    async def _have_leader_remove_us(self, driver: Driver) -> None:
+        """Ask the leader to remove us, retrying (a leader change, a change in flight) for REMOVE_GRACE seconds."""
+        me = self.settings.node_id
+        with trio.move_on_after(REMOVE_GRACE):
+            while True:
+                leader = self._leader
+                if leader and not self.is_leader():
+                    try:
+                        await call(leader, "Operator.RaftRemovePeer", {"id": me}, timeout=REMOVE_GRACE,
+                                   cluster=(self.store.cluster_id if self.store is not None else None) or "")
+                        log.info("raft: the leader removed us from the configuration before we leave")
+                        return
+                    except RPCError as err:
+                        if "was not found in the Raft configuration" in str(err):
+                            return  # removed already (its membership loop saw us leave)
+                        log.info("raft: asking %s to remove us before leaving: %s", leader, err)
+                await trio.sleep(BOOTSTRAP_POLL)
+        log.warning("raft: not removed from the configuration within %gs; leaving anyway", REMOVE_GRACE)
 
     async def local_rpc(self, method: str, args: dict[str, Any]) -> Any:
         """Run one of our RPC methods in-process (the leader answering its own agent's HTTP request)."""

@@ -174,8 +174,10 @@ class RaftStore:
         self._ents = []
 
     def close(self) -> None:
-        """Sync and release the files."""
+        """Sync (the commit index too) and release the files."""
         self.sync()
+        if self._hard != self._hard_on_disk:
+            self._write_hard()
         self._log.close()
         self._hard_file.close()
 
@@ -275,12 +277,19 @@ class RaftStore:
         self._hard = hs
 
     def sync(self) -> None:
-        """Make every append and the hard state durable: the log first, so a stored commit index never points
-        past the stored log."""
+        """Make every append durable, and the hard state's term and vote: the log first, so a stored commit
+        index never points past the stored log.  A change of the commit index alone is not written here (it
+        is written with the next term or vote change, and at `close`): losing it in a crash is harmless, the
+        commit index is learned again (etcd's MustSync rule), and writing it would cost every Ready a second
+        fsync, on the leader and on each follower, in the write path."""
         self._log.sync()
-        if self._hard != self._hard_on_disk:
-            self._hard_file.write(self._hard)
-            self._hard_on_disk = self._hard
+        on_disk = self._hard_on_disk
+        if (self._hard.term, self._hard.vote) != (on_disk.term, on_disk.vote):
+            self._write_hard()
+
+    def _write_hard(self) -> None:
+        self._hard_file.write(self._hard)
+        self._hard_on_disk = self._hard
 
     def apply_snapshot(self, snap: Snapshot) -> None:
         """Install a snapshot received from the leader: the whole log is replaced by it.  Durable on return."""

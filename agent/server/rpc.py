@@ -1,9 +1,10 @@
 """Request/response RPC on the server port, beside Raft's messages (Consul's net/rpc on 8300, in our framing).
 
-A connection opens with ``{"hello": 1, "rpc": 1}`` (no answer to it); then each request is one frame
+A connection opens with ``{"hello": 1, "rpc": 1}`` (no answer to it; a server calling another adds its
+``"cluster"`` id, and a server of another cluster refuses the connection); then each request is one frame
 ``{"seq": n, "method": "Status.Leader", "args": {...}}`` and each answer one frame ``{"seq": n, "result": ...}`` or
 ``{"seq": n, "error": "text"}``, in order.  A client agent asks a server ``Status.Leader`` and ``Status.Peers``
-this way; KV writes will be forwarded to the leader the same way (a method such as ``KV.Apply``).  Methods are
+this way, and KV writes and reads go to the leader the same way (``Store.Apply``, ``Store.Query``).  Methods are
 plain async callables ``args -> result`` of msgpack-able values, registered by name; an unknown method or a
 handler's `RPCError` is an error answer and the connection carries on; a frame that is not a request closes it.
 """
@@ -67,14 +68,18 @@ class RPCServer:
             return {"seq": seq, "error": str(err)}
 
 
-async def call(address: str, method: str, args: Mapping[str, Any] | None = None, *, timeout: float = 2.0) -> Any:
-    """One request on a fresh connection to the server at ``address`` (``IP:port``); RPCError on any failure."""
+async def call(address: str, method: str, args: Mapping[str, Any] | None = None, *, timeout: float = 2.0,
+               cluster: str = "") -> Any:
+    """One request on a fresh connection to the server at ``address`` (``IP:port``); RPCError on any failure.
+    ``cluster``: the caller's Raft cluster id, if it has one; a server of another cluster refuses the connection
+    (a server's own calls to its cluster say it; a client agent, which has none, sends none)."""
     host, port = parse_addr(address, DEFAULT_PORT)
     try:
         with trio.fail_after(timeout):
             stream = await trio.open_tcp_stream(host, port)
             async with stream:
-                await stream.send_all(encode_frame(RPC_HELLO) + encode_frame({"seq": 1, "method": method,
+                hello = {**RPC_HELLO, "cluster": cluster} if cluster else RPC_HELLO
+                await stream.send_all(encode_frame(hello) + encode_frame({"seq": 1, "method": method,
                                                                              "args": dict(args or {})}))
                 decoder = FrameDecoder()
                 while True:

@@ -122,7 +122,7 @@ class Transport:
             if address is not None:
                 peer.address = address  # the dialer uses it from its next attempt
         if self._dials(server_id) and peer.dialer is None and self._nursery is not None:
-            self._nursery.start_soon(self._dial_loop, peer)
+            self._start_dialer(self._nursery, peer)
 
     def remove_peer(self, server_id: str) -> None:
         peer = self._peers.pop(server_id, None)
@@ -202,7 +202,7 @@ class Transport:
                 self._nursery = nursery
                 for peer in self._peers.values():
                     if self._dials(peer.id) and peer.dialer is None:
-                        nursery.start_soon(self._dial_loop, peer)
+                        self._start_dialer(nursery, peer)
                 nursery.start_soon(trio.serve_listeners, self._accepted, listeners)
                 log.info("raft transport: server %s listening on %s:%d", self.server_id, *self.address)
                 task_status.started(self.address)
@@ -211,9 +211,15 @@ class Transport:
             for peer in self._peers.values():
                 peer.dialer = peer.conn = None
 
-    async def _dial_loop(self, peer: _Peer) -> None:
-        with trio.CancelScope() as scope:
-            peer.dialer = scope
+    def _start_dialer(self, nursery: trio.Nursery, peer: _Peer) -> None:
+        """The peer's one dial loop.  Its scope is made here, before the task first runs, so a second `add_peer`
+        in the same moment (a burst of gossip updates) sees it and starts no second loop: two loops would each
+        replace the other's connection, forever."""
+        peer.dialer = trio.CancelScope()
+        nursery.start_soon(self._dial_loop, peer, peer.dialer)
+
+    async def _dial_loop(self, peer: _Peer, scope: trio.CancelScope) -> None:
+        with scope:
             failures = 0
             while True:
                 if peer.address is not None:
@@ -258,6 +264,9 @@ class Transport:
                 raw, pending = await self._read_first(stream, decoder)
                 if is_rpc_hello(raw) and self.rpc_handler is not None:
                     rpc = True
+                    theirs = raw.get("cluster") or ""
+                    if theirs and self.cluster_id and theirs != self.cluster_id:
+                        raise FrameError(f"an RPC client of cluster {theirs!s:.40}, we are in {self.cluster_id}")
                 else:
                     rpc = False
                     hello = self._check_hello(raw)
