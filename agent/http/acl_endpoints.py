@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -230,69 +231,57 @@ async def acl_tokens(ctx: Ctx) -> Any:
 # ------------------------------------------------------------------ policies and roles
 
 
-async def _policy_set(ctx: Ctx, cmd: c.ACLPolicySet) -> Any:
-    if problem := check_policy(cmd.name, cmd.rules):
-        raise HTTPError(500, problem)
-    await _apply(ctx, cmd)
-    return await _found(ctx, "acl.policy", {"id": cmd.id})
+@attrs.frozen
+class _Kind:
+    """A policy or a role: the same four endpoints over its own body, check, query and delete command."""
+
+    title: str  # "Policy" / "Role": the body's kind and the texts'
+    query: str  # the named read of one object
+    build: Callable[..., Any]  # body, object_id, new_id -> the set command
+    problem: Callable[[Any], str | None]  # the leader's pre-check of a set command
+    delete: Callable[[str], c.Command]
+
+    @property
+    def prefix(self) -> str:
+        return f"/v1/acl/{self.title.lower()}/"
+
+    async def set(self, ctx: Ctx, object_id: str) -> Any:
+        cmd = self.build(_body(ctx, self.title), object_id, _new_id())
+        if problem := self.problem(cmd):
+            raise HTTPError(500, problem)
+        await _apply(ctx, cmd)
+        return await _found(ctx, self.query, {"id": cmd.id})
+
+    async def create(self, ctx: Ctx) -> Any:
+        (await _caller(ctx)).require("write")
+        return await self.set(ctx, "")
+
+    async def one(self, ctx: Ctx) -> Any:
+        """<prefix>:id (GET, PUT, DELETE), <prefix>name/:name (GET)."""
+        rest = ctx.request.path.removeprefix(self.prefix)
+        caller = await _caller(ctx)
+        if ctx.request.method == "GET":
+            caller.require("read")
+            args = {"name": rest.removeprefix("name/")} if rest.startswith("name/") else {"id": rest}
+            return await _found(ctx, self.query, args)
+        caller.require("write")
+        if not rest:
+            raise HTTPError(400, f"Missing {self.title.lower()} ID")
+        if ctx.request.method == "DELETE":
+            await _apply(ctx, self.delete(rest))
+            return True
+        return await self.set(ctx, rest)
 
 
-async def acl_policy_create(ctx: Ctx) -> Any:
-    (await _caller(ctx)).require("write")
-    return await _policy_set(ctx, policy_command(_body(ctx, "Policy"), policy_id="", new_id=_new_id()))
-
-
-async def acl_policy(ctx: Ctx) -> Any:
-    """/v1/acl/policy/:id (GET, PUT, DELETE), /v1/acl/policy/name/:name (GET)."""
-    rest = ctx.request.path.removeprefix("/v1/acl/policy/")
-    caller = await _caller(ctx)
-    method = ctx.request.method
-    if method == "GET":
-        caller.require("read")
-        args = {"name": rest.removeprefix("name/")} if rest.startswith("name/") else {"id": rest}
-        return await _found(ctx, "acl.policy", args)
-    caller.require("write")
-    if not rest:
-        raise HTTPError(400, "Missing policy ID")
-    if method == "DELETE":
-        await _apply(ctx, c.ACLPolicyDelete(id=rest))
-        return True
-    return await _policy_set(ctx, policy_command(_body(ctx, "Policy"), policy_id=rest, new_id=_new_id()))
+POLICY = _Kind("Policy", "acl.policy", lambda body, oid, new: policy_command(body, policy_id=oid, new_id=new),
+               lambda cmd: check_policy(cmd.name, cmd.rules), lambda oid: c.ACLPolicyDelete(id=oid))
+ROLE = _Kind("Role", "acl.role", lambda body, oid, new: role_command(body, role_id=oid, new_id=new),
+             lambda cmd: check_role_name(cmd.name), lambda oid: c.ACLRoleDelete(id=oid))
 
 
 async def acl_policies(ctx: Ctx) -> Any:
     (await _caller(ctx)).require("read")
     return (await _query(ctx, "acl.policies", {})).value
-
-
-async def _role_set(ctx: Ctx, cmd: c.ACLRoleSet) -> Any:
-    if problem := check_role_name(cmd.name):
-        raise HTTPError(500, problem)
-    await _apply(ctx, cmd)
-    return await _found(ctx, "acl.role", {"id": cmd.id})
-
-
-async def acl_role_create(ctx: Ctx) -> Any:
-    (await _caller(ctx)).require("write")
-    return await _role_set(ctx, role_command(_body(ctx, "Role"), role_id="", new_id=_new_id()))
-
-
-async def acl_role(ctx: Ctx) -> Any:
-    """/v1/acl/role/:id (GET, PUT, DELETE), /v1/acl/role/name/:name (GET)."""
-    rest = ctx.request.path.removeprefix("/v1/acl/role/")
-    caller = await _caller(ctx)
-    method = ctx.request.method
-    if method == "GET":
-        caller.require("read")
-        args = {"name": rest.removeprefix("name/")} if rest.startswith("name/") else {"id": rest}
-        return await _found(ctx, "acl.role", args)
-    caller.require("write")
-    if not rest:
-        raise HTTPError(400, "Missing role ID")
-    if method == "DELETE":
-        await _apply(ctx, c.ACLRoleDelete(id=rest))
-        return True
-    return await _role_set(ctx, role_command(_body(ctx, "Role"), role_id=rest, new_id=_new_id()))
 
 
 async def acl_roles(ctx: Ctx) -> Any:
@@ -305,10 +294,10 @@ ROUTES = (
     Route("/v1/acl/token", ("PUT",), acl_token_create),
     Route("/v1/acl/token/", ("GET", "PUT", "DELETE"), acl_token),
     Route("/v1/acl/tokens", ("GET",), acl_tokens),
-    Route("/v1/acl/policy", ("PUT",), acl_policy_create),
-    Route("/v1/acl/policy/", ("GET", "PUT", "DELETE"), acl_policy),
+    Route("/v1/acl/policy", ("PUT",), POLICY.create),
+    Route("/v1/acl/policy/", ("GET", "PUT", "DELETE"), POLICY.one),
     Route("/v1/acl/policies", ("GET",), acl_policies),
-    Route("/v1/acl/role", ("PUT",), acl_role_create),
-    Route("/v1/acl/role/", ("GET", "PUT", "DELETE"), acl_role),
+    Route("/v1/acl/role", ("PUT",), ROLE.create),
+    Route("/v1/acl/role/", ("GET", "PUT", "DELETE"), ROLE.one),
     Route("/v1/acl/roles", ("GET",), acl_roles),
 )

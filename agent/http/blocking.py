@@ -21,7 +21,7 @@ from agent.http.errors import bad_request
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from agent.http.request import Request
+    from agent.http.request import Query, Request
     from agent.members import IndexedRead, MemberTable, Snapshot
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "parse_duration",
     "parse_query_options",
     "parse_uint64",
+    "parse_wait_index",
     "query_meta",
     "wait_read",
 ]
@@ -110,6 +111,13 @@ def parse_query_options(request: Request, default_dc: str) -> QueryOptions:
     if cached and consistent:
         raise bad_request("Cannot specify ?cached with ?consistent, conflicting semantics.")
     _check_cache_control(request)
+    wait, index = parse_wait_index(q)
+    return QueryOptions(dc=dc, stale=stale, consistent=consistent, index=index, wait=wait,
+                        max_stale=max_stale if max_stale and max_stale > 0 else None)
+
+
+def parse_wait_index(q: Query) -> tuple[float, int]:
+    """``?wait`` (a Go duration, 0 when absent) and ``?index`` (a uint64, 0 when absent), with Consul's 400s."""
     wait = 0.0
     if raw_wait := q.get("wait"):
         try:
@@ -122,8 +130,7 @@ def parse_query_options(request: Request, default_dc: str) -> QueryOptions:
             index = parse_uint64(raw_index)
         except ValueError:
             raise bad_request("Invalid index") from None
-    return QueryOptions(dc=dc, stale=stale, consistent=consistent, index=index, wait=wait,
-                        max_stale=max_stale if max_stale and max_stale > 0 else None)
+    return wait, index
 
 
 def block_time(wait: float, rng: random.Random) -> float:

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import trio
 
-from agent.durations import parse_duration
 from agent.events import EventLog, new_event
-from agent.http.blocking import MAX_QUERY_TIME, parse_uint64
+from agent.http.blocking import MAX_QUERY_TIME, parse_wait_index
 from agent.http.errors import NO_PATH_TO_DC, HTTPError, bad_request
 from agent.http.routes import Ctx, Route
 
@@ -44,18 +43,7 @@ async def event_fire(ctx: Ctx) -> dict[str, object]:
 async def event_list(ctx: Ctx) -> list[dict[str, object]]:
     """GET /v1/event/list[?name=][&index=&wait=]: the recent events, blocking while the index is unchanged."""
     q = ctx.request.query
-    wait = 0.0
-    if raw_wait := q.get("wait"):
-        try:
-            wait = parse_duration(raw_wait)
-        except ValueError:
-            raise bad_request("Invalid wait time") from None
-    min_index = 0
-    if raw_index := q.get("index"):
-        try:
-            min_index = parse_uint64(raw_index)
-        except ValueError:
-            raise bad_request("Invalid index") from None
+    wait, min_index = parse_wait_index(q)
     name = q.get("name") or ""
     log: EventLog = ctx.api.events
     if min_index > 0:
