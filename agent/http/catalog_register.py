@@ -14,8 +14,7 @@ from typing import Any
 
 import attrs
 
-from agent.gostrings import decode_json
-from agent.http.errors import bad_request
+from agent.http.errors import decode_body
 from agent.http.routes import Ctx, Route
 from agent.http.store import apply, check_dc, request_errors
 from agent.server.state.registration import parse_deregister, parse_register
@@ -23,19 +22,9 @@ from agent.server.state.registration import parse_deregister, parse_register
 __all__ = ["ROUTES", "catalog_deregister", "catalog_register"]
 
 
-def _body(ctx: Ctx) -> Any:
-    raw = ctx.request.body
-    if not raw.strip():
-        raise bad_request("Request decode failed: EOF")
-    try:
-        return decode_json(raw)
-    except ValueError as exc:
-        raise bad_request(f"Request decode failed: {exc}") from None
-
-
 async def catalog_register(ctx: Ctx) -> Any:
     with request_errors(ctx):
-        command = parse_register(_body(ctx))
+        command = parse_register(decode_body(ctx.request.body))
     check_dc(ctx, command.datacenter)
     if not command.datacenter:
         command = attrs.evolve(command, datacenter=ctx.api.config.datacenter)
@@ -44,7 +33,7 @@ async def catalog_register(ctx: Ctx) -> Any:
 
 
 async def catalog_deregister(ctx: Ctx) -> Any:
-    body = _body(ctx)
+    body = decode_body(ctx.request.body)
     with request_errors(ctx):
         command = parse_deregister(body)
     if isinstance(body, dict):  # its Datacenter, matched as Go's encoding/json matches keys

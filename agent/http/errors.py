@@ -6,6 +6,10 @@ Consul maps every handler error to a status and writes ``err.Error()`` as the bo
 
 from __future__ import annotations
 
+from typing import Any
+
+from agent.gostrings import decode_json
+
 __all__ = [
     "NO_CLUSTER_LEADER",
     "NO_KNOWN_SERVERS",
@@ -13,6 +17,7 @@ __all__ = [
     "HTTPError",
     "MethodNotAllowed",
     "bad_request",
+    "decode_body",
 ]
 
 # Canonical strings clients match on (consul-compat §1.0, trap 7).
@@ -41,3 +46,14 @@ class MethodNotAllowed(HTTPError):
 def bad_request(reason: str) -> HTTPError:
     """A 400 with Consul's text (``Invalid wait time``, ``Missing node name``...)."""
     return HTTPError(400, reason)
+
+
+def decode_body(raw: bytes) -> Any:
+    """A request's JSON body as Consul's handlers decode it: empty is ``Request decode failed: EOF``, bad JSON
+    the decoder's message; both 400."""
+    if not raw.strip():
+        raise bad_request("Request decode failed: EOF")
+    try:
+        return decode_json(raw)
+    except ValueError as exc:
+        raise bad_request(f"Request decode failed: {exc}") from None

@@ -11,8 +11,8 @@ import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
-from agent.gostrings import decode_json, go_quote
-from agent.http.errors import HTTPError, bad_request
+from agent.gostrings import go_quote
+from agent.http.errors import HTTPError, bad_request, decode_body
 from agent.http.health import parse_bool
 from agent.http.routes import EMPTY, Ctx, Route
 from agent.services.definitions import STATUSES, DefinitionError
@@ -30,16 +30,6 @@ def _manager(ctx: Ctx) -> ServiceManager:
     if manager is None:
         raise HTTPError(500, "services are not enabled on this agent")
     return manager
-
-
-def _body(ctx: Ctx) -> Any:
-    raw = ctx.request.body
-    if not raw.strip():
-        raise bad_request("Request decode failed: EOF")
-    try:
-        return decode_json(raw)
-    except ValueError as exc:
-        raise bad_request(f"Request decode failed: {exc}") from None
 
 
 def _definition_error(exc: DefinitionError) -> HTTPError:
@@ -123,7 +113,7 @@ async def service_register(ctx: Ctx) -> Any:
     """PUT /v1/agent/service/register[?replace-existing-checks]."""
     q = ctx.request.query
     replace = q.has("replace-existing-checks") and q.get("replace-existing-checks") in ("", "true", "1")
-    body = _body(ctx)
+    body = decode_body(ctx.request.body)
     try:
         _manager(ctx).register_service(body, replace_existing_checks=replace)
     except DefinitionError as exc:
@@ -153,7 +143,7 @@ async def agent_checks(ctx: Ctx) -> dict[str, Any]:
 
 async def check_register(ctx: Ctx) -> Any:
     """PUT /v1/agent/check/register: 404 for an unknown ServiceID."""
-    body = _body(ctx)
+    body = decode_body(ctx.request.body)
     try:
         _manager(ctx).register_check(body)
     except DefinitionError as exc:
@@ -195,7 +185,7 @@ def _ttl_endpoint(status: str, prefix: str) -> Any:
 async def check_update(ctx: Ctx) -> Any:
     """PUT /v1/agent/check/update/:id with ``{"Status": ..., "Output": ...}``."""
     check_id = ctx.request.path.removeprefix("/v1/agent/check/update/")
-    body = _body(ctx)
+    body = decode_body(ctx.request.body)
     if not isinstance(body, dict):
         raise bad_request("Request decode failed: json: cannot unmarshal into Go value of type checkUpdate")
     fields: dict[str, str] = {}
