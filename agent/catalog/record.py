@@ -30,6 +30,7 @@ __all__ = [
     "check_int",
     "check_to_wire",
     "from_wire",
+    "frozen_map",
     "meta_from_wire",
     "service_from_wire",
     "service_to_wire",
@@ -47,7 +48,8 @@ class RecordError(ValueError):
     """A record from the network that is not one (wrong type, missing key): the message says which field."""
 
 
-def _map(value: Mapping[str, str] | None) -> immutables.Map[str, str]:
+def frozen_map(value: Mapping[str, str] | None) -> immutables.Map[str, str]:
+    """An attrs converter: a string map (or None) as an immutable map, shared as is when it already is one."""
     if isinstance(value, immutables.Map):
         return value
     return immutables.Map(value or {})
@@ -62,7 +64,7 @@ class ServiceRecord:
     tags: tuple[str, ...] = ()
     address: str = ""
     port: int = 0
-    meta: immutables.Map[str, str] = attrs.field(factory=immutables.Map, converter=_map)
+    meta: immutables.Map[str, str] = attrs.field(factory=immutables.Map, converter=frozen_map)
     weights_passing: int = 1
     weights_warning: int = 1
     enable_tag_override: bool = False
@@ -94,7 +96,7 @@ class NodeCatalog:
     version: int
     services: tuple[ServiceRecord, ...] = ()
     checks: tuple[CheckRecord, ...] = ()
-    meta: immutables.Map[str, str] = attrs.field(factory=immutables.Map, converter=_map)
+    meta: immutables.Map[str, str] = attrs.field(factory=immutables.Map, converter=frozen_map)
 
     def same_content(self, other: NodeCatalog | None) -> bool:
         """Whether ``other`` holds the same data (whatever its version): no need to announce a new version."""

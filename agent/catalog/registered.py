@@ -10,7 +10,6 @@ as msgpack, so a client agent receives exactly what a server read).  ``WireDecod
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -23,6 +22,7 @@ from agent.catalog.record import (
     check_from_wire,
     check_int,
     check_to_wire,
+    frozen_map,
     meta_from_wire,
     service_from_wire,
     service_to_wire,
@@ -36,12 +36,6 @@ IndexedService = tuple[ServiceRecord, int, int]
 IndexedCheck = tuple[CheckRecord, int, int]
 
 
-def _map(value: Mapping[str, str] | None) -> immutables.Map[str, str]:
-    if isinstance(value, immutables.Map):
-        return value
-    return immutables.Map(value or {})
-
-
 @attrs.frozen
 class RegisteredNode:
     """One registered (external) node with its services and checks (Consul's ``structs.Node`` and children)."""
@@ -50,8 +44,8 @@ class RegisteredNode:
     address: str
     id: str = ""
     datacenter: str = ""
-    tagged_addresses: immutables.Map[str, str] = attrs.field(factory=immutables.Map, converter=_map)
-    meta: immutables.Map[str, str] = attrs.field(factory=immutables.Map, converter=_map)
+    tagged_addresses: immutables.Map[str, str] = attrs.field(factory=immutables.Map, converter=frozen_map)
+    meta: immutables.Map[str, str] = attrs.field(factory=immutables.Map, converter=frozen_map)
     create_index: int = 0
     modify_index: int = 0
     services: tuple[IndexedService, ...] = ()  # by service ID

@@ -14,13 +14,13 @@ Consul's ``session_checks`` compound index (``session.go``).
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
 import immutables
 
-from agent.catalog.record import CheckRecord, ServiceRecord
+from agent.catalog.record import CheckRecord, ServiceRecord, frozen_map
 
 __all__ = [
     "ACLPolicy",
@@ -43,12 +43,6 @@ BEHAVIOR_DELETE = "delete"
 def node_key(name: str) -> str:
     """Consul's node lookups ignore case (``nodes``' id index is lower-cased)."""
     return name.lower()
-
-
-def _map(value: Mapping[str, str] | None) -> immutables.Map[str, str]:
-    if isinstance(value, immutables.Map):
-        return value
-    return immutables.Map(value or {})
 
 
 def _strs(value: Iterable[str]) -> tuple[str, ...]:
@@ -112,8 +106,8 @@ class CatalogNode:
     address: str
     id: str = ""
     datacenter: str = ""
-    tagged_addresses: immutables.Map[str, str] = attrs.field(factory=immutables.Map, converter=_map)
-    meta: immutables.Map[str, str] = attrs.field(factory=immutables.Map, converter=_map)
+    tagged_addresses: immutables.Map[str, str] = attrs.field(factory=immutables.Map, converter=frozen_map)
+    meta: immutables.Map[str, str] = attrs.field(factory=immutables.Map, converter=frozen_map)
     create_index: int = 0
     modify_index: int = 0
 
