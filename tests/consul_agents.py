@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -158,3 +159,28 @@ class CheckedServer:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def leader_of(agent: ConsulAgent) -> str:
+    """The leader ``agent`` reports on /v1/status/leader (``""`` for none)."""
+    return str(requests.get(f"http://{agent.http_addr}/v1/status/leader", timeout=2).json())
+
+
+def agreed_leader(agents: Sequence[ConsulAgent], not_: str = "") -> str | None:
+    """The leader every agent reports, if they all report the same non-empty one (other than ``not_``)."""
+    seen = {leader_of(a) for a in agents}
+    if len(seen) == 1:
+        (leader,) = seen
+        if leader and leader != not_:
+            return leader
+    return None
+
+
+def start_servers(cluster: Cluster, n: int) -> list[ConsulAgent]:
+    """``n`` servers expecting ``n``, at raft_multiplier 1 (a 1 s election timeout), joined to the first."""
+    servers: list[ConsulAgent] = []
+    for i in range(n):
+        join = {"retry_join": [servers[0].serf_addr], "retry_interval": "1s"} if servers else {}
+        servers.append(cluster.start(f"s{i + 1}", extra={
+            "server": True, "bootstrap_expect": n, "performance": {"raft_multiplier": 1}, **join}))
+    return servers

@@ -20,12 +20,9 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
-import pytest
-import requests
 from conftest import REPO
-from consul_agents import ENV, Cluster, ConsulAgent
+from consul_agents import ENV, Cluster, ConsulAgent, agreed_leader, start_servers
 from procs import wait_for
 
 TTL = 10.0
@@ -33,28 +30,6 @@ LOCK_DELAY = 15.0
 RETRY = 5.0
 CONTENDERS = 5
 HOLD = 1.0
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Any:
-    c = Cluster(tmp_path)
-    try:
-        yield c
-    finally:
-        c.close()
-
-
-def leader_of(agent: ConsulAgent) -> str:
-    return str(requests.get(f"http://{agent.http_addr}/v1/status/leader", timeout=2).json())
-
-
-def agreed(agents: list[ConsulAgent], not_: str = "") -> str | None:
-    seen = {leader_of(a) for a in agents}
-    if len(seen) == 1:
-        (leader,) = seen
-        if leader and leader != not_:
-            return leader
-    return None
 
 
 class Contender:
@@ -109,15 +84,11 @@ def holder(record: Path) -> int | None:
 
 
 def test_no_two_holders_overlap_across_leader_and_holder_kills(cluster: Cluster, tmp_path: Path) -> None:
-    servers: list[ConsulAgent] = []
-    for i in range(3):
-        join = {"retry_join": [servers[0].serf_addr], "retry_interval": "1s"} if servers else {}
-        servers.append(cluster.start(f"s{i + 1}", extra={
-            "server": True, "bootstrap_expect": 3, "performance": {"raft_multiplier": 1}, **join}))
+    servers = start_servers(cluster, 3)
     clients = [cluster.start(f"c{i + 1}", extra={"retry_join": [servers[0].serf_addr], "retry_interval": "1s",
                                                   "performance": {"raft_multiplier": 1}}) for i in range(2)]
     agents = servers + clients
-    leader = wait_for(lambda: agreed(agents), timeout=40, what="one leader", diagnostics=cluster.diagnostics)
+    leader = wait_for(lambda: agreed_leader(agents), timeout=40, what="one leader", diagnostics=cluster.diagnostics)
     record = tmp_path / "holds.txt"
     stop = threading.Event()
     contenders = [Contender(n, agents[n % len(agents)], record, tmp_path, stop) for n in range(CONTENDERS)]
@@ -134,7 +105,7 @@ def test_no_two_holders_overlap_across_leader_and_holder_kills(cluster: Cluster,
         victim = next(s for s in servers if s.server_rpc_addr == leader)
         victim.proc.kill()
         survivors = [a for a in agents if a is not victim]
-        wait_for(lambda: agreed(survivors, not_=leader), timeout=20, what="a new leader",
+        wait_for(lambda: agreed_leader(survivors, not_=leader), timeout=20, what="a new leader",
                  diagnostics=cluster.diagnostics)
         cluster.start(victim.name, reuse=victim)
         before = holds()

@@ -17,12 +17,10 @@ import signal
 import threading
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
-from consul_agents import Cluster, ConsulAgent
+from consul_agents import Cluster, ConsulAgent, agreed_leader, leader_of, start_servers
 from procs import wait_for
 from store_rpc import put, put_ok, stale_entry, stale_get, stale_keys
 
@@ -31,21 +29,8 @@ from agent.server import rpc
 ELECTION_TIMEOUT = 1.0  # Consul's at raft_multiplier 1
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Any:
-    c = Cluster(tmp_path)
-    try:
-        yield c
-    finally:
-        c.close()
-
-
 def server_addr(agent: ConsulAgent) -> str:
     return agent.server_rpc_addr
-
-
-def leader_of(agent: ConsulAgent) -> str:
-    return str(requests.get(f"http://{agent.http_addr}/v1/status/leader", timeout=2).json())
 
 
 def raft_stats(agent: ConsulAgent) -> dict[str, str]:
@@ -56,25 +41,6 @@ def wait_value(agent: ConsulAgent, key: str, value: bytes, timeout: float = 10.0
     """Until ``agent``'s own state holds ``key`` = ``value`` (it applied the write)."""
     wait_for(lambda: stale_get(server_addr(agent), key) == value, timeout=timeout,
              what=f"{key}={value!r} applied on {agent.name}")
-
-
-def start_servers(cluster: Cluster, n: int) -> list[ConsulAgent]:
-    servers: list[ConsulAgent] = []
-    for i in range(n):
-        join = {"retry_join": [servers[0].serf_addr], "retry_interval": "1s"} if servers else {}
-        servers.append(cluster.start(f"s{i + 1}", extra={
-            "server": True, "bootstrap_expect": n, "performance": {"raft_multiplier": 1}, **join}))
-    return servers
-
-
-def agreed_leader(agents: Sequence[ConsulAgent], not_: str = "") -> str | None:
-    """The leader every agent reports, if they all report the same non-empty one (other than ``not_``)."""
-    seen = {leader_of(a) for a in agents}
-    if len(seen) == 1:
-        (leader,) = seen
-        if leader and leader != not_:
-            return leader
-    return None
 
 
 def by_addr(servers: Sequence[ConsulAgent], addr: str) -> ConsulAgent:
