@@ -21,7 +21,7 @@ from .rpc import RPCError
 from .rpc import call as rpc_call
 from .state.commands import Command, encode
 
-__all__ = ["FORWARD_SLACK", "ForwardAccess", "remote_error", "unwrap_apply"]
+__all__ = ["FORWARD_SLACK", "ForwardAccess", "forward_call", "remote_error", "unwrap_apply"]
 
 #: Extra time a forwarded call may take beyond its own wait (Consul's RPC hold timeout is 7 s).
 FORWARD_SLACK = 7.0
@@ -49,6 +49,15 @@ def remote_error(text: str) -> Exception:
     return StoreUnavailable(text)
 
 
+async def forward_call(address: str, method: str, args: dict[str, Any], timeout: float) -> Any:
+    """One ``Store.*`` call to the server at ``address``, allowed ``timeout`` plus the RPC hold slack; its
+    error text as the exception the caller would have seen locally."""
+    try:
+        return await rpc_call(address, method, args, timeout=timeout + FORWARD_SLACK)
+    except RPCError as err:
+        raise remote_error(str(err)) from None
+
+
 class ForwardAccess:
     """``leader()``: the leader's server address or ``""``; ``servers()``: every known server's address."""
 
@@ -60,12 +69,12 @@ class ForwardAccess:
         self._turn = itertools.count()
 
     async def apply(self, command: Command) -> Any:
-        return unwrap_apply(await self._call(self._leader(), "Store.Apply", {"data": encode(command)},
+        return unwrap_apply(await forward_call(self._leader(), "Store.Apply", {"data": encode(command)},
                                              self.write_timeout))
 
     async def query(self, name: str, args: dict[str, Any], mode: ReadMode) -> QueryResult:
         address = self._leader() if mode.consistency != "stale" else self._any_server()
-        reply = await self._call(address, "Store.Query", {"name": name, "args": args, "mode": mode.to_wire()},
+        reply = await forward_call(address, "Store.Query", {"name": name, "args": args, "mode": mode.to_wire()},
                                  mode.wait + self.write_timeout)
         try:
             return QueryResult.from_wire(reply)
@@ -73,7 +82,7 @@ class ForwardAccess:
             raise StoreUnavailable(f"malformed Store.Query answer: {err}") from None
 
     async def renew_session(self, session_id: str) -> Any:
-        return await self._call(self._leader(), "Session.Renew", {"id": session_id}, self.write_timeout)
+        return await forward_call(self._leader(), "Session.Renew", {"id": session_id}, self.write_timeout)
 
     def _leader(self) -> str:
         leader = self.leader()
@@ -87,9 +96,3 @@ class ForwardAccess:
             return self._leader()
         return servers[next(self._turn) % len(servers)]
 
-    @staticmethod
-    async def _call(address: str, method: str, args: dict[str, Any], timeout: float) -> Any:
-        try:
-            return await rpc_call(address, method, args, timeout=timeout + FORWARD_SLACK)
-        except RPCError as err:
-            raise remote_error(str(err)) from None

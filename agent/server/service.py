@@ -24,12 +24,13 @@ from typing import Any, Protocol
 import attrs
 import trio
 
+from protocol.raft.errors import RaftError
+
 from . import queries
 from .access import CommandFailed, NoLeader, QueryResult, ReadMode, StoreUnavailable
 from .duties import LeaderDuties
-from .forwarding import FORWARD_SLACK, remote_error, unwrap_apply
+from .forwarding import forward_call, unwrap_apply
 from .rpc import RPCError, RPCServer
-from .rpc import call as rpc_call
 from .state.apply import Failed
 from .state.commands import Command, CommandError, SessionCreate, SessionDestroy, decode, encode
 from .state.leader import SessionTimers, session_create_error
@@ -142,8 +143,6 @@ class StoreService:
         return result
 
     async def _propose(self, data: bytes) -> Any:
-        from protocol.raft.errors import RaftError
-
         try:
             return await self.replica.propose(data, self.write_timeout)
         except trio.TooSlowError:
@@ -162,8 +161,6 @@ class StoreService:
                 return candidate
 
     async def _confirm_leadership(self) -> None:
-        from protocol.raft.errors import RaftError
-
         try:
             await self.replica.read_index(self.write_timeout)
         except (RaftError, trio.TooSlowError):
@@ -182,10 +179,7 @@ class StoreService:
         leader = self.replica.leader_address()
         if not leader:
             raise NoLeader()
-        try:
-            return await rpc_call(leader, method, args, timeout=timeout + FORWARD_SLACK)
-        except RPCError as err:
-            raise remote_error(str(err)) from None
+        return await forward_call(leader, method, args, timeout)
 
     # ---------------------------------------------------------------- the server port
 
