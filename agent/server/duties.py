@@ -99,7 +99,8 @@ class LeaderDuties:
             log.info("leader: armed %d session TTL timers", len(service.timers.deadlines))
         state = service.store.current
         work: list[Command] = [SessionDestroy(id=i) for i in service.timers.expired(state, time.time_ns())]
-        agent_nodes = service.agent_nodes()
+        # the gossip catalog's view costs O(members): only build it when a session or registration can need it
+        agent_nodes = service.agent_nodes() if state.sessions or state.nodes else {}
         work += invalidations(state, agent_nodes)
         work += shadowed_registrations(state, agent_nodes)
         reap = self._reap_index(state.applied)
