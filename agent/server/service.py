@@ -214,9 +214,7 @@ class StoreService:
             return (await self.query(name, qargs, mode)).to_wire()
         except (ValueError, TypeError) as err:
             raise RPCError(f"Store.Query: {err}") from None
-        except NoLeader:
-            raise RPCError(str(NoLeader())) from None
-        except StoreUnavailable as err:
+        except (NoLeader, StoreUnavailable) as err:  # their texts are what the caller maps back (remote_error)
             raise RPCError(str(err)) from None
 
     async def _rpc_renew(self, args: Mapping[str, Any]) -> Any:
@@ -225,9 +223,7 @@ class StoreService:
             raise RPCError("Session.Renew: expected {id}")
         try:
             return await self.renew_session(session_id)
-        except NoLeader:
-            raise RPCError(str(NoLeader())) from None
-        except StoreUnavailable as err:
+        except (NoLeader, StoreUnavailable) as err:  # their texts are what the caller maps back (remote_error)
             raise RPCError(str(err)) from None
 
 
