@@ -621,6 +621,21 @@ def _client_or_error(values: Mapping[str, Any]) -> AgentClient | None:
         return None
 
 
+def _reached_agent(values: Mapping[str, Any]) -> tuple[AgentClient, str] | None:
+    """A client and the agent's node name (``/v1/agent/self``): what Consul's lock, event, watch and maint ask
+    first, to fail early with ``Error connecting to``/``Error querying Consul agent``; None after printing it."""
+    client = _client_or_error(values)
+    if client is None:
+        return None
+    try:
+        answer = client.get_json("/v1/agent/self")
+    except ClientError as err:
+        _err(f"Error querying Consul agent: {err}")
+        return None
+    config = answer.get("Config") if isinstance(answer, Mapping) else None
+    return client, str(config.get("NodeName", "")) if isinstance(config, Mapping) else ""
+
+
 # ---- members
 
 
@@ -826,15 +841,10 @@ def run_maint(values: dict[str, Any], args: list[str]) -> int:
     if not enable and not disable and service_id:
         _err("Service requires either -enable or -disable")
         return 1
-    client = _client_or_error(values)
-    if client is None:
+    reached = _reached_agent(values)
+    if reached is None:
         return 1
-    try:
-        self_doc = client.get_json("/v1/agent/self")
-        node_name = str(((self_doc or {}).get("Config") or {}).get("NodeName", ""))
-    except (ClientError, AttributeError) as err:
-        _err(f"Error querying Consul agent: {err}")
-        return 1
+    client, node_name = reached
     if not enable and not disable:
         try:
             checks = client.get_json("/v1/agent/checks")

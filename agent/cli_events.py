@@ -25,9 +25,9 @@ from agent.cli import (
     ClientError,
     Command,
     Flag,
-    _client_or_error,
     _err,
     _out,
+    _reached_agent,
     path_escape,
 )
 from agent.gostrings import go_json_text, to_bytes
@@ -66,14 +66,10 @@ def run_event(values: dict[str, Any], args: list[str]) -> int:
         _err(COMMANDS["event"].help())
         return 1
     payload = to_bytes(args[0]) if args else None
-    client = _client_or_error(values)
-    if client is None:
+    reached = _reached_agent(values)
+    if reached is None:
         return 1
-    try:
-        client.get_json("/v1/agent/self")
-    except ClientError as err:
-        _err(f"Error querying Consul agent: {err}")
-        return 1
+    client = reached[0]
     params = {flag: values[flag] for flag in ("node", "service", "tag") if values.get(flag)}
     try:
         fired = client.call("PUT", "/v1/event/fire/" + path_escape(name), params, payload).ok().json()
@@ -167,14 +163,10 @@ def run_watch(values: dict[str, Any], args: list[str]) -> int:
     except watch_plans.WatchError as err:
         _err(f"Error: {err}")
         return 1
-    client = _client_or_error(values)
-    if client is None:
+    reached = _reached_agent(values)
+    if reached is None:
         return 1
-    try:
-        client.get_json("/v1/agent/self")
-    except ClientError as err:
-        _err(f"Error querying Consul agent: {err}")
-        return 1
+    client = reached[0]
     state = watch_plans.PlanState(monotonic=plan.monotonic)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:

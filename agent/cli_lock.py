@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
-from agent.cli import HTTP_FLAGS, SERVER_FLAGS, ClientError, Command, Flag, _client_or_error, _err, _out, go_int
+from agent.cli import HTTP_FLAGS, SERVER_FLAGS, Command, Flag, _err, _out, _reached_agent, go_int
 from agent.durations import go_duration, parse_duration
-from agent.kvapi import agent_node_name, go_path_join
+from agent.kvapi import go_path_join
 from agent.lockclient import (
     DEFAULT_SESSION_TTL,
     SEMAPHORE_KEY,
@@ -164,14 +164,10 @@ def run_lock(values: dict[str, Any], args: list[str]) -> int:
     if monitor_retry < 0:
         _err("Number for 'monitor-retry' must be >= 0")
         return 1
-    client = _client_or_error(values)
-    if client is None:
+    reached = _reached_agent(values)
+    if reached is None:
         return 1
-    try:
-        agent_node_name(client)
-    except ClientError as err:
-        _err(f"Error querying Consul agent: {err}")
-        return 1
+    client = reached[0]
     run = _Run(verbose=bool(values.get("verbose")))
     if limit == 1:
         key = go_path_join(prefix, SEMAPHORE_KEY)  # as Consul: a lock and a semaphore on one prefix conflict

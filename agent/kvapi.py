@@ -215,10 +215,3 @@ class Sessions:
 
     def destroy(self, session: str) -> None:
         self.client.call("PUT", "/v1/session/destroy/" + path_escape(session)).ok()
-
-
-def agent_node_name(client: AgentClient) -> str:
-    """Agent().NodeName: Config.NodeName of /v1/agent/self (`consul lock` asks it first, to fail early)."""
-    answer = client.get_json("/v1/agent/self")
-    config = answer.get("Config") if isinstance(answer, Mapping) else None
-    return str(config.get("NodeName", "")) if isinstance(config, Mapping) else ""
