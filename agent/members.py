@@ -41,6 +41,7 @@ import trio
 
 from agent.catalog.indexes import EMPTY, CatalogIndexes, advance
 from agent.watch import Interest, WatchHub
+from protocol.serf import MemberStatus
 
 __all__ = [
     "KINDS",
@@ -56,12 +57,13 @@ __all__ = [
     "Snapshot",
 ]
 
-# Serf's MemberStatus values, as /v1/agent/members shows them (an integer, consul-compat §1.1).
-STATUS_NONE = 0
-STATUS_ALIVE = 1
-STATUS_LEAVING = 2
-STATUS_LEFT = 3
-STATUS_FAILED = 4
+# Serf's MemberStatus values (defined once, in protocol.serf), as /v1/agent/members shows them (an integer,
+# consul-compat §1.1).
+STATUS_NONE = int(MemberStatus.NONE)
+STATUS_ALIVE = int(MemberStatus.ALIVE)
+STATUS_LEAVING = int(MemberStatus.LEAVING)
+STATUS_LEFT = int(MemberStatus.LEFT)
+STATUS_FAILED = int(MemberStatus.FAILED)
 
 #: The event kinds ``apply`` accepts (Serf's member event names).
 KINDS = frozenset({"member-join", "member-update", "member-leave", "member-failed", "member-reap"})

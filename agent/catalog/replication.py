@@ -36,12 +36,12 @@ import attrs
 
 from agent.catalog import messages
 from agent.catalog.messages import Digest, MessageError, Records, Request
+from agent.catalog.query import PRESENT
 from agent.catalog.record import MAX_VERSION, Announcement, CheckRecord, NodeCatalog, ServiceRecord
+from protocol.serf import MemberStatus
 
 __all__ = ["Replicator", "ReplicatorConfig", "ReplicatorStats", "scaled_interval"]
 
-STATUS_ALIVE, STATUS_LEAVING, STATUS_LEFT, STATUS_FAILED = 1, 2, 3, 4
-_PRESENT = frozenset({STATUS_ALIVE, STATUS_LEAVING, STATUS_FAILED})
 _SCALE_THRESHOLD = 32
 OUTBID_HEADROOM = 2**32  # a claim about our own record must leave this many versions free below MAX_VERSION
 MAX_NOTES = 64
@@ -171,7 +171,7 @@ class Replicator:
         """A member event (join/update/leave/failed) with the member's ``tcv`` tag, if any."""
         if name == self.name:
             return
-        if status not in _PRESENT:
+        if status not in PRESENT:
             self.member_gone(name)
             self._peers[name] = _Peer(status, announced)
             return
@@ -192,14 +192,14 @@ class Replicator:
 
     def _present(self, name: str) -> bool:
         peer = self._peers.get(name)
-        return peer is not None and peer.status in _PRESENT
+        return peer is not None and peer.status in PRESENT
 
     def _capable_alive(self) -> list[str]:
-        return sorted(n for n, p in self._peers.items() if p.status == STATUS_ALIVE and p.announced is not None)
+        return sorted(n for n, p in self._peers.items() if p.status == MemberStatus.ALIVE and p.announced is not None)
 
     def _announced(self, name: str) -> Announcement | None:
         peer = self._peers.get(name)
-        return peer.announced if peer is not None and peer.status in _PRESENT else None
+        return peer.announced if peer is not None and peer.status in PRESENT else None
 
     # ------------------------------------------------------------------ messages
 
@@ -230,7 +230,7 @@ class Replicator:
             announced = self._announced(node)
             if node == self.name or announced is None or version <= self._have(node):
                 continue
-            if announced.version > self._have(node) and self._peers[node].status == STATUS_ALIVE:
+            if announced.version > self._have(node) and self._peers[node].status == MemberStatus.ALIVE:
                 self._fetch(now, node, announced.version, ask=node)
         newer = [
             self.records[node]
@@ -309,7 +309,7 @@ class Replicator:
             if fetch.attempts >= self.config.fetch_attempts or not self._present(node):
                 del self._fetches[node]  # the digest rounds will repair it
                 continue
-            if self._peers[node].status != STATUS_ALIVE:
+            if self._peers[node].status != MemberStatus.ALIVE:
                 del self._fetches[node]  # only the owner may answer, and it is not there
                 continue
             fetch.attempts += 1

@@ -49,7 +49,6 @@ from agent.dns import services
 from agent.dns.services import ServiceAnswer
 from agent.dns.settings import DnsSettings
 from agent.dns.txt import encode_rfc1464, meta_txt
-from agent.http.views import known_servers, node_meta
 
 if TYPE_CHECKING:
     from agent.catalog.query import NodeView
@@ -109,7 +108,7 @@ def catalog_view(snapshot: Snapshot, datacenter: str) -> CatalogView:
         with contextlib.suppress(ValueError, dns.exception.DNSException):
             by_reverse.setdefault(dns.reversename.from_address(node.address), node)
     members = [n.member for n in nodes if n.member is not None]
-    view = CatalogView(by_name, by_reverse, tuple(known_servers(members, datacenter)))
+    view = CatalogView(by_name, by_reverse, tuple(catalog_query.known_servers(members, datacenter)))
     _view_memo[:] = [(snapshot, datacenter, view)]
     return view
 
@@ -368,7 +367,7 @@ def _meta_txt(owner: dns.name.Name, node: NodeView, settings: DnsSettings) -> li
     agent's node shows its configured meta; others their published (agents) or registered meta."""
     member = node.member
     if member is not None and member.name == settings.node_name:
-        meta = node_meta(member, settings.node_meta)
+        meta = catalog_query.agent_node_meta(member, settings.node_meta)
     else:
         meta = {k: node.meta[k] for k in sorted(node.meta)}
     rdatas = meta_txt(meta)

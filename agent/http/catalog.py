@@ -24,7 +24,7 @@ from agent.catalog.indexes import ReadIndex
 from agent.http.blocking import ERROR_META, QueryOptions, meta_headers, parse_query_options, wait_read
 from agent.http.errors import NO_CLUSTER_LEADER, NO_KNOWN_SERVERS, NO_PATH_TO_DC, HTTPError, bad_request
 from agent.http.routes import Ctx, Route
-from agent.http.views import known_servers, node_view_json
+from agent.http.views import node_view_json
 from agent.members import LEADER
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ def _error_meta(ctx: Ctx) -> None:
 def require_servers(ctx: Ctx, snapshot: Snapshot) -> None:
     """A client agent forwards reads to a server: with none alive it is ``No known Consul servers``."""
     config = ctx.api.config
-    if not config.server and not known_servers(snapshot.members.values(), config.datacenter):
+    if not config.server and not query.known_servers(snapshot.members.values(), config.datacenter):
         raise HTTPError(500, NO_KNOWN_SERVERS)
 
 
