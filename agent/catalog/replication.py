@@ -27,7 +27,6 @@ Shape as protocol.Node: inputs are methods taking ``now``; outputs are polled (`
 
 from __future__ import annotations
 
-import math
 import random
 from collections import deque
 from collections.abc import Mapping
@@ -39,19 +38,12 @@ from agent.catalog.messages import Digest, MessageError, Records, Request
 from agent.catalog.query import PRESENT
 from agent.catalog.record import MAX_VERSION, Announcement, CheckRecord, NodeCatalog, ServiceRecord
 from protocol.serf import MemberStatus
+from protocol.suspicion import push_pull_scale
 
-__all__ = ["Replicator", "ReplicatorConfig", "ReplicatorStats", "scaled_interval"]
+__all__ = ["Replicator", "ReplicatorConfig", "ReplicatorStats"]
 
-_SCALE_THRESHOLD = 32
 OUTBID_HEADROOM = 2**32  # a claim about our own record must leave this many versions free below MAX_VERSION
 MAX_NOTES = 64
-
-
-def scaled_interval(base: float, n: int) -> float:
-    """memberlist's pushPullScale: x1 up to 32 nodes, x2 at 33, x3 at 65, ... (keeps repair traffic flat)."""
-    if n <= _SCALE_THRESHOLD:
-        return base
-    return base * (math.ceil(math.log2(n) - math.log2(_SCALE_THRESHOLD)) + 1)
 
 
 @attrs.frozen
@@ -318,7 +310,7 @@ class Replicator:
             self._send(node, Request((node,)))
         if now >= self._next_digest:
             peers = self._capable_alive()
-            self._next_digest = now + scaled_interval(self.config.digest_interval, len(peers) + 1)
+            self._next_digest = now + push_pull_scale(self.config.digest_interval, len(peers) + 1)
             if peers:
                 self.stats.digests += 1
                 versions = tuple(sorted((n, r.version) for n, r in self.records.items()))
