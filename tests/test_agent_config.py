@@ -19,14 +19,13 @@ from agent.config import (
     HelpRequested,
     Interface,
     Ports,
-    default_bind_addr,
     diff_config,
-    list_interfaces,
     load_config,
-    parse_duration,
-    parse_flags,
     reload_config,
 )
+from agent.config_flags import parse_flags
+from agent.durations import parse_duration
+from agent.interfaces import default_bind_addr, list_interfaces
 
 ONE_NIC = [Interface("lo", ("127.0.0.1",), loopback=True), Interface("eth0", ("10.1.2.3",))]
 
