@@ -2,8 +2,10 @@
 
 Scripts parse this output and test these exit codes, so everything user-visible imitates the Go CLI: Go's flag
 syntax, the Go API client's error texts (`Get "<url>": dial tcp ...`, `Unexpected response code: ...`), and
-columnize's table layout.  The agent is reached over HTTP with the stdlib only, so the CLI starts fast and works
-without trio.  `main(argv)` takes the arguments after the program name, subcommand first.
+columnize's table layout.  The agent is reached over HTTP with the stdlib's http.client, so the CLI starts fast and
+works without trio: this module imports the stdlib, agent/goflags.py, agent/version.py and agent/gostrings.py (whose
+Go-string rule is protocol.codec's, so msgpack and the sans-IO protocol package come along; `python -X importtime`
+shows no trio).  `main(argv)` takes the arguments after the program name, subcommand first.
 """
 
 from __future__ import annotations
@@ -25,10 +27,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from agent import consul
 from agent.goflags import Flag, FlagError, parse_bool, parse_flags
 from agent.gostrings import go_quote, to_bytes
-from agent.version import __version__
+from agent.version import CONSUL_VERSION, REVISION, __version__
 
 DEFAULT_HTTP_ADDR = "127.0.0.1:8500"
 CONNECT_TIMEOUT = 5.0  # seconds to reach the agent: an unreachable agent must fail fast
@@ -1198,8 +1199,8 @@ def usage(prog: str | None = None, commands: Mapping[str, Command] | None = None
 def version_text() -> str:
     """`consul version`: the lines consul prints, with triumvir's version where Consul's would be."""
     lines = [
-        f"Consul v{consul.CONSUL_VERSION}",
-        f"Revision {consul.REVISION}",
+        f"Consul v{CONSUL_VERSION}",
+        f"Revision {REVISION}",
         "Protocol 2 spoken by default, understands 2 to 3 (agent will automatically use protocol >2 when speaking"
         " to compatible agents)",
         f"triumvir v{__version__}",

@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import immutables
 import trio
 
 from agent import consul, telemetry
@@ -49,6 +48,7 @@ from agent.gossip import GossipDriver
 from agent.http import serve_http
 from agent.keyring_file import initial_keys, write_keyring_file
 from agent.logstream import JsonLogFormatter, LogHub, python_level
+from agent.member_feed import MemberFeed
 from agent.members import Member, MemberTable
 from agent.metrics import Metrics
 from agent.server import rpc as server_rpc
@@ -72,10 +72,9 @@ log = logging.getLogger("agent")
 
 VERSION = __version__
 GRACEFUL_LEAVE_LIMIT = 15.0  # Consul: "Timeout on graceful leave. Exiting"
-PEER_SAVE_DELAY = 1.0
 #: A key query ends by itself within serf's query timeout (seconds even for large clusters); this is a backstop.
 KEY_QUERY_BOUND = 60.0
-EXIT_AFTER_LEAVE_DELAY = 0.2  # coalesce bursts of membership events into one write of the peers file
+EXIT_AFTER_LEAVE_DELAY = 0.2
 
 
 AGENT_USAGE = """Usage: python -m agent [agent] [options]
@@ -90,23 +89,6 @@ Options (single or double dash, -flag=value or -flag value):
   -join ADDR  -retry-join ADDR  (repeatable)  -retry-interval DURATION  -retry-max N  -rejoin
   -http-port N  -dns-port N  -serf-lan-port N  -serf-wan-port N  -server-port N  -grpc-port N
   -log-level LEVEL  -log-json  -profile lan|local  -recursor ADDR"""
-
-
-def to_member(m: Any) -> Member:
-    """A protocol.serf.Member as the agent's immutable record (agent/http never sees protocol types)."""
-    return Member(
-        name=m.name,
-        addr=m.addr,
-        port=m.port,
-        tags=immutables.Map(m.tags),
-        status=int(m.status),
-        protocol_min=m.protocol_min,
-        protocol_max=m.protocol_max,
-        protocol_cur=m.protocol_cur,
-        delegate_min=m.delegate_min,
-        delegate_max=m.delegate_max,
-        delegate_cur=m.delegate_cur,
-    )
 
 
 class Agent:
@@ -127,10 +109,10 @@ class Agent:
         self.node_id = ""
         self.datadir: DataDir | None = None
         self.driver: GossipDriver | None = None
+        self.member_feed: MemberFeed | None = None
         self._root: trio.Nursery | None = None
         self._exit_code = 0
         self._leaving = False
-        self._peers_dirty = trio.Event()
         self.keyring: Keyring | None = None
         #: A server's Raft (None on a client, which asks a server for the leader: _follow_leader).
         self.raft: RaftServer | None = None
@@ -175,7 +157,8 @@ class Agent:
                                                 config, config.client_addr, config.ports.dns)
                 self._banner(http_addr, dns_addr)
                 await self._initial_joins(root)
-                root.start_soon(self._save_peers_loop)
+                assert self.member_feed is not None
+                root.start_soon(self.member_feed.save_peers_loop)
                 assert self.driver is not None
                 driver = self.driver
                 root.start_soon(telemetry.sample_every_second, self.metrics, driver.machine.stats,
@@ -274,8 +257,8 @@ class Agent:
         self.serf_addr = await nursery.start(self.driver.run)
         driver = self.driver
         telemetry.mirror_counters(self.metrics, lambda: driver.machine.node.stats, telemetry.MEMBERLIST_COUNTERS)
-        self.table.apply("member-join", to_member(self.driver.machine.local_member()))
-        self._update_leader()
+        self.member_feed = MemberFeed(self.table, self.metrics, config.node_name, self._update_leader, self.datadir)
+        self.member_feed.add_local(self.driver.machine.local_member())
 
     def _banner(self, http_addr: Any, dns_addr: Any) -> None:
         config = self.config
@@ -386,13 +369,12 @@ class Agent:
     # ------------------------------------------------------------------ membership feed
 
     async def _feed_members(self) -> None:
-        """Every gossip event becomes one new immutable snapshot; the leader is recomputed after each."""
+        """Every gossip event to its owner: member events to the member feed (agent/member_feed.py), user events,
+        keyring changes and key query results here."""
+        assert self.member_feed is not None
         async for ev in self._events:
             if isinstance(ev, MemberEvent):
-                telemetry.count_member_event(self.metrics, ev.kind)
-                self.table.apply(str(ev.kind), to_member(ev.member))
-                self._update_leader()
-                self._peers_dirty.set()
+                self.member_feed.apply(ev.kind, ev.member)
             elif isinstance(ev, SerfUserEvent):
                 self.metrics.incr("consul.serf.events")
                 self._ingest_user_event(ev)
@@ -451,24 +433,6 @@ class Agent:
             self.store_service.duties.poke()
         if self._follower is not None:
             self._follower.poke()
-
-    async def _save_peers_loop(self) -> None:
-        if self.datadir is None:
-            return
-        while True:
-            await self._peers_dirty.wait()
-            self._peers_dirty = trio.Event()
-            await trio.sleep(PEER_SAVE_DELAY)
-            self._save_peers()
-
-    def _save_peers(self) -> None:
-        assert self.datadir is not None
-        local = self.config.node_name
-        peers = sorted(
-            f"{m.addr}:{m.port}" for m in self.table.current.members.values() if m.name != local and m.status == 1
-        )
-        if peers:
-            self.datadir.write_peers(peers)
 
     # ------------------------------------------------------------------ AgentAPI
 

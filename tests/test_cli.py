@@ -707,3 +707,10 @@ def test_subprocess_help_version_and_errors() -> None:
         done.stderr
         == f'Error leaving: Put "http://{addr}/v1/agent/leave": dial tcp {addr}: connect: connection refused\n'
     )
+
+
+def test_the_cli_module_imports_no_trio() -> None:
+    """cli.py's promise (issue 15): the CLI reaches the agent over http.client and never loads trio."""
+    code = "import sys, agent.cli; print(sorted(m for m in sys.modules if m == 'trio' or m.startswith('trio.')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"
