@@ -40,7 +40,7 @@ import cattrs
 from agent.config_errors import ConfigError, HelpRequested
 from agent.config_files import go_os_error, nonempty, parse_source, read_path
 from agent.config_flags import Flags, parse_flags
-from agent.config_schema import KEYS, check_source, go_value, merge
+from agent.config_schema import INERT, KEYS, check_source, go_value, merge
 from agent.durations import parse_duration
 from agent.interfaces import Interface, default_bind_addr
 from protocol.keyring import KeyringError, decode_key
@@ -79,6 +79,7 @@ RESTART_REQUIRED = frozenset(
         "node_name", "node_id", "datacenter", "domain", "data_dir", "bind_addr", "advertise_addr", "client_addr",
         "server", "bootstrap", "bootstrap_expect", "dev", "ports", "gossip_profile", "reconnect_timeout",
         "encrypt", "encrypt_verify_incoming", "encrypt_verify_outgoing", "primary_datacenter", "acl",
+        "pid_file", "disable_keyring_file",
     }
 )  # fmt: skip
 
@@ -185,6 +186,12 @@ class AgentConfig:
     encrypt: str = attrs.field(default="", repr=False)
     encrypt_verify_incoming: bool = True
     encrypt_verify_outgoing: bool = True
+    #: Consul's ``disable_keyring_file``: the gossip keyring is never read from or written to the data dir.
+    disable_keyring_file: bool = False
+    #: Consul's ``pid_file`` / ``-pid-file``: the agent's PID is written there at start and removed on exit.
+    pid_file: str | None = None
+    #: The keys set that this agent accepts without acting on them (Consul's dotted names), named once at start.
+    inert_keys: tuple[str, ...] = ()
     recursors: tuple[str, ...] = ()
     dns_config: Mapping[str, Any] = attrs.field(factory=dict)
     #: ``limits.http_max_conns_per_client`` (Consul's, 200; 0: no cap).
@@ -205,7 +212,7 @@ class AgentConfig:
 
 _converter = cattrs.Converter()
 #: Fields that say where a config came from rather than what it is: a reload never "changes" them.
-_PROVENANCE = frozenset({"config_dirs", "config_files", "argv", "warnings"})
+_PROVENANCE = frozenset({"config_dirs", "config_files", "argv", "warnings", "inert_keys"})
 
 
 def diff_config(old: AgentConfig, new: AgentConfig) -> list[str]:
@@ -322,6 +329,9 @@ def _build(
         "encrypt": c.get("encrypt", ""),
         "encrypt_verify_incoming": c.get("encrypt_verify_incoming", True),
         "encrypt_verify_outgoing": c.get("encrypt_verify_outgoing", True),
+        "disable_keyring_file": c.get("disable_keyring_file", False),
+        "pid_file": c.get("pid_file") or None,
+        "inert_keys": sorted(set(c.get(INERT, []))),
         "recursors": list(dict.fromkeys(c.get("recursors", []))),
         "dns_config": c.get("dns_config", {}),
         "http_max_conns_per_client": c.get("limits", {}).get("http_max_conns_per_client", 200),
@@ -331,6 +341,8 @@ def _build(
         "argv": flags.argv,
     }
     _validate(values, warnings)
+    if values["inert_keys"]:
+        warnings.append(f"accepted, no effect here: {', '.join(values['inert_keys'])}")
     values["warnings"] = tuple(warnings)
     return _converter.structure({**values, "ports": attrs.asdict(ports)}, AgentConfig)
 

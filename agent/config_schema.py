@@ -14,9 +14,10 @@ from typing import Any
 import attrs
 
 from agent.config_errors import ConfigError
+from agent.consul_keys import CONSUL_KEYS, REFUSED, ListOf, MapOf
 from agent.services.definitions import DefinitionError, parse_check, parse_service
 
-__all__ = ["KEYS", "Blocks", "check_source", "go_type", "go_value", "merge"]
+__all__ = ["INERT", "KEYS", "SCHEMA", "Blocks", "check_source", "go_type", "go_value", "merge"]
 
 
 
@@ -68,6 +69,8 @@ KEYS: dict[str, Any] = {
     "limits": {"http_max_conns_per_client": "int"},
     "http_config": {"allowed_hosts": "[]string"},
     "encrypt": "string",
+    "pid_file": "string",
+    "disable_keyring_file": "bool",
     "encrypt_verify_incoming": "bool",
     "encrypt_verify_outgoing": "bool",
     "primary_datacenter": "string",
@@ -97,6 +100,22 @@ KEYS: dict[str, Any] = {
     "acl_enable_key_list_policy": "bool",
 }
 
+
+
+def _overlay(consul: Mapping[str, Any], ours: Mapping[str, Any]) -> dict[str, Any]:
+    """Consul's key tree with ours laid over it: where both describe a key, ours (what we act on) wins."""
+    out: dict[str, Any] = dict(consul)
+    for key, spec in ours.items():
+        below = out.get(key)
+        out[key] = _overlay(below, spec) if isinstance(below, dict) and isinstance(spec, dict) else spec
+    return out
+
+
+#: Every key a source may hold: Consul's (agent/consul_keys.py) and ours.  Keys outside ``KEYS`` are accepted,
+#: type-checked and dropped: ``check_source`` lists them under ``INERT`` (the start line names them).
+SCHEMA: dict[str, Any] = _overlay(CONSUL_KEYS, KEYS)
+#: Where a checked source lists the dotted keys it set that have no effect here (merge concatenates the lists).
+INERT = "(inert)"
 
 def go_type(value: Any) -> str:
     if isinstance(value, bool):
@@ -141,8 +160,14 @@ class _Checker:
 
     errors: list[str] = attrs.field(factory=list)
     unknown: list[str] = attrs.field(factory=list)
+    #: Keys set that we accept but do not act on; ``refused``: (key, value, why) for the ones we must not ignore.
+    inert: list[str] = attrs.field(factory=list)
+    refused: list[tuple[str, Any, str]] = attrs.field(factory=list)
 
-    def struct(self, schema: Mapping[str, Any], data: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    def struct(
+        self, schema: Mapping[str, Any], data: Mapping[str, Any], prefix: str, acted: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        """``acted``: the part of ``KEYS`` at this level (None: nothing here is acted on)."""
         out: dict[str, Any] = {}
         for key, value in data.items():
             path = f"{prefix}{key}"
@@ -151,15 +176,45 @@ class _Checker:
                 continue
             if value is None:  # JSON/HCL null: as if absent (a nil pointer to Go)
                 continue
-            checked = self.value(schema[key], value, path)
-            if checked is not None:
+            below = acted.get(key) if acted is not None else None
+            checked = self.value(schema[key], value, path, below if isinstance(below, dict) else None)
+            if checked is None:
+                continue
+            refusal = REFUSED.get(path)
+            if refusal is not None and refusal.applies(checked):
+                self.refused.append((path, checked, refusal.reason))
+            if below is not None:
                 out[key] = checked
+            elif not isinstance(schema[key], dict):  # a struct of inert keys names its leaves, not itself
+                self.inert.append(path)
         return out
 
-    def value(self, spec: Any, value: Any, name: str) -> Any:
+    def value(self, spec: Any, value: Any, name: str, acted: Mapping[str, Any] | None = None) -> Any:
         if isinstance(spec, dict):
             mapping = self.mapping(value, name)
-            return None if mapping is None else self.struct(spec, mapping, f"{name}.")
+            return None if mapping is None else self.struct(spec, mapping, f"{name}.", acted)
+        if isinstance(spec, ListOf):
+            items = value if isinstance(value, list) else None
+            if items is None:
+                self.errors.append(f"'{name}': source data must be an array or slice, got {_go_kind(value)}")
+                return None
+            maps = [self.mapping(item, f"{name}[{i}]") for i, item in enumerate(items)]
+            named = len(self.inert)  # the list is named as a whole, not item by item
+            out = [self.struct(spec.item, m, f"{name}[{i}].", None) for i, m in enumerate(maps) if m is not None]
+            del self.inert[named:]
+            return out
+        if isinstance(spec, MapOf):
+            if isinstance(value, list) and all(isinstance(v, dict) for v in value):
+                value = Blocks(value)  # HCL's labelled blocks (sink "name" { ... }): one object per label
+            mapping = self.mapping(value, name)
+            if mapping is None:
+                return None
+            entries = {key: self.mapping(entry, f"{name}[{key}]") for key, entry in mapping.items()}
+            named = len(self.inert)
+            structs = {key: self.struct(spec.item, entry, f"{name}[{key}].", None)
+                       for key, entry in entries.items() if entry is not None}  # fmt: skip
+            del self.inert[named:]
+            return structs
         return getattr(self, _LEAF_CHECKS[spec])(value, name)
 
     def mapping(self, value: Any, name: str) -> dict[str, Any] | None:
@@ -186,6 +241,20 @@ class _Checker:
         if isinstance(value, float) and value.is_integer():
             return int(value)
         self.errors.append(_unconvertible(name, "int", value))
+        return None
+
+    def leaf_uint(self, value: Any, name: str) -> int | None:
+        """Go's unsigned integers: mapstructure refuses a negative number."""
+        number = self.leaf_int(value, name)
+        if number is not None and number < 0:
+            self.errors.append(f"cannot parse '{name}', {number} overflows uint")
+            return None
+        return number
+
+    def leaf_float(self, value: Any, name: str) -> float | None:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        self.errors.append(_unconvertible(name, "float64", value))
         return None
 
     def leaf_string(self, value: Any, name: str) -> str | None:
@@ -240,6 +309,12 @@ _LEAF_CHECKS = {
     "map[string]string": "leaf_map_string",
     _RAW: "leaf_raw",
     _RAW_LIST: "leaf_raw_list",
+    "uint": "leaf_uint",
+    "uint32": "leaf_uint",
+    "uint64": "leaf_uint",
+    "float64": "leaf_float",
+    "map[string]interface {}": "leaf_raw",
+    "[]map[string]interface {}": "leaf_raw_list",
 }
 
 
@@ -265,7 +340,7 @@ def check_source(name: str, data: Mapping[str, Any]) -> dict[str, Any]:
         elif value is not None:
             data[single] = value
     checker = _Checker()
-    out = checker.struct(KEYS, data, "")
+    out = checker.struct(SCHEMA, data, "", KEYS)
     for single, blocks in singles.items():
         out.setdefault(single + "s", []).extend(_plain(b) for b in blocks)
     if checker.errors:
@@ -276,6 +351,10 @@ def check_source(name: str, data: Mapping[str, Any]) -> dict[str, Any]:
         header = "1 error occurred:" if count == 1 else f"{count} errors occurred:"
         points = "\n\t".join(f"* invalid config key {key}" for key in sorted(checker.unknown))
         raise ConfigError(f"failed to parse {name}: {header}\n\t{points}")
+    if checker.refused:
+        raise ConfigError("\n".join(f"{name}: {key} = {go_value(value)}: {why}" for key, value, why in checker.refused))
+    if checker.inert:
+        out[INERT] = checker.inert
     for single in ("service", "check"):
         if single in out:
             out.setdefault(single + "s", []).append(out.pop(single))

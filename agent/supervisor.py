@@ -51,6 +51,7 @@ from agent.logstream import JsonLogFormatter, LogHub, python_level
 from agent.member_feed import MemberFeed
 from agent.members import Member, MemberTable
 from agent.metrics import Metrics
+from agent.pidfile import pid_file
 from agent.server import rpc as server_rpc
 from agent.server.access import StoreAccess
 from agent.server.cluster import CLUSTER_TAG, RaftServer, ServerSettings, bootstrap_warnings
@@ -88,7 +89,9 @@ Options (single or double dash, -flag=value or -flag value):
   -config-dir DIR  -config-file FILE  (repeatable)  -config-format json|hcl  -hcl TEXT
   -join ADDR  -retry-join ADDR  (repeatable)  -retry-interval DURATION  -retry-max N  -rejoin
   -http-port N  -dns-port N  -serf-lan-port N  -serf-wan-port N  -server-port N  -grpc-port N
-  -log-level LEVEL  -log-json  -profile lan|local  -recursor ADDR"""
+  -log-level LEVEL  -log-json  -profile lan|local  -recursor ADDR  -pid-file PATH
+  -enable-script-checks  -enable-local-script-checks  -disable-keyring-file
+  Consul's other agent flags parse too; what they set is named at start ("accepted, no effect here")."""
 
 
 class Agent:
@@ -238,7 +241,7 @@ class Agent:
             gossip_verify_outgoing=config.encrypt_verify_outgoing,
         )
         tags = consul.lan_tags(config, self.node_id, VERSION)
-        keys = initial_keys(config.encrypt, self.datadir)
+        keys = initial_keys(config.encrypt, None if config.disable_keyring_file else self.datadir)
         self.keyring = Keyring.from_base64(keys) if keys else None
 
         def machine(bound: tuple[str, int]) -> Serf:
@@ -418,7 +421,7 @@ class Agent:
 
     def _save_keyring(self, keys: Sequence[str]) -> None:
         """Serf's writeKeyringFile after each key query that changed the ring (none under -dev without data_dir)."""
-        if self.datadir is None:
+        if self.datadir is None or self.config.disable_keyring_file:
             return
         try:
             write_keyring_file(self.datadir, keys)
@@ -600,7 +603,8 @@ def main(argv: Sequence[str]) -> int:
         return 1
     agent = Agent(config, log_output=handler)
     try:
-        return trio.run(agent.run)
+        with pid_file(config.pid_file):
+            return trio.run(agent.run)
     except (OSError, DataDirError, ConfigError, BaseExceptionGroup) as exc:
         # A failure to start (a port in use, a locked data dir) is one clear line, not a traceback.
         leaves = _leaves(exc)
