@@ -19,6 +19,7 @@ from agent import telemetry
 from agent.datadir import DataDir
 from agent.members import STATUS_ALIVE, Member, MemberTable
 from agent.metrics import Metrics
+from protocol.serf import MemberEvent, MemberStatusChanged
 
 __all__ = ["PEER_SAVE_DELAY", "MemberFeed", "to_member"]
 
@@ -44,7 +45,8 @@ def to_member(m: Any) -> Member:
 
 
 class MemberFeed:
-    """Member events (``protocol.serf.MemberEvent``) to snapshots, the leader hook and the peers file."""
+    """Member events (``protocol.serf.MemberEvent`` and ``MemberStatusChanged``) to snapshots, the leader hook and
+    the peers file."""
 
     def __init__(
         self,
@@ -66,10 +68,17 @@ class MemberFeed:
         self.table.apply("member-join", to_member(member))
         self.on_change()
 
-    def apply(self, kind: str, member: Any) -> None:
-        """One member event: counted, a new snapshot, the leader hook, the peers file marked for a rewrite."""
-        telemetry.count_member_event(self.metrics, kind)
-        self.table.apply(str(kind), to_member(member))
+    def apply(self, event: MemberEvent | MemberStatusChanged) -> None:
+        """One member event: counted, a new snapshot, the leader hook, the peers file marked for a rewrite.
+
+        A status changed by an intent alone (a force-leave of a live member, its refutation) is no Serf event:
+        it updates the member without counting one (Consul's serf metrics count Serf's events only)."""
+        if isinstance(event, MemberStatusChanged):
+            kind = "member-update"
+        else:
+            kind = str(event.kind)
+            telemetry.count_member_event(self.metrics, kind)
+        self.table.apply(kind, to_member(event.member))
         self.on_change()
         self._peers_dirty.set()
 

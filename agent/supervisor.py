@@ -66,7 +66,7 @@ from agent.version import __version__
 from protocol.config import Config
 from protocol.keymanager import KeyQueryDone, KeyringChanged
 from protocol.keyring import Keyring
-from protocol.serf import MemberEvent, Serf
+from protocol.serf import MemberEvent, MemberStatusChanged, Serf
 from protocol.serf import UserEvent as SerfUserEvent
 
 log = logging.getLogger("agent")
@@ -376,8 +376,8 @@ class Agent:
         keyring changes and key query results here."""
         assert self.member_feed is not None
         async for ev in self._events:
-            if isinstance(ev, MemberEvent):
-                self.member_feed.apply(ev.kind, ev.member)
+            if isinstance(ev, MemberEvent | MemberStatusChanged):
+                self.member_feed.apply(ev)
             elif isinstance(ev, SerfUserEvent):
                 self.metrics.incr("consul.serf.events")
                 self._ingest_user_event(ev)
