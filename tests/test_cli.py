@@ -24,7 +24,7 @@ import pytest
 
 import agent
 from agent import __main__ as entry
-from agent import cli
+from agent import cli, goflags
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -552,7 +552,7 @@ def test_info_without_stats(fake: FakeAgent, capsys: pytest.CaptureFixture[str])
 # Go flag syntax, rendering helpers
 
 
-FLAGS = (cli.Flag("detailed", "", is_bool=True), cli.Flag("status", ""))
+FLAGS = (goflags.Flag("detailed", "", is_bool=True), goflags.Flag("status", ""))
 
 
 @pytest.mark.parametrize(
@@ -567,7 +567,7 @@ FLAGS = (cli.Flag("detailed", "", is_bool=True), cli.Flag("status", ""))
     ],
 )
 def test_go_flag_syntax(args: list[str], values: dict[str, Any], rest: list[str]) -> None:
-    assert cli.parse_flags(args, FLAGS) == (values, rest)
+    assert goflags.parse_flags(args, FLAGS) == (values, rest)
 
 
 @pytest.mark.parametrize(
@@ -581,8 +581,8 @@ def test_go_flag_syntax(args: list[str], values: dict[str, Any], rest: list[str]
     ],
 )
 def test_go_flag_errors(args: list[str], message: str) -> None:
-    with pytest.raises(cli.FlagError) as info:
-        cli.parse_flags(args, FLAGS)
+    with pytest.raises(goflags.FlagError) as info:
+        goflags.parse_flags(args, FLAGS)
     assert str(info.value) == message
 
 

@@ -35,6 +35,30 @@ def see(what: str, probe: Any, agents: Agents) -> None:
     wait_for(probe, timeout=TIMEOUT, interval=0.05, what=what, diagnostics=agents.diagnostics)
 
 
+def leaving_then_left_then_refuted(agents: Agents, s1: Any, observer: Any, target: str, proc: Any,
+                                   force_leave: Any) -> None:
+    """Stop ``proc`` (so it cannot refute), ``force_leave()``, and watch ``target`` on serf ``s1`` and on the
+    triumvir agent ``observer``: leaving, then left (never failed); then resume it and see it alive again."""
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        force_leave()
+        seen: dict[str, set[str | None]] = {"serf": set(), "triumvir": set()}
+
+        def left_everywhere() -> bool:
+            seen["serf"].add(s1.status_of(target))
+            seen["triumvir"].add(WORDS.get(agent_status(observer, target) or 0))
+            return "left" in seen["serf"] and "left" in seen["triumvir"]
+
+        see(f"{target} leaving, then left, on serf and on triumvir", left_everywhere, agents)
+        assert "leaving" in seen["serf"], seen  # serf's own behaviour, which triumvir must match
+        assert "leaving" in seen["triumvir"], seen
+        assert "failed" not in seen["serf"] | seen["triumvir"], seen
+    finally:
+        proc.send_signal(signal.SIGCONT)
+    see(f"{target} refutes and is alive again everywhere",
+        lambda: s1.status_of(target) == "alive" and agent_status(observer, target) == ALIVE, agents)  # fmt: skip
+
+
 def test_serf_force_leave_of_a_live_triumvir_node(agents: Agents, cluster: Any) -> None:
     s1 = agents.serf("s1")
     target = agents.triumvir("t1", join=[s1.addr])
@@ -42,25 +66,11 @@ def test_serf_force_leave_of_a_live_triumvir_node(agents: Agents, cluster: Any) 
     see("everyone alive", lambda: s1.status_of("t1") == "alive" and agent_status(observer, "t1") == ALIVE
         and s1.status_of("a1") == "alive", agents)  # fmt: skip
 
-    target.proc.send_signal(signal.SIGSTOP)
-    try:
+    def serf_force_leave() -> None:
         subprocess.run([SERF_BIN, "force-leave", f"-rpc-addr={s1.rpc_addr}", "t1"], check=True, timeout=10,
                        capture_output=True)  # fmt: skip
-        seen = {"serf": set(), "triumvir": set()}
 
-        def leaving_then_left() -> bool:
-            seen["serf"].add(s1.status_of("t1"))
-            seen["triumvir"].add(WORDS.get(agent_status(observer, "t1") or 0))
-            return "left" in seen["serf"] and "left" in seen["triumvir"]
-
-        see("t1 leaving, then left, on serf and on triumvir", leaving_then_left, agents)
-        assert "leaving" in seen["serf"], seen  # serf's own behaviour, which triumvir must match
-        assert "leaving" in seen["triumvir"], seen
-        assert "failed" not in seen["serf"] | seen["triumvir"], seen
-    finally:
-        target.proc.send_signal(signal.SIGCONT)
-    see("t1 refutes and is alive again everywhere",
-        lambda: s1.status_of("t1") == "alive" and agent_status(observer, "t1") == ALIVE, agents)  # fmt: skip
+    leaving_then_left_then_refuted(agents, s1, observer, "t1", target.proc, serf_force_leave)
 
 
 def test_triumvir_force_leave_of_a_live_serf_node(agents: Agents, cluster: Any) -> None:
@@ -70,22 +80,8 @@ def test_triumvir_force_leave_of_a_live_serf_node(agents: Agents, cluster: Any) 
     see("everyone alive", lambda: s1.status_of("s2") == "alive" and agent_status(observer, "s2") == ALIVE
         and s1.status_of("a1") == "alive", agents)  # fmt: skip
 
-    s2.proc.send_signal(signal.SIGSTOP)
-    try:
+    def triumvir_force_leave() -> None:
         out = observer.cli("force-leave", "s2")
         assert out.returncode == 0, out.stderr
-        seen = {"serf": set(), "triumvir": set()}
 
-        def leaving_then_left() -> bool:
-            seen["serf"].add(s1.status_of("s2"))
-            seen["triumvir"].add(WORDS.get(agent_status(observer, "s2") or 0))
-            return "left" in seen["serf"] and "left" in seen["triumvir"]
-
-        see("s2 leaving, then left, on serf and on triumvir", leaving_then_left, agents)
-        assert "leaving" in seen["serf"], seen
-        assert "leaving" in seen["triumvir"], seen
-        assert "failed" not in seen["serf"] | seen["triumvir"], seen
-    finally:
-        s2.proc.send_signal(signal.SIGCONT)
-    see("s2 refutes and is alive again everywhere",
-        lambda: s1.status_of("s2") == "alive" and agent_status(observer, "s2") == ALIVE, agents)  # fmt: skip
+    leaving_then_left_then_refuted(agents, s1, observer, "s2", s2.proc, triumvir_force_leave)
