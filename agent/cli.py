@@ -2,8 +2,10 @@
 
 Scripts parse this output and test these exit codes, so everything user-visible imitates the Go CLI: Go's flag
 syntax, the Go API client's error texts (`Get "<url>": dial tcp ...`, `Unexpected response code: ...`), and
-columnize's table layout.  The agent is reached over HTTP with the stdlib only, so the CLI starts fast and works
-without trio.  `main(argv)` takes the arguments after the program name, subcommand first.
+columnize's table layout.  The agent is reached over HTTP with the stdlib's http.client, so the CLI starts fast and
+works without trio: this module imports the stdlib, agent/goflags.py, agent/version.py and agent/gostrings.py (whose
+Go-string rule is protocol.codec's, so msgpack and the sans-IO protocol package come along; `python -X importtime`
+shows no trio).  `main(argv)` takes the arguments after the program name, subcommand first.
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from agent import consul
+from agent.goflags import Flag, FlagError, parse_bool, parse_flags
 from agent.gostrings import go_quote, to_bytes
-from agent.version import __version__
+from agent.version import CONSUL_VERSION, REVISION, __version__
 
 DEFAULT_HTTP_ADDR = "127.0.0.1:8500"
 CONNECT_TIMEOUT = 5.0  # seconds to reach the agent: an unreachable agent must fail fast
@@ -109,109 +111,6 @@ def tcp_addr(addr: str, port: int) -> str:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Go flag parsing
-
-
-class FlagError(Exception):
-    """A flag-parse failure; str(err) is Go's message (`flag provided but not defined: -x`)."""
-
-
-@dataclass(frozen=True)
-class Flag:
-    name: str
-    help: str
-    is_bool: bool = False
-    default: str = ""
-    placeholder: str = ""
-    # Go's typed flags (Uint64Var, DurationVar, ...): converts the text or raises ValueError("parse error" or
-    # "value out of range"); parse_flags then stores the converted value.
-    convert: Callable[[str], Any] | None = None
-
-
-_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
-_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
-
-
-def parse_flags(args: Sequence[str], flags: Sequence[Flag]) -> tuple[dict[str, Any], list[str]]:
-    """Go's flag.FlagSet.Parse: `-f`/`--f`, `=value` or the next arg, stops at the first non-flag or `--`.
-
-    Returns (values by flag name, only the flags that were given; the remaining positional args).
-    """
-    formal = {f.name: f for f in flags}
-    values: dict[str, Any] = {}
-    rest = list(args)
-    while rest:
-        s = rest[0]
-        if len(s) < 2 or s[0] != "-":
-            break
-        dashes = 2 if s[1] == "-" else 1
-        if s == "--":
-            rest.pop(0)
-            break
-        name = s[dashes:]
-        if not name or name[0] in "-=":
-            raise FlagError(f"bad flag syntax: {s}")
-        rest.pop(0)
-        name, eq, value = name.partition("=")
-        spec = formal.get(name)
-        if spec is None:
-            raise FlagError(f"flag provided but not defined: -{name}")
-        if spec.is_bool:
-            values[name] = _parse_bool(value, name) if eq else True
-            continue
-        if not eq:
-            if not rest:
-                raise FlagError(f"flag needs an argument: -{name}")
-            value = rest.pop(0)
-        if spec.convert is not None:
-            try:
-                values[name] = spec.convert(value)
-            except ValueError as err:
-                raise FlagError(f'invalid value "{value}" for flag -{name}: {err}') from None
-            continue
-        values[name] = value
-    return values, rest
-
-
-def go_uint(text: str, bits: int = 64) -> int:
-    """strconv.ParseUint(text, 0, bits), as flag.Uint64Var parses: 0x/0o/0b prefixes, a leading 0 is octal."""
-    value = _go_base0(text)
-    if value >= 1 << bits:
-        raise ValueError("value out of range")
-    return value
-
-
-def go_int(text: str, bits: int = 64) -> int:
-    """strconv.ParseInt(text, 0, bits), as flag.IntVar parses: an optional sign, then ParseUint's forms."""
-    sign = -1 if text[:1] == "-" else 1
-    value = sign * _go_base0(text[1:] if text[:1] in "+-" else text)
-    if not -(1 << (bits - 1)) <= value < 1 << (bits - 1):
-        raise ValueError("value out of range")
-    return value
-
-
-# strconv's base-0 syntax: prefixed hex/octal/binary, a bare leading 0 for octal, underscores between digits.
-_GO_BASE0 = re.compile(r"0[xX](_?[0-9a-fA-F])+|0[oO](_?[0-7])+|0[bB](_?[01])+|0(_?[0-7])*|[1-9](_?[0-9])*")
-
-
-def _go_base0(text: str) -> int:
-    if not _GO_BASE0.fullmatch(text):
-        raise ValueError("parse error")
-    if len(text) > 1 and text[0] == "0" and text[1] not in "xXoObB":
-        text = "0o" + text[1:]  # Go's legacy octal, which Python's int(_, 0) refuses
-    return int(text, 0)
-
-
-def _parse_bool(value: str, name: str) -> bool:
-    """strconv.ParseBool, with flag's error text."""
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise FlagError(f'invalid boolean value "{value}" for -{name}: parse error')
-
-
-# --------------------------------------------------------------------------------------------------------------
 # Finding the agent and talking to it
 
 
@@ -289,12 +188,8 @@ def parse_http_addr(addr: str, ssl_default: bool = False) -> Endpoint:
 
 
 def _env_bool(name: str, default: bool) -> bool:
-    value = os.environ.get(name, "")
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    return default
+    parsed = parse_bool(os.environ.get(name, ""))
+    return default if parsed is None else parsed
 
 
 class _DialError(Exception):
@@ -1304,8 +1199,8 @@ def usage(prog: str | None = None, commands: Mapping[str, Command] | None = None
 def version_text() -> str:
     """`consul version`: the lines consul prints, with triumvir's version where Consul's would be."""
     lines = [
-        f"Consul v{consul.CONSUL_VERSION}",
-        f"Revision {consul.REVISION}",
+        f"Consul v{CONSUL_VERSION}",
+        f"Revision {REVISION}",
         "Protocol 2 spoken by default, understands 2 to 3 (agent will automatically use protocol >2 when speaking"
         " to compatible agents)",
         f"triumvir v{__version__}",

@@ -24,12 +24,12 @@ from agent.cli import (
     AgentClient,
     ClientError,
     Command,
-    Flag,
     _err,
     _out,
     _reached_agent,
     path_escape,
 )
+from agent.goflags import Flag
 from agent.gostrings import go_json_text, to_bytes
 
 __all__ = ["COMMANDS", "run_event", "run_watch"]

@@ -19,12 +19,11 @@ from agent.cli import (
     SERVER_FLAGS,
     ClientError,
     Command,
-    Flag,
     _client_or_error,
     _err,
     _out,
-    go_uint,
 )
+from agent.goflags import Flag, go_uint
 from agent.gostrings import go_base64, to_bytes
 from agent.kvapi import KV, KVPair, QueryOptions, go_path_join
 

@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
-from agent.cli import HTTP_FLAGS, SERVER_FLAGS, Command, Flag, _err, _out, _reached_agent, go_int
+from agent.cli import HTTP_FLAGS, SERVER_FLAGS, Command, _err, _out, _reached_agent
 from agent.durations import go_duration, parse_duration
+from agent.goflags import Flag, go_int
 from agent.kvapi import go_path_join
 from agent.lockclient import (
     DEFAULT_SESSION_TTL,

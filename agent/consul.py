@@ -11,17 +11,14 @@ the lowest node ID.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 from agent.members import STATUS_ALIVE, Member
-from agent.version import __version__
+from agent.version import CONSUL_VERSION, REVISION
 from protocol.serf import MemberStatus
 
 __all__ = [
-    "CONSUL_VERSION",
-    "REVISION",
     "PortsLike",
     "TagConfig",
     "build_tag",
@@ -32,12 +29,6 @@ __all__ = [
     "rpc_address",
 ]
 
-#: The version agents report where Consul reports its own (the build tag, `version`, /v1/agent/self): triumvir's,
-#: so `consul members` shows which triumvir each node runs.
-CONSUL_VERSION = __version__
-#: The "git revision" half of the ``build`` tag.  Not a Consul commit: 8 hex digits that mark a triumvir build
-#: (a real build may pass its own commit to ``lan_tags``).
-REVISION = hashlib.sha256(b"triumvir").hexdigest()[:8]
 
 # Consul's protocol numbers (consul-compat §7.1): the same for every current release.
 _VSN = "2"

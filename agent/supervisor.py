@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import immutables
 import trio
 
 from agent import consul, telemetry
@@ -49,8 +48,10 @@ from agent.gossip import GossipDriver
 from agent.http.server import serve_http
 from agent.keyring_file import initial_keys, write_keyring_file
 from agent.logstream import JsonLogFormatter, LogHub, python_level
+from agent.member_feed import MemberFeed
 from agent.members import Member, MemberTable
 from agent.metrics import Metrics
+from agent.pidfile import pid_file
 from agent.server import rpc as server_rpc
 from agent.server.access import StoreAccess
 from agent.server.cluster import CLUSTER_TAG, RaftServer, ServerSettings, bootstrap_warnings
@@ -65,17 +66,16 @@ from agent.version import __version__
 from protocol.config import Config
 from protocol.keymanager import KeyQueryDone, KeyringChanged
 from protocol.keyring import Keyring
-from protocol.serf import MemberEvent, Serf
+from protocol.serf import MemberEvent, MemberStatusChanged, Serf
 from protocol.serf import UserEvent as SerfUserEvent
 
 log = logging.getLogger("agent")
 
 VERSION = __version__
 GRACEFUL_LEAVE_LIMIT = 15.0  # Consul: "Timeout on graceful leave. Exiting"
-PEER_SAVE_DELAY = 1.0
 #: A key query ends by itself within serf's query timeout (seconds even for large clusters); this is a backstop.
 KEY_QUERY_BOUND = 60.0
-EXIT_AFTER_LEAVE_DELAY = 0.2  # coalesce bursts of membership events into one write of the peers file
+EXIT_AFTER_LEAVE_DELAY = 0.2
 
 
 AGENT_USAGE = """Usage: python -m agent [agent] [options]
@@ -89,24 +89,9 @@ Options (single or double dash, -flag=value or -flag value):
   -config-dir DIR  -config-file FILE  (repeatable)  -config-format json|hcl  -hcl TEXT
   -join ADDR  -retry-join ADDR  (repeatable)  -retry-interval DURATION  -retry-max N  -rejoin
   -http-port N  -dns-port N  -serf-lan-port N  -serf-wan-port N  -server-port N  -grpc-port N
-  -log-level LEVEL  -log-json  -profile lan|local  -recursor ADDR"""
-
-
-def to_member(m: Any) -> Member:
-    """A protocol.serf.Member as the agent's immutable record (agent/http never sees protocol types)."""
-    return Member(
-        name=m.name,
-        addr=m.addr,
-        port=m.port,
-        tags=immutables.Map(m.tags),
-        status=int(m.status),
-        protocol_min=m.protocol_min,
-        protocol_max=m.protocol_max,
-        protocol_cur=m.protocol_cur,
-        delegate_min=m.delegate_min,
-        delegate_max=m.delegate_max,
-        delegate_cur=m.delegate_cur,
-    )
+  -log-level LEVEL  -log-json  -profile lan|local  -recursor ADDR  -pid-file PATH
+  -enable-script-checks  -enable-local-script-checks  -disable-keyring-file
+  Consul's other agent flags parse too; what they set is named at start ("accepted, no effect here")."""
 
 
 class Agent:
@@ -127,10 +112,10 @@ class Agent:
         self.node_id = ""
         self.datadir: DataDir | None = None
         self.driver: GossipDriver | None = None
+        self.member_feed: MemberFeed | None = None
         self._root: trio.Nursery | None = None
         self._exit_code = 0
         self._leaving = False
-        self._peers_dirty = trio.Event()
         self.keyring: Keyring | None = None
         #: A server's Raft (None on a client, which asks a server for the leader: _follow_leader).
         self.raft: RaftServer | None = None
@@ -175,7 +160,8 @@ class Agent:
                                                 config, config.client_addr, config.ports.dns)
                 self._banner(http_addr, dns_addr)
                 await self._initial_joins(root)
-                root.start_soon(self._save_peers_loop)
+                assert self.member_feed is not None
+                root.start_soon(self.member_feed.save_peers_loop)
                 assert self.driver is not None
                 driver = self.driver
                 root.start_soon(telemetry.sample_every_second, self.metrics, driver.machine.stats,
@@ -255,7 +241,7 @@ class Agent:
             gossip_verify_outgoing=config.encrypt_verify_outgoing,
         )
         tags = consul.lan_tags(config, self.node_id, VERSION)
-        keys = initial_keys(config.encrypt, self.datadir)
+        keys = initial_keys(config.encrypt, None if config.disable_keyring_file else self.datadir)
         self.keyring = Keyring.from_base64(keys) if keys else None
 
         def machine(bound: tuple[str, int]) -> Serf:
@@ -274,8 +260,8 @@ class Agent:
         self.serf_addr = await nursery.start(self.driver.run)
         driver = self.driver
         telemetry.mirror_counters(self.metrics, lambda: driver.machine.node.stats, telemetry.MEMBERLIST_COUNTERS)
-        self.table.apply("member-join", to_member(self.driver.machine.local_member()))
-        self._update_leader()
+        self.member_feed = MemberFeed(self.table, self.metrics, config.node_name, self._update_leader, self.datadir)
+        self.member_feed.add_local(self.driver.machine.local_member())
 
     def _banner(self, http_addr: Any, dns_addr: Any) -> None:
         config = self.config
@@ -386,13 +372,12 @@ class Agent:
     # ------------------------------------------------------------------ membership feed
 
     async def _feed_members(self) -> None:
-        """Every gossip event becomes one new immutable snapshot; the leader is recomputed after each."""
+        """Every gossip event to its owner: member events to the member feed (agent/member_feed.py), user events,
+        keyring changes and key query results here."""
+        assert self.member_feed is not None
         async for ev in self._events:
-            if isinstance(ev, MemberEvent):
-                telemetry.count_member_event(self.metrics, ev.kind)
-                self.table.apply(str(ev.kind), to_member(ev.member))
-                self._update_leader()
-                self._peers_dirty.set()
+            if isinstance(ev, MemberEvent | MemberStatusChanged):
+                self.member_feed.apply(ev)
             elif isinstance(ev, SerfUserEvent):
                 self.metrics.incr("consul.serf.events")
                 self._ingest_user_event(ev)
@@ -436,7 +421,7 @@ class Agent:
 
     def _save_keyring(self, keys: Sequence[str]) -> None:
         """Serf's writeKeyringFile after each key query that changed the ring (none under -dev without data_dir)."""
-        if self.datadir is None:
+        if self.datadir is None or self.config.disable_keyring_file:
             return
         try:
             write_keyring_file(self.datadir, keys)
@@ -451,24 +436,6 @@ class Agent:
             self.store_service.duties.poke()
         if self._follower is not None:
             self._follower.poke()
-
-    async def _save_peers_loop(self) -> None:
-        if self.datadir is None:
-            return
-        while True:
-            await self._peers_dirty.wait()
-            self._peers_dirty = trio.Event()
-            await trio.sleep(PEER_SAVE_DELAY)
-            self._save_peers()
-
-    def _save_peers(self) -> None:
-        assert self.datadir is not None
-        local = self.config.node_name
-        peers = sorted(
-            f"{m.addr}:{m.port}" for m in self.table.current.members.values() if m.name != local and m.status == 1
-        )
-        if peers:
-            self.datadir.write_peers(peers)
 
     # ------------------------------------------------------------------ AgentAPI
 
@@ -636,7 +603,8 @@ def main(argv: Sequence[str]) -> int:
         return 1
     agent = Agent(config, log_output=handler)
     try:
-        return trio.run(agent.run)
+        with pid_file(config.pid_file):
+            return trio.run(agent.run)
     except (OSError, DataDirError, ConfigError, BaseExceptionGroup) as exc:
         # A failure to start (a port in use, a locked data dir) is one clear line, not a traceback.
         leaves = _leaves(exc)

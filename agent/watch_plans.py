@@ -20,6 +20,7 @@ from urllib.parse import quote
 import attrs
 
 from agent.events import uuid_to_uint64
+from agent.goflags import parse_bool
 from agent.gostrings import to_bytes
 
 __all__ = ["MAX_BACKOFF", "RETRY_INTERVAL", "WATCH_TYPES", "Plan", "PlanState", "WatchError", "parse_plan"]
@@ -86,10 +87,9 @@ def _bool(params: dict[str, Any], name: str) -> bool:
     raw = params.pop(name, None)
     if raw is None or isinstance(raw, bool):
         return bool(raw)
-    if raw in ("1", "t", "T", "TRUE", "true", "True"):
-        return True
-    if raw in ("0", "f", "F", "FALSE", "false", "False"):
-        return False
+    parsed = parse_bool(raw)
+    if parsed is not None:
+        return parsed
     raise WatchError(f'Failed to parse {name}: strconv.ParseBool: parsing "{raw}": invalid syntax')
 
 

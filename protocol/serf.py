@@ -125,6 +125,15 @@ class MemberEvent:
 
 
 @attrs.frozen
+class MemberStatusChanged:
+    """A member's status changed by an intent alone: alive -> leaving on a leave intent (a force-leave of a live
+    member), leaving -> alive when the member refutes it.  serf emits no event for these (``serf members`` reads
+    them from its member map); we report them so that whoever follows the events alone sees the same statuses."""
+
+    member: Member
+
+
+@attrs.frozen
 class AppMessage:
     """An application message from another member (type APP_MESSAGE_TYPE, our own, outside Serf's range).
 
@@ -740,6 +749,7 @@ class Serf(Delegate):
         ms.status_ltime = msg.ltime
         if ms.status == MemberStatus.LEAVING:  # the leave we saw was older than this join
             ms.status = MemberStatus.ALIVE
+            self._events.append(MemberStatusChanged(ms.member.copy()))
         return True
 
     def _handle_leave_intent(self, msg: LeaveIntent) -> bool:
@@ -760,6 +770,7 @@ class Serf(Delegate):
         match ms.status:
             case MemberStatus.ALIVE:
                 ms.status = MemberStatus.LEAVING
+                self._events.append(MemberStatusChanged(ms.member.copy()))
             case MemberStatus.FAILED:
                 ms.status = MemberStatus.LEFT
                 self._failed.remove(ms.name)

@@ -19,14 +19,13 @@ from agent.config import (
     HelpRequested,
     Interface,
     Ports,
-    default_bind_addr,
     diff_config,
-    list_interfaces,
     load_config,
-    parse_duration,
-    parse_flags,
     reload_config,
 )
+from agent.config_flags import parse_flags
+from agent.durations import parse_duration
+from agent.interfaces import default_bind_addr, list_interfaces
 
 ONE_NIC = [Interface("lo", ("127.0.0.1",), loopback=True), Interface("eth0", ("10.1.2.3",))]
 
@@ -87,7 +86,9 @@ def test_boolean_flag_does_not_take_the_next_argument() -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--disable-keyring-file=abc"], "error parsing flags: flag provided but not defined: -disable-keyring-file"),
+        (["--no-such-flag=abc"], "error parsing flags: flag provided but not defined: -no-such-flag"),
+        (["--disable-keyring-file=abc"], 'error parsing flags: invalid boolean value "abc" for -disable-keyring-file: '
+                                         "parse error"),
         (["-http-port"], "error parsing flags: flag needs an argument: -http-port"),
         (["-http-port", "http"], 'error parsing flags: invalid value "http" for flag -http-port: parse error'),
         (["-server=yes"], 'error parsing flags: invalid boolean value "yes" for -server: parse error'),
@@ -405,15 +406,15 @@ def test_hcl_flag_applies_after_everything(tmp_path: Path, data_dir: str) -> Non
 
 
 def test_unknown_keys(tmp_path: Path) -> None:
-    path = write(tmp_path / "a.json", {"foo": 1, "ports": {"htp": 1}, "ui_config": {"dir": "x"}})
+    path = write(tmp_path / "a.json", {"foo": 1, "ports": {"htp": 1}, "ui_config": {"dirs": "x"}})
     assert error_of(["-config-file", str(path)]) == (
         f"failed to parse {path}: 3 errors occurred:\n\t* invalid config key foo\n"
-        "\t* invalid config key ports.htp\n\t* invalid config key ui_config.dir"
+        "\t* invalid config key ports.htp\n\t* invalid config key ui_config.dirs"
     )
-    one = write(tmp_path / "b.hcl", 'disable_keyring_file = true\n')
+    one = write(tmp_path / "b.hcl", 'disable_keyring_files = true\n')
     assert (
         error_of(["-config-file", str(one)])
-        == f"failed to parse {one}: 1 error occurred:\n\t* invalid config key disable_keyring_file"
+        == f"failed to parse {one}: 1 error occurred:\n\t* invalid config key disable_keyring_files"
     )
 
 

@@ -24,7 +24,7 @@ import pytest
 
 import agent
 from agent import __main__ as entry
-from agent import cli
+from agent import cli, goflags
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -552,7 +552,7 @@ def test_info_without_stats(fake: FakeAgent, capsys: pytest.CaptureFixture[str])
 # Go flag syntax, rendering helpers
 
 
-FLAGS = (cli.Flag("detailed", "", is_bool=True), cli.Flag("status", ""))
+FLAGS = (goflags.Flag("detailed", "", is_bool=True), goflags.Flag("status", ""))
 
 
 @pytest.mark.parametrize(
@@ -567,7 +567,7 @@ FLAGS = (cli.Flag("detailed", "", is_bool=True), cli.Flag("status", ""))
     ],
 )
 def test_go_flag_syntax(args: list[str], values: dict[str, Any], rest: list[str]) -> None:
-    assert cli.parse_flags(args, FLAGS) == (values, rest)
+    assert goflags.parse_flags(args, FLAGS) == (values, rest)
 
 
 @pytest.mark.parametrize(
@@ -581,8 +581,8 @@ def test_go_flag_syntax(args: list[str], values: dict[str, Any], rest: list[str]
     ],
 )
 def test_go_flag_errors(args: list[str], message: str) -> None:
-    with pytest.raises(cli.FlagError) as info:
-        cli.parse_flags(args, FLAGS)
+    with pytest.raises(goflags.FlagError) as info:
+        goflags.parse_flags(args, FLAGS)
     assert str(info.value) == message
 
 
@@ -707,3 +707,10 @@ def test_subprocess_help_version_and_errors() -> None:
         done.stderr
         == f'Error leaving: Put "http://{addr}/v1/agent/leave": dial tcp {addr}: connect: connection refused\n'
     )
+
+
+def test_the_cli_module_imports_no_trio() -> None:
+    """cli.py's promise (issue 15): the CLI reaches the agent over http.client and never loads trio."""
+    code = "import sys, agent.cli; print(sorted(m for m in sys.modules if m == 'trio' or m.startswith('trio.')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"

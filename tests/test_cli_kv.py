@@ -22,7 +22,7 @@ from dev_agent import start_dev_agent
 from test_cli import FakeAgent, _clean_env, dead_addr, fake  # noqa: F401 -- fixtures: `fake`, autouse `_clean_env`
 
 from agent import __main__ as entry
-from agent import cli, cli_kv, kvapi
+from agent import cli_kv, goflags, kvapi
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -405,13 +405,13 @@ def test_go_path_join(parts: tuple[str, ...], joined: str) -> None:
 
 
 def test_go_int_flags() -> None:
-    assert [cli.go_uint(t) for t in ("0", "017", "0x1F", "0b101", "1_000", "0o7")] == [0, 15, 31, 5, 1000, 7]
+    assert [goflags.go_uint(t) for t in ("0", "017", "0x1F", "0b101", "1_000", "0o7")] == [0, 15, 31, 5, 1000, 7]
     for bad in ("", "-1", "x", "1__0", "0x", "1e3"):
         with pytest.raises(ValueError, match=r"^parse error$"):
-            cli.go_uint(bad)
-    assert cli.go_int("-0x10") == -16
+            goflags.go_uint(bad)
+    assert goflags.go_int("-0x10") == -16
     with pytest.raises(ValueError, match=r"^value out of range$"):
-        cli.go_int(str(1 << 63))
+        goflags.go_int(str(1 << 63))
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -6,8 +6,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from agent.consul import REVISION, build_tag, is_server, lan_tags, leader_of, member_status_word, rpc_address
+from agent.consul import build_tag, is_server, lan_tags, leader_of, member_status_word, rpc_address
 from agent.members import STATUS_ALIVE, STATUS_FAILED, STATUS_LEAVING, STATUS_LEFT, Member, MemberTable
+from agent.version import REVISION
 
 NODE_ID = "40E4A748-2192-161A-0510-9BF59FE950B5"
 

@@ -26,7 +26,8 @@ import trio
 import trio.testing
 from procs import free_port, wait_for
 
-from agent.gossip import GossipDriver, member_record, parse_addr, status_word, write_members_file
+from agent.gossip import GossipDriver, parse_addr
+from agent.gossip.members_file import member_record, status_word, write_members_file
 from protocol.node import Datagram, Diagnostic, JoinResult, LeaveDone, StreamOpen
 
 Addr = tuple[str, int]

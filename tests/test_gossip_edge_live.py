@@ -53,7 +53,8 @@ def test_a_non_utf8_member_name_does_not_kill_agents(cluster, with_tcv: bool) ->
         assert requests.get(f"http://{agent.http_addr}/v1/agent/self", timeout=5).status_code == 200
         # no traceback through the gossip layer or the catalog (the HTTP rendering is tested below)
         log = agent.proc.log_path.read_text(errors="replace")
-        for part in ("protocol/", "agent/gossip.py", "agent/members.py", "agent/catalog/", "agent/supervisor.py"):
+        for part in ("protocol/", "agent/gossip/", "agent/member_feed.py", "agent/members.py", "agent/catalog/",
+                     "agent/supervisor.py"):
             assert f"/{part}" not in log, log[-3000:]
 
 

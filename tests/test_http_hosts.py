@@ -143,7 +143,7 @@ def test_allowed_hosts_and_the_per_client_cap_from_a_real_config(cluster: Any) -
     [
         ({"limits": {"http_max_conns_per_client": -1}}, "limits.http_max_conns_per_client cannot be negative: -1"),
         ({"http_config": {"allowed_hosts": ["http://x/"]}}, "http_config.allowed_hosts: 'http://x/' is not a host"),
-        ({"http_config": {"allowed_hosts": "a,b", "block_endpoints": []}}, "http_config.block_endpoints"),
+        ({"http_config": {"allowed_hosts": "a,b", "block_endpoints": ["/v1/acl"]}}, "http_config.block_endpoints"),
     ],
 )
 def test_bad_settings_are_refused_at_start(tmp_path: Path, source: dict[str, Any], message: str) -> None:

@@ -610,6 +610,25 @@ def test_force_leave_failed_member_becomes_left_and_is_broadcast() -> None:
     assert any(isinstance(m, LeaveIntent) and m.node == "n3" and not m.prune for m in drain_broadcasts(s))
 
 
+def test_force_leave_of_a_live_member_shows_it_leaving_until_it_refutes() -> None:
+    """serf's handleNodeLeaveIntent: alive -> leaving, no member event; the member's newer join intent makes it
+    alive again.  Both changes are reported as MemberStatusChanged, so event followers see what members() shows."""
+    s = make()
+    s.notify_join(0.0, peer("n2"))
+    s.notify_join(0.0, peer("n3"))
+    events(s)
+    s.force_leave(2.0, "n3")
+    assert status(s, "n3") == MemberStatus.LEAVING
+    changed = events(s)
+    assert [(type(e).__name__, e.member.name, e.member.status) for e in changed] == [
+        ("MemberStatusChanged", "n3", MemberStatus.LEAVING)
+    ]
+    leave = next(m for m in drain_broadcasts(s) if isinstance(m, LeaveIntent) and m.node == "n3")
+    s.notify_msg(3.0, encode_message(JoinIntent(leave.ltime + 1, "n3")))  # n3 refutes
+    assert status(s, "n3") == MemberStatus.ALIVE
+    assert [(type(e).__name__, e.member.status) for e in events(s)] == [("MemberStatusChanged", MemberStatus.ALIVE)]
+
+
 def test_force_leave_prune_erases_at_once() -> None:
     s = make()
     s.notify_join(0.0, peer("n2"))

@@ -15,7 +15,8 @@ import attrs
 import dns.exception
 import dns.name
 
-from agent.config import AgentConfig, ConfigError, parse_duration
+from agent.config import AgentConfig, ConfigError
+from agent.durations import parse_duration
 
 __all__ = ["DnsSettings", "SoaSettings", "parse_recursor"]
 

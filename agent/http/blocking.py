@@ -32,7 +32,6 @@ __all__ = [
     "QueryOptions",
     "block_time",
     "meta_headers",
-    "parse_duration",
     "parse_query_options",
     "parse_uint64",
     "parse_wait_index",

@@ -12,26 +12,16 @@ from __future__ import annotations
 from typing import Any
 
 from agent.catalog import indexes, query
+from agent.goflags import parse_bool
 from agent.http.catalog_services import health_check_json, node_service_json
 from agent.http.errors import bad_request
 from agent.http.reads import meta_filters, read_snapshot
 from agent.http.routes import Ctx, Route
 from agent.http.views import node_view_json
 
-__all__ = ["ROUTES", "parse_bool"]
+__all__ = ["ROUTES"]
 
-_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
-_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 STATES = frozenset({"any", "passing", "warning", "critical"})
-
-
-def parse_bool(value: str) -> bool | None:
-    """Go's strconv.ParseBool; None when it would fail."""
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    return None
 
 
 async def health_node(ctx: Ctx) -> list[dict[str, Any]]:

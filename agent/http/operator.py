@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from agent.goflags import parse_bool
 from agent.http import operator_raft
 from agent.http.errors import HTTPError, bad_request
-from agent.http.health import parse_bool
 from agent.http.routes import EMPTY, Ctx, Route
 
 __all__ = ["ROUTES", "keyring_json"]

@@ -11,9 +11,9 @@ import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
+from agent.goflags import parse_bool
 from agent.gostrings import go_quote
 from agent.http.errors import HTTPError, bad_request, decode_body
-from agent.http.health import parse_bool
 from agent.http.routes import EMPTY, Ctx, Route
 from agent.services.definitions import STATUSES, DefinitionError
 from agent.services.manager import NotTTL, UnknownCheck, UnknownService

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from agent.config import parse_duration
+from agent.durations import parse_duration
 from agent.gostrings import valid_utf8
 
 __all__ = [

@@ -14,21 +14,15 @@ Task layout (all inside ``run``; cancelling ``run`` stops everything):
 ``now`` is ``trio.current_time()``: a machine given to the driver must use the same clock (build it inside
 ``trio.run``, or hand the driver a factory, see ``GossipDriver``).
 
-``python -m agent.gossip`` runs a bare gossip node (see ``main``).
+``python -m agent.gossip`` runs a bare gossip node (agent/gossip/__main__.py).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import errno
-import json
 import logging
 import math
-import os
-import random
-import signal
-import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
@@ -36,10 +30,8 @@ from typing import Any, Protocol
 import attrs
 import trio
 
-from protocol.config import Config
-from protocol.keyring import Keyring, KeyringError
 from protocol.node import Diagnostic, JoinResult, LeaveDone, StreamOpen
-from protocol.serf import MemberEvent, Serf
+from protocol.serf import MemberEvent
 
 log = logging.getLogger("triumvir.gossip")
 
@@ -135,7 +127,7 @@ def _norm_addr(addr: Sequence[Any]) -> Addr:
     return (str(addr[0]), int(addr[1]))
 
 
-def _is_wildcard(host: str) -> bool:
+def is_wildcard(host: str) -> bool:
     return host in ("", "0.0.0.0", "::")
 
 
@@ -440,7 +432,7 @@ class GossipDriver:
         sock = trio.socket.socket(family, trio.socket.SOCK_STREAM)
         try:
             host = self._bind[0]
-            if not _is_wildcard(host) and (":" in host) == (family == trio.socket.AF_INET6):
+            if not is_wildcard(host) and (":" in host) == (family == trio.socket.AF_INET6):
                 await sock.bind((host, 0))
             await sock.connect(addr)
         except BaseException:
@@ -648,150 +640,3 @@ class GossipDriver:
     def members(self) -> list[Any]:
         """The machine's current member list."""
         return self.machine.members()
-
-
-# ---------------------------------------------------------------------- python -m agent.gossip
-
-
-def status_word(status: Any) -> str:
-    """Serf's word for a member status (alive, leaving, left, failed, none)."""
-    name = getattr(status, "name", None)
-    if isinstance(name, str):
-        return name.lower()
-    return {0: "none", 1: "alive", 2: "leaving", 3: "left", 4: "failed"}.get(int(status), str(status))
-
-
-def member_record(m: Any) -> dict[str, Any]:
-    """A member as the members file shows it."""
-    return {
-        "Name": m.name,
-        "Addr": str(m.addr),
-        "Port": int(m.port),
-        "Tags": dict(m.tags),
-        "Status": status_word(m.status),
-    }
-
-
-def write_members_file(path: str, members: Iterable[Any]) -> None:
-    """Rewrite ``path`` atomically (write a sibling temp file, then rename), so readers never see half a file."""
-    records = sorted((member_record(m) for m in members), key=lambda r: r["Name"])
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(records, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
-def _parse_tag(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"tag must be k=v, got {text!r}")
-    return key, value
-
-
-def build_arg_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m agent.gossip", description="Run a bare triumvir gossip node.")
-    p.add_argument("--name", required=True, help="node name, unique in the cluster")
-    p.add_argument("--bind", default="127.0.0.1:7946", help="IP:PORT for UDP and TCP (port 0: any free port)")
-    p.add_argument("--advertise", default=None, help="IP to advertise (default: the bind IP)")
-    p.add_argument("--join", action="append", default=[], help="IP:PORT to join (repeatable)")
-    p.add_argument("--profile", choices=("lan", "local", "wan"), default="lan")
-    p.add_argument("--tag", action="append", default=[], type=_parse_tag, help="k=v (repeatable)")
-    p.add_argument("--members-file", default=None, help="rewritten atomically with the member list as JSON")
-    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
-    p.add_argument("--encrypt", default="", help="base64 gossip key (16, 24 or 32 bytes), as serf's -encrypt")
-    return p
-
-
-async def _members_writer(driver: GossipDriver, events: trio.MemoryReceiveChannel[Any], path: str) -> None:
-    # Each write reads the full member list, so one pending event is enough to catch up: a tiny buffer that
-    # drops under bursts loses nothing.
-    write_members_file(path, driver.members())
-    async with events:
-        async for _ev in events:
-            while True:
-                try:
-                    events.receive_nowait()
-                except trio.WouldBlock:
-                    break
-            write_members_file(path, driver.members())
-
-
-async def amain(args: argparse.Namespace) -> int:
-    """The node's life: bind, join, serve until SIGINT/SIGTERM, then leave gracefully."""
-    bind = parse_addr(args.bind)
-    advertise_host = args.advertise or bind[0]
-    if _is_wildcard(advertise_host):
-        log.error("--bind %s is a wildcard: give --advertise IP", args.bind)
-        return 2
-    config = Config.profile(args.profile)
-    tags = dict(args.tag)
-    try:
-        keyring = Keyring.from_base64([args.encrypt]) if args.encrypt else None
-    except KeyringError as exc:
-        log.error("--encrypt: %s", exc)
-        return 2
-
-    def factory(bound: Addr) -> Machine:
-        return Serf(
-            config,
-            name=args.name,
-            addr=(advertise_host, bound[1]),
-            rng=random.Random(),
-            now=trio.current_time(),
-            tags=tags,
-            keyring=keyring,
-        )
-
-    driver = GossipDriver(factory, bind, tcp_timeout=config.tcp_timeout)
-    rc = 0
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-            watch = driver.subscribe(4) if args.members_file else None
-            await nursery.start(driver.run)
-            if watch is not None:
-                nursery.start_soon(_members_writer, driver, watch, args.members_file)
-
-            async def initial_join() -> None:
-                nonlocal rc
-                ok = 0
-                with trio.move_on_after(config.tcp_timeout + 5.0):
-                    ok = await driver.join(args.join)
-                if ok == 0:
-                    log.error("could not join any of %s", ", ".join(args.join))
-                    rc = 1
-                    nursery.cancel_scope.cancel()
-
-            if args.join:
-                nursery.start_soon(initial_join)
-            async for signum in signals:
-                log.info("received %s: leaving", signal.Signals(signum).name)
-                break
-            async with trio.open_nursery() as leaving:
-                # A second signal abandons the graceful leave.
-                async def second_signal() -> None:
-                    async for signum in signals:
-                        log.warning("received %s again: not waiting for the leave", signal.Signals(signum).name)
-                        leaving.cancel_scope.cancel()
-
-                leaving.start_soon(second_signal)
-                await driver.leave()
-                leaving.cancel_scope.cancel()
-            if watch is not None:
-                write_members_file(args.members_file, driver.members())
-            nursery.cancel_scope.cancel()
-    return rc
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_arg_parser().parse_args(argv)
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s [%(levelname)s] %(name)s: %(message)s",
-    )
-    return trio.run(amain, args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
