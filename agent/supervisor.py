@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 import immutables
 import trio
 
@@ -217,6 +218,9 @@ class Agent:
                                                               write_timeout=max(10.0, 2 * self.timing.election_timeout))
         self.store_service.register(self.raft.rpc)
         self.store_service.on_applied = functools.partial(telemetry.store_command_applied, self.metrics)
+        raft = self.raft
+        self.metrics.add_collector(telemetry.raft_write_path_collector(
+            lambda: attrs.asdict(raft.driver.stats) if raft.driver is not None else None))
         self.raft.update_pool(self.table.current.members.values())
         await nursery.start(self.raft.run)
         nursery.start_soon(self.store_service.duties.run)

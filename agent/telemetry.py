@@ -150,6 +150,17 @@ def members_collector(members: Callable[[], Any]) -> Callable[[Metrics], None]:
     return collect
 
 
+def raft_write_path_collector(stats: Callable[[], Mapping[str, int] | None]) -> Callable[[Metrics], None]:
+    """``triumvir.raft.*`` gauges: the Raft driver's running counts of its write path (readies, fsyncs, entries
+    persisted, ...; agent.server.driver.DriverStats), so a benchmark can divide them by the writes it made."""
+
+    def collect(m: Metrics) -> None:
+        for key, value in (stats() or {}).items():
+            m.gauge(f"triumvir.raft.{key}", value)
+
+    return collect
+
+
 def _rss_bytes() -> float:
     try:
         with open("/proc/self/statm", "rb") as fh:
