@@ -1,5 +1,6 @@
-"""agent.server.driver: the order persist -> send -> apply -> advance, with a real RaftStore and real transports
-on loopback, driven by a trivial scripted node; a proposal's result comes from the state machine once applied."""
+"""agent.server.driver: the order send early -> persist -> send -> apply -> advance, with a real RaftStore and
+real transports on loopback, driven by a trivial scripted node; a proposal's result comes from the state machine
+once applied."""
 
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ DEADLINE = 15.0
 
 
 class ScriptedNode:
-    """Each proposal becomes one Ready: persist the entry and a hard state (a new term each time, so the store
-    must make it durable before anything is sent), send it to b, apply it."""
+    """Each proposal becomes one Ready: a heartbeat to b that may leave before the disk write; persist the entry
+    and a hard state (a new term each time, so the store must make it durable before the rest is sent), send it
+    to b, apply it."""
 
     def __init__(self, events: list[str]) -> None:
         self.events = events
@@ -43,6 +45,7 @@ class ScriptedNode:
         self.pending.append(Ready(
             entries=(e,), hard_state=HardState(self.index, "a", self.index), must_sync=True, committed_entries=(e,),
             messages=(Message(type=MsgType.APPEND, to="b", from_="a", term=1, index=self.index - 1, entries=(e,)),),
+            early_messages=(Message(type=MsgType.HEARTBEAT, to="b", from_="a", term=1),),
         ))
         return self.index, 1
 
@@ -73,7 +76,8 @@ class RecordingTransport(Transport):
 
     def send_all(self, msgs: Sequence[Message]) -> None:
         on_disk = HardStateFile(self.store_dir / "hardstate").load()  # what a restart would read now
-        self.events.append(f"send (hard state on disk: commit {on_disk.commit})")
+        types = ",".join(m.type.name for m in msgs)
+        self.events.append(f"send {types} (hard state on disk: commit {on_disk.commit})")
         super().send_all(msgs)
 
 
@@ -109,14 +113,15 @@ def test_a_ready_is_persisted_then_sent_then_applied_then_advanced(tmp_path: Pat
             for i in range(1, 4):
                 assert await driver.propose(b"cmd%d" % i) == f"applied {i}"
             with trio.fail_after(DEADLINE):
-                got = [await b.inbox.receive() for _ in range(3)]
-            assert [m.entries[0].data for m in got] == [b"cmd1", b"cmd2", b"cmd3"]
+                got = [await b.inbox.receive() for _ in range(6)]
+            assert [m.entries[0].data for m in got if m.type is MsgType.APPEND] == [b"cmd1", b"cmd2", b"cmd3"]
             with trio.fail_after(DEADLINE):
                 while len(applied) < 3:
                     await trio.sleep(0.01)
             assert events == [
                 step for i in range(1, 4)
-                for step in ("sync", f"send (hard state on disk: commit {i})", "apply", "advance")
+                for step in (f"send HEARTBEAT (hard state on disk: commit {i - 1})", "sync",
+                             f"send APPEND (hard state on disk: commit {i})", "apply", "advance")
             ]
             b.send(Message(type=MsgType.HEARTBEAT, to="a", from_="b", term=1))
             with trio.fail_after(DEADLINE):

@@ -30,7 +30,7 @@ from . import queries
 from .access import CommandFailed, NoLeader, QueryResult, ReadMode, StoreUnavailable
 from .duties import LeaderDuties
 from .forwarding import forward_call, unwrap_apply
-from .rpc import RPCError, RPCServer
+from .rpc import RPCError, RPCPool, RPCServer
 from .state.apply import Failed
 from .state.commands import Command, CommandError, SessionCreate, SessionDestroy, decode, encode
 from .state.leader import SessionTimers, session_create_error
@@ -78,6 +78,7 @@ class StoreService:
         self.replica = replica
         self.agent_nodes = agent_nodes
         self.write_timeout = write_timeout
+        self.pool = RPCPool()  # connections to the leader, for what a follower forwards
         self.timers = SessionTimers()
         self.duties = LeaderDuties(self)
         #: Told of every command this leader applied and how long it took (the agent's metrics set it).
@@ -179,7 +180,7 @@ class StoreService:
         leader = self.replica.leader_address()
         if not leader:
             raise NoLeader()
-        return await forward_call(leader, method, args, timeout)
+        return await forward_call(self.pool, leader, method, args, timeout)
 
     # ---------------------------------------------------------------- the server port
 
