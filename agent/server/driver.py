@@ -10,8 +10,9 @@ wait on the event channel and go into the next Ready together, one append and on
 
 A proposal is an event on the same queue as ticks and messages; its caller waits on a `_Waiter` resolved when
 the entry at its index is applied (the state machine's result) or shown not to be ours (another term at that
-index: `ProposalLost`), or at once with `NotLeader`.  Every `snapshot_every` applied entries the state machine is
-snapshotted into the store and the log before it compacted.
+index: `ProposalLost`), or at once with `NotLeader` / `ProposalDropped` (then it was not appended at all).
+Every `snapshot_every` applied entries the state machine is snapshotted into the store and the log before it
+compacted.
 """
 
 from __future__ import annotations
@@ -290,8 +291,9 @@ class Driver:
             self._step(event)
 
     def _expect(self, receipt: tuple[int, int] | None, waiter: _Waiter) -> None:
-        if receipt is None:  # forwarded (forward_proposals): we cannot follow it
-            waiter.resolve(error=NotLeader(self.soft_state.leader, "proposal"))
+        if receipt is None:  # forwarded (forward_proposals): we cannot follow it, and it may yet apply
+            waiter.resolve(error=RaftError(f"proposal forwarded to the leader {self.soft_state.leader or '?'}: "
+                                           f"its outcome is not followed here"))
             return
         index, waiter.term = receipt
         self._waiters[index] = waiter
