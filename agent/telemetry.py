@@ -150,13 +150,14 @@ def members_collector(members: Callable[[], Any]) -> Callable[[Metrics], None]:
     return collect
 
 
-def raft_write_path_collector(stats: Callable[[], Mapping[str, int] | None]) -> Callable[[Metrics], None]:
-    """``triumvir.raft.*`` gauges: the Raft driver's running counts of its write path (readies, fsyncs, entries
-    persisted, ...; agent.server.driver.DriverStats), so a benchmark can divide them by the writes it made."""
+def write_path_collector(prefix: str, stats: Callable[[], Mapping[str, int] | None]) -> Callable[[Metrics], None]:
+    """``<prefix>.<count>`` gauges of running counts of the write path (the Raft driver's readies, fsyncs, entries
+    persisted: agent.server.driver.DriverStats; the forwarding pool's calls and connections opened), so a
+    benchmark can divide them by the writes it made."""
 
     def collect(m: Metrics) -> None:
         for key, value in (stats() or {}).items():
-            m.gauge(f"triumvir.raft.{key}", value)
+            m.gauge(f"{prefix}.{key}", value)
 
     return collect
 

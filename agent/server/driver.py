@@ -90,7 +90,8 @@ class DriverStats:
     persists: int = 0  # Readies that wrote to the store
     fsyncs: int = 0  # Readies the core asked to sync (one fsync of the log, plus the hard state's if it changed)
     entries_persisted: int = 0
-    early_messages: int = 0  # sent before the Ready was persisted
+    messages: int = 0  # Raft messages handed to the transport
+    early_messages: int = 0  # of which sent before their Ready was persisted
     proposals: int = 0
 
 
@@ -326,12 +327,15 @@ class Driver:
                 self._fail_reads(NotLeader(rd.soft_state.leader, "read index"))
             self.soft_state = rd.soft_state
             changed = True
-        if rd.snapshot is not None or rd.entries or rd.hard_state is not None:
+        if rd.snapshot is not None or rd.entries or rd.must_sync:
             await trio.to_thread.run_sync(self._persist, rd)
             self.stats.persists += 1
             self.stats.fsyncs += rd.must_sync
             self.stats.entries_persisted += len(rd.entries)
+        elif rd.hard_state is not None:  # the commit index alone: noted in memory (RaftStore.sync), no thread hop
+            self._persist(rd)
         self.transport.send_all(rd.messages)
+        self.stats.messages += len(rd.messages) + len(rd.early_messages)
         if rd.snapshot is not None:
             self.machine.restore(rd.snapshot.data)
             self.applied = self.conf_index = rd.snapshot.meta.index

@@ -144,6 +144,7 @@ class RPCPool:
         self.cluster = cluster
         self.max_idle = max_idle
         self._idle: dict[str, list[_Connection]] = {}
+        self.calls = 0
         self.opened = 0  # connections made (for tests and measurements)
         self.retries = 0  # calls made a second time on a fresh connection
 
@@ -151,6 +152,7 @@ class RPCPool:
                    timeout: float = 2.0) -> Any:
         """As `call`, on a pooled connection; RPCError on any failure (or the server's error answer)."""
         args = dict(args or {})
+        self.calls += 1
         try:
             with trio.fail_after(timeout):
                 conn = self._take(address)
