@@ -595,3 +595,21 @@ def test_messages_that_vouch_for_the_disk_wait_for_the_persist():
                    entries=(Entry(last + 1, 2, data=b"y"),)))
     rd = c.ready()  # a follower's acknowledgement vouches for its disk
     assert not rd.early_messages and [m.type for m in rd.messages] == [MsgType.APPEND_RESP]
+
+
+def test_proposals_made_together_go_to_each_follower_in_one_append():
+    net = Net(ABC)
+    net.elect("a")
+    net.tick_all(2)
+    a = net["a"]
+    first, term = a.node.propose_batch([b"x", b"y", b"z"])
+    rd = a.node.ready()
+    appends = [m for m in rd.early_messages if m.type is MsgType.APPEND]
+    assert sorted(m.to for m in appends) == ["b", "c"]
+    assert all([(e.index, e.data) for e in m.entries] == [(first, b"x"), (first + 1, b"y"), (first + 2, b"z")]
+               for m in appends)
+    assert [e.index for e in rd.entries] == [first, first + 1, first + 2] and term == a.raft.term
+    with pytest.raises(ValueError, match="no command"):
+        a.node.propose_batch([])
+    with pytest.raises(NotLeader):
+        net["b"].node.propose_batch([b"w"])

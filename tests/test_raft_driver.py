@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import trio
 
@@ -38,6 +39,12 @@ class ScriptedNode:
 
     def step(self, msg: Message) -> None:
         self.stepped.append(msg)
+
+    def propose_batch(self, datas: Sequence[bytes]) -> tuple[int, int]:
+        first = self.propose(datas[0])
+        for data in datas[1:]:
+            self.propose(data)
+        return first
 
     def propose(self, data: bytes) -> tuple[int, int]:
         self.index += 1
@@ -220,6 +227,38 @@ def test_proposals_resolve_on_apply_on_the_leader_and_fail_fast_elsewhere(tmp_pa
             with trio.fail_after(DEADLINE):  # the follower applies the leader's entry too
                 while (index, term, b"x") not in follower.machine.applied:
                     await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+def test_concurrent_proposals_share_one_append_and_one_fsync(tmp_path: Path) -> None:
+    """16 writers at once: their proposals reach the driver in one round and go out as one append (one APPEND
+    per follower, one fsync); each writer still gets its own entry's result."""
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            members = await _cluster(tmp_path, nursery)
+            leader = await _leader(members)
+            driver = leader.driver
+            assert driver is not None
+            await driver.propose(b"warm", timeout=DEADLINE)
+            before = attrs.evolve(driver.stats)
+            results: dict[int, tuple[int, int]] = {}
+
+            async def write(n: int) -> None:
+                results[n] = await driver.propose(b"c%d" % n, timeout=DEADLINE)
+
+            async with trio.open_nursery() as writers:
+                for n in range(16):
+                    writers.start_soon(write, n)
+            indexes = [results[n][0] for n in range(16)]
+            assert indexes == list(range(indexes[0], indexes[0] + 16))  # in order, one entry each
+            assert all((results[n][0], results[n][1], b"c%d" % n) in leader.machine.applied for n in range(16))
+            fsyncs = driver.stats.fsyncs - before.fsyncs
+            entries = driver.stats.entries_persisted - before.entries_persisted
+            assert entries == 16 and fsyncs == 1, (entries, fsyncs)
+            sent_early = driver.stats.early_messages - before.early_messages  # APPENDs and heartbeats
+            assert sent_early < 16, sent_early  # one APPEND per command would be 32
             nursery.cancel_scope.cancel()
 
     trio.run(main)

@@ -251,8 +251,15 @@ class Driver:
                     batch.append(self._events.receive_nowait())
                 except trio.WouldBlock:
                     break
+            proposals: list[_Propose] = []
             for event in batch:
+                if isinstance(event, _Propose):
+                    proposals.append(event)  # consecutive ones go to the followers together
+                    continue
+                self._propose_all(proposals)
+                proposals = []
                 self._feed(event)
+            self._propose_all(proposals)
             while self.node.has_ready():
                 await self._handle(self.node.ready())
 
@@ -260,13 +267,7 @@ class Driver:
         if isinstance(event, _Tick):
             self.node.tick()
         elif isinstance(event, _Propose):
-            self.stats.proposals += 1
-            try:
-                receipt = self.node.propose(event.data)
-            except (NotLeader, ProposalDropped) as err:
-                event.waiter.resolve(error=err)
-                return
-            self._expect(receipt, event.waiter)
+            self._propose_all([event])
         elif isinstance(event, _ConfChange):
             try:
                 receipt = self.node.propose_conf_change(event.change)
@@ -290,6 +291,20 @@ class Driver:
                 event.waiter.resolve(error=err)
         else:
             self._step(event)
+
+    def _propose_all(self, proposals: list[_Propose]) -> None:
+        """Proposals that arrived together: one append, one APPEND per follower, one fsync for all."""
+        if not proposals:
+            return
+        self.stats.proposals += len(proposals)
+        try:
+            receipt = self.node.propose_batch([p.data for p in proposals])
+        except (NotLeader, ProposalDropped) as err:
+            for p in proposals:
+                p.waiter.resolve(error=err)
+            return
+        for n, p in enumerate(proposals):
+            self._expect(None if receipt is None else (receipt[0] + n, receipt[1]), p.waiter)
 
     def _expect(self, receipt: tuple[int, int] | None, waiter: _Waiter) -> None:
         if receipt is None:  # forwarded (forward_proposals): we cannot follow it, and it may yet apply

@@ -13,6 +13,7 @@ self-MsgAppResp), and an entry is committed only when a quorum holds it on disk,
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 from .config import Config, ReadOnlyOption
 from .errors import ConfChangeRejected, NotLeader, ProposalDropped
@@ -501,15 +502,19 @@ class Raft:
             self.lead_transferee = NO_ID
 
     # ------------------------------------------------------------------ requests (RawNode)
-    def propose(self, data: bytes) -> tuple[int, int] | None:
+    def propose(self, datas: Sequence[bytes]) -> tuple[int, int] | None:
+        """Append commands together (one APPEND per follower for all of them): (index of the first, term)."""
+        entries = [Entry(0, 0, EntryKind.NORMAL, data) for data in datas]
+        if not entries:
+            raise ValueError("propose: no command given")
         if self.role is not Role.LEADER:
             if self.cfg.forward_proposals and self.lead != NO_ID:
-                self.msgs.append(Message(type=MsgType.PROPOSE, to=self.lead, from_=self.id,
-                                         entries=(Entry(0, 0, EntryKind.NORMAL, data),)))
+                self.msgs.append(Message(type=MsgType.PROPOSE, to=self.lead, from_=self.id, entries=tuple(entries)))
                 return None
             raise NotLeader(self.lead, "proposal")
         self._check_can_propose()
-        return self._append([Entry(0, 0, EntryKind.NORMAL, data)])
+        last, term = self._append(entries)
+        return last - len(entries) + 1, term
 
     def _check_can_propose(self) -> None:
         if self.lead_transferee != NO_ID:

@@ -16,6 +16,7 @@ Ready); advance() tells the leader its own entries are durable, which is when th
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 import attrs
 
@@ -77,7 +78,12 @@ class RawNode:
     def propose(self, data: bytes) -> tuple[int, int] | None:
         """Append a command; its (index, term): it took effect iff that index is applied with that term.
         Raises NotLeader / ProposalDropped; None when forwarded to the leader (forward_proposals)."""
-        return self.raft.propose(data)
+        return self.raft.propose((data,))
+
+    def propose_batch(self, datas: Sequence[bytes]) -> tuple[int, int] | None:
+        """Append several commands at once, as `propose` does one: they go to the followers in one APPEND each
+        rather than one per command.  The i-th is at the returned index + i; all or none are taken."""
+        return self.raft.propose(datas)
 
     def propose_conf_change(self, cc: ConfChange) -> tuple[int, int]:
         return self.raft.propose_conf_change(cc)
