@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 import trio
 
 from agent import consul, telemetry
@@ -104,6 +105,7 @@ class Agent:
         #: The agent's metrics (/v1/agent/metrics); the parts below count into it (agent/telemetry.py).
         self.metrics = Metrics()
         self.metrics.add_collector(telemetry.runtime_collector)
+        self.metrics.add_collector(telemetry.write_path_collector("triumvir.rpc_pool", self._pool_counts))
         self.metrics.add_collector(telemetry.members_collector(lambda: self.table.current.members.values()))
         self.table = MemberTable(datacenter=config.datacenter)
         self.services: ServiceManager | None = None
@@ -203,9 +205,17 @@ class Agent:
                                                               write_timeout=max(10.0, 2 * self.timing.election_timeout))
         self.store_service.register(self.raft.rpc)
         self.store_service.on_applied = functools.partial(telemetry.store_command_applied, self.metrics)
+        raft = self.raft
+        self.metrics.add_collector(telemetry.write_path_collector(
+            "triumvir.raft", lambda: attrs.asdict(raft.driver.stats) if raft.driver is not None else None))
         self.raft.update_pool(self.table.current.members.values())
         await nursery.start(self.raft.run)
         nursery.start_soon(self.store_service.duties.run)
+
+    def _pool_counts(self) -> dict[str, int] | None:
+        """The forwarding connection pool's counts (a client's, or a server's for what it forwards as follower)."""
+        pool = getattr(self.store_access, "pool", None)
+        return None if pool is None else {"calls": pool.calls, "opened": pool.opened, "retries": pool.retries}
 
     def _announce_raft_cluster(self, cluster_id: str) -> None:
         """Our Raft cluster id into our gossip tags, so a server starting on another cluster's data dir sees it."""

@@ -150,6 +150,18 @@ def members_collector(members: Callable[[], Any]) -> Callable[[Metrics], None]:
     return collect
 
 
+def write_path_collector(prefix: str, stats: Callable[[], Mapping[str, int] | None]) -> Callable[[Metrics], None]:
+    """``<prefix>.<count>`` gauges of running counts of the write path (the Raft driver's readies, fsyncs, entries
+    persisted: agent.server.driver.DriverStats; the forwarding pool's calls and connections opened), so a
+    benchmark can divide them by the writes it made."""
+
+    def collect(m: Metrics) -> None:
+        for key, value in (stats() or {}).items():
+            m.gauge(f"{prefix}.{key}", value)
+
+    return collect
+
+
 def _rss_bytes() -> float:
     try:
         with open("/proc/self/statm", "rb") as fh:

@@ -47,14 +47,15 @@ class Member:
     """One process: `argv`, its log, and how to ask it for the leader it follows ("" for none)."""
 
     def __init__(self, name: str, argv: list[str], leader: Callable[[], str], workdir: Path,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, cwd: Path = REPO) -> None:
         self.name, self.argv, self.leader, self.workdir, self.env = name, argv, leader, workdir, env
+        self.cwd = cwd
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         log = open(self.workdir / f"{self.name}.log", "ab")  # noqa: SIM115 -- owned by the child
         self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env=self.env, cwd=REPO, start_new_session=True)
+                                     env=self.env, cwd=self.cwd, start_new_session=True)
         log.close()
 
     def kill(self) -> None:
@@ -78,8 +79,9 @@ def agreed(members: list[Member], not_: str = "") -> str:
     return ""
 
 
-def triumvir_members(work: Path, extra: dict[str, Any] | None = None) -> list[Member]:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+def triumvir_members(work: Path, extra: dict[str, Any] | None = None, repo: Path = REPO) -> list[Member]:
+    """``repo``: the source tree the agents run from (another checkout, for an A/B of two versions)."""
+    env = dict(os.environ, PYTHONPATH=str(repo))
     members, join = [], None
     for i in range(1, 4):
         http, serf, server = free_port(), free_port(), free_port()
@@ -96,7 +98,7 @@ def triumvir_members(work: Path, extra: dict[str, Any] | None = None) -> list[Me
         def leader(http: int = http) -> str:
             return str(requests.get(f"http://{HOST}:{http}/v1/status/leader", timeout=1).json())
 
-        m = Member(f"t{i}", [sys.executable, "-m", "agent", "-config-dir", str(conf_dir)], leader, work, env)
+        m = Member(f"t{i}", [sys.executable, "-m", "agent", "-config-dir", str(conf_dir)], leader, work, env, repo)
         m.ident = f"{HOST}:{server}"  # type: ignore[attr-defined]
         m.http = f"{HOST}:{http}"  # type: ignore[attr-defined]
         members.append(m)

@@ -12,7 +12,14 @@ leader over HTTP: triumvir's ``/v1/kv``, etcd's v3 JSON gateway (``/v3/kv/put``,
 * watch wake-up: 1,000 watchers of one key (triumvir blocking queries, etcd watch streams), then one PUT: the
   time from sending the PUT to each watcher's answer, p50/p99/max.
 
-    .venv/bin/python bench/kv_vs_etcd.py [--puts 500] [--seconds 10] [--watchers 1000]
+With ``--writes-only`` only the PUTs run, plus sequential PUTs sent to a follower (which forwards them to the
+leader), and a second table counts what each PUT cost, figures the machine's load does not bend: fsyncs per PUT
+on the leader and on a follower (triumvir's ``triumvir.raft.*`` gauges, etcd's WAL fsync count), entries per
+append, Raft messages and forwarded RPC connections per PUT, CPU ms per PUT (/proc, every member).
+``--agent-repo DIR`` runs triumvir from another checkout (``git archive main | tar -x -C DIR``), for an A/B of
+two versions with the same bench.
+
+    .venv/bin/python bench/kv_vs_etcd.py [--puts 500] [--seconds 10] [--watchers 1000] [--writes-only]
 
 Needs ``wrk`` and ``etcd`` (make bench-deps).  Every process is started here and stopped by its PID.
 """
@@ -22,6 +29,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import re
 import resource
 import shutil
@@ -30,11 +38,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import requests
 import trio
-from clusters import HOST, Member, agreed, etcd_members, triumvir_members, wait
+from clusters import HOST, REPO, Member, agreed, etcd_members, triumvir_members, wait
 
 CONNECTIONS = 16
 KEYS = 1000
@@ -154,6 +163,11 @@ def sequential_puts(target: Target, count: int) -> list[float]:
 
 def wrk(target: Target, request_body: str, seconds: int, work: Path, name: str) -> float:
     """Requests per second over ``seconds`` with CONNECTIONS connections; non-2xx answers fail the run."""
+    return wrk_run(target, request_body, seconds, work, name)[0]
+
+
+def wrk_run(target: Target, request_body: str, seconds: int, work: Path, name: str) -> tuple[float, int]:
+    """(requests per second, requests made)."""
     script = work / f"{name}.lua"
     script.write_text(f"n = 0\nbodies = nil\nrequest = function()\n  {request_body}\nend\n")
     out = subprocess.run(["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "-s", str(script), target.base],
@@ -163,9 +177,10 @@ def wrk(target: Target, request_body: str, seconds: int, work: Path, name: str) 
     if "Non-2xx" in out.stdout:
         raise RuntimeError(f"{target.name} {name}: non-2xx answers:\n{out.stdout}")
     match = re.search(r"Requests/sec:\s+([\d.]+)", out.stdout)
-    if match is None:
+    made = re.search(r"(\d+) requests in", out.stdout)
+    if match is None or made is None:
         raise RuntimeError(f"no Requests/sec in wrk's output:\n{out.stdout}")
-    return float(match.group(1))
+    return float(match.group(1)), int(made.group(1))
 
 
 async def _watchers(target: Target, key: str, index: int, count: int) -> list[float]:
@@ -226,6 +241,95 @@ def measure(target: Target, args: argparse.Namespace, work: Path) -> dict[str, s
     return row
 
 
+# ------------------------------------------------------------------ what each write cost
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def member_counts(name: str, member: Member) -> dict[str, float]:
+    """The running counts a member exposes: triumvir's triumvir.* gauges, etcd's WAL fsyncs; plus its CPU."""
+    assert member.proc is not None
+    out = {"cpu": cpu_seconds(member.proc.pid)}
+    base = f"http://{member.http}"  # type: ignore[attr-defined]
+    if name == "triumvir":
+        gauges = requests.get(f"{base}/v1/agent/metrics", timeout=5).json().get("Gauges", [])
+        out.update({g["Name"]: float(g["Value"]) for g in gauges if g["Name"].startswith("triumvir.")})
+    else:
+        text = requests.get(f"{base}/metrics", timeout=5).text
+        found = re.search(r"^etcd_disk_wal_fsync_duration_seconds_count (\d+)", text, re.M)
+        out["fsyncs"] = float(found.group(1)) if found else float("nan")
+    return out
+
+
+def counted(name: str, members: list[Member], leader: str, phase: Callable[[], int]) -> dict[str, str]:
+    """Run ``phase`` (it returns how many PUTs it made) and divide what the members counted meanwhile by it."""
+    before = {m.name: member_counts(name, m) for m in members}
+    writes = phase()
+    after = {m.name: member_counts(name, m) for m in members}
+    delta = {m: {k: after[m][k] - before[m].get(k, 0.0) for k in after[m]} for m in after}
+    lead = next(m.name for m in members if m.http == leader)  # type: ignore[attr-defined]
+    followers = [m for m in delta if m != lead]
+    fsync_key = "triumvir.raft.fsyncs" if name == "triumvir" else "fsyncs"
+
+    def per_write(member: str, key: str) -> str:
+        value = delta[member].get(key)
+        return "n/a" if value is None else f"{value / writes:.2f}"
+
+    row = {"PUTs": str(writes), "leader fsyncs/PUT": per_write(lead, fsync_key),
+           "follower fsyncs/PUT": per_write(followers[0], fsync_key),
+           "CPU ms/PUT (all members)": f"{sum(d['cpu'] for d in delta.values()) / writes * 1000:.2f}",
+           "CPU ms/PUT (leader)": f"{delta[lead]['cpu'] / writes * 1000:.2f}"}
+    if name == "triumvir":
+        fsyncs = delta[lead].get(fsync_key)
+        entries = delta[lead].get("triumvir.raft.entries_persisted")
+        row["leader entries/fsync"] = "n/a" if not fsyncs or entries is None else f"{entries / fsyncs:.2f}"
+        messages = [delta[m].get("triumvir.raft.messages") for m in delta]
+        row["raft msgs/PUT"] = ("n/a" if None in messages else f"{sum(messages) / writes:.2f}")  # type: ignore[arg-type]
+        row["forward conns opened/PUT"] = "n/a"
+        opened = [delta[m].get("triumvir.rpc_pool.opened") for m in followers]
+        if None not in opened:
+            row["forward conns opened/PUT"] = f"{sum(opened) / writes:.3f}"  # type: ignore[arg-type]
+    return row
+
+
+def measure_writes(name: str, target: Target, members: list[Member], args: argparse.Namespace,
+                   work: Path) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """PUT latency (to the leader, and through a follower) and throughput; and what each PUT cost."""
+    leader = target.base.removeprefix("http://")
+    follower = next(m for m in members if m.http != leader)  # type: ignore[attr-defined]
+    via = Triumvir(follower.http) if name == "triumvir" else Etcd(follower.http)  # type: ignore[attr-defined]
+    row: dict[str, str] = {}
+    counts: dict[str, dict[str, str]] = {}
+    seq: list[float] = []
+
+    def sequential(t: Target, out: list[float]) -> Callable[[], int]:
+        def run() -> int:
+            out.extend(sequential_puts(t, args.puts))
+            return args.puts + 1
+        return run
+
+    counts["sequential PUTs to the leader"] = counted(name, members, leader, sequential(target, seq))
+    row["PUT p50 ms"] = f"{statistics.median(seq) * 1000:.2f}"
+    row["PUT p99 ms"] = f"{percentile(seq, 99) * 1000:.2f}"
+    rate: list[float] = []
+
+    def concurrent() -> int:
+        per_s, made = wrk_run(target, target.wrk_put(), args.seconds, work, f"{name}-put")
+        rate.append(per_s)
+        return made
+
+    counts[f"PUTs from {CONNECTIONS} connections"] = counted(name, members, leader, concurrent)
+    row[f"PUT/s ({CONNECTIONS} conns)"] = f"{rate[0]:.0f}"
+    fwd: list[float] = []
+    counts["sequential PUTs via a follower"] = counted(name, members, leader, sequential(via, fwd))
+    row["PUT via follower p50 ms"] = f"{statistics.median(fwd) * 1000:.2f}"
+    row["PUT via follower p99 ms"] = f"{percentile(fwd, 99) * 1000:.2f}"
+    return row, counts
+
+
 def leader_http(members: list[Member]) -> str:
     leader = wait("every member to report one leader", lambda: agreed(members))
     for m in members:
@@ -243,6 +347,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--watchers", type=int, default=1000)
     parser.add_argument("--only", choices=("triumvir", "etcd"), help="measure one system only")
+    parser.add_argument("--writes-only", action="store_true", help="PUTs only, with what each one cost")
+    parser.add_argument("--agent-repo", type=Path, default=REPO, help="run triumvir from this source tree")
     args = parser.parse_args()
     etcd = shutil.which("etcd")
     if etcd is None or shutil.which("wrk") is None:
@@ -251,9 +357,11 @@ def main() -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))  # 1,000 watchers each side
     rows: dict[str, dict[str, str]] = {}
+    costs: dict[str, dict[str, str]] = {}
     with tempfile.TemporaryDirectory(prefix="kv-vs-etcd-") as tmp:
         work = Path(tmp)
-        for name, make in (("triumvir", lambda: triumvir_members(work, {"limits": {"http_max_conns_per_client": 0}})),
+        for name, make in (("triumvir", lambda: triumvir_members(work, {"limits": {"http_max_conns_per_client": 0}},
+                                                                 args.agent_repo.resolve())),
                            ("etcd", lambda: etcd_members(work, etcd))):
             if args.only and args.only != name:
                 continue
@@ -263,18 +371,29 @@ def main() -> int:
                     m.start()
                 http = leader_http(members)
                 target: Target = Triumvir(http) if name == "triumvir" else Etcd(http)
-                rows[name] = measure(target, args, work)
+                if args.writes_only:
+                    rows[name], phases = measure_writes(name, target, members, args, work)
+                    costs.update({f"{name}: {phase}": row for phase, row in phases.items()})
+                else:
+                    rows[name] = measure(target, args, work)
             finally:
                 for m in members:
                     m.kill()
     print(f"\nKV on 3 members on loopback, requests to the leader over HTTP; {args.puts} sequential PUTs, "
           f"{args.seconds} s wrk runs with {CONNECTIONS} connections, {args.watchers} watchers of one key\n")
+    print_table("system", rows)
+    if costs:
+        print("\nWhat each PUT cost (counted by the members; CPU from /proc)\n")
+        print_table("system: phase", costs)
+    return 0
+
+
+def print_table(first: str, rows: dict[str, dict[str, str]]) -> None:
     columns = list(dict.fromkeys(c for row in rows.values() for c in row))
-    print("| system | " + " | ".join(columns) + " |")
+    print(f"| {first} | " + " | ".join(columns) + " |")
     print("|---|" + "---|" * len(columns))
     for name, row in rows.items():
         print(f"| {name} | " + " | ".join(row.get(c, "") for c in columns) + " |")
-    return 0
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 import attrs
 
 from protocol.raft import Config, MemoryStorage, RawNode, bootstrap
+from protocol.raft.quorum import has_quorum
 from protocol.raft.types import (
     ConfState,
     Entry,
@@ -22,6 +23,7 @@ from protocol.raft.types import (
     Message,
     MsgType,
     ReadState,
+    Ready,
     Role,
     Snapshot,
 )
@@ -93,6 +95,7 @@ class Server:
         self.tear_next_ready = False
         self.torn_crashes = 0
         self.torn_entries = 0
+        self.in_flight: Ready | None = None  # taken from the node, not yet persisted (start_ready/finish_ready)
         self._start()
 
     def _start(self) -> None:
@@ -110,44 +113,64 @@ class Server:
         return self.node.raft
 
     def process_ready(self) -> list[Message]:
-        """Handle every pending Ready; the messages to send."""
+        """Handle every pending Ready; the messages to send (each Ready's early ones before its persist)."""
         out: list[Message] = []
-        while self.alive and self.node.has_ready():
-            rd = self.node.ready()
-            if self.tear_next_ready:
-                self._torn_crash(rd)
-                break
-            if rd.snapshot is not None:
-                self.storage.apply_snapshot(rd.snapshot)
-            if rd.entries:
-                self.storage.append(rd.entries)
-            if rd.hard_state is not None:
-                self.storage.set_hard_state(rd.hard_state)
-            if rd.must_sync:
-                self.durable_hard = self.storage.hard_state
-            if self.checker:
-                self.checker.on_persisted(self, rd.entries)
-                self.checker.note_commit(self)
-            if self.checker:
-                for m in rd.messages:
-                    self.checker.on_send(self, m)
-            out.extend(rd.messages)
-            if rd.snapshot is not None:
-                self.sm = Register.load(rd.snapshot.data)
-                self.applied = rd.snapshot.meta.index
-                if self.checker:
-                    self.checker.on_snapshot_applied(self, rd.snapshot)
-            for e in rd.committed_entries:
-                if self.checker:
-                    self.checker.on_apply(self, e)
-                self.sm.apply(e)
-                self.applied = e.index
-            self.read_states.extend(rd.read_states)
-            self.node.advance()
-            self._maybe_compact()
+        while self.alive and self.in_flight is None and self.node.has_ready():
+            rd, early = self.start_ready()
+            out.extend(early)
+            if self.alive:
+                out.extend(self.finish_ready(rd))
         if self.checker and self.alive:
             self.checker.after_step(self)
         return out
+
+    def start_ready(self) -> tuple[Ready, list[Message]]:
+        """Take the next Ready and let its early messages go (a leader's APPENDs leave before its fsync);
+        the Ready stays in flight until finish_ready.  A crash due now tears this Ready's persist."""
+        rd = self.node.ready()
+        self.in_flight = rd
+        if self.checker:
+            for m in rd.early_messages:
+                self.checker.on_send(self, m)
+        early = list(rd.early_messages)
+        if self.tear_next_ready:
+            self._torn_crash(rd)
+        return rd, early
+
+    def finish_ready(self, rd: Ready) -> list[Message]:
+        """Persist the Ready in flight, then send, apply and advance; the messages to send after persist."""
+        assert rd is self.in_flight, "finish_ready for a Ready not in flight"
+        if rd.snapshot is not None:
+            self.storage.apply_snapshot(rd.snapshot)
+        if rd.entries:
+            self.storage.append(rd.entries)
+        if rd.hard_state is not None:
+            self.storage.set_hard_state(rd.hard_state)
+        if rd.must_sync:
+            self.durable_hard = self.storage.hard_state
+        if self.checker:
+            self.checker.on_persisted(self, rd.entries)
+            self.checker.note_commit(self)
+        if self.checker:
+            for m in rd.messages:
+                self.checker.on_send(self, m)
+        if rd.snapshot is not None:
+            self.sm = Register.load(rd.snapshot.data)
+            self.applied = rd.snapshot.meta.index
+            if self.checker:
+                self.checker.on_snapshot_applied(self, rd.snapshot)
+        for e in rd.committed_entries:
+            if self.checker:
+                self.checker.on_apply(self, e)
+            self.sm.apply(e)
+            self.applied = e.index
+        self.read_states.extend(rd.read_states)
+        self.in_flight = None
+        self.node.advance()
+        if self.checker:
+            self.checker.note_commit(self)  # advance may commit: our own entries now count
+        self._maybe_compact()
+        return list(rd.messages)
 
     def _maybe_compact(self) -> None:
         if not self.snapshot_every:
@@ -157,18 +180,23 @@ class Server:
             self.storage.compact(max(self.storage.first_index() - 1, self.applied - self.keep_after_snapshot))
 
     def crash(self) -> None:
-        """Stop now: the hard state written without fsync since the last fsync is lost."""
+        """Stop now: the hard state written without fsync since the last fsync is lost, and so is a Ready
+        in flight (a crash before its fsync completed)."""
         self.storage.set_hard_state(self.durable_hard)
         self.alive = False
         self.read_states = []
         self.tear_next_ready = False
+        self.in_flight = None
 
     def crash_while_writing_next_ready(self) -> None:
-        """Crash part-way through persisting the next Ready: a prefix of its entries reaches the disk, its
-        hard state does not, and none of its messages leave."""
-        self.tear_next_ready = True
+        """Crash part-way through persisting the next Ready (or the one in flight): a prefix of its entries
+        reaches the disk, its hard state does not, and only its early messages (already sent) left."""
+        if self.in_flight is not None:
+            self._torn_crash(self.in_flight)
+        else:
+            self.tear_next_ready = True
 
-    def _torn_crash(self, rd) -> None:
+    def _torn_crash(self, rd: Ready) -> None:
         self.torn_entries = 0
         if rd.snapshot is None and rd.entries:
             self.torn_entries = self.rng.randrange(len(rd.entries) + 1)
@@ -204,7 +232,9 @@ class Checker:
       (each server applies consecutive indexes, from its snapshot on);
     * commit never decreases within a server's life nor passes its last index; applied <= commit;
     * persist before send: a vote request, a granted vote, an acknowledgement leave only once the term, the
-      vote or the entries they vouch for are in the server's storage.
+      vote or the entries they vouch for are in the server's storage;
+    * durable commit: when a leader's commit index moves, a quorum of its voters holds that entry in storage
+      (a leader that sent its APPENDs before its own fsync counts itself only once it is on its disk).
     """
 
     def __init__(self) -> None:
@@ -213,12 +243,14 @@ class Checker:
         self.committed: dict[int, tuple[int, bytes]] = {}  # index -> (term, data) known committed
         self.commit_term: dict[int, int] = {}  # index -> lowest term at which a server saw it committed
         self.applied: dict[int, tuple[int, bytes]] = {}
+        self.servers: dict[str, Server] = {}  # every server seen, alive or not: their storage is their disk
         self.steps = 0
 
     def fail(self, what: str) -> None:
         raise InvariantViolation(what)
 
     def on_start(self, s: Server) -> None:
+        self.servers[s.id] = s
         r = s.raft
         if r.log.committed > r.log.last_index():
             self.fail(f"{s.id}: restarted with commit {r.log.committed} past last index {r.log.last_index()}")
@@ -237,9 +269,10 @@ class Checker:
         hs = s.storage.hard_state
         if m.type not in (MsgType.PRE_VOTE, MsgType.PRE_VOTE_RESP) and m.term > hs.term:
             self.fail(f"{s.id}: sends {m.type.name} of term {m.term} with term {hs.term} on disk")
-        if m.type is MsgType.VOTE and (hs.term, hs.vote) != (m.term, s.id):
+        # a later term on disk is as good: the server can never vote in m.term again
+        if m.type is MsgType.VOTE and hs.term <= m.term and (hs.term, hs.vote) != (m.term, s.id):
             self.fail(f"{s.id}: asks for votes in term {m.term} before its own vote is on disk ({hs})")
-        if m.type is MsgType.VOTE_RESP and not m.reject and (hs.term, hs.vote) != (m.term, m.to):
+        if m.type is MsgType.VOTE_RESP and not m.reject and hs.term <= m.term and (hs.term, hs.vote) != (m.term, m.to):
             self.fail(f"{s.id}: grants {m.to} its vote in term {m.term} before it is on disk ({hs})")
         if m.type is MsgType.APPEND_RESP and not m.reject and m.index > s.storage.last_index():
             self.fail(f"{s.id}: acknowledges {m.index} with only {s.storage.last_index()} on disk")
@@ -286,6 +319,8 @@ class Checker:
         log = r.log
         if log.committed < s.last_commit:
             self.fail(f"{s.id}: commit went back from {s.last_commit} to {log.committed}")
+        if r.role is Role.LEADER and log.committed > s.last_commit:
+            self._expect_durable_quorum(s, log.committed, log.term(log.committed))
         first_new = max(s.last_commit + 1, log.first_index())
         for idx in range(first_new, log.committed + 1):
             term = log.term(idx)
@@ -296,6 +331,13 @@ class Checker:
             if idx not in self.commit_term or r.term < self.commit_term[idx]:
                 self.commit_term[idx] = r.term
         s.last_commit = log.committed
+
+    def _expect_durable_quorum(self, s: Server, index: int, term: int) -> None:
+        voters = s.raft.conf.voters()
+        holders = {v for v in voters if v in self.servers and _holds(self.servers[v].storage, index, term)}
+        if not has_quorum(voters, holders):
+            self.fail(f"durable commit: {s.id} (leader of term {s.raft.term}) commits {index} (term {term}) held "
+                      f"on disk only by {sorted(holders)} of voters {sorted(voters)}")
 
     def check_leaders_complete(self, servers: Iterable[Server]) -> None:
         for s in servers:
@@ -311,6 +353,13 @@ class Checker:
         term, _ = self.committed[idx]
         if log.term_or_none(idx) != term:
             self.fail(f"{what}: {s.id} lacks committed entry {idx} (term {term}), has {log.term_or_none(idx)}")
+
+
+def _holds(storage: MemoryStorage, index: int, term: int) -> bool:
+    """Whether storage holds entry (index, term), or a snapshot past it (which holds only committed entries)."""
+    if index < storage.first_index():
+        return True
+    return index <= storage.last_index() and storage.term(index) == term
 
 
 # --------------------------------------------------------------------------------------------- unit-test net

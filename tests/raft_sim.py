@@ -48,6 +48,10 @@ class Scenario:
     transfers: bool = False  # the leader hands over to a random voter now and then
     wire: bool = False  # every message goes through to_wire, msgpack and from_wire, as on the server port
     stalls: bool = False  # a server freezes (SIGSTOP, a long GC pause) and later works off its backlog
+    # >0: persisting a Ready takes up to this many ms (uniform from 1), as the driver's fsync in its worker
+    # thread does; meanwhile the server is stepped and ticked, its early messages (a leader's APPENDs) already
+    # sent, and a crash then loses the Ready (or, tearing, keeps a prefix of its entries)
+    persist_ms: int = 0
     election_tick: int = 10
     heartbeat_tick: int = 2
     max_inflight_msgs: int = 4
@@ -79,7 +83,7 @@ class Simulation:
         self.accepted: list[tuple[str, int, int, bytes]] = []  # (server, index, term, data)
         self.proposal_seq = 0
         self.stats = {"delivered": 0, "lost": 0, "crashes": 0, "partitions": 0, "conf_changes": 0, "transfers": 0,
-                      "stalls": 0,
+                      "stalls": 0, "crashes_in_flight": 0,
                       "calm_retries": 0}
         self.on_event = on_event
         self.next_id = scenario.servers
@@ -121,10 +125,33 @@ class Simulation:
         self.at(TICK_MS, lambda: self._tick(s, incarnation))
 
     def _flush(self, s: Server) -> None:
-        for m in s.process_ready():
-            self._send(m)
+        if self.sc.persist_ms:
+            self._start_persist(s)
+        else:
+            for m in s.process_ready():
+                self._send(m)
         if self.on_event:
             self.on_event(self)
+
+    def _start_persist(self, s: Server) -> None:
+        """Take the next Ready, send its early messages now and persist it after a while (unless a crash
+        comes first); the server keeps stepping and ticking meanwhile."""
+        if s.alive and s.in_flight is None and s.node.has_ready():
+            rd, early = s.start_ready()
+            for m in early:
+                self._send(m)
+            if s.alive:
+                inc = s.incarnation
+                self.at(self.rng.randint(1, self.sc.persist_ms), lambda: self._finish_persist(s, inc, rd))
+        if s.alive and s.checker:
+            s.checker.after_step(s)
+
+    def _finish_persist(self, s: Server, incarnation: int, rd) -> None:
+        if not s.alive or s.incarnation != incarnation or s.in_flight is not rd:
+            return  # crashed before its fsync completed
+        for m in s.finish_ready(rd):
+            self._send(m)
+        self._flush(s)
 
     def _send(self, m: Message) -> None:
         if self.sc.wire:
@@ -230,6 +257,11 @@ class Simulation:
             up = self.alive()
             if len(up) > 1:
                 victim = rng.choice(up)
+                lead = self.leader()
+                if sc.persist_ms and lead is not None and rng.random() < 0.5:
+                    victim = lead  # the case async persistence is about: a leader whose fsync is still running
+                if victim.in_flight is not None and victim.in_flight.entries:
+                    self.stats["crashes_in_flight"] += 1
                 if sc.tear and rng.random() < 0.5:
                     victim.crash_while_writing_next_ready()
                 else:

@@ -54,13 +54,15 @@ class DirectReplica:
         await trio.lowlevel.checkpoint()
 
 
-def direct_service(agent_nodes: dict[str, dict[str, str]] | None = None) -> tuple[StoreService, DirectReplica]:
+def direct_service(agent_nodes: dict[str, dict[str, str]] | None = None, *,
+                   hold_timeout: float = 0.0) -> tuple[StoreService, DirectReplica]:
     """A StoreService over a fresh store; ``agent_nodes`` as the gossip catalog would give them (default: the
-    node ``node1`` with a passing serfHealth)."""
+    node ``node1`` with a passing serfHealth).  Writes are not held for a leader unless ``hold_timeout`` says
+    so (a replica whose leader is taken away never gets one back)."""
     store = StateStore()
     replica = DirectReplica(store)
     nodes = agent_nodes if agent_nodes is not None else {"node1": {"serfHealth": "passing"}}
-    return StoreService(store, replica, agent_nodes=lambda: nodes), replica
+    return StoreService(store, replica, agent_nodes=lambda: nodes, hold_timeout=hold_timeout), replica
 
 
 def store_agent(config: Any = None,

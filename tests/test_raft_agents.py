@@ -156,6 +156,7 @@ class Writer:
     def __init__(self, target: ConsulAgent, prefix: str) -> None:
         self.target, self.prefix = server_addr(target), prefix
         self.acks: list[tuple[float, str]] = []
+        self.failures = 0  # writes answered with an error (tried again)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run)
         self.thread.start()
@@ -172,6 +173,7 @@ class Writer:
                 self.acks.append((time.monotonic(), key))
                 n += 1
             else:
+                self.failures += 1
                 time.sleep(0.005)
 
     def outage_after(self, moment: float, settle: float) -> float:
@@ -214,7 +216,8 @@ def test_write_outage_of_a_graceful_leader_leave_against_kill_9(cluster: Cluster
     assert leaving.proc.wait(20) == 0
     graceful = writer2.outage_after(started, settle=1.0)
     print(f"\nwrite outage (3 servers, raft_multiplier 1): kill -9 of the leader {killed * 1000:.0f} ms, "
-          f"graceful leave of the leader {graceful * 1000:.0f} ms")
+          f"graceful leave of the leader {graceful * 1000:.0f} ms; writes answered with an error: "
+          f"{writer.failures} and {writer2.failures} (a write meeting the transfer is held for the new leader)")
     assert "handed leadership to" in leaving.proc.log_tail(400)
     assert graceful < ELECTION_TIMEOUT / 2 < killed, (graceful, killed)
     wait_for(lambda: configuration(stays[0]) == sorted(server_addr(s) for s in stays), timeout=10,

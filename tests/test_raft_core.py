@@ -145,6 +145,10 @@ def test_leader_commits_earlier_terms_only_through_an_entry_of_its_own_term():
     r.step(Message(type=MsgType.APPEND_RESP, to="a", from_="b", term=3, index=4))
     assert r.log.committed == 3, "an entry of term 2 was committed by counting replicas"
     r.step(Message(type=MsgType.APPEND_RESP, to="a", from_="b", term=3, index=5))
+    assert r.log.committed == 3, "the leader's own no-op is not on its disk yet"
+    rd = node.ready()
+    storage.append(rd.entries)
+    node.advance()
     assert r.log.committed == 5
 
 
@@ -532,3 +536,80 @@ def test_report_unreachable_stops_pipelining():
     assert net["a"].raft.prs["b"].state is ProgressState.PROBE
     st = net["a"].node.status()
     assert st.last_term == st.term and st.role is Role.LEADER
+
+
+# ----------------------------------------------------------------------------------------------- async persist
+def _leader_with_unpersisted_proposal() -> tuple[Net, Server, int, tuple[Message, ...]]:
+    """a leads {a, b, c}; one proposal's Ready is taken but not yet persisted: its early messages and index."""
+    net = Net(ABC)
+    net.elect("a")
+    net.tick_all(2)
+    a = net["a"]
+    index, _ = a.node.propose(b"x")
+    rd = a.node.ready()
+    assert [e.index for e in rd.entries] == [index] and rd.must_sync
+    return net, a, index, rd.early_messages
+
+
+def test_a_leader_sends_its_appends_before_persisting_them():
+    _, a, index, early = _leader_with_unpersisted_proposal()
+    appends = {m.to: m for m in early if m.type is MsgType.APPEND}
+    assert set(appends) == {"b", "c"}
+    assert all(m.entries[-1].index == index for m in appends.values())
+    assert a.storage.last_index() < index  # they left while the entry is only in memory
+
+
+def test_a_leaders_own_unpersisted_entry_does_not_count_toward_the_commit():
+    _, a, index, _ = _leader_with_unpersisted_proposal()
+    term = a.raft.term
+    a.node.step(Message(type=MsgType.APPEND_RESP, to="a", from_="b", term=term, index=index))
+    assert a.raft.log.committed < index  # a and b would be a quorum, but a has not written it yet
+    a.storage.append(a.node._in_flight.entries)  # the driver's persist completes
+    a.node.advance()
+    assert a.raft.log.committed == index
+    rd = a.node.ready()  # the followers learn the new commit index at once
+    assert {m.to for m in rd.early_messages if m.type is MsgType.APPEND and m.commit == index} == {"b", "c"}
+
+
+def test_a_quorum_of_followers_commits_while_the_leader_still_persists():
+    _, a, index, _ = _leader_with_unpersisted_proposal()
+    for peer in ("b", "c"):
+        a.node.step(Message(type=MsgType.APPEND_RESP, to="a", from_=peer, term=a.raft.term, index=index))
+    assert a.raft.log.committed == index  # the thesis §10.2.1: a majority of the others holds it on disk
+
+
+def test_messages_that_vouch_for_the_disk_wait_for_the_persist():
+    b = RawNode(Config(id="b"), bootstrapped_storage(ABC), random.Random(1))
+    b.campaign()  # a new term and our own vote: VOTE leaves only once both are on disk
+    rd = b.ready()
+    assert not rd.early_messages and {m.type for m in rd.messages} == {MsgType.VOTE}
+    storage = bootstrapped_storage(ABC)
+    c = RawNode(Config(id="c"), storage, random.Random(2))
+    c.step(Message(type=MsgType.HEARTBEAT, to="c", from_="a", term=2))
+    rd = c.ready()  # a term learned from a heartbeat: even the answer waits for it to be on disk
+    assert not rd.early_messages and [m.type for m in rd.messages] == [MsgType.HEARTBEAT_RESP]
+    storage.set_hard_state(rd.hard_state)
+    c.advance()
+    last = c.raft.log.last_index()
+    c.step(Message(type=MsgType.APPEND, to="c", from_="a", term=2, index=last, log_term=c.raft.log.last_term(),
+                   entries=(Entry(last + 1, 2, data=b"y"),)))
+    rd = c.ready()  # a follower's acknowledgement vouches for its disk
+    assert not rd.early_messages and [m.type for m in rd.messages] == [MsgType.APPEND_RESP]
+
+
+def test_proposals_made_together_go_to_each_follower_in_one_append():
+    net = Net(ABC)
+    net.elect("a")
+    net.tick_all(2)
+    a = net["a"]
+    first, term = a.node.propose_batch([b"x", b"y", b"z"])
+    rd = a.node.ready()
+    appends = [m for m in rd.early_messages if m.type is MsgType.APPEND]
+    assert sorted(m.to for m in appends) == ["b", "c"]
+    assert all([(e.index, e.data) for e in m.entries] == [(first, b"x"), (first + 1, b"y"), (first + 2, b"z")]
+               for m in appends)
+    assert [e.index for e in rd.entries] == [first, first + 1, first + 2] and term == a.raft.term
+    with pytest.raises(ValueError, match="no command"):
+        a.node.propose_batch([])
+    with pytest.raises(NotLeader):
+        net["b"].node.propose_batch([b"w"])

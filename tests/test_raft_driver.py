@@ -1,5 +1,6 @@
-"""agent.server.driver: the order persist -> send -> apply -> advance, with a real RaftStore and real transports
-on loopback, driven by a trivial scripted node; a proposal's result comes from the state machine once applied."""
+"""agent.server.driver: the order send early -> persist -> send -> apply -> advance, with a real RaftStore and
+real transports on loopback, driven by a trivial scripted node; a proposal's result comes from the state machine
+once applied."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import trio
 
@@ -21,8 +23,9 @@ DEADLINE = 15.0
 
 
 class ScriptedNode:
-    """Each proposal becomes one Ready: persist the entry and a hard state (a new term each time, so the store
-    must make it durable before anything is sent), send it to b, apply it."""
+    """Each proposal becomes one Ready: a heartbeat to b that may leave before the disk write; persist the entry
+    and a hard state (a new term each time, so the store must make it durable before the rest is sent), send it
+    to b, apply it."""
 
     def __init__(self, events: list[str]) -> None:
         self.events = events
@@ -37,12 +40,19 @@ class ScriptedNode:
     def step(self, msg: Message) -> None:
         self.stepped.append(msg)
 
+    def propose_batch(self, datas: Sequence[bytes]) -> tuple[int, int]:
+        first = self.propose(datas[0])
+        for data in datas[1:]:
+            self.propose(data)
+        return first
+
     def propose(self, data: bytes) -> tuple[int, int]:
         self.index += 1
         e = Entry(self.index, 1, data=data)
         self.pending.append(Ready(
             entries=(e,), hard_state=HardState(self.index, "a", self.index), must_sync=True, committed_entries=(e,),
             messages=(Message(type=MsgType.APPEND, to="b", from_="a", term=1, index=self.index - 1, entries=(e,)),),
+            early_messages=(Message(type=MsgType.HEARTBEAT, to="b", from_="a", term=1),),
         ))
         return self.index, 1
 
@@ -73,7 +83,8 @@ class RecordingTransport(Transport):
 
     def send_all(self, msgs: Sequence[Message]) -> None:
         on_disk = HardStateFile(self.store_dir / "hardstate").load()  # what a restart would read now
-        self.events.append(f"send (hard state on disk: commit {on_disk.commit})")
+        types = ",".join(m.type.name for m in msgs)
+        self.events.append(f"send {types} (hard state on disk: commit {on_disk.commit})")
         super().send_all(msgs)
 
 
@@ -109,14 +120,15 @@ def test_a_ready_is_persisted_then_sent_then_applied_then_advanced(tmp_path: Pat
             for i in range(1, 4):
                 assert await driver.propose(b"cmd%d" % i) == f"applied {i}"
             with trio.fail_after(DEADLINE):
-                got = [await b.inbox.receive() for _ in range(3)]
-            assert [m.entries[0].data for m in got] == [b"cmd1", b"cmd2", b"cmd3"]
+                got = [await b.inbox.receive() for _ in range(6)]
+            assert [m.entries[0].data for m in got if m.type is MsgType.APPEND] == [b"cmd1", b"cmd2", b"cmd3"]
             with trio.fail_after(DEADLINE):
                 while len(applied) < 3:
                     await trio.sleep(0.01)
             assert events == [
                 step for i in range(1, 4)
-                for step in ("sync", f"send (hard state on disk: commit {i})", "apply", "advance")
+                for step in (f"send HEARTBEAT (hard state on disk: commit {i - 1})", "sync",
+                             f"send APPEND (hard state on disk: commit {i})", "apply", "advance")
             ]
             b.send(Message(type=MsgType.HEARTBEAT, to="a", from_="b", term=1))
             with trio.fail_after(DEADLINE):
@@ -215,6 +227,38 @@ def test_proposals_resolve_on_apply_on_the_leader_and_fail_fast_elsewhere(tmp_pa
             with trio.fail_after(DEADLINE):  # the follower applies the leader's entry too
                 while (index, term, b"x") not in follower.machine.applied:
                     await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+def test_concurrent_proposals_share_one_append_and_one_fsync(tmp_path: Path) -> None:
+    """16 writers at once: their proposals reach the driver in one round and go out as one append (one APPEND
+    per follower, one fsync); each writer still gets its own entry's result."""
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            members = await _cluster(tmp_path, nursery)
+            leader = await _leader(members)
+            driver = leader.driver
+            assert driver is not None
+            await driver.propose(b"warm", timeout=DEADLINE)
+            before = attrs.evolve(driver.stats)
+            results: dict[int, tuple[int, int]] = {}
+
+            async def write(n: int) -> None:
+                results[n] = await driver.propose(b"c%d" % n, timeout=DEADLINE)
+
+            async with trio.open_nursery() as writers:
+                for n in range(16):
+                    writers.start_soon(write, n)
+            indexes = [results[n][0] for n in range(16)]
+            assert indexes == list(range(indexes[0], indexes[0] + 16))  # in order, one entry each
+            assert all((results[n][0], results[n][1], b"c%d" % n) in leader.machine.applied for n in range(16))
+            fsyncs = driver.stats.fsyncs - before.fsyncs
+            entries = driver.stats.entries_persisted - before.entries_persisted
+            assert entries == 16 and fsyncs == 1, (entries, fsyncs)
+            sent_early = driver.stats.early_messages - before.early_messages  # APPENDs and heartbeats
+            assert sent_early < 16, sent_early  # one APPEND per command would be 32
             nursery.cancel_scope.cancel()
 
     trio.run(main)

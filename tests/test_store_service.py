@@ -14,6 +14,7 @@ import trio.testing
 from store_direct import DirectReplica, direct_service
 
 from agent.server.access import CommandFailed, NoLeader, QueryResult, ReadMode, StoreUnavailable
+from agent.server.driver import ProposalLost
 from agent.server.duties import LeaderDuties, invalidations
 from agent.server.forwarding import ForwardAccess, remote_error, unwrap_apply
 from agent.server.queries import QueryError
@@ -33,6 +34,7 @@ from agent.server.state.commands import (
 )
 from agent.server.state.store import StateStore
 from agent.server.transport import Transport
+from protocol.raft.errors import ProposalDropped
 
 SEC = 10**9
 
@@ -312,3 +314,80 @@ async def test_tombstones_are_reaped_after_the_ttl() -> None:
             await duties._round()
             await trio.sleep(0.05)
     assert "a" not in service.store.current.tombstones
+
+
+# ------------------------------------------------------------------ writes held while leadership moves
+
+
+class TransferringReplica(DirectReplica):
+    """A leader handing over: its core refuses proposals (nothing appended) until ``moved`` names the new
+    leader; ``lose`` makes a proposal fail after it was appended (its outcome unknown)."""
+
+    def __init__(self, store: StateStore, address: str) -> None:
+        super().__init__(store, address)
+        self.refused = 0
+        self.lose = False
+
+    async def propose(self, data: bytes, timeout: float) -> Any:
+        if self.is_leader() and self.lose:
+            self.proposals += 1
+            raise ProposalLost("entry 7 of term 1 was overwritten")
+        if self.is_leader():
+            self.refused += 1
+            raise ProposalDropped("leadership transfer to 'b' in progress")
+        return await super().propose(data, timeout)
+
+
+@trio_test
+async def test_a_write_during_a_leadership_transfer_waits_for_the_new_leader_and_applies_once() -> None:
+    new_leader, new_replica = direct_service()
+    async with trio.open_nursery() as nursery:
+        address = await _serve(nursery, new_leader)
+        store = StateStore()
+        old = TransferringReplica(store, "127.0.0.1:1")
+        service = StoreService(store, old, agent_nodes=dict, hold_timeout=5.0)
+        done: list[Any] = []
+
+        async def write() -> None:
+            done.append(await service.apply(KVCas(key="k", index=0, value=b"v")))
+
+        nursery.start_soon(write)
+        with trio.fail_after(5):
+            while old.refused < 3:  # refused, and tried again, while the transfer runs
+                await trio.sleep(0.01)
+        assert not done and service.held_writes == 1
+        old.leader = ""  # the old leader steps down; the new one is not known yet
+        await trio.sleep(0.1)
+        old.leader = address  # the new leader's first heartbeat
+        with trio.fail_after(5):
+            while not done:
+                await trio.sleep(0.01)
+        assert done == [True]  # a check-and-set that applied twice would answer false the second time
+        assert new_replica.proposals == 1 and old.proposals == 0
+        assert new_leader.store.current.kvs["k"].value == b"v"
+        nursery.cancel_scope.cancel()
+
+
+@trio_test
+async def test_a_held_write_gives_up_after_the_hold_timeout() -> None:
+    store = StateStore()
+    old = TransferringReplica(store, "127.0.0.1:1")
+    service = StoreService(store, old, agent_nodes=dict, hold_timeout=0.3)
+    started = trio.current_time()
+    with pytest.raises(StoreUnavailable, match="leadership transfer"):
+        await service.apply(KVSet(key="k", value=b"v"))
+    assert 0.3 <= trio.current_time() - started < 3
+    old.leader = ""
+    with pytest.raises(NoLeader):
+        await service.apply(KVSet(key="k", value=b"v"))
+
+
+@trio_test
+async def test_a_write_that_may_have_been_appended_is_not_tried_again() -> None:
+    store = StateStore()
+    replica = TransferringReplica(store, "127.0.0.1:1")
+    replica.lose = True
+    service = StoreService(store, replica, agent_nodes=dict, hold_timeout=5.0)
+    with pytest.raises(StoreUnavailable, match="overwritten"):
+        await service.apply(KVSet(key="k", value=b"v"))
+    assert replica.proposals == 1 and service.held_writes == 0

@@ -1,14 +1,18 @@
 """The Raft driver: runs a `RawNode` against `RaftStore`, `Transport` and a state machine.
 
-Every Ready is handled in the order the core requires (docs/raft.md): persist (snapshot, entries, hard state;
-fsync when the core says so), then send, then apply, then advance.  Persisting is blocking file IO, so it runs
-in a worker thread (`trio.to_thread`); the node itself is only ever called from this task, between awaits, so it
-needs no lock, and no input is fed to it while a Ready is in flight.
+Every Ready is handled in the order the core requires (docs/raft.md): its early messages (a leader's APPENDs
+and heartbeats) go to the transport first, so the followers write while the leader's own fsync runs; then
+persist (snapshot, entries, hard state; fsync when the core says so), then send the rest, then apply, then
+advance (which is when the leader's own entries count toward a commit).  Persisting is blocking file IO, so it
+runs in a worker thread (`trio.to_thread`); the node itself is only ever called from this task, between awaits,
+so it needs no lock, and no input is fed to it while a Ready is in flight: the proposals that arrive meanwhile
+wait on the event channel and go into the next Ready together, one append and one fsync for all of them.
 
 A proposal is an event on the same queue as ticks and messages; its caller waits on a `_Waiter` resolved when
 the entry at its index is applied (the state machine's result) or shown not to be ours (another term at that
-index: `ProposalLost`), or at once with `NotLeader`.  Every `snapshot_every` applied entries the state machine is
-snapshotted into the store and the log before it compacted.
+index: `ProposalLost`), or at once with `NotLeader` / `ProposalDropped` (then it was not appended at all).
+Every `snapshot_every` applied entries the state machine is snapshotted into the store and the log before it
+compacted.
 """
 
 from __future__ import annotations
@@ -76,6 +80,19 @@ class Timing:
     @property
     def election_tick(self) -> int:
         return max(2, round(self.election_timeout / self.tick))
+
+
+@attrs.define
+class DriverStats:
+    """Counts of the write path, to read what a write costs (bench/kv_vs_etcd.py reads them per PUT)."""
+
+    readies: int = 0
+    persists: int = 0  # Readies that wrote to the store
+    fsyncs: int = 0  # Readies the core asked to sync (one fsync of the log, plus the hard state's if it changed)
+    entries_persisted: int = 0
+    messages: int = 0  # Raft messages handed to the transport
+    early_messages: int = 0  # of which sent before their Ready was persisted
+    proposals: int = 0
 
 
 @attrs.define(eq=False)
@@ -147,6 +164,7 @@ class Driver:
         self.last_contact = 0.0  # trio time of the last message from the leader (followers)
         self.snapshots_taken = 0
         self.faulty_messages = 0  # messages the core refused with LogInvariantError
+        self.stats = DriverStats()
         self.conf_index = 0  # index of the last configuration entry applied (Consul's configuration Index)
         self._waiters: dict[int, _Waiter] = {}
         self._reads: dict[bytes, _Waiter] = {}  # ReadIndex requests in flight, by context
@@ -233,8 +251,15 @@ class Driver:
                     batch.append(self._events.receive_nowait())
                 except trio.WouldBlock:
                     break
+            proposals: list[_Propose] = []
             for event in batch:
+                if isinstance(event, _Propose):
+                    proposals.append(event)  # consecutive ones go to the followers together
+                    continue
+                self._propose_all(proposals)
+                proposals = []
                 self._feed(event)
+            self._propose_all(proposals)
             while self.node.has_ready():
                 await self._handle(self.node.ready())
 
@@ -242,12 +267,7 @@ class Driver:
         if isinstance(event, _Tick):
             self.node.tick()
         elif isinstance(event, _Propose):
-            try:
-                receipt = self.node.propose(event.data)
-            except (NotLeader, ProposalDropped) as err:
-                event.waiter.resolve(error=err)
-                return
-            self._expect(receipt, event.waiter)
+            self._propose_all([event])
         elif isinstance(event, _ConfChange):
             try:
                 receipt = self.node.propose_conf_change(event.change)
@@ -272,9 +292,24 @@ class Driver:
         else:
             self._step(event)
 
+    def _propose_all(self, proposals: list[_Propose]) -> None:
+        """Proposals that arrived together: one append, one APPEND per follower, one fsync for all."""
+        if not proposals:
+            return
+        self.stats.proposals += len(proposals)
+        try:
+            receipt = self.node.propose_batch([p.data for p in proposals])
+        except (NotLeader, ProposalDropped) as err:
+            for p in proposals:
+                p.waiter.resolve(error=err)
+            return
+        for n, p in enumerate(proposals):
+            self._expect(None if receipt is None else (receipt[0] + n, receipt[1]), p.waiter)
+
     def _expect(self, receipt: tuple[int, int] | None, waiter: _Waiter) -> None:
-        if receipt is None:  # forwarded (forward_proposals): we cannot follow it
-            waiter.resolve(error=NotLeader(self.soft_state.leader, "proposal"))
+        if receipt is None:  # forwarded (forward_proposals): we cannot follow it, and it may yet apply
+            waiter.resolve(error=RaftError(f"proposal forwarded to the leader {self.soft_state.leader or '?'}: "
+                                           f"its outcome is not followed here"))
             return
         index, waiter.term = receipt
         self._waiters[index] = waiter
@@ -291,7 +326,11 @@ class Driver:
             log.warning("raft: dropped a %s from %s: %s", msg.type.name, msg.from_, err)
 
     async def _handle(self, rd: Ready) -> None:
-        """persist -> send -> apply -> advance."""
+        """send early -> persist -> send -> apply -> advance."""
+        self.stats.readies += 1
+        if rd.early_messages:
+            self.transport.send_all(rd.early_messages)
+            self.stats.early_messages += len(rd.early_messages)
         changed = False
         if rd.soft_state is not None:
             if rd.soft_state.role is not Role.LEADER and self.soft_state.role is Role.LEADER:
@@ -303,9 +342,15 @@ class Driver:
                 self._fail_reads(NotLeader(rd.soft_state.leader, "read index"))
             self.soft_state = rd.soft_state
             changed = True
-        if rd.snapshot is not None or rd.entries or rd.hard_state is not None:
+        if rd.snapshot is not None or rd.entries or rd.must_sync:
             await trio.to_thread.run_sync(self._persist, rd)
+            self.stats.persists += 1
+            self.stats.fsyncs += rd.must_sync
+            self.stats.entries_persisted += len(rd.entries)
+        elif rd.hard_state is not None:  # the commit index alone: noted in memory (RaftStore.sync), no thread hop
+            self._persist(rd)
         self.transport.send_all(rd.messages)
+        self.stats.messages += len(rd.messages) + len(rd.early_messages)
         if rd.snapshot is not None:
             self.machine.restore(rd.snapshot.data)
             self.applied = self.conf_index = rd.snapshot.meta.index

@@ -17,8 +17,7 @@ from typing import Any
 
 from .access import CommandFailed, NoLeader, QueryResult, ReadMode, StoreUnavailable
 from .queries import QueryError
-from .rpc import RPCError
-from .rpc import call as rpc_call
+from .rpc import RPCError, RPCPool
 from .state.commands import Command, encode
 
 __all__ = ["FORWARD_SLACK", "ForwardAccess", "forward_call", "remote_error", "unwrap_apply"]
@@ -49,11 +48,11 @@ def remote_error(text: str) -> Exception:
     return StoreUnavailable(text)
 
 
-async def forward_call(address: str, method: str, args: dict[str, Any], timeout: float) -> Any:
-    """One ``Store.*`` call to the server at ``address``, allowed ``timeout`` plus the RPC hold slack; its
-    error text as the exception the caller would have seen locally."""
+async def forward_call(pool: RPCPool, address: str, method: str, args: dict[str, Any], timeout: float) -> Any:
+    """One ``Store.*`` call to the server at ``address`` on one of the pool's connections, allowed ``timeout``
+    plus the RPC hold slack; its error text as the exception the caller would have seen locally."""
     try:
-        return await rpc_call(address, method, args, timeout=timeout + FORWARD_SLACK)
+        return await pool.call(address, method, args, timeout=timeout + FORWARD_SLACK)
     except RPCError as err:
         raise remote_error(str(err)) from None
 
@@ -66,23 +65,24 @@ class ForwardAccess:
         self.leader = leader
         self.servers = servers
         self.write_timeout = write_timeout
+        self.pool = RPCPool()
         self._turn = itertools.count()
 
     async def apply(self, command: Command) -> Any:
-        return unwrap_apply(await forward_call(self._leader(), "Store.Apply", {"data": encode(command)},
-                                             self.write_timeout))
+        return unwrap_apply(await forward_call(self.pool, self._leader(), "Store.Apply", {"data": encode(command)},
+                                               self.write_timeout))
 
     async def query(self, name: str, args: dict[str, Any], mode: ReadMode) -> QueryResult:
         address = self._leader() if mode.consistency != "stale" else self._any_server()
-        reply = await forward_call(address, "Store.Query", {"name": name, "args": args, "mode": mode.to_wire()},
-                                 mode.wait + self.write_timeout)
+        reply = await forward_call(self.pool, address, "Store.Query",
+                                   {"name": name, "args": args, "mode": mode.to_wire()}, mode.wait + self.write_timeout)
         try:
             return QueryResult.from_wire(reply)
         except (ValueError, TypeError) as err:
             raise StoreUnavailable(f"malformed Store.Query answer: {err}") from None
 
     async def renew_session(self, session_id: str) -> Any:
-        return await forward_call(self._leader(), "Session.Renew", {"id": session_id}, self.write_timeout)
+        return await forward_call(self.pool, self._leader(), "Session.Renew", {"id": session_id}, self.write_timeout)
 
     def _leader(self) -> str:
         leader = self.leader()

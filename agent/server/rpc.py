@@ -7,11 +7,20 @@ A connection opens with ``{"hello": 1, "rpc": 1}`` (no answer to it; a server ca
 this way, and KV writes and reads go to the leader the same way (``Store.Apply``, ``Store.Query``).  Methods are
 plain async callables ``args -> result`` of msgpack-able values, registered by name; an unknown method or a
 handler's `RPCError` is an error answer and the connection carries on; a frame that is not a request closes it.
+
+`call` makes one request on a fresh connection.  `RPCPool` keeps a few idle connections per server and makes
+each call on one of them, one call at a time per connection (a blocking query holds its connection; the
+others stay free).  A connection goes back to the pool only after a whole answer was read; a call that is
+cancelled, times out or fails closes its connection, so no late answer can ever be read as another call's.
+A pooled connection the server closed (a restart) is seen before use and dropped.  If one still fails, the
+call is made once more on a fresh connection only when that cannot apply a write twice: the request did not
+leave whole (the send failed, so the server cannot have decoded it), or the method is idempotent.
 """
 
 from __future__ import annotations
 
 import logging
+import select
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -26,6 +35,10 @@ log = logging.getLogger("triumvir.raft.rpc")
 
 Handler = Callable[[Mapping[str, Any]], Awaitable[Any]]
 RPC_HELLO = {"hello": HELLO_VERSION, "rpc": 1}
+#: methods that change nothing, or change it the same however many times they run: a pooled call of one of
+#: these whose connection broke after the request left may be made again (Store.Apply may not)
+IDEMPOTENT = frozenset({"Status.Leader", "Status.Peers", "Store.Query", "Session.Renew"})
+POOL_MAX_IDLE = 8  # idle connections kept per server
 
 
 class RPCError(Exception):
@@ -68,32 +81,160 @@ class RPCServer:
             return {"seq": seq, "error": str(err)}
 
 
+class _Connection:
+    """One RPC connection: requests and answers in turn, numbered; the hello goes out with the first request."""
+
+    def __init__(self, stream: trio.SocketStream, cluster: str) -> None:
+        self.stream = stream
+        self.decoder = FrameDecoder()
+        self.seq = 0
+        self._hello: bytes = encode_frame({**RPC_HELLO, "cluster": cluster} if cluster else RPC_HELLO)
+
+    @classmethod
+    async def open(cls, address: str, cluster: str) -> _Connection:
+        host, port = parse_addr(address, DEFAULT_PORT)
+        return cls(await trio.open_tcp_stream(host, port), cluster)
+
+    async def send(self, method: str, args: Mapping[str, Any]) -> None:
+        self.seq += 1
+        frame = encode_frame({"seq": self.seq, "method": method, "args": dict(args)})
+        hello, self._hello = self._hello, b""
+        await self.stream.send_all(hello + frame)
+
+    async def receive(self) -> dict[str, Any]:
+        while True:
+            data = await self.stream.receive_some(RECEIVE_CHUNK)
+            if not data:
+                raise trio.BrokenResourceError("connection closed")
+            frames = self.decoder.feed(data)
+            if frames:
+                break
+        answer = frames[0]
+        if len(frames) > 1 or self.decoder.pending or not isinstance(answer, dict) or answer.get("seq") != self.seq:
+            raise FrameError(f"malformed answer {answer!r:.60}")
+        return answer
+
+    def peer_closed(self) -> bool:
+        """An idle connection never has anything to read: readable means the server closed (or broke) it."""
+        try:
+            poller = select.poll()
+            poller.register(self.stream.socket.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+            return bool(poller.poll(0))
+        except (OSError, ValueError):
+            return True
+
+    def close(self) -> None:
+        self.stream.socket.close()
+
+
+def _answer_result(answer: dict[str, Any]) -> Any:
+    if "error" in answer:
+        raise RPCError(str(answer["error"]))
+    return answer.get("result")
+
+
+_BROKEN = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, FrameError)
+
+
+class RPCPool:
+    """A few idle RPC connections per server address, for callers that make many calls (a client agent's and a
+    follower's forwarded KV requests): no connect and hello per call.  Lives in one trio run; `close` at the end."""
+
+    def __init__(self, *, cluster: str = "", max_idle: int = POOL_MAX_IDLE) -> None:
+        self.cluster = cluster
+        self.max_idle = max_idle
+        self._idle: dict[str, list[_Connection]] = {}
+        self.calls = 0
+        self.opened = 0  # connections made (for tests and measurements)
+        self.retries = 0  # calls made a second time on a fresh connection
+
+    async def call(self, address: str, method: str, args: Mapping[str, Any] | None = None, *,
+                   timeout: float = 2.0) -> Any:
+        """As `call`, on a pooled connection; RPCError on any failure (or the server's error answer)."""
+        args = dict(args or {})
+        self.calls += 1
+        try:
+            with trio.fail_after(timeout):
+                conn = self._take(address)
+                if conn is not None:
+                    try:
+                        return await self._exchange(conn, address, method, args, reused=True)
+                    except _Retry:
+                        self.retries += 1
+                return await self._exchange(await self._open(address), address, method, args, reused=False)
+        except (*_BROKEN, trio.TooSlowError) as err:
+            raise RPCError(f"rpc {method} to {address}: {str(err) or type(err).__name__}") from None
+
+    async def _exchange(self, conn: _Connection, address: str, method: str, args: dict[str, Any], *,
+                        reused: bool) -> Any:
+        """One request and its answer; the connection goes back to the pool only after a whole answer."""
+        try:
+            try:
+                await conn.send(method, args)
+            except _BROKEN:
+                if reused:  # it did not leave whole: the server cannot have decoded, let alone run, it
+                    raise _Retry() from None
+                raise
+            try:
+                answer = await conn.receive()
+            except _BROKEN:
+                if reused and method in IDEMPOTENT:
+                    raise _Retry() from None
+                raise
+        except BaseException:
+            conn.close()  # cancelled, timed out or broken: an answer may still come, never to be read as another's
+            raise
+        self._give_back(address, conn)
+        return _answer_result(answer)
+
+    def _take(self, address: str) -> _Connection | None:
+        idle = self._idle.get(address)
+        while idle:
+            conn = idle.pop()
+            if not conn.peer_closed():
+                return conn
+            conn.close()
+        return None
+
+    async def _open(self, address: str) -> _Connection:
+        conn = await _Connection.open(address, self.cluster)
+        self.opened += 1
+        return conn
+
+    def _give_back(self, address: str, conn: _Connection) -> None:
+        idle = self._idle.setdefault(address, [])
+        if len(idle) < self.max_idle:
+            idle.append(conn)
+        else:
+            conn.close()
+
+    def idle(self, address: str) -> int:
+        return len(self._idle.get(address, ()))
+
+    def close(self) -> None:
+        for conns in self._idle.values():
+            for conn in conns:
+                conn.close()
+        self._idle.clear()
+
+
+class _Retry(Exception):
+    """A pooled connection failed in a way that allows the call once more on a fresh one."""
+
+
 async def call(address: str, method: str, args: Mapping[str, Any] | None = None, *, timeout: float = 2.0,
                cluster: str = "") -> Any:
     """One request on a fresh connection to the server at ``address`` (``IP:port``); RPCError on any failure.
     ``cluster``: the caller's Raft cluster id, if it has one; a server of another cluster refuses the connection
     (a server's own calls to its cluster say it; a client agent, which has none, sends none)."""
-    host, port = parse_addr(address, DEFAULT_PORT)
     try:
         with trio.fail_after(timeout):
-            stream = await trio.open_tcp_stream(host, port)
-            async with stream:
-                hello = {**RPC_HELLO, "cluster": cluster} if cluster else RPC_HELLO
-                await stream.send_all(encode_frame(hello) + encode_frame({"seq": 1, "method": method,
-                                                                             "args": dict(args or {})}))
-                decoder = FrameDecoder()
-                while True:
-                    data = await stream.receive_some(RECEIVE_CHUNK)
-                    if not data:
-                        raise RPCError(f"rpc {method} to {address}: connection closed")
-                    frames = decoder.feed(data)
-                    if frames:
-                        break
-    except (OSError, trio.TooSlowError, trio.BrokenResourceError, FrameError) as err:
-        raise RPCError(f"rpc {method} to {address}: {err or type(err).__name__}") from None
-    answer = frames[0]
-    if not isinstance(answer, dict) or answer.get("seq") != 1:
-        raise RPCError(f"rpc {method} to {address}: malformed answer {answer!r:.60}")
-    if "error" in answer:
-        raise RPCError(str(answer["error"]))
-    return answer.get("result")
+            conn = await _Connection.open(address, cluster)
+            try:
+                await conn.send(method, dict(args or {}))
+                answer = await conn.receive()
+            finally:
+                conn.close()
+    except (*_BROKEN, trio.TooSlowError) as err:
+        raise RPCError(f"rpc {method} to {address}: {str(err) or type(err).__name__}") from None
+    return _answer_result(answer)

@@ -3,7 +3,11 @@
 * **Writes** go to the leader.  The leader stamps its clock into the command (the only time an apply sees),
   chooses a new session's ID and checks its node and checks against the merged catalog (Consul's
   ``sessionCreateTxn`` reads its catalog; ours is partly gossip, which an apply may not read), then proposes it
-  and waits for the apply.  A follower forwards the command to the leader over the server port.
+  and waits for the apply.  A follower forwards the command to the leader over the server port.  A write that
+  finds leadership moving (a transfer in progress, a leader just deposed, none elected yet) waits for the next
+  leader, up to ``hold_timeout`` (Consul's RPC hold, 7 s), and goes there; only refusals that prove the command
+  was not appended (the core refused the proposal, or no leader was known so nothing was sent) are tried again,
+  so no write is applied twice.
 * **Reads**: ``default`` is answered by the leader from its own state once it has applied an entry of its own
   term (so a new leader never answers from before its predecessor's last commit); ``consistent`` first confirms
   leadership with a ReadIndex round and waits until that index is applied; ``stale`` is answered by any server
@@ -24,13 +28,13 @@ from typing import Any, Protocol
 import attrs
 import trio
 
-from protocol.raft.errors import RaftError
+from protocol.raft.errors import NotLeader, ProposalDropped, RaftError
 
 from . import queries
 from .access import CommandFailed, NoLeader, QueryResult, ReadMode, StoreUnavailable
 from .duties import LeaderDuties
 from .forwarding import forward_call, unwrap_apply
-from .rpc import RPCError, RPCServer
+from .rpc import RPCError, RPCPool, RPCServer
 from .state.apply import Failed
 from .state.commands import Command, CommandError, SessionCreate, SessionDestroy, decode, encode
 from .state.leader import SessionTimers, session_create_error
@@ -39,7 +43,11 @@ from .state.txn import TxnOutcome
 from .state.views import session_json, txn_json
 from .state.wait import wait_past
 
-__all__ = ["AgentNodes", "Replica", "StoreService"]
+__all__ = ["RPC_HOLD_TIMEOUT", "AgentNodes", "Replica", "StoreService"]
+
+#: Consul's rpc_hold_timeout: how long a write waits for a leader before "No cluster leader".
+RPC_HOLD_TIMEOUT = 7.0
+HOLD_POLL = 0.02  # seconds between looks for the next leader while a write is held
 
 #: lower-cased node name -> {check ID: status} for the nodes the gossip catalog holds (serfHealth included).
 AgentNodes = Callable[[], Mapping[str, Mapping[str, str]]]
@@ -73,11 +81,14 @@ class Replica(Protocol):
 
 class StoreService:
     def __init__(self, store: StateStore, replica: Replica, *, agent_nodes: AgentNodes,
-                 write_timeout: float = 10.0) -> None:
+                 write_timeout: float = 10.0, hold_timeout: float = RPC_HOLD_TIMEOUT) -> None:
         self.store = store
         self.replica = replica
         self.agent_nodes = agent_nodes
         self.write_timeout = write_timeout
+        self.hold_timeout = hold_timeout
+        self.held_writes = 0  # writes that waited for a leader at least once
+        self.pool = RPCPool()  # connections to the leader, for what a follower forwards
         self.timers = SessionTimers()
         self.duties = LeaderDuties(self)
         #: Told of every command this leader applied and how long it took (the agent's metrics set it).
@@ -86,10 +97,26 @@ class StoreService:
     # ---------------------------------------------------------------- StoreAccess
 
     async def apply(self, command: Command) -> Any:
-        if self.replica.is_leader():
-            return await self._apply_here(command)
-        reply = await self._forward("Store.Apply", {"data": encode(command)}, self.write_timeout)
-        return unwrap_apply(reply)
+        deadline = trio.current_time() + self.hold_timeout
+        held = False
+        while True:
+            refusal: RaftError | None = None
+            if self.replica.is_leader():
+                try:
+                    return await self._apply_here(command)
+                except _Refused as err:
+                    refusal = err.error
+            elif self.replica.leader_address():
+                return unwrap_apply(await self._forward("Store.Apply", {"data": encode(command)},
+                                                        self.write_timeout))
+            if trio.current_time() >= deadline:  # held long enough: say why as before
+                if refusal is None or not self.replica.leader_address():
+                    raise NoLeader()
+                raise StoreUnavailable(str(refusal) or type(refusal).__name__)
+            if not held:
+                held = True
+                self.held_writes += 1
+            await trio.sleep(min(HOLD_POLL, max(0.0, deadline - trio.current_time())))
 
     async def query(self, name: str, args: dict[str, Any], mode: ReadMode) -> QueryResult:
         read = queries.reader(name, args)
@@ -145,6 +172,8 @@ class StoreService:
     async def _propose(self, data: bytes) -> Any:
         try:
             return await self.replica.propose(data, self.write_timeout)
+        except (NotLeader, ProposalDropped) as err:  # refused by the core: nothing was appended
+            raise _Refused(err) from None
         except trio.TooSlowError:
             raise StoreUnavailable(f"timed out after {self.write_timeout:g}s waiting for the write to commit") \
                 from None
@@ -179,7 +208,7 @@ class StoreService:
         leader = self.replica.leader_address()
         if not leader:
             raise NoLeader()
-        return await forward_call(leader, method, args, timeout)
+        return await forward_call(self.pool, leader, method, args, timeout)
 
     # ---------------------------------------------------------------- the server port
 
@@ -225,6 +254,14 @@ class StoreService:
             return await self.renew_session(session_id)
         except (NoLeader, StoreUnavailable) as err:  # their texts are what the caller maps back (remote_error)
             raise RPCError(str(err)) from None
+
+
+class _Refused(Exception):
+    """The core refused a proposal (not the leader, a transfer in progress): it was not appended."""
+
+    def __init__(self, error: RaftError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _ms(seconds: float) -> int:

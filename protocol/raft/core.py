@@ -4,11 +4,16 @@ Inputs are `tick()`, `step(message)` and the requests RawNode forwards; outputs 
 `read_states` and in the log's unstable part, which RawNode turns into a Ready. Everything that must be
 durable before a message leaves (a vote, a term, appended entries) changes here in the same call that
 queues the message, so both always land in the same Ready (persist, then send).
+
+The leader's own log counts toward a commit only once persisted (`on_persisted`, from RawNode.advance), not
+when appended: so the leader may send its APPENDs while its own fsync runs (thesis §10.2.1, etcd-io/raft's
+self-MsgAppResp), and an entry is committed only when a quorum holds it on disk, the leader or not.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 from .config import Config, ReadOnlyOption
 from .errors import ConfChangeRejected, NotLeader, ProposalDropped
@@ -147,7 +152,7 @@ class Raft:
     def _reset_progress(self) -> None:
         self.prs = {sid: self._new_progress() for sid in self.conf.ids()}
         if self.id in self.prs:
-            self.prs[self.id].match = self.log.last_index()
+            self.prs[self.id].match = self.log.last_stable_index()
 
     # ------------------------------------------------------------------ ticks
     def tick(self) -> None:
@@ -468,12 +473,20 @@ class Raft:
         self.log.append(stamped)
         if self.confs.add(stamped):
             self._apply_conf_to_progress()
-        if self.id in self.prs:
-            self.prs[self.id].maybe_update(self.log.last_index())
+        # our own match moves in on_persisted, once these entries are on our disk
         self._maybe_commit()
         if self.role is Role.LEADER:
             self._bcast_append()
         return stamped[-1].index, self.term
+
+    def on_persisted(self, index: int, term: int) -> None:
+        """The driver made our log durable up to (index, term): as the leader, that counts as our own
+        acknowledgement (it may commit, and then the followers learn the new commit index)."""
+        pr = self.prs.get(self.id) if self.role is Role.LEADER else None
+        if pr is None or not self.log.match_term(index, term) or not pr.maybe_update(index):
+            return
+        if self._maybe_commit():
+            self._bcast_append()
 
     def _apply_conf_to_progress(self) -> None:
         ids = self.conf.ids()
@@ -484,20 +497,24 @@ class Raft:
             if sid not in self.prs:
                 self.prs[sid] = self._new_progress()
         if self.id in self.prs:
-            self.prs[self.id].match = self.log.last_index()
+            self.prs[self.id].maybe_update(self.log.last_stable_index())
         if self.lead_transferee and self.lead_transferee not in self.conf.voters():
             self.lead_transferee = NO_ID
 
     # ------------------------------------------------------------------ requests (RawNode)
-    def propose(self, data: bytes) -> tuple[int, int] | None:
+    def propose(self, datas: Sequence[bytes]) -> tuple[int, int] | None:
+        """Append commands together (one APPEND per follower for all of them): (index of the first, term)."""
+        entries = [Entry(0, 0, EntryKind.NORMAL, data) for data in datas]
+        if not entries:
+            raise ValueError("propose: no command given")
         if self.role is not Role.LEADER:
             if self.cfg.forward_proposals and self.lead != NO_ID:
-                self.msgs.append(Message(type=MsgType.PROPOSE, to=self.lead, from_=self.id,
-                                         entries=(Entry(0, 0, EntryKind.NORMAL, data),)))
+                self.msgs.append(Message(type=MsgType.PROPOSE, to=self.lead, from_=self.id, entries=tuple(entries)))
                 return None
             raise NotLeader(self.lead, "proposal")
         self._check_can_propose()
-        return self._append([Entry(0, 0, EntryKind.NORMAL, data)])
+        last, term = self._append(entries)
+        return last - len(entries) + 1, term
 
     def _check_can_propose(self) -> None:
         if self.lead_transferee != NO_ID:

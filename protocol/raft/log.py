@@ -97,6 +97,11 @@ class RaftLog:
         except (Compacted, Unavailable):
             return None
 
+    def last_stable_index(self) -> int:
+        """The last index the driver has persisted that is still in our log (the log before the unstable
+        tail); 0 while a received snapshot is unpersisted."""
+        return self.unstable.offset - 1 if self.unstable.snapshot is None else 0
+
     def last_term(self) -> int:
         return self.term(self.last_index())
 

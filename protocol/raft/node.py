@@ -4,14 +4,19 @@
     loop:   node.tick() on the timer; node.step(msg) per message; node.propose(data) per request
             if node.has_ready():
                 rd = node.ready()
+                send rd.early_messages (they need not wait for the disk)
                 persist rd.snapshot, rd.entries, rd.hard_state (fsync if rd.must_sync)
                 send rd.messages; apply rd.committed_entries; serve rd.read_states once applied >= index
                 node.advance()
+
+Between ready() and advance() the node may be stepped and ticked (what that produces waits for the next
+Ready); advance() tells the leader its own entries are durable, which is when they count toward a commit.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 import attrs
 
@@ -19,7 +24,10 @@ from .config import Config
 from .core import Raft
 from .progress import ProgressState
 from .storage import Storage
-from .types import ConfChange, ConfState, HardState, Message, Ready, Role, SoftState
+from .types import ConfChange, ConfState, HardState, Message, MsgType, Ready, Role, SoftState
+
+#: messages that claim nothing about the sender's disk: a leader's replication and its heartbeats
+_EARLY_TYPES = frozenset({MsgType.APPEND, MsgType.HEARTBEAT, MsgType.SNAPSHOT, MsgType.TIMEOUT_NOW})
 
 
 @attrs.frozen
@@ -70,7 +78,12 @@ class RawNode:
     def propose(self, data: bytes) -> tuple[int, int] | None:
         """Append a command; its (index, term): it took effect iff that index is applied with that term.
         Raises NotLeader / ProposalDropped; None when forwarded to the leader (forward_proposals)."""
-        return self.raft.propose(data)
+        return self.raft.propose((data,))
+
+    def propose_batch(self, datas: Sequence[bytes]) -> tuple[int, int] | None:
+        """Append several commands at once, as `propose` does one: they go to the followers in one APPEND each
+        rather than one per command.  The i-th is at the returned index + i; all or none are taken."""
+        return self.raft.propose(datas)
 
     def propose_conf_change(self, cc: ConfChange) -> tuple[int, int]:
         return self.raft.propose_conf_change(cc)
@@ -110,15 +123,21 @@ class RawNode:
         entries = tuple(r.log.unstable.entries)
         committed = tuple(r.log.next_committed())
         vote_changed = (hard.term, hard.vote) != (self._prev_hard.term, self._prev_hard.vote)
+        early: tuple[Message, ...] = ()
+        late = tuple(r.msgs)
+        if not vote_changed:  # a message of a term not yet on disk waits for it, whatever its type
+            early = tuple(m for m in r.msgs if m.type in _EARLY_TYPES)
+            late = tuple(m for m in r.msgs if m.type not in _EARLY_TYPES)
         rd = Ready(
             soft_state=soft if soft != self._prev_soft else None,
             hard_state=hard if hard != self._prev_hard else None,
             entries=entries,
             snapshot=snap,
             committed_entries=committed,
-            messages=tuple(r.msgs),
+            messages=late,
             read_states=tuple(r.read_states),
             must_sync=bool(entries) or snap is not None or vote_changed,
+            early_messages=early,
         )
         r.msgs, r.read_states = [], []
         self._prev_soft, self._prev_hard = soft, hard
@@ -139,11 +158,12 @@ class RawNode:
             if log.unstable.snapshot is rd.snapshot:
                 log.unstable.snapshot = None
             log.applied_to(rd.snapshot.meta.index)
+        if rd.committed_entries:
+            log.applied_to(rd.committed_entries[-1].index)
         if rd.entries:
             last = rd.entries[-1]
             log.unstable.stable_to(last.index, last.term)
-        if rd.committed_entries:
-            log.applied_to(rd.committed_entries[-1].index)
+            self.raft.on_persisted(last.index, last.term)
         self.raft.confs.compact(log.applied)
 
     # ------------------------------------------------------------------ inspection

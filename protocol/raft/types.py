@@ -168,18 +168,21 @@ class SoftState:
 
 @attrs.frozen(kw_only=True)
 class Ready:
-    """One batch of work for the driver, in this order: persist `snapshot`, `entries` and `hard_state`
-    (fsync when `must_sync`), then send `messages`, then apply `committed_entries`, serve `read_states`,
-    then call `advance()`."""
+    """One batch of work for the driver, in this order: send `early_messages` (at once, or while persisting),
+    persist `snapshot`, `entries` and `hard_state` (fsync when `must_sync`), then send `messages`, then apply
+    `committed_entries`, serve `read_states`, then call `advance()`."""
 
     soft_state: SoftState | None = None  # None: unchanged since the last Ready
     hard_state: HardState | None = None  # None: unchanged
     entries: tuple[Entry, ...] = ()  # to append to stable storage (may overwrite a conflicting suffix)
     snapshot: Snapshot | None = None  # to install in storage (the log before it is discarded)
     committed_entries: tuple[Entry, ...] = ()
-    messages: tuple[Message, ...] = ()
+    messages: tuple[Message, ...] = ()  # to send once this Ready is persisted
     read_states: tuple[ReadState, ...] = ()
     must_sync: bool = False
+    #: a leader's messages that vouch for nothing on its own disk (APPEND, HEARTBEAT, SNAPSHOT, TIMEOUT_NOW in
+    #: a Ready that changes no term or vote): they may leave before, or while, this Ready is persisted
+    early_messages: tuple[Message, ...] = ()
 
     def is_empty(self) -> bool:
         return (
@@ -189,6 +192,7 @@ class Ready:
             and self.snapshot is None
             and not self.committed_entries
             and not self.messages
+            and not self.early_messages
             and not self.read_states
         )
 

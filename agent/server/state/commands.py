@@ -12,6 +12,7 @@ error and changes nothing (every server does the same, so they still agree).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -444,11 +445,17 @@ def _check(value: Any, kind: str, what: str) -> Any:
         raise CommandError(f"{what}: {exc}") from None
 
 
-def _decode_fields(cls: type, raw: Any, what: str) -> Any:
+@functools.cache
+def _short_fields(cls: type) -> dict[str, attrs.Attribute[Any]]:
+    """A command class's wire fields by their short name (read once per class: decode runs on every apply)."""
+    return {f.metadata["short"]: f for f in attrs.fields(cls) if "short" in f.metadata}
+
+
+def _decode_fields(cls: type, raw: Any, what: str, **given: Any) -> Any:
     if not isinstance(raw, dict):
         raise CommandError(f"{what}: expected a map, got {type(raw).__name__}")
-    fields = {f.metadata["short"]: f for f in attrs.fields(cls) if "short" in f.metadata}
-    kwargs: dict[str, Any] = {}
+    fields = _short_fields(cls)
+    kwargs: dict[str, Any] = dict(given)
     for short, value in raw.items():
         f = fields.get(short) if isinstance(short, str) else None
         if f is None:
@@ -478,6 +485,4 @@ def decode(data: bytes) -> Command:
         raise CommandError(f"state command: format {fmt!r} is not {FORMAT}")
     if not isinstance(kind, str) or kind not in KINDS:
         raise CommandError(f"state command: unknown kind {kind!r}")
-    now = _check(now, _U64, f"{kind}.now")
-    command = _decode_fields(KINDS[kind], body, kind)
-    return attrs.evolve(command, now=now)
+    return _decode_fields(KINDS[kind], body, kind, now=_check(now, _U64, f"{kind}.now"))
