@@ -21,8 +21,17 @@ import trio
 
 from agent.catalog import indexes, query
 from agent.catalog.indexes import ReadIndex
+from agent.filtering.consul_types import NODE, NODE_SERVICE
 from agent.http.blocking import ERROR_META, QueryOptions, meta_headers, parse_query_options, wait_read
-from agent.http.errors import NO_CLUSTER_LEADER, NO_KNOWN_SERVERS, NO_PATH_TO_DC, HTTPError, bad_request
+from agent.http.errors import (
+    NO_CLUSTER_LEADER,
+    NO_KNOWN_SERVERS,
+    NO_PATH_TO_DC,
+    RPC_ERROR_PREFIX,
+    HTTPError,
+    bad_request,
+)
+from agent.http.filtering import FilterSpec, by_services, request_filter
 from agent.http.routes import Ctx, Route
 from agent.http.views import known_servers, node_view_json
 from agent.members import LEADER
@@ -33,10 +42,7 @@ if TYPE_CHECKING:
 #: What a read answers with as X-Consul-Index and waits on when blocking (agent.catalog.indexes).
 IndexOf = Callable[["Snapshot"], ReadIndex]
 
-__all__ = ["ROUTES", "catalog_datacenters", "catalog_node", "catalog_nodes", "require_leader"]
-
-RPC_ERROR_PREFIX = "rpc error making call: "
-FILTER_UNSUPPORTED = "Failed to create boolean expression evaluator: filter expressions are not supported by this agent"
+__all__ = ["ROUTES", "RPC_ERROR_PREFIX", "catalog_datacenters", "catalog_node", "catalog_nodes", "require_leader"]
 
 
 def _error_meta(ctx: Ctx) -> None:
@@ -71,15 +77,14 @@ async def require_leader(ctx: Ctx, opts: QueryOptions) -> Snapshot:
 
 
 async def _read(ctx: Ctx, index_of: IndexOf) -> tuple[Snapshot, QueryOptions]:
-    """Consul's read path: parse (400s), route to the DC, find a leader, block until ``index_of`` passes
-    ``?index``, then set the query meta with that index."""
+    """Consul's read path: parse (400s), route to the DC, find a leader, compile ``?filter=`` (the router applies
+    it to the result), block until ``index_of`` passes ``?index``, then set the query meta with that index."""
     opts = parse_query_options(ctx.request, ctx.api.config.datacenter)
     try:
         if opts.dc != ctx.api.config.datacenter:
             raise HTTPError(500, NO_PATH_TO_DC)
-        if ctx.request.query.get("filter"):
-            raise HTTPError(500, FILTER_UNSUPPORTED)
         await require_leader(ctx, opts)
+        request_filter(ctx)
     except HTTPError:
         _error_meta(ctx)
         raise
@@ -138,7 +143,7 @@ async def catalog_datacenters(ctx: Ctx) -> list[str]:
 
 
 ROUTES = (
-    Route("/v1/catalog/nodes", ("GET",), catalog_nodes),
-    Route("/v1/catalog/node/", ("GET",), catalog_node),
+    Route("/v1/catalog/nodes", ("GET",), catalog_nodes, FilterSpec(NODE, rpc=True)),
+    Route("/v1/catalog/node/", ("GET",), catalog_node, FilterSpec(NODE_SERVICE, by_services, rpc=True)),
     Route("/v1/catalog/datacenters", ("GET",), catalog_datacenters),
 )
