@@ -22,7 +22,7 @@ __all__ = ["FilterSyntaxError", "parse"]
 
 _WS = "[ \\t\\r\\n]"
 GRAMMAR = rf"""
-?start: or_expr
+start: _LEAD? or_expr _TRAIL?
 ?or_expr: and_expr | and_expr OR or_expr -> or_
 ?and_expr: not_expr | not_expr AND and_expr -> and_
 ?not_expr: NOT not_expr -> not_ | group
@@ -59,6 +59,8 @@ LPAR: /\({_WS}*/
 RPAR: /{_WS}*\)/
 LSQB: /\[{_WS}*/
 RSQB: /{_WS}*\]/
+_LEAD: /\A{_WS}+/
+_TRAIL: /{_WS}+\Z/
 DOT: "."
 IDENT: /[a-zA-Z][a-zA-Z0-9_]*/
 NUMBER.2: /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?={_WS}|\)|\Z)/
@@ -85,6 +87,9 @@ def _op(token: Token) -> MatchOp:
 
 
 class _Build(Transformer):  # type: ignore[type-arg]
+    def start(self, items: list) -> Expression:
+        return items[0]
+
     def or_(self, items: list) -> Expression:
         return Or(items[0], items[2])
 
@@ -140,7 +145,7 @@ class _Source:
         return f"{line}:{col} ({offset})"
 
     def error(self, pos: int, rule: str, message: str) -> FilterSyntaxError:
-        return FilterSyntaxError(f"{self.where(pos)}: rule {rule}: {message}")
+        return FilterSyntaxError(f'{self.where(pos)}: rule "{rule}": {message}')
 
     def skip_ws(self, pos: int) -> int:
         while pos < len(self.text) and self.text[pos] in " \t\r\n":
@@ -180,6 +185,8 @@ def _join(expected: list[str]) -> str:
 def _no_match(src: _Source, pos: int, accepts: set[str], last: Token | None) -> FilterSyntaxError:
     """pigeon's ``no match found`` for a failure at ``pos`` where ``accepts`` were the tokens that could follow."""
     names: set[str] = set()
+    if last is not None and last.type == "NOT":
+        accepts = accepts | set(_GROUPS)  # pigeon also tries the `not` it just read as a selector
     for name in accepts:
         names.update(_GROUPS.get(name, (name,)))
     start = src.skip_ws(pos)
@@ -198,43 +205,41 @@ def _no_match(src: _Source, pos: int, accepts: set[str], last: Token | None) -> 
     return FilterSyntaxError(f"{src.where(start)}: no match found, expected: {_join(ordered)}")
 
 
-def _check_token(src: _Source, token: Token, base: int) -> None:
+def _check_token(src: _Source, token: Token) -> None:
     """go-bexpr's own literal checks, raised where pigeon raises them."""
     if token.type == "BAD_NUMBER":
-        raise src.error(base + token.end_pos, "number", "Invalid number literal")
+        raise src.error(token.end_pos, "number", "Invalid number literal")
     if token.type == "BAD_STRING":
-        raise src.error(len(src.text.rstrip(" \t\r\n")), "string", "Unterminated string literal")
+        raise src.error(len(src.text), "string", "Unterminated string literal")
     if token.type == "STRING":
         try:
             token.value = unquote(str(token))
         except ValueError as exc:
-            raise src.error(base + token.start_pos, "string", str(exc)) from None
+            raise src.error(token.start_pos, "string", str(exc)) from None
 
 
 def parse(expression: str) -> Expression:
     """The expression tree of ``expression``, or FilterSyntaxError with pigeon's text."""
     src = _Source(expression)
-    body = expression.strip(" \t\r\n")  # go-bexpr: `_? expr _? EOF`
-    base = len(expression) - len(expression.lstrip(" \t\r\n"))
-    interactive = _PARSER.parse_interactive(body)
+    interactive = _PARSER.parse_interactive(expression)
     tokens: list[Token] = []
     try:
         for token in interactive.iter_parse():
-            _check_token(src, token, base)
+            _check_token(src, token)
             tokens.append(token)
         tree = interactive.resume_parse()
     except (UnexpectedToken, UnexpectedCharacters) as exc:
         if isinstance(exc, UnexpectedToken) and tokens and exc.token is tokens[-1]:
             tokens.pop()  # lexed, but the parser refused it
-        raise _syntax_error(src, base, exc, _accepts_after(body, tokens), tokens[-1] if tokens else None) from None
+        raise _syntax_error(src, exc, _accepts_after(expression, tokens), tokens[-1] if tokens else None) from None
     except UnexpectedInput as exc:  # pragma: no cover - lark's other kinds (EOF) surface as UnexpectedToken here
-        raise FilterSyntaxError(f"{src.where(base)}: no match found") from exc
+        raise FilterSyntaxError(f"{src.where(0)}: no match found") from exc
     except RecursionError:
-        raise FilterSyntaxError(f"{src.where(base)}: expression nested too deeply") from None
+        raise FilterSyntaxError(f"{src.where(0)}: expression nested too deeply") from None
     try:
         return _Build().transform(tree)
     except RecursionError:
-        raise FilterSyntaxError(f"{src.where(base)}: expression nested too deeply") from None
+        raise FilterSyntaxError(f"{src.where(0)}: expression nested too deeply") from None
 
 
 def _accepts_after(body: str, tokens: list[Token]) -> set[str]:
@@ -245,15 +250,15 @@ def _accepts_after(body: str, tokens: list[Token]) -> set[str]:
     return set(interactive.accepts())
 
 
-def _syntax_error(src: _Source, base: int, exc: UnexpectedInput, accepts: set[str],
+def _syntax_error(src: _Source, exc: UnexpectedInput, accepts: set[str],
                   last: Token | None) -> FilterSyntaxError:  # fmt: skip
     """Which of go-bexpr's errors pigeon would report for lark's failure."""
     if isinstance(exc, UnexpectedToken) and exc.token.type == "$END":
-        pos = base + len(src.text.strip(" \t\r\n"))
+        pos = len(src.text)
     else:
-        pos = base + (exc.pos_in_stream if exc.pos_in_stream is not None else 0)
+        pos = (exc.pos_in_stream if exc.pos_in_stream is not None else 0)
     if last is not None:
-        last_end = base + last.end_pos
+        last_end = last.end_pos
         if last.type in ("IN", "NOT_IN") or (last.type == "VS_OP"):
             return src.error(src.skip_ws(pos), "match", "Invalid selector")
         if last.type == "LSQB":
