@@ -108,6 +108,10 @@ def test_every_filtering_endpoint_keeps_what_matches_and_refuses_bad_filters(
     node = get(server, "/v1/catalog/node/c1", "Service == db").json()
     assert node["Node"]["Node"] == "c1" and list(node["Services"]) == ["db-1"]
     assert get(server, "/v1/catalog/node/nope", "Service == db").json() is None
+    listed = get(server, "/v1/catalog/node-services/c1", "Port == 8081").json()  # (NodeServiceList)
+    assert listed["Node"]["Node"] == "c1" and [s["ID"] for s in listed["Services"]] == ["web-b"]
+    assert len(get(server, "/v1/catalog/node-services/c1").json()["Services"]) == 2
+    assert get(server, "/v1/catalog/node-services/nope", "Port == 1").json() == {"Node": None, "Services": None}
     refused = get(server, "/v1/catalog/node/c1", "ServiceName == db")
     assert bad(refused) == PREFIX + 'Selector "ServiceName" is not valid'
 

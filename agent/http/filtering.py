@@ -44,10 +44,12 @@ def by_values(result: Any, flt: CompiledFilter) -> Any:
 
 
 def by_services(result: Any, flt: CompiledFilter) -> Any:
-    """``{"Node": ..., "Services": {id: NodeService}}`` (/v1/catalog/node/:n): the services are filtered."""
+    """``{"Node": ..., "Services": {id: NodeService}}`` (/v1/catalog/node/:n) or ``[NodeService]``
+    (/v1/catalog/node-services/:n): the services are filtered."""
     if not isinstance(result, dict):
         return result  # null: an unknown node
-    return {**result, "Services": by_values(result.get("Services") or {}, flt)}
+    services = result.get("Services")
+    return {**result, "Services": by_values(services, flt) if isinstance(services, dict) else by_items(services, flt)}
 
 
 @attrs.frozen
