@@ -17,6 +17,7 @@ from typing import Protocol
 
 from agent.members import STATUS_ALIVE, Member
 from agent.version import __version__
+from protocol.serf import MemberStatus
 
 __all__ = [
     "CONSUL_VERSION",
@@ -43,9 +44,6 @@ _VSN = "2"
 _VSN_MIN = "2"
 _VSN_MAX = "3"
 _RAFT_VSN = "3"
-
-_STATUS_WORDS = {0: "none", 1: "alive", 2: "leaving", 3: "left", 4: "failed"}
-
 
 class PortsLike(Protocol):
     """The ports ``lan_tags`` reads (agent.config.Ports has them; -1 disables a port)."""
@@ -171,4 +169,7 @@ def leader_of(
 
 def member_status_word(status: int) -> str:
     """The CLI's word for a Serf status integer (none, alive, leaving, left, failed; else unknown)."""
-    return _STATUS_WORDS.get(status, "unknown")
+    try:
+        return str(MemberStatus(status))
+    except ValueError:
+        return "unknown"

@@ -1,6 +1,8 @@
 """The member table: one immutable snapshot of the gossip pool, swapped atomically on every change.
 
-Why this shape (DESIGN.md, "Data flow"): the gossip feeder is the only writer; DNS, HTTP, blocking queries and
+Why this shape (DESIGN.md, "Data flow"): each part of the snapshot has one writer, all on the trio thread (the
+member feed writes members, the leader and the server list; the catalog runner the replicated records,
+``apply_catalog``; the servers' mirror the registered nodes, ``set_registered``); DNS, HTTP, blocking queries and
 websocket streams are readers.  A reader takes ``table.current`` (one attribute read) and gets a consistent
 :class:`Snapshot` it may keep as long as it likes: an update never mutates it, it builds a new one
 (``immutables.Map.set`` shares structure, O(log n)) and swaps the reference.  Nobody locks.
@@ -41,6 +43,7 @@ import trio
 
 from agent.catalog.indexes import EMPTY, CatalogIndexes, advance
 from agent.watch import Interest, WatchHub
+from protocol.serf import MemberStatus
 
 __all__ = [
     "KINDS",
@@ -56,12 +59,13 @@ __all__ = [
     "Snapshot",
 ]
 
-# Serf's MemberStatus values, as /v1/agent/members shows them (an integer, consul-compat §1.1).
-STATUS_NONE = 0
-STATUS_ALIVE = 1
-STATUS_LEAVING = 2
-STATUS_LEFT = 3
-STATUS_FAILED = 4
+# Serf's MemberStatus values (defined once, in protocol.serf), as /v1/agent/members shows them (an integer,
+# consul-compat §1.1).
+STATUS_NONE = int(MemberStatus.NONE)
+STATUS_ALIVE = int(MemberStatus.ALIVE)
+STATUS_LEAVING = int(MemberStatus.LEAVING)
+STATUS_LEFT = int(MemberStatus.LEFT)
+STATUS_FAILED = int(MemberStatus.FAILED)
 
 #: The event kinds ``apply`` accepts (Serf's member event names).
 KINDS = frozenset({"member-join", "member-update", "member-leave", "member-failed", "member-reap"})
@@ -161,7 +165,8 @@ LEADER = Interest("leader")
 
 
 class MemberTable:
-    """The single writer's handle on the member snapshot; readers use ``current`` and the wait/history methods.
+    """The writers' handle on the snapshot (one writer per part, see the module doc); readers use ``current`` and
+    the wait/history methods.
 
     Call ``apply``/``set_leader`` from the trio thread (or before ``trio.run``): they set a ``trio.Event``.
     """
@@ -180,7 +185,7 @@ class MemberTable:
         #: Blocking reads' waiters, by what they read (``wait_read``/``wait_for``).
         self.hub = WatchHub()
 
-    # ------------------------------------------------------------------ writing (the feeder only)
+    # ------------------------------------------------------------------ writing (each part by its one writer)
 
     def apply(self, kind: str, member: Member) -> Snapshot:
         """Record one member event: a new snapshot with index + 1, a history entry, and every waiter woken."""

@@ -46,7 +46,7 @@ from agent.events import (
     serf_name,
 )
 from agent.gossip import GossipDriver
-from agent.http import serve_http
+from agent.http.server import serve_http
 from agent.keyring_file import initial_keys, write_keyring_file
 from agent.logstream import JsonLogFormatter, LogHub, python_level
 from agent.members import Member, MemberTable

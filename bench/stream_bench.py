@@ -43,7 +43,9 @@ def serve(max_connections: int) -> None:
     import trio
 
     from agent.config import AgentConfig
-    from agent.http import HttpOptions, serve_http, stream
+    from agent.http import stream
+    from agent.http.options import HttpOptions
+    from agent.http.server import serve_http
     from agent.members import Member, MemberTable
 
     @attrs.define

@@ -21,7 +21,8 @@ import trio.testing
 from agent.api import JoinError
 from agent.config import AgentConfig, ConfigError, Ports
 from agent.consul import leader_of
-from agent.http import HttpOptions, serve_http
+from agent.http.options import HttpOptions
+from agent.http.server import serve_http
 from agent.members import STATUS_ALIVE, Member, MemberTable
 
 SERVER_ID = "40e4a748-2192-161a-0510-9bf59fe950b5"

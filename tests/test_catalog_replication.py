@@ -16,7 +16,7 @@ import pytest
 from agent.catalog import messages
 from agent.catalog.indexed import apply_changes
 from agent.catalog.record import MAX_VERSION, Announcement, CheckRecord, NodeCatalog, ServiceRecord, from_wire, to_wire
-from agent.catalog.replication import Replicator, ReplicatorConfig, scaled_interval
+from agent.catalog.replication import Replicator, ReplicatorConfig
 
 ALIVE, LEFT, FAILED = 1, 3, 4
 CFG = ReplicatorConfig(digest_interval=10.0, fetch_timeout=1.0, announce_delay=0.05)
@@ -181,10 +181,6 @@ def test_indexes_move_only_for_what_changed() -> None:
     assert entry.check_indexes("service:web") == (10, 11)
     assert apply_changes(two, {}, 12) is two
     assert "a" not in apply_changes(two, {"a": None}, 12)
-
-
-def test_scaled_interval_follows_memberlist() -> None:
-    assert [scaled_interval(30.0, n) for n in (1, 32, 33, 64, 65)] == [30.0, 30.0, 60.0, 60.0, 90.0]
 
 
 def _forged_web(record: NodeCatalog, address: str, version: int) -> NodeCatalog:

@@ -18,8 +18,8 @@ from http_fakes import FakeAgent, Reply, member, read_replies, request_bytes, ru
 
 from agent.durations import go_duration, parse_duration
 from agent.http.blocking import block_time
+from agent.http.endpoints import default_router
 from agent.http.options import HttpOptions
-from agent.http.routes import default_router
 from agent.http.server import HttpServer
 
 TIMEOUT = 10

@@ -1,8 +1,12 @@
 """``/ui/`` in a real browser: Debian's Chromium driven by Playwright (from PyPI; it never downloads a browser).
 
 Three real agents on loopback; the page must show three alive rows, then, with no reload, turn the killed agent's
-row ``failed``; then survive a dropped connection by resuming with ``?index=``.  The page may load nothing but the
-agent's own URLs.  A screenshot is kept under the test's tmp_path and copied to a path printed in the output.
+row ``failed``; then survive a dropped connection by resuming with ``?index=``.  Its other views follow the cluster
+by blocking queries: the nodes with their health (the killed one critical), a service registered on a client whose
+TTL check turns from critical to passing with no reload, the KV browser (a folder, a key, its value updated live),
+and the network view (the alive-members chart and each other node's estimated RTT from network coordinates).  The
+page may load nothing but the agent's own URLs.  One screenshot per view is kept under the test's tmp_path and
+copied to paths printed in the output.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import consul
 import pytest
 from procs import wait_for
 
@@ -51,7 +56,7 @@ def test_ui_shows_the_cluster_live_and_a_killed_agent_turns_failed(
     origin = f"http://{server.http_addr}"
     foreign: list[str] = []
     problems: list[str] = []
-    shot = tmp_path / "ui-failed.png"
+    shots: list[Path] = []
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch_persistent_context(
             str(tmp_path / "chromium-profile"),  # a fresh user-data-dir
@@ -90,13 +95,56 @@ def test_ui_shows_the_cluster_live_and_a_killed_agent_turns_failed(
             expect(page.locator("#note")).to_contain_text("resumed from index", timeout=15_000)
             expect(page.locator("#conn")).to_have_text("live")
             expect(page.locator("#rows tr")).to_have_count(3)
-            page.screenshot(path=str(shot), full_page=True)
+            shots.append(tmp_path / "ui-members.png")
+            page.screenshot(path=str(shots[-1]), full_page=True)
+
+            # Nodes: the catalog's three, the killed one critical by its serfHealth check.
+            page.click("nav button[data-view='nodes']")
+            expect(page.locator("#node-rows tr[data-name]")).to_have_count(3, timeout=15_000)
+            expect(page.locator("#node-rows tr[data-name='ui-c3'][data-health='critical']")).to_have_count(1)
+            expect(page.locator("#node-rows tr[data-name='ui-c2'][data-health='passing']")).to_have_count(1)
+            shots.append(tmp_path / "ui-nodes.png")
+            page.screenshot(path=str(shots[-1]), full_page=True)
+
+            # Services: a service registered on a client appears, and its TTL check turning passing shows live.
+            page.click("nav button[data-view='services']")
+            api = clients[0].client()
+            assert api.agent.service.register("web", service_id="web-1", port=8080, tags=["v1"],
+                                              check=consul.Check.ttl("60s"))
+            web = page.locator("#service-rows tr[data-service='web'][data-node='ui-c2']")
+            expect(web).to_have_attribute("data-health", "critical", timeout=30_000)
+            api.agent.check.ttl_pass("service:web-1")
+            expect(web).to_have_attribute("data-health", "passing", timeout=30_000)
+            expect(page.locator("#service-rows tr[data-service='consul']")).to_have_count(1)
+            shots.append(tmp_path / "ui-services.png")
+            page.screenshot(path=str(shots[-1]), full_page=True)
+
+            # Key/Value: a folder, then its key and value; a new value shows without a reload.
+            kv = server.client().kv
+            assert kv.put("app/config", "hello")
+            page.click("nav button[data-view='kv']")
+            page.locator("#kv-rows tr[data-key='app/'] a").click(timeout=15_000)
+            page.locator("#kv-rows tr[data-key='app/config'] a").click(timeout=15_000)
+            expect(page.locator("#kv-value")).to_have_text("hello", timeout=15_000)
+            assert kv.put("app/config", "hello again")
+            expect(page.locator("#kv-value")).to_have_text("hello again", timeout=15_000)
+            shots.append(tmp_path / "ui-kv.png")
+            page.screenshot(path=str(shots[-1]), full_page=True)
+
+            # Network: the alive chart, and an RTT bar for the live client from this agent's coordinate.
+            page.click("nav button[data-view='network']")
+            expect(page.locator("#alive-line")).to_have_count(1, timeout=15_000)
+            expect(page.locator("#rtt-chart g.rtt-bar[data-node='ui-c2']")).to_have_count(1, timeout=30_000)
+            shots.append(tmp_path / "ui-network.png")
+            page.screenshot(path=str(shots[-1]), full_page=True)
         finally:
             browser.close()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    kept = ARTIFACTS / "ui-failed.png"
-    shutil.copyfile(shot, kept)
+    kept = []
+    for shot in shots:
+        kept.append(ARTIFACTS / shot.name)
+        shutil.copyfile(shot, kept[-1])
     with capsys.disabled():
-        print(f"\n[test_ui_browser] screenshot: {kept} (also {shot})")
+        print(f"\n[test_ui_browser] screenshots: {', '.join(map(str, kept))} (also under {tmp_path})")
     assert not foreign, f"the page loaded something from elsewhere: {foreign}"
     assert not problems, f"console errors: {problems}"

@@ -13,8 +13,9 @@ The catalog merges two sources (docs/state.md, "Catalog registrations and agent-
   is not shown (the leader deregisters it, `agent.server.state.leader.shadowed_registrations`).
 
 Every function works on `NodeView`s, so HTTP and DNS never ask which source a node came from.  Service names and
-tags compare case-insensitively, as Consul's state store does.  ``healthy_instances`` is DNS's view
-(consul-compat §3.3): instances with any critical check are dropped, and with ``passing_only`` warning ones too.
+tags compare case-insensitively, as Consul's state store does.  ``dns_answerable`` is DNS's view (consul-compat
+§3.3): instances with any critical check are dropped, and with ``only_passing`` warning ones too.  Member statuses
+are Serf's (`protocol.serf.MemberStatus`, the one definition).
 """
 
 from __future__ import annotations
@@ -28,27 +29,30 @@ import immutables
 from agent.catalog.indexed import IndexedNode
 from agent.catalog.record import CheckRecord, ServiceRecord
 from agent.catalog.registered import RegisteredNode
+from protocol.serf import MemberStatus
 
 if TYPE_CHECKING:
     from agent.catalog.indexes import NodeState
     from agent.members import Member, Snapshot
 
 __all__ = [
+    "PRESENT",
     "CheckView",
     "Instance",
     "NodeView",
     "agent_members",
     "agent_node",
+    "agent_node_meta",
     "all_checks",
     "all_instances",
     "catalog_nodes",
     "consul_service_record",
+    "dns_answerable",
     "find_node",
-    "healthy_instances",
     "in_catalog",
+    "known_servers",
     "meta_match",
     "node_checks",
-    "node_entry",
     "node_instances",
     "node_services",
     "registered_node",
@@ -56,11 +60,13 @@ __all__ = [
     "service_checks",
     "service_instances",
     "service_tags",
+    "version_of",
     "worst_status",
 ]
 
-STATUS_ALIVE, STATUS_LEAVING, STATUS_LEFT, STATUS_FAILED = 1, 2, 3, 4
-_PRESENT = frozenset({STATUS_ALIVE, STATUS_LEAVING, STATUS_FAILED})
+#: The statuses whose node is in the catalog (and whose record replicates): every one but ``left`` (Consul's
+#: leader deregisters left nodes at once and keeps failed ones).
+PRESENT = frozenset({MemberStatus.ALIVE, MemberStatus.LEAVING, MemberStatus.FAILED})
 _RANK = {"passing": 0, "warning": 1, "critical": 2}
 
 SERF_CHECK_ID = "serfHealth"
@@ -133,7 +139,7 @@ def worst_status(statuses: Iterable[str]) -> str:
 def in_catalog(member: Member, dc: str | None = None) -> bool:
     tags = member.tags
     return (
-        member.status in _PRESENT
+        member.status in PRESENT
         and tags.get("role") in ("node", "consul")
         and (dc is None or tags.get("dc") == dc)
     )
@@ -146,19 +152,31 @@ def agent_members(snapshot: Snapshot, dc: str | None = None) -> list[Member]:
     return members
 
 
-def node_entry(snapshot: Snapshot, node: str) -> IndexedNode | None:
-    return snapshot.catalog.get(node)
+def version_of(member: Member) -> str:
+    """The Consul version in a member's ``build`` tag (``1.20.1:2c7bc1d0`` -> ``1.20.1``), ``""`` if none."""
+    return member.tags.get("build", "").split(":", 1)[0]
+
+
+def agent_node_meta(member: Member, published: Mapping[str, str] | None) -> dict[str, str]:
+    """Consul's node meta of an agent node, sorted: ``consul-network-segment``, ``consul-version`` (1.16+), then
+    the meta its owner published (its record's, or the local agent's ``node_meta``)."""
+    meta = {"consul-network-segment": ""}
+    if version := version_of(member):
+        meta["consul-version"] = version
+    if published:
+        meta.update(published)
+    return {k: meta[k] for k in sorted(meta)}
 
 
 def _agent_meta(snapshot: Snapshot, member: Member) -> immutables.Map[str, str]:
-    """Consul's node meta of an agent node: ``consul-network-segment``, ``consul-version``, then its record's."""
-    meta = {"consul-network-segment": ""}
-    if version := member.tags.get("build", "").split(":", 1)[0]:
-        meta["consul-version"] = version
     entry: IndexedNode | None = snapshot.catalog.get(member.name)
-    if entry is not None:
-        meta.update(entry.record.meta)
-    return immutables.Map(meta)
+    return immutables.Map(agent_node_meta(member, entry.record.meta if entry is not None else None))
+
+
+def known_servers(members: Iterable[Member], dc: str) -> list[Member]:
+    """Alive servers of this DC: what a client agent could forward an RPC to."""
+    return [m for m in members
+            if m.status == MemberStatus.ALIVE and m.tags.get("role") == "consul" and m.tags.get("dc") == dc]
 
 
 def _indexed(snapshot: Snapshot, member: Member) -> NodeState | None:
@@ -227,7 +245,7 @@ def consul_service_record(member: Member) -> ServiceRecord | None:
         "serf_protocol_current": str(member.protocol_cur),
         "serf_protocol_max": str(member.protocol_max),
         "serf_protocol_min": str(member.protocol_min),
-        "version": member.tags.get("build", "").split(":", 1)[0],
+        "version": version_of(member),
     }
     for tag in ("grpc_port", "grpc_tls_port"):
         if tag in member.tags:
@@ -236,7 +254,7 @@ def consul_service_record(member: Member) -> ServiceRecord | None:
 
 
 def serf_health(member: Member) -> CheckView:
-    alive = member.status in (STATUS_ALIVE, STATUS_LEAVING)
+    alive = member.status in (MemberStatus.ALIVE, MemberStatus.LEAVING)
     check = CheckRecord(
         id=SERF_CHECK_ID,
         name=SERF_CHECK_NAME,
@@ -331,16 +349,10 @@ def service_instances(
     return out
 
 
-def healthy_instances(
-    snapshot: Snapshot, service: str, tag: str | None = None, passing_only: bool = False, *, dc: str | None = None
-) -> list[Instance]:
-    """Instances DNS may answer with: no critical check (and no warning one with ``passing_only``)."""
-    limit = 0 if passing_only else 1
-    return [
-        i
-        for i in service_instances(snapshot, service, dc=dc, tags=(tag,) if tag else ())
-        if all(_RANK.get(c.check.status, 2) <= limit for c in i.checks)
-    ]
+def dns_answerable(instance: Instance, only_passing: bool) -> bool:
+    """Whether DNS may answer with an instance: no critical check (and no warning one with ``only_passing``)."""
+    status = instance.status
+    return status == "passing" or (status == "warning" and not only_passing)
 
 
 def service_tags(snapshot: Snapshot, *, dc: str | None = None,

@@ -27,7 +27,6 @@ Shape as protocol.Node: inputs are methods taking ``now``; outputs are polled (`
 
 from __future__ import annotations
 
-import math
 import random
 from collections import deque
 from collections.abc import Mapping
@@ -36,22 +35,15 @@ import attrs
 
 from agent.catalog import messages
 from agent.catalog.messages import Digest, MessageError, Records, Request
+from agent.catalog.query import PRESENT
 from agent.catalog.record import MAX_VERSION, Announcement, CheckRecord, NodeCatalog, ServiceRecord
+from protocol.serf import MemberStatus
+from protocol.suspicion import push_pull_scale
 
-__all__ = ["Replicator", "ReplicatorConfig", "ReplicatorStats", "scaled_interval"]
+__all__ = ["Replicator", "ReplicatorConfig", "ReplicatorStats"]
 
-STATUS_ALIVE, STATUS_LEAVING, STATUS_LEFT, STATUS_FAILED = 1, 2, 3, 4
-_PRESENT = frozenset({STATUS_ALIVE, STATUS_LEAVING, STATUS_FAILED})
-_SCALE_THRESHOLD = 32
 OUTBID_HEADROOM = 2**32  # a claim about our own record must leave this many versions free below MAX_VERSION
 MAX_NOTES = 64
-
-
-def scaled_interval(base: float, n: int) -> float:
-    """memberlist's pushPullScale: x1 up to 32 nodes, x2 at 33, x3 at 65, ... (keeps repair traffic flat)."""
-    if n <= _SCALE_THRESHOLD:
-        return base
-    return base * (math.ceil(math.log2(n) - math.log2(_SCALE_THRESHOLD)) + 1)
 
 
 @attrs.frozen
@@ -171,7 +163,7 @@ class Replicator:
         """A member event (join/update/leave/failed) with the member's ``tcv`` tag, if any."""
         if name == self.name:
             return
-        if status not in _PRESENT:
+        if status not in PRESENT:
             self.member_gone(name)
             self._peers[name] = _Peer(status, announced)
             return
@@ -192,14 +184,14 @@ class Replicator:
 
     def _present(self, name: str) -> bool:
         peer = self._peers.get(name)
-        return peer is not None and peer.status in _PRESENT
+        return peer is not None and peer.status in PRESENT
 
     def _capable_alive(self) -> list[str]:
-        return sorted(n for n, p in self._peers.items() if p.status == STATUS_ALIVE and p.announced is not None)
+        return sorted(n for n, p in self._peers.items() if p.status == MemberStatus.ALIVE and p.announced is not None)
 
     def _announced(self, name: str) -> Announcement | None:
         peer = self._peers.get(name)
-        return peer.announced if peer is not None and peer.status in _PRESENT else None
+        return peer.announced if peer is not None and peer.status in PRESENT else None
 
     # ------------------------------------------------------------------ messages
 
@@ -230,7 +222,7 @@ class Replicator:
             announced = self._announced(node)
             if node == self.name or announced is None or version <= self._have(node):
                 continue
-            if announced.version > self._have(node) and self._peers[node].status == STATUS_ALIVE:
+            if announced.version > self._have(node) and self._peers[node].status == MemberStatus.ALIVE:
                 self._fetch(now, node, announced.version, ask=node)
         newer = [
             self.records[node]
@@ -309,7 +301,7 @@ class Replicator:
             if fetch.attempts >= self.config.fetch_attempts or not self._present(node):
                 del self._fetches[node]  # the digest rounds will repair it
                 continue
-            if self._peers[node].status != STATUS_ALIVE:
+            if self._peers[node].status != MemberStatus.ALIVE:
                 del self._fetches[node]  # only the owner may answer, and it is not there
                 continue
             fetch.attempts += 1
@@ -318,7 +310,7 @@ class Replicator:
             self._send(node, Request((node,)))
         if now >= self._next_digest:
             peers = self._capable_alive()
-            self._next_digest = now + scaled_interval(self.config.digest_interval, len(peers) + 1)
+            self._next_digest = now + push_pull_scale(self.config.digest_interval, len(peers) + 1)
             if peers:
                 self.stats.digests += 1
                 versions = tuple(sorted((n, r.version) for n, r in self.records.items()))

@@ -48,8 +48,8 @@ from agent.catalog import query as catalog_query
 from agent.dns import services
 from agent.dns.services import ServiceAnswer
 from agent.dns.settings import DnsSettings
+from agent.dns.trim import trim
 from agent.dns.txt import encode_rfc1464, meta_txt
-from agent.http.views import known_servers, node_meta
 
 if TYPE_CHECKING:
     from agent.catalog.query import NodeView
@@ -68,11 +68,6 @@ ARPA = dns.name.from_text("arpa.")
 KINDS = frozenset({"service", "connect", "virtual", "ingress", "node", "query", "addr"})
 INVALID_DNS_LABEL = re.compile(r"[^A-Za-z0-9\-]+")
 
-DEFAULT_UDP_SIZE = 512
-MAX_UDP_ANSWERS = 8  # Consul's ceiling on udp_answer_limit
-MAX_UDP_DATAGRAM = 65535 - 68  # Consul: a larger EDNS buffer is clamped to this
-MAX_TCP_SIZE = 65523  # Consul: 64k minus DNS overhead
-MAX_TCP_ANSWERS = 4096  # 1024 for SRV
 
 
 # ---------------------------------------------------------------------------------------------- the catalog view
@@ -109,7 +104,7 @@ def catalog_view(snapshot: Snapshot, datacenter: str) -> CatalogView:
         with contextlib.suppress(ValueError, dns.exception.DNSException):
             by_reverse.setdefault(dns.reversename.from_address(node.address), node)
     members = [n.member for n in nodes if n.member is not None]
-    view = CatalogView(by_name, by_reverse, tuple(known_servers(members, datacenter)))
+    view = CatalogView(by_name, by_reverse, tuple(catalog_query.known_servers(members, datacenter)))
     _view_memo[:] = [(snapshot, datacenter, view)]
     return view
 
@@ -368,7 +363,7 @@ def _meta_txt(owner: dns.name.Name, node: NodeView, settings: DnsSettings) -> li
     agent's node shows its configured meta; others their published (agents) or registered meta."""
     member = node.member
     if member is not None and member.name == settings.node_name:
-        meta = node_meta(member, settings.node_meta)
+        meta = catalog_query.agent_node_meta(member, settings.node_meta)
     else:
         meta = {k: node.meta[k] for k in sorted(node.meta)}
     rdatas = meta_txt(meta)
@@ -494,6 +489,18 @@ class _Trimmer:
                 extra.append(record)
         self.extra = extra
 
+    def count(self) -> int:
+        return len(self.answers)
+
+    def drop_authority(self) -> None:
+        self.authority = []
+
+    def save(self) -> object:
+        return self.answers, self.extra
+
+    def restore(self, saved: object) -> None:
+        self.answers, self.extra = saved  # type: ignore[misc]
+
     def size(self, compressed: bool) -> int:
         if not compressed:
             return (self.fixed + sum(r.size for r in self.answers) + sum(r.size for r in self.extra)
@@ -505,38 +512,6 @@ class _Trimmer:
         self.response.answer = _rrsets(self.answers)
         self.response.additional = _rrsets(self.extra)
         self.response.authority = self.authority
-
-    def shrink(self, max_size: int, slack: int, compressed: bool) -> bool:
-        """The loop both trims share; True if it removed anything."""
-        removed = False
-        while len(self.answers) > 1 and self.size(compressed) > max_size - slack:
-            removed = True
-            self.authority = []
-            if self.size(compressed) - max_size > 100:
-                self.cut(self.binary_cut(max_size, compressed))
-            else:
-                self.cut(len(self.answers) - 1)
-        return removed
-
-    def binary_cut(self, max_size: int, compressed: bool) -> int:
-        """Consul's dnsBinaryTruncate: the largest answer count that fits (within 10 bytes is good enough)."""
-        original = self.answers
-        start, end = 0, len(original) + 1
-        best = None
-        while end - start > 1:
-            median = start + (end - start) // 2
-            self.cut(median)
-            length = self.size(compressed)
-            if length <= max_size:
-                if max_size - length < 10:
-                    best = median
-                    break
-                start = median
-            else:
-                end = median
-            self.answers = original
-        self.answers = original
-        return max(1, best if best is not None else start)
 
 
 def _client_payload(query: dns.message.Message) -> int:
@@ -558,22 +533,9 @@ def render(query: dns.message.Message, response: dns.message.Message, settings: 
         response.use_edns(None)
     response.set_rcode(rcode)
     trimmer = _Trimmer(response)
-    original = len(trimmer.answers)
-    if tcp:
-        limit = 65535
-        if len(trimmer.answers) > MAX_TCP_ANSWERS:
-            trimmer.cut(1024 if query.question and query.question[0].rdtype == T_SRV else MAX_TCP_ANSWERS)
-        trimmed = trimmer.shrink(MAX_TCP_SIZE, 0, compressed=True) or len(trimmer.answers) < original
-    else:
-        max_size = min(max(DEFAULT_UDP_SIZE, _client_payload(query)), MAX_UDP_DATAGRAM)
-        limit = max_size
-        compressed = True
-        max_answers = min(MAX_UDP_ANSWERS, settings.udp_answer_limit)
-        if max_size == DEFAULT_UDP_SIZE and len(trimmer.answers) > max_answers:
-            compressed = False  # Consul measures non-EDNS answers uncompressed, then sends them compressed
-            trimmer.cut(max_answers)
-        trimmer.shrink(max_size, 8, compressed)
-        trimmed = len(trimmer.answers) < original
+    srv = bool(query.question) and query.question[0].rdtype == T_SRV
+    limit, trimmed = trim(trimmer, tcp=tcp, payload=_client_payload(query),
+                          udp_answer_limit=settings.udp_answer_limit, srv=srv)
     trimmer.apply()
     if trimmed and settings.enable_truncate:
         response.flags |= dns.flags.TC

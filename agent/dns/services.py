@@ -99,10 +99,8 @@ def _healthy(instances: Iterable[query.Instance], tag: str, only_passing: bool) 
     for instance in instances:
         if wanted and wanted not in {t.lower() for t in instance.service.tags}:
             continue
-        status = instance.status
-        if status == "critical" or (only_passing and status != "passing"):
-            continue
-        out.append(instance)
+        if query.dns_answerable(instance, only_passing):
+            out.append(instance)
     return out
 
 

@@ -24,13 +24,10 @@ import dns.name
 import dns.rdata
 
 from agent.dns.services import ServiceAnswer
+from agent.dns.trim import trim
 
 __all__ = ["ShuffledReply"]
 
-DEFAULT_UDP_SIZE = 512
-MAX_UDP_ANSWERS = 8
-MAX_UDP_DATAGRAM = 65535 - 68
-MAX_TCP_SIZE = 65523
 _RR_HEADER = struct.Struct("!HHIH")
 _POINTER = struct.Struct("!H")
 _OPT_ECHO = b"\x00\x00\x29%s\x00\x00\x00\x00\x00\x00"
@@ -147,33 +144,22 @@ class ShuffledReply:
         original = len(order)
         opt = b"" if self.payload < 0 else _OPT_ECHO % struct.pack("!H", self.payload)
         fixed = 12 + len(self.question) + len(opt)
-        trim = _Trim(self, order, fixed)
-        if self.tcp:
-            limit = 65535
-            if len(order) > 4096:
-                trim.cut(1024 if self.service.srv else 4096)
-            trim.shrink(MAX_TCP_SIZE, 0, plain=False)
-        else:
-            limit = min(max(DEFAULT_UDP_SIZE, self.payload), MAX_UDP_DATAGRAM)
-            plain = False
-            max_answers = min(MAX_UDP_ANSWERS, self.udp_answer_limit)
-            if limit == DEFAULT_UDP_SIZE and len(order) > max_answers:
-                plain = True  # Consul measures non-EDNS answers uncompressed, then sends them compressed
-                trim.cut(max_answers)
-            trim.shrink(limit, 8, plain=plain)
-        extras = trim.extras()
-        if fixed + trim.answer_size(False) + sum(map(len, extras)) > limit:
+        trimmed = _Trim(self, order, fixed)
+        limit, _ = trim(trimmed, tcp=self.tcp, payload=max(self.payload, 0), udp_answer_limit=self.udp_answer_limit,
+                        srv=self.service.srv)
+        extras = trimmed.extras()
+        if fixed + trimmed.answer_size(False) + sum(map(len, extras)) > limit:
             extras = []  # never send more than the client can take: additional records go first
         flags = self.flags
-        if len(trim.order) < original and self.enable_truncate:
+        if len(trimmed.order) < original and self.enable_truncate:
             flags |= dns.flags.TC
-        head = struct.pack("!HHHHHH", 0, flags, 1, len(trim.order), 0, len(extras) + (1 if opt else 0))
-        return b"".join((head, self.question, *(self.answers[i].wire for i in trim.order),
+        head = struct.pack("!HHHHHH", 0, flags, 1, len(trimmed.order), 0, len(extras) + (1 if opt else 0))
+        return b"".join((head, self.question, *(self.answers[i].wire for i in trimmed.order),
                          *extras, opt))  # fmt: skip
 
 
 class _Trim:
-    """Consul's trimUDPResponse/trimTCPResponse over piece sizes (the same loop as answer._Trimmer)."""
+    """An answer of pre-encoded pieces, as `agent.dns.trim` trims it."""
 
     def __init__(self, reply: ShuffledReply, order: list[int], fixed: int) -> None:
         self.reply = reply
@@ -206,36 +192,22 @@ class _Trim:
             return sum(answers[i].plain for i in (self.order if order is None else order))
         return sum(len(answers[i].wire) for i in (self.order if order is None else order))
 
-    def size(self, plain: bool) -> int:
+    def count(self) -> int:
+        return len(self.order)
+
+    def drop_authority(self) -> None:
+        """A cached service answer has no authority section."""
+
+    def save(self) -> object:
+        return self.order, self.synced
+
+    def restore(self, saved: object) -> None:
+        self.order, self.synced = saved  # type: ignore[misc]
+
+    def size(self, compressed: bool) -> int:
         extras = self.extras()
-        if plain:
+        if not compressed:
             extra = sum(g.plain[0] if self.synced else sum(g.plain) for g in self.chosen)
         else:
             extra = sum(map(len, extras))
-        return self.fixed + self.answer_size(plain) + extra
-
-    def shrink(self, max_size: int, slack: int, *, plain: bool) -> None:
-        while len(self.order) > 1 and self.size(plain) > max_size - slack:
-            if self.size(plain) - max_size > 100:
-                self.cut(self._binary_cut(max_size, plain))
-            else:
-                self.cut(len(self.order) - 1)
-
-    def _binary_cut(self, max_size: int, plain: bool) -> int:
-        """Consul's dnsBinaryTruncate: the largest answer count that fits (within 10 bytes is good enough)."""
-        original, synced = self.order, self.synced
-        start, end = 0, len(original) + 1
-        best = None
-        while end - start > 1:
-            median = start + (end - start) // 2
-            self.order, self.synced = original[:median], True
-            length = self.size(plain)
-            if length <= max_size:
-                if max_size - length < 10:
-                    best = median
-                    break
-                start = median
-            else:
-                end = median
-        self.order, self.synced = original, synced
-        return max(1, best if best is not None else start)
+        return self.fixed + self.answer_size(not compressed) + extra

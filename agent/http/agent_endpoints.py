@@ -10,12 +10,13 @@ import logging
 from typing import Any
 
 from agent.api import JoinError
+from agent.catalog.query import agent_node_meta, version_of
 from agent.durations import go_duration
 from agent.filtering.consul_types import SERF_MEMBER
 from agent.http.errors import HTTPError, bad_request
 from agent.http.filtering import FilterSpec
 from agent.http.routes import EMPTY, Ctx, Route
-from agent.http.views import member_json, node_meta, version_of
+from agent.http.views import member_json
 
 __all__ = ["ROUTES", "self_json"]
 
@@ -104,7 +105,7 @@ def self_json(ctx: Ctx) -> dict[str, Any]:
         "Coord": None,
         "Member": member_json(member),
         "Stats": stats,
-        "Meta": node_meta(member, config.node_meta),
+        "Meta": agent_node_meta(member, config.node_meta),
     }
 
 

@@ -14,106 +14,28 @@ the ``services`` table for ``/v1/catalog/services``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import trio
-
 from agent.catalog import indexes, query
-from agent.catalog.indexes import ReadIndex
 from agent.filtering.consul_types import NODE, NODE_SERVICE
-from agent.http.blocking import ERROR_META, QueryOptions, meta_headers, parse_query_options, wait_read
-from agent.http.errors import (
-    NO_CLUSTER_LEADER,
-    NO_KNOWN_SERVERS,
-    NO_PATH_TO_DC,
-    RPC_ERROR_PREFIX,
-    HTTPError,
-    bad_request,
-)
-from agent.http.filtering import FilterSpec, by_services, request_filter
+from agent.http.catalog_services import node_services_json
+from agent.http.errors import bad_request
+from agent.http.filtering import FilterSpec, by_services
+from agent.http.reads import meta_filters, read_snapshot, require_servers
 from agent.http.routes import Ctx, Route
-from agent.http.views import known_servers, node_view_json
-from agent.members import LEADER
+from agent.http.views import node_view_json
 
 if TYPE_CHECKING:
-    from agent.members import Snapshot
+    pass
 
-#: What a read answers with as X-Consul-Index and waits on when blocking (agent.catalog.indexes).
-IndexOf = Callable[["Snapshot"], ReadIndex]
-
-__all__ = [
-    "ROUTES",
-    "RPC_ERROR_PREFIX",
-    "catalog_datacenters",
-    "catalog_node",
-    "catalog_node_services",
-    "catalog_nodes",
-    "require_leader",
-]
-
-
-def _error_meta(ctx: Ctx) -> None:
-    """Consul sets query meta even on RPC errors, from an empty QueryMeta: index 1, no leader known."""
-    ctx.headers.update(ERROR_META)
-
-
-def require_servers(ctx: Ctx, snapshot: Snapshot) -> None:
-    """A client agent forwards reads to a server: with none alive it is ``No known Consul servers``."""
-    config = ctx.api.config
-    if not config.server and not known_servers(snapshot.members.values(), config.datacenter):
-        raise HTTPError(500, NO_KNOWN_SERVERS)
-
-
-async def require_leader(ctx: Ctx, opts: QueryOptions) -> Snapshot:
-    """The snapshot to serve a read from: any with ``?stale``, else one with a leader, waiting at most the hold."""
-    table = ctx.api.table
-    snapshot = table.current
-    require_servers(ctx, snapshot)
-    if opts.stale or snapshot.leader:
-        return snapshot
-    hold = ctx.options.rpc_hold_timeout
-    if hold > 0:
-        with trio.move_on_after(hold):
-            while not snapshot.leader:
-                await table.wait_for((LEADER,))
-                snapshot = table.current
-        if snapshot.leader:
-            return snapshot
-    prefix = "" if ctx.api.config.server else RPC_ERROR_PREFIX
-    raise HTTPError(500, prefix + NO_CLUSTER_LEADER)
-
-
-async def _read(ctx: Ctx, index_of: IndexOf) -> tuple[Snapshot, QueryOptions]:
-    """Consul's read path: parse (400s), route to the DC, find a leader, compile ``?filter=`` (the router applies
-    it to the result), block until ``index_of`` passes ``?index``, then set the query meta with that index."""
-    opts = parse_query_options(ctx.request, ctx.api.config.datacenter)
-    try:
-        if opts.dc != ctx.api.config.datacenter:
-            raise HTTPError(500, NO_PATH_TO_DC)
-        await require_leader(ctx, opts)
-        request_filter(ctx)
-    except HTTPError:
-        _error_meta(ctx)
-        raise
-    snapshot = await wait_read(ctx.api.table, index_of, opts, ctx.rng)
-    ctx.headers.update(meta_headers(snapshot, opts, index_of(snapshot).index))
-    return snapshot, opts
-
-
-def _meta_filters(ctx: Ctx) -> dict[str, str]:
-    """``node-meta=key:value`` (repeatable; ``key`` alone means an empty value): every pair must match."""
-    filters: dict[str, str] = {}
-    for raw in ctx.request.query.get_all("node-meta"):
-        key, _, value = raw.partition(":")
-        filters[key] = value
-    return filters
+__all__ = ["ROUTES", "catalog_datacenters", "catalog_node", "catalog_node_services", "catalog_nodes"]
 
 
 async def catalog_nodes(ctx: Ctx) -> list[dict[str, Any]]:
     """GET /v1/catalog/nodes: every registered node, by name; ``near`` is accepted and ignored (no coordinates)."""
-    filters = _meta_filters(ctx)
-    snapshot, _ = await _read(ctx, lambda s: indexes.nodes_read(s.indexes))
+    filters = meta_filters(ctx)
+    snapshot, _ = await read_snapshot(ctx, lambda s: indexes.nodes_read(s.indexes))
     config = ctx.api.config
     nodes = [  # remote nodes' meta comes with their replicated catalog record, registered ones' as registered
         node_view_json(v, _local_meta(ctx, v)) for v in query.catalog_nodes(snapshot, config.datacenter)
@@ -126,14 +48,12 @@ async def catalog_nodes(ctx: Ctx) -> list[dict[str, Any]]:
 async def catalog_node(ctx: Ctx) -> dict[str, Any] | None:
     """GET /v1/catalog/node/:node: the node and its services, or JSON ``null`` (200) when it isn't registered."""
     name = ctx.request.path.removeprefix("/v1/catalog/node/")
-    snapshot, _ = await _read(ctx, lambda s: indexes.node_read(s.indexes, name))
+    snapshot, _ = await read_snapshot(ctx, lambda s: indexes.node_read(s.indexes, name))
     if not name:
         raise bad_request("Missing node name")
     view = query.find_node(snapshot, name, ctx.api.config.datacenter)
     if view is None:
         return None
-    from agent.http.catalog_services import node_services_json
-
     services = node_services_json(snapshot, view)  # the ``consul`` service on servers, then the record's
     return {"Node": node_view_json(view, _local_meta(ctx, view)), "Services": services}
 
@@ -144,12 +64,10 @@ async def catalog_node_services(ctx: Ctx) -> dict[str, Any]:
     name = ctx.request.path.removeprefix("/v1/catalog/node-services/")
     if not name:
         raise bad_request("Missing node name")
-    snapshot, _ = await _read(ctx, lambda s: indexes.node_read(s.indexes, name))
+    snapshot, _ = await read_snapshot(ctx, lambda s: indexes.node_read(s.indexes, name))
     view = query.find_node(snapshot, name, ctx.api.config.datacenter)
     if view is None:
         return {"Node": None, "Services": None}
-    from agent.http.catalog_services import node_services_json
-
     services = list(node_services_json(snapshot, view).values())
     return {"Node": node_view_json(view, _local_meta(ctx, view)), "Services": services}
 

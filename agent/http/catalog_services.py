@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from agent.catalog import indexes, query
 from agent.filtering.consul_types import SERVICE_NODE
-from agent.http.catalog import _meta_filters, _read
 from agent.http.errors import bad_request
 from agent.http.filtering import FilterSpec, request_filter
+from agent.http.reads import meta_filters, read_snapshot
 from agent.http.routes import Ctx, Route
 from agent.http.views import node_view_json
 
@@ -119,8 +119,8 @@ def health_check_json(view: CheckView) -> dict[str, Any]:
 
 async def catalog_services(ctx: Ctx) -> dict[str, list[str]]:
     """GET /v1/catalog/services: ``{name: union of tags}`` (``consul`` from the servers included)."""
-    filters = _meta_filters(ctx)
-    snapshot, _ = await _read(ctx, lambda s: indexes.services_read(s.indexes, bool(filters)))
+    filters = meta_filters(ctx)
+    snapshot, _ = await read_snapshot(ctx, lambda s: indexes.services_read(s.indexes, bool(filters)))
     dc = ctx.api.config.datacenter
     flt = request_filter(ctx)
     if flt is None:
@@ -138,8 +138,8 @@ async def catalog_service(ctx: Ctx) -> list[dict[str, Any]]:
     name = ctx.request.path.removeprefix("/v1/catalog/service/")
     if not name:
         raise bad_request("Missing service name")
-    filters = _meta_filters(ctx)
-    snapshot, _ = await _read(ctx, lambda s: indexes.service_read(s.indexes, name))
+    filters = meta_filters(ctx)
+    snapshot, _ = await read_snapshot(ctx, lambda s: indexes.service_read(s.indexes, name))
     dc = ctx.api.config.datacenter
     instances = query.service_instances(
         snapshot, name, dc=dc, tags=ctx.request.query.get_all("tag"), node_meta=filters

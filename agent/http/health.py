@@ -13,10 +13,10 @@ from typing import Any
 
 from agent.catalog import indexes, query
 from agent.filtering.consul_types import CHECK_SERVICE_NODE, HEALTH_CHECK
-from agent.http.catalog import _meta_filters, _read
 from agent.http.catalog_services import health_check_json, node_service_json
 from agent.http.errors import bad_request
 from agent.http.filtering import FilterSpec
+from agent.http.reads import meta_filters, read_snapshot
 from agent.http.routes import Ctx, Route
 from agent.http.views import node_view_json
 
@@ -41,7 +41,7 @@ async def health_node(ctx: Ctx) -> list[dict[str, Any]]:
     name = ctx.request.path.removeprefix("/v1/health/node/")
     if not name:
         raise bad_request("Missing node name")
-    snapshot, _ = await _read(ctx, lambda s: indexes.node_checks_read(s.indexes, name))
+    snapshot, _ = await read_snapshot(ctx, lambda s: indexes.node_checks_read(s.indexes, name))
     view = query.find_node(snapshot, name, ctx.api.config.datacenter)
     if view is None:
         return []
@@ -53,7 +53,7 @@ async def health_checks(ctx: Ctx) -> list[dict[str, Any]]:
     name = ctx.request.path.removeprefix("/v1/health/checks/")
     if not name:
         raise bad_request("Missing service name")
-    snapshot, _ = await _read(ctx, lambda s: indexes.service_read(s.indexes, name))
+    snapshot, _ = await read_snapshot(ctx, lambda s: indexes.service_read(s.indexes, name))
     return [health_check_json(c) for c in query.service_checks(snapshot, name, dc=ctx.api.config.datacenter)]
 
 
@@ -70,8 +70,8 @@ async def health_service(ctx: Ctx) -> list[dict[str, Any]]:
         if parsed is None:
             raise bad_request("Invalid value for ?passing")
         passing = parsed
-    filters = _meta_filters(ctx)
-    snapshot, _ = await _read(ctx, lambda s: indexes.service_read(s.indexes, name))
+    filters = meta_filters(ctx)
+    snapshot, _ = await read_snapshot(ctx, lambda s: indexes.service_read(s.indexes, name))
     instances = query.service_instances(
         snapshot, name, dc=ctx.api.config.datacenter, tags=q.get_all("tag"), node_meta=filters
     )
@@ -92,8 +92,8 @@ async def health_state(ctx: Ctx) -> list[dict[str, Any]]:
     state = ctx.request.path.removeprefix("/v1/health/state/")
     if not state:
         raise bad_request("Missing check state")
-    filters = _meta_filters(ctx)
-    snapshot, _ = await _read(ctx, lambda s: indexes.checks_read(s.indexes, bool(filters)))
+    filters = meta_filters(ctx)
+    snapshot, _ = await read_snapshot(ctx, lambda s: indexes.checks_read(s.indexes, bool(filters)))
     if state not in STATES:
         return []
     checks = query.all_checks(snapshot, dc=ctx.api.config.datacenter, state=state, node_meta=filters)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.http.catalog import RPC_ERROR_PREFIX
 from agent.http.errors import NO_CLUSTER_LEADER, HTTPError
+from agent.http.reads import RPC_ERROR_PREFIX
 from agent.http.routes import EMPTY, Ctx, Route
 
 __all__ = ["ROUTES", "raft_configuration", "raft_peer"]

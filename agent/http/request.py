@@ -25,10 +25,6 @@ class BadTarget(ValueError):
     """The request line's target is not a URL Go would accept: the server answers 400 Bad Request."""
 
 
-class BadQuery(ValueError):
-    """``url.ParseQuery`` would fail (Consul's wrap answers 500 with an empty body)."""
-
-
 def _unescape(text: str, *, plus_is_space: bool) -> str:
     if _BAD_ESCAPE.search(text):
         raise ValueError(f"invalid URL escape in {text!r}")

@@ -50,7 +50,6 @@ __all__ = [
     "Router",
     "Session",
     "SocketRoute",
-    "default_router",
     "json_response",
     "not_routed",
     "ui_enabled",
@@ -248,34 +247,3 @@ def json_response(ctx: Ctx, status: int, value: Any) -> Response:
 
 def _log_error(request: Request, reason: str) -> None:
     log.error("Request error: method=%s url=%s from=%s error=%s", request.method, request.path, request.remote, reason)
-
-
-def default_router() -> Router:
-    """The endpoints this agent serves (Consul's http_register.go, the subset we implement)."""
-    from agent.http import (
-        acl_endpoints,
-        agent_endpoints,
-        catalog,
-        catalog_register,
-        catalog_services,
-        events,
-        health,
-        kv,
-        metrics_endpoint,
-        monitor,
-        operator,
-        services_endpoints,
-        sessions,
-        status,
-        stream,
-        txn,
-        ui,
-    )
-
-    return Router(
-        [*catalog.ROUTES, *agent_endpoints.ROUTES, *status.ROUTES, *stream.ROUTES, *ui.ROUTES,
-         *catalog_services.ROUTES, *health.ROUTES, *services_endpoints.ROUTES, *operator.ROUTES,
-         *kv.ROUTES, *sessions.ROUTES, *txn.ROUTES, *catalog_register.ROUTES, *acl_endpoints.ROUTES,
-         *monitor.ROUTES, *metrics_endpoint.ROUTES, *events.ROUTES],
-        sockets=stream.SOCKETS,
-    )

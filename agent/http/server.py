@@ -43,12 +43,13 @@ import trio
 import trio_websocket
 
 from agent.connlimit import ConnectionSlots, Slot
+from agent.http.endpoints import default_router
 from agent.http.errors import HTTPError
 from agent.http.hosts import HostPolicy
 from agent.http.options import HttpOptions
 from agent.http.request import BadTarget, Query, Request, parse_target
 from agent.http.response import Response, wire_headers
-from agent.http.routes import Ctx, Router, SocketRoute, default_router
+from agent.http.routes import Ctx, Router, SocketRoute
 from agent.peer import peer_text
 
 if TYPE_CHECKING:

@@ -4,8 +4,8 @@ and the Raft peers.  A client agent forwards these to a server, so with no serve
 
 from __future__ import annotations
 
-from agent.http.catalog import require_servers
 from agent.http.errors import NO_PATH_TO_DC, HTTPError
+from agent.http.reads import require_servers
 from agent.http.routes import Ctx, Route
 
 __all__ = ["ROUTES", "status_leader", "status_peers"]

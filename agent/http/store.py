@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from agent.http.blocking import ERROR_META, QueryOptions, block_time, parse_query_options, query_meta
-from agent.http.catalog import RPC_ERROR_PREFIX, require_servers
 from agent.http.errors import NO_PATH_TO_DC, HTTPError
+from agent.http.reads import RPC_ERROR_PREFIX, require_servers
 from agent.http.routes import Ctx
 from agent.server.access import CommandFailed, NoLeader, QueryResult, ReadMode, StoreUnavailable
 from agent.server.state.commands import Command

@@ -1,8 +1,10 @@
 """``GET /ui/``: one self-contained page (``ui.html`` beside this file) that shows the cluster live.
 
 The page has no build step and loads nothing from anywhere but this agent (no scripts, fonts or images from the
-internet: agents often run where there is none).  It opens ``/v1/stream/members`` and keeps itself current from
-the stream, reconnecting by itself with ``?index=``.  The Content-Security-Policy says the same thing to the
+internet: agents often run where there is none).  Its members view opens ``/v1/stream/members`` and keeps itself
+current from the stream, reconnecting by itself with ``?index=``; its nodes, services, key/value and network views
+(alive members over time, each node's RTT from network coordinates) follow Consul's HTTP API with blocking
+queries, only while shown.  The Content-Security-Policy says the same thing to the
 browser, so a later edit that pulls in a CDN fails loudly in the browser test instead of silently offline.
 
 Served only when the UI is enabled (``-ui``, ``"ui": true``, ``ui_config.enabled``; on in ``-dev``); otherwise

@@ -7,32 +7,24 @@ so every map here is built sorted.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+
+from agent.catalog.query import agent_node_meta
 
 if TYPE_CHECKING:
     from agent.catalog.query import NodeView
     from agent.members import Member
 
 __all__ = [
-    "known_servers",
     "member_json",
     "node_json",
-    "node_meta",
     "node_view_json",
-    "version_of",
 ]
-
-STATUS_ALIVE = 1
 
 
 def _sorted(mapping: Mapping[str, str]) -> dict[str, str]:
     return {k: mapping[k] for k in sorted(mapping)}
-
-
-def version_of(member: Member) -> str:
-    """The Consul version in a member's ``build`` tag (``1.20.1:2c7bc1d0`` -> ``1.20.1``), ``""`` if none."""
-    return member.tags.get("build", "").split(":", 1)[0]
 
 
 def member_json(member: Member) -> dict[str, Any]:
@@ -61,17 +53,6 @@ def tagged_addresses(addr: str) -> dict[str, str]:
     return _sorted({"lan": addr, f"lan_{family}": addr, "wan": addr, f"wan_{family}": addr})
 
 
-def node_meta(member: Member, local_meta: Mapping[str, str] | None) -> dict[str, str]:
-    """Every agent node has ``consul-network-segment`` and (1.16+) ``consul-version``; the local node adds its
-    ``node_meta`` (other nodes' meta reaches Consul through their own anti-entropy, which gossip doesn't carry)."""
-    meta: dict[str, str] = {"consul-network-segment": ""}
-    if version := version_of(member):
-        meta["consul-version"] = version
-    if local_meta:
-        meta.update(local_meta)
-    return _sorted(meta)
-
-
 def node_json(member: Member, local_meta: Mapping[str, str] | None = None) -> dict[str, Any]:
     """A catalog **Node**: ID from the ``id`` tag, DC from the ``dc`` tag, indexes from the member record."""
     return {
@@ -80,7 +61,7 @@ def node_json(member: Member, local_meta: Mapping[str, str] | None = None) -> di
         "Address": member.addr,
         "Datacenter": member.tags.get("dc", ""),
         "TaggedAddresses": tagged_addresses(member.addr),
-        "Meta": node_meta(member, local_meta),
+        "Meta": agent_node_meta(member, local_meta),
         "CreateIndex": member.create_index,
         "ModifyIndex": member.modify_index,
     }
@@ -106,10 +87,3 @@ def node_view_json(view: NodeView, local_meta: Mapping[str, str] | None = None) 
         "CreateIndex": registered.create_index,
         "ModifyIndex": registered.modify_index,
     }
-
-
-def known_servers(members: Iterable[Member], dc: str) -> list[Member]:
-    """Alive servers of this DC: what a client agent could forward an RPC to."""
-    return [
-        m for m in members if m.status == STATUS_ALIVE and m.tags.get("role") == "consul" and m.tags.get("dc") == dc
-    ]
