@@ -13,6 +13,8 @@ at the position it failed, best effort) or ``LINE:COL (OFFSET): rule NAME: MESSA
 
 from __future__ import annotations
 
+import functools
+
 from lark import Lark, Token, Transformer, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 from agent.filtering.ast import And, Expression, Match, MatchOp, Not, Or
@@ -69,7 +71,13 @@ STRING.2: /"[^"]*"|`[^`]*`/s
 BAD_STRING.1: /"[^"]*\Z|`[^`]*\Z/s
 """
 
-_PARSER = Lark(GRAMMAR, parser="lalr", lexer="contextual", propagate_positions=False, maybe_placeholders=False)
+
+
+@functools.cache
+def _parser() -> Lark:
+    """The LALR parser, built on first use (its tables take a tenth of a second: not at agent start)."""
+    return Lark(GRAMMAR, parser="lalr", lexer="contextual", propagate_positions=False, maybe_placeholders=False)
+
 
 _OPS = {
     "==": MatchOp.EQUAL, "!=": MatchOp.NOT_EQUAL, "contains": MatchOp.IN, "not contains": MatchOp.NOT_IN,
@@ -221,7 +229,7 @@ def _check_token(src: _Source, token: Token) -> None:
 def parse(expression: str) -> Expression:
     """The expression tree of ``expression``, or FilterSyntaxError with pigeon's text."""
     src = _Source(expression)
-    interactive = _PARSER.parse_interactive(expression)
+    interactive = _parser().parse_interactive(expression)
     tokens: list[Token] = []
     try:
         for token in interactive.iter_parse():
@@ -244,7 +252,7 @@ def parse(expression: str) -> Expression:
 
 def _accepts_after(body: str, tokens: list[Token]) -> set[str]:
     """The terminals the parser could shift right after ``tokens`` (before LALR's reductions on the bad one)."""
-    interactive = _PARSER.parse_interactive(body)
+    interactive = _parser().parse_interactive(body)
     for token in tokens:
         interactive.feed_token(token)
     return set(interactive.accepts())
