@@ -344,3 +344,15 @@ def test_garbage_is_a_filter_error_or_a_working_filter(text: str) -> None:
         assert str(exc).startswith("Failed to create boolean expression evaluator: ")
         return
     assert isinstance(flt.matches(ENTRY), bool)  # a filter that compiles evaluates without error
+
+
+@pytest.mark.parametrize("depth", [50, 300, 3000])
+def test_deep_expressions_evaluate_or_are_filter_errors(depth: int) -> None:
+    for text in (" and ".join(["Status == passing"] * depth), "not " * depth + "Status == x",
+                 "(" * depth + "Status == x" + ")" * depth):  # fmt: skip
+        try:
+            flt = create_filter(text, HEALTH_CHECK)
+        except FilterError as exc:
+            assert depth > 300 and "nested too deeply" in str(exc)
+            continue
+        assert isinstance(flt.matches({"Status": "passing"}), bool)

@@ -29,6 +29,8 @@ from agent.gostrings import go_quote
 __all__ = ["CREATE_PREFIX", "CompiledFilter", "FilterError", "compile_filter", "create_filter"]
 
 CREATE_PREFIX = "Failed to create boolean expression evaluator: "
+#: Ours: Python's stack bounds the nesting (a few hundred levels of `and`, `not` or parentheses); Go's does not.
+TOO_DEEP = "expression nested too deeply"
 
 _RE2_OPTIONS = re2.Options()
 _RE2_OPTIONS.log_errors = False
@@ -168,7 +170,10 @@ class CompiledFilter:
         return self.checked
 
     def matches(self, record: Any) -> bool:
-        return _evaluate(self._tree(), record, self.type)
+        try:
+            return _evaluate(self._tree(), record, self.type)
+        except RecursionError:
+            raise FilterError(TOO_DEEP) from None
 
     def keep(self, records: Iterable[Any]) -> list[Any]:
         return [r for r in records if self.matches(r)]
@@ -188,7 +193,10 @@ def compile_filter(expression: str, typ: Struct, *, check_now: bool = True) -> C
         raise FilterError(str(exc)) from None
     compiled = CompiledFilter(expression, typ, parsed)
     if check_now:
-        compiled._tree()
+        try:
+            compiled._tree()
+        except RecursionError:
+            raise FilterError(TOO_DEEP) from None
     return compiled
 
 
