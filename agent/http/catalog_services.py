@@ -148,6 +148,6 @@ async def catalog_service(ctx: Ctx) -> list[dict[str, Any]]:
 
 
 ROUTES = (
-    Route("/v1/catalog/services", ("GET",), catalog_services, FilterSpec(SERVICE_NODE, None, rpc=True)),
+    Route("/v1/catalog/services", ("GET",), catalog_services, FilterSpec(SERVICE_NODE, apply=None, rpc=True)),
     Route("/v1/catalog/service/", ("GET",), catalog_service, FilterSpec(SERVICE_NODE, rpc=True)),
 )

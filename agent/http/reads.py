@@ -1,8 +1,7 @@
 """The read path every catalog and health endpoint takes (Consul's ``parseDC``/``parseConsistency``, the RPC's
 hold for a leader, blocking, ``setMeta``): route to the datacenter, need a known server and a leader (waiting at most
 the RPC hold), compile ``?filter=``, block until the index of what is read passes ``?index``, answer with its query
-meta.  Also the
-``node-meta`` filters those endpoints share.  Once, here; the endpoints only say what they read."""
+meta.  Also the ``node-meta`` filters those endpoints share.  Once, here; the endpoints only say what they read."""
 
 from __future__ import annotations
 
@@ -34,7 +33,6 @@ __all__ = [
 
 #: What a read answers with as X-Consul-Index and waits on when blocking (agent.catalog.indexes).
 IndexOf = Callable[["Snapshot"], ReadIndex]
-
 
 
 def error_meta(ctx: Ctx) -> None:
