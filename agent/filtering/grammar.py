@@ -72,7 +72,6 @@ BAD_STRING.1: /"[^"]*\Z|`[^`]*\Z/s
 """
 
 
-
 @functools.cache
 def _parser() -> Lark:
     """The LALR parser, built on first use (its tables take a tenth of a second: not at agent start)."""
@@ -264,15 +263,14 @@ def _syntax_error(src: _Source, exc: UnexpectedInput, accepts: set[str],
     if isinstance(exc, UnexpectedToken) and exc.token.type == "$END":
         pos = len(src.text)
     else:
-        pos = (exc.pos_in_stream if exc.pos_in_stream is not None else 0)
+        pos = exc.pos_in_stream if exc.pos_in_stream is not None else 0
     if last is not None:
-        last_end = last.end_pos
-        if last.type in ("IN", "NOT_IN") or (last.type == "VS_OP"):
+        if last.type == "VS_OP":  # `in` / `not in` not followed by a selector
             return src.error(src.skip_ws(pos), "match", "Invalid selector")
         if last.type == "LSQB":
-            return src.error(last_end, "index", "Invalid index")
+            return src.error(last.end_pos, "index", "Invalid index")
         if last.type == "STRING" and "RSQB" in accepts:
-            return src.error(src.skip_ws(last_end), "index", "Unclosed index expression")
+            return src.error(src.skip_ws(last.end_pos), "index", "Unclosed index expression")
     if "RPAR" in accepts and last is not None:
         return src.error(src.skip_ws(pos), "grouping", "Unmatched parentheses")
     return _no_match(src, pos, accepts, last)
