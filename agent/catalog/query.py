@@ -44,6 +44,7 @@ __all__ = [
     "agent_node",
     "agent_node_meta",
     "all_checks",
+    "all_instances",
     "catalog_nodes",
     "consul_service_record",
     "dns_answerable",
@@ -364,6 +365,13 @@ def service_tags(snapshot: Snapshot, *, dc: str | None = None,
         for record, _, _ in node_services(snapshot, node):
             out.setdefault(record.name, set()).update(record.tags)
     return {name: sorted(out[name]) for name in sorted(out)}
+
+
+def all_instances(snapshot: Snapshot, *, dc: str | None = None,
+                  node_meta: Mapping[str, str] | None = None) -> list[Instance]:  # fmt: skip
+    """Every service instance in the catalog, node by node (what ``/v1/catalog/services`` filters)."""
+    return [i for node in catalog_nodes(snapshot, dc) if not node_meta or meta_match(node.meta, node_meta)
+            for i in node_instances(snapshot, node)]  # fmt: skip
 
 
 def service_checks(snapshot: Snapshot, service: str, *, dc: str | None = None) -> list[CheckView]:

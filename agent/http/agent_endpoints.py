@@ -12,7 +12,9 @@ from typing import Any
 from agent.api import JoinError
 from agent.catalog.query import agent_node_meta, version_of
 from agent.durations import go_duration
+from agent.filtering.consul_types import SERF_MEMBER
 from agent.http.errors import HTTPError, bad_request
+from agent.http.filtering import FilterSpec
 from agent.http.routes import EMPTY, Ctx, Route
 from agent.http.views import member_json
 
@@ -36,8 +38,6 @@ async def agent_members(ctx: Ctx) -> list[dict[str, Any]] | None:
         raise bad_request("Cannot provide a segment with wan=true")
     if wan:
         return [] if ctx.api.config.server else None
-    if q.get("filter"):
-        raise HTTPError(500, "Failed to create boolean expression evaluator: filter expressions are not supported")
     members = sorted(ctx.api.table.current.members.values(), key=lambda m: m.name)
     return [member_json(m) for m in members]
 
@@ -160,7 +160,7 @@ async def agent_reload(ctx: Ctx) -> Any:
 
 
 ROUTES = (
-    Route("/v1/agent/members", ("GET",), agent_members),
+    Route("/v1/agent/members", ("GET",), agent_members, FilterSpec(SERF_MEMBER)),
     Route("/v1/agent/self", ("GET",), agent_self),
     Route("/v1/agent/join/", ("PUT",), agent_join),
     Route("/v1/agent/leave", ("PUT",), agent_leave),

@@ -8,26 +8,25 @@ Raft's (a server's own, a client's from a server: agent/server/).  Reads in the 
 (500 ``No cluster leader``); ``?stale`` reads answer anyway; a client agent needs a known server first.
 
 Each read answers with the index of what it read and blocks on that alone (agent.catalog.indexes): the
-``nodes`` table for ``/v1/catalog/nodes``, the node for ``/v1/catalog/node/n``, the ``services`` table for
-``/v1/catalog/services``.
+``nodes`` table for ``/v1/catalog/nodes``, the node for ``/v1/catalog/node/n`` and ``/v1/catalog/node-services/n``,
+the ``services`` table for ``/v1/catalog/services``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from agent.catalog import indexes, query
+from agent.filtering.consul_types import NODE, NODE_SERVICE
 from agent.http.catalog_services import node_services_json
 from agent.http.errors import bad_request
+from agent.http.filtering import FilterSpec, by_services
 from agent.http.reads import meta_filters, read_snapshot, require_servers
 from agent.http.routes import Ctx, Route
 from agent.http.views import node_view_json
 
-if TYPE_CHECKING:
-    pass
-
-__all__ = ["ROUTES", "catalog_datacenters", "catalog_node", "catalog_nodes"]
+__all__ = ["ROUTES", "catalog_datacenters", "catalog_node", "catalog_node_services", "catalog_nodes"]
 
 
 async def catalog_nodes(ctx: Ctx) -> list[dict[str, Any]]:
@@ -56,6 +55,20 @@ async def catalog_node(ctx: Ctx) -> dict[str, Any] | None:
     return {"Node": node_view_json(view, _local_meta(ctx, view)), "Services": services}
 
 
+async def catalog_node_services(ctx: Ctx) -> dict[str, Any]:
+    """GET /v1/catalog/node-services/:node: the node and its services as a list; ``{"Node": null, "Services":
+    null}`` when it isn't registered (Consul's NodeServiceList, a struct even then)."""
+    name = ctx.request.path.removeprefix("/v1/catalog/node-services/")
+    if not name:
+        raise bad_request("Missing node name")
+    snapshot, _ = await read_snapshot(ctx, lambda s: indexes.node_read(s.indexes, name))
+    view = query.find_node(snapshot, name, ctx.api.config.datacenter)
+    if view is None:
+        return {"Node": None, "Services": None}
+    services = list(node_services_json(snapshot, view).values())
+    return {"Node": node_view_json(view, _local_meta(ctx, view)), "Services": services}
+
+
 def _local_meta(ctx: Ctx, view: query.NodeView) -> Mapping[str, str] | None:
     """This agent's own node shows its configured meta at once (its record may not be published yet)."""
     config = ctx.api.config
@@ -69,7 +82,9 @@ async def catalog_datacenters(ctx: Ctx) -> list[str]:
 
 
 ROUTES = (
-    Route("/v1/catalog/nodes", ("GET",), catalog_nodes),
-    Route("/v1/catalog/node/", ("GET",), catalog_node),
+    Route("/v1/catalog/nodes", ("GET",), catalog_nodes, FilterSpec(NODE, rpc=True)),
+    Route("/v1/catalog/node/", ("GET",), catalog_node, FilterSpec(NODE_SERVICE, by_services, rpc=True)),
+    Route("/v1/catalog/node-services/", ("GET",), catalog_node_services,
+          FilterSpec(NODE_SERVICE, by_services, rpc=True)),
     Route("/v1/catalog/datacenters", ("GET",), catalog_datacenters),
 )

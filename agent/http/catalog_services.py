@@ -11,7 +11,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from agent.catalog import indexes, query
+from agent.filtering.consul_types import SERVICE_NODE
 from agent.http.errors import bad_request
+from agent.http.filtering import FilterSpec, request_filter
 from agent.http.reads import meta_filters, read_snapshot
 from agent.http.routes import Ctx, Route
 from agent.http.views import node_view_json
@@ -119,7 +121,16 @@ async def catalog_services(ctx: Ctx) -> dict[str, list[str]]:
     """GET /v1/catalog/services: ``{name: union of tags}`` (``consul`` from the servers included)."""
     filters = meta_filters(ctx)
     snapshot, _ = await read_snapshot(ctx, lambda s: indexes.services_read(s.indexes, bool(filters)))
-    return query.service_tags(snapshot, dc=ctx.api.config.datacenter, node_meta=filters)
+    dc = ctx.api.config.datacenter
+    flt = request_filter(ctx)
+    if flt is None:
+        return query.service_tags(snapshot, dc=dc, node_meta=filters)
+    # Consul filters the ServiceNodes, then groups what is left: a service none of whose instances match is absent
+    tags: dict[str, set[str]] = {}
+    for instance in query.all_instances(snapshot, dc=dc, node_meta=filters):
+        if flt.matches(service_node_json(instance, dc)):
+            tags.setdefault(instance.service.name, set()).update(instance.service.tags)
+    return {name: sorted(tags[name]) for name in sorted(tags)}
 
 
 async def catalog_service(ctx: Ctx) -> list[dict[str, Any]]:
@@ -137,6 +148,6 @@ async def catalog_service(ctx: Ctx) -> list[dict[str, Any]]:
 
 
 ROUTES = (
-    Route("/v1/catalog/services", ("GET",), catalog_services),
-    Route("/v1/catalog/service/", ("GET",), catalog_service),
+    Route("/v1/catalog/services", ("GET",), catalog_services, FilterSpec(SERVICE_NODE, apply=None, rpc=True)),
+    Route("/v1/catalog/service/", ("GET",), catalog_service, FilterSpec(SERVICE_NODE, rpc=True)),
 )

@@ -14,6 +14,7 @@ __all__ = [
     "NO_CLUSTER_LEADER",
     "NO_KNOWN_SERVERS",
     "NO_PATH_TO_DC",
+    "RPC_ERROR_PREFIX",
     "HTTPError",
     "MethodNotAllowed",
     "bad_request",
@@ -24,6 +25,8 @@ __all__ = [
 NO_CLUSTER_LEADER = "No cluster leader"
 NO_PATH_TO_DC = "No path to datacenter"
 NO_KNOWN_SERVERS = "No known Consul servers"
+#: What a client agent's RPC to a server puts before the server's error (Consul's pool.RPC).
+RPC_ERROR_PREFIX = "rpc error making call: "
 
 
 class HTTPError(Exception):

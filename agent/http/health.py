@@ -12,9 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 from agent.catalog import indexes, query
+from agent.filtering.consul_types import CHECK_SERVICE_NODE, HEALTH_CHECK
 from agent.goflags import parse_bool
 from agent.http.catalog_services import health_check_json, node_service_json
 from agent.http.errors import bad_request
+from agent.http.filtering import FilterSpec
 from agent.http.reads import meta_filters, read_snapshot
 from agent.http.routes import Ctx, Route
 from agent.http.views import node_view_json
@@ -89,8 +91,8 @@ async def health_state(ctx: Ctx) -> list[dict[str, Any]]:
 
 
 ROUTES = (
-    Route("/v1/health/node/", ("GET",), health_node),
-    Route("/v1/health/checks/", ("GET",), health_checks),
-    Route("/v1/health/service/", ("GET",), health_service),
-    Route("/v1/health/state/", ("GET",), health_state),
+    Route("/v1/health/node/", ("GET",), health_node, FilterSpec(HEALTH_CHECK, rpc=True)),
+    Route("/v1/health/checks/", ("GET",), health_checks, FilterSpec(HEALTH_CHECK, rpc=True)),
+    Route("/v1/health/service/", ("GET",), health_service, FilterSpec(CHECK_SERVICE_NODE, rpc=True)),
+    Route("/v1/health/state/", ("GET",), health_state, FilterSpec(HEALTH_CHECK, rpc=True)),
 )

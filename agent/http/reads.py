@@ -1,7 +1,7 @@
 """The read path every catalog and health endpoint takes (Consul's ``parseDC``/``parseConsistency``, the RPC's
 hold for a leader, blocking, ``setMeta``): route to the datacenter, need a known server and a leader (waiting at most
-the RPC hold), block until the index of what is read passes ``?index``, answer with its query meta.  Also the
-``node-meta`` filters those endpoints share.  Once, here; the endpoints only say what they read."""
+the RPC hold), compile ``?filter=``, block until the index of what is read passes ``?index``, answer with its query
+meta.  Also the ``node-meta`` filters those endpoints share.  Once, here; the endpoints only say what they read."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import trio
 from agent.catalog import query
 from agent.catalog.indexes import ReadIndex
 from agent.http.blocking import ERROR_META, QueryOptions, meta_headers, parse_query_options, wait_read
-from agent.http.errors import NO_CLUSTER_LEADER, NO_KNOWN_SERVERS, NO_PATH_TO_DC, HTTPError
+from agent.http.errors import NO_CLUSTER_LEADER, NO_KNOWN_SERVERS, NO_PATH_TO_DC, RPC_ERROR_PREFIX, HTTPError
+from agent.http.filtering import request_filter
 from agent.members import LEADER
 
 if TYPE_CHECKING:
@@ -32,9 +33,6 @@ __all__ = [
 
 #: What a read answers with as X-Consul-Index and waits on when blocking (agent.catalog.indexes).
 IndexOf = Callable[["Snapshot"], ReadIndex]
-
-RPC_ERROR_PREFIX = "rpc error making call: "
-FILTER_UNSUPPORTED = "Failed to create boolean expression evaluator: filter expressions are not supported by this agent"
 
 
 def error_meta(ctx: Ctx) -> None:
@@ -69,15 +67,15 @@ async def require_leader(ctx: Ctx, opts: QueryOptions) -> Snapshot:
 
 
 async def read_snapshot(ctx: Ctx, index_of: IndexOf) -> tuple[Snapshot, QueryOptions]:
-    """Consul's read path: parse (400s), route to the DC, find a leader, block until ``index_of`` passes
-    ``?index``, then set the query meta with that index."""
+    """Consul's read path: parse (400s), route to the DC, find a leader, compile ``?filter=`` (the router applies
+    it to the result: agent.http.filtering), block until ``index_of`` passes ``?index``, then set the query meta
+    with that index."""
     opts = parse_query_options(ctx.request, ctx.api.config.datacenter)
     try:
         if opts.dc != ctx.api.config.datacenter:
             raise HTTPError(500, NO_PATH_TO_DC)
-        if ctx.request.query.get("filter"):
-            raise HTTPError(500, FILTER_UNSUPPORTED)
         await require_leader(ctx, opts)
+        request_filter(ctx)
     except HTTPError:
         error_meta(ctx)
         raise

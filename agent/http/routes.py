@@ -13,7 +13,8 @@ upgrade goes through the ordinary routes.
 
 Every endpoint runs inside ``wrap`` (Consul's ``HTTPHandlers.wrap``): query-string errors are a bare 500,
 ``OPTIONS`` answers with ``Allow``, a wrong method is a 405, an :class:`HTTPError` is its status and text, any
-other exception is a logged 500 with its message; a result is JSON (pretty with ``?pretty`` or in ``-dev``), and
+other exception is a logged 500 with its message; a route's ``?filter=`` keeps the matching records of the result
+(agent.http.filtering); a result is JSON (pretty with ``?pretty`` or in ``-dev``), and
 ``EMPTY`` is a 200 with no body.
 """
 
@@ -31,6 +32,7 @@ import attrs
 
 from agent.gostrings import to_bytes, valid_utf8
 from agent.http.errors import HTTPError, MethodNotAllowed
+from agent.http.filtering import FilterSpec, apply_filter
 from agent.http.options import HttpOptions
 from agent.http.request import Request, clean_path, split_target
 from agent.http.response import Response, go_json, maybe_gzip
@@ -71,6 +73,8 @@ class Ctx:
     options: HttpOptions
     rng: random.Random
     headers: dict[str, str] = attrs.Factory(dict)
+    filter_spec: FilterSpec | None = None  # the route's (agent.http.filtering)
+    compiled_filter: Any = None  # the request's ?filter=, once compiled
 
 
 Endpoint = Callable[[Ctx], Awaitable[Any]]
@@ -78,11 +82,13 @@ Endpoint = Callable[[Ctx], Awaitable[Any]]
 
 @attrs.frozen
 class Route:
-    """One ServeMux pattern, the methods its endpoint accepts (besides OPTIONS), and the endpoint."""
+    """One ServeMux pattern, the methods its endpoint accepts (besides OPTIONS), the endpoint, and what its results
+    are for ``?filter=`` (None: the endpoint takes no filter)."""
 
     pattern: str
     methods: tuple[str, ...]
     endpoint: Endpoint
+    filter: FilterSpec | None = None
 
     @property
     def allow(self) -> str:
@@ -172,7 +178,7 @@ class Router:
             if path + "/" in self._prefix:
                 return _redirect(request, _location(path + "/", request.raw_query))
             return _index(api, request)
-        ctx = Ctx(api, request, options, rng)
+        ctx = Ctx(api, request, options, rng, filter_spec=route.filter)
         started = time.perf_counter()
         response = await _wrap(route, ctx)
         metrics = getattr(api, "metrics", None)
@@ -209,7 +215,7 @@ async def _wrap(route: Route, ctx: Ctx) -> Response:
     try:
         if request.method not in route.methods:
             raise MethodNotAllowed(request.method, route.methods)
-        result = await route.endpoint(ctx)
+        result = apply_filter(ctx, await route.endpoint(ctx))
     except MethodNotAllowed as exc:
         headers["Allow"] = route.allow
         return Response.text(exc.status, exc.reason, headers)

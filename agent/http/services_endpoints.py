@@ -11,9 +11,11 @@ import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
+from agent.filtering.consul_types import AGENT_SERVICE, HEALTH_CHECK
 from agent.goflags import parse_bool
 from agent.gostrings import go_quote
 from agent.http.errors import HTTPError, bad_request, decode_body
+from agent.http.filtering import FilterSpec, by_values
 from agent.http.routes import EMPTY, Ctx, Route
 from agent.services.definitions import STATUSES, DefinitionError
 from agent.services.manager import NotTTL, UnknownCheck, UnknownService
@@ -89,8 +91,6 @@ def _check_json(ctx: Ctx, check_id: str) -> dict[str, Any]:
 
 async def agent_services(ctx: Ctx) -> dict[str, Any]:
     """GET /v1/agent/services: ``{id: AgentService}`` of this agent (the ``consul`` service is not one)."""
-    if ctx.request.query.get("filter"):
-        raise HTTPError(500, "Failed to create boolean expression evaluator: filter expressions are not supported")
     local = _manager(ctx).local
     dc = ctx.api.config.datacenter
     return {i: agent_service_json(local.services[i].definition, dc) for i in sorted(local.services)}
@@ -135,8 +135,6 @@ async def service_deregister(ctx: Ctx) -> Any:
 
 async def agent_checks(ctx: Ctx) -> dict[str, Any]:
     """GET /v1/agent/checks: ``{id: HealthCheck}`` of this agent."""
-    if ctx.request.query.get("filter"):
-        raise HTTPError(500, "Failed to create boolean expression evaluator: filter expressions are not supported")
     checks = _manager(ctx).local.checks
     return {i: _check_json(ctx, i) for i in sorted(checks)}
 
@@ -248,11 +246,12 @@ async def service_maintenance(ctx: Ctx) -> Any:
 
 
 ROUTES = (
-    Route("/v1/agent/services", ("GET",), agent_services),
+    Route("/v1/agent/services", ("GET",), agent_services, FilterSpec(AGENT_SERVICE, by_values)),
     Route("/v1/agent/service/", ("GET",), agent_service),
     Route("/v1/agent/service/register", ("PUT",), service_register),
     Route("/v1/agent/service/deregister/", ("PUT",), service_deregister),
-    Route("/v1/agent/checks", ("GET",), agent_checks),
+    # Consul creates this filter without a type: the expression is checked against the first check it sees
+    Route("/v1/agent/checks", ("GET",), agent_checks, FilterSpec(HEALTH_CHECK, by_values, check_now=False)),
     Route("/v1/agent/check/register", ("PUT",), check_register),
     Route("/v1/agent/check/deregister/", ("PUT",), check_deregister),
     Route("/v1/agent/check/pass/", ("PUT",), _ttl_endpoint("passing", "/v1/agent/check/pass/")),
