@@ -16,7 +16,8 @@ A peer coordinate that is not finite or has another dimensionality is rejected b
 is an RTT outside [0, 10 s]. Distances and RTTs are float seconds here (serf uses time.Duration).
 
 On the wire (serf's ping delegate) an ack payload is one version byte (1) and the coordinate as go-msgpack
-writes the Go struct: a map ``{"Vec": [8 x float64], "Error": f64, "Adjustment": f64, "Height": f64}``.
+writes the Go struct: a map ``{"Adjustment": f64, "Error": f64, "Height": f64, "Vec": [8 x float64]}``
+(keys sorted by name).
 """
 
 from __future__ import annotations
@@ -243,12 +244,13 @@ _FIELDS = ("Vec", "Error", "Adjustment", "Height")  # the Go struct's declaratio
 
 
 def encode_coordinate(coord: Coordinate) -> bytes:
-    """The coordinate as go-msgpack writes serf's struct: a map in declaration order, every float a float64."""
+    """The coordinate as go-msgpack writes serf's struct: a map with its keys sorted by name (protocol.codec's
+    rule, and what serf 0.8 sends), every float a float64."""
     return packb({
-        "Vec": [float(x) for x in coord.vec],
-        "Error": float(coord.error),
         "Adjustment": float(coord.adjustment),
+        "Error": float(coord.error),
         "Height": float(coord.height),
+        "Vec": [float(x) for x in coord.vec],
     })
 
 
