@@ -23,6 +23,7 @@ from agent.catalog import indexes, query
 from agent.catalog.indexes import ReadIndex
 from agent.http.blocking import ERROR_META, QueryOptions, meta_headers, parse_query_options, wait_read
 from agent.http.errors import NO_CLUSTER_LEADER, NO_KNOWN_SERVERS, NO_PATH_TO_DC, HTTPError, bad_request
+from agent.http.near import near_sorted
 from agent.http.routes import Ctx, Route
 from agent.http.views import known_servers, node_view_json
 from agent.members import LEADER
@@ -98,7 +99,7 @@ def _meta_filters(ctx: Ctx) -> dict[str, str]:
 
 
 async def catalog_nodes(ctx: Ctx) -> list[dict[str, Any]]:
-    """GET /v1/catalog/nodes: every registered node, by name; ``near`` is accepted and ignored (no coordinates)."""
+    """GET /v1/catalog/nodes: every registered node, by name (by RTT from ``?near``)."""
     filters = _meta_filters(ctx)
     snapshot, _ = await _read(ctx, lambda s: indexes.nodes_read(s.indexes))
     config = ctx.api.config
@@ -107,7 +108,7 @@ async def catalog_nodes(ctx: Ctx) -> list[dict[str, Any]]:
     ]
     if filters:
         nodes = [n for n in nodes if all(k in n["Meta"] and n["Meta"][k] == v for k, v in filters.items())]
-    return nodes
+    return near_sorted(ctx, nodes, lambda n: n["Node"])
 
 
 async def catalog_node(ctx: Ctx) -> dict[str, Any] | None:

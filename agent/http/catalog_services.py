@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from agent.catalog import indexes, query
 from agent.http.catalog import _meta_filters, _read
 from agent.http.errors import bad_request
+from agent.http.near import near_sorted
 from agent.http.routes import Ctx, Route
 from agent.http.views import node_view_json
 
@@ -133,7 +134,7 @@ async def catalog_service(ctx: Ctx) -> list[dict[str, Any]]:
     instances = query.service_instances(
         snapshot, name, dc=dc, tags=ctx.request.query.get_all("tag"), node_meta=filters
     )
-    return [service_node_json(i, dc) for i in instances]
+    return near_sorted(ctx, [service_node_json(i, dc) for i in instances], lambda s: s["Node"])
 
 
 ROUTES = (

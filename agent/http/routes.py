@@ -252,6 +252,7 @@ def default_router() -> Router:
         catalog,
         catalog_register,
         catalog_services,
+        coordinate,
         events,
         health,
         kv,
@@ -270,6 +271,7 @@ def default_router() -> Router:
         [*catalog.ROUTES, *agent_endpoints.ROUTES, *status.ROUTES, *stream.ROUTES, *ui.ROUTES,
          *catalog_services.ROUTES, *health.ROUTES, *services_endpoints.ROUTES, *operator.ROUTES,
          *kv.ROUTES, *sessions.ROUTES, *txn.ROUTES, *catalog_register.ROUTES, *acl_endpoints.ROUTES,
-         *monitor.ROUTES, *metrics_endpoint.ROUTES, *events.ROUTES],
+         *monitor.ROUTES, *metrics_endpoint.ROUTES, *events.ROUTES,
+         *coordinate.ROUTES],
         sockets=stream.SOCKETS,
     )

@@ -1,0 +1,173 @@
+"""/v1/coordinate/*, /v1/agent/self's Coord and ?near sorting, through the real HTTP server and py-consul.
+
+The coordinates are not written by hand: real Vivaldi clients (protocol.coordinate) learn a line of nodes 10 ms
+apart, so the nearest-first orders the tests expect follow from the known distances.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import consul
+import trio
+from http_fakes import FakeAgent, fetch, member, run, serving
+from test_http_api import cluster, get_json, http, with_consul
+
+from agent.coordinates import CoordinateBook
+from agent.members import STATUS_LEFT
+from protocol.coordinate import Coordinate, VivaldiClient
+
+#: Positions on a line (10 ms per step): node1 at 0, Alpha at 1, web-2 at 3, far at 6.
+POSITIONS = {"node1": 0, "Alpha": 1, "web-2": 3, "far": 6}
+
+
+def learnt_coordinates(positions: dict[str, int]) -> dict[str, Coordinate]:
+    """Train one Vivaldi client per node on the true RTTs until the estimates settle."""
+    rng = random.Random(3)
+    names = list(positions)
+    clients = {n: VivaldiClient(rng=rng) for n in names}
+    for _ in range(600):
+        for n in names:
+            other = rng.choice([m for m in names if m != n])
+            clients[n].update(other, clients[other].coordinate, abs(positions[n] - positions[other]) * 0.010)
+    return {n: c.coordinate for n, c in clients.items()}
+
+
+def with_coordinates(api: FakeAgent, coords: dict[str, Coordinate]) -> dict[str, Coordinate]:
+    live = dict(coords)
+    api.coordinates = CoordinateBook(lambda: live)
+    return live
+
+
+def agent_with_coordinates() -> tuple[FakeAgent, dict[str, Coordinate]]:
+    api = cluster()  # node1 (server, leader), web-2, Alpha
+    api.apply("member-join", member("far", "10.0.0.16"))
+    api.apply("member-join", member("gone", "10.0.0.17", status=STATUS_LEFT))
+    coords = learnt_coordinates(POSITIONS)
+    coords["gone"] = coords["far"]  # a left member's coordinate lingers in Serf's cache until the reap
+    return api, with_coordinates(api, coords)
+
+
+def test_coordinate_nodes_shape_and_order() -> None:
+    api, coords = agent_with_coordinates()
+    reply, entries = get_json(api, "/v1/coordinate/nodes")
+    assert [e["Node"] for e in entries] == ["Alpha", "far", "node1", "web-2"]  # by name; the left member is out
+    assert list(entries[0]) == ["Node", "Segment", "Coord"]
+    assert list(entries[0]["Coord"]) == ["Vec", "Error", "Adjustment", "Height"]
+    assert entries[0]["Coord"]["Vec"] == list(coords["Alpha"].vec) and len(entries[0]["Coord"]["Vec"]) == 8
+    assert entries[0]["Segment"] == ""
+    assert reply.header("X-Consul-Index") == str(api.coordinates.current.index)
+    assert reply.header("X-Consul-Knownleader") == "true"
+    _, entries = get_json(api, "/v1/coordinate/nodes?segment=alpha")
+    assert entries == []
+    _, entries = get_json(api, "/v1/coordinate/nodes?segment=")
+    assert len(entries) == 4
+
+
+def test_coordinate_node_and_its_404() -> None:
+    api, coords = agent_with_coordinates()
+    _, entries = get_json(api, "/v1/coordinate/node/web-2")
+    assert entries == [{"Node": "web-2", "Segment": "", "Coord": coords["web-2"].to_json()}]
+    for missing in ("/v1/coordinate/node/nobody", "/v1/coordinate/node/gone"):
+        reply = http(api, "GET", missing)
+        assert (reply.status, reply.body) == (404, b""), missing
+
+
+def test_coordinate_datacenters_lists_our_servers() -> None:
+    api, coords = agent_with_coordinates()
+    _, dcs = get_json(api, "/v1/coordinate/datacenters")
+    assert dcs == [{"Datacenter": "dc1", "AreaID": "wan",
+                    "Coordinates": [{"Node": "node1.dc1", "Segment": "", "Coord": coords["node1"].to_json()}]}]
+
+
+def test_disabled_coordinates_are_a_401_and_a_null_coord() -> None:
+    api = cluster()  # FakeAgent's book has no source: Serf keeps no coordinates
+    for path in ("/v1/coordinate/nodes", "/v1/coordinate/node/node1", "/v1/coordinate/datacenters"):
+        reply = http(api, "GET", path)
+        assert (reply.status, reply.body) == (401, b"Coordinate support disabled"), path
+    _, me = get_json(api, "/v1/agent/self")
+    assert me["Coord"] is None
+    _, nodes = get_json(api, "/v1/catalog/nodes?near=_agent")  # nothing to sort by: name order
+    assert [n["Node"] for n in nodes] == ["Alpha", "node1", "web-2"]
+
+
+def test_agent_self_coord_is_the_live_one() -> None:
+    api, live = agent_with_coordinates()
+    live["node1"] = Coordinate((0.5,) * 8, 0.2, 0.001, 0.0001)  # changed since the last publication
+    _, me = get_json(api, "/v1/agent/self")
+    assert me["Coord"] == {"Vec": [0.5] * 8, "Error": 0.2, "Adjustment": 0.001, "Height": 0.0001}
+
+
+def test_near_sorts_catalog_nodes_nearest_first() -> None:
+    api, _ = agent_with_coordinates()
+    _, nodes = get_json(api, "/v1/catalog/nodes")
+    assert [n["Node"] for n in nodes] == ["Alpha", "far", "node1", "web-2"]
+    _, nodes = get_json(api, "/v1/catalog/nodes?near=_agent")  # from node1 at 0
+    assert [n["Node"] for n in nodes] == ["node1", "Alpha", "web-2", "far"]
+    _, nodes = get_json(api, "/v1/catalog/nodes?near=far")  # from 6
+    assert [n["Node"] for n in nodes] == ["far", "web-2", "Alpha", "node1"]
+    _, nodes = get_json(api, "/v1/catalog/nodes?near=nobody")  # no coordinate for the origin: unsorted
+    assert [n["Node"] for n in nodes] == ["Alpha", "far", "node1", "web-2"]
+
+
+def test_near_puts_nodes_without_coordinates_last() -> None:
+    api, live = agent_with_coordinates()
+    del live["Alpha"]
+    api.coordinates.publish()
+    _, nodes = get_json(api, "/v1/catalog/nodes?near=_agent")
+    assert [n["Node"] for n in nodes] == ["node1", "web-2", "far", "Alpha"]
+
+
+def test_near_sorts_health_checks_by_state() -> None:
+    api, _ = agent_with_coordinates()
+    _, checks = get_json(api, "/v1/health/state/any?near=far")
+    assert [c["Node"] for c in checks] == ["far", "web-2", "Alpha", "node1"]  # each node's serfHealth
+
+
+def test_blocking_read_waits_for_a_new_publication() -> None:
+    api, live = agent_with_coordinates()
+    index = api.coordinates.current.index
+    out: list[tuple[float, int, list[str]]] = []
+
+    async def main() -> None:
+        with trio.fail_after(10):
+            async with serving(api) as addr:
+                async def later() -> None:
+                    await trio.sleep(0.3)
+                    live["web-2"] = live["far"]
+                    api.coordinates.publish()
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(later)
+                    started = trio.current_time()
+                    reply = await fetch(addr, "GET", f"/v1/coordinate/nodes?index={index}&wait=5s")
+                    entries = json.loads(reply.body)
+                    out.append((trio.current_time() - started, int(reply.header("X-Consul-Index") or 0),
+                                [e["Coord"]["Vec"] == list(live["far"].vec) for e in entries if e["Node"] == "web-2"]))
+
+    run(main)
+    waited, new_index, changed = out[0]
+    assert 0.25 <= waited < 5
+    assert new_index == index + 1 and changed == [True]
+
+
+def test_publish_raises_the_index_only_on_change() -> None:
+    api, live = agent_with_coordinates()
+    index = api.coordinates.current.index
+    assert api.coordinates.publish() is False
+    assert api.coordinates.current.index == index
+    live["far"] = live["node1"]
+    assert api.coordinates.publish() is True
+    assert api.coordinates.current.index == index + 1
+
+
+def test_py_consul_reads_coordinates() -> None:
+    api, _ = agent_with_coordinates()
+
+    def calls(c: consul.Consul) -> tuple[list, list]:
+        return c.coordinate.nodes()[1], c.coordinate.datacenters()
+
+    nodes, dcs = with_consul(api, calls)
+    assert {n["Node"] for n in nodes} == {"Alpha", "far", "node1", "web-2"}
+    assert set(dcs[0]) == {"Datacenter", "AreaID", "Coordinates"}
