@@ -10,10 +10,12 @@ import json
 import random
 
 import consul
+import pytest
 import trio
 from http_fakes import FakeAgent, fetch, member, run, serving
 from test_http_api import cluster, get_json, http, with_consul
 
+from agent import cli
 from agent.coordinates import CoordinateBook
 from agent.members import STATUS_LEFT
 from protocol.coordinate import Coordinate, VivaldiClient
@@ -78,7 +80,7 @@ def test_coordinate_datacenters_lists_our_servers() -> None:
     api, coords = agent_with_coordinates()
     _, dcs = get_json(api, "/v1/coordinate/datacenters")
     assert dcs == [{"Datacenter": "dc1", "AreaID": "wan",
-                    "Coordinates": [{"Node": "node1.dc1", "Segment": "", "Coord": coords["node1"].to_json()}]}]
+                    "Coordinates": [{"Node": "node1", "Segment": "", "Coord": coords["node1"].to_json()}]}]
 
 
 def test_disabled_coordinates_are_a_401_and_a_null_coord() -> None:
@@ -171,3 +173,50 @@ def test_py_consul_reads_coordinates() -> None:
     nodes, dcs = with_consul(api, calls)
     assert {n["Node"] for n in nodes} == {"Alpha", "far", "node1", "web-2"}
     assert set(dcs[0]) == {"Datacenter", "AreaID", "Coordinates"}
+
+
+# ---------------------------------------------------------------------- `python -m agent rtt`
+
+
+def rtt_cli(api: FakeAgent, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """`rtt ARGS` against the real HTTP server serving ``api``."""
+    from agent import __main__ as entry
+
+    out: list[int] = []
+
+    async def main() -> None:
+        with trio.fail_after(10):
+            async with serving(api) as (host, port):
+                argv = ["rtt", f"-http-addr={host}:{port}", *args]
+                out.append(await trio.to_thread.run_sync(cli.main, argv, entry.COMMANDS))
+
+    run(main)
+    stdout, stderr = capsys.readouterr()
+    return out[0], stdout, stderr
+
+
+def test_rtt_prints_consuls_line(capsys: pytest.CaptureFixture[str]) -> None:
+    api, coords = agent_with_coordinates()
+    code, out, _ = rtt_cli(api, capsys, "far", "node1")
+    ms = coords["far"].distance_to(coords["node1"]) * 1000
+    assert (code, out) == (0, f"Estimated far <-> node1 rtt: {ms:.3f} ms (using LAN coordinates)\n")
+    assert ms == pytest.approx(60, rel=0.1)  # 6 steps of 10 ms, learnt
+    code, out, _ = rtt_cli(api, capsys, "WEB-2")  # the agent is the second node; names match in any case
+    assert code == 0 and out.startswith("Estimated WEB-2 <-> node1 rtt: ") and "(using LAN coordinates)" in out
+    code, out, _ = rtt_cli(api, capsys, "-wan", "node1.dc1")
+    own = coords["node1"].distance_to(coords["node1"]) * 1000  # twice the height and adjustment: not zero
+    assert (code, out) == (0, f"Estimated node1.dc1 <-> node1.dc1 rtt: {own:.3f} ms (using WAN coordinates)\n")
+
+
+def test_rtt_errors_are_consuls(capsys: pytest.CaptureFixture[str]) -> None:
+    api, _ = agent_with_coordinates()
+    code, _, err = rtt_cli(api, capsys, "nobody", "node1")
+    assert (code, err) == (1, 'Could not find a coordinate for node "nobody"\n')
+    code, _, err = rtt_cli(api, capsys, "node1", "gone")
+    assert (code, err) == (1, 'Could not find a coordinate for node "gone"\n')
+    code, _, err = rtt_cli(api, capsys)
+    assert code == 1 and err.startswith("One or two node names must be specified\n\nUsage: consul rtt")
+    code, _, err = rtt_cli(api, capsys, "-wan", "node1")
+    assert (code, err) == (1, "Node names must be specified as <node name>.<datacenter> with -wan\n")
+    code, _, err = rtt_cli(cluster(), capsys, "node1", "web-2")  # coordinates disabled
+    assert code == 1 and err.startswith("Error getting coordinates: ") and "401" in err

@@ -4,8 +4,8 @@ Consul's shapes: ``[{"Node", "Segment", "Coord": {"Vec", "Error", "Adjustment", 
 ``/v1/coordinate/node/:node`` is a 404 with no body when the node has none; with coordinates disabled every
 endpoint is a 401 ``Coordinate support disabled``. Only members the catalog lists (not left) are shown, as
 Consul's servers drop a node's coordinate with its registration. There is no WAN pool, so
-``/v1/coordinate/datacenters`` lists our datacenter with its servers' LAN coordinates (as ``node.dc``) standing in
-for WAN ones. ``PUT /v1/coordinate/update`` is not served: a coordinate here is whatever the node's own acks
+``/v1/coordinate/datacenters`` lists our datacenter (area ``wan``) with its alive servers' LAN coordinates standing
+in for WAN ones. ``PUT /v1/coordinate/update`` is not served: a coordinate here is whatever the node's own acks
 carry, and an update written by a client would be overwritten by the next ping.
 """
 
@@ -85,7 +85,7 @@ async def coordinate_datacenters(ctx: Ctx) -> list[dict[str, Any]]:
     coordinates = ctx.api.coordinates.current.coordinates
     members = ctx.api.table.current.members
     servers = sorted(m.name for m in known_servers(members.values(), config.datacenter) if m.name in coordinates)
-    entries = [_entry(f"{n}.{config.datacenter}", coordinates[n]) for n in servers]
+    entries = [_entry(n, coordinates[n]) for n in servers]  # the short name: `consul rtt -wan` matches on it
     return [{"Datacenter": config.datacenter, "AreaID": "wan", "Coordinates": entries}]
 
 
