@@ -1,0 +1,64 @@
+"""Network coordinates across real processes: `python -m agent` servers and clients and a real `serf agent` in one
+LAN pool on loopback.
+
+Each side computes the other's coordinate from the ack payloads alone: `serf rtt` (asked of the serf agent)
+estimates the RTT to the triumvir agents, `python -m agent rtt` (asked of either triumvir agent) to the serf
+agent, and /v1/coordinate/nodes lists every member. Loopback RTTs are a fraction of a millisecond, so the
+estimates are checked for sanity (positive, well under 50 ms), not against a delay: this kernel has no netem.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import requests
+from conftest import Agents
+from consul_agents import Cluster
+from procs import wait_for
+from test_interop_serf import serf_rtt
+
+pytestmark = pytest.mark.interop
+
+AGENT_RTT = re.compile(r"^Estimated (\S+) <-> (\S+) rtt: ([0-9.]+) ms \(using LAN coordinates\)\n$")
+
+
+def agent_rtt(agent, *names: str) -> float | None:
+    out = agent.cli("rtt", *names)
+    m = AGENT_RTT.match(out.stdout)
+    return float(m.group(3)) / 1000 if out.returncode == 0 and m else None
+
+
+def test_mixed_pool_estimates_both_ways(cluster: Cluster, agents: Agents) -> None:
+    s1 = cluster.start("s1", server=True)
+    c1 = cluster.start("c1", extra={"start_join": [s1.serf_addr]})
+    serf1 = agents.serf("serf1", join=[s1.serf_addr])
+
+    def diagnostics() -> str:
+        return cluster.diagnostics() + "\n" + agents.diagnostics()
+
+    estimates: dict[str, float] = {}
+
+    def all_estimated() -> bool:
+        asks = {
+            "s1 rtt serf1": lambda: agent_rtt(s1, "serf1"),
+            "c1 rtt serf1 s1": lambda: agent_rtt(c1, "serf1", "s1"),
+            "serf rtt serf1 s1": lambda: serf_rtt(serf1, "serf1", "s1"),
+            "serf rtt s1 c1": lambda: serf_rtt(serf1, "s1", "c1"),
+        }
+        for what, ask in asks.items():
+            if what not in estimates and (value := ask()) is not None:
+                estimates[what] = value
+        return len(estimates) == len(asks)
+
+    wait_for(all_estimated, timeout=60, what=f"every estimate (so far {estimates})", diagnostics=diagnostics)
+    for what, value in estimates.items():
+        assert 0 < value < 0.050, (what, value)
+
+    entries = requests.get(f"http://{s1.http_addr}/v1/coordinate/nodes", timeout=5).json()
+    assert {e["Node"] for e in entries} >= {"s1", "c1", "serf1"}
+    assert all(len(e["Coord"]["Vec"]) == 8 and e["Segment"] == "" for e in entries)
+    me = requests.get(f"http://{c1.http_addr}/v1/agent/self", timeout=5).json()
+    assert len(me["Coord"]["Vec"]) == 8 and me["Coord"]["Error"] < 1.5  # it has learnt: below the start's max
+    for agent in (s1, c1):
+        assert "rejected coordinate" not in agent.proc.log_path.read_text(errors="replace")
