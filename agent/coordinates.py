@@ -20,7 +20,7 @@ import trio
 if TYPE_CHECKING:
     from protocol.coordinate import Coordinate
 
-__all__ = ["PUBLISH_INTERVAL", "CoordinateBook", "CoordinateSnapshot", "sort_by_distance"]
+__all__ = ["PUBLISH_INTERVAL", "CoordinateBook", "CoordinateSnapshot", "lowered", "sort_by_distance"]
 
 PUBLISH_INTERVAL = 5.0  # Consul's coordinate_update_period: how often the servers apply coordinate updates
 
@@ -79,16 +79,23 @@ class CoordinateBook:
         return self.current
 
 
+def lowered(coordinates: Mapping[str, Coordinate]) -> dict[str, Coordinate]:
+    """The coordinates by lower-cased node name (Consul's coordinate table is indexed that way)."""
+    return {name.lower(): coord for name, coord in coordinates.items()}
+
+
 def sort_by_distance(items: Iterable[T], node_of: Callable[[T], str], origin: Coordinate | None,
                      coordinates: Mapping[str, Coordinate]) -> list[T]:
     """Consul's sortNodesByDistanceFrom: a stable sort by estimated RTT from ``origin``; items whose node has no
-    coordinate go last, in their order; without an origin coordinate nothing moves."""
+    coordinate go last, in their order; without an origin coordinate nothing moves. Node names match without
+    regard to case, as Consul's coordinate index does."""
     ordered = list(items)
     if origin is None:
         return ordered
+    by_name = lowered(coordinates)
 
     def distance(item: T) -> float:
-        coord = coordinates.get(node_of(item))
+        coord = by_name.get(node_of(item).lower())
         if coord is None or not origin.is_compatible_with(coord):
             return math.inf
         return origin.distance_to(coord)

@@ -9,14 +9,21 @@ estimates are checked for sanity (positive, well under 50 ms), not against a del
 
 from __future__ import annotations
 
+import random
 import re
+from typing import Any
 
 import pytest
 import requests
+import trio
 from conftest import Agents
 from consul_agents import Cluster
 from procs import wait_for
-from test_interop_serf import serf_rtt
+from test_interop_serf import run_inprocess_with, serf_rtt
+from test_sim_coordinates import HOSTILE
+
+from protocol.config import Config
+from protocol.serf import Serf
 
 pytestmark = pytest.mark.interop
 
@@ -62,3 +69,37 @@ def test_mixed_pool_estimates_both_ways(cluster: Cluster, agents: Agents) -> Non
     assert len(me["Coord"]["Vec"]) == 8 and me["Coord"]["Error"] < 1.5  # it has learnt: below the start's max
     for agent in (s1, c1):
         assert "rejected coordinate" not in agent.proc.log_path.read_text(errors="replace")
+
+
+def test_hostile_ack_payloads_leave_a_real_agent_untouched(cluster: Cluster) -> None:
+    """A member (in-process, real sockets) answers the agent's pings with every kind of bad payload in turn: the
+    agent keeps serving, its own coordinate never moves from the start (no good sample ever came), and the
+    hostile member gets no coordinate in /v1/coordinate/nodes."""
+    s1 = cluster.start("s1", server=True)
+    acked: list[bytes] = []
+
+    class Hostile(Serf):
+        def ack_payload(self) -> bytes:
+            payload = HOSTILE[len(acked) % len(HOSTILE)]
+            acked.append(payload)
+            return payload
+
+    def factory(addr: tuple[str, int]) -> Serf:
+        return Hostile(Config.local(), name="evil", addr=addr, rng=random.Random(7), now=trio.current_time())
+
+    async def body(driver: Any) -> None:
+        assert await driver.join([s1.serf_addr]) == 1
+        with trio.fail_after(60):
+            while len(acked) < 3 * len(HOSTILE):
+                await trio.sleep(0.1)
+        publication = requests.get(f"http://{s1.http_addr}/v1/coordinate/nodes", timeout=5).headers["X-Consul-Index"]
+        # block past one more publication period (5 s): what it shows then comes after every rejected sample
+        reply = await trio.to_thread.run_sync(lambda: requests.get(
+            f"http://{s1.http_addr}/v1/coordinate/nodes?index={publication}&wait=6s", timeout=15))
+        assert reply.status_code == 200
+        assert [e["Node"] for e in reply.json()] == ["s1"]
+        me = requests.get(f"http://{s1.http_addr}/v1/agent/self", timeout=5).json()
+        assert me["Coord"]["Vec"] == [0.0] * 8 and me["Coord"]["Error"] == 1.5  # never moved
+        assert s1.proc.alive()
+
+    run_inprocess_with(factory, body)

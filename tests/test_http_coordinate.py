@@ -20,8 +20,8 @@ from agent.coordinates import CoordinateBook
 from agent.members import STATUS_LEFT
 from protocol.coordinate import Coordinate, VivaldiClient
 
-#: Positions on a line (10 ms per step): node1 at 0, Alpha at 1, web-2 at 3, far at 6.
-POSITIONS = {"node1": 0, "Alpha": 1, "web-2": 3, "far": 6}
+#: Positions on a line (10 ms per step): node1 at 0, Alpha at 1, web-2 at 3, Zed at 6.
+POSITIONS = {"node1": 0, "Alpha": 1, "web-2": 3, "Zed": 6}
 
 
 def learnt_coordinates(positions: dict[str, int]) -> dict[str, Coordinate]:
@@ -44,17 +44,17 @@ def with_coordinates(api: FakeAgent, coords: dict[str, Coordinate]) -> dict[str,
 
 def agent_with_coordinates() -> tuple[FakeAgent, dict[str, Coordinate]]:
     api = cluster()  # node1 (server, leader), web-2, Alpha
-    api.apply("member-join", member("far", "10.0.0.16"))
+    api.apply("member-join", member("Zed", "10.0.0.16"))
     api.apply("member-join", member("gone", "10.0.0.17", status=STATUS_LEFT))
     coords = learnt_coordinates(POSITIONS)
-    coords["gone"] = coords["far"]  # a left member's coordinate lingers in Serf's cache until the reap
+    coords["gone"] = coords["Zed"]  # a left member's coordinate lingers in Serf's cache until the reap
     return api, with_coordinates(api, coords)
 
 
 def test_coordinate_nodes_shape_and_order() -> None:
     api, coords = agent_with_coordinates()
     reply, entries = get_json(api, "/v1/coordinate/nodes")
-    assert [e["Node"] for e in entries] == ["Alpha", "far", "node1", "web-2"]  # by name; the left member is out
+    assert [e["Node"] for e in entries] == ["Alpha", "node1", "web-2", "Zed"]  # by name in any case; not the left one
     assert list(entries[0]) == ["Node", "Segment", "Coord"]
     assert list(entries[0]["Coord"]) == ["Vec", "Error", "Adjustment", "Height"]
     assert entries[0]["Coord"]["Vec"] == list(coords["Alpha"].vec) and len(entries[0]["Coord"]["Vec"]) == 8
@@ -71,6 +71,8 @@ def test_coordinate_node_and_its_404() -> None:
     api, coords = agent_with_coordinates()
     _, entries = get_json(api, "/v1/coordinate/node/web-2")
     assert entries == [{"Node": "web-2", "Segment": "", "Coord": coords["web-2"].to_json()}]
+    _, upper = get_json(api, "/v1/coordinate/node/WEB-2")  # Consul's coordinate index ignores case
+    assert upper == entries
     for missing in ("/v1/coordinate/node/nobody", "/v1/coordinate/node/gone"):
         reply = http(api, "GET", missing)
         assert (reply.status, reply.body) == (404, b""), missing
@@ -104,13 +106,13 @@ def test_agent_self_coord_is_the_live_one() -> None:
 def test_near_sorts_catalog_nodes_nearest_first() -> None:
     api, _ = agent_with_coordinates()
     _, nodes = get_json(api, "/v1/catalog/nodes")
-    assert [n["Node"] for n in nodes] == ["Alpha", "far", "node1", "web-2"]
+    assert [n["Node"] for n in nodes] == ["Alpha", "node1", "web-2", "Zed"]
     _, nodes = get_json(api, "/v1/catalog/nodes?near=_agent")  # from node1 at 0
-    assert [n["Node"] for n in nodes] == ["node1", "Alpha", "web-2", "far"]
-    _, nodes = get_json(api, "/v1/catalog/nodes?near=far")  # from 6
-    assert [n["Node"] for n in nodes] == ["far", "web-2", "Alpha", "node1"]
+    assert [n["Node"] for n in nodes] == ["node1", "Alpha", "web-2", "Zed"]
+    _, nodes = get_json(api, "/v1/catalog/nodes?near=zed")  # from 6; the name in any case
+    assert [n["Node"] for n in nodes] == ["Zed", "web-2", "Alpha", "node1"]
     _, nodes = get_json(api, "/v1/catalog/nodes?near=nobody")  # no coordinate for the origin: unsorted
-    assert [n["Node"] for n in nodes] == ["Alpha", "far", "node1", "web-2"]
+    assert [n["Node"] for n in nodes] == ["Alpha", "node1", "web-2", "Zed"]
 
 
 def test_near_puts_nodes_without_coordinates_last() -> None:
@@ -118,13 +120,13 @@ def test_near_puts_nodes_without_coordinates_last() -> None:
     del live["Alpha"]
     api.coordinates.publish()
     _, nodes = get_json(api, "/v1/catalog/nodes?near=_agent")
-    assert [n["Node"] for n in nodes] == ["node1", "web-2", "far", "Alpha"]
+    assert [n["Node"] for n in nodes] == ["node1", "web-2", "Zed", "Alpha"]
 
 
 def test_near_sorts_health_checks_by_state() -> None:
     api, _ = agent_with_coordinates()
-    _, checks = get_json(api, "/v1/health/state/any?near=far")
-    assert [c["Node"] for c in checks] == ["far", "web-2", "Alpha", "node1"]  # each node's serfHealth
+    _, checks = get_json(api, "/v1/health/state/any?near=Zed")
+    assert [c["Node"] for c in checks] == ["Zed", "web-2", "Alpha", "node1"]  # each node's serfHealth
 
 
 def test_blocking_read_waits_for_a_new_publication() -> None:
@@ -137,7 +139,7 @@ def test_blocking_read_waits_for_a_new_publication() -> None:
             async with serving(api) as addr:
                 async def later() -> None:
                     await trio.sleep(0.3)
-                    live["web-2"] = live["far"]
+                    live["web-2"] = live["Zed"]
                     api.coordinates.publish()
 
                 async with trio.open_nursery() as nursery:
@@ -146,7 +148,7 @@ def test_blocking_read_waits_for_a_new_publication() -> None:
                     reply = await fetch(addr, "GET", f"/v1/coordinate/nodes?index={index}&wait=5s")
                     entries = json.loads(reply.body)
                     out.append((trio.current_time() - started, int(reply.header("X-Consul-Index") or 0),
-                                [e["Coord"]["Vec"] == list(live["far"].vec) for e in entries if e["Node"] == "web-2"]))
+                                [e["Coord"]["Vec"] == list(live["Zed"].vec) for e in entries if e["Node"] == "web-2"]))
 
     run(main)
     waited, new_index, changed = out[0]
@@ -159,7 +161,7 @@ def test_publish_raises_the_index_only_on_change() -> None:
     index = api.coordinates.current.index
     assert api.coordinates.publish() is False
     assert api.coordinates.current.index == index
-    live["far"] = live["node1"]
+    live["Zed"] = live["node1"]
     assert api.coordinates.publish() is True
     assert api.coordinates.current.index == index + 1
 
@@ -171,7 +173,7 @@ def test_py_consul_reads_coordinates() -> None:
         return c.coordinate.nodes()[1], c.coordinate.datacenters()
 
     nodes, dcs = with_consul(api, calls)
-    assert {n["Node"] for n in nodes} == {"Alpha", "far", "node1", "web-2"}
+    assert {n["Node"] for n in nodes} == {"Alpha", "Zed", "node1", "web-2"}
     assert set(dcs[0]) == {"Datacenter", "AreaID", "Coordinates"}
 
 
@@ -197,9 +199,9 @@ def rtt_cli(api: FakeAgent, capsys: pytest.CaptureFixture[str], *args: str) -> t
 
 def test_rtt_prints_consuls_line(capsys: pytest.CaptureFixture[str]) -> None:
     api, coords = agent_with_coordinates()
-    code, out, _ = rtt_cli(api, capsys, "far", "node1")
-    ms = coords["far"].distance_to(coords["node1"]) * 1000
-    assert (code, out) == (0, f"Estimated far <-> node1 rtt: {ms:.3f} ms (using LAN coordinates)\n")
+    code, out, _ = rtt_cli(api, capsys, "Zed", "node1")
+    ms = coords["Zed"].distance_to(coords["node1"]) * 1000
+    assert (code, out) == (0, f"Estimated Zed <-> node1 rtt: {ms:.3f} ms (using LAN coordinates)\n")
     assert ms == pytest.approx(60, rel=0.1)  # 6 steps of 10 ms, learnt
     code, out, _ = rtt_cli(api, capsys, "WEB-2")  # the agent is the second node; names match in any case
     assert code == 0 and out.startswith("Estimated WEB-2 <-> node1 rtt: ") and "(using LAN coordinates)" in out

@@ -41,8 +41,8 @@ def _check_enabled(ctx: Ctx) -> None:
 def _listed(ctx: Ctx, snap: CoordinateSnapshot) -> list[dict[str, Any]]:
     """Catalog members' coordinates by node name, filtered by ``?segment`` (we have only the default, "")."""
     members = ctx.api.table.current.members
-    entries = [_entry(n, c) for n, c in sorted(snap.coordinates.items())
-               if n in members and members[n].status != STATUS_LEFT]
+    entries = [_entry(n, c) for n, c in sorted(snap.coordinates.items(), key=lambda item: item[0].lower())
+               if n in members and members[n].status != STATUS_LEFT]  # by name, case-insensitively (Consul's index)
     q = ctx.request.query
     if q.has("segment"):
         entries = [e for e in entries if e["Segment"] == q.get("segment")]
@@ -70,9 +70,9 @@ async def coordinate_nodes(ctx: Ctx) -> list[dict[str, Any]]:
 
 
 async def coordinate_node(ctx: Ctx) -> Any:
-    """GET /v1/coordinate/node/:node: that node's coordinate entries; 404 without a body when there are none."""
+    """GET /v1/coordinate/node/:node (any case): its coordinate entries; 404 without a body when there are none."""
     name = ctx.request.path.removeprefix("/v1/coordinate/node/")
-    entries = [e for e in _listed(ctx, await _read(ctx)) if e["Node"] == name]
+    entries = [e for e in _listed(ctx, await _read(ctx)) if e["Node"].lower() == name.lower()]
     if not entries:
         return Response(404, dict(ctx.headers))
     return entries

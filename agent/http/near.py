@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
-from agent.coordinates import sort_by_distance
+from agent.coordinates import lowered, sort_by_distance
 from agent.http.routes import Ctx
 
 __all__ = ["near_sorted"]
@@ -26,4 +26,4 @@ def near_sorted(ctx: Ctx, items: Iterable[T], node_of: Callable[[T], str]) -> li
     if near == "_agent":
         near = ctx.api.config.node_name
     coordinates = ctx.api.coordinates.current.coordinates
-    return sort_by_distance(items, node_of, coordinates.get(near), coordinates)
+    return sort_by_distance(items, node_of, lowered(coordinates).get(near.lower()), coordinates)
