@@ -62,8 +62,11 @@ def test_mixed_pool_estimates_both_ways(cluster: Cluster, agents: Agents) -> Non
     for what, value in estimates.items():
         assert 0 < value < 0.050, (what, value)
 
-    entries = requests.get(f"http://{s1.http_addr}/v1/coordinate/nodes", timeout=5).json()
-    assert {e["Node"] for e in entries} >= {"s1", "c1", "serf1"}
+    def listed() -> list[dict[str, Any]] | None:  # s1 caches c1's coordinate once it has pinged c1 itself
+        entries = requests.get(f"http://{s1.http_addr}/v1/coordinate/nodes", timeout=5).json()
+        return entries if {e["Node"] for e in entries} >= {"s1", "c1", "serf1"} else None
+
+    entries = wait_for(listed, timeout=30, what="s1 lists every member's coordinate", diagnostics=diagnostics)
     assert all(len(e["Coord"]["Vec"]) == 8 and e["Segment"] == "" for e in entries)
     me = requests.get(f"http://{c1.http_addr}/v1/agent/self", timeout=5).json()
     # it has learnt: moved off the origin (the error may stay at its 1.5 cap: loopback RTTs are mostly jitter)
