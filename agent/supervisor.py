@@ -281,6 +281,10 @@ class Agent:
         if driver.machine.coordinate() is not None:
             self.coordinates = CoordinateBook(driver.machine.cached_coordinates)
             nursery.start_soon(self.coordinates.run)
+            telemetry.mirror_counters(self.metrics, lambda: driver.machine.coordinate_counts,
+                                      telemetry.SERF_COORDINATE_COUNTERS)
+            nursery.start_soon(telemetry.drain_every_second, self.metrics,
+                               lambda: driver.machine.coordinate_adjustments, "consul.serf.coordinate.adjustment-ms")
 
     def _banner(self, http_addr: Any, dns_addr: Any) -> None:
         config = self.config

@@ -282,6 +282,10 @@ class Serf(Delegate):
         self._coord_client: VivaldiClient | None = None
         self._coord_cache: dict[str, Coordinate] = {}
         self._ack_payload = b""
+        #: serf's coordinate metrics: samples refused by the client, zero RTTs, and how far each update moved us
+        #: (ms; the owner drains it, as Node.probe_durations)
+        self.coordinate_counts = {"rejected": 0, "zero_rtt": 0}
+        self.coordinate_adjustments: deque[float] = deque(maxlen=256)
         if not config.disable_coordinates:
             self._coord_client = VivaldiClient(rng=random.Random(f"vivaldi:{name}"))
             self._coord_cache[name] = self._coord_client.coordinate
@@ -658,11 +662,16 @@ class Serf(Delegate):
         except CoordinateError as exc:
             self._malformed(_LEVEL_DEBUG, f"serf: bad ping payload from {node.name}: {exc}")
             return
+        before = client.coordinate
         try:
             mine = client.update(node.name, other, rtt)
         except CoordinateError as exc:  # well-formed but unusable (dimensionality, NaN, RTT range): serf's TRACE
+            self.coordinate_counts["rejected"] += 1
             self._diag(_LEVEL_DEBUG, f"serf: rejected coordinate from {node.name}: {exc}", "coordinate-rejected")
             return
+        if rtt == 0:
+            self.coordinate_counts["zero_rtt"] += 1
+        self.coordinate_adjustments.append(before.distance_to(mine) * 1000.0)
         self._coord_cache[node.name] = other
         self._coord_cache[self.name] = mine
         self._ack_payload = encode_ack_payload(mine)

@@ -73,6 +73,12 @@ def test_mixed_pool_estimates_both_ways(cluster: Cluster, agents: Agents) -> Non
     assert len(me["Coord"]["Vec"]) == 8 and any(me["Coord"]["Vec"])
     for agent in (s1, c1):
         assert "rejected coordinate" not in agent.proc.log_path.read_text(errors="replace")
+    # each update's move is Consul's consul.serf.coordinate.adjustment-ms sample
+    def moves() -> list[dict[str, Any]]:  # the last complete 10 s interval's, as Consul's JSON shows
+        samples = requests.get(f"http://{s1.http_addr}/v1/agent/metrics", timeout=5).json()["Samples"]
+        return [x for x in samples if x["Name"] == "consul.serf.coordinate.adjustment-ms" and x["Count"] >= 1]
+
+    wait_for(moves, timeout=25, what="an adjustment-ms sample in /v1/agent/metrics", diagnostics=diagnostics)
 
 
 def test_hostile_ack_payloads_leave_a_real_agent_untouched(cluster: Cluster) -> None:

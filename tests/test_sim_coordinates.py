@@ -141,6 +141,8 @@ def test_notify_ping_complete_rejects_without_touching_state() -> None:
     assert (s.coordinate(), s.cached_coordinates(), s.ack_payload()) == before
     assert decode_ack_payload(s.ack_payload()) == s.coordinate()
     assert s.malformed == 3  # version, msgpack, Vec type; the other three are well-formed but refused
+    assert s.coordinate_counts == {"rejected": 4, "zero_rtt": 0}  # those three and the RTT: serf's counter
+    assert len(s.coordinate_adjustments) == 1 and s.coordinate_adjustments[0] > 0  # the one good update moved us
 
 
 def test_acks_on_the_wire_carry_our_coordinate() -> None:
