@@ -12,20 +12,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from agent.cli import HTTP_FLAGS, ClientError, Command, Flag, _client_or_error, _err, _out
+from agent.coordinates import coordinate_from_json
 from protocol.coordinate import Coordinate
 
-__all__ = ["COMMANDS", "coordinate_from_json", "run_rtt"]
-
-
-def coordinate_from_json(raw: Any) -> Coordinate | None:
-    """Consul's JSON coordinate; None when it is missing or not one."""
-    if not isinstance(raw, Mapping) or not isinstance(raw.get("Vec"), list):
-        return None
-    try:
-        return Coordinate(tuple(float(x) for x in raw["Vec"]), float(raw.get("Error", 0.0)),
-                          float(raw.get("Adjustment", 0.0)), float(raw.get("Height", 0.0)))
-    except (TypeError, ValueError):
-        return None
+__all__ = ["COMMANDS", "run_rtt"]
 
 
 def _usage_error() -> int:

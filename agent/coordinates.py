@@ -6,21 +6,31 @@ agent already holds every member's coordinate: its own Serf caches the coordinat
 acks (protocol.serf). The book publishes that cache every ``interval`` (Consul's 5 s batch period) as a
 snapshot with its own index, raised only when some coordinate changed, so blocking reads wake at Consul's pace
 rather than on every probe.
+
+A coordinate written through ``PUT /v1/coordinate/update`` is shown for its node until that node's coordinate in
+the cache next changes: in Consul it lasts until the node's agent next sends its own (every 15 s or more); here
+the next ack from that node replaces it (at once for a live peer, never for a node nobody pings).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, TypeVar
+from typing import Any, TypeVar
 
 import attrs
 import trio
 
-if TYPE_CHECKING:
-    from protocol.coordinate import Coordinate
+from protocol.coordinate import Coordinate
 
-__all__ = ["PUBLISH_INTERVAL", "CoordinateBook", "CoordinateSnapshot", "lowered", "sort_by_distance"]
+__all__ = [
+    "PUBLISH_INTERVAL",
+    "CoordinateBook",
+    "CoordinateSnapshot",
+    "coordinate_from_json",
+    "lowered",
+    "sort_by_distance",
+]
 
 PUBLISH_INTERVAL = 5.0  # Consul's coordinate_update_period: how often the servers apply coordinate updates
 
@@ -44,6 +54,7 @@ class CoordinateBook:
         self.interval = interval
         self.current = CoordinateSnapshot(1, {})
         self._changed = trio.Event()
+        self._written: dict[str, tuple[Coordinate, Coordinate | None]] = {}  # node -> (written, cache's then)
         self.publish()
 
     @property
@@ -55,9 +66,19 @@ class CoordinateBook:
         """The cache as it is now (``/v1/agent/self``'s ``Coord`` is the live one, as Consul's)."""
         return self._source() if self._source is not None else {}
 
+    def write(self, node: str, coord: Coordinate) -> None:
+        """``PUT /v1/coordinate/update``: show ``coord`` for ``node`` until the cache's coordinate for it changes."""
+        self._written[node] = (coord, self.live().get(node))
+        self.publish()
+
     def publish(self) -> bool:
         """Take the cache now; a new index only if a coordinate was added, changed or dropped."""
         fresh = dict(self.live())
+        for node, (coord, then) in list(self._written.items()):
+            if fresh.get(node) == then:
+                fresh[node] = coord
+            else:
+                del self._written[node]  # the node's own coordinate moved on
         if fresh == self.current.coordinates:
             return False
         self.current = CoordinateSnapshot(self.current.index + 1, fresh)
@@ -77,6 +98,22 @@ class CoordinateBook:
             while self.current.index <= index:
                 await self._changed.wait()
         return self.current
+
+
+def coordinate_from_json(raw: Any) -> Coordinate | None:
+    """Consul's JSON coordinate (``{Vec, Error, Adjustment, Height}``, numbers as Go decodes them into float64;
+    missing fields zero, ``Vec`` null empty); None when it is not one."""
+    if not isinstance(raw, Mapping):
+        return None
+    vec = raw.get("Vec")
+    fields = [raw.get(k, 0) for k in ("Error", "Adjustment", "Height")]
+    numbers = [*(vec or []), *(0 if f is None else f for f in fields)]
+    if (vec is not None and not isinstance(vec, list)) or not all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) for x in numbers
+    ):
+        return None
+    error, adjustment, height = (float(f or 0) for f in fields)
+    return Coordinate(tuple(float(x) for x in vec or ()), error, adjustment, height)
 
 
 def lowered(coordinates: Mapping[str, Coordinate]) -> dict[str, Coordinate]:

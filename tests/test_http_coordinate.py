@@ -222,3 +222,65 @@ def test_rtt_errors_are_consuls(capsys: pytest.CaptureFixture[str]) -> None:
     assert (code, err) == (1, "Node names must be specified as <node name>.<datacenter> with -wan\n")
     code, _, err = rtt_cli(cluster(), capsys, "node1", "web-2")  # coordinates disabled
     assert code == 1 and err.startswith("Error getting coordinates: ") and "401" in err
+
+
+# ---------------------------------------------------------------------- PUT /v1/coordinate/update
+
+
+def put(api: FakeAgent, body: object, target: str = "/v1/coordinate/update") -> tuple[int, bytes]:
+    reply = http_with_body(api, "PUT", target, json.dumps(body).encode() if not isinstance(body, bytes) else body)
+    return reply.status, reply.body
+
+
+def http_with_body(api: FakeAgent, method: str, target: str, body: bytes):
+    out = []
+
+    async def main() -> None:
+        with trio.fail_after(10):
+            async with serving(api) as addr:
+                out.append(await fetch(addr, method, target, body=body))
+
+    run(main)
+    return out[0]
+
+
+WRITTEN = {"Adjustment": 0, "Error": 1.5, "Height": 0, "Vec": [0.25] * 8}
+
+
+def test_update_is_shown_until_the_nodes_own_coordinate_moves() -> None:
+    api, live = agent_with_coordinates()
+    index = api.coordinates.current.index
+    assert put(api, {"Node": "web-2", "Coord": WRITTEN}) == (200, b"")
+    _, entries = get_json(api, "/v1/coordinate/node/web-2")
+    assert entries[0]["Coord"] == {"Vec": [0.25] * 8, "Error": 1.5, "Adjustment": 0.0, "Height": 0.0}
+    assert api.coordinates.current.index == index + 1  # published at once: blocking readers wake
+    api.coordinates.publish()  # web-2's own coordinate has not moved: the written one stays
+    assert api.coordinates.current.coordinates["web-2"].vec == (0.25,) * 8
+    live["web-2"] = live["Alpha"]  # web-2's next ack arrives
+    api.coordinates.publish()
+    assert api.coordinates.current.coordinates["web-2"] == live["Alpha"]
+
+
+def test_update_refusals_are_consuls() -> None:
+    api, _ = agent_with_coordinates()
+    before = api.coordinates.current
+    assert put(api, b"") == (400, b"Request decode failed: EOF")
+    status, body = put(api, {"Node": "web-2", "Coord": {"Vec": "x"}})
+    assert status == 400 and body.startswith(b"Request decode failed: ")
+    assert put(api, {"Node": "web-2", "Coord": {**WRITTEN, "Vec": [0.1] * 3}}) == (500, b"incompatible coordinate")
+    assert put(api, {"Node": "web-2"}) == (500, b"invalid coordinate")
+    assert put(api, {"Node": "web-2", "Coord": WRITTEN}, "/v1/coordinate/update?dc=dc9") == (
+        500, b"No path to datacenter")
+    assert api.coordinates.current == before
+    assert put(cluster(), {"Node": "node1", "Coord": WRITTEN}) == (401, b"Coordinate support disabled")
+
+
+def test_py_consul_update_then_node() -> None:
+    api, _ = agent_with_coordinates()
+
+    def calls(c: consul.Consul) -> object:
+        assert c.coordinate.update("Alpha", WRITTEN) is True
+        return c.coordinate.node("Alpha")[1]
+
+    entries = with_consul(api, calls)
+    assert entries[0]["Node"] == "Alpha" and entries[0]["Coord"]["Vec"] == [0.25] * 8

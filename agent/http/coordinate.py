@@ -5,19 +5,23 @@ Consul's shapes: ``[{"Node", "Segment", "Coord": {"Vec", "Error", "Adjustment", 
 endpoint is a 401 ``Coordinate support disabled``. Only members the catalog lists (not left) are shown, as
 Consul's servers drop a node's coordinate with its registration. There is no WAN pool, so
 ``/v1/coordinate/datacenters`` lists our datacenter (area ``wan``) with its alive servers' LAN coordinates standing
-in for WAN ones. ``PUT /v1/coordinate/update`` is not served: a coordinate here is whatever the node's own acks
-carry, and an update written by a client would be overwritten by the next ping.
+in for WAN ones. ``PUT /v1/coordinate/update`` (``{Node, Segment, Coord}``) is honoured as far as it can be: the
+coordinate is shown for that node until the node's own next coordinate reaches this agent (agent.coordinates);
+it is this agent's view only (nothing is gossiped), and, as Consul's, refused when not finite (``invalid
+coordinate``) or of another dimensionality (``incompatible coordinate``).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from agent.coordinates import coordinate_from_json
 from agent.http.blocking import block_time, parse_query_options, query_meta
-from agent.http.catalog import require_leader
-from agent.http.errors import NO_PATH_TO_DC, HTTPError
+from agent.http.catalog import RPC_ERROR_PREFIX, require_leader
+from agent.http.errors import NO_PATH_TO_DC, HTTPError, bad_request, decode_body
 from agent.http.response import Response
-from agent.http.routes import Ctx, Route
+from agent.http.routes import EMPTY, Ctx, Route
+from agent.http.store import check_dc
 from agent.http.views import known_servers
 from agent.members import STATUS_LEFT
 
@@ -89,8 +93,34 @@ async def coordinate_datacenters(ctx: Ctx) -> list[dict[str, Any]]:
     return [{"Datacenter": config.datacenter, "AreaID": "wan", "Coordinates": entries}]
 
 
+async def coordinate_update(ctx: Ctx) -> Any:
+    """PUT /v1/coordinate/update: ``{Node, Segment, Coord}``; an empty 200 (Consul's ``nil``)."""
+    _check_enabled(ctx)
+    body = decode_body(ctx.request.body)
+    if not isinstance(body, dict):
+        raise bad_request("Request decode failed: json: cannot unmarshal into Go value of type "
+                          "structs.CoordinateUpdateRequest")
+    fields = {k.lower(): v for k, v in body.items()}  # Go's encoding/json matches keys case-insensitively
+    node, segment, raw = fields.get("node", ""), fields.get("segment", ""), fields.get("coord")
+    coord = coordinate_from_json(raw) if raw is not None else None
+    if not isinstance(node, str) or not isinstance(segment, str) or (raw is not None and coord is None):
+        raise bad_request("Request decode failed: json: cannot unmarshal into Go struct field "
+                          "CoordinateUpdateRequest of type structs.CoordinateUpdateRequest")
+    check_dc(ctx, ctx.request.query.get("dc") or "")
+    prefix = "" if ctx.api.config.server else RPC_ERROR_PREFIX  # the servers' Coordinate.Update says no
+    if coord is None or not coord.is_valid():
+        raise HTTPError(500, prefix + "invalid coordinate")
+    own = ctx.api.coordinates.live().get(ctx.api.config.node_name)
+    if own is not None and not own.is_compatible_with(coord):
+        raise HTTPError(500, prefix + "incompatible coordinate")
+    if not segment:  # we have only the default segment; a coordinate for another is stored nowhere
+        ctx.api.coordinates.write(node, coord)
+    return EMPTY
+
+
 ROUTES = (
     Route("/v1/coordinate/datacenters", ("GET",), coordinate_datacenters),
     Route("/v1/coordinate/nodes", ("GET",), coordinate_nodes),
     Route("/v1/coordinate/node/", ("GET",), coordinate_node),
+    Route("/v1/coordinate/update", ("PUT",), coordinate_update),
 )
