@@ -29,7 +29,9 @@ def _lan(client: Any, nodes: list[str]) -> tuple[Coordinate | None, Coordinate |
     """The two nodes' LAN coordinates in a segment both have (we have only the default one)."""
     entries = client.get_json("/v1/coordinate/nodes") or []
     by_segment: list[dict[str, Coordinate]] = [{}, {}]
-    for entry in entries:
+    for entry in entries if isinstance(entries, list) else ():
+        if not isinstance(entry, Mapping):
+            continue
         for i, name in enumerate(nodes):
             coord = coordinate_from_json(entry.get("Coord"))
             if str(entry.get("Node", "")).casefold() == name.casefold() and coord is not None:
@@ -49,8 +51,12 @@ def _wan(client: Any, nodes: list[str]) -> tuple[Coordinate | None, Coordinate |
     (node1, dc1), (node2, dc2) = parts
     area1 = area2 = None
     coord1 = coord2 = None
-    for dc in client.get_json("/v1/coordinate/datacenters") or []:
-        for entry in dc.get("Coordinates") or []:
+    dcs = client.get_json("/v1/coordinate/datacenters") or []
+    for dc in dcs if isinstance(dcs, list) else ():
+        entries = dc.get("Coordinates") if isinstance(dc, Mapping) else None
+        for entry in entries if isinstance(entries, list) else ():
+            if not isinstance(entry, Mapping):
+                continue
             name = str(entry.get("Node", "")).casefold()
             if dc.get("Datacenter") == dc1 and name == node1.casefold():
                 area1, coord1 = dc.get("AreaID"), coordinate_from_json(entry.get("Coord"))
