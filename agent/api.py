@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from agent.config import AgentConfig
+    from agent.coordinates import CoordinateBook
     from agent.events import EventLog, UserEvent
     from agent.logstream import LogHub
     from agent.members import Member, MemberTable
@@ -39,6 +40,8 @@ class AgentAPI(Protocol):
     metrics: Metrics
     #: The last user events this agent accepted (Consul's ring of 256), for /v1/event/list.
     events: EventLog
+    #: The LAN members' network coordinates from this agent's Serf, published for /v1/coordinate and ?near.
+    coordinates: CoordinateBook
 
     async def join(self, addrs: list[str]) -> int:
         """Join through each address; the number that answered, or JoinError when none did."""

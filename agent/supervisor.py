@@ -31,6 +31,7 @@ from agent.catalog.query import agent_members, agent_node, node_checks
 from agent.catalog.replication import ReplicatorConfig
 from agent.catalog.runner import CatalogRunner
 from agent.config import AgentConfig, ConfigError, HelpRequested, diff_config, load_config, reload_config
+from agent.coordinates import CoordinateBook
 from agent.datadir import DataDir, DataDirError
 from agent.dns import serve_dns
 from agent.events import (
@@ -115,6 +116,7 @@ class Agent:
         self.datadir: DataDir | None = None
         self.driver: GossipDriver | None = None
         self.member_feed: MemberFeed | None = None
+        self.coordinates = CoordinateBook()  # Serf's cache once gossip runs (_start_gossip)
         self._root: trio.Nursery | None = None
         self._exit_code = 0
         self._leaving = False
@@ -272,6 +274,13 @@ class Agent:
         telemetry.mirror_counters(self.metrics, lambda: driver.machine.node.stats, telemetry.MEMBERLIST_COUNTERS)
         self.member_feed = MemberFeed(self.table, self.metrics, config.node_name, self._update_leader, self.datadir)
         self.member_feed.add_local(self.driver.machine.local_member())
+        if driver.machine.coordinate() is not None:
+            self.coordinates = CoordinateBook(driver.machine.cached_coordinates)
+            nursery.start_soon(self.coordinates.run)
+            telemetry.mirror_counters(self.metrics, lambda: driver.machine.coordinate_counts,
+                                      telemetry.SERF_COORDINATE_COUNTERS)
+            nursery.start_soon(telemetry.drain_every_second, self.metrics,
+                               lambda: driver.machine.coordinate_adjustments, "consul.serf.coordinate.adjustment-ms")
 
     def _banner(self, http_addr: Any, dns_addr: Any) -> None:
         config = self.config

@@ -47,6 +47,11 @@ MEMBERLIST_COUNTERS = {
     "msg_suspect": "consul.memberlist.msg.suspect",
     "msg_dead": "consul.memberlist.msg.dead",
 }
+#: Serf's coordinate counts (Serf.coordinate_counts) -> Consul's counter names.
+SERF_COORDINATE_COUNTERS = {
+    "rejected": "consul.serf.coordinate.rejected",
+    "zero_rtt": "consul.serf.coordinate.zero-rtt",
+}
 #: Serf's queue depths (Serf.stats) -> Consul's sample names.
 SERF_QUEUES = {
     "intent_queue": "consul.serf.queue.Intent",
@@ -136,6 +141,16 @@ def mirror_counters(metrics: Metrics, totals: Callable[[], Mapping[str, int]], n
             seen[key] = value
 
     metrics.add_collector(collect)
+
+
+async def drain_every_second(metrics: Metrics, values: Callable[[], deque[float]], name: str) -> None:
+    """Each second, record every value a machine queued as a sample of ``name`` (emptying the queue), so the
+    samples land in the interval they happened in."""
+    while True:
+        await trio.sleep(SAMPLE_INTERVAL)
+        queued = values()
+        while queued:
+            metrics.sample(name, queued.popleft())
 
 
 def members_collector(members: Callable[[], Any]) -> Callable[[Metrics], None]:

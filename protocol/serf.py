@@ -26,6 +26,13 @@ import attrs
 from protocol.broadcast import BroadcastQueue
 from protocol.codec import go_bytes, go_str, packb, unpackb
 from protocol.config import Config
+from protocol.coordinate import (
+    Coordinate,
+    CoordinateError,
+    VivaldiClient,
+    decode_ack_payload,
+    encode_ack_payload,
+)
 from protocol.keymanager import (
     KEY_OPERATIONS,
     KeyQuery,
@@ -279,6 +286,20 @@ class Serf(Delegate):
         self._next_reconnect = now + config.reconnect_interval
         self._next_queue_check = now + config.queue_check_interval
 
+        # serf's coordinate client and cache (nil when disable_coordinates). Its own rng, seeded by name, so the
+        # rare random direction it draws never shifts the shared rng's sequence.
+        self._coord_client: VivaldiClient | None = None
+        self._coord_cache: dict[str, Coordinate] = {}
+        self._ack_payload = b""
+        #: serf's coordinate metrics: samples refused by the client, zero RTTs, and how far each update moved us
+        #: (ms; the owner drains it, as Node.probe_durations)
+        self.coordinate_counts = {"rejected": 0, "zero_rtt": 0}
+        self.coordinate_adjustments: deque[float] = deque(maxlen=256)
+        if not config.disable_coordinates:
+            self._coord_client = VivaldiClient(rng=random.Random(f"vivaldi:{name}"))
+            self._coord_cache[name] = self._coord_client.coordinate
+            self._ack_payload = encode_ack_payload(self._coord_client.coordinate)
+
         extra = {"keyring": keyring} if keyring is not None else {}
         self.node = node_factory(config, name=name, addr=addr, rng=rng, now=now, delegate=self, **extra)
         if name not in self._members:  # the Node may or may not report itself; serf knows itself either way
@@ -493,9 +514,23 @@ class Serf(Delegate):
     def tags(self) -> dict[str, str]:
         return dict(self._tags)
 
+    def coordinate(self) -> Coordinate | None:
+        """serf's GetCoordinate: our current network coordinate (None with disable_coordinates)."""
+        return self._coord_client.coordinate if self._coord_client is not None else None
+
+    def cached_coordinate(self, name: str) -> Coordinate | None:
+        """serf's GetCachedCoordinate: the coordinate a member last sent us on an ack (ours under our name)."""
+        return self._coord_cache.get(name)
+
+    def cached_coordinates(self) -> dict[str, Coordinate]:
+        """Every cached coordinate by member name (a copy)."""
+        return dict(self._coord_cache)
+
     def stats(self) -> dict[str, int]:
         """serf's Stats, the numeric part."""
+        coords = {"coordinate_resets": self._coord_client.resets} if self._coord_client is not None else {}
         return {
+            **coords,
             "members": len(self._members),
             "failed": len(self._failed),
             "left": len(self._left),
@@ -620,10 +655,35 @@ class Serf(Delegate):
                 self._handle_user_event(UserEventMessage(at.ltime, record.name, record.payload))
 
     def ack_payload(self) -> bytes:
-        return b""  # no coordinates: serf ignores an empty ping payload
+        """serf's pingDelegate.AckPayload: version byte + our coordinate (empty with disable_coordinates)."""
+        return self._ack_payload
 
     def notify_ping_complete(self, node: NodeState, rtt: float, payload: bytes) -> None:
-        return None
+        """serf's pingDelegate.NotifyPingComplete: a direct ping's RTT and the peer's coordinate update ours.
+
+        A payload we cannot use (version, msgpack, dimensionality, NaN, RTT range) is dropped with a debug line
+        and leaves our coordinate, filters and cache as they were."""
+        client = self._coord_client
+        if client is None or not payload:
+            return
+        try:
+            other = decode_ack_payload(payload)
+        except CoordinateError as exc:
+            self._malformed(_LEVEL_DEBUG, f"serf: bad ping payload from {node.name}: {exc}")
+            return
+        before = client.coordinate
+        try:
+            mine = client.update(node.name, other, rtt)
+        except CoordinateError as exc:  # well-formed but unusable (dimensionality, NaN, RTT range): serf's TRACE
+            self.coordinate_counts["rejected"] += 1
+            self._diag(_LEVEL_DEBUG, f"serf: rejected coordinate from {node.name}: {exc}", "coordinate-rejected")
+            return
+        if rtt == 0:
+            self.coordinate_counts["zero_rtt"] += 1
+        self.coordinate_adjustments.append(before.distance_to(mine) * 1000.0)
+        self._coord_cache[node.name] = other
+        self._coord_cache[self.name] = mine
+        self._ack_payload = encode_ack_payload(mine)
 
     def notify_conflict(self, existing: NodeState, other: NodeState) -> None:
         """Two addresses claim one name: log both. memberlist keeps the first address (no flapping); we vote
@@ -820,6 +880,9 @@ class Serf(Delegate):
         """serf's eraseNode: forget the member entirely (member-reap)."""
         self._members.pop(ms.name, None)
         self._forget_gone(ms.name)
+        if self._coord_client is not None:
+            self._coord_client.forget_node(ms.name)
+            self._coord_cache.pop(ms.name, None)
         self._diag(_LEVEL_INFO, f"serf: EventMemberReap: {ms.name}", "reap")
         self._emit(EventKind.MEMBER_REAP, ms)
 

@@ -21,6 +21,7 @@ import trio.testing
 from agent.api import JoinError
 from agent.config import AgentConfig, ConfigError, Ports
 from agent.consul import leader_of
+from agent.coordinates import CoordinateBook
 from agent.http.options import HttpOptions
 from agent.http.server import serve_http
 from agent.members import STATUS_ALIVE, Member, MemberTable
@@ -85,6 +86,8 @@ class FakeAgent:
     #: The servers' store as the endpoints reach it: tests give `store_direct.direct_service()` (a real
     #: StoreService over a real StateStore, replication left out).
     store_access: Any = None
+    #: Published coordinates (agent.coordinates); disabled unless a test gives it a source.
+    coordinates: CoordinateBook = attrs.Factory(CoordinateBook)
 
     def apply(self, kind: str, m: Member) -> None:
         """A membership event as the supervisor feeds it: the table, then the computed leader."""

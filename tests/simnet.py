@@ -197,6 +197,10 @@ class SimNet:
     def set_link_loss(self, a: str, b: str, p: float) -> None:
         self._link_loss[frozenset((a, b))] = p
 
+    def set_link_latency(self, a: Addr, b: Addr, seconds: float) -> None:
+        """Fix the one-way latency between two addresses (otherwise drawn at first use)."""
+        self._link_latency[(a, b) if a <= b else (b, a)] = seconds
+
     def can_talk(self, a: Host, b: Host) -> bool:
         ga, gb = self._group.get(a.name), self._group.get(b.name)
         return ga is None or gb is None or ga == gb

@@ -14,6 +14,7 @@ import signal
 import subprocess
 from typing import Any
 
+import msgpack
 import pytest
 import trio
 from conftest import SERF_BIN, Agents, SerfAgent, TriumvirNode, next_loopback_ip
@@ -21,6 +22,7 @@ from procs import wait_for
 
 from agent.gossip import GossipDriver
 from protocol.config import Config
+from protocol.coordinate import decode_ack_payload, encode_ack_payload
 from protocol.serf import Serf
 
 pytestmark = pytest.mark.interop
@@ -196,6 +198,12 @@ def run_inprocess(agents: Agents, name: str, tags: dict[str, str], body: Any) ->
     def factory(addr: tuple[str, int]) -> Serf:
         return Serf(Config.local(), name=name, addr=addr, rng=random.Random(7), now=trio.current_time(), tags=tags)
 
+    run_inprocess_with(factory, body)
+
+
+def run_inprocess_with(factory: Any, body: Any) -> None:
+    """Run ``body(driver)`` with an in-process GossipDriver over ``factory``'s machine on a fresh 127.0.x.y."""
+
     async def main() -> None:
         driver = GossipDriver(factory, (next_loopback_ip(), 0))
         async with trio.open_nursery() as nursery:
@@ -263,3 +271,60 @@ def test_tag_updates_and_user_events_both_ways(agents: Agents) -> None:
         await await_cond(agents, lambda: (seen(s1, "tri") or {}).get("status") == "left", "serf sees tri left")
 
     run_inprocess(agents, "tri", {"v": "1"}, body)
+
+
+# --------------------------------------------------------------------------- network coordinates on ping acks
+
+SERF_RTT = re.compile(r"Estimated (\S+) <-> (\S+) rtt: ([0-9.]+) ms")
+
+
+def serf_rtt(agent: SerfAgent, a: str, b: str) -> float | None:
+    """`serf rtt a b` asked of ``agent``: the estimate in seconds, None while it has no coordinate for one."""
+    out = subprocess.run([SERF_BIN, "rtt", f"-rpc-addr={agent.rpc_addr}", a, b], capture_output=True, text=True)
+    m = SERF_RTT.search(out.stdout)
+    return float(m.group(3)) / 1000 if out.returncode == 0 and m else None
+
+
+def test_coordinates_cross_both_ways(agents: Agents) -> None:
+    """serf computes a coordinate for the triumvir member from triumvir's ack payloads (so `serf rtt` answers for
+    it, asked of either serf agent), and triumvir decodes serf's acks into coordinates and a sane estimate."""
+    s1 = agents.serf("serf1")
+    s2 = agents.serf("serf2", join=[s1.addr])
+    payloads: list[bytes] = []
+
+    class Recording(Serf):
+        def notify_ping_complete(self, node: Any, rtt: float, payload: bytes) -> None:
+            if node.name == "serf1":
+                payloads.append(payload)
+            super().notify_ping_complete(node, rtt, payload)
+
+    def factory(addr: tuple[str, int]) -> Serf:
+        return Recording(Config.local(), name="tri", addr=addr, rng=random.Random(7), now=trio.current_time())
+
+    async def body(driver: Any) -> None:
+        serf = driver.machine
+        assert await driver.join([s1.addr]) == 1
+        # serf's side: both serf agents have a coordinate for tri (learnt from tri's acks) and estimate an RTT
+        for asked in (s1, s2):
+            est = await await_cond(agents, lambda a=asked: serf_rtt(a, a.name, "tri"), f"{asked.name} rtt to tri")
+            assert 0 < est < 0.050, est  # loopback: well under a millisecond or two, never absurd
+        # triumvir's side: serf's acks decode (no drop lines), both serf members are cached, estimates are sane
+        await await_cond(agents, lambda: all(serf.cached_coordinate(n) for n in ("serf1", "serf2")), "tri caches")
+        assert payloads and all(p[0] == 1 for p in payloads)
+        # go-msgpack writes the struct as a map with sorted keys, every float a float64 (0xcb): as we do
+        theirs = payloads[-1]
+        assert list(msgpack.unpackb(theirs[1:], raw=False)) == ["Adjustment", "Error", "Height", "Vec"]
+        assert encode_ack_payload(decode_ack_payload(theirs)) == theirs  # byte for byte
+        mine = serf.coordinate()
+        for other in ("serf1", "serf2"):
+            theirs = serf.cached_coordinate(other)
+            assert len(theirs.vec) == 8 and theirs.is_valid()
+            assert 0 < mine.distance_to(theirs) < 0.050
+        assert serf.malformed == 0
+        # the bytes match both ways: serf's estimate of tri <-> serf2 (from its cache) is a sane number too
+        est = await await_cond(agents, lambda: serf_rtt(s1, "tri", "serf2"), "serf1 rtt tri <-> serf2")
+        assert 0 < est < 0.050
+        assert not log_mentions(s1, r"(?i)coordinate|ping version")  # serf logged no decode/reject line
+
+    run_inprocess_with(factory, body)
+

@@ -1,4 +1,5 @@
-"""py-consul's own test suite against triumvir (issue 10): its kv, session and txn files, only the fixture changed.
+"""py-consul's own test suite against triumvir (issues 10, 12): its kv, session, txn and coordinates files, only the
+fixture changed.
 
 The sdist of py-consul (pinned below) is fetched with pip into pytest's cache directory once, its tests are
 extracted to a temporary directory, its root conftest.py (which starts Consul in Docker) is replaced by
@@ -25,8 +26,9 @@ REPO = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
 PY_CONSUL = "py-consul==1.8.0"
 SDIST = "py_consul-1.8.0.tar.gz"
-SUITE_FILES = ("tests/api/test_kv.py", "tests/api/test_session.py", "tests/api/test_txn.py")
-#: node id -> why it is not run.  Empty: every test of the three files runs.
+SUITE_FILES = ("tests/api/test_kv.py", "tests/api/test_session.py", "tests/api/test_txn.py",
+               "tests/api/test_coordinates.py")
+#: node id -> why it is not run.  Empty: every test of the files runs.
 DESELECTED: dict[str, str] = {}
 #: What pip prints when the index cannot be reached at all (the only reason to skip).
 OFFLINE_MARKERS = (

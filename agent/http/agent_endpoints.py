@@ -82,8 +82,14 @@ def _debug_config(ctx: Ctx) -> dict[str, Any]:
     }
 
 
+def _own_coordinate(api: Any) -> dict[str, Any] | None:
+    coord = api.coordinates.live().get(api.config.node_name)
+    return coord.to_json() if coord is not None else None
+
+
 def self_json(ctx: Ctx) -> dict[str, Any]:
-    """The /v1/agent/self object: Config, DebugConfig, Coord (null: no coordinates), Member, Stats, Meta."""
+    """The /v1/agent/self object: Config, DebugConfig, Coord (Serf's live one; null when disabled), Member, Stats,
+    Meta."""
     api = ctx.api
     config = api.config
     member = api.self_member()
@@ -102,7 +108,7 @@ def self_json(ctx: Ctx) -> dict[str, Any]:
             "BuildDate": BUILD_DATE,
         },
         "DebugConfig": _debug_config(ctx),
-        "Coord": None,
+        "Coord": _own_coordinate(api),
         "Member": member_json(member),
         "Stats": stats,
         "Meta": agent_node_meta(member, config.node_meta),

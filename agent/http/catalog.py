@@ -22,6 +22,7 @@ from agent.filtering.consul_types import NODE, NODE_SERVICE
 from agent.http.catalog_services import node_services_json
 from agent.http.errors import bad_request
 from agent.http.filtering import FilterSpec, by_services
+from agent.http.near import near_sorted
 from agent.http.reads import meta_filters, read_snapshot, require_servers
 from agent.http.routes import Ctx, Route
 from agent.http.views import node_view_json
@@ -30,7 +31,7 @@ __all__ = ["ROUTES", "catalog_datacenters", "catalog_node", "catalog_node_servic
 
 
 async def catalog_nodes(ctx: Ctx) -> list[dict[str, Any]]:
-    """GET /v1/catalog/nodes: every registered node, by name; ``near`` is accepted and ignored (no coordinates)."""
+    """GET /v1/catalog/nodes: every registered node, by name (by RTT from ``?near``)."""
     filters = meta_filters(ctx)
     snapshot, _ = await read_snapshot(ctx, lambda s: indexes.nodes_read(s.indexes))
     config = ctx.api.config
@@ -39,7 +40,7 @@ async def catalog_nodes(ctx: Ctx) -> list[dict[str, Any]]:
     ]
     if filters:
         nodes = [n for n in nodes if all(k in n["Meta"] and n["Meta"][k] == v for k, v in filters.items())]
-    return nodes
+    return near_sorted(ctx, nodes, lambda n: n["Node"])
 
 
 async def catalog_node(ctx: Ctx) -> dict[str, Any] | None:

@@ -14,6 +14,7 @@ from agent.catalog import indexes, query
 from agent.filtering.consul_types import SERVICE_NODE
 from agent.http.errors import bad_request
 from agent.http.filtering import FilterSpec, request_filter
+from agent.http.near import near_sorted
 from agent.http.reads import meta_filters, read_snapshot
 from agent.http.routes import Ctx, Route
 from agent.http.views import node_view_json
@@ -144,7 +145,7 @@ async def catalog_service(ctx: Ctx) -> list[dict[str, Any]]:
     instances = query.service_instances(
         snapshot, name, dc=dc, tags=ctx.request.query.get_all("tag"), node_meta=filters
     )
-    return [service_node_json(i, dc) for i in instances]
+    return near_sorted(ctx, [service_node_json(i, dc) for i in instances], lambda s: s["Node"])
 
 
 ROUTES = (

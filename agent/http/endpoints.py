@@ -9,6 +9,7 @@ from agent.http import (
     catalog,
     catalog_register,
     catalog_services,
+    coordinate,
     events,
     health,
     kv,
@@ -32,6 +33,6 @@ def default_router() -> Router:
         [*catalog.ROUTES, *agent_endpoints.ROUTES, *status.ROUTES, *stream.ROUTES, *ui.ROUTES,
          *catalog_services.ROUTES, *health.ROUTES, *services_endpoints.ROUTES, *operator.ROUTES,
          *kv.ROUTES, *sessions.ROUTES, *txn.ROUTES, *catalog_register.ROUTES, *acl_endpoints.ROUTES,
-         *monitor.ROUTES, *metrics_endpoint.ROUTES, *events.ROUTES],
+         *monitor.ROUTES, *metrics_endpoint.ROUTES, *events.ROUTES, *coordinate.ROUTES],
         sockets=stream.SOCKETS,
     )

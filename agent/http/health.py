@@ -17,6 +17,7 @@ from agent.goflags import parse_bool
 from agent.http.catalog_services import health_check_json, node_service_json
 from agent.http.errors import bad_request
 from agent.http.filtering import FilterSpec
+from agent.http.near import near_sorted
 from agent.http.reads import meta_filters, read_snapshot
 from agent.http.routes import Ctx, Route
 from agent.http.views import node_view_json
@@ -44,7 +45,8 @@ async def health_checks(ctx: Ctx) -> list[dict[str, Any]]:
     if not name:
         raise bad_request("Missing service name")
     snapshot, _ = await read_snapshot(ctx, lambda s: indexes.service_read(s.indexes, name))
-    return [health_check_json(c) for c in query.service_checks(snapshot, name, dc=ctx.api.config.datacenter)]
+    checks = [health_check_json(c) for c in query.service_checks(snapshot, name, dc=ctx.api.config.datacenter)]
+    return near_sorted(ctx, checks, lambda c: c["Node"])
 
 
 async def health_service(ctx: Ctx) -> list[dict[str, Any]]:
@@ -67,7 +69,7 @@ async def health_service(ctx: Ctx) -> list[dict[str, Any]]:
     )
     if passing:
         instances = [i for i in instances if all(c.check.status == "passing" for c in i.checks)]
-    return [
+    results = [
         {
             "Node": node_view_json(i.node),
             "Service": node_service_json(i.service, i.create_index, i.modify_index),
@@ -75,6 +77,7 @@ async def health_service(ctx: Ctx) -> list[dict[str, Any]]:
         }
         for i in instances
     ]
+    return near_sorted(ctx, results, lambda r: r["Node"]["Node"])
 
 
 async def health_state(ctx: Ctx) -> list[dict[str, Any]]:
@@ -87,7 +90,7 @@ async def health_state(ctx: Ctx) -> list[dict[str, Any]]:
     if state not in STATES:
         return []
     checks = query.all_checks(snapshot, dc=ctx.api.config.datacenter, state=state, node_meta=filters)
-    return [health_check_json(c) for c in checks]
+    return near_sorted(ctx, [health_check_json(c) for c in checks], lambda c: c["Node"])
 
 
 ROUTES = (
