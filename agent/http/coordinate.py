@@ -15,14 +15,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from agent.catalog.query import known_servers
 from agent.coordinates import coordinate_from_json
 from agent.http.blocking import block_time, parse_query_options, query_meta
-from agent.http.catalog import RPC_ERROR_PREFIX, require_leader
 from agent.http.errors import NO_PATH_TO_DC, HTTPError, bad_request, decode_body
+from agent.http.reads import RPC_ERROR_PREFIX, require_leader
 from agent.http.response import Response
 from agent.http.routes import EMPTY, Ctx, Route
 from agent.http.store import check_dc
-from agent.http.views import known_servers
 from agent.members import STATUS_LEFT
 
 if TYPE_CHECKING:
