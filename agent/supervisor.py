@@ -55,6 +55,7 @@ from agent.server import rpc as server_rpc
 from agent.server.access import StoreAccess
 from agent.server.cluster import CLUSTER_TAG, RaftServer, ServerSettings, bootstrap_warnings
 from agent.server.driver import Timing
+from agent.server.duties import ACLInit
 from agent.server.follow import LeaderFollower
 from agent.server.forwarding import ForwardAccess
 from agent.server.mirror import RegisteredMirror
@@ -214,7 +215,8 @@ class Agent:
                                self._announce_raft_cluster)
         replica = telemetry.MeasuredReplica(self.raft, self.metrics)
         self.store_service = self.store_access = StoreService(store, replica, agent_nodes=self._agent_nodes,
-                                                              write_timeout=max(10.0, 2 * self.timing.election_timeout))
+                                                              write_timeout=max(10.0, 2 * self.timing.election_timeout),
+                                                              acl=acl_init_for(config))
         self.store_service.register(self.raft.rpc)
         self.store_service.on_applied = functools.partial(telemetry.store_command_applied, self.metrics)
         self.raft.update_pool(self.table.current.members.values())
@@ -596,6 +598,14 @@ class Agent:
 
     def _own_server_addr(self) -> str:
         return f"{self.config.advertise_addr}:{self.config.ports.server}"
+
+
+def acl_init_for(config: AgentConfig) -> ACLInit | None:
+    """A server initialises ACLs when it leads with ACLs enabled in the primary datacenter (``initializeACLs``;
+    a secondary datacenter replicates them instead, which triumvir does not do)."""
+    if not config.acl.enabled or config.primary_datacenter != config.datacenter:
+        return None
+    return ACLInit(config.acl.tokens.initial_management)
 
 
 def _has_port(addr: str) -> bool:

@@ -176,11 +176,12 @@ def agreed_leader(agents: Sequence[ConsulAgent], not_: str = "") -> str | None:
     return None
 
 
-def start_servers(cluster: Cluster, n: int) -> list[ConsulAgent]:
-    """``n`` servers expecting ``n``, at raft_multiplier 1 (a 1 s election timeout), joined to the first."""
+def start_servers(cluster: Cluster, n: int, extra: dict | None = None) -> list[ConsulAgent]:
+    """``n`` servers expecting ``n``, at raft_multiplier 1 (a 1 s election timeout), joined to the first;
+    ``extra`` is more configuration for each."""
     servers: list[ConsulAgent] = []
     for i in range(n):
         join = {"retry_join": [servers[0].serf_addr], "retry_interval": "1s"} if servers else {}
         servers.append(cluster.start(f"s{i + 1}", extra={
-            "server": True, "bootstrap_expect": n, "performance": {"raft_multiplier": 1}, **join}))
+            "server": True, "bootstrap_expect": n, "performance": {"raft_multiplier": 1}, **join, **(extra or {})}))
     return servers

@@ -28,7 +28,7 @@ from protocol.raft.errors import RaftError
 
 from . import queries
 from .access import CommandFailed, NoLeader, QueryResult, ReadMode, StoreUnavailable
-from .duties import LeaderDuties
+from .duties import ACLInit, LeaderDuties
 from .forwarding import forward_call, unwrap_apply
 from .rpc import RPCError, RPCServer
 from .state.apply import Failed
@@ -73,13 +73,13 @@ class Replica(Protocol):
 
 class StoreService:
     def __init__(self, store: StateStore, replica: Replica, *, agent_nodes: AgentNodes,
-                 write_timeout: float = 10.0) -> None:
+                 write_timeout: float = 10.0, acl: ACLInit | None = None) -> None:
         self.store = store
         self.replica = replica
         self.agent_nodes = agent_nodes
         self.write_timeout = write_timeout
         self.timers = SessionTimers()
-        self.duties = LeaderDuties(self)
+        self.duties = LeaderDuties(self, acl=acl)  # acl: initialise ACLs on taking office (None: don't)
         #: Told of every command this leader applied and how long it took (the agent's metrics set it).
         self.on_applied: Callable[[Command, float], None] = lambda command, seconds: None
 
