@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from agent.acl.agent_tokens import TokenStore
     from agent.config import AgentConfig
     from agent.events import EventLog, UserEvent
     from agent.logstream import LogHub
@@ -39,6 +40,8 @@ class AgentAPI(Protocol):
     metrics: Metrics
     #: The last user events this agent accepted (Consul's ring of 256), for /v1/event/list.
     events: EventLog
+    #: The agent's own ACL tokens (agent.acl.agent_tokens.TokenStore): ``default`` for requests without one.
+    acl_tokens: TokenStore
 
     async def join(self, addrs: list[str]) -> int:
         """Join through each address; the number that answered, or JoinError when none did."""

@@ -26,6 +26,7 @@ import immutables
 import trio
 
 from agent import consul, telemetry
+from agent.acl.agent_tokens import PERSIST_FILE, AgentTokens, TokenFileError, TokenStore, load_persisted
 from agent.api import JoinError
 from agent.catalog.query import agent_members, agent_node, node_checks
 from agent.catalog.replication import ReplicatorConfig
@@ -143,6 +144,8 @@ class Agent:
         self.store_access: StoreAccess = ForwardAccess(lambda: self.table.current.leader,
                                                        lambda: self.table.current.servers)
         self.store_service: StoreService | None = None
+        #: The agent's own ACL tokens (acl.tokens, PUT /v1/agent/token/*); loaded with the data dir in run().
+        self.acl_tokens = TokenStore(AgentTokens.from_config(config.acl.tokens))
         #: key queries in flight: handle -> (set when done, the result)
         self._key_waiters: dict[int, tuple[trio.Event, list[KeyQueryDone]]] = {}
         #: Consul user events this agent accepted (the last 256), for /v1/event/list.
@@ -158,6 +161,7 @@ class Agent:
             self.node_id = (config.node_id or self.datadir.node_id()).lower()
         else:
             self.node_id = (config.node_id or str(uuid.uuid4())).lower()
+        self.acl_tokens = self._load_acl_tokens()
         with self.logs.installed(), trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
             async with trio.open_nursery() as root:
                 self._root = root
@@ -187,6 +191,17 @@ class Agent:
         if self._dev_tmp is not None:
             self._dev_tmp.cleanup()
         return self._exit_code
+
+    def _load_acl_tokens(self) -> TokenStore:
+        """The config's acl.tokens; with enable_token_persistence, those set through the API before a restart
+        over them (<data_dir>/acl-tokens.json), and every later update written there."""
+        tokens = AgentTokens.from_config(self.config.acl.tokens)
+        if not self.config.acl.enable_token_persistence or self.datadir is None:
+            return TokenStore(tokens)
+        tokens = load_persisted(tokens, self.datadir.path / PERSIST_FILE)
+        if tokens.from_api:
+            log.info("agent: loaded persisted ACL tokens: %s", ", ".join(sorted(tokens.from_api)))
+        return TokenStore(tokens, self.datadir)
 
     async def _start_raft(self, nursery: trio.Nursery) -> None:
         """A server runs Raft on the server port (its data in <data_dir>/raft, or a temp dir under -dev); a client
@@ -647,10 +662,10 @@ def main(argv: Sequence[str]) -> int:
     agent = Agent(config, log_output=handler)
     try:
         return trio.run(agent.run)
-    except (OSError, DataDirError, ConfigError, BaseExceptionGroup) as exc:
+    except (OSError, DataDirError, ConfigError, TokenFileError, BaseExceptionGroup) as exc:
         # A failure to start (a port in use, a locked data dir) is one clear line, not a traceback.
         leaves = _leaves(exc)
-        if not all(isinstance(leaf, OSError | DataDirError | ConfigError) for leaf in leaves):
+        if not all(isinstance(leaf, OSError | DataDirError | ConfigError | TokenFileError) for leaf in leaves):
             raise
         for leaf in leaves:
             print(f"==> Error starting agent: {leaf}", file=sys.stderr)

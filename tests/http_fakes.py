@@ -18,6 +18,7 @@ import requests
 import trio
 import trio.testing
 
+from agent.acl.agent_tokens import AgentTokens, TokenStore
 from agent.api import JoinError
 from agent.config import AgentConfig, ConfigError, Ports
 from agent.consul import leader_of
@@ -84,6 +85,9 @@ class FakeAgent:
     #: The servers' store as the endpoints reach it: tests give `store_direct.direct_service()` (a real
     #: StoreService over a real StateStore, replication left out).
     store_access: Any = None
+    #: The agent's own ACL tokens, from the config's acl.tokens (not persisted).
+    acl_tokens: TokenStore = attrs.Factory(lambda self: TokenStore(AgentTokens.from_config(self.config.acl.tokens)),
+                                           takes_self=True)
 
     def apply(self, kind: str, m: Member) -> None:
         """A membership event as the supervisor feeds it: the table, then the computed leader."""

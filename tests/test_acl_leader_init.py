@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import requests
 import trio
-from consul_agents import Cluster, agreed_leader, start_servers
+from consul_agents import Cluster, agreed_leader, needs_acl_agents, start_servers
 from procs import wait_for
 from store_direct import direct_service
 
@@ -145,6 +145,7 @@ def _get_ok(server: Any, path: str, secret: str) -> requests.Response | None:
     return r if r.status_code == 200 else None
 
 
+@needs_acl_agents
 def test_three_servers_answer_token_self_with_the_initial_management_secret_once(tmp_path: Path) -> None:
     cluster = Cluster(tmp_path)
     acl = {"acl": {"enabled": True, "default_policy": "deny", "tokens": {"initial_management": MGMT}}}

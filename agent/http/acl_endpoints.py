@@ -11,7 +11,8 @@ itself.  Consul's statuses and texts: ACLs off, 401 ``ACL support disabled``; an
 a body that does not decode, 400; a rule of the store, 500 with its text.
 
 The token comes from ``?token=``, else ``X-Consul-Token``, else ``Authorization: Bearer`` (Consul's
-``parseTokenInternal``), else the agent's ``acl.tokens.default``.  Enforcement on the other endpoints is not here.
+``parseTokenInternal``), else the agent's ``default`` token (``ctx.api.acl_tokens``, which
+``PUT /v1/agent/token/default`` changes).  Enforcement on the other endpoints is not here.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from agent.server.state import commands as c
 from agent.server.state.acl_leader import check_policy, check_role_name, check_token_ids
 from agent.server.state.acl_views import REDACTED
 
-__all__ = ["ROUTES", "request_token"]
+__all__ = ["ACL_DISABLED", "ROUTES", "acl_caller", "request_token"]
 
 ACL_DISABLED = "ACL support disabled"
 ACL_NOT_FOUND = "ACL not found"
@@ -113,11 +114,15 @@ async def _identity(ctx: Ctx, secret: str) -> dict[str, Any]:
 async def _caller(ctx: Ctx) -> _Caller:
     _enabled(ctx)
     acl = ctx.api.config.acl
-    identity = await _identity(ctx, request_token(ctx.request, acl.tokens.default))
+    identity = await _identity(ctx, request_token(ctx.request, ctx.api.acl_tokens.current.default))
     rules: list[PolicyRules] = [parse_rules_cached(p["Rules"]) for p in identity["Policies"]]
     token = identity["Token"]
     accessor = token["AccessorID"] if token else "00000000-0000-0000-0000-000000000002"
     return _Caller(accessor, Authorizer.of(rules, acl.default_policy))
+
+
+#: The request's token and its decisions, for the agent's endpoints that need ``acl:*`` (agent_token.py).
+acl_caller = _caller
 
 
 def _body(ctx: Ctx, what: str, *, optional: bool = False) -> Any:
@@ -194,7 +199,7 @@ async def acl_token(ctx: Ctx) -> Any:
     method = ctx.request.method
     if rest == "self" and method == "GET":
         _enabled(ctx)
-        identity = await _identity(ctx, request_token(ctx.request, ctx.api.config.acl.tokens.default))
+        identity = await _identity(ctx, request_token(ctx.request, ctx.api.acl_tokens.current.default))
         if identity["Token"] is None:
             raise HTTPError(403, ACL_NOT_FOUND)
         return identity["Token"]

@@ -249,6 +249,7 @@ def default_router() -> Router:
     from agent.http import (
         acl_endpoints,
         agent_endpoints,
+        agent_token,
         catalog,
         catalog_register,
         catalog_services,
@@ -270,6 +271,6 @@ def default_router() -> Router:
         [*catalog.ROUTES, *agent_endpoints.ROUTES, *status.ROUTES, *stream.ROUTES, *ui.ROUTES,
          *catalog_services.ROUTES, *health.ROUTES, *services_endpoints.ROUTES, *operator.ROUTES,
          *kv.ROUTES, *sessions.ROUTES, *txn.ROUTES, *catalog_register.ROUTES, *acl_endpoints.ROUTES,
-         *monitor.ROUTES, *metrics_endpoint.ROUTES, *events.ROUTES],
+         *monitor.ROUTES, *metrics_endpoint.ROUTES, *events.ROUTES, *agent_token.ROUTES],
         sockets=stream.SOCKETS,
     )
