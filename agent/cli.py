@@ -126,6 +126,8 @@ class Flag:
     # Go's typed flags (Uint64Var, DurationVar, ...): converts the text or raises ValueError("parse error" or
     # "value out of range"); parse_flags then stores the converted value.
     convert: Callable[[str], Any] | None = None
+    # flags.AppendSliceValue: each use appends; the value is the list of them in order.
+    repeated: bool = False
 
 
 _TRUE = {"1", "t", "T", "TRUE", "true", "True"}
@@ -168,6 +170,9 @@ def parse_flags(args: Sequence[str], flags: Sequence[Flag]) -> tuple[dict[str, A
                 values[name] = spec.convert(value)
             except ValueError as err:
                 raise FlagError(f'invalid value "{value}" for flag -{name}: {err}') from None
+            continue
+        if spec.repeated:
+            values.setdefault(name, []).append(value)
             continue
         values[name] = value
     return values, rest
