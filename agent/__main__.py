@@ -1,8 +1,8 @@
 """`python -m agent` (and the `triumvir` script): one program for the agent and its CLI, as `consul` is.
 
 `agent ARGS`, no arguments, or arguments starting with a flag (`-dev`, `-config-dir=...`) run the agent;
-`members`, `join`, `kv`, `lock`, `event`, `watch`, `rtt`, ... run the CLI (agent/cli.py, cli_kv.py,
-cli_lock.py, cli_events.py, cli_rtt.py); `help`/`-h`/`--help`
+`members`, `join`, `kv`, `lock`, `event`, `watch`, `rtt`, `acl`, ... run the CLI (agent/cli.py, cli_kv.py,
+cli_lock.py, cli_events.py, cli_rtt.py, cli_acl.py); `help`/`-h`/`--help`
 and `version` print what consul prints.
 The supervisor is imported only when the agent runs, so CLI calls stay fast and never need trio.
 """
@@ -12,11 +12,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from agent import cli, cli_events, cli_kv, cli_lock, cli_rtt
+from agent import cli, cli_acl, cli_events, cli_kv, cli_lock, cli_rtt
 
 #: Every CLI command: agent/cli.py's own, and those of the modules built on it.
 COMMANDS = {**cli.COMMANDS, **cli_kv.COMMANDS, **cli_lock.COMMANDS, **cli_events.COMMANDS,
-            **cli_rtt.COMMANDS}
+            **cli_rtt.COMMANDS, **cli_acl.COMMANDS}
 
 
 def _load_supervisor() -> Callable[[list[str]], int] | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from agent.acl.agent_tokens import TokenStore
     from agent.config import AgentConfig
     from agent.coordinates import CoordinateBook
     from agent.events import EventLog, UserEvent
@@ -42,6 +43,8 @@ class AgentAPI(Protocol):
     events: EventLog
     #: The LAN members' network coordinates from this agent's Serf, published for /v1/coordinate and ?near.
     coordinates: CoordinateBook
+    #: The agent's own ACL tokens (agent.acl.agent_tokens.TokenStore): ``default`` for requests without one.
+    acl_tokens: TokenStore
 
     async def join(self, addrs: list[str]) -> int:
         """Join through each address; the number that answered, or JoinError when none did."""

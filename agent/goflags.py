@@ -56,6 +56,8 @@ class Flag:
     # Go's typed flags (Uint64Var, DurationVar, ...): converts the text or raises ValueError("parse error" or
     # "value out of range"); the parser then yields the converted value.
     convert: Callable[[str], Any] | None = None
+    # flags.AppendSliceValue: each use appends; parse_flags gives the list of them in order.
+    repeated: bool = False
 
 
 def parse_flag_pairs(args: Sequence[str], flags: Sequence[Flag], rest: list[str]) -> Iterator[tuple[str, Any]]:
@@ -105,10 +107,16 @@ def parse_flag_pairs(args: Sequence[str], flags: Sequence[Flag], rest: list[str]
 
 
 def parse_flags(args: Sequence[str], flags: Sequence[Flag]) -> tuple[dict[str, Any], list[str]]:
-    """Go's ``flag.FlagSet.Parse``: (values by flag name, only the flags given, the last of each; the remaining
-    positional args)."""
+    """Go's ``flag.FlagSet.Parse``: (values by flag name, only the flags given, the last of each or, for a
+    ``repeated`` flag, the list of all; the remaining positional args)."""
     rest: list[str] = []
-    values = dict(parse_flag_pairs(args, flags, rest))
+    repeated = {f.name for f in flags if f.repeated}
+    values: dict[str, Any] = {}
+    for name, value in parse_flag_pairs(args, flags, rest):
+        if name in repeated:
+            values.setdefault(name, []).append(value)
+        else:
+            values[name] = value
     return values, rest
 
 

@@ -26,6 +26,7 @@ import attrs
 import trio
 
 from agent import consul, telemetry
+from agent.acl.agent_tokens import PERSIST_FILE, AgentTokens, TokenFileError, TokenStore, load_persisted
 from agent.api import JoinError
 from agent.catalog.query import agent_members, agent_node, node_checks
 from agent.catalog.replication import ReplicatorConfig
@@ -58,6 +59,7 @@ from agent.server import rpc as server_rpc
 from agent.server.access import StoreAccess
 from agent.server.cluster import CLUSTER_TAG, RaftServer, ServerSettings, bootstrap_warnings
 from agent.server.driver import Timing
+from agent.server.duties import ACLInit
 from agent.server.follow import LeaderFollower
 from agent.server.forwarding import ForwardAccess
 from agent.server.mirror import RegisteredMirror
@@ -131,6 +133,8 @@ class Agent:
         self.store_access: StoreAccess = ForwardAccess(lambda: self.table.current.leader,
                                                        lambda: self.table.current.servers)
         self.store_service: StoreService | None = None
+        #: The agent's own ACL tokens (acl.tokens, PUT /v1/agent/token/*); loaded with the data dir in run().
+        self.acl_tokens = TokenStore(AgentTokens.from_config(config.acl.tokens))
         #: key queries in flight: handle -> (set when done, the result)
         self._key_waiters: dict[int, tuple[trio.Event, list[KeyQueryDone]]] = {}
         #: Consul user events this agent accepted (the last 256), for /v1/event/list.
@@ -146,6 +150,7 @@ class Agent:
             self.node_id = (config.node_id or self.datadir.node_id()).lower()
         else:
             self.node_id = (config.node_id or str(uuid.uuid4())).lower()
+        self.acl_tokens = self._load_acl_tokens()
         with self.logs.installed(), trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
             async with trio.open_nursery() as root:
                 self._root = root
@@ -177,6 +182,17 @@ class Agent:
             self._dev_tmp.cleanup()
         return self._exit_code
 
+    def _load_acl_tokens(self) -> TokenStore:
+        """The config's acl.tokens; with enable_token_persistence, those set through the API before a restart
+        over them (<data_dir>/acl-tokens.json), and every later update written there."""
+        tokens = AgentTokens.from_config(self.config.acl.tokens)
+        if not self.config.acl.enable_token_persistence or self.datadir is None:
+            return TokenStore(tokens)
+        tokens = load_persisted(tokens, self.datadir.path / PERSIST_FILE)
+        if tokens.from_api:
+            log.info("agent: loaded persisted ACL tokens: %s", ", ".join(sorted(tokens.from_api)))
+        return TokenStore(tokens, self.datadir)
+
     async def _start_raft(self, nursery: trio.Nursery) -> None:
         """A server runs Raft on the server port (its data in <data_dir>/raft, or a temp dir under -dev); a client
         follows the leader a server reports (docs/raft.md "Servers in the agent")."""
@@ -204,7 +220,8 @@ class Agent:
                                self._announce_raft_cluster)
         replica = telemetry.MeasuredReplica(self.raft, self.metrics)
         self.store_service = self.store_access = StoreService(store, replica, agent_nodes=self._agent_nodes,
-                                                              write_timeout=max(10.0, 2 * self.timing.election_timeout))
+                                                              write_timeout=max(10.0, 2 * self.timing.election_timeout),
+                                                              acl=acl_init_for(config))
         self.store_service.register(self.raft.rpc)
         self.store_service.on_applied = functools.partial(telemetry.store_command_applied, self.metrics)
         raft = self.raft
@@ -584,6 +601,14 @@ class Agent:
         return f"{self.config.advertise_addr}:{self.config.ports.server}"
 
 
+def acl_init_for(config: AgentConfig) -> ACLInit | None:
+    """A server initialises ACLs when it leads with ACLs enabled in the primary datacenter (``initializeACLs``;
+    a secondary datacenter replicates them instead, which triumvir does not do)."""
+    if not config.acl.enabled or config.primary_datacenter != config.datacenter:
+        return None
+    return ACLInit(config.acl.tokens.initial_management)
+
+
 def _has_port(addr: str) -> bool:
     if addr.startswith("["):
         return "]:" in addr
@@ -624,10 +649,10 @@ def main(argv: Sequence[str]) -> int:
     try:
         with pid_file(config.pid_file):
             return trio.run(agent.run)
-    except (OSError, DataDirError, ConfigError, BaseExceptionGroup) as exc:
+    except (OSError, DataDirError, ConfigError, TokenFileError, BaseExceptionGroup) as exc:
         # A failure to start (a port in use, a locked data dir) is one clear line, not a traceback.
         leaves = _leaves(exc)
-        if not all(isinstance(leaf, OSError | DataDirError | ConfigError) for leaf in leaves):
+        if not all(isinstance(leaf, OSError | DataDirError | ConfigError | TokenFileError) for leaf in leaves):
             raise
         for leaf in leaves:
             print(f"==> Error starting agent: {leaf}", file=sys.stderr)

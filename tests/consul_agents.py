@@ -17,11 +17,27 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import consul
+import pytest
 import requests
 from conftest import REPO, next_loopback_ip
 from procs import Proc, free_port, wait_for
 
 ENV = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+
+
+def acl_agents_refused() -> bool:
+    """True while `python -m agent` still refuses ``acl.enabled`` (agent/supervisor.py's ACL_NOT_ENFORCED exit,
+    which goes when every endpoint enforces ACLs): tests of ACL-enabled agents cannot run before that."""
+    import inspect
+
+    from agent import supervisor
+
+    return "ACL_NOT_ENFORCED" in inspect.getsource(supervisor.main)
+
+
+#: For tests that start agents with ``acl.enabled``: skipped (saying why) while the agent refuses to start so.
+needs_acl_agents = pytest.mark.skipif(acl_agents_refused(), reason="the agent still exits 1 on acl.enabled "
+                                      "(ACL_NOT_ENFORCED: endpoint enforcement has not landed)")
 
 
 @dataclass
@@ -176,11 +192,12 @@ def agreed_leader(agents: Sequence[ConsulAgent], not_: str = "") -> str | None:
     return None
 
 
-def start_servers(cluster: Cluster, n: int) -> list[ConsulAgent]:
-    """``n`` servers expecting ``n``, at raft_multiplier 1 (a 1 s election timeout), joined to the first."""
+def start_servers(cluster: Cluster, n: int, extra: dict | None = None) -> list[ConsulAgent]:
+    """``n`` servers expecting ``n``, at raft_multiplier 1 (a 1 s election timeout), joined to the first;
+    ``extra`` is more configuration for each."""
     servers: list[ConsulAgent] = []
     for i in range(n):
         join = {"retry_join": [servers[0].serf_addr], "retry_interval": "1s"} if servers else {}
         servers.append(cluster.start(f"s{i + 1}", extra={
-            "server": True, "bootstrap_expect": n, "performance": {"raft_multiplier": 1}, **join}))
+            "server": True, "bootstrap_expect": n, "performance": {"raft_multiplier": 1}, **join, **(extra or {})}))
     return servers

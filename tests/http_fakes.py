@@ -18,6 +18,7 @@ import requests
 import trio
 import trio.testing
 
+from agent.acl.agent_tokens import AgentTokens, TokenStore
 from agent.api import JoinError
 from agent.config import AgentConfig, ConfigError, Ports
 from agent.consul import leader_of
@@ -88,6 +89,9 @@ class FakeAgent:
     store_access: Any = None
     #: Published coordinates (agent.coordinates); disabled unless a test gives it a source.
     coordinates: CoordinateBook = attrs.Factory(CoordinateBook)
+    #: The agent's own ACL tokens, from the config's acl.tokens (not persisted).
+    acl_tokens: TokenStore = attrs.Factory(lambda self: TokenStore(AgentTokens.from_config(self.config.acl.tokens)),
+                                           takes_self=True)
 
     def apply(self, kind: str, m: Member) -> None:
         """A membership event as the supervisor feeds it: the table, then the computed leader."""

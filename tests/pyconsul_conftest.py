@@ -3,22 +3,26 @@
 py-consul's own root conftest starts `hashicorp/consul:<version>` in Docker, one container per test, and offers
 `consul_instance` / `consul_port` (and `acl_consul_instance`); its tests/conftest.py builds `consul_obj` as
 `Consul(port=port)`, i.e. on 127.0.0.1.  This file offers the same fixtures over a fresh `python -m agent -dev` on
-127.0.0.1 per test (so every test starts from an empty store, as with a fresh container) and nothing else: the
-tests and their helpers run unchanged.  tests/test_pyconsul_suite.py puts this repository's tests directory on
-PYTHONPATH so `dev_agent` and `procs` import.
+127.0.0.1 per test (so every test starts from an empty store, as with a fresh container), ACLs on for
+`acl_consul_instance` as py-consul configures them, and nothing else: the tests and their helpers run
+unchanged.  tests/test_pyconsul_suite.py puts this repository's tests directory on PYTHONPATH so `dev_agent`
+and `procs` import.
 """
 
 from __future__ import annotations
 
 import collections
+import json
 import os
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 from dev_agent import start_dev_agent
+from procs import wait_for
 
 ConsulInstance = collections.namedtuple("ConsulInstance", ["container", "port", "version"])
 
@@ -39,8 +43,22 @@ def consul_instance() -> Iterator[ConsulInstance]:
 
 
 @pytest.fixture
-def acl_consul_instance() -> None:
-    pytest.skip("ACLs belong to issue 13; this harness runs the kv, session and txn files")
+def acl_consul_instance() -> Iterator[tuple[ConsulInstance, str]]:
+    """py-consul's ACL fixture: ACLs on (default policy allow), ``initial_management`` a fresh ``uuid4().hex``
+    (not a UUID, as py-consul's), ``primary_datacenter = "dc1"``; yields (instance, that token)."""
+    token = uuid.uuid4().hex
+    config = {"primary_datacenter": "dc1", "acl": {"enabled": True, "tokens": {"initial_management": token}}}
+    with tempfile.TemporaryDirectory(prefix="pyconsul-acl-agent-") as workdir:
+        config_file = Path(workdir) / "acl.json"
+        config_file.write_text(json.dumps(config))
+        with start_dev_agent(Path(workdir), "127.0.0.1", "-config-file", str(config_file)) as addr:
+            port = int(addr.rsplit(":", 1)[1])
+            # the leader initialises ACLs in its first rounds: wait until the management token resolves
+            wait_for(lambda: requests.get(f"http://{addr}/v1/acl/token/self", headers={"X-Consul-Token": token},
+                                          timeout=10).status_code == 200,
+                     timeout=30, what="the initial management token")  # fmt: skip
+            version = requests.get(f"http://{addr}/v1/agent/self", timeout=10).json()["Config"]["Version"].strip()
+            yield ConsulInstance(None, port, version), token
 
 
 @pytest.fixture

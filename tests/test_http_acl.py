@@ -80,8 +80,9 @@ def test_policy_token_lifecycle_and_permissions() -> None:
             # anonymous (no token, default deny): refused with Consul's text
             denied = await call(addr, "GET", "/v1/acl/policies")
             assert denied.status == 403
-            assert denied.body.decode() == ("Permission denied: token with AccessorID "
-                                            "'00000000-0000-0000-0000-000000000002' lacks permission 'acl:read'")
+            assert denied.body.decode() == ("Permission denied: anonymous token lacks permission 'acl:read'. The "
+                                            "anonymous token is used implicitly when a request does not specify a "
+                                            "token.")  # fmt: skip
             unknown = await call(addr, "GET", "/v1/acl/policies", token="no-such-token")
             assert (unknown.status, unknown.body) == (403, b"ACL not found")
 
@@ -122,7 +123,20 @@ def test_policy_token_lifecycle_and_permissions() -> None:
             gone = await call(addr, "GET", "/v1/acl/token/self", token=reader["SecretID"])
             assert (gone.status, gone.body) == (403, b"ACL not found")  # refused at once
             missing = await call(addr, "GET", f"/v1/acl/token/{reader['AccessorID']}", token=root)
-            assert (missing.status, missing.body) == (403, b"ACL not found")
+            assert (missing.status, missing.body) == (403, b"ACL not found")  # the token read's RPC refuses
+            again = await call(addr, "DELETE", f"/v1/acl/token/{reader['AccessorID']}", token=root)
+            assert (again.status, again.body) == (404, b"Cannot find token to delete")
+            for kind in ("policy", "role"):
+                target = f"/v1/acl/{kind}/0d2c9f4e-0000-4000-8000-000000000000"
+                absent = await call(addr, "GET", target, token=root)
+                assert (absent.status, absent.body.decode()) == (404, f"Requested {kind} does not exist: ACL not found")
+                by_name = await call(addr, "GET", f"/v1/acl/{kind}/name/nothing-here", token=root)
+                assert by_name.status == 404
+                malformed = await call(addr, "GET", f"/v1/acl/{kind}/unknown", token=root)
+                assert (malformed.status, malformed.body.decode()) == (500, f"failed acl {kind} lookup: UUID must be "
+                                                                            "36 characters")  # fmt: skip
+                gone_twice = await call(addr, "DELETE", target, token=root)
+                assert (gone_twice.status, gone_twice.body.decode()) == (404, f"Cannot find {kind} to delete")
 
     run(main)
 
@@ -262,3 +276,26 @@ def test_a_token_in_a_websocket_query_string_is_not_logged(caplog: Any) -> None:
         run(main)
     assert "upgraded /v1/stream/members to a websocket" in caplog.text
     assert secret not in caplog.text
+
+
+def test_login_names_an_unknown_auth_method_and_logout_refuses_non_login_tokens() -> None:
+    """``ACL.Login``/``ACL.Logout``: no auth methods are stored, so a login is 403 ``ACL not found: auth method
+    ... not found``; a logout of an unknown secret is 403 ``ACL not found``, of any other token ``Permission
+    denied`` (it was not made by a login), and the token survives."""
+
+    async def main() -> None:
+        api, _ = agent()
+        async with serving(api) as addr:
+            root = body(await call(addr, "PUT", "/v1/acl/bootstrap"))["SecretID"]
+            login = await call(addr, "POST", "/v1/acl/login", {"AuthMethod": "does-not-exist", "BearerToken": "x"})
+            assert (login.status, login.body) == (403, b'ACL not found: auth method "does-not-exist" not found')
+            bad = await fetch(addr, "POST", "/v1/acl/login", b"[1]")
+            assert bad.status == 400 and bad.body.startswith(b"Failed to decode request body:: json: cannot unmarshal")
+            unknown = await call(addr, "POST", "/v1/acl/logout", token="00000000-0000-0000-0000-0000000000ff")
+            assert (unknown.status, unknown.body) == (403, b"ACL not found")
+            assert (await call(addr, "POST", "/v1/acl/logout")).body == b"ACL not found"
+            refused = await call(addr, "POST", "/v1/acl/logout", token=root)
+            assert (refused.status, refused.body) == (403, b"Permission denied")
+            assert (await call(addr, "GET", "/v1/acl/token/self", token=root)).status == 200
+
+    run(main)

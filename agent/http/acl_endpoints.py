@@ -11,7 +11,8 @@ itself.  Consul's statuses and texts: ACLs off, 401 ``ACL support disabled``; an
 a body that does not decode, 400; a rule of the store, 500 with its text.
 
 The token comes from ``?token=``, else ``X-Consul-Token``, else ``Authorization: Bearer`` (Consul's
-``parseTokenInternal``), else the agent's ``acl.tokens.default``.  Enforcement on the other endpoints is not here.
+``parseTokenInternal``), else the agent's ``default`` token (``ctx.api.acl_tokens``, which
+``PUT /v1/agent/token/default`` changes).  Enforcement on the other endpoints is not here.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from typing import Any
 import attrs
 
 from agent.acl.authorizer import Authorizer
+from agent.acl.builtin import ANONYMOUS_TOKEN_ID
 from agent.acl.rules import PolicyRules, parse_rules_cached
-from agent.gostrings import decode_json
+from agent.gostrings import decode_json, go_quote
 from agent.http.acl_bodies import body_fields, policy_command, role_command, token_command
 from agent.http.errors import NO_CLUSTER_LEADER, HTTPError
 from agent.http.request import Request
@@ -35,7 +37,7 @@ from agent.server.state import commands as c
 from agent.server.state.acl_leader import check_policy, check_role_name, check_token_ids
 from agent.server.state.acl_views import REDACTED
 
-__all__ = ["ROUTES", "request_token"]
+__all__ = ["ACL_DISABLED", "ROUTES", "acl_caller", "request_token"]
 
 ACL_DISABLED = "ACL support disabled"
 ACL_NOT_FOUND = "ACL not found"
@@ -54,6 +56,26 @@ def request_token(request: Request, default: str = "") -> str:
     return token or default
 
 
+def uuid_index_error(text: str) -> str | None:
+    """Why memdb's UUID index cannot look ``text`` up (Consul's ``uuidStringToBytes``), or None."""
+    if len(text) != 36:
+        return "UUID must be 36 characters"
+    if text.count("-") > 4:
+        return f'UUID should have maximum of 4 "-"; got {text.count("-")}'
+    bad = next((ch for ch in text.replace("-", "") if ch not in "0123456789abcdefABCDEF"), None)
+    if bad is not None:
+        return f"encoding/hex: invalid byte: U+{ord(bad):04X} '{bad}'"  # Go's %#U
+    return None
+
+
+def permission_denied(accessor_id: str, permission: str) -> str:
+    """``acl.PermissionDeniedError``'s text for a token that lacks ``permission`` (the anonymous token named so)."""
+    if accessor_id == ANONYMOUS_TOKEN_ID:
+        return (f"Permission denied: anonymous token lacks permission '{permission}'. The anonymous token is used "
+                "implicitly when a request does not specify a token.")  # fmt: skip
+    return f"Permission denied: token with AccessorID '{accessor_id}' lacks permission '{permission}'"
+
+
 @attrs.frozen
 class _Caller:
     """The request's token: its accessor ID (for the texts) and its decisions."""
@@ -63,8 +85,7 @@ class _Caller:
 
     def require(self, level: str) -> None:
         if not self.authorizer.allowed("acl", "", level):
-            raise HTTPError(403, f"Permission denied: token with AccessorID '{self.accessor_id}' lacks permission "
-                                 f"'acl:{level}'")  # fmt: skip
+            raise HTTPError(403, permission_denied(self.accessor_id, f"acl:{level}"))
 
     @property
     def sees_secrets(self) -> bool:
@@ -113,11 +134,15 @@ async def _identity(ctx: Ctx, secret: str) -> dict[str, Any]:
 async def _caller(ctx: Ctx) -> _Caller:
     _enabled(ctx)
     acl = ctx.api.config.acl
-    identity = await _identity(ctx, request_token(ctx.request, acl.tokens.default))
+    identity = await _identity(ctx, request_token(ctx.request, ctx.api.acl_tokens.current.default))
     rules: list[PolicyRules] = [parse_rules_cached(p["Rules"]) for p in identity["Policies"]]
     token = identity["Token"]
-    accessor = token["AccessorID"] if token else "00000000-0000-0000-0000-000000000002"
+    accessor = token["AccessorID"] if token else ANONYMOUS_TOKEN_ID
     return _Caller(accessor, Authorizer.of(rules, acl.default_policy))
+
+
+#: The request's token and its decisions, for the agent's endpoints that need ``acl:*`` (agent_token.py).
+acl_caller = _caller
 
 
 def _body(ctx: Ctx, what: str, *, optional: bool = False) -> Any:
@@ -140,11 +165,22 @@ def _redacted(token: dict[str, Any], caller: _Caller) -> dict[str, Any]:
     return token if caller.sees_secrets else {**token, "SecretID": REDACTED}
 
 
-async def _found(ctx: Ctx, name: str, args: dict[str, Any]) -> Any:
+async def _found(ctx: Ctx, name: str, args: dict[str, Any], kind: str = "") -> Any:
+    """The object the read names; absent: 404 ``Requested <kind> does not exist: ACL not found`` (Consul's policy
+    and role reads), or 403 ``ACL not found`` (no ``kind``: a token read, whose RPC refuses a missing token)."""
     value = (await _query(ctx, name, args)).value
     if value is None:
+        if kind:
+            raise HTTPError(404, f"Requested {kind} does not exist: {ACL_NOT_FOUND}")
         raise HTTPError(403, ACL_NOT_FOUND)
     return value
+
+
+async def _delete(ctx: Ctx, command: c.Command, kind: str) -> bool:
+    """A delete; 404 ``Cannot find <kind> to delete`` when there was nothing to delete."""
+    if not await _apply(ctx, command):
+        raise HTTPError(404, f"Cannot find {kind} to delete")
+    return True
 
 
 # ------------------------------------------------------------------ bootstrap
@@ -194,7 +230,7 @@ async def acl_token(ctx: Ctx) -> Any:
     method = ctx.request.method
     if rest == "self" and method == "GET":
         _enabled(ctx)
-        identity = await _identity(ctx, request_token(ctx.request, ctx.api.config.acl.tokens.default))
+        identity = await _identity(ctx, request_token(ctx.request, ctx.api.acl_tokens.current.default))
         if identity["Token"] is None:
             raise HTTPError(403, ACL_NOT_FOUND)
         return identity["Token"]
@@ -214,8 +250,7 @@ async def acl_token(ctx: Ctx) -> Any:
         return _redacted(await _found(ctx, "acl.token", {"accessor_id": rest}), caller)
     caller.require("write")
     if method == "DELETE":
-        await _apply(ctx, c.ACLTokenDelete(accessor_id=rest))
-        return True
+        return await _delete(ctx, c.ACLTokenDelete(accessor_id=rest), "token")
     return await _token_set(ctx, token_command(_body(ctx, "Token"), accessor_id=rest, create=False))
 
 
@@ -262,14 +297,18 @@ class _Kind:
         caller = await _caller(ctx)
         if ctx.request.method == "GET":
             caller.require("read")
-            args = {"name": rest.removeprefix("name/")} if rest.startswith("name/") else {"id": rest}
-            return await _found(ctx, self.query, args)
+            if rest.startswith("name/"):
+                args = {"name": rest.removeprefix("name/")}
+            else:
+                if problem := uuid_index_error(rest):  # memdb's UUID index refuses the lookup
+                    raise HTTPError(500, f"failed acl {self.title.lower()} lookup: {problem}")
+                args = {"id": rest}
+            return await _found(ctx, self.query, args, self.title.lower())
         caller.require("write")
         if not rest:
             raise HTTPError(400, f"Missing {self.title.lower()} ID")
         if ctx.request.method == "DELETE":
-            await _apply(ctx, self.delete(rest))
-            return True
+            return await _delete(ctx, self.delete(rest), self.title.lower())
         return await self.set(ctx, rest)
 
 
@@ -289,7 +328,34 @@ async def acl_roles(ctx: Ctx) -> Any:
     return (await _query(ctx, "acl.roles", {"policy": ctx.request.query.get("policy")})).value
 
 
+# ------------------------------------------------------------------ login and logout
+
+
+async def acl_login(ctx: Ctx) -> Any:
+    """POST /v1/acl/login: a token for a bearer token an auth method validates.  Auth methods are not stored
+    here, so every login names an unknown one: Consul's 403 ``ACL not found: auth method "<name>" not found``."""
+    _enabled(ctx)
+    try:
+        params = body_fields(_body(ctx, "Login"), "ACLLoginParams", "Login")
+    except HTTPError as err:  # Consul's text for this body: "Failed to decode request body:: <json error>"
+        raise HTTPError(400, "Failed to decode request body:: " + err.reason.removeprefix("Login decoding failed: ")) \
+            from None
+    raise HTTPError(403, f"{ACL_NOT_FOUND}: auth method {go_quote(params.str('AuthMethod'))} not found")
+
+
+async def acl_logout(ctx: Ctx) -> Any:
+    """POST /v1/acl/logout: deletes a token made by a login; any other token is refused (``ACL.Logout``)."""
+    _enabled(ctx)
+    secret = request_token(ctx.request)
+    identity = await _identity(ctx, secret) if secret else {"Token": None}
+    if identity["Token"] is None:
+        raise HTTPError(403, ACL_NOT_FOUND)
+    raise HTTPError(403, "Permission denied")  # no token here comes from a login (no auth methods)
+
+
 ROUTES = (
+    Route("/v1/acl/login", ("POST",), acl_login),
+    Route("/v1/acl/logout", ("POST",), acl_logout),
     Route("/v1/acl/bootstrap", ("PUT",), acl_bootstrap),
     Route("/v1/acl/token", ("PUT",), acl_token_create),
     Route("/v1/acl/token/", ("GET", "PUT", "DELETE"), acl_token),

@@ -6,6 +6,7 @@ from __future__ import annotations
 from agent.http import (
     acl_endpoints,
     agent_endpoints,
+    agent_token,
     catalog,
     catalog_register,
     catalog_services,
@@ -33,6 +34,7 @@ def default_router() -> Router:
         [*catalog.ROUTES, *agent_endpoints.ROUTES, *status.ROUTES, *stream.ROUTES, *ui.ROUTES,
          *catalog_services.ROUTES, *health.ROUTES, *services_endpoints.ROUTES, *operator.ROUTES,
          *kv.ROUTES, *sessions.ROUTES, *txn.ROUTES, *catalog_register.ROUTES, *acl_endpoints.ROUTES,
-         *monitor.ROUTES, *metrics_endpoint.ROUTES, *events.ROUTES, *coordinate.ROUTES],
+         *monitor.ROUTES, *metrics_endpoint.ROUTES, *events.ROUTES, *coordinate.ROUTES,
+         *agent_token.ROUTES],
         sockets=stream.SOCKETS,
     )

@@ -10,6 +10,11 @@
 * **shadowed registrations** (docs/state.md rule 1): a node registered through the catalog API under the name
   of an agent's node is deregistered (its sessions kept: they are the agent's), as Consul's anti-entropy
   removes what an agent's node holds that the agent does not;
+* **ACL initialisation** (``leader.go`` ``initializeACLs``), with ACLs enabled in the primary datacenter:
+  once per term, after the leader applied an entry of its own term (so it sees every earlier commit), it
+  proposes what `state.acl_leader.initial_commands` says is missing (the built-in policies, the anonymous token,
+  the ``initial_management`` token), each once: the apply refuses a secret already in use, so a race between
+  two leaders cannot store a second copy;
 * **tombstone GC** (``tombstone_gc.go``): a deleted key's tombstone is kept ``tombstone_ttl`` (15 min) so a
   blocking reader of a deleted prefix sees the index move; the leader remembers when each index was applied,
   every ``granularity`` (30 s), and reaps the tombstones older than the TTL.
@@ -21,13 +26,18 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+import attrs
 import trio
 
+from agent.acl.builtin import is_reserved
+
 from .access import CommandFailed, NoLeader, StoreUnavailable
+from .state.acl_leader import initial_commands, is_uuid
 from .state.commands import Command, InvalidateCheck, InvalidateNode, SessionDestroy, TombstoneReap
 from .state.leader import shadowed_registrations
 from .state.tables import State, node_key
@@ -60,10 +70,35 @@ def invalidations(state: State, agent_nodes: Mapping[str, Mapping[str, str]]) ->
     return list(out.values())
 
 
+#: Consul's log lines for what initializeACLs created, by command.
+_ACL_LOG = {
+    "ACLPolicySet": "Created ACL built-in policy",
+    "ACLTokenSet": "Created ACL token from configuration",
+    "ACLBootstrap": "Bootstrapped ACL initial management token from configuration",
+}
+
+
+def new_token_uuid(state: State) -> str:
+    """``lib.GenerateUUID(checkTokenUUID)``: a UUID that is neither an accessor nor a secret in use, nor reserved."""
+    while True:
+        candidate = str(uuid.uuid4())
+        if not (candidate in state.acl_tokens or candidate in state.acl_secrets or is_reserved(candidate)):
+            return candidate
+
+
+@attrs.frozen
+class ACLInit:
+    """What the leader initialises ACLs with (None in `LeaderDuties`: ACLs off, or not the primary datacenter)."""
+
+    initial_management: str = attrs.field(default="", repr=False)
+
+
 class LeaderDuties:
     def __init__(self, service: StoreService, *, tombstone_ttl: float = TOMBSTONE_TTL,
-                 granularity: float = TOMBSTONE_GRANULARITY) -> None:
+                 granularity: float = TOMBSTONE_GRANULARITY, acl: ACLInit | None = None) -> None:
         self.service = service
+        self.acl = acl
+        self._acl_ready = False  # this term's initialisation was applied (reset when we stop leading)
         self.tombstone_ttl = tombstone_ttl
         self.granularity = granularity
         self._wake = trio.Event()
@@ -91,12 +126,15 @@ class LeaderDuties:
         service = self.service
         if not service.replica.is_leader():
             self._leading = False
+            self._acl_ready = False
             self._marks.clear()
             return
         if not self._leading:
             self._leading = True
             service.timers.arm_all(service.store.current, time.time_ns())
             log.info("leader: armed %d session TTL timers", len(service.timers.deadlines))
+        if self.acl is not None and not self._acl_ready and service.replica.leader_ready():
+            self._acl_ready = await self._initialize_acls(self.acl)
         state = service.store.current
         work: list[Command] = [SessionDestroy(id=i) for i in service.timers.expired(state, time.time_ns())]
         # the gossip catalog's view costs O(members): only build it when a session or registration can need it
@@ -113,6 +151,24 @@ class LeaderDuties:
                 log.info("leader: %s not applied: %s", type(command).__name__, err)
                 return
             log.info("leader: applied %s", command)
+
+    async def _initialize_acls(self, acl: ACLInit) -> bool:
+        """Propose what the ACL system lacks; True once nothing is missing (False: retry next round)."""
+        service = self.service
+        log.info("leader: initializing acls")
+        if acl.initial_management and not is_uuid(acl.initial_management):
+            log.warning("leader: Configuring a non-UUID management token is deprecated")
+        commands = initial_commands(service.store.current, initial_management=acl.initial_management,
+                                    new_uuid=lambda: new_token_uuid(service.store.current))
+        for command in commands:
+            try:
+                await service.apply(command)
+            except (CommandFailed, NoLeader, StoreUnavailable) as err:
+                log.warning("leader: initializing acls: %s not applied: %s", type(command).__name__, err)
+                return False
+            log.info("leader: %s", _ACL_LOG[type(command).__name__])
+        log.info("leader: acls initialized (%d created or updated)", len(commands))
+        return True
 
     def _reap_index(self, applied: int) -> int:
         """Mark ``applied`` once per granularity; the highest marked index older than the TTL, once."""

@@ -32,7 +32,7 @@ from protocol.raft.errors import NotLeader, ProposalDropped, RaftError
 
 from . import queries
 from .access import CommandFailed, NoLeader, QueryResult, ReadMode, StoreUnavailable
-from .duties import LeaderDuties
+from .duties import ACLInit, LeaderDuties
 from .forwarding import forward_call, unwrap_apply
 from .rpc import RPCError, RPCPool, RPCServer
 from .state.apply import Failed
@@ -81,7 +81,8 @@ class Replica(Protocol):
 
 class StoreService:
     def __init__(self, store: StateStore, replica: Replica, *, agent_nodes: AgentNodes,
-                 write_timeout: float = 10.0, hold_timeout: float = RPC_HOLD_TIMEOUT) -> None:
+                 write_timeout: float = 10.0, hold_timeout: float = RPC_HOLD_TIMEOUT,
+                 acl: ACLInit | None = None) -> None:
         self.store = store
         self.replica = replica
         self.agent_nodes = agent_nodes
@@ -90,7 +91,7 @@ class StoreService:
         self.held_writes = 0  # writes that waited for a leader at least once
         self.pool = RPCPool()  # connections to the leader, for what a follower forwards
         self.timers = SessionTimers()
-        self.duties = LeaderDuties(self)
+        self.duties = LeaderDuties(self, acl=acl)  # acl: initialise ACLs on taking office (None: don't)
         #: Told of every command this leader applied and how long it took (the agent's metrics set it).
         self.on_applied: Callable[[Command, float], None] = lambda command, seconds: None
 

@@ -22,7 +22,7 @@ from . import commands as c
 from .acl import bootstrap_state, token_by_secret
 from .tables import State
 
-__all__ = ["check_policy", "check_role_name", "check_token_ids", "initial_commands"]
+__all__ = ["check_policy", "check_role_name", "check_token_ids", "initial_commands", "is_uuid"]
 
 _POLICY_NAME = re.compile(r"^[A-Za-z0-9\-_]{1,128}$")
 _ROLE_NAME = re.compile(r"^[A-Za-z0-9\-_]{1,256}$")
@@ -59,7 +59,7 @@ def initial_commands(state: State, *, initial_management: str, new_uuid: Callabl
     return out
 
 
-def _is_uuid(text: str) -> bool:
+def is_uuid(text: str) -> bool:
     try:
         uuid.UUID(text)
     except ValueError:
@@ -72,7 +72,7 @@ def check_token_ids(accessor_id: str, secret_id: str) -> str | None:
     for what, value in (("AccessorID", accessor_id), ("SecretID", secret_id)):
         if not value:
             continue
-        if not _is_uuid(value):
+        if not is_uuid(value):
             return f"Invalid Token: {what} is not a valid UUID"
         if builtin.is_reserved(value):
             return f"Invalid Token: UUIDs with the prefix {go_quote(builtin.RESERVED_PREFIX)} are reserved"
