@@ -23,6 +23,8 @@ from agent.catalog import indexes, query
 from agent.catalog.indexes import ReadIndex
 from agent.http.blocking import ERROR_META, QueryOptions, meta_headers, parse_query_options, wait_read
 from agent.http.errors import NO_CLUSTER_LEADER, NO_KNOWN_SERVERS, NO_PATH_TO_DC, HTTPError, bad_request
+from agent.http.memo import memo_json
+from agent.http.response import Encoded
 from agent.http.routes import Ctx, Route
 from agent.http.views import known_servers, node_view_json
 from agent.members import LEADER
@@ -97,17 +99,21 @@ def _meta_filters(ctx: Ctx) -> dict[str, str]:
     return filters
 
 
-async def catalog_nodes(ctx: Ctx) -> list[dict[str, Any]]:
-    """GET /v1/catalog/nodes: every registered node, by name; ``near`` is accepted and ignored (no coordinates)."""
+async def catalog_nodes(ctx: Ctx) -> Encoded:
+    """GET /v1/catalog/nodes: every registered node, by name; ``near`` is accepted and ignored (no coordinates).
+    Built once per snapshot and filter (agent/http/memo.py)."""
     filters = _meta_filters(ctx)
     snapshot, _ = await _read(ctx, lambda s: indexes.nodes_read(s.indexes))
-    config = ctx.api.config
-    nodes = [  # remote nodes' meta comes with their replicated catalog record, registered ones' as registered
-        node_view_json(v, _local_meta(ctx, v)) for v in query.catalog_nodes(snapshot, config.datacenter)
-    ]
-    if filters:
-        nodes = [n for n in nodes if all(k in n["Meta"] and n["Meta"][k] == v for k, v in filters.items())]
-    return nodes
+
+    def build() -> list[dict[str, Any]]:
+        nodes = [  # remote nodes' meta comes with their replicated catalog record, registered ones' as registered
+            node_view_json(v, _local_meta(ctx, v)) for v in query.catalog_nodes(snapshot, ctx.api.config.datacenter)
+        ]
+        if filters:
+            nodes = [n for n in nodes if all(k in n["Meta"] and n["Meta"][k] == v for k, v in filters.items())]
+        return nodes
+
+    return memo_json(ctx, snapshot, ("catalog.nodes", tuple(filters.items())), build)
 
 
 async def catalog_node(ctx: Ctx) -> dict[str, Any] | None:

@@ -15,6 +15,8 @@ from agent.catalog import indexes, query
 from agent.http.catalog import _meta_filters, _read
 from agent.http.catalog_services import health_check_json, node_service_json
 from agent.http.errors import bad_request
+from agent.http.memo import memo_json
+from agent.http.response import Encoded
 from agent.http.routes import Ctx, Route
 from agent.http.views import node_view_json
 
@@ -55,8 +57,9 @@ async def health_checks(ctx: Ctx) -> list[dict[str, Any]]:
     return [health_check_json(c) for c in query.service_checks(snapshot, name, dc=ctx.api.config.datacenter)]
 
 
-async def health_service(ctx: Ctx) -> list[dict[str, Any]]:
-    """GET /v1/health/service/:name[?passing][&tag=..]: ``[{Node, Service, Checks}]``."""
+async def health_service(ctx: Ctx) -> Encoded:
+    """GET /v1/health/service/:name[?passing][&tag=..]: ``[{Node, Service, Checks}]``, built once per snapshot
+    and arguments (agent/http/memo.py)."""
     name = ctx.request.path.removeprefix("/v1/health/service/")
     if not name:
         raise bad_request("Missing service name")
@@ -69,20 +72,26 @@ async def health_service(ctx: Ctx) -> list[dict[str, Any]]:
             raise bad_request("Invalid value for ?passing")
         passing = parsed
     filters = _meta_filters(ctx)
+    tags = q.get_all("tag")
     snapshot, _ = await _read(ctx, lambda s: indexes.service_read(s.indexes, name))
-    instances = query.service_instances(
-        snapshot, name, dc=ctx.api.config.datacenter, tags=q.get_all("tag"), node_meta=filters
-    )
-    if passing:
-        instances = [i for i in instances if all(c.check.status == "passing" for c in i.checks)]
-    return [
-        {
-            "Node": node_view_json(i.node),
-            "Service": node_service_json(i.service, i.create_index, i.modify_index),
-            "Checks": [health_check_json(c) for c in i.checks],
-        }
-        for i in instances
-    ]
+
+    def build() -> list[dict[str, Any]]:
+        instances = query.service_instances(
+            snapshot, name, dc=ctx.api.config.datacenter, tags=tags, node_meta=filters
+        )
+        if passing:
+            instances = [i for i in instances if all(c.check.status == "passing" for c in i.checks)]
+        return [
+            {
+                "Node": node_view_json(i.node),
+                "Service": node_service_json(i.service, i.create_index, i.modify_index),
+                "Checks": [health_check_json(c) for c in i.checks],
+            }
+            for i in instances
+        ]
+
+    key = ("health.service", name, passing, tuple(tags), tuple(filters.items()))
+    return memo_json(ctx, snapshot, key, build)
 
 
 async def health_state(ctx: Ctx) -> list[dict[str, Any]]:

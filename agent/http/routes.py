@@ -33,7 +33,7 @@ from agent.gostrings import to_bytes, valid_utf8
 from agent.http.errors import HTTPError, MethodNotAllowed
 from agent.http.options import HttpOptions
 from agent.http.request import Request, clean_path, split_target
-from agent.http.response import Response, go_json, maybe_gzip
+from agent.http.response import Encoded, Response, go_json, maybe_gzip
 
 if TYPE_CHECKING:
     from trio_websocket import WebSocketConnection
@@ -51,6 +51,7 @@ __all__ = [
     "default_router",
     "json_response",
     "not_routed",
+    "pretty_json",
     "ui_enabled",
 ]
 
@@ -222,6 +223,8 @@ async def _wrap(route: Route, ctx: Ctx) -> Response:
         return Response.text(500, str(exc) or type(exc).__name__, headers)
     if result is EMPTY:
         return Response(200, headers)
+    if isinstance(result, Encoded):
+        return Response(200, {**headers, "Content-Type": "application/json"}, result.body)
     if isinstance(result, Response):  # a page, not JSON: the endpoint chose the status and the headers
         result.headers = {**headers, **result.headers}
         return result
@@ -235,9 +238,13 @@ async def _wrap(route: Route, ctx: Ctx) -> Response:
 def json_response(ctx: Ctx, status: int, value: Any) -> Response:
     """``value`` as Consul writes a result: JSON, pretty with ``?pretty`` or in ``-dev``, with the endpoint's
     headers (an endpoint returns this itself for a JSON answer with another status, e.g. /v1/txn's 409)."""
-    pretty = ctx.request.query.has("pretty") or bool(getattr(ctx.api.config, "dev", False))
-    body = go_json(value, pretty=pretty)
+    body = go_json(value, pretty=pretty_json(ctx))
     return Response(status, {**ctx.headers, "Content-Type": "application/json"}, body)
+
+
+def pretty_json(ctx: Ctx) -> bool:
+    """Consul indents its JSON with ``?pretty`` and always in ``-dev``."""
+    return ctx.request.query.has("pretty") or bool(getattr(ctx.api.config, "dev", False))
 
 
 def _log_error(request: Request, reason: str) -> None:
