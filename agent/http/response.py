@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import email.utils
 import gzip
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -94,10 +95,22 @@ def maybe_gzip(response: Response, accept_encoding: str) -> Response:
     return response
 
 
+_date: tuple[int, str] = (0, "")
+
+
+def http_date() -> str:
+    """The Date header's value (RFC 7231's IMF-fixdate), formatted once per second."""
+    global _date
+    now = int(time.time())
+    if _date[0] != now:
+        _date = (now, email.utils.formatdate(now, usegmt=True))
+    return _date[1]
+
+
 def wire_headers(response: Response) -> list[tuple[str, str]]:
     """The header list to send: the response's own headers sorted as Go writes them, plus Date/Content-Length."""
     headers = dict(response.headers)
-    headers["Date"] = email.utils.formatdate(usegmt=True)
+    headers["Date"] = http_date()
     if response.stream is None:
         headers["Content-Length"] = str(len(response.body))
     if response.close:

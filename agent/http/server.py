@@ -59,6 +59,8 @@ __all__ = ["HttpServer", "serve_http"]
 log = logging.getLogger("agent.http")
 
 _RECEIVE_SIZE = 64 * 1024
+#: A handler's client is watched for a hang-up only once the handler has run this long (_Connection._watch_peer).
+_WATCH_AFTER = 0.02
 _ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 _TOO_MANY = (
     b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain; charset=utf-8\r\n"
@@ -166,6 +168,7 @@ class _Connection:
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=server.options.max_header_bytes)
         self.started = trio.current_time()
         self.served = 0  # requests answered on this connection
+        self._local: str | None = None  # the address the connection came in on, asked of the socket once
 
     async def run(self) -> None:
         try:
@@ -202,11 +205,13 @@ class _Connection:
             return b""
 
     def _local_ip(self) -> str:
-        sock = getattr(self.stream, "socket", None)
-        try:
-            return str(sock.getsockname()[0]) if sock is not None else ""
-        except OSError:
-            return ""
+        if self._local is None:
+            sock = getattr(self.stream, "socket", None)
+            try:
+                self._local = str(sock.getsockname()[0]) if sock is not None else ""
+            except OSError:
+                self._local = ""
+        return self._local
 
     async def _next_event(self, on_data: Callable[[], None] | None = None) -> object:
         """The next h11 event, reading as needed; protocol errors are answered (400/431) and end the connection."""
@@ -320,7 +325,7 @@ class _Connection:
         response: Response | None = None
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._watch_peer, nursery.cancel_scope)
+                nursery.start_soon(self._watch_peer, nursery.cancel_scope, _WATCH_AFTER)
                 s = self.server
                 response = await s.router.dispatch(s.api, request, self.options, s.rng)
                 nursery.cancel_scope.cancel()
@@ -334,13 +339,19 @@ class _Connection:
             raise _Close
         return response
 
-    async def _watch_peer(self, handler_scope: trio.CancelScope) -> None:
+    async def _watch_peer(self, handler_scope: trio.CancelScope, after: float = 0.0) -> None:
         """While the handler runs, read one byte at most (Go's background read): EOF cancels the handler.
+
+        ``after``: start reading only once the handler has run that long.  Nearly every request is answered
+        sooner, and then the read (a receive that finds nothing, the socket's registration with epoll and its
+        removal) never happens: only a sleep is cancelled.
 
         A byte means the client sent more (a pipelined request, garbage): it goes to h11 and the rest waits in
         the kernel until the response is out (TCP backpressure), so a parked query costs nothing more whatever
         its client sends.  From then on the socket is only polled for a hang-up now and then.
         """
+        if after > 0:
+            await trio.sleep(after)
         data = await self._receive(1)
         if not data:
             handler_scope.cancel()
@@ -510,10 +521,17 @@ class _Replayed(trio.abc.Stream):
 
 
 def _reason(status: int) -> bytes:
-    try:
-        return HTTPStatus(status).phrase.encode()
-    except ValueError:
-        return b""
+    reason = _PHRASES.get(status)
+    if reason is None:
+        try:
+            reason = HTTPStatus(status).phrase.encode()
+        except ValueError:
+            reason = b""
+        _PHRASES[status] = reason
+    return reason
+
+
+_PHRASES: dict[int, bytes] = {}
 
 
 async def serve_http(
