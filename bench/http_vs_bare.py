@@ -116,12 +116,27 @@ def wrk(base: str, target: str, seconds: int, connections: int) -> tuple[int, fl
     return int(done.group(1)), float(rate.group(1))
 
 
+def idle_rate(pid: int, seconds: float = 2.0) -> float:
+    """The server's CPU seconds per second with no request (gossip, Raft ticks): taken off a run's CPU."""
+    before, started = cpu_seconds(pid), time.monotonic()
+    time.sleep(seconds)
+    return (cpu_seconds(pid) - before) / (time.monotonic() - started)
+
+
 def cost(pid: int, base: str, target: str, args: argparse.Namespace) -> tuple[float, float]:
-    """(µs of the server's CPU per request, requests/s) for one wrk run."""
+    """(µs of the server's CPU per request, requests/s): the median of ``--repeat`` wrk runs, each run's CPU
+    less the server's idle rate over its length (on a busy machine fewer requests fit in a run, and the idle
+    work would otherwise be charged to fewer requests)."""
     wrk(base, target, 1, args.connections)  # warm up
-    before = cpu_seconds(pid)
-    done, rate = wrk(base, target, args.seconds, args.connections)
-    return (cpu_seconds(pid) - before) / max(1, done) * 1e6, rate
+    costs, rates = [], []
+    for _ in range(args.repeat):
+        idle = idle_rate(pid)
+        before, started = cpu_seconds(pid), time.monotonic()
+        done, rate = wrk(base, target, args.seconds, args.connections)
+        busy = cpu_seconds(pid) - before - idle * (time.monotonic() - started)
+        costs.append(busy / max(1, done) * 1e6)
+        rates.append(rate)
+    return statistics.median(costs), statistics.median(rates)
 
 
 # ------------------------------------------------------------------ the triumvir side
@@ -223,6 +238,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--waiters", type=int, default=5000)
+    parser.add_argument("--repeat", type=int, default=3, help="wrk runs per endpoint and server (the median)")
     parser.add_argument("--bare", nargs=2, metavar=("PORT", "ANSWERS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare:
@@ -254,7 +270,8 @@ def main() -> int:
                     proc.kill()
                     proc.wait(10)
     print(f"\nOne triumvir server, {NODES} registered nodes with a `web` instance each; wrk -c{args.connections}, "
-          f"{args.seconds} s per run, keep-alive; CPU = the server process's utime+stime / requests\n")
+          f"{args.seconds} s per run, keep-alive, median of {args.repeat} runs; CPU = the server process's "
+          "utime+stime less its idle rate, / requests\n")
     print("| endpoint | triumvir µs CPU/req | bare µs CPU/req | bare/triumvir (CPU) | triumvir req/s | bare req/s |")
     print("|---|---|---|---|---|---|")
     for name, t_cpu, b_cpu, t_rate, b_rate in rows:

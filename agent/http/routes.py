@@ -143,6 +143,7 @@ class Router:
                 raise ValueError(f"pattern {route.pattern!r} registered twice")
             table[route.pattern] = route
         self._prefix_order = sorted(self._prefix, key=len, reverse=True)
+        self._timers: dict[tuple[str, str], tuple[Any, Any]] = {}  # (pattern, method) -> (metrics, its series)
 
     def socket(self, path: str) -> SocketRoute | None:
         """The websocket route at exactly ``path`` (no cleaning, no prefixes: a stream has one address)."""
@@ -157,6 +158,16 @@ class Router:
             if path.startswith(pattern):
                 return self._prefix[pattern]
         return None
+
+    def _timer(self, metrics: Any, pattern: str, method: str) -> Any:
+        """Consul's ``api.http`` timer (ms), labelled by method and route (``/v1/kv/`` -> ``v1_kv_``): one
+        series handle per route and method, so a request builds no labels."""
+        held = self._timers.get((pattern, method))
+        if held is None or held[0] is not metrics:
+            path = pattern.removeprefix("/").replace("/", "_")
+            held = self._timers[(pattern, method)] = (metrics, metrics.series("consul.api.http",
+                                                                              {"method": method, "path": path}))
+        return held[1]
 
     async def dispatch(self, api: AgentAPI, request: Request, options: HttpOptions, rng: random.Random) -> Response:
         """Route one request and run it: never raises (except cancellation), every failure is a response."""
@@ -178,9 +189,8 @@ class Router:
         started = time.perf_counter()
         response = await _wrap(route, ctx)
         metrics = getattr(api, "metrics", None)
-        if metrics is not None:  # Consul's api.http timer, labelled by method and route (`/v1/kv/` -> v1_kv_)
-            path = route.pattern.removeprefix("/").replace("/", "_")
-            metrics.measure_since("consul.api.http", started, {"method": request.method, "path": path})
+        if metrics is not None:
+            self._timer(metrics, route.pattern, request.method).add((time.perf_counter() - started) * 1000.0)
         return maybe_gzip(response, request.header("accept-encoding"))
 
 

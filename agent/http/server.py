@@ -284,6 +284,11 @@ class _Connection:
             return None
         if self.conn.they_are_waiting_for_100_continue:
             await self._send(self.conn.send(h11.InformationalResponse(status_code=100, headers=[])))
+        elif declared in (None, "0") and not any(k == "transfer-encoding" for k, _ in headers):
+            # No body (a GET): h11 has the end of the message already, no timer is needed to wait for it.
+            if isinstance(self.conn.next_event(), h11.EndOfMessage):
+                return b""
+            return None  # not reached: h11 ends a message without a length or a transfer coding at once
         body = bytearray()
         with trio.move_on_after(self.options.body_timeout) as scope:
             while True:
