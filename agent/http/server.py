@@ -33,11 +33,13 @@ import errno
 import logging
 import math
 import random
+import resource
 import select
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
+import attrs
 import h11
 import trio
 import trio_websocket
@@ -539,6 +541,27 @@ def _reason(status: int) -> bytes:
 _PHRASES: dict[int, bytes] = {}
 
 
+#: File descriptors kept for everything but HTTP connections (gossip, Raft, DNS, the data dir, logs).
+FD_RESERVE = 256
+
+
+def connection_cap(default: int = attrs.fields(HttpOptions).max_connections.default) -> int:
+    """How many HTTP connections the agent may hold: what its file-descriptor limit leaves, at least ``default``.
+
+    Go (and so Consul) raises the soft RLIMIT_NOFILE to the hard one at start and has no cap of its own; a
+    blocking query holds its connection while it waits, so thousands of watchers need thousands of descriptors.
+    The soft limit is raised the same way, and the cap is what it leaves after ``FD_RESERVE``."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or hard > soft:
+            target = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    except (OSError, ValueError):
+        return default
+    return max(default, soft - FD_RESERVE)
+
+
 async def serve_http(
     api: AgentAPI,
     host: str,
@@ -554,7 +577,8 @@ async def serve_http(
     sockname = listeners[0].socket.getsockname()
     bound = (sockname[0], sockname[1])
     if options is None:
-        options = HttpOptions(max_connections_per_client=api.config.http_max_conns_per_client)
+        options = HttpOptions(max_connections_per_client=api.config.http_max_conns_per_client,
+                              max_connections=connection_cap())
     server = HttpServer(api, options, router or default_router(), rng or random.Random())
     log.info("http: serving the HTTP API on %s:%d", *bound)
     async with trio.open_nursery() as nursery:
