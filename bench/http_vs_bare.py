@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import requests
@@ -192,7 +193,7 @@ def capture(base: str) -> dict[str, dict[str, object]]:
 # ------------------------------------------------------------------ blocking-query wake-up
 
 
-async def _waiters(base: str, target: str, count: int, change: callable) -> tuple[list[float], int]:  # type: ignore[valid-type]
+async def _waiters(base: str, target: str, count: int, change: Callable[[], None], pid: int) -> list[float]:
     host, port = base.removeprefix("http://").rsplit(":", 1)
     parked = trio.Semaphore(0)
     fired: list[float] = []
@@ -209,23 +210,37 @@ async def _waiters(base: str, target: str, count: int, change: callable) -> tupl
             if data.startswith(b"HTTP/1.1 200"):
                 fired.append(time.perf_counter())
 
-    with trio.fail_after(180):
+    with trio.fail_after(300):
         async with trio.open_nursery() as nursery:
             for _ in range(count):
                 nursery.start_soon(waiter)
             for _ in range(count):
                 await parked.acquire()
-            await trio.sleep(2.0)  # a parked blocking query says nothing: give the last ones time to reach the agent
+            # A parked blocking query says nothing: the server has parked them all once it is idle again.
+            await trio.to_thread.run_sync(settled, pid)
+            cpu_before = cpu_seconds(pid)
             start = time.perf_counter()
             await trio.to_thread.run_sync(change)
-    return [t - start for t in fired], count
+    cpu_per_waiter.append((cpu_seconds(pid) - cpu_before) / max(1, len(fired)))
+    return [t - start for t in fired]
 
 
-def wakeups(base: str, count: int) -> list[float]:
+cpu_per_waiter: list[float] = []  # the server's CPU from the change to the last answer, per answer
+
+
+def settled(pid: int, window: float = 0.5, busy: float = 0.2, timeout: float = 120.0) -> None:
+    """Return once ``pid`` used less than ``busy`` of a CPU over ``window`` (it has taken every request in)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if idle_rate(pid, window) < busy:
+            return
+    raise TimeoutError(f"the server stayed busy for {timeout:g} s")
+
+
+def wakeups(base: str, count: int, pid: int) -> list[float]:
     target = "/v1/health/service/web"
     index = int(requests.get(base + target, timeout=5).headers["X-Consul-Index"])
-    waits, _ = trio.run(_waiters, base, f"{target}?index={index}&wait=60s", count, lambda: register(base, 0, 81))
-    return waits
+    return trio.run(_waiters, base, f"{target}?index={index}&wait=120s", count, lambda: register(base, 0, 81), pid)
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -263,7 +278,7 @@ def main() -> int:
                 t_cpu, t_rate = cost(agent.pid, base, target, args)
                 b_cpu, b_rate = cost(bare.pid, bare_base, target, args)
                 rows.append((name, t_cpu, b_cpu, t_rate, b_rate))
-            wake = wakeups(base, args.waiters) if args.waiters else []
+            wake = wakeups(base, args.waiters, agent.pid) if args.waiters else []
         finally:
             for proc in (agent, bare):
                 if proc is not None and proc.poll() is None:
@@ -279,7 +294,7 @@ def main() -> int:
     if wake:
         print(f"\nBlocking-query wake-up, {len(wake)} of {args.waiters} waiters on /v1/health/service/web?index=I "
               f"answered: p50 {statistics.median(wake) * 1000:.0f} ms, p99 {percentile(wake, 99) * 1000:.0f} ms, "
-              f"max {max(wake) * 1000:.0f} ms")
+              f"max {max(wake) * 1000:.0f} ms; the server's CPU per answer {cpu_per_waiter[-1] * 1e6:.0f} µs")
     elif args.waiters:
         print(f"\nBlocking-query wake-up: none of {args.waiters} waiters answered")
     return 0

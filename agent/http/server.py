@@ -359,12 +359,17 @@ class _Connection:
         """
         if after > 0:
             await trio.sleep(after)
+        sock = getattr(self.stream, "socket", None)
+        if sock is not None:
+            # Parked on the descriptor itself: a parked blocking query's watch is cancelled when it is answered,
+            # and cancelling a bare wait is far cheaper than unwinding a stream receive (thousands are woken at
+            # once by one change).  Readable: the receive below returns at once.
+            await trio.lowlevel.wait_readable(sock)
         data = await self._receive(1)
         if not data:
             handler_scope.cancel()
             return
         self.conn.receive_data(data)
-        sock = getattr(self.stream, "socket", None)
         if sock is None:
             await trio.sleep_forever()
         while True:
@@ -411,10 +416,11 @@ class _Connection:
             await self._send(data)
             await self._write_stream(response.stream)
             return
+        parts = [data]  # joined once: a large body is copied once, not at each concatenation
         if response.body and not head:
-            data += conn.send(h11.Data(data=response.body))
-        data += conn.send(h11.EndOfMessage())
-        await self._send(data)
+            parts += conn.send_with_data_passthrough(h11.Data(data=response.body)) or ()
+        parts += conn.send_with_data_passthrough(h11.EndOfMessage()) or ()
+        await self._send(b"".join(parts))
 
     async def _write_stream(self, stream: Callable[[Callable[[bytes], Awaitable[None]]], Awaitable[None]]) -> None:
         """A streamed body, chunk by chunk, until ``stream`` returns or the client hangs up (then we close)."""
