@@ -158,12 +158,12 @@ def start_triumvir(work: Path) -> tuple[subprocess.Popen[bytes], str]:
     return proc, f"http://{HOST}:{http}"
 
 
-def register(base: str, i: int, port: int = 80) -> None:
+def register(base: str, i: int, port: int = 80, timeout: float = 10.0) -> None:
     node = f"n{i:03d}"
     body = {"Node": node, "Address": f"10.1.{i // 250}.{i % 250 + 1}",
             "Service": {"ID": "web", "Service": "web", "Port": port, "Tags": ["v1"]},
             "Check": {"CheckID": "web-alive", "Name": "web alive", "Status": "passing", "ServiceID": "web"}}
-    r = requests.put(f"{base}/v1/catalog/register", json=body, timeout=10)
+    r = requests.put(f"{base}/v1/catalog/register", json=body, timeout=timeout)
     if r.status_code != 200:
         raise RuntimeError(f"register {node}: {r.status_code} {r.text}")
 
@@ -240,7 +240,8 @@ def settled(pid: int, window: float = 0.5, busy: float = 0.2, timeout: float = 1
 def wakeups(base: str, count: int, pid: int) -> list[float]:
     target = "/v1/health/service/web"
     index = int(requests.get(base + target, timeout=5).headers["X-Consul-Index"])
-    return trio.run(_waiters, base, f"{target}?index={index}&wait=120s", count, lambda: register(base, 0, 81), pid)
+    return trio.run(_waiters, base, f"{target}?index={index}&wait=120s", count,
+                    lambda: register(base, 0, 81, timeout=120), pid)
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -278,12 +279,23 @@ def main() -> int:
                 t_cpu, t_rate = cost(agent.pid, base, target, args)
                 b_cpu, b_rate = cost(bare.pid, bare_base, target, args)
                 rows.append((name, t_cpu, b_cpu, t_rate, b_rate))
-            wake = wakeups(base, args.waiters, agent.pid) if args.waiters else []
+            print_table(rows, args)
+            if args.waiters:
+                wake = wakeups(base, args.waiters, agent.pid)
+                print(f"\nBlocking-query wake-up, {len(wake)} of {args.waiters} waiters on "
+                      f"/v1/health/service/web?index=I answered: p50 {statistics.median(wake) * 1000:.0f} ms, "
+                      f"p99 {percentile(wake, 99) * 1000:.0f} ms, max {max(wake) * 1000:.0f} ms; the server's CPU "
+                      f"per answer {cpu_per_waiter[-1] * 1e6:.0f} µs" if wake else
+                      f"\nBlocking-query wake-up: none of {args.waiters} waiters answered")
         finally:
             for proc in (agent, bare):
                 if proc is not None and proc.poll() is None:
                     proc.kill()
                     proc.wait(10)
+    return 0
+
+
+def print_table(rows: list[tuple[str, float, float, float, float]], args: argparse.Namespace) -> None:
     print(f"\nOne triumvir server, {NODES} registered nodes with a `web` instance each; wrk -c{args.connections}, "
           f"{args.seconds} s per run, keep-alive, median of {args.repeat} runs; CPU = the server process's "
           "utime+stime less its idle rate, / requests\n")
@@ -291,13 +303,7 @@ def main() -> int:
     print("|---|---|---|---|---|---|")
     for name, t_cpu, b_cpu, t_rate, b_rate in rows:
         print(f"| {name} | {t_cpu:.0f} | {b_cpu:.0f} | {b_cpu / t_cpu:.2f}x | {t_rate:.0f} | {b_rate:.0f} |")
-    if wake:
-        print(f"\nBlocking-query wake-up, {len(wake)} of {args.waiters} waiters on /v1/health/service/web?index=I "
-              f"answered: p50 {statistics.median(wake) * 1000:.0f} ms, p99 {percentile(wake, 99) * 1000:.0f} ms, "
-              f"max {max(wake) * 1000:.0f} ms; the server's CPU per answer {cpu_per_waiter[-1] * 1e6:.0f} µs")
-    elif args.waiters:
-        print(f"\nBlocking-query wake-up: none of {args.waiters} waiters answered")
-    return 0
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":
