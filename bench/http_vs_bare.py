@@ -9,14 +9,17 @@ registered through ``/v1/catalog/register``, each with a ``web`` instance and a 
 
 are captured (status, headers but Date, body) and served by a bare loop (``--bare``: trio, h11, a dict from
 target to bytes, Date computed per answer) in its own process.  Each endpoint is driven by ``wrk`` (keep-alive,
-``--connections`` connections, ``--seconds``) against each server, and the server process's CPU time (utime +
-stime from /proc) is divided by the requests wrk completed: **µs CPU per request** is the load-robust figure (the
-wall-clock rate is printed too, but on a busy machine it measures the machine).
+``--connections`` connections, ``--seconds``; the median of ``--repeat`` runs) against each server, and the server
+process's CPU time (utime + stime from /proc, less its idle rate measured just before: gossip and Raft ticks) is
+divided by the requests wrk completed: **µs CPU per request** is the load-robust figure (the wall-clock rate is
+printed too, but on a busy machine it measures the machine).
 
-Then the blocking-query wake-up: ``--waiters`` connections park on ``/v1/health/service/web?index=I&wait=60s``,
-one registration changes ``web``, and the time from the write to each answer is reported (p50/p99/max).
+Then the blocking-query wake-up: ``--waiters`` connections park on ``/v1/health/service/web?index=I&wait=120s``;
+once the server is idle again (every waiter parked), one registration changes ``web``, and the time from the
+write to each answer is reported (p50/p99/max; the client shares the machine), with the server's CPU from the
+change to the last answer per answer.
 
-    .venv/bin/python bench/http_vs_bare.py [--seconds 5] [--connections 16] [--waiters 5000]
+    .venv/bin/python bench/http_vs_bare.py [--seconds 5] [--connections 16] [--repeat 3] [--waiters 5000]
 
 Needs ``wrk``.  Every process is started here and stopped here by its PID; loopback only.
 """
