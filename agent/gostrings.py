@@ -44,7 +44,15 @@ _REPLACEMENT_BYTES = REPLACEMENT.encode()
 
 
 def has_surrogates(text: str) -> bool:
-    return _SURROGATES.search(text) is not None
+    """Does ``text`` hold a surrogate code point?  Only those make UTF-8 encoding fail (much faster to try than a
+    regex over a large text)."""
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def valid_utf8(text: str) -> str:
@@ -214,6 +222,9 @@ _GO_JSON_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"
                                   "\u2029": "\\u2029"})
 
 
+_GO_JSON_ESCAPED = "<>&\u2028\u2029"
+
+
 def go_json_text(value: Any, indent: str | None = None) -> str:
     """``json.Marshal`` (``indent`` None: compact) or ``json.MarshalIndent(value, "", indent)`` as Go writes them:
     raw UTF-8 with invalid text replaced (valid_utf8), and <, >, & and U+2028/9 escaped."""
@@ -221,4 +232,7 @@ def go_json_text(value: Any, indent: str | None = None) -> str:
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     else:
         text = json.dumps(value, ensure_ascii=False, indent=indent)
-    return valid_utf8(text).translate(_GO_JSON_ESCAPES)
+    text = valid_utf8(text)
+    if any(char in text for char in _GO_JSON_ESCAPED):
+        text = text.translate(_GO_JSON_ESCAPES)
+    return text

@@ -411,3 +411,26 @@ def test_go_durations_and_block_time() -> None:
         assert 600 <= block_time(3600, rng) < 637.5
         assert 300 <= block_time(-5, rng) < 318.75
         assert 16 <= block_time(16, rng) < 17
+
+
+def test_the_connection_cap_is_what_the_raised_descriptor_limit_leaves() -> None:
+    """As Go does, the agent raises its soft RLIMIT_NOFILE to the hard limit; the HTTP cap is what that leaves
+    after FD_RESERVE (at least the 1,024 default), so thousands of blocking queries can park.  In a child process:
+    the limit is the process's."""
+    import subprocess
+    import sys
+
+    code = (
+        "import resource\n"
+        "from agent.http.server import FD_RESERVE, connection_cap\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (min(512, hard), hard))\n"
+        "cap = connection_cap()\n"
+        "now = resource.getrlimit(resource.RLIMIT_NOFILE)[0]\n"
+        "top = 1 << 20 if hard == resource.RLIM_INFINITY else hard\n"
+        "assert now == top, (now, hard)\n"
+        "assert cap == max(1024, top - FD_RESERVE), cap\n"
+        "print('ok', cap)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.startswith("ok"), out.stderr

@@ -351,6 +351,35 @@ def test_a_read_index_on_a_healthy_leader_covers_every_acknowledged_write(tmp_pa
     trio.run(main)
 
 
+def test_concurrent_read_indexes_share_heartbeat_rounds_and_each_covers_the_writes_before_it(tmp_path: Path) -> None:
+    """50 reads asked at once: one round answers all that were queued when it started (etcd's batching), so far
+    fewer rounds than reads; a read asked after a write was acknowledged never gets an index before that write."""
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            members = await _cluster(tmp_path, nursery)
+            leader = await _leader(members)
+            driver = leader.driver
+            assert driver is not None
+            acknowledged = (await driver.propose(b"first", timeout=DEADLINE))[0]
+            rounds_before = driver.read_rounds
+            results: list[tuple[int, int]] = []  # (index acknowledged before asking, read index)
+
+            async def reader(i: int) -> None:
+                assert driver is not None
+                floor = acknowledged if i % 2 else (await driver.propose(b"w%d" % i, timeout=DEADLINE))[0]
+                results.append((floor, await driver.read_index(timeout=DEADLINE)))
+
+            async with trio.open_nursery() as readers:
+                for i in range(50):
+                    readers.start_soon(reader, i)
+            assert len(results) == 50
+            assert all(index >= floor for floor, index in results), results
+            assert 1 <= driver.read_rounds - rounds_before < 50
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
 def test_a_read_index_on_a_deposed_leader_fails_with_not_leader(tmp_path: Path) -> None:
     """The leader is cut off while it still believes it leads: its read index never returns an index (it cannot
     gather a quorum); when check-quorum deposes it, the read fails with NotLeader.  Meanwhile the others elect a

@@ -22,25 +22,30 @@ from agent.filtering.consul_types import NODE, NODE_SERVICE
 from agent.http.catalog_services import node_services_json
 from agent.http.errors import bad_request
 from agent.http.filtering import FilterSpec, by_services
-from agent.http.near import near_sorted
+from agent.http.memo import memo_json
 from agent.http.reads import meta_filters, read_snapshot, require_servers
+from agent.http.response import Encoded
 from agent.http.routes import Ctx, Route
 from agent.http.views import node_view_json
 
 __all__ = ["ROUTES", "catalog_datacenters", "catalog_node", "catalog_node_services", "catalog_nodes"]
 
 
-async def catalog_nodes(ctx: Ctx) -> list[dict[str, Any]]:
-    """GET /v1/catalog/nodes: every registered node, by name (by RTT from ``?near``)."""
+async def catalog_nodes(ctx: Ctx) -> Encoded | list[dict[str, Any]]:
+    """GET /v1/catalog/nodes: every registered node, by name (by RTT from ``?near``); built once per snapshot and
+    node-meta filter (agent/http/memo.py)."""
     filters = meta_filters(ctx)
     snapshot, _ = await read_snapshot(ctx, lambda s: indexes.nodes_read(s.indexes))
-    config = ctx.api.config
-    nodes = [  # remote nodes' meta comes with their replicated catalog record, registered ones' as registered
-        node_view_json(v, _local_meta(ctx, v)) for v in query.catalog_nodes(snapshot, config.datacenter)
-    ]
-    if filters:
-        nodes = [n for n in nodes if all(k in n["Meta"] and n["Meta"][k] == v for k, v in filters.items())]
-    return near_sorted(ctx, nodes, lambda n: n["Node"])
+
+    def build() -> list[dict[str, Any]]:
+        nodes = [  # remote nodes' meta comes with their replicated catalog record, registered ones' as registered
+            node_view_json(v, _local_meta(ctx, v)) for v in query.catalog_nodes(snapshot, ctx.api.config.datacenter)
+        ]
+        if filters:
+            nodes = [n for n in nodes if all(k in n["Meta"] and n["Meta"][k] == v for k, v in filters.items())]
+        return nodes
+
+    return memo_json(ctx, snapshot, ("catalog.nodes", tuple(filters.items())), build, lambda n: n["Node"])
 
 
 async def catalog_node(ctx: Ctx) -> dict[str, Any] | None:

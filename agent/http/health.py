@@ -17,8 +17,10 @@ from agent.goflags import parse_bool
 from agent.http.catalog_services import health_check_json, node_service_json
 from agent.http.errors import bad_request
 from agent.http.filtering import FilterSpec
+from agent.http.memo import memo_json
 from agent.http.near import near_sorted
 from agent.http.reads import meta_filters, read_snapshot
+from agent.http.response import Encoded
 from agent.http.routes import Ctx, Route
 from agent.http.views import node_view_json
 
@@ -49,8 +51,9 @@ async def health_checks(ctx: Ctx) -> list[dict[str, Any]]:
     return near_sorted(ctx, checks, lambda c: c["Node"])
 
 
-async def health_service(ctx: Ctx) -> list[dict[str, Any]]:
-    """GET /v1/health/service/:name[?passing][&tag=..]: ``[{Node, Service, Checks}]``."""
+async def health_service(ctx: Ctx) -> Encoded | list[dict[str, Any]]:
+    """GET /v1/health/service/:name[?passing][&tag=..]: ``[{Node, Service, Checks}]``, built once per snapshot
+    and arguments (agent/http/memo.py)."""
     name = ctx.request.path.removeprefix("/v1/health/service/")
     if not name:
         raise bad_request("Missing service name")
@@ -63,21 +66,26 @@ async def health_service(ctx: Ctx) -> list[dict[str, Any]]:
             raise bad_request("Invalid value for ?passing")
         passing = parsed
     filters = meta_filters(ctx)
+    tags = q.get_all("tag")
     snapshot, _ = await read_snapshot(ctx, lambda s: indexes.service_read(s.indexes, name))
-    instances = query.service_instances(
-        snapshot, name, dc=ctx.api.config.datacenter, tags=q.get_all("tag"), node_meta=filters
-    )
-    if passing:
-        instances = [i for i in instances if all(c.check.status == "passing" for c in i.checks)]
-    results = [
-        {
-            "Node": node_view_json(i.node),
-            "Service": node_service_json(i.service, i.create_index, i.modify_index),
-            "Checks": [health_check_json(c) for c in i.checks],
-        }
-        for i in instances
-    ]
-    return near_sorted(ctx, results, lambda r: r["Node"]["Node"])
+
+    def build() -> list[dict[str, Any]]:
+        instances = query.service_instances(
+            snapshot, name, dc=ctx.api.config.datacenter, tags=tags, node_meta=filters
+        )
+        if passing:
+            instances = [i for i in instances if all(c.check.status == "passing" for c in i.checks)]
+        return [
+            {
+                "Node": node_view_json(i.node),
+                "Service": node_service_json(i.service, i.create_index, i.modify_index),
+                "Checks": [health_check_json(c) for c in i.checks],
+            }
+            for i in instances
+        ]
+
+    key = ("health.service", name, passing, tuple(tags), tuple(filters.items()))
+    return memo_json(ctx, snapshot, key, build, lambda r: r["Node"]["Node"])
 
 
 async def health_state(ctx: Ctx) -> list[dict[str, Any]]:

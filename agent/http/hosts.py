@@ -67,8 +67,8 @@ class HostPolicy:
 
     def refusal(self, host: str, path: str, local_ip: str = "") -> str | None:
         """Why a request naming ``host`` for ``path`` (arriving on ``local_ip``) is refused, or None."""
-        if not host:
-            return None
+        if not host or not (self.allowed or path.startswith(BROWSER_PATHS)):
+            return None  # the API answers any Host unless allowed_hosts is set (checked first: every request)
         name = host_name(host)
         if name in self.allowed or self.is_own(name, local_ip):
             return None

@@ -20,7 +20,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from agent.http.blocking import parse_query_options, parse_uint64
+from agent.http.blocking import QueryOptions, parse_query_options, parse_uint64
 from agent.http.errors import HTTPError, bad_request
 from agent.http.response import Response
 from agent.http.routes import Ctx, Route
@@ -60,18 +60,19 @@ def _conflicting(ctx: Ctx, *flags: str) -> None:
         raise bad_request(f"Conflicting flags: {query.encode()}\n")
 
 
-async def _get(ctx: Ctx, key: str) -> Any:
+async def _get(ctx: Ctx, key: str, opts: QueryOptions) -> Any:
     query = ctx.request.query
     if query.has("keys"):
         separator = query.get("separator") if query.has("separator") else query.get("seperator")
-        result = await read(ctx, "kv.keys", {"prefix": key, "separator": separator})
+        result = await read(ctx, "kv.keys", {"prefix": key, "separator": separator}, opts=opts)
         if result.value is None:
             return Response(404) if key else []
         return result.value
     recurse = query.has("recurse")
     if not recurse and not key:
         raise bad_request(MISSING_KEY)
-    result = await read(ctx, "kv.list" if recurse else "kv.get", {"prefix": key} if recurse else {"key": key})
+    result = await read(ctx, "kv.list" if recurse else "kv.get", {"prefix": key} if recurse else {"key": key},
+                        opts=opts)
     if result.value is None:
         return Response(404)
     if query.has("raw") and not recurse:
@@ -129,10 +130,10 @@ async def _delete(ctx: Ctx, key: str) -> Any:
 
 async def kv_endpoint(ctx: Ctx) -> Any:
     """Consul's ``KVSEndpoint``: the query options are checked first for every method (their 400s)."""
-    parse_query_options(ctx.request, ctx.api.config.datacenter)
+    opts = parse_query_options(ctx.request, ctx.api.config.datacenter)
     key = ctx.request.path.removeprefix(PREFIX)
     if ctx.request.method == "GET":
-        return await _get(ctx, key)
+        return await _get(ctx, key, opts)
     if ctx.request.method == "PUT":
         return await _put(ctx, key)
     return await _delete(ctx, key)

@@ -26,6 +26,8 @@ class BadTarget(ValueError):
 
 
 def _unescape(text: str, *, plus_is_space: bool) -> str:
+    if "%" not in text:  # nothing escaped (most keys, values and paths): only the pluses to read
+        return text.replace("+", " ") if plus_is_space and "+" in text else text
     if _BAD_ESCAPE.search(text):
         raise ValueError(f"invalid URL escape in {text!r}")
     if plus_is_space:
@@ -129,6 +131,8 @@ def parse_target(target: str) -> tuple[str, str]:
 
 def clean_path(path: str) -> str:
     """Go's ``cleanPath`` (net/http): ``path.Clean`` that keeps a trailing slash.  A mismatch means a 301."""
+    if path.startswith("/") and "//" not in path and "/." not in path:
+        return path  # already clean (nearly every request): no segment to drop
     if not path:
         return "/"
     if not path.startswith("/"):

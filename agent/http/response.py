@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import email.utils
 import gzip
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,7 +14,7 @@ import attrs
 
 from agent.gostrings import go_json_text, valid_utf8
 
-__all__ = ["GZIP_MIN_SIZE", "TEXT_PLAIN", "Response", "go_json", "maybe_gzip", "wire_headers"]
+__all__ = ["GZIP_MIN_SIZE", "TEXT_PLAIN", "Encoded", "Response", "go_json", "maybe_gzip", "wire_headers"]
 
 TEXT_PLAIN = "text/plain; charset=utf-8"  # what Go sniffs for a plain-text body
 GZIP_MIN_SIZE = 1400
@@ -23,6 +24,14 @@ def go_json(obj: Any, *, pretty: bool) -> bytes:
     """``json.Marshal`` (compact) or ``json.MarshalIndent(obj, "", "    ")`` + ``\\n`` (``?pretty``, ``-dev``)."""
     text = go_json_text(obj, "    " if pretty else None)
     return (text + "\n" if pretty else text).encode("utf-8")
+
+
+@attrs.frozen
+class Encoded:
+    """An endpoint's result already written as its JSON answer (`go_json`, compact or pretty as the request
+    asks): sent as it is (agent/http/memo.py keeps such answers per snapshot)."""
+
+    body: bytes
 
 
 @attrs.define
@@ -61,20 +70,47 @@ def _accepts_gzip(accept_encoding: str) -> bool:
     return False
 
 
+_GZIPPED: dict[bytes, bytes] = {}  # body -> its gzip, for the bodies memoized answers send again and again
+_GZIPPED_MAX = 16
+
+
+def _gzipped(body: bytes) -> bytes:
+    """``body`` compressed (level 6, no mtime: the same bytes every time), the last few remembered."""
+    packed = _GZIPPED.get(body)
+    if packed is None:
+        packed = gzip.compress(body, compresslevel=6, mtime=0)
+        if len(_GZIPPED) >= _GZIPPED_MAX:
+            del _GZIPPED[next(iter(_GZIPPED))]
+        _GZIPPED[body] = packed
+    return packed
+
+
 def maybe_gzip(response: Response, accept_encoding: str) -> Response:
     """Compress bodies of at least 1400 bytes for clients that accept gzip (python-requests does)."""
     response.headers.setdefault("Vary", "Accept-Encoding")
     if response.stream is not None or len(response.body) < GZIP_MIN_SIZE or not _accepts_gzip(accept_encoding):
         return response
-    response.body = gzip.compress(response.body, compresslevel=6, mtime=0)
+    response.body = _gzipped(response.body)
     response.headers["Content-Encoding"] = "gzip"
     return response
+
+
+_date: tuple[int, str] = (0, "")
+
+
+def http_date() -> str:
+    """The Date header's value (RFC 7231's IMF-fixdate), formatted once per second."""
+    global _date
+    now = int(time.time())
+    if _date[0] != now:
+        _date = (now, email.utils.formatdate(now, usegmt=True))
+    return _date[1]
 
 
 def wire_headers(response: Response) -> list[tuple[str, str]]:
     """The header list to send: the response's own headers sorted as Go writes them, plus Date/Content-Length."""
     headers = dict(response.headers)
-    headers["Date"] = email.utils.formatdate(usegmt=True)
+    headers["Date"] = http_date()
     if response.stream is None:
         headers["Content-Length"] = str(len(response.body))
     if response.close:

@@ -35,7 +35,7 @@ from agent.http.errors import HTTPError, MethodNotAllowed
 from agent.http.filtering import FilterSpec, apply_filter
 from agent.http.options import HttpOptions
 from agent.http.request import Request, clean_path, split_target
-from agent.http.response import Response, go_json, maybe_gzip
+from agent.http.response import Encoded, Response, go_json, maybe_gzip
 
 if TYPE_CHECKING:
     from trio_websocket import WebSocketConnection
@@ -52,6 +52,7 @@ __all__ = [
     "SocketRoute",
     "json_response",
     "not_routed",
+    "pretty_json",
     "ui_enabled",
 ]
 
@@ -147,6 +148,7 @@ class Router:
                 raise ValueError(f"pattern {route.pattern!r} registered twice")
             table[route.pattern] = route
         self._prefix_order = sorted(self._prefix, key=len, reverse=True)
+        self._timers: dict[tuple[str, str], tuple[Any, Any]] = {}  # (pattern, method) -> (metrics, its series)
 
     def socket(self, path: str) -> SocketRoute | None:
         """The websocket route at exactly ``path`` (no cleaning, no prefixes: a stream has one address)."""
@@ -161,6 +163,16 @@ class Router:
             if path.startswith(pattern):
                 return self._prefix[pattern]
         return None
+
+    def _timer(self, metrics: Any, pattern: str, method: str) -> Any:
+        """Consul's ``api.http`` timer (ms), labelled by method and route (``/v1/kv/`` -> ``v1_kv_``): one
+        series handle per route and method, so a request builds no labels."""
+        held = self._timers.get((pattern, method))
+        if held is None or held[0] is not metrics:
+            path = pattern.removeprefix("/").replace("/", "_")
+            held = self._timers[(pattern, method)] = (metrics, metrics.series("consul.api.http",
+                                                                              {"method": method, "path": path}))
+        return held[1]
 
     async def dispatch(self, api: AgentAPI, request: Request, options: HttpOptions, rng: random.Random) -> Response:
         """Route one request and run it: never raises (except cancellation), every failure is a response."""
@@ -182,9 +194,8 @@ class Router:
         started = time.perf_counter()
         response = await _wrap(route, ctx)
         metrics = getattr(api, "metrics", None)
-        if metrics is not None:  # Consul's api.http timer, labelled by method and route (`/v1/kv/` -> v1_kv_)
-            path = route.pattern.removeprefix("/").replace("/", "_")
-            metrics.measure_since("consul.api.http", started, {"method": request.method, "path": path})
+        if metrics is not None:
+            self._timer(metrics, route.pattern, request.method).add((time.perf_counter() - started) * 1000.0)
         return maybe_gzip(response, request.header("accept-encoding"))
 
 
@@ -227,6 +238,8 @@ async def _wrap(route: Route, ctx: Ctx) -> Response:
         return Response.text(500, str(exc) or type(exc).__name__, headers)
     if result is EMPTY:
         return Response(200, headers)
+    if isinstance(result, Encoded):
+        return Response(200, {**headers, "Content-Type": "application/json"}, result.body)
     if isinstance(result, Response):  # a page, not JSON: the endpoint chose the status and the headers
         result.headers = {**headers, **result.headers}
         return result
@@ -240,9 +253,13 @@ async def _wrap(route: Route, ctx: Ctx) -> Response:
 def json_response(ctx: Ctx, status: int, value: Any) -> Response:
     """``value`` as Consul writes a result: JSON, pretty with ``?pretty`` or in ``-dev``, with the endpoint's
     headers (an endpoint returns this itself for a JSON answer with another status, e.g. /v1/txn's 409)."""
-    pretty = ctx.request.query.has("pretty") or bool(getattr(ctx.api.config, "dev", False))
-    body = go_json(value, pretty=pretty)
+    body = go_json(value, pretty=pretty_json(ctx))
     return Response(status, {**ctx.headers, "Content-Type": "application/json"}, body)
+
+
+def pretty_json(ctx: Ctx) -> bool:
+    """Consul indents its JSON with ``?pretty`` and always in ``-dev``."""
+    return ctx.request.query.has("pretty") or bool(getattr(ctx.api.config, "dev", False))
 
 
 def _log_error(request: Request, reason: str) -> None:

@@ -33,11 +33,13 @@ import errno
 import logging
 import math
 import random
+import resource
 import select
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
+import attrs
 import h11
 import trio
 import trio_websocket
@@ -60,6 +62,8 @@ __all__ = ["HttpServer", "serve_http"]
 log = logging.getLogger("agent.http")
 
 _RECEIVE_SIZE = 64 * 1024
+#: A handler's client is watched for a hang-up only once the handler has run this long (_Connection._watch_peer).
+_WATCH_AFTER = 0.02
 _ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 _TOO_MANY = (
     b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain; charset=utf-8\r\n"
@@ -167,6 +171,7 @@ class _Connection:
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=server.options.max_header_bytes)
         self.started = trio.current_time()
         self.served = 0  # requests answered on this connection
+        self._local: str | None = None  # the address the connection came in on, asked of the socket once
 
     async def run(self) -> None:
         try:
@@ -203,11 +208,13 @@ class _Connection:
             return b""
 
     def _local_ip(self) -> str:
-        sock = getattr(self.stream, "socket", None)
-        try:
-            return str(sock.getsockname()[0]) if sock is not None else ""
-        except OSError:
-            return ""
+        if self._local is None:
+            sock = getattr(self.stream, "socket", None)
+            try:
+                self._local = str(sock.getsockname()[0]) if sock is not None else ""
+            except OSError:
+                self._local = ""
+        return self._local
 
     async def _next_event(self, on_data: Callable[[], None] | None = None) -> object:
         """The next h11 event, reading as needed; protocol errors are answered (400/431) and end the connection."""
@@ -280,6 +287,11 @@ class _Connection:
             return None
         if self.conn.they_are_waiting_for_100_continue:
             await self._send(self.conn.send(h11.InformationalResponse(status_code=100, headers=[])))
+        elif declared in (None, "0") and not any(k == "transfer-encoding" for k, _ in headers):
+            # No body (a GET): h11 has the end of the message already, no timer is needed to wait for it.
+            if isinstance(self.conn.next_event(), h11.EndOfMessage):
+                return b""
+            return None  # not reached: h11 ends a message without a length or a transfer coding at once
         body = bytearray()
         with trio.move_on_after(self.options.body_timeout) as scope:
             while True:
@@ -321,7 +333,7 @@ class _Connection:
         response: Response | None = None
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._watch_peer, nursery.cancel_scope)
+                nursery.start_soon(self._watch_peer, nursery.cancel_scope, _WATCH_AFTER)
                 s = self.server
                 response = await s.router.dispatch(s.api, request, self.options, s.rng)
                 nursery.cancel_scope.cancel()
@@ -335,19 +347,30 @@ class _Connection:
             raise _Close
         return response
 
-    async def _watch_peer(self, handler_scope: trio.CancelScope) -> None:
+    async def _watch_peer(self, handler_scope: trio.CancelScope, after: float = 0.0) -> None:
         """While the handler runs, read one byte at most (Go's background read): EOF cancels the handler.
+
+        ``after``: start reading only once the handler has run that long.  Nearly every request is answered
+        sooner, and then the read (a receive that finds nothing, the socket's registration with epoll and its
+        removal) never happens: only a sleep is cancelled.
 
         A byte means the client sent more (a pipelined request, garbage): it goes to h11 and the rest waits in
         the kernel until the response is out (TCP backpressure), so a parked query costs nothing more whatever
         its client sends.  From then on the socket is only polled for a hang-up now and then.
         """
+        if after > 0:
+            await trio.sleep(after)
+        sock = getattr(self.stream, "socket", None)
+        if sock is not None:
+            # Parked on the descriptor itself: a parked blocking query's watch is cancelled when it is answered,
+            # and cancelling a bare wait is far cheaper than unwinding a stream receive (thousands are woken at
+            # once by one change).  Readable: the receive below returns at once.
+            await trio.lowlevel.wait_readable(sock)
         data = await self._receive(1)
         if not data:
             handler_scope.cancel()
             return
         self.conn.receive_data(data)
-        sock = getattr(self.stream, "socket", None)
         if sock is None:
             await trio.sleep_forever()
         while True:
@@ -394,10 +417,11 @@ class _Connection:
             await self._send(data)
             await self._write_stream(response.stream)
             return
+        parts = [data]  # joined once: a large body is copied once, not at each concatenation
         if response.body and not head:
-            data += conn.send(h11.Data(data=response.body))
-        data += conn.send(h11.EndOfMessage())
-        await self._send(data)
+            parts += conn.send_with_data_passthrough(h11.Data(data=response.body)) or ()
+        parts += conn.send_with_data_passthrough(h11.EndOfMessage()) or ()
+        await self._send(b"".join(parts))
 
     async def _write_stream(self, stream: Callable[[Callable[[bytes], Awaitable[None]]], Awaitable[None]]) -> None:
         """A streamed body, chunk by chunk, until ``stream`` returns or the client hangs up (then we close)."""
@@ -511,10 +535,38 @@ class _Replayed(trio.abc.Stream):
 
 
 def _reason(status: int) -> bytes:
+    reason = _PHRASES.get(status)
+    if reason is None:
+        try:
+            reason = HTTPStatus(status).phrase.encode()
+        except ValueError:
+            reason = b""
+        _PHRASES[status] = reason
+    return reason
+
+
+_PHRASES: dict[int, bytes] = {}
+
+
+#: File descriptors kept for everything but HTTP connections (gossip, Raft, DNS, the data dir, logs).
+FD_RESERVE = 256
+
+
+def connection_cap(default: int = attrs.fields(HttpOptions).max_connections.default) -> int:
+    """How many HTTP connections the agent may hold: what its file-descriptor limit leaves, at least ``default``.
+
+    Go (and so Consul) raises the soft RLIMIT_NOFILE to the hard one at start and has no cap of its own; a
+    blocking query holds its connection while it waits, so thousands of watchers need thousands of descriptors.
+    The soft limit is raised the same way, and the cap is what it leaves after ``FD_RESERVE``."""
     try:
-        return HTTPStatus(status).phrase.encode()
-    except ValueError:
-        return b""
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or hard > soft:
+            target = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    except (OSError, ValueError):
+        return default
+    return max(default, soft - FD_RESERVE)
 
 
 async def serve_http(
@@ -532,7 +584,8 @@ async def serve_http(
     sockname = listeners[0].socket.getsockname()
     bound = (sockname[0], sockname[1])
     if options is None:
-        options = HttpOptions(max_connections_per_client=api.config.http_max_conns_per_client)
+        options = HttpOptions(max_connections_per_client=api.config.http_max_conns_per_client,
+                              max_connections=connection_cap())
     server = HttpServer(api, options, router or default_router(), rng or random.Random())
     log.info("http: serving the HTTP API on %s:%d", *bound)
     async with trio.open_nursery() as nursery:

@@ -70,10 +70,13 @@ def read_mode(ctx: Ctx, opts: QueryOptions, *, blocking: bool = True) -> ReadMod
     return ReadMode(consistency, opts.max_stale if opts.stale else None, index, wait)
 
 
-async def read(ctx: Ctx, name: str, args: dict[str, Any], *, error_meta: bool = False) -> QueryResult:
+async def read(ctx: Ctx, name: str, args: dict[str, Any], *, error_meta: bool = False,
+               opts: QueryOptions | None = None) -> QueryResult:
     """Run the named query as the request's options ask and set the X-Consul-* headers from its answer.
-    ``error_meta``: on failure set the empty metadata too (the endpoints whose Go handler defers ``setMeta``)."""
-    opts = parse_query_options(ctx.request, ctx.api.config.datacenter)
+    ``error_meta``: on failure set the empty metadata too (the endpoints whose Go handler defers ``setMeta``).
+    ``opts``: the request's options when the endpoint has parsed them already."""
+    if opts is None:
+        opts = parse_query_options(ctx.request, ctx.api.config.datacenter)
     try:
         check_dc(ctx, opts.dc)
         with store_errors(ctx):

@@ -11,8 +11,12 @@ wait on the event channel and go into the next Ready together, one append and on
 A proposal is an event on the same queue as ticks and messages; its caller waits on a `_Waiter` resolved when
 the entry at its index is applied (the state machine's result) or shown not to be ours (another term at that
 index: `ProposalLost`), or at once with `NotLeader` / `ProposalDropped` (then it was not appended at all).
-Every `snapshot_every` applied entries the state machine is snapshotted into the store and the log before it
-compacted.
+
+ReadIndex requests are batched as etcd's server batches them: one round (one heartbeat to every peer) is in flight
+at a time, and every request that arrives meanwhile waits for the next round, which answers them all.  A request
+never joins a round already started (its index was taken before the request came, and could miss a write the
+requester saw acknowledged).  Every `snapshot_every` applied entries the state machine is snapshotted into the
+store and the log before it compacted.
 """
 
 from __future__ import annotations
@@ -151,6 +155,7 @@ class Driver:
         tick_interval: float,
         max_batch: int = 256,
         snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
+        read_round_timeout: float = 5.0,
     ) -> None:
         self.node = node
         self.store = store
@@ -159,6 +164,9 @@ class Driver:
         self.tick_interval = tick_interval
         self.max_batch = max_batch
         self.snapshot_every = snapshot_every
+        #: a ReadIndex round with no quorum answer after this long fails its readers, so the next can start
+        self.read_round_timeout = read_round_timeout
+        self.read_rounds = 0  # ReadIndex rounds started (statistics: requests / rounds is the batching)
         self.soft_state = SoftState()
         self.applied = store.snapshot().meta.index
         self.last_contact = 0.0  # trio time of the last message from the leader (followers)
@@ -167,7 +175,8 @@ class Driver:
         self.stats = DriverStats()
         self.conf_index = 0  # index of the last configuration entry applied (Consul's configuration Index)
         self._waiters: dict[int, _Waiter] = {}
-        self._reads: dict[bytes, _Waiter] = {}  # ReadIndex requests in flight, by context
+        self._read_queue: list[_Waiter] = []  # ReadIndex requests waiting for the next round
+        self._read_round: tuple[bytes, float, list[_Waiter]] | None = None  # (context, started, waiters) in flight
         self._read_seq = 0
         self._applied_event = trio.Event()  # set (and replaced) whenever `applied` moves
         self._term_start = 0  # as leader: the index of our term's first entry (default reads wait for it)
@@ -260,8 +269,10 @@ class Driver:
                 proposals = []
                 self._feed(event)
             self._propose_all(proposals)
+            self._start_read_round()
             while self.node.has_ready():
                 await self._handle(self.node.ready())
+                self._start_read_round()
 
     def _feed(self, event: Event) -> None:
         if isinstance(event, _Tick):
@@ -276,14 +287,7 @@ class Driver:
                 return
             self._expect(receipt, event.waiter)
         elif isinstance(event, _ReadIndex):
-            self._read_seq += 1
-            context = b"r%d" % self._read_seq
-            try:
-                self.node.read_index(context)
-            except (NotLeader, RaftError) as err:
-                event.waiter.resolve(error=err)
-                return
-            self._reads[context] = event.waiter
+            self._read_queue.append(event.waiter)
         elif isinstance(event, _Call):
             try:
                 event.waiter.resolve(event.fn(self.node))
@@ -305,6 +309,30 @@ class Driver:
             return
         for n, p in enumerate(proposals):
             self._expect(None if receipt is None else (receipt[0] + n, receipt[1]), p.waiter)
+
+    def _start_read_round(self) -> None:
+        """One ReadIndex round for every request queued, unless one is in flight (then they wait for its end)."""
+        if self._read_round is not None:
+            context, started, waiters = self._read_round
+            if trio.current_time() - started < self.read_round_timeout:
+                return
+            self._read_round = None  # no quorum answered (lost messages): its readers fail, the next round starts
+            error = RaftError(f"read index: no quorum answered within {self.read_round_timeout:g}s")
+            for waiter in waiters:
+                waiter.resolve(error=error)
+        if not self._read_queue:
+            return
+        waiters, self._read_queue = self._read_queue, []
+        self._read_seq += 1
+        context = b"r%d" % self._read_seq
+        try:
+            self.node.read_index(context)
+        except (NotLeader, RaftError) as err:
+            for waiter in waiters:
+                waiter.resolve(error=err)
+            return
+        self.read_rounds += 1
+        self._read_round = (context, trio.current_time(), waiters)
 
     def _expect(self, receipt: tuple[int, int] | None, waiter: _Waiter) -> None:
         if receipt is None:  # forwarded (forward_proposals): we cannot follow it, and it may yet apply
@@ -366,9 +394,11 @@ class Driver:
             self.applied = entry.index
             self._settle_waiters_upto(entry.index, entry, result)
         for read in rd.read_states:
-            waiter = self._reads.pop(read.context, None)
-            if waiter is not None:
-                waiter.resolve(read.index)
+            if self._read_round is not None and read.context == self._read_round[0]:
+                waiters = self._read_round[2]
+                self._read_round = None
+                for waiter in waiters:
+                    waiter.resolve(read.index)
         if rd.committed_entries or rd.snapshot is not None:
             self._applied_event.set()
             self._applied_event = trio.Event()
@@ -380,9 +410,11 @@ class Driver:
             self._changed = trio.Event()
 
     def _fail_reads(self, error: BaseException) -> None:
-        """Leadership changed: a ReadIndex in flight may never be answered (a lost forward, a deposed leader)."""
-        reads, self._reads = self._reads, {}
-        for waiter in reads.values():
+        """Leadership changed: a ReadIndex in flight may never be answered (a lost forward, a deposed leader);
+        the ones queued behind it fail too, as they would have on being asked of a node that no longer leads."""
+        waiters = self._read_queue + (self._read_round[2] if self._read_round is not None else [])
+        self._read_queue, self._read_round = [], None
+        for waiter in waiters:
             waiter.resolve(error=error)
 
     def _settle_waiters_upto(self, index: int, entry: Entry | None, result: Any = None) -> None:
