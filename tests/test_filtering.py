@@ -85,6 +85,14 @@ SYNTAX_ERRORS = [  # go-bexpr v0.1.2's grammar_test.go cases, word for word
     ("a b", f'1:3 (2): no match found, expected: "!=", "==", "contains", "in", "is", "matches", "not" or {WS}'),
     ("π == 1", '1:1 (0): no match found, expected: "(", "-", "0", "\\"", "`", "not", [1-9] or [a-zA-Z]'),
     ("é == 1 and", '1:1 (0): no match found, expected: "(", "-", "0", "\\"", "`", "not", [1-9] or [a-zA-Z]'),
+    # an operator cut short: pigeon matches it word by word, so it fails where the input stops or goes wrong
+    ("Tags is", f"1:8 (7): no match found, expected: {WS}"),
+    ("Tags is ", f'1:9 (8): no match found, expected: "empty", "not" or {WS}'),
+    ("Tags is emp", f'1:9 (8): no match found, expected: "empty", "not" or {WS}'),
+    ("Tags is not x", f'1:13 (12): no match found, expected: "empty" or {WS}'),
+    ("a == 1 or", f"1:10 (9): no match found, expected: {WS}"),
+    ("Tags not ", f'1:10 (9): no match found, expected: "contains", "in", "matches" or {WS}'),
+    ("a == 1 an", f'1:8 (7): no match found, expected: "and", "or", {WS} or EOF'),
 ]  # fmt: skip
 
 

@@ -178,6 +178,10 @@ _SPACED: dict[str, tuple[str, ...]] = {
     "RPAR": ('")"',), "LPAR": ('"("',), "NOT": ('"not"',), "IDENT": ("[a-zA-Z]",),
     "NUMBER": ('"-"', '"0"', "[1-9]"), "STRING": ('"\\""', '"`"'),
 }  # fmt: skip
+# The words of the operators whose whitespace pigeon matches between them (`_ "is" _ "not" _ "empty"`).
+_WORDS = {"AND": ("and",), "OR": ("or",), "IN": ("in",), "NOT_IN": ("not", "in"), "CONTAINS": ("contains",),
+          "NOT_CONTAINS": ("not", "contains"), "MATCHES": ("matches",), "NOT_MATCHES": ("not", "matches"),
+          "IS_EMPTY": ("is", "empty"), "IS_NOT_EMPTY": ("is", "not", "empty")}  # fmt: skip
 _GROUPS = {"SV_OP": ("EQ", "NE", "CONTAINS", "NOT_CONTAINS", "MATCHES", "NOT_MATCHES"),
            "S_OP": ("IS_EMPTY", "IS_NOT_EMPTY"), "VS_OP": ("IN", "NOT_IN")}  # fmt: skip
 
@@ -198,6 +202,8 @@ def _no_match(src: _Source, pos: int, accepts: set[str], last: Token | None) -> 
         names.update(_GROUPS.get(name, (name,)))
     start = src.skip_ws(pos)
     spaced = start > pos or (pos > 0 and src.text[pos - 1] in " \t\r\n")
+    if spaced and start < len(src.text) and (cut := _cut_operator(src, start, names)) is not None:
+        return cut
     table = _SPACED if spaced else _TIGHT
     expected: set[str] = set()
     for name in names - {"$END", "BAD_NUMBER", "BAD_STRING"}:
@@ -210,6 +216,39 @@ def _no_match(src: _Source, pos: int, accepts: set[str], last: Token | None) -> 
     if "$END" in names:
         ordered.append("EOF")
     return FilterSyntaxError(f"{src.where(start)}: no match found, expected: {_join(ordered)}")
+
+
+def _cut_operator(src: _Source, start: int, names: set[str]) -> FilterSyntaxError | None:
+    """When the rest of the input is the start of an operator that could come at ``start`` (``Tags is``, ``a == 1
+    or``, ``Tags is emp``), pigeon's error: it matches an operator word by word, so it fails where the input stops
+    or where a word goes wrong, not where the operator began."""
+    rest = src.text[start:]
+    words = rest.split()
+    operators = [_WORDS[n] for n in names & _WORDS.keys()]
+    if not words or not operators:
+        return None
+    ends_spaced = rest[-1] in " \t\r\n"
+    following: set[str] = set()  # the words that may come next, after whitespace
+    unfinished = False  # an operator's words are all there, but its closing whitespace is not
+    for op in operators:
+        if tuple(words) == op[: len(words)]:
+            if len(words) < len(op):
+                following.add(op[len(words)])
+            elif op[-1] != "empty":
+                unfinished = True
+    if following or unfinished:
+        if not ends_spaced:
+            return FilterSyntaxError(f"{src.where(len(src.text))}: no match found, expected: {_SPACE}")
+        expected = sorted({f'"{w}"' for w in following} | {_SPACE})
+        return FilterSyntaxError(f"{src.where(len(src.text))}: no match found, expected: {_join(expected)}")
+    # the last word goes wrong: pigeon fails at its start, wanting the word each operator has there
+    head, last = tuple(words[:-1]), words[-1]
+    wanted = {op[len(head)] for op in operators if len(op) > len(head) and op[: len(head)] == head}
+    if not head or not wanted or ends_spaced:
+        return None
+    at = start + rest.rindex(last)
+    expected = sorted({f'"{w}"' for w in wanted} | {_SPACE})
+    return FilterSyntaxError(f"{src.where(at)}: no match found, expected: {_join(expected)}")
 
 
 def _check_token(src: _Source, token: Token) -> None:
