@@ -131,6 +131,11 @@ def test_a_lone_surrogate_in_json_is_stored_as_go_stores_it_and_old_poison_loads
 
     wait_for(replicated, timeout=15, what="b holds a's record", diagnostics=cluster.diagnostics)
     assert a.proc.alive() and b.proc.alive()
+    # a rejoins b after its restart from its saved peers (written 1 s after a change): stop it only once saved,
+    # or the rejoin is left to b's reconnect timer and the replication wait below races it
+    peers = a.data_dir / "serf" / "peers.json"
+    wait_for(lambda: peers.exists() and b.serf_addr in peers.read_text(), timeout=10, what="a's peers file names b",
+             diagnostics=cluster.diagnostics)
 
     # What the old code persisted: the raw escape in the file.  The agent must start and serve it.
     a.proc.stop()
