@@ -59,6 +59,7 @@ def test_mixed_pool_estimates_both_ways(cluster: Cluster, agents: Agents) -> Non
         return len(estimates) == len(asks)
 
     wait_for(all_estimated, timeout=60, what=f"every estimate (so far {estimates})", diagnostics=diagnostics)
+    print("\n" + "\n".join(f"{what:<20} {value * 1000:.3f} ms" for what, value in estimates.items()))  # -s shows
     for what, value in estimates.items():
         assert 0 < value < 0.050, (what, value)
 
