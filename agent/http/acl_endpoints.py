@@ -11,8 +11,8 @@ itself.  Consul's statuses and texts: ACLs off, 401 ``ACL support disabled``; an
 a body that does not decode, 400; a rule of the store, 500 with its text.
 
 The token comes from ``?token=``, else ``X-Consul-Token``, else ``Authorization: Bearer`` (Consul's
-``parseTokenInternal``), else the agent's ``default`` token (``ctx.api.acl_tokens``, which
-``PUT /v1/agent/token/default`` changes).  Enforcement on the other endpoints is not here.
+``parseTokenInternal``), else the agent's ``acl.tokens.default`` (agent/http/authz.py, which enforces every other
+endpoint).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from agent.acl.builtin import ANONYMOUS_TOKEN_ID
 from agent.acl.rules import PolicyRules, parse_rules_cached
 from agent.gostrings import decode_json, go_quote
 from agent.http.acl_bodies import body_fields, policy_command, role_command, token_command
+from agent.http.authz import configured_tokens, request_token
 from agent.http.errors import NO_CLUSTER_LEADER, HTTPError
-from agent.http.request import Request
 from agent.http.routes import Ctx, Route
 from agent.server.access import CommandFailed, NoLeader, QueryResult, ReadMode, StoreUnavailable
 from agent.server.state import commands as c
@@ -42,18 +42,6 @@ __all__ = ["ACL_DISABLED", "ROUTES", "acl_caller", "request_token"]
 ACL_DISABLED = "ACL support disabled"
 ACL_NOT_FOUND = "ACL not found"
 BOOTSTRAP_REFUSED = "ACL bootstrap no longer allowed"
-
-
-def request_token(request: Request, default: str = "") -> str:
-    """Consul's ``parseToken``: ``?token=``, ``X-Consul-Token``, ``Authorization: Bearer <t>``, else ``default``."""
-    token = request.query.get("token")
-    if not token:
-        token = request.header("x-consul-token")
-    if not token:
-        parts = request.header("authorization").split(" ")
-        if len(parts) > 1 and parts[0].lower() == "bearer":
-            token = " ".join(parts[1:]).strip().split(" ")[0].strip()
-    return token or default
 
 
 def uuid_index_error(text: str) -> str | None:
@@ -134,7 +122,7 @@ async def _identity(ctx: Ctx, secret: str) -> dict[str, Any]:
 async def _caller(ctx: Ctx) -> _Caller:
     _enabled(ctx)
     acl = ctx.api.config.acl
-    identity = await _identity(ctx, request_token(ctx.request, ctx.api.acl_tokens.current.default))
+    identity = await _identity(ctx, request_token(ctx.request, configured_tokens(ctx.api).default))
     rules: list[PolicyRules] = [parse_rules_cached(p["Rules"]) for p in identity["Policies"]]
     token = identity["Token"]
     accessor = token["AccessorID"] if token else ANONYMOUS_TOKEN_ID
@@ -230,7 +218,7 @@ async def acl_token(ctx: Ctx) -> Any:
     method = ctx.request.method
     if rest == "self" and method == "GET":
         _enabled(ctx)
-        identity = await _identity(ctx, request_token(ctx.request, ctx.api.acl_tokens.current.default))
+        identity = await _identity(ctx, request_token(ctx.request, configured_tokens(ctx.api).default))
         if identity["Token"] is None:
             raise HTTPError(403, ACL_NOT_FOUND)
         return identity["Token"]
