@@ -156,6 +156,13 @@ class Router:
         self._prefix_order = sorted(self._prefix, key=len, reverse=True)
         self._timers: dict[tuple[str, str], tuple[Any, Any]] = {}  # (pattern, method) -> (metrics, its series)
 
+    def routes(self) -> list[Route]:
+        """Every route, exact and prefix (what a table of per-route rules must cover)."""
+        return [*self._exact.values(), *self._prefix.values()]
+
+    def socket_routes(self) -> list[SocketRoute]:
+        return list(self._sockets.values())
+
     def socket(self, path: str) -> SocketRoute | None:
         """The websocket route at exactly ``path`` (no cleaning, no prefixes: a stream has one address)."""
         return self._sockets.get(path)

@@ -208,7 +208,8 @@ class TokenResolver:
         args = {"secret_id": "", "datacenter": self.datacenter, "now": 0}
         while True:
             try:
-                result = await self.access.query("acl.identity", args, ReadMode(index=self.acl_index, wait=wait))
+                mode = ReadMode(index=max(1, self.acl_index), wait=wait)  # index 0 would not block
+                result = await self.access.query("acl.identity", args, mode)
             except (NoLeader, StoreUnavailable, ValueError) as exc:
                 log.debug("acl: watching the ACL index: %s", exc)
                 await trio.sleep(retry)
