@@ -288,6 +288,26 @@ def test_sessions_need_session_write_on_their_node(m1: tuple[ConsulAgent, dict[s
     ok(call(agent, "PUT", f"/v1/session/destroy/{created}", token=mine))
 
 
+def test_catalog_registration_needs_node_and_service_write(m1: tuple[ConsulAgent, dict[str, str]]) -> None:
+    agent, _ = m1
+    service_only = make_token(agent, ['service "ext-svc" { policy = "write" }'])["SecretID"]
+    both = make_token(agent, ['node "ext1" { policy = "write" }\nservice "ext-svc" { policy = "write" }'])["SecretID"]
+    register = {"Node": "ext1", "Address": "10.0.0.1", "Service": {"Service": "ext-svc", "Port": 1}}
+    refused = call(agent, "PUT", "/v1/catalog/register", register, service_only)
+    assert refused.status_code == 403 and "'node:write' on \"ext1\"" in refused.text  # a new node
+    ok(call(agent, "PUT", "/v1/catalog/register", register, both))
+    wait_for(lambda: call(agent, "GET", "/v1/catalog/node/ext1", token=MGMT).json(), timeout=10, what="ext1")
+    # the node known, a service update needs only the service's write (Consul's vetRegisterWithACL)
+    ok(call(agent, "PUT", "/v1/catalog/register", {**register, "Service": {"Service": "ext-svc", "Port": 2}},
+            service_only))  # fmt: skip
+    other = call(agent, "PUT", "/v1/catalog/register", {**register, "Service": {"Service": "db-x"}}, service_only)
+    assert other.status_code == 403 and "'service:write' on \"db-x\"" in other.text
+    gone = call(agent, "PUT", "/v1/catalog/deregister", {"Node": "ext1"}, service_only)
+    assert gone.status_code == 403
+    ok(call(agent, "PUT", "/v1/catalog/deregister", {"Node": "ext1", "ServiceID": "ext-svc"}, service_only))
+    ok(call(agent, "PUT", "/v1/catalog/deregister", {"Node": "ext1"}, both))
+
+
 def test_dns_answers_with_the_dns_tokens_view(tmp_path: Any) -> None:
     dns_secret = "8f2d7c1a-3333-4000-8000-000000000003"
     cluster = Cluster(tmp_path)

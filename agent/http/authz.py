@@ -176,10 +176,10 @@ async def vet_catalog_register(ctx: Ctx, command: CatalogRegister) -> None:
     if command.service is None or not known:
         check(who, "node", command.node, WRITE)
     if command.service is not None:
-        check(who, "service", command.service.service, WRITE)
+        check(who, "service", command.service.name, WRITE)
     for record in command.checks:
         if record.service_id and command.service is not None and record.service_id == command.service.id:
-            check(who, "service", command.service.service, WRITE)
+            check(who, "service", command.service.name, WRITE)
         elif not record.service_id:
             check(who, "node", command.node, WRITE)
 
