@@ -22,7 +22,7 @@ from consul_agents import Cluster, ConsulAgent
 from procs import wait_for
 
 from agent.http.authz import GUARDS
-from agent.http.routes import default_router
+from agent.http.endpoints import default_router
 
 MGMT = "8f2d7c1a-1111-4000-8000-000000000001"
 RECOVERY = "8f2d7c1a-2222-4000-8000-000000000002"
@@ -151,8 +151,8 @@ MATRIX: list[tuple[str, str, str, Any, str]] = [
     ("/v1/status/leader", "GET", "/v1/status/leader", None, "public"),
     ("/v1/status/peers", "GET", "/v1/status/peers", None, "public"),
     ("/v1/stream/members", "GET", "/v1/stream/members", None, "deny"),
-    ("/ui/", "GET", "/ui/", None, "deny"),
-    ("/ui/", "HEAD", "/ui/", None, "deny"),
+    ("/ui/", "GET", "/ui/", None, "public"),
+    ("/ui/", "HEAD", "/ui/", None, "public"),
     # destructive, last
     ("/v1/acl/token/", "DELETE", "/v1/acl/token/{mgmt_accessor}", None, "deny"),
     ("/v1/acl/policy/", "DELETE", "/v1/acl/policy/00000000-0000-0000-0000-000000000001", None, "deny"),

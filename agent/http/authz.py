@@ -513,7 +513,7 @@ GUARDS: Mapping[str, Guard] = {
     "/v1/status/peers": _PUBLIC,
     # the live view
     "/v1/stream/members": Guard(_node_read_all, rule="node:read on every node"),
-    "/ui/": Guard(_node_read_all, rule="node:read on every node"),
+    "/ui/": Guard(rule="none: the page holds no cluster data (Consul's UI assets); its stream and reads enforce"),
 }
 
 
