@@ -92,6 +92,7 @@ class TokenResolver:
         self._down = Identity("", Authorizer(PolicyRules(), acl.default_policy))
         self._server_cache = AuthorizerCache(datacenter, acl.default_policy)
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
+        self._down_logged = False
         #: The highest ACL index the servers reported (by `watch` or any answer): older answers are stale.
         self.acl_index = 0
 
@@ -168,6 +169,7 @@ class TokenResolver:
         args = {"secret_id": secret, "datacenter": self.datacenter, "now": time.time_ns()}
         result = await self.access.query("acl.identity", args, ReadMode())
         identity = None if result.value is None else self._identity(result.value)
+        self._down_logged = False
         self.acl_index = max(self.acl_index, result.index)
         entry = _Cached(identity, self.clock(), result.index)
         self._cache[secret] = entry
@@ -189,7 +191,9 @@ class TokenResolver:
 
     def _down_policy(self, secret: str, entry: _Cached | None, exc: Exception) -> Identity:
         policy = self.acl.down_policy
-        log.warning("acl: no server answered a token resolution (%s); down_policy %s applies", exc, policy)
+        if not self._down_logged:  # once per outage, not once per request
+            log.warning("acl: no server answered a token resolution (%s); down_policy %s applies", exc, policy)
+            self._down_logged = True
         if policy == "allow":
             return ALLOW_ALL
         if policy == "deny":
