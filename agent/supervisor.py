@@ -245,7 +245,9 @@ class Agent:
         return None if pool is None else {"calls": pool.calls, "opened": pool.opened, "retries": pool.retries}
 
     def _token_resolver(self) -> TokenResolver:
-        """A server resolves tokens from its own store; a client through the servers, with a cache."""
+        """A server resolves tokens from its own store; a client through the servers, with a cache.  ``tokens`` is
+        the one read of the agent's own tokens (``acl.tokens``): runtime-set tokens (``/v1/agent/token/*``, an
+        AgentTokens holder) replace this function."""
         config = self.config
         service = self.store_service
         return TokenResolver(config.acl, node_name=config.node_name, datacenter=config.datacenter,

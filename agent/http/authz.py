@@ -72,9 +72,9 @@ def request_token(request: Request, default: str = "") -> str:
 
 
 def configured_tokens(api: AgentAPI) -> ACLTokens | AgentTokens:
-    """The agent's own tokens (``acl.tokens``): the one place they are read, so tokens set at runtime
-    (``/v1/agent/token/*``) can be wired here later."""
-    return api.config.acl.tokens
+    """The agent's own tokens as its TokenResolver holds them: the supervisor gives it the AgentTokens holder
+    (``acl.tokens``, changed at runtime by ``PUT /v1/agent/token/*``), the one place they are read."""
+    return api.acl.tokens()
 
 
 def acl_enabled(api: AgentAPI) -> bool:
