@@ -23,10 +23,13 @@ import attrs
 
 from agent.acl.builtin import ANONYMOUS_TOKEN_ID
 from agent.acl.rules import LIST, READ, WRITE
+from agent.catalog import query
 from agent.gostrings import go_quote
+from agent.http.catalog_services import node_services_json
 from agent.http.errors import HTTPError
 from agent.http.request import Request
 from agent.http.response import Response
+from agent.server.access import NoLeader, ReadMode, StoreUnavailable
 from agent.server.acl_resolver import ACLNotFound, Identity
 
 if TYPE_CHECKING:
@@ -170,8 +173,6 @@ async def vet_catalog_register(ctx: Ctx, command: CatalogRegister) -> None:
     if not acl_enabled(ctx.api):
         return
     who = await identity(ctx)
-    from agent.catalog import query
-
     known = query.find_node(ctx.api.table.current, command.node, ctx.api.config.datacenter) is not None
     if command.service is None or not known:
         check(who, "node", command.node, WRITE)
@@ -199,13 +200,9 @@ async def vet_catalog_deregister(ctx: Ctx, command: CatalogDeregister) -> None:
 
 
 def _catalog_service_name(ctx: Ctx, node: str, service_id: str) -> str | None:
-    from agent.catalog import query
-
     view = query.find_node(ctx.api.table.current, node, ctx.api.config.datacenter)
     if view is None:
         return None
-    from agent.http.catalog_services import node_services_json
-
     service = node_services_json(ctx.api.table.current, view).get(service_id)
     return None if service is None else str(service.get("Service", ""))
 
@@ -241,7 +238,8 @@ async def txn_denied(ctx: Ctx, ops: Iterable[Any]) -> list[dict[str, Any]]:
 @attrs.frozen
 class Guard:
     """A route's rule: ``before`` checks the request (raise a 403), ``after`` filters what the endpoint answers;
-    ``self_checked`` routes enforce inside the endpoint (the ACL API, bootstrap), ``public`` ones need nothing."""
+    with neither, the endpoint runs as it is (it enforces itself, or the route needs nothing).  ``rule`` says
+    which in a line (docs/acl.md shows it)."""
 
     before: Callable[[Ctx, Identity], Awaitable[None]] | None = None
     after: Callable[[Ctx, Identity, Any], Any] | None = None
@@ -257,15 +255,6 @@ def _need(resource: str, need: str, name: Callable[[Ctx], str] = lambda ctx: "")
 
 def _rest(prefix: str) -> Callable[[Ctx], str]:
     return lambda ctx: ctx.request.path.removeprefix(prefix)
-
-
-def _by_method(**rules: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
-    async def before(ctx: Ctx, who: Identity) -> None:
-        rule = rules.get(ctx.request.method.lower())
-        if rule is not None:
-            await rule(ctx, who)
-
-    return before
 
 
 def _mark(ctx: Ctx, kept: int, total: int, header: bool) -> None:
@@ -363,14 +352,14 @@ def _kv_key(ctx: Ctx) -> str:
 async def _kv_before(ctx: Ctx, who: Identity) -> None:
     """``KVS.Get`` key:read; ``List``/``ListKeys`` key:list on the prefix when ``enable_key_list_policy``
     (entries are filtered after); ``Apply`` key:write, a recursive delete ``KeyWritePrefix``."""
-    key, query, method = _kv_key(ctx), ctx.request.query, ctx.request.method
+    key, q, method = _kv_key(ctx), ctx.request.query, ctx.request.method
     if method == "GET":
-        if query.has("keys") or query.has("recurse"):
+        if q.has("keys") or q.has("recurse"):
             if ctx.api.config.acl.enable_key_list_policy:
                 check(who, "key", key, LIST)
         elif key:
             check(who, "key", key, READ)
-    elif method == "DELETE" and query.has("recurse"):
+    elif method == "DELETE" and q.has("recurse"):
         if not who.authorizer.key_write_prefix(key):
             raise denied(who, "key", WRITE, key)
     elif key:
@@ -400,8 +389,6 @@ def _txn_after(ctx: Ctx, who: Identity, result: Any) -> Any:
 
 async def _session_by_id(ctx: Ctx, who: Identity, prefix: str) -> None:
     """``Session.Apply`` destroy and ``Session.Renew``: session:write on the session's node."""
-    from agent.server.access import NoLeader, ReadMode, StoreUnavailable
-
     session_id = _rest(prefix)(ctx)
     if not session_id:
         return
