@@ -90,9 +90,9 @@ def m1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ConsulAgent, 
 # ------------------------------------------------------------------ the matrix
 
 #: (pattern, method) -> (target, body, expectation) for an anonymous request under default_policy deny.
-#: Expectations: "deny" (403 Permission denied), "public" (200: Consul checks nothing), "filtered" (200 with
-#: nothing the management token sees; the header where Consul's servers set it), "filtered-quiet" (the same
-#: without the header: agent-local lists), "txn" (409 with Permission denied per op).
+#: Expectations: "deny" (403 Permission denied), "public" (200: Consul checks nothing), "filtered" (200 or 404
+#: with nothing the management token sees; with a token, the header where Consul's servers set it),
+#: "filtered-quiet" (the same, never the header: agent-local lists), "txn" (409 with Permission denied per op).
 #: Destructive requests come last: if they were let through, the rows after them could not run.
 MATRIX: list[tuple[str, str, str, Any, str]] = [
     ("/v1/acl/bootstrap", "PUT", "/v1/acl/bootstrap", None, "deny"),
@@ -194,6 +194,7 @@ def test_anonymous_under_deny_gets_403_or_a_filtered_list_everywhere(m1: tuple[C
     agent, seeded = m1
     mgmt_accessor = ok(call(agent, "GET", "/v1/acl/token/self", token=MGMT)).json()["AccessorID"]
     names = {"mgmt_accessor": mgmt_accessor, **seeded}
+    nothing = make_token(agent, ['key_prefix "nothing-here/" { policy = "read" }'])["SecretID"]
     failures = []
     for pattern, method, target, body, expect in MATRIX:
         target = target.format(**names)
@@ -211,10 +212,15 @@ def test_anonymous_under_deny_gets_403_or_a_filtered_list_everywhere(m1: tuple[C
         else:
             seen_by_management = call(agent, method, target, body, MGMT)
             assert seen_by_management.status_code == 200 and not _empty(seen_by_management.json()), where
-            empty = reply.status_code == 404 or (reply.status_code == 200 and _empty(reply.json()))
-            header = reply.headers.get(FILTERED) == "true"
-            if not empty or header != (expect == "filtered"):
-                failures.append(f"{where} header={reply.headers.get(FILTERED)}")
+            # no token at all: never the header (Consul's maskResultsFilteredByACLs); a token that reads
+            # nothing: the header where Consul's servers set it
+            with_token = call(agent, method, target, body, nothing)
+            for answer, header_expected in ((reply, False), (with_token, expect == "filtered")):
+                empty = answer.status_code == 404 or (answer.status_code == 200 and _empty(answer.json()))
+                header = answer.headers.get(FILTERED) == "true"
+                if not empty or header != header_expected:
+                    failures.append(f"{where} with a token: {answer is with_token} {answer.status_code} "
+                                    f"header={answer.headers.get(FILTERED)}")
     assert not failures, "\n".join(failures)
     assert ok(call(agent, "GET", "/v1/agent/self", token=MGMT)).json()["Config"]["NodeName"] == "m1"  # still up
 

@@ -258,7 +258,10 @@ def _rest(prefix: str) -> Callable[[Ctx], str]:
 
 
 def _mark(ctx: Ctx, kept: int, total: int, header: bool) -> None:
-    if header and kept != total:
+    """``X-Consul-Results-Filtered-By-ACLs: true`` when something was left out, on the endpoints whose Consul
+    servers say so, and never to a request with no token at all (Consul's ``maskResultsFilteredByACLs``: an
+    unauthenticated caller must not learn what exists)."""
+    if header and kept != total and request_token(ctx.request, configured_tokens(ctx.api).default):
         ctx.headers[FILTERED_HEADER] = "true"
 
 
@@ -302,7 +305,7 @@ def _catalog_node_after(ctx: Ctx, who: Identity, result: Any) -> Any:
     if not isinstance(result, dict):
         return result
     if not _can(who, "node", result["Node"]["Node"]):
-        ctx.headers[FILTERED_HEADER] = "true"
+        _mark(ctx, 0, 1, True)
         return None
     services = result.get("Services") or {}
     kept = {k: v for k, v in services.items() if _can(who, "service", v.get("Service", ""))}
