@@ -27,6 +27,7 @@ from agent.http.endpoints import default_router
 MGMT = "8f2d7c1a-1111-4000-8000-000000000001"
 RECOVERY = "8f2d7c1a-2222-4000-8000-000000000002"
 DENIED = "Permission denied"
+COORD = {"Vec": [0.0] * 8, "Error": 1.5, "Adjustment": 0.0, "Height": 1e-05}  # Vivaldi's origin
 FILTERED = "X-Consul-Results-Filtered-By-ACLs"
 
 
@@ -80,6 +81,7 @@ def m1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ConsulAgent, 
         ok(call(agent, "PUT", "/v1/kv/secret/y", b"two", MGMT))
         session = ok(call(agent, "PUT", "/v1/session/create", {"Name": "s"}, MGMT)).json()["ID"]
         ok(call(agent, "PUT", "/v1/event/fire/deploy", b"", MGMT))
+        ok(call(agent, "PUT", "/v1/coordinate/update", {"Node": "m1", "Coord": COORD}, MGMT))
         wait_for(lambda: call(agent, "GET", "/v1/catalog/service/web-1", token=MGMT).json(), timeout=20,
                  what="web-1 in the catalog", diagnostics=cluster.diagnostics)  # fmt: skip
         yield agent, {"session": session}
@@ -123,7 +125,12 @@ MATRIX: list[tuple[str, str, str, Any, str]] = [
     ("/v1/agent/check/update/", "PUT", "/v1/agent/check/update/service:web-1", {"Status": "passing"}, "deny"),
     ("/v1/catalog/nodes", "GET", "/v1/catalog/nodes", None, "filtered"),
     ("/v1/catalog/node/", "GET", "/v1/catalog/node/m1", None, "filtered"),
+    ("/v1/catalog/node-services/", "GET", "/v1/catalog/node-services/m1", None, "filtered"),
     ("/v1/catalog/datacenters", "GET", "/v1/catalog/datacenters", None, "public"),
+    ("/v1/coordinate/datacenters", "GET", "/v1/coordinate/datacenters", None, "public"),
+    ("/v1/coordinate/nodes", "GET", "/v1/coordinate/nodes", None, "filtered"),
+    ("/v1/coordinate/node/", "GET", "/v1/coordinate/node/m1", None, "deny"),
+    ("/v1/coordinate/update", "PUT", "/v1/coordinate/update", {"Node": "m1", "Coord": COORD}, "deny"),
     ("/v1/catalog/services", "GET", "/v1/catalog/services", None, "filtered"),
     ("/v1/catalog/service/", "GET", "/v1/catalog/service/web-1", None, "filtered"),
     ("/v1/catalog/register", "PUT", "/v1/catalog/register", {"Node": "ext1", "Address": "10.0.0.1"}, "deny"),
@@ -187,6 +194,8 @@ def test_every_route_has_a_rule_and_a_matrix_row() -> None:
 def _empty(value: Any) -> bool:
     if isinstance(value, dict) and "Results" in value:
         return not value["Results"]
+    if isinstance(value, dict) and set(value) == {"Node", "Services"}:  # a NodeServiceList
+        return value["Node"] is None
     return value in ([], {}, None)
 
 

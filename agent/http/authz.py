@@ -24,7 +24,7 @@ import attrs
 from agent.acl.builtin import ANONYMOUS_TOKEN_ID
 from agent.acl.rules import LIST, READ, WRITE
 from agent.catalog import query
-from agent.gostrings import go_quote
+from agent.gostrings import decode_json, go_quote
 from agent.http.catalog_services import node_services_json
 from agent.http.errors import HTTPError
 from agent.http.request import Request
@@ -410,6 +410,32 @@ def _session_write(prefix: str) -> Callable[..., Awaitable[None]]:
     return before
 
 
+async def _coordinate_update_before(ctx: Ctx, who: Identity) -> None:
+    """``Coordinate.Update``: node:write on the body's ``Node`` (a body that does not decode is the endpoint's
+    400)."""
+    try:
+        body = decode_json(ctx.request.body)
+    except ValueError:
+        return
+    if isinstance(body, dict):
+        node = next((v for k, v in body.items() if k.lower() == "node"), "")
+        check(who, "node", node if isinstance(node, str) else "", WRITE)
+
+
+def _node_services_after(ctx: Ctx, who: Identity, result: Any) -> Any:
+    """``filterNodeServiceList``: the node unreadable is the empty list (as an unknown node), else its services
+    the token may read."""
+    if not isinstance(result, dict) or not result.get("Node"):
+        return result
+    if not _can(who, "node", result["Node"]["Node"]):
+        _mark(ctx, 0, 1, True)
+        return {"Node": None, "Services": None}
+    services = result.get("Services") or []
+    kept = [v for v in services if _can(who, "service", v.get("Service", ""))]
+    _mark(ctx, len(kept), len(services), True)
+    return {**result, "Services": kept}
+
+
 async def _keyring_before(ctx: Ctx, who: Identity) -> None:
     check(who, "keyring", "", READ if ctx.request.method == "GET" else WRITE)
 
@@ -467,6 +493,8 @@ GUARDS: Mapping[str, Guard] = {
     "/v1/catalog/nodes": Guard(after=_keep_list(lambda who, n: _can(who, "node", n.get("Node", ""))),
                                rule="filter: node:read per node"),
     "/v1/catalog/node/": Guard(after=_catalog_node_after, rule="filter: node:read (else null), service:read"),
+    "/v1/catalog/node-services/": Guard(after=_node_services_after,
+                                        rule="filter: node:read (else the empty list), service:read"),
     "/v1/catalog/datacenters": _PUBLIC,
     "/v1/catalog/services": Guard(after=_keep_map(lambda who, name, _tags: _can(who, "service", name)),
                                   rule="filter: service:read per service"),
@@ -499,6 +527,11 @@ GUARDS: Mapping[str, Guard] = {
     "/v1/operator/keyring": Guard(_keyring_before, rule="keyring:read (GET), keyring:write (others)"),
     "/v1/operator/raft/configuration": Guard(_need("operator", READ), rule="operator:read"),
     "/v1/operator/raft/peer": Guard(_need("operator", WRITE), rule="operator:write"),
+    "/v1/coordinate/datacenters": _PUBLIC,
+    "/v1/coordinate/nodes": Guard(after=_keep_list(lambda who, e: _can(who, "node", e.get("Node", ""))),
+                                  rule="filter: node:read per node"),
+    "/v1/coordinate/node/": Guard(_need("node", READ, _rest("/v1/coordinate/node/")), rule="node:read on the node"),
+    "/v1/coordinate/update": Guard(_coordinate_update_before, rule="node:write on the body's Node"),
     "/v1/status/leader": _PUBLIC,
     "/v1/status/peers": _PUBLIC,
     # the live view
