@@ -94,7 +94,8 @@ def m1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ConsulAgent, 
 #: (pattern, method) -> (target, body, expectation) for an anonymous request under default_policy deny.
 #: Expectations: "deny" (403 Permission denied), "public" (200: Consul checks nothing), "filtered" (200 or 404
 #: with nothing the management token sees; with a token, the header where Consul's servers set it),
-#: "filtered-quiet" (the same, never the header: agent-local lists), "txn" (409 with Permission denied per op).
+#: "filtered-quiet" (the same, never the header: agent-local lists), "txn" (409 with Permission denied per op),
+#: "not-found" (403 ACL not found: login and logout, which have no token of their own to refuse).
 #: Destructive requests come last: if they were let through, the rows after them could not run.
 MATRIX: list[tuple[str, str, str, Any, str]] = [
     ("/v1/acl/bootstrap", "PUT", "/v1/acl/bootstrap", None, "deny"),
@@ -110,6 +111,9 @@ MATRIX: list[tuple[str, str, str, Any, str]] = [
     ("/v1/acl/role/", "GET", "/v1/acl/role/name/r", None, "deny"),
     ("/v1/acl/role/", "PUT", "/v1/acl/role/x", {}, "deny"),
     ("/v1/acl/roles", "GET", "/v1/acl/roles", None, "deny"),
+    ("/v1/acl/login", "POST", "/v1/acl/login", {"AuthMethod": "x", "BearerToken": "y"}, "not-found"),
+    ("/v1/acl/logout", "POST", "/v1/acl/logout", None, "not-found"),
+    ("/v1/agent/token/", "PUT", "/v1/agent/token/default", {"Token": "x"}, "deny"),
     ("/v1/agent/members", "GET", "/v1/agent/members", None, "filtered-quiet"),
     ("/v1/agent/self", "GET", "/v1/agent/self", None, "deny"),
     ("/v1/agent/metrics", "GET", "/v1/agent/metrics", None, "deny"),
@@ -211,6 +215,9 @@ def test_anonymous_under_deny_gets_403_or_a_filtered_list_everywhere(m1: tuple[C
         where = f"{method} {target} ({pattern}): {reply.status_code} {reply.text[:160]!r}"
         if expect == "deny":
             if reply.status_code != 403 or (method != "HEAD" and not reply.text.startswith(DENIED)):
+                failures.append(where)
+        elif expect == "not-found":
+            if reply.status_code != 403 or not reply.text.startswith("ACL not found"):
                 failures.append(where)
         elif expect == "public":
             if reply.status_code != 200:

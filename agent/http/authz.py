@@ -16,6 +16,7 @@ filtering of lists (hashicorp/consul ``agent/http.go`` ``parseToken``, ``agent/a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,7 @@ from agent.gostrings import decode_json, go_quote
 from agent.http.catalog_services import node_services_json
 from agent.http.errors import HTTPError
 from agent.http.request import Request
-from agent.http.response import Response
+from agent.http.response import Encoded, Response
 from agent.server.access import NoLeader, ReadMode, StoreUnavailable
 from agent.server.acl_resolver import ACLNotFound, Identity
 
@@ -463,7 +464,8 @@ GUARDS: Mapping[str, Guard] = {
     # ACL API: enforced inside agent/http/acl_endpoints.py
     **{p: _SELF_CHECKED for p in ("/v1/acl/bootstrap", "/v1/acl/token", "/v1/acl/token/", "/v1/acl/tokens",
                                   "/v1/acl/policy", "/v1/acl/policy/", "/v1/acl/policies", "/v1/acl/role",
-                                  "/v1/acl/role/", "/v1/acl/roles")},
+                                  "/v1/acl/role/", "/v1/acl/roles", "/v1/acl/login", "/v1/acl/logout")},
+    "/v1/agent/token/": Guard(rule="acl:write (enforced by the endpoint, agent/http/agent_token.py)"),
     # the agent itself
     "/v1/agent/members": Guard(after=_keep_list(lambda who, m: _can(who, "node", m.get("Name", "")), header=False),
                                rule="filter: node:read per member"),
@@ -566,6 +568,8 @@ async def guard(route: Route, ctx: Ctx) -> Any:
         await rule.before(ctx, who)
     result = await route.endpoint(ctx)
     if rule.after is not None:
+        if isinstance(result, Encoded):  # an answer encoded for everyone (agent/http/memo.py): filter its value
+            result = json.loads(result.body)
         result = rule.after(ctx, who, result)
     return result
 
