@@ -12,8 +12,8 @@ AccessorID '<id>' lacks permission 'acl:write'`` (``anonymous token`` for the an
 rule of the store, 500 with its text.
 
 The token comes from ``?token=``, else ``X-Consul-Token``, else ``Authorization: Bearer`` (Consul's
-``parseTokenInternal``), else the agent's ``acl.tokens.default`` (agent/http/authz.py, which enforces every other
-endpoint).
+``parseTokenInternal``), else the agent's default token (`agent.http.authz.configured_tokens`: ``acl.tokens``, which
+``PUT /v1/agent/token/default`` changes).  agent/http/authz.py enforces every other endpoint.
 """
 
 from __future__ import annotations
