@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from agent.members import Member, MemberTable
     from agent.metrics import Metrics
     from agent.server.access import StoreAccess
+    from agent.server.acl_resolver import TokenResolver
     from agent.services.manager import ServiceManager
     from protocol.keymanager import KeyQueryDone
 
@@ -35,6 +36,8 @@ class AgentAPI(Protocol):
     #: The servers' state store (KV, sessions, txn, catalog registrations) as this agent reaches it: a server's
     #: own StoreService, a client's forwarding to the servers (agent/server/access.py).
     store_access: StoreAccess
+    #: Who a request's token is (agent/server/acl_resolver.py): every HTTP endpoint, the stream and DNS ask it.
+    acl: TokenResolver
     #: The agent's log records for /v1/agent/monitor (agent.logstream.LogHub).
     logs: LogHub
     #: The agent's metrics registry (agent.metrics.Metrics): /v1/agent/metrics, and what the parts count.

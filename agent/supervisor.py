@@ -57,6 +57,7 @@ from agent.metrics import Metrics
 from agent.pidfile import pid_file
 from agent.server import rpc as server_rpc
 from agent.server.access import StoreAccess
+from agent.server.acl_resolver import TokenResolver
 from agent.server.cluster import CLUSTER_TAG, RaftServer, ServerSettings, bootstrap_warnings
 from agent.server.driver import Timing
 from agent.server.duties import ACLInit
@@ -135,6 +136,8 @@ class Agent:
         self.store_service: StoreService | None = None
         #: The agent's own ACL tokens (acl.tokens, PUT /v1/agent/token/*); loaded with the data dir in run().
         self.acl_tokens = TokenStore(AgentTokens.from_config(config.acl.tokens))
+        #: Who a request's token is: built once the store access is known (run), asked by HTTP and DNS.
+        self.acl = self._token_resolver()
         #: key queries in flight: handle -> (set when done, the result)
         self._key_waiters: dict[int, tuple[trio.Event, list[KeyQueryDone]]] = {}
         #: Consul user events this agent accepted (the last 256), for /v1/event/list.
@@ -157,6 +160,9 @@ class Agent:
                 await self._start_gossip(root)
                 root.start_soon(self._feed_members)
                 await self._start_raft(root)
+                self.acl = self._token_resolver()
+                root.start_soon(self.acl.watch)
+                root.start_soon(self.acl.refresh, self.acl.dns_secret)
                 # every agent follows the registered (external) nodes into its snapshot, for HTTP and DNS
                 await root.start(RegisteredMirror(self.store_access, self.table).run)
                 await self._start_services(root)
@@ -165,7 +171,9 @@ class Agent:
                     http_addr = await root.start(serve_http, self, config.client_addr, config.ports.http)
                 dns_addr = None
                 if config.ports.dns > 0:
-                    dns_addr = await root.start(functools.partial(serve_dns, metrics=self.metrics), self.table,
+                    dns_view = functools.partial(_dns_view, self.acl)
+                    dns_addr = await root.start(functools.partial(serve_dns, metrics=self.metrics, acl=dns_view),
+                                                self.table,
                                                 config, config.client_addr, config.ports.dns)
                 self._banner(http_addr, dns_addr)
                 await self._initial_joins(root)
@@ -235,6 +243,16 @@ class Agent:
         """The forwarding connection pool's counts (a client's, or a server's for what it forwards as follower)."""
         pool = getattr(self.store_access, "pool", None)
         return None if pool is None else {"calls": pool.calls, "opened": pool.opened, "retries": pool.retries}
+
+    def _token_resolver(self) -> TokenResolver:
+        """A server resolves tokens from its own store; a client through the servers, with a cache.  ``tokens`` is
+        the one read of the agent's own tokens (``acl.tokens``): runtime-set tokens (``/v1/agent/token/*``, an
+        AgentTokens holder) replace this function."""
+        config = self.config
+        service = self.store_service
+        return TokenResolver(config.acl, node_name=config.node_name, datacenter=config.datacenter,
+                             access=self.store_access, tokens=lambda: self.acl_tokens.current,
+                             local_state=None if service is None else (lambda: service.store.current))
 
     def _announce_raft_cluster(self, cluster_id: str) -> None:
         """Our Raft cluster id into our gossip tags, so a server starting on another cluster's data dir sees it."""
@@ -609,6 +627,11 @@ def acl_init_for(config: AgentConfig) -> ACLInit | None:
     return ACLInit(config.acl.tokens.initial_management)
 
 
+def _dns_view(resolver: TokenResolver) -> Any:
+    """What DNS may answer now: the ``dns`` token's decisions (None with ACLs off)."""
+    return resolver.view(resolver.dns_secret())
+
+
 def _has_port(addr: str) -> bool:
     if addr.startswith("["):
         return "]:" in addr
@@ -617,13 +640,6 @@ def _has_port(addr: str) -> bool:
 
 def _bracket(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
-
-
-#: Until every endpoint checks tokens (issue 13), an agent asked to enforce ACLs refuses to start rather than
-#: serve unprotected while its operator believes otherwise (issue 12's rule for security-weakening keys).
-ACL_NOT_ENFORCED = ("acl.enabled = true: this agent does not enforce ACLs on its endpoints yet (only /v1/acl/* and "
-                    "the servers' token store exist); refusing to start rather than serve without the protection "
-                    "asked for. Remove acl.enabled, or keep the agent bound to a trusted network.")
 
 
 def main(argv: Sequence[str]) -> int:
@@ -642,9 +658,6 @@ def main(argv: Sequence[str]) -> int:
     logging.basicConfig(level=python_level(config.log_level), handlers=[handler])
     for warning in config.warnings:
         log.warning("agent: %s", warning)
-    if config.acl.enabled:
-        print(f"==> {ACL_NOT_ENFORCED}", file=sys.stderr)
-        return 1
     agent = Agent(config, log_output=handler)
     try:
         with pid_file(config.pid_file):

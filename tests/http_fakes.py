@@ -92,6 +92,21 @@ class FakeAgent:
     #: The agent's own ACL tokens, from the config's acl.tokens (not persisted).
     acl_tokens: TokenStore = attrs.Factory(lambda self: TokenStore(AgentTokens.from_config(self.config.acl.tokens)),
                                            takes_self=True)
+    _acl: Any = None
+
+    @property
+    def acl(self) -> Any:
+        """The token resolver a supervisor builds (agent/server/acl_resolver.py): from the store when it is a
+        server's StoreService, else through ``store_access`` as a client's."""
+        if self._acl is None:
+            from agent.server.acl_resolver import TokenResolver
+
+            store = getattr(self.store_access, "store", None)
+            config = self.config
+            self._acl = TokenResolver(config.acl, node_name=config.node_name, datacenter=config.datacenter,
+                                      access=self.store_access, tokens=lambda: self.acl_tokens.current,
+                                      local_state=None if store is None else (lambda: store.current))
+        return self._acl
 
     def apply(self, kind: str, m: Member) -> None:
         """A membership event as the supervisor feeds it: the table, then the computed leader."""

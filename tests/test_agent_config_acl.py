@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -128,16 +129,17 @@ def test_a_server_with_acls_on_advertises_acls_1(tmp_path: Path) -> None:
     assert lan_tags(off, "40e4a748-2192-161a-0510-9bf59fe950b5")["acls"] == "0"
 
 
-def test_an_agent_asked_to_enforce_acls_refuses_to_start_until_it_can(tmp_path: Path) -> None:
-    # issue 12: a key whose absence would weaken security stops the agent with a clear error until implemented;
-    # the ACL block parses (the store and /v1/acl exist) but no endpoint checks tokens yet.
-    import subprocess
-    import sys
+def test_an_agent_with_acls_on_starts_and_enforces(cluster: Any) -> None:
+    # issue 13: until every endpoint checked tokens, acl.enabled stopped the agent (exit 1); now it starts and
+    # enforces: anonymous is refused under default_policy deny, the agent recovery token reads this agent.
+    import requests
 
-    from conftest import REPO
-
-    (tmp_path / "acl.hcl").write_text('acl { enabled = true\n default_policy = "deny" }\n')
-    out = subprocess.run([sys.executable, "-m", "agent", "agent", "-dev", "-config-file", str(tmp_path / "acl.hcl"),
-                          "-http-port", "-1", "-dns-port", "-1"], capture_output=True, text=True, timeout=30, cwd=REPO)
-    assert out.returncode == 1
-    assert "acl.enabled = true: this agent does not enforce ACLs on its endpoints yet" in out.stderr
+    recovery = "9d1c2b7e-0000-4000-8000-0000000000aa"
+    a = cluster.start("acl1", server=True, token=recovery, extra={
+        "acl": {"enabled": True, "default_policy": "deny", "tokens": {"agent_recovery": recovery}}})
+    anonymous = requests.get(f"http://{a.http_addr}/v1/agent/self", timeout=5)
+    assert anonymous.status_code == 403
+    assert anonymous.text.startswith("Permission denied: anonymous token lacks permission 'agent:read' on ")
+    assert anonymous.headers["X-Consul-Default-Acl-Policy"] == "deny"
+    mine = requests.get(f"http://{a.http_addr}/v1/agent/self", headers={"X-Consul-Token": recovery}, timeout=5)
+    assert mine.status_code == 200 and mine.json()["Config"]["NodeName"] == "acl1"

@@ -173,7 +173,7 @@ def test_a_persisted_token_survives_a_restart_and_a_damaged_file_stops_the_start
     acl = {"acl": {"enabled": True, "default_policy": "deny", "enable_token_persistence": True,
                    "tokens": {"initial_management": ROOT}}}  # fmt: skip
     try:
-        first = cluster.start("s1", server=True, extra=acl)
+        first = cluster.start("s1", server=True, extra=acl, token=ROOT)  # the probe: /v1/agent/self enforces
         url = f"http://{first.http_addr}"
 
         def put() -> Any:
@@ -185,7 +185,7 @@ def test_a_persisted_token_survives_a_restart_and_a_damaged_file_stops_the_start
         saved = json.loads((first.data_dir / PERSIST_FILE).read_text())
         assert saved == {"default": ROOT}
         first.proc.stop()  # a server exits 1 on SIGTERM (graceful shutdown disabled), as Consul
-        again = cluster.start("s1", reuse=first)
+        again = cluster.start("s1", reuse=first, token=ROOT)
         # no token in the request: the persisted default token is used
         me = wait_for(lambda: (lambda r: r if r.status_code == 200 else None)(
             requests.get(f"http://{again.http_addr}/v1/acl/token/self", timeout=10)), timeout=60,

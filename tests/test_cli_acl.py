@@ -56,7 +56,7 @@ def agent_addr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("cli-acl")
     cluster = Cluster(tmp)
     try:
-        server = cluster.start("s1", server=True, extra={"acl": {
+        server = cluster.start("s1", server=True, token=ROOT, extra={"acl": {
             "enabled": True, "default_policy": "deny", "tokens": {"initial_management": ROOT}}})
         addr = server.http_addr
         wait_for(lambda: requests.get(f"http://{addr}/v1/acl/token/self", headers={"X-Consul-Token": ROOT},

@@ -267,10 +267,12 @@ def test_a_token_in_a_websocket_query_string_is_not_logged(caplog: Any) -> None:
         api, _ = agent()
         api.add_self()
         with trio.fail_after(20):
-            async with serving(api) as (host, port), open_websocket(
-                host, port, f"/v1/stream/members?token={secret}", use_ssl=False
-            ) as ws:
-                await ws.get_message()
+            async with serving(api) as (host, port):
+                # a real token now that the stream enforces (node:read on every node): the management one
+                made = await call((host, port), "PUT", "/v1/acl/bootstrap", {"BootstrapSecret": secret})
+                assert made.status == 200, made.body
+                async with open_websocket(host, port, f"/v1/stream/members?token={secret}", use_ssl=False) as ws:
+                    await ws.get_message()
 
     with caplog.at_level(logging.DEBUG, logger="agent.http"):
         run(main)

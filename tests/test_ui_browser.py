@@ -148,3 +148,35 @@ def test_ui_shows_the_cluster_live_and_a_killed_agent_turns_failed(
         print(f"\n[test_ui_browser] screenshots: {', '.join(map(str, kept))} (also under {tmp_path})")
     assert not foreign, f"the page loaded something from elsewhere: {foreign}"
     assert not problems, f"console errors: {problems}"
+
+
+def test_with_acls_the_page_shows_nothing_until_a_token_is_typed(cluster: object, tmp_path: Path) -> None:
+    # issue 13: the page itself holds no cluster data (served to anyone, as Consul's UI assets); its stream and
+    # its API reads need a token that may read every node; the token typed in the page reaches both
+    import requests
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    recovery = "6b1f0a2c-0000-4000-8000-0000000000ee"  # node_prefix "" read on this agent, no server needed
+    server = cluster.start("ui-acl", server=True, token=recovery, extra={  # type: ignore[attr-defined]
+        "ui": True, "acl": {"enabled": True, "default_policy": "deny", "tokens": {"agent_recovery": recovery}}})
+    origin = f"http://{server.http_addr}"
+    assert requests.get(origin + "/ui/", timeout=5).status_code == 200
+    assert requests.get(origin + "/v1/stream/members", timeout=5).status_code == 403  # anonymous: no members
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+            chromium_sandbox=False)  # fmt: skip
+        try:
+            page = browser.new_page()
+            page.goto(f"{origin}/ui/", wait_until="load")
+            expect = sync_api.expect
+            row = page.locator("#rows tr[data-name='ui-acl'][data-status='alive']")
+            expect(page.locator("#conn")).not_to_have_text("live", timeout=5_000)
+            assert row.count() == 0  # refused: nothing shown
+            page.fill("#token", recovery)
+            page.dispatch_event("#token", "change")
+            expect(row).to_have_count(1, timeout=15_000)
+            expect(page.locator("#conn")).to_have_text("live")
+            assert recovery not in page.locator("body").inner_text()  # the secret is never shown
+        finally:
+            browser.close()

@@ -52,6 +52,7 @@ from agent.dns.trim import trim
 from agent.dns.txt import encode_rfc1464, meta_txt
 
 if TYPE_CHECKING:
+    from agent.acl.authorizer import Authorizer as Reader
     from agent.catalog.query import NodeView
     from agent.members import Member, Snapshot
 
@@ -119,23 +120,26 @@ def answer(
     *,
     now: float | None = None,
     rng: random.Random | None = None,
+    acl: Reader | None = None,
 ) -> dns.message.Message | None:
     """The response to ``query`` from ``snapshot``; None when it should go to the recursors instead.
 
     ``now`` (Unix time) is the SOA serial; tests pin it.  Service answers come in a fresh random order from ``rng``
     (Consul shuffles every query).  Trimming and EDNS are ``render``'s business.
     """
-    result = prepare(query, snapshot, settings, now=now)
+    result = prepare(query, snapshot, settings, now=now, acl=acl)
     if isinstance(result, ServiceAnswer):
         return result.materialize(result.order(rng))
     return result
 
 
 def prepare(
-    query: dns.message.Message, snapshot: Snapshot, settings: DnsSettings, *, now: float | None = None
+    query: dns.message.Message, snapshot: Snapshot, settings: DnsSettings, *, now: float | None = None,
+    acl: Reader | None = None,
 ) -> dns.message.Message | ServiceAnswer | None:
     """``answer`` before the shuffle: a positive service answer stays a record set, so that the cache can keep it
-    per snapshot and only reorder it per query."""
+    per snapshot and only reorder it per query.  ``acl`` is the DNS token's view (None: ACLs off): a node or a
+    service it may not read is not there (NXDOMAIN), as Consul's filtered catalog reads leave it."""
     response = _skeleton(query, settings)
     if query.opcode() != dns.opcode.QUERY:
         return _rcode(response, dns.rcode.NOTIMP)
@@ -147,7 +151,7 @@ def prepare(
     if question.rdclass not in (IN, ANY_CLASS):
         return _rcode(response, dns.rcode.REFUSED)
     serial = int(time.time() if now is None else now) & 0xFFFFFFFF
-    ctx = _Ctx(response, question.name, question.rdtype, snapshot, settings, serial)
+    ctx = _Ctx(response, question.name, question.rdtype, snapshot, settings, serial, acl)
     if question.name.is_subdomain(settings.domain):
         response.flags |= dns.flags.AA
         _in_domain(ctx)
@@ -186,7 +190,11 @@ class _Ctx:
     snapshot: Snapshot
     settings: DnsSettings
     serial: int
+    acl: Reader | None = None  # the DNS token's view; None: ACLs off
     service: ServiceAnswer | None = None  # a positive service lookup, still to be ordered
+
+    def readable(self, resource: str, name: str) -> bool:
+        return self.acl is None or self.acl.allowed(resource, name, "read")
 
     @property
     def view(self) -> CatalogView:
@@ -288,7 +296,7 @@ def _node(ctx: _Ctx, name: str, suffixes: list[str]) -> None:
         ctx.response.set_rcode(dns.rcode.SERVFAIL)
         return
     node = ctx.view.by_name.get(name)
-    if node is None:
+    if node is None or not ctx.readable("node", node.name):
         ctx.negative(dns.rcode.NXDOMAIN)
         return
     qtype = ctx.qtype
@@ -321,7 +329,11 @@ def _service(ctx: _Ctx, parts: list[str], suffixes: list[str]) -> None:
         ctx.response.set_rcode(dns.rcode.SERVFAIL)
         return
     name, tag = parsed
-    found = services.lookup(ctx.response, ctx.qname, ctx.qtype, ctx.snapshot, ctx.settings, name, tag)
+    if not ctx.readable("service", name):
+        ctx.negative(dns.rcode.NXDOMAIN)
+        return
+    node_ok = None if ctx.acl is None else (lambda node: ctx.readable("node", node))
+    found = services.lookup(ctx.response, ctx.qname, ctx.qtype, ctx.snapshot, ctx.settings, name, tag, node_ok)
     if isinstance(found, ServiceAnswer):
         ctx.service = found
     else:
@@ -412,6 +424,8 @@ def _reverse(ctx: _Ctx) -> dns.message.Message | None:
         response.set_rcode(dns.rcode.SERVFAIL)
         return response
     node = ctx.view.by_reverse.get(ctx.qname)
+    if node is not None and not ctx.readable("node", node.name):
+        node = None
     if node is None:
         if ctx.settings.recursors:
             return None

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -75,7 +76,12 @@ class Responder:
     """Answers raw queries from ``table.current``; one per server, shared by its UDP and TCP sides."""
 
     def __init__(self, table: Any, settings: DnsSettings, *, cache_limit: int = CACHE_LIMIT, metrics: Any = None,
-                 metric_labels: dict[str, str] | None = None) -> None:  # fmt: skip
+                 metric_labels: dict[str, str] | None = None,
+                 acl: Callable[[], Any] | None = None) -> None:  # fmt: skip
+        #: The DNS token's current view (agent.acl.authorizer.Authorizer, None: ACLs off); answers are cached per
+        #: view as they are per snapshot.
+        self._acl = acl or (lambda: None)
+        self._view: Any = None
         # Consul's timers, one series each (no per-query key building on this path)
         self._domain_query = metrics.series("consul.dns.domain_query", metric_labels) if metrics else None
         self._ptr_query = metrics.series("consul.dns.ptr_query", metric_labels) if metrics else None
@@ -106,9 +112,11 @@ class Responder:
 
     def _respond(self, data: bytes, tcp: bool) -> bytes | Forward | None:
         snapshot = self._table.current
-        if snapshot is not self._snapshot:
+        view = self._acl()
+        if snapshot is not self._snapshot or view is not self._view:
             self._cache.clear()
             self._snapshot = snapshot
+            self._view = view
         n = len(data)
         # Fast path: a plain QUERY with one question and at most an OPT record.
         if n < 17 or data[2] & 0xF8 or data[4:10] != _ONE_QUESTION:
@@ -170,7 +178,7 @@ class Responder:
         normal.question = [dns.rrset.RRset(question.name.canonicalize(), question.rdclass, question.rdtype)]
         if query.edns >= 0:
             normal.use_edns(query.edns, query.ednsflags, query.payload)
-        prepared = prepare(normal, snapshot, self.settings)
+        prepared = prepare(normal, snapshot, self.settings, acl=self._view)
         if prepared is None:
             return Forward(query, data)
         if isinstance(prepared, ServiceAnswer):
@@ -204,7 +212,7 @@ class Responder:
             return error_reply(data, 1)  # FORMERR: malformed, truncated, trailing junk, bad OPT...
         if query.flags & dns.flags.QR:
             return None  # never answer a response (reflection loops)
-        response = answer(query, snapshot, self.settings)
+        response = answer(query, snapshot, self.settings, acl=self._view)
         if response is None:
             return Forward(query, data)
         return render(query, response, self.settings, tcp=tcp)

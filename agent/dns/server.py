@@ -20,6 +20,7 @@ import contextlib
 import errno
 import logging
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -56,6 +57,7 @@ async def serve_dns(
     *,
     limits: DnsLimits = DnsLimits(),
     metrics: Any = None,
+    acl: Callable[[], Any] | None = None,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve DNS for ``table`` on ``host:port`` (UDP and TCP; port 0 picks one free for both) until cancelled.
@@ -65,7 +67,8 @@ async def serve_dns(
     name (``in-addr.arpa``/``ip6.arpa``), ``consul.dns.ptr_query``.
     """
     settings = DnsSettings.from_config(config)
-    responder = Responder(table, settings, metrics=metrics, metric_labels={"node": getattr(config, "node_name", "")})
+    responder = Responder(table, settings, metrics=metrics, metric_labels={"node": getattr(config, "node_name", "")},
+                          acl=acl)
     udp, tcp = _bind_pair(host, port)
     listener = trio.SocketListener(tcp)
     bound = udp.getsockname()[1]

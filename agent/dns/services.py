@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import attrs
@@ -292,11 +292,14 @@ def lookup(
     settings: DnsSettings,
     service: str,
     tag: str,
+    node_ok: Callable[[str], bool] | None = None,
 ) -> ServiceAnswer | bool:
     """The record set for ``service`` (and ``tag``); False when no healthy instance exists (NXDOMAIN), True when
     instances exist but none yields a record of ``qtype`` (NODATA)."""
     index = instance_index(snapshot, settings.datacenter)
     instances = _healthy(index.by_service.get(service, ()), tag, settings.only_passing)
+    if node_ok is not None:  # the DNS token's view: instances on nodes it may not read are not there
+        instances = [i for i in instances if node_ok(i.node.name)]
     if not instances:
         return False
     build = _Builder(settings, index)

@@ -2,17 +2,18 @@
 ``agent/consul/acl_endpoint.go``), over the agent's ``store_access`` (agent/server/access.py), so a client agent
 answers the same as a server.
 
-Each endpoint needs ``acl:read`` (reads) or ``acl:write`` (writes) of the request's token, resolved through the
-store (the named query ``acl.identity``) and decided by `agent.acl.authorizer`; a read without ``acl:write`` sees
-every SecretID as ``<hidden>``.  ``/v1/acl/bootstrap`` needs no token, ``/v1/acl/token/self`` only the token
-itself.  Consul's statuses and texts: ACLs off, 401 ``ACL support disabled``; an unknown token or object, 403
-``ACL not found``; a refusal, 403 ``Permission denied: token with AccessorID '<id>' lacks permission
-'acl:write'``; bootstrap refused, 403 ``Permission denied: ACL bootstrap no longer allowed (reset index: N)``;
-a body that does not decode, 400; a rule of the store, 500 with its text.
+Each endpoint needs ``acl:read`` (reads) or ``acl:write`` (writes) of the request's token, resolved as for every
+endpoint (`agent.http.authz.identity`: the agent's TokenResolver) and decided by `agent.acl.authorizer`; a read
+without ``acl:write`` sees every SecretID as ``<hidden>``.  ``/v1/acl/bootstrap`` needs no token,
+``/v1/acl/token/self`` only the token itself.  Consul's statuses and texts: ACLs off, 401 ``ACL support
+disabled``; an unknown token or object, 403 ``ACL not found``; a refusal, 403 ``Permission denied: token with
+AccessorID '<id>' lacks permission 'acl:write'`` (``anonymous token`` for the anonymous one); bootstrap refused,
+403 ``Permission denied: ACL bootstrap no longer allowed (reset index: N)``; a body that does not decode, 400; a
+rule of the store, 500 with its text.
 
 The token comes from ``?token=``, else ``X-Consul-Token``, else ``Authorization: Bearer`` (Consul's
-``parseTokenInternal``), else the agent's ``default`` token (``ctx.api.acl_tokens``, which
-``PUT /v1/agent/token/default`` changes).  Enforcement on the other endpoints is not here.
+``parseTokenInternal``), else the agent's default token (`agent.http.authz.configured_tokens`: ``acl.tokens``, which
+``PUT /v1/agent/token/default`` changes).  agent/http/authz.py enforces every other endpoint.
 """
 
 from __future__ import annotations
@@ -24,15 +25,13 @@ from typing import Any
 
 import attrs
 
-from agent.acl.authorizer import Authorizer
-from agent.acl.builtin import ANONYMOUS_TOKEN_ID
-from agent.acl.rules import PolicyRules, parse_rules_cached
 from agent.gostrings import decode_json, go_quote
 from agent.http.acl_bodies import body_fields, policy_command, role_command, token_command
+from agent.http.authz import check, configured_tokens, identity, request_token
 from agent.http.errors import NO_CLUSTER_LEADER, HTTPError
-from agent.http.request import Request
 from agent.http.routes import Ctx, Route
 from agent.server.access import CommandFailed, NoLeader, QueryResult, ReadMode, StoreUnavailable
+from agent.server.acl_resolver import Identity
 from agent.server.state import commands as c
 from agent.server.state.acl_leader import check_policy, check_role_name, check_token_ids
 from agent.server.state.acl_views import REDACTED
@@ -42,18 +41,6 @@ __all__ = ["ACL_DISABLED", "ROUTES", "acl_caller", "request_token"]
 ACL_DISABLED = "ACL support disabled"
 ACL_NOT_FOUND = "ACL not found"
 BOOTSTRAP_REFUSED = "ACL bootstrap no longer allowed"
-
-
-def request_token(request: Request, default: str = "") -> str:
-    """Consul's ``parseToken``: ``?token=``, ``X-Consul-Token``, ``Authorization: Bearer <t>``, else ``default``."""
-    token = request.query.get("token")
-    if not token:
-        token = request.header("x-consul-token")
-    if not token:
-        parts = request.header("authorization").split(" ")
-        if len(parts) > 1 and parts[0].lower() == "bearer":
-            token = " ".join(parts[1:]).strip().split(" ")[0].strip()
-    return token or default
 
 
 def uuid_index_error(text: str) -> str | None:
@@ -68,28 +55,18 @@ def uuid_index_error(text: str) -> str | None:
     return None
 
 
-def permission_denied(accessor_id: str, permission: str) -> str:
-    """``acl.PermissionDeniedError``'s text for a token that lacks ``permission`` (the anonymous token named so)."""
-    if accessor_id == ANONYMOUS_TOKEN_ID:
-        return (f"Permission denied: anonymous token lacks permission '{permission}'. The anonymous token is used "
-                "implicitly when a request does not specify a token.")  # fmt: skip
-    return f"Permission denied: token with AccessorID '{accessor_id}' lacks permission '{permission}'"
-
-
 @attrs.frozen
 class _Caller:
-    """The request's token: its accessor ID (for the texts) and its decisions."""
+    """The request's identity (agent/http/authz.py resolves it, as for every endpoint)."""
 
-    accessor_id: str
-    authorizer: Authorizer
+    who: Identity
 
     def require(self, level: str) -> None:
-        if not self.authorizer.allowed("acl", "", level):
-            raise HTTPError(403, permission_denied(self.accessor_id, f"acl:{level}"))
+        check(self.who, "acl", "", level)
 
     @property
     def sees_secrets(self) -> bool:
-        return self.authorizer.allowed("acl", "", "write")
+        return self.who.authorizer.allowed("acl", "", "write")
 
 
 def _enabled(ctx: Ctx) -> None:
@@ -133,12 +110,7 @@ async def _identity(ctx: Ctx, secret: str) -> dict[str, Any]:
 
 async def _caller(ctx: Ctx) -> _Caller:
     _enabled(ctx)
-    acl = ctx.api.config.acl
-    identity = await _identity(ctx, request_token(ctx.request, ctx.api.acl_tokens.current.default))
-    rules: list[PolicyRules] = [parse_rules_cached(p["Rules"]) for p in identity["Policies"]]
-    token = identity["Token"]
-    accessor = token["AccessorID"] if token else ANONYMOUS_TOKEN_ID
-    return _Caller(accessor, Authorizer.of(rules, acl.default_policy))
+    return _Caller(await identity(ctx))
 
 
 #: The request's token and its decisions, for the agent's endpoints that need ``acl:*`` (agent_token.py).
@@ -230,7 +202,7 @@ async def acl_token(ctx: Ctx) -> Any:
     method = ctx.request.method
     if rest == "self" and method == "GET":
         _enabled(ctx)
-        identity = await _identity(ctx, request_token(ctx.request, ctx.api.acl_tokens.current.default))
+        identity = await _identity(ctx, request_token(ctx.request, configured_tokens(ctx.api).default))
         if identity["Token"] is None:
             raise HTTPError(403, ACL_NOT_FOUND)
         return identity["Token"]

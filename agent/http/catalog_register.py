@@ -14,6 +14,7 @@ from typing import Any
 
 import attrs
 
+from agent.http import authz
 from agent.http.errors import decode_body
 from agent.http.routes import Ctx, Route
 from agent.http.store import apply, check_dc, request_errors
@@ -28,6 +29,7 @@ async def catalog_register(ctx: Ctx) -> Any:
     check_dc(ctx, command.datacenter)
     if not command.datacenter:
         command = attrs.evolve(command, datacenter=ctx.api.config.datacenter)
+    await authz.vet_catalog_register(ctx, command)
     await apply(ctx, command)
     return True
 
@@ -39,6 +41,7 @@ async def catalog_deregister(ctx: Ctx) -> Any:
     if isinstance(body, dict):  # its Datacenter, matched as Go's encoding/json matches keys
         dc = next((v for k, v in body.items() if k.lower() == "datacenter"), "")
         check_dc(ctx, dc if isinstance(dc, str) else "")
+    await authz.vet_catalog_deregister(ctx, command)
     await apply(ctx, command)
     return True
 

@@ -7,6 +7,7 @@ from agent.http import (
     acl_endpoints,
     agent_endpoints,
     agent_token,
+    authz,
     catalog,
     catalog_register,
     catalog_services,
@@ -37,4 +38,5 @@ def default_router() -> Router:
          *monitor.ROUTES, *metrics_endpoint.ROUTES, *events.ROUTES, *coordinate.ROUTES,
          *agent_token.ROUTES],
         sockets=stream.SOCKETS,
+        guard=authz.guard,
     )

@@ -66,9 +66,10 @@ def memo_json(ctx: Ctx, snapshot: object, key: Hashable, build: Callable[[], lis
               node_of: Callable[[Any], str]) -> Encoded | list[Any]:
     """``build()``'s list as the endpoint's JSON answer (`routes.json_response`'s rules), encoded once per
     ``snapshot``, config and ``key``; unless the request asks for what the snapshot alone does not decide, when
-    it is built for this request: ``?near`` (coordinates move on their own; ``node_of`` names an entry's node)
-    and ``?filter`` (the router keeps the matching records of the list)."""
-    if ctx.request.query.get("near") or ctx.compiled_filter is not None:
+    it is built for this request: ``?near`` (coordinates move on their own; ``node_of`` names an entry's node),
+    ``?filter`` (the router keeps the matching records of the list), and ACLs on (agent/http/authz.py keeps
+    what the request's token may read)."""
+    if ctx.request.query.get("near") or ctx.compiled_filter is not None or ctx.api.config.acl.enabled:
         return near_sorted(ctx, build(), node_of)
     pretty = pretty_json(ctx)
     return MEMO.get((snapshot, ctx.api.config), (key, pretty), lambda: Encoded(go_json(build(), pretty=pretty)))

@@ -76,9 +76,13 @@ class Ctx:
     headers: dict[str, str] = attrs.Factory(dict)
     filter_spec: FilterSpec | None = None  # the route's (agent.http.filtering)
     compiled_filter: Any = None  # the request's ?filter=, once compiled
+    #: The request's ACL identity once resolved (agent/http/authz.py): resolved at most once per request.
+    identity: Any = None
 
 
 Endpoint = Callable[[Ctx], Awaitable[Any]]
+#: What runs a route's endpoint: the endpoint alone, or ACL enforcement around it (agent/http/authz.py).
+Guard = Callable[["Route", Ctx], Awaitable[Any]]
 
 
 @attrs.frozen
@@ -138,7 +142,9 @@ def _location(path: str, raw_query: str, *, escaped: bool = False) -> str:
 class Router:
     """Go's ServeMux over a list of routes, with Consul's wrapper around each endpoint."""
 
-    def __init__(self, routes: Iterable[Route], sockets: Iterable[SocketRoute] = ()) -> None:
+    def __init__(self, routes: Iterable[Route], sockets: Iterable[SocketRoute] = (),
+                 guard: Guard | None = None) -> None:
+        self.guard = guard
         self._sockets = {route.path: route for route in sockets}
         self._exact: dict[str, Route] = {}
         self._prefix: dict[str, Route] = {}
@@ -150,9 +156,26 @@ class Router:
         self._prefix_order = sorted(self._prefix, key=len, reverse=True)
         self._timers: dict[tuple[str, str], tuple[Any, Any]] = {}  # (pattern, method) -> (metrics, its series)
 
+    def routes(self) -> list[Route]:
+        """Every route, exact and prefix (what a table of per-route rules must cover)."""
+        return [*self._exact.values(), *self._prefix.values()]
+
+    def socket_routes(self) -> list[SocketRoute]:
+        return list(self._sockets.values())
+
     def socket(self, path: str) -> SocketRoute | None:
         """The websocket route at exactly ``path`` (no cleaning, no prefixes: a stream has one address)."""
         return self._sockets.get(path)
+
+    async def open_socket(self, route: SocketRoute, ctx: Ctx) -> Session:
+        """``route.open`` under the same guard as the ordinary routes (a refusal is an HTTPError)."""
+
+        async def opened(ctx: Ctx) -> Session:
+            return route.open(ctx)
+
+        if self.guard is None:
+            return await opened(ctx)
+        return await self.guard(Route(route.path, ("GET",), opened), ctx)
 
     def match(self, path: str) -> Route | None:
         """The exact route for ``path``, else the longest prefix route containing it."""
@@ -192,7 +215,7 @@ class Router:
             return _index(api, request)
         ctx = Ctx(api, request, options, rng, filter_spec=route.filter)
         started = time.perf_counter()
-        response = await _wrap(route, ctx)
+        response = await _wrap(route, ctx, self.guard)
         metrics = getattr(api, "metrics", None)
         if metrics is not None:
             self._timer(metrics, route.pattern, request.method).add((time.perf_counter() - started) * 1000.0)
@@ -213,10 +236,10 @@ def not_routed(api: AgentAPI, request: Request) -> Response:
     return _index(api, request)
 
 
-async def _wrap(route: Route, ctx: Ctx) -> Response:
+async def _wrap(route: Route, ctx: Ctx, guard: Guard | None = None) -> Response:
     request = ctx.request
     headers = ctx.headers
-    headers["X-Consul-Default-Acl-Policy"] = "allow"
+    headers["X-Consul-Default-Acl-Policy"] = ctx.api.config.acl.default_policy
     if request.query.error is not None:
         log.error("Failed to decode query: from=%s error=%s", request.remote, request.query.error)
         return Response(500, headers)
@@ -226,7 +249,7 @@ async def _wrap(route: Route, ctx: Ctx) -> Response:
     try:
         if request.method not in route.methods:
             raise MethodNotAllowed(request.method, route.methods)
-        result = apply_filter(ctx, await route.endpoint(ctx))
+        result = apply_filter(ctx, await (route.endpoint(ctx) if guard is None else guard(route, ctx)))
     except MethodNotAllowed as exc:
         headers["Allow"] = route.allow
         return Response.text(exc.status, exc.reason, headers)

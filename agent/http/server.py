@@ -386,7 +386,7 @@ class _Connection:
         s = self.server
         try:
             _check_handshake(request)
-            session = route.open(Ctx(s.api, request, self.options, s.rng))
+            session = await s.router.open_socket(route, Ctx(s.api, request, self.options, s.rng))
         except HTTPError as exc:
             response = Response.text(exc.status, exc.reason)
             if exc.status == 426:

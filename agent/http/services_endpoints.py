@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from agent.filtering.consul_types import AGENT_SERVICE, HEALTH_CHECK
 from agent.goflags import parse_bool
 from agent.gostrings import go_quote
+from agent.http import authz
 from agent.http.errors import HTTPError, bad_request, decode_body
 from agent.http.filtering import FilterSpec, by_values
 from agent.http.routes import EMPTY, Ctx, Route
@@ -114,8 +115,9 @@ async def service_register(ctx: Ctx) -> Any:
     q = ctx.request.query
     replace = q.has("replace-existing-checks") and q.get("replace-existing-checks") in ("", "true", "1")
     body = decode_body(ctx.request.body)
+    vet = await authz.local_vet(ctx, authz.vet_service_register)
     try:
-        _manager(ctx).register_service(body, replace_existing_checks=replace)
+        _manager(ctx).register_service(body, replace_existing_checks=replace, vet=vet)
     except DefinitionError as exc:
         raise _definition_error(exc) from None
     return EMPTY
@@ -142,8 +144,9 @@ async def agent_checks(ctx: Ctx) -> dict[str, Any]:
 async def check_register(ctx: Ctx) -> Any:
     """PUT /v1/agent/check/register: 404 for an unknown ServiceID."""
     body = decode_body(ctx.request.body)
+    vet = await authz.local_vet(ctx, authz.vet_check_register)
     try:
-        _manager(ctx).register_check(body)
+        _manager(ctx).register_check(body, vet=vet)
     except DefinitionError as exc:
         raise _definition_error(exc) from None
     except LookupError as exc:

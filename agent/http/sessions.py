@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent.gostrings import decode_json
+from agent.http import authz
 from agent.http.blocking import parse_query_options
 from agent.http.errors import HTTPError, bad_request
 from agent.http.routes import Ctx, Route
@@ -58,6 +59,7 @@ async def session_create(ctx: Ctx) -> Any:
     check_dc(ctx, ctx.request.query.get("dc"))
     with request_errors(ctx):
         command = parse_session_create(_create_body(ctx), agent_node=ctx.api.config.node_name, session_id="")
+    await authz.require(ctx, "session", command.node, "write")
     return {"ID": await apply(ctx, command)}
 
 

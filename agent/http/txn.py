@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent.http import authz
 from agent.http.blocking import parse_query_options
 from agent.http.routes import Ctx, Route, json_response
 from agent.http.store import apply, check_dc, read_mode, store_errors
@@ -78,6 +79,8 @@ async def txn_endpoint(ctx: Ctx) -> Any:
     ops = parse_txn_body(ctx.request.body, max_request_len=options.txn_max_req_len,
                          max_value_size=options.kv_max_value_size)
     local, alone = _local_errors(ops)
+    if not local and (denied := await authz.txn_denied(ctx, ops)):
+        return _answer(ctx, {"Results": None, "Errors": denied})
     known = [(i, op) for i, op in enumerate(ops) if op.verb in TXN_VERBS]
     if not any(op.verb in WRITE_VERBS for op in ops):
         opts = parse_query_options(ctx.request, ctx.api.config.datacenter)

@@ -209,9 +209,13 @@ class ServiceManager:
         if not self.config.enable_script_checks and any(c.kind == "script" for c in checks):
             raise script_refusal(api=True)
 
-    def register_service(self, body: Any, *, replace_existing_checks: bool = False) -> ServiceDef:
-        """PUT /v1/agent/service/register; DefinitionError carries the HTTP status."""
+    def register_service(self, body: Any, *, replace_existing_checks: bool = False,
+                         vet: Callable[[ServiceDef], None] | None = None) -> ServiceDef:
+        """PUT /v1/agent/service/register; DefinitionError carries the HTTP status.  ``vet`` (the ACL check of
+        the request's token) sees the parsed definition first and may raise to refuse it."""
         service = parse_service(body, api=True)
+        if vet is not None:
+            vet(service)
         self._script_policy(list(service.checks))
         self._persist(lambda p: p.save_service(service), "service", service.id)  # before it goes live
         had = {c for c, st in self.local.checks.items() if st.definition.service_id == service.id}
@@ -252,9 +256,11 @@ class ServiceManager:
             log.warning("agent: deregistered service %r from a config file; it returns on reload", service_id)
         self._publish()
 
-    def register_check(self, body: Any) -> CheckDef:
-        """PUT /v1/agent/check/register; LookupError for an unknown ServiceID (404)."""
+    def register_check(self, body: Any, vet: Callable[[CheckDef], None] | None = None) -> CheckDef:
+        """PUT /v1/agent/check/register; LookupError for an unknown ServiceID (404).  ``vet`` as for services."""
         check = parse_check(body, api=True)
+        if vet is not None:
+            vet(check)
         self._script_policy([check])
         self.local.require_service(check)
         self._persist(lambda p: p.save_check(check), "check", check.id)
