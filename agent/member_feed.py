@@ -72,13 +72,12 @@ class MemberFeed:
         """One member event: counted, a new snapshot, the leader hook, the peers file marked for a rewrite.
 
         A status changed by an intent alone (a force-leave of a live member, its refutation) is no Serf event:
-        it updates the member without counting one (Consul's serf metrics count Serf's events only)."""
+        it updates the member's status without a history entry or a Serf event metric."""
         if isinstance(event, MemberStatusChanged):
-            kind = "member-update"
+            self.table.set_status(event.member.name, int(event.member.status))
         else:
-            kind = str(event.kind)
-            telemetry.count_member_event(self.metrics, kind)
-        self.table.apply(kind, to_member(event.member))
+            telemetry.count_member_event(self.metrics, str(event.kind))
+            self.table.apply(str(event.kind), to_member(event.member))
         self.on_change()
         self._peers_dirty.set()
 

@@ -24,6 +24,8 @@ Rules:
 - a snapshot, a member and a change are frozen; ``tags`` and ``members`` are ``immutables.Map``;
 - ``apply`` keeps ``create_index`` from a member's first sighting and sets ``modify_index`` to the new index;
 - ``member-reap`` removes the member (a reap of an unknown member changes nothing and bumps nothing);
+- ``set_status`` (a status Serf changes without an event: leaving on a leave intent, alive on its refutation)
+  adds no history entry either;
 - ``set_leader`` bumps the index only when the leader or the server list really changes, and adds no history
   entry (the history holds member events only: a stream sees leader changes by comparing snapshots);
   ``apply_catalog`` and ``set_registered`` (the two catalog sources) likewise;
@@ -203,6 +205,18 @@ class MemberTable:
         self._remember(Change(index=index, kind=kind, member=stored))
         return self._publish(attrs.evolve(old, index=index, members=members), {member.name.lower(): {member.name}},
                              {("members", member.name)})  # fmt: skip
+
+    def set_status(self, name: str, status: int) -> Snapshot:
+        """A status changed without a Serf event (a leave intent makes an alive member leaving; its refutation makes
+        it alive again): a new snapshot, readers woken, but no history entry, which holds Serf's events only."""
+        old = self.current
+        previous = old.members.get(name)
+        if previous is None or previous.status == status:
+            return old
+        index = old.index + 1
+        stored = attrs.evolve(previous, status=status, modify_index=index)
+        return self._publish(attrs.evolve(old, index=index, members=old.members.set(name, stored)),
+                             {name.lower(): {name}}, {("members", name)})  # fmt: skip
 
     def set_leader(self, leader: str, servers: Sequence[str]) -> Snapshot:
         """Publish the (computed) leader and server list; the index moves only when something changed."""

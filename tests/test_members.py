@@ -19,6 +19,7 @@ import trio.testing
 from agent.members import (
     STATUS_ALIVE,
     STATUS_FAILED,
+    STATUS_LEAVING,
     STATUS_LEFT,
     Change,
     Member,
@@ -75,6 +76,21 @@ def test_apply_bumps_index_and_keeps_create_index() -> None:
     assert (a.create_index, a.modify_index, a.status) == (1, 3, STATUS_FAILED)
     b = s3.members["b"]
     assert (b.create_index, b.modify_index) == (2, 2)
+
+
+def test_set_status_changes_the_status_alone_without_a_history_entry() -> None:
+    """A leave intent on an alive member (force-leave) and its refutation: the snapshot shows it, the history of
+    Serf events does not (so a member stream replays Serf's events only)."""
+    table = MemberTable()
+    table.apply("member-join", member("a", role="node"))
+    leaving = table.set_status("a", STATUS_LEAVING)
+    a = leaving.members["a"]
+    assert (leaving.index, a.status, a.modify_index, a.create_index, dict(a.tags)) == (2, STATUS_LEAVING, 2, 1,
+                                                                                      {"role": "node"})  # fmt: skip
+    assert table.set_status("a", STATUS_LEAVING) is leaving  # no change, no new snapshot
+    assert table.set_status("ghost", STATUS_LEAVING) is leaving  # unknown member: nothing to change
+    assert table.set_status("a", STATUS_ALIVE).members["a"].status == STATUS_ALIVE
+    assert [c.kind for c in table.changes_since(0) or []] == ["member-join"]
 
 
 def test_apply_overrides_caller_indexes() -> None:
