@@ -259,7 +259,8 @@ def _by_name(client: AgentClient, name: str, kind: str) -> str:
     if not name:
         raise ClientError(f"No {kind} name specified")
     reply = client.call("GET", f"/v1/acl/{kind}/name/{path_escape(name)}")
-    if reply.status == 403 and b"ACL not found" in reply.body:
+    # The api's requireNotFoundOrOK: a 404 is "none" (and an older agent's 403 "ACL not found" the same)
+    if reply.status == 404 or (reply.status == 403 and b"ACL not found" in reply.body):
         raise ClientError(f"No such {kind} with name {name}")
     return str(reply.ok().json()["ID"])
 
