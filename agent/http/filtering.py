@@ -26,9 +26,10 @@ if TYPE_CHECKING:
 __all__ = ["FILTER_ERROR_STATUS", "FilterSpec", "apply_filter", "by_items", "by_services", "by_values",
            "request_filter"]  # fmt: skip
 
-#: The status of a filter that does not compile.  (Consul's own HTTP layer answers these 500, as it does any
-#: error that is not an HTTPError; issue 12 asks for 400, the status the error deserves.)
-FILTER_ERROR_STATUS = 400
+#: The status of a filter that does not compile: Consul's own HTTP layer answers these 500, as it does any error
+#: that is not its HTTPError (hashicorp/consul#7338; consul-compat §1.2.1).  Issue 12 asked for 400; the peer wins,
+#: and clients that check for Consul's answer get it.  The body is go-bexpr's text either way.
+FILTER_ERROR_STATUS = 500
 
 Apply = Callable[[Any, CompiledFilter], Any]
 
