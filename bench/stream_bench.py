@@ -1,7 +1,7 @@
 """Fan-out latency of ``/v1/stream/members``: how long from a member event's creation to its delivery at the last
 of N websocket subscribers.
 
-    .venv/bin/python bench/stream_bench.py                 # 1,000 and 5,000 subscribers
+    .venv/bin/python bench/stream_bench.py                 # 1,000, 5,000 and 10,000 subscribers
     .venv/bin/python bench/stream_bench.py --subscribers 200 --events 20
 
 Three kinds of process on loopback, so the subscribers' own work does not run on the server's trio loop:
@@ -72,6 +72,9 @@ def serve(max_connections: int) -> None:
                 if not line or line[0] == "quit":
                     nursery.cancel_scope.cancel()
                     return
+                if line[0] == "usage":
+                    print(f"USAGE {_rss_bytes()} {time.process_time()!r}", flush=True)
+                    continue
                 count, gap, subscribers = int(line[1]), float(line[2]), int(line[3])
                 for _ in range(count):
                     serial += 1
@@ -87,6 +90,11 @@ def serve(max_connections: int) -> None:
                 print("DONE", flush=True)
 
     trio.run(main)
+
+
+def _rss_bytes() -> int:
+    """This process's resident memory now (Linux: /proc/self/statm, in pages)."""
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 # ---------------------------------------------------------------------- subscribe
@@ -188,6 +196,16 @@ def run(subscribers: int, events: int, gap: float, per_process: int) -> dict[str
     try:
         assert server.stdout is not None and server.stdin is not None
         port = int(server.stdout.readline().split()[1])
+
+        def usage() -> tuple[int, float]:
+            """The server's RSS (bytes) and CPU time (s) now."""
+            assert server.stdin is not None and server.stdout is not None
+            server.stdin.write("usage\n")
+            server.stdin.flush()
+            _, rss, cpu = server.stdout.readline().split()
+            return int(rss), float(cpu)
+
+        rss_before, _ = usage()
         shares = [per_process] * (subscribers // per_process)
         if subscribers % per_process:
             shares.append(subscribers % per_process)
@@ -203,6 +221,8 @@ def run(subscribers: int, events: int, gap: float, per_process: int) -> dict[str
             if line != "READY":
                 raise RuntimeError(f"a subscriber process failed: {line!r}")
         connected = time.monotonic() - started
+        time.sleep(1.0)  # let the last handshakes' garbage settle before the idle figure
+        rss_idle, cpu_before = usage()
         server.stdin.write(f"emit {events} {gap} {subscribers}\n")
         server.stdin.flush()
         created: dict[int, float] = {}
@@ -210,6 +230,7 @@ def run(subscribers: int, events: int, gap: float, per_process: int) -> dict[str
         while (line := server.stdout.readline().split()) and line[0] != "DONE":
             created[int(line[1])] = float(line[2])
             written.append((float(line[3]) - float(line[2])) * 1000)
+        _, cpu_after = usage()
         arrivals: dict[int, list[float]] = {index: [] for index in created}
         for client in clients:
             assert client.stdout is not None
@@ -239,6 +260,8 @@ def run(subscribers: int, events: int, gap: float, per_process: int) -> dict[str
         "last_max": max(last),
         "all_p50": statistics.median(every),
         "all_p99": _pct(every, 99),
+        "kib_per_idle": (rss_idle - rss_before) / subscribers / 1024,
+        "cpu_ms_per_event": (cpu_after - cpu_before) / max(1, len(created)) * 1000,
     }
 
 
@@ -246,8 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mode", nargs="?", default="bench", choices=("bench", "serve", "subscribe"))
     parser.add_argument("args", nargs="*")
-    parser.add_argument("--max", type=int, default=6000, help="serve: connection cap")
-    parser.add_argument("--subscribers", type=int, nargs="*", default=[1000, 5000])
+    parser.add_argument("--max", type=int, default=11000, help="serve: connection cap")
+    parser.add_argument("--subscribers", type=int, nargs="*", default=[1000, 5000, 10000])
     parser.add_argument("--events", type=int, default=40)
     parser.add_argument("--gap", type=float, default=None,
                         help="seconds between events; default 0.5 + 0.2 ms per subscriber, so that each event's "
@@ -265,14 +288,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"stream fan-out: {opts.events} member-join events, {gap} apart; loopback; cpus={os.cpu_count()}")
     print("latency (ms) from the event's creation (MemberTable.apply) to: 'last' its receipt by the last subscriber")
     print("(per event, p50/p99/max over the events); 'all' every receipt; 'server' the server's last write returning")
+    print("'KiB/idle' the server's RSS growth per connected idle subscriber; 'cpu ms/ev' the server's CPU time per")
+    print("event (its whole process: fan-out, pings, everything) while the events were emitted")
     header = f"{'subscribers':>11} {'connect s':>9} {'last p50':>9} {'last p99':>9} {'last max':>9} " \
-             f"{'all p50':>8} {'all p99':>8} {'server p50':>10} {'server p99':>10} {'missing':>7}"
+             f"{'all p50':>8} {'all p99':>8} {'server p50':>10} {'server p99':>10} {'missing':>7} " \
+             f"{'KiB/idle':>8} {'cpu ms/ev':>9}"
     print(header)
     for n in opts.subscribers:
         r = run(n, opts.events, opts.gap if opts.gap is not None else 0.5 + n * 0.0002, opts.per_process)
         print(f"{r['subscribers']:>11} {r['connect_s']:>9.1f} {r['last_p50']:>9.1f} {r['last_p99']:>9.1f} "
               f"{r['last_max']:>9.1f} {r['all_p50']:>8.1f} {r['all_p99']:>8.1f} {r['server_p50']:>10.1f} "
-              f"{r['server_p99']:>10.1f} {r['missing']:>7}", flush=True)
+              f"{r['server_p99']:>10.1f} {r['missing']:>7} {r['kib_per_idle']:>8.1f} {r['cpu_ms_per_event']:>9.1f}",
+              flush=True)
     return 0
 
 

@@ -201,8 +201,14 @@ def test_a_thousand_subscribers_all_receive_a_join() -> None:
                     nursery.start_soon(subscriber, i, ready)
                     await ready.wait()  # connect one after another: the accept backlog is not under test
                 assert stream.statistics(api.table).subscribers == n
+                await wait_until(lambda: stream.statistics(api.table).parked == n, "every subscriber parked")
+                before = stream.statistics(api.table)
                 api.apply("member-join", member("web-1", "10.0.0.21"))
         assert len(got) == n
+        # Issue 14: one task wrote the event to every socket (the frame encoded once), no subscriber task did.
+        after = stream.statistics(api.table)
+        assert after.fanned_out - before.fanned_out == n, (before, after)
+        assert after.messages - before.messages == n
         assert {(m["Type"], m["Member"]["Name"]) for m in got.values()} == {("member-join", "web-1")}
 
     run(main)
@@ -250,6 +256,76 @@ def test_a_subscriber_that_never_reads_is_closed_with_1013_and_the_others_keep_r
                 # The reader is still served.
                 api.apply("member-join", member("late", "10.0.0.99"))
                 assert (await next_json(reader))["Member"]["Name"] == "late"
+
+    run(main)
+
+
+def _frames(buf: bytearray) -> list[tuple[int, bytes]]:
+    """Whole server frames (unmasked, unfragmented) off the front of ``buf``: (opcode, payload)."""
+    out = []
+    while len(buf) >= 2:
+        assert buf[0] & 0x80, f"a fragmented or corrupt frame header {bytes(buf[:2])!r}"
+        opcode, size, at = buf[0] & 0x0F, buf[1] & 0x7F, 2
+        assert not buf[1] & 0x80, "a server frame is never masked"
+        if size == 126:
+            size, at = int.from_bytes(buf[2:4], "big"), 4
+        elif size == 127:
+            size, at = int.from_bytes(buf[2:10], "big"), 10
+        if len(buf) < at + size:
+            break
+        out.append((opcode, bytes(buf[at : at + size])))
+        del buf[: at + size]
+    return out
+
+
+def test_a_full_socket_gets_whole_frames_in_order_even_with_pings_between() -> None:
+    """Issue 14: the pump writes to parked sockets directly.  A client that stops reading fills its socket, so
+    the pump can only begin a frame; its rest, the catch-up and the keep-alive pings trio-websocket sends
+    meanwhile must still reach the client as whole frames, every change once, in index order."""
+    big = {"blob": "y" * 20000}
+    count = 400
+
+    async def main() -> None:
+        api = cluster_api()
+        opts = {"stream_ping_interval": 0.05, "stream_ping_timeout": 20, "stream_send_timeout": 20}
+        with trio.fail_after(60):
+            async with serving(api, **opts) as addr, await trio.open_tcp_stream(*addr) as raw:
+                headers = {
+                    "Connection": "Upgrade",
+                    "Upgrade": "websocket",
+                    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+                    "Sec-WebSocket-Version": "13",
+                }
+                await raw.send_all(request_bytes("GET", PATH, headers=headers))
+                head = bytearray()
+                while b"\r\n\r\n" not in head:
+                    head += await raw.receive_some(65536)
+                assert head.startswith(b"HTTP/1.1 101 ")
+                buf = bytearray(head.partition(b"\r\n\r\n")[2])
+                await wait_until(lambda: stream.statistics(api.table).parked == 1, "the subscriber to park")
+                first = api.table.current.index + 1
+                for i in range(count):  # ~8 MB the client does not read for now
+                    m = member(f"web-{i % 20}", "10.0.3.1")
+                    api.apply("member-update", attrs.evolve(m, tags={**m.tags, **big}))
+                    await trio.sleep(0)
+                last = api.table.current.index
+                await wait_until(lambda: stream.statistics(api.table).split >= 1, "a frame the pump only began")
+                indexes, pings = [], 0
+                while not indexes or indexes[-1] < last:
+                    buf += await raw.receive_some(1 << 20)
+                    for opcode, payload in _frames(buf):
+                        if opcode == 0x9:
+                            pings += 1
+                        elif opcode == 0x1:
+                            msg = json.loads(payload)
+                            if msg["Type"] != "snapshot":
+                                indexes.append(msg["Index"])
+                        else:
+                            raise AssertionError(f"unexpected opcode {opcode}")
+                assert indexes == list(range(first, last + 1))
+                assert pings >= 1
+                stats = stream.statistics(api.table)
+                assert stats.fanned_out >= 1 and stats.timed_out == 0 and stats.overflowed == 0
 
     run(main)
 
