@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import hashlib
 import json
 import math
 import os
@@ -48,33 +47,6 @@ from protocol.suspicion import retransmit_limit, suspicion_timeout  # noqa: E402
 
 E_FACTOR = math.e / (math.e - 1)  # SWIM: expected protocol periods until some member probes a crashed one
 TAGS = {"role": "node", "dc": "sim"}
-
-
-# --------------------------------------------------------------------------------------------------------------
-# the simulated network, made to hold thousands of hosts
-
-
-class _Discard(list):  # type: ignore[type-arg]
-    """A host log that keeps nothing: SimNet logs every event forever, and N hosts each reporting N joins is
-    N^2 records (gigabytes at N = 5000). The bench reads events through SimNet.on_event instead."""
-
-    def append(self, item: Any) -> None:
-        pass
-
-
-class ScaleNet(SimNet):
-    """SimNet with a stateless per-link latency.
-
-    SimNet draws each link's latency once and keeps it in a dict; with random gossip targets nearly every pair
-    of hosts talks sooner or later, which is N^2 / 2 entries. Hashing the pair gives the same fixed,
-    seed-dependent, uniformly spread latency per link without remembering it.
-    """
-
-    def link_latency(self, src: tuple[str, int], dst: tuple[str, int]) -> float:
-        a, b = (src, dst) if src <= dst else (dst, src)
-        digest = hashlib.blake2b(f"{self.seed}|{a}|{b}".encode(), digest_size=8).digest()
-        lo, hi = self.latency
-        return lo + (hi - lo) * (int.from_bytes(digest, "big") / 2**64)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -218,7 +190,8 @@ class Run:
         self.args = args
         self.cfg = Config.lan(enable_compression=args.compression)
         self.exp = expectations(self.cfg, n, args.join_window)
-        self.net = ScaleNet(seed=args.seed)
+        # No host logs (the Watcher reads events as they come) and no N^2 latency table.
+        self.net = SimNet(seed=args.seed, keep_log=False, hashed_latency=True)
         self.watcher = Watcher(n)
         self.net.on_event = self.on_event
         self.rng = random.Random(f"sim_scale/{args.seed}/{n}")
@@ -246,9 +219,7 @@ class Run:
 
     def spawn(self, name: str) -> Host:
         cfg = self.cfg
-        host = self.net.spawn(name, lambda addr, r, now: Serf(cfg, name=name, addr=addr, rng=r, now=now, tags=TAGS))
-        host.log = _Discard()
-        return host
+        return self.net.spawn(name, lambda addr, r, now: Serf(cfg, name=name, addr=addr, rng=r, now=now, tags=TAGS))
 
     def check_limits(self, what: str) -> None:
         """Raise once the real-time budget is spent or a member reported an internal error; note progress."""
@@ -444,8 +415,49 @@ def print_table(results: list[dict[str, Any]], args: argparse.Namespace) -> None
         print(f"{'':>6}   " + "; ".join(notes))
         if r.get("error"):
             print(f"{'':>6}   STOPPED: {r['error']}")
+    for n in args.project:
+        print_projection(results, n, args)
     print()
     print(FORMULAS)
+
+
+def _growth(points: list[tuple[int, float]], default: float) -> float:
+    """The exponent k of value ~ N^k through the two largest sizes measured (``default`` with fewer than two)."""
+    if len(points) < 2:
+        return default
+    (n1, v1), (n2, v2) = sorted(points)[-2:]
+    if n1 == n2 or v1 <= 0 or v2 <= 0:
+        return default
+    return math.log(v2 / v1) / math.log(n2 / n1)
+
+
+def print_projection(results: list[dict[str, Any]], n: int, args: argparse.Namespace) -> None:
+    """A row for a size not run: each sim figure is its formula times the largest measured size's
+    measured/formula ratio; real time and peak memory follow the growth measured between the two largest sizes
+    (N^k; k printed), memory above the interpreter's base."""
+    done = [r for r in results if r.get("rss") and r["real"] and not r.get("error")]
+    if not done:
+        print(f"{n:>6} projected: nothing measured to project from")
+        return
+    ref = max(done, key=lambda r: r["n"])
+    exp = expectations(Config.lan(enable_compression=args.compression), n, args.join_window)
+    k_real = _growth([(r["n"], sum(r["real"].values())) for r in done], 2.0)
+    k_mem = _growth([(r["n"], max(r["rss"].values()) - _BASE_MIB) for r in done], 2.0)
+    real = sum(ref["real"].values()) * (n / ref["n"]) ** k_real
+    peak = _BASE_MIB + (max(ref["rss"].values()) - _BASE_MIB) * (n / ref["n"]) ** k_mem
+    for i, what in enumerate(("converge", "detect", "leave")):
+        measured, formula = ref.get(what), ref["exp"][what]
+        sim = None if measured is None else exp[what] * measured / formula
+        bound = exp["detect_bound"] if what == "detect" else None
+        print(
+            f"{n if i == 0 else '':>6} {what:<9} {_fmt(sim)} {_fmt(exp[what])} {_fmt(bound)} {'projected':>12}"
+            f" {'':>3} {_fmt(real if i == 0 else None, 8, 0)} {_fmt(peak if i == 0 else None, 9, 0)}"
+        )
+    print(
+        f"{'':>6}   projected from N={ref['n']}: sim s = formula x that size's measured/formula; real s (all three"
+        f" scenarios) ~ N^{k_real:.2f}, peak ~ {_BASE_MIB:g} MiB + N^{k_mem:.2f} (exponents through the two"
+        f" largest sizes measured; 2 if only one)"
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -454,6 +466,9 @@ def print_table(results: list[dict[str, Any]], args: argparse.Namespace) -> None
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1000,5000", help="cluster sizes, comma-separated (default 1000,5000)")
+    parser.add_argument(
+        "--project", default="10000", help="sizes to project from the measured growth, not run (default 10000)"
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--join-window", type=float, default=1.0, help="simulated seconds over which members start")
     parser.add_argument("--settle", type=float, default=2.0, help="simulated seconds between scenarios")
@@ -464,6 +479,7 @@ def main() -> None:
     parser.add_argument("--force", action="store_true", help="run a size even if its memory projection is over the cap")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: run one size here, print JSON
     args = parser.parse_args()
+    args.project = [int(x) for x in args.project.split(",") if x]
 
     if args.one is not None:
         print(json.dumps(run_one(args.one, args)), flush=True)
@@ -493,7 +509,7 @@ def main() -> None:
     print_table(results, args)
 
 
-_FLAGS_NOT_PASSED = ("one", "sizes", "compression", "force")
+_FLAGS_NOT_PASSED = ("one", "sizes", "compression", "force", "project")
 _BASE_MIB = 25.0  # an interpreter with the protocol imported, no members yet
 
 
