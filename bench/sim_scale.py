@@ -201,7 +201,7 @@ class Run:
         self.internal_errors: list[str] = []
         self.last_note = time.perf_counter()
         self.reserve = bytes(64 << 20)  # given back on MemoryError, so that the partial result can be reported
-        self.result: dict[str, Any] = {"n": n, "seed": args.seed, "exp": self.exp, "real": {}, "rss": {}}
+        self.result: dict[str, Any] = {"n": n, "seed": args.seed, "exp": self.exp, "real": {}, "cpu": {}, "rss": {}}
 
     def on_event(self, host: Host, now: float, ev: Any) -> None:
         if isinstance(ev, LeaveDone):
@@ -248,11 +248,12 @@ class Run:
         return self.net.run_until(check, deadline=deadline, check_every=check_every)
 
     def phase(self, name: str, fn: Callable[[], None]) -> None:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             fn()
         finally:
             self.result["real"][name] = time.perf_counter() - t0
+            self.result["cpu"][name] = time.process_time() - c0  # the simulator's own cost, whatever the load
             self.result["rss"][name] = _rss_mib()
             _note(f"N={self.n} {name}: {self.result.get(name)} sim s, {self.result['real'][name]:.1f} s real")
 
@@ -377,11 +378,12 @@ def print_table(results: list[dict[str, Any]], args: argparse.Namespace) -> None
         f"{cfg.retransmit_mult}, suspicion_mult {cfg.suspicion_mult}, push_pull_interval "
         f"{cfg.push_pull_interval:g} s), compression {'on' if args.compression else 'off'}, latency 0.5-2 ms per "
         f"link, no loss, seed {args.seed}, starts spread over {args.join_window:g} s, {args.settle:g} s between "
-        f"scenarios; sim s = simulated seconds, real s = wall clock, peak = max RSS of the size's process so far"
+        f"scenarios; sim s = simulated seconds, real s = wall clock, cpu s = the simulator's CPU time (real s less "
+        f"what other processes took), peak = max RSS of the size's process so far"
     )
     header = (
         f"{'N':>6} {'scenario':<9} {'sim s':>8} {'formula':>8} {'bound':>8} {'reached':>12} {'ok':>3}"
-        f" {'real s':>8} {'peak MiB':>9}"
+        f" {'real s':>8} {'cpu s':>8} {'peak MiB':>9}"
     )
     print(header)
     print("-" * len(header))
@@ -394,7 +396,8 @@ def print_table(results: list[dict[str, Any]], args: argparse.Namespace) -> None
             ok = "yes" if r.get(f"{what}_verified") else "NO"
             print(
                 f"{n if i == 0 else '':>6} {what:<9} {_fmt(r.get(what))} {_fmt(exp[what])} {_fmt(bound)} {got:>12}"
-                f" {ok:>3} {_fmt(r['real'].get(what), 8, 1)} {_fmt(r['rss'].get(what), 9, 0)}"
+                f" {ok:>3} {_fmt(r['real'].get(what), 8, 1)} {_fmt(r.get('cpu', {}).get(what), 8, 1)}"
+                f" {_fmt(r['rss'].get(what), 9, 0)}"
             )
         notes = [f"L = {exp['retransmit_limit']}", f"suspicion {exp['suspicion_min']:.2f}-{exp['suspicion_max']:.2f} s"]
         if "last_join" in r:
@@ -411,7 +414,7 @@ def print_table(results: list[dict[str, Any]], args: argparse.Namespace) -> None
             notes.append(
                 f"{st.get('udp_delivered', 0)} datagrams, {st.get('tcp_opened', 0)} streams in {r['sim_end']:.0f} sim s"
             )
-        notes.append(f"total real {sum(r['real'].values()):.1f} s")
+        notes.append(f"total real {sum(r['real'].values()):.1f} s, cpu {sum(r.get('cpu', {}).values()):.1f} s")
         print(f"{'':>6}   " + "; ".join(notes))
         if r.get("error"):
             print(f"{'':>6}   STOPPED: {r['error']}")
@@ -435,15 +438,15 @@ def print_projection(results: list[dict[str, Any]], n: int, args: argparse.Names
     """A row for a size not run: each sim figure is its formula times the largest measured size's
     measured/formula ratio; real time and peak memory follow the growth measured between the two largest sizes
     (N^k; k printed), memory above the interpreter's base."""
-    done = [r for r in results if r.get("rss") and r["real"] and not r.get("error")]
+    done = [r for r in results if r.get("rss") and r.get("cpu") and not r.get("error")]
     if not done:
         print(f"{n:>6} projected: nothing measured to project from")
         return
     ref = max(done, key=lambda r: r["n"])
     exp = expectations(Config.lan(enable_compression=args.compression), n, args.join_window)
-    k_real = _growth([(r["n"], sum(r["real"].values())) for r in done], 2.0)
+    k_real = _growth([(r["n"], sum(r["cpu"].values())) for r in done], 2.0)
     k_mem = _growth([(r["n"], max(r["rss"].values()) - _BASE_MIB) for r in done], 2.0)
-    real = sum(ref["real"].values()) * (n / ref["n"]) ** k_real
+    cpu = sum(ref["cpu"].values()) * (n / ref["n"]) ** k_real
     peak = _BASE_MIB + (max(ref["rss"].values()) - _BASE_MIB) * (n / ref["n"]) ** k_mem
     for i, what in enumerate(("converge", "detect", "leave")):
         measured, formula = ref.get(what), ref["exp"][what]
@@ -451,10 +454,10 @@ def print_projection(results: list[dict[str, Any]], n: int, args: argparse.Names
         bound = exp["detect_bound"] if what == "detect" else None
         print(
             f"{n if i == 0 else '':>6} {what:<9} {_fmt(sim)} {_fmt(exp[what])} {_fmt(bound)} {'projected':>12}"
-            f" {'':>3} {_fmt(real if i == 0 else None, 8, 0)} {_fmt(peak if i == 0 else None, 9, 0)}"
+            f" {'':>3} {_fmt(None)} {_fmt(cpu if i == 0 else None, 8, 0)} {_fmt(peak if i == 0 else None, 9, 0)}"
         )
     print(
-        f"{'':>6}   projected from N={ref['n']}: sim s = formula x that size's measured/formula; real s (all three"
+        f"{'':>6}   projected from N={ref['n']}: sim s = formula x that size's measured/formula; cpu s (all three"
         f" scenarios) ~ N^{k_real:.2f}, peak ~ {_BASE_MIB:g} MiB + N^{k_mem:.2f} (exponents through the two"
         f" largest sizes measured; 2 if only one)"
     )
@@ -494,7 +497,7 @@ def main() -> None:
                 f"skipped: ~{projected / 1024:.1f} GiB projected (the smaller size's bytes per member pair x N^2)"
                 f" > the {args.max_mem_gib:g} GiB cap; --force runs it anyway, up to the cap"
             )
-            results.append({"n": n, "exp": exp, "real": {}, "rss": {}, "error": why})
+            results.append({"n": n, "exp": exp, "real": {}, "cpu": {}, "rss": {}, "error": why})
             _note(f"N={n}: {why}")
             continue
         _note(f"N={n}: starting (budget {args.max_real:g} s real, {args.max_mem_gib:.1f} GiB)")
@@ -503,7 +506,9 @@ def main() -> None:
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, check=False)
         if proc.returncode != 0:
             exp = expectations(Config.lan(), n, args.join_window)
-            results.append({"n": n, "exp": exp, "real": {}, "rss": {}, "error": f"exit status {proc.returncode}"})
+            results.append(
+                {"n": n, "exp": exp, "real": {}, "cpu": {}, "rss": {}, "error": f"exit status {proc.returncode}"}
+            )
             continue
         results.append(json.loads(proc.stdout))
     print_table(results, args)
