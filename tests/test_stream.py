@@ -18,6 +18,7 @@ from typing import Any
 import attrs
 import pytest
 import trio
+import trio.testing
 from http_fakes import FakeAgent, member, read_replies, request_bytes, run, server_config, serving
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket
 
@@ -280,8 +281,9 @@ def _frames(buf: bytearray) -> list[tuple[int, bytes]]:
 
 def test_a_full_socket_gets_whole_frames_in_order_even_with_pings_between() -> None:
     """Issue 14: the pump writes to parked sockets directly.  A client that stops reading fills its socket, so
-    the pump can only begin a frame; its rest, the catch-up and the keep-alive pings trio-websocket sends
-    meanwhile must still reach the client as whole frames, every change once, in index order."""
+    the pump is refused (or can only begin a frame) and the subscriber's own task takes over; the rest of a
+    begun frame, the catch-up and the keep-alive pings trio-websocket sends meanwhile must still reach the client
+    as whole frames, every change once, in index order."""
     big = {"blob": "y" * 20000}
     count = 400
 
@@ -309,7 +311,7 @@ def test_a_full_socket_gets_whole_frames_in_order_even_with_pings_between() -> N
                     api.apply("member-update", attrs.evolve(m, tags={**m.tags, **big}))
                     await trio.sleep(0)
                 last = api.table.current.index
-                await wait_until(lambda: stream.statistics(api.table).split >= 1, "a frame the pump only began")
+                await wait_until(lambda: stream.statistics(api.table).parked == 0, "the full socket to leave the park")
                 indexes, pings = [], 0
                 while not indexes or indexes[-1] < last:
                     buf += await raw.receive_some(1 << 20)
@@ -325,9 +327,40 @@ def test_a_full_socket_gets_whole_frames_in_order_even_with_pings_between() -> N
                 assert indexes == list(range(first, last + 1))
                 assert pings >= 1
                 stats = stream.statistics(api.table)
-                assert stats.fanned_out >= 1 and stats.timed_out == 0 and stats.overflowed == 0
+                # both paths wrote: the pump while the socket took frames, the subscriber's task after
+                assert 1 <= stats.fanned_out < stats.messages, stats
+                assert stats.timed_out == 0 and stats.overflowed == 0
 
     run(main)
+
+
+def test_the_gate_writes_the_rest_of_a_begun_frame_before_anything_else() -> None:
+    """The pump may leave half a frame on the socket; whatever trio-websocket writes next (a ping, a message,
+    the close) must come after its rest, or the client would read garbage."""
+
+    async def main() -> None:
+        left, right = trio.testing.memory_stream_pair()
+        closed: list[bool] = []
+        gate = stream._Gate(left, fd=-1, on_close=lambda: closed.append(True))
+        frame = stream.text_frame(b'{"Index":7}')
+        gate.rest = frame[3:]  # the pump wrote frame[:3] itself
+        await gate.send_all(b"\x89\x00")  # a ping
+        await gate.send_all(b"")
+        got = b""
+        while len(got) < len(frame) - 3 + 2:
+            got += await right.receive_some()
+        assert got == frame[3:] + b"\x89\x00" and gate.rest == b""
+        await gate.aclose()
+        assert closed == [True] and gate.closed
+
+    trio.run(main)
+
+
+def test_text_frames_use_the_three_length_forms() -> None:
+    forms = ((125, b"\x81\x7d"), (126, b"\x81\x7e\x00\x7e"), (70000, b"\x81\x7f" + (70000).to_bytes(8, "big")))
+    for size, head in forms:
+        frame = stream.text_frame(b"a" * size)
+        assert frame.startswith(head) and len(frame) == len(head) + size
 
 
 def test_a_client_that_stops_answering_pings_is_dropped() -> None:
