@@ -230,6 +230,8 @@ class Run:
         now = time.perf_counter()
         if now > self.real_deadline:
             raise OutOfBudget(f"{what}: real-time budget of {self.args.max_real:g} s spent at sim t={self.net.now:.2f}")
+        if time.process_time() > self.args.max_cpu:
+            raise OutOfBudget(f"{what}: CPU budget of {self.args.max_cpu:g} s spent at sim t={self.net.now:.2f}")
         if now - self.last_note > 30:
             self.last_note = now
             w = self.watcher
@@ -476,7 +478,11 @@ def main() -> None:
     parser.add_argument("--join-window", type=float, default=1.0, help="simulated seconds over which members start")
     parser.add_argument("--settle", type=float, default=2.0, help="simulated seconds between scenarios")
     parser.add_argument("--converge-timeout", type=float, default=180.0, help="simulated seconds after the last start")
-    parser.add_argument("--max-real", type=float, default=900.0, help="real seconds per size before giving up")
+    parser.add_argument(
+        "--max-cpu", type=float, default=900.0,
+        help="CPU seconds per size before giving up (the simulator's cost whatever else runs on the machine)",
+    )
+    parser.add_argument("--max-real", type=float, default=3600.0, help="real seconds per size before giving up")
     parser.add_argument("--max-mem-gib", type=float, default=_default_mem_gib(), help="address-space cap per size")
     parser.add_argument("--compression", action="store_true", help="LZW on (pure Python: slow, timing-neutral)")
     parser.add_argument("--force", action="store_true", help="run a size even if its memory projection is over the cap")
@@ -500,7 +506,7 @@ def main() -> None:
             results.append({"n": n, "exp": exp, "real": {}, "cpu": {}, "rss": {}, "error": why})
             _note(f"N={n}: {why}")
             continue
-        _note(f"N={n}: starting (budget {args.max_real:g} s real, {args.max_mem_gib:.1f} GiB)")
+        _note(f"N={n}: starting (budget {args.max_cpu:g} s CPU, {args.max_real:g} s real, {args.max_mem_gib:.1f} GiB)")
         passthrough = [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if k not in _FLAGS_NOT_PASSED]
         cmd = [sys.executable, __file__, f"--one={n}", *passthrough] + (["--compression"] if args.compression else [])
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, check=False)
