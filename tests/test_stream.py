@@ -311,6 +311,7 @@ def test_a_full_socket_gets_whole_frames_in_order_even_with_pings_between() -> N
                 buf = bytearray(head.partition(b"\r\n\r\n")[2])
                 await wait_until(lambda: stream.statistics(api.table).parked == 1, "the subscriber to park")
                 first = api.table.current.index + 1
+
                 for i in range(count):  # ~8 MB the client does not read for now
                     m = member(f"web-{i % 20}", "10.0.3.1")
                     api.apply("member-update", attrs.evolve(m, tags={**m.tags, **big}))
@@ -332,8 +333,9 @@ def test_a_full_socket_gets_whole_frames_in_order_even_with_pings_between() -> N
                 assert indexes == list(range(first, last + 1))
                 assert pings >= 1
                 stats = stream.statistics(api.table)
-                # both paths wrote: the pump while the socket took frames, the subscriber's task after
-                assert 1 <= stats.fanned_out < stats.messages, stats
+                # The subscriber's task wrote at least the frames the full socket refused the pump. (Whether the
+                # pump wrote any first depends on timing: it defers whenever trio-websocket holds its write lock.)
+                assert stats.fanned_out < stats.messages, stats
                 assert stats.timed_out == 0 and stats.overflowed == 0
 
     run(main)
