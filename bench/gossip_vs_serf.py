@@ -10,6 +10,10 @@ For each cluster size N and each system it runs the same script, several trials,
   idle CPU %, RSS MiB per agent, UDP packets/s per agent (5 s after convergence, over 5 s)
 
 ``--encrypt`` runs every agent of both systems with one fresh 32-byte gossip key (serf's ``-encrypt``).
+``--systems triumvir,serf,mixed`` adds a mixed cluster: even-numbered agents triumvir, odd-numbered serf, all in one
+cluster (N = 100 is 50 + 50). ``--load K`` keeps K busy-looping processes running for the whole bench (started and
+stopped here by PID), so that the figures are also taken with the machine's cores busy. ``stragglers @5s`` counts
+the agents that did not yet list all N alive 5 s after the last agent was started (the target is 0).
 
 Agents are started staggered over about a second (agents started in lock-step probe in lock-step and skew every
 comparison). Every process is started here and stopped here by its PID. Only loopback addresses are used.
@@ -183,6 +187,31 @@ class Serf(System):
         return Agent(name, ip, proc, members, [close])
 
 
+class Mixed(System):
+    """One cluster of both: even-numbered agents triumvir, odd-numbered serf, on one subnet."""
+
+    label = "mixed"
+
+    def __init__(self, workdir: Path, profile: str, subnet: int, encrypt: str = "") -> None:
+        super().__init__(workdir, profile, subnet, encrypt)
+        self.halves = (Triumvir(workdir, profile, subnet, encrypt), Serf(workdir, profile, subnet, encrypt))
+
+    def start(self, index: int, join: str | None) -> Agent:
+        return self.halves[index % 2].start(index, join)
+
+
+@contextlib.contextmanager
+def load_generator(count: int) -> Iterator[None]:
+    """``count`` busy-looping processes for the duration (stopped by their PIDs)."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for proc in procs:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 def wait_for(condition: Callable[[], bool], what: str, deadline: float = DEADLINE) -> float:
     """Poll until `condition()` holds; return the seconds it took."""
     start = time.monotonic()
@@ -201,17 +230,26 @@ def all_see(agents: list[Agent], name: str, status: str) -> Callable[[], bool]:
     return check
 
 
-def converged(agents: list[Agent]) -> Callable[[], bool]:
+def join_watch(agents: list[Agent], last_start: float) -> tuple[float, int]:
+    """Until every agent lists all of them alive: (seconds from now, agents still behind 5 s after the last start,
+    0 if all were done by then)."""
     names = {a.name for a in agents}
-
-    def check() -> bool:
+    start = time.monotonic()
+    stragglers: int | None = None
+    while True:
+        behind = 0
         for agent in agents:
             view = agent.members() or {}
             if {n for n, s in view.items() if s == "alive"} != names:
-                return False
-        return True
-
-    return check
+                behind += 1
+        now = time.monotonic()
+        if stragglers is None and now >= last_start + 5.0:
+            stragglers = behind
+        if behind == 0:
+            return now - start, stragglers or 0
+        if now - start > DEADLINE:
+            raise TimeoutError(f"timed out after {DEADLINE:.0f} s waiting for {len(agents)} agents to converge")
+        time.sleep(POLL)
 
 
 def cpu_ticks(pid: int) -> int:
@@ -303,8 +341,10 @@ def trial(system: System, n: int) -> dict[str, float]:
     results: dict[str, float] = {}
     with cluster(system) as agents:
         stagger_start(system, agents, n)
+        last_start = time.monotonic()
         wait_for(lambda: all(a.members() is not None for a in agents), "every agent up", 60)
-        results["all-join s"] = wait_for(converged(agents), f"{n} agents to converge")
+        results["all-join s"], stragglers = join_watch(agents, last_start)
+        results["stragglers @5s"] = stragglers
         time.sleep(IDLE_SETTLE)
         cpu, rss, pps = idle_figures(agents, system.subnet)
         results["idle CPU %"], results["RSS MiB"], results["UDP pkt/s"] = cpu, rss, pps
@@ -331,7 +371,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="3,10,30")
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--profile", default="lan", choices=["lan", "local"])
-    parser.add_argument("--systems", default="triumvir,serf", help="which systems to run (comma-separated)")
+    parser.add_argument("--systems", default="triumvir,serf",
+                        help="which systems to run (comma-separated: triumvir, serf, mixed)")
+    parser.add_argument("--load", type=int, default=0, help="busy-looping processes to run during the bench")
     parser.add_argument("--encrypt", action="store_true", help="encrypted gossip (one fresh key for all agents)")
     parser.add_argument("--idle-window", type=float, default=IDLE_WINDOW,
                         help="seconds of the idle measurement (CPU is counted in 10 ms ticks: longer is finer)")
@@ -341,12 +383,13 @@ def main() -> None:
     if not shutil.which("serf"):
         sys.exit("serf is not installed: apt-get install serf")
     sizes = [int(s) for s in args.sizes.split(",")]
-    metrics = ["startup s", "all-join s", "single-join s", "detect s", "leave s", "idle CPU %", "RSS MiB", "UDP pkt/s"]
+    metrics = ["startup s", "all-join s", "stragglers @5s", "single-join s", "detect s", "leave s", "idle CPU %",
+               "RSS MiB", "UDP pkt/s"]
     rows = []
-    with tempfile.TemporaryDirectory(prefix="triumvir-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="triumvir-bench-") as tmp, load_generator(args.load):
         for n in sizes:
             medians: dict[str, dict[str, float]] = {}
-            for index, cls in enumerate((Triumvir, Serf)):
+            for index, cls in enumerate((Triumvir, Serf, Mixed)):
                 if cls.label not in args.systems.split(","):
                     continue
                 system = cls(Path(tmp), args.profile, subnet=1 + index, encrypt=key)
@@ -359,11 +402,14 @@ def main() -> None:
                 ours = medians.get("triumvir", {}).get(m, float("nan"))
                 theirs = medians.get("serf", {}).get(m, float("nan"))
                 ratio = ours / theirs if theirs else float("nan")
-                rows.append((m, n, ours, theirs, ratio))
-    print(f"\nprofile {args.profile}, {'encrypted' if key else 'plaintext'}, median of {args.trials} trials")
-    print(f"{'metric':<15}{'N':>4}{'triumvir':>11}{'serf':>11}{'ratio':>8}")
-    for m, n, ours, theirs, ratio in rows:
-        print(f"{m:<15}{n:>4}{ours:>11.2f}{theirs:>11.2f}{ratio:>8.2f}")
+                mixed = medians.get("mixed", {}).get(m, float("nan"))
+                rows.append((m, n, ours, theirs, ratio, mixed))
+    load = f", {args.load} busy-looping processes running" if args.load else ""
+    print(f"\nprofile {args.profile}, {'encrypted' if key else 'plaintext'}, median of {args.trials} trials{load}"
+          f" (mixed: N/2 triumvir + N/2 serf in one cluster)")
+    print(f"{'metric':<15}{'N':>4}{'triumvir':>11}{'serf':>11}{'ratio':>8}{'mixed':>11}")
+    for m, n, ours, theirs, ratio, mixed in rows:
+        print(f"{m:<15}{n:>4}{ours:>11.2f}{theirs:>11.2f}{ratio:>8.2f}{mixed:>11.2f}")
 
 
 if __name__ == "__main__":

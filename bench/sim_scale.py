@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import hashlib
 import json
 import math
 import os
@@ -48,33 +47,6 @@ from protocol.suspicion import retransmit_limit, suspicion_timeout  # noqa: E402
 
 E_FACTOR = math.e / (math.e - 1)  # SWIM: expected protocol periods until some member probes a crashed one
 TAGS = {"role": "node", "dc": "sim"}
-
-
-# --------------------------------------------------------------------------------------------------------------
-# the simulated network, made to hold thousands of hosts
-
-
-class _Discard(list):  # type: ignore[type-arg]
-    """A host log that keeps nothing: SimNet logs every event forever, and N hosts each reporting N joins is
-    N^2 records (gigabytes at N = 5000). The bench reads events through SimNet.on_event instead."""
-
-    def append(self, item: Any) -> None:
-        pass
-
-
-class ScaleNet(SimNet):
-    """SimNet with a stateless per-link latency.
-
-    SimNet draws each link's latency once and keeps it in a dict; with random gossip targets nearly every pair
-    of hosts talks sooner or later, which is N^2 / 2 entries. Hashing the pair gives the same fixed,
-    seed-dependent, uniformly spread latency per link without remembering it.
-    """
-
-    def link_latency(self, src: tuple[str, int], dst: tuple[str, int]) -> float:
-        a, b = (src, dst) if src <= dst else (dst, src)
-        digest = hashlib.blake2b(f"{self.seed}|{a}|{b}".encode(), digest_size=8).digest()
-        lo, hi = self.latency
-        return lo + (hi - lo) * (int.from_bytes(digest, "big") / 2**64)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -218,7 +190,8 @@ class Run:
         self.args = args
         self.cfg = Config.lan(enable_compression=args.compression)
         self.exp = expectations(self.cfg, n, args.join_window)
-        self.net = ScaleNet(seed=args.seed)
+        # No host logs (the Watcher reads events as they come) and no N^2 latency table.
+        self.net = SimNet(seed=args.seed, keep_log=False, hashed_latency=True)
         self.watcher = Watcher(n)
         self.net.on_event = self.on_event
         self.rng = random.Random(f"sim_scale/{args.seed}/{n}")
@@ -228,7 +201,7 @@ class Run:
         self.internal_errors: list[str] = []
         self.last_note = time.perf_counter()
         self.reserve = bytes(64 << 20)  # given back on MemoryError, so that the partial result can be reported
-        self.result: dict[str, Any] = {"n": n, "seed": args.seed, "exp": self.exp, "real": {}, "rss": {}}
+        self.result: dict[str, Any] = {"n": n, "seed": args.seed, "exp": self.exp, "real": {}, "cpu": {}, "rss": {}}
 
     def on_event(self, host: Host, now: float, ev: Any) -> None:
         if isinstance(ev, LeaveDone):
@@ -246,9 +219,7 @@ class Run:
 
     def spawn(self, name: str) -> Host:
         cfg = self.cfg
-        host = self.net.spawn(name, lambda addr, r, now: Serf(cfg, name=name, addr=addr, rng=r, now=now, tags=TAGS))
-        host.log = _Discard()
-        return host
+        return self.net.spawn(name, lambda addr, r, now: Serf(cfg, name=name, addr=addr, rng=r, now=now, tags=TAGS))
 
     def check_limits(self, what: str) -> None:
         """Raise once the real-time budget is spent or a member reported an internal error; note progress."""
@@ -259,6 +230,8 @@ class Run:
         now = time.perf_counter()
         if now > self.real_deadline:
             raise OutOfBudget(f"{what}: real-time budget of {self.args.max_real:g} s spent at sim t={self.net.now:.2f}")
+        if time.process_time() > self.args.max_cpu:
+            raise OutOfBudget(f"{what}: CPU budget of {self.args.max_cpu:g} s spent at sim t={self.net.now:.2f}")
         if now - self.last_note > 30:
             self.last_note = now
             w = self.watcher
@@ -277,11 +250,12 @@ class Run:
         return self.net.run_until(check, deadline=deadline, check_every=check_every)
 
     def phase(self, name: str, fn: Callable[[], None]) -> None:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             fn()
         finally:
             self.result["real"][name] = time.perf_counter() - t0
+            self.result["cpu"][name] = time.process_time() - c0  # the simulator's own cost, whatever the load
             self.result["rss"][name] = _rss_mib()
             _note(f"N={self.n} {name}: {self.result.get(name)} sim s, {self.result['real'][name]:.1f} s real")
 
@@ -406,11 +380,12 @@ def print_table(results: list[dict[str, Any]], args: argparse.Namespace) -> None
         f"{cfg.retransmit_mult}, suspicion_mult {cfg.suspicion_mult}, push_pull_interval "
         f"{cfg.push_pull_interval:g} s), compression {'on' if args.compression else 'off'}, latency 0.5-2 ms per "
         f"link, no loss, seed {args.seed}, starts spread over {args.join_window:g} s, {args.settle:g} s between "
-        f"scenarios; sim s = simulated seconds, real s = wall clock, peak = max RSS of the size's process so far"
+        f"scenarios; sim s = simulated seconds, real s = wall clock, cpu s = the simulator's CPU time (real s less "
+        f"what other processes took), peak = max RSS of the size's process so far"
     )
     header = (
         f"{'N':>6} {'scenario':<9} {'sim s':>8} {'formula':>8} {'bound':>8} {'reached':>12} {'ok':>3}"
-        f" {'real s':>8} {'peak MiB':>9}"
+        f" {'real s':>8} {'cpu s':>8} {'peak MiB':>9}"
     )
     print(header)
     print("-" * len(header))
@@ -423,7 +398,8 @@ def print_table(results: list[dict[str, Any]], args: argparse.Namespace) -> None
             ok = "yes" if r.get(f"{what}_verified") else "NO"
             print(
                 f"{n if i == 0 else '':>6} {what:<9} {_fmt(r.get(what))} {_fmt(exp[what])} {_fmt(bound)} {got:>12}"
-                f" {ok:>3} {_fmt(r['real'].get(what), 8, 1)} {_fmt(r['rss'].get(what), 9, 0)}"
+                f" {ok:>3} {_fmt(r['real'].get(what), 8, 1)} {_fmt(r.get('cpu', {}).get(what), 8, 1)}"
+                f" {_fmt(r['rss'].get(what), 9, 0)}"
             )
         notes = [f"L = {exp['retransmit_limit']}", f"suspicion {exp['suspicion_min']:.2f}-{exp['suspicion_max']:.2f} s"]
         if "last_join" in r:
@@ -440,12 +416,53 @@ def print_table(results: list[dict[str, Any]], args: argparse.Namespace) -> None
             notes.append(
                 f"{st.get('udp_delivered', 0)} datagrams, {st.get('tcp_opened', 0)} streams in {r['sim_end']:.0f} sim s"
             )
-        notes.append(f"total real {sum(r['real'].values()):.1f} s")
+        notes.append(f"total real {sum(r['real'].values()):.1f} s, cpu {sum(r.get('cpu', {}).values()):.1f} s")
         print(f"{'':>6}   " + "; ".join(notes))
         if r.get("error"):
             print(f"{'':>6}   STOPPED: {r['error']}")
+    for n in args.project:
+        print_projection(results, n, args)
     print()
     print(FORMULAS)
+
+
+def _growth(points: list[tuple[int, float]], default: float) -> float:
+    """The exponent k of value ~ N^k through the two largest sizes measured (``default`` with fewer than two)."""
+    if len(points) < 2:
+        return default
+    (n1, v1), (n2, v2) = sorted(points)[-2:]
+    if n1 == n2 or v1 <= 0 or v2 <= 0:
+        return default
+    return math.log(v2 / v1) / math.log(n2 / n1)
+
+
+def print_projection(results: list[dict[str, Any]], n: int, args: argparse.Namespace) -> None:
+    """A row for a size not run: each sim figure is its formula times the largest measured size's
+    measured/formula ratio; real time and peak memory follow the growth measured between the two largest sizes
+    (N^k; k printed), memory above the interpreter's base."""
+    done = [r for r in results if r.get("rss") and r.get("cpu") and not r.get("error")]
+    if not done:
+        print(f"{n:>6} projected: nothing measured to project from")
+        return
+    ref = max(done, key=lambda r: r["n"])
+    exp = expectations(Config.lan(enable_compression=args.compression), n, args.join_window)
+    k_real = _growth([(r["n"], sum(r["cpu"].values())) for r in done], 2.0)
+    k_mem = _growth([(r["n"], max(r["rss"].values()) - _BASE_MIB) for r in done], 2.0)
+    cpu = sum(ref["cpu"].values()) * (n / ref["n"]) ** k_real
+    peak = _BASE_MIB + (max(ref["rss"].values()) - _BASE_MIB) * (n / ref["n"]) ** k_mem
+    for i, what in enumerate(("converge", "detect", "leave")):
+        measured, formula = ref.get(what), ref["exp"][what]
+        sim = None if measured is None else exp[what] * measured / formula
+        bound = exp["detect_bound"] if what == "detect" else None
+        print(
+            f"{n if i == 0 else '':>6} {what:<9} {_fmt(sim)} {_fmt(exp[what])} {_fmt(bound)} {'projected':>12}"
+            f" {'':>3} {_fmt(None)} {_fmt(cpu if i == 0 else None, 8, 0)} {_fmt(peak if i == 0 else None, 9, 0)}"
+        )
+    print(
+        f"{'':>6}   projected from N={ref['n']}: sim s = formula x that size's measured/formula; cpu s (all three"
+        f" scenarios) ~ N^{k_real:.2f}, peak ~ {_BASE_MIB:g} MiB + N^{k_mem:.2f} (exponents through the two"
+        f" largest sizes measured; 2 if only one)"
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -454,16 +471,24 @@ def print_table(results: list[dict[str, Any]], args: argparse.Namespace) -> None
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1000,5000", help="cluster sizes, comma-separated (default 1000,5000)")
+    parser.add_argument(
+        "--project", default="10000", help="sizes to project from the measured growth, not run (default 10000)"
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--join-window", type=float, default=1.0, help="simulated seconds over which members start")
     parser.add_argument("--settle", type=float, default=2.0, help="simulated seconds between scenarios")
     parser.add_argument("--converge-timeout", type=float, default=180.0, help="simulated seconds after the last start")
-    parser.add_argument("--max-real", type=float, default=900.0, help="real seconds per size before giving up")
+    parser.add_argument(
+        "--max-cpu", type=float, default=900.0,
+        help="CPU seconds per size before giving up (the simulator's cost whatever else runs on the machine)",
+    )
+    parser.add_argument("--max-real", type=float, default=3600.0, help="real seconds per size before giving up")
     parser.add_argument("--max-mem-gib", type=float, default=_default_mem_gib(), help="address-space cap per size")
     parser.add_argument("--compression", action="store_true", help="LZW on (pure Python: slow, timing-neutral)")
     parser.add_argument("--force", action="store_true", help="run a size even if its memory projection is over the cap")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: run one size here, print JSON
     args = parser.parse_args()
+    args.project = [int(x) for x in args.project.split(",") if x]
 
     if args.one is not None:
         print(json.dumps(run_one(args.one, args)), flush=True)
@@ -478,22 +503,24 @@ def main() -> None:
                 f"skipped: ~{projected / 1024:.1f} GiB projected (the smaller size's bytes per member pair x N^2)"
                 f" > the {args.max_mem_gib:g} GiB cap; --force runs it anyway, up to the cap"
             )
-            results.append({"n": n, "exp": exp, "real": {}, "rss": {}, "error": why})
+            results.append({"n": n, "exp": exp, "real": {}, "cpu": {}, "rss": {}, "error": why})
             _note(f"N={n}: {why}")
             continue
-        _note(f"N={n}: starting (budget {args.max_real:g} s real, {args.max_mem_gib:.1f} GiB)")
+        _note(f"N={n}: starting (budget {args.max_cpu:g} s CPU, {args.max_real:g} s real, {args.max_mem_gib:.1f} GiB)")
         passthrough = [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if k not in _FLAGS_NOT_PASSED]
         cmd = [sys.executable, __file__, f"--one={n}", *passthrough] + (["--compression"] if args.compression else [])
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, check=False)
         if proc.returncode != 0:
             exp = expectations(Config.lan(), n, args.join_window)
-            results.append({"n": n, "exp": exp, "real": {}, "rss": {}, "error": f"exit status {proc.returncode}"})
+            results.append(
+                {"n": n, "exp": exp, "real": {}, "cpu": {}, "rss": {}, "error": f"exit status {proc.returncode}"}
+            )
             continue
         results.append(json.loads(proc.stdout))
     print_table(results, args)
 
 
-_FLAGS_NOT_PASSED = ("one", "sizes", "compression", "force")
+_FLAGS_NOT_PASSED = ("one", "sizes", "compression", "force", "project")
 _BASE_MIB = 25.0  # an interpreter with the protocol imported, no members yet
 
 

@@ -1,7 +1,7 @@
 """Fan-out latency of ``/v1/stream/members``: how long from a member event's creation to its delivery at the last
 of N websocket subscribers.
 
-    .venv/bin/python bench/stream_bench.py                 # 1,000 and 5,000 subscribers
+    .venv/bin/python bench/stream_bench.py                 # 1,000, 5,000 and 10,000 subscribers
     .venv/bin/python bench/stream_bench.py --subscribers 200 --events 20
 
 Three kinds of process on loopback, so the subscribers' own work does not run on the server's trio loop:
@@ -64,7 +64,16 @@ def serve(max_connections: int) -> None:
     async def main() -> None:
         api = BenchAgent()
         api.table.apply("member-join", member("bench", 0))
-        options = HttpOptions(max_connections=max_connections, max_connections_per_client=max_connections)
+        # Pings still go out every 15 s (their cost is part of the figures), but a pong may take up to 2 minutes
+        # and a write 1: on a loaded machine the lean clients, busy with thousands of handshakes, answer late, and
+        # the server's own tasks wait their turn behind those handshakes; dropping them would measure the
+        # keep-alive and the send timeout rather than the fan-out.
+        options = HttpOptions(
+            max_connections=max_connections,
+            max_connections_per_client=max_connections,
+            stream_ping_timeout=120.0,
+            stream_send_timeout=60.0,
+        )
         async with trio.open_nursery() as nursery:
             _, port = await nursery.start(functools.partial(serve_http, api, "127.0.0.1", 0, options=options))
             print(f"PORT {port}", flush=True)
@@ -74,21 +83,37 @@ def serve(max_connections: int) -> None:
                 if not line or line[0] == "quit":
                     nursery.cancel_scope.cancel()
                     return
+                if line[0] == "usage":
+                    print(f"USAGE {_rss_bytes()} {time.process_time()!r}", flush=True)
+                    continue
                 count, gap, subscribers = int(line[1]), float(line[2]), int(line[3])
                 for _ in range(count):
                     serial += 1
-                    sent = stream.statistics(api.table).messages
+                    before = stream.statistics(api.table)
+                    cpu = time.process_time()
                     created = time.time()
                     snapshot = api.table.apply("member-join", member(f"node-{serial}", serial))
+                    # The pump's pass is one synchronous loop: once fanned_out moves, it is over. Its CPU time
+                    # (with whatever else ran in that scheduling batch) does not depend on the machine's load.
+                    for _ in range(1000):
+                        await trio.sleep(0)
+                        if stream.statistics(api.table).fanned_out != before.fanned_out:
+                            break
+                    pass_cpu = time.process_time() - cpu
                     # Server side: until every subscriber's write returned (handed to its socket).
-                    while stream.statistics(api.table).messages < sent + subscribers:
-                        await trio.sleep(0.001)
+                    while stream.statistics(api.table).messages < before.messages + subscribers:
+                        await trio.sleep(0.01)
                     written = time.time()
-                    print(f"EMIT {snapshot.index} {created!r} {written!r}", flush=True)
+                    print(f"EMIT {snapshot.index} {created!r} {written!r} {pass_cpu!r}", flush=True)
                     await trio.sleep(gap)
                 print("DONE", flush=True)
 
     trio.run(main)
+
+
+def _rss_bytes() -> int:
+    """This process's resident memory now (Linux: /proc/self/statm, in pages)."""
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 # ---------------------------------------------------------------------- subscribe
@@ -190,6 +215,16 @@ def run(subscribers: int, events: int, gap: float, per_process: int) -> dict[str
     try:
         assert server.stdout is not None and server.stdin is not None
         port = int(server.stdout.readline().split()[1])
+
+        def usage() -> tuple[int, float]:
+            """The server's RSS (bytes) and CPU time (s) now."""
+            assert server.stdin is not None and server.stdout is not None
+            server.stdin.write("usage\n")
+            server.stdin.flush()
+            _, rss, cpu = server.stdout.readline().split()
+            return int(rss), float(cpu)
+
+        rss_before, _ = usage()
         shares = [per_process] * (subscribers // per_process)
         if subscribers % per_process:
             shares.append(subscribers % per_process)
@@ -205,13 +240,18 @@ def run(subscribers: int, events: int, gap: float, per_process: int) -> dict[str
             if line != "READY":
                 raise RuntimeError(f"a subscriber process failed: {line!r}")
         connected = time.monotonic() - started
+        time.sleep(1.0)  # let the last handshakes' garbage settle before the idle figure
+        rss_idle, cpu_before = usage()
         server.stdin.write(f"emit {events} {gap} {subscribers}\n")
         server.stdin.flush()
         created: dict[int, float] = {}
         written: list[float] = []
+        pass_cpu: list[float] = []
         while (line := server.stdout.readline().split()) and line[0] != "DONE":
             created[int(line[1])] = float(line[2])
             written.append((float(line[3]) - float(line[2])) * 1000)
+            pass_cpu.append(float(line[4]) * 1000)
+        _, cpu_after = usage()
         arrivals: dict[int, list[float]] = {index: [] for index in created}
         for client in clients:
             assert client.stdout is not None
@@ -241,6 +281,10 @@ def run(subscribers: int, events: int, gap: float, per_process: int) -> dict[str
         "last_max": max(last),
         "all_p50": statistics.median(every),
         "all_p99": _pct(every, 99),
+        "kib_per_idle": (rss_idle - rss_before) / subscribers / 1024,
+        "cpu_ms_per_event": (cpu_after - cpu_before) / max(1, len(created)) * 1000,
+        "pass_cpu_p50": _pct(pass_cpu, 50),
+        "pass_cpu_p99": _pct(pass_cpu, 99),
     }
 
 
@@ -248,8 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mode", nargs="?", default="bench", choices=("bench", "serve", "subscribe"))
     parser.add_argument("args", nargs="*")
-    parser.add_argument("--max", type=int, default=6000, help="serve: connection cap")
-    parser.add_argument("--subscribers", type=int, nargs="*", default=[1000, 5000])
+    parser.add_argument("--max", type=int, default=11000, help="serve: connection cap")
+    parser.add_argument("--subscribers", type=int, nargs="*", default=[1000, 5000, 10000])
     parser.add_argument("--events", type=int, default=40)
     parser.add_argument("--gap", type=float, default=None,
                         help="seconds between events; default 0.5 + 0.2 ms per subscriber, so that each event's "
@@ -267,14 +311,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"stream fan-out: {opts.events} member-join events, {gap} apart; loopback; cpus={os.cpu_count()}")
     print("latency (ms) from the event's creation (MemberTable.apply) to: 'last' its receipt by the last subscriber")
     print("(per event, p50/p99/max over the events); 'all' every receipt; 'server' the server's last write returning")
+    print("'KiB/idle' the server's RSS growth per connected idle subscriber; 'cpu ms/ev' the server's CPU time per")
+    print("event (its whole process: fan-out, pings, catch-up of kicked subscribers, the bench's own polling);")
+    print("'pass cpu' the server's CPU time from the change to the end of the pump's one pass over every parked")
+    print("subscriber (p50/p99 over the events): CPU time, so it does not grow with the machine's load")
     header = f"{'subscribers':>11} {'connect s':>9} {'last p50':>9} {'last p99':>9} {'last max':>9} " \
-             f"{'all p50':>8} {'all p99':>8} {'server p50':>10} {'server p99':>10} {'missing':>7}"
+             f"{'all p50':>8} {'all p99':>8} {'server p50':>10} {'server p99':>10} {'missing':>7} " \
+             f"{'KiB/idle':>8} {'cpu ms/ev':>9} {'pass cpu p50':>12} {'pass cpu p99':>12}"
     print(header)
     for n in opts.subscribers:
         r = run(n, opts.events, opts.gap if opts.gap is not None else 0.5 + n * 0.0002, opts.per_process)
         print(f"{r['subscribers']:>11} {r['connect_s']:>9.1f} {r['last_p50']:>9.1f} {r['last_p99']:>9.1f} "
               f"{r['last_max']:>9.1f} {r['all_p50']:>8.1f} {r['all_p99']:>8.1f} {r['server_p50']:>10.1f} "
-              f"{r['server_p99']:>10.1f} {r['missing']:>7}", flush=True)
+              f"{r['server_p99']:>10.1f} {r['missing']:>7} {r['kib_per_idle']:>8.1f} {r['cpu_ms_per_event']:>9.1f} "
+              f"{r['pass_cpu_p50']:>12.1f} {r['pass_cpu_p99']:>12.1f}",
+              flush=True)
     return 0
 
 

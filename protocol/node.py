@@ -22,6 +22,7 @@ from __future__ import annotations
 import heapq
 import ipaddress
 import random
+import sys
 from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
@@ -296,6 +297,29 @@ def _addr_text(packed: bytes) -> str:
     return str(ipaddress.ip_address(packed))
 
 
+# Member records are per pair of members (every member holds one about every other): N^2 of them. The values they
+# hold are mostly equal across records (the same address text, meta and versions, learned by every member), so
+# they are shared rather than decoded into a copy per record (issue 14: 5,000 members in one process). Shared by
+# every Node in the process (all immutable values), bounded so hostile input cannot grow them without end.
+_SHARED_MAX = 1 << 16
+_ADDR_TEXT: dict[bytes, str] = {}
+_ADDR_PACKED: dict[str, bytes] = {}
+_SHARED_VALUES: dict[Any, Any] = {}
+
+
+def _bounded_put(cache: dict[Any, Any], key: Any, value: Any) -> Any:
+    if len(cache) >= _SHARED_MAX:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
+def _shared(value: Any) -> Any:
+    """One copy of equal immutable values (meta, versions, address tuples, encoded alives) for all holders."""
+    shared = _SHARED_VALUES.get(value)
+    return shared if shared is not None else _bounded_put(_SHARED_VALUES, value, value)
+
+
 class Node:
     """One memberlist member; see the module docstring and docs/internals.md for the IO surface."""
 
@@ -350,8 +374,6 @@ class Node:
         self._leave_timer: _Timer | None = None
         self._shutdown = False
         self._conflict_refuted: dict[Addr, float] = {}
-        self._addr_cache: dict[bytes, str] = {}
-        self._packed_cache: dict[str, bytes] = {}
         self._custom = {
             hook: getattr(type(self._delegate), hook) is not getattr(Delegate, hook)
             for hook in ("notify_alive", "notify_merge")
@@ -492,15 +514,15 @@ class Node:
         return self._seq
 
     def _packed(self, text: str) -> bytes:
-        packed = self._packed_cache.get(text)
+        packed = _ADDR_PACKED.get(text)
         if packed is None:
-            packed = self._packed_cache[text] = ipaddress.ip_address(text).packed
+            packed = _bounded_put(_ADDR_PACKED, text, ipaddress.ip_address(text).packed)
         return packed
 
     def _ip(self, packed: bytes) -> str:
-        text = self._addr_cache.get(packed)
+        text = _ADDR_TEXT.get(packed)
         if text is None:
-            text = self._addr_cache[packed] = _addr_text(packed)
+            text = _bounded_put(_ADDR_TEXT, bytes(packed), _addr_text(packed))
         return text
 
     @property
@@ -756,7 +778,8 @@ class Node:
             self._conflict(now, current, a, addr, verdict.reason)
             return
         if verdict.is_new:
-            current = NodeState(a.node, addr, a.meta, 0, NodeStateType.DEAD, now, a.vsn if len(a.vsn) >= 6 else b"")
+            vsn = _shared(a.vsn) if len(a.vsn) >= 6 else b""
+            current = NodeState(sys.intern(a.node), _shared(addr), _shared(a.meta), 0, NodeStateType.DEAD, now, vsn)
             self._add_node(current)
         if action is Action.IGNORE:
             if verdict.reason.startswith("bad protocol"):
@@ -774,13 +797,13 @@ class Node:
             )
             return
         # APPLY
-        self._broadcast(a.node, encode(a))
+        self._broadcast(a.node, _shared(encode(a)))  # every member queues the same alive: one copy
         new = attrs.evolve(
             current,
             incarnation=a.incarnation,
-            meta=a.meta,
-            addr=addr,
-            vsn=a.vsn if len(a.vsn) >= 6 else current.vsn,
+            meta=_shared(a.meta),
+            addr=current.addr if current.addr == addr else _shared(addr),
+            vsn=_shared(a.vsn) if len(a.vsn) >= 6 else current.vsn,
             state=NodeStateType.ALIVE,
             state_change=now if current.state != NodeStateType.ALIVE else current.state_change,
         )

@@ -791,9 +791,19 @@ class Serf(Delegate):
         ) = vsn[:6]
 
     def _decode_tags(self, meta: bytes) -> dict[str, str]:
-        tags, error = decode_tags(bytes(meta or b""))
-        if error is not None:
-            self._malformed(_LEVEL_ERROR, f"serf: {error}")
+        """Decoded once per distinct meta and shared by every member record (of every Serf in the process)
+        that carries it: the records are per pair of members, and their tags are never changed in place
+        (a new dict replaces them; Member.copy hands out copies)."""
+        meta = bytes(meta or b"")
+        tags = _SHARED_TAGS.get(meta)
+        if tags is None:
+            tags, error = decode_tags(meta)
+            if error is not None:
+                self._malformed(_LEVEL_ERROR, f"serf: {error}")
+                return tags
+            if len(_SHARED_TAGS) >= _SHARED_TAGS_MAX:
+                _SHARED_TAGS.clear()
+            _SHARED_TAGS[meta] = tags
         return tags
 
     # ------------------------------------------------------------------ intents (Lamport-ordered)
@@ -1233,6 +1243,10 @@ class Serf(Delegate):
         """A Serf message (or push/pull state, or tags) we cannot read: dropped, counted and logged."""
         self.malformed += 1
         self._diag(level, message, "serf-malformed")
+
+
+_SHARED_TAGS: dict[bytes, dict[str, str]] = {}
+_SHARED_TAGS_MAX = 1 << 16
 
 
 def _ip_text(ip: bytes) -> str:

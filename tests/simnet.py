@@ -20,7 +20,10 @@ Quick start::
 Network knobs (change any time):
 
 * ``net.loss`` -- UDP loss probability (global); ``set_link_loss(a, b, p)`` overrides one link.
-* latency: each link gets a fixed latency drawn uniformly from ``latency=(lo, hi)`` on first use.
+* latency: each link gets a fixed latency drawn uniformly from ``latency=(lo, hi)`` on first use; with
+  ``hashed_latency=True`` it is a hash of the seed and the link's two addresses instead (the same fixed, uniform,
+  seed-dependent latency per link, but nothing stored: random gossip makes nearly every pair of N hosts talk, and a
+  table of N^2 / 2 links is gigabytes at N = 5000).
 * ``partition(group1, group2, ...)`` -- hosts in different groups cannot exchange anything (UDP or TCP);
   hosts in no group talk to everyone. ``heal()`` ends all partitions.
 * ``block_udp(a, b)`` -- only UDP between a and b is dropped (TCP still works).
@@ -35,12 +38,14 @@ the reply is incomplete). If the target is dead, missing or partitioned away, th
 ``handle_stream_error(…, "timeout")`` when the StreamOpen's timeout expires.
 
 Observation: every host keeps ``host.log``, a list of ``(time, event)`` for all polled events (Diagnostics
-at "debug" level only if ``SimNet(debug=True)``); ``net.events(name, EventType)`` filters it.
+at "debug" level only if ``SimNet(debug=True)``); ``net.events(name, EventType)`` filters it. ``keep_log=False``
+keeps nothing (N hosts each reporting N joins is N^2 records): read the events through ``net.on_event`` then.
 ``net.stats`` counts datagrams sent/lost/delivered and streams. Everything is deterministic for a seed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import random
 from collections import Counter
@@ -94,6 +99,8 @@ class SimNet:
         loss: float = 0.0,
         debug: bool = False,
         port: int = 7946,
+        keep_log: bool = True,
+        hashed_latency: bool = False,
     ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
@@ -102,6 +109,8 @@ class SimNet:
         self.loss = loss
         self.debug = debug
         self.port = port
+        self.keep_log = keep_log
+        self.hashed_latency = hashed_latency
         self.hosts: dict[str, Host] = {}
         self.stats: Counter[str] = Counter()
         self.on_event: Callable[[Host, float, Any], None] | None = None
@@ -207,6 +216,10 @@ class SimNet:
 
     def link_latency(self, src: Addr, dst: Addr) -> float:
         key = (src, dst) if src <= dst else (dst, src)
+        if self.hashed_latency:
+            digest = hashlib.blake2b(f"{self.seed}|{key}".encode(), digest_size=8).digest()
+            lo, hi = self.latency
+            return lo + (hi - lo) * (int.from_bytes(digest, "big") / 2**64)
         lat = self._link_latency.get(key)
         if lat is None:
             lat = self._link_latency[key] = self.rng.uniform(*self.latency)
@@ -290,7 +303,8 @@ class SimNet:
         while (ev := machine.poll_event()) is not None:
             if isinstance(ev, Diagnostic) and ev.level == "debug" and not self.debug:
                 continue
-            host.log.append((self.now, ev))
+            if self.keep_log:
+                host.log.append((self.now, ev))
             if self.on_event is not None:
                 self.on_event(host, self.now, ev)
         when = machine.poll_timeout()

@@ -119,6 +119,31 @@ def test_decoder_reassembles_frames_split_anywhere(objs: list[dict[str, bytes]],
     assert out == objs and dec.pending == 0
 
 
+@pytest.mark.parametrize("chunk", [1, 1024, 65536])
+def test_decoder_parses_each_byte_once_whatever_the_chunking(monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
+    """Issue 14: the server port's framing keeps its own buffer, so a big frame (an InstallSnapshot) arriving in
+    small reads is decoded once, when whole: msgpack sees each body byte once, whatever the chunking."""
+    import agent.server.frames as frames
+
+    decoded: list[int] = []
+    real_unpackb = msgpack.unpackb
+
+    def counting_unpackb(body: bytes, **kw: Any) -> Any:
+        decoded.append(len(body))
+        return real_unpackb(body, **kw)
+
+    monkeypatch.setattr(frames.msgpack, "unpackb", counting_unpackb)
+    size = 200_000 if chunk == 1 else 2_000_000
+    objs = [{"t": 1, "data": bytes(range(256)) * (size // 256)}, {"t": 2}, {"t": 3, "data": b"x" * 300}]
+    stream = b"".join(encode_frame(o) for o in objs)
+    dec, out = FrameDecoder(), []
+    for off in range(0, len(stream), chunk):
+        out += dec.feed(stream[off : off + chunk])
+    assert out == objs and dec.pending == 0
+    assert len(decoded) == len(objs)
+    assert sum(decoded) == len(stream) - 4 * len(objs)
+
+
 def test_decoder_refuses_oversize_lengths_and_non_msgpack() -> None:
     with pytest.raises(FrameError, match="exceeds the maximum 100"):
         FrameDecoder(100).feed((101).to_bytes(4, "big"))

@@ -106,6 +106,35 @@ def test_200_members_converge_through_one_seed_with_all_tags() -> None:
     assert max(clocks) - min(clocks) <= 2
 
 
+def test_member_records_share_their_values_and_the_scale_net_keeps_no_log_or_link_table() -> None:
+    """Issue 14: member records are per pair of members, so the values in them are shared, not copied per record:
+    every member's record of member X holds the same name, address tuple, meta, versions and decoded tags objects.
+    SimNet(keep_log=False, hashed_latency=True) still delivers every event to on_event, stores none, keeps no
+    per-link latency table, and its latencies stay fixed per link, in range and the same for a seed."""
+    seen: list[Any] = []
+    net = SimNet(seed=5, keep_log=False, hashed_latency=True)
+    net.on_event = lambda host, now, ev: seen.append(ev)
+    members = build(net, LAN, 12)
+    assert net.run_until(lambda: converged(net, members), deadline=net.now + 30, check_every=0.5)
+    target = members[5]
+    records = [serf(net, o).node._nodes[target] for o in members if o != target]
+    states = [serf(net, o)._members[target].member for o in members if o != target]
+    for field in ("name", "addr", "meta", "vsn"):
+        assert len({id(getattr(r, field)) for r in records}) == 1, field
+    assert len({id(m.tags) for m in states}) == 1 and states[0].tags == tags_of(target)
+    assert len({id(m.addr) for m in states}) == 1
+    # handed-out members are copies: changing one cannot reach the shared dict
+    handed = serf(net, members[0]).member(target)
+    assert handed is not None and handed.tags is not states[0].tags
+    assert sum(isinstance(e, MemberEvent) for e in seen) >= len(members) * (len(members) - 1)
+    assert all(not net.hosts[o].log for o in members) and not net._link_latency
+    a, b = net.hosts[members[1]].addr, net.hosts[members[2]].addr
+    lat = net.link_latency(a, b)
+    assert lat == net.link_latency(b, a) == SimNet(seed=5, hashed_latency=True).link_latency(a, b)
+    assert net.latency[0] <= lat <= net.latency[1]
+    assert lat != SimNet(seed=6, hashed_latency=True).link_latency(a, b)
+
+
 # --- failure ------------------------------------------------------------------------------------------------
 
 

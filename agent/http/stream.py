@@ -11,23 +11,35 @@ The protocol (one JSON text message each):
   A member that stops matching is sent once more (its last event) so a client never keeps a stale row;
   clients drop rows that no longer match.
 
-Why this shape (DESIGN.md, "Data flow"): a subscriber is a task with a cursor into the table's history, reading it
-with ``MemberTable.wait_changes``.  The table never waits on a subscriber and does no per-subscriber work: it sets
-one ``trio.Event`` per change.  The subscriber's queue *is* the shared history: what it holds on its own is the
-cursor and the one message being written, so a client that stops reading holds no memory of ours; it falls behind,
-and once it is ``stream_window`` events behind (or out of the history) it is closed with 1013 and told to
-reconnect with ``?index=``.  A write that the client does not take within ``stream_send_timeout`` drops it, and so
-does a ping it does not answer within ``stream_ping_timeout``.  Messages are encoded once per change (a small cache
-per table) and shared, so a thousand subscribers cost a thousand writes, not a thousand ``json.dumps``.
+Why this shape (DESIGN.md, "Data flow"): a subscriber is a task with a cursor into the table's history.  The table
+never waits on a subscriber and does no per-subscriber work: it sets one ``trio.Event`` per change.  The
+subscriber's queue *is* the shared history: what it holds on its own is the cursor and at most one message being
+written, so a client that stops reading holds no memory of ours; it falls behind, and once it is ``stream_window``
+events behind (or out of the history) it is closed with 1013 and told to reconnect with ``?index=``.  A write that
+the client does not take within ``stream_send_timeout`` drops it, and so does a ping it does not answer within
+``stream_ping_timeout``.
+
+Fan-out (issue 14): a subscriber without a filter that has caught up *parks* in the table's `_Fanout` and its task
+sleeps.  One parked task at a time is the pump: it alone waits on the table, encodes each change once as a finished
+websocket frame, and writes that frame to every parked subscriber's socket with one non-blocking ``os.write`` each,
+without waking their tasks.  A subscriber whose socket cannot take the whole frame at once (its buffer is full, or
+trio-websocket is writing a ping or pong to it) leaves the park: the fan-out keeps the unwritten rest of the frame
+in the subscriber's `_Gate`, and the subscriber's own task finishes it and catches up from the history, as a slow
+subscriber always did.  The gate sits between trio-websocket and the socket, so every write trio-websocket makes
+(pings, pongs, the close) first finishes that rest: frames never interleave.  Filtered subscribers, and any
+connection whose socket cannot be reached, follow the history in their own task (messages still encoded once per
+change, in a small cache per table).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import re
 import weakref
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
@@ -93,24 +105,37 @@ class StreamStatistics:
     overflowed: int = 0  # closed with 1013
     timed_out: int = 0  # a write or a ping not answered in time: dropped
     messages: int = 0  # messages written, all subscribers
+    fanned_out: int = 0  # of those, written by the fan-out's pump to a parked subscriber
+    parked: int = 0  # subscribers parked at the head now (written to by the pump)
+    split: int = 0  # frames the pump could only begin (the socket was full): their task wrote the rest
 
 
 class _Hub:
-    """Per table: the encoded-message cache and the counters.  Holds no subscriber."""
+    """Per table: the encoded-message cache, the counters and the fan-out (whose park holds subscribers only
+    while they are connected and caught up)."""
 
-    def __init__(self) -> None:
+    def __init__(self, table: MemberTable) -> None:
         self.stats = StreamStatistics()
-        self._changes: dict[int, str] = {}
+        self.fanout = _Fanout(table, self)
+        self._changes: dict[int, tuple[str, bytes]] = {}
         self._snapshot: tuple[int, str] | None = None
 
-    def change_message(self, change: Change) -> str:
-        text = self._changes.get(change.index)
-        if text is None:
+    def _encoded(self, change: Change) -> tuple[str, bytes]:
+        encoded = self._changes.get(change.index)
+        if encoded is None:
             text = _encode({"Type": change.kind, "Index": change.index, "Member": member_json(change.member)})
-            self._changes[change.index] = text
+            encoded = self._changes[change.index] = (text, text_frame(text.encode("utf-8")))
             if len(self._changes) > _ENCODED_CACHE:
                 del self._changes[next(iter(self._changes))]  # the oldest inserted: near-monotonic indexes
-        return text
+        return encoded
+
+    def change_message(self, change: Change) -> str:
+        """The change as a JSON text (for trio-websocket's send_message)."""
+        return self._encoded(change)[0]
+
+    def change_frame(self, change: Change) -> bytes:
+        """The change as a whole websocket frame, ready for the socket (for the fan-out)."""
+        return self._encoded(change)[1]
 
     def snapshot_message(self, snapshot: Snapshot, where: Filter) -> str:
         if where.active:
@@ -126,7 +151,7 @@ _hubs: weakref.WeakKeyDictionary[MemberTable, _Hub] = weakref.WeakKeyDictionary(
 def _hub(table: MemberTable) -> _Hub:
     hub = _hubs.get(table)
     if hub is None:
-        hub = _hubs[table] = _Hub()
+        hub = _hubs[table] = _Hub(table)
     return hub
 
 
@@ -143,6 +168,156 @@ def _snapshot_text(snapshot: Snapshot, members: Iterable[Member]) -> str:
     return _encode({"Type": "snapshot", "Index": snapshot.index, "Members": [member_json(m) for m in members]})
 
 
+def text_frame(payload: bytes) -> bytes:
+    """One unfragmented, unmasked websocket text frame (RFC 6455 5.2), as a server sends it."""
+    size = len(payload)
+    if size < 126:
+        head = bytes((0x81, size))
+    elif size < 1 << 16:
+        head = bytes((0x81, 126)) + size.to_bytes(2, "big")
+    else:
+        head = bytes((0x81, 127)) + size.to_bytes(8, "big")
+    return head + payload
+
+
+# ---------------------------------------------------------------------- the fan-out
+
+
+def _socket_fd(stream: Any) -> int | None:
+    """The file descriptor under a stream (through wrappers that keep the next one as ``_stream``), or None."""
+    for _ in range(4):
+        sock = getattr(stream, "socket", None)
+        if sock is not None:
+            try:
+                fd = sock.fileno()
+            except (AttributeError, OSError):
+                return None
+            return fd if isinstance(fd, int) and fd >= 0 else None
+        stream = getattr(stream, "_stream", None)
+        if stream is None:
+            return None
+    return None
+
+
+class _Gate(trio.abc.Stream):
+    """What trio-websocket writes through: the rest of a frame the fan-out began goes out before anything else.
+
+    The fan-out writes to ``fd`` directly, and only when trio-websocket is not writing (its lock is free) and no
+    rest is pending; ``closed`` is set before the socket closes, so the pump never writes to a recycled fd.
+    """
+
+    def __init__(self, inner: trio.abc.Stream, fd: int, on_close: Any) -> None:
+        self.inner = inner
+        self.fd = fd
+        self.rest = b""
+        self.closed = False
+        self._on_close = on_close
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if self.rest:
+            rest, self.rest = self.rest, b""
+            await self.inner.send_all(rest)
+        if data:
+            await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        return await self.inner.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        self.closed = True
+        self._on_close()
+        await self.inner.aclose()
+
+
+class _Fanout:
+    """Per table: the subscribers parked at the head, and which of their tasks is the pump (module docstring).
+
+    The pump waits on the table for everyone; each change is encoded once and written to every parked socket in
+    one synchronous pass (no checkpoint, so no cancellation can cut a pass short).  A subscriber leaves the park
+    when a write to it cannot be made whole, when its connection closes, or when its task is cancelled; the pump's
+    role then passes to another parked task.
+    """
+
+    def __init__(self, table: MemberTable, hub: _Hub) -> None:
+        self.table = table
+        self.hub = hub
+        self.parked: dict[_Subscriber, None] = {}  # insertion-ordered set
+        self.pump: _Subscriber | None = None
+        self.head = 0  # the index the pump has served up to
+
+    async def park(self, sub: _Subscriber) -> None:
+        """Hold ``sub`` (caught up to ``sub.cursor`` == the table's index) until it has to leave the park."""
+        if not self.parked:
+            self.head = sub.cursor
+        self.parked[sub] = None
+        self.hub.stats.parked += 1
+        try:
+            while sub in self.parked:
+                if self.pump is None:
+                    self.pump = sub
+                if self.pump is sub:
+                    await self._pump_once()
+                else:
+                    sub.wake = trio.Event()
+                    await sub.wake.wait()
+        finally:
+            self.hub.stats.parked -= 1
+            self.parked.pop(sub, None)
+            if self.pump is sub:
+                self.pump = None
+                successor = next(iter(self.parked), None)
+                if successor is not None:
+                    successor.wake.set()
+
+    def unpark(self, sub: _Subscriber) -> None:
+        if self.parked.pop(sub, 0) is None:
+            sub.wake.set()
+
+    async def _pump_once(self) -> None:
+        table = self.table
+        await table.wait_past(self.head)
+        snapshot = table.current
+        changes = table.changes_since(self.head)
+        if changes is None:  # cannot happen while the pump keeps up; everyone catches up alone
+            for sub in list(self.parked):
+                self.unpark(sub)
+            return
+        for change in changes:
+            frame = self.hub.change_frame(change)
+            for sub in list(self.parked):
+                if change.index > sub.cursor:
+                    self._write(sub, change.index, frame)
+        self.head = max(self.head, snapshot.index)
+
+    def _write(self, sub: _Subscriber, index: int, frame: bytes) -> None:
+        gate, stats = sub.gate, self.hub.stats
+        assert gate is not None
+        if gate.closed or gate.rest or sub.ws_busy():
+            self.unpark(sub)
+            return
+        try:
+            written = os.write(gate.fd, frame)
+        except BlockingIOError:
+            written = 0
+        except OSError as exc:
+            if exc.errno not in (errno.EPIPE, errno.ECONNRESET):
+                log.debug("stream: writing to %s: %s", sub.remote, exc)
+            self.unpark(sub)  # its task finds the connection broken
+            return
+        if written:
+            sub.cursor = index
+            stats.messages += 1
+            stats.fanned_out += 1
+        if written < len(frame):
+            if written:
+                gate.rest = frame[written:]
+                stats.split += 1
+            self.unpark(sub)
+
+
 # ---------------------------------------------------------------------- the session
 
 
@@ -150,7 +325,7 @@ class _Drop(Exception):
     """The subscriber is gone or unresponsive: stop without a close handshake."""
 
 
-@attrs.define
+@attrs.define(eq=False)
 class _Subscriber:
     """One websocket subscriber: a cursor into the history, its filter, and the members it has been shown."""
 
@@ -161,12 +336,34 @@ class _Subscriber:
     remote: str
     shown: set[str] = attrs.Factory(set)  # with a filter: names whose last event we sent matched it
     hub: _Hub = attrs.field(init=False)
+    cursor: int = 0  # while parked: the last change written (the pump moves it)
+    wake: trio.Event = attrs.Factory(trio.Event)  # while parked and not the pump: set to leave or to pump
+    gate: _Gate | None = None  # None: this connection is served by its own task only
+    _ws_lock: Any = None  # trio-websocket's write lock: held while it writes (ping, pong, close, a message)
 
     def __attrs_post_init__(self) -> None:
         self.hub = _hub(self.table)
 
+    def ws_busy(self) -> bool:
+        return self._ws_lock is not None and self._ws_lock.locked()
+
+    def _install_gate(self, ws: WebSocketConnection) -> None:
+        """Put a _Gate between trio-websocket and the socket, so that the pump may write to it directly.
+
+        trio-websocket keeps its stream in ``_stream`` and serialises its writes with ``_stream_lock``; if a
+        version stops doing so, the subscriber is simply served by its own task, as before the fan-out.
+        """
+        inner, lock = getattr(ws, "_stream", None), getattr(ws, "_stream_lock", None)
+        fd = _socket_fd(inner)
+        if fd is None or lock is None or not isinstance(inner, trio.abc.Stream) or self.where.active:
+            return
+        self.gate = _Gate(inner, fd, lambda: self.hub.fanout.unpark(self))
+        self._ws_lock = lock
+        ws._stream = self.gate  # type: ignore[attr-defined]
+
     async def run(self, ws: WebSocketConnection) -> None:
         """Serve until the client leaves, stops answering, or falls behind (then close with 1013)."""
+        self._install_gate(ws)
         stats = self.hub.stats
         stats.subscribers += 1
         stats.opened += 1
@@ -202,7 +399,17 @@ class _Subscriber:
             # Resuming blind: we don't know what the client was shown, so any member may need its way out.
             self.shown = set(current.members.keys())
         while True:
-            snapshot, changes = await table.wait_changes(cursor)
+            snapshot, changes = table.current, table.changes_since(cursor)
+            if changes == [] and self.gate is not None:
+                # Caught up: park (no checkpoint since the read above, so the table is still at this index).
+                self.cursor = max(cursor, snapshot.index)
+                await self.hub.fanout.park(self)
+                cursor = self.cursor
+                if not await self._finish_frame(ws):
+                    return None
+                continue
+            if changes == []:
+                snapshot, changes = await table.wait_changes(cursor)
             if changes is None:
                 return self._overflow(cursor, snapshot.index)
             for change in changes:
@@ -236,6 +443,22 @@ class _Subscriber:
             OVERFLOW_CODE,
         )
         return OVERFLOW_CODE, f"too slow: {head - cursor} events behind; reconnect with ?index={cursor}"
+
+    async def _finish_frame(self, ws: WebSocketConnection) -> bool:
+        """Write the rest of a frame the pump began (under trio-websocket's lock); False if the client is gone."""
+        gate = self.gate
+        if gate is None or not gate.rest:
+            return True
+        with trio.move_on_after(self.options.stream_send_timeout) as scope:
+            try:
+                async with self._ws_lock:
+                    await gate.send_all(b"")
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return False
+        if scope.cancelled_caught:
+            log.info("stream: %s took no data for %ss: dropped", self.remote, self.options.stream_send_timeout)
+            raise _Drop
+        return True
 
     async def _send(self, ws: WebSocketConnection, text: str) -> bool:
         """Write one message; False if the client is gone.  A write the client doesn't take in time drops it."""
