@@ -26,6 +26,20 @@ from procs import wait_for
 
 ConsulInstance = collections.namedtuple("ConsulInstance", ["container", "port", "version"])
 
+#: py-consul's own ``base_config`` for its Consul container (its conftest): script checks on, no DNS, HTTPS or
+#: gRPC TLS port, raft_multiplier 1.  The ACL fixture adds its block to it, as py-consul's does.
+BASE_CONFIG = {
+    "ports": {"https": -1, "dns": -1, "grpc_tls": -1},
+    "performance": {"raft_multiplier": 1},
+    "enable_script_checks": True,
+}
+
+
+def _config_file(workdir: str, config: dict) -> list[str]:
+    path = Path(workdir) / "py-consul.json"
+    path.write_text(json.dumps(config))
+    return ["-config-file", str(path)]
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _unset_consul_token() -> None:
@@ -35,7 +49,7 @@ def _unset_consul_token() -> None:
 @pytest.fixture
 def consul_instance() -> Iterator[ConsulInstance]:
     with tempfile.TemporaryDirectory(prefix="pyconsul-agent-") as workdir, start_dev_agent(
-        Path(workdir), "127.0.0.1"
+        Path(workdir), "127.0.0.1", *_config_file(workdir, BASE_CONFIG)
     ) as addr:
         port = int(addr.rsplit(":", 1)[1])
         version = requests.get(f"http://{addr}/v1/agent/self", timeout=10).json()["Config"]["Version"].strip()
@@ -45,20 +59,20 @@ def consul_instance() -> Iterator[ConsulInstance]:
 @pytest.fixture
 def acl_consul_instance() -> Iterator[tuple[ConsulInstance, str]]:
     """py-consul's ACL fixture: ACLs on (default policy allow), ``initial_management`` a fresh ``uuid4().hex``
-    (not a UUID, as py-consul's), ``primary_datacenter = "dc1"``; yields (instance, that token)."""
+    (not a UUID, as py-consul's), ``primary_datacenter = "dc1"``, over `BASE_CONFIG`; yields (instance, that token)."""
     token = uuid.uuid4().hex
-    config = {"primary_datacenter": "dc1", "acl": {"enabled": True, "tokens": {"initial_management": token}}}
-    with tempfile.TemporaryDirectory(prefix="pyconsul-acl-agent-") as workdir:
-        config_file = Path(workdir) / "acl.json"
-        config_file.write_text(json.dumps(config))
-        with start_dev_agent(Path(workdir), "127.0.0.1", "-config-file", str(config_file)) as addr:
-            port = int(addr.rsplit(":", 1)[1])
-            # the leader initialises ACLs in its first rounds: wait until the management token resolves
-            wait_for(lambda: requests.get(f"http://{addr}/v1/acl/token/self", headers={"X-Consul-Token": token},
-                                          timeout=10).status_code == 200,
-                     timeout=30, what="the initial management token")  # fmt: skip
-            version = requests.get(f"http://{addr}/v1/agent/self", timeout=10).json()["Config"]["Version"].strip()
-            yield ConsulInstance(None, port, version), token
+    config = {**BASE_CONFIG, "primary_datacenter": "dc1",
+              "acl": {"enabled": True, "tokens": {"initial_management": token}}}
+    with tempfile.TemporaryDirectory(prefix="pyconsul-acl-agent-") as workdir, start_dev_agent(
+        Path(workdir), "127.0.0.1", *_config_file(workdir, config)
+    ) as addr:
+        port = int(addr.rsplit(":", 1)[1])
+        # the leader initialises ACLs in its first rounds: wait until the management token resolves
+        wait_for(lambda: requests.get(f"http://{addr}/v1/acl/token/self", headers={"X-Consul-Token": token},
+                                      timeout=10).status_code == 200,
+                 timeout=30, what="the initial management token")  # fmt: skip
+        version = requests.get(f"http://{addr}/v1/agent/self", timeout=10).json()["Config"]["Version"].strip()
+        yield ConsulInstance(None, port, version), token
 
 
 @pytest.fixture

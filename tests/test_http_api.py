@@ -428,7 +428,8 @@ def test_leave_force_leave_reload() -> None:
     assert http(api, "PUT", "/v1/agent/leave").status == 200 and api.leaves == 1
     assert http(api, "PUT", "/v1/agent/force-leave/web-2?prune").status == 200
     assert http(api, "PUT", "/v1/agent/force-leave/Alpha").status == 200
-    assert http(api, "PUT", "/v1/agent/force-leave/nobody").status == 200  # current Consul: 200 for unknown
+    unknown = http(api, "PUT", "/v1/agent/force-leave/nobody")  # Consul's agent checks its members first
+    assert (unknown.status, unknown.body) == (500, b"agent: No node found with name 'nobody'")
     assert api.force_leaves == [("web-2", True), ("Alpha", False), ("nobody", False)]
     assert http(api, "PUT", "/v1/agent/reload").status == 200 and api.reloads == 1
     api.reload_error = "failed to parse /etc/consul.d/x.json: invalid character"
