@@ -79,7 +79,7 @@ RESTART_REQUIRED = frozenset(
         "node_name", "node_id", "datacenter", "domain", "data_dir", "bind_addr", "advertise_addr", "client_addr",
         "server", "bootstrap", "bootstrap_expect", "dev", "ports", "gossip_profile", "reconnect_timeout",
         "encrypt", "encrypt_verify_incoming", "encrypt_verify_outgoing", "primary_datacenter", "acl",
-        "pid_file", "disable_keyring_file",
+        "pid_file", "disable_keyring_file", "disable_coordinates",
     }
 )  # fmt: skip
 
@@ -188,6 +188,8 @@ class AgentConfig:
     encrypt_verify_outgoing: bool = True
     #: Consul's ``disable_keyring_file``: the gossip keyring is never read from or written to the data dir.
     disable_keyring_file: bool = False
+    #: Consul's ``disable_coordinates``: Serf keeps no network coordinates (its acks carry none; /v1/coordinate 401).
+    disable_coordinates: bool = False
     #: Consul's ``pid_file`` / ``-pid-file``: the agent's PID is written there at start and removed on exit.
     pid_file: str | None = None
     #: The keys set that this agent accepts without acting on them (Consul's dotted names), named once at start.
@@ -330,6 +332,7 @@ def _build(
         "encrypt_verify_incoming": c.get("encrypt_verify_incoming", True),
         "encrypt_verify_outgoing": c.get("encrypt_verify_outgoing", True),
         "disable_keyring_file": c.get("disable_keyring_file", False),
+        "disable_coordinates": c.get("disable_coordinates", False),
         "pid_file": c.get("pid_file") or None,
         "inert_keys": sorted(set(c.get(INERT, []))),
         "recursors": list(dict.fromkeys(c.get("recursors", []))),

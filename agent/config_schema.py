@@ -71,6 +71,7 @@ KEYS: dict[str, Any] = {
     "encrypt": "string",
     "pid_file": "string",
     "disable_keyring_file": "bool",
+    "disable_coordinates": "bool",
     "encrypt_verify_incoming": "bool",
     "encrypt_verify_outgoing": "bool",
     "primary_datacenter": "string",

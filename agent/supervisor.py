@@ -286,6 +286,7 @@ class Agent:
             reconnect_timeout=config.reconnect_timeout,
             gossip_verify_incoming=config.encrypt_verify_incoming,
             gossip_verify_outgoing=config.encrypt_verify_outgoing,
+            disable_coordinates=config.disable_coordinates,
         )
         tags = consul.lan_tags(config, self.node_id, VERSION)
         keys = initial_keys(config.encrypt, None if config.disable_keyring_file else self.datadir)

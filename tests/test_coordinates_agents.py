@@ -114,3 +114,14 @@ def test_hostile_ack_payloads_leave_a_real_agent_untouched(cluster: Cluster) -> 
         assert s1.proc.alive()
 
     run_inprocess_with(factory, body)
+
+
+def test_disable_coordinates_turns_them_off_in_a_real_agent(cluster: Cluster) -> None:
+    """Consul's ``disable_coordinates``: no coordinate in /v1/agent/self, /v1/coordinate answers Consul's 401, and
+    the start line does not name the key as having no effect."""
+    s1 = cluster.start("s1", server=True, extra={"disable_coordinates": True})
+    base = f"http://{s1.http_addr}"
+    reply = requests.get(f"{base}/v1/coordinate/nodes", timeout=10)
+    assert (reply.status_code, reply.text) == (401, "Coordinate support disabled")
+    assert requests.get(f"{base}/v1/agent/self", timeout=10).json()["Coord"] is None
+    assert "disable_coordinates" not in s1.proc.log_tail(200)
