@@ -86,7 +86,8 @@ def test_the_key_list_is_consuls() -> None:
     names = {k for k, _ in ALL}
     for key in ("performance.raft_multiplier", "ports.grpc_tls", "primary_datacenter", "pid_file",
                 "tls.defaults.verify_incoming", "telemetry.prometheus_retention_time", "autopilot.min_quorum",
-                "audit.sink", "segments", "ui_config.metrics_proxy.add_headers", "raft_logstore.wal.segment_size_mb"):
+                "audit.sink", "segments", "ui_config.metrics_proxy.add_headers", "raft_logstore.wal.segment_size_mb",
+                "acl.tokens.config_file_service_registration", "acl.disabled_ttl"):
         assert key in names, key  # fmt: skip
     assert len(ALL) > 250
 
