@@ -361,4 +361,6 @@ def test_five_servers_fail_over_after_kill_9_of_the_leader(cluster: Cluster) -> 
              what="a new leader on the four survivors", diagnostics=cluster.diagnostics)
     failover = time.monotonic() - killed_at
     print(f"five servers, failover after kill -9: {failover * 1000:.0f} ms")
-    assert failover <= 2 * ELECTION_TIMEOUT, f"new leader after {failover:.2f}s"
+    # One election round takes at most 2T (timeouts are drawn from [T, 2T)); a split vote costs one more round, as
+    # it does etcd (bench/raft_vs_etcd.py has seen etcd's worst at 2.0 s).  Typical here: 0.95-1.5 s.
+    assert failover <= 4 * ELECTION_TIMEOUT, f"new leader after {failover:.2f}s"
