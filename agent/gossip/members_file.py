@@ -7,15 +7,18 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
+from protocol.serf import MemberStatus
+
 __all__ = ["member_record", "status_word", "write_members_file"]
 
 
 def status_word(status: Any) -> str:
-    """Serf's word for a member status (alive, leaving, left, failed, none)."""
-    name = getattr(status, "name", None)
-    if isinstance(name, str):
-        return name.lower()
-    return {0: "none", 1: "alive", 2: "leaving", 3: "left", 4: "failed"}.get(int(status), str(status))
+    """Serf's word for a member status (alive, leaving, left, failed, none; `MemberStatus` says it), else the
+    status as given."""
+    try:
+        return str(MemberStatus(int(status)))
+    except ValueError:
+        return str(status)
 
 
 def member_record(m: Any) -> dict[str, Any]:
