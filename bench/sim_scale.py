@@ -207,7 +207,7 @@ class Run:
         if isinstance(ev, LeaveDone):
             self.leave_done[host.name] = now
         elif isinstance(ev, Diagnostic) and ev.kind == "internal-error":
-            # Node._guarded turns any exception into this event, MemoryError included: stop rather than go on
+            # Core.guarded (protocol/core.py) turns any exception into this event: stop rather than go on
             # simulating a cluster whose members silently lost messages.
             self.internal_errors.append(f"{host.name} at sim t={now:.2f}: {ev.message}")
         self.watcher.on_event(host, now, ev)

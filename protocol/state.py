@@ -1,7 +1,7 @@
 """Member records and the precedence rules of memberlist's alive/suspect/dead messages.
 
 This module is pure: it only *judges* an incoming claim against what we know and says what to do
-(`Verdict`); `protocol.node.Node` carries the verdict out (timers, broadcasts, events). Keeping the rules
+(`Verdict`); `protocol.membership.Membership` carries the verdict out (timers, broadcasts, events). Keeping the rules
 here, as small functions over tables, makes them testable one row at a time and keeps them identical to
 memberlist's `aliveNode`, `suspectNode`, `deadNode` and `mergeState` (state.go).
 

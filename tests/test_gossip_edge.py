@@ -219,7 +219,7 @@ def test_unbeatable_accusation_takes_a_new_incarnation_base() -> None:
     new base, say so, and are re-admitted once peers forget the dead record (gossip_to_the_dead_time)."""
     victim = _serf()
     _drain(victim)
-    victim.node._incarnation = U32 - 1  # as if we had been pushed all the way up, one step at a time
+    victim.node._membership.incarnation = U32 - 1  # as if we had been pushed all the way up, one step at a time
     victim.handle_datagram(1.0, PEER, encode(Dead(U32 - 1, "victim", "mallory")))
     assert victim.node.incarnation == U32
     events = _drain(victim)

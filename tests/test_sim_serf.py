@@ -117,7 +117,7 @@ def test_member_records_share_their_values_and_the_scale_net_keeps_no_log_or_lin
     members = build(net, LAN, 12)
     assert net.run_until(lambda: converged(net, members), deadline=net.now + 30, check_every=0.5)
     target = members[5]
-    records = [serf(net, o).node._nodes[target] for o in members if o != target]
+    records = [serf(net, o).node.get(target) for o in members if o != target]
     states = [serf(net, o)._members[target].member for o in members if o != target]
     for field in ("name", "addr", "meta", "vsn"):
         assert len({id(getattr(r, field)) for r in records}) == 1, field

@@ -1,0 +1,209 @@
+"""Dissemination: memberlist's gossip() and pushPull() (state.go) with the state exchange of net.go
+(sendLocalState, mergeRemoteState).
+
+* gossip: every gossip_interval, the queued broadcasts (and the delegate's user messages) go as compound packets
+  to `gossip_nodes` random live, suspect or recently dead members; every other packet piggybacks them too
+  (Core.send_msg).
+* push/pull: on join and every push_pull_interval (scaled with the cluster's size), the whole member table is
+  exchanged with one random member over TCP and merged, each remote record replayed through the state rules
+  (protocol/membership.py); after a join, a few follow-up syncs close the gap a seed's snapshot leaves.
+
+`Gossip` owns the two tickers' schedules and the follow-up count; what it sends, it reads from the shared Core.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from protocol.codec import Alive, Dead, DecodeError, ErrResp, PushNodeState, PushPull, Suspect, encode
+from protocol.core import COMPOUND_HEADER_OVERHEAD, COMPOUND_OVERHEAD, Core, PendingStream
+from protocol.delegate import Delegate
+from protocol.membership import Membership
+from protocol.outputs import JoinResult
+from protocol.state import MERGE_AS, Addr, MergeAs, NodeState, NodeStateType, verify_protocol
+from protocol.suspicion import push_pull_scale, retransmit_limit
+
+__all__ = ["Gossip"]
+
+
+class Gossip:
+    """The gossip and push/pull tickers, and the state exchange of a push/pull in both directions."""
+
+    def __init__(self, core: Core, membership: Membership) -> None:
+        self.core = core
+        self.membership = membership
+        self.tick_at = 0.0
+        self._followups_pending = 0  # join follow-up push/pulls still to run
+
+    # ----------------------------------------------------------------------------------------------------
+    # gossip
+
+    def gossip_tick(self, now: float) -> None:
+        """memberlist gossip(): broadcasts to a few random live, suspect or recently dead members."""
+        core = self.core
+        cfg = core.config
+        self.tick_at = core.next_tick(self.tick_at, cfg.gossip_interval, now)
+        core.at(self.tick_at, self.gossip_tick)
+        self.gossip_now(now)
+
+    def gossip_now(self, now: float) -> None:
+        """One gossip round outside the ticker: a leaving node sends its news at once rather than at the next
+        tick (memberlist waits for the tick; the bytes on the wire are the same)."""
+        core = self.core
+        cfg = core.config
+        if not len(core.broadcasts) and not self._delegate_may_broadcast():
+            return
+
+        def exclude(n: NodeState) -> bool:
+            if n.name == core.name:
+                return True
+            if n.state in (NodeStateType.ALIVE, NodeStateType.SUSPECT):
+                return False
+            if n.state == NodeStateType.DEAD:
+                return now - n.state_change > cfg.gossip_to_the_dead_time
+            return True
+
+        avail = cfg.udp_buffer_size - COMPOUND_HEADER_OVERHEAD - core.encrypt_overhead()
+        for node in core.k_random(cfg.gossip_nodes, exclude):
+            msgs = core.get_broadcasts(COMPOUND_OVERHEAD, avail)
+            if not msgs:
+                return
+            core.raw_send(node.addr, msgs, node)
+
+    def _delegate_may_broadcast(self) -> bool:
+        return type(self.core.delegate).get_broadcasts is not Delegate.get_broadcasts
+
+    # ----------------------------------------------------------------------------------------------------
+    # push/pull: when
+
+    def push_pull_tick(self, now: float) -> None:
+        core = self.core
+        cfg = core.config
+        core.at(now + push_pull_scale(cfg.push_pull_interval, core.estimated_nodes()), self.push_pull_tick)
+        peers = core.k_random(1, lambda n: n.name == core.name or n.state != NodeStateType.ALIVE)
+        if peers:
+            self.start_push_pull(now, peers[0].addr, join=False)
+
+    def _schedule_join_followups(self, now: float) -> None:
+        """After a join, a few extra push/pulls with random members (config.join_followup_syncs).
+
+        The seed's state only holds who had joined it so far; members that joined at the same moment are
+        announced by broadcasts that may retire before they reach us. Syncing again, once per broadcast
+        lifetime, closes that gap in seconds instead of one periodic push/pull interval.
+        """
+        core = self.core
+        cfg = core.config
+        if self._followups_pending or cfg.push_pull_interval <= 0:  # push/pull disabled: no follow-ups either
+            return
+        self._followups_pending = cfg.join_followup_syncs
+        spacing = cfg.gossip_interval * retransmit_limit(cfg.retransmit_mult, core.estimated_nodes())
+        for i in range(1, cfg.join_followup_syncs + 1):
+            core.at(now + i * spacing, self._join_followup)
+
+    def _join_followup(self, now: float) -> None:
+        core = self.core
+        self._followups_pending -= 1
+        peers = core.k_random(1, lambda n: n.name == core.name or n.state != NodeStateType.ALIVE)
+        if peers:
+            self.start_push_pull(now, peers[0].addr, join=False)
+
+    # ----------------------------------------------------------------------------------------------------
+    # push/pull: the exchange
+
+    def _local_push_pull(self, join: bool) -> bytes:
+        core = self.core
+        states = tuple(
+            PushNodeState(s.name, core.packed(s.addr[0]), s.addr[1], s.meta, s.incarnation, int(s.state), s.vsn)
+            for s in (core.nodes[n] for n in core.order)
+        )
+        return encode(PushPull(join, states, core.delegate.local_state(join)))
+
+    def start_push_pull(self, now: float, addr: Addr, *, join: bool) -> None:
+        core = self.core
+        data = core.wrap_stream(self._local_push_pull(join))
+        pending = PendingStream(
+            addr,
+            lambda t, msg: self._push_pull_replied(t, addr, join, msg),
+            lambda t, reason: self._push_pull_failed(addr, join, reason),
+        )
+        core.open_stream(addr, data, pending, core.config.tcp_timeout)
+
+    def serve_push_pull(self, now: float, addr: Addr, msg: PushPull) -> bytes:
+        """A push/pull someone opened to us: our state goes back (as it was before theirs is merged)."""
+        core = self.core
+        reply = core.wrap_stream(self._local_push_pull(msg.join))
+        err = self._merge_remote_state(now, msg)
+        if err is not None:
+            core.diag("error", f"failed push/pull merge from {addr[0]}:{addr[1]}: {err}", "push-pull")
+        return reply
+
+    def _push_pull_replied(self, now: float, addr: Addr, join: bool, msg: Any) -> None:
+        if isinstance(msg, ErrResp):
+            self._push_pull_failed(addr, join, f"remote error: {msg.error}")
+            return
+        if not isinstance(msg, PushPull):
+            self._push_pull_failed(addr, join, f"unexpected {type(msg).__name__} in reply to push/pull")
+            return
+        err = self._merge_remote_state(now, msg)
+        if err is not None:
+            self._push_pull_failed(addr, join, err)
+        elif join:
+            self.core.events.append(JoinResult(addr, True))
+            self._schedule_join_followups(now)
+
+    def _push_pull_failed(self, addr: Addr, join: bool, reason: str) -> None:
+        core = self.core
+        where = f"{addr[0]}:{addr[1]}"
+        if join:
+            core.diag("debug", f"failed to join {where}: {reason}", "join")
+            core.events.append(JoinResult(addr, False, reason))
+        else:
+            core.diag("error", f"push/pull with {where} failed: {reason}", "push-pull")
+
+    def _merge_remote_state(self, now: float, pp: PushPull) -> str | None:
+        """memberlist mergeRemoteState: verify versions, replay each state, hand user state over."""
+        core = self.core
+        remote = [(n.name, _state_type(n.state), n.vsn) for n in pp.nodes]
+        err = verify_protocol(remote, [s for s in core.nodes.values()])
+        if err is not None:
+            return err
+        if pp.join and core.custom["notify_merge"]:
+            peers = [
+                NodeState(n.name, (core.ip(n.addr), n.port), n.meta, n.incarnation, _state_type(n.state), now, n.vsn)
+                for n in pp.nodes
+            ]
+            err = core.delegate.notify_merge(peers)
+            if err:
+                return err
+        for r in pp.nodes:
+            self._merge_one(now, r)
+        if pp.user_state:
+            core.delegate.merge_remote_state(now, pp.user_state, pp.join)
+        return None
+
+    def _merge_one(self, now: float, r: PushNodeState) -> None:
+        core = self.core
+        membership = self.membership
+        if r.state not in (0, 1, 2, 3):
+            return
+        if membership.implausible(r.name, r.incarnation, "push/pull state", None):
+            return
+        how = MERGE_AS[NodeStateType(r.state)]
+        if how is MergeAs.ALIVE:
+            try:
+                addr = (core.ip(r.addr), r.port or core.addr[1])
+            except DecodeError as exc:
+                core.malformed("push/pull node state", None, exc)
+                return
+            membership.alive_node(now, Alive(r.incarnation, r.name, r.addr, addr[1], r.meta, r.vsn), addr)
+        elif how is MergeAs.LEFT:
+            membership.dead_node(now, Dead(r.incarnation, r.name, r.name))
+        else:
+            membership.suspect_node(now, Suspect(r.incarnation, r.name, core.name))
+
+
+def _state_type(value: int) -> NodeStateType:
+    try:
+        return NodeStateType(value)
+    except ValueError:
+        return NodeStateType.DEAD
