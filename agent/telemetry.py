@@ -41,7 +41,7 @@ MEMBER_EVENT_METRICS = {
     "member-leave": "consul.serf.member.left",
     "member-failed": "consul.serf.member.failed",
 }
-#: memberlist counters the gossip Node keeps in its ``stats`` (protocol/node.py) -> Consul's names.
+#: memberlist counters the gossip Node keeps in its ``stats`` (protocol/core.py) -> Consul's names.
 MEMBERLIST_COUNTERS = {
     "msg_alive": "consul.memberlist.msg.alive",
     "msg_suspect": "consul.memberlist.msg.suspect",

@@ -80,6 +80,11 @@ class Gossip:
         core = self.core
         cfg = core.config
         core.at(now + push_pull_scale(cfg.push_pull_interval, core.estimated_nodes()), self.push_pull_tick)
+        self._push_pull_with_random_peer(now)
+
+    def _push_pull_with_random_peer(self, now: float) -> None:
+        """memberlist pushPull(): one random live member other than us, if there is one."""
+        core = self.core
         peers = core.k_random(1, lambda n: n.name == core.name or n.state != NodeStateType.ALIVE)
         if peers:
             self.start_push_pull(now, peers[0].addr, join=False)
@@ -101,11 +106,8 @@ class Gossip:
             core.at(now + i * spacing, self._join_followup)
 
     def _join_followup(self, now: float) -> None:
-        core = self.core
         self._followups_pending -= 1
-        peers = core.k_random(1, lambda n: n.name == core.name or n.state != NodeStateType.ALIVE)
-        if peers:
-            self.start_push_pull(now, peers[0].addr, join=False)
+        self._push_pull_with_random_peer(now)
 
     # ----------------------------------------------------------------------------------------------------
     # push/pull: the exchange
