@@ -118,7 +118,7 @@ def test_member_records_share_their_values_and_the_scale_net_keeps_no_log_or_lin
     assert net.run_until(lambda: converged(net, members), deadline=net.now + 30, check_every=0.5)
     target = members[5]
     records = [serf(net, o).node._nodes[target] for o in members if o != target]
-    states = [serf(net, o)._members[target].member for o in members if o != target]
+    states = [serf(net, o)._table.members[target].member for o in members if o != target]
     for field in ("name", "addr", "meta", "vsn"):
         assert len({id(getattr(r, field)) for r in records}) == 1, field
     assert len({id(m.tags) for m in states}) == 1 and states[0].tags == tags_of(target)
