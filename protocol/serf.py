@@ -2,7 +2,8 @@
 
 memberlist says who is reachable; Serf adds *why* a member went away (left or failed, ordered by Lamport-stamped
 intents), retries failed members until ``reconnect_timeout``, and carries user events, queries and network
-coordinates. Serf owns the Node and forwards its IO surface, so a driver runs it exactly like a bare Node.
+coordinates. Serf owns the Node, is its delegate, and forwards its IO surface, so a driver runs it exactly like
+a bare Node.
 
 The work is done by parts, each in a file named for its concern, as serf splits serf.go:
 
@@ -29,7 +30,7 @@ from protocol.config import Config
 from protocol.coordinate import Coordinate
 from protocol.keyring import Keyring
 from protocol.lamport import LamportClock
-from protocol.node import JoinResult, LeaveDone, Node, NodeJoin, NodeLeave, NodeUpdate
+from protocol.node import Delegate, JoinResult, LeaveDone, Node, NodeJoin, NodeLeave, NodeUpdate
 from protocol.serf_coordinates import Coordinates
 from protocol.serf_core import LEVEL_DEBUG, LEVEL_INFO, LEVEL_WARN, SerfCore, SerfState
 from protocol.serf_delegate import SerfDelegate
@@ -78,8 +79,8 @@ class _JoinOp:
     announced: bool = False
 
 
-class Serf:
-    """The Serf layer: owns a protocol.Node and its delegate, and adds intents, statuses, reap and reconnect."""
+class Serf(Delegate):
+    """The Serf layer: owns a protocol.Node, is its delegate, and adds intents, statuses, reap and reconnect."""
 
     def __init__(
         self,
@@ -122,7 +123,7 @@ class Serf:
         self._next_queue_check = now + config.queue_check_interval
 
         extra = {"keyring": keyring} if keyring is not None else {}
-        self.node = node_factory(config, name=name, addr=addr, rng=rng, now=now, delegate=self._delegate, **extra)
+        self.node = node_factory(config, name=name, addr=addr, rng=rng, now=now, delegate=self, **extra)
         core.node = self.node
         if name not in self._table.members:  # the Node may or may not report itself; serf knows itself either way
             self._table.handle_node_join(self.node.local)
@@ -383,7 +384,8 @@ class Serf:
             "query_queue": len(self._queries.broadcasts),
         }
 
-    # ------------------------------------------------------------------ the Node's delegate, reachable here too
+    # ------------------------------------------------------------------ the Node's delegate (protocol/serf_delegate.py)
+    # The Node calls these on the Serf, so that a subclass (a test's hostile or slow peer) can stand in for them.
 
     def node_meta(self, limit: int) -> bytes:
         return self._delegate.node_meta(limit)

@@ -38,7 +38,7 @@ from protocol.state import NodeState
 
 
 class SerfDelegate(Delegate):
-    """The Node's delegate: one per Serf, over that Serf's parts."""
+    """What the Node's delegate does, over one Serf's parts (the Serf is the Node's delegate and calls these)."""
 
     def __init__(
         self,

@@ -214,8 +214,8 @@ class BusyGoSerf(Serf):
                 super().handle_datagram(now, addr, data)
         super().handle_timeout(now)
 
-    def _handle_node_leave(self, node: NodeState) -> None:
-        super()._handle_node_leave(attrs.evolve(node, state=NodeStateType.DEAD))
+    def notify_leave(self, now: float, node: NodeState) -> None:
+        super().notify_leave(now, attrs.evolve(node, state=NodeStateType.DEAD))
 
 
 def test_graceful_leave_is_left_on_busy_go_serf_peers() -> None:
