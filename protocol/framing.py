@@ -10,7 +10,8 @@ import struct
 import zlib
 from collections.abc import Sequence
 
-from protocol.codec import DecodeError, Incomplete, MessageType, decode_stream_value, go_bytes, go_str, packb
+from protocol.codec import MessageType
+from protocol.go_msgpack import DecodeError, Incomplete, decode_stream_value, go_bytes, go_str, packb
 from protocol.lzw import lzw_compress, lzw_decompress
 
 LZW_ALGO = 0

@@ -7,7 +7,8 @@ slice (protocol/streams.py).
 
 from __future__ import annotations
 
-from protocol.codec import MAX_PUSH_STATE_BYTES, DecodeError
+from protocol.codec import MAX_PUSH_STATE_BYTES
+from protocol.go_msgpack import DecodeError
 
 #: refuse to inflate beyond this (memberlist has no limit; this guards against decompression bombs)
 MAX_DECOMPRESSED = MAX_PUSH_STATE_BYTES + (1 << 20)

@@ -25,9 +25,9 @@ from typing import Any
 
 import attrs
 
-from protocol.codec import packb
 from protocol.config import Config
 from protocol.coordinate import Coordinate
+from protocol.go_msgpack import packb
 from protocol.keyring import Keyring
 from protocol.lamport import LamportClock
 from protocol.node import Delegate, JoinResult, LeaveDone, Node, NodeJoin, NodeLeave, NodeUpdate

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from protocol.codec import go_str, unpackb
+from protocol.go_msgpack import go_str, unpackb
 from protocol.node import Delegate
 from protocol.serf_coordinates import Coordinates
 from protocol.serf_core import LEVEL_DEBUG, LEVEL_ERROR, LEVEL_WARN, SerfCore

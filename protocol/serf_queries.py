@@ -11,7 +11,7 @@ import ipaddress
 import re
 
 from protocol.broadcast import BroadcastQueue
-from protocol.codec import go_str
+from protocol.go_msgpack import go_str
 from protocol.keymanager import (
     KEY_OPERATIONS,
     KeyQuery,

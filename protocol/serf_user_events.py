@@ -10,7 +10,7 @@ from __future__ import annotations
 import attrs
 
 from protocol.broadcast import BroadcastQueue
-from protocol.codec import go_bytes
+from protocol.go_msgpack import go_bytes
 from protocol.lamport import LamportClock
 from protocol.serf_core import LEVEL_WARN, SerfCore
 from protocol.serf_events import UserEvent
