@@ -20,6 +20,7 @@ This file keeps the commands, the timers, reconnect, and the routing of the Node
 from __future__ import annotations
 
 import random
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -163,7 +164,7 @@ class Serf(Delegate):
         return self._coords.counts
 
     @property
-    def coordinate_adjustments(self) -> Any:
+    def coordinate_adjustments(self) -> deque[float]:
         """How far each coordinate update moved us (ms; the owner drains it, as Node.probe_durations)."""
         return self._coords.adjustments
 
