@@ -11,7 +11,7 @@ from typing import Any
 
 import attrs
 
-from protocol.packets import MAX_STREAM_BYTES
+from protocol.streams import MAX_STREAM_BYTES
 
 # What this implementation can speak. memberlist: net.go ProtocolVersionMin/Max; Serf: serf.go
 # ProtocolVersionMin/Max. Serf maps every delegate version 2..5 to memberlist protocol 2 (ProtocolVersionMap).

@@ -29,7 +29,7 @@ from typing import Any
 
 import attrs
 
-from protocol.codec import DecodeError, packb, unpackb
+from protocol.go_msgpack import DecodeError, packb, unpackb
 
 __all__ = [
     "PING_VERSION",

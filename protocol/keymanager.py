@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 
-from protocol.codec import packb, unpackb
+from protocol.go_msgpack import packb, unpackb
 from protocol.keyring import Keyring, KeyringError, decode_key, encode_key
 from protocol.serf_messages import SerfDecodeError, SerfMessageType
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .codec import DecodeError
+from .go_msgpack import DecodeError
 
 __all__ = [
     "KEY_SIZES",

@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from protocol.codec import decode_stream_value, go_bytes, go_str, packb, unpackb
+from protocol.go_msgpack import decode_stream_value, go_bytes, go_str, packb, unpackb
 
 # memberlist's MetaMaxSize: node meta (our tags) must fit in it.
 META_MAX_SIZE = 512

@@ -199,9 +199,9 @@ def test_join_intent_table(
 ) -> None:
     s = make()
     s.notify_join(0.0, peer("n2"))
-    ms = s._members["n2"]
+    ms = s._table.members["n2"]
     ms.status, ms.status_ltime = before, lt
-    assert s._handle_join_intent(JoinIntent(intent, "n2")) is rebroadcast
+    assert s._table.handle_join_intent(JoinIntent(intent, "n2")) is rebroadcast
     assert (ms.status, ms.status_ltime) == (after, lt_after)
     assert s.clock.time() > intent  # witnessed
 
@@ -236,9 +236,9 @@ def test_leave_intent_table(
     if before == MemberStatus.FAILED:
         s.notify_leave(0.0, peer("n2", NodeStateType.DEAD))
     events(s)
-    ms = s._members["n2"]
+    ms = s._table.members["n2"]
     ms.status, ms.status_ltime = before, lt
-    assert s._handle_leave_intent(LeaveIntent(intent, "n2")) is rebroadcast
+    assert s._table.handle_leave_intent(LeaveIntent(intent, "n2")) is rebroadcast
     assert (ms.status, ms.status_ltime) == (after, lt_after)
     assert member_events(s) == evs
     if after == MemberStatus.LEFT and before == MemberStatus.FAILED:
@@ -249,13 +249,13 @@ def test_leave_intent_about_us_is_refuted_with_newer_join() -> None:
     s = make()
     s.notify_join(0.0, peer("n2"))  # someone to gossip to
     drain_broadcasts(s)
-    assert s._handle_leave_intent(LeaveIntent(10, "me")) is False
+    assert s._table.handle_leave_intent(LeaveIntent(10, "me")) is False
     assert status(s, "me") == MemberStatus.ALIVE
     sent = [m for m in drain_broadcasts(s) if isinstance(m, JoinIntent)]
     assert sent and sent[0].node == "me" and sent[0].ltime > 10
-    assert s._members["me"].status_ltime == sent[0].ltime
+    assert s._table.members["me"].status_ltime == sent[0].ltime
     # the same stale leave again is now old news
-    assert s._handle_leave_intent(LeaveIntent(10, "me")) is False
+    assert s._table.handle_leave_intent(LeaveIntent(10, "me")) is False
 
 
 def test_leave_intent_about_us_while_leaving_is_accepted() -> None:
@@ -270,12 +270,12 @@ def test_leave_intent_about_us_while_leaving_is_accepted() -> None:
 
 def test_leave_intent_for_unknown_member_is_remembered() -> None:
     s = make()
-    assert s._handle_leave_intent(LeaveIntent(8, "n2")) is True
-    assert s._handle_leave_intent(LeaveIntent(8, "n2")) is False  # not news twice
-    assert s._handle_join_intent(JoinIntent(7, "n2")) is False  # older than the buffered leave
+    assert s._table.handle_leave_intent(LeaveIntent(8, "n2")) is True
+    assert s._table.handle_leave_intent(LeaveIntent(8, "n2")) is False  # not news twice
+    assert s._table.handle_join_intent(JoinIntent(7, "n2")) is False  # older than the buffered leave
     s.notify_join(1.0, peer("n2"))
     assert status(s, "n2") == MemberStatus.LEAVING
-    assert s._members["n2"].status_ltime == 8
+    assert s._table.members["n2"].status_ltime == 8
     assert member_events(s)[-1] == ("member-join", "n2")  # serf still reports the join
     # memberlist then reports it gone: a leave, not a failure
     s.notify_leave(2.0, peer("n2", NodeStateType.DEAD))
@@ -284,16 +284,16 @@ def test_leave_intent_for_unknown_member_is_remembered() -> None:
 
 def test_newer_join_intent_replaces_buffered_leave() -> None:
     s = make()
-    s._handle_leave_intent(LeaveIntent(8, "n2"))
-    assert s._handle_join_intent(JoinIntent(9, "n2")) is True
+    s._table.handle_leave_intent(LeaveIntent(8, "n2"))
+    assert s._table.handle_join_intent(JoinIntent(9, "n2")) is True
     s.notify_join(1.0, peer("n2"))
     assert status(s, "n2") == MemberStatus.ALIVE
-    assert s._members["n2"].status_ltime == 9
+    assert s._table.members["n2"].status_ltime == 9
 
 
 def test_recent_intents_expire() -> None:
     s = make()
-    s._handle_leave_intent(LeaveIntent(8, "n2"))
+    s._table.handle_leave_intent(LeaveIntent(8, "n2"))
     s.handle_timeout(CFG.recent_intent_timeout + 20)
     s.notify_join(CFG.recent_intent_timeout + 21, peer("n2"))
     assert status(s, "n2") == MemberStatus.ALIVE
@@ -317,12 +317,12 @@ def test_notify_leave_table(before: MemberStatus, state: NodeStateType, after: M
     s = make()
     s.notify_join(0.0, peer("n2"))
     events(s)
-    s._members["n2"].status = before
+    s._table.members["n2"].status = before
     s.notify_leave(3.0, peer("n2", state))
     assert status(s, "n2") == after
     assert member_events(s) == ([(event, "n2")] if event else [])
     if event:
-        assert s._members["n2"].leave_time == 3.0
+        assert s._table.members["n2"].leave_time == 3.0
 
 
 def test_notify_leave_for_unknown_member_is_ignored() -> None:
@@ -467,7 +467,7 @@ def test_local_state_round_trip_between_two_serfs() -> None:
     for x in ("n2", "n3"):
         a.notify_join(0.0, peer(x))
     a.notify_leave(1.0, peer("n3", NodeStateType.DEAD))
-    a._handle_leave_intent(LeaveIntent(30, "n3"))  # failed -> left
+    a._table.handle_leave_intent(LeaveIntent(30, "n3"))  # failed -> left
     a.user_event(1.0, "ev", b"1")
     state = a.local_state(join=False)
     pp = decode_message(state)
@@ -480,7 +480,7 @@ def test_local_state_round_trip_between_two_serfs() -> None:
     b.notify_join(3.0, peer("n3"))
     assert status(b, "n3") == MemberStatus.LEAVING
     b.notify_join(3.0, peer("n2"))
-    assert status(b, "n2") == MemberStatus.ALIVE and b._members["n2"].status_ltime == pp.status_ltimes["n2"]
+    assert status(b, "n2") == MemberStatus.ALIVE and b._table.members["n2"].status_ltime == pp.status_ltimes["n2"]
     assert [e for e in events(b) if isinstance(e, UserEvent)] == [UserEvent(1, "ev", b"1", False)]
 
 
@@ -738,7 +738,7 @@ def test_get_broadcasts_respects_limit() -> None:
     s = make()
     s.notify_join(0.0, peer("n2"))
     for i in range(40):
-        s._broadcasts.queue(None, encode_message(JoinIntent(i + 100, f"node-{i:03d}")))
+        s._table.broadcasts.queue(None, encode_message(JoinIntent(i + 100, f"node-{i:03d}")))
     msgs = s.get_broadcasts(3, 200)
     assert msgs and sum(len(m) + 3 for m in msgs) <= 200
 

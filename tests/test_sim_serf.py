@@ -118,7 +118,7 @@ def test_member_records_share_their_values_and_the_scale_net_keeps_no_log_or_lin
     assert net.run_until(lambda: converged(net, members), deadline=net.now + 30, check_every=0.5)
     target = members[5]
     records = [serf(net, o).node.get(target) for o in members if o != target]
-    states = [serf(net, o)._members[target].member for o in members if o != target]
+    states = [serf(net, o)._table.members[target].member for o in members if o != target]
     for field in ("name", "addr", "meta", "vsn"):
         assert len({id(getattr(r, field)) for r in records}) == 1, field
     assert len({id(m.tags) for m in states}) == 1 and states[0].tags == tags_of(target)
@@ -214,8 +214,8 @@ class BusyGoSerf(Serf):
                 super().handle_datagram(now, addr, data)
         super().handle_timeout(now)
 
-    def _handle_node_leave(self, node: NodeState) -> None:
-        super()._handle_node_leave(attrs.evolve(node, state=NodeStateType.DEAD))
+    def notify_leave(self, now: float, node: NodeState) -> None:
+        super().notify_leave(now, attrs.evolve(node, state=NodeStateType.DEAD))
 
 
 def test_graceful_leave_is_left_on_busy_go_serf_peers() -> None:

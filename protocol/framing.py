@@ -1,0 +1,142 @@
+"""memberlist's message framing shared by UDP packets and TCP streams: compress, compound, CRC and label.
+
+Each layer is a message of its own type wrapping others (compressMsg 9, compoundMsg 7, hasCrcMsg 12, hasLabelMsg
+244); protocol/packets.py stacks them into a datagram and protocol/streams.py into a stream.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Sequence
+
+from protocol.codec import MessageType
+from protocol.go_msgpack import DecodeError, Incomplete, decode_stream_value, go_bytes, go_str, packb
+from protocol.lzw import lzw_compress, lzw_decompress
+
+LZW_ALGO = 0
+
+# ---------------------------------------------------------------------------------------------------------
+# compress message
+
+
+def compress(data: bytes) -> bytes:
+    """A full compressMsg: type 9 + msgpack {Algo: 0, Buf: raw LZW}, as memberlist's compressPayload."""
+    return bytes([MessageType.COMPRESS]) + packb({"Algo": LZW_ALGO, "Buf": lzw_compress(data)})
+
+
+def compress_struct(obj: object) -> bytes:
+    """Validate a decoded compress{} struct and inflate its Buf."""
+    if not isinstance(obj, dict):
+        raise DecodeError(f"compress: expected a msgpack map, got {type(obj).__name__}")
+    algo = obj.get(b"Algo", 0)
+    buf = obj.get(b"Buf", b"")
+    if algo is None:
+        algo = 0
+    if buf is None:
+        buf = b""
+    if isinstance(algo, bool) or not isinstance(algo, int):
+        raise DecodeError(f"compress.Algo: expected integer, got {type(algo).__name__}")
+    if algo != LZW_ALGO:
+        raise DecodeError(f"compress: cannot decompress unknown algorithm {algo}")
+    if not isinstance(buf, bytes):
+        raise DecodeError(f"compress.Buf: expected raw bytes, got {type(buf).__name__}")
+    return lzw_decompress(buf)
+
+
+def decompress_payload(buf: bytes) -> bytes:
+    """Inflate a compressMsg body (the msgpack {Algo, Buf}); a leading type byte 9 is accepted too."""
+    if buf[:1] == bytes([MessageType.COMPRESS]):
+        buf = buf[1:]
+    try:
+        obj, _ = decode_stream_value(buf, 0)
+    except Incomplete as exc:
+        raise DecodeError(f"compress: truncated: {exc}") from None
+    return compress_struct(obj)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# compound, CRC, label
+
+
+def make_compound(msgs: Sequence[bytes]) -> bytes:
+    """type 7, uint8 count, one big-endian uint16 length per message, then the messages."""
+    if len(msgs) > 255:
+        raise ValueError(f"a compound message holds at most 255 messages, got {len(msgs)}")
+    for m in msgs:
+        if len(m) > 0xFFFF:
+            raise ValueError(f"message of {len(m)} bytes does not fit a compound (max 65535)")
+    head = struct.pack(f">BB{len(msgs)}H", MessageType.COMPOUND, len(msgs), *(len(m) for m in msgs))
+    return head + b"".join(bytes(m) for m in msgs)
+
+
+def split_compound(data: bytes) -> tuple[list[bytes], int]:
+    """Split a compound message (type byte 7 included); returns (parts, number of truncated parts).
+
+    As memberlist's decodeCompoundMessage, parts cut off by the end of the packet are counted, not an error.
+    """
+    if not data or data[0] != MessageType.COMPOUND:
+        raise DecodeError("not a compound message")
+    if len(data) < 2:
+        raise DecodeError("compound: missing length byte")
+    count = data[1]
+    end_lengths = 2 + 2 * count
+    if len(data) < end_lengths:
+        raise DecodeError(f"compound: truncated length table ({count} messages)")
+    lengths = struct.unpack_from(f">{count}H", data, 2)
+    parts: list[bytes] = []
+    off = end_lengths
+    for idx, length in enumerate(lengths):
+        if len(data) < off + length:
+            return parts, count - idx
+        parts.append(bytes(data[off : off + length]))
+        off += length
+    return parts, 0
+
+
+def add_crc(data: bytes) -> bytes:
+    """type 12 + big-endian CRC-32 (IEEE) of ``data`` + ``data``."""
+    return struct.pack(">BI", MessageType.HAS_CRC, zlib.crc32(data)) + bytes(data)
+
+
+def check_crc(data: bytes) -> bytes:
+    """Verify and strip a CRC header (type byte 12 included); raises DecodeError on mismatch."""
+    if not data or data[0] != MessageType.HAS_CRC:
+        raise DecodeError("not a CRC-wrapped message")
+    if len(data) < 5:
+        raise DecodeError("CRC header truncated")
+    (expected,) = struct.unpack_from(">I", data, 1)
+    rest = bytes(data[5:])
+    got = zlib.crc32(rest)
+    if got != expected:
+        raise DecodeError(f"invalid checksum: computed {got:08x}, packet says {expected:08x}")
+    return rest
+
+
+def add_label(data: bytes, label: str) -> bytes:
+    """type 244 + uint8 length + label; no header at all for the empty label (as memberlist)."""
+    if not label:
+        return bytes(data)
+    raw = go_bytes(label)
+    if len(raw) > 255:
+        raise ValueError(f"label is {len(raw)} bytes, at most 255 allowed")
+    return bytes([MessageType.HAS_LABEL, len(raw)]) + raw + bytes(data)
+
+
+def strip_label(data: bytes) -> tuple[str, bytes]:
+    """(label, rest); ("", data) if there is no label header."""
+    if not data or data[0] != MessageType.HAS_LABEL:
+        return "", bytes(data)
+    if len(data) < 2:
+        raise DecodeError("cannot decode label; packet has been truncated")
+    size = data[1]
+    if size < 1:
+        raise DecodeError("label header cannot be empty when present")
+    if len(data) < 2 + size:
+        raise DecodeError("cannot decode label; packet has been truncated")
+    return go_str(data[2 : 2 + size]), bytes(data[2 + size :])
+
+
+def check_label(got: str, expected: str, what: str) -> None:
+    if got != expected:
+        raise DecodeError(f"discarding {what} with unacceptable label {got!r} (expected {expected!r})")

@@ -1,0 +1,72 @@
+"""What every part of a Serf shares: identity, config, tags, the member clock, the lifecycle and the outbox.
+
+protocol.Serf builds one SerfCore and hands it to each of its parts (the member table, user events, queries,
+coordinates, the graceful leave, the Node's delegate), so that they share these without reaching into one
+another or into the Serf itself.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from protocol.config import Config
+from protocol.keyring import Keyring
+from protocol.lamport import LamportClock
+from protocol.node import Diagnostic
+from protocol.serf_events import EventKind, Member, MemberEvent
+
+if TYPE_CHECKING:
+    from protocol.node import Node
+
+LEVEL_DEBUG = "debug"
+LEVEL_INFO = "info"
+LEVEL_WARN = "warning"
+LEVEL_ERROR = "error"
+
+
+class SerfState(enum.IntEnum):
+    """The local instance's lifecycle (serf's SerfState)."""
+
+    ALIVE = 0
+    LEAVING = 1
+    LEFT = 2
+    SHUTDOWN = 3
+
+
+@attrs.define(eq=False)
+class SerfCore:
+    """The state every part of one Serf reads, and the one outbox they all write events to."""
+
+    config: Config
+    name: str
+    rng: random.Random
+    now: float
+    #: our tags, and their encoded node meta (checked against the 512-byte limit whenever they are set)
+    tags: dict[str, str]
+    meta: bytes
+    #: gossip encryption keys, shared with the Node; the key queries change it in place
+    keyring: Keyring | None = None
+    state: SerfState = SerfState.ALIVE
+    # serf starts each clock at 1 so the zero LTime of a default message never wins.
+    clock: LamportClock = attrs.field(factory=lambda: LamportClock(1))
+    events: deque[Any] = attrs.field(factory=deque)
+    #: Serf messages dropped as unreadable (not in Serf.stats(): that mirrors serf's own keys)
+    malformed: int = 0
+    #: the memberlist Node, set as soon as it is built (it needs the Serf's delegate first)
+    node: Node = attrs.field(init=False)
+
+    def emit(self, kind: EventKind, member: Member) -> None:
+        self.events.append(MemberEvent(kind, member.copy()))
+
+    def diag(self, level: str, message: str, kind: str = "serf") -> None:
+        self.events.append(Diagnostic(level, message, kind))
+
+    def drop_malformed(self, level: str, message: str) -> None:
+        """A Serf message (or push/pull state, or tags) we cannot read: dropped, counted and logged."""
+        self.malformed += 1
+        self.diag(level, message, "serf-malformed")
