@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import heapq
 import ipaddress
+import math
 import random
 import sys
 from collections import Counter, deque
@@ -177,6 +178,12 @@ class Delegate:
     def get_broadcasts(self, overhead: int, limit: int) -> list[bytes]:
         return []
 
+    def has_broadcasts(self) -> bool:
+        """Whether get_broadcasts may return something now. The node's gossip ticker sleeps while neither its
+        own queue nor this has anything to send, so a delegate that overrides get_broadcasts should override
+        this too; the default says "maybe" whenever get_broadcasts is overridden."""
+        return type(self).get_broadcasts is not Delegate.get_broadcasts
+
     def local_state(self, join: bool) -> bytes:
         return b""
 
@@ -239,6 +246,7 @@ class _Probe:
     seq: int
     sent: float
     deadline: float
+    indirect_timer: _Timer | None = None  # probe_timeout: indirect pings and TCP fallback, unless acked by then
     indirect: bool = False  # past probe_timeout: indirect pings and TCP fallback are out
     expected_nacks: int = 0
     nacks: int = 0
@@ -433,7 +441,12 @@ class Node:
         timers = self._timers
         while timers and timers[0][2].cancelled:
             heapq.heappop(timers)
-        return timers[0][0] if timers else None
+        deadline = timers[0][0] if timers else None
+        if self._gossip_ticking and self._has_gossip():
+            gossip_at = self._gossip_tick_at
+            if deadline is None or gossip_at < deadline:
+                deadline = gossip_at
+        return deadline
 
     # ----------------------------------------------------------------------------------------------------
     # timers
@@ -445,9 +458,15 @@ class Node:
         return timer
 
     def handle_timeout(self, now: float) -> None:
-        """Run every timer due at or before `now` (in deadline order)."""
+        """Run every timer due at or before `now` (in deadline order), the gossip ticker's included."""
         timers = self._timers
-        while timers and timers[0][0] <= now and not self._shutdown:
+        while not self._shutdown:
+            first = timers[0][0] if timers else math.inf
+            if self._gossip_ticking and self._gossip_tick_at <= now and self._gossip_tick_at <= first:
+                self._guarded(self._gossip_tick, now)  # moves _gossip_tick_at past now first: no loop
+                continue
+            if first > now:
+                break
             _when, _seq, timer = heapq.heappop(timers)
             if timer.cancelled:
                 continue
@@ -466,7 +485,13 @@ class Node:
             return None
 
     def _schedule_tickers(self, now: float) -> None:
-        """memberlist schedule(): probe, push/pull and gossip tickers, each with a random stagger."""
+        """memberlist schedule(): probe, push/pull and gossip tickers, each with a random stagger.
+
+        The gossip ticker is not a heap timer: it keeps its phase in ``_gossip_tick_at`` and ``poll_timeout``
+        only reports it while something waits to be gossiped. memberlist's gossip() sends nothing without
+        broadcasts, so skipping those ticks changes nothing on the wire; it spares an idle node five wake-ups a
+        second (the caller re-reads poll_timeout after every input, which is when broadcasts get queued).
+        """
         cfg = self.config
         self._probe_tick_at = now + self._rng.random() * cfg.probe_interval
         self._gossip_tick_at = now + self._rng.random() * cfg.gossip_interval
@@ -474,8 +499,7 @@ class Node:
             self._at(self._probe_tick_at, self._probe_tick)
         if cfg.push_pull_interval > 0:
             self._at(now + self._rng.random() * cfg.push_pull_interval, self._push_pull_tick)
-        if cfg.gossip_interval > 0 and cfg.gossip_nodes > 0:
-            self._at(self._gossip_tick_at, self._gossip_tick)
+        self._gossip_ticking = cfg.gossip_interval > 0 and cfg.gossip_nodes > 0
 
     def _next_tick(self, scheduled: float, interval: float, now: float) -> float:
         """A ticker's next time: missed ticks (a stalled process) are dropped, as Go's time.Ticker does."""
@@ -674,6 +698,7 @@ class Node:
         """Stop everything: no timers, no transmits, inputs ignored (memberlist Shutdown, no leave)."""
         self._shutdown = True
         self._timers.clear()
+        self._gossip_ticking = False
         self._transmits.clear()
         self._streams.clear()
         self._inbound.clear()
@@ -1017,7 +1042,7 @@ class Node:
             # Let a suspect refute as early as possible: tack the suspicion onto the ping.
             suspect = encode(Suspect(node.incarnation, node.name, self.name))
             self._raw_send(node.addr, [ping, suspect], node)
-        self._at(now + cfg.probe_timeout, lambda t: self._probe_indirect(probe, t))
+        probe.indirect_timer = self._at(now + cfg.probe_timeout, lambda t: self._probe_indirect(probe, t))
 
     def _probe_acked(self, probe: _Probe, now: float, payload: bytes) -> None:
         if probe.done:
@@ -1090,6 +1115,8 @@ class Node:
         handler = self._acks.pop(probe.seq, None)
         if handler is not None:
             handler.timer.cancel()
+        if probe.indirect_timer is not None:
+            probe.indirect_timer.cancel()  # acked in time: no wake-up at probe_timeout just to find it done
         if self._probe is probe:
             self._probe = None
         if self._probe_tick_pending and not self._shutdown:
@@ -1101,16 +1128,14 @@ class Node:
 
     def _gossip_tick(self, now: float) -> None:
         """memberlist gossip(): broadcasts to a few random live, suspect or recently dead members."""
-        cfg = self.config
-        self._gossip_tick_at = self._next_tick(self._gossip_tick_at, cfg.gossip_interval, now)
-        self._at(self._gossip_tick_at, self._gossip_tick)
+        self._gossip_tick_at = self._next_tick(self._gossip_tick_at, self.config.gossip_interval, now)
         self.gossip_now(now)
 
     def gossip_now(self, now: float) -> None:
         """One gossip round outside the ticker: a leaving node sends its news at once rather than at the next
         tick (memberlist waits for the tick; the bytes on the wire are the same)."""
         cfg = self.config
-        if not len(self._broadcasts) and not self._delegate_may_broadcast():
+        if not self._has_gossip():
             return
 
         def exclude(n: NodeState) -> bool:
@@ -1129,8 +1154,9 @@ class Node:
                 return
             self._raw_send(node.addr, msgs, node)
 
-    def _delegate_may_broadcast(self) -> bool:
-        return type(self._delegate).get_broadcasts is not Delegate.get_broadcasts
+    def _has_gossip(self) -> bool:
+        """Anything queued for a gossip round: our broadcasts or the delegate's."""
+        return bool(len(self._broadcasts)) or self._delegate.has_broadcasts()
 
     def _push_pull_tick(self, now: float) -> None:
         cfg = self.config

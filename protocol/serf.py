@@ -607,6 +607,11 @@ class Serf(Delegate):
             msgs.extend(got)
         return msgs
 
+    def has_broadcasts(self) -> bool:
+        """Whether any of the queues get_broadcasts reads holds something (the node's gossip ticker sleeps
+        otherwise)."""
+        return any(len(q) for q in (self._own_leave, self._broadcasts, self._query_broadcasts, self._event_broadcasts))
+
     def local_state(self, join: bool) -> bytes:
         """messagePushPull: our clocks, every member's status LTime, the left members, recent events."""
         pp = SerfPushPull(
