@@ -433,14 +433,14 @@ def main() -> None:
     print(f"\nprofile {args.profile}, {'encrypted' if key else 'plaintext'}, median [min-max] of {args.trials} trials"
           f"{load}; 1-min load average {min(load_seen):.1f}-{max(load_seen):.1f} on {os.cpu_count()} cores"
           f" (mixed: N/2 triumvir + N/2 serf in one cluster)")
-    print(f"{'metric':<15}{'N':>4}{'triumvir':>24}{'serf':>24}{'ratio':>8}{'mixed':>24}")
+    print(f"{'metric':<18}{'N':>4}{'triumvir':>24}{'serf':>24}{'ratio':>8}{'mixed':>24}")
     nan = float("nan")
     for m, n, figures in rows:
         ours = statistics.median(figures["triumvir"]) if figures.get("triumvir") else nan
         theirs = statistics.median(figures["serf"]) if figures.get("serf") else nan
         ratio = ours / theirs if theirs else nan
         cells = [_cell(figures.get(label)) for label in ("triumvir", "serf", "mixed")]
-        print(f"{m:<15}{n:>4}{cells[0]}{cells[1]}{ratio:>8.2f}{cells[2]}")
+        print(f"{m:<18}{n:>4}{cells[0]}{cells[1]}{ratio:>8.2f}{cells[2]}")
 
 
 def _cell(values: list[float] | None) -> str:

@@ -1081,7 +1081,9 @@ class Node:
                 self.name,
             )
             self._send_msg(peer.addr, encode(ind), peer)
-        if not self.config.disable_tcp_pings and target.pmax >= 3:
+        # A stalled process runs this timer late, even past the probe's end (then the deadline timer follows at
+        # once): memberlist's dial with a deadline already gone fails at once, so no TCP fallback then.
+        if not self.config.disable_tcp_pings and target.pmax >= 3 and probe.deadline > now:
             ping = Ping(probe.seq, target.name, self._packed_addr, self.addr[1], self.name)
             pending = _PendingStream("ping", target.addr, probe=probe, seq=probe.seq)
             self._open_stream(target.addr, self._wrap_stream(encode(ping)), pending, probe.deadline - now)

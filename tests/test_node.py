@@ -10,7 +10,18 @@ from simnet import SimNet
 from protocol import packets
 from protocol.codec import Ack, Alive, Dead, ErrResp, Ping, Suspect, decode, encode
 from protocol.config import Config
-from protocol.node import Datagram, Delegate, Diagnostic, JoinResult, LeaveDone, Node, NodeJoin, NodeLeave, NodeUpdate
+from protocol.node import (
+    Datagram,
+    Delegate,
+    Diagnostic,
+    JoinResult,
+    LeaveDone,
+    Node,
+    NodeJoin,
+    NodeLeave,
+    NodeUpdate,
+    StreamOpen,
+)
 from protocol.state import NodeStateType
 
 CFG = Config.local()
@@ -344,3 +355,27 @@ def test_an_idle_node_wakes_only_to_probe_and_sends_only_pings_and_acks():
     assert wake is not None and wake <= now + config.gossip_interval
     updated = lambda: n1.get("n0").incarnation == n0.incarnation  # noqa: E731
     assert net.run_until(updated, deadline=now + config.gossip_interval + 0.1)
+
+
+def test_a_probe_timer_run_after_the_probe_ended_opens_no_tcp_fallback():
+    """A stalled process runs an overdue probe_timeout timer after the probe's deadline: its TCP fallback would
+    get a negative timeout (which trio refuses: a loaded seed agent crashed on it). memberlist's dial with a
+    deadline already gone fails at once; we open no stream, and the probe ends as a failed one."""
+    net = pair(Config.lan(enable_compression=False), seed=6)
+    n0 = net.machine("n0")
+    opened: list[StreamOpen] = []
+    inner = n0.poll_transmit
+
+    def recording():
+        tx = inner()
+        if isinstance(tx, StreamOpen):
+            opened.append(tx)
+        return tx
+
+    n0.poll_transmit = recording
+    net.block_udp("n0", "n1")
+    assert net.run_until(lambda: n0._probe is not None, deadline=net.now + 5)
+    net.stall("n0", 2 * n0.config.probe_interval)  # past probe_timeout and the probe's end
+    net.run_for(6 * n0.config.probe_interval)
+    assert opened and all(tx.timeout > 0 for tx in opened), [tx.timeout for tx in opened]  # later probes: TCP
+    assert n0.stats["internal_error"] == 0
