@@ -3,6 +3,7 @@
 For each cluster size N and each system it runs the same script, several trials, and prints one table of medians:
 
   startup      launch of a process -> its own member list can be read (interpreter start, for Python)
+  last up      the last agent started -> every agent's member list can be read (N interpreters starting at once)
   all-join     every agent up -> every agent lists N members alive (0 when done before the last is up)
   single-join  one more agent up -> every agent lists it alive
   detect       kill -9 of that agent -> every survivor lists it failed
@@ -13,7 +14,15 @@ For each cluster size N and each system it runs the same script, several trials,
 ``--systems triumvir,serf,mixed`` adds a mixed cluster: even-numbered agents triumvir, odd-numbered serf, all in one
 cluster (N = 100 is 50 + 50). ``--load K`` keeps K busy-looping processes running for the whole bench (started and
 stopped here by PID), so that the figures are also taken with the machine's cores busy. ``stragglers @5s`` counts
-the agents that did not yet list all N alive 5 s after the last agent was started (the target is 0).
+the agents that did not yet list all N alive 5 s after the last agent was started (the target is 0);
+``stragglers @5s up`` counts them 5 s after the last agent was up (without the interpreters' start: a Python
+agent spends about 0.3 s of CPU importing, so N of them starting at once on 2 cores take N * 0.15 s to be up).
+
+triumvir's agents are ``python -m agent.gossip`` (the bare gossip node: Serf over memberlist, no HTTP/DNS/catalog
+around it), as serf's are ``serf agent``. The bench first byte-compiles protocol/ and agent/ (``__pycache__``, as an
+installed package has): with PYTHONDONTWRITEBYTECODE set and no .pyc, every agent would compile its modules from
+source at start, which costs about 2 MiB of RSS and a few hundred ms of startup that a deployed agent does not pay.
+CPU is summed over each agent's threads from /proc/PID/task/*/schedstat (nanoseconds), else read in 10 ms ticks.
 
 Agents are started staggered over about a second (agents started in lock-step probe in lock-step and skew every
 comparison). Every process is started here and stopped here by its PID. Only loopback addresses are used.
@@ -23,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import compileall
 import contextlib
 import json
 import os
@@ -230,12 +240,12 @@ def all_see(agents: list[Agent], name: str, status: str) -> Callable[[], bool]:
     return check
 
 
-def join_watch(agents: list[Agent], last_start: float) -> tuple[float, int]:
-    """Until every agent lists all of them alive: (seconds from now, agents still behind 5 s after the last start,
-    0 if all were done by then)."""
+def join_watch(agents: list[Agent], marks: tuple[float, ...]) -> tuple[float, list[int]]:
+    """Until every agent lists all of them alive: (seconds from now, for each of the monotonic times `marks` the
+    agents still behind at the first look from then on, 0 if all were done by then)."""
     names = {a.name for a in agents}
     start = time.monotonic()
-    stragglers: int | None = None
+    stragglers: list[int | None] = [None] * len(marks)
     while True:
         behind = 0
         for agent in agents:
@@ -243,18 +253,30 @@ def join_watch(agents: list[Agent], last_start: float) -> tuple[float, int]:
             if {n for n, s in view.items() if s == "alive"} != names:
                 behind += 1
         now = time.monotonic()
-        if stragglers is None and now >= last_start + 5.0:
-            stragglers = behind
+        for i, mark in enumerate(marks):
+            if stragglers[i] is None and now >= mark:
+                stragglers[i] = behind
         if behind == 0:
-            return now - start, stragglers or 0
+            return now - start, [count or 0 for count in stragglers]
         if now - start > DEADLINE:
             raise TimeoutError(f"timed out after {DEADLINE:.0f} s waiting for {len(agents)} agents to converge")
         time.sleep(POLL)
 
 
-def cpu_ticks(pid: int) -> int:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
+def cpu_seconds(pid: int) -> dict[str, float]:
+    """Each thread's time on the CPU: schedstat's nanoseconds (serf is Go: many threads; /proc/PID/schedstat is
+    only the main one's), else the process's utime + stime in clock ticks."""
+    try:
+        return {tid.name: int((tid / "schedstat").read_text().split()[0]) / 1e9
+                for tid in Path(f"/proc/{pid}/task").iterdir()}
+    except (OSError, ValueError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return {"": (int(fields[11]) + int(fields[12])) / CLK_TCK}
+
+
+def cpu_used(before: dict[str, float], after: dict[str, float]) -> float:
+    """CPU seconds between two cpu_seconds() readings (a thread that ended in between loses its share)."""
+    return sum(used - before.get(tid, 0.0) for tid, used in after.items())
 
 
 def rss_mib(pid: int) -> float:
@@ -306,13 +328,13 @@ class UdpCounter:
 def idle_figures(agents: list[Agent], subnet: int) -> tuple[float, float, float]:
     """CPU % per agent, RSS MiB per agent, UDP datagrams/s per agent, over an idle window."""
     with UdpCounter(subnet) as udp:
-        before = {a.proc.pid: cpu_ticks(a.proc.pid) for a in agents}
+        before = {a.proc.pid: cpu_seconds(a.proc.pid) for a in agents}
         start = time.monotonic()
         time.sleep(IDLE_WINDOW)
         elapsed = time.monotonic() - start
-        after = {pid: cpu_ticks(pid) for pid in before}
+        after = {pid: cpu_seconds(pid) for pid in before}
         packets = udp.count()
-    cpu = [(after[pid] - ticks) / CLK_TCK / elapsed * 100 for pid, ticks in before.items()]
+    cpu = [cpu_used(used, after[pid]) / elapsed * 100 for pid, used in before.items()]
     rss = [rss_mib(a.proc.pid) for a in agents]
     return statistics.mean(cpu), statistics.mean(rss), packets / elapsed / len(agents)
 
@@ -342,9 +364,10 @@ def trial(system: System, n: int) -> dict[str, float]:
     with cluster(system) as agents:
         stagger_start(system, agents, n)
         last_start = time.monotonic()
-        wait_for(lambda: all(a.members() is not None for a in agents), "every agent up", 60)
-        results["all-join s"], stragglers = join_watch(agents, last_start)
-        results["stragglers @5s"] = stragglers
+        results["last up s"] = wait_for(lambda: all(a.members() is not None for a in agents), "every agent up", 60)
+        all_up = time.monotonic()
+        results["all-join s"], stragglers = join_watch(agents, (last_start + 5.0, all_up + 5.0))
+        results["stragglers @5s"], results["stragglers @5s up"] = stragglers
         time.sleep(IDLE_SETTLE)
         cpu, rss, pps = idle_figures(agents, system.subnet)
         results["idle CPU %"], results["RSS MiB"], results["UDP pkt/s"] = cpu, rss, pps
@@ -376,41 +399,55 @@ def main() -> None:
     parser.add_argument("--load", type=int, default=0, help="busy-looping processes to run during the bench")
     parser.add_argument("--encrypt", action="store_true", help="encrypted gossip (one fresh key for all agents)")
     parser.add_argument("--idle-window", type=float, default=IDLE_WINDOW,
-                        help="seconds of the idle measurement (CPU is counted in 10 ms ticks: longer is finer)")
+                        help="seconds of the idle measurement")
     args = parser.parse_args()
     IDLE_WINDOW = args.idle_window
     key = base64.b64encode(os.urandom(32)).decode() if args.encrypt else ""
     if not shutil.which("serf"):
         sys.exit("serf is not installed: apt-get install serf")
     sizes = [int(s) for s in args.sizes.split(",")]
-    metrics = ["startup s", "all-join s", "stragglers @5s", "single-join s", "detect s", "leave s", "idle CPU %",
-               "RSS MiB", "UDP pkt/s"]
+    for package in ("protocol", "agent"):
+        compileall.compile_dir(REPO / package, quiet=1)
+    metrics = ["startup s", "last up s", "all-join s", "stragglers @5s", "stragglers @5s up", "single-join s",
+               "detect s", "leave s", "idle CPU %", "RSS MiB", "UDP pkt/s"]
     rows = []
+    labels = [cls.label for cls in (Triumvir, Serf, Mixed) if cls.label in args.systems.split(",")]
+    load_seen = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="triumvir-bench-") as tmp, load_generator(args.load):
         for n in sizes:
-            medians: dict[str, dict[str, float]] = {}
-            for index, cls in enumerate((Triumvir, Serf, Mixed)):
-                if cls.label not in args.systems.split(","):
-                    continue
-                system = cls(Path(tmp), args.profile, subnet=1 + index, encrypt=key)
-                runs = []
-                for t in range(args.trials):
-                    print(f"# N={n} {system.label} trial {t + 1}/{args.trials}", file=sys.stderr, flush=True)
-                    runs.append(trial(system, n))
-                medians[system.label] = {m: statistics.median(r[m] for r in runs) for m in metrics}
+            systems = [cls(Path(tmp), args.profile, subnet=1 + index, encrypt=key)
+                       for index, cls in enumerate((Triumvir, Serf, Mixed)) if cls.label in labels]
+            runs: dict[str, list[dict[str, float]]] = {system.label: [] for system in systems}
+            for t in range(args.trials):  # trials interleaved, so a change in the machine's load hits both
+                for system in systems:
+                    print(f"# N={n} {system.label} trial {t + 1}/{args.trials} (load {os.getloadavg()[0]:.1f})",
+                          file=sys.stderr, flush=True)
+                    result = trial(system, n)
+                    runs[system.label].append(result)
+                    load_seen.append(os.getloadavg()[0])
+                    print("#   " + ", ".join(f"{m} {result[m]:.2f}" for m in metrics), file=sys.stderr, flush=True)
             for m in metrics:
-                ours = medians.get("triumvir", {}).get(m, float("nan"))
-                theirs = medians.get("serf", {}).get(m, float("nan"))
-                ratio = ours / theirs if theirs else float("nan")
-                mixed = medians.get("mixed", {}).get(m, float("nan"))
-                rows.append((m, n, ours, theirs, ratio, mixed))
+                figures = {label: [r[m] for r in runs[label]] for label in runs}
+                rows.append((m, n, figures))
     load = f", {args.load} busy-looping processes running" if args.load else ""
-    print(f"\nprofile {args.profile}, {'encrypted' if key else 'plaintext'}, median of {args.trials} trials{load}"
+    print(f"\nprofile {args.profile}, {'encrypted' if key else 'plaintext'}, median [min-max] of {args.trials} trials"
+          f"{load}; 1-min load average {min(load_seen):.1f}-{max(load_seen):.1f} on {os.cpu_count()} cores"
           f" (mixed: N/2 triumvir + N/2 serf in one cluster)")
-    print(f"{'metric':<15}{'N':>4}{'triumvir':>11}{'serf':>11}{'ratio':>8}{'mixed':>11}")
-    for m, n, ours, theirs, ratio, mixed in rows:
-        print(f"{m:<15}{n:>4}{ours:>11.2f}{theirs:>11.2f}{ratio:>8.2f}{mixed:>11.2f}")
+    print(f"{'metric':<18}{'N':>4}{'triumvir':>24}{'serf':>24}{'ratio':>8}{'mixed':>24}")
+    nan = float("nan")
+    for m, n, figures in rows:
+        ours = statistics.median(figures["triumvir"]) if figures.get("triumvir") else nan
+        theirs = statistics.median(figures["serf"]) if figures.get("serf") else nan
+        ratio = ours / theirs if theirs else nan
+        cells = [_cell(figures.get(label)) for label in ("triumvir", "serf", "mixed")]
+        print(f"{m:<18}{n:>4}{cells[0]}{cells[1]}{ratio:>8.2f}{cells[2]}")
 
+
+def _cell(values: list[float] | None) -> str:
+    """median [min-max] of one system's trials, 24 wide."""
+    if not values:
+        return f"{'-':>24}"
+    return f"{statistics.median(values):.2f} [{min(values):.2f}-{max(values):.2f}]".rjust(24)
 
 if __name__ == "__main__":
     main()

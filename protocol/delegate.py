@@ -21,6 +21,12 @@ class Delegate:
     def get_broadcasts(self, overhead: int, limit: int) -> list[bytes]:
         return []
 
+    def has_broadcasts(self) -> bool:
+        """Whether get_broadcasts may return something now. The node's gossip ticker sleeps while neither its
+        own queue nor this has anything to send, so a delegate that overrides get_broadcasts should override
+        this too; the default says "maybe" whenever get_broadcasts is overridden."""
+        return type(self).get_broadcasts is not Delegate.get_broadcasts
+
     def local_state(self, join: bool) -> bytes:
         return b""
 

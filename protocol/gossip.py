@@ -17,7 +17,6 @@ from typing import Any
 
 from protocol.codec import Alive, Dead, DecodeError, ErrResp, PushNodeState, PushPull, Suspect, encode
 from protocol.core import COMPOUND_HEADER_OVERHEAD, COMPOUND_OVERHEAD, Core, PendingStream
-from protocol.delegate import Delegate
 from protocol.membership import Membership
 from protocol.outputs import JoinResult
 from protocol.state import MERGE_AS, Addr, MergeAs, NodeState, NodeStateType, verify_protocol
@@ -33,6 +32,10 @@ class Gossip:
         self.core = core
         self.membership = membership
         self.tick_at = 0.0
+        #: the gossip ticker is not a heap timer: its phase is `tick_at`, reported only while something waits to
+        #: be gossiped (memberlist's gossip() sends nothing without broadcasts, so skipped ticks change nothing on
+        #: the wire; an idle node is spared five wake-ups a second)
+        self.ticking = False
         self._followups_pending = 0  # join follow-up push/pulls still to run
 
     # ----------------------------------------------------------------------------------------------------
@@ -40,18 +43,19 @@ class Gossip:
 
     def gossip_tick(self, now: float) -> None:
         """memberlist gossip(): broadcasts to a few random live, suspect or recently dead members."""
-        core = self.core
-        cfg = core.config
-        self.tick_at = core.next_tick(self.tick_at, cfg.gossip_interval, now)
-        core.at(self.tick_at, self.gossip_tick)
+        self.tick_at = self.core.next_tick(self.tick_at, self.core.config.gossip_interval, now)
         self.gossip_now(now)
+
+    def due_at(self) -> float | None:
+        """When the ticker wants to run: its next tick while anything is queued, else never."""
+        return self.tick_at if self.ticking and self.has_gossip() else None
 
     def gossip_now(self, now: float) -> None:
         """One gossip round outside the ticker: a leaving node sends its news at once rather than at the next
         tick (memberlist waits for the tick; the bytes on the wire are the same)."""
         core = self.core
         cfg = core.config
-        if not len(core.broadcasts) and not self._delegate_may_broadcast():
+        if not self.has_gossip():
             return
 
         def exclude(n: NodeState) -> bool:
@@ -70,8 +74,9 @@ class Gossip:
                 return
             core.raw_send(node.addr, msgs, node)
 
-    def _delegate_may_broadcast(self) -> bool:
-        return type(self.core.delegate).get_broadcasts is not Delegate.get_broadcasts
+    def has_gossip(self) -> bool:
+        """Anything queued for a gossip round: our broadcasts or the delegate's."""
+        return bool(len(self.core.broadcasts)) or self.core.delegate.has_broadcasts()
 
     # ----------------------------------------------------------------------------------------------------
     # push/pull: when

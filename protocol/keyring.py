@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import os
 from collections.abc import Callable, Iterable, Sequence
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from typing import TYPE_CHECKING
 
 from .go_msgpack import DecodeError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 __all__ = [
     "KEY_SIZES",
@@ -47,6 +49,17 @@ MAX_ENCRYPTION_VERSION = 1
 KEY_SIZES = (16, 24, 32)
 
 NonceSource = Callable[[int], bytes]
+
+
+@functools.cache
+def _aead() -> tuple[type[AESGCM], type[Exception]]:
+    """AES-GCM and its tag error, imported on first use: cryptography's OpenSSL build is about 8 MiB of RSS that
+    a node gossiping in plaintext never needs (a Keyring with a key imports it at once, so an encrypting node
+    pays at start, not on its first packet)."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM, InvalidTag
 
 
 class DecryptError(DecodeError):
@@ -103,7 +116,8 @@ def encrypt_payload(vsn: int, key: bytes, msg: bytes, data: bytes, nonce: bytes)
     if vsn == 0:
         more = BLOCK_SIZE - len(plain) % BLOCK_SIZE
         plain += bytes([more]) * more
-    return bytes([vsn]) + nonce + AESGCM(key).encrypt(nonce, plain, bytes(data))
+    aesgcm, _ = _aead()
+    return bytes([vsn]) + nonce + aesgcm(key).encrypt(nonce, plain, bytes(data))
 
 
 def decrypt_payload(keys: Sequence[bytes], msg: bytes, data: bytes) -> bytes:
@@ -118,10 +132,11 @@ def decrypt_payload(keys: Sequence[bytes], msg: bytes, data: bytes) -> bytes:
     nonce = bytes(msg[VERSION_SIZE : VERSION_SIZE + NONCE_SIZE])
     sealed = bytes(msg[VERSION_SIZE + NONCE_SIZE :])
     aad = bytes(data)
+    aesgcm, invalid_tag = _aead()
     for key in keys:
         try:
-            plain = AESGCM(key).decrypt(nonce, sealed, aad)
-        except InvalidTag:
+            plain = aesgcm(key).decrypt(nonce, sealed, aad)
+        except invalid_tag:
             continue
         if vsn == 0:
             if not plain:
@@ -169,6 +184,7 @@ class Keyring:
     def add_key(self, key: bytes) -> None:
         """Install a key for decryption; the first key of an empty ring becomes primary. Idempotent."""
         validate_key(key)
+        _aead()
         if key not in self._keys:
             self._keys.append(bytes(key))
 

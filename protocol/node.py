@@ -111,8 +111,7 @@ class Node:
             core.at(prober.tick_at, prober.probe_tick)
         if cfg.push_pull_interval > 0:
             core.at(now + core.rng.random() * cfg.push_pull_interval, gossip.push_pull_tick)
-        if cfg.gossip_interval > 0 and cfg.gossip_nodes > 0:
-            core.at(gossip.tick_at, gossip.gossip_tick)
+        gossip.ticking = cfg.gossip_interval > 0 and cfg.gossip_nodes > 0
 
     # ----------------------------------------------------------------------------------------------------
     # public views
@@ -183,11 +182,18 @@ class Node:
         return events.popleft() if events else None
 
     def poll_timeout(self) -> float | None:
-        return self._core.poll_timeout()
+        deadlines = [d for d in (self._core.poll_timeout(), self._gossip.due_at()) if d is not None]
+        return min(deadlines) if deadlines else None
 
     def handle_timeout(self, now: float) -> None:
-        """Run every timer due at or before `now` (in deadline order)."""
-        self._core.handle_timeout(now)
+        """Run every timer due at or before `now` (in deadline order), the gossip ticker's included."""
+        core, gossip = self._core, self._gossip
+        while not core.stopped and gossip.ticking and gossip.tick_at <= now:
+            core.handle_timeout(gossip.tick_at)  # timers due before the tick go first
+            if core.stopped:
+                return
+            core.guarded(gossip.gossip_tick, now)  # moves tick_at past now: the loop ends
+        core.handle_timeout(now)
 
     # ----------------------------------------------------------------------------------------------------
     # commands
@@ -236,6 +242,7 @@ class Node:
         core = self._core
         core.stopped = True
         core.timers.clear()
+        self._gossip.ticking = False
         core.transmits.clear()
         core.streams.clear()
         self._net.clear()

@@ -40,6 +40,7 @@ class Probe:
     seq: int
     sent: float
     deadline: float
+    indirect_timer: Timer | None = None  # probe_timeout: indirect pings and TCP fallback, unless acked by then
     indirect: bool = False  # past probe_timeout: indirect pings and TCP fallback are out
     expected_nacks: int = 0
     nacks: int = 0
@@ -128,7 +129,7 @@ class Prober:
             # Let a suspect refute as early as possible: tack the suspicion onto the ping.
             suspect = encode(Suspect(node.incarnation, node.name, core.name))
             core.raw_send(node.addr, [ping, suspect], node)
-        core.at(now + cfg.probe_timeout, lambda t: self._probe_indirect(probe, t))
+        probe.indirect_timer = core.at(now + cfg.probe_timeout, lambda t: self._probe_indirect(probe, t))
 
     def _probe_acked(self, probe: Probe, now: float, payload: bytes) -> None:
         if probe.done:
@@ -168,7 +169,9 @@ class Prober:
                 core.name,
             )
             core.send_msg(peer.addr, encode(ind), peer)
-        if not core.config.disable_tcp_pings and target.pmax >= 3:
+        # A stalled process runs this timer late, even past the probe's end (then the deadline timer follows at
+        # once): memberlist's dial with a deadline already gone fails at once, so no TCP fallback then.
+        if not core.config.disable_tcp_pings and target.pmax >= 3 and probe.deadline > now:
             ping = Ping(probe.seq, target.name, core.packed_addr, core.addr[1], core.name)
             pending = PendingStream(target.addr, lambda t, msg: self._fallback_replied(probe, msg), _fallback_failed)
             core.open_stream(target.addr, core.wrap_stream(encode(ping)), pending, probe.deadline - now)
@@ -209,6 +212,8 @@ class Prober:
         handler = self._acks.pop(probe.seq, None)
         if handler is not None:
             handler.timer.cancel()
+        if probe.indirect_timer is not None:
+            probe.indirect_timer.cancel()  # acked in time: no wake-up at probe_timeout just to find it done
         if self._probe is probe:
             self._probe = None
         if self._probe_tick_pending and not self.core.stopped:

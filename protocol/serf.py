@@ -397,6 +397,11 @@ class Serf(Delegate):
     def get_broadcasts(self, overhead: int, limit: int) -> list[bytes]:
         return self._delegate.get_broadcasts(overhead, limit)
 
+    def has_broadcasts(self) -> bool:
+        """Whether any of the queues get_broadcasts reads holds something (the node's gossip ticker sleeps
+        otherwise)."""
+        return self._delegate.has_broadcasts()
+
     def local_state(self, join: bool) -> bytes:
         return self._delegate.local_state(join)
 

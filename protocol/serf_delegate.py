@@ -10,6 +10,7 @@ and the recent user events.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from protocol.go_msgpack import go_str, unpackb
 from protocol.node import Delegate
@@ -109,18 +110,21 @@ class SerfDelegate(Delegate):
             return
         self._core.events.append(AppMessage(sender, inner))
 
+    def _queues(self) -> tuple[Any, ...]:
+        """Our leave intent first, then intents, queries and events, as serf's GetBroadcasts packs them."""
+        return (self._leaving.own_intent, self._table.broadcasts, self._queries.broadcasts,
+                self._user_events.broadcasts)
+
+    def has_broadcasts(self) -> bool:
+        """Whether any queue get_broadcasts reads holds something (the node's gossip ticker sleeps otherwise)."""
+        return any(len(q) for q in self._queues())
+
     def get_broadcasts(self, overhead: int, limit: int) -> list[bytes]:
         """Our leave intent first, then intents, queries and events, as serf's GetBroadcasts packs them."""
         n = len(self._table.members)
         msgs: list[bytes] = []
         used = 0
-        queues = (
-            self._leaving.own_intent,
-            self._table.broadcasts,
-            self._queries.broadcasts,
-            self._user_events.broadcasts,
-        )
-        for queue in queues:
+        for queue in self._queues():
             if limit - used <= overhead:
                 break
             got = queue.get_broadcasts(overhead, limit - used, n)

@@ -412,6 +412,22 @@ async def test_dial_timeout_reports_stream_error() -> None:
 
 
 @trio_test(mock_clock=False)
+async def test_a_dial_whose_time_is_already_up_fails_without_killing_the_driver() -> None:
+    """A StreamOpen with a negative timeout (a machine's deadline passed while the process was stalled) is a dial
+    that times out at once, reported to the machine: trio's move_on_after refuses negative seconds, and that
+    ValueError used to take the whole agent down."""
+    fake = FakeMachine(trio.current_time(), dial_timeout=-1.0)
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            silent = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+            nursery.start_soon(trio.serve_listeners, lambda s: trio.sleep_forever(), [silent])
+            driver = await start_driver(nursery, fake)
+            assert await driver.join([silent.socket.getsockname()]) == 0
+            assert "timed out" in fake.stream_errors[0][1]
+            nursery.cancel_scope.cancel()
+
+
+@trio_test(mock_clock=False)
 async def test_cancellation_releases_the_port_and_factory_gets_bound_addr() -> None:
     built: list[Addr] = []
 

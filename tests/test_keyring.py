@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import random
 import struct
+import subprocess
+import sys
 import zlib
 
 import pytest
@@ -266,3 +268,15 @@ def test_random_bytes_to_an_encrypting_node_are_counted_never_raised(data: bytes
     node.handle_stream(1.0, ("127.0.0.2", 7946), data)
     assert node.stats["internal_error"] == 0
     assert node.stats["decrypt_failed"] + node.stats["malformed"] >= 1 or not data
+
+
+def test_a_plaintext_gossip_node_does_not_load_cryptography() -> None:
+    """cryptography's OpenSSL build is about 8 MiB of a gossip node's RSS: it loads with the first key only."""
+    probe = (
+        "import sys, agent.gossip.__main__, protocol.keyring as k\n"
+        "assert 'cryptography' not in sys.modules, 'imported at start'\n"
+        "k.Keyring([bytes(16)])\n"
+        "assert 'cryptography.hazmat.primitives.ciphers.aead' in sys.modules, 'not loaded by a key'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr

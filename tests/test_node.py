@@ -10,7 +10,18 @@ from simnet import SimNet
 from protocol import packets
 from protocol.codec import Ack, Alive, Dead, ErrResp, Ping, Suspect, decode, encode
 from protocol.config import Config
-from protocol.node import Datagram, Delegate, Diagnostic, JoinResult, LeaveDone, Node, NodeJoin, NodeLeave, NodeUpdate
+from protocol.node import (
+    Datagram,
+    Delegate,
+    Diagnostic,
+    JoinResult,
+    LeaveDone,
+    Node,
+    NodeJoin,
+    NodeLeave,
+    NodeUpdate,
+    StreamOpen,
+)
 from protocol.state import NodeStateType
 
 CFG = Config.local()
@@ -297,3 +308,74 @@ def test_timers_are_one_heap_and_need_no_clock():
     assert node.poll_timeout() is None
     node.handle_datagram(200.0, ("10.0.0.2", 7946), encode(Ping(1, "a")))
     assert node.poll_transmit() is None
+
+
+def _count_wakeups(net: SimNet, name: str) -> list[float]:
+    """Wrap the machine's handle_timeout: the times it is called at from now on."""
+    machine = net.machine(name)
+    calls: list[float] = []
+    inner = machine.handle_timeout
+
+    def counting(now: float) -> None:
+        calls.append(now)
+        inner(now)
+
+    machine.handle_timeout = counting
+    return calls
+
+
+def test_an_idle_node_wakes_only_to_probe_and_sends_only_pings_and_acks():
+    """With no broadcast queued, the gossip ticker (5 a second in lan) must not wake the node, and an acked
+    probe must not leave its probe_timeout timer to fire: an idle node wakes about once a probe interval. What
+    goes on the wire is unchanged (memberlist's gossip() sends nothing without broadcasts): a ping and an ack."""
+    config = Config.lan(enable_compression=False)
+    net = pair(config, seed=3)
+    net.run_for(10.0)  # the join's alive broadcasts retire
+    n0 = net.machine("n0")
+    assert not len(n0._core.broadcasts)
+    n1 = net.machine("n1")
+    wakeups = _count_wakeups(net, "n0")
+    sent_before = n0.stats["udp_sent"]
+    probed_before = len(n0.probe_durations), len(n1.probe_durations)
+    window = 30.0
+    net.run_for(window)
+    ticks = window / config.probe_interval
+    assert ticks - 1 <= len(wakeups) <= ticks + 3  # the probe ticks, a push/pull tick or two (before: 198)
+    # Our pings and our acks of n1's pings: nothing else. (Alone with one peer, memberlist's probe() skips a
+    # tick now and then when the reshuffled order puts us first.)
+    pings, acks = (len(m.probe_durations) - before for m, before in zip((n0, n1), probed_before, strict=True))
+    assert abs(n0.stats["udp_sent"] - sent_before - (pings + acks)) <= 1
+    assert pings >= ticks / 2
+    assert all(net.machine(h).num_alive() == 2 for h in net.hosts)
+
+    # News wakes the ticker again at its next tick (not at the next probe): an update reaches the peer by gossip.
+    net.do("n0", lambda m, now: m.update_meta(now))
+    now = net.now
+    wake = n0.poll_timeout()
+    assert wake is not None and wake <= now + config.gossip_interval
+    updated = lambda: n1.get("n0").incarnation == n0.incarnation  # noqa: E731
+    assert net.run_until(updated, deadline=now + config.gossip_interval + 0.1)
+
+
+def test_a_probe_timer_run_after_the_probe_ended_opens_no_tcp_fallback():
+    """A stalled process runs an overdue probe_timeout timer after the probe's deadline: its TCP fallback would
+    get a negative timeout (which trio refuses: a loaded seed agent crashed on it). memberlist's dial with a
+    deadline already gone fails at once; we open no stream, and the probe ends as a failed one."""
+    net = pair(Config.lan(enable_compression=False), seed=6)
+    n0 = net.machine("n0")
+    opened: list[StreamOpen] = []
+    inner = n0.poll_transmit
+
+    def recording():
+        tx = inner()
+        if isinstance(tx, StreamOpen):
+            opened.append(tx)
+        return tx
+
+    n0.poll_transmit = recording
+    net.block_udp("n0", "n1")
+    assert net.run_until(lambda: n0._prober._probe is not None, deadline=net.now + 5)
+    net.stall("n0", 2 * n0.config.probe_interval)  # past probe_timeout and the probe's end
+    net.run_for(6 * n0.config.probe_interval)
+    assert opened and all(tx.timeout > 0 for tx in opened), [tx.timeout for tx in opened]  # later probes: TCP
+    assert n0.stats["internal_error"] == 0

@@ -17,7 +17,7 @@ from simnet import SimNet
 
 from protocol.config import Config
 from protocol.node import Diagnostic, LeaveDone
-from protocol.serf import EventKind, MemberEvent, MemberStatus, Serf
+from protocol.serf import EventKind, MemberEvent, MemberStatus, Serf, UserEvent
 from protocol.state import Addr, NodeState, NodeStateType
 from protocol.suspicion import suspicion_timeout
 
@@ -90,6 +90,39 @@ def failure_bound(cfg: Config, n: int) -> float:
 
 
 # --- convergence --------------------------------------------------------------------------------------------
+
+
+def test_an_idle_serf_cluster_wakes_once_a_probe_and_news_still_goes_out_at_the_next_gossip_tick() -> None:
+    """Serf's queues (intents, events, queries) tell the node when there is something to gossip: idle, a member
+    wakes for its probes only (not the gossip ticker's five a second, nor an acked probe's probe_timeout), and
+    a user event queued then is gossiped at the next tick and reaches everyone."""
+    net = SimNet(seed=12)
+    members = build(net, LAN, 5)
+    assert net.run_until(lambda: converged(net, members), deadline=net.now + 30)
+    net.run_for(15.0)  # the join intents and alive broadcasts retire
+    first = serf(net, members[0])
+    wakeups: list[float] = []
+    inner = first.handle_timeout
+
+    def counting(now: float) -> None:
+        wakeups.append(now)
+        inner(now)
+
+    first.handle_timeout = counting  # type: ignore[method-assign]
+    window = 30.0
+    net.run_for(window)
+    assert len(wakeups) <= 1.2 * window / LAN.probe_interval + 2, len(wakeups)  # before: about 7 a second
+    assert not first.has_broadcasts()
+
+    net.do(members[0], lambda m, now: m.user_event(now, "deploy", b"v2"))
+    assert first.has_broadcasts()
+    wake = first.poll_timeout()
+    assert wake is not None and wake <= net.now + LAN.gossip_interval
+    heard = lambda: all(  # noqa: E731
+        any(isinstance(e, UserEvent) and e.name == "deploy" for _t, e in net.hosts[o].log) for o in members[1:]
+    )
+    assert net.run_until(heard, deadline=net.now + 1.0)
+
 
 
 def test_200_members_converge_through_one_seed_with_all_tags() -> None:

@@ -366,7 +366,7 @@ class GossipDriver:
         """One outbound stream (a StreamOpen): connect, send, read the reply until the machine says complete."""
         self.stats.streams_out += 1
         addr = _norm_addr(op.addr)
-        timeout = getattr(op, "timeout", None) or self.tcp_timeout
+        timeout = max(getattr(op, "timeout", None) or self.tcp_timeout, 0.0)  # trio refuses a negative one
         problem = ""
         received = 0
         with trio.move_on_after(timeout) as scope:
