@@ -209,8 +209,6 @@ class _Connection:
             return "evicted while waiting for a request: its slot went to a new client"
         if self.gone and self.request is not None:
             return f"went away during {self.request.method} {self.request.path}"
-        if self.gone:
-            return "went away during a streamed response"
         return {"head": "timed out waiting for a request head", "body": "timed out sending a request body",
                 "write": "did not read its response in time"}.get(self.phase, f"cancelled ({self.phase})")
 
