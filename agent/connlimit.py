@@ -71,7 +71,7 @@ class ConnectionSlots:
 
     def release(self, slot: Slot) -> None:
         """The connection is closed (idempotent: an evicted slot was released when it was evicted)."""
-        self._forget_idle(slot)
+        self.working(slot)
         if slot.released:
             return
         slot.released = True
@@ -83,15 +83,21 @@ class ConnectionSlots:
     @contextmanager
     def idle(self, slot: Slot, scope: trio.CancelScope) -> Iterator[None]:
         """While inside, ``slot`` waits for a request and may be evicted (``scope`` is cancelled)."""
-        slot.scope = scope
-        self._idle[slot] = None
-        self._idle_by_client.setdefault(slot.client, {})[slot] = None
+        self.waiting(slot, scope)
         try:
             yield
         finally:
-            self._forget_idle(slot)
+            self.working(slot)
 
-    def _forget_idle(self, slot: Slot) -> None:
+    def waiting(self, slot: Slot, scope: trio.CancelScope) -> None:
+        """From now on ``slot`` waits for a request and may be evicted (``scope`` is cancelled): ``idle`` without
+        a context manager, for a connection that marks it once per request."""
+        slot.scope = scope
+        self._idle[slot] = None
+        self._idle_by_client.setdefault(slot.client, {})[slot] = None
+
+    def working(self, slot: Slot) -> None:
+        """``slot`` has a request in progress again (idempotent)."""
         slot.scope = None
         if slot not in self._idle:
             return

@@ -9,7 +9,8 @@ registered through ``/v1/catalog/register``, each with a ``web`` instance and a 
 
 are captured (status, headers but Date, body) and served by a bare loop (``--bare``: trio, h11, a dict from
 target to bytes, Date computed per answer) in its own process.  Each endpoint is driven by ``wrk`` (keep-alive,
-``--connections`` connections, ``--seconds``; the median of ``--repeat`` runs) against each server, and the server
+``--connections`` connections, ``--seconds``) against each server in turn, ``--repeat`` pairs of runs (each
+ratio is taken within a pair, under the same machine load; the table shows their median and spread), and the server
 process's CPU time (utime + stime from /proc, less its idle rate measured just before: gossip and Raft ticks) is
 divided by the requests wrk completed: **µs CPU per request** is the load-robust figure (the wall-clock rate is
 printed too, but on a busy machine it measures the machine).
@@ -127,20 +128,30 @@ def idle_rate(pid: int, seconds: float = 2.0) -> float:
     return (cpu_seconds(pid) - before) / (time.monotonic() - started)
 
 
-def cost(pid: int, base: str, target: str, args: argparse.Namespace) -> tuple[float, float]:
-    """(µs of the server's CPU per request, requests/s): the median of ``--repeat`` wrk runs, each run's CPU
-    less the server's idle rate over its length (on a busy machine fewer requests fit in a run, and the idle
-    work would otherwise be charged to fewer requests)."""
-    wrk(base, target, 1, args.connections)  # warm up
-    costs, rates = [], []
+def one_run(pid: int, base: str, target: str, args: argparse.Namespace) -> tuple[float, float]:
+    """(µs of the server's CPU per request, requests/s) of one wrk run, the run's CPU less the server's idle
+    rate over its length (on a busy machine fewer requests fit in a run, and the idle work would otherwise be
+    charged to fewer requests)."""
+    idle = idle_rate(pid)
+    before, started = cpu_seconds(pid), time.monotonic()
+    done, rate = wrk(base, target, args.seconds, args.connections)
+    busy = cpu_seconds(pid) - before - idle * (time.monotonic() - started)
+    return busy / max(1, done) * 1e6, rate
+
+
+Pair = tuple[float, float, float, float]  # triumvir µs/req, bare µs/req, triumvir req/s, bare req/s
+
+
+def compare(servers: tuple[tuple[int, str], tuple[int, str]], target: str, args: argparse.Namespace) -> list[Pair]:
+    """``--repeat`` pairs of runs, triumvir then the bare loop right after it: each pair's ratio is taken
+    under the same machine load (other processes share the cores), and the spread of the ratios is the noise."""
+    for _, base in servers:
+        wrk(base, target, 1, args.connections)  # warm up
+    pairs: list[Pair] = []
     for _ in range(args.repeat):
-        idle = idle_rate(pid)
-        before, started = cpu_seconds(pid), time.monotonic()
-        done, rate = wrk(base, target, args.seconds, args.connections)
-        busy = cpu_seconds(pid) - before - idle * (time.monotonic() - started)
-        costs.append(busy / max(1, done) * 1e6)
-        rates.append(rate)
-    return statistics.median(costs), statistics.median(rates)
+        (t_cpu, t_rate), (b_cpu, b_rate) = (one_run(pid, base, target, args) for pid, base in servers)
+        pairs.append((t_cpu, b_cpu, t_rate, b_rate))
+    return pairs
 
 
 # ------------------------------------------------------------------ the triumvir side
@@ -257,7 +268,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--waiters", type=int, default=5000)
-    parser.add_argument("--repeat", type=int, default=3, help="wrk runs per endpoint and server (the median)")
+    parser.add_argument("--repeat", type=int, default=3, help="pairs of wrk runs per endpoint (triumvir, then bare)")
     parser.add_argument("--bare", nargs=2, metavar=("PORT", "ANSWERS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare:
@@ -265,7 +276,7 @@ def main() -> int:
         return 0
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 2 * args.waiters + 1024)), hard))
-    rows: list[tuple[str, float, float, float, float]] = []
+    rows: list[tuple[str, list[Pair]]] = []
     with tempfile.TemporaryDirectory(prefix="http-vs-bare-") as tmp:
         work = Path(tmp)
         agent, base = start_triumvir(work)
@@ -278,11 +289,10 @@ def main() -> int:
                                     cwd=REPO, start_new_session=True)
             bare_base = f"http://{HOST}:{bare_port}"
             wait("the bare loop", lambda: requests.get(bare_base + "/v1/catalog/nodes", timeout=1).ok)
+            load = os.getloadavg()[0]
             for name, target in ENDPOINTS.items():
-                t_cpu, t_rate = cost(agent.pid, base, target, args)
-                b_cpu, b_rate = cost(bare.pid, bare_base, target, args)
-                rows.append((name, t_cpu, b_cpu, t_rate, b_rate))
-            print_table(rows, args)
+                rows.append((name, compare(((agent.pid, base), (bare.pid, bare_base)), target, args)))
+            print_table(rows, args, (load, os.getloadavg()[0]))
             if args.waiters:
                 wake = wakeups(base, args.waiters, agent.pid)
                 print(f"\nBlocking-query wake-up, {len(wake)} of {args.waiters} waiters on "
@@ -298,14 +308,19 @@ def main() -> int:
     return 0
 
 
-def print_table(rows: list[tuple[str, float, float, float, float]], args: argparse.Namespace) -> None:
+def print_table(rows: list[tuple[str, list[Pair]]], args: argparse.Namespace, load: tuple[float, float]) -> None:
     print(f"\nOne triumvir server, {NODES} registered nodes with a `web` instance each; wrk -c{args.connections}, "
-          f"{args.seconds} s per run, keep-alive, median of {args.repeat} runs; CPU = the server process's "
-          "utime+stime less its idle rate, / requests\n")
-    print("| endpoint | triumvir µs CPU/req | bare µs CPU/req | bare/triumvir (CPU) | triumvir req/s | bare req/s |")
+          f"{args.seconds} s per run, keep-alive; {args.repeat} pairs of runs (triumvir, then the bare loop); CPU = "
+          f"the server process's utime+stime less its idle rate, / requests; load average {load[0]:.1f} at the "
+          f"start, {load[1]:.1f} at the end (2 cores)\n")
+    print("| endpoint | triumvir µs CPU/req | bare µs CPU/req | bare/triumvir (CPU), median [min-max] of the pairs "
+          "| triumvir req/s | bare req/s |")
     print("|---|---|---|---|---|---|")
-    for name, t_cpu, b_cpu, t_rate, b_rate in rows:
-        print(f"| {name} | {t_cpu:.0f} | {b_cpu:.0f} | {b_cpu / t_cpu:.2f}x | {t_rate:.0f} | {b_rate:.0f} |")
+    for name, pairs in rows:
+        t_cpu, b_cpu, t_rate, b_rate = (statistics.median(p[i] for p in pairs) for i in range(4))
+        ratios = sorted(p[1] / p[0] for p in pairs)
+        print(f"| {name} | {t_cpu:.0f} | {b_cpu:.0f} | {statistics.median(ratios):.2f}x [{ratios[0]:.2f}-"
+              f"{ratios[-1]:.2f}] | {t_rate:.0f} | {b_rate:.0f} |")
     sys.stdout.flush()
 
 

@@ -397,6 +397,41 @@ def test_a_client_that_stops_answering_pings_is_dropped() -> None:
     run(main)
 
 
+def test_a_client_that_answers_pings_stays_however_many_pings_go_straight_to_its_socket() -> None:
+    """The keep-alive writes its ping frame to the socket itself and counts any byte back as the answer (issue
+    14: no task waits on each pong); the very first answer reaches trio-websocket's reader before the gate saw a
+    read, and must count too."""
+
+    async def main() -> None:
+        api = cluster_api()
+        opts = {"stream_ping_interval": 0.1, "stream_ping_timeout": 0.08}
+        with trio.fail_after(TIMEOUT):
+            async with serving(api, **opts) as addr, await trio.open_tcp_stream(*addr) as raw:
+                headers = {
+                    "Connection": "Upgrade",
+                    "Upgrade": "websocket",
+                    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+                    "Sec-WebSocket-Version": "13",
+                }
+                await raw.send_all(request_bytes("GET", PATH, headers=headers))
+                buf = bytearray()
+                while b"\r\n\r\n" not in buf:
+                    buf += await raw.receive_some(65536)
+                assert buf.startswith(b"HTTP/1.1 101 ")
+                del buf[: buf.index(b"\r\n\r\n") + 4]
+                pings = 0
+                while pings < 8:
+                    buf += await raw.receive_some(65536)
+                    for opcode, payload in _frames(buf):
+                        if opcode == 0x9:
+                            pings += 1
+                            await raw.send_all(bytes([0x8A, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
+                stats = stream.statistics(api.table)
+                assert stats.subscribers == 1 and stats.timed_out == 0, stats
+
+    run(main)
+
+
 # ---------------------------------------------------------------------- /ui/ and /
 
 

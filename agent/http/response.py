@@ -8,13 +8,24 @@ import email.utils
 import gzip
 import time
 from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 from typing import Any
 
 import attrs
 
 from agent.gostrings import go_json_text, valid_utf8
 
-__all__ = ["GZIP_MIN_SIZE", "TEXT_PLAIN", "Encoded", "Response", "go_json", "maybe_gzip", "wire_headers"]
+__all__ = [
+    "GZIP_MIN_SIZE",
+    "TEXT_PLAIN",
+    "Encoded",
+    "Response",
+    "go_json",
+    "maybe_gzip",
+    "reason_phrase",
+    "response_head",
+    "wire_headers",
+]
 
 TEXT_PLAIN = "text/plain; charset=utf-8"  # what Go sniffs for a plain-text body
 GZIP_MIN_SIZE = 1400
@@ -107,12 +118,41 @@ def http_date() -> str:
     return _date[1]
 
 
-def wire_headers(response: Response) -> list[tuple[str, str]]:
-    """The header list to send: the response's own headers sorted as Go writes them, plus Date/Content-Length."""
+def wire_headers(response: Response, *, close: bool = False) -> list[tuple[str, str]]:
+    """The header list to send: the response's own headers sorted as Go writes them, plus Date/Content-Length
+    (and ``Connection: close`` when the response or the caller closes the connection after it)."""
     headers = dict(response.headers)
     headers["Date"] = http_date()
     if response.stream is None:
         headers["Content-Length"] = str(len(response.body))
-    if response.close:
+    if response.close or close:
         headers["Connection"] = "close"
     return sorted(headers.items())
+
+
+def reason_phrase(status: int) -> str:
+    """The status line's reason (``OK``, ``Not Found``; empty for a code Python does not name)."""
+    reason = _PHRASES.get(status)
+    if reason is None:
+        try:
+            reason = HTTPStatus(status).phrase
+        except ValueError:
+            reason = ""
+        _PHRASES[status] = reason
+    return reason
+
+
+_PHRASES: dict[int, str] = {}
+
+
+def response_head(response: Response, *, close: bool) -> bytes | None:
+    """An HTTP/1.1 status line and headers for a response of known length, as h11 writes them, without h11's
+    validation of every header (which costs more than the rest of a memoized answer).  The names are ours; a
+    value holding a line break or a NUL (which h11 refuses) makes this None, and the caller goes through h11."""
+    headers = wire_headers(response, close=close)
+    status = response.status
+    text = "".join([f"HTTP/1.1 {status} {reason_phrase(status)}\r\n", *[f"{k}: {v}\r\n" for k, v in headers], "\r\n"])
+    lines = len(headers) + 2
+    if text.count("\n") != lines or text.count("\r") != lines or "\0" in text:
+        return None
+    return text.encode("latin-1")

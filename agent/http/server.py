@@ -36,7 +36,6 @@ import random
 import resource
 import select
 from collections.abc import Awaitable, Callable
-from http import HTTPStatus
 from typing import TYPE_CHECKING
 
 import attrs
@@ -47,10 +46,11 @@ import trio_websocket
 from agent.connlimit import ConnectionSlots, Slot
 from agent.http.endpoints import default_router
 from agent.http.errors import HTTPError
+from agent.http.handler_watch import HandlerWatch
 from agent.http.hosts import HostPolicy
 from agent.http.options import HttpOptions
 from agent.http.request import BadTarget, Query, Request, parse_target
-from agent.http.response import Response, wire_headers
+from agent.http.response import Response, reason_phrase, response_head, wire_headers
 from agent.http.routes import Ctx, Router, SocketRoute
 from agent.peer import peer_text
 
@@ -62,8 +62,7 @@ __all__ = ["HttpServer", "serve_http"]
 log = logging.getLogger("agent.http")
 
 _RECEIVE_SIZE = 64 * 1024
-#: A handler's client is watched for a hang-up only once the handler has run this long (_Connection._watch_peer).
-_WATCH_AFTER = 0.02
+_NO_BODY = (204, 304)  # statuses whose response has no body whatever its headers say: h11 writes them
 _ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 _TOO_MANY = (
     b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain; charset=utf-8\r\n"
@@ -109,6 +108,7 @@ class HttpServer:
         self.router = router
         self.rng = rng
         self.slots = ConnectionSlots(options.max_connections, options.max_connections_per_client)
+        self.watch = HandlerWatch()  # run by serve_http; a connection served without it brings its own
         self._hosts: HostPolicy | None = None
 
     def host_policy(self) -> HostPolicy:
@@ -147,7 +147,15 @@ class HttpServer:
 
     async def serve_connection(self, stream: trio.abc.Stream, remote: str = "memory", slot: Slot | None = None) -> None:
         """Serve one accepted stream until it closes (tests drive this over in-memory streams, virtual clock)."""
-        await _Connection(self, stream, remote, slot or Slot(remote, released=True)).run()  # uncounted
+        slot = slot or Slot(remote, released=True)  # uncounted
+        if self.watch.active:
+            await _Connection(self, self.watch, stream, remote, slot).run()
+            return
+        watch = HandlerWatch()  # no server loop runs the shared one (a test): this connection's own
+        async with trio.open_nursery() as nursery:
+            await nursery.start(watch.run)
+            await _Connection(self, watch, stream, remote, slot).run()
+            nursery.cancel_scope.cancel()
 
     async def _serve_connection(self, stream: trio.SocketStream, remote: str, slot: Slot) -> None:
         try:
@@ -160,44 +168,79 @@ class HttpServer:
 
 
 class _Connection:
-    """One client connection: read a request, run it, write the response, repeat while keep-alive holds."""
+    """One client connection: read a request, run it, write the response, repeat while keep-alive holds.
 
-    def __init__(self, server: HttpServer, stream: trio.abc.Stream, remote: str, slot: Slot) -> None:
+    One task does it all, under one cancel scope for the whole connection: every timeout, an eviction and a
+    hang-up during a handler end the connection anyway, so instead of a scope per wait the scope's deadline
+    moves with the phase (``self.phase`` says which one expired), a handler runs in this task with no task or
+    scope of its own (a slow one is watched by the server's `HandlerWatch`), and a response with a known length
+    is written without h11 (`response_head`); h11 parses, and is replaced by a fresh one for the next request.
+    """
+
+    def __init__(self, server: HttpServer, watch: HandlerWatch, stream: trio.abc.Stream, remote: str,
+                 slot: Slot) -> None:
         self.server = server
+        self.watch = watch
         self.options = server.options
         self.stream = stream
         self.remote = remote
         self.slot = slot
-        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=server.options.max_header_bytes)
+        self.conn = self._h11()
         self.started = trio.current_time()
+        self.scope = trio.CancelScope(deadline=self.started + self.options.header_timeout)
+        self.phase = "head"  # what the connection is doing: the log line when its deadline passes
+        self.request: Request | None = None  # the one being handled (a hang-up's log line)
+        self.gone = False  # the peer hung up while a handler ran (the watch cancelled the scope)
         self.served = 0  # requests answered on this connection
+        self._pending = False  # bytes of a next request arrived with the previous one (pipelining)
         self._local: str | None = None  # the address the connection came in on, asked of the socket once
 
+    def _h11(self) -> h11.Connection:
+        return h11.Connection(h11.SERVER, max_incomplete_event_size=self.options.max_header_bytes)
+
     async def run(self) -> None:
-        try:
-            while True:
-                request = await self._read_request()
-                if request is None:
+        with self.scope, contextlib.suppress(_Close, trio.BrokenResourceError, trio.ClosedResourceError):
+            await self._serve()
+        if self.scope.cancelled_caught:
+            log.debug("http: %s %s", self.remote, self._why_cancelled())
+
+    def _why_cancelled(self) -> str:
+        if self.slot.evicted:
+            return "evicted while waiting for a request: its slot went to a new client"
+        if self.gone and self.request is not None:
+            return f"went away during {self.request.method} {self.request.path}"
+        return {"head": "timed out waiting for a request head", "body": "timed out sending a request body",
+                "write": "did not read its response in time"}.get(self.phase, f"cancelled ({self.phase})")
+
+    async def _serve(self) -> None:
+        while True:
+            request = await self._read_request()
+            if request is None:
+                return
+            self.served += 1
+            refusal = self.server.host_policy().refusal(request.header("host"), request.path, self._local_ip())
+            if refusal is not None:
+                log.warning("http: %s %s from %s refused: %s", request.method, request.path, self.remote, refusal)
+                response = Response.text(403, refusal)
+            else:
+                socket_route = self.server.router.socket(request.path) if _wants_websocket(request) else None
+                if socket_route is not None:
+                    await self._upgrade(socket_route, request)
                     return
-                self.served += 1
-                refusal = self.server.host_policy().refusal(request.header("host"), request.path, self._local_ip())
-                if refusal is not None:
-                    log.warning("http: %s %s from %s refused: %s", request.method, request.path, self.remote, refusal)
-                    response = Response.text(403, refusal)
-                else:
-                    socket_route = self.server.router.socket(request.path) if _wants_websocket(request) else None
-                    if socket_route is not None:
-                        await self._upgrade(socket_route, request)
-                        return
-                    response = await self._handle(request)
-                await self._write(response, head=request.method == "HEAD")
-                if response.close or self.conn.our_state is h11.MUST_CLOSE:
-                    return
-                self.conn.start_next_cycle()
-        except _Close:
-            return
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return
+                response = await self._handle(request)
+            if not await self._write(response, request):
+                return
+            self._next_cycle()
+
+    def _next_cycle(self) -> None:
+        """A fresh h11 state machine for the next request, holding what arrived after this one."""
+        data, closed = self.conn.trailing_data
+        self.conn = self._h11()
+        if data:
+            self.conn.receive_data(data)
+        if closed:
+            self.conn.receive_data(b"")
+        self._pending = bool(data)
 
     # ------------------------------------------------------------------ reading
 
@@ -216,49 +259,35 @@ class _Connection:
                 self._local = ""
         return self._local
 
-    async def _next_event(self, on_data: Callable[[], None] | None = None) -> object:
+    def _event(self) -> object:
+        """h11's next event, or the protocol error it raised."""
+        try:
+            return self.conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            return exc
+
+    async def _next_event(self) -> object:
         """The next h11 event, reading as needed; protocol errors are answered (400/431) and end the connection."""
-        while True:
-            try:
-                event = self.conn.next_event()
-            except h11.RemoteProtocolError as exc:
-                await self._refuse(exc.error_status_hint)
-                raise _Close from None
-            if event is not h11.NEED_DATA:
-                return event
-            data = await self._receive()
-            self.conn.receive_data(data)
-            if data and on_data is not None:
-                on_data()
+        while (event := self._event()) is h11.NEED_DATA:
+            self.conn.receive_data(await self._receive())
+        if isinstance(event, h11.RemoteProtocolError):
+            await self._refuse(event.error_status_hint)
+            raise _Close
+        return event
 
     async def _read_request(self) -> Request | None:
-        """The next request, or None (closed, timed out, evicted, or refused with an error answer).
+        """The next request, or None (closed, or refused with an error answer).
 
         The first request's head is due ``header_timeout`` after the connection started; a later one
         ``idle_timeout`` after the previous answer for its first byte, then ``header_timeout`` for the rest.
         Bytes trickling in never move a deadline.  The whole wait is idle time: the slot may be evicted.
         """
         opts = self.options
-        started = self.served == 0 or bool(self.conn.trailing_data[0])
-        scope = trio.CancelScope()
-        if self.served == 0:
-            scope.deadline = self.started + opts.header_timeout
-        else:
-            scope.deadline = trio.current_time() + (opts.header_timeout if started else opts.idle_timeout)
-
-        def head_started() -> None:
-            nonlocal started
-            if not started:
-                started = True
-                scope.deadline = trio.current_time() + opts.header_timeout
-
-        with scope, self.server.slots.idle(self.slot, scope):
-            event = await self._next_event(head_started)
-        if self.slot.evicted:
-            log.debug("http: %s evicted while waiting for a request: its slot went to a new client", self.remote)
-            return None
-        if scope.cancelled_caught:
-            log.debug("http: %s timed out waiting for a request head", self.remote)
+        event = self._event()
+        if event is h11.NEED_DATA:
+            event = await self._wait_head(opts)
+        if isinstance(event, h11.RemoteProtocolError):
+            await self._refuse(event.error_status_hint)
             return None
         if not isinstance(event, h11.Request):
             return None  # ConnectionClosed (or nothing more will come)
@@ -279,6 +308,26 @@ class _Connection:
             return None
         return Request(method, target, path, raw_query, Query.parse(raw_query), headers, body, self.remote)
 
+    async def _wait_head(self, opts: HttpOptions) -> object:
+        """Read until h11 has a request head (or an error, or the end), under the head or idle deadline."""
+        scope, slots = self.scope, self.server.slots
+        started = self.served == 0 or self._pending
+        if self.served:
+            scope.deadline = trio.current_time() + (opts.header_timeout if started else opts.idle_timeout)
+        self.phase = "head"
+        slots.waiting(self.slot, scope)
+        try:
+            while True:
+                data = await self._receive()
+                self.conn.receive_data(data)
+                if data and not started:
+                    started = True
+                    scope.deadline = trio.current_time() + opts.header_timeout
+                if (event := self._event()) is not h11.NEED_DATA:
+                    return event
+        finally:
+            slots.working(self.slot)
+
     async def _read_body(self, event: h11.Request, headers: tuple[tuple[str, str], ...]) -> bytes | None:
         cap = self.options.max_request_bytes
         declared = next((v for k, v in headers if k == "content-length"), None)
@@ -288,32 +337,30 @@ class _Connection:
         if self.conn.they_are_waiting_for_100_continue:
             await self._send(self.conn.send(h11.InformationalResponse(status_code=100, headers=[])))
         elif declared in (None, "0") and not any(k == "transfer-encoding" for k, _ in headers):
-            # No body (a GET): h11 has the end of the message already, no timer is needed to wait for it.
+            # No body (a GET): h11 has the end of the message already, no deadline is needed to wait for it.
             if isinstance(self.conn.next_event(), h11.EndOfMessage):
                 return b""
             return None  # not reached: h11 ends a message without a length or a transfer coding at once
+        self.scope.deadline = trio.current_time() + self.options.body_timeout
+        self.phase = "body"
         body = bytearray()
-        with trio.move_on_after(self.options.body_timeout) as scope:
-            while True:
-                ev = await self._next_event()
-                if isinstance(ev, h11.Data):
-                    body += ev.data
-                    if len(body) > cap:
-                        await self._too_large(event)
-                        return None
-                elif isinstance(ev, h11.EndOfMessage):
-                    return bytes(body)
-                else:
-                    return None  # the client closed mid-body
-        if scope.cancelled_caught:
-            log.debug("http: %s timed out sending a request body", self.remote)
-        return None
+        while True:
+            ev = await self._next_event()
+            if isinstance(ev, h11.Data):
+                body += ev.data
+                if len(body) > cap:
+                    await self._too_large(event)
+                    return None
+            elif isinstance(ev, h11.EndOfMessage):
+                return bytes(body)
+            else:
+                return None  # the client closed mid-body
 
     async def _too_large(self, event: h11.Request) -> None:
         cap = self.options.max_request_bytes
         response = Response.text(413, f"Request body too large, max size: {cap} bytes")
         response.close = True
-        await self._write(response, head=event.method == b"HEAD")
+        await self._write_h11(response, head=event.method == b"HEAD")
         await self._linger()
 
     async def _linger(self) -> None:
@@ -329,46 +376,52 @@ class _Connection:
     # ------------------------------------------------------------------ handling
 
     async def _handle(self, request: Request) -> Response:
-        """Run the request; if the client disconnects meanwhile, cancel it (Go cancels the request context)."""
-        response: Response | None = None
+        """Run the request in this task; a hang-up meanwhile cancels it (Go cancels the request context) and
+        ends the connection: the watch (only for a handler still running after `WATCH_AFTER`) cancels
+        ``self.scope``.  A response computed when the server is cancelled (``PUT /v1/agent/leave``) still goes
+        out: `_send` shields it."""
+        self.scope.deadline = math.inf
+        self.phase = "handler"
+        self.request = request
+        s = self.server
+        self.watch.started(self)
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._watch_peer, nursery.cancel_scope, _WATCH_AFTER)
-                s = self.server
-                response = await s.router.dispatch(s.api, request, self.options, s.rng)
-                nursery.cancel_scope.cancel()
-        except* trio.Cancelled:
-            if response is None:
-                raise
-            # The answer was ready when the server was cancelled (PUT /v1/agent/leave): still deliver it; the
-            # next checkpoint of this connection sees the cancellation again.
-        if response is None:
-            log.debug("http: %s went away during %s %s", self.remote, request.method, request.path)
-            raise _Close
+            response = await s.router.dispatch(s.api, request, self.options, s.rng)
+        finally:
+            watched = self.watch.finished(self)
+        if watched is not None:
+            with trio.CancelScope(shield=True):  # the watch may be inside a receive: let it leave first
+                await watched.wait()
+        self.request = None
         return response
 
-    async def _watch_peer(self, handler_scope: trio.CancelScope, after: float = 0.0) -> None:
-        """While the handler runs, read one byte at most (Go's background read): EOF cancels the handler.
+    async def watch_peer(self) -> None:
+        """`HandlerWatch` runs this once the handler has run `WATCH_AFTER`: a hang-up cancels the connection."""
+        await self._watch_peer(self._hung_up)
 
-        ``after``: start reading only once the handler has run that long.  Nearly every request is answered
-        sooner, and then the read (a receive that finds nothing, the socket's registration with epoll and its
-        removal) never happens: only a sleep is cancelled.
+    def _hung_up(self) -> None:
+        self.gone = True
+        self.scope.cancel()
+
+    async def _watch_peer(self, on_hangup: Callable[[], None]) -> None:
+        """While the handler runs, read one byte at most (Go's background read): EOF calls ``on_hangup``.
 
         A byte means the client sent more (a pipelined request, garbage): it goes to h11 and the rest waits in
         the kernel until the response is out (TCP backpressure), so a parked query costs nothing more whatever
         its client sends.  From then on the socket is only polled for a hang-up now and then.
         """
-        if after > 0:
-            await trio.sleep(after)
         sock = getattr(self.stream, "socket", None)
         if sock is not None:
             # Parked on the descriptor itself: a parked blocking query's watch is cancelled when it is answered,
             # and cancelling a bare wait is far cheaper than unwinding a stream receive (thousands are woken at
             # once by one change).  Readable: the receive below returns at once.
-            await trio.lowlevel.wait_readable(sock)
+            try:
+                await trio.lowlevel.wait_readable(sock)
+            except (trio.ClosedResourceError, OSError):
+                return  # the connection is being closed: nothing left to watch
         data = await self._receive(1)
         if not data:
-            handler_scope.cancel()
+            on_hangup()
             return
         self.conn.receive_data(data)
         if sock is None:
@@ -376,7 +429,7 @@ class _Connection:
         while True:
             await trio.sleep(self.options.hangup_check_interval)
             if _hung_up(sock):
-                handler_scope.cancel()
+                on_hangup()
                 return
 
     # ------------------------------------------------------------------ websocket hand-off
@@ -384,6 +437,8 @@ class _Connection:
     async def _upgrade(self, route: SocketRoute, request: Request) -> None:
         """Validate, then give the connection to trio-websocket and run the route's session on it."""
         s = self.server
+        self.scope.deadline = math.inf
+        self.phase = "websocket"
         try:
             _check_handshake(request)
             session = await s.router.open_socket(route, Ctx(s.api, request, self.options, s.rng))
@@ -392,7 +447,7 @@ class _Connection:
             if exc.status == 426:
                 response.headers["Sec-Websocket-Version"] = "13"
             response.close = True
-            await self._write(response, head=False)
+            await self._write_h11(response, head=False)
             return
         stream = _Replayed(self.stream, _head_bytes(request) + self.conn.trailing_data[0])
         async with trio.open_nursery() as nursery:
@@ -409,10 +464,26 @@ class _Connection:
 
     # ------------------------------------------------------------------ writing
 
-    async def _write(self, response: Response, *, head: bool) -> None:
+    async def _write(self, response: Response, request: Request) -> bool:
+        """Send the response; False: the connection closes after it (the response's or the client's choice)."""
+        head_only = request.method == "HEAD"
+        version = self.conn.their_http_version
+        close = response.close or not _keep_alive(request, version)
+        status = response.status
+        if response.stream is None and version == b"1.1" and status >= 200 and status not in _NO_BODY:
+            head = response_head(response, close=close)
+            if head is not None:
+                await self._send(head if head_only or not response.body else head + response.body)
+                return not close
+        await self._write_h11(response, head=head_only)
+        return not (response.close or self.conn.our_state is h11.MUST_CLOSE)
+
+    async def _write_h11(self, response: Response, *, head: bool) -> None:
+        """Through h11: streamed bodies, HTTP/1.0 clients, bodiless statuses, and a header h11 must refuse."""
         conn = self.conn
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in wire_headers(response)]
-        data = conn.send(h11.Response(status_code=response.status, headers=headers, reason=_reason(response.status)))
+        reason = reason_phrase(response.status).encode()
+        data = conn.send(h11.Response(status_code=response.status, headers=headers, reason=reason))
         if response.stream is not None and not head:
             await self._send(data)
             await self._write_stream(response.stream)
@@ -433,12 +504,12 @@ class _Connection:
         gone = False
         async with trio.open_nursery() as nursery:
 
-            async def watch() -> None:
+            def hung_up() -> None:
                 nonlocal gone
-                await self._watch_peer(nursery.cancel_scope)
                 gone = True
+                nursery.cancel_scope.cancel()
 
-            nursery.start_soon(watch)
+            nursery.start_soon(self._watch_peer, hung_up)
             try:
                 await stream(send)
             except (_Close, trio.BrokenResourceError, trio.ClosedResourceError):
@@ -455,14 +526,13 @@ class _Connection:
             with trio.CancelScope(shield=True, deadline=trio.current_time() + self.options.shutdown_grace):
                 await self.stream.send_all(data)
             return
-        with trio.move_on_after(self.options.write_timeout) as scope:
-            await self.stream.send_all(data)
-        if scope.cancelled_caught:
-            log.debug("http: %s did not read its response in time", self.remote)
-            raise _Close
+        self.scope.deadline = trio.current_time() + self.options.write_timeout
+        self.phase = "write"
+        await self.stream.send_all(data)
 
     async def _refuse(self, status: int) -> None:
         """Answer a request we cannot serve with Go's bare error page, then close gracefully."""
+        self.scope.deadline = math.inf  # both steps have their own
         await self._send_raw(_raw_error(status))
         await self._linger()
 
@@ -470,6 +540,18 @@ class _Connection:
         with trio.move_on_after(self.options.write_timeout):
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                 await self.stream.send_all(data)
+
+
+def _keep_alive(request: Request, version: bytes) -> bool:
+    """Does the client keep the connection after this request?  h11's rule: HTTP/1.1 and no ``close`` among the
+    ``Connection`` headers' tokens."""
+    if version != b"1.1":
+        return False
+    return not any(k == "connection" and "close" in _tokens(v) for k, v in request.headers)
+
+
+def _tokens(value: str) -> set[str]:
+    return {t.strip().lower() for t in value.split(",")}
 
 
 def _hung_up(sock: trio.socket.SocketType) -> bool:
@@ -488,7 +570,7 @@ _HANGUP = getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLLERR
 
 def _wants_websocket(request: Request) -> bool:
     """RFC 6455 4.2.1: a GET whose ``Connection`` lists ``upgrade`` and whose ``Upgrade`` lists ``websocket``."""
-    if request.method != "GET":
+    if request.method != "GET" or not request.header("upgrade"):
         return False
     tokens = {t.strip().lower() for t in request.header("connection").split(",")}
     upgrades = {t.strip().lower() for t in request.header("upgrade").split(",")}
@@ -534,18 +616,6 @@ class _Replayed(trio.abc.Stream):
         await self._stream.aclose()
 
 
-def _reason(status: int) -> bytes:
-    reason = _PHRASES.get(status)
-    if reason is None:
-        try:
-            reason = HTTPStatus(status).phrase.encode()
-        except ValueError:
-            reason = b""
-        _PHRASES[status] = reason
-    return reason
-
-
-_PHRASES: dict[int, bytes] = {}
 
 
 #: File descriptors kept for everything but HTTP connections (gossip, Raft, DNS, the data dir, logs).
@@ -589,6 +659,7 @@ async def serve_http(
     server = HttpServer(api, options, router or default_router(), rng or random.Random())
     log.info("http: serving the HTTP API on %s:%d", *bound)
     async with trio.open_nursery() as nursery:
+        await nursery.start(server.watch.run)
         for listener in listeners:
             nursery.start_soon(server.accept_loop, listener, nursery)
         task_status.started(bound)

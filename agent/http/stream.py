@@ -17,7 +17,8 @@ subscriber's queue *is* the shared history: what it holds on its own is the curs
 written, so a client that stops reading holds no memory of ours; it falls behind, and once it is ``stream_window``
 events behind (or out of the history) it is closed with 1013 and told to reconnect with ``?index=``.  A write that
 the client does not take within ``stream_send_timeout`` drops it, and so does a ping it does not answer within
-``stream_ping_timeout``.
+``stream_ping_timeout`` (through the gate the ping is written directly and any byte back answers it: no task waits
+on each pong).
 
 Fan-out (issue 14): a subscriber without a filter that has caught up *parks* in the table's `_Fanout` and its task
 sleeps.  One parked task at a time is the pump: it alone waits on the table, encodes each change once as a finished
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import re
 import weakref
@@ -76,6 +78,7 @@ NOT_UPGRADED = (
     "this endpoint is a websocket stream: connect with ws:// (a GET with 'Connection: Upgrade' and "
     "'Upgrade: websocket'); the member list as plain JSON is at /v1/agent/members"
 )
+_PING = b"\x89\x00"  # a websocket ping frame with no payload (RFC 6455 5.5.2), as a server sends it
 _ENCODED_CACHE = 1024  # changes kept encoded per table: subscribers read near the head, so the cache is small
 
 
@@ -211,6 +214,7 @@ class _Gate(trio.abc.Stream):
         self.fd = fd
         self.rest = b""
         self.closed = False
+        self.heard = -math.inf  # when the client last sent anything (a pong answers a ping written directly)
         self._on_close = on_close
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
@@ -224,7 +228,27 @@ class _Gate(trio.abc.Stream):
         await self.inner.wait_send_all_might_not_block()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        return await self.inner.receive_some(max_bytes)
+        if self.heard == -math.inf:
+            # trio-websocket's reader was already waiting on the inner stream when the gate went in: it comes
+            # here once that wait has returned, that is once the client has said something.
+            self.heard = trio.current_time()
+        data = await self.inner.receive_some(max_bytes)
+        if data:
+            self.heard = trio.current_time()
+        return data
+
+    def write_now(self, frame: bytes) -> bool:
+        """Write ``frame`` to the socket without waiting, if nothing else is being written: True if it is on its
+        way (whole, or begun with the rest kept for the subscriber's task), False if not a byte could go."""
+        if self.closed or self.rest:
+            return False
+        try:
+            written = os.write(self.fd, frame)
+        except OSError:  # BlockingIOError (full), or broken: the caller's ordinary path finds out which
+            return False
+        if 0 < written < len(frame):
+            self.rest = frame[written:]
+        return written > 0
 
     async def aclose(self) -> None:
         self.closed = True
@@ -482,10 +506,27 @@ class _Subscriber:
             scope.cancel()
 
     async def _keep_alive(self, ws: WebSocketConnection, scope: trio.CancelScope) -> None:
-        """Ping every ``stream_ping_interval``; no pong within ``stream_ping_timeout`` and the client is dropped."""
+        """Ping every ``stream_ping_interval``; no pong within ``stream_ping_timeout`` and the client is dropped.
+
+        Through the gate, the ping frame is written straight to the socket and any byte from the client within
+        the timeout answers it (clients send nothing but pongs): no task waits on a pong, which made the pings
+        of thousands of subscribers cost more than the fan-out.  Then the pings come every ``max(interval,
+        timeout)``.  Otherwise (no gate, or the socket cannot take it now) trio-websocket pings and waits."""
         opts = self.options
+        due = trio.current_time() + opts.stream_ping_interval
         while True:
-            await trio.sleep(opts.stream_ping_interval)
+            await trio.sleep_until(due)
+            sent = trio.current_time()
+            due = sent + opts.stream_ping_interval
+            gate = self.gate
+            if gate is not None and ws.closed is None and not self.ws_busy() and gate.write_now(_PING):
+                if gate.rest:
+                    self.hub.fanout.unpark(self)  # only begun: the task finishes it, as a begun message
+                await trio.sleep(opts.stream_ping_timeout)
+                if gate.heard < sent:
+                    log.info("stream: %s did not answer a ping in %ss: dropped", self.remote, opts.stream_ping_timeout)
+                    raise _Drop
+                continue
             with trio.move_on_after(opts.stream_ping_timeout) as waited:
                 try:
                     await ws.ping()
