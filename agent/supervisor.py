@@ -32,14 +32,14 @@ from agent.catalog.query import agent_members, agent_node, node_checks
 from agent.catalog.replication import ReplicatorConfig
 from agent.catalog.runner import CatalogRunner
 from agent.config import AgentConfig, ConfigError, HelpRequested, diff_config, load_config, reload_config
-from agent.coordinates import CoordinateBook
+from agent.coordinate_book import CoordinateBook
 from agent.datadir import DataDir, DataDirError
 from agent.dns import serve_dns
+from agent.event_log import EventLog
 from agent.events import (
     REMOTE_EXEC_NAME,
     USER_EVENT_MAX_VERSION,
     EventDecodeError,
-    EventLog,
     UserEvent,
     accepts,
     consul_name,

@@ -1,0 +1,128 @@
+"""Network coordinates against known delays: a mixed pool of real `serf agent`s and `python -m agent`s, each node
+behind its own delaying relay (tests/delay_relay.py: this kernel has no netem qdisc, so the delay is made in user
+space on loopback), so every packet sent to a node reaches it its own fixed delay late.
+
+A probe from A to B crosses B's relay, its ack A's (memberlist acks the pinger's advertised address), so the round
+trip between A and B is ``delay_A + delay_B`` plus processing; the delays differ per node, so the pairs' round trips
+differ by up to half and the estimates must tell them apart.  The round trips are measured as memberlist measures
+them, by timing real pings through the relays, and `serf rtt` (asked of a serf agent) and `python -m agent rtt`
+(asked of a triumvir agent) must both come within 20% of them, and of each other, for every pair.
+"""
+
+from __future__ import annotations
+
+import itertools
+import socket
+import statistics
+import time
+from collections.abc import Iterator
+
+import pytest
+from conftest import Agents, next_loopback_ip
+from consul_agents import Cluster
+from delay_relay import DelayRelay
+from procs import free_port, wait_for
+from test_coordinates_agents import agent_rtt
+from test_interop_serf import serf_rtt
+
+from protocol.codec import Ack, Ping, decode, encode
+from protocol.packets import unwrap_packet
+
+pytestmark = pytest.mark.interop
+
+#: one-way delay towards each node (s): round trips of 80, 100 and 120 ms, well above what a loaded machine adds
+DELAYS = {"s1": 0.030, "serf1": 0.050, "c1": 0.070}
+TOLERANCE = 0.20
+
+
+@pytest.fixture
+def relays() -> Iterator[list[DelayRelay]]:
+    made: list[DelayRelay] = []
+    yield made
+    for relay in made:
+        relay.close()
+
+
+def close_to(value: float, reference: float) -> bool:
+    return abs(value - reference) <= TOLERANCE * reference
+
+
+def ping_rtt(target: tuple[str, int], node: str, source_delay: float, relays: list[DelayRelay]) -> float:
+    """The median of 5 memberlist pings to ``node`` at ``target`` (its relay), each acked through a relay of
+    ``source_delay`` to our own socket: the round trip a member behind such a relay measures."""
+    probe_ip, relay_ip = next_loopback_ip(), next_loopback_ip()
+    port = free_port(probe_ip)
+    relays.append(DelayRelay.start(relay_ip, probe_ip, source_delay, udp=[port]))
+    samples = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((probe_ip, port))
+        sock.settimeout(2)
+        for seq in range(1, 6):
+            ping = Ping(seq, node, socket.inet_aton(relay_ip), port, "rtt-probe")
+            started = time.monotonic()
+            sock.sendto(encode(ping), target)
+            while True:  # skip anything that is not our ack (a late ack of an earlier ping)
+                messages = [decode(m) for m in unwrap_packet(sock.recv(65536))]
+                if any(isinstance(m, Ack) and m.seq_no == seq for m in messages):
+                    break
+            samples.append(time.monotonic() - started)
+    return statistics.median(samples)
+
+
+def test_estimates_match_measured_round_trips(cluster: Cluster, agents: Agents, relays: list[DelayRelay]) -> None:
+    advertised: dict[str, tuple[str, int]] = {}
+
+    def behind_relay(name: str) -> tuple[tuple[str, int], str]:
+        """(bind ip, port) for node ``name`` and its relay's ip, the relay already forwarding gossip."""
+        ip, relay_ip = next_loopback_ip(), next_loopback_ip()
+        port = free_port(ip)
+        relays.append(DelayRelay.start(relay_ip, ip, DELAYS[name], udp=[port], tcp=[port]))
+        advertised[name] = (relay_ip, port)
+        return (ip, port), relay_ip
+
+    at, relay_ip = behind_relay("s1")
+    s1 = cluster.start("s1", server=True, at=at, extra={"advertise_addr": relay_ip, "gossip_profile": "lan"})
+    relays[-1].forward(tcp=[s1.server_port])  # the client's RPCs to the server cross the relay too
+    join = f"{advertised['s1'][0]}:{advertised['s1'][1]}"
+    at, relay_ip = behind_relay("c1")
+    c1 = cluster.start("c1", at=at, extra={"advertise_addr": relay_ip, "start_join": [join], "gossip_profile": "lan"})
+    relays[-1].forward(tcp=[c1.server_port])
+    at, relay_ip = behind_relay("serf1")
+    serf1 = agents.serf("serf1", profile="lan", at=at, join=[join], extra=[f"-advertise={relay_ip}:{at[1]}"])
+
+    def diagnostics() -> str:
+        return cluster.diagnostics() + "\n" + agents.diagnostics()
+
+    pairs = list(itertools.combinations(DELAYS, 2))
+    # each way: a ping to b acked through a's delay includes b's processing, and the other way round a's
+    measured = {(a, b): (ping_rtt(advertised[b], b, DELAYS[a], relays) + ping_rtt(advertised[a], a, DELAYS[b], relays))
+                / 2 for a, b in pairs}
+    for (a, b), rtt in measured.items():  # the relays do what they say: the round trip is the two delays
+        assert DELAYS[a] + DELAYS[b] <= rtt < DELAYS[a] + DELAYS[b] + 0.030, (a, b, rtt)
+
+    rows: dict[tuple[str, str], tuple[float | None, float | None]] = {}
+
+    def converged() -> bool:
+        for a, b in pairs:
+            rows[(a, b)] = (serf_rtt(serf1, a, b), agent_rtt(s1, a, b))
+        return all(est is not None and close_to(est, measured[pair])
+                   for pair, ests in rows.items() for est in ests)
+
+    started = time.monotonic()
+    try:
+        wait_for(converged, timeout=45, interval=1, what="every estimate within 20% of the measured round trip",
+                 diagnostics=diagnostics)
+    finally:  # -s shows the table, also when it failed
+        print(f"\nafter {time.monotonic() - started:.1f} s:\n{'pair':<14}{'measured':>10}{'serf rtt':>10}"
+              f"{'agent rtt':>11}  (ms)")
+        for pair, (by_serf, by_agent) in rows.items():
+            cells = "".join(f"{x * 1000:>10.1f}" if x is not None else f"{'-':>10}" for x in (by_serf, by_agent))
+            print(f"{'-'.join(pair):<14}{measured[pair] * 1000:>10.1f}{cells}")
+    for pair, (by_serf, by_agent) in rows.items():
+        assert by_serf is not None and by_agent is not None
+        assert close_to(by_serf, by_agent) and close_to(by_agent, by_serf), (pair, by_serf, by_agent)
+    # the estimates separate the nodes: the fastest pair is estimated well below the slowest, on both sides
+    fastest, slowest = min(measured, key=measured.__getitem__), max(measured, key=measured.__getitem__)
+    for side in (0, 1):
+        assert rows[fastest][side] < rows[slowest][side]
+    assert c1.proc.alive() and s1.proc.alive()
