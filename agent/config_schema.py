@@ -62,6 +62,7 @@ KEYS: dict[str, Any] = {
     "check": _RAW,
     "checks": _RAW_LIST,
     # what agent/dns/settings.py reads (it checks the values' ranges); durations may also be numbers of seconds
+    "watches": "[]map[string]interface {}",
     "dns_config": {
         **dict.fromkeys(("allow_stale", "disable_compression", "enable_truncate", "only_passing",
                          "enable_additional_node_meta_txt"), "bool"),

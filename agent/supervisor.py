@@ -27,6 +27,7 @@ import trio
 
 from agent import consul, telemetry
 from agent.acl.agent_tokens import PERSIST_FILE, AgentTokens, TokenFileError, TokenStore, load_persisted
+from agent.agent_watches import parse_watches
 from agent.api import JoinError
 from agent.catalog.query import agent_members, agent_node, node_checks
 from agent.catalog.replication import ReplicatorConfig
@@ -68,6 +69,7 @@ from agent.server.service import StoreService
 from agent.server.state.store import StateStore
 from agent.services.manager import ServiceManager
 from agent.version import __version__
+from agent.watch_runner import run_watches
 from protocol.config import Config
 from protocol.keymanager import KeyQueryDone, KeyringChanged
 from protocol.keyring import Keyring
@@ -175,6 +177,8 @@ class Agent:
                     dns_addr = await root.start(functools.partial(serve_dns, metrics=self.metrics, acl=dns_view),
                                                 self.table,
                                                 config, config.client_addr, config.ports.dns)
+                if config.watches and http_addr is not None:
+                    await root.start(run_watches, parse_watches(config.watches, http_enabled=True), http_addr)
                 self._banner(http_addr, dns_addr)
                 await self._initial_joins(root)
                 assert self.member_feed is not None
