@@ -117,7 +117,7 @@ def _http_handler(raw: Any) -> HttpHandler:
         seconds = parse_duration(timeout) if timeout else DEFAULT_HTTP_TIMEOUT
     except ValueError as exc:
         raise WatchError(f"Failed to parse 'http_handler_config': {exc}") from None
-    return HttpHandler(path, method.upper(), tuple((str(k), tuple(v)) for k, v in header.items()), seconds, skip)
+    return HttpHandler(path, method, tuple((str(k), tuple(v)) for k, v in header.items()), seconds, skip)
 
 
 def parse_watch(given: Mapping[str, Any]) -> AgentWatch:

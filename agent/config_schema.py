@@ -61,8 +61,8 @@ KEYS: dict[str, Any] = {
     "services": _RAW_LIST,
     "check": _RAW,
     "checks": _RAW_LIST,
+    "watches": "[]map[string]interface {}",  # agent/agent_watches.py checks each entry
     # what agent/dns/settings.py reads (it checks the values' ranges); durations may also be numbers of seconds
-    "watches": "[]map[string]interface {}",
     "dns_config": {
         **dict.fromkeys(("allow_stale", "disable_compression", "enable_truncate", "only_passing",
                          "enable_additional_node_meta_txt"), "bool"),

@@ -144,6 +144,9 @@ class Agent:
         self._key_waiters: dict[int, tuple[trio.Event, list[KeyQueryDone]]] = {}
         #: Consul user events this agent accepted (the last 256), for /v1/event/list.
         self.events = EventLog()
+        #: The config's watch plans run here (agent/watch_runner.py); a reload that changes them restarts them.
+        self._watches: trio.CancelScope | None = None
+        self._http_addr: Any = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -177,8 +180,8 @@ class Agent:
                     dns_addr = await root.start(functools.partial(serve_dns, metrics=self.metrics, acl=dns_view),
                                                 self.table,
                                                 config, config.client_addr, config.ports.dns)
-                if config.watches and http_addr is not None:
-                    await root.start(run_watches, parse_watches(config.watches, http_enabled=True), http_addr)
+                self._http_addr = http_addr
+                await root.start(self._run_watches, config)
                 self._banner(http_addr, dns_addr)
                 await self._initial_joins(root)
                 assert self.member_feed is not None
@@ -193,6 +196,16 @@ class Agent:
         if self._dev_tmp is not None:
             self._dev_tmp.cleanup()
         return self._exit_code
+
+    async def _run_watches(self, config: AgentConfig, *,
+                           task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The config's watches, in a scope of their own (reloadWatches: a reload stops them and starts the new)."""
+        with trio.CancelScope() as self._watches:
+            if not config.watches or self._http_addr is None:
+                task_status.started()
+                return
+            await run_watches(parse_watches(config.watches, http_enabled=True), self._http_addr,
+                              task_status=task_status)
 
     def _load_acl_tokens(self) -> TokenStore:
         """The config's acl.tokens; with enable_token_persistence, those set through the API before a restart
@@ -553,6 +566,10 @@ class Agent:
             self.catalog.set_node_meta(new.node_meta)
         if new.log_level != self.config.log_level:
             self.logs.set_base_level(python_level(new.log_level))
+        if new.watches != self.config.watches and self._root is not None:
+            if self._watches is not None:
+                self._watches.cancel()
+            await self._root.start(self._run_watches, new)
         self.config = new
         return changes
 

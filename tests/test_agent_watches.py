@@ -134,3 +134,30 @@ def test_a_real_agent_runs_its_configured_watches(cluster: Cluster, tmp_path: Pa
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_reload_replaces_the_running_watches(cluster: Cluster, tmp_path: Path) -> None:
+    """reloadWatches: after `reload` with other watches, the new plan runs and the old one no longer does."""
+    handler = tmp_path / "handler.sh"
+    handler.write_text('#!/bin/sh\ncat > "$1/$CONSUL_INDEX.json"\n')
+    handler.chmod(0o755)
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir()
+    new.mkdir()
+    s1 = cluster.start("s1", server=True, extra={"watches": [{"type": "key", "key": "a/one",
+                                                               "args": [str(handler), str(old)]}]})
+    base = f"http://{s1.http_addr}"
+    wait_for(lambda: len(list(old.glob("*.json"))) == 1, timeout=30, what="the first watch's first run",
+             diagnostics=cluster.diagnostics)
+    config_file = s1.config_dir / "agent.json"
+    config = json.loads(config_file.read_text())
+    config["watches"] = [{"type": "key", "key": "a/two", "args": [str(handler), str(new)]}]
+    config_file.write_text(json.dumps(config))
+    assert requests.put(f"{base}/v1/agent/reload", timeout=10).status_code == 200
+    wait_for(lambda: len(list(new.glob("*.json"))) == 1, timeout=30, what="the new watch's first run",
+             diagnostics=cluster.diagnostics)
+    assert requests.put(f"{base}/v1/kv/a/one", data=b"1", timeout=10).json() is True
+    assert requests.put(f"{base}/v1/kv/a/two", data=b"2", timeout=10).json() is True
+    wait_for(lambda: len(list(new.glob("*.json"))) == 2, timeout=30, what="the new watch's run for a/two",
+             diagnostics=cluster.diagnostics)
+    assert len(list(old.glob("*.json"))) == 1  # the old plan was stopped: a/one's write ran nothing
