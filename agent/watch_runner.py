@@ -40,14 +40,15 @@ class QueryError(Exception):
 
 async def _request(host: str, port: int, method: str, target: str, headers: list[tuple[str, str]],
                    body: bytes = b"", *, tls: ssl.SSLContext | None = None,
-                   server_hostname: str = "") -> tuple[int, dict[str, str], bytes]:
+                   host_header: str = "") -> tuple[int, dict[str, str], bytes]:
     """One HTTP/1.1 exchange over a fresh connection: (status, headers lower-cased, body)."""
     stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
     try:
         if tls is not None:
-            stream = trio.SSLStream(stream, tls, server_hostname=server_hostname or host)
+            stream = trio.SSLStream(stream, tls, server_hostname=host)
         conn = h11.Connection(h11.CLIENT)
-        headers = [("Host", f"{host}:{port}"), ("Connection", "close"), *headers]
+        shown = f"[{host}]" if ":" in host else host
+        headers = [("Host", host_header or f"{shown}:{port}"), ("Connection", "close"), *headers]
         if body or method not in ("GET", "HEAD"):
             headers.append(("Content-Length", str(len(body))))
         data = conn.send(h11.Request(method=method, target=target, headers=headers))
@@ -133,7 +134,7 @@ async def run_http(handler: HttpHandler, index: int, result: Any) -> None:
         port = parts.port or (443 if parts.scheme == "https" else 80)
         with trio.fail_after(handler.timeout):
             status, _, answer = await _request(parts.hostname or "", port, handler.method, target, headers, body,
-                                               tls=tls)
+                                               tls=tls, host_header=parts.netloc.rpartition("@")[2])
     except (OSError, ValueError, h11.ProtocolError, trio.BrokenResourceError, trio.TooSlowError, ssl.SSLError) as exc:
         log.error("Failed to invoke http watch handler: %s", str(exc) or type(exc).__name__)
         return
