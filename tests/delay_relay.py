@@ -92,7 +92,10 @@ class DelayRelay:
         async with trio.open_nursery() as nursery:
             task_status.started()
             while True:
-                data, source = await listener.recvfrom(BUFFER)
+                try:
+                    data, source = await listener.recvfrom(BUFFER)
+                except OSError:  # an ICMP error for an earlier reply (the source went away): UDP goes on
+                    continue
                 if source not in upstreams:
                     upstreams[source] = await nursery.start(self._udp_upstream, listener, source, port)
                 upstreams[source].send_nowait((trio.current_time() + self.delay, data))
@@ -105,12 +108,16 @@ class DelayRelay:
         send, receive = trio.open_memory_channel[tuple[float, bytes]](math.inf)
 
         async def to_target(data: bytes) -> None:
-            await upstream.sendto(data, (self.target_ip, port))
+            with contextlib.suppress(OSError):
+                await upstream.sendto(data, (self.target_ip, port))
 
         async def replies() -> None:
             while True:
-                data, _ = await upstream.recvfrom(BUFFER)
-                await listener.sendto(data, source)
+                try:
+                    data, _ = await upstream.recvfrom(BUFFER)
+                    await listener.sendto(data, source)
+                except OSError:  # the target is not listening (yet, or any more): drop, as a network would
+                    continue
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._delayed, receive, to_target)
