@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from agent.acl.agent_tokens import TokenStore
     from agent.config import AgentConfig
-    from agent.coordinates import CoordinateBook
-    from agent.events import EventLog, UserEvent
+    from agent.coordinate_book import CoordinateBook
+    from agent.event_log import EventLog
+    from agent.events import UserEvent
     from agent.logstream import LogHub
     from agent.members import Member, MemberTable
     from agent.metrics import Metrics

@@ -37,12 +37,14 @@ from typing import Any
 import attrs
 import cattrs
 
+from agent.agent_watches import parse_watches
 from agent.config_errors import ConfigError, HelpRequested
 from agent.config_files import go_os_error, nonempty, parse_source, read_path
 from agent.config_flags import Flags, parse_flags
 from agent.config_schema import INERT, KEYS, check_source, go_value, merge
 from agent.durations import parse_duration
 from agent.interfaces import Interface, default_bind_addr
+from agent.watch_plans import WatchError
 from protocol.keyring import KeyringError, decode_key
 
 __all__ = [
@@ -179,6 +181,8 @@ class AgentConfig:
     gossip_profile: str = "lan"
     services: tuple[Mapping[str, Any], ...] = ()
     checks: tuple[Mapping[str, Any], ...] = ()
+    #: Consul's ``watches`` as written (checked at load: agent/agent_watches.py; agent/watch_runner.py runs them).
+    watches: tuple[Mapping[str, Any], ...] = ()
     enable_script_checks: bool = False
     enable_local_script_checks: bool = False
     #: Gossip encryption (Consul's ``encrypt``): a base64 key of 16, 24 or 32 bytes; "" = plaintext gossip.
@@ -326,6 +330,7 @@ def _build(
         "gossip_profile": c.get("gossip_profile", "lan"),
         "services": c.get("services", []),
         "checks": c.get("checks", []),
+        "watches": c.get("watches", []),
         "enable_script_checks": c.get("enable_script_checks", False),
         "enable_local_script_checks": c.get("enable_local_script_checks", False),
         "encrypt": c.get("encrypt", ""),
@@ -344,6 +349,10 @@ def _build(
         "argv": flags.argv,
     }
     _validate(values, warnings)
+    try:
+        parse_watches(values["watches"], http_enabled=ports.http >= 0)
+    except WatchError as err:
+        raise ConfigError(str(err)) from None
     if values["inert_keys"]:
         warnings.append(f"accepted, no effect here: {', '.join(values['inert_keys'])}")
     values["warnings"] = tuple(warnings)

@@ -28,7 +28,7 @@ class Blocks(list):  # type: ignore[type-arg]
 #: ``acl.tokens`` keys; ``master`` and ``agent_master`` are the deprecated names of two of them.
 _ACL_TOKEN_KEYS = ("initial_management", "agent", "default", "agent_recovery", "dns", "replication", "master",
                    "agent_master")  # fmt: skip
-_RAW = "raw"  # an object kept as it is (dns_config, one service or check)
+_RAW = "raw"  # an object kept as it is (one service or check)
 _RAW_LIST = "raw_list"  # services / checks
 KEYS: dict[str, Any] = {
     "node_name": "string",
@@ -61,7 +61,17 @@ KEYS: dict[str, Any] = {
     "services": _RAW_LIST,
     "check": _RAW,
     "checks": _RAW_LIST,
-    "dns_config": _RAW,
+    "watches": "[]map[string]interface {}",  # agent/agent_watches.py checks each entry
+    # what agent/dns/settings.py reads (it checks the values' ranges); durations may also be numbers of seconds
+    "dns_config": {
+        **dict.fromkeys(("allow_stale", "disable_compression", "enable_truncate", "only_passing",
+                         "enable_additional_node_meta_txt"), "bool"),
+        **dict.fromkeys(("a_record_limit", "udp_answer_limit"), "int"),
+        **dict.fromkeys(("node_ttl", "recursor_timeout"), "duration"),
+        "recursor_strategy": "string",
+        "service_ttl": "map[string]duration",
+        "soa": dict.fromkeys(("refresh", "retry", "expire", "min_ttl"), "uint32"),
+    },
     "recursors": "[]string",
     "gossip_profile": "string",
     "enable_script_checks": "bool",
@@ -170,9 +180,10 @@ class _Checker:
     ) -> dict[str, Any]:
         """``acted``: the part of ``KEYS`` at this level (None: nothing here is acted on)."""
         out: dict[str, Any] = {}
-        for key, value in data.items():
-            path = f"{prefix}{key}"
-            if key not in schema:
+        for given, value in data.items():
+            key = _schema_key(schema, data, given)
+            path = f"{prefix}{key or given}"
+            if key is None:
                 self.unknown.append(path)
                 continue
             if value is None:  # JSON/HCL null: as if absent (a nil pointer to Go)
@@ -286,6 +297,13 @@ class _Checker:
         out = {str(k): self.leaf_string(v, f"{name}[{k}]") for k, v in mapping.items()}
         return {k: v for k, v in out.items() if v is not None}
 
+    def leaf_map_duration(self, value: Any, name: str) -> dict[str, str | float] | None:
+        mapping = self.mapping(value, name)
+        if mapping is None:
+            return None
+        out = {str(k): self.leaf_duration(v, f"{name}[{k}]") for k, v in mapping.items()}
+        return {k: v for k, v in out.items() if v is not None}
+
     def leaf_raw(self, value: Any, name: str) -> dict[str, Any] | None:
         if isinstance(value, Blocks) and len(value) > 1:
             self.errors.append(f"'{name}' expected a map, got 'slice'")
@@ -308,6 +326,7 @@ _LEAF_CHECKS = {
     "duration": "leaf_duration",
     "[]string": "leaf_list_string",
     "map[string]string": "leaf_map_string",
+    "map[string]duration": "leaf_map_duration",
     _RAW: "leaf_raw",
     _RAW_LIST: "leaf_raw_list",
     "uint": "leaf_uint",
@@ -317,6 +336,22 @@ _LEAF_CHECKS = {
     "map[string]interface {}": "leaf_raw",
     "[]map[string]interface {}": "leaf_raw_list",
 }
+
+
+def _schema_key(schema: Mapping[str, Any], data: Mapping[str, Any], given: str) -> str | None:
+    """The schema's key for ``given``, as mapstructure finds a field: the exact name, else the one that differs only
+    in case (Consul's file decoding ignores case: ``Node_Name`` sets node_name) unless the data also holds the exact
+    name or an earlier variant (then this one is unused: Consul's ``invalid config key``).  None: unknown."""
+    if given in schema:
+        return given
+    lowered = given.lower()
+    for key in schema:
+        if key.lower() == lowered:
+            if key in data:
+                return None
+            first = next(k for k in data if k.lower() == lowered)
+            return key if first == given else None
+    return None
 
 
 def _plain(value: Any) -> Any:
@@ -335,7 +370,8 @@ def check_source(name: str, data: Mapping[str, Any]) -> dict[str, Any]:
     data = dict(data)
     singles = {}
     for single in ("service", "check"):
-        value = data.pop(single, None)
+        given = next((k for k in data if _schema_key(SCHEMA, data, k) == single), single)
+        value = data.pop(given, None)
         if isinstance(value, Blocks):
             singles[single] = list(value)
         elif value is not None:

@@ -10,7 +10,8 @@ Types are Go's words: ``bool``, ``int``, ``uint``/``uint32``/``uint64`` (no nega
 ``map[string]interface {}`` / ``[]map[string]interface {}`` (free-form), a dict for a nested struct, and
 ``ListOf``/``MapOf`` for a list or map of structs.  Of ``acl`` only what triumvir does not act on
 (agent/config_schema.py keeps the ACL block as issue 13 built it).  Not described here: ``service``/``check`` and
-their lists (agent/services/definitions.py parses them) and ``dns_config`` (agent/dns/settings.py reads it).
+their lists (agent/services/definitions.py parses them, ServiceDefinition's and CheckDefinition's keys and types).
+Keys match in any case, as mapstructure's do (an exact match first, then one that differs only in case).
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ _AUTO_CONFIG_AUTHORIZER = {
               "expiration_leeway", "not_before_leeway", "clock_skew_leeway"),
 }  # fmt: skip
 
-#: config.go's Config (and DeprecatedConfig), key by key; ``acl``, ``service(s)``, ``check(s)`` and ``dns_config``
-#: are described where they are parsed (see the module docstring).
+#: config.go's Config (and DeprecatedConfig), key by key; ``service(s)`` and ``check(s)`` are described where they
+#: are parsed, and the part of ``acl`` triumvir acts on in agent/config_schema.py (see the module docstring).
 CONSUL_KEYS: dict[str, Any] = {
     "addresses": _fields("string", "dns", "http", "https", "grpc", "grpc_tls"),
     **_fields("string", "advertise_addr", "advertise_addr_ipv4", "advertise_addr_ipv6", "advertise_addr_wan",
@@ -95,6 +96,14 @@ CONSUL_KEYS: dict[str, Any] = {
         "ca_config": "map[string]interface {}",
         "enable_mesh_gateway_wan_federation": "bool",
         "test_ca_leaf_root_change_spread": "string",
+    },
+    "dns_config": {
+        **_fields("bool", "allow_stale", "disable_compression", "enable_truncate", "only_passing",
+                  "enable_additional_node_meta_txt", "use_cache", "prefer_namespace"),
+        **_fields("int", "a_record_limit", "udp_answer_limit"),
+        **_fields("string", "max_stale", "node_ttl", "recursor_strategy", "recursor_timeout", "cache_max_age"),
+        "service_ttl": "map[string]string",
+        "soa": _fields("uint32", "refresh", "retry", "expire", "min_ttl"),
     },
     "domain": "string",
     "alt_domain": "string",

@@ -1,5 +1,6 @@
 """Consul's user events over Serf (agent/user_event.go, agent/event_endpoint.go): the record, its wire form, the
-filters a receiving agent applies, and the ring of the last 256 events an agent answers ``/v1/event/list`` from.
+filters a receiving agent applies and the index of a list of events; pure (no trio: the CLI's watch plans use it).
+The ring of the last 256 events an agent answers ``/v1/event/list`` from is agent/event_log.py.
 
 On the wire an event is a Serf user event named ``consul:event:<name>`` (Consul's ``userEventName``), fired with
 coalescing off, whose payload is the ``UserEvent`` struct msgpack-encoded with Consul's handle (``WriteExt``:
@@ -23,7 +24,6 @@ from typing import Any
 
 import attrs
 import msgpack
-import trio
 
 from protocol.codec import go_str
 
@@ -33,7 +33,6 @@ __all__ = [
     "SERF_PREFIX",
     "USER_EVENT_MAX_VERSION",
     "EventDecodeError",
-    "EventLog",
     "UserEvent",
     "accepts",
     "consul_name",
@@ -197,33 +196,3 @@ def uuid_to_uint64(event_id: str) -> int:
         return int(hex_digits[:16], 16) ^ int(hex_digits[16:32], 16)
     except ValueError:
         return 0  # an ID that is not a UUID (a foreign sender's): no index of its own
-
-
-class EventLog:
-    """The last BUFFER_SIZE accepted events, oldest first, and a way to wait for the next one."""
-
-    def __init__(self, size: int = BUFFER_SIZE) -> None:
-        self._events: list[UserEvent] = []
-        self._size = size
-        self._changed = trio.Event()
-
-    def add(self, event: UserEvent) -> None:
-        """ingestUserEvent: append, dropping the oldest beyond the ring's size, and wake the waiters."""
-        self._events.append(event)
-        if len(self._events) > self._size:
-            del self._events[: len(self._events) - self._size]
-        self._changed.set()
-        self._changed = trio.Event()
-
-    def events(self, name: str = "") -> list[UserEvent]:
-        """UserEvents(), optionally only those called ``name``."""
-        return [e for e in self._events if not name or e.name == name]
-
-    def changed(self) -> trio.Event:
-        """An event set at the next ``add``: take it before reading, so nothing slips between read and wait."""
-        return self._changed
-
-    @staticmethod
-    def index(events: list[UserEvent]) -> int:
-        """The X-Consul-Index of a list: uuidToUint64 of its last event, 1 when empty (no hot watch loop)."""
-        return uuid_to_uint64(events[-1].id) if events else 1

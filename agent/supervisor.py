@@ -27,19 +27,20 @@ import trio
 
 from agent import consul, telemetry
 from agent.acl.agent_tokens import PERSIST_FILE, AgentTokens, TokenFileError, TokenStore, load_persisted
+from agent.agent_watches import parse_watches
 from agent.api import JoinError
 from agent.catalog.query import agent_members, agent_node, node_checks
 from agent.catalog.replication import ReplicatorConfig
 from agent.catalog.runner import CatalogRunner
 from agent.config import AgentConfig, ConfigError, HelpRequested, diff_config, load_config, reload_config
-from agent.coordinates import CoordinateBook
+from agent.coordinate_book import CoordinateBook
 from agent.datadir import DataDir, DataDirError
 from agent.dns import serve_dns
+from agent.event_log import EventLog
 from agent.events import (
     REMOTE_EXEC_NAME,
     USER_EVENT_MAX_VERSION,
     EventDecodeError,
-    EventLog,
     UserEvent,
     accepts,
     consul_name,
@@ -68,6 +69,7 @@ from agent.server.service import StoreService
 from agent.server.state.store import StateStore
 from agent.services.manager import ServiceManager
 from agent.version import __version__
+from agent.watch_runner import run_watches
 from protocol.config import Config
 from protocol.keymanager import KeyQueryDone, KeyringChanged
 from protocol.keyring import Keyring
@@ -142,6 +144,9 @@ class Agent:
         self._key_waiters: dict[int, tuple[trio.Event, list[KeyQueryDone]]] = {}
         #: Consul user events this agent accepted (the last 256), for /v1/event/list.
         self.events = EventLog()
+        #: The config's watch plans run here (agent/watch_runner.py); a reload that changes them restarts them.
+        self._watches: trio.CancelScope | None = None
+        self._http_addr: Any = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -175,6 +180,8 @@ class Agent:
                     dns_addr = await root.start(functools.partial(serve_dns, metrics=self.metrics, acl=dns_view),
                                                 self.table,
                                                 config, config.client_addr, config.ports.dns)
+                self._http_addr = http_addr
+                await root.start(self._run_watches, config)
                 self._banner(http_addr, dns_addr)
                 await self._initial_joins(root)
                 assert self.member_feed is not None
@@ -189,6 +196,16 @@ class Agent:
         if self._dev_tmp is not None:
             self._dev_tmp.cleanup()
         return self._exit_code
+
+    async def _run_watches(self, config: AgentConfig, *,
+                           task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The config's watches, in a scope of their own (reloadWatches: a reload stops them and starts the new)."""
+        with trio.CancelScope() as self._watches:
+            if not config.watches or self._http_addr is None:
+                task_status.started()
+                return
+            await run_watches(parse_watches(config.watches, http_enabled=True), self._http_addr,
+                              task_status=task_status)
 
     def _load_acl_tokens(self) -> TokenStore:
         """The config's acl.tokens; with enable_token_persistence, those set through the API before a restart
@@ -549,6 +566,10 @@ class Agent:
             self.catalog.set_node_meta(new.node_meta)
         if new.log_level != self.config.log_level:
             self.logs.set_base_level(python_level(new.log_level))
+        if new.watches != self.config.watches and self._root is not None:
+            if self._watches is not None:
+                self._watches.cancel()
+            await self._root.start(self._run_watches, new)
         self.config = new
         return changes
 

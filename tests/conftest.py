@@ -147,16 +147,17 @@ class Agents:
         startup_timeout: float = 15.0,
         reuse: SerfAgent | None = None,
         extra: Sequence[str] = (),
+        at: tuple[str, int] | None = None,
     ) -> SerfAgent:
         """Start `serf agent`; with ``reuse``, on that (dead) agent's address and ports: a restart. ``extra``: more
-        flags (``-encrypt=KEY``, ``-keyring-file=PATH``)."""
+        flags (``-encrypt=KEY``, ``-keyring-file=PATH``); ``at`` fixes its (ip, gossip port)."""
         if not serf_available():
             pytest.skip(f"{SERF_BIN} not found: apt-get install serf (or set SERF_BIN)")
         if reuse is not None:
             ip, port, rpc_port = reuse.ip, reuse.port, reuse.rpc_port
         else:
-            ip = next_loopback_ip()
-            port = free_port(ip)
+            ip, port = at or (next_loopback_ip(), 0)
+            port = port or free_port(ip)
             rpc_port = free_port(ip)
         argv = [
             SERF_BIN,

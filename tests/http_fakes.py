@@ -22,7 +22,7 @@ from agent.acl.agent_tokens import AgentTokens, TokenStore
 from agent.api import JoinError
 from agent.config import AgentConfig, ConfigError, Ports
 from agent.consul import leader_of
-from agent.coordinates import CoordinateBook
+from agent.coordinate_book import CoordinateBook
 from agent.http.options import HttpOptions
 from agent.http.server import serve_http
 from agent.members import STATUS_ALIVE, Member, MemberTable
@@ -87,7 +87,7 @@ class FakeAgent:
     #: The servers' store as the endpoints reach it: tests give `store_direct.direct_service()` (a real
     #: StoreService over a real StateStore, replication left out).
     store_access: Any = None
-    #: Published coordinates (agent.coordinates); disabled unless a test gives it a source.
+    #: Published coordinates (agent.coordinate_book); disabled unless a test gives it a source.
     coordinates: CoordinateBook = attrs.Factory(CoordinateBook)
     #: The agent's own ACL tokens, from the config's acl.tokens (not persisted).
     acl_tokens: TokenStore = attrs.Factory(lambda self: TokenStore(AgentTokens.from_config(self.config.acl.tokens)),

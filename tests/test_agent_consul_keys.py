@@ -239,3 +239,56 @@ def test_acted_on_keys_reach_the_config(tmp_path: Path) -> None:
         interfaces=ONE_NIC,
     )
     assert (config.pid_file, config.disable_keyring_file, config.inert_keys) == (str(tmp_path / "a.pid"), True, ())
+
+
+def test_dns_config_is_typed_like_every_other_block(tmp_path: Path) -> None:
+    """dns_config's keys are config.go's DNS struct: an unknown one is Consul's `invalid config key`, a wrong type
+    mapstructure's words, the keys triumvir does not act on (max_stale, use_cache...) are named at start, and the
+    ones it acts on reach agent/dns/settings.py."""
+    with pytest.raises(ConfigError) as info:
+        check_source("c.json", {"dns_config": {"only_passing": True, "max_stal": "1s", "soa": {"retri": 1}}})
+    assert str(info.value) == ("failed to parse c.json: 2 errors occurred:\n\t* invalid config key dns_config.max_stal"
+                               "\n\t* invalid config key dns_config.soa.retri")
+    for bad, words in (({"udp_answer_limit": "3"}, "'dns_config.udp_answer_limit' expected type 'int', got "
+                        "unconvertible type 'string', value: '3'"),
+                       ({"soa": {"min_ttl": -1}}, "cannot parse 'dns_config.soa.min_ttl', -1 overflows uint"),
+                       ({"service_ttl": {"web": True}}, "'dns_config.service_ttl[web]' expected type 'string', got "
+                        "unconvertible type 'bool', value: 'true'")):
+        with pytest.raises(ConfigError) as info:
+            check_source("c.json", {"dns_config": bad})
+        assert str(info.value) == f"failed to parse c.json: 1 error(s) decoding:\n\n* {words}"
+    (tmp_path / "dns.hcl").write_text("""
+        dns_config {
+          only_passing = true
+          max_stale = "10s"
+          use_cache = true
+          service_ttl = { "web*" = "5s" }
+          soa { min_ttl = 30 }
+        }
+    """)
+    config = load_config(["-config-dir", str(tmp_path), "-data-dir", str(tmp_path / "d")], interfaces=ONE_NIC)
+    assert config.inert_keys == ("dns_config.max_stale", "dns_config.use_cache")
+    assert config.dns_config == {"only_passing": True, "service_ttl": {"web*": "5s"}, "soa": {"min_ttl": 30}}
+
+
+def test_keys_match_in_any_case_as_mapstructures_do(tmp_path: Path) -> None:
+    """Consul decodes files with mapstructure, which falls back to a case-insensitive match on a field's name:
+    `Node_Name`, `PORTS { HTTP = ... }`, `DNS_Config`, `Service { ... }` all work; a variant beside the exact key
+    is unused, hence Consul's `invalid config key`.  Map keys (node_meta) keep their case."""
+    (tmp_path / "agent.hcl").write_text("""
+        Node_Name = "n1"
+        PORTS { HTTP = 8511 }
+        DNS_Config { Only_Passing = true }
+        Node_Meta { Rack = "r1" }
+        Service { Name = "web" Port = 80 }
+        Telemetry { Disable_Hostname = true }
+    """)
+    config = load_config(["-config-dir", str(tmp_path), "-data-dir", str(tmp_path / "d")], interfaces=ONE_NIC)
+    assert (config.node_name, config.ports.http, dict(config.node_meta)) == ("n1", 8511, {"Rack": "r1"})
+    assert config.dns_config == {"only_passing": True}
+    assert [s["Name"] for s in config.services] == ["web"]
+    assert config.inert_keys == ("telemetry.disable_hostname",)
+    with pytest.raises(ConfigError) as info:
+        check_source("c.json", {"node_name": "a", "NODE_NAME": "b", "ports": {"dns": 1, "DNS": 2}})
+    assert str(info.value) == ("failed to parse c.json: 2 errors occurred:\n\t* invalid config key NODE_NAME\n"
+                               "\t* invalid config key ports.DNS")

@@ -714,3 +714,13 @@ def test_the_cli_module_imports_no_trio() -> None:
     code = "import sys, agent.cli; print(sorted(m for m in sys.modules if m == 'trio' or m.startswith('trio.')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_every_cli_command_module_imports_no_trio() -> None:
+    """The whole command table (agent/__main__.py: kv, lock, event, watch, rtt, acl, ...) only speaks HTTP, so
+    `python -m agent <command>` loads no trio either; only running the agent itself does."""
+    code = ("import sys, agent.__main__ as m; assert {'watch', 'rtt', 'event', 'kv', 'acl'} <= set(m.COMMANDS); "
+            "print(sorted(m for m in sys.modules if m == 'trio' or m.startswith('trio.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True,
+                         cwd=REPO)
+    assert out.stdout.strip() == "[]"

@@ -4,7 +4,8 @@ LAN pool on loopback.
 Each side computes the other's coordinate from the ack payloads alone: `serf rtt` (asked of the serf agent)
 estimates the RTT to the triumvir agents, `python -m agent rtt` (asked of either triumvir agent) to the serf
 agent, and /v1/coordinate/nodes lists every member. Loopback RTTs are a fraction of a millisecond, so the
-estimates are checked for sanity (positive, well under 50 ms), not against a delay: this kernel has no netem.
+estimates are checked for sanity (positive, well under 50 ms) here; tests/test_coordinates_delay.py checks them
+against known delays (a user-space relay per node: this kernel has no netem).
 """
 
 from __future__ import annotations

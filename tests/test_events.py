@@ -18,10 +18,10 @@ import pytest
 import trio
 from http_fakes import FakeAgent, fetch, run, serving
 
+from agent.event_log import EventLog
 from agent.events import (
     BUFFER_SIZE,
     EventDecodeError,
-    EventLog,
     UserEvent,
     accepts,
     consul_name,

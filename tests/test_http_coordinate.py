@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import urllib.parse
 
 import consul
 import pytest
@@ -16,7 +17,7 @@ from http_fakes import FakeAgent, fetch, member, run, serving
 from test_http_api import cluster, get_json, http, with_consul
 
 from agent import cli
-from agent.coordinates import CoordinateBook
+from agent.coordinate_book import CoordinateBook
 from agent.members import STATUS_LEFT
 from protocol.coordinate import Coordinate, VivaldiClient
 
@@ -65,6 +66,19 @@ def test_coordinate_nodes_shape_and_order() -> None:
     assert entries == []
     _, entries = get_json(api, "/v1/coordinate/nodes?segment=")
     assert len(entries) == 4
+
+
+def test_coordinate_endpoints_take_filter_and_ignore_it_as_consul() -> None:
+    """Consul's HTTP layer parses ``?filter`` into every read's QueryOptions, but Coordinate.ListNodes and
+    Coordinate.Node never compile it (agent/consul/coordinate_endpoint.go has no bexpr filter): any expression,
+    even one that does not parse, answers the whole list."""
+    api, _ = agent_with_coordinates()
+    _, everything = get_json(api, "/v1/coordinate/nodes")
+    _, one = get_json(api, "/v1/coordinate/node/web-2")
+    for expression in ('Node == "Alpha"', "Node ==", "Coord.Vec is empty"):
+        query = urllib.parse.urlencode({"filter": expression})
+        assert get_json(api, f"/v1/coordinate/nodes?{query}")[1] == everything
+        assert get_json(api, f"/v1/coordinate/node/web-2?{query}")[1] == one
 
 
 def test_coordinate_node_and_its_404() -> None:

@@ -23,6 +23,13 @@ from agent.filtering.gostrconv import unquote
 __all__ = ["FilterSyntaxError", "parse"]
 
 _WS = "[ \\t\\r\\n]"
+#: go-bexpr's NotExpression is ``"not" _ NotExpression / ...``: a PEG tries the keyword first and backtracks when the
+#: rest is no expression, so in ``not == 1``, ``not is empty`` or ``not in Tags`` the word is a selector named
+#: ``not``.  The lexer cannot backtrack; it reads ``not`` as the keyword unless the whole whitespace run after it is
+#: followed by an operator that a match on the selector ``not`` would take (and not by a value such an operator
+#: could start with: ``not contains == 1`` is ``not (contains == 1)``, as in go-bexpr).
+_NOT_BEFORE_OPERATOR = (rf"(?!{_WS}|==|!=|is{_WS}+(?:not{_WS}+)?empty(?![a-zA-Z0-9_])"
+                        rf"|(?:contains|matches|in){_WS}+(?![=!]|is{_WS}|(?:and|or|contains|matches|in){_WS}))")
 GRAMMAR = rf"""
 start: _LEAD? or_expr _TRAIL?
 ?or_expr: and_expr | and_expr OR or_expr -> or_
@@ -56,7 +63,7 @@ IN: /{_WS}+in{_WS}+/
 NOT_IN: /{_WS}+not{_WS}+in{_WS}+/
 AND: /{_WS}+and{_WS}+/
 OR: /{_WS}+or{_WS}+/
-NOT.3: /not{_WS}+/
+NOT.3: /not{_WS}+{_NOT_BEFORE_OPERATOR}/
 LPAR: /\({_WS}*/
 RPAR: /{_WS}*\)/
 LSQB: /\[{_WS}*/

@@ -1,4 +1,4 @@
-"""``/v1/coordinate/*`` and the ``?near=`` sort, over the coordinates this agent's Serf learnt (agent.coordinates).
+"""``/v1/coordinate/*`` and the ``?near=`` sort, over the coordinates this agent's Serf learnt (agent.coordinate_book).
 
 Consul's shapes: ``[{"Node", "Segment", "Coord": {"Vec", "Error", "Adjustment", "Height"}}]`` sorted by node;
 ``/v1/coordinate/node/:node`` is a 404 with no body when the node has none; with coordinates disabled every
@@ -6,7 +6,7 @@ endpoint is a 401 ``Coordinate support disabled``. Only members the catalog list
 Consul's servers drop a node's coordinate with its registration. There is no WAN pool, so
 ``/v1/coordinate/datacenters`` lists our datacenter (area ``wan``) with its alive servers' LAN coordinates standing
 in for WAN ones. ``PUT /v1/coordinate/update`` (``{Node, Segment, Coord}``) is honoured as far as it can be: the
-coordinate is shown for that node until the node's own next coordinate reaches this agent (agent.coordinates);
+coordinate is shown for that node until the node's own next coordinate reaches this agent (agent.coordinate_book);
 it is this agent's view only (nothing is gossiped), and, as Consul's, refused when not finite (``invalid
 coordinate``) or of another dimensionality (``incompatible coordinate``).
 """
@@ -26,7 +26,7 @@ from agent.http.store import check_dc
 from agent.members import STATUS_LEFT
 
 if TYPE_CHECKING:
-    from agent.coordinates import CoordinateSnapshot
+    from agent.coordinate_book import CoordinateSnapshot
 
 __all__ = ["ROUTES"]
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import trio
 
-from agent.events import EventLog, new_event
+from agent.event_log import EventLog
+from agent.events import new_event
 from agent.http.blocking import MAX_QUERY_TIME, parse_wait_index
 from agent.http.errors import NO_PATH_TO_DC, HTTPError, bad_request
 from agent.http.routes import Ctx, Route
