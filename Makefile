@@ -33,9 +33,14 @@ system-deps:
 run: setup
 	$(VPY) -m agent -dev
 
+# The suite mostly waits on timers and sockets, not the CPU: pytest-xdist runs it in TEST_WORKERS processes, a test
+# file per worker at a time (tests/procs.py gives each worker its own loopback addresses and ports).
+# TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 3
+
 test: setup
 	$(VPY) -m ruff check protocol agent tests bench
-	$(VPY) -m pytest
+	$(VPY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(VPY) -m ruff check protocol agent tests bench

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from procs import Proc, free_port, wait_for
+from procs import Proc, free_port, wait_for, xdist_worker
 
 REPO = Path(__file__).resolve().parent.parent
 SERF_BIN = os.environ.get("SERF_BIN", "/usr/bin/serf")
@@ -28,13 +28,17 @@ SERF_BIN = os.environ.get("SERF_BIN", "/usr/bin/serf")
 SERF_JOIN_DONE = "Join completed. Synced with"
 
 # Distinct loopback addresses: start somewhere random so two concurrent pytest runs rarely share an IP (ports
-# are checked free anyway).
-_ip_counter = itertools.count(random.randrange(0, 200 * 200))
+# are checked free anyway). Under pytest-xdist each worker draws from its own block of the 40,000, so two
+# workers of one run never share one.
+_IPS = 200 * 200
+_WORKER, _WORKERS = xdist_worker()
+_IP_BLOCK = _IPS // _WORKERS
+_ip_counter = itertools.count(random.randrange(0, _IP_BLOCK))
 
 
 def next_loopback_ip() -> str:
     """A fresh 127.0.x.y (x, y in 1..200), so each agent is recognisable by its address."""
-    n = next(_ip_counter) % (200 * 200)
+    n = _WORKER * _IP_BLOCK + next(_ip_counter) % _IP_BLOCK
     return f"127.0.{n // 200 + 1}.{n % 200 + 1}"
 
 
