@@ -26,8 +26,25 @@ NEEDS_ROOT = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None,
 
 TAG = f"trv{os.getpid() % 10000}"  # interface and namespace names unique to this test run (<= 15 chars)
 _WORKER, _WORKERS = xdist_worker()
-#: by PID, and under pytest-xdist never the same for two workers of one run (each its own residue class)
-SUBNET = f"10.213.{(os.getpid() % (250 // _WORKERS)) * _WORKERS + _WORKER}"
+
+
+def _pick_subnet() -> str:
+    """10.213.x by PID, under pytest-xdist never the same for two workers of one run (each its own residue class),
+    and not one the host already has an address in (another run's bridge: the test's requests would reach that
+    run's agents)."""
+    try:
+        taken = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        taken = ""
+    slots = 250 // _WORKERS
+    for k in range(slots):
+        subnet = f"10.213.{((os.getpid() + k) % slots) * _WORKERS + _WORKER}"
+        if f" {subnet}." not in taken:
+            return subnet
+    raise RuntimeError("every 10.213.x/24 is in use on this host")
+
+
+SUBNET = _pick_subnet()
 HOST_ADDR = f"{SUBNET}.254"
 HTTP_PORT, SERF_PORT, SERVER_PORT = 8500, 8301, 8300
 
