@@ -33,9 +33,15 @@ system-deps:
 run: setup
 	$(VPY) -m agent -dev
 
+# The suite mostly waits on timers and sockets, not the CPU: pytest-xdist runs it in TEST_WORKERS processes, a test
+# file per worker at a time (tests/procs.py gives each worker its own loopback addresses and ports), the longest
+# files first (tests/conftest.py's LONGEST_FILES_FIRST; xdist's own reorder would send them last).
+# TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 3
+
 test: setup
 	$(VPY) -m ruff check protocol agent tests bench
-	$(VPY) -m pytest
+	$(VPY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 lint: $(STAMP)
 	$(VPY) -m ruff check protocol agent tests bench

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from procs import Proc, free_port, wait_for
+from procs import Proc, free_port, wait_for, xdist_worker
 
 REPO = Path(__file__).resolve().parent.parent
 SERF_BIN = os.environ.get("SERF_BIN", "/usr/bin/serf")
@@ -28,13 +28,17 @@ SERF_BIN = os.environ.get("SERF_BIN", "/usr/bin/serf")
 SERF_JOIN_DONE = "Join completed. Synced with"
 
 # Distinct loopback addresses: start somewhere random so two concurrent pytest runs rarely share an IP (ports
-# are checked free anyway).
-_ip_counter = itertools.count(random.randrange(0, 200 * 200))
+# are checked free anyway). Under pytest-xdist each worker draws from its own block of the 40,000, so two
+# workers of one run never share one.
+_IPS = 200 * 200
+_WORKER, _WORKERS = xdist_worker()
+_IP_BLOCK = _IPS // _WORKERS
+_ip_counter = itertools.count(random.randrange(0, _IP_BLOCK))
 
 
 def next_loopback_ip() -> str:
     """A fresh 127.0.x.y (x, y in 1..200), so each agent is recognisable by its address."""
-    n = next(_ip_counter) % (200 * 200)
+    n = _WORKER * _IP_BLOCK + next(_ip_counter) % _IP_BLOCK
     return f"127.0.{n // 200 + 1}.{n % 200 + 1}"
 
 
@@ -42,8 +46,24 @@ def serf_available() -> bool:
     return os.access(SERF_BIN, os.X_OK)
 
 
+#: Under pytest-xdist (`make test` runs `--dist loadfile --no-loadscope-reorder`) a test file is one unit of work
+#: and units go out in collection order: these files, the longest (minutes each, measured with --durations), go
+#: first so that none of them starts last and keeps one worker busy while the others sit idle. A new file that
+#: takes a minute or more belongs here. Without xdist the order is untouched.
+LONGEST_FILES_FIRST = (
+    "test_raft_sim.py", "test_gossip_fuzz.py", "test_pyconsul_suite.py", "test_interop_encrypt.py",
+    "test_sim_memberlist.py", "test_raft_agents.py", "test_sim_serf.py", "test_guide.py", "test_gossip_edge_live.py",
+    "test_dns_fuzz.py", "test_cli_acl.py", "test_cli_kv.py", "test_stream.py", "test_lock_faults.py",
+    "test_events_cluster.py", "test_hostile_catalog.py", "test_coordinates_agents.py", "test_raft_store.py",
+)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip `interop` tests, with the reason, when the serf binary is missing."""
+    """Under xdist, the longest files first (a stable sort: tests keep their order within a file); and skip
+    `interop` tests, with the reason, when the serf binary is missing."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        rank = {name: i for i, name in enumerate(LONGEST_FILES_FIRST)}
+        items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
     if serf_available():
         return
     skip = pytest.mark.skip(reason=f"{SERF_BIN} not found: apt-get install serf (or set SERF_BIN) to run interop")

@@ -22,6 +22,8 @@ import requests
 from conftest import REPO, next_loopback_ip
 from procs import Proc, free_port, wait_for
 
+from protocol.serf import MemberStatus
+
 ENV = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
 
 
@@ -83,6 +85,17 @@ class ConsulAgent:
     def status_of(self, name: str) -> str | None:
         row = self.member_rows().get(name)
         return row[1] if row else None
+
+    def member_statuses(self) -> dict[str, str]:
+        """/v1/agent/members as {node: status}, the words `members` prints: for polling, where a CLI process per
+        agent per round would cost a CPU's worth of interpreter starts ({} while the agent does not answer)."""
+        try:
+            reply = requests.get(f"http://{self.http_addr}/v1/agent/members", timeout=5)
+        except requests.RequestException:
+            return {}
+        if not reply.ok:
+            return {}
+        return {m["Name"]: str(MemberStatus(m["Status"])) for m in reply.json()}
 
     def client(self) -> consul.Consul:
         return consul.Consul(host=self.ip, port=self.http_port)

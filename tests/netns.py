@@ -1,8 +1,9 @@
 """Network namespaces a test makes for itself: n agents, one per namespace, joined by veth pairs to a bridge.
 
-Addresses are in a private 10.213.x.0/24 chosen by PID; the test process reaches every namespace through the
-bridge (HOST_ADDR).  `cut(i)` blackholes traffic between namespace i and every other namespace, both ways (the
-test's own address stays reachable, so it can still ask the cut-off agent); `heal(i)` removes those routes.
+Addresses are in a private 10.213.x.0/24 chosen by PID (and xdist worker); the test process reaches every
+namespace through the bridge (HOST_ADDR).  `cut(i)` blackholes traffic between namespace i and every other
+namespace, both ways (the test's own address stays reachable, so it can still ask the cut-off agent); `heal(i)`
+removes those routes.
 This kernel has no `tc` filters, hence routes.  Needs root and `ip`; `down()` removes everything `up()` made.
 """
 
@@ -18,13 +19,32 @@ from typing import Any
 
 import pytest
 from consul_agents import ENV
-from procs import Proc
+from procs import Proc, xdist_worker
 
 NEEDS_ROOT = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None,
                                 reason="needs root and ip to make network namespaces")
 
 TAG = f"trv{os.getpid() % 10000}"  # interface and namespace names unique to this test run (<= 15 chars)
-SUBNET = f"10.213.{os.getpid() % 250}"
+_WORKER, _WORKERS = xdist_worker()
+
+
+def _pick_subnet() -> str:
+    """10.213.x by PID, under pytest-xdist never the same for two workers of one run (each its own residue class),
+    and not one the host already has an address in (another run's bridge: the test's requests would reach that
+    run's agents)."""
+    try:
+        taken = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        taken = ""
+    slots = 250 // _WORKERS
+    for k in range(slots):
+        subnet = f"10.213.{((os.getpid() + k) % slots) * _WORKERS + _WORKER}"
+        if f" {subnet}." not in taken:
+            return subnet
+    raise RuntimeError("every 10.213.x/24 is in use on this host")
+
+
+SUBNET = _pick_subnet()
 HOST_ADDR = f"{SUBNET}.254"
 HTTP_PORT, SERF_PORT, SERVER_PORT = 8500, 8301, 8300
 

@@ -118,6 +118,18 @@ def wait_for(
     raise AssertionError(msg)
 
 
+def xdist_worker() -> tuple[int, int]:
+    """(index, count) of this pytest-xdist worker (``gw3`` of 4 is (3, 4)); (0, 1) in a plain run.
+
+    Parallel workers share the machine's loopback: each takes its own share of addresses and ports from
+    ``free_port`` and conftest's ``next_loopback_ip``, so two workers never hand out the same one.
+    """
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    name = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(name[2:]) if name.startswith("gw") and name[2:].isdigit() else 0
+    return index % max(count, 1), max(count, 1)
+
+
 _issued: set[tuple[str, int]] = set()
 
 
@@ -125,12 +137,17 @@ def free_port(host: str) -> int:
     """A port free for both TCP and UDP on ``host`` right now (bind both to check, then release).
 
     Never the same port twice in one test run: the kernel may hand a just-released port out again, and two
-    calls in a row (an agent's HTTP and gossip ports) must not collide.
+    calls in a row (an agent's HTTP and gossip ports) must not collide.  Under pytest-xdist only ports in this
+    worker's residue class (``port % workers == index``) are handed out, so a port one worker checked free and
+    released is never the next worker's too before its agent binds it.
     """
-    for _ in range(200):
+    index, count = xdist_worker()
+    for _ in range(200 * count):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
             tcp.bind((host, 0))
             port = tcp.getsockname()[1]
+            if port % count != index:
+                continue
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
                 if (host, port) in _issued:
                     continue

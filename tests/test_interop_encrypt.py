@@ -45,8 +45,7 @@ def key_counts(output: str) -> dict[str, tuple[int, int]]:
 
 def alive_everywhere(tri: list[ConsulAgent], serfs: list[SerfAgent], names: set[str]) -> bool:
     for a in tri:
-        rows = a.member_rows()
-        if {n for n, row in rows.items() if row[1] == "alive"} != names:
+        if {n for n, status in a.member_statuses().items() if status == "alive"} != names:
             return False
     return all({n for n, m in s.members().items() if m["status"] == "alive"} == names for s in serfs)
 
@@ -73,9 +72,9 @@ class Watcher:
     def _run(self) -> None:
         while not self._stop.wait(0.3):
             for a in self.tri:
-                for n, row in a.member_rows().items():
-                    if row[1] != "alive":
-                        self.bad.append(f"{a.name} sees {n} {row[1]}")
+                for n, status in a.member_statuses().items():
+                    if status != "alive":
+                        self.bad.append(f"{a.name} sees {n} {status}")
             for s in self.serfs:
                 for n, m in s.members().items():
                     if m["status"] != "alive":
