@@ -15,21 +15,12 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from agent.cli import (
-    HTTP_FLAGS,
-    PARTITION_FLAG,
-    SERVER_FLAGS,
-    AgentClient,
-    ClientError,
-    Command,
-    Flag,
-    _client_or_error,
-    _err,
-    _out,
-    path_escape,
-)
+from agent.cli_client import AgentClient, ClientError, path_escape
+from agent.cli_command import HTTP_FLAGS, PARTITION_FLAG, SERVER_FLAGS, Command, _client_or_error
 from agent.cli_kv import load_data_source
+from agent.cli_output import _err, _out
 from agent.durations import parse_duration
+from agent.goflags import Flag
 from agent.gostrings import go_json_text, go_quote
 
 __all__ = ["COMMANDS", "format_policy", "format_role", "format_token", "go_time_v"]

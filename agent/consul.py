@@ -16,7 +16,6 @@ from typing import Protocol
 
 from agent.members import STATUS_ALIVE, Member
 from agent.version import CONSUL_VERSION, REVISION
-from protocol.serf import MemberStatus
 
 __all__ = [
     "PortsLike",
@@ -25,7 +24,6 @@ __all__ = [
     "is_server",
     "lan_tags",
     "leader_of",
-    "member_status_word",
     "rpc_address",
 ]
 
@@ -156,11 +154,3 @@ def leader_of(
     ranked.sort()
     servers = tuple(address for _, _, address in ranked)
     return servers[0], servers
-
-
-def member_status_word(status: int) -> str:
-    """The CLI's word for a Serf status integer (none, alive, leaving, left, failed; else unknown)."""
-    try:
-        return str(MemberStatus(status))
-    except ValueError:
-        return "unknown"
