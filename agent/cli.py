@@ -4,10 +4,11 @@ Scripts parse this output and test these exit codes, so everything user-visible 
 §4).  The commands live in modules by group: cli_members.py (members, join, leave, force-leave), cli_agent.py (info,
 reload, maint, monitor), cli_keyring.py (keyring, keygen) and cli_operator.py (operator raft) make this table;
 cli_kv.py, cli_lock.py, cli_events.py (event, watch), cli_rtt.py and cli_acl.py add theirs in agent/__main__.py.
-What they all share is in cli_command.py (the Command, its flags and help), cli_client.py (the Go API client's
-slice over http.client) and cli_output.py (Go's text formats).  The CLI starts fast and works without trio: these modules import the stdlib, agent/goflags.py, agent/version.py and
-agent/gostrings.py (whose Go-string rule is protocol.codec's, so msgpack and the sans-IO protocol package come along;
-`python -X importtime` shows no trio).  `main(argv)` takes the arguments after the program name, subcommand first.
+What they all share is in cli_command.py (the Command, its flags and help), cli_client.py (the Go API client's slice
+over http.client) and cli_output.py (Go's text formats).  The CLI starts fast and works without trio: these modules
+import the stdlib, agent/goflags.py, agent/version.py and agent/gostrings.py (whose Go-string rule is
+protocol.codec's, so msgpack and the sans-IO protocol package come along; `python -X importtime` shows no trio).
+`main(argv)` takes the arguments after the program name, subcommand first.
 """
 
 from __future__ import annotations
