@@ -45,8 +45,8 @@ from dns.rdtypes.IN.A import A
 from dns.rdtypes.IN.AAAA import AAAA
 
 from agent.catalog import query as catalog_query
-from agent.dns import services
-from agent.dns.services import ServiceAnswer
+from agent.dns.services import ServiceAnswer, parse_service
+from agent.dns.services import lookup as lookup_service
 from agent.dns.settings import DnsSettings
 from agent.dns.trim import trim
 from agent.dns.txt import encode_rfc1464, meta_txt
@@ -320,7 +320,7 @@ def _node(ctx: _Ctx, name: str, suffixes: list[str]) -> None:
 def _service(ctx: _Ctx, parts: list[str], suffixes: list[str]) -> None:
     """``[tag.]name.service[.dc]`` and ``_name._tag.service[.dc]``: no healthy instance is NXDOMAIN, instances
     without a record of the qtype NODATA; otherwise the record set goes to ``ctx.service``."""
-    parsed = services.parse_service(parts)
+    parsed = parse_service(parts)
     dc = _datacenter(suffixes, ctx.settings.datacenter)
     if parsed is None or dc != ctx.settings.datacenter:
         ctx.negative(dns.rcode.NXDOMAIN)
@@ -333,7 +333,7 @@ def _service(ctx: _Ctx, parts: list[str], suffixes: list[str]) -> None:
         ctx.negative(dns.rcode.NXDOMAIN)
         return
     node_ok = None if ctx.acl is None else (lambda node: ctx.readable("node", node))
-    found = services.lookup(ctx.response, ctx.qname, ctx.qtype, ctx.snapshot, ctx.settings, name, tag, node_ok)
+    found = lookup_service(ctx.response, ctx.qname, ctx.qtype, ctx.snapshot, ctx.settings, name, tag, node_ok)
     if isinstance(found, ServiceAnswer):
         ctx.service = found
     else:
