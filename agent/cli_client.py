@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from agent.cli_output import go_trim
+from agent.goerrors import go_os_error, go_strerror
 from agent.goflags import parse_bool
 from agent.gostrings import to_bytes
 
@@ -84,12 +85,6 @@ def _sockaddr_str(sockaddr: tuple[Any, ...]) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _go_strerror(err: OSError) -> str:
-    """syscall.Errno's text: strerror with a lower-case first letter (`connection refused`)."""
-    text = os.strerror(err.errno) if err.errno else str(err)
-    return text[:1].lower() + text[1:]
-
-
 def _dial(address: tuple[str, int], *_ignored: Any, io_timeout: float = IO_TIMEOUT, **_kw: Any) -> socket.socket:
     """socket.create_connection with Go's error texts and our own timeouts (short to connect, longer to answer)."""
     host, port = address
@@ -106,7 +101,7 @@ def _dial(address: tuple[str, int], *_ignored: Any, io_timeout: float = IO_TIMEO
         except TimeoutError:
             first = first or f"dial tcp {_sockaddr_str(sockaddr)}: i/o timeout"
         except OSError as err:
-            first = first or f"dial tcp {_sockaddr_str(sockaddr)}: connect: {_go_strerror(err)}"
+            first = first or f"dial tcp {_sockaddr_str(sockaddr)}: connect: {go_strerror(err)}"
         else:
             sock.settimeout(io_timeout)
             return sock
@@ -128,7 +123,7 @@ class _UnixConnection(http.client.HTTPConnection):
             sock.connect(self.path)
         except OSError as err:
             sock.close()
-            raise _DialError(f"dial unix {self.path}: connect: {_go_strerror(err)}") from None
+            raise _DialError(f"dial unix {self.path}: connect: {go_strerror(err)}") from None
         sock.settimeout(self.timeout)
         self.sock = sock
 
@@ -277,7 +272,7 @@ class AgentClient:
         except ssl.SSLError as err:
             raise ClientError(f"{op_url}: {err.reason or err}") from None
         except OSError as err:
-            raise ClientError(f"{op_url}: read: {_go_strerror(err)}") from None
+            raise ClientError(f"{op_url}: read: {go_strerror(err)}") from None
         except http.client.HTTPException as err:
             raise ClientError(f"{op_url}: malformed HTTP response: {err}") from None
 
@@ -317,7 +312,7 @@ def make_client(values: Mapping[str, Any]) -> AgentClient:
             with open(token_file, encoding="utf-8") as fh:
                 token = go_trim(fh.read()) or token
         except OSError as err:
-            raise ClientError(f"Error loading token file: open {token_file}: {_go_strerror(err)}") from None
+            raise ClientError(f"Error loading token file: {go_os_error('open', token_file, err)}") from None
     tls = _tls_context(values) if endpoint.scheme == "https" else None
     return AgentClient(
         endpoint=endpoint,

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from agent.config_errors import ConfigError
-from agent.config_files import go_os_error
 from agent.config_model import ACL_DEFAULT_POLICIES, ACL_DOWN_POLICIES, GOSSIP_PROFILES, Ports
+from agent.goerrors import go_os_error
 from protocol.keyring import KeyringError, decode_key
 
 __all__ = ["validate"]
