@@ -50,6 +50,7 @@ from agent.dns.services import lookup as lookup_service
 from agent.dns.settings import DnsSettings
 from agent.dns.trim import trim
 from agent.dns.txt import encode_rfc1464, meta_txt
+from agent.snapshot_memo import SnapshotMemo
 
 if TYPE_CHECKING:
     from agent.acl.authorizer import Authorizer as Reader
@@ -88,15 +89,16 @@ class CatalogView:
     servers: tuple[Member, ...]
 
 
-_view_memo: list[tuple[Snapshot, str, CatalogView]] = []
+#: The view of the last snapshot (the responder asks about the same snapshot in bursts).
+_VIEWS = SnapshotMemo(max_sources=1)
 
 
 def catalog_view(snapshot: Snapshot, datacenter: str) -> CatalogView:
-    """The view of ``snapshot``; the last one is memoised (the responder asks about the same snapshot in bursts)."""
-    if _view_memo:
-        last_snapshot, last_dc, view = _view_memo[0]
-        if last_snapshot is snapshot and last_dc == datacenter:
-            return view
+    """The view of ``snapshot``, built once per snapshot and datacenter."""
+    return _VIEWS.get((snapshot,), datacenter, lambda: _build_view(snapshot, datacenter))
+
+
+def _build_view(snapshot: Snapshot, datacenter: str) -> CatalogView:
     nodes = catalog_query.catalog_nodes(snapshot, datacenter)  # the HTTP catalog's rule and order
     by_name: dict[str, NodeView] = {}
     by_reverse: dict[dns.name.Name, NodeView] = {}
@@ -105,9 +107,7 @@ def catalog_view(snapshot: Snapshot, datacenter: str) -> CatalogView:
         with contextlib.suppress(ValueError, dns.exception.DNSException):
             by_reverse.setdefault(dns.reversename.from_address(node.address), node)
     members = [n.member for n in nodes if n.member is not None]
-    view = CatalogView(by_name, by_reverse, tuple(catalog_query.known_servers(members, datacenter)))
-    _view_memo[:] = [(snapshot, datacenter, view)]
-    return view
+    return CatalogView(by_name, by_reverse, tuple(catalog_query.known_servers(members, datacenter)))
 
 
 # ---------------------------------------------------------------------------------------------- answer
