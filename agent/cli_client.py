@@ -22,6 +22,7 @@ from agent.cli_output import go_trim
 from agent.goerrors import go_os_error, go_strerror
 from agent.goflags import parse_bool
 from agent.gostrings import to_bytes
+from agent.hostport import join_host_port
 
 DEFAULT_HTTP_ADDR = "127.0.0.1:8500"
 CONNECT_TIMEOUT = 5.0  # seconds to reach the agent: an unreachable agent must fail fast
@@ -80,11 +81,6 @@ class _DialError(Exception):
     """The connection could not be made; str(err) is Go's `dial tcp ...` text."""
 
 
-def _sockaddr_str(sockaddr: tuple[Any, ...]) -> str:
-    host, port = sockaddr[0], sockaddr[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def _dial(address: tuple[str, int], *_ignored: Any, io_timeout: float = IO_TIMEOUT, **_kw: Any) -> socket.socket:
     """socket.create_connection with Go's error texts and our own timeouts (short to connect, longer to answer)."""
     host, port = address
@@ -99,9 +95,9 @@ def _dial(address: tuple[str, int], *_ignored: Any, io_timeout: float = IO_TIMEO
         try:
             sock.connect(sockaddr)
         except TimeoutError:
-            first = first or f"dial tcp {_sockaddr_str(sockaddr)}: i/o timeout"
+            first = first or f"dial tcp {join_host_port(sockaddr[0], sockaddr[1])}: i/o timeout"
         except OSError as err:
-            first = first or f"dial tcp {_sockaddr_str(sockaddr)}: connect: {go_strerror(err)}"
+            first = first or f"dial tcp {join_host_port(sockaddr[0], sockaddr[1])}: connect: {go_strerror(err)}"
         else:
             sock.settimeout(io_timeout)
             return sock

@@ -13,6 +13,7 @@ from typing import Any
 from agent.config_errors import ConfigError
 from agent.config_model import ACL_DEFAULT_POLICIES, ACL_DOWN_POLICIES, GOSSIP_PROFILES, Ports
 from agent.goerrors import go_os_error
+from agent.hostport import join_host_port
 from protocol.keyring import KeyringError, decode_key
 
 __all__ = ["validate"]
@@ -112,10 +113,6 @@ def _check_bootstrap(v: Mapping[str, Any]) -> None:
         raise ConfigError("'bootstrap_expect > 0' and 'bootstrap = true' are mutually exclusive")
 
 
-def _hostport(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def _check_addresses_unique(v: Mapping[str, Any]) -> None:
     """Consul's addrUnique: two listeners on one TCP/UDP address would fail only at bind time."""
     ports: Ports = v["ports"]
@@ -124,12 +121,12 @@ def _check_addresses_unique(v: Mapping[str, Any]) -> None:
     for name, port, networks in (("DNS", ports.dns, ("tcp", "udp")), ("HTTP", ports.http, ("tcp",)),
                                  ("HTTPS", ports.https, ("tcp",))):  # fmt: skip
         if port > 0:
-            listeners += [(name, net, _hostport(host, port)) for host in clients for net in networks]
+            listeners += [(name, net, join_host_port(host, port)) for host in clients for net in networks]
     advertise = v["advertise_addr"]
-    listeners.append(("RPC Advertise", "tcp", _hostport(advertise, ports.server)))
-    listeners.append(("Serf Advertise LAN", "tcp", _hostport(advertise, ports.serf_lan)))
+    listeners.append(("RPC Advertise", "tcp", join_host_port(advertise, ports.server)))
+    listeners.append(("Serf Advertise LAN", "tcp", join_host_port(advertise, ports.serf_lan)))
     if ports.serf_wan > 0:
-        listeners.append(("Serf Advertise WAN", "tcp", _hostport(advertise, ports.serf_wan)))
+        listeners.append(("Serf Advertise WAN", "tcp", join_host_port(advertise, ports.serf_wan)))
     in_use: dict[tuple[str, str], str] = {}
     for name, net, addr in listeners:
         other = in_use.setdefault((net, addr), name)

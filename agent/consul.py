@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Protocol
 
+from agent.hostport import join_host_port
 from agent.members import STATUS_ALIVE, Member
 from agent.version import CONSUL_VERSION, REVISION
 
@@ -123,8 +124,7 @@ def rpc_address(member: Member) -> str | None:
         return None
     if not 0 < port < 65536:
         return None
-    host = f"[{member.addr}]" if ":" in member.addr else member.addr
-    return f"{host}:{port}"
+    return join_host_port(member.addr, port)
 
 
 def leader_of(

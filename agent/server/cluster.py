@@ -25,6 +25,7 @@ from typing import Any
 import attrs
 import trio
 
+from agent.hostport import join_host_port
 from agent.members import STATUS_ALIVE, STATUS_LEFT, Member
 from protocol.raft import Config, RawNode, bootstrap
 from protocol.raft.errors import NotLeader, RaftError
@@ -72,8 +73,7 @@ class ServerSettings:
 
     @property
     def address(self) -> str:
-        host = f"[{self.advertise_addr}]" if ":" in self.advertise_addr else self.advertise_addr
-        return f"{host}:{self.port}"
+        return join_host_port(self.advertise_addr, self.port)
 
 
 class RaftServer:
