@@ -16,6 +16,7 @@ against the tags of a service that matched.  Python's ``re`` stands in for Go's 
 from __future__ import annotations
 
 import base64
+import logging
 import re
 import uuid
 from collections.abc import Iterable
@@ -26,6 +27,8 @@ import msgpack
 import trio
 
 from protocol.codec import go_str
+
+log = logging.getLogger("agent")  # the agent's log, where these lines always were
 
 __all__ = [
     "BUFFER_SIZE",
@@ -39,6 +42,7 @@ __all__ = [
     "consul_name",
     "decode",
     "encode",
+    "ingest_user_event",
     "new_event",
     "serf_name",
     "uuid_to_uint64",
@@ -227,3 +231,27 @@ class EventLog:
     def index(events: list[UserEvent]) -> int:
         """The X-Consul-Index of a list: uuidToUint64 of its last event, 1 when empty (no hot watch loop)."""
         return uuid_to_uint64(events[-1].id) if events else 1
+
+
+def ingest_user_event(serf_event_name: str, payload: bytes, ltime: int, node_name: str,
+                      services: Iterable[tuple[str, Iterable[str]]]) -> UserEvent | None:
+    """Consul's handleEvents/ingestUserEvent: a ``consul:event:`` Serf event decoded and filtered for this agent
+    (its node name, its services with their tags); None, after logging why, for what the agent does not keep."""
+    name = consul_name(serf_event_name)
+    if name is None:
+        return None  # a plain Serf event (or another consul: one): not a Consul user event
+    try:
+        event = decode(payload, ltime)
+    except EventDecodeError as err:
+        log.error("agent: Failed to decode event %r: %s", name, err)
+        return None
+    if event.version > USER_EVENT_MAX_VERSION:
+        log.warning("agent: Event version %d may have unsupported features (%s)", event.version, event.name)
+    if not accepts(event, node_name, services):
+        log.debug("agent: event %s (%s) filtered out", event.name, event.id)
+        return None
+    if event.name == REMOTE_EXEC_NAME:  # ingestUserEvent with disable_remote_exec (Consul's default)
+        log.info("agent: ignoring remote exec event (%s), disabled.", event.id)
+        return None
+    log.debug("agent: new event: %s (%s)", event.name, event.id)
+    return event

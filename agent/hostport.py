@@ -4,7 +4,7 @@ server code share the rules."""
 
 from __future__ import annotations
 
-__all__ = ["is_wildcard", "join_host_port", "parse_addr"]
+__all__ = ["is_wildcard", "join_host_port", "parse_addr", "with_default_port"]
 
 
 def join_host_port(host: str, port: int | str) -> str:
@@ -26,3 +26,13 @@ def parse_addr(text: str, default_port: int = 7946) -> tuple[str, int]:
         host, _, port = text.partition(":")
         return (host, int(port))
     return (text, default_port)
+
+
+def with_default_port(addr: str, port: int) -> str:
+    """A join address as Consul takes it: as given when it names a port (``host:port``, ``[v6]:port``), else
+    with ``port`` (a bare IPv6 address in brackets)."""
+    has_port = "]:" in addr if addr.startswith("[") else addr.count(":") == 1
+    if has_port:
+        return addr
+    host = f"[{addr}]" if ":" in addr and not addr.startswith("[") else addr
+    return f"{host}:{port}"
