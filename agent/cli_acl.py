@@ -1,35 +1,39 @@
 """`acl bootstrap | token ... | policy ... | role ...`: Consul's command/acl, with its flags, texts and exit codes.
 
-Each command is one or two calls to ``/v1/acl/*`` through the shared client (agent/cli.py ``make_client``: the
-``-token``/``-token-file`` flags and ``CONSUL_HTTP_TOKEN``/``CONSUL_HTTP_TOKEN_FILE``), then Consul's output:
-the pretty forms of ``command/acl/{token,policy,role}/formatter.go`` or, with ``-format json``, the API objects
-indented by four spaces in the Go API struct's field order.  IDs may be given as a unique prefix (Consul's
-``GetTokenAccessorIDFromPartial`` and friends; ``anonymous`` and ``global-management`` by name).
+Each command is one or two calls to ``/v1/acl/*`` through the shared client (agent/cli_client.py ``make_client``:
+the ``-token``/``-token-file`` flags and ``CONSUL_HTTP_TOKEN``/``CONSUL_HTTP_TOKEN_FILE``), then Consul's output
+(agent/cli_acl_format.py: the pretty forms of ``command/acl/{token,policy,role}/formatter.go`` or, with
+``-format json``, the API objects indented by four spaces in the Go API struct's field order).  IDs may be given as a
+unique prefix (Consul's ``GetTokenAccessorIDFromPartial`` and friends; ``anonymous`` and ``global-management`` by name).
 """
 
 from __future__ import annotations
 
-import base64
-import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from agent.cli import (
-    HTTP_FLAGS,
-    PARTITION_FLAG,
-    SERVER_FLAGS,
-    AgentClient,
-    ClientError,
-    Command,
-    Flag,
-    _client_or_error,
-    _err,
-    _out,
-    path_escape,
+from agent.cli_acl_format import (
+    POLICY_FIELDS,
+    POLICY_LIST_FIELDS,
+    ROLE_FIELDS,
+    TOKEN_FIELDS,
+    TOKEN_LIST_FIELDS,
+    as_json,
+    format_policy,
+    format_policy_list,
+    format_role,
+    format_role_list,
+    format_token,
+    format_token_list,
+    go_time_v,
 )
+from agent.cli_client import AgentClient, ClientError, path_escape
+from agent.cli_command import HTTP_FLAGS, PARTITION_FLAG, SERVER_FLAGS, Command, _client_or_error
 from agent.cli_kv import load_data_source
+from agent.cli_output import _err, _out
 from agent.durations import parse_duration
+from agent.goflags import Flag
 from agent.gostrings import go_json_text, go_quote
 
 __all__ = ["COMMANDS", "format_policy", "format_role", "format_token", "go_time_v"]
@@ -37,185 +41,6 @@ __all__ = ["COMMANDS", "format_policy", "format_role", "format_token", "go_time_
 ANONYMOUS_TOKEN_ID = "00000000-0000-0000-0000-000000000002"
 GLOBAL_MANAGEMENT_ID = "00000000-0000-0000-0000-000000000001"
 FORMATS = ("pretty", "json")
-
-# --------------------------------------------------------------------------------------------------------------
-# Output: the formatters
-
-
-_RFC3339 = re.compile(r"(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
-
-
-def go_time_v(text: str) -> str:
-    """Go's ``%v`` of the ``time.Time`` the API client decoded from ``text`` (RFC 3339):
-    ``2006-01-02 15:04:05.999999999 -0700 MST`` (UTC as ``+0000 UTC``)."""
-    m = _RFC3339.match(text or "")
-    if m is None:
-        return text or "0001-01-01 00:00:00 +0000 UTC"
-    date, clock, fraction, zone = m.groups()
-    fraction = (fraction or "").rstrip("0").rstrip(".")
-    if zone == "Z":
-        return f"{date} {clock}{fraction} +0000 UTC"
-    offset = zone.replace(":", "")
-    return f"{date} {clock}{fraction} {offset} {offset}"
-
-
-def _hash_hex(value: Any) -> str:
-    try:
-        return base64.b64decode(value or "").hex()
-    except ValueError:
-        return ""
-
-
-def _links(title: str, links: Sequence[Mapping[str, Any]] | None, indent: str = "") -> list[str]:
-    if not links:
-        return []
-    return [f"{indent}{title}:", *(f"{indent}   {link.get('ID', '')} - {link.get('Name', '')}" for link in links)]
-
-
-def _service_identities(ids: Sequence[Mapping[str, Any]] | None, indent: str = "") -> list[str]:
-    out = []
-    for sid in ids or ():
-        dcs = ", ".join(sid.get("Datacenters") or ()) or "all"
-        out.append(f"{indent}   {sid.get('ServiceName', '')} (Datacenters: {dcs})")
-    return [f"{indent}Service Identities:", *out] if out else []
-
-
-def _node_identities(ids: Sequence[Mapping[str, Any]] | None, indent: str = "") -> list[str]:
-    out = [f"{indent}   {n.get('NodeName', '')} (Datacenter: {n.get('Datacenter', '')})" for n in ids or ()]
-    return [f"{indent}Node Identities:", *out] if out else []
-
-
-def _meta(obj: Mapping[str, Any], width: int, indent: str = "") -> list[str]:
-    return [f"{indent}{'Hash:'.ljust(width)}{_hash_hex(obj.get('Hash'))}",
-            f"{indent}{'Create Index:'.ljust(width)}{obj.get('CreateIndex', 0)}",
-            f"{indent}{'Modify Index:'.ljust(width)}{obj.get('ModifyIndex', 0)}"]  # fmt: skip
-
-
-def _token_head(t: Mapping[str, Any]) -> list[str]:
-    lines = [f"AccessorID:       {t.get('AccessorID', '')}", f"SecretID:         {t.get('SecretID', '')}"]
-    if t.get("Namespace"):
-        lines.append(f"Namespace:        {t['Namespace']}")
-    lines += [f"Description:      {t.get('Description', '')}",
-              f"Local:            {'true' if t.get('Local') else 'false'}"]  # fmt: skip
-    if t.get("AuthMethod"):
-        lines.append(f"Auth Method:      {t['AuthMethod']} (Namespace: {t.get('AuthMethodNamespace', '')})")
-    lines.append(f"Create Time:      {go_time_v(t.get('CreateTime', ''))}")
-    if t.get("ExpirationTime"):
-        lines.append(f"Expiration Time:  {go_time_v(t['ExpirationTime'])}")
-    return lines
-
-
-def format_token(t: Mapping[str, Any], meta: bool) -> str:
-    """``prettyFormatter.FormatToken``."""
-    lines = _token_head(t)
-    if meta:
-        lines += _meta(t, 18)
-    lines += _links("Policies", t.get("Policies")) + _links("Roles", t.get("Roles"))
-    lines += _service_identities(t.get("ServiceIdentities")) + _node_identities(t.get("NodeIdentities"))
-    if t.get("Rules"):
-        lines += ["Rules:", t["Rules"]]
-    return "\n".join(lines) + "\n"
-
-
-def format_token_list(tokens: Sequence[Mapping[str, Any]], meta: bool) -> str:
-    """``prettyFormatter.FormatTokenList``: entries separated by an empty line, ``Legacy`` shown."""
-    entries = []
-    for t in tokens:
-        lines = [*_token_head(t), f"Legacy:           {'true' if t.get('Legacy') else 'false'}"]
-        if meta:
-            lines += _meta(t, 18)
-        lines += _links("Policies", t.get("Policies")) + _links("Roles", t.get("Roles"))
-        lines += _service_identities(t.get("ServiceIdentities"))
-        if t.get("NodeIdentities"):  # formatter.go's list entry repeats the service identities here, as Consul
-            lines += ["Service Identities:", *_service_identities(t.get("ServiceIdentities"))[1:]]
-        entries.append("\n".join(lines) + "\n")
-    return "\n".join(entries)
-
-
-def format_policy(p: Mapping[str, Any], meta: bool) -> str:
-    """``prettyFormatter.FormatPolicy``: the rules last, as stored."""
-    lines = [f"ID:           {p.get('ID', '')}", f"Name:         {p.get('Name', '')}"]
-    if p.get("Namespace"):
-        lines.append(f"Namespace:    {p['Namespace']}")
-    lines += [f"Description:  {p.get('Description', '')}",
-              f"Datacenters:  {', '.join(p.get('Datacenters') or ())}"]  # fmt: skip
-    if meta:
-        lines += _meta(p, 14)
-    return "\n".join([*lines, "Rules:"]) + "\n" + (p.get("Rules") or "")
-
-
-def format_policy_list(policies: Sequence[Mapping[str, Any]], meta: bool) -> str:
-    out = []
-    for p in policies:
-        lines = [f"{p.get('Name', '')}:", f"   ID:           {p.get('ID', '')}"]
-        if p.get("Namespace"):
-            lines.append(f"   Namespace:    {p['Namespace']}")
-        lines += [f"   Description:  {p.get('Description', '')}",
-                  f"   Datacenters:  {', '.join(p.get('Datacenters') or ())}"]  # fmt: skip
-        if meta:
-            lines += _meta(p, 14, "   ")
-        out.append("\n".join(lines) + "\n")
-    return "".join(out)
-
-
-def format_role(r: Mapping[str, Any], meta: bool) -> str:
-    lines = [f"ID:           {r.get('ID', '')}", f"Name:         {r.get('Name', '')}"]
-    if r.get("Namespace"):
-        lines.append(f"Namespace:    {r['Namespace']}")
-    lines.append(f"Description:  {r.get('Description', '')}")
-    if meta:
-        lines += _meta(r, 14)
-    lines += _links("Policies", r.get("Policies"))
-    lines += _service_identities(r.get("ServiceIdentities")) + _node_identities(r.get("NodeIdentities"))
-    return "\n".join(lines) + "\n"
-
-
-def format_role_list(roles: Sequence[Mapping[str, Any]], meta: bool) -> str:
-    out = []
-    for r in roles:
-        lines = [f"{r.get('Name', '')}:", f"   ID:           {r.get('ID', '')}"]
-        if r.get("Namespace"):
-            lines.append(f"   Namespace:    {r['Namespace']}")
-        lines.append(f"   Description:  {r.get('Description', '')}")
-        if meta:
-            lines += _meta(r, 14, "   ")
-        lines += _links("Policies", r.get("Policies"), "   ")
-        lines += _service_identities(r.get("ServiceIdentities"), "   ")
-        lines += _node_identities(r.get("NodeIdentities"), "   ")
-        out.append("\n".join(lines) + "\n")
-    return "".join(out)
-
-
-# The Go API structs' field order for -format json; a field named with "?" is omitempty.
-_OMIT = object()
-_TOKEN_FIELDS = ("CreateIndex", "ModifyIndex", "AccessorID", "SecretID", "Description", "Policies?", "Roles?",
-                 "ServiceIdentities?", "NodeIdentities?", "Local", "AuthMethod?", "ExpirationTTL?",
-                 "ExpirationTime?", "CreateTime?", "Hash?", "Rules?")  # fmt: skip
-_TOKEN_LIST_FIELDS = ("CreateIndex", "ModifyIndex", "AccessorID", "SecretID", "Description", "Policies?", "Roles?",
-                      "ServiceIdentities?", "NodeIdentities?", "Local", "AuthMethod?", "ExpirationTime?",
-                      "CreateTime", "Hash", "Legacy")  # fmt: skip
-_POLICY_FIELDS = ("ID", "Name", "Description", "Rules", "Datacenters", "Hash", "CreateIndex", "ModifyIndex")
-_POLICY_LIST_FIELDS = ("ID", "Name", "Description", "Datacenters", "Hash", "CreateIndex", "ModifyIndex")
-_ROLE_FIELDS = ("ID", "Name", "Description", "Policies", "ServiceIdentities?", "NodeIdentities?", "Hash",
-                "CreateIndex", "ModifyIndex")  # fmt: skip
-_ZERO: dict[str, Any] = {"CreateIndex": 0, "ModifyIndex": 0, "Local": False, "Legacy": False, "CreateTime":
-                         "0001-01-01T00:00:00Z"}  # fmt: skip
-
-
-def _as_struct(obj: Mapping[str, Any], fields: Sequence[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for spec in fields:
-        name, omit = spec.rstrip("?"), spec.endswith("?")
-        value = obj.get(name)
-        if omit and not value:
-            continue
-        out[name] = _ZERO.get(name) if value is None else value
-    return out
-
-
-def _json(value: Any) -> str:
-    return go_json_text(value, indent="    ")
-
 
 # --------------------------------------------------------------------------------------------------------------
 # Helpers: IDs from prefixes, identities, the shared run shape
@@ -301,7 +126,7 @@ def _show(values: Mapping[str, Any], obj: Any, pretty: Callable[[Any, bool], str
           *, many: bool = False) -> None:  # fmt: skip
     """The formatter's output through ``cli.Ui.Info`` (a newline added), when not empty."""
     if _format(values) == "json":
-        text = _json([_as_struct(o, fields) for o in obj or ()] if many else _as_struct(obj, fields))
+        text = as_json(obj, fields, many=many)
     else:
         text = pretty(obj or [] if many else obj, bool(values.get("meta")))
     if text != "":
@@ -360,7 +185,7 @@ def _bootstrap(client: AgentClient, values: dict[str, Any], args: list[str]) -> 
             raise _Failed(f"Error reading bootstrap secret: {err}") from None
         body = go_json_text({"BootstrapSecret": secret}).encode()
     token = _call("Failed ACL bootstrapping", lambda: client.call("PUT", "/v1/acl/bootstrap", body=body).ok().json())
-    _show(values, token, format_token, _TOKEN_FIELDS)
+    _show(values, token, format_token, TOKEN_FIELDS)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -395,12 +220,12 @@ def _token_create(client: AgentClient, values: dict[str, Any], args: list[str]) 
     body["Policies"] = _links_of(client, values.get("policy-name", []), values.get("policy-id", []), "policy")
     body["Roles"] = _links_of(client, values.get("role-name", []), values.get("role-id", []), "role")
     token = _call("Failed to create new token", lambda: _put_json(client, "/v1/acl/token", body))
-    _show(values, token, format_token, _TOKEN_FIELDS)
+    _show(values, token, format_token, TOKEN_FIELDS)
 
 
 def _token_list(client: AgentClient, values: dict[str, Any], args: list[str]) -> None:
     tokens = _call("Failed to retrieve the token list", lambda: client.get_json("/v1/acl/tokens"))
-    _show(values, tokens, format_token_list, _TOKEN_LIST_FIELDS, many=True)
+    _show(values, tokens, format_token_list, TOKEN_LIST_FIELDS, many=True)
 
 
 def _check_token_read(values: dict[str, Any]) -> None:
@@ -414,7 +239,7 @@ def _token_read(client: AgentClient, values: dict[str, Any], args: list[str]) ->
     else:
         accessor = _call("Error determining token ID", lambda: _from_partial(client, values["id"], "token"))
         token = _call(f"Error reading token {go_quote(accessor)}", lambda: _read_token(client, accessor))
-    _show(values, token, format_token, _TOKEN_FIELDS)
+    _show(values, token, format_token, TOKEN_FIELDS)
 
 
 def _accessor(values: dict[str, Any], missing: str) -> str:
@@ -457,7 +282,7 @@ def _token_update(client: AgentClient, values: dict[str, Any], args: list[str]) 
             token[key] = parse(given)
     updated = _call(f"Failed to update token {accessor}",
                     lambda: _put_json(client, f"/v1/acl/token/{accessor}", token))  # fmt: skip
-    _show(values, updated, format_token, _TOKEN_FIELDS)
+    _show(values, updated, format_token, TOKEN_FIELDS)
 
 
 def _token_delete(client: AgentClient, values: dict[str, Any], args: list[str]) -> None:
@@ -473,7 +298,7 @@ def _token_clone(client: AgentClient, values: dict[str, Any], args: list[str]) -
     accessor = _call("Error determining token ID", lambda: _from_partial(client, partial, "token"))
     body = {"Description": values.get("description", "")}
     token = _call("Error cloning token", lambda: _put_json(client, f"/v1/acl/token/{accessor}/clone", body))
-    _show(values, token, format_token, _TOKEN_FIELDS)
+    _show(values, token, format_token, TOKEN_FIELDS)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -500,19 +325,19 @@ def _policy_create(client: AgentClient, values: dict[str, Any], args: list[str])
     body = {"Name": values["name"], "Description": values.get("description", ""),
             "Datacenters": values.get("valid-datacenter", []), "Rules": _rules(values)}  # fmt: skip
     policy = _call("Failed to create new policy", lambda: _put_json(client, "/v1/acl/policy", body))
-    _show(values, policy, format_policy, _POLICY_FIELDS)
+    _show(values, policy, format_policy, POLICY_FIELDS)
 
 
 def _policy_list(client: AgentClient, values: dict[str, Any], args: list[str]) -> None:
     policies = _call("Failed to retrieve the policy list", lambda: client.get_json("/v1/acl/policies"))
-    _show(values, policies, format_policy_list, _POLICY_LIST_FIELDS, many=True)
+    _show(values, policies, format_policy_list, POLICY_LIST_FIELDS, many=True)
 
 
 def _policy_read(client: AgentClient, values: dict[str, Any], args: list[str]) -> None:
     policy_id = _object_id(client, values, "policy")
     policy = _call(f"Error reading policy {go_quote(policy_id)}",
                    lambda: client.get_json(f"/v1/acl/policy/{policy_id}"))  # fmt: skip
-    _show(values, policy, format_policy, _POLICY_FIELDS)
+    _show(values, policy, format_policy, POLICY_FIELDS)
 
 
 def _check_update_id(kind: str) -> Callable[[dict[str, Any]], None]:
@@ -538,7 +363,7 @@ def _policy_update(client: AgentClient, values: dict[str, Any], args: list[str])
                 body[key] = current.get(key)
     policy = _call(f"Error updating policy {go_quote(policy_id)}",
                    lambda: _put_json(client, f"/v1/acl/policy/{policy_id}", body))  # fmt: skip
-    _show(values, policy, format_policy, _POLICY_FIELDS)
+    _show(values, policy, format_policy, POLICY_FIELDS)
 
 
 def _delete(kind: str) -> Callable[[AgentClient, dict[str, Any], list[str]], None]:
@@ -568,18 +393,18 @@ def _role_body(client: AgentClient, values: dict[str, Any]) -> dict[str, Any]:
 
 def _role_create(client: AgentClient, values: dict[str, Any], args: list[str]) -> None:
     role = _call("Failed to create new role", lambda: _put_json(client, "/v1/acl/role", _role_body(client, values)))
-    _show(values, role, format_role, _ROLE_FIELDS)
+    _show(values, role, format_role, ROLE_FIELDS)
 
 
 def _role_list(client: AgentClient, values: dict[str, Any], args: list[str]) -> None:
     roles = _call("Failed to retrieve the role list", lambda: client.get_json("/v1/acl/roles"))
-    _show(values, roles, format_role_list, _ROLE_FIELDS, many=True)
+    _show(values, roles, format_role_list, ROLE_FIELDS, many=True)
 
 
 def _role_read(client: AgentClient, values: dict[str, Any], args: list[str]) -> None:
     role_id = _object_id(client, values, "role")
     role = _call(f"Error reading role {go_quote(role_id)}", lambda: client.get_json(f"/v1/acl/role/{role_id}"))
-    _show(values, role, format_role, _ROLE_FIELDS)
+    _show(values, role, format_role, ROLE_FIELDS)
 
 
 def _role_update(client: AgentClient, values: dict[str, Any], args: list[str]) -> None:
@@ -596,7 +421,7 @@ def _role_update(client: AgentClient, values: dict[str, Any], args: list[str]) -
                             *body["Policies"]]  # fmt: skip
     role = _call(f"Error updating role {go_quote(role_id)}",
                  lambda: _put_json(client, f"/v1/acl/role/{role_id}", body))  # fmt: skip
-    _show(values, role, format_role, _ROLE_FIELDS)
+    _show(values, role, format_role, ROLE_FIELDS)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -18,17 +18,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from agent import watch_plans
-from agent.cli import (
-    HTTP_FLAGS,
-    SERVER_FLAGS,
-    AgentClient,
-    ClientError,
-    Command,
-    _err,
-    _out,
-    _reached_agent,
-    path_escape,
-)
+from agent.cli_client import AgentClient, ClientError, path_escape
+from agent.cli_command import HTTP_FLAGS, SERVER_FLAGS, Command, _reached_agent
+from agent.cli_output import _err, _out
 from agent.goflags import Flag
 from agent.gostrings import go_json_text, to_bytes
 

@@ -13,16 +13,9 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from agent.cli import (
-    HTTP_FLAGS,
-    PARTITION_FLAG,
-    SERVER_FLAGS,
-    ClientError,
-    Command,
-    _client_or_error,
-    _err,
-    _out,
-)
+from agent.cli_client import ClientError
+from agent.cli_command import HTTP_FLAGS, PARTITION_FLAG, SERVER_FLAGS, Command, _client_or_error
+from agent.cli_output import _err, _out
 from agent.goflags import Flag, go_uint
 from agent.gostrings import go_base64, to_bytes
 from agent.kvapi import KV, KVPair, QueryOptions, go_path_join

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
-from agent.cli import HTTP_FLAGS, SERVER_FLAGS, Command, _err, _out, _reached_agent
+from agent.cli_command import HTTP_FLAGS, SERVER_FLAGS, Command, _reached_agent
+from agent.cli_output import _err, _out
 from agent.durations import go_duration, parse_duration
 from agent.goflags import Flag, go_int
 from agent.kvapi import go_path_join

@@ -11,8 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from agent.cli import HTTP_FLAGS, ClientError, Command, Flag, _client_or_error, _err, _out
+from agent.cli_client import ClientError
+from agent.cli_command import HTTP_FLAGS, Command, _client_or_error
+from agent.cli_output import _err, _out
 from agent.coordinates import coordinate_from_json
+from agent.goflags import Flag
 from protocol.coordinate import Coordinate
 
 __all__ = ["COMMANDS", "run_rtt"]

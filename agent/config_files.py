@@ -15,8 +15,9 @@ from typing import Any
 
 from agent.config_errors import ConfigError
 from agent.config_schema import Blocks, check_source, go_type
+from agent.goerrors import go_os_error
 
-__all__ = ["go_os_error", "nonempty", "parse_source", "read_path"]
+__all__ = ["nonempty", "parse_source", "read_path"]
 
 
 
@@ -89,12 +90,6 @@ def parse_source(name: str, text: str, fmt: str) -> dict[str, Any] | None:
         raise ConfigError(f"failed to parse {name}: json: cannot unmarshal {kind} into Go value of type "
                           "map[string]interface {}")  # fmt: skip
     return check_source(name, data)
-
-
-def go_os_error(op: str, path: str, exc: OSError) -> str:
-    """Go's *PathError text: ``open <path>: no such file or directory``."""
-    reason = os.strerror(exc.errno) if exc.errno else str(exc)
-    return f"{op} {path}: {reason[:1].lower()}{reason[1:]}"
 
 
 def _format_of(path: str, forced: str | None) -> str | None:

@@ -16,7 +16,7 @@ from agent.config_errors import ConfigError, HelpRequested
 from agent.durations import parse_duration
 from agent.goflags import Flag, FlagError, HelpFlag, go_int, parse_flag_pairs
 
-__all__ = ["AGENT_FLAGS", "Flags", "parse_flags"]
+__all__ = ["AGENT_FLAGS", "AGENT_USAGE", "Flags", "parse_flags"]
 
 
 @attrs.frozen
@@ -194,3 +194,20 @@ def _apply_flag(state: dict[str, Any], name: str, flag: _AgentFlag, value: Any) 
             node.setdefault(last, {})[value[0]] = value[1]
         else:
             node[last] = value
+
+
+#: What ``python -m agent -h`` prints (on stderr, exit 0).
+AGENT_USAGE = """Usage: python -m agent [agent] [options]
+
+  Starts the agent and runs until an interrupt is received.
+
+Options (single or double dash, -flag=value or -flag value):
+  -server  -bootstrap  -bootstrap-expect N  -dev  -ui
+  -node NAME  -node-id UUID  -node-meta k:v  -datacenter/-dc NAME  -domain NAME
+  -bind IP  -advertise IP  -client IP  -data-dir PATH
+  -config-dir DIR  -config-file FILE  (repeatable)  -config-format json|hcl  -hcl TEXT
+  -join ADDR  -retry-join ADDR  (repeatable)  -retry-interval DURATION  -retry-max N  -rejoin
+  -http-port N  -dns-port N  -serf-lan-port N  -serf-wan-port N  -server-port N  -grpc-port N
+  -log-level LEVEL  -log-json  -profile lan|local  -recursor ADDR  -pid-file PATH
+  -enable-script-checks  -enable-local-script-checks  -disable-keyring-file
+  Consul's other agent flags parse too; what they set is named at start ("accepted, no effect here")."""

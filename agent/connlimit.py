@@ -13,6 +13,7 @@ scope and sets ``slot.evicted``, and the slot is free at once (the evicted task 
 
 from __future__ import annotations
 
+import errno
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +21,11 @@ from contextlib import contextmanager
 import attrs
 import trio
 
-__all__ = ["ConnectionSlots", "Slot", "SlotStatistics"]
+__all__ = ["ACCEPT_CAPACITY_ERRNOS", "ConnectionSlots", "Slot", "SlotStatistics"]
+
+#: Errors from accept() that mean "out of resources, try again shortly" (as trio.serve_listeners): a listener
+#: backs off on these rather than spin or die.
+ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 
 
 @attrs.define(eq=False)

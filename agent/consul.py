@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Protocol
 
+from agent.hostport import join_host_port
 from agent.members import STATUS_ALIVE, Member
 from agent.version import CONSUL_VERSION, REVISION
-from protocol.serf import MemberStatus
 
 __all__ = [
     "PortsLike",
@@ -25,7 +25,6 @@ __all__ = [
     "is_server",
     "lan_tags",
     "leader_of",
-    "member_status_word",
     "rpc_address",
 ]
 
@@ -125,8 +124,7 @@ def rpc_address(member: Member) -> str | None:
         return None
     if not 0 < port < 65536:
         return None
-    host = f"[{member.addr}]" if ":" in member.addr else member.addr
-    return f"{host}:{port}"
+    return join_host_port(member.addr, port)
 
 
 def leader_of(
@@ -156,11 +154,3 @@ def leader_of(
     ranked.sort()
     servers = tuple(address for _, _, address in ranked)
     return servers[0], servers
-
-
-def member_status_word(status: int) -> str:
-    """The CLI's word for a Serf status integer (none, alive, leaving, left, failed; else unknown)."""
-    try:
-        return str(MemberStatus(status))
-    except ValueError:
-        return "unknown"

@@ -17,6 +17,7 @@ against the tags of a service that matched.  Python's ``re`` stands in for Go's 
 from __future__ import annotations
 
 import base64
+import logging
 import re
 import uuid
 from collections.abc import Iterable
@@ -26,6 +27,8 @@ import attrs
 import msgpack
 
 from protocol.codec import go_str
+
+log = logging.getLogger("agent")  # the agent's log, where these lines always were
 
 __all__ = [
     "BUFFER_SIZE",
@@ -38,6 +41,7 @@ __all__ = [
     "consul_name",
     "decode",
     "encode",
+    "ingest_user_event",
     "new_event",
     "serf_name",
     "uuid_to_uint64",
@@ -196,3 +200,27 @@ def uuid_to_uint64(event_id: str) -> int:
         return int(hex_digits[:16], 16) ^ int(hex_digits[16:32], 16)
     except ValueError:
         return 0  # an ID that is not a UUID (a foreign sender's): no index of its own
+
+
+def ingest_user_event(serf_event_name: str, payload: bytes, ltime: int, node_name: str,
+                      services: Iterable[tuple[str, Iterable[str]]]) -> UserEvent | None:
+    """Consul's handleEvents/ingestUserEvent: a ``consul:event:`` Serf event decoded and filtered for this agent
+    (its node name, its services with their tags); None, after logging why, for what the agent does not keep."""
+    name = consul_name(serf_event_name)
+    if name is None:
+        return None  # a plain Serf event (or another consul: one): not a Consul user event
+    try:
+        event = decode(payload, ltime)
+    except EventDecodeError as err:
+        log.error("agent: Failed to decode event %r: %s", name, err)
+        return None
+    if event.version > USER_EVENT_MAX_VERSION:
+        log.warning("agent: Event version %d may have unsupported features (%s)", event.version, event.name)
+    if not accepts(event, node_name, services):
+        log.debug("agent: event %s (%s) filtered out", event.name, event.id)
+        return None
+    if event.name == REMOTE_EXEC_NAME:  # ingestUserEvent with disable_remote_exec (Consul's default)
+        log.info("agent: ignoring remote exec event (%s), disabled.", event.id)
+        return None
+    log.debug("agent: new event: %s (%s)", event.name, event.id)
+    return event

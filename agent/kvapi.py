@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agent.cli import AgentClient, ClientError, Reply, path_escape
+from agent.cli_client import AgentClient, ClientError, Reply, path_escape
 
 #: api.LockFlagValue: the Flags a lock's key carries, so a lock and a semaphore on one prefix notice each other.
 LOCK_FLAG_VALUE = 0x2DDCCBC058A50C18

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from agent.cli import AgentClient, ClientError
+from agent.cli_client import AgentClient, ClientError
 from agent.durations import parse_duration
 from agent.kvapi import KV, LOCK_FLAG_VALUE, KVPair, QueryOptions, Sessions, go_path_join
 

@@ -23,6 +23,8 @@ from contextlib import contextmanager, suppress
 
 import trio
 
+from agent.config_model import LOG_LEVELS
+
 __all__ = [
     "CONSUL_LOG_LEVELS",
     "ConsulLineFormatter",
@@ -33,8 +35,8 @@ __all__ = [
     "valid_log_level",
 ]
 
-#: Consul's logging.ValidateLogLevel set (case-insensitive).
-CONSUL_LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERR", "ERROR")
+#: Consul's logging.ValidateLogLevel set (case-insensitive): the config's, which checks ``log_level`` with it.
+CONSUL_LOG_LEVELS = LOG_LEVELS
 WATCHER_BUFFER = 512  # lines held per watcher before newer ones are dropped (Consul's monitor buffers 512)
 _PYTHON_LEVELS = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
                   "warning": logging.WARNING, "err": logging.ERROR, "error": logging.ERROR}  # fmt: skip

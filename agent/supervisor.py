@@ -26,34 +26,31 @@ import attrs
 import trio
 
 from agent import consul, telemetry
-from agent.acl.agent_tokens import PERSIST_FILE, AgentTokens, TokenFileError, TokenStore, load_persisted
+from agent.acl.agent_tokens import AgentTokens, TokenFileError, TokenStore, load_token_store
 from agent.agent_watches import parse_watches
 from agent.api import JoinError
 from agent.catalog.query import agent_members, agent_node, node_checks
 from agent.catalog.replication import ReplicatorConfig
 from agent.catalog.runner import CatalogRunner
 from agent.config import AgentConfig, ConfigError, HelpRequested, diff_config, load_config, reload_config
+from agent.config_flags import AGENT_USAGE
 from agent.coordinate_book import CoordinateBook
 from agent.datadir import DataDir, DataDirError
 from agent.dns import serve_dns
 from agent.event_log import EventLog
 from agent.events import (
-    REMOTE_EXEC_NAME,
-    USER_EVENT_MAX_VERSION,
-    EventDecodeError,
     UserEvent,
-    accepts,
-    consul_name,
-    decode,
     encode,
+    ingest_user_event,
     serf_name,
 )
 from agent.gossip import GossipDriver
+from agent.hostport import with_default_port
 from agent.http.server import serve_http
 from agent.keyring_file import initial_keys, write_keyring_file
 from agent.logstream import JsonLogFormatter, LogHub, python_level
 from agent.member_feed import MemberFeed
-from agent.members import Member, MemberTable
+from agent.members import STATUS_FAILED, STATUS_LEFT, Member, MemberTable
 from agent.metrics import Metrics
 from agent.pidfile import pid_file
 from agent.server import rpc as server_rpc
@@ -61,7 +58,7 @@ from agent.server.access import StoreAccess
 from agent.server.acl_resolver import TokenResolver
 from agent.server.cluster import CLUSTER_TAG, RaftServer, ServerSettings, bootstrap_warnings
 from agent.server.driver import Timing
-from agent.server.duties import ACLInit
+from agent.server.duties import acl_init_for
 from agent.server.follow import LeaderFollower
 from agent.server.forwarding import ForwardAccess
 from agent.server.mirror import RegisteredMirror
@@ -83,22 +80,6 @@ GRACEFUL_LEAVE_LIMIT = 15.0  # Consul: "Timeout on graceful leave. Exiting"
 #: A key query ends by itself within serf's query timeout (seconds even for large clusters); this is a backstop.
 KEY_QUERY_BOUND = 60.0
 EXIT_AFTER_LEAVE_DELAY = 0.2
-
-
-AGENT_USAGE = """Usage: python -m agent [agent] [options]
-
-  Starts the agent and runs until an interrupt is received.
-
-Options (single or double dash, -flag=value or -flag value):
-  -server  -bootstrap  -bootstrap-expect N  -dev  -ui
-  -node NAME  -node-id UUID  -node-meta k:v  -datacenter/-dc NAME  -domain NAME
-  -bind IP  -advertise IP  -client IP  -data-dir PATH
-  -config-dir DIR  -config-file FILE  (repeatable)  -config-format json|hcl  -hcl TEXT
-  -join ADDR  -retry-join ADDR  (repeatable)  -retry-interval DURATION  -retry-max N  -rejoin
-  -http-port N  -dns-port N  -serf-lan-port N  -serf-wan-port N  -server-port N  -grpc-port N
-  -log-level LEVEL  -log-json  -profile lan|local  -recursor ADDR  -pid-file PATH
-  -enable-script-checks  -enable-local-script-checks  -disable-keyring-file
-  Consul's other agent flags parse too; what they set is named at start ("accepted, no effect here")."""
 
 
 class Agent:
@@ -158,7 +139,7 @@ class Agent:
             self.node_id = (config.node_id or self.datadir.node_id()).lower()
         else:
             self.node_id = (config.node_id or str(uuid.uuid4())).lower()
-        self.acl_tokens = self._load_acl_tokens()
+        self.acl_tokens = load_token_store(config.acl, self.datadir)
         with self.logs.installed(), trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
             async with trio.open_nursery() as root:
                 self._root = root
@@ -206,17 +187,6 @@ class Agent:
                 return
             await run_watches(parse_watches(config.watches, http_enabled=True), self._http_addr,
                               task_status=task_status)
-
-    def _load_acl_tokens(self) -> TokenStore:
-        """The config's acl.tokens; with enable_token_persistence, those set through the API before a restart
-        over them (<data_dir>/acl-tokens.json), and every later update written there."""
-        tokens = AgentTokens.from_config(self.config.acl.tokens)
-        if not self.config.acl.enable_token_persistence or self.datadir is None:
-            return TokenStore(tokens)
-        tokens = load_persisted(tokens, self.datadir.path / PERSIST_FILE)
-        if tokens.from_api:
-            log.info("agent: loaded persisted ACL tokens: %s", ", ".join(sorted(tokens.from_api)))
-        return TokenStore(tokens, self.datadir)
 
     async def _start_raft(self, nursery: trio.Nursery) -> None:
         """A server runs Raft on the server port (its data in <data_dir>/raft, or a temp dir under -dev); a client
@@ -462,26 +432,11 @@ class Agent:
 
     def _ingest_user_event(self, ev: SerfUserEvent) -> None:
         """Consul's handleEvents: a ``consul:event:`` Serf event, decoded, filtered for this agent, then kept."""
-        name = consul_name(ev.name)
-        if name is None:
-            return  # a plain Serf event (or another consul: one): not a Consul user event
-        try:
-            event = decode(ev.payload, ev.ltime)
-        except EventDecodeError as err:
-            log.error("agent: Failed to decode event %r: %s", name, err)
-            return
-        if event.version > USER_EVENT_MAX_VERSION:
-            log.warning("agent: Event version %d may have unsupported features (%s)", event.version, event.name)
         local = self.services.local.services if self.services is not None else {}
         services = [(sid, state.definition.tags) for sid, state in local.items()]
-        if not accepts(event, self.config.node_name, services):
-            log.debug("agent: event %s (%s) filtered out", event.name, event.id)
-            return
-        if event.name == REMOTE_EXEC_NAME:  # ingestUserEvent with disable_remote_exec (Consul's default)
-            log.info("agent: ignoring remote exec event (%s), disabled.", event.id)
-            return
-        log.debug("agent: new event: %s (%s)", event.name, event.id)
-        self.events.add(event)
+        event = ingest_user_event(ev.name, ev.payload, ev.ltime, self.config.node_name, services)
+        if event is not None:
+            self.events.add(event)
 
     def fire_event(self, event: UserEvent) -> None:
         """Internal.EventFire: the event as a ``consul:event:<name>`` Serf user event, never coalesced.
@@ -514,7 +469,7 @@ class Agent:
     async def join(self, addrs: list[str]) -> int:
         assert self.driver is not None
         port = self.config.ports.serf_lan
-        targets = [a if _has_port(a) else f"{_bracket(a)}:{port}" for a in addrs]
+        targets = [with_default_port(a, port) for a in addrs]
         errors: list[str] = []
         try:
             count = await self.driver.join(targets)
@@ -626,8 +581,8 @@ class Agent:
             },
             "serf_lan": {
                 "members": str(len(members)),
-                "failed": str(sum(1 for m in members if m.status == 4)),
-                "left": str(sum(1 for m in members if m.status == 3)),
+                "failed": str(sum(1 for m in members if m.status == STATUS_FAILED)),
+                "left": str(sum(1 for m in members if m.status == STATUS_LEFT)),
                 **{k: str(v) for k, v in serf_stats.items() if k not in {"members", "failed", "left"}},
                 "encrypted": str(self.keyring is not None).lower(),
                 # ours: packets and streams refused because no key opened them (or plaintext under verify-incoming)
@@ -641,27 +596,9 @@ class Agent:
         return f"{self.config.advertise_addr}:{self.config.ports.server}"
 
 
-def acl_init_for(config: AgentConfig) -> ACLInit | None:
-    """A server initialises ACLs when it leads with ACLs enabled in the primary datacenter (``initializeACLs``;
-    a secondary datacenter replicates them instead, which triumvir does not do)."""
-    if not config.acl.enabled or config.primary_datacenter != config.datacenter:
-        return None
-    return ACLInit(config.acl.tokens.initial_management)
-
-
 def _dns_view(resolver: TokenResolver) -> Any:
     """What DNS may answer now: the ``dns`` token's decisions (None with ACLs off)."""
     return resolver.view(resolver.dns_secret())
-
-
-def _has_port(addr: str) -> bool:
-    if addr.startswith("["):
-        return "]:" in addr
-    return addr.count(":") == 1
-
-
-def _bracket(host: str) -> str:
-    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 def main(argv: Sequence[str]) -> int:

@@ -22,6 +22,8 @@ What runs (all on loopback, 127.0.251-253.x, so it does not meet the tests' 127.
   1 MiB of garbage (agent 4), and malformed gossip datagrams (random bytes, truncated and oversized messages) at
   every agent's gossip port.  Attack connections that are closed are reopened.
 
+The clients are in bench/soak_clients.py, the attackers in bench/soak_attacks.py, the proxy in bench/soak_proxy.py.
+
 Reported: RSS per agent over time, the probe's round trip (p50/p99/max) per agent, members seen ``failed`` (any
 is false: nobody is killed), agent exits, and the well-formed requests answered non-2xx (a keep-alive connection
 the server closed while idle is retried once, as Go's and urllib3's clients do, and counted as a retry).
@@ -30,10 +32,8 @@ the server closed while idle is retried once, as Go's and urllib3's clients do, 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
-import random
 import shutil
 import signal
 import socket
@@ -41,7 +41,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -49,13 +48,25 @@ import dns.message
 import dns.rcode
 import h11
 import trio
-import trio_websocket
+from soak_attacks import bad_gossip, hold, parked_with_garbage
+from soak_clients import (
+    AGENTS,
+    CLIENT_NET,
+    Http,
+    Stats,
+    blocking_client,
+    count,
+    dns_flood,
+    dns_tcp_client,
+    fresh_http_client,
+    run_probes,
+    subscriber,
+)
+from soak_proxy import run_proxies
 
 REPO = Path(__file__).resolve().parent.parent
-AGENTS = 5
 BIND = "127.0.252.{}"
 ADVERTISE = "127.0.253.{}"
-CLIENT_NET = "127.0.251.{}"
 
 
 def free_port(ip: str) -> int:
@@ -69,89 +80,6 @@ def free_port(ip: str) -> int:
             except OSError:
                 continue
             return port
-
-
-class Stats:
-    def __init__(self) -> None:
-        self.counts: Counter[str] = Counter()
-        self.non_2xx: Counter[str] = Counter()
-        self.lag: dict[int, list[float]] = defaultdict(list)
-        self.rss: dict[int, list[tuple[float, int]]] = defaultdict(list)
-        self.failed_seen: set[tuple[int, str]] = set()
-
-
-# ---------------------------------------------------------------------- a minimal HTTP/1.1 client
-
-
-class Http:
-    """One keep-alive connection from a chosen source address; ``get`` retries once on a connection the server
-    closed while it was idle (nothing of the answer read), as Go's and urllib3's clients do."""
-
-    def __init__(self, source: str, addr: tuple[str, int], stats: Stats) -> None:
-        self.source, self.addr, self.stats = source, addr, stats
-        self.stream: trio.SocketStream | None = None
-        self.conn = h11.Connection(h11.CLIENT)
-
-    async def _connect(self) -> None:
-        sock = trio.socket.socket()
-        await sock.bind((self.source, 0))
-        await sock.connect(self.addr)
-        self.stream = trio.SocketStream(sock)
-        self.conn = h11.Connection(h11.CLIENT)
-
-    async def close(self) -> None:
-        if self.stream is not None:
-            await trio.aclose_forcefully(self.stream)
-            self.stream = None
-
-    async def get(self, target: str) -> tuple[int, dict[str, str], bytes]:
-        for attempt in range(2):
-            if self.stream is None:
-                await self._connect()
-            try:
-                return await self._exchange(target)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, EOFError, h11.ProtocolError):
-                await self.close()
-                if attempt:
-                    raise
-                self.stats.counts["http retries (idle connection closed by the server)"] += 1
-        raise AssertionError("unreachable")
-
-    async def _exchange(self, target: str) -> tuple[int, dict[str, str], bytes]:
-        assert self.stream is not None
-        conn = self.conn
-        data = conn.send(h11.Request(method="GET", target=target, headers=[("Host", self.addr[0])]))
-        data += conn.send(h11.EndOfMessage())
-        await self.stream.send_all(data)
-        status, headers, body = 0, {}, bytearray()
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                chunk = await self.stream.receive_some(65536)
-                if not chunk and status == 0:
-                    raise EOFError("closed before an answer")
-                conn.receive_data(chunk)
-                continue
-            if isinstance(event, h11.Response):
-                status = event.status_code
-                headers = {k.decode().lower(): v.decode() for k, v in event.headers}
-            elif isinstance(event, h11.Data):
-                body += event.data
-            elif isinstance(event, h11.EndOfMessage):
-                break
-            elif isinstance(event, h11.ConnectionClosed):
-                raise EOFError("closed mid-answer")
-        if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
-            await self.close()
-        else:
-            conn.start_next_cycle()
-        return status, headers, bytes(body)
-
-
-def count(stats: Stats, what: str, status: int) -> None:
-    stats.counts[what] += 1
-    if not 200 <= status < 300:
-        stats.non_2xx[f"{what} {status}"] += 1
 
 
 # ---------------------------------------------------------------------- the cluster
@@ -207,270 +135,6 @@ class Cluster:
             if p.poll() is None:
                 p.send_signal(signal.SIGKILL)
                 p.wait(10)
-
-
-# ---------------------------------------------------------------------- the lossy proxy
-
-
-async def udp_proxy(front_addr: tuple[str, int], agent: tuple[str, int], loss: float, rng: random.Random,
-                    stats: Stats) -> None:
-    """Forward datagrams to ``agent`` through one socket per sender (so replies go back), dropping ``loss``."""
-    front = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    await front.bind(front_addr)
-    backs: dict[tuple[str, int], trio.socket.SocketType] = {}
-
-    async def back_loop(sender: tuple[str, int], back: trio.socket.SocketType) -> None:
-        while True:
-            data = await back.recv(65536)
-            if rng.random() < loss:
-                stats.counts["gossip datagrams dropped"] += 1
-                continue
-            await front.sendto(data, sender)
-
-    async with trio.open_nursery() as nursery:
-        while True:
-            data, sender = await front.recvfrom(65536)
-            if rng.random() < loss:
-                stats.counts["gossip datagrams dropped"] += 1
-                continue
-            stats.counts["gossip datagrams forwarded"] += 1
-            back = backs.get(sender)
-            if back is None:
-                back = backs[sender] = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                await back.bind((front_addr[0], 0))
-                nursery.start_soon(back_loop, sender, back)
-            await back.sendto(data, agent)
-
-
-async def tcp_proxy(front_addr: tuple[str, int], agent: tuple[str, int]) -> None:
-    async def splice(a: trio.SocketStream, b: trio.SocketStream) -> None:
-        try:
-            while data := await a.receive_some(65536):
-                await b.send_all(data)
-            await b.send_eof()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass
-
-    async def handle(client: trio.SocketStream) -> None:
-        try:
-            upstream = await trio.open_tcp_stream(*agent)
-        except OSError:
-            await client.aclose()
-            return
-        async with client, upstream, trio.open_nursery() as n:
-            n.start_soon(splice, client, upstream)
-            n.start_soon(splice, upstream, client)
-
-    listeners = await trio.open_tcp_listeners(front_addr[1], host=front_addr[0])
-    await trio.serve_listeners(handle, listeners)
-
-
-# ---------------------------------------------------------------------- well-formed load
-
-
-async def probe(i: int, addr: tuple[str, int], stats: Stats) -> None:
-    """The loop-lag measure: ``GET /v1/agent/self`` every 100 ms on a keep-alive connection."""
-    client = Http(CLIENT_NET.format(10 + i), addr, stats)
-    while True:
-        start = time.perf_counter()
-        try:
-            status, _, _ = await client.get("/v1/agent/self")
-        except (OSError, EOFError, trio.BrokenResourceError, h11.ProtocolError) as exc:
-            stats.non_2xx[f"probe error {type(exc).__name__}"] += 1
-            await trio.sleep(0.1)
-            continue
-        stats.lag[i].append(time.perf_counter() - start)
-        count(stats, "probe /v1/agent/self", status)
-        await trio.sleep(0.1)
-
-
-async def run_probes(spec: dict[str, Any]) -> None:
-    """``--role probe``: its own process, so the load generator's own stalls never count as the agents'."""
-    stats = Stats()
-    async with trio.open_nursery() as nursery:
-        for i, addr in enumerate(spec["http"]):
-            nursery.start_soon(probe, i, tuple(addr), stats)
-        await trio.sleep(spec["duration"])
-        nursery.cancel_scope.cancel()
-    print(json.dumps({"lag": stats.lag, "counts": stats.counts, "non_2xx": stats.non_2xx}))
-
-
-async def run_proxies(spec: dict[str, Any]) -> None:
-    """``--role proxy``: its own process, so a stall of the load generator never stalls gossip."""
-    stats = Stats()
-    with trio.move_on_after(spec["duration"]):
-        async with trio.open_nursery() as nursery:
-            for i, (front, agent) in enumerate(zip(spec["fronts"], spec["agents"], strict=True)):
-                rng = random.Random(spec["seed"] + i)
-                nursery.start_soon(udp_proxy, tuple(front), tuple(agent), spec["loss"], rng, stats)
-                nursery.start_soon(tcp_proxy, tuple(front), tuple(agent))
-            print("ready", flush=True)
-            await trio.to_thread.run_sync(sys.stdin.read, abandon_on_cancel=True)  # until the parent closes it
-            nursery.cancel_scope.cancel()
-    print(json.dumps({"counts": stats.counts}), flush=True)
-
-
-async def blocking_client(n: int, addr: tuple[str, int], stats: Stats, stop: trio.Event) -> None:
-    client = Http(CLIENT_NET.format(20 + n % 50), addr, stats)
-    index = 0
-    await trio.sleep(random.random() * 5)
-    while not stop.is_set():
-        try:
-            status, headers, _ = await client.get(f"/v1/catalog/nodes?index={index}&wait=20s")
-        except (OSError, EOFError, trio.BrokenResourceError, h11.ProtocolError) as exc:
-            stats.non_2xx[f"blocking query error {type(exc).__name__}"] += 1
-            await trio.sleep(1)
-            continue
-        count(stats, "blocking query", status)
-        index = int(headers.get("x-consul-index", "0") or 0)
-
-
-async def subscriber(n: int, addr: tuple[str, int], stats: Stats, stop: trio.Event) -> None:
-    await trio.sleep(random.random() * 5)
-    url = f"ws://{addr[0]}:{addr[1]}/v1/stream/members"
-    while not stop.is_set():
-        try:
-            async with trio_websocket.open_websocket_url(url) as ws:
-                stats.counts["stream connects"] += 1
-                while True:
-                    event = json.loads(await ws.get_message())
-                    stats.counts["stream messages"] += 1
-                    if event.get("Type") == "member-failed":
-                        stats.failed_seen.add((n, event["Member"]["Name"]))
-        except trio_websocket.HandshakeError as exc:
-            stats.non_2xx[f"stream handshake {type(exc).__name__}"] += 1
-        except (trio_websocket.ConnectionClosed, OSError):
-            stats.counts["stream reconnects"] += 1
-        await trio.sleep(1)
-
-
-async def dns_flood(addrs: list[tuple[str, int]], qps: int, stats: Stats, stop: trio.Event) -> None:
-    sock = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    await sock.bind((CLIENT_NET.format(5), 0))
-    names = [f"soak{i}.node.consul" for i in range(AGENTS)]
-
-    async def receive() -> None:
-        while True:
-            data = await sock.recv(65535)
-            try:
-                rcode = dns.message.from_wire(data).rcode()
-            except Exception:
-                rcode = -1
-            stats.counts["dns answers" if rcode == dns.rcode.NOERROR else f"dns rcode {rcode}"] += 1
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(receive)
-        for k in itertools.count():
-            if stop.is_set():
-                break
-            wire = dns.message.make_query(names[k % AGENTS], "A").to_wire()
-            await sock.sendto(wire, addrs[k % len(addrs)])
-            stats.counts["dns queries"] += 1
-            await trio.sleep(1 / qps)
-        await trio.sleep(1)
-        nursery.cancel_scope.cancel()
-
-
-async def fresh_http_client(addr: tuple[str, int], stats: Stats, stop: trio.Event) -> None:
-    """A new connection for every request (what the idle flood and slowloris try to shut out), 5 a second."""
-    while not stop.is_set():
-        client = Http(CLIENT_NET.format(7), addr, stats)
-        try:
-            status, _, _ = await client.get("/v1/status/leader")
-            count(stats, "fresh-connection GET (attacked agent)", status)
-        except (OSError, EOFError, trio.BrokenResourceError, h11.ProtocolError) as exc:
-            stats.non_2xx[f"fresh-connection error {type(exc).__name__}"] += 1
-        finally:
-            await client.close()
-        await trio.sleep(0.2)
-
-
-async def dns_tcp_client(addr: tuple[str, int], stats: Stats, stop: trio.Event) -> None:
-    """A well-formed DNS-over-TCP query on a new connection, 5 a second (what the trickle tries to shut out)."""
-    while not stop.is_set():
-        query = dns.message.make_query("soak0.node.consul", "A")
-        wire = query.to_wire()
-        try:
-            with trio.fail_after(2):
-                async with await trio.open_tcp_stream(*addr) as stream:
-                    await stream.send_all(len(wire).to_bytes(2, "big") + wire)
-                    data = b""
-                    while len(data) < 2 or len(data) < 2 + int.from_bytes(data[:2], "big"):
-                        chunk = await stream.receive_some(4096)
-                        if not chunk:
-                            raise EOFError("closed before an answer")
-                        data += chunk
-            ok = dns.message.from_wire(data[2:]).rcode() == dns.rcode.NOERROR
-            stats.counts["dns-tcp queries (attacked agent)"] += 1
-            if not ok:
-                stats.non_2xx["dns-tcp not NOERROR"] += 1
-        except (OSError, EOFError, trio.BrokenResourceError, trio.TooSlowError) as exc:
-            stats.non_2xx[f"dns-tcp error {type(exc).__name__}"] += 1
-        await trio.sleep(0.2)
-
-
-# ---------------------------------------------------------------------- attacks
-
-
-async def hold(source: str, addr: tuple[str, int], first: bytes, trickle: bytes, every: float,
-               stats: Stats, what: str) -> None:
-    """An attack connection: ``first``, then ``trickle`` a byte at a time every ``every`` s; reopened when closed."""
-    while True:
-        try:
-            sock = trio.socket.socket()
-            await sock.bind((source, 0))
-            await sock.connect(addr)
-            stream = trio.SocketStream(sock)
-            stats.counts[f"attack {what} opened"] += 1
-            async with stream:
-                if first:
-                    await stream.send_all(first)
-                for i in itertools.count():
-                    if trickle:
-                        await stream.send_all(trickle[i % len(trickle) : i % len(trickle) + 1])
-                    with trio.move_on_after(every):
-                        if await stream.receive_some(4096) == b"":
-                            break
-        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-        await trio.sleep(1.0)
-
-
-async def parked_with_garbage(source: str, addr: tuple[str, int], stats: Stats) -> None:
-    while True:
-        try:
-            sock = trio.socket.socket()
-            await sock.bind((source, 0))
-            await sock.connect(addr)
-            stream = trio.SocketStream(sock)
-            stream.setsockopt(socket.IPPROTO_TCP, getattr(socket, "TCP_NOTSENT_LOWAT", 25), 1 << 30)
-            stats.counts["attack parked+garbage opened"] += 1
-            async with stream:
-                await stream.send_all(b"GET /v1/catalog/nodes?index=1000000&wait=10m HTTP/1.1\r\nHost: x\r\n\r\n")
-                await stream.send_all(os.urandom(1 << 20))
-                while await stream.receive_some(65536):
-                    pass
-        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-        await trio.sleep(1)
-
-
-async def bad_gossip(ports: list[tuple[str, int]], stats: Stats, rate: int) -> None:
-    rng = random.Random(16)
-    sock = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    await sock.bind((CLIENT_NET.format(6), 0))
-    kinds = [
-        lambda: rng.randbytes(rng.randrange(1, 1400)),
-        lambda: bytes([rng.randrange(0, 14)]) + rng.randbytes(rng.randrange(0, 64)),  # a type byte, then junk
-        lambda: b"\x04\x85\xa4Node\xc4\x05evil\xff\xa3Addr",  # a truncated alive with a non-UTF-8 name
-        lambda: b"\x07\xff" + b"\x00\x05" * 255,  # a compound claiming 255 parts of 5 bytes, none there
-        lambda: b"\x0c\xde\xad\xbe\xef" + rng.randbytes(40),  # a CRC that cannot match
-    ]
-    while True:
-        for addr in ports:
-            await sock.sendto(kinds[rng.randrange(len(kinds))](), addr)
-            stats.counts["malformed gossip datagrams sent"] += 1
-        await trio.sleep(len(ports) / rate)
 
 
 async def attacks(c: Cluster, stats: Stats) -> None:

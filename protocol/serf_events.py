@@ -9,22 +9,11 @@ import enum
 
 import attrs
 
+from protocol.serf_status import MemberStatus
+
 #: The first byte of an application message (docs/wire.md): far above Serf's types (0-9), which real serf nodes
 #: answer with "Received message of unknown type" in their log and otherwise ignore.
 APP_MESSAGE_TYPE = 0x80
-
-
-class MemberStatus(enum.IntEnum):
-    """serf's MemberStatus (the values are serf's)."""
-
-    NONE = 0
-    ALIVE = 1
-    LEAVING = 2
-    LEFT = 3
-    FAILED = 4
-
-    def __str__(self) -> str:
-        return self.name.lower()
 
 
 class EventKind(enum.StrEnum):

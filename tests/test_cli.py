@@ -24,7 +24,7 @@ import pytest
 
 import agent
 from agent import __main__ as entry
-from agent import cli, goflags
+from agent import cli, cli_client, goflags
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -331,10 +331,10 @@ def test_flag_beats_environment(
 
 
 def test_default_address_is_local_8500(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "DEFAULT_HTTP_ADDR", dead_addr())
+    monkeypatch.setattr(cli_client, "DEFAULT_HTTP_ADDR", dead_addr())
     code, _, err = run(capsys, "info")
     assert code == 1
-    assert err.startswith(f'Error querying agent: Get "http://{cli.DEFAULT_HTTP_ADDR}/v1/agent/self": dial tcp ')
+    assert err.startswith(f'Error querying agent: Get "http://{cli_client.DEFAULT_HTTP_ADDR}/v1/agent/self": dial tcp ')
     assert cli.parse_http_addr("127.0.0.1:8500") == cli.Endpoint("http", "127.0.0.1:8500")
 
 

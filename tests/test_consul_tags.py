@@ -6,7 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from agent.consul import build_tag, is_server, lan_tags, leader_of, member_status_word, rpc_address
+from agent.cli_members import member_status_word
+from agent.consul import build_tag, is_server, lan_tags, leader_of, rpc_address
 from agent.members import STATUS_ALIVE, STATUS_FAILED, STATUS_LEAVING, STATUS_LEFT, Member, MemberTable
 from agent.version import REVISION
 

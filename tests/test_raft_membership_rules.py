@@ -5,7 +5,7 @@ quorum)."""
 from __future__ import annotations
 
 from agent.members import STATUS_ALIVE, STATUS_FAILED, STATUS_LEFT, Member
-from agent.server.cluster import (
+from agent.server.pool import (
     CLUSTER_TAG,
     PoolServer,
     announced_clusters,

@@ -16,17 +16,22 @@ the token it sets.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
-from agent.config import ACLTokens
+from agent.config import ACLConfig, ACLTokens
 
-__all__ = ["KINDS", "PERSIST_FILE", "AgentTokens", "TokenFileError", "TokenStore", "load_persisted"]
+if TYPE_CHECKING:
+    from agent.datadir import DataDir
+
+__all__ = ["KINDS", "PERSIST_FILE", "AgentTokens", "TokenFileError", "TokenStore", "load_persisted", "load_token_store"]
 
 PERSIST_FILE = "acl-tokens.json"
+log = logging.getLogger("agent")
 
 #: PUT /v1/agent/token/<name> -> the field of AgentTokens it sets (agent_endpoint.go ``AgentToken``).
 KINDS: Mapping[str, str] = {
@@ -132,3 +137,16 @@ class TokenStore:
         changed = getattr(self.current, field) != token
         self.current = new
         return changed
+
+
+def load_token_store(acl: ACLConfig, datadir: DataDir | None) -> TokenStore:
+    """The agent's tokens at start: the config's acl.tokens; with enable_token_persistence (and a data dir), those
+    set through the API before a restart over them (<data_dir>/acl-tokens.json), and every later update written
+    there."""
+    tokens = AgentTokens.from_config(acl.tokens)
+    if not acl.enable_token_persistence or datadir is None:
+        return TokenStore(tokens)
+    tokens = load_persisted(tokens, datadir.path / PERSIST_FILE)
+    if tokens.from_api:
+        log.info("agent: loaded persisted ACL tokens: %s", ", ".join(sorted(tokens.from_api)))
+    return TokenStore(tokens, datadir)

@@ -29,7 +29,7 @@ from agent.catalog.record import (
     text_from_wire,
 )
 
-__all__ = ["Registered", "RegisteredNode", "WireDecoder", "registered_from_wire", "registered_to_wire"]
+__all__ = ["CatalogNode", "Registered", "RegisteredNode", "WireDecoder", "registered_from_wire", "registered_to_wire"]
 
 #: (record, CreateIndex, ModifyIndex): the indexes are the store's (Raft indexes).
 IndexedService = tuple[ServiceRecord, int, int]
@@ -37,8 +37,9 @@ IndexedCheck = tuple[CheckRecord, int, int]
 
 
 @attrs.frozen
-class RegisteredNode:
-    """One registered (external) node with its services and checks (Consul's ``structs.Node`` and children)."""
+class CatalogNode:
+    """A node registered through ``/v1/catalog/register`` (Consul's ``structs.Node``): the store's row
+    (`agent.server.state.tables`), and the node part of every agent's `RegisteredNode`."""
 
     node: str
     address: str
@@ -48,6 +49,12 @@ class RegisteredNode:
     meta: immutables.Map[str, str] = attrs.field(factory=immutables.Map, converter=frozen_map)
     create_index: int = 0
     modify_index: int = 0
+
+
+@attrs.frozen
+class RegisteredNode(CatalogNode):
+    """One registered (external) node with its services and checks (Consul's ``structs.Node`` and children)."""
+
     services: tuple[IndexedService, ...] = ()  # by service ID
     checks: tuple[IndexedCheck, ...] = ()  # by check ID
 

@@ -45,11 +45,12 @@ from dns.rdtypes.IN.A import A
 from dns.rdtypes.IN.AAAA import AAAA
 
 from agent.catalog import query as catalog_query
-from agent.dns import services
-from agent.dns.services import ServiceAnswer
+from agent.dns.services import ServiceAnswer, parse_service
+from agent.dns.services import lookup as lookup_service
 from agent.dns.settings import DnsSettings
 from agent.dns.trim import trim
 from agent.dns.txt import encode_rfc1464, meta_txt
+from agent.snapshot_memo import SnapshotMemo
 
 if TYPE_CHECKING:
     from agent.acl.authorizer import Authorizer as Reader
@@ -88,15 +89,16 @@ class CatalogView:
     servers: tuple[Member, ...]
 
 
-_view_memo: list[tuple[Snapshot, str, CatalogView]] = []
+#: The view of the last snapshot (the responder asks about the same snapshot in bursts).
+_VIEWS = SnapshotMemo(max_sources=1)
 
 
 def catalog_view(snapshot: Snapshot, datacenter: str) -> CatalogView:
-    """The view of ``snapshot``; the last one is memoised (the responder asks about the same snapshot in bursts)."""
-    if _view_memo:
-        last_snapshot, last_dc, view = _view_memo[0]
-        if last_snapshot is snapshot and last_dc == datacenter:
-            return view
+    """The view of ``snapshot``, built once per snapshot and datacenter."""
+    return _VIEWS.get((snapshot,), datacenter, lambda: _build_view(snapshot, datacenter))
+
+
+def _build_view(snapshot: Snapshot, datacenter: str) -> CatalogView:
     nodes = catalog_query.catalog_nodes(snapshot, datacenter)  # the HTTP catalog's rule and order
     by_name: dict[str, NodeView] = {}
     by_reverse: dict[dns.name.Name, NodeView] = {}
@@ -105,9 +107,7 @@ def catalog_view(snapshot: Snapshot, datacenter: str) -> CatalogView:
         with contextlib.suppress(ValueError, dns.exception.DNSException):
             by_reverse.setdefault(dns.reversename.from_address(node.address), node)
     members = [n.member for n in nodes if n.member is not None]
-    view = CatalogView(by_name, by_reverse, tuple(catalog_query.known_servers(members, datacenter)))
-    _view_memo[:] = [(snapshot, datacenter, view)]
-    return view
+    return CatalogView(by_name, by_reverse, tuple(catalog_query.known_servers(members, datacenter)))
 
 
 # ---------------------------------------------------------------------------------------------- answer
@@ -320,7 +320,7 @@ def _node(ctx: _Ctx, name: str, suffixes: list[str]) -> None:
 def _service(ctx: _Ctx, parts: list[str], suffixes: list[str]) -> None:
     """``[tag.]name.service[.dc]`` and ``_name._tag.service[.dc]``: no healthy instance is NXDOMAIN, instances
     without a record of the qtype NODATA; otherwise the record set goes to ``ctx.service``."""
-    parsed = services.parse_service(parts)
+    parsed = parse_service(parts)
     dc = _datacenter(suffixes, ctx.settings.datacenter)
     if parsed is None or dc != ctx.settings.datacenter:
         ctx.negative(dns.rcode.NXDOMAIN)
@@ -333,7 +333,7 @@ def _service(ctx: _Ctx, parts: list[str], suffixes: list[str]) -> None:
         ctx.negative(dns.rcode.NXDOMAIN)
         return
     node_ok = None if ctx.acl is None else (lambda node: ctx.readable("node", node))
-    found = services.lookup(ctx.response, ctx.qname, ctx.qtype, ctx.snapshot, ctx.settings, name, tag, node_ok)
+    found = lookup_service(ctx.response, ctx.qname, ctx.qtype, ctx.snapshot, ctx.settings, name, tag, node_ok)
     if isinstance(found, ServiceAnswer):
         ctx.service = found
     else:

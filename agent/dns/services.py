@@ -32,6 +32,7 @@ from dns.rdtypes.IN.SRV import SRV
 
 from agent.catalog import query
 from agent.dns.txt import meta_txt
+from agent.snapshot_memo import SnapshotMemo
 
 if TYPE_CHECKING:
     from agent.dns.settings import DnsSettings
@@ -70,15 +71,15 @@ class _Index:
     meta: Mapping[str, Mapping[str, str]]  # node name -> full node meta (for the SRV additional TXT)
 
 
-_index_memo: list[tuple[Snapshot, str, _Index]] = []
+_INDEXES = SnapshotMemo(max_sources=1)
 
 
 def instance_index(snapshot: Snapshot, datacenter: str) -> _Index:
-    """The index of ``snapshot``; the last one is memoised, as ``catalog_view`` is."""
-    if _index_memo:
-        last, last_dc, index = _index_memo[0]
-        if last is snapshot and last_dc == datacenter:
-            return index
+    """The index of ``snapshot``, built once per snapshot and datacenter, as ``catalog_view`` is."""
+    return _INDEXES.get((snapshot,), datacenter, lambda: _build_index(snapshot, datacenter))
+
+
+def _build_index(snapshot: Snapshot, datacenter: str) -> _Index:
     by_service: dict[str, list[query.Instance]] = {}
     meta: dict[str, Mapping[str, str]] = {}
     for node in query.catalog_nodes(snapshot, datacenter):
@@ -88,9 +89,7 @@ def instance_index(snapshot: Snapshot, datacenter: str) -> _Index:
         meta[node.name] = node.meta
         for instance in instances:
             by_service.setdefault(instance.service.name.lower(), []).append(instance)
-    index = _Index({name: tuple(found) for name, found in by_service.items()}, meta)
-    _index_memo[:] = [(snapshot, datacenter, index)]
-    return index
+    return _Index({name: tuple(found) for name, found in by_service.items()}, meta)
 
 
 def _healthy(instances: Iterable[query.Instance], tag: str, only_passing: bool) -> list[query.Instance]:

@@ -25,17 +25,19 @@ import logging
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import attrs
 import trio
 
+from agent.connlimit import ACCEPT_CAPACITY_ERRNOS
+from agent.gossip.machine import Addr, Machine, MachineFactory
+from agent.hostport import is_wildcard, parse_addr
+from agent.logstream import python_level
 from protocol.node import Diagnostic, JoinResult, LeaveDone, StreamOpen
 from protocol.serf import MemberEvent
 
 log = logging.getLogger("triumvir.gossip")
-
-Addr = tuple[str, int]
 
 #: memberlist's udpPacketBufSize: the largest datagram we read.
 UDP_PACKET_BUF_SIZE = 65536
@@ -46,8 +48,6 @@ UDP_RECV_BUF_SIZE = 2 * 1024 * 1024
 STREAM_READ_SIZE = 65536
 #: How often we try to find a port free for both TCP and UDP when asked for port 0.
 BIND_ATTEMPTS = 10
-#: Errors from accept() that mean "out of resources, try again shortly" (as trio.serve_listeners).
-_ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 #: Errors from recvfrom() that an ICMP report or a peer can cause; never fatal for the loop.
 _UDP_TRANSIENT_ERRNOS = {
     errno.ECONNREFUSED,
@@ -56,36 +56,7 @@ _UDP_TRANSIENT_ERRNOS = {
     errno.ENETUNREACH,
     errno.EMSGSIZE,
 }
-_DIAG_LEVELS = {
-    "trace": logging.DEBUG,
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warn": logging.WARNING,
-    "warning": logging.WARNING,
-    "err": logging.ERROR,
-    "error": logging.ERROR,
-}
 
-
-class Machine(Protocol):
-    """The IO surface of protocol.Serf / protocol.Node that the driver uses (docs/internals.md)."""
-
-    def handle_datagram(self, now: float, addr: Addr, data: bytes) -> None: ...
-    def accept_stream(self, now: float, addr: Addr) -> int: ...
-    def handle_stream_data(self, now: float, stream_id: int, data: bytes) -> bytes | None: ...
-    def close_stream(self, stream_id: int) -> None: ...
-    def handle_stream_reply(self, now: float, stream_id: int, data: bytes) -> bool: ...
-    def handle_stream_error(self, now: float, stream_id: int, reason: str) -> None: ...
-    def handle_timeout(self, now: float) -> None: ...
-    def poll_transmit(self) -> Any: ...
-    def poll_event(self) -> Any: ...
-    def poll_timeout(self) -> float | None: ...
-    def join(self, now: float, addrs: list[Addr]) -> None: ...
-    def leave(self, now: float) -> None: ...
-    def members(self) -> list[Any]: ...
-
-
-MachineFactory = Callable[[Addr], Machine]
 
 
 @attrs.define
@@ -125,22 +96,6 @@ class _JoinWaiter:
 def _norm_addr(addr: Sequence[Any]) -> Addr:
     # IPv6 sockets report (host, port, flowinfo, scope_id); the machine wants (host, port).
     return (str(addr[0]), int(addr[1]))
-
-
-def is_wildcard(host: str) -> bool:
-    return host in ("", "0.0.0.0", "::")
-
-
-def parse_addr(text: str, default_port: int = 7946) -> Addr:
-    """Parse ``IP``, ``IP:PORT``, ``[v6]:PORT`` or ``host:PORT`` as serf's command line does."""
-    text = text.strip()
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        return (host, int(rest[1:]) if rest.startswith(":") else default_port)
-    if text.count(":") == 1:
-        host, _, port = text.partition(":")
-        return (host, int(port))
-    return (text, default_port)
 
 
 class GossipDriver:
@@ -320,7 +275,7 @@ class GossipDriver:
             try:
                 stream = await listener.accept()
             except OSError as exc:
-                if exc.errno in _ACCEPT_CAPACITY_ERRNOS:
+                if exc.errno in ACCEPT_CAPACITY_ERRNOS:
                     log.error("accept() failed, retrying in 100 ms: %s", exc)
                     await trio.sleep(0.1)
                     continue
@@ -495,7 +450,7 @@ class GossipDriver:
     def _log_diagnostic(ev: Any) -> None:
         level = ev.level
         if isinstance(level, str):
-            level = _DIAG_LEVELS.get(level.lower(), logging.INFO)
+            level = python_level(level)
         log.log(int(level), "%s", ev.message)
 
     def _publish(self, ev: Any) -> None:

@@ -29,7 +29,6 @@ Rules (each one is a test in tests/test_http_server.py or tests/test_http_starva
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import math
 import random
@@ -43,7 +42,7 @@ import h11
 import trio
 import trio_websocket
 
-from agent.connlimit import ConnectionSlots, Slot
+from agent.connlimit import ACCEPT_CAPACITY_ERRNOS, ConnectionSlots, Slot
 from agent.http.endpoints import default_router
 from agent.http.errors import HTTPError
 from agent.http.handler_watch import HandlerWatch
@@ -63,7 +62,6 @@ log = logging.getLogger("agent.http")
 
 _RECEIVE_SIZE = 64 * 1024
 _NO_BODY = (204, 304)  # statuses whose response has no body whatever its headers say: h11 writes them
-_ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 _TOO_MANY = (
     b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain; charset=utf-8\r\n"
     b"Content-Length: 0\r\nConnection: close\r\n\r\n"
@@ -125,7 +123,7 @@ class HttpServer:
                 try:
                     stream = await listener.accept()
                 except OSError as exc:
-                    if exc.errno not in _ACCEPT_CAPACITY_ERRNOS:
+                    if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
                         raise
                     log.error("http: accept failed (%s); retrying in 100 ms", exc)
                     await trio.sleep(0.1)

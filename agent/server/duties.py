@@ -43,6 +43,8 @@ from .state.leader import shadowed_registrations
 from .state.tables import State, node_key
 
 if TYPE_CHECKING:
+    from agent.config import AgentConfig
+
     from .service import StoreService
 
 log = logging.getLogger("triumvir.server.duties")
@@ -91,6 +93,14 @@ class ACLInit:
     """What the leader initialises ACLs with (None in `LeaderDuties`: ACLs off, or not the primary datacenter)."""
 
     initial_management: str = attrs.field(default="", repr=False)
+
+
+def acl_init_for(config: AgentConfig) -> ACLInit | None:
+    """A server initialises ACLs when it leads with ACLs enabled in the primary datacenter (``initializeACLs``;
+    a secondary datacenter replicates them instead, which triumvir does not do)."""
+    if not config.acl.enabled or config.primary_datacenter != config.datacenter:
+        return None
+    return ACLInit(config.acl.tokens.initial_management)
 
 
 class LeaderDuties:

@@ -12,6 +12,7 @@ from typing import Any
 
 from agent.acl.builtin import ANONYMOUS_TOKEN_ID
 from agent.catalog.registered import RegisteredNode, registered_to_wire
+from agent.snapshot_memo import SnapshotMemo
 
 from .state import reads
 from .state.acl_resolve import token_rules
@@ -96,16 +97,19 @@ def _catalog_nodes(state: State, args: Mapping[str, Any]) -> Read[Any]:
 
 #: The last ``catalog.registered`` answer and the tables it was read from: every agent's mirror asks after each
 #: change, so the answer is built once per change of the tables (a KV write leaves them, and it, as they were).
-_registered_memo: list[tuple[tuple[object, ...], Read[Any]]] = []
+_REGISTERED = SnapshotMemo(max_sources=1, max_keys=1)
 
 
 def _catalog_registered(state: State, args: Mapping[str, Any]) -> Read[Any]:
     """Every registered node with its services and checks, in `agent.catalog.registered`'s wire form: what each
     agent's mirror (`agent.server.mirror`) publishes into its member table for HTTP and DNS."""
-    tables = (state.nodes, state.services, state.checks, state.table_index("nodes", "services", "checks"))
-    if _registered_memo and all(a is b for a, b in zip(_registered_memo[0][0][:3], tables[:3], strict=True)) \
-            and _registered_memo[0][0][3] == tables[3]:
-        return _registered_memo[0][1]
+    tables = (state.nodes, state.services, state.checks)
+    index = state.table_index("nodes", "services", "checks")
+    answer: Read[Any] = _REGISTERED.get(tables, index, lambda: _registered_answer(state))
+    return answer
+
+
+def _registered_answer(state: State) -> Read[Any]:
     read = reads.registered(state)
     nodes = [
         RegisteredNode(n.node, n.address, n.id, n.datacenter, n.tagged_addresses, n.meta, n.create_index,
@@ -113,9 +117,7 @@ def _catalog_registered(state: State, args: Mapping[str, Any]) -> Read[Any]:
                        tuple((c.check, c.create_index, c.modify_index) for c in checks))
         for n, services, checks in read.value
     ]  # fmt: skip
-    answer = _map(read, registered_to_wire(nodes))
-    _registered_memo[:] = [(tables, answer)]
-    return answer
+    return _map(read, registered_to_wire(nodes))
 
 
 def _token(state: State, read: Read[Any]) -> Read[Any]:

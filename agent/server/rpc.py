@@ -26,7 +26,7 @@ from typing import Any
 
 import trio
 
-from agent.gossip import parse_addr
+from agent.hostport import parse_addr
 
 from .frames import HELLO_VERSION, FrameDecoder, FrameError, encode_frame
 from .transport import DEFAULT_PORT, RECEIVE_CHUNK

@@ -27,7 +27,7 @@ from typing import Any
 import attrs
 import trio
 
-from agent.gossip import parse_addr
+from agent.hostport import parse_addr
 from agent.peer import peer_text
 from protocol.raft.types import Message, WireError, from_wire, to_wire
 

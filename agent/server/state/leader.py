@@ -35,6 +35,7 @@ __all__ = [
     "parse_session_create",
     "session_create_error",
     "shadowed_registrations",
+    "strings_field",
     "ttl_ns",
 ]
 
@@ -78,7 +79,8 @@ def ttl_ns(ttl: str) -> int:
     return _ns(parse_duration(ttl)) if ttl else 0
 
 
-def _strings(value: Any, what: str) -> tuple[str, ...]:
+def strings_field(value: Any, what: str) -> tuple[str, ...]:
+    """A request's list of strings (absent: empty), else Consul's decode error naming the field."""
     if value is None:
         return ()
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -98,8 +100,8 @@ def parse_session_create(body: Mapping[str, Any] | None, *, agent_node: str, ses
     """The session ``/v1/session/create`` would propose; `RequestError` with Consul's text otherwise."""
     fields = {k.lower(): v for k, v in (body or {}).items()}
     node = _text(fields.get("node"), "Node") if "node" in fields else agent_node
-    checks = _strings(fields["checks"], "Checks") if "checks" in fields else (SERF_CHECK,)
-    node_checks = _strings(fields["nodechecks"], "NodeChecks") if "nodechecks" in fields else (SERF_CHECK,)
+    checks = strings_field(fields["checks"], "Checks") if "checks" in fields else (SERF_CHECK,)
+    node_checks = strings_field(fields["nodechecks"], "NodeChecks") if "nodechecks" in fields else (SERF_CHECK,)
     service_checks: list[tuple[str, str]] = []
     raw_service_checks = fields.get("servicechecks")
     if raw_service_checks is not None:

@@ -16,7 +16,7 @@ from typing import Any
 from agent.catalog.record import STATUSES, CheckRecord, ServiceRecord
 
 from .commands import CatalogDeregister, CatalogRegister
-from .leader import RequestError
+from .leader import RequestError, strings_field
 
 __all__ = ["parse_deregister", "parse_register"]
 
@@ -49,15 +49,6 @@ def _int(fields: Mapping[str, Any], key: str, what: str, default: int = 0) -> in
     return value
 
 
-def _strings(fields: Mapping[str, Any], key: str, what: str) -> tuple[str, ...]:
-    value = fields.get(key)
-    if value is None:
-        return ()
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise RequestError(f"Request decode failed: {what}: expected a list of strings", 400)
-    return tuple(value)
-
-
 def _map(fields: Mapping[str, Any], key: str, what: str) -> dict[str, str]:
     value = fields.get(key)
     if value is None:
@@ -84,7 +75,7 @@ def _service(raw: Any) -> ServiceRecord | None:
     return ServiceRecord(
         id=service_id,
         name=name,
-        tags=_strings(fields, "tags", "Service.Tags"),
+        tags=strings_field(fields.get("tags"), "Service.Tags"),
         address=address,
         port=_int(fields, "port", "Service.Port"),
         meta=_map(fields, "meta", "Service.Meta"),

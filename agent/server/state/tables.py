@@ -20,7 +20,8 @@ from typing import Any
 import attrs
 import immutables
 
-from agent.catalog.record import CheckRecord, ServiceRecord, frozen_map
+from agent.catalog.record import CheckRecord, ServiceRecord
+from agent.catalog.registered import CatalogNode
 
 __all__ = [
     "ACLPolicy",
@@ -96,20 +97,6 @@ class Session:
         for check in (*self.checks, *self.node_checks, *(c[0] for c in self.service_checks)):
             seen.setdefault(check, None)
         return tuple(seen)
-
-
-@attrs.frozen
-class CatalogNode:
-    """A node registered through ``/v1/catalog/register`` (Consul's ``structs.Node``)."""
-
-    node: str
-    address: str
-    id: str = ""
-    datacenter: str = ""
-    tagged_addresses: immutables.Map[str, str] = attrs.field(factory=immutables.Map, converter=frozen_map)
-    meta: immutables.Map[str, str] = attrs.field(factory=immutables.Map, converter=frozen_map)
-    create_index: int = 0
-    modify_index: int = 0
 
 
 @attrs.frozen
