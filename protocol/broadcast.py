@@ -3,11 +3,17 @@
 Each broadcast is sent about retransmit_mult * log10(n + 1) times, the least-sent first so that news spreads
 before old news is repeated. A broadcast with a key (the node name, for alive/suspect/dead) is replaced by a
 newer one with the same key: only the latest word about a node is worth gossiping.
+
+The order is memberlist's btree order: fewest transmits, then largest message, then newest. It is kept as one
+bucket per (transmits, length), each a heap on the broadcast's id, so that taking, bumping and queueing a
+broadcast cost O(log n) whatever the queue holds: a member of a 5,000-member cluster has every member's alive
+queued at once, and one sorted list of them made each transmit a 40 KB memmove (issue 14). An entry is one tuple.
 """
 
 from __future__ import annotations
 
 import bisect
+import heapq
 from collections.abc import Callable
 
 import attrs
@@ -15,12 +21,16 @@ import attrs
 from protocol.suspicion import retransmit_limit
 
 OnFinished = Callable[[], None]
-_INF = float("inf")
+
+# One queued broadcast: (-id, transmits, key, msg, on_finished). The negated id comes first so that a bucket's
+# heap (all entries of one transmit count and length) pops its newest entry; ids are unique within a queue.
+_Entry = tuple[int, int, "str | None", bytes, "OnFinished | None"]
 
 
 @attrs.frozen(eq=False)
 class QueuedBroadcast:
-    """One queued message; identity-compared, since two equal messages are still two broadcasts."""
+    """One queued message as `snapshot` shows it; identity-compared, since two equal messages are still two
+    broadcasts."""
 
     key: str | None
     msg: bytes
@@ -29,9 +39,9 @@ class QueuedBroadcast:
     on_finished: OnFinished | None = None
 
 
-def _order(b: QueuedBroadcast) -> tuple[int, int, int]:
+def _order(e: _Entry) -> tuple[int, int, int]:
     """memberlist's btree order: fewest transmits, then largest message, then newest."""
-    return (b.transmits, -len(b.msg), -b.id)
+    return (e[1], -len(e[3]), e[0])
 
 
 class BroadcastQueue:
@@ -39,13 +49,15 @@ class BroadcastQueue:
 
     def __init__(self, retransmit_mult: int) -> None:
         self.retransmit_mult = retransmit_mult
-        self._items: list[QueuedBroadcast] = []  # sorted by _order
-        self._keys: list[tuple[int, int, int]] = []  # _order of each item, kept in step: bisect without calls
-        self._by_key: dict[str, QueuedBroadcast] = {}
+        self._tiers: list[int] = []  # transmit counts present, ascending
+        self._lens: dict[int, list[int]] = {}  # transmit count -> message lengths present in it, ascending
+        self._buckets: dict[tuple[int, int], list[_Entry]] = {}  # (transmits, length) -> heap of entries
+        self._by_key: dict[str, _Entry] = {}
+        self._len = 0
         self._next_id = 0
 
     def __len__(self) -> int:
-        return len(self._items)
+        return self._len
 
     def queue(
         self,
@@ -60,7 +72,7 @@ class BroadcastQueue:
         `on_finished` runs once, when the broadcast retires, is invalidated, pruned or reset.
         """
         self._next_id += 1
-        entry = QueuedBroadcast(key, bytes(msg), initial_transmits, self._next_id, on_finished)
+        entry: _Entry = (-self._next_id, initial_transmits, key, bytes(msg), on_finished)
         old = self._by_key.get(key) if key is not None else None
         if old is not None:
             self._remove(old)
@@ -74,97 +86,116 @@ class BroadcastQueue:
         Tier by tier (transmit count) the largest message that still fits is taken, newest first among
         equal sizes; each taken message counts one transmit and retires at retransmit_limit.
         """
-        if not self._items:
+        if not self._len:
             return []
         transmit_limit = retransmit_limit(self.retransmit_mult, num_nodes)
         used = 0
         sent: list[bytes] = []
-        bumped: list[QueuedBroadcast] = []
-        retired: list[QueuedBroadcast] = []
-        tier: int | None = self._items[0].transmits
-        while tier is not None:
-            free = limit - used - overhead
-            if free <= 0:
+        bumped: list[_Entry] = []
+        retired: list[_Entry] = []
+        lens_of, buckets, by_key = self._lens, self._buckets, self._by_key
+        for tier in list(self._tiers):  # bumped entries are reinserted after the walk, not met again in it
+            lens = lens_of[tier]
+            while True:
+                free = limit - used - overhead
+                if free <= 0:
+                    break
+                i = bisect.bisect_right(lens, free) - 1
+                if i < 0:
+                    break  # nothing in this tier fits: try the next
+                size = lens[i]
+                heap = buckets[tier, size]
+                entry = heapq.heappop(heap)
+                if not heap:
+                    del buckets[tier, size]
+                    del lens[i]
+                used += overhead + size
+                sent.append(entry[3])
+                if entry[1] + 1 >= transmit_limit:
+                    retired.append(entry)
+                    if entry[2] is not None:
+                        del by_key[entry[2]]
+                else:
+                    bumped.append(entry)
+            if not lens:
+                del lens_of[tier]
+                self._tiers.remove(tier)
+            if limit - used - overhead <= 0:
                 break
-            idx = self._first_fitting(tier, free)
-            if idx is None:
-                tier = self._next_tier(tier)
-                continue
-            entry = self._pop(idx)
-            used += overhead + len(entry.msg)
-            sent.append(entry.msg)
-            if entry.transmits + 1 >= transmit_limit:
-                retired.append(entry)
-            else:
-                # Reinserted after the walk, or it would be met again in the next tier.
-                bumped.append(
-                    QueuedBroadcast(entry.key, entry.msg, entry.transmits + 1, entry.id, entry.on_finished)
-                )
-        for entry in bumped:
-            self._insert(entry)
+        self._len -= len(sent)
+        for neg_id, transmits, key, msg, on_finished in bumped:
+            self._insert((neg_id, transmits + 1, key, msg, on_finished))
         for entry in retired:
             _finish(entry)
         return sent
 
     def prune(self, max_retained: int) -> None:
         """Drop the most-sent (then smallest, oldest) broadcasts until at most `max_retained` remain."""
-        dropped: list[QueuedBroadcast] = []
-        while len(self._items) > max(max_retained, 0):
-            entry = self._pop(len(self._items) - 1)
-            dropped.append(entry)
+        excess = self._len - max(max_retained, 0)
+        if excess <= 0:
+            return
+        dropped = self._ordered()[-excess:][::-1]
+        for entry in dropped:
+            self._remove(entry)
         for entry in dropped:
             _finish(entry)
 
     def reset(self) -> None:
         """Drop everything, finishing each broadcast in queue order."""
-        dropped, self._items, self._keys, self._by_key = self._items, [], [], {}
+        dropped = self._ordered()
+        self._tiers, self._lens, self._buckets, self._by_key = [], {}, {}, {}
+        self._len = 0
         self._next_id = 0
         for entry in dropped:
             _finish(entry)
 
     def snapshot(self) -> list[QueuedBroadcast]:
         """The queue in transmit order (what get_broadcasts would consider first), for tests and logs."""
-        return list(self._items)
+        return [QueuedBroadcast(e[2], e[3], e[1], -e[0], e[4]) for e in self._ordered()]
 
     # --- internals ---
 
-    def _first_fitting(self, tier: int, free: int) -> int | None:
-        """Index of the first entry in `tier` whose message fits in `free` bytes."""
-        idx = bisect.bisect_left(self._keys, (tier, -free, -_INF))
-        if idx < len(self._items) and self._items[idx].transmits == tier:
-            return idx
-        return None
+    def _ordered(self) -> list[_Entry]:
+        return sorted((e for heap in self._buckets.values() for e in heap), key=_order)
 
-    def _next_tier(self, tier: int) -> int | None:
-        """The next transmit count present in the queue, skipping empty tiers."""
-        idx = bisect.bisect_left(self._keys, (tier + 1, -_INF, -_INF))
-        return self._items[idx].transmits if idx < len(self._items) else None
+    def _insert(self, entry: _Entry) -> None:
+        tier, size = entry[1], len(entry[3])
+        heap = self._buckets.get((tier, size))
+        if heap is None:
+            heap = self._buckets[tier, size] = []
+            lens = self._lens.get(tier)
+            if lens is None:
+                lens = self._lens[tier] = []
+                bisect.insort(self._tiers, tier)
+            bisect.insort(lens, size)
+        heapq.heappush(heap, entry)
+        self._len += 1
+        if entry[2] is not None:
+            self._by_key[entry[2]] = entry
 
-    def _insert(self, entry: QueuedBroadcast) -> None:
-        order = _order(entry)
-        idx = bisect.bisect_right(self._keys, order)
-        self._keys.insert(idx, order)
-        self._items.insert(idx, entry)
-        if entry.key is not None:
-            self._by_key[entry.key] = entry
-
-    def _remove(self, entry: QueuedBroadcast) -> None:
-        idx = bisect.bisect_left(self._keys, _order(entry))
-        assert self._items[idx] is entry, "broadcast queue order corrupted"
-        self._pop(idx)
-
-    def _pop(self, idx: int) -> QueuedBroadcast:
-        del self._keys[idx]
-        entry = self._items.pop(idx)
-        self._forget_key(entry)
-        return entry
-
-    def _forget_key(self, entry: QueuedBroadcast) -> None:
-        if entry.key is not None and self._by_key.get(entry.key) is entry:
-            del self._by_key[entry.key]
+    def _remove(self, entry: _Entry) -> None:
+        """Take one entry out of the middle of its bucket (invalidation, prune): rare, so O(bucket) is fine."""
+        tier, size = entry[1], len(entry[3])
+        heap = self._buckets[tier, size]
+        idx = next(i for i, e in enumerate(heap) if e is entry)
+        last = heap.pop()
+        if idx < len(heap):
+            heap[idx] = last
+            heapq.heapify(heap)
+        if not heap:
+            del self._buckets[tier, size]
+            lens = self._lens[tier]
+            lens.remove(size)
+            if not lens:
+                del self._lens[tier]
+                self._tiers.remove(tier)
+        self._len -= 1
+        key = entry[2]
+        if key is not None and self._by_key.get(key) is entry:
+            del self._by_key[key]
 
 
-def _finish(entry: QueuedBroadcast) -> None:
+def _finish(entry: _Entry) -> None:
     """Notify the owner once the queue no longer holds the broadcast (state is consistent by then)."""
-    if entry.on_finished is not None:
-        entry.on_finished()
+    if entry[4] is not None:
+        entry[4]()
