@@ -291,9 +291,42 @@ class PushPull:
     def body(self) -> bytes:
         header = {"Join": bool(self.join), "Nodes": len(self.nodes), "UserStateLen": len(self.user_state)}
         parts = [packb(header)]
-        parts.extend(n.body() for n in self.nodes)
+        parts.extend(_node_body(n) for n in self.nodes)
         parts.append(bytes(self.user_state))
         return b"".join(parts)
+
+
+# Push/pull carries every member's state, and in one process (the simulator) N members push and pull the same
+# states over and over: each distinct one is encoded and decoded once (immutable values; bounded).
+_NODE_CACHE_MAX = 1 << 16
+_NODE_BODIES: dict[PushNodeState, bytes] = {}
+_NODE_DECODED: dict[tuple[Any, ...], PushNodeState] = {}
+
+
+def _node_body(n: PushNodeState) -> bytes:
+    body = _NODE_BODIES.get(n)
+    if body is None:
+        body = n.body()
+        if len(_NODE_BODIES) >= _NODE_CACHE_MAX:
+            _NODE_BODIES.clear()
+        _NODE_BODIES[n] = body
+    return body
+
+
+def _node_from_obj(obj: Any) -> PushNodeState:
+    """PushNodeState.from_obj, memoized by the decoded map's items (anything unhashable is decoded as is)."""
+    try:
+        key = tuple(obj.items()) if isinstance(obj, dict) else None
+        node = _NODE_DECODED.get(key) if key is not None else None
+    except TypeError:
+        key = node = None
+    if node is None:
+        node = PushNodeState.from_obj(obj)
+        if key is not None:
+            if len(_NODE_DECODED) >= _NODE_CACHE_MAX:
+                _NODE_DECODED.clear()
+            _NODE_DECODED[key] = node
+    return node
 
 
 @attrs.frozen
@@ -445,7 +478,7 @@ class StreamDecoder:
                 self._raw_len = user_len
             while len(self._nodes) < self._header["nodes"]:
                 i = len(self._nodes)
-                self._nodes.append(PushNodeState.from_obj(self._value(f"push/pull node state {i}")))
+                self._nodes.append(_node_from_obj(self._value(f"push/pull node state {i}")))
             self._read_raw()
             return PushPull(self._header["join"], tuple(self._nodes), bytes(self._raw))
         if mtype == MessageType.USER:

@@ -90,6 +90,16 @@ def shared(value: Any) -> Any:
     return found if found is not None else _bounded_put(_SHARED_VALUES, value, value)
 
 
+_ENCODED: dict[Any, bytes] = {}
+
+
+def encoded_once(msg: Any) -> bytes:
+    """encode(msg) once per distinct (frozen, hashable) message in the process: every member re-broadcasts every
+    alive it applies, so N members applying one alive encode it once."""
+    raw = _ENCODED.get(msg)
+    return raw if raw is not None else _bounded_put(_ENCODED, msg, shared(encode(msg)))
+
+
 class Core:
     """memberlist's Memberlist struct: identity, member table, outputs, timers, and sending."""
 

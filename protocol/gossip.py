@@ -193,6 +193,18 @@ class Gossip:
         membership = self.membership
         if r.state not in (0, 1, 2, 3):
             return
+        current = core.nodes.get(r.name)
+        if (
+            r.state == NodeStateType.ALIVE
+            and current is not None
+            and r.incarnation <= current.incarnation
+            and r.name != core.name
+            and not core.custom["notify_alive"]
+            and current.addr[1] == (r.port or core.addr[1])
+            and core.packed(current.addr[0]) == r.addr
+        ):
+            core.stats["msg_alive"] += 1  # alive_node's stale case, without building the Alive (push/pull: N each)
+            return
         if membership.implausible(r.name, r.incarnation, "push/pull state", None):
             return
         how = MERGE_AS[NodeStateType(r.state)]

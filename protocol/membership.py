@@ -16,7 +16,7 @@ from collections.abc import Callable
 import attrs
 
 from protocol.codec import Alive, Dead, Suspect, encode
-from protocol.core import Core, Timer, shared
+from protocol.core import Core, Timer, encoded_once, shared
 from protocol.outputs import LeaveDone
 from protocol.state import (
     INCARNATION_JUMP_LIMIT,
@@ -176,7 +176,8 @@ class Membership:
             )
             return
         # APPLY
-        core.broadcast(a.node, shared(encode(a)))  # every member queues the same alive: one copy
+        # keyed by the record's interned name, not the decoded one (a fresh string per pair); the bytes are shared
+        core.broadcast(current.name, encoded_once(a))
         new = attrs.evolve(
             current,
             incarnation=a.incarnation,

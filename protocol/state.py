@@ -266,13 +266,18 @@ def verify_protocol(remote: list[tuple[str, NodeStateType, bytes]], local: list[
             return f"short version vector {list(vsn)}"
         maxpmin, minpmax = max(maxpmin, vsn[0]), min(minpmax, vsn[1])
         maxdmin, mindmax = max(maxdmin, vsn[3]), min(mindmax, vsn[4])
-    for n in local:
-        if n.state != NodeStateType.ALIVE:
-            continue
-        maxpmin, minpmax = max(maxpmin, n.pmin), min(minpmax, n.pmax)
-        maxdmin, mindmax = max(maxdmin, n.dmin), min(mindmax, n.dmax)
+    # The local loops read vsn directly rather than through the pmin.. properties: this runs over every member on
+    # every push/pull, and equal version vectors are judged once (a missing byte reads as 0, as NodeState._v).
+    local_vsns = {n.vsn for n in local if n.state == NodeStateType.ALIVE}
+    for vsn in local_vsns:
+        v = bytes(vsn).ljust(6, b"\0")
+        maxpmin, minpmax = max(maxpmin, v[0]), min(minpmax, v[1])
+        maxdmin, mindmax = max(maxdmin, v[3]), min(mindmax, v[4])
     checks = [(name, vsn[2] if len(vsn) > 2 else 0, vsn[5] if len(vsn) > 5 else 0) for name, _s, vsn in remote]
-    checks += [(n.name, n.pcur, n.dcur) for n in local]
+    first_with: dict[bytes, str] = {}
+    for n in local:
+        first_with.setdefault(n.vsn, n.name)
+    checks += [(name, vsn[2] if len(vsn) > 2 else 0, vsn[5] if len(vsn) > 5 else 0) for vsn, name in first_with.items()]
     for name, pcur, dcur in checks:
         if pcur < maxpmin or pcur > minpmax:
             return f"Node '{name}' protocol version ({pcur}) is incompatible: [{maxpmin}, {minpmax}]"
