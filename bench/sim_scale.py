@@ -11,6 +11,12 @@ Each figure is in *simulated* seconds and stands beside what memberlist's formul
 printed under the table), so a protocol bug shows up as a gap, while the real seconds and the peak memory of each
 run show what the simulator itself costs. Each size runs in its own process so that its peak RSS is its own.
 
+Join pattern: every member joins one seed (the first member), the starts spread uniformly over the join window.
+This is what the converge formula assumes (a join's push/pull costs one RTT, the rest is gossip). Its cost: each
+member learns most of the cluster from its join push/pull and re-broadcasts every alive it applies, so about N^2
+alives are queued at once (N per member, each sent L times, drained at about gossip_nodes packets per gossip
+round), which sets both the peak memory (bytes per member pair, printed) and the CPU (N^2 * L messages handled).
+
 The bench watches MemberEvents as they are emitted instead of scanning member lists: a scan is O(N^2) per check,
 more than the simulation itself at N = 5000. The final state is still verified against every member's list.
 """
@@ -417,6 +423,9 @@ def print_table(results: list[dict[str, Any]], args: argparse.Namespace) -> None
                 f"{st.get('udp_delivered', 0)} datagrams, {st.get('tcp_opened', 0)} streams in {r['sim_end']:.0f} sim s"
             )
         notes.append(f"total real {sum(r['real'].values()):.1f} s, cpu {sum(r.get('cpu', {}).values()):.1f} s")
+        if r["rss"]:
+            per_pair = (max(r["rss"].values()) - _BASE_MIB) * 2**20 / n**2
+            notes.append(f"{per_pair:.0f} B per member pair above a {_BASE_MIB:g} MiB base")
         print(f"{'':>6}   " + "; ".join(notes))
         if r.get("error"):
             print(f"{'':>6}   STOPPED: {r['error']}")
