@@ -51,6 +51,7 @@ from agent.http.options import HttpOptions
 from agent.http.request import BadTarget, Query, Request, parse_target
 from agent.http.response import Response, reason_phrase, response_head, wire_headers
 from agent.http.routes import Ctx, Router, SocketRoute
+from agent.http.ws_handoff import Replayed, check_handshake, head_bytes, wants_websocket
 from agent.peer import peer_text
 
 if TYPE_CHECKING:
@@ -221,7 +222,7 @@ class _Connection:
                 log.warning("http: %s %s from %s refused: %s", request.method, request.path, self.remote, refusal)
                 response = Response.text(403, refusal)
             else:
-                socket_route = self.server.router.socket(request.path) if _wants_websocket(request) else None
+                socket_route = self.server.router.socket(request.path) if wants_websocket(request) else None
                 if socket_route is not None:
                     await self._upgrade(socket_route, request)
                     return
@@ -438,7 +439,7 @@ class _Connection:
         self.scope.deadline = math.inf
         self.phase = "websocket"
         try:
-            _check_handshake(request)
+            check_handshake(request)
             session = await s.router.open_socket(route, Ctx(s.api, request, self.options, s.rng))
         except HTTPError as exc:
             response = Response.text(exc.status, exc.reason)
@@ -447,7 +448,7 @@ class _Connection:
             response.close = True
             await self._write_h11(response, head=False)
             return
-        stream = _Replayed(self.stream, _head_bytes(request) + self.conn.trailing_data[0])
+        stream = Replayed(self.stream, head_bytes(request) + self.conn.trailing_data[0])
         async with trio.open_nursery() as nursery:
             ws: trio_websocket.WebSocketConnection | None = None
             with trio.move_on_after(self.options.header_timeout):
@@ -564,56 +565,6 @@ def _hung_up(sock: trio.socket.SocketType) -> bool:
 
 
 _HANGUP = getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLLERR
-
-
-def _wants_websocket(request: Request) -> bool:
-    """RFC 6455 4.2.1: a GET whose ``Connection`` lists ``upgrade`` and whose ``Upgrade`` lists ``websocket``."""
-    if request.method != "GET" or not request.header("upgrade"):
-        return False
-    tokens = {t.strip().lower() for t in request.header("connection").split(",")}
-    upgrades = {t.strip().lower() for t in request.header("upgrade").split(",")}
-    return "upgrade" in tokens and "websocket" in upgrades
-
-
-def _check_handshake(request: Request) -> None:
-    """What wsproto would refuse without a word, refused here with a reason."""
-    if request.header("sec-websocket-version").strip() != "13":
-        raise HTTPError(426, "websocket version 13 required (Sec-WebSocket-Version: 13)")
-    if not request.header("sec-websocket-key").strip():
-        raise HTTPError(400, "websocket handshake without a Sec-WebSocket-Key")
-
-
-def _head_bytes(request: Request) -> bytes:
-    """The request head again, as trio-websocket (wsproto) reads it off the wire to do the handshake."""
-    lines = [f"{request.method} {request.target} HTTP/1.1", *(f"{k}: {v}" for k, v in request.headers)]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-
-
-class _Replayed(trio.abc.Stream):
-    """A stream that first yields bytes already read (the upgrade request h11 consumed), then the socket's."""
-
-    def __init__(self, stream: trio.abc.Stream, prefix: bytes) -> None:
-        self._stream = stream
-        self._prefix = prefix
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        if self._prefix:
-            await trio.lowlevel.checkpoint()
-            n = max_bytes or len(self._prefix)
-            data, self._prefix = self._prefix[:n], self._prefix[n:]
-            return data
-        return await self._stream.receive_some(max_bytes)
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self._stream.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self._stream.wait_send_all_might_not_block()
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()
-
-
 
 
 #: File descriptors kept for everything but HTTP connections (gossip, Raft, DNS, the data dir, logs).
