@@ -21,13 +21,15 @@ READY_TIMEOUT = 60.0  # seconds: start, elect itself, apply a first write (gener
 
 
 @contextlib.contextmanager
-def start_dev_agent(workdir: Path, ip: str, *extra: str) -> Iterator[str]:
-    """Run a -dev agent on ``ip`` until the block ends; yields its HTTP address `ip:port`.
+def start_dev_agent(workdir: Path, ip: str, *extra: str, http_port: int | None = None) -> Iterator[str]:
+    """Run a -dev agent on ``ip`` until the block ends (HTTP on ``http_port``, else a free port); yields its HTTP
+    address `ip:port`.
 
     (No import of tests/conftest.py here: the py-consul harness loads this module next to py-consul's own
     conftest modules, where that name means something else.)
     """
-    http_port, serf_port, server_port = free_port(ip), free_port(ip), free_port(ip)
+    http_port = free_port(ip) if http_port is None else http_port
+    serf_port, server_port = free_port(ip), free_port(ip)
     argv = [
         sys.executable, "-m", "agent", "-dev", "-node", f"dev-{ip}", "-bind", ip, "-client", ip,
         "-http-port", str(http_port), "-dns-port", "-1", "-serf-lan-port", str(serf_port),

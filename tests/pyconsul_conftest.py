@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import socket
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -46,10 +47,24 @@ def _unset_consul_token() -> None:
     os.environ.pop("CONSUL_HTTP_TOKEN", None)
 
 
+#: Consul's own HTTP port. Inside py-consul's container the agent listens there, and its HTTP-check tests point a
+#: check at ``http://127.0.0.1:8500`` expecting the agent itself; the fixture takes it when it is free.
+CONSUL_HTTP_PORT = 8500
+
+
+def _consul_port_if_free() -> int | None:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", CONSUL_HTTP_PORT))
+        except OSError:
+            return None
+    return CONSUL_HTTP_PORT
+
+
 @pytest.fixture
 def consul_instance() -> Iterator[ConsulInstance]:
     with tempfile.TemporaryDirectory(prefix="pyconsul-agent-") as workdir, start_dev_agent(
-        Path(workdir), "127.0.0.1", *_config_file(workdir, BASE_CONFIG)
+        Path(workdir), "127.0.0.1", *_config_file(workdir, BASE_CONFIG), http_port=_consul_port_if_free()
     ) as addr:
         port = int(addr.rsplit(":", 1)[1])
         version = requests.get(f"http://{addr}/v1/agent/self", timeout=10).json()["Config"]["Version"].strip()

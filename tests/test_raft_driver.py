@@ -243,6 +243,7 @@ def test_concurrent_proposals_share_one_append_and_one_fsync(tmp_path: Path) -> 
             assert driver is not None
             await driver.propose(b"warm", timeout=DEADLINE)
             before = attrs.evolve(driver.stats)
+            started = trio.current_time()
             results: dict[int, tuple[int, int]] = {}
 
             async def write(n: int) -> None:
@@ -260,7 +261,10 @@ def test_concurrent_proposals_share_one_append_and_one_fsync(tmp_path: Path) -> 
             # loaded one can wake the driver between them once.  One fsync per write would be 16.
             assert entries == 16 and fsyncs <= 2, (entries, fsyncs)
             sent_early = driver.stats.early_messages - before.early_messages  # APPENDs and heartbeats
-            assert sent_early < 16, sent_early  # one APPEND per command would be 32
+            # One APPEND per follower per append round, plus the heartbeats of the ticks that passed (a loaded
+            # machine stretches the window); one APPEND per command would be 32 on their own.
+            ticks = int((trio.current_time() - started) / driver.tick_interval) + 1
+            assert sent_early <= 2 * (fsyncs + ticks) < 32 or sent_early < 16, (sent_early, fsyncs, ticks)
             nursery.cancel_scope.cancel()
 
     trio.run(main)

@@ -56,6 +56,47 @@ def test_http_2xx_passing_429_warning_else_critical_output_kept() -> None:
     trio.run(main)
 
 
+async def _redirecting_server(nursery: trio.Nursery, seen: list[bytes]) -> int:
+    """``/loop`` redirects to itself forever; ``/post`` answers 303 to ``/ok``; ``/ok`` answers 200."""
+
+    async def handler(stream: trio.SocketStream) -> None:
+        head = await stream.receive_some(65536)
+        seen.append(head.split(b"\r\n", 1)[0])
+        path = head.split(b" ")[1]
+        if path == b"/ok":
+            reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        else:
+            where = b"/loop" if path == b"/loop" else b"/ok"
+            reply = b"HTTP/1.1 %s\r\nLocation: %s\r\nContent-Length: 0\r\n\r\n" % (
+                b"301 Moved Permanently" if path == b"/loop" else b"303 See Other", where)
+        await stream.send_all(reply)
+        await stream.aclose()
+
+    listeners = await nursery.start(functools.partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
+    return listeners[0].socket.getsockname()[1]
+
+
+def test_http_redirects_are_followed_as_gos_client_follows_them() -> None:
+    """Consul's CheckHTTP uses Go's http.Client: a redirect is followed (a check of an agent's own ``/``, which
+    answers 301 to /ui/, passes), a 303 goes on as GET without the body, and the 11th redirect is an error."""
+
+    async def main() -> None:
+        seen: list[bytes] = []
+        async with trio.open_nursery() as nursery:
+            port = await _redirecting_server(nursery, seen)
+            with trio.fail_after(10):
+                passed = await http_once(check(http=f"http://127.0.0.1:{port}/post", method="POST", body="x",
+                                               interval="1s"))  # fmt: skip
+                looped = await http_once(check(http=f"http://127.0.0.1:{port}/loop", interval="1s"))
+            nursery.cancel_scope.cancel()
+        assert passed == ("passing", f"HTTP POST http://127.0.0.1:{port}/post: 200 OK Output: ok")
+        assert seen[:2] == [b"POST /post HTTP/1.1", b"GET /ok HTTP/1.1"]
+        assert looped == ("critical", f'Get "http://127.0.0.1:{port}/loop": stopped after 10 redirects')
+        assert len(seen) == 2 + 11
+
+    trio.run(main)
+
+
 def test_http_hang_is_cut_at_the_timeout_and_refused_is_critical() -> None:
     async def main() -> None:
         async with trio.open_nursery() as nursery:

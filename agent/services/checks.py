@@ -18,7 +18,7 @@ import signal
 import ssl
 import subprocess
 from collections.abc import Callable
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import h11
 import trio
@@ -93,15 +93,42 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+#: Go's http.Client follows at most this many redirects (its defaultCheckRedirect), as Consul's CheckHTTP does.
+MAX_REDIRECTS = 10
+
+
 async def http_once(check: CheckDef) -> tuple[str, str]:
-    """One HTTP request as Consul's CheckHTTP makes it (bounded by the check's timeout)."""
+    """One HTTP check as Consul's CheckHTTP makes it (bounded by the check's timeout): redirects are followed as
+    Go's client follows them (301/302/303 go on as GET without a body, 307/308 keep both; at most 10)."""
     url = redact_url(check.http)  # what the Output shows; the request itself uses check.http
-    method = check.method or "GET"
-    parts = urlsplit(check.http)
+    method, body, target_url = check.method or "GET", check.body.encode(), check.http
     try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError as exc:
+        with trio.fail_after(check.effective_timeout):
+            for _hop in range(MAX_REDIRECTS + 1):
+                status, reason, text, location = await _request(check, target_url, method, body)
+                if status not in (301, 302, 303, 307, 308) or not location:
+                    break
+                if status in (301, 302, 303) and method != "HEAD":
+                    method, body = "GET", b""
+                target_url = urljoin(target_url, location)
+            else:
+                return "critical", f'Get "{url}": stopped after {MAX_REDIRECTS} redirects'
+    except trio.TooSlowError:
+        return "critical", f'Get "{url}": context deadline exceeded (Client.Timeout exceeded while awaiting headers)'
+    except (OSError, h11.ProtocolError, trio.BrokenResourceError, ssl.SSLError, ValueError) as exc:
         return "critical", f'Get "{url}": {exc}'
+    output = f"HTTP {check.method or 'GET'} {url}: {status} {reason} Output: {text}"
+    if 200 <= status < 300:
+        return "passing", output
+    if status == 429:
+        return "warning", output
+    return "critical", output
+
+
+async def _request(check: CheckDef, url: str, method: str, body: bytes) -> tuple[int, str, str, str]:
+    """One request of a check to ``url``: (status, reason, the body's first output_max_size bytes, Location)."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)  # ValueError for a bad port: the caller's
     host = parts.hostname or ""
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     headers = [("Host", parts.netloc.rpartition("@")[2]), ("User-Agent", USER_AGENT),
@@ -112,44 +139,31 @@ async def http_once(check: CheckDef) -> tuple[str, str]:
         # Go's client turns URL userinfo into Basic auth (and never sends the userinfo itself)
         credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
         headers.append(("Authorization", "Basic " + base64.b64encode(credentials).decode()))
-    body = check.body.encode()
     if body or method not in ("GET", "HEAD"):
         headers.append(("Content-Length", str(len(body))))
+    stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
     try:
-        with trio.fail_after(check.effective_timeout):
-            stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
-            try:
-                if parts.scheme == "https":
-                    context = ssl.create_default_context()
-                    if check.tls_skip_verify:
-                        context.check_hostname = False
-                        context.verify_mode = ssl.CERT_NONE
-                    stream = trio.SSLStream(stream, context, server_hostname=check.tls_server_name or host)
-                status, reason, text = await _exchange(stream, method, target, headers, body, check.output_max_size)
-            finally:
-                await trio.aclose_forcefully(stream)
-    except trio.TooSlowError:
-        return "critical", f'Get "{url}": context deadline exceeded (Client.Timeout exceeded while awaiting headers)'
-    except (OSError, h11.ProtocolError, trio.BrokenResourceError, ssl.SSLError, ValueError) as exc:
-        return "critical", f'Get "{url}": {exc}'
-    output = f"HTTP {method} {url}: {status} {reason} Output: {text}"
-    if 200 <= status < 300:
-        return "passing", output
-    if status == 429:
-        return "warning", output
-    return "critical", output
+        if parts.scheme == "https":
+            context = ssl.create_default_context()
+            if check.tls_skip_verify:
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            stream = trio.SSLStream(stream, context, server_hostname=check.tls_server_name or host)
+        return await _exchange(stream, method, target, headers, body, check.output_max_size)
+    finally:
+        await trio.aclose_forcefully(stream)
 
 
 async def _exchange(
     stream: trio.abc.Stream, method: str, target: str, headers: list[tuple[str, str]], body: bytes, limit: int
-) -> tuple[int, str, str]:
+) -> tuple[int, str, str, str]:
     conn = h11.Connection(h11.CLIENT)
     data = conn.send(h11.Request(method=method, target=target, headers=headers))
     if body:
         data += conn.send(h11.Data(data=body))
     data += conn.send(h11.EndOfMessage())
     await stream.send_all(data)
-    status, reason, chunks, size = 0, "", [], 0
+    status, reason, location, chunks, size = 0, "", "", [], 0
     while True:
         event = conn.next_event()
         if event is h11.NEED_DATA:
@@ -157,6 +171,7 @@ async def _exchange(
             continue
         if isinstance(event, h11.Response):
             status, reason = event.status_code, event.reason.decode("latin-1")
+            location = next((v.decode("latin-1") for k, v in event.headers if k == b"location"), "")
         elif isinstance(event, h11.Data):
             if size < limit:
                 chunks.append(bytes(event.data))
@@ -166,7 +181,7 @@ async def _exchange(
         elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
             break
     text = b"".join(chunks)[:limit].decode("utf-8", errors="replace")
-    return status, reason, text
+    return status, reason, text, location
 
 
 async def tcp_once(check: CheckDef) -> tuple[str, str]:
