@@ -54,7 +54,8 @@ CONSUL_HTTP_PORT = 8500
 
 def _consul_port_if_free() -> int | None:
     with socket.socket() as probe:
-        try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the agent binds: the previous test's
+        try:  # agent leaves connections in TIME_WAIT on 8500, which must not send this one elsewhere
             probe.bind(("127.0.0.1", CONSUL_HTTP_PORT))
         except OSError:
             return None

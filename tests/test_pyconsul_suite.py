@@ -53,8 +53,6 @@ SURFACE_DESELECTED: dict[str, str] = {
     "tests/api/test_agent.py::TestAgent::test_agent_register_check_no_service_id": "expects an exception, but "
     "Consul's own AgentRegisterCheck answers 404 for an unknown service_id, as triumvir does, and py-consul's "
     "CB.boolean does not raise on 404",
-    "tests/api/test_agent.py::TestAgent::test_service_multi_check": "open: three HTTP checks (1 s, 2 s, 3 s) "
-    "are not all passing in /v1/health/checks 3.7 s after registration (issue 12's note)",
 }
 ACL_FILES = ("tests/api/test_acl.py",)
 #: The ACL tests of objects triumvir's store does not hold (issue 13 leaves them out).
