@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from agent.server import records
@@ -43,6 +43,8 @@ def test_a_cut_anywhere_in_the_last_record_is_a_torn_tail(payloads: list[bytes],
     buf, offsets = encode_all(payloads)
     cut = data.draw(st.integers(offsets[-1] + 1, len(buf) - 1))
     filler = data.draw(st.sampled_from([b"", b"\0" * 64]))  # a file extended by the crash reads as zeros
+    # zeros that put back exactly the zero bytes the cut took leave the record whole: no cut at all
+    assume(not (buf[:cut] + filler).startswith(buf))
     scanned = records.scan(buf[:cut] + filler, tail=True)
     assert [r.payload for r in scanned.records] == payloads[:-1]
     assert scanned.valid_end == offsets[-1]
