@@ -152,7 +152,7 @@ def test_bad_settings_are_refused_at_start(tmp_path: Path, source: dict[str, Any
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"data_dir": str(tmp_path / "d"), "bind_addr": "127.0.0.1", **source}))
     with pytest.raises(ConfigError) as caught:
-        load_config(["-config-file", str(path)])
+        load_config(["-config-file", str(path), "-bind", "127.0.0.1"])
     assert message in str(caught.value)
 
 
@@ -164,7 +164,7 @@ def test_settings_are_read(tmp_path: Path) -> None:
         "data_dir": str(tmp_path / "d"), "bind_addr": "127.0.0.1",
         "http_config": {"allowed_hosts": ["consul.example", "10.1.2.3"]}, "limits": {"http_max_conns_per_client": 0},
     }))
-    config = load_config(["-config-file", str(path)])
+    config = load_config(["-config-file", str(path), "-bind", "127.0.0.1"])
     assert config.http_allowed_hosts == ("consul.example", "10.1.2.3")
     assert config.http_max_conns_per_client == 0
     assert load_config(["-dev"]).http_max_conns_per_client == 200

@@ -62,12 +62,12 @@ def test_config_errors_name_the_file_and_the_key(tmp_path: Path) -> None:
     conf.mkdir()
     (conf / "web.json").write_text(json.dumps({"service": {"name": "web", "check": {"tcp": "h:1", "intervl": "1s"}}}))
     with pytest.raises(ConfigError) as err:
-        load_config(["-config-dir", str(conf), "-data-dir", str(tmp_path / "d")])
+        load_config(["-config-dir", str(conf), "-data-dir", str(tmp_path / "d"), "-bind", "127.0.0.1"])
     assert str(err.value) == (f'failed to parse {conf / "web.json"}: service "web": invalid config key '
                               "services[0].check.intervl")  # fmt: skip
     (conf / "web.json").write_text(json.dumps({"checks": [{"id": "x", "ttl": "soon"}]}))
     with pytest.raises(ConfigError, match=r'web.json: checks\[0\].ttl: time: invalid duration "soon"'):
-        load_config(["-config-dir", str(conf), "-data-dir", str(tmp_path / "d")])
+        load_config(["-config-dir", str(conf), "-data-dir", str(tmp_path / "d"), "-bind", "127.0.0.1"])
 
 
 def test_config_accepts_snake_case_and_hcl(tmp_path: Path) -> None:
@@ -78,7 +78,7 @@ def test_config_accepts_snake_case_and_hcl(tmp_path: Path) -> None:
         '  check {\n    id = "h"\n    http = "http://localhost:8080/"\n    interval = "10s"\n'
         '    header = { X-A = ["1"] }\n  }\n}\nenable_local_script_checks = true\n'
     )
-    config = load_config(["-config-dir", str(conf), "-data-dir", str(tmp_path / "d")])
+    config = load_config(["-config-dir", str(conf), "-data-dir", str(tmp_path / "d"), "-bind", "127.0.0.1"])
     service = parse_service(config.services[0], api=False)
     assert service.enable_tag_override and service.checks[0].header == (("X-A", ("1",)),)
     assert config.enable_local_script_checks and not config.enable_script_checks
