@@ -56,12 +56,13 @@ from agent.pidfile import pid_file
 from agent.server import rpc as server_rpc
 from agent.server.access import StoreAccess
 from agent.server.acl_resolver import TokenResolver
-from agent.server.cluster import CLUSTER_TAG, RaftServer, ServerSettings, bootstrap_warnings
+from agent.server.cluster import RaftServer, ServerSettings
 from agent.server.driver import Timing
 from agent.server.duties import acl_init_for
 from agent.server.follow import LeaderFollower
 from agent.server.forwarding import ForwardAccess
 from agent.server.mirror import RegisteredMirror
+from agent.server.pool import CLUSTER_TAG, bootstrap_warnings
 from agent.server.service import StoreService
 from agent.server.state.store import StateStore
 from agent.services.manager import ServiceManager

@@ -33,15 +33,7 @@ from protocol.raft.types import ConfChange, ConfChangeKind, Message, Role, Serve
 
 from .driver import DEFAULT_SNAPSHOT_EVERY, Driver, StateMachine, Timing
 from .errors import ClusterMismatch
-from .pool import (  # noqa: F401 -- bootstrap_warnings: the supervisor's import
-    CLUSTER_TAG,
-    PoolServer,
-    announced_clusters,
-    bootstrap_warnings,
-    cluster_id_for,
-    next_change,
-    pool_servers,
-)
+from .pool import PoolServer, announced_clusters, cluster_id_for, next_change, pool_servers
 from .raftstore import RaftStore
 from .rpc import RPCError, RPCServer, call
 from .transport import Transport

@@ -14,7 +14,7 @@ import trio
 from agent.members import STATUS_ALIVE, MemberTable
 
 from . import rpc
-from .cluster import pool_servers
+from .pool import pool_servers
 
 log = logging.getLogger("triumvir.raft.follow")
 
