@@ -76,8 +76,10 @@ class AgentAPI(Protocol):
         LookupError("No cluster leader") without a leader; agent.server.rpc.RPCError with the leader's text."""
         ...
 
-    def fire_event(self, event: UserEvent) -> None:
-        """Broadcast a validated user event over LAN Serf as Consul does; ValueError beyond Serf's size limit."""
+    async def fire_event(self, event: UserEvent) -> None:
+        """Broadcast a validated user event over LAN Serf as Consul does; ValueError beyond Serf's size limit.
+        Returns once this agent's own list shows the event (if its filters take this agent), so fire-then-list
+        reads its write."""
         ...
 
     def self_member(self) -> Member: ...

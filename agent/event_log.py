@@ -30,6 +30,18 @@ class EventLog:
         """UserEvents(), optionally only those called ``name``."""
         return [e for e in self._events if not name or e.name == name]
 
+    def has(self, event_id: str) -> bool:
+        """Whether the ring holds the event with this ID (a sender waits for its own, see Agent.fire_event)."""
+        return any(e.id == event_id for e in reversed(self._events))
+
+    async def wait_for(self, event_id: str) -> None:
+        """Until the event with this ID is in the ring; the caller bounds the wait."""
+        while True:
+            changed = self._changed
+            if self.has(event_id):
+                return
+            await changed.wait()
+
     def changed(self) -> trio.Event:
         """An event set at the next ``add``: take it before reading, so nothing slips between read and wait."""
         return self._changed

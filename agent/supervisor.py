@@ -39,7 +39,9 @@ from agent.datadir import DataDir, DataDirError
 from agent.dns import serve_dns
 from agent.event_log import EventLog
 from agent.events import (
+    REMOTE_EXEC_NAME,
     UserEvent,
+    accepts,
     encode,
     ingest_user_event,
     serf_name,
@@ -81,6 +83,7 @@ GRACEFUL_LEAVE_LIMIT = 15.0  # Consul: "Timeout on graceful leave. Exiting"
 #: A key query ends by itself within serf's query timeout (seconds even for large clusters); this is a backstop.
 KEY_QUERY_BOUND = 60.0
 EXIT_AFTER_LEAVE_DELAY = 0.2
+FIRE_SETTLE_SECONDS = 5.0  # how long a fire waits for its own event to reach this agent's list (normally microseconds)
 
 
 class Agent:
@@ -431,21 +434,29 @@ class Agent:
                 results.append(ev)
                 done.set()
 
+    def _local_services(self) -> list[tuple[str, Sequence[str]]]:
+        """This agent's services as (ID, tags), what a user event's service and tag filters are matched against."""
+        local = self.services.local.services if self.services is not None else {}
+        return [(sid, state.definition.tags) for sid, state in local.items()]
+
     def _ingest_user_event(self, ev: SerfUserEvent) -> None:
         """Consul's handleEvents: a ``consul:event:`` Serf event, decoded, filtered for this agent, then kept."""
-        local = self.services.local.services if self.services is not None else {}
-        services = [(sid, state.definition.tags) for sid, state in local.items()]
-        event = ingest_user_event(ev.name, ev.payload, ev.ltime, self.config.node_name, services)
+        event = ingest_user_event(ev.name, ev.payload, ev.ltime, self.config.node_name, self._local_services())
         if event is not None:
             self.events.add(event)
 
-    def fire_event(self, event: UserEvent) -> None:
+    async def fire_event(self, event: UserEvent) -> None:
         """Internal.EventFire: the event as a ``consul:event:<name>`` Serf user event, never coalesced.
 
         Consul routes this through a server; every agent here is on the LAN pool itself, so it fires directly.
+        Serf delivers the event to its sender through the event loop above; when this agent keeps it, the answer
+        waits (bounded) until it is in the list, so a client's fire-then-list sees it even on a busy machine.
         """
         assert self.driver is not None
         self.driver.user_event(serf_name(event.name), encode(event), coalesce=False)
+        if event.name != REMOTE_EXEC_NAME and accepts(event, self.config.node_name, self._local_services()):
+            with trio.move_on_after(FIRE_SETTLE_SECONDS):
+                await self.events.wait_for(event.id)
 
     def _save_keyring(self, keys: Sequence[str]) -> None:
         """Serf's writeKeyringFile after each key query that changed the ring (none under -dev without data_dir)."""

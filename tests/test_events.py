@@ -152,7 +152,7 @@ class EventAgent(FakeAgent):
     fired: list[UserEvent] = attrs.Factory(list)
     fire_error: str | None = None
 
-    def fire_event(self, event: UserEvent) -> None:
+    async def fire_event(self, event: UserEvent) -> None:
         if self.fire_error:
             raise ValueError(self.fire_error)
         self.fired.append(event)

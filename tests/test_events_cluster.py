@@ -60,7 +60,8 @@ def test_event_fired_on_one_agent_is_listed_on_the_other_with_filters(cluster: C
     c1, c2 = two_agents(cluster)
 
     plain = fire(c1, "deploy", b"v42")
-    wait_for(lambda: plain["ID"] in ids(c2) and plain["ID"] in ids(c1), timeout=BOUND,
+    assert plain["ID"] in ids(c1), "fire answered before the sender's own list showed the event"
+    wait_for(lambda: plain["ID"] in ids(c2), timeout=BOUND,
              what="the unfiltered event on both agents", diagnostics=cluster.diagnostics)
     on_c2 = next(e for e in listed(c2) if e["ID"] == plain["ID"])
     assert base64.b64decode(on_c2["Payload"]) == b"v42" and on_c2["LTime"] > 0 and on_c2["Version"] == 1

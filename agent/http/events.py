@@ -35,7 +35,7 @@ async def event_fire(ctx: Ctx) -> dict[str, object]:
     try:
         event = new_event(name, request.body or None, node=q.get("node") or "", service=q.get("service") or "",
                           tag=q.get("tag") or "")
-        ctx.api.fire_event(event)
+        await ctx.api.fire_event(event)
     except ValueError as err:
         raise HTTPError(500, str(err)) from None
     return event.to_json()
