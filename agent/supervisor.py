@@ -32,7 +32,15 @@ from agent.api import JoinError
 from agent.catalog.query import agent_members, agent_node, node_checks
 from agent.catalog.replication import ReplicatorConfig
 from agent.catalog.runner import CatalogRunner
-from agent.config import AgentConfig, ConfigError, HelpRequested, diff_config, load_config, reload_config
+from agent.config import (
+    RESTART_REQUIRED,
+    AgentConfig,
+    ConfigError,
+    HelpRequested,
+    diff_config,
+    load_config,
+    reload_config,
+)
 from agent.config_flags import AGENT_USAGE
 from agent.coordinate_book import CoordinateBook
 from agent.datadir import DataDir, DataDirError
@@ -525,8 +533,18 @@ class Agent:
         self.driver.force_leave(node, prune=prune)
 
     async def reload(self) -> list[str]:
+        """Re-read the config; what a running agent cannot change keeps its old value and is named in the log.
+
+        Returns the changes applied. Keeping the old value matters: /v1/agent/self and every reader of
+        ``self.config`` must describe the agent that is running, not the one the next restart will be.
+        """
         new = reload_config(self.config)
         changes = diff_config(self.config, new)
+        pending = [name for name in changes if name in RESTART_REQUIRED]
+        if pending:
+            log.warning("agent: Reload: these changes take effect only after a restart: %s", ", ".join(pending))
+            new = attrs.evolve(new, **{name: getattr(self.config, name) for name in pending})
+            changes = [name for name in changes if name not in pending]
         if self.services is not None:
             self.services.load_config(new)  # ConfigError: nothing changed, the reload fails
         if self.catalog is not None and new.node_meta != self.config.node_meta:

@@ -163,9 +163,14 @@ def test_sighup_and_reload_reread_the_config_dir(cluster: Cluster) -> None:
     agent.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: "Reloaded configuration: log_level" in agent.proc.log_tail(100), timeout=10,
              what="the reload to be logged with what changed", diagnostics=cluster.diagnostics)
-    (agent.config_dir / "zz-level.json").write_text(json.dumps({"log_level": "info"}))
+    (agent.config_dir / "zz-level.json").write_text(json.dumps({"log_level": "info", "datacenter": "elsewhere"}))
     out = agent.cli("reload")
     assert (out.returncode, out.stdout.strip()) == (0, "Configuration reload triggered")
+    wait_for(lambda: "take effect only after a restart: datacenter" in agent.proc.log_tail(100), timeout=10,
+             what="the datacenter change to be named as needing a restart", diagnostics=cluster.diagnostics)
+    assert "Reloaded configuration: log_level" in agent.proc.log_tail(100).rsplit("after a restart", 1)[1]
+    config = requests.get(f"http://{agent.http_addr}/v1/agent/self").json()["Config"]
+    assert config["Datacenter"] != "elsewhere", "a reload must not describe a datacenter the agent is not in"
     (agent.config_dir / "zz-level.json").write_text("{not json")
     agent.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: "Reload config failed" in agent.proc.log_tail(100), timeout=10,
