@@ -70,3 +70,30 @@ class SerfCore:
         """A Serf message (or push/pull state, or tags) we cannot read: dropped, counted and logged."""
         self.malformed += 1
         self.diag(level, message, "serf-malformed")
+
+
+@attrs.define(eq=False)
+class LTimeWindow:
+    """A Lamport clock and the LTimes its dedupe buffer still covers (serf's eventClock and eventBuffer, or
+    queryClock and queryBuffer): user events and queries admit a message by the same rule, kept here once."""
+
+    core: SerfCore
+    #: how many LTimes the buffer keeps (config.event_buffer or config.query_buffer)
+    size: int
+    #: what the buffer holds, for the warning about a message older than it ("event", "query")
+    what: str
+    clock: LamportClock = attrs.field(factory=lambda: LamportClock(1))  # started at 1 as the member clock
+    #: messages older than this are ignored (a join with ignore_old moves the event window's)
+    min_time: int = 0
+
+    def admit(self, ltime: int, name: str) -> int | None:
+        """Witness ``ltime``; the buffer slot of a message inside the window, None (dropped) for one older than
+        min_time or than the buffer reaches back (that one is reported, as serf does)."""
+        self.clock.witness(ltime)
+        if ltime < self.min_time:
+            return None
+        cur = self.clock.time()
+        if cur > self.size and ltime < cur - self.size:
+            self.core.diag(LEVEL_WARN, f"serf: received old {self.what} {name} from time {ltime} (current {cur})")
+            return None
+        return ltime % self.size

@@ -23,8 +23,7 @@ from protocol.keymanager import (
     key_query_timeout,
     request_key,
 )
-from protocol.lamport import LamportClock
-from protocol.serf_core import LEVEL_DEBUG, LEVEL_ERROR, LEVEL_INFO, LEVEL_WARN, SerfCore
+from protocol.serf_core import LEVEL_DEBUG, LEVEL_ERROR, LEVEL_INFO, LEVEL_WARN, LTimeWindow, SerfCore
 from protocol.serf_events import Member, MemberStatus
 from protocol.serf_members import MemberTable
 from protocol.serf_messages import (
@@ -50,9 +49,9 @@ class Queries:
     def __init__(self, core: SerfCore, table: MemberTable) -> None:
         self._core = core
         self._table = table  # a conflict vote reports a member; relays go through live members
-        self.clock = LamportClock(1)  # serf's queryClock, started at 1 as the member clock
+        self.window = LTimeWindow(core, core.config.query_buffer, "query")
+        self.clock = self.window.clock  # serf's queryClock
         self.buffer: dict[int, tuple[int, list[int]]] = {}  # slot -> (LTime, query ids)
-        self.min_time = 0
         self.broadcasts = BroadcastQueue(core.config.retransmit_mult)
         self._key_queries: dict[tuple[int, int], KeyQuery] = {}  # (LTime, ID) -> the key query we asked
         self._key_handles = 0
@@ -64,15 +63,9 @@ class Queries:
     def handle(self, msg: QueryMessage) -> bool:
         """serf's handleQuery: keep the clock, dedupe (so we relay each query once), ack when asked and answer
         the internal queries a serf agent without handlers answers (ping, conflict); others go unanswered."""
-        self.clock.witness(msg.ltime)
-        if msg.ltime < self.min_time:
+        slot = self.window.admit(msg.ltime, msg.name)
+        if slot is None:
             return False
-        size = self._core.config.query_buffer
-        cur = self.clock.time()
-        if cur > size and msg.ltime < cur - size:
-            self._core.diag(LEVEL_WARN, f"serf: received old query {msg.name} from time {msg.ltime} (current {cur})")
-            return False
-        slot = msg.ltime % size
         seen = self.buffer.get(slot)
         if seen is not None and seen[0] == msg.ltime:
             if msg.id in seen[1]:
