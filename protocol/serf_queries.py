@@ -23,7 +23,7 @@ from protocol.keymanager import (
     key_query_timeout,
     request_key,
 )
-from protocol.serf_core import LEVEL_DEBUG, LEVEL_ERROR, LEVEL_INFO, LEVEL_WARN, LTimeWindow, SerfCore
+from protocol.serf_core import LEVEL_DEBUG, LEVEL_ERROR, LEVEL_INFO, LEVEL_WARN, LTimeWindow, NodeGetter, SerfCore
 from protocol.serf_events import Member, MemberStatus
 from protocol.serf_members import MemberTable
 from protocol.serf_messages import (
@@ -46,9 +46,10 @@ INTERNAL_QUERY_PREFIX = "_serf_"
 class Queries:
     """The queries one Serf has seen (to relay each once and answer it once) and the key queries it asked."""
 
-    def __init__(self, core: SerfCore, table: MemberTable) -> None:
+    def __init__(self, core: SerfCore, table: MemberTable, node: NodeGetter) -> None:
         self._core = core
         self._table = table  # a conflict vote reports a member; relays go through live members
+        self._node = node  # answers, acks and relays go out through it
         self.window = LTimeWindow(core, core.config.query_buffer, "query")
         self.clock = self.window.clock  # serf's queryClock
         self.buffer: dict[int, tuple[int, list[int]]] = {}  # slot -> (LTime, query ids)
@@ -98,8 +99,9 @@ class Queries:
         if not 0 <= relay_factor <= 5:
             raise ValueError("relay factor must be in range: [0, 5]")
         config = self._core.config
-        local = self._core.node.local
-        num_nodes = self._core.node.num_alive()
+        node = self._node()
+        local = node.local
+        num_nodes = node.num_alive()
         timeout = key_query_timeout(config.gossip_interval, config.query_timeout_mult, num_nodes)
         query = QueryMessage(
             ltime=self.clock.time(),
@@ -205,7 +207,7 @@ class Queries:
         except ValueError as exc:
             self._core.diag(LEVEL_WARN, f"serf: query {msg.name!r} has a bad source address: {exc}")
             return
-        self._core.node.send_best_effort(dest, raw, msg.source_node)
+        self._node().send_best_effort(dest, raw, msg.source_node)
         self._relay_response(msg, raw)
 
     def _relay_response(self, msg: QueryMessage, inner: bytes) -> None:
@@ -222,7 +224,7 @@ class Queries:
             if name != self._core.name and ms.status == MemberStatus.ALIVE and ms.member.protocol_max >= 5
         ]
         for m in self._core.rng.sample(relays, min(msg.relay_factor, len(relays))):
-            self._core.node.send_best_effort((m.addr, m.port), raw, m.name)
+            self._node().send_best_effort((m.addr, m.port), raw, m.name)
 
     def handle_relay(self, msg: RelayMessage) -> None:
         """Forward a relayed query response to its destination (serf: SendToAddress)."""
@@ -232,7 +234,7 @@ class Queries:
             self._core.diag(LEVEL_ERROR, f"serf: bad relay destination for {msg.dest_name}: {exc}")
             return
         self._core.diag(LEVEL_DEBUG, f"serf: relaying response to {dest[0]}:{dest[1]}")
-        self._core.node.send_best_effort(dest, msg.inner, msg.dest_name)
+        self._node().send_best_effort(dest, msg.inner, msg.dest_name)
 
 
 def _ip_text(ip: bytes) -> str:
