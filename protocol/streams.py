@@ -17,9 +17,8 @@ from protocol.codec import (
     MessageType,
     StreamDecoder,
     decode_stream_value,
-    go_str,
 )
-from protocol.framing import LZW_ALGO, add_label, check_label, compress_struct
+from protocol.framing import LZW_ALGO, add_label, check_label, compress_struct, read_label_header
 from protocol.framing import compress as _compress_msg
 from protocol.keyring import DecryptError, Keyring, encrypted_length
 from protocol.lzw import LzwReader
@@ -33,19 +32,9 @@ def strip_stream_label(data: bytes, expected_label: str = "") -> tuple[str, int]
     """(label, header length) at the start of a stream; Incomplete until the whole header is there."""
     if not data:
         raise Incomplete("need the first byte of the stream")
-    if data[0] != MessageType.HAS_LABEL:
-        check_label("", expected_label, "stream")
-        return "", 0
-    if len(data) < 2:
-        raise Incomplete("need the label length byte")
-    size = data[1]
-    if size < 1:
-        raise DecodeError("label header cannot be empty when present")
-    if len(data) < 2 + size:
-        raise Incomplete(f"need {2 + size - len(data)} more bytes of label")
-    label = go_str(data[2 : 2 + size])
+    label, size = read_label_header(data, whole=False)
     check_label(label, expected_label, "stream")
-    return label, 2 + size
+    return label, size
 
 
 #: the encryptMsg frame header: type byte 10 + big-endian uint32 length of the blob that follows
