@@ -74,6 +74,14 @@ class Command:
         parts += _flag_section("Command Options", own)
         return "\n".join(parts)
 
+    def usage_error(self, message: str) -> int:
+        """mitchellh/cli's answer to arguments a command cannot take: the message, a blank line and the help on
+        stderr; exit 1."""
+        _err(message)
+        _err("")
+        _err(self.help())
+        return 1
+
 
 def _flag_section(title: str, flags: Sequence[Flag]) -> list[str]:
     if not flags:

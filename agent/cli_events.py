@@ -38,10 +38,7 @@ def run_event(values: dict[str, Any], args: list[str]) -> int:
     """`consul event -name NAME [-node RE] [-service RE] [-tag RE] [payload]`: prints `Event ID: <id>`."""
     name = values.get("name", "")
     if not name:
-        _err("Event name must be specified")
-        _err("")
-        _err(COMMANDS["event"].help())
-        return 1
+        return COMMANDS["event"].usage_error("Event name must be specified")
     for flag in ("node", "service", "tag"):
         if pattern := values.get(flag, ""):
             try:
@@ -53,10 +50,7 @@ def run_event(values: dict[str, Any], args: list[str]) -> int:
         _err("Cannot provide tag filter without service filter.")
         return 1
     if len(args) > 1:
-        _err("Too many command line arguments.")
-        _err("")
-        _err(COMMANDS["event"].help())
-        return 1
+        return COMMANDS["event"].usage_error("Too many command line arguments.")
     payload = to_bytes(args[0]) if args else None
     reached = _reached_agent(values)
     if reached is None:
@@ -146,10 +140,7 @@ def run_watch(values: dict[str, Any], args: list[str]) -> int:
     with one, run it on every change (JSON on stdin) until interrupted; a failing handler stops it with exit 1."""
     watch_type = values.get("type", "")
     if not watch_type:
-        _err("Must specify watch type")
-        _err("")
-        _err(COMMANDS["watch"].help())
-        return 1
+        return COMMANDS["watch"].usage_error("Must specify watch type")
     try:
         plan = watch_plans.parse_plan(watch_type, _watch_params(values))
     except watch_plans.WatchError as err:

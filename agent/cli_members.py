@@ -130,10 +130,7 @@ def run_members(values: dict[str, Any], args: list[str]) -> int:
 def run_join(values: dict[str, Any], args: list[str]) -> int:
     """`consul join`: one PUT per address; N counts the addresses that succeeded; exit 1 only if none did."""
     if not args:
-        _err("At least one address to join must be specified.")
-        _err("")
-        _err(COMMANDS["join"].help())
-        return 1
+        return COMMANDS["join"].usage_error("At least one address to join must be specified.")
     client = _client_or_error(values)
     if client is None:
         return 1
@@ -165,10 +162,7 @@ def run_leave(values: dict[str, Any], args: list[str]) -> int:
 def run_force_leave(values: dict[str, Any], args: list[str]) -> int:
     """`consul force-leave [-prune] [-wan] NODE`: no output on success."""
     if len(args) != 1:
-        _err("A single node name must be specified to force leave.")
-        _err("")
-        _err(COMMANDS["force-leave"].help())
-        return 1
+        return COMMANDS["force-leave"].usage_error("A single node name must be specified to force leave.")
     params = {}
     if values.get("prune"):
         params["prune"] = "1"

@@ -22,10 +22,7 @@ __all__ = ["COMMANDS", "run_rtt"]
 
 
 def _usage_error() -> int:
-    _err("One or two node names must be specified")
-    _err("")
-    _err(COMMANDS["rtt"].help())
-    return 1
+    return COMMANDS["rtt"].usage_error("One or two node names must be specified")
 
 
 def _lan(client: Any, nodes: list[str]) -> tuple[Coordinate | None, Coordinate | None]:

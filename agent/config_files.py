@@ -16,6 +16,7 @@ from typing import Any
 from agent.config_errors import ConfigError
 from agent.config_schema import Blocks, check_source, go_type
 from agent.goerrors import go_os_error
+from agent.hcl_text import HclSyntaxError, load_hcl
 
 __all__ = ["nonempty", "parse_source", "read_path"]
 
@@ -36,36 +37,12 @@ def _read_json(name: str, text: str) -> Any:
 
 
 def _read_hcl(name: str, text: str) -> Any:
-    import hcl2
-    from hcl2.utils import SerializationOptions
-
-    # python-hcl2 8.x keeps the quotes of strings ('"n1"') unless told otherwise; blocks come as lists of dicts.
-    options = SerializationOptions(with_comments=False, strip_string_quotes=True, preserve_heredocs=False)
     try:
-        data = hcl2.loads(text, serialization_options=options)
-    except Exception as exc:  # lark's errors, and python-hcl2's own
-        raise ConfigError(f"failed to parse {name}: {_hcl_message(exc)}") from None
+        data = load_hcl(text)
+    except HclSyntaxError as exc:
+        where = f" at line {exc.line}, column {exc.column}" if exc.line is not None else ""
+        raise ConfigError(f"failed to parse {name}: invalid HCL{where}: {exc.what}") from None
     return _from_hcl(data)
-
-
-def _hcl_message(exc: Exception) -> str:
-    line, column = getattr(exc, "line", None), getattr(exc, "column", None)
-    token = getattr(exc, "token", None)
-    if token is not None:
-        text = str(token)
-        if token.type == "$END":
-            what = "unexpected end of input"
-        elif not text.strip():
-            what = "unexpected newline" if "\n" in text else "unexpected whitespace"
-        else:
-            what = f"unexpected {text.strip()!r}"
-    elif getattr(exc, "char", None) is not None:
-        what = f"unexpected character {exc.char!r}"  # type: ignore[attr-defined]
-    else:
-        what = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    if isinstance(line, int) and line > 0:
-        return f"invalid HCL at line {line}, column {column}: {what}"
-    return f"invalid HCL: {what}"
 
 
 def _from_hcl(value: Any) -> Any:

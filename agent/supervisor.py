@@ -27,6 +27,8 @@ import trio
 
 from agent import consul, telemetry
 from agent.acl.agent_tokens import AgentTokens, TokenFileError, TokenStore, load_token_store
+from agent.agent_joins import initial_joins
+from agent.agent_signals import handle_signals
 from agent.agent_watches import parse_watches
 from agent.api import JoinError
 from agent.catalog.query import agent_members, agent_node, node_checks
@@ -87,7 +89,6 @@ from protocol.serf import UserEvent as SerfUserEvent
 log = logging.getLogger("agent")
 
 VERSION = __version__
-GRACEFUL_LEAVE_LIMIT = 15.0  # Consul: "Timeout on graceful leave. Exiting"
 #: A key query ends by itself within serf's query timeout (seconds even for large clusters); this is a backstop.
 KEY_QUERY_BOUND = 60.0
 EXIT_AFTER_LEAVE_DELAY = 0.2
@@ -176,7 +177,8 @@ class Agent:
                 self._http_addr = http_addr
                 await root.start(self._run_watches, config)
                 self._banner(http_addr, dns_addr)
-                await self._initial_joins(root)
+                await initial_joins(config, self.join, self.datadir, f"{config.advertise_addr}:{self.serf_addr[1]}",
+                                    root, self._fail_start)
                 assert self.member_feed is not None
                 root.start_soon(self.member_feed.save_peers_loop)
                 assert self.driver is not None
@@ -184,7 +186,8 @@ class Agent:
                 root.start_soon(telemetry.sample_every_second, self.metrics, driver.machine.stats,
                                 self.raft.last_contact if self.raft is not None else None,
                                 lambda: driver.machine.node.probe_durations)
-                await self._handle_signals(signals)
+                code = await handle_signals(signals, config, self._reload_logged, self._do_leave)
+                self._exit_code = self._exit_code if code is None else code
                 root.cancel_scope.cancel()
         if self._dev_tmp is not None:
             self._dev_tmp.cleanup()
@@ -333,95 +336,11 @@ class Agent:
         ]
         print("==> " + "\n".join(lines), file=sys.stderr, flush=True)
 
-    async def _initial_joins(self, nursery: trio.Nursery) -> None:
-        config = self.config
-        if config.start_join:
-            try:
-                count = await self.join(list(config.start_join))
-            except JoinError as exc:
-                log.error("agent: Failed to join: %s", exc)
-                self._exit_code = 1
-                nursery.cancel_scope.cancel()
-                return
-            log.info("Join completed. Initial agents synced with: %d", count)
-        if config.retry_join:
-            nursery.start_soon(self._retry_join, list(config.retry_join))
-        if self.datadir is not None and not config.start_join:
-            peers = [p for p in self.datadir.read_peers() if p != f"{config.advertise_addr}:{self.serf_addr[1]}"]
-            if peers and (config.rejoin_after_leave or not self.datadir.left()):
-                nursery.start_soon(self._rejoin, peers)
-            elif peers:
-                log.info("agent: left gracefully last time; not rejoining %d known peers (rejoin_after_leave off)",
-                         len(peers))
-        if self.datadir is not None:
-            self.datadir.mark_left(False)
-
-    async def _rejoin(self, peers: list[str]) -> None:
-        try:
-            count = await self.join(peers)
-            log.info("agent: rejoined %d of %d known peers", count, len(peers))
-        except JoinError as exc:
-            log.warning("agent: could not rejoin known peers: %s", exc)
-
-    async def _retry_join(self, addrs: list[str]) -> None:
-        config = self.config
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                count = await self.join(addrs)
-            except JoinError as exc:
-                log.warning("agent: Join cluster failed, will retry: attempt=%d error=%s", attempt, exc)
-            else:
-                log.info("agent: Join cluster completed. Synced with %d initial agents", count)
-                return
-            if config.retry_max and attempt >= config.retry_max:
-                log.error("agent: max join retry exhausted, exiting")
-                self._exit_code = 1
-                assert self._root is not None
-                self._root.cancel_scope.cancel()
-                return
-            await trio.sleep(config.retry_interval)
-
-    async def _handle_signals(self, signals: Any) -> None:
-        config = self.config
-        async for signum in signals:
-            if signum == signal.SIGHUP:
-                await self._reload_logged()
-                continue
-            name = "interrupt" if signum == signal.SIGINT else "terminated"
-            log.info("agent: Caught: signal=%s", name)
-            graceful = (
-                not config.skip_leave_on_interrupt if signum == signal.SIGINT else config.leave_on_terminate
-            )
-            if not graceful:
-                log.info("agent: Graceful shutdown disabled. Exiting")
-                self._exit_code = 1
-                return
-            log.info("agent: Gracefully shutting down agent...")
-            self._exit_code = await self._leave_bounded(signals)
-            return
-
-    async def _leave_bounded(self, signals: Any) -> int:
-        """Leave, but a second signal or GRACEFUL_LEAVE_LIMIT seconds end it at once (exit 1)."""
-        async with trio.open_nursery() as nursery:
-            result = 1
-
-            async def second_signal() -> None:
-                async for _ in signals:
-                    log.warning("agent: Caught second signal, Exiting")
-                    nursery.cancel_scope.cancel()
-                    return
-
-            nursery.start_soon(second_signal)
-            with trio.move_on_after(GRACEFUL_LEAVE_LIMIT) as scope:
-                await self._do_leave()
-                result = 0
-                log.info("agent: Graceful exit completed")
-            if scope.cancelled_caught:
-                log.error("agent: Timeout on graceful leave. Exiting")
-            nursery.cancel_scope.cancel()
-        return result
+    def _fail_start(self) -> None:
+        """A join the start depends on failed (-join, or -retry-join out of attempts): stop, exit 1."""
+        self._exit_code = 1
+        assert self._root is not None
+        self._root.cancel_scope.cancel()
 
     # ------------------------------------------------------------------ membership feed
 

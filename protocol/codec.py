@@ -27,7 +27,6 @@ from protocol.go_msgpack import (
     packb,
     struct_map,
     struct_values,
-    to_str,
     unpackb,
 )
 from protocol.go_msgpack import go_field as _f  # short: every line of the field tables below uses it
@@ -56,9 +55,7 @@ __all__ = [
     "decode",
     "decode_stream",
     "decode_stream_value",
-    "decode_tags",
     "encode",
-    "encode_tags",
     "go_bytes",
     "go_str",
     "msgpack_reader",
@@ -70,8 +67,6 @@ Addr = tuple[str, int]
 
 #: memberlist refuses push/pull user state larger than this (maxPushStateBytes).
 MAX_PUSH_STATE_BYTES = 20 * 1024 * 1024
-#: Serf's tag meta starts with this byte, then a msgpack map of str -> str.
-TAG_MAGIC_BYTE = 0xFF
 
 
 class MessageType(enum.IntEnum):
@@ -513,25 +508,3 @@ def decode_stream(data: bytes | bytearray | memoryview) -> tuple[Message, int]:
     if msg is None:
         raise Incomplete(decoder.waiting_for)
     return msg, decoder.consumed
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Serf's node meta
-
-
-def encode_tags(tags: dict[str, str]) -> bytes:
-    """Serf (protocol >= 3) node meta: 0xff then a msgpack map of tags (Go's map order is random)."""
-    return bytes([TAG_MAGIC_BYTE]) + packb({str(k): str(v) for k, v in tags.items()})
-
-
-def decode_tags(meta: bytes) -> dict[str, str]:
-    """Inverse of encode_tags; meta without the magic byte is the old role-only form, as Serf reads it."""
-    if not meta or meta[0] != TAG_MAGIC_BYTE:
-        return {"role": go_str(meta)}
-    obj = unpackb(meta[1:])
-    if not isinstance(obj, dict):
-        raise DecodeError(f"tags: expected a msgpack map, got {type(obj).__name__}")
-    tags: dict[str, str] = {}
-    for k, v in obj.items():
-        tags[to_str("tag key", k)] = to_str("tag value", v)
-    return tags

@@ -123,18 +123,28 @@ def add_label(data: bytes, label: str) -> bytes:
     return bytes([MessageType.HAS_LABEL, len(raw)]) + raw + bytes(data)
 
 
+def read_label_header(data: bytes, *, whole: bool) -> tuple[str, int]:
+    """The label header at the start of ``data`` (type 244, a length byte of 1 to 255, the label): (label, header
+    length), or ("", 0) without one. ``whole``: ``data`` is a datagram, and one that ends inside the header is
+    malformed (DecodeError); else it is a stream still arriving, which only needs more bytes (Incomplete)."""
+    if not data or data[0] != MessageType.HAS_LABEL:
+        return "", 0
+    size = data[1] if len(data) >= 2 else None
+    if size == 0:
+        raise DecodeError("label header cannot be empty when present")
+    if size is None or len(data) < 2 + size:
+        if whole:
+            raise DecodeError("cannot decode label; packet has been truncated")
+        if size is None:
+            raise Incomplete("need the label length byte")
+        raise Incomplete(f"need {2 + size - len(data)} more bytes of label")
+    return go_str(data[2 : 2 + size]), 2 + size
+
+
 def strip_label(data: bytes) -> tuple[str, bytes]:
     """(label, rest); ("", data) if there is no label header."""
-    if not data or data[0] != MessageType.HAS_LABEL:
-        return "", bytes(data)
-    if len(data) < 2:
-        raise DecodeError("cannot decode label; packet has been truncated")
-    size = data[1]
-    if size < 1:
-        raise DecodeError("label header cannot be empty when present")
-    if len(data) < 2 + size:
-        raise DecodeError("cannot decode label; packet has been truncated")
-    return go_str(data[2 : 2 + size]), bytes(data[2 + size :])
+    label, size = read_label_header(data, whole=True)
+    return label, bytes(data[size:])
 
 
 def check_label(got: str, expected: str, what: str) -> None:

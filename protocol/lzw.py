@@ -41,6 +41,20 @@ def lzw_compress(data: bytes, *, clear_first: bool = True) -> bytes:
             bits >>= 8
             nbits -= 8
 
+    def inc_hi() -> bool:
+        """Writer.incHi: the next code; a wider one past the overflow; at the last code a clear (True)."""
+        nonlocal hi, width, overflow
+        hi += 1
+        if hi == overflow:
+            width += 1
+            overflow <<= 1
+        if hi != _MAX_CODE:
+            return False
+        emit(_CLEAR)
+        width, hi, overflow = 9, _EOF, 512
+        table.clear()
+        return True
+
     if not data:
         if clear_first:
             emit(_CLEAR)
@@ -60,25 +74,11 @@ def lzw_compress(data: bytes, *, clear_first: bool = True) -> bytes:
             continue
         emit(code)
         code = literal
-        hi += 1  # Writer.incHi
-        if hi == overflow:
-            width += 1
-            overflow <<= 1
-        if hi == _MAX_CODE:
-            emit(_CLEAR)
-            width, hi, overflow = 9, _EOF, 512
-            table.clear()
-            continue
-        table[key] = hi
+        if not inc_hi():
+            table[key] = hi
     # Close(): the saved code, incHi (which may widen or clear), then eof and the final partial byte.
     emit(code)
-    hi += 1
-    if hi == overflow:
-        width += 1
-        overflow <<= 1
-    if hi == _MAX_CODE:
-        emit(_CLEAR)
-        width, hi, overflow = 9, _EOF, 512
+    inc_hi()
     emit(_EOF)
     if nbits:
         out.append(bits & 0xFF)

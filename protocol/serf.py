@@ -107,8 +107,10 @@ class Serf(Delegate):
         self._coords = Coordinates(core)
         self._table = MemberTable(core, self._coords.forget)
         self._user_events = UserEvents(core)
-        self._queries = Queries(core, self._table)
-        self._leaving = GracefulLeave(core, self._table)
+        # The Node is built last (it calls us, its delegate, while it is built): the parts that send through it
+        # read it when they send.
+        self._queries = Queries(core, self._table, self._get_node)
+        self._leaving = GracefulLeave(core, self._table, self._get_node)
         self._delegate = SerfDelegate(
             core,
             table=self._table,
@@ -124,11 +126,13 @@ class Serf(Delegate):
         self._next_queue_check = now + config.queue_check_interval
 
         extra = {"keyring": keyring} if keyring is not None else {}
-        self.node = node_factory(config, name=name, addr=addr, rng=rng, now=now, delegate=self, **extra)
-        core.node = self.node
+        self.node: Node = node_factory(config, name=name, addr=addr, rng=rng, now=now, delegate=self, **extra)
         if name not in self._table.members:  # the Node may or may not report itself; serf knows itself either way
             self._table.handle_node_join(self.node.local)
         self._pump()
+
+    def _get_node(self) -> Node:
+        return self.node
 
     # ------------------------------------------------------------------ the parts' state, as serf names it
 

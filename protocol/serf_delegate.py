@@ -173,8 +173,9 @@ class SerfDelegate(Delegate):
         for name, ltime in pp.status_ltimes.items():
             if name not in left:
                 self._table.handle_join_intent(JoinIntent(ltime, name))
-        if join and self._ignoring_old_events() and pp.event_ltime > self._user_events.min_time:
-            self._user_events.min_time = pp.event_ltime
+        window = self._user_events.window
+        if join and self._ignoring_old_events() and pp.event_ltime > window.min_time:
+            window.min_time = pp.event_ltime
         for at in pp.events:
             for record in at.events:
                 self._user_events.handle(UserEventMessage(at.ltime, record.name, record.payload))

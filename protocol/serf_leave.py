@@ -11,7 +11,7 @@ import attrs
 
 from protocol.broadcast import BroadcastQueue
 from protocol.node import LeaveDone
-from protocol.serf_core import LEVEL_WARN, SerfCore, SerfState
+from protocol.serf_core import LEVEL_WARN, NodeGetter, SerfCore, SerfState
 from protocol.serf_events import MemberStatus
 from protocol.serf_members import MemberTable
 from protocol.serf_messages import LeaveIntent, encode_message
@@ -32,9 +32,10 @@ class _LeaveOp:
 class GracefulLeave:
     """One Serf's leave, from its intent to LeaveDone."""
 
-    def __init__(self, core: SerfCore, table: MemberTable) -> None:
+    def __init__(self, core: SerfCore, table: MemberTable, node: NodeGetter) -> None:
         self._core = core
         self._table = table
+        self._node = node  # the intent goes out through it, and the memberlist leave is its own
         self.op: _LeaveOp | None = None
         self.own_intent = BroadcastQueue(core.config.retransmit_mult)  # empty again = fully transmitted
 
@@ -57,7 +58,7 @@ class GracefulLeave:
             raw = encode_message(msg)
             self.own_intent.queue(None, raw, self._on_intent_sent)
             self._tell_every_alive_member(raw)
-            self._core.node.gossip_now(now)  # and gossiped now, not at the next gossip tick
+            self._node().gossip_now(now)  # and gossiped now, not at the next gossip tick
         else:
             self._start_memberlist_leave(now)
 
@@ -70,7 +71,7 @@ class GracefulLeave:
         """
         for ms in self._table.members.values():
             if ms.name != self._core.name and ms.status == MemberStatus.ALIVE:
-                self._core.node.send_best_effort((ms.member.addr, ms.member.port), raw, ms.name)
+                self._node().send_best_effort((ms.member.addr, ms.member.port), raw, ms.name)
 
     def _on_intent_sent(self) -> None:
         """The intent is fully gossiped: the memberlist leave may start, though not before the grace is over."""
@@ -83,7 +84,7 @@ class GracefulLeave:
         if self.op is None:
             self.op = _LeaveOp("memberlist", now)
         self.op.phase, self.op.deadline = "memberlist", now + self._core.config.broadcast_timeout
-        self._core.node.leave(now)
+        self._node().leave(now)
 
     def advance(self, now: float) -> None:
         """Step the leave along; every phase is bounded by its deadline, and a missed one is reported."""

@@ -23,8 +23,7 @@ from protocol.keymanager import (
     key_query_timeout,
     request_key,
 )
-from protocol.lamport import LamportClock
-from protocol.serf_core import LEVEL_DEBUG, LEVEL_ERROR, LEVEL_INFO, LEVEL_WARN, SerfCore
+from protocol.serf_core import LEVEL_DEBUG, LEVEL_ERROR, LEVEL_INFO, LEVEL_WARN, LTimeWindow, NodeGetter, SerfCore
 from protocol.serf_events import Member, MemberStatus
 from protocol.serf_members import MemberTable
 from protocol.serf_messages import (
@@ -47,12 +46,13 @@ INTERNAL_QUERY_PREFIX = "_serf_"
 class Queries:
     """The queries one Serf has seen (to relay each once and answer it once) and the key queries it asked."""
 
-    def __init__(self, core: SerfCore, table: MemberTable) -> None:
+    def __init__(self, core: SerfCore, table: MemberTable, node: NodeGetter) -> None:
         self._core = core
         self._table = table  # a conflict vote reports a member; relays go through live members
-        self.clock = LamportClock(1)  # serf's queryClock, started at 1 as the member clock
+        self._node = node  # answers, acks and relays go out through it
+        self.window = LTimeWindow(core, core.config.query_buffer, "query")
+        self.clock = self.window.clock  # serf's queryClock
         self.buffer: dict[int, tuple[int, list[int]]] = {}  # slot -> (LTime, query ids)
-        self.min_time = 0
         self.broadcasts = BroadcastQueue(core.config.retransmit_mult)
         self._key_queries: dict[tuple[int, int], KeyQuery] = {}  # (LTime, ID) -> the key query we asked
         self._key_handles = 0
@@ -64,15 +64,9 @@ class Queries:
     def handle(self, msg: QueryMessage) -> bool:
         """serf's handleQuery: keep the clock, dedupe (so we relay each query once), ack when asked and answer
         the internal queries a serf agent without handlers answers (ping, conflict); others go unanswered."""
-        self.clock.witness(msg.ltime)
-        if msg.ltime < self.min_time:
+        slot = self.window.admit(msg.ltime, msg.name)
+        if slot is None:
             return False
-        size = self._core.config.query_buffer
-        cur = self.clock.time()
-        if cur > size and msg.ltime < cur - size:
-            self._core.diag(LEVEL_WARN, f"serf: received old query {msg.name} from time {msg.ltime} (current {cur})")
-            return False
-        slot = msg.ltime % size
         seen = self.buffer.get(slot)
         if seen is not None and seen[0] == msg.ltime:
             if msg.id in seen[1]:
@@ -105,8 +99,9 @@ class Queries:
         if not 0 <= relay_factor <= 5:
             raise ValueError("relay factor must be in range: [0, 5]")
         config = self._core.config
-        local = self._core.node.local
-        num_nodes = self._core.node.num_alive()
+        node = self._node()
+        local = node.local
+        num_nodes = node.num_alive()
         timeout = key_query_timeout(config.gossip_interval, config.query_timeout_mult, num_nodes)
         query = QueryMessage(
             ltime=self.clock.time(),
@@ -212,7 +207,7 @@ class Queries:
         except ValueError as exc:
             self._core.diag(LEVEL_WARN, f"serf: query {msg.name!r} has a bad source address: {exc}")
             return
-        self._core.node.send_best_effort(dest, raw, msg.source_node)
+        self._node().send_best_effort(dest, raw, msg.source_node)
         self._relay_response(msg, raw)
 
     def _relay_response(self, msg: QueryMessage, inner: bytes) -> None:
@@ -229,7 +224,7 @@ class Queries:
             if name != self._core.name and ms.status == MemberStatus.ALIVE and ms.member.protocol_max >= 5
         ]
         for m in self._core.rng.sample(relays, min(msg.relay_factor, len(relays))):
-            self._core.node.send_best_effort((m.addr, m.port), raw, m.name)
+            self._node().send_best_effort((m.addr, m.port), raw, m.name)
 
     def handle_relay(self, msg: RelayMessage) -> None:
         """Forward a relayed query response to its destination (serf: SendToAddress)."""
@@ -239,7 +234,7 @@ class Queries:
             self._core.diag(LEVEL_ERROR, f"serf: bad relay destination for {msg.dest_name}: {exc}")
             return
         self._core.diag(LEVEL_DEBUG, f"serf: relaying response to {dest[0]}:{dest[1]}")
-        self._core.node.send_best_effort(dest, msg.inner, msg.dest_name)
+        self._node().send_best_effort(dest, msg.inner, msg.dest_name)
 
 
 def _ip_text(ip: bytes) -> str:

@@ -11,8 +11,7 @@ import attrs
 
 from protocol.broadcast import BroadcastQueue
 from protocol.go_msgpack import go_bytes
-from protocol.lamport import LamportClock
-from protocol.serf_core import LEVEL_WARN, SerfCore
+from protocol.serf_core import LTimeWindow, SerfCore
 from protocol.serf_events import UserEvent
 from protocol.serf_messages import UserEventMessage, UserEventRecord, UserEventsAt, encode_message
 
@@ -22,9 +21,9 @@ class UserEvents:
 
     def __init__(self, core: SerfCore) -> None:
         self._core = core
-        self.clock = LamportClock(1)  # serf's eventClock, started at 1 as the member clock
+        self.window = LTimeWindow(core, core.config.event_buffer, "event")
+        self.clock = self.window.clock  # serf's eventClock
         self.buffer: dict[int, UserEventsAt] = {}  # slot -> the events at one LTime
-        self.min_time = 0  # events older than this are ignored (a join with ignore_old moves it)
         self.broadcasts = BroadcastQueue(core.config.retransmit_mult)
 
     def send(self, name: str, payload: bytes, coalesce: bool) -> None:
@@ -42,15 +41,9 @@ class UserEvents:
 
     def handle(self, msg: UserEventMessage) -> bool:
         """serf's handleUserEvent: dedupe in the LTime-indexed buffer; True (rebroadcast) for news."""
-        self.clock.witness(msg.ltime)
-        if msg.ltime < self.min_time:
+        slot = self.window.admit(msg.ltime, msg.name)
+        if slot is None:
             return False
-        size = self._core.config.event_buffer
-        cur = self.clock.time()
-        if cur > size and msg.ltime < cur - size:
-            self._core.diag(LEVEL_WARN, f"serf: received old event {msg.name} from time {msg.ltime} (current {cur})")
-            return False
-        slot = msg.ltime % size
         seen = self.buffer.get(slot)
         record = UserEventRecord(msg.name, msg.payload)
         if seen is not None and seen.ltime == msg.ltime:

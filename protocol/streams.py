@@ -8,6 +8,7 @@ wrap_stream writes one as memberlist's rawSendMsgStream does.
 from __future__ import annotations
 
 import struct
+from typing import Protocol
 
 from protocol.codec import (
     MAX_PUSH_STATE_BYTES,
@@ -17,9 +18,8 @@ from protocol.codec import (
     MessageType,
     StreamDecoder,
     decode_stream_value,
-    go_str,
 )
-from protocol.framing import LZW_ALGO, add_label, check_label, compress_struct
+from protocol.framing import LZW_ALGO, add_label, check_label, compress_struct, read_label_header
 from protocol.framing import compress as _compress_msg
 from protocol.keyring import DecryptError, Keyring, encrypted_length
 from protocol.lzw import LzwReader
@@ -33,19 +33,18 @@ def strip_stream_label(data: bytes, expected_label: str = "") -> tuple[str, int]
     """(label, header length) at the start of a stream; Incomplete until the whole header is there."""
     if not data:
         raise Incomplete("need the first byte of the stream")
-    if data[0] != MessageType.HAS_LABEL:
-        check_label("", expected_label, "stream")
-        return "", 0
-    if len(data) < 2:
-        raise Incomplete("need the label length byte")
-    size = data[1]
-    if size < 1:
-        raise DecodeError("label header cannot be empty when present")
-    if len(data) < 2 + size:
-        raise Incomplete(f"need {2 + size - len(data)} more bytes of label")
-    label = go_str(data[2 : 2 + size])
+    label, size = read_label_header(data, whole=False)
     check_label(label, expected_label, "stream")
-    return label, 2 + size
+    return label, size
+
+
+class _Layer(Protocol):
+    """What StreamReader asks of the layer under the label: a plain message, a compressed or an encrypted one."""
+
+    waiting_for: str
+    consumed: int
+
+    def feed(self, data: bytes | bytearray | memoryview) -> Message | None: ...
 
 
 #: the encryptMsg frame header: type byte 10 + big-endian uint32 length of the blob that follows
@@ -211,11 +210,12 @@ class StreamReader:
             data = self._start(self._head[off], bytes(self._head[off:]))
             self._head.clear()
         if self._encrypted is not None:
-            msg = self._feed_encrypted(data)
+            msg = self._feed_layer(self._encrypted, data)
         elif self._plain is not None:
-            msg = self._feed_plain(data)
+            msg = self._feed_layer(self._plain, data)
         else:
-            msg = self._feed_compressed(data)
+            assert self._compressed is not None
+            msg = self._feed_layer(self._compressed, data, type_byte=1)  # _start kept its type byte out
         self.message = msg
         return msg
 
@@ -231,33 +231,14 @@ class StreamReader:
         self._plain = StreamDecoder()
         return rest
 
-    def _feed_plain(self, data: bytes | bytearray | memoryview) -> Message | None:
-        assert self._plain is not None
-        msg = self._plain.feed(data)
+    def _feed_layer(self, layer: _Layer, data: bytes | bytearray | memoryview, type_byte: int = 0) -> Message | None:
+        """Feed the layer the stream turned out to be; its message once whole, the stream's bytes it took counted
+        from the start (label, then ``type_byte`` the layer was not fed, then the layer's own)."""
+        msg = layer.feed(data)
         if msg is None:
-            self.waiting_for = self._plain.waiting_for
+            self.waiting_for = layer.waiting_for
             return None
-        self.consumed = self._offset + self._plain.consumed
-        return msg
-
-    def _feed_encrypted(self, data: bytes | bytearray | memoryview) -> Message | None:
-        encrypted = self._encrypted
-        assert encrypted is not None
-        msg = encrypted.feed(data)
-        if msg is None:
-            self.waiting_for = encrypted.waiting_for
-            return None
-        self.consumed = self._offset + encrypted.consumed
-        return msg
-
-    def _feed_compressed(self, data: bytes | bytearray | memoryview) -> Message | None:
-        compressed = self._compressed
-        assert compressed is not None
-        msg = compressed.feed(data)
-        if msg is None:
-            self.waiting_for = compressed.waiting_for
-            return None
-        self.consumed = self._offset + 1 + compressed.consumed
+        self.consumed = self._offset + type_byte + layer.consumed
         return msg
 
 

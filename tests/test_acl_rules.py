@@ -148,3 +148,13 @@ def test_list_is_a_level_for_keys_only() -> None:
     assert parse_rules('key_prefix "" { policy = "list" }').rules == (Rule("key", "", True, "list"),)
     with pytest.raises(RulesError):
         parse_rules('node_prefix "" { policy = "list" }')
+
+
+def test_an_hcl_syntax_error_says_where_in_consuls_words() -> None:
+    """The same parse error as a config file's (agent/hcl_text.py), located as Consul's rules parser does."""
+    cases = {'key "a" { policy = = "read" }': "At 1:20: unexpected '='",
+             'key "a" {\n policy = "read"\n': "At 3:1: unexpected end of input"}  # fmt: skip
+    for rules, where in cases.items():
+        with pytest.raises(RulesError) as caught:
+            parse_rules(rules)
+        assert str(caught.value) == f"Failed to parse ACL rules: {where}"

@@ -37,13 +37,12 @@ from protocol.codec import (
     decode,
     decode_stream,
     decode_stream_value,
-    decode_tags,
     encode,
-    encode_tags,
     packb,
     unpackb,
 )
 from protocol.packets import read_stream, unwrap_packet
+from protocol.serf_messages import decode_tags, encode_tags
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 VSN = bytes([1, 5, 2, 2, 5, 5])  # pmin 1, pmax 5, pcur 2, dmin 2, dmax 5, dcur 5 (serf protocol 5)
@@ -323,11 +322,11 @@ def test_stream_ping_ack_err() -> None:
 
 def test_tags_meta() -> None:
     assert encode_tags({"role": "web"}) == b"\xff\x81\xa4role\xa3web"
-    assert decode_tags(b"\xff\x82\xa4role\xa4node\xa2dc\xa4east") == {"role": "node", "dc": "east"}
-    assert decode_tags(b"legacy") == {"role": "legacy"}
-    assert decode_tags(b"") == {"role": ""}
-    with pytest.raises(DecodeError):
-        decode_tags(b"\xff\x01")
+    assert decode_tags(b"\xff\x82\xa4role\xa4node\xa2dc\xa4east") == ({"role": "node", "dc": "east"}, None)
+    assert decode_tags(b"legacy") == ({"role": "legacy"}, None)
+    assert decode_tags(b"") == ({"role": ""}, None)
+    tags, error = decode_tags(b"\xff\x01")  # Serf's decodeTags reports the error rather than raising
+    assert tags == {} and error is not None and error.startswith("failed to decode tags")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -374,7 +373,7 @@ def test_capture_join_push_pull_plain() -> None:
     assert isinstance(msg, PushPull) and msg.join is True
     (s2,) = msg.nodes
     assert s2 == PushNodeState("s2", LO[2], 17947, b"\xff\x81\xa4role\xa3web", 1, 0, VSN)
-    assert decode_tags(s2.meta) == {"role": "web"}
+    assert decode_tags(s2.meta) == ({"role": "web"}, None)
     # the user state is Serf's push/pull: type byte 2 then messagePushPull
     assert len(msg.user_state) == 586 and msg.user_state[:1] == b"\x02"
     serf_pp = unpackb(msg.user_state[1:])
@@ -386,7 +385,7 @@ def test_capture_join_push_pull_plain() -> None:
     reply, _ = decode_stream(bytes.fromhex(recs[1]["hex"]))
     assert isinstance(reply, PushPull) and reply.join is True
     assert [(n.name, n.addr, n.port, decode_tags(n.meta)) for n in reply.nodes] == [
-        ("s1", LO[1], 17946, {"role": "node", "dc": "east"})
+        ("s1", LO[1], 17946, ({"role": "node", "dc": "east"}, None))
     ]
 
 
@@ -402,7 +401,7 @@ def test_capture_alive_and_serf_join_intent() -> None:
     alives = {m.node: m for _, m in udp_messages("serf_basic_plain.json") if isinstance(m, Alive)}
     assert alives["s1"] == Alive(1, "s1", LO[1], 17946, b"\xff\x82\xa4role\xa4node\xa2dc\xa4east", VSN)
     assert alives["s3"].meta == b"\xff\x82\xa4zone\xa2z3\xa4role\xa2db"
-    assert decode_tags(alives["s3"].meta) == {"zone": "z3", "role": "db"}
+    assert decode_tags(alives["s3"].meta) == ({"zone": "z3", "role": "db"}, None)
     # Alive body: keys in sorted order Addr, Incarnation, Meta, Node, Port, Vsn
     assert encode(alives["s2"]).hex() == (
         "0486a441646472a47f000002ab496e6361726e6174696f6e01a44d657461abff81a4726f6c65a3776562"

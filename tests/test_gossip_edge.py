@@ -22,7 +22,6 @@ from protocol.codec import (
     Suspect,
     decode_stream,
     encode,
-    encode_tags,
     go_bytes,
     go_str,
     packb,
@@ -30,7 +29,7 @@ from protocol.codec import (
 from protocol.config import Config
 from protocol.node import Diagnostic, Node
 from protocol.serf import APP_MESSAGE_TYPE, AppMessage, MemberStatus, Serf
-from protocol.serf_messages import JoinIntent, SerfPushPull, decode_message, encode_message
+from protocol.serf_messages import JoinIntent, SerfPushPull, decode_message, encode_message, encode_tags
 from protocol.state import NodeStateType
 
 VSN = bytes([1, 5, 2, 2, 5, 4])

@@ -16,7 +16,8 @@ import requests
 from procs import wait_for
 
 from protocol import packets
-from protocol.codec import Ack, Alive, Dead, Ping, PushPull, Suspect, decode, encode, encode_tags, go_str, packb
+from protocol.codec import Ack, Alive, Dead, Ping, PushPull, Suspect, decode, encode, go_str, packb
+from protocol.serf_messages import encode_tags
 
 VSN = bytes([1, 5, 2, 2, 5, 4])
 U32 = (1 << 32) - 1

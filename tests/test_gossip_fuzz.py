@@ -32,7 +32,8 @@ from hypothesis import strategies as st
 from procs import wait_for
 
 from protocol import packets
-from protocol.codec import Alive, UserStream, encode, encode_tags, packb
+from protocol.codec import Alive, UserStream, encode, packb
+from protocol.serf_messages import encode_tags
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "1500"))
 REAL = ("a1", "a2", "a3")

@@ -23,9 +23,10 @@ from conftest import REPO, next_loopback_ip
 from consul_agents import ENV, Cluster, ConsulAgent
 from procs import wait_for
 
-from protocol.codec import Alive, User, encode, encode_tags, packb
+from protocol.codec import Alive, User, encode, packb
 from protocol.config import Config
 from protocol.serf import APP_MESSAGE_TYPE
+from protocol.serf_messages import encode_tags
 
 EVIL = "evil\udcff"  # the bytes b"evil\xff" as the agent holds them (surrogate escapes)
 GET_ENDPOINTS = (  # every GET route of agent/http, with the ghost's name where a route takes one

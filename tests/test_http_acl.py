@@ -12,6 +12,7 @@ from store_direct import direct_service
 
 from agent.acl.builtin import GLOBAL_MANAGEMENT_ID
 from agent.config import ACLConfig, ACLTokens
+from agent.http.acl_bodies import AccessorMismatch, policy_command, role_command
 from agent.http.acl_endpoints import request_token
 from agent.http.request import Query, Request
 from agent.server.state import acl_leader
@@ -184,6 +185,22 @@ def test_roles_and_bad_bodies() -> None:
             assert (nolink.status, nolink.body) == (500, b'No such ACL policy with name "nope"')
 
     run(main)
+
+
+def test_a_policy_or_role_write_takes_the_urls_id_which_a_body_id_must_match() -> None:
+    for command, kind in ((policy_command, "Policy"), (role_command, "Role")):
+        key = "policy_id" if kind == "Policy" else "role_id"
+        update = command({"ID": "p1", "Name": "n"}, **{key: "p1"}, new_id="fresh")
+        assert (update.id, update.create) == ("p1", False)
+        assert command({"Name": "n"}, **{key: "p1"}, new_id="fresh").id == "p1"  # no body ID: the URL's
+        create = command({"Name": "n"}, **{key: ""}, new_id="fresh")
+        assert (create.id, create.create) == ("fresh", True)
+        try:
+            command({"ID": "other", "Name": "n"}, **{key: "p1"}, new_id="fresh")
+        except AccessorMismatch as exc:
+            assert (exc.status, str(exc)) == (400, f"{kind} ID in URL and payload do not match")
+        else:
+            raise AssertionError(f"a {kind} body naming another ID was accepted")
 
 
 def test_the_anonymous_token_and_the_default_token() -> None:

@@ -118,6 +118,19 @@ def test_captured_crc_packet() -> None:
     assert wrap_packet([data[5:]], crc=True) == data
 
 
+def test_a_cut_label_header_is_malformed_in_a_datagram_and_incomplete_in_a_stream() -> None:
+    for cut in (b"\xf4", b"\xf4\x03d", b"\xf4\x03dc"):
+        with pytest.raises(DecodeError, match="truncated"):
+            strip_label(cut)
+        with pytest.raises(Incomplete):
+            strip_stream_label(cut)
+    for read in (strip_label, strip_stream_label):
+        with pytest.raises(DecodeError, match="cannot be empty"):
+            read(b"\xf4\x00\x08")
+    assert strip_label(b"\xf4\x03dc1\x08") == ("dc1", b"\x08")
+    assert strip_stream_label(b"\xf4\x03dc1\x08", "dc1") == ("dc1", 5)
+
+
 def test_label() -> None:
     out = add_label(b"\x08hi", "dc1")
     assert out == b"\xf4\x03dc1\x08hi"

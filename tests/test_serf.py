@@ -451,6 +451,27 @@ def test_queries_keep_clock_dedupe_and_respect_no_broadcast() -> None:
     assert sent.count(q) == CFG.retransmit_mult and not [m for m in sent if getattr(m, "id", 0) == 2]
 
 
+def test_user_events_and_queries_older_than_their_buffer_are_dropped_with_a_warning() -> None:
+    s = make()
+    s.notify_join(0.0, peer("n2"))
+    events(s)
+    newest, old = CFG.event_buffer + 10, 5  # the clocks move past newest; old is then beyond the 512 LTimes kept
+    s.notify_msg(1.0, encode_message(UserEventMessage(newest, "fresh", b"", False)))
+    s.notify_msg(1.0, encode_message(QueryMessage(ltime=newest, id=1, name="_serf_ping", source_node="n2")))
+    events(s)
+    s.notify_msg(1.0, encode_message(UserEventMessage(old, "stale", b"", False)))
+    s.notify_msg(1.0, encode_message(QueryMessage(ltime=old, id=2, name="_serf_ping", source_node="n2")))
+    evs = events(s)
+    assert not [e for e in evs if isinstance(e, UserEvent)]
+    warnings = [e.message for e in evs if isinstance(e, Diagnostic) and e.level == "warning"]
+    assert warnings == [
+        f"serf: received old event stale from time {old} (current {newest + 1})",
+        f"serf: received old query _serf_ping from time {old} (current {newest + 1})",
+    ]
+    sent = drain_broadcasts(s)
+    assert UserEventMessage(old, "stale", b"", False) not in sent and not [m for m in sent if getattr(m, "id", 0) == 2]
+
+
 def test_relay_is_forwarded_to_its_destination() -> None:
     s = make()
     inner = b"\x05\x80"

@@ -27,6 +27,8 @@ from agent.members import STATUS_FAILED, STATUS_LEFT, MemberTable
 
 TIMEOUT = 20
 PATH = "/v1/stream/members"
+#: a websocket upgrade's headers but its version (the tests of a refused upgrade vary or leave it out)
+UPGRADE = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
 
 
 def cluster_api(table: MemberTable | None = None, **config: Any) -> FakeAgent:
@@ -51,6 +53,17 @@ async def wait_until(probe: Callable[[], bool], what: str, timeout: float = 5) -
 
 def events(kinds_names: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return [(m["Type"], m["Member"]["Name"]) for m in kinds_names]
+
+
+async def raw_subscribe(raw: trio.abc.Stream) -> bytearray:
+    """Subscribe over a bare TCP connection, with no websocket library to read (or answer) for the test: the
+    upgrade must be accepted (101); returns what came after the response head, the first frames' bytes."""
+    await raw.send_all(request_bytes("GET", PATH, headers={**UPGRADE, "Sec-WebSocket-Version": "13"}))
+    head = bytearray()
+    while b"\r\n\r\n" not in head:
+        head += await raw.receive_some(65536)
+    assert head.startswith(b"HTTP/1.1 101 ")
+    return bytearray(head.partition(b"\r\n\r\n")[2])
 
 
 # ---------------------------------------------------------------------- protocol, in process
@@ -160,13 +173,12 @@ def test_status_and_dc_filters() -> None:
 def test_plain_get_and_bad_requests_are_plain_http_errors_with_a_reason() -> None:
     async def main() -> None:
         api = cluster_api()
-        upgrade = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
         cases = [
             (f"{PATH}", {}, 400, "websocket"),
-            (f"{PATH}?status=(", {**upgrade, "Sec-WebSocket-Version": "13"}, 400, "Invalid status regexp"),
-            (f"{PATH}?index=x", {**upgrade, "Sec-WebSocket-Version": "13"}, 400, "Invalid index"),
-            (f"{PATH}", {**upgrade, "Sec-WebSocket-Version": "8"}, 426, "version 13"),
-            (f"{PATH}", {**upgrade, "Sec-WebSocket-Version": "13", "Origin": "http://evil.example"}, 403, "Origin"),
+            (f"{PATH}?status=(", {**UPGRADE, "Sec-WebSocket-Version": "13"}, 400, "Invalid status regexp"),
+            (f"{PATH}?index=x", {**UPGRADE, "Sec-WebSocket-Version": "13"}, 400, "Invalid index"),
+            (f"{PATH}", {**UPGRADE, "Sec-WebSocket-Version": "8"}, 426, "version 13"),
+            (f"{PATH}", {**UPGRADE, "Sec-WebSocket-Version": "13", "Origin": "http://evil.example"}, 403, "Origin"),
         ]
         with trio.fail_after(TIMEOUT):
             async with serving(api) as addr:
@@ -297,18 +309,7 @@ def test_a_full_socket_gets_whole_frames_in_order_even_with_pings_between() -> N
         opts = {"stream_ping_interval": 0.05, "stream_ping_timeout": 20, "stream_send_timeout": 20}
         with trio.fail_after(60):
             async with serving(api, **opts) as addr, await trio.open_tcp_stream(*addr) as raw:
-                headers = {
-                    "Connection": "Upgrade",
-                    "Upgrade": "websocket",
-                    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-                    "Sec-WebSocket-Version": "13",
-                }
-                await raw.send_all(request_bytes("GET", PATH, headers=headers))
-                head = bytearray()
-                while b"\r\n\r\n" not in head:
-                    head += await raw.receive_some(65536)
-                assert head.startswith(b"HTTP/1.1 101 ")
-                buf = bytearray(head.partition(b"\r\n\r\n")[2])
+                buf = await raw_subscribe(raw)
                 await wait_until(lambda: stream.statistics(api.table).parked == 1, "the subscriber to park")
                 first = api.table.current.index + 1
 
@@ -376,17 +377,7 @@ def test_a_client_that_stops_answering_pings_is_dropped() -> None:
         opts = {"stream_ping_interval": 0.1, "stream_ping_timeout": 0.3}
         with trio.fail_after(TIMEOUT):
             async with serving(api, **opts) as addr, await trio.open_tcp_stream(*addr) as raw:
-                headers = {
-                    "Connection": "Upgrade",
-                    "Upgrade": "websocket",
-                    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-                    "Sec-WebSocket-Version": "13",
-                }
-                await raw.send_all(request_bytes("GET", PATH, headers=headers))
-                head = b""
-                while b"\r\n\r\n" not in head:
-                    head += await raw.receive_some(65536)
-                assert head.startswith(b"HTTP/1.1 101 ")
+                await raw_subscribe(raw)
                 await wait_until(lambda: stream.statistics(api.table).subscribers == 1, "the subscriber")
                 # Never answer: the server pings, waits, drops the connection.
                 await wait_until(lambda: stream.statistics(api.table).timed_out == 1, "the drop", timeout=5)
@@ -407,18 +398,7 @@ def test_a_client_that_answers_pings_stays_however_many_pings_go_straight_to_its
         opts = {"stream_ping_interval": 0.1, "stream_ping_timeout": 0.08}
         with trio.fail_after(TIMEOUT):
             async with serving(api, **opts) as addr, await trio.open_tcp_stream(*addr) as raw:
-                headers = {
-                    "Connection": "Upgrade",
-                    "Upgrade": "websocket",
-                    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-                    "Sec-WebSocket-Version": "13",
-                }
-                await raw.send_all(request_bytes("GET", PATH, headers=headers))
-                buf = bytearray()
-                while b"\r\n\r\n" not in buf:
-                    buf += await raw.receive_some(65536)
-                assert buf.startswith(b"HTTP/1.1 101 ")
-                del buf[: buf.index(b"\r\n\r\n") + 4]
+                buf = await raw_subscribe(raw)
                 pings = 0
                 while pings < 8:
                     buf += await raw.receive_some(65536)

@@ -31,6 +31,7 @@ from typing import Any
 import attrs
 
 from agent.gostrings import go_quote
+from agent.hcl_text import HclSyntaxError, load_hcl
 
 __all__ = [
     "DENY",
@@ -130,34 +131,15 @@ def _duplicate_arguments(text: str) -> str | None:
 
 
 def _hcl(text: str) -> Any:
-    import hcl2
-    from hcl2.utils import SerializationOptions
-
-    options = SerializationOptions(with_comments=False, strip_string_quotes=True, preserve_heredocs=False)
     try:
-        data = hcl2.loads(text, serialization_options=options)
-    except Exception as exc:  # lark's errors, and python-hcl2's own
-        raise RulesError(f"Failed to parse ACL rules: {_hcl_message(exc)}") from None
+        data = load_hcl(text)
+    except HclSyntaxError as exc:
+        where = f"At {exc.line}:{exc.column}: " if exc.line is not None else ""
+        raise RulesError(f"Failed to parse ACL rules: {where}{exc.what}") from None
     duplicate = _duplicate_arguments(text)
     if duplicate is not None:
         raise RulesError(f"Failed to parse ACL rules: {duplicate}")
     return data
-
-
-def _hcl_message(exc: Exception) -> str:
-    line, column = getattr(exc, "line", None), getattr(exc, "column", None)
-    token = getattr(exc, "token", None)
-    if token is not None:
-        shown = str(token).strip()
-        what = "unexpected end of input" if token.type == "$END" else f"unexpected {shown!r}" if shown else \
-            "unexpected newline"  # fmt: skip
-    elif getattr(exc, "char", None) is not None:
-        what = f"unexpected character {exc.char!r}"  # type: ignore[attr-defined]
-    else:
-        what = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    if isinstance(line, int) and line > 0:
-        return f"At {line}:{column}: {what}"
-    return what
 
 
 def _json(text: str) -> Any:

@@ -159,24 +159,27 @@ def token_command(body: Any, *, accessor_id: str, create: bool) -> c.ACLTokenSet
     )
 
 
+def _written_id(f: _Fields, url_id: str, what: str) -> str:
+    """The ID a policy or role write names: the URL's, which a body ID must match, else the body's ("": none, a
+    create)."""
+    given = f.str("ID")
+    if url_id and given and given != url_id:
+        raise AccessorMismatch(400, f"{what} ID in URL and payload do not match")
+    return url_id or given
+
+
 def policy_command(body: Any, *, policy_id: str, new_id: str) -> c.ACLPolicySet:
     """A policy write: ``policy_id`` from the URL ("" on create); a body ID must match it.  No ID at all is a
     create with ``new_id`` (Consul: ``PolicySet`` creates when the ID is empty)."""
     f = _Fields(body, "ACLPolicy", "Policy")
-    given = f.str("ID")
-    if policy_id and given and given != policy_id:
-        raise AccessorMismatch(400, "Policy ID in URL and payload do not match")
-    chosen = policy_id or given
+    chosen = _written_id(f, policy_id, "Policy")
     return c.ACLPolicySet(id=chosen or new_id, name=f.str("Name"), description=f.str("Description"),
                           rules=f.str("Rules"), datacenters=f.strs("Datacenters"), create=not chosen)  # fmt: skip
 
 
 def role_command(body: Any, *, role_id: str, new_id: str) -> c.ACLRoleSet:
     f = _Fields(body, "ACLRole", "Role")
-    given = f.str("ID")
-    if role_id and given and given != role_id:
-        raise AccessorMismatch(400, "Role ID in URL and payload do not match")
-    chosen = role_id or given
+    chosen = _written_id(f, role_id, "Role")
     return c.ACLRoleSet(id=chosen or new_id, name=f.str("Name"), description=f.str("Description"),
                         policies=f.links("Policies", "ACLRolePolicyLink"),
                         service_identities=f.service_identities(), node_identities=f.node_identities(),

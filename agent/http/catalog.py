@@ -25,7 +25,7 @@ from agent.http.filtering import FilterSpec, by_services
 from agent.http.memo import memo_json
 from agent.http.reads import meta_filters, read_snapshot, require_servers
 from agent.http.response import Encoded
-from agent.http.routes import Ctx, Route
+from agent.http.routes import Ctx, Route, path_arg
 from agent.http.views import node_view_json
 
 __all__ = ["ROUTES", "catalog_datacenters", "catalog_node", "catalog_node_services", "catalog_nodes"]
@@ -64,9 +64,7 @@ async def catalog_node(ctx: Ctx) -> dict[str, Any] | None:
 async def catalog_node_services(ctx: Ctx) -> dict[str, Any]:
     """GET /v1/catalog/node-services/:node: the node and its services as a list; ``{"Node": null, "Services":
     null}`` when it isn't registered (Consul's NodeServiceList, a struct even then)."""
-    name = ctx.request.path.removeprefix("/v1/catalog/node-services/")
-    if not name:
-        raise bad_request("Missing node name")
+    name = path_arg(ctx, "/v1/catalog/node-services/", "Missing node name")
     snapshot, _ = await read_snapshot(ctx, lambda s: indexes.node_read(s.indexes, name))
     view = query.find_node(snapshot, name, ctx.api.config.datacenter)
     if view is None:

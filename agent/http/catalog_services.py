@@ -12,11 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 from agent.catalog import indexes, query
 from agent.filtering.consul_types import SERVICE_NODE
-from agent.http.errors import bad_request
 from agent.http.filtering import FilterSpec, request_filter
 from agent.http.near import near_sorted
 from agent.http.reads import meta_filters, read_snapshot
-from agent.http.routes import Ctx, Route
+from agent.http.routes import Ctx, Route, path_arg
 from agent.http.views import node_view_json
 
 if TYPE_CHECKING:
@@ -136,9 +135,7 @@ async def catalog_services(ctx: Ctx) -> dict[str, list[str]]:
 
 async def catalog_service(ctx: Ctx) -> list[dict[str, Any]]:
     """GET /v1/catalog/service/:name[?tag=...][&node-meta=k:v]: every instance, health ignored."""
-    name = ctx.request.path.removeprefix("/v1/catalog/service/")
-    if not name:
-        raise bad_request("Missing service name")
+    name = path_arg(ctx, "/v1/catalog/service/", "Missing service name")
     filters = meta_filters(ctx)
     snapshot, _ = await read_snapshot(ctx, lambda s: indexes.service_read(s.indexes, name))
     dc = ctx.api.config.datacenter

@@ -12,7 +12,7 @@ an empty ``filter`` filters nothing.  The grammar and evaluation are agent.filte
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
@@ -21,7 +21,7 @@ from agent.http.errors import RPC_ERROR_PREFIX, HTTPError
 
 if TYPE_CHECKING:
     from agent.filtering.fields import Struct
-    from agent.http.routes import Ctx
+    from agent.http.request import Request
 
 __all__ = ["FILTER_ERROR_STATUS", "FilterSpec", "apply_filter", "by_items", "by_services", "by_values",
            "request_filter"]  # fmt: skip
@@ -65,7 +65,16 @@ class FilterSpec:
     check_now: bool = True
 
 
-def request_filter(ctx: Ctx) -> CompiledFilter | None:
+class FilterContext(Protocol):
+    """What the filter step reads of a request's context (agent/http/routes.py's Ctx, which imports this module)."""
+
+    api: Any  # its config says whether this agent is a server (the rpc prefix)
+    request: Request
+    filter_spec: FilterSpec | None
+    compiled_filter: Any
+
+
+def request_filter(ctx: FilterContext) -> CompiledFilter | None:
     """The request's compiled ``?filter=`` (compiled once per request), None when there is none; HTTPError with
     go-bexpr's text when it does not compile."""
     spec = ctx.filter_spec
@@ -81,7 +90,7 @@ def request_filter(ctx: Ctx) -> CompiledFilter | None:
     return ctx.compiled_filter
 
 
-def apply_filter(ctx: Ctx, result: Any) -> Any:
+def apply_filter(ctx: FilterContext, result: Any) -> Any:
     """The endpoint's ``result`` with only the records ``?filter=`` matches (the router's last read step)."""
     flt = request_filter(ctx)
     spec = ctx.filter_spec

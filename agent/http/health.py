@@ -21,7 +21,7 @@ from agent.http.memo import memo_json
 from agent.http.near import near_sorted
 from agent.http.reads import meta_filters, read_snapshot
 from agent.http.response import Encoded
-from agent.http.routes import Ctx, Route
+from agent.http.routes import Ctx, Route, path_arg
 from agent.http.views import node_view_json
 
 __all__ = ["ROUTES"]
@@ -31,9 +31,7 @@ STATES = frozenset({"any", "passing", "warning", "critical"})
 
 async def health_node(ctx: Ctx) -> list[dict[str, Any]]:
     """GET /v1/health/node/:node: serfHealth and the node's checks, by CheckID; ``[]`` for an unknown node."""
-    name = ctx.request.path.removeprefix("/v1/health/node/")
-    if not name:
-        raise bad_request("Missing node name")
+    name = path_arg(ctx, "/v1/health/node/", "Missing node name")
     snapshot, _ = await read_snapshot(ctx, lambda s: indexes.node_checks_read(s.indexes, name))
     view = query.find_node(snapshot, name, ctx.api.config.datacenter)
     if view is None:
@@ -43,9 +41,7 @@ async def health_node(ctx: Ctx) -> list[dict[str, Any]]:
 
 async def health_checks(ctx: Ctx) -> list[dict[str, Any]]:
     """GET /v1/health/checks/:service: the service checks of every instance."""
-    name = ctx.request.path.removeprefix("/v1/health/checks/")
-    if not name:
-        raise bad_request("Missing service name")
+    name = path_arg(ctx, "/v1/health/checks/", "Missing service name")
     snapshot, _ = await read_snapshot(ctx, lambda s: indexes.service_read(s.indexes, name))
     checks = [health_check_json(c) for c in query.service_checks(snapshot, name, dc=ctx.api.config.datacenter)]
     return near_sorted(ctx, checks, lambda c: c["Node"])
@@ -54,9 +50,7 @@ async def health_checks(ctx: Ctx) -> list[dict[str, Any]]:
 async def health_service(ctx: Ctx) -> Encoded | list[dict[str, Any]]:
     """GET /v1/health/service/:name[?passing][&tag=..]: ``[{Node, Service, Checks}]``, built once per snapshot
     and arguments (agent/http/memo.py)."""
-    name = ctx.request.path.removeprefix("/v1/health/service/")
-    if not name:
-        raise bad_request("Missing service name")
+    name = path_arg(ctx, "/v1/health/service/", "Missing service name")
     q = ctx.request.query
     passing = False
     if q.has("passing"):
@@ -90,9 +84,7 @@ async def health_service(ctx: Ctx) -> Encoded | list[dict[str, Any]]:
 
 async def health_state(ctx: Ctx) -> list[dict[str, Any]]:
     """GET /v1/health/state/:state: checks in that state (``any``: all); an unknown state matches nothing."""
-    state = ctx.request.path.removeprefix("/v1/health/state/")
-    if not state:
-        raise bad_request("Missing check state")
+    state = path_arg(ctx, "/v1/health/state/", "Missing check state")
     filters = meta_filters(ctx)
     snapshot, _ = await read_snapshot(ctx, lambda s: indexes.checks_read(s.indexes, bool(filters)))
     if state not in STATES:

@@ -107,6 +107,19 @@ class Request:
         return ""
 
 
+def header_tokens(value: str) -> set[str]:
+    """A comma-separated header value's tokens, case-folded (``Connection: keep-alive, Upgrade``)."""
+    return {t.strip().lower() for t in value.split(",")}
+
+
+def keep_alive(request: Request, version: bytes) -> bool:
+    """Does the client keep the connection after this request?  h11's rule: HTTP/1.1 and no ``close`` among the
+    ``Connection`` headers' tokens."""
+    if version != b"1.1":
+        return False
+    return not any(k == "connection" and "close" in header_tokens(v) for k, v in request.headers)
+
+
 def split_target(target: str) -> tuple[str, str]:
     """The escaped (still percent-encoded) path and the raw query of a request target (origin or absolute form)."""
     if target.startswith(("http://", "https://")):

@@ -80,6 +80,15 @@ class Ctx:
     identity: Any = None
 
 
+def path_arg(ctx: Ctx, prefix: str, missing: str) -> str:
+    """What the path holds after the route's ``prefix`` (``/v1/health/node/<node>``), as Consul trims it; a 400 with
+    Consul's ``missing`` text (``Missing node name``) when that is nothing."""
+    rest = ctx.request.path.removeprefix(prefix)
+    if not rest:
+        raise HTTPError(400, missing)
+    return rest
+
+
 Endpoint = Callable[[Ctx], Awaitable[Any]]
 #: What runs a route's endpoint: the endpoint alone, or ACL enforcement around it (agent/http/authz.py).
 Guard = Callable[["Route", Ctx], Awaitable[Any]]

@@ -33,7 +33,6 @@ import logging
 import math
 import random
 import resource
-import select
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -48,11 +47,11 @@ from agent.http.errors import HTTPError
 from agent.http.handler_watch import HandlerWatch
 from agent.http.hosts import HostPolicy
 from agent.http.options import HttpOptions
-from agent.http.request import BadTarget, Query, Request, parse_target
+from agent.http.request import BadTarget, Query, Request, keep_alive, parse_target
 from agent.http.response import Response, reason_phrase, response_head, wire_headers
 from agent.http.routes import Ctx, Router, SocketRoute
 from agent.http.ws_handoff import Replayed, check_handshake, head_bytes, wants_websocket
-from agent.peer import peer_text
+from agent.peer import peer_hung_up, peer_text
 
 if TYPE_CHECKING:
     from agent.api import AgentAPI
@@ -427,7 +426,7 @@ class _Connection:
             await trio.sleep_forever()
         while True:
             await trio.sleep(self.options.hangup_check_interval)
-            if _hung_up(sock):
+            if peer_hung_up(sock):
                 on_hangup()
                 return
 
@@ -467,7 +466,7 @@ class _Connection:
         """Send the response; False: the connection closes after it (the response's or the client's choice)."""
         head_only = request.method == "HEAD"
         version = self.conn.their_http_version
-        close = response.close or not _keep_alive(request, version)
+        close = response.close or not keep_alive(request, version)
         status = response.status
         if response.stream is None and version == b"1.1" and status >= 200 and status not in _NO_BODY:
             head = response_head(response, close=close)
@@ -539,32 +538,6 @@ class _Connection:
         with trio.move_on_after(self.options.write_timeout):
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                 await self.stream.send_all(data)
-
-
-def _keep_alive(request: Request, version: bytes) -> bool:
-    """Does the client keep the connection after this request?  h11's rule: HTTP/1.1 and no ``close`` among the
-    ``Connection`` headers' tokens."""
-    if version != b"1.1":
-        return False
-    return not any(k == "connection" and "close" in _tokens(v) for k, v in request.headers)
-
-
-def _tokens(value: str) -> set[str]:
-    return {t.strip().lower() for t in value.split(",")}
-
-
-def _hung_up(sock: trio.socket.SocketType) -> bool:
-    """Has the peer closed its side (or reset), even with unread data before the end?  Linux's POLLRDHUP."""
-    poller = select.poll()
-    try:
-        poller.register(sock.fileno(), _HANGUP)
-        events = poller.poll(0)
-    except (OSError, ValueError):
-        return True
-    return any(mask & _HANGUP for _, mask in events)
-
-
-_HANGUP = getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLLERR
 
 
 #: File descriptors kept for everything but HTTP connections (gossip, Raft, DNS, the data dir, logs).

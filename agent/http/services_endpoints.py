@@ -17,7 +17,7 @@ from agent.gostrings import go_quote
 from agent.http import authz
 from agent.http.errors import HTTPError, bad_request, decode_body
 from agent.http.filtering import FilterSpec, by_values
-from agent.http.routes import EMPTY, Ctx, Route
+from agent.http.routes import EMPTY, Ctx, Route, path_arg
 from agent.services.definitions import STATUSES, DefinitionError
 from agent.services.manager import NotTTL, UnknownCheck, UnknownService
 
@@ -231,9 +231,7 @@ async def node_maintenance(ctx: Ctx) -> Any:
 
 async def service_maintenance(ctx: Ctx) -> Any:
     """PUT /v1/agent/service/maintenance/:id?enable=true|false[&reason=]: 404 for an unknown service."""
-    service_id = ctx.request.path.removeprefix("/v1/agent/service/maintenance/")
-    if not service_id:
-        raise bad_request("Missing service ID")
+    service_id = path_arg(ctx, "/v1/agent/service/maintenance/", "Missing service ID")
     enable = _enable(ctx)
     manager = _manager(ctx)
     try:

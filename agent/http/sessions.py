@@ -20,7 +20,7 @@ from agent.gostrings import decode_json
 from agent.http import authz
 from agent.http.blocking import parse_query_options
 from agent.http.errors import HTTPError, bad_request
-from agent.http.routes import Ctx, Route
+from agent.http.routes import Ctx, Route, path_arg
 from agent.http.store import apply, check_dc, read, request_errors, store_errors
 from agent.server.state.commands import SessionDestroy
 from agent.server.state.leader import parse_session_create
@@ -28,13 +28,6 @@ from agent.server.state.leader import parse_session_create
 __all__ = ["ROUTES"]
 
 MISSING_SESSION = "Missing session"
-
-
-def _rest(ctx: Ctx, prefix: str, missing: str = MISSING_SESSION) -> str:
-    rest = ctx.request.path.removeprefix(prefix)
-    if not rest:
-        raise bad_request(missing)
-    return rest
 
 
 def _create_body(ctx: Ctx) -> dict[str, Any] | None:
@@ -64,14 +57,14 @@ async def session_create(ctx: Ctx) -> Any:
 
 
 async def session_destroy(ctx: Ctx) -> Any:
-    session_id = _rest(ctx, "/v1/session/destroy/")
+    session_id = path_arg(ctx, "/v1/session/destroy/", MISSING_SESSION)
     await apply(ctx, SessionDestroy(session_id))
     return True
 
 
 async def session_renew(ctx: Ctx) -> Any:
     opts = parse_query_options(ctx.request, ctx.api.config.datacenter)
-    session_id = _rest(ctx, "/v1/session/renew/")
+    session_id = path_arg(ctx, "/v1/session/renew/", MISSING_SESSION)
     check_dc(ctx, opts.dc)
     with store_errors(ctx):
         sessions = await ctx.api.store_access.renew_session(session_id)
@@ -82,13 +75,13 @@ async def session_renew(ctx: Ctx) -> Any:
 
 async def session_info(ctx: Ctx) -> Any:
     parse_query_options(ctx.request, ctx.api.config.datacenter)
-    session_id = _rest(ctx, "/v1/session/info/")
+    session_id = path_arg(ctx, "/v1/session/info/", MISSING_SESSION)
     return (await read(ctx, "session.info", {"id": session_id}, error_meta=True)).value
 
 
 async def session_node(ctx: Ctx) -> Any:
     parse_query_options(ctx.request, ctx.api.config.datacenter)
-    node = _rest(ctx, "/v1/session/node/", "Missing node name")
+    node = path_arg(ctx, "/v1/session/node/", "Missing node name")
     return (await read(ctx, "session.node", {"node": node}, error_meta=True)).value
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import trio
 
 from agent.http.errors import HTTPError
-from agent.http.request import Request
+from agent.http.request import Request, header_tokens
 
 __all__ = ["Replayed", "check_handshake", "head_bytes", "wants_websocket"]
 
@@ -16,9 +16,8 @@ def wants_websocket(request: Request) -> bool:
     """RFC 6455 4.2.1: a GET whose ``Connection`` lists ``upgrade`` and whose ``Upgrade`` lists ``websocket``."""
     if request.method != "GET" or not request.header("upgrade"):
         return False
-    tokens = {t.strip().lower() for t in request.header("connection").split(",")}
-    upgrades = {t.strip().lower() for t in request.header("upgrade").split(",")}
-    return "upgrade" in tokens and "websocket" in upgrades
+    connection, upgrade = header_tokens(request.header("connection")), header_tokens(request.header("upgrade"))
+    return "upgrade" in connection and "websocket" in upgrade
 
 
 def check_handshake(request: Request) -> None:

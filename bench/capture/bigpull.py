@@ -16,7 +16,8 @@ import sys
 sys.path.insert(0, __file__.rsplit("/bench/", 1)[0])
 
 from bench.capture.probe import exchange
-from protocol.codec import PushNodeState, PushPull, encode, encode_tags, packb
+from protocol.codec import PushNodeState, PushPull, encode, packb
+from protocol.serf_messages import encode_tags
 
 
 def main() -> None:

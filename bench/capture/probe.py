@@ -21,10 +21,10 @@ from protocol.codec import (
     PushPull,
     UserStream,
     encode,
-    encode_tags,
     packb,
 )
 from protocol.packets import read_stream
+from protocol.serf_messages import encode_tags
 
 
 def exchange(addr: tuple[str, int], data: bytes, want_reply: bool) -> bytes:

@@ -158,7 +158,7 @@ def _node_identities(ids: Iterable[NodeIdentity]) -> tuple[NodeIdentity, ...]:
 
 def _put_token(tx: Tx, token: ACLToken) -> ACLToken:
     old = tx.acl_tokens.get(token.accessor_id)
-    token = attrs.evolve(token, create_index=old.create_index if old is not None else tx.index,
+    token = attrs.evolve(token, create_index=tx.create_index(old),
                          modify_index=tx.index)  # fmt: skip
     token = attrs.evolve(token, hash=token_hash(token))
     tx.put_token(token)
@@ -317,7 +317,7 @@ def set_policy(tx: Tx, cmd: c.ACLPolicySet) -> str:
             raise StateError(f"Changing the Rules for the builtin {builtin} policy is not permitted")
     policy = ACLPolicy(cmd.id, cmd.name, cmd.description, cmd.rules, cmd.datacenters)
     policy = attrs.evolve(policy, hash=policy_hash(policy),
-                          create_index=existing.create_index if existing is not None else tx.index,
+                          create_index=tx.create_index(existing),
                           modify_index=tx.index)  # fmt: skip
     tx.acl_policies = tx.acl_policies.set(policy.id, policy)
     tx.touch(POLICIES, policy.id)
@@ -346,7 +346,7 @@ def set_role(tx: Tx, cmd: c.ACLRoleSet) -> str:
     role = ACLRole(cmd.id, cmd.name, cmd.description, _links(tx, cmd.policies, "policy"),
                    _service_identities(cmd.service_identities), _node_identities(cmd.node_identities))  # fmt: skip
     role = attrs.evolve(role, hash=role_hash(role),
-                        create_index=existing.create_index if existing is not None else tx.index,
+                        create_index=tx.create_index(existing),
                         modify_index=tx.index)  # fmt: skip
     tx.acl_roles = tx.acl_roles.set(role.id, role)
     tx.touch(ROLES, role.id)

@@ -43,7 +43,7 @@ def _ensure_service(tx: Tx, node: str, service: ServiceRecord) -> None:
     existing = tx.services.get(key)
     if existing is not None and existing.service == service:
         return
-    create = existing.create_index if existing is not None else tx.index
+    create = tx.create_index(existing)
     tx.services = tx.services.set(key, CatalogService(node, service, create, tx.index))
     tx.touch("services", node_key(node))
     tx.touch_service(service.name)
@@ -62,7 +62,7 @@ def _ensure_check(tx: Tx, node: str, check: CheckRecord) -> None:
     key = (node_key(node), check.id)
     existing = tx.checks.get(key)
     if existing is None or existing.check != check:
-        create = existing.create_index if existing is not None else tx.index
+        create = tx.create_index(existing)
         tx.checks = tx.checks.set(key, CatalogCheck(node, check, create, tx.index))
         tx.touch("checks", node_key(node))
         if check.service_name:
@@ -80,7 +80,7 @@ def register(tx: Tx, cmd: CatalogRegister) -> bool:
     key = node_key(cmd.node)
     existing = tx.nodes.get(key)
     if existing is None or _node_changes(cmd, existing):
-        create = existing.create_index if existing is not None else tx.index
+        create = tx.create_index(existing)
         node = CatalogNode(
             cmd.node, cmd.address, cmd.id, cmd.datacenter, cmd.tagged_addresses, cmd.node_meta, create, tx.index
         )

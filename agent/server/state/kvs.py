@@ -35,7 +35,7 @@ def kv_set(tx: Tx, entry: KVEntry, *, update_session: bool = False) -> KVEntry:
     changes nothing (``DirEntry.Equal``) keeps the old ModifyIndex and writes nothing.  Returns the entry as
     stored (what a transaction's result shows)."""
     existing = tx.kvs.get(entry.key)
-    create = existing.create_index if existing is not None else tx.index
+    create = tx.create_index(existing)
     session = entry.session if update_session else (existing.session if existing is not None else "")
     entry = attrs.evolve(entry, create_index=create, session=session)
     if existing is not None and existing.same_content(entry):

@@ -248,6 +248,10 @@ class Tx:
         #: (table, key) pairs written: what `watch.WatchHub.notify` wakes.
         self.changes: set[tuple[str, str]] = set()
 
+    def create_index(self, existing: Any) -> int:
+        """A row's CreateIndex as Consul keeps it: the row it replaces keeps its own; a new one gets this index."""
+        return self.index if existing is None else existing.create_index
+
     def put_kv(self, entry: KVEntry) -> None:
         old = self.kvs.get(entry.key)
         if old is None:
