@@ -10,6 +10,7 @@ reloads.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import random
@@ -118,8 +119,8 @@ class Agent:
         self._follower: LeaderFollower | None = None
         #: The servers' state store as this agent reaches it (KV, sessions, txn, registrations): a server's own
         #: StoreService, or a client's ForwardAccess to the servers.
-        self.store_access: StoreAccess = ForwardAccess(lambda: self.table.current.leader,
-                                                       lambda: self.table.current.servers)
+        self._client_access = ForwardAccess(lambda: self.table.current.leader, lambda: self.table.current.servers)
+        self.store_access: StoreAccess = self._client_access
         self.store_service: StoreService | None = None
         #: The agent's own ACL tokens (acl.tokens, PUT /v1/agent/token/*); loaded with the data dir in run().
         self.acl_tokens = TokenStore(AgentTokens.from_config(config.acl.tokens))
@@ -144,7 +145,10 @@ class Agent:
         else:
             self.node_id = (config.node_id or str(uuid.uuid4())).lower()
         self.acl_tokens = load_token_store(config.acl, self.datadir)
-        with self.logs.installed(), trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+        closing = contextlib.ExitStack()
+        closing.callback(self._close_pools)  # however run ends
+        receiver = trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        with closing, self.logs.installed(), receiver as signals:
             async with trio.open_nursery() as root:
                 self._root = root
                 await self._start_gossip(root)
@@ -229,6 +233,13 @@ class Agent:
         self.raft.update_pool(self.table.current.members.values())
         await nursery.start(self.raft.run)
         nursery.start_soon(self.store_service.duties.run)
+
+    def _close_pools(self) -> None:
+        """The forwarders' idle server-port connections, closed once everything that used them has stopped."""
+        for access in {id(a): a for a in (self._client_access, self.store_access)}.values():
+            close = getattr(access, "close", None)
+            if close is not None:
+                close()
 
     def _pool_counts(self) -> dict[str, int] | None:
         """The forwarding connection pool's counts (a client's, or a server's for what it forwards as follower)."""

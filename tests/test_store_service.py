@@ -443,3 +443,41 @@ async def test_a_write_that_may_have_been_appended_is_not_tried_again() -> None:
     with pytest.raises(StoreUnavailable, match="overwritten"):
         await service.apply(KVSet(key="k", value=b"v"))
     assert replica.proposals == 1 and service.held_writes == 0
+
+
+@trio_test
+async def test_closing_a_forwarder_ends_its_connections_on_the_server() -> None:
+    """What the agent does at shutdown (Supervisor._close_pools): the idle pooled connections of a follower's and
+    a client's forwarder are closed, and the leader sees each of them end then, not when the process exits."""
+    leader, _ = direct_service()
+    server = RPCServer()
+    leader.register(server)
+    open_conns = [0]
+
+    async def serve(*args: Any) -> None:
+        open_conns[0] += 1
+        try:
+            await server.serve(*args)
+        finally:
+            open_conns[0] -= 1
+
+    async with trio.open_nursery() as nursery:
+        transport = Transport("leader-id", "cluster", host="127.0.0.1", port=0, rpc_handler=serve)
+        host, port = await nursery.start(transport.run)
+        address = f"{host}:{port}"
+        replica = DirectReplica(StateStore(), address="127.0.0.1:1")
+        replica.leader = address
+        follower = StoreService(replica.store, replica, agent_nodes=dict)
+        client = ForwardAccess(lambda: address, lambda: [address])
+        for access in (follower, client):
+            assert await access.apply(KVSet(key="k", value=b"v")) is True
+            with trio.fail_after(5):
+                while open_conns[0] != 1:
+                    await trio.sleep(0.01)
+            assert access.pool.idle(address) == 1
+            access.close()
+            assert access.pool.idle(address) == 0
+            with trio.fail_after(5):
+                while open_conns[0] != 0:  # the server saw the connection end
+                    await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()

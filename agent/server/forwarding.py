@@ -103,6 +103,10 @@ class ForwardAccess:
         self.pool = RPCPool()
         self._turn = itertools.count()
 
+    def close(self) -> None:
+        """At shutdown: close the idle connections to the servers."""
+        self.pool.close()
+
     async def apply(self, command: Command) -> Any:
         return unwrap_apply(await self._call(self._leader, "Store.Apply", {"data": encode(command)},
                                              self.write_timeout))
