@@ -157,6 +157,35 @@ def test_an_unknown_write_nobody_read_can_explain_a_failed_cas():
     assert not check([o for o in checked if o.ret is not None])  # the verdict the old filter gave
 
 
+def test_the_kv_runs_history_the_old_filter_failed():
+    """Key k1 of a real run of tests/test_kv_linearizability.py (seed 1796241685, faults kill -9 a3, kill -9 a2,
+    partition a3, the machine's load near 70), around 12.7 s: workers 2 and 5 both read w4-93 and both try a cas
+    from it; 5's answer is lost, 2's fails (5's took effect first), and 1's plain write replaces w5-75 before
+    anyone reads it.  The old filter dropped 5's cas (its value was never seen) and reported the key not
+    linearizable; kept, the history is."""
+    from test_kv_linearizability import _history
+
+    h = [Op(c, call, ret, inp, UNKNOWN if ret is None else out) for c, call, ret, inp, out in (
+        (0, 12.48946, 12.50439, ("write", "w0-73"), True),
+        (5, 12.49614, 12.57030, ("cas", "w5-72", "w5-73"), False),
+        (4, 12.60457, 12.65117, ("write", "w4-92"), True),
+        (5, 12.61914, 12.66068, ("read",), "w0-73"),
+        (4, 12.65119, 12.67131, ("read",), "w4-92"),
+        (4, 12.67135, 12.76755, ("cas", "w4-92", "w4-93"), True),
+        (2, 12.68516, 12.70242, ("read",), "w4-93"),
+        (5, 12.69226, 12.71890, ("read",), "w4-93"),
+        (2, 12.70244, 12.77892, ("cas", "w4-93", "w2-105"), False),
+        (5, 12.71893, None, ("cas", "w4-93", "w5-75"), None),
+        (4, 12.76757, 12.81513, ("read",), "w1-89"),
+        (1, 12.78712, 12.81109, ("write", "w1-89"), True),
+        (4, 12.81515, 12.84917, ("cas", "w1-89", "w4-94"), True),
+        (2, 12.83754, 12.86682, ("write", "w2-107"), True),
+    )]
+    assert check(_history(h))
+    seen = {o.output for o in h if o.input[0] == "read"} | {o.input[1] for o in h if o.input[0] == "cas"}
+    assert not check([o for o in h if o.ret is not None or o.input[-1] in seen])  # the old filter's verdict
+
+
 def random_history_with_twins(rng: random.Random, n: int):
     """Many timed-out writes of the same value and cas of the same input: the twins rule's ground."""
     h = random_history(rng, n)
