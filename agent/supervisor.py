@@ -145,8 +145,9 @@ class Agent:
         else:
             self.node_id = (config.node_id or str(uuid.uuid4())).lower()
         self.acl_tokens = load_token_store(config.acl, self.datadir)
-        closing = contextlib.ExitStack()
-        closing.callback(self._close_pools)  # however run ends
+        closing = contextlib.ExitStack()  # the forwarders' idle server-port connections, however run ends
+        closing.callback(self._client_access.close)
+        closing.callback(lambda: self.store_service is not None and self.store_service.close())
         receiver = trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
         with closing, self.logs.installed(), receiver as signals:
             async with trio.open_nursery() as root:
@@ -233,13 +234,6 @@ class Agent:
         self.raft.update_pool(self.table.current.members.values())
         await nursery.start(self.raft.run)
         nursery.start_soon(self.store_service.duties.run)
-
-    def _close_pools(self) -> None:
-        """The forwarders' idle server-port connections, closed once everything that used them has stopped."""
-        for access in {id(a): a for a in (self._client_access, self.store_access)}.values():
-            close = getattr(access, "close", None)
-            if close is not None:
-                close()
 
     def _pool_counts(self) -> dict[str, int] | None:
         """The forwarding connection pool's counts (a client's, or a server's for what it forwards as follower)."""
