@@ -288,7 +288,8 @@ def test_kv_is_linearizable_through_kills_restarts_and_a_partition(net: Net, tmp
             unknown = sum(1 for o in history if o.ret is None)
             kept = _dump(key, recorded, faults)
             assert check(history), (f"{key}: history of {len(history)} ops ({unknown} of unknown outcome) is not "
-                                    f"linearizable (seed {SEED}, faults {faults}; history: {kept})")
+                                    f"linearizable (faults {faults}; history: {kept}; replay its workload with "
+                                    f"LIN_SEED={SEED})")
         counter = wait_for(lambda: workers[0].read("counter"), timeout=20, what="the counter")
         acked = sum(w.increments for w in workers)
         unknown = sum(w.unknown_increments for w in workers)
