@@ -14,7 +14,9 @@ others stay free).  A connection goes back to the pool only after a whole answer
 cancelled, times out or fails closes its connection, so no late answer can ever be read as another call's.
 A pooled connection the server closed (a restart) is seen before use and dropped.  If one still fails, the
 call is made once more on a fresh connection only when that cannot apply a write twice: the request did not
-leave whole (the send failed, so the server cannot have decoded it), or the method is idempotent.
+leave whole (the send failed, so the server cannot have decoded it), or the method is idempotent.  A call that
+found no connection to make (refused, or not made within `CONNECT_TIMEOUT`) or could not send its request whole
+on a fresh one is `RPCNotSent`: the server did nothing, and a forwarder may take the call to the next leader.
 """
 
 from __future__ import annotations
