@@ -10,6 +10,7 @@ reloads.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import random
@@ -127,8 +128,8 @@ class Agent:
         self._follower: LeaderFollower | None = None
         #: The servers' state store as this agent reaches it (KV, sessions, txn, registrations): a server's own
         #: StoreService, or a client's ForwardAccess to the servers.
-        self.store_access: StoreAccess = ForwardAccess(lambda: self.table.current.leader,
-                                                       lambda: self.table.current.servers)
+        self._client_access = ForwardAccess(lambda: self.table.current.leader, lambda: self.table.current.servers)
+        self.store_access: StoreAccess = self._client_access
         self.store_service: StoreService | None = None
         #: The agent's own ACL tokens (acl.tokens, PUT /v1/agent/token/*); loaded with the data dir in run().
         self.acl_tokens = TokenStore(AgentTokens.from_config(config.acl.tokens))
@@ -153,7 +154,11 @@ class Agent:
         else:
             self.node_id = (config.node_id or str(uuid.uuid4())).lower()
         self.acl_tokens = load_token_store(config.acl, self.datadir)
-        with self.logs.installed(), trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+        closing = contextlib.ExitStack()  # the forwarders' idle server-port connections, however run ends
+        closing.callback(self._client_access.close)
+        closing.callback(lambda: self.store_service is not None and self.store_service.close())
+        receiver = trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        with closing, self.logs.installed(), receiver as signals:
             async with trio.open_nursery() as root:
                 self._root = root
                 await self._start_gossip(root)

@@ -10,6 +10,11 @@ its output is not checked.
 The search walks the history in time order, tries to linearize each call whose predecessors are done, and
 backtracks when a return is reached with its call not yet linearized. (linearized set, model state) pairs
 already explored are cached, which keeps it fast on the histories the simulations produce.
+
+Unknown-outcome operations with the same input are interchangeable (neither returns, both may take effect any
+time after their call), so they are linearized in call order only: a later twin is not tried while an earlier
+one is still open. Without that, k identical timed-out writes open 2^k subsets to the search, every one
+leading to the same states.
 """
 
 from __future__ import annotations
@@ -60,13 +65,14 @@ CAS_REGISTER = Model(init=None, step=_register_step)
 
 # ----------------------------------------------------------------------------------- the search
 class _Node:
-    __slots__ = ("call", "id", "match", "next", "op", "prev")
+    __slots__ = ("call", "id", "match", "next", "op", "prev", "twin")
 
     def __init__(self, op_id: int, op: Op | None, call: bool) -> None:
         self.id = op_id
         self.op = op
         self.call = call
         self.match: _Node | None = None  # a call's return node
+        self.twin = 0  # unknown outcome: the bit of the previous unknown op with the same input (0: none)
         self.prev: _Node | None = None
         self.next: _Node | None = None
 
@@ -84,10 +90,17 @@ def _build(history: Sequence[Op]) -> _Node:
     head = _Node(-1, None, False)
     tail = head
     calls: dict[int, _Node] = {}
+    last_unknown: dict[Any, int] = {}  # (input, output) of an unknown op -> the latest such op's id, by call
     for _, _, i, is_call in events:
         node = _Node(i, history[i], is_call)
         if is_call:
             calls[i] = node
+            op = history[i]
+            if op.ret is None:
+                twin_key = (op.input, op.output)
+                if twin_key in last_unknown:
+                    node.twin = 1 << last_unknown[twin_key]
+                last_unknown[twin_key] = i
         else:
             calls[i].match = node
         node.prev, tail.next = tail, node
@@ -127,6 +140,9 @@ def check(history: Sequence[Op], model: Model = CAS_REGISTER, max_states: int = 
     explored = 0
     while head.next is not None:
         if entry.call:
+            if entry.twin and not linearized & entry.twin:  # its earlier twin first (see the module's text)
+                entry = entry.next
+                continue
             legal, new_state = model.step(state, entry.op.input, entry.op.output)
             if legal:
                 key = (linearized | (1 << entry.id), new_state)

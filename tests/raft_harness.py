@@ -137,6 +137,15 @@ class Server:
             self._torn_crash(rd)
         return rd, early
 
+    def early_meanwhile(self) -> list[Message]:
+        """While a Ready is in flight: the early messages stepping and ticking produced since (the driver sends
+        them during its fsync, `RawNode.take_early_messages`)."""
+        early = list(self.node.take_early_messages())
+        if self.checker:
+            for m in early:
+                self.checker.on_send(self, m)
+        return early
+
     def finish_ready(self, rd: Ready) -> list[Message]:
         """Persist the Ready in flight, then send, apply and advance; the messages to send after persist."""
         assert rd is self.in_flight, "finish_ready for a Ready not in flight"

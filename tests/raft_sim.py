@@ -83,7 +83,7 @@ class Simulation:
         self.accepted: list[tuple[str, int, int, bytes]] = []  # (server, index, term, data)
         self.proposal_seq = 0
         self.stats = {"delivered": 0, "lost": 0, "crashes": 0, "partitions": 0, "conf_changes": 0, "transfers": 0,
-                      "stalls": 0, "crashes_in_flight": 0,
+                      "stalls": 0, "crashes_in_flight": 0, "early_meanwhile": 0,
                       "calm_retries": 0}
         self.on_event = on_event
         self.next_id = scenario.servers
@@ -135,7 +135,8 @@ class Simulation:
 
     def _start_persist(self, s: Server) -> None:
         """Take the next Ready, send its early messages now and persist it after a while (unless a crash
-        comes first); the server keeps stepping and ticking meanwhile."""
+        comes first); the server keeps stepping and ticking meanwhile, and what that makes of early messages
+        leaves at once."""
         if s.alive and s.in_flight is None and s.node.has_ready():
             rd, early = s.start_ready()
             for m in early:
@@ -143,6 +144,10 @@ class Simulation:
             if s.alive:
                 inc = s.incarnation
                 self.at(self.rng.randint(1, self.sc.persist_ms), lambda: self._finish_persist(s, inc, rd))
+        elif s.alive and s.in_flight is not None:  # heartbeats and APPENDs go on during the fsync
+            for m in s.early_meanwhile():
+                self.stats["early_meanwhile"] += 1
+                self._send(m)
         if s.alive and s.checker:
             s.checker.after_step(s)
 

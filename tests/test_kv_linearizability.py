@@ -21,9 +21,12 @@ from __future__ import annotations
 
 import base64
 import itertools
+import json
+import os
 import random
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,7 @@ import requests
 from linearizability import Op, check
 from netns import HTTP_PORT, NEEDS_ROOT, SERVER_PORT, Net, addr, start_agent, write_agent_config
 from procs import Proc, wait_for
+from urllib3.exceptions import NewConnectionError
 
 pytestmark = NEEDS_ROOT
 
@@ -39,7 +43,12 @@ SERVERS, CLIENTS = (1, 2, 3), (4, 5)
 KEYS = ("k0", "k1", "k2")
 WORKERS = 6
 REQUEST_TIMEOUT = 4.0
-SEED = int(time.time())
+NOT_SENT = "not sent"  # a PUT that never reached its agent
+#: the workers' operations follow the seed; LIN_SEED=<seed> replays a reported run's choices (the faults follow
+#: whoever leads, and the timing is the machine's, so a replay is the same workload, not the same history)
+SEED = int(os.environ.get("LIN_SEED") or time.time())
+#: where a failing key's history is written (JSON, one op per line), to be read or re-checked offline
+HISTORY_DIR = os.environ.get("LIN_HISTORY_DIR", "")
 
 
 @pytest.fixture
@@ -101,6 +110,7 @@ class Worker:
         self.unknown_increments = 0
         self.values = (f"w{n}-{i}" for i in itertools.count())
         self.session = requests.Session()
+        self.put_outcomes: Counter[str] = Counter()  # how the PUTs ended (status, body or exception), for the report
 
     def url(self, key: str) -> str:
         return f"http://{addr(self.agent)}:{HTTP_PORT}/v1/kv/{key}"
@@ -126,15 +136,23 @@ class Worker:
             self.history[key].append(Op(self.n, call, self.now(), ("read",), value))
         return value, index
 
-    def put(self, key: str, value: str, cas: int | None) -> bool | None:
-        """True/False as the agent answered; None when unknown (error, timeout)."""
+    def put(self, key: str, value: str, cas: int | None) -> bool | str | None:
+        """True/False as the agent answered; None when unknown (error, timeout); `NOT_SENT` when no connection
+        could be made (the agent is down: nothing was asked, so nothing is recorded)."""
         params = {"cas": str(cas)} if cas is not None else {}
         try:
             r = self.session.put(self.url(key), params=params, data=value.encode(), timeout=REQUEST_TIMEOUT)
-        except requests.RequestException:
+        except requests.RequestException as err:
+            if isinstance(getattr(err.args[0] if err.args else None, "reason", None), NewConnectionError):
+                self.put_outcomes["not sent"] += 1
+                self.stop.wait(0.05)  # its agent is down: don't spin on it
+                return NOT_SENT
+            self.put_outcomes[type(err).__name__] += 1
             return None
         if r.status_code != 200:
+            self.put_outcomes[f"{r.status_code} {r.text.strip()[:70]}"] += 1
             return None  # e.g. 500 No cluster leader after the proposal was made: it may still commit
+        self.put_outcomes[r.text.strip()[:10]] += 1
         return r.json() is True
 
     def run(self) -> None:
@@ -146,6 +164,8 @@ class Worker:
             elif kind == "write":
                 value, call = next(self.values), self.now()
                 outcome = self.put(key, value, None)
+                if outcome is NOT_SENT:
+                    continue
                 self.history[key].append(Op(self.n, call, self.now() if outcome else None, ("write", value),
                                             True if outcome else None))  # type: ignore[arg-type]
             elif kind == "cas":
@@ -154,6 +174,8 @@ class Worker:
                     continue
                 value, call = next(self.values), self.now()
                 outcome = self.put(key, value, seen[1])
+                if outcome is NOT_SENT:
+                    continue
                 self.history[key].append(Op(self.n, call, None if outcome is None else self.now(),
                                             ("cas", seen[0], value), outcome))  # type: ignore[arg-type]
             else:
@@ -161,16 +183,24 @@ class Worker:
                 if seen is None:
                     continue
                 outcome = self.put("counter", str(int(seen[0] or 0) + 1), seen[1])
+                if outcome is NOT_SENT:
+                    continue
                 if outcome:
                     self.increments += 1
                 elif outcome is None:
                     self.unknown_increments += 1
 
 
+#: what an unknown-outcome write of a value nobody saw writes, in the checked history (no worker writes it)
+UNSEEN = "<unseen>"
+
+
 def _history(op_list: list[Op]) -> list[Op]:
-    """The key's history for the checker.  A write or cas whose outcome is unknown and whose (unique) value no
-    read or cas ever saw is left out: the checker may already place it after everything, where it changes
-    nothing observed, and keeping it only multiplies the search (every such op stays open to the end)."""
+    """The key's history for the checker, every op kept.  A write or cas whose outcome is unknown and whose
+    (unique) value no read or cas ever saw writes `UNSEEN` instead: nothing observed can tell those values
+    apart, and so the checker's twins rule takes the plain writes among them in call order rather than trying
+    every subset.  They may not be left out: one that took effect can be all that explains a cas that failed
+    (the key held its value when the cas came, and a plain write replaced it before anyone read it)."""
     from linearizability import UNKNOWN
 
     seen = {o.output for o in op_list if o.input[0] == "read" and o.ret is not None}
@@ -178,13 +208,27 @@ def _history(op_list: list[Op]) -> list[Op]:
     out = []
     for o in op_list:
         if o.ret is None:
-            written = o.input[1] if o.input[0] == "write" else o.input[2]
-            if written not in seen:
-                continue
-            out.append(Op(o.client, o.call, None, o.input, UNKNOWN))
+            inp = o.input
+            if inp[-1] not in seen:  # the value written: inp[1] of a write, inp[2] of a cas
+                inp = (*inp[:-1], UNSEEN)
+            out.append(Op(o.client, o.call, None, inp, UNKNOWN))
         else:
             out.append(o)
     return out
+
+
+def _dump(key: str, ops: list[Op], faults: list[str]) -> str:
+    """Write every recorded op of ``key`` (unknown outcomes included) under LIN_HISTORY_DIR; the file's path."""
+    if not HISTORY_DIR:
+        return "set LIN_HISTORY_DIR to keep the history"
+    path = Path(HISTORY_DIR) / f"kv-{SEED}-{key}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        f.write(json.dumps({"seed": SEED, "key": key, "faults": faults}) + "\n")
+        for o in sorted(ops, key=lambda o: o.call):
+            f.write(json.dumps({"client": o.client, "call": o.call, "ret": o.ret, "input": list(o.input),
+                                "output": o.output if o.ret is not None else "?"}) + "\n")
+    return str(path)
 
 
 def test_kv_is_linearizable_through_kills_restarts_and_a_partition(net: Net, tmp_path: Path) -> None:
@@ -236,18 +280,22 @@ def test_kv_is_linearizable_through_kills_restarts_and_a_partition(net: Net, tmp
 
         total = 0
         for key in KEYS:
-            history = _history([op for w in workers for op in w.history[key]])
+            recorded = [op for w in workers for op in w.history[key]]
+            history = _history(recorded)
             total += len(history)
             acknowledged_writes = sum(1 for o in history if o.input[0] != "read" and o.output is True)
             assert acknowledged_writes > 0, f"no write to {key} succeeded: the run tested nothing ({faults})"
             unknown = sum(1 for o in history if o.ret is None)
+            kept = _dump(key, recorded, faults)
             assert check(history), (f"{key}: history of {len(history)} ops ({unknown} of unknown outcome) is not "
-                                    f"linearizable (seed {SEED}, faults {faults})")
+                                    f"linearizable (faults {faults}; history: {kept}; replay its workload with "
+                                    f"LIN_SEED={SEED})")
         counter = wait_for(lambda: workers[0].read("counter"), timeout=20, what="the counter")
         acked = sum(w.increments for w in workers)
         unknown = sum(w.unknown_increments for w in workers)
         assert acked > 0
         assert acked <= int(counter[0] or 0) <= acked + unknown, (counter, acked, unknown)
+        print(f"PUT outcomes: {dict(sum((w.put_outcomes for w in workers), Counter()))}")
         print(f"seed {SEED}: {total} ops on {len(KEYS)} keys, {acked} increments (+{unknown} unknown), "
               f"faults: {', '.join(faults)}")
     finally:

@@ -597,6 +597,32 @@ def test_messages_that_vouch_for_the_disk_wait_for_the_persist():
     assert not rd.early_messages and [m.type for m in rd.messages] == [MsgType.APPEND_RESP]
 
 
+def test_a_leaders_heartbeats_leave_while_its_ready_is_persisted_but_a_new_terms_messages_wait():
+    """take_early_messages: the driver's sends during an fsync follow ready's rule for early messages."""
+    _, a, _, _ = _leader_with_unpersisted_proposal()
+    for _ in range(a.raft.cfg.heartbeat_tick):  # the heartbeat is due while the fsync runs
+        a.node.tick()
+    early = a.node.take_early_messages()
+    assert {(m.type, m.to) for m in early} >= {(MsgType.HEARTBEAT, "b"), (MsgType.HEARTBEAT, "c")}
+    assert a.node.take_early_messages() == ()  # taken once: they are not in the next Ready again
+    a.storage.append(a.node._in_flight.entries)
+    a.node.advance()
+    assert not any(m.type is MsgType.HEARTBEAT for m in a.node.ready().early_messages)
+    # deposed while a Ready is in flight: what was queued before waits with the new term's answer
+    _, a, _, _ = _leader_with_unpersisted_proposal()
+    for _ in range(a.raft.cfg.heartbeat_tick):
+        a.node.tick()
+    term = a.raft.term
+    a.node.step(Message(type=MsgType.APPEND, to="a", from_="b", term=term + 1, index=0, log_term=0))
+    assert a.raft.term == term + 1 and a.node.take_early_messages() == ()
+    b = RawNode(Config(id="b"), bootstrapped_storage(ABC), random.Random(1))
+    b.campaign()
+    b.ready()  # in flight: a new term and our vote, not yet on disk
+    b.tick()
+    assert b.take_early_messages() == ()
+    assert RawNode(Config(id="c"), bootstrapped_storage(ABC), random.Random(2)).take_early_messages() == ()
+
+
 def test_proposals_made_together_go_to_each_follower_in_one_append():
     net = Net(ABC)
     net.elect("a")

@@ -5,6 +5,8 @@ once applied."""
 from __future__ import annotations
 
 import functools
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -58,6 +60,9 @@ class ScriptedNode:
 
     def has_ready(self) -> bool:
         return bool(self.pending)
+
+    def take_early_messages(self) -> tuple[Message, ...]:
+        return ()
 
     def ready(self) -> Ready:
         return self.pending[0]
@@ -159,8 +164,9 @@ IDS = ("a", "b", "c")
 class Member:
     """One server: a real store, transport, core and recording machine, driven by a real Driver."""
 
-    def __init__(self, root: Path, sid: str, snapshot_every: int) -> None:
+    def __init__(self, root: Path, sid: str, snapshot_every: int, election_tick: int = 10) -> None:
         self.sid, self.dir, self.snapshot_every = sid, root / sid, snapshot_every
+        self.election_tick = election_tick
         self.store = RaftStore.open(self.dir, "c")
         self.transport = Transport(sid, "c", port=0)
         self.machine = RecordingMachine()
@@ -170,15 +176,16 @@ class Member:
         snap = self.store.snapshot()
         if not snap.is_empty:
             self.machine.restore(snap.data)
-        node = RawNode(Config(id=self.sid, election_tick=10, applied=snap.meta.index), self.store,
+        node = RawNode(Config(id=self.sid, election_tick=self.election_tick, applied=snap.meta.index), self.store,
                        __import__("random").Random(hash(self.sid)))
         self.driver = Driver(node, self.store, self.transport, self.machine, tick_interval=0.01,
                              snapshot_every=self.snapshot_every)
         await nursery.start(self.driver.run)
 
 
-async def _cluster(tmp_path: Path, nursery: trio.Nursery, snapshot_every: int = 16384) -> dict[str, Member]:
-    members = {sid: Member(tmp_path, sid, snapshot_every) for sid in IDS}
+async def _cluster(tmp_path: Path, nursery: trio.Nursery, snapshot_every: int = 16384,
+                   election_tick: int = 10) -> dict[str, Member]:
+    members = {sid: Member(tmp_path, sid, snapshot_every, election_tick) for sid in IDS}
     addrs = {sid: await nursery.start(m.transport.run) for sid, m in members.items()}
     entries, hard = bootstrap([Server(sid, f"{addrs[sid][0]}:{addrs[sid][1]}") for sid in IDS])
     for m in members.values():
@@ -447,6 +454,62 @@ def test_a_new_leader_is_ready_only_once_its_state_holds_every_earlier_commit(tm
             applied = {(index, term) for index, term, _ in new.machine.applied}
             assert set(acknowledged) <= applied
             assert new.driver.applied > max(index for index, _ in acknowledged)  # its own term's entry too
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+# ---------------------------------------------------------------- a slow disk
+
+
+def test_a_leader_keeps_its_followers_while_its_fsync_is_slow(tmp_path: Path) -> None:
+    """The leader's fsync of a write takes four times the longest election timeout.  Meanwhile it is still
+    ticked and stepped, and its heartbeats go out: the followers keep hearing it, nobody campaigns, and the write
+    commits (on the followers' disks) and is acknowledged once the leader's own fsync returns.  (A driver that
+    fed its node nothing during an fsync fell silent for the whole of it and was deposed.)"""
+    slow = 2.4  # seconds; election timeout 0.3-0.6 s (30 ticks of 10 ms)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            members = await _cluster(tmp_path, nursery, election_tick=30)
+            leader = await _leader(members)
+            driver = leader.driver
+            assert driver is not None
+            await driver.propose(b"warm", timeout=DEADLINE)
+            term = driver.status().term
+            followers = [m for m in members.values() if m is not leader]
+            syncing = threading.Event()
+            real_sync = leader.store.sync
+
+            def slow_sync() -> None:  # in the driver's worker thread
+                syncing.set()
+                time.sleep(slow)
+                real_sync()
+
+            leader.store.sync = slow_sync  # type: ignore[method-assign]
+            writer = trio.Event()
+            result: list[tuple[int, int]] = []
+
+            async def write() -> None:
+                result.append(await driver.propose(b"slow", timeout=DEADLINE))
+                writer.set()
+
+            nursery.start_soon(write)
+            with trio.fail_after(DEADLINE):
+                while not syncing.is_set():
+                    await trio.sleep(0.01)
+            started = trio.current_time()
+            await trio.sleep(slow / 2)
+            for f in followers:  # heard from the leader well after its fsync began
+                assert f.driver is not None and f.driver.last_contact > started + slow / 4, f.sid
+            leader.store.sync = real_sync  # type: ignore[method-assign]
+            with trio.fail_after(DEADLINE):
+                await writer.wait()
+            assert trio.current_time() - started >= slow * 0.9  # it did wait for its own disk
+            assert (result[0][0], result[0][1], b"slow") in leader.machine.applied
+            for m in members.values():
+                assert m.driver is not None and m.driver.status().term == term, m.sid
+            assert driver.soft_state.role is Role.LEADER
             nursery.cancel_scope.cancel()
 
     trio.run(main)

@@ -96,6 +96,7 @@ def test_simulated_cluster_stays_safe_and_live(name: str) -> None:
         assert totals["transfers"] > 0
     if scenario.persist_ms and scenario.crashes and not os.environ.get("RAFT_SEED"):
         assert totals["crashes_in_flight"] > 0
+        assert totals["early_meanwhile"] > 0  # heartbeats and APPENDs left during a persist
     if scenario.clients and not os.environ.get("RAFT_SEED"):
         assert totals["ops"] > totals["unknown"] > 0
     print(f"{name}: {len(seeds_for(name, runs))} runs in {elapsed:.1f}s, worst leader {worst['leader_after_ms']} ms"

@@ -235,3 +235,23 @@ async def test_a_write_that_could_not_be_sent_is_made_again_on_a_fresh_connectio
         assert server.ran == [(1, "Store.Apply"), (2, "Store.Apply")]
         assert pool.retries == 1
         nursery.cancel_scope.cancel()
+
+
+@trio_test
+async def test_a_call_to_a_server_that_is_gone_says_it_was_not_sent_and_a_lost_answer_does_not() -> None:
+    """RPCNotSent (the forwarders may take the request to the next leader) only when no connection was made;
+    a write that reached the server and lost its answer is a plain RPCError (its outcome is unknown)."""
+    pool = rpc.RPCPool()
+    with trio.socket.socket() as sock:  # a port nobody listens on: the server was killed
+        await sock.bind(("127.0.0.1", 0))
+        gone = f"127.0.0.1:{sock.getsockname()[1]}"
+    with pytest.raises(rpc.RPCNotSent, match=r"Store\.Apply"):
+        await pool.call(gone, "Store.Apply", timeout=DEADLINE)
+    async with trio.open_nursery() as nursery:
+        server = DroppingServer()
+        await server.start(nursery)
+        assert await pool.call(server.addr, "Store.Apply", timeout=DEADLINE) == "ok"
+        with pytest.raises(rpc.RPCError) as lost:
+            await pool.call(server.addr, "Store.Apply", timeout=DEADLINE)
+        assert not isinstance(lost.value, rpc.RPCNotSent)
+        nursery.cancel_scope.cancel()

@@ -234,15 +234,67 @@ async def test_a_follower_and_a_client_forward_to_the_leader() -> None:
         nursery.cancel_scope.cancel()
 
 
-@trio_test
-async def test_forwarding_to_nobody_is_no_leader_and_to_a_dead_address_is_unavailable() -> None:
-    with pytest.raises(NoLeader):
-        await ForwardAccess(lambda: "", lambda: []).apply(KVSet(key="k", value=b"v"))
+async def _dead_address() -> str:
     with trio.socket.socket() as sock:  # a port nobody listens on
         await sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    with pytest.raises(StoreUnavailable):
-        await ForwardAccess(lambda: f"127.0.0.1:{port}", lambda: []).apply(KVSet(key="k", value=b"v"))
+        return f"127.0.0.1:{sock.getsockname()[1]}"
+
+
+@trio_test
+async def test_forwarding_to_nobody_or_to_a_dead_leader_is_held_then_no_cluster_leader() -> None:
+    """Consul's RPC hold: a request with no leader to go to, or whose leader cannot be reached (the request never
+    left), waits for the next leader; with none within the hold it is ``No cluster leader`` (retryable), never
+    a hang, and never an error that would say the write's outcome is unknown."""
+    dead = await _dead_address()
+    follower_store = StateStore()
+    follower_replica = DirectReplica(follower_store, address="127.0.0.1:1")
+    follower_replica.leader = dead
+    follower = StoreService(follower_store, follower_replica, agent_nodes=dict, hold_timeout=0.3)
+    for leader in ("", dead):
+        client = ForwardAccess(lambda leader=leader: leader, lambda: [dead], hold_timeout=0.3)
+        for access in (client, follower):
+            for call in (lambda a: a.apply(KVSet(key="k", value=b"v")),
+                         lambda a: a.query("kv.get", {"key": "k"}, ReadMode("consistent")),
+                         lambda a: a.renew_session("s")):
+                started = trio.current_time()
+                with pytest.raises(NoLeader, match="No cluster leader"):
+                    await call(access)
+                assert 0.3 <= trio.current_time() - started < 3
+    assert follower_replica.proposals == 0
+    with pytest.raises(NoLeader):  # a client that knows no server at all has nothing to wait for
+        await ForwardAccess(lambda: "", lambda: [], hold_timeout=30).apply(KVSet(key="k", value=b"v"))
+
+
+@trio_test
+async def test_a_request_for_a_leader_that_just_died_goes_to_the_next_one_and_applies_once() -> None:
+    new_leader, new_replica = direct_service()
+    dead = await _dead_address()
+    async with trio.open_nursery() as nursery:
+        address = await _serve(nursery, new_leader)
+        follower_store = StateStore()
+        follower_replica = DirectReplica(follower_store, address="127.0.0.1:1")
+        follower = StoreService(follower_store, follower_replica, agent_nodes=dict, hold_timeout=5.0)
+        known = {"leader": dead}
+        client = ForwardAccess(lambda: known["leader"], lambda: [], hold_timeout=5.0)
+        for n, access in enumerate((follower, client)):
+            known["leader"] = follower_replica.leader = dead  # the leader both know was just killed
+            done: list[Any] = []
+
+            async def write(access: Any = access, n: int = n, done: list[Any] = done) -> None:
+                done.append(await access.apply(KVCas(key=f"k{n}", index=0, value=b"v")))
+                done.append(await access.query("kv.get", {"key": f"k{n}"}, ReadMode("consistent")))
+
+            nursery.start_soon(write)
+            await trio.sleep(0.3)
+            assert not done  # held, not failed
+            known["leader"] = follower_replica.leader = address  # the next leader is elected and known
+            with trio.fail_after(5):
+                while len(done) < 2:
+                    await trio.sleep(0.01)
+            assert done[0] is True  # a check-and-set applied twice would answer false the second time
+            assert done[1].value[0]["Value"] == "dg=="
+        assert new_replica.proposals == 2 and follower_replica.proposals == 0
+        nursery.cancel_scope.cancel()
 
 
 def test_answer_forms_map_back_to_the_callers_exceptions() -> None:
@@ -391,3 +443,41 @@ async def test_a_write_that_may_have_been_appended_is_not_tried_again() -> None:
     with pytest.raises(StoreUnavailable, match="overwritten"):
         await service.apply(KVSet(key="k", value=b"v"))
     assert replica.proposals == 1 and service.held_writes == 0
+
+
+@trio_test
+async def test_closing_a_forwarder_ends_its_connections_on_the_server() -> None:
+    """What the agent does at shutdown (Supervisor._close_pools): the idle pooled connections of a follower's and
+    a client's forwarder are closed, and the leader sees each of them end then, not when the process exits."""
+    leader, _ = direct_service()
+    server = RPCServer()
+    leader.register(server)
+    open_conns = [0]
+
+    async def serve(*args: Any) -> None:
+        open_conns[0] += 1
+        try:
+            await server.serve(*args)
+        finally:
+            open_conns[0] -= 1
+
+    async with trio.open_nursery() as nursery:
+        transport = Transport("leader-id", "cluster", host="127.0.0.1", port=0, rpc_handler=serve)
+        host, port = await nursery.start(transport.run)
+        address = f"{host}:{port}"
+        replica = DirectReplica(StateStore(), address="127.0.0.1:1")
+        replica.leader = address
+        follower = StoreService(replica.store, replica, agent_nodes=dict)
+        client = ForwardAccess(lambda: address, lambda: [address])
+        for access in (follower, client):
+            assert await access.apply(KVSet(key="k", value=b"v")) is True
+            with trio.fail_after(5):
+                while open_conns[0] != 1:
+                    await trio.sleep(0.01)
+            assert access.pool.idle(address) == 1
+            access.close()
+            assert access.pool.idle(address) == 0
+            with trio.fail_after(5):
+                while open_conns[0] != 0:  # the server saw the connection end
+                    await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()

@@ -20,7 +20,10 @@ from .state.commands import Command
 
 __all__ = [
     "CONSISTENCY_MODES",
+    "HOLD_POLL",
+    "RPC_HOLD_TIMEOUT",
     "CommandFailed",
+    "LeaderUnreachable",
     "NoLeader",
     "QueryResult",
     "ReadMode",
@@ -29,6 +32,10 @@ __all__ = [
 ]
 
 CONSISTENCY_MODES = ("default", "consistent", "stale")
+
+#: Consul's rpc_hold_timeout: how long a request waits for a (reachable) leader before "No cluster leader".
+RPC_HOLD_TIMEOUT = 7.0
+HOLD_POLL = 0.02  # seconds between looks for the next leader while a request is held
 
 
 class NoLeader(Exception):
@@ -45,6 +52,11 @@ class CommandFailed(Exception):
 
 class StoreUnavailable(Exception):
     """The server could not be reached or did not answer in time; nothing is known of a write's outcome."""
+
+
+class LeaderUnreachable(StoreUnavailable):
+    """No connection could be made to the leader (it died, or is cut off): the request never reached it, so
+    it did nothing there and may go to the next leader.  The forwarders hold it for one, as for no leader."""
 
 
 @attrs.frozen

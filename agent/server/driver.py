@@ -5,8 +5,12 @@ and heartbeats) go to the transport first, so the followers write while the lead
 persist (snapshot, entries, hard state; fsync when the core says so), then send the rest, then apply, then
 advance (which is when the leader's own entries count toward a commit).  Persisting is blocking file IO, so it
 runs in a worker thread (`trio.to_thread`); the node itself is only ever called from this task, between awaits,
-so it needs no lock, and no input is fed to it while a Ready is in flight: the proposals that arrive meanwhile
-wait on the event channel and go into the next Ready together, one append and one fsync for all of them.
+so it needs no lock.  While the fsync runs (the slow part: the entries are written first, with nothing else
+going on, so the store's memory never changes under the core), ticks, peers' messages and read requests are
+still fed to the node, and the heartbeats and APPENDs that produces go out at once (`RawNode.take_early_messages`):
+a slow disk delays this server's acknowledgements, not its leadership (a leader whose fsync outlasts an election
+timeout would otherwise fall silent and be deposed).  Proposals, membership changes and calls that arrive
+meanwhile wait for the next Ready and go into it together, one append and one fsync for all of them.
 
 A proposal is an event on the same queue as ticks and messages; its caller waits on a `_Waiter` resolved when
 the entry at its index is applied (the state machine's result) or shown not to be ours (another term at that
@@ -182,6 +186,7 @@ class Driver:
         self._term_start = 0  # as leader: the index of our term's first entry (default reads wait for it)
         self._changed = trio.Event()
         self._events_send, self._events = trio.open_memory_channel[Event](1024)
+        self._deferred: list[Event] = []  # arrived while a Ready was in flight; fed before anything newer
 
     # ---------------------------------------------------------------- the API
 
@@ -254,7 +259,9 @@ class Driver:
 
     async def _loop(self) -> None:
         while True:
-            batch = [await self._events.receive()]
+            batch, self._deferred = self._deferred, []
+            if not batch:
+                batch = [await self._events.receive()]
             while len(batch) < self.max_batch:
                 try:
                     batch.append(self._events.receive_nowait())
@@ -371,12 +378,14 @@ class Driver:
             self.soft_state = rd.soft_state
             changed = True
         if rd.snapshot is not None or rd.entries or rd.must_sync:
-            await trio.to_thread.run_sync(self._persist, rd)
+            await trio.to_thread.run_sync(self._write, rd)
+            if rd.must_sync:
+                await self._sync_while_stepping()
             self.stats.persists += 1
             self.stats.fsyncs += rd.must_sync
             self.stats.entries_persisted += len(rd.entries)
         elif rd.hard_state is not None:  # the commit index alone: noted in memory (RaftStore.sync), no thread hop
-            self._persist(rd)
+            self._write(rd)
         self.transport.send_all(rd.messages)
         self.stats.messages += len(rd.messages) + len(rd.early_messages)
         if rd.snapshot is not None:
@@ -428,16 +437,38 @@ class Driver:
             else:
                 waiter.resolve(error=ProposalLost(f"entry {idx} of term {waiter.term} was overwritten"))
 
-    def _persist(self, rd: Ready) -> None:
-        """In a worker thread: the only code touching the store while a Ready is in flight."""
+    def _write(self, rd: Ready) -> None:
+        """In a worker thread: the Ready's writes, not yet durable.  Nothing else runs meanwhile (the core reads
+        the store's memory, which this changes)."""
         if rd.snapshot is not None:
             self.store.apply_snapshot(rd.snapshot)
         if rd.entries:
             self.store.append(rd.entries)
         if rd.hard_state is not None:
             self.store.set_hard_state(rd.hard_state)
-        if rd.must_sync:
-            self.store.sync()
+
+    async def _sync_while_stepping(self) -> None:
+        """fsync in a worker thread while this task keeps feeding the node what arrives: ticks, messages and
+        read requests (`sync` changes nothing the core reads); the early messages that produces leave at once,
+        the rest waits for the next Ready; proposals and calls are deferred to it."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._step_meanwhile)
+            await trio.to_thread.run_sync(self.store.sync)
+            nursery.cancel_scope.cancel()
+
+    async def _step_meanwhile(self) -> None:
+        while True:
+            event = await self._events.receive()  # cancel-safe: a cancelled receive takes nothing
+            if isinstance(event, _Tick | Message | _ReadIndex):
+                self._feed(event)
+                self._start_read_round()
+                early = self.node.take_early_messages()
+                if early:
+                    self.transport.send_all(early)
+                    self.stats.messages += len(early)
+                    self.stats.early_messages += len(early)
+            else:
+                self._deferred.append(event)
 
     async def _snapshot(self) -> None:
         index, conf, data = self.applied, self.node.applied_conf(), self.machine.snapshot()

@@ -3,7 +3,10 @@
 Consul's clients hold no state: their RPCs go to a server, which forwards to the leader when it must.  Ours
 send writes, default and consistent reads, and renewals to the leader the member table knows (a client learns
 it from a server, `follow.LeaderFollower`); a ``?stale`` read goes to any server, in turn, so stale reads
-spread over the servers as Consul's do.  A server that cannot be reached is `access.StoreUnavailable`.
+spread over the servers as Consul's do.  A request that finds no leader, or cannot reach the one it knows (it
+just died: the request never left, `access.LeaderUnreachable`), is held for the next leader as Consul's RPC hold
+holds it (``hold_timeout``, 7 s), then answered ``No cluster leader``; one that reached a server and broke
+after is `access.StoreUnavailable` (a write's outcome is unknown, so it is never sent again).
 
 The answer forms of the server's ``Store.*`` methods are read back here (`unwrap_apply`, `remote_error`), used
 by a follower forwarding to the leader too.
@@ -15,12 +18,23 @@ import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .access import CommandFailed, NoLeader, QueryResult, ReadMode, StoreUnavailable
+import trio
+
+from .access import (
+    HOLD_POLL,
+    RPC_HOLD_TIMEOUT,
+    CommandFailed,
+    LeaderUnreachable,
+    NoLeader,
+    QueryResult,
+    ReadMode,
+    StoreUnavailable,
+)
 from .queries import QueryError
-from .rpc import RPCError, RPCPool
+from .rpc import RPCError, RPCNotSent, RPCPool
 from .state.commands import Command, encode
 
-__all__ = ["FORWARD_SLACK", "ForwardAccess", "forward_call", "remote_error", "unwrap_apply"]
+__all__ = ["FORWARD_SLACK", "ForwardAccess", "forward_call", "held_call", "remote_error", "unwrap_apply"]
 
 #: Extra time a forwarded call may take beyond its own wait (Consul's RPC hold timeout is 7 s).
 FORWARD_SLACK = 7.0
@@ -53,41 +67,70 @@ async def forward_call(pool: RPCPool, address: str, method: str, args: dict[str,
     plus the RPC hold slack; its error text as the exception the caller would have seen locally."""
     try:
         return await pool.call(address, method, args, timeout=timeout + FORWARD_SLACK)
+    except RPCNotSent as err:
+        raise LeaderUnreachable(str(err)) from None
     except RPCError as err:
         raise remote_error(str(err)) from None
+
+
+async def held_call(pick: Callable[[], str], call: Callable[[str], Any], hold_timeout: float) -> Any:
+    """``call(address)`` on the server ``pick()`` names, held while there is none (``""``) or it cannot be
+    reached (`LeaderUnreachable`: the request never left), looking again every `HOLD_POLL`, for up to
+    ``hold_timeout``; then `NoLeader`.  Every other outcome is the caller's, at once."""
+    deadline = trio.current_time() + hold_timeout
+    while True:
+        address = pick()
+        if address:
+            try:
+                return await call(address)
+            except LeaderUnreachable:
+                if trio.current_time() >= deadline:
+                    raise NoLeader() from None
+        elif trio.current_time() >= deadline:
+            raise NoLeader()
+        await trio.sleep(min(HOLD_POLL, max(0.0, deadline - trio.current_time())))
 
 
 class ForwardAccess:
     """``leader()``: the leader's server address or ``""``; ``servers()``: every known server's address."""
 
     def __init__(self, leader: Callable[[], str], servers: Callable[[], Sequence[str]], *,
-                 write_timeout: float = 10.0) -> None:
+                 write_timeout: float = 10.0, hold_timeout: float = RPC_HOLD_TIMEOUT) -> None:
         self.leader = leader
         self.servers = servers
         self.write_timeout = write_timeout
+        self.hold_timeout = hold_timeout
         self.pool = RPCPool()
         self._turn = itertools.count()
 
+    def close(self) -> None:
+        """At shutdown: close the idle connections to the servers."""
+        self.pool.close()
+
     async def apply(self, command: Command) -> Any:
-        return unwrap_apply(await forward_call(self.pool, self._leader(), "Store.Apply", {"data": encode(command)},
-                                               self.write_timeout))
+        return unwrap_apply(await self._call(self._leader, "Store.Apply", {"data": encode(command)},
+                                             self.write_timeout))
 
     async def query(self, name: str, args: dict[str, Any], mode: ReadMode) -> QueryResult:
-        address = self._leader() if mode.consistency != "stale" else self._any_server()
-        reply = await forward_call(self.pool, address, "Store.Query",
-                                   {"name": name, "args": args, "mode": mode.to_wire()}, mode.wait + self.write_timeout)
+        pick = self._leader if mode.consistency != "stale" else self._any_server
+        reply = await self._call(pick, "Store.Query", {"name": name, "args": args, "mode": mode.to_wire()},
+                                 mode.wait + self.write_timeout)
         try:
             return QueryResult.from_wire(reply)
         except (ValueError, TypeError) as err:
             raise StoreUnavailable(f"malformed Store.Query answer: {err}") from None
 
     async def renew_session(self, session_id: str) -> Any:
-        return await forward_call(self.pool, self._leader(), "Session.Renew", {"id": session_id}, self.write_timeout)
+        return await self._call(self._leader, "Session.Renew", {"id": session_id}, self.write_timeout)
+
+    async def _call(self, pick: Callable[[], str], method: str, args: dict[str, Any], timeout: float) -> Any:
+        return await held_call(pick, lambda address: forward_call(self.pool, address, method, args, timeout),
+                               self.hold_timeout)
 
     def _leader(self) -> str:
         leader = self.leader()
-        if not leader:
-            raise NoLeader()
+        if not leader and not self.servers():  # no server known at all: no leader to wait for (Consul's client
+            raise NoLeader()  # fails at once too, and the HTTP layer answers "No known Consul servers" first)
         return leader
 
     def _any_server(self) -> str:

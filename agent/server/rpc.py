@@ -14,7 +14,9 @@ others stay free).  A connection goes back to the pool only after a whole answer
 cancelled, times out or fails closes its connection, so no late answer can ever be read as another call's.
 A pooled connection the server closed (a restart) is seen before use and dropped.  If one still fails, the
 call is made once more on a fresh connection only when that cannot apply a write twice: the request did not
-leave whole (the send failed, so the server cannot have decoded it), or the method is idempotent.
+leave whole (the send failed, so the server cannot have decoded it), or the method is idempotent.  A call that
+found no connection to make (refused, or not made within `CONNECT_TIMEOUT`) or could not send its request whole
+on a fresh one is `RPCNotSent`: the server did nothing, and a forwarder may take the call to the next leader.
 """
 
 from __future__ import annotations
@@ -39,10 +41,17 @@ RPC_HELLO = {"hello": HELLO_VERSION, "rpc": 1}
 #: these whose connection broke after the request left may be made again (Store.Apply may not)
 IDEMPOTENT = frozenset({"Status.Leader", "Status.Peers", "Store.Query", "Session.Renew"})
 POOL_MAX_IDLE = 8  # idle connections kept per server
+#: a connection not made within this long is given up (a server cut off drops the SYN: no refusal ever comes)
+CONNECT_TIMEOUT = 3.0
 
 
 class RPCError(Exception):
     """An error answer (the server's text), or a failure to reach the server."""
+
+
+class RPCNotSent(RPCError):
+    """No connection could be made, or the request did not leave whole on a fresh one: the server did nothing
+    (a write may go to another server)."""
 
 
 class RPCServer:
@@ -161,7 +170,14 @@ class RPCPool:
                         return await self._exchange(conn, address, method, args, reused=True)
                     except _Retry:
                         self.retries += 1
-                return await self._exchange(await self._open(address), address, method, args, reused=False)
+                try:
+                    with trio.fail_after(min(timeout, CONNECT_TIMEOUT)):
+                        conn = await self._open(address)
+                except (OSError, trio.TooSlowError) as err:
+                    raise _NotSent(str(err) or type(err).__name__) from None
+                return await self._exchange(conn, address, method, args, reused=False)
+        except _NotSent as err:
+            raise RPCNotSent(f"rpc {method} to {address}: {err}") from None
         except (*_BROKEN, trio.TooSlowError) as err:
             raise RPCError(f"rpc {method} to {address}: {str(err) or type(err).__name__}") from None
 
@@ -171,10 +187,10 @@ class RPCPool:
         try:
             try:
                 await conn.send(method, args)
-            except _BROKEN:
-                if reused:  # it did not leave whole: the server cannot have decoded, let alone run, it
+            except _BROKEN as err:  # it did not leave whole: the server cannot have decoded, let alone run, it
+                if reused:
                     raise _Retry() from None
-                raise
+                raise _NotSent(str(err) or type(err).__name__) from None
             try:
                 answer = await conn.receive()
             except _BROKEN:
@@ -220,6 +236,10 @@ class RPCPool:
 
 class _Retry(Exception):
     """A pooled connection failed in a way that allows the call once more on a fresh one."""
+
+
+class _NotSent(Exception):
+    """A fresh connection could not be made or did not take the request whole."""
 
 
 async def call(address: str, method: str, args: Mapping[str, Any] | None = None, *, timeout: float = 2.0,

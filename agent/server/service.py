@@ -6,8 +6,9 @@
   and waits for the apply.  A follower forwards the command to the leader over the server port.  A write that
   finds leadership moving (a transfer in progress, a leader just deposed, none elected yet) waits for the next
   leader, up to ``hold_timeout`` (Consul's RPC hold, 7 s), and goes there; only refusals that prove the command
-  was not appended (the core refused the proposal, or no leader was known so nothing was sent) are tried again,
-  so no write is applied twice.
+  was not appended (the core refused the proposal, no leader was known, or the leader could not be reached so
+  nothing was sent) are tried again, so no write is applied twice.  Reads and renewals a follower forwards are
+  held the same way.
 * **Reads**: ``default`` is answered by the leader from its own state once it has applied an entry of its own
   term (so a new leader never answers from before its predecessor's last commit); ``consistent`` first confirms
   leadership with a ReadIndex round and waits until that index is applied; ``stale`` is answered by any server
@@ -31,9 +32,18 @@ import trio
 from protocol.raft.errors import NotLeader, ProposalDropped, RaftError
 
 from . import queries
-from .access import CommandFailed, NoLeader, QueryResult, ReadMode, StoreUnavailable
+from .access import (
+    HOLD_POLL,
+    RPC_HOLD_TIMEOUT,
+    CommandFailed,
+    LeaderUnreachable,
+    NoLeader,
+    QueryResult,
+    ReadMode,
+    StoreUnavailable,
+)
 from .duties import ACLInit, LeaderDuties
-from .forwarding import forward_call, unwrap_apply
+from .forwarding import forward_call, held_call, unwrap_apply
 from .rpc import RPCError, RPCPool, RPCServer
 from .state.apply import Failed
 from .state.commands import Command, CommandError, SessionCreate, SessionDestroy, decode, encode
@@ -44,10 +54,6 @@ from .state.views import session_json, txn_json
 from .state.wait import wait_past
 
 __all__ = ["RPC_HOLD_TIMEOUT", "AgentNodes", "Replica", "StoreService"]
-
-#: Consul's rpc_hold_timeout: how long a write waits for a leader before "No cluster leader".
-RPC_HOLD_TIMEOUT = 7.0
-HOLD_POLL = 0.02  # seconds between looks for the next leader while a write is held
 
 #: lower-cased node name -> {check ID: status} for the nodes the gossip catalog holds (serfHealth included).
 AgentNodes = Callable[[], Mapping[str, Mapping[str, str]]]
@@ -95,23 +101,30 @@ class StoreService:
         #: Told of every command this leader applied and how long it took (the agent's metrics set it).
         self.on_applied: Callable[[Command, float], None] = lambda command, seconds: None
 
+    def close(self) -> None:
+        """At shutdown: close the idle connections to the leader (the server sees them end now, not at exit)."""
+        self.pool.close()
+
     # ---------------------------------------------------------------- StoreAccess
 
     async def apply(self, command: Command) -> Any:
         deadline = trio.current_time() + self.hold_timeout
         held = False
         while True:
-            refusal: RaftError | None = None
+            refusal: Exception | None = None
             if self.replica.is_leader():
                 try:
                     return await self._apply_here(command)
                 except _Refused as err:
                     refusal = err.error
             elif self.replica.leader_address():
-                return unwrap_apply(await self._forward("Store.Apply", {"data": encode(command)},
-                                                        self.write_timeout))
+                try:
+                    return unwrap_apply(await self._forward("Store.Apply", {"data": encode(command)},
+                                                            self.write_timeout))
+                except LeaderUnreachable as err:  # it never reached the leader (just died?): as if none known
+                    refusal = err
             if trio.current_time() >= deadline:  # held long enough: say why as before
-                if refusal is None or not self.replica.leader_address():
+                if refusal is None or isinstance(refusal, LeaderUnreachable) or not self.replica.leader_address():
                     raise NoLeader()
                 raise StoreUnavailable(str(refusal) or type(refusal).__name__)
             if not held:
@@ -121,24 +134,31 @@ class StoreService:
 
     async def query(self, name: str, args: dict[str, Any], mode: ReadMode) -> QueryResult:
         read = queries.reader(name, args)
-        if mode.consistency == "stale" and not self.replica.is_leader():
-            contact = self.replica.last_contact()
-            if mode.max_stale is None or contact <= mode.max_stale or not self.replica.leader_address():
+        while True:
+            if mode.consistency == "stale" and not self.replica.is_leader():
+                contact = self.replica.last_contact()
+                if mode.max_stale is None or contact <= mode.max_stale or not self.replica.leader_address():
+                    answer = await self._read_here(read, mode)
+                    return QueryResult(answer.index, answer.value, bool(self.replica.leader_address()),
+                                       _ms(contact))
+            if self.replica.is_leader():
+                if mode.consistency == "consistent" or not self.replica.leader_ready():
+                    await self._confirm_leadership()
                 answer = await self._read_here(read, mode)
-                return QueryResult(answer.index, answer.value, bool(self.replica.leader_address()),
-                                   _ms(contact))
-        if self.replica.is_leader():
-            if mode.consistency == "consistent" or not self.replica.leader_ready():
-                await self._confirm_leadership()
-            answer = await self._read_here(read, mode)
-            return QueryResult(answer.index, answer.value, True, 0)
-        reply = await self._forward("Store.Query", {"name": name, "args": args, "mode": mode.to_wire()},
-                                    mode.wait + self.write_timeout)
-        return QueryResult.from_wire(reply)
+                return QueryResult(answer.index, answer.value, True, 0)
+            try:
+                wire = {"name": name, "args": args, "mode": mode.to_wire()}
+                reply = await self._forward_held("Store.Query", wire, mode.wait + self.write_timeout)
+            except _BecameLeader:
+                continue
+            return QueryResult.from_wire(reply)
 
     async def renew_session(self, session_id: str) -> Any:
         if not self.replica.is_leader():
-            return await self._forward("Session.Renew", {"id": session_id}, self.write_timeout)
+            try:
+                return await self._forward_held("Session.Renew", {"id": session_id}, self.write_timeout)
+            except _BecameLeader:
+                pass
         state = self.store.current
         if not self.timers.renew(state, session_id, time.time_ns()):
             return None
@@ -211,6 +231,19 @@ class StoreService:
             raise NoLeader()
         return await forward_call(self.pool, leader, method, args, timeout)
 
+    async def _forward_held(self, method: str, args: dict[str, Any], timeout: float) -> Any:
+        """A read or a renewal for the leader: held while none is known or it cannot be reached (the request
+        never left), as writes are; a server that becomes the leader meanwhile is asked to answer itself, by
+        the caller once `_BecameLeader` says so."""
+
+        def pick() -> str:
+            if self.replica.is_leader():
+                raise _BecameLeader()
+            return self.replica.leader_address()
+
+        return await held_call(pick, lambda address: forward_call(self.pool, address, method, args, timeout),
+                               self.hold_timeout)
+
     # ---------------------------------------------------------------- the server port
 
     def register(self, rpc: RPCServer) -> None:
@@ -255,6 +288,10 @@ class StoreService:
             return await self.renew_session(session_id)
         except (NoLeader, StoreUnavailable) as err:  # their texts are what the caller maps back (remote_error)
             raise RPCError(str(err)) from None
+
+
+class _BecameLeader(Exception):
+    """A held read found this server leading: it answers itself."""
 
 
 class _Refused(Exception):

@@ -60,6 +60,7 @@ class RawNode:
         self._prev_soft = SoftState(self.raft.lead, self.raft.role)
         self._prev_hard = HardState(self.raft.term, self.raft.vote, self.raft.log.committed)
         self._in_flight: Ready | None = None
+        self._in_flight_votes = False  # the Ready in flight changes the term or vote (its early list was empty)
 
     # ------------------------------------------------------------------ inputs
     def tick(self) -> None:
@@ -146,7 +147,23 @@ class RawNode:
         if committed:
             r.log.applying = committed[-1].index
         self._in_flight = rd
+        self._in_flight_votes = vote_changed
         return rd
+
+    def take_early_messages(self) -> tuple[Message, ...]:
+        """While a Ready is being persisted: the messages queued since that claim nothing about our disk (a
+        leader's APPENDs and heartbeats, by the rule `ready` applies to its own early list), taken out of the
+        next Ready so that a slow fsync does not hold back heartbeats and read rounds.  Nothing while the Ready
+        in flight, or anything since, changes the term or vote: messages of a term not yet on disk wait for it."""
+        r = self.raft
+        if self._in_flight is None or self._in_flight_votes:
+            return ()
+        if (r.term, r.vote) != (self._prev_hard.term, self._prev_hard.vote):
+            return ()
+        early = tuple(m for m in r.msgs if m.type in _EARLY_TYPES)
+        if early:
+            r.msgs = [m for m in r.msgs if m.type not in _EARLY_TYPES]
+        return early
 
     def advance(self) -> None:
         """The last Ready is persisted, sent and applied."""
