@@ -14,7 +14,7 @@ Task layout (all inside ``run``; cancelling ``run`` stops everything):
 ``now`` is ``trio.current_time()``: a machine given to the driver must use the same clock (build it inside
 ``trio.run``, or hand the driver a factory, see ``GossipDriver``).
 
-``python -m agent.gossip`` runs a bare gossip node (agent/gossip/__main__.py).
+``python -m agent.gossip`` runs a bare gossip node (agent/gossip/cli.py).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import trio
 from agent.connlimit import ACCEPT_CAPACITY_ERRNOS
 from agent.gossip.machine import Addr, Machine, MachineFactory
 from agent.hostport import is_wildcard, parse_addr
-from agent.logstream import python_level
+from agent.loglevels import python_level
 from protocol.node import Diagnostic, JoinResult, LeaveDone, StreamOpen
 from protocol.serf import MemberEvent
 
