@@ -13,17 +13,20 @@ import heapq
 import json
 import os
 import signal
+import subprocess
 import sys
 from collections import deque
 from collections.abc import Awaitable, Callable
 from enum import IntEnum
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import attrs
 import pytest
 import trio
 import trio.testing
+from conftest import next_loopback_ip
 from procs import free_port, wait_for
 
 from agent.gossip import GossipDriver, parse_addr
@@ -523,9 +526,33 @@ def test_cli_two_nodes_join_and_leave_on_sigterm(agents: Any) -> None:
     assert b.proc.wait(15) == 0, agents.diagnostics()
 
 
+def test_cli_retry_join_waits_for_a_seed_that_starts_later(agents: Any) -> None:
+    """--retry-join: a node whose seed is not up yet stays up and joins once the seed is there (serf's
+    -retry-join); a 100-agent bench starts seeds too busy to answer within the TCP timeout."""
+    ip = next_loopback_ip()
+    seed_at = SimpleNamespace(ip=ip, port=free_port(ip))
+    b = agents.triumvir("rj-b", args=[f"--retry-join={ip}:{seed_at.port}", "--retry-interval=0.2"])
+    wait_for(lambda: "join attempt 2 failed" in b.proc.log_path.read_text(errors="replace"), timeout=15,
+             what="rj-b retried", diagnostics=agents.diagnostics)  # fmt: skip
+    a = agents.triumvir("rj-a", reuse=seed_at)
+    for x, y in ((a, b), (b, a)):
+        wait_for(lambda x=x, y=y: x.status_of(y.name) == "alive", timeout=15, what=f"{x.name} sees {y.name}",
+                 diagnostics=agents.diagnostics)  # fmt: skip
+    assert b.proc.alive()
+
+
+def test_cli_retry_join_gives_up_after_retry_max(tmp_path: Path) -> None:
+    port, dead = free_port("127.0.0.1"), free_port("127.0.0.1")
+    argv = [sys.executable, "-m", "agent.gossip", "--name=x", f"--bind=127.0.0.1:{port}", "--profile=local",
+            f"--retry-join=127.0.0.1:{dead}", "--retry-interval=0.1", "--retry-max=2"]  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    r = subprocess.run(argv, capture_output=True, timeout=30, env=env)
+    assert r.returncode == 1, r.stderr.decode()[-2000:]
+    assert b"after 2 attempts" in r.stderr and b"join attempt 1 failed" in r.stderr
+
+
 def test_cli_exits_nonzero_when_join_fails(tmp_path: Path) -> None:
     pytest.importorskip("protocol.serf", reason="protocol/serf.py has not landed yet")
-    import subprocess
 
     port = free_port("127.0.0.1")
     dead = free_port("127.0.0.1")

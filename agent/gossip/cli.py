@@ -36,7 +36,11 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", required=True, help="node name, unique in the cluster")
     p.add_argument("--bind", default="127.0.0.1:7946", help="IP:PORT for UDP and TCP (port 0: any free port)")
     p.add_argument("--advertise", default=None, help="IP to advertise (default: the bind IP)")
-    p.add_argument("--join", action="append", default=[], help="IP:PORT to join (repeatable)")
+    p.add_argument("--join", action="append", default=[], help="IP:PORT to join at start, or exit 1 (repeatable)")
+    p.add_argument("--retry-join", action="append", default=[],
+                   help="IP:PORT to join, retried until one join succeeds (repeatable; serf's -retry-join)")
+    p.add_argument("--retry-interval", type=float, default=30.0, help="seconds between --retry-join attempts")
+    p.add_argument("--retry-max", type=int, default=0, help="--retry-join attempts before exiting 1 (0: no limit)")
     p.add_argument("--profile", choices=("lan", "local", "wan"), default="lan")
     p.add_argument("--tag", action="append", default=[], type=_parse_tag, help="k=v (repeatable)")
     p.add_argument("--members-file", default=None, help="rewritten atomically with the member list as JSON")
@@ -57,6 +61,25 @@ async def _members_writer(driver: GossipDriver, events: trio.MemoryReceiveChanne
                 except trio.WouldBlock:
                     break
             write_members_file(path, driver.members())
+
+
+async def _retry_join(driver: GossipDriver, args: argparse.Namespace) -> bool:
+    """serf's -retry-join: the node stays up and tries again every --retry-interval until a join succeeds (a seed
+    that is not up yet, or too busy to answer within the TCP timeout, is not fatal); False after --retry-max failed
+    attempts (the node then stops, as serf does)."""
+    attempt = 0
+    while True:
+        attempt += 1
+        ok = 0
+        with trio.move_on_after(driver.tcp_timeout + 5.0):
+            ok = await driver.join(args.retry_join)
+        if ok:
+            return True
+        if args.retry_max and attempt >= args.retry_max:
+            log.error("could not join any of %s after %d attempts", ", ".join(args.retry_join), attempt)
+            return False
+        log.warning("join attempt %d failed, retrying in %g s", attempt, args.retry_interval)
+        await trio.sleep(args.retry_interval)
 
 
 async def amain(args: argparse.Namespace) -> int:
@@ -104,8 +127,16 @@ async def amain(args: argparse.Namespace) -> int:
                     rc = 1
                     nursery.cancel_scope.cancel()
 
+            async def retry_join() -> None:
+                nonlocal rc
+                if not await _retry_join(driver, args):
+                    rc = 1
+                    nursery.cancel_scope.cancel()
+
             if args.join:
                 nursery.start_soon(initial_join)
+            if args.retry_join:
+                nursery.start_soon(retry_join)
             async for signum in signals:
                 log.info("received %s: leaving", signal.Signals(signum).name)
                 break
