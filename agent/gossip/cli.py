@@ -6,6 +6,7 @@ on SIGINT/SIGTERM leaves gracefully (a second signal abandons the leave).
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import random
 import signal
@@ -158,6 +159,9 @@ async def amain(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_arg_parser().parse_args(argv)
+    # SIGUSR1 writes every thread's Python stack to stderr (the node's log): how a bench or a test asks a node
+    # that stopped answering what it is doing, without stopping it.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     logging.basicConfig(
         stream=sys.stderr,
         level=getattr(logging, args.log_level.upper()),
