@@ -13,6 +13,7 @@ import heapq
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections import deque
@@ -300,6 +301,32 @@ async def test_a_bad_datagram_does_not_kill_the_udp_loop() -> None:
             assert driver.stats.datagrams_in == 3
             assert driver.stats.send_errors == 1
             nursery.cancel_scope.cancel()
+
+
+def test_datagrams_waiting_after_a_stall_are_read_before_overdue_timers() -> None:
+    """A stalled process wakes with acks in its socket and their probe timeouts due: the acks reach the machine
+    first, every time (trio may run the timer task before the UDP task, which takes one datagram per turn)."""
+
+    async def scenario(clock: trio.testing.MockClock) -> list[Any]:
+        t0 = trio.current_time()
+        fake = FakeMachine(t0)
+        fake.schedule(t0 + 1.0, "probe-timeout")
+        async with trio.open_nursery() as nursery:
+            driver = await start_driver(nursery, fake)
+            assert driver.address is not None
+            events = driver.subscribe()
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:  # sync: no checkpoint in between
+                for i in range(3):
+                    peer.sendto(b"ack:%d" % i, driver.address)
+            clock.jump(5.0)  # the stall: the timer is overdue by the time the loop runs again
+            got = [await events.receive() for _ in range(4)]
+            nursery.cancel_scope.cancel()
+        return got
+
+    for _ in range(20):  # trio orders the woken tasks at random: one run would pass by luck half the time
+        clock = trio.testing.MockClock()  # no autojump: time moves only when the scenario says so
+        got = trio.run(scenario, clock, clock=clock)
+        assert [type(e).__name__ for e in got] == ["Got", "Got", "Got", "Tick"], got
 
 
 @trio_test(mock_clock=True)
