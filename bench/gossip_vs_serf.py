@@ -62,6 +62,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 #: Both systems join with serf's -retry-join, as deployments do: on a loaded machine a seed among N starting
 #: interpreters may not answer within the TCP timeout, and an agent that gave up and exited would never converge.
 RETRY_INTERVAL = 1.0
+STAGGER = 1.0  # seconds over which the N agents of a cluster are started (--stagger)
 
 
 class SerfRPC:
@@ -384,13 +385,13 @@ def cluster(system: System) -> Iterator[list[Agent]]:
 
 
 def stagger_start(system: System, agents: list[Agent], count: int, first: int = 0) -> None:
-    """Start `count` agents over about a second."""
+    """Start `count` agents over STAGGER seconds (the seed first, once it is up)."""
     seed = system.ip(0)
     for index in range(first, first + count):
         agents.append(system.start(index, None if index == 0 else seed))
         if index == 0:
             wait_for(lambda: agents[0].members() is not None, "the seed agent to come up", 20)
-        time.sleep(1.0 / max(count, 1))
+        time.sleep(STAGGER / max(count, 1))
 
 
 def trial(system: System, n: int) -> dict[str, float]:
@@ -456,7 +457,7 @@ def run_size(n: int, labels: list[str], args: argparse.Namespace, workdir: Path,
 
 
 def main() -> None:
-    global IDLE_WINDOW
+    global IDLE_WINDOW, STAGGER
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="3,10,30")
     parser.add_argument("--trials", type=int, default=3)
@@ -468,8 +469,11 @@ def main() -> None:
     parser.add_argument("--idle-window", type=float, default=IDLE_WINDOW,
                         help="seconds of the idle measurement")
     parser.add_argument("--workdir", default="", help="keep the agents' logs here (default: a temporary dir)")
+    parser.add_argument("--stagger", type=float, default=STAGGER,
+                        help="seconds over which the N agents are started (a Python agent takes ~0.15-0.3 s of CPU"
+                             " to start: N of them in 1 s on 2 cores are seconds of starvation for every agent)")
     args = parser.parse_args()
-    IDLE_WINDOW = args.idle_window
+    IDLE_WINDOW, STAGGER = args.idle_window, args.stagger
     key = base64.b64encode(os.urandom(32)).decode() if args.encrypt else ""
     if not shutil.which("serf"):
         sys.exit("serf is not installed: apt-get install serf")
@@ -490,7 +494,8 @@ def main() -> None:
             results.append((n, *run_size(n, labels, args, workdir, key, load_seen)))
     load = f", {args.load} busy-looping processes running" if args.load else ""
     print(f"\nprofile {args.profile}, {'encrypted' if key else 'plaintext'}, median [min-max] of {args.trials} trials"
-          f"{load}; 1-min load average {min(load_seen):.1f}-{max(load_seen):.1f} on {os.cpu_count()} cores"
+          f"{load}; started over {STAGGER:g} s; 1-min load average {min(load_seen):.1f}-{max(load_seen):.1f}"
+          f" on {os.cpu_count()} cores"
           f" (mixed: N/2 triumvir + N/2 serf in one cluster)")
     print_figures(results)
     print_targets(results)

@@ -181,7 +181,7 @@ class GossipDriver:
                     raise
                 with contextlib.suppress(OSError):  # a smaller buffer only costs dropped gossip under bursts
                     udp.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, UDP_RECV_BUF_SIZE)
-                tcp.listen(128)
+                tcp.listen(socket.SOMAXCONN)  # as Go's net.Listen: a join storm must not overflow it
                 return tcp, udp, (host, bound_port)
             except BaseException:
                 tcp.close()
