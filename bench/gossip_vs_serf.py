@@ -5,6 +5,7 @@ For each cluster size N and each system it runs the same script, several trials,
   startup      launch of a process -> its own member list can be read (interpreter start, for Python)
   last up      the last agent started -> every agent's member list can be read (N interpreters starting at once)
   all-join     every agent up -> every agent lists N members alive (0 when done before the last is up)
+  join CPU s   CPU seconds per agent from its start until all-join (interpreter start included)
   single-join  one more agent up -> every agent lists it alive
   detect       kill -9 of that agent -> every survivor lists it failed
   leave        graceful leave of one agent -> every other lists it left
@@ -405,6 +406,7 @@ def trial(system: System, n: int) -> dict[str, float]:
         all_up = time.monotonic()
         results["all-join s"], stragglers, behind = join_watch(agents, (last_start + 5.0, all_up + 5.0))
         results["stragglers @5s"], results["stragglers @5s up"] = stragglers
+        results["join CPU s"] = statistics.mean(sum(cpu_seconds(a.proc.pid).values()) for a in agents)
         if behind:
             print(f"#   behind 5 s after the last start: {'; '.join(behind[:12])}", file=sys.stderr, flush=True)
         time.sleep(IDLE_SETTLE)
@@ -426,8 +428,8 @@ def trial(system: System, n: int) -> dict[str, float]:
     return results
 
 
-METRICS = ["startup s", "last up s", "all-join s", "stragglers @5s", "stragglers @5s up", "single-join s",
-           "detect s", "leave s", "idle CPU %", "RSS MiB", "UDP pkt/s"]
+METRICS = ["startup s", "last up s", "all-join s", "stragglers @5s", "stragglers @5s up", "join CPU s",
+           "single-join s", "detect s", "leave s", "idle CPU %", "RSS MiB", "UDP pkt/s"]
 Runs = dict[str, list[dict[str, float]]]  # system label -> one dict of figures per trial that completed
 
 
