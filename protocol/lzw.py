@@ -23,63 +23,79 @@ def lzw_compress(data: bytes, *, clear_first: bool = True) -> bytes:
     """compress/lzw NewWriter(w, LSB, 8): Write(data) then Close().
 
     Go >= 1.17 starts the stream with a clear code (``clear_first``); older Go does not.  Both decode the same.
+    memberlist compresses every UDP packet and push/pull it sends, so this loop is the hottest of a node: the
+    code writer is inlined and the table's lookup bound to a local (about twice as fast as a helper per code).
     """
     out = bytearray()
+    append = out.append
     bits = 0
     nbits = 0
     width = 9
     hi = _EOF
     overflow = 512
     table: dict[int, int] = {}
-
-    def emit(c: int) -> None:
-        nonlocal bits, nbits
-        bits |= c << nbits
-        nbits += width
-        while nbits >= 8:
-            out.append(bits & 0xFF)
-            bits >>= 8
-            nbits -= 8
-
-    if not data:
-        if clear_first:
-            emit(_CLEAR)
-        emit(_EOF)
-        if nbits:
-            out.append(bits & 0xFF)
-        return bytes(out)
+    lookup = table.get
     if clear_first:
-        emit(_CLEAR)
+        bits, nbits = _CLEAR, width
+    if not data:
+        return _finish(out, bits, nbits, width, (_EOF,))
     code = data[0]
-    for i in range(1, len(data)):
-        literal = data[i]
+    for literal in data[1:]:
         key = (code << 8) | literal
-        found = table.get(key)
+        found = lookup(key)
         if found is not None:
             code = found
             continue
-        emit(code)
+        bits |= code << nbits  # write `code` in `width` bits, LSB first
+        nbits += width
+        while nbits >= 8:
+            append(bits & 0xFF)
+            bits >>= 8
+            nbits -= 8
         code = literal
         hi += 1  # Writer.incHi
         if hi == overflow:
             width += 1
             overflow <<= 1
         if hi == _MAX_CODE:
-            emit(_CLEAR)
+            bits |= _CLEAR << nbits
+            nbits += width
+            while nbits >= 8:
+                append(bits & 0xFF)
+                bits >>= 8
+                nbits -= 8
             width, hi, overflow = 9, _EOF, 512
             table.clear()
             continue
         table[key] = hi
     # Close(): the saved code, incHi (which may widen or clear), then eof and the final partial byte.
-    emit(code)
+    bits |= code << nbits
+    nbits += width
     hi += 1
     if hi == overflow:
         width += 1
         overflow <<= 1
     if hi == _MAX_CODE:
-        emit(_CLEAR)
-        width, hi, overflow = 9, _EOF, 512
-    emit(_EOF)
+        return _finish(out, bits, nbits, width, (_CLEAR, _EOF), reset_after_first=True)
+    return _finish(out, bits, nbits, width, (_EOF,))
+
+
+def _finish(out: bytearray, bits: int, nbits: int, width: int, codes: tuple[int, ...], *,
+            reset_after_first: bool = False) -> bytes:
+    """Write the closing codes after the pending bits, then the final partial byte."""
+    for i, c in enumerate(codes):
+        while nbits >= 8:
+            out.append(bits & 0xFF)
+            bits >>= 8
+            nbits -= 8
+        bits |= c << nbits
+        nbits += width
+        if reset_after_first and i == 0:
+            width = 9
+    while nbits >= 8:
+        out.append(bits & 0xFF)
+        bits >>= 8
+        nbits -= 8
     if nbits:
         out.append(bits & 0xFF)
     return bytes(out)
