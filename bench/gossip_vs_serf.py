@@ -437,7 +437,7 @@ def run_size(n: int, labels: list[str], args: argparse.Namespace, workdir: Path,
              load_seen: list[float]) -> tuple[Runs, dict[str, int]]:
     """Every trial of cluster size `n` for each system, interleaved; a trial that times out is counted, not fatal
     (the bench goes on with the next, and the table says how many failed)."""
-    systems = [cls(workdir, args.profile, subnet=1 + index, encrypt=key)
+    systems = [cls(_subdir(workdir, f"{cls.label}-{n}"), args.profile, subnet=1 + index, encrypt=key)
                for index, cls in enumerate((Triumvir, Serf, Mixed)) if cls.label in labels]
     runs: Runs = {system.label: [] for system in systems}
     failed = {system.label: 0 for system in systems}
@@ -456,6 +456,13 @@ def run_size(n: int, labels: list[str], args: argparse.Namespace, workdir: Path,
             runs[system.label].append(result)
             print("#   " + ", ".join(f"{m} {result[m]:.2f}" for m in METRICS), file=sys.stderr, flush=True)
     return runs, failed
+
+
+def _subdir(workdir: Path, name: str) -> Path:
+    """Each cluster's logs and members files in their own directory (a mixed cluster's t2 is not triumvir's)."""
+    path = workdir / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def main() -> None:
