@@ -24,6 +24,7 @@ from contextlib import contextmanager, suppress
 import trio
 
 from agent.config_model import LOG_LEVELS
+from agent.loglevels import python_level
 
 __all__ = [
     "CONSUL_LOG_LEVELS",
@@ -38,16 +39,9 @@ __all__ = [
 #: Consul's logging.ValidateLogLevel set (case-insensitive): the config's, which checks ``log_level`` with it.
 CONSUL_LOG_LEVELS = LOG_LEVELS
 WATCHER_BUFFER = 512  # lines held per watcher before newer ones are dropped (Consul's monitor buffers 512)
-_PYTHON_LEVELS = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
-                  "warning": logging.WARNING, "err": logging.ERROR, "error": logging.ERROR}  # fmt: skip
 _HCLOG_LEVEL = {logging.DEBUG: "[DEBUG]", logging.INFO: "[INFO] ", logging.WARNING: "[WARN] ",
                 logging.ERROR: "[ERROR]", logging.CRITICAL: "[ERROR]"}  # fmt: skip
 _MODULE_PREFIX = re.compile(r"[\w.\-]+: ")  # our messages mostly name their module already ("agent: ...")
-
-
-def python_level(name: str) -> int:
-    """A Consul level name as a logging level (``trace`` is DEBUG here); unknown names are INFO."""
-    return _PYTHON_LEVELS.get(name.lower(), logging.INFO)
 
 
 def valid_log_level(name: str) -> bool:

@@ -5,6 +5,7 @@ For each cluster size N and each system it runs the same script, several trials,
   startup      launch of a process -> its own member list can be read (interpreter start, for Python)
   last up      the last agent started -> every agent's member list can be read (N interpreters starting at once)
   all-join     every agent up -> every agent lists N members alive (0 when done before the last is up)
+  join CPU s   CPU seconds per agent from its start until all-join (interpreter start included)
   single-join  one more agent up -> every agent lists it alive
   detect       kill -9 of that agent -> every survivor lists it failed
   leave        graceful leave of one agent -> every other lists it left
@@ -24,6 +25,7 @@ installed package has): with PYTHONDONTWRITEBYTECODE set and no .pyc, every agen
 source at start, which costs about 2 MiB of RSS and a few hundred ms of startup that a deployed agent does not pay.
 CPU is summed over each agent's threads from /proc/PID/task/*/schedstat (nanoseconds), else read in 10 ms ticks.
 
+Agents join the first one with ``-retry-join`` (``--retry-join`` for triumvir), retried every second.
 Agents are started staggered over about a second (agents started in lock-step probe in lock-step and skew every
 comparison). Every process is started here and stopped here by its PID. Only loopback addresses are used.
 """
@@ -58,6 +60,10 @@ DEADLINE = 120.0
 IDLE_WINDOW = 5.0
 IDLE_SETTLE = 5.0  # after convergence, let the join broadcasts finish retransmitting before "idle" starts
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+#: Both systems join with serf's -retry-join, as deployments do: on a loaded machine a seed among N starting
+#: interpreters may not answer within the TCP timeout, and an agent that gave up and exited would never converge.
+RETRY_INTERVAL = 1.0
+STAGGER = 1.0  # seconds over which the N agents of a cluster are started (--stagger)
 
 
 class SerfRPC:
@@ -147,7 +153,7 @@ class Triumvir(System):
         cmd = [sys.executable, "-m", "agent.gossip", "--name", name, "--bind", f"{ip}:{GOSSIP_PORT}",
                "--profile", self.profile, "--members-file", str(members_file), "--tag", "role=node"]
         if join:
-            cmd += ["--join", f"{join}:{GOSSIP_PORT}"]
+            cmd += ["--retry-join", f"{join}:{GOSSIP_PORT}", "--retry-interval", str(RETRY_INTERVAL)]
         if self.encrypt:
             cmd += ["--encrypt", self.encrypt]
         log = (self.workdir / f"{name}.log").open("wb")
@@ -171,7 +177,7 @@ class Serf(System):
         cmd = ["serf", "agent", f"-node={name}", f"-bind={ip}:{GOSSIP_PORT}", f"-rpc-addr={ip}:{SERF_RPC_PORT}",
                f"-profile={self.profile}", "-tag", "role=node", "-log-level=warn"]
         if join:
-            cmd.append(f"-join={join}:{GOSSIP_PORT}")
+            cmd += [f"-retry-join={join}:{GOSSIP_PORT}", f"-retry-interval={RETRY_INTERVAL:g}s"]
         if self.encrypt:
             cmd.append(f"-encrypt={self.encrypt}")
         log = (self.workdir / f"{name}.log").open("wb")
@@ -240,27 +246,50 @@ def all_see(agents: list[Agent], name: str, status: str) -> Callable[[], bool]:
     return check
 
 
-def join_watch(agents: list[Agent], marks: tuple[float, ...]) -> tuple[float, list[int]]:
+def join_watch(agents: list[Agent], marks: tuple[float, ...]) -> tuple[float, list[int], list[str]]:
     """Until every agent lists all of them alive: (seconds from now, for each of the monotonic times `marks` the
-    agents still behind at the first look from then on, 0 if all were done by then)."""
+    agents still behind at the first look from then on, 0 if all were done by then, and who they were at the first
+    mark: "name: what it lacks")."""
     names = {a.name for a in agents}
     start = time.monotonic()
     stragglers: list[int | None] = [None] * len(marks)
+    behind_at_first: list[str] = []
     while True:
-        behind = 0
+        behind: list[str] = []
         for agent in agents:
-            view = agent.members() or {}
-            if {n for n, s in view.items() if s == "alive"} != names:
-                behind += 1
+            view = agent.members()
+            alive = {n for n, s in (view or {}).items() if s == "alive"}
+            if alive != names:
+                behind.append(f"{agent.name}: {_lacks(view, names - alive)}")
         now = time.monotonic()
         for i, mark in enumerate(marks):
             if stragglers[i] is None and now >= mark:
-                stragglers[i] = behind
-        if behind == 0:
-            return now - start, [count or 0 for count in stragglers]
+                stragglers[i] = len(behind)
+                if i == 0:
+                    behind_at_first = behind
+        if not behind:
+            return now - start, [count or 0 for count in stragglers], behind_at_first
         if now - start > DEADLINE:
-            raise TimeoutError(f"timed out after {DEADLINE:.0f} s waiting for {len(agents)} agents to converge")
+            dump_stacks(agents)
+            raise TimeoutError(f"timed out after {DEADLINE:.0f} s waiting for {len(agents)} agents to converge;"
+                               f" behind: {'; '.join(behind[:10])}")
         time.sleep(POLL)
+
+
+def dump_stacks(agents: list[Agent]) -> None:
+    """Ask every live triumvir agent for its Python stacks (SIGUSR1: faulthandler, into its log), for a look at
+    the agents of a cluster that did not converge (with --workdir, the logs stay)."""
+    for agent in agents:
+        if agent.name.startswith("t") and agent.proc.poll() is None:
+            os.kill(agent.proc.pid, signal.SIGUSR1)
+    time.sleep(0.5)
+
+
+def _lacks(view: dict[str, str] | None, missing: set[str]) -> str:
+    if view is None:
+        return "not up"
+    shown = ", ".join(f"{n} {view.get(n, 'unknown')}" for n in sorted(missing)[:5])
+    return f"{len(missing)} not alive ({shown}{', ...' if len(missing) > 5 else ''})"
 
 
 def cpu_seconds(pid: int) -> dict[str, float]:
@@ -325,8 +354,9 @@ class UdpCounter:
         return int(udp[1][udp[0].index("InDatagrams")])
 
 
-def idle_figures(agents: list[Agent], subnet: int) -> tuple[float, float, float]:
-    """CPU % per agent, RSS MiB per agent, UDP datagrams/s per agent, over an idle window."""
+def idle_figures(agents: list[Agent], subnet: int) -> dict[str, float]:
+    """Over an idle window: CPU % and RSS MiB per agent (all, and each kind's: "t" triumvir, "s" serf, so that a
+    mixed cluster compares its halves), UDP datagrams/s per agent."""
     with UdpCounter(subnet) as udp:
         before = {a.proc.pid: cpu_seconds(a.proc.pid) for a in agents}
         start = time.monotonic()
@@ -334,9 +364,15 @@ def idle_figures(agents: list[Agent], subnet: int) -> tuple[float, float, float]
         elapsed = time.monotonic() - start
         after = {pid: cpu_seconds(pid) for pid in before}
         packets = udp.count()
-    cpu = [cpu_used(used, after[pid]) / elapsed * 100 for pid, used in before.items()]
-    rss = [rss_mib(a.proc.pid) for a in agents]
-    return statistics.mean(cpu), statistics.mean(rss), packets / elapsed / len(agents)
+    cpu = {a.name: cpu_used(before[a.proc.pid], after[a.proc.pid]) / elapsed * 100 for a in agents}
+    rss = {a.name: rss_mib(a.proc.pid) for a in agents}
+    figures = {"idle CPU %": statistics.mean(cpu.values()), "RSS MiB": statistics.mean(rss.values()),
+               "UDP pkt/s": packets / elapsed / len(agents)}
+    for kind in ("t", "s"):
+        names = [name for name in cpu if name.startswith(kind)]
+        figures[f"idle CPU % {kind}"] = statistics.mean(cpu[n] for n in names) if names else float("nan")
+        figures[f"RSS MiB {kind}"] = max((rss[n] for n in names), default=float("nan"))
+    return figures
 
 
 @contextlib.contextmanager
@@ -350,13 +386,13 @@ def cluster(system: System) -> Iterator[list[Agent]]:
 
 
 def stagger_start(system: System, agents: list[Agent], count: int, first: int = 0) -> None:
-    """Start `count` agents over about a second."""
+    """Start `count` agents over STAGGER seconds (the seed first, once it is up)."""
     seed = system.ip(0)
     for index in range(first, first + count):
         agents.append(system.start(index, None if index == 0 else seed))
         if index == 0:
             wait_for(lambda: agents[0].members() is not None, "the seed agent to come up", 20)
-        time.sleep(1.0 / max(count, 1))
+        time.sleep(STAGGER / max(count, 1))
 
 
 def trial(system: System, n: int) -> dict[str, float]:
@@ -364,13 +400,17 @@ def trial(system: System, n: int) -> dict[str, float]:
     with cluster(system) as agents:
         stagger_start(system, agents, n)
         last_start = time.monotonic()
-        results["last up s"] = wait_for(lambda: all(a.members() is not None for a in agents), "every agent up", 60)
+        up_deadline = 60.0 + n  # N interpreters starting on a few cores: seconds each on a loaded machine
+        results["last up s"] = wait_for(lambda: all(a.members() is not None for a in agents), "every agent up",
+                                        up_deadline)
         all_up = time.monotonic()
-        results["all-join s"], stragglers = join_watch(agents, (last_start + 5.0, all_up + 5.0))
+        results["all-join s"], stragglers, behind = join_watch(agents, (last_start + 5.0, all_up + 5.0))
         results["stragglers @5s"], results["stragglers @5s up"] = stragglers
+        results["join CPU s"] = statistics.mean(sum(cpu_seconds(a.proc.pid).values()) for a in agents)
+        if behind:
+            print(f"#   behind 5 s after the last start: {'; '.join(behind[:12])}", file=sys.stderr, flush=True)
         time.sleep(IDLE_SETTLE)
-        cpu, rss, pps = idle_figures(agents, system.subnet)
-        results["idle CPU %"], results["RSS MiB"], results["UDP pkt/s"] = cpu, rss, pps
+        results.update(idle_figures(agents, system.subnet))
 
         extra = system.start(n, system.ip(0))
         results["startup s"] = wait_for(lambda: extra.members() is not None, "the extra agent up", 30)
@@ -388,8 +428,45 @@ def trial(system: System, n: int) -> dict[str, float]:
     return results
 
 
+METRICS = ["startup s", "last up s", "all-join s", "stragglers @5s", "stragglers @5s up", "join CPU s",
+           "single-join s", "detect s", "leave s", "idle CPU %", "RSS MiB", "UDP pkt/s"]
+Runs = dict[str, list[dict[str, float]]]  # system label -> one dict of figures per trial that completed
+
+
+def run_size(n: int, labels: list[str], args: argparse.Namespace, workdir: Path, key: str,
+             load_seen: list[float]) -> tuple[Runs, dict[str, int]]:
+    """Every trial of cluster size `n` for each system, interleaved; a trial that times out is counted, not fatal
+    (the bench goes on with the next, and the table says how many failed)."""
+    systems = [cls(_subdir(workdir, f"{cls.label}-{n}"), args.profile, subnet=1 + index, encrypt=key)
+               for index, cls in enumerate((Triumvir, Serf, Mixed)) if cls.label in labels]
+    runs: Runs = {system.label: [] for system in systems}
+    failed = {system.label: 0 for system in systems}
+    for t in range(args.trials):  # trials interleaved, so a change in the machine's load hits every system
+        for system in systems:
+            print(f"# N={n} {system.label} trial {t + 1}/{args.trials} (load {os.getloadavg()[0]:.1f})",
+                  file=sys.stderr, flush=True)
+            try:
+                result = trial(system, n)
+            except (TimeoutError, OSError, RuntimeError) as exc:
+                failed[system.label] += 1
+                print(f"#   FAILED: {exc}", file=sys.stderr, flush=True)
+                continue
+            finally:
+                load_seen.append(os.getloadavg()[0])
+            runs[system.label].append(result)
+            print("#   " + ", ".join(f"{m} {result[m]:.2f}" for m in METRICS), file=sys.stderr, flush=True)
+    return runs, failed
+
+
+def _subdir(workdir: Path, name: str) -> Path:
+    """Each cluster's logs and members files in their own directory (a mixed cluster's t2 is not triumvir's)."""
+    path = workdir / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def main() -> None:
-    global IDLE_WINDOW
+    global IDLE_WINDOW, STAGGER
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="3,10,30")
     parser.add_argument("--trials", type=int, default=3)
@@ -400,47 +477,94 @@ def main() -> None:
     parser.add_argument("--encrypt", action="store_true", help="encrypted gossip (one fresh key for all agents)")
     parser.add_argument("--idle-window", type=float, default=IDLE_WINDOW,
                         help="seconds of the idle measurement")
+    parser.add_argument("--workdir", default="", help="keep the agents' logs here (default: a temporary dir)")
+    parser.add_argument("--stagger", type=float, default=STAGGER,
+                        help="seconds over which the N agents are started (a Python agent takes ~0.15-0.3 s of CPU"
+                             " to start: N of them in 1 s on 2 cores are seconds of starvation for every agent)")
     args = parser.parse_args()
-    IDLE_WINDOW = args.idle_window
+    IDLE_WINDOW, STAGGER = args.idle_window, args.stagger
     key = base64.b64encode(os.urandom(32)).decode() if args.encrypt else ""
     if not shutil.which("serf"):
         sys.exit("serf is not installed: apt-get install serf")
     sizes = [int(s) for s in args.sizes.split(",")]
     for package in ("protocol", "agent"):
         compileall.compile_dir(REPO / package, quiet=1)
-    metrics = ["startup s", "last up s", "all-join s", "stragglers @5s", "stragglers @5s up", "single-join s",
-               "detect s", "leave s", "idle CPU %", "RSS MiB", "UDP pkt/s"]
-    rows = []
     labels = [cls.label for cls in (Triumvir, Serf, Mixed) if cls.label in args.systems.split(",")]
     load_seen = [os.getloadavg()[0]]
-    with tempfile.TemporaryDirectory(prefix="triumvir-bench-") as tmp, load_generator(args.load):
+    results: list[tuple[int, Runs, dict[str, int]]] = []
+    with contextlib.ExitStack() as stack:
+        if args.workdir:
+            workdir = Path(args.workdir)
+            workdir.mkdir(parents=True, exist_ok=True)
+        else:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="triumvir-bench-")))
+        stack.enter_context(load_generator(args.load))
         for n in sizes:
-            systems = [cls(Path(tmp), args.profile, subnet=1 + index, encrypt=key)
-                       for index, cls in enumerate((Triumvir, Serf, Mixed)) if cls.label in labels]
-            runs: dict[str, list[dict[str, float]]] = {system.label: [] for system in systems}
-            for t in range(args.trials):  # trials interleaved, so a change in the machine's load hits both
-                for system in systems:
-                    print(f"# N={n} {system.label} trial {t + 1}/{args.trials} (load {os.getloadavg()[0]:.1f})",
-                          file=sys.stderr, flush=True)
-                    result = trial(system, n)
-                    runs[system.label].append(result)
-                    load_seen.append(os.getloadavg()[0])
-                    print("#   " + ", ".join(f"{m} {result[m]:.2f}" for m in metrics), file=sys.stderr, flush=True)
-            for m in metrics:
-                figures = {label: [r[m] for r in runs[label]] for label in runs}
-                rows.append((m, n, figures))
+            results.append((n, *run_size(n, labels, args, workdir, key, load_seen)))
     load = f", {args.load} busy-looping processes running" if args.load else ""
     print(f"\nprofile {args.profile}, {'encrypted' if key else 'plaintext'}, median [min-max] of {args.trials} trials"
-          f"{load}; 1-min load average {min(load_seen):.1f}-{max(load_seen):.1f} on {os.cpu_count()} cores"
+          f"{load}; started over {STAGGER:g} s; 1-min load average {min(load_seen):.1f}-{max(load_seen):.1f}"
+          f" on {os.cpu_count()} cores"
           f" (mixed: N/2 triumvir + N/2 serf in one cluster)")
+    print_figures(results)
+    print_targets(results)
+
+
+def print_figures(results: list[tuple[int, Runs, dict[str, int]]]) -> None:
+    """Every metric, each system's median [min-max], and triumvir / serf."""
     print(f"{'metric':<18}{'N':>4}{'triumvir':>24}{'serf':>24}{'ratio':>8}{'mixed':>24}")
-    nan = float("nan")
-    for m, n, figures in rows:
-        ours = statistics.median(figures["triumvir"]) if figures.get("triumvir") else nan
-        theirs = statistics.median(figures["serf"]) if figures.get("serf") else nan
-        ratio = ours / theirs if theirs else nan
-        cells = [_cell(figures.get(label)) for label in ("triumvir", "serf", "mixed")]
-        print(f"{m:<18}{n:>4}{cells[0]}{cells[1]}{ratio:>8.2f}{cells[2]}")
+    for n, runs, _failed in results:
+        for m in METRICS:
+            figures = {label: [r[m] for r in trials] for label, trials in runs.items()}
+            ratio = _median(figures.get("triumvir")) / (_median(figures.get("serf")) or NAN)
+            cells = [_cell(figures.get(label)) for label in ("triumvir", "serf", "mixed")]
+            print(f"{m:<18}{n:>4}{cells[0]}{cells[1]}{ratio:>8.2f}{cells[2]}")
+
+
+#: The targets of a real cluster (issue 14): ratios to serf's figure, stragglers, MiB.
+DETECT_RATIO, LEAVE_RATIO, IDLE_CPU_RATIO, RSS_LIMIT = 1.0, 1.0, 1.5, 30.0
+
+
+def print_targets(results: list[tuple[int, Runs, dict[str, int]]]) -> None:
+    """One line per size and cluster against the targets: triumvir's cluster and the mixed one, each compared with
+    serf's own cluster of the same size (idle CPU: mixed compares its triumvir agents with its serf agents)."""
+    print(f"\ntargets: detect and leave <= {DETECT_RATIO:g}x serf's, stragglers @5s 0, idle CPU <= {IDLE_CPU_RATIO:g}x"
+          f" serf's, RSS <= {RSS_LIMIT:g} MiB per triumvir agent (max over agents); medians, * = target missed")
+    print(f"{'cluster':<10}{'N':>4}{'failed':>8}{'detect x':>10}{'leave x':>10}{'strag@5s':>10}{'@5s up':>8}"
+          f"{'idle CPU x':>12}{'RSS MiB':>9}")
+    for n, runs, failed in results:
+        serf = runs.get("serf", [])
+        for label in ("triumvir", "mixed"):
+            if label not in runs:
+                continue
+            ours = runs[label]
+            detect = _med(ours, "detect s") / (_med(serf, "detect s") or NAN)
+            leave = _med(ours, "leave s") / (_med(serf, "leave s") or NAN)
+            serf_cpu = _med(ours, "idle CPU % s") if label == "mixed" else _med(serf, "idle CPU %")
+            cpu = _med(ours, "idle CPU % t") / (serf_cpu or NAN)
+            late, late_up, rss = _med(ours, "stragglers @5s"), _med(ours, "stragglers @5s up"), _med(ours, "RSS MiB t")
+            print(f"{label:<10}{n:>4}{failed[label]:>8}{_mark(detect, detect <= DETECT_RATIO, 10)}"
+                  f"{_mark(leave, leave <= LEAVE_RATIO, 10)}{_mark(late, late == 0, 10, '.0f')}"
+                  f"{_mark(late_up, late_up == 0, 8, '.0f')}{_mark(cpu, cpu <= IDLE_CPU_RATIO, 12)}"
+                  f"{_mark(rss, rss <= RSS_LIMIT, 9, '.1f')}")
+
+
+NAN = float("nan")
+
+
+def _median(values: list[float] | None) -> float:
+    return statistics.median(values) if values else NAN
+
+
+def _med(trials: list[dict[str, float]], metric: str) -> float:
+    return _median([r[metric] for r in trials if metric in r])
+
+
+def _mark(value: float, met: bool, width: int, fmt: str = ".2f") -> str:
+    """`value` right-aligned in `width`, starred when it misses its target (a missing figure is '-')."""
+    if value != value:  # nan: no trial gave it
+        return "-".rjust(width)
+    return f"{value:{fmt}}{'' if met else '*'}".rjust(width)
 
 
 def _cell(values: list[float] | None) -> str:
@@ -448,6 +572,7 @@ def _cell(values: list[float] | None) -> str:
     if not values:
         return f"{'-':>24}"
     return f"{statistics.median(values):.2f} [{min(values):.2f}-{max(values):.2f}]".rjust(24)
+
 
 if __name__ == "__main__":
     main()

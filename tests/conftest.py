@@ -214,6 +214,7 @@ class Agents:
         join: Sequence[str] = (),
         startup_timeout: float = 15.0,
         reuse: TriumvirNode | None = None,
+        args: Sequence[str] = (),
     ) -> TriumvirNode:
         """Start `python -m agent.gossip`; with ``reuse``, on that (dead) node's address and port: a restart."""
         if reuse is not None:
@@ -235,6 +236,7 @@ class Agents:
         ]
         argv += [f"--tag={k}={v}" for k, v in (tags or {}).items()]
         argv += [f"--join={j}" for j in join]
+        argv += args
         env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
         proc = Proc(f"triumvir:{name}", argv, self._log_path(f"triumvir-{name}"), env=env)
         self.procs.append(proc)

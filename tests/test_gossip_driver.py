@@ -13,17 +13,21 @@ import heapq
 import json
 import os
 import signal
+import socket
+import subprocess
 import sys
 from collections import deque
 from collections.abc import Awaitable, Callable
 from enum import IntEnum
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import attrs
 import pytest
 import trio
 import trio.testing
+from conftest import next_loopback_ip
 from procs import free_port, wait_for
 
 from agent.gossip import GossipDriver, parse_addr
@@ -299,6 +303,32 @@ async def test_a_bad_datagram_does_not_kill_the_udp_loop() -> None:
             nursery.cancel_scope.cancel()
 
 
+def test_datagrams_waiting_after_a_stall_are_read_before_overdue_timers() -> None:
+    """A stalled process wakes with acks in its socket and their probe timeouts due: the acks reach the machine
+    first, every time (trio may run the timer task before the UDP task, which takes one datagram per turn)."""
+
+    async def scenario(clock: trio.testing.MockClock) -> list[Any]:
+        t0 = trio.current_time()
+        fake = FakeMachine(t0)
+        fake.schedule(t0 + 1.0, "probe-timeout")
+        async with trio.open_nursery() as nursery:
+            driver = await start_driver(nursery, fake)
+            assert driver.address is not None
+            events = driver.subscribe()
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:  # sync: no checkpoint in between
+                for i in range(3):
+                    peer.sendto(b"ack:%d" % i, driver.address)
+            clock.jump(5.0)  # the stall: the timer is overdue by the time the loop runs again
+            got = [await events.receive() for _ in range(4)]
+            nursery.cancel_scope.cancel()
+        return got
+
+    for _ in range(20):  # trio orders the woken tasks at random: one run would pass by luck half the time
+        clock = trio.testing.MockClock()  # no autojump: time moves only when the scenario says so
+        got = trio.run(scenario, clock, clock=clock)
+        assert [type(e).__name__ for e in got] == ["Got", "Got", "Got", "Tick"], got
+
+
 @trio_test(mock_clock=True)
 async def test_inbound_stream_is_cut_at_tcp_timeout() -> None:
     fake = FakeMachine(trio.current_time())
@@ -523,9 +553,33 @@ def test_cli_two_nodes_join_and_leave_on_sigterm(agents: Any) -> None:
     assert b.proc.wait(15) == 0, agents.diagnostics()
 
 
+def test_cli_retry_join_waits_for_a_seed_that_starts_later(agents: Any) -> None:
+    """--retry-join: a node whose seed is not up yet stays up and joins once the seed is there (serf's
+    -retry-join); a 100-agent bench starts seeds too busy to answer within the TCP timeout."""
+    ip = next_loopback_ip()
+    seed_at = SimpleNamespace(ip=ip, port=free_port(ip))
+    b = agents.triumvir("rj-b", args=[f"--retry-join={ip}:{seed_at.port}", "--retry-interval=0.2"])
+    wait_for(lambda: "join attempt 2 failed" in b.proc.log_path.read_text(errors="replace"), timeout=15,
+             what="rj-b retried", diagnostics=agents.diagnostics)  # fmt: skip
+    a = agents.triumvir("rj-a", reuse=seed_at)
+    for x, y in ((a, b), (b, a)):
+        wait_for(lambda x=x, y=y: x.status_of(y.name) == "alive", timeout=15, what=f"{x.name} sees {y.name}",
+                 diagnostics=agents.diagnostics)  # fmt: skip
+    assert b.proc.alive()
+
+
+def test_cli_retry_join_gives_up_after_retry_max(tmp_path: Path) -> None:
+    port, dead = free_port("127.0.0.1"), free_port("127.0.0.1")
+    argv = [sys.executable, "-m", "agent.gossip", "--name=x", f"--bind=127.0.0.1:{port}", "--profile=local",
+            f"--retry-join=127.0.0.1:{dead}", "--retry-interval=0.1", "--retry-max=2"]  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    r = subprocess.run(argv, capture_output=True, timeout=30, env=env)
+    assert r.returncode == 1, r.stderr.decode()[-2000:]
+    assert b"after 2 attempts" in r.stderr and b"join attempt 1 failed" in r.stderr
+
+
 def test_cli_exits_nonzero_when_join_fails(tmp_path: Path) -> None:
     pytest.importorskip("protocol.serf", reason="protocol/serf.py has not landed yet")
-    import subprocess
 
     port = free_port("127.0.0.1")
     dead = free_port("127.0.0.1")

@@ -273,7 +273,7 @@ def test_random_bytes_to_an_encrypting_node_are_counted_never_raised(data: bytes
 def test_a_plaintext_gossip_node_does_not_load_cryptography() -> None:
     """cryptography's OpenSSL build is about 8 MiB of a gossip node's RSS: it loads with the first key only."""
     probe = (
-        "import sys, agent.gossip.__main__, protocol.keyring as k\n"
+        "import sys, agent.gossip.cli, protocol.keyring as k\n"
         "assert 'cryptography' not in sys.modules, 'imported at start'\n"
         "k.Keyring([bytes(16)])\n"
         "assert 'cryptography.hazmat.primitives.ciphers.aead' in sys.modules, 'not loaded by a key'\n"

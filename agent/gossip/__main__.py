@@ -1,139 +1,19 @@
-"""``python -m agent.gossip``: a bare gossip node (Serf over memberlist, no agent around it), for interop tests
-with the ``serf`` binary and benches.  It binds, joins, writes its members file on every change, and on
-SIGINT/SIGTERM leaves gracefully (a second signal abandons the leave).
-"""
+"""``python -m agent.gossip``: a bare gossip node (agent/gossip/cli.py), started without the standard modules it
+never uses (agent/gossip/lean.py): they are deferred before trio and the node are imported."""
 
 from __future__ import annotations
 
-import argparse
-import logging
-import random
-import signal
 import sys
-from collections.abc import Sequence
-from typing import Any
 
-import trio
-
-from agent.gossip.driver import Addr, GossipDriver, Machine, is_wildcard, parse_addr
-from agent.gossip.members_file import write_members_file
-from protocol.config import Config
-from protocol.keyring import Keyring, KeyringError
-from protocol.serf import Serf
-
-log = logging.getLogger("triumvir.gossip")
+from agent.gossip.lean import defer
 
 
-def _parse_tag(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"tag must be k=v, got {text!r}")
-    return key, value
+def run() -> int:
+    defer()
+    from agent.gossip.cli import main  # after defer(): trio imports what it defers
 
-
-def build_arg_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m agent.gossip", description="Run a bare triumvir gossip node.")
-    p.add_argument("--name", required=True, help="node name, unique in the cluster")
-    p.add_argument("--bind", default="127.0.0.1:7946", help="IP:PORT for UDP and TCP (port 0: any free port)")
-    p.add_argument("--advertise", default=None, help="IP to advertise (default: the bind IP)")
-    p.add_argument("--join", action="append", default=[], help="IP:PORT to join (repeatable)")
-    p.add_argument("--profile", choices=("lan", "local", "wan"), default="lan")
-    p.add_argument("--tag", action="append", default=[], type=_parse_tag, help="k=v (repeatable)")
-    p.add_argument("--members-file", default=None, help="rewritten atomically with the member list as JSON")
-    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
-    p.add_argument("--encrypt", default="", help="base64 gossip key (16, 24 or 32 bytes), as serf's -encrypt")
-    return p
-
-
-async def _members_writer(driver: GossipDriver, events: trio.MemoryReceiveChannel[Any], path: str) -> None:
-    # Each write reads the full member list, so one pending event is enough to catch up: a tiny buffer that
-    # drops under bursts loses nothing.
-    write_members_file(path, driver.members())
-    async with events:
-        async for _ev in events:
-            while True:
-                try:
-                    events.receive_nowait()
-                except trio.WouldBlock:
-                    break
-            write_members_file(path, driver.members())
-
-
-async def amain(args: argparse.Namespace) -> int:
-    """The node's life: bind, join, serve until SIGINT/SIGTERM, then leave gracefully."""
-    bind = parse_addr(args.bind)
-    advertise_host = args.advertise or bind[0]
-    if is_wildcard(advertise_host):
-        log.error("--bind %s is a wildcard: give --advertise IP", args.bind)
-        return 2
-    config = Config.profile(args.profile)
-    tags = dict(args.tag)
-    try:
-        keyring = Keyring.from_base64([args.encrypt]) if args.encrypt else None
-    except KeyringError as exc:
-        log.error("--encrypt: %s", exc)
-        return 2
-
-    def factory(bound: Addr) -> Machine:
-        return Serf(
-            config,
-            name=args.name,
-            addr=(advertise_host, bound[1]),
-            rng=random.Random(),
-            now=trio.current_time(),
-            tags=tags,
-            keyring=keyring,
-        )
-
-    driver = GossipDriver(factory, bind, tcp_timeout=config.tcp_timeout)
-    rc = 0
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-            watch = driver.subscribe(4) if args.members_file else None
-            await nursery.start(driver.run)
-            if watch is not None:
-                nursery.start_soon(_members_writer, driver, watch, args.members_file)
-
-            async def initial_join() -> None:
-                nonlocal rc
-                ok = 0
-                with trio.move_on_after(config.tcp_timeout + 5.0):
-                    ok = await driver.join(args.join)
-                if ok == 0:
-                    log.error("could not join any of %s", ", ".join(args.join))
-                    rc = 1
-                    nursery.cancel_scope.cancel()
-
-            if args.join:
-                nursery.start_soon(initial_join)
-            async for signum in signals:
-                log.info("received %s: leaving", signal.Signals(signum).name)
-                break
-            async with trio.open_nursery() as leaving:
-                # A second signal abandons the graceful leave.
-                async def second_signal() -> None:
-                    async for signum in signals:
-                        log.warning("received %s again: not waiting for the leave", signal.Signals(signum).name)
-                        leaving.cancel_scope.cancel()
-
-                leaving.start_soon(second_signal)
-                await driver.leave()
-                leaving.cancel_scope.cancel()
-            if watch is not None:
-                write_members_file(args.members_file, driver.members())
-            nursery.cancel_scope.cancel()
-    return rc
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_arg_parser().parse_args(argv)
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s [%(levelname)s] %(name)s: %(message)s",
-    )
-    return trio.run(amain, args)
+    return main()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

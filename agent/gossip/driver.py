@@ -14,7 +14,7 @@ Task layout (all inside ``run``; cancelling ``run`` stops everything):
 ``now`` is ``trio.current_time()``: a machine given to the driver must use the same clock (build it inside
 ``trio.run``, or hand the driver a factory, see ``GossipDriver``).
 
-``python -m agent.gossip`` runs a bare gossip node (agent/gossip/__main__.py).
+``python -m agent.gossip`` runs a bare gossip node (agent/gossip/cli.py).
 """
 
 from __future__ import annotations
@@ -23,17 +23,19 @@ import contextlib
 import errno
 import logging
 import math
+import os
+import socket
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-import attrs
 import trio
 
 from agent.connlimit import ACCEPT_CAPACITY_ERRNOS
+from agent.gossip.driver_records import DriverStats, JoinWaiter, Subscriber
 from agent.gossip.machine import Addr, Machine, MachineFactory
 from agent.hostport import is_wildcard, parse_addr
-from agent.logstream import python_level
+from agent.loglevels import python_level
 from protocol.node import Diagnostic, JoinResult, LeaveDone, StreamOpen
 from protocol.serf import MemberEvent
 
@@ -46,6 +48,8 @@ UDP_RECV_BUF_SIZE = 2 * 1024 * 1024
 #: How much one read of a TCP stream takes at most: the loop yields between reads, so a large stream is fed to
 #: the machine (which parses each byte once and bounds the stream: Config.stream_max_bytes) in slices.
 STREAM_READ_SIZE = 65536
+#: The most datagrams read at once, without waiting, before overdue timers run (_read_waiting_datagrams).
+UDP_DRAIN_MAX = 256
 #: How often we try to find a port free for both TCP and UDP when asked for port 0.
 BIND_ATTEMPTS = 10
 #: Errors from recvfrom() that an ICMP report or a peer can cause; never fatal for the loop.
@@ -57,40 +61,6 @@ _UDP_TRANSIENT_ERRNOS = {
     errno.EMSGSIZE,
 }
 
-
-
-@attrs.define
-class DriverStats:
-    """Counters for tests and benchmarks; plain ints, never reset."""
-
-    datagrams_in: int = 0
-    datagrams_out: int = 0
-    bad_datagrams: int = 0
-    send_errors: int = 0
-    streams_in: int = 0
-    streams_in_failed: int = 0
-    streams_out: int = 0
-    streams_out_failed: int = 0
-    events: int = 0
-    events_dropped: int = 0
-    subscribers_closed: int = 0
-
-
-@attrs.define(eq=False)
-class _Subscriber:
-    send: trio.MemorySendChannel[Any]
-    close_on_overflow: bool
-    dropped: int = 0
-
-
-@attrs.define(eq=False)
-class _JoinWaiter:
-    """One ``join()`` call: which addresses still owe a JoinResult, and how many were ok."""
-
-    pending: Counter[Addr]
-    done: trio.Event = attrs.field(factory=trio.Event)
-    ok: int = 0
-    errors: list[str] = attrs.field(factory=list)
 
 
 def _norm_addr(addr: Sequence[Any]) -> Addr:
@@ -125,8 +95,9 @@ class GossipDriver:
         self.stats = DriverStats()
         self.address: Addr | None = None
         self._udp: trio.socket.SocketType | None = None
-        self._subscribers: list[_Subscriber] = []
-        self._join_waiters: list[_JoinWaiter] = []
+        self._udp_nowait: socket.socket | None = None  # a duplicate of the UDP socket's fd, for reads that never wait
+        self._subscribers: list[Subscriber] = []
+        self._join_waiters: list[JoinWaiter] = []
         #: "addr: reason" for each address the last join() could not use (what an operator needs to see)
         self.last_join_errors: list[str] = []
         self._leave_done: trio.Event | None = None
@@ -162,6 +133,8 @@ class GossipDriver:
         tcp, udp, bound = await self._bind_sockets()
         try:
             self._udp = udp
+            self._udp_nowait = socket.socket(fileno=os.dup(udp.fileno()))
+            self._udp_nowait.setblocking(False)
             self.address = bound
             if self._machine is None:
                 assert self._factory is not None
@@ -177,6 +150,9 @@ class GossipDriver:
             self._running = False
             self._dial_nursery = None
             self._udp = None
+            if self._udp_nowait is not None:
+                self._udp_nowait.close()
+                self._udp_nowait = None
             udp.close()
             tcp.close()
             for sub in self._subscribers:
@@ -205,7 +181,7 @@ class GossipDriver:
                     raise
                 with contextlib.suppress(OSError):  # a smaller buffer only costs dropped gossip under bursts
                     udp.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, UDP_RECV_BUF_SIZE)
-                tcp.listen(128)
+                tcp.listen(socket.SOMAXCONN)  # as Go's net.Listen: a join storm must not overflow it
                 return tcp, udp, (host, bound_port)
             except BaseException:
                 tcp.close()
@@ -232,31 +208,56 @@ class GossipDriver:
     # ------------------------------------------------------------------ inputs
 
     async def _udp_loop(self) -> None:
-        udp = self._udp
-        assert udp is not None
+        """Wait until the socket is readable, then read and feed what is there in one synchronous go: a datagram
+        taken off the socket reaches the machine before any other task runs (see _read_waiting_datagrams)."""
+        sock = self._udp_nowait
+        assert sock is not None
         while True:
+            await trio.lowlevel.wait_readable(sock)
+            self._read_waiting_datagrams()
+
+    def _feed_datagram(self, data: bytes, from_: Any) -> None:
+        self.stats.datagrams_in += 1
+        addr = _norm_addr(from_)
+        try:
+            self.machine.handle_datagram(trio.current_time(), addr, data)
+        except Exception:
+            # One bad packet (or a machine bug it triggers) must not stop failure detection.
+            self.stats.bad_datagrams += 1
+            log.warning(
+                "dropped a %d-byte datagram from %s:%d: the machine raised (first bytes %s)",
+                len(data),
+                *addr,
+                data[:16].hex(),
+                exc_info=True,
+            )
+        self._kick()
+
+    def _read_waiting_datagrams(self) -> None:
+        """Feed the machine the datagrams in the socket's buffer (at most UDP_DRAIN_MAX), without waiting.
+
+        The UDP loop reads this way, and the timer loop calls it before it runs overdue timers.  After a stall (a
+        process starved of CPU) the acks to our probes can be waiting in the buffer while the probes' timeouts are
+        already due; trio runs woken tasks in either order, so a timer that ran first (or while a datagram was
+        taken off the socket but not yet handed over, as trio's ``recvfrom`` does across a checkpoint) would
+        suspect members that did answer, and the cluster would churn through suspicions and refutations exactly
+        when it is short of CPU.
+        """
+        sock = self._udp_nowait
+        if sock is None:
+            return
+        for _ in range(UDP_DRAIN_MAX):
             try:
-                data, from_ = await udp.recvfrom(UDP_PACKET_BUF_SIZE)
+                data, from_ = sock.recvfrom(UDP_PACKET_BUF_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
             except OSError as exc:
-                if exc.errno in _UDP_TRANSIENT_ERRNOS:
-                    log.debug("udp receive error (ignored): %s", exc)
-                    continue
-                raise
-            self.stats.datagrams_in += 1
-            addr = _norm_addr(from_)
-            try:
-                self.machine.handle_datagram(trio.current_time(), addr, data)
-            except Exception:
-                # One bad packet (or a machine bug it triggers) must not stop failure detection.
-                self.stats.bad_datagrams += 1
-                log.warning(
-                    "dropped a %d-byte datagram from %s:%d: the machine raised (first bytes %s)",
-                    len(data),
-                    *addr,
-                    data[:16].hex(),
-                    exc_info=True,
-                )
-            self._kick()
+                if exc.errno not in _UDP_TRANSIENT_ERRNOS:
+                    log.warning("udp receive error: %s", exc)
+                    return
+                log.debug("udp receive error (ignored): %s", exc)
+                continue
+            self._feed_datagram(data, from_)
 
     async def _timer_loop(self) -> None:
         while True:
@@ -266,7 +267,8 @@ class GossipDriver:
                 await wake.wait()
             now = trio.current_time()
             if deadline is not None and now >= deadline:
-                self.machine.handle_timeout(now)
+                self._read_waiting_datagrams()
+                self.machine.handle_timeout(trio.current_time())
                 self._kick()
 
     async def _tcp_loop(self, tcp: trio.socket.SocketType, nursery: trio.Nursery) -> None:
@@ -496,7 +498,7 @@ class GossipDriver:
         missed events.  Close the receive end to unsubscribe.  Diagnostics go to logging, not here.
         """
         send, receive = trio.open_memory_channel[Any](max_buffer)
-        self._subscribers.append(_Subscriber(send, close_on_overflow))
+        self._subscribers.append(Subscriber(send, close_on_overflow))
         return receive
 
     async def join(self, addrs: Iterable[Addr | str], *, ignore_old: bool = False) -> int:
@@ -509,7 +511,7 @@ class GossipDriver:
         resolved = [await self._resolve(a) for a in addrs]
         if not resolved:
             return 0
-        waiter = _JoinWaiter(Counter(resolved))
+        waiter = JoinWaiter(Counter(resolved))
         self._join_waiters.append(waiter)
         try:
             if ignore_old:

@@ -36,7 +36,7 @@ def write_members_file(path: str, members: Iterable[Any]) -> None:
     """Rewrite ``path`` atomically (write a sibling temp file, then rename), so readers never see half a file."""
     records = sorted((member_record(m) for m in members), key=lambda r: r["Name"])
     tmp = f"{path}.{os.getpid()}.tmp"
+    text = json.dumps(records) + "\n"  # compact: json's C encoder (an indent takes the pure-Python one)
     with open(tmp, "w") as f:
-        json.dump(records, f, indent=1)
-        f.write("\n")
+        f.write(text)
     os.replace(tmp, path)
