@@ -51,6 +51,7 @@ from agent.http.options import HttpOptions
 from agent.http.request import BadTarget, Query, Request, parse_target
 from agent.http.response import Response, reason_phrase, response_head, wire_headers
 from agent.http.routes import Ctx, Router, SocketRoute
+from agent.http.ws_gate import WsGate
 from agent.http.ws_handoff import Replayed, check_handshake, head_bytes, wants_websocket
 from agent.peer import peer_text
 
@@ -448,7 +449,9 @@ class _Connection:
             response.close = True
             await self._write_h11(response, head=False)
             return
-        stream = Replayed(self.stream, head_bytes(request) + self.conn.trailing_data[0])
+        # trio-websocket reads and writes through a gate: a session may write whole frames straight to the socket.
+        stream = WsGate(Replayed(self.stream, head_bytes(request) + self.conn.trailing_data[0]),
+                        getattr(self.stream, "socket", None))
         async with trio.open_nursery() as nursery:
             ws: trio_websocket.WebSocketConnection | None = None
             with trio.move_on_after(self.options.header_timeout):
@@ -458,7 +461,7 @@ class _Connection:
                 ws = await proposal.accept()
             if ws is not None:
                 log.debug("http: %s upgraded %s to a websocket", self.remote, request.path)  # no query: tokens
-                await session.run(ws)
+                await session.run(ws, stream)
             nursery.cancel_scope.cancel()  # trio-websocket's reader task
 
     # ------------------------------------------------------------------ writing
