@@ -320,11 +320,11 @@ class _Connection:
             while True:
                 data = await self._receive()
                 self.conn.receive_data(data)
+                if (event := self._event()) is not h11.NEED_DATA:
+                    return event  # usually the whole head in one read: no head deadline to set (it moves per phase)
                 if data and not started:
                     started = True
                     scope.deadline = trio.current_time() + opts.header_timeout
-                if (event := self._event()) is not h11.NEED_DATA:
-                    return event
         finally:
             slots.working(self.slot)
 
