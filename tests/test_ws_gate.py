@@ -184,6 +184,7 @@ def test_a_broken_or_closed_socket_is_never_written_again() -> None:
         await peer.aclose()
         outcomes = {gate.write_now(text_frame(b"x" * 100)) for _ in range(3)}
         assert Written.BROKEN in outcomes, outcomes  # the peer is gone: EPIPE / ECONNRESET
+        assert gate.closed and gate.write_now(b"\x89\x00") is Written.REFUSED  # and never written again
         await gate.aclose()
         assert closed == [True] and gate.closed
         assert gate.write_now(b"\x89\x00") is Written.REFUSED  # its fd may be another socket's by now

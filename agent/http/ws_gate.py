@@ -31,7 +31,7 @@ class Written(enum.Enum):
     WHOLE = "whole"  # all of it is on the socket
     BEGUN = "begun"  # part of it: the rest is kept for the next send_all (`finish`)
     REFUSED = "refused"  # none of it: the socket is full, a send_all is under way, a rest is pending, or no fd
-    BROKEN = "broken"  # the socket failed (reset, closed): the ordinary path will find out
+    BROKEN = "broken"  # the socket failed (reset, closed): the ordinary path will find out; no side door after it
 
 
 def _fd(sock: Any) -> int:
@@ -73,6 +73,7 @@ class WsGate(trio.abc.Stream):
         except BlockingIOError:
             return Written.REFUSED
         except OSError:
+            self.closed = True  # reset or gone: trio-websocket's own next write will find out and close
             return Written.BROKEN
         if written == len(frame):
             return Written.WHOLE
