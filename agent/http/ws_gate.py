@@ -53,6 +53,7 @@ class WsGate(trio.abc.Stream):
         self.heard = -math.inf  # trio.current_time() when the client last sent anything
         self.on_close: Callable[[], None] | None = None
         self._lock = trio.StrictFIFOLock()
+        self._writing = False  # inside send_all, past the lock: set before its first byte, cleared after its last
 
     @property
     def direct(self) -> bool:
@@ -66,7 +67,9 @@ class WsGate(trio.abc.Stream):
 
     def write_now(self, frame: bytes) -> Written:
         """Write ``frame`` without waiting, if nothing else is being written (see `Written`)."""
-        if self.closed or self.rest or self.fd < 0 or self._lock.locked():
+        # Not `_lock.locked()`: between taking the lock and writing, send_all yields once; a whole frame written
+        # then is harmless, and a begun one's rest goes first (send_all looks at ``rest`` only after that yield).
+        if self._writing or self.rest or self.closed or self.fd < 0:
             return Written.REFUSED
         try:
             written = os.write(self.fd, frame)
@@ -88,6 +91,7 @@ class WsGate(trio.abc.Stream):
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         async with self._lock:
+            self._writing = True
             try:
                 if self.rest:
                     await self.inner.send_all(self.rest)
@@ -97,6 +101,8 @@ class WsGate(trio.abc.Stream):
             except BaseException:
                 self.closed = True  # a frame may be cut short on the socket: never write after it
                 raise
+            finally:
+                self._writing = False
 
     async def wait_send_all_might_not_block(self) -> None:
         await self.inner.wait_send_all_might_not_block()
