@@ -51,6 +51,7 @@ from agent.http.options import HttpOptions
 from agent.http.request import BadTarget, Query, Request, parse_target
 from agent.http.response import Response, reason_phrase, response_head, wire_headers
 from agent.http.routes import Ctx, Router, SocketRoute
+from agent.http.send import send_head_and_body
 from agent.http.ws_gate import WsGate
 from agent.http.ws_handoff import Replayed, check_handshake, head_bytes, wants_websocket
 from agent.peer import peer_text
@@ -475,7 +476,7 @@ class _Connection:
         if response.stream is None and version == b"1.1" and status >= 200 and status not in _NO_BODY:
             head = response_head(response, close=close)
             if head is not None:
-                await self._send(head if head_only or not response.body else head + response.body)
+                await self._send(head, b"" if head_only else response.body)
                 return not close
         await self._write_h11(response, head=head_only)
         return not (response.close or self.conn.our_state is h11.MUST_CLOSE)
@@ -522,15 +523,16 @@ class _Connection:
             raise _Close
         await self._send(self.conn.send(h11.EndOfMessage()))
 
-    async def _send(self, data: bytes) -> None:
-        """Write within ``write_timeout``; if the server is already cancelled, within ``shutdown_grace``, shielded."""
+    async def _send(self, data: bytes, body: bytes = b"") -> None:
+        """Write ``data`` then ``body`` within ``write_timeout``; if the server is already cancelled, within
+        ``shutdown_grace``, shielded."""
         if trio.current_effective_deadline() == -math.inf:
             with trio.CancelScope(shield=True, deadline=trio.current_time() + self.options.shutdown_grace):
-                await self.stream.send_all(data)
+                await send_head_and_body(self.stream, data, body)
             return
         self.scope.deadline = trio.current_time() + self.options.write_timeout
         self.phase = "write"
-        await self.stream.send_all(data)
+        await send_head_and_body(self.stream, data, body)
 
     async def _refuse(self, status: int) -> None:
         """Answer a request we cannot serve with Go's bare error page, then close gracefully."""
