@@ -3,6 +3,7 @@ of N websocket subscribers.
 
     .venv/bin/python bench/stream_bench.py                 # 1,000, 5,000 and 10,000 subscribers
     .venv/bin/python bench/stream_bench.py --subscribers 200 --events 20
+    .venv/bin/python bench/stream_bench.py --repeat 3                      # median and range per count
 
 Three kinds of process on loopback, so the subscribers' own work does not run on the server's trio loop:
 
@@ -388,6 +389,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds between events; default 0.5 + 0.2 ms per subscriber, so that each event's "
                         "fan-out is measured alone rather than queued behind the previous one")
     parser.add_argument("--per-process", type=int, default=500, help="subscribers per subscriber process")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs per subscriber count (each a fresh server); with more than one, a summary line "
+                        "per count gives the median and [min-max] of the runs")
     opts = parser.parse_args(argv)
     if opts.mode == "serve":
         serve(opts.max)
@@ -409,15 +413,35 @@ def main(argv: list[str] | None = None) -> int:
              f"{'all p50':>8} {'all p99':>8} {'server p50':>10} {'server p99':>10} {'missing':>7} {'retries':>7} " \
              f"{'KiB/idle':>8} {'cpu ms/ev':>9} {'pass cpu p50':>12} {'pass cpu p99':>12}"
     print(header)
+    summaries = []
     for n in opts.subscribers:
-        r = run(n, opts.events, opts.gap if opts.gap is not None else 0.5 + n * 0.0002, opts.per_process)
-        print(f"{r['subscribers']:>11} {r['connect_s']:>9.1f} {r['last_p50']:>9.1f} {r['last_p99']:>9.1f} "
-              f"{r['last_max']:>9.1f} {r['all_p50']:>8.1f} {r['all_p99']:>8.1f} {r['server_p50']:>10.1f} "
-              f"{r['server_p99']:>10.1f} {r['missing']:>7} {r['retries']:>7} {r['kib_per_idle']:>8.1f} "
-              f"{r['cpu_ms_per_event']:>9.1f} "
-              f"{r['pass_cpu_p50']:>12.1f} {r['pass_cpu_p99']:>12.1f}",
-              flush=True)
+        results = []
+        for _ in range(opts.repeat):
+            r = run(n, opts.events, opts.gap if opts.gap is not None else 0.5 + n * 0.0002, opts.per_process)
+            results.append(r)
+            print(f"{r['subscribers']:>11} {r['connect_s']:>9.1f} {r['last_p50']:>9.1f} {r['last_p99']:>9.1f} "
+                  f"{r['last_max']:>9.1f} {r['all_p50']:>8.1f} {r['all_p99']:>8.1f} {r['server_p50']:>10.1f} "
+                  f"{r['server_p99']:>10.1f} {r['missing']:>7} {r['retries']:>7} {r['kib_per_idle']:>8.1f} "
+                  f"{r['cpu_ms_per_event']:>9.1f} "
+                  f"{r['pass_cpu_p50']:>12.1f} {r['pass_cpu_p99']:>12.1f}",
+                  flush=True)
+        summaries.append(_summary(n, results))
+    if opts.repeat > 1:
+        print(f"\nmedian [min-max] of {opts.repeat} runs per count; load average {os.getloadavg()[0]:.1f} at the end")
+        print("\n".join(summaries))
     return 0
+
+
+def _summary(n: int, results: list[dict[str, Any]]) -> str:
+    """One line per subscriber count: the median and range over the runs of the figures the issue asks for."""
+
+    def spread(key: str) -> str:
+        values = sorted(r[key] for r in results)
+        return f"{statistics.median(values):.1f} [{values[0]:.1f}-{values[-1]:.1f}]"
+
+    return (f"{n:>6} subscribers: last p99 {spread('last_p99')} ms, last p50 {spread('last_p50')} ms, "
+            f"KiB/idle {spread('kib_per_idle')}, pass cpu p50 {spread('pass_cpu_p50')} ms, "
+            f"cpu ms/ev {spread('cpu_ms_per_event')}, missing {sum(r['missing'] for r in results)}")
 
 
 if __name__ == "__main__":

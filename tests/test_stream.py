@@ -342,28 +342,6 @@ def test_a_full_socket_gets_whole_frames_in_order_even_with_pings_between() -> N
     run(main)
 
 
-def test_the_gate_writes_the_rest_of_a_begun_frame_before_anything_else() -> None:
-    """The pump may leave half a frame on the socket; whatever trio-websocket writes next (a ping, a message,
-    the close) must come after its rest, or the client would read garbage."""
-
-    async def main() -> None:
-        left, right = trio.testing.memory_stream_pair()
-        closed: list[bool] = []
-        gate = stream._Gate(left, fd=-1, on_close=lambda: closed.append(True))
-        frame = stream.text_frame(b'{"Index":7}')
-        gate.rest = frame[3:]  # the pump wrote frame[:3] itself
-        await gate.send_all(b"\x89\x00")  # a ping
-        await gate.send_all(b"")
-        got = b""
-        while len(got) < len(frame) - 3 + 2:
-            got += await right.receive_some()
-        assert got == frame[3:] + b"\x89\x00" and gate.rest == b""
-        await gate.aclose()
-        assert closed == [True] and gate.closed
-
-    trio.run(main)
-
-
 def test_text_frames_use_the_three_length_forms() -> None:
     forms = ((125, b"\x81\x7d"), (126, b"\x81\x7e\x00\x7e"), (70000, b"\x81\x7f" + (70000).to_bytes(8, "big")))
     for size, head in forms:
@@ -390,8 +368,7 @@ def test_a_client_that_stops_answering_pings_is_dropped() -> None:
 
 def test_a_client_that_answers_pings_stays_however_many_pings_go_straight_to_its_socket() -> None:
     """The keep-alive writes its ping frame to the socket itself and counts any byte back as the answer (issue
-    14: no task waits on each pong); the very first answer reaches trio-websocket's reader before the gate saw a
-    read, and must count too."""
+    14: no task waits on each pong)."""
 
     async def main() -> None:
         api = cluster_api()

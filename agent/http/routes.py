@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from trio_websocket import WebSocketConnection
 
     from agent.api import AgentAPI
+    from agent.http.ws_gate import WsGate
 
 __all__ = [
     "EMPTY",
@@ -114,9 +115,10 @@ class Route:
 
 
 class Session(Protocol):
-    """What a :class:`SocketRoute` opens: it owns the accepted websocket until ``run`` returns."""
+    """What a :class:`SocketRoute` opens: it owns the accepted websocket until ``run`` returns; ``gate`` is the
+    stream the websocket is built on (whole frames may be written to it directly: agent/http/ws_gate.py)."""
 
-    async def run(self, ws: WebSocketConnection) -> None: ...
+    async def run(self, ws: WebSocketConnection, gate: WsGate) -> None: ...
 
 
 @attrs.frozen

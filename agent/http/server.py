@@ -50,6 +50,8 @@ from agent.http.options import HttpOptions
 from agent.http.request import BadTarget, Query, Request, keep_alive, parse_target
 from agent.http.response import Response, reason_phrase, response_head, wire_headers
 from agent.http.routes import Ctx, Router, SocketRoute
+from agent.http.send import send_head_and_body
+from agent.http.ws_gate import WsGate
 from agent.http.ws_handoff import Replayed, check_handshake, head_bytes, wants_websocket
 from agent.peer import peer_hung_up, peer_text
 
@@ -318,11 +320,11 @@ class _Connection:
             while True:
                 data = await self._receive()
                 self.conn.receive_data(data)
+                if (event := self._event()) is not h11.NEED_DATA:
+                    return event  # usually the whole head in one read: no head deadline to set (it moves per phase)
                 if data and not started:
                     started = True
                     scope.deadline = trio.current_time() + opts.header_timeout
-                if (event := self._event()) is not h11.NEED_DATA:
-                    return event
         finally:
             slots.working(self.slot)
 
@@ -447,7 +449,9 @@ class _Connection:
             response.close = True
             await self._write_h11(response, head=False)
             return
-        stream = Replayed(self.stream, head_bytes(request) + self.conn.trailing_data[0])
+        # trio-websocket reads and writes through a gate: a session may write whole frames straight to the socket.
+        stream = WsGate(Replayed(self.stream, head_bytes(request) + self.conn.trailing_data[0]),
+                        getattr(self.stream, "socket", None))
         async with trio.open_nursery() as nursery:
             ws: trio_websocket.WebSocketConnection | None = None
             with trio.move_on_after(self.options.header_timeout):
@@ -457,7 +461,7 @@ class _Connection:
                 ws = await proposal.accept()
             if ws is not None:
                 log.debug("http: %s upgraded %s to a websocket", self.remote, request.path)  # no query: tokens
-                await session.run(ws)
+                await session.run(ws, stream)
             nursery.cancel_scope.cancel()  # trio-websocket's reader task
 
     # ------------------------------------------------------------------ writing
@@ -471,7 +475,7 @@ class _Connection:
         if response.stream is None and version == b"1.1" and status >= 200 and status not in _NO_BODY:
             head = response_head(response, close=close)
             if head is not None:
-                await self._send(head if head_only or not response.body else head + response.body)
+                await self._send(head, b"" if head_only else response.body)
                 return not close
         await self._write_h11(response, head=head_only)
         return not (response.close or self.conn.our_state is h11.MUST_CLOSE)
@@ -518,15 +522,16 @@ class _Connection:
             raise _Close
         await self._send(self.conn.send(h11.EndOfMessage()))
 
-    async def _send(self, data: bytes) -> None:
-        """Write within ``write_timeout``; if the server is already cancelled, within ``shutdown_grace``, shielded."""
+    async def _send(self, data: bytes, body: bytes = b"") -> None:
+        """Write ``data`` then ``body`` within ``write_timeout``; if the server is already cancelled, within
+        ``shutdown_grace``, shielded."""
         if trio.current_effective_deadline() == -math.inf:
             with trio.CancelScope(shield=True, deadline=trio.current_time() + self.options.shutdown_grace):
-                await self.stream.send_all(data)
+                await send_head_and_body(self.stream, data, body)
             return
         self.scope.deadline = trio.current_time() + self.options.write_timeout
         self.phase = "write"
-        await self.stream.send_all(data)
+        await send_head_and_body(self.stream, data, body)
 
     async def _refuse(self, status: int) -> None:
         """Answer a request we cannot serve with Go's bare error page, then close gracefully."""

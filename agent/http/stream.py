@@ -25,23 +25,20 @@ sleeps.  One parked task at a time is the pump: it alone waits on the table, enc
 websocket frame, and writes that frame to every parked subscriber's socket with one non-blocking ``os.write`` each,
 without waking their tasks.  A subscriber whose socket cannot take the whole frame at once (its buffer is full, or
 trio-websocket is writing a ping or pong to it) leaves the park: the fan-out keeps the unwritten rest of the frame
-in the subscriber's `_Gate`, and the subscriber's own task finishes it and catches up from the history, as a slow
-subscriber always did.  The gate sits between trio-websocket and the socket, so every write trio-websocket makes
-(pings, pongs, the close) first finishes that rest: frames never interleave.  Filtered subscribers, and any
-connection whose socket cannot be reached, follow the history in their own task (messages still encoded once per
-change, in a small cache per table).
+in the connection's `WsGate` (agent/http/ws_gate.py), and the subscriber's own task finishes it and catches up
+from the history, as a slow subscriber always did.  The server builds trio-websocket on that gate, so every write
+trio-websocket makes (pings, pongs, the close) first finishes that rest: frames never interleave.  Filtered
+subscribers, and any connection without a socket (tests' memory streams), follow the history in their own task
+(messages still encoded once per change, in a small cache per table).
 """
 
 from __future__ import annotations
 
-import errno
 import logging
-import math
-import os
 import re
 import weakref
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 import trio
@@ -51,6 +48,7 @@ from agent.http.errors import HTTPError
 from agent.http.response import go_json
 from agent.http.routes import Ctx, Route, SocketRoute
 from agent.http.views import member_json
+from agent.http.ws_gate import Written, WsGate
 
 if TYPE_CHECKING:
     from agent.http.options import HttpOptions
@@ -186,76 +184,6 @@ def text_frame(payload: bytes) -> bytes:
 # ---------------------------------------------------------------------- the fan-out
 
 
-def _socket_fd(stream: Any) -> int | None:
-    """The file descriptor under a stream (through wrappers that keep the next one as ``_stream``), or None."""
-    for _ in range(4):
-        sock = getattr(stream, "socket", None)
-        if sock is not None:
-            try:
-                fd = sock.fileno()
-            except (AttributeError, OSError):
-                return None
-            return fd if isinstance(fd, int) and fd >= 0 else None
-        stream = getattr(stream, "_stream", None)
-        if stream is None:
-            return None
-    return None
-
-
-class _Gate(trio.abc.Stream):
-    """What trio-websocket writes through: the rest of a frame the fan-out began goes out before anything else.
-
-    The fan-out writes to ``fd`` directly, and only when trio-websocket is not writing (its lock is free) and no
-    rest is pending; ``closed`` is set before the socket closes, so the pump never writes to a recycled fd.
-    """
-
-    def __init__(self, inner: trio.abc.Stream, fd: int, on_close: Any) -> None:
-        self.inner = inner
-        self.fd = fd
-        self.rest = b""
-        self.closed = False
-        self.heard = -math.inf  # when the client last sent anything (a pong answers a ping written directly)
-        self._on_close = on_close
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        if self.rest:
-            rest, self.rest = self.rest, b""
-            await self.inner.send_all(rest)
-        if data:
-            await self.inner.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self.inner.wait_send_all_might_not_block()
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        if self.heard == -math.inf:
-            # trio-websocket's reader was already waiting on the inner stream when the gate went in: it comes
-            # here once that wait has returned, that is once the client has said something.
-            self.heard = trio.current_time()
-        data = await self.inner.receive_some(max_bytes)
-        if data:
-            self.heard = trio.current_time()
-        return data
-
-    def write_now(self, frame: bytes) -> bool:
-        """Write ``frame`` to the socket without waiting, if nothing else is being written: True if it is on its
-        way (whole, or begun with the rest kept for the subscriber's task), False if not a byte could go."""
-        if self.closed or self.rest:
-            return False
-        try:
-            written = os.write(self.fd, frame)
-        except OSError:  # BlockingIOError (full), or broken: the caller's ordinary path finds out which
-            return False
-        if 0 < written < len(frame):
-            self.rest = frame[written:]
-        return written > 0
-
-    async def aclose(self) -> None:
-        self.closed = True
-        self._on_close()
-        await self.inner.aclose()
-
-
 class _Fanout:
     """Per table: the subscribers parked at the head, and which of their tasks is the pump (module docstring).
 
@@ -309,37 +237,38 @@ class _Fanout:
             for sub in list(self.parked):
                 self.unpark(sub)
             return
-        for change in changes:
-            frame = self.hub.change_frame(change)
-            for sub in list(self.parked):
-                if change.index > sub.cursor:
-                    self._write(sub, change.index, frame)
+        self._serve(changes)
         self.head = max(self.head, snapshot.index)
 
-    def _write(self, sub: _Subscriber, index: int, frame: bytes) -> None:
-        gate, stats = sub.gate, self.hub.stats
-        assert gate is not None
-        if gate.closed or gate.rest or sub.ws_busy():
-            self.unpark(sub)
-            return
-        try:
-            written = os.write(gate.fd, frame)
-        except BlockingIOError:
-            written = 0
-        except OSError as exc:
-            if exc.errno not in (errno.EPIPE, errno.ECONNRESET):
-                log.debug("stream: writing to %s: %s", sub.remote, exc)
-            self.unpark(sub)  # its task finds the connection broken
-            return
-        if written:
+    def _serve(self, changes: list[Change]) -> None:
+        """Write each change's frame to every parked subscriber not yet past it: one synchronous pass (no
+        checkpoint), the common case (the socket takes it whole) inline, as it runs once per subscriber."""
+        stats, whole = self.hub.stats, Written.WHOLE
+        for change in changes:
+            frame, index, sent = self.hub.change_frame(change), change.index, 0
+            for sub in list(self.parked):
+                if index > sub.cursor:
+                    written = sub.gate.write_now(frame)  # type: ignore[union-attr]  # a parked subscriber has one
+                    if written is whole:
+                        sub.cursor = index
+                        sent += 1
+                    else:
+                        self._missed(sub, index, written)
+            stats.messages += sent
+            stats.fanned_out += sent
+
+    def _missed(self, sub: _Subscriber, index: int, written: Written) -> None:
+        """The socket did not take the frame whole: the subscriber leaves the park (its task finishes a begun
+        frame and catches up; a broken connection it finds out)."""
+        stats = self.hub.stats
+        if written is Written.BEGUN:
             sub.cursor = index
             stats.messages += 1
             stats.fanned_out += 1
-        if written < len(frame):
-            if written:
-                gate.rest = frame[written:]
-                stats.split += 1
-            self.unpark(sub)
+            stats.split += 1
+        elif written is Written.BROKEN:
+            log.debug("stream: writing to %s failed", sub.remote)
+        self.unpark(sub)
 
 
 # ---------------------------------------------------------------------- the session
@@ -362,32 +291,22 @@ class _Subscriber:
     hub: _Hub = attrs.field(init=False)
     cursor: int = 0  # while parked: the last change written (the pump moves it)
     wake: trio.Event = attrs.Factory(trio.Event)  # while parked and not the pump: set to leave or to pump
-    gate: _Gate | None = None  # None: this connection is served by its own task only
-    _ws_lock: Any = None  # trio-websocket's write lock: held while it writes (ping, pong, close, a message)
+    gate: WsGate | None = None  # None: this connection is served by its own task only (filtered, or no socket)
 
     def __attrs_post_init__(self) -> None:
         self.hub = _hub(self.table)
 
-    def ws_busy(self) -> bool:
-        return self._ws_lock is not None and self._ws_lock.locked()
-
-    def _install_gate(self, ws: WebSocketConnection) -> None:
-        """Put a _Gate between trio-websocket and the socket, so that the pump may write to it directly.
-
-        trio-websocket keeps its stream in ``_stream`` and serialises its writes with ``_stream_lock``; if a
-        version stops doing so, the subscriber is simply served by its own task, as before the fan-out.
-        """
-        inner, lock = getattr(ws, "_stream", None), getattr(ws, "_stream_lock", None)
-        fd = _socket_fd(inner)
-        if fd is None or lock is None or not isinstance(inner, trio.abc.Stream) or self.where.active:
+    def _use_gate(self, gate: WsGate) -> None:
+        """Serve through the fan-out if the gate has a socket to write to and no filter picks the messages."""
+        if not gate.direct or self.where.active:
             return
-        self.gate = _Gate(inner, fd, lambda: self.hub.fanout.unpark(self))
-        self._ws_lock = lock
-        ws._stream = self.gate  # type: ignore[attr-defined]
+        self.gate = gate
+        gate.on_close = lambda: self.hub.fanout.unpark(self)
 
-    async def run(self, ws: WebSocketConnection) -> None:
-        """Serve until the client leaves, stops answering, or falls behind (then close with 1013)."""
-        self._install_gate(ws)
+    async def run(self, ws: WebSocketConnection, gate: WsGate) -> None:
+        """Serve until the client leaves, stops answering, or falls behind (then close with 1013); ``gate`` is
+        the stream ``ws`` is built on (agent/http/ws_gate.py)."""
+        self._use_gate(gate)
         stats = self.hub.stats
         stats.subscribers += 1
         stats.opened += 1
@@ -424,7 +343,7 @@ class _Subscriber:
             self.shown = set(current.members.keys())
         while True:
             snapshot, changes = table.current, table.changes_since(cursor)
-            if changes == [] and self.gate is not None:
+            if changes == [] and self.gate is not None and not self.gate.closed:
                 # Caught up: park (no checkpoint since the read above, so the table is still at this index).
                 self.cursor = max(cursor, snapshot.index)
                 await self.hub.fanout.park(self)
@@ -469,14 +388,13 @@ class _Subscriber:
         return OVERFLOW_CODE, f"too slow: {head - cursor} events behind; reconnect with ?index={cursor}"
 
     async def _finish_frame(self, ws: WebSocketConnection) -> bool:
-        """Write the rest of a frame the pump began (under trio-websocket's lock); False if the client is gone."""
+        """Write the rest of a frame the pump began; False if the client is gone."""
         gate = self.gate
         if gate is None or not gate.rest:
             return True
         with trio.move_on_after(self.options.stream_send_timeout) as scope:
             try:
-                async with self._ws_lock:
-                    await gate.send_all(b"")
+                await gate.finish()
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return False
         if scope.cancelled_caught:
@@ -519,8 +437,9 @@ class _Subscriber:
             sent = trio.current_time()
             due = sent + opts.stream_ping_interval
             gate = self.gate
-            if gate is not None and ws.closed is None and not self.ws_busy() and gate.write_now(_PING):
-                if gate.rest:
+            written = Written.REFUSED if gate is None or ws.closed is not None else gate.write_now(_PING)
+            if gate is not None and written in (Written.WHOLE, Written.BEGUN):
+                if written is Written.BEGUN:
                     self.hub.fanout.unpark(self)  # only begun: the task finishes it, as a begun message
                 await trio.sleep(opts.stream_ping_timeout)
                 if gate.heard < sent:
