@@ -168,9 +168,13 @@ class Core:
         except (MemoryError, RecursionError):
             raise  # the process is in trouble, not one packet: let the owner see it
         except Exception as exc:  # pragma: no cover - the tests assert stats["internal_error"] == 0
-            self.stats["internal_error"] += 1
-            self.diag("error", f"internal error in {getattr(fn, '__name__', fn)}: {exc!r}", "internal-error")
+            self.internal_error(fn, exc)
             return None
+
+    def internal_error(self, fn: Callable[..., Any], exc: Exception) -> None:
+        """What `guarded` does with a bug: count it and report it (net.py's per-message loop catches inline)."""
+        self.stats["internal_error"] += 1
+        self.diag("error", f"internal error in {getattr(fn, '__name__', fn)}: {exc!r}", "internal-error")
 
     @staticmethod
     def next_tick(scheduled: float, interval: float, now: float) -> float:
