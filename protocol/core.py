@@ -23,7 +23,7 @@ import attrs
 from protocol import packets
 from protocol.awareness import Awareness
 from protocol.broadcast import BroadcastQueue
-from protocol.codec import DecodeError, User, encode
+from protocol.codec import DecodeError, MessageType, encode
 from protocol.config import Config
 from protocol.delegate import Delegate
 from protocol.keyring import Keyring, encrypt_overhead
@@ -33,6 +33,7 @@ from protocol.suspicion import random_offset
 
 __all__ = ["Core", "PendingStream", "Timer", "shared"]
 
+_USER_TYPE = bytes([MessageType.USER])
 COMPOUND_HEADER_OVERHEAD = 2  # memberlist compoundHeaderOverhead
 COMPOUND_OVERHEAD = 2  # per part
 USER_MSG_OVERHEAD = 1
@@ -272,7 +273,7 @@ class Core:
         avail = limit - used
         if avail > overhead + USER_MSG_OVERHEAD:
             for msg in self.delegate.get_broadcasts(overhead + USER_MSG_OVERHEAD, avail):
-                to_send.append(encode(User(msg)))
+                to_send.append(_USER_TYPE + msg)  # encode(User(msg)): the type byte, then the raw payload
         return to_send
 
     def broadcast(self, key: str, msg: bytes, on_finished: Callable[[], None] | None = None) -> None:
