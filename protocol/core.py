@@ -23,7 +23,7 @@ import attrs
 from protocol import packets
 from protocol.awareness import Awareness
 from protocol.broadcast import BroadcastQueue
-from protocol.codec import DecodeError, User, encode
+from protocol.codec import DecodeError, MessageType, encode
 from protocol.config import Config
 from protocol.delegate import Delegate
 from protocol.keyring import Keyring, encrypt_overhead
@@ -33,6 +33,7 @@ from protocol.suspicion import random_offset
 
 __all__ = ["Core", "PendingStream", "Timer", "shared"]
 
+_USER_TYPE = bytes([MessageType.USER])
 COMPOUND_HEADER_OVERHEAD = 2  # memberlist compoundHeaderOverhead
 COMPOUND_OVERHEAD = 2  # per part
 USER_MSG_OVERHEAD = 1
@@ -168,9 +169,13 @@ class Core:
         except (MemoryError, RecursionError):
             raise  # the process is in trouble, not one packet: let the owner see it
         except Exception as exc:  # pragma: no cover - the tests assert stats["internal_error"] == 0
-            self.stats["internal_error"] += 1
-            self.diag("error", f"internal error in {getattr(fn, '__name__', fn)}: {exc!r}", "internal-error")
+            self.internal_error(fn, exc)
             return None
+
+    def internal_error(self, fn: Callable[..., Any], exc: Exception) -> None:
+        """What `guarded` does with a bug: count it and report it (net.py's per-message loop catches inline)."""
+        self.stats["internal_error"] += 1
+        self.diag("error", f"internal error in {getattr(fn, '__name__', fn)}: {exc!r}", "internal-error")
 
     @staticmethod
     def next_tick(scheduled: float, interval: float, now: float) -> float:
@@ -268,7 +273,7 @@ class Core:
         avail = limit - used
         if avail > overhead + USER_MSG_OVERHEAD:
             for msg in self.delegate.get_broadcasts(overhead + USER_MSG_OVERHEAD, avail):
-                to_send.append(encode(User(msg)))
+                to_send.append(_USER_TYPE + msg)  # encode(User(msg)): the type byte, then the raw payload
         return to_send
 
     def broadcast(self, key: str, msg: bytes, on_finished: Callable[[], None] | None = None) -> None:

@@ -170,7 +170,7 @@ class Gossip:
     def _merge_remote_state(self, now: float, pp: PushPull) -> str | None:
         """memberlist mergeRemoteState: verify versions, replay each state, hand user state over."""
         core = self.core
-        remote = [(n.name, _state_type(n.state), n.vsn) for n in pp.nodes]
+        remote = [(n.name, _STATE_OF.get(n.state, NodeStateType.DEAD), n.vsn) for n in pp.nodes]
         err = verify_protocol(remote, [s for s in core.nodes.values()])
         if err is not None:
             return err
@@ -182,8 +182,24 @@ class Gossip:
             err = core.delegate.notify_merge(peers)
             if err:
                 return err
+        # alive_node's stale case (a state we already hold at that incarnation and address), checked here without
+        # a call per state: a push/pull carries every member, and nearly all of them are known already
+        nodes, local, port0 = core.nodes, core.name, core.addr[1]
+        plain, stale = not core.custom["notify_alive"], 0
         for r in pp.nodes:
+            if plain and r.state == 0 and r.name != local:
+                current = nodes.get(r.name)
+                if (
+                    current is not None
+                    and r.incarnation <= current.incarnation
+                    and current.addr[1] == (r.port or port0)
+                    and core.packed(current.addr[0]) == r.addr
+                ):
+                    stale += 1
+                    continue
             self._merge_one(now, r)
+        if stale:
+            core.stats["msg_alive"] += stale
         if pp.user_state:
             core.delegate.merge_remote_state(now, pp.user_state, pp.join)
         return None
@@ -219,6 +235,9 @@ class Gossip:
             membership.dead_node(now, Dead(r.incarnation, r.name, r.name))
         else:
             membership.suspect_node(now, Suspect(r.incarnation, r.name, core.name))
+
+
+_STATE_OF = {int(t): t for t in NodeStateType}
 
 
 def _state_type(value: int) -> NodeStateType:

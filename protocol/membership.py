@@ -394,10 +394,24 @@ class Membership:
         return True
 
     def handle_alive(self, now: float, addr: Addr, a: Alive) -> None:
+        core = self.core
+        port = a.port or core.addr[1]
+        current = core.nodes.get(a.node)
+        if (
+            current is not None
+            and a.incarnation <= current.incarnation
+            and current.addr[1] == port
+            and a.node != core.name
+            and not core.custom["notify_alive"]
+            and core.packed(current.addr[0]) == a.addr
+        ):
+            # alive_node's stale case, checked before anything is built: most alives a member gets are news it
+            # already has (each is gossiped L times); counted as alive_node counts it
+            core.stats["msg_alive"] += 1
+            return
         if self.implausible(a.node, a.incarnation, "alive", addr):
             return
-        port = a.port or self.core.addr[1]
-        self.alive_node(now, a if port == a.port else attrs.evolve(a, port=port), (self.core.ip(a.addr), port))
+        self.alive_node(now, a if port == a.port else attrs.evolve(a, port=port), (core.ip(a.addr), port))
 
     def handle_suspect(self, now: float, addr: Addr, s: Suspect) -> None:
         if not self.implausible(s.node, s.incarnation, "suspect", addr):

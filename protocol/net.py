@@ -121,26 +121,27 @@ class Net:
         except Exception as exc:  # DecodeError and anything a corrupt LZW stream throws
             core.malformed("packet", addr, exc)
             return
+        handlers = self._handlers
         for part in parts:
             try:
                 msg = _decode(part)
             except Exception as exc:
                 core.malformed("message", addr, exc)
                 continue
-            core.guarded(self._dispatch, now, addr, msg)
-
-    def _dispatch(self, now: float, addr: Addr, msg: Any) -> None:
-        handler = self._handlers.get(type(msg))
-        if handler is None:
-            self.core.stats["unexpected"] += 1
-            self.core.diag(
-                "debug", f"unexpected {type(msg).__name__} over UDP from {addr[0]}:{addr[1]}", "unexpected"
-            )
-            return
-        try:
-            handler(now, addr, msg)
-        except DecodeError as exc:  # e.g. a 5-byte address inside an otherwise valid message
-            self.core.malformed(type(msg).__name__, addr, exc)
+            handler = handlers.get(type(msg))
+            if handler is None:
+                core.stats["unexpected"] += 1
+                core.diag("debug", f"unexpected {type(msg).__name__} over UDP from {addr[0]}:{addr[1]}", "unexpected")
+                continue
+            # Core.guarded, inline: this runs for every message of every packet
+            try:
+                handler(now, addr, msg)
+            except DecodeError as exc:  # e.g. a 5-byte address inside an otherwise valid message
+                core.malformed(type(msg).__name__, addr, exc)
+            except (MemoryError, RecursionError):
+                raise
+            except Exception as exc:  # pragma: no cover - the tests assert stats["internal_error"] == 0
+                core.internal_error(handler, exc)
 
     def _handle_user(self, now: float, addr: Addr, u: User) -> None:
         self.core.delegate.notify_msg(now, u.payload)

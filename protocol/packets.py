@@ -139,6 +139,9 @@ def unwrap_packet_info(
     )
 
 
+_NESTING = frozenset((MessageType.COMPOUND, MessageType.COMPRESS))
+
+
 def _collect(data: bytes, out: list[bytes], found: dict[str, int | bool], depth: int) -> None:
     """memberlist's handleCommand recursion over compound and compress messages."""
     if depth > _MAX_DEPTH:
@@ -151,7 +154,10 @@ def _collect(data: bytes, out: list[bytes], found: dict[str, int | bool], depth:
         parts, truncated = split_compound(data)
         found["truncated"] = int(found["truncated"]) + truncated
         for part in parts:
-            _collect(part, out, found, depth + 1)
+            if part and part[0] not in _NESTING:  # a plain message (nearly all): no recursion for it
+                out.append(part)
+            else:
+                _collect(part, out, found, depth + 1)
     elif kind == MessageType.COMPRESS:
         found["compressed"] = True
         _collect(decompress_payload(data[1:]), out, found, depth + 1)

@@ -288,8 +288,8 @@ class Serf(Delegate):
         meta = check_tags_size(tags, self.config.serf_protocol_version)
         self._core.tags, self._core.meta = dict(tags), meta
         local = self._table.members.get(self.name)
-        if local is not None:
-            local.member.tags = dict(tags)
+        if local is not None:  # our record's ident is shared and never changed in place: a new one, our own
+            local.ident = attrs.evolve(local.ident, tags=dict(tags))
         self.node.update_meta(now)
         self._pump()
 
@@ -329,7 +329,7 @@ class Serf(Delegate):
         self._core.now = now
         ms = self._table.members[node_name]
         frame = bytes([APP_MESSAGE_TYPE]) + packb({"From": self.name, "Payload": bytes(payload)})
-        self.node.send_reliable((ms.member.addr, ms.member.port), frame)
+        self.node.send_reliable(ms.addr, frame)
         self._pump()
 
     def shutdown(self) -> None:
@@ -346,14 +346,14 @@ class Serf(Delegate):
     # ------------------------------------------------------------------ queries
 
     def members(self) -> list[Member]:
-        return [ms.member.copy() for ms in self._table.members.values()]
+        return [ms.snapshot() for ms in self._table.members.values()]
 
     def local_member(self) -> Member:
-        return self._table.members[self.name].member.copy()
+        return self._table.members[self.name].snapshot()
 
     def member(self, name: str) -> Member | None:
         ms = self._table.members.get(name)
-        return ms.member.copy() if ms is not None else None
+        return ms.snapshot() if ms is not None else None
 
     @property
     def tags(self) -> dict[str, str]:
@@ -443,7 +443,7 @@ class Serf(Delegate):
         if self.rng.random() > prob:
             return
         ms = self._table.members[failed[self.rng.randrange(len(failed))]]
-        addr = (ms.member.addr, ms.member.port)
+        addr = ms.addr
         self._core.diag(LEVEL_INFO, f"serf: attempting reconnect to {ms.name} {addr[0]}:{addr[1]}", "reconnect")
         self._join_ops.append(_JoinOp([addr], ignore_old=False, user=False))
         self.node.join(now, [addr])

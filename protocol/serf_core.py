@@ -66,7 +66,8 @@ class SerfCore:
     malformed: int = 0
 
     def emit(self, kind: EventKind, member: Member) -> None:
-        self.events.append(MemberEvent(kind, member.copy()))
+        """Report a membership change; `member` must be a snapshot of its own (MemberState.snapshot())."""
+        self.events.append(MemberEvent(kind, member))
 
     def diag(self, level: str, message: str, kind: str = "serf") -> None:
         self.events.append(Diagnostic(level, message, kind))

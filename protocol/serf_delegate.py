@@ -37,6 +37,26 @@ from protocol.serf_queries import Queries
 from protocol.serf_user_events import UserEvents
 from protocol.state import NodeState
 
+# Join and leave intents are gossiped: each member gets each one about retransmit_mult * log10(N) times, from
+# different peers. Each distinct intent (the same bytes) is decoded once (the messages are frozen) and the first
+# copy of its bytes is the one queued for our rebroadcast; in a simulation the table is shared by every Serf in the
+# process, so those bytes, and the decoded LTime the member table keeps, are one object for all (issue 14).
+# Bounded, holding immutable values only.
+_INTENT_TYPES = frozenset((SerfMessageType.LEAVE, SerfMessageType.JOIN))
+_INTENTS: dict[bytes, tuple[bytes, JoinIntent | LeaveIntent]] = {}
+_INTENTS_MAX = 1 << 16
+
+
+def _decode_intent(payload: bytes) -> tuple[bytes, Any]:
+    """decode_message for a join or leave intent, once per distinct payload: (the shared bytes, the message)."""
+    found = _INTENTS.get(payload)
+    if found is None:
+        found = (payload, decode_message(payload))
+        if len(_INTENTS) >= _INTENTS_MAX:
+            _INTENTS.clear()
+        _INTENTS[payload] = found
+    return found
+
 
 class SerfDelegate(Delegate):
     """What the Node's delegate does, over one Serf's parts (the Serf is the Node's delegate and calls these)."""
@@ -74,8 +94,12 @@ class SerfDelegate(Delegate):
         if payload[0] == APP_MESSAGE_TYPE:
             self._handle_app_message(bytes(payload[1:]))
             return
+        payload = bytes(payload)
         try:
-            msg = decode_message(bytes(payload))
+            if payload[0] in _INTENT_TYPES:
+                payload, msg = _decode_intent(payload)
+            else:
+                msg = decode_message(payload)
         except SerfDecodeError as exc:
             self._core.drop_malformed(LEVEL_ERROR, f"serf: error decoding message type {payload[0]}: {exc}")
             return
@@ -96,7 +120,7 @@ class SerfDelegate(Delegate):
             case _:  # push/pull state, conflict and key payloads never travel on their own
                 self._core.diag(LEVEL_WARN, f"serf: received message of unexpected type {payload[0]}")
         if rebroadcast:
-            queue.queue(None, bytes(payload))
+            queue.queue(None, payload)
 
     def _handle_app_message(self, body: bytes) -> None:
         try:

@@ -71,7 +71,7 @@ class GracefulLeave:
         """
         for ms in self._table.members.values():
             if ms.name != self._core.name and ms.status == MemberStatus.ALIVE:
-                self._node().send_best_effort((ms.member.addr, ms.member.port), raw, ms.name)
+                self._node().send_best_effort(ms.addr, raw, ms.name)
 
     def _on_intent_sent(self) -> None:
         """The intent is fully gossiped: the memberlist leave may start, though not before the grace is over."""

@@ -20,28 +20,40 @@ from protocol.serf_messages import JoinIntent, LeaveIntent, SerfMessageType, dec
 from protocol.state import NodeState, NodeStateType
 
 _SHARED_TAGS: dict[bytes, dict[str, str]] = {}
-_SHARED_TAGS_MAX = 1 << 16
+_SHARED_IDENTS: dict[tuple[str, str, int, bytes, bytes], Member] = {}
+_SHARED_MAX = 1 << 16
 
 
 @attrs.define
 class MemberState:
-    """serf's memberState: the member plus the Lamport time of its last intent and when it went away."""
+    """serf's memberState: the member, its status, the Lamport time of its last intent and when it went away.
 
-    member: Member
+    `ident` (name, address, tags, versions) is shared by every MemberState, in every Serf of the process, that
+    knows the member the same way (`_shared_ident`): every member holds a record of every other one, so these are
+    N^2, and one Member each was most of a large simulation's memory (issue 14). It is never changed in place: a
+    new address or new tags replace it. Only `status` and the two times are this Serf's own. `snapshot()` is the
+    Member handed out (a copy with our status and its own tags dict).
+    """
+
+    ident: Member
+    status: MemberStatus
     status_ltime: int = 0
     leave_time: float = 0.0
 
     @property
     def name(self) -> str:
-        return self.member.name
+        return self.ident.name
 
     @property
-    def status(self) -> MemberStatus:
-        return self.member.status
+    def addr(self) -> tuple[str, int]:
+        return self.ident.addr, self.ident.port
 
-    @status.setter
-    def status(self, value: MemberStatus) -> None:
-        self.member.status = value
+    def snapshot(self) -> Member:
+        i = self.ident
+        return Member(
+            i.name, i.addr, i.port, dict(i.tags), self.status,
+            i.protocol_min, i.protocol_max, i.protocol_cur, i.delegate_min, i.delegate_max, i.delegate_cur,
+        )
 
 
 @attrs.frozen
@@ -74,7 +86,7 @@ class MemberTable:
         ms = self.members.get(node.name)
         if ms is None:
             old = MemberStatus.NONE
-            ms = MemberState(self._member_from(node, MemberStatus.ALIVE))
+            ms = MemberState(self._ident(node), MemberStatus.ALIVE)
             intent = self._recent_intents.get(node.name)
             if intent is not None and intent.type == SerfMessageType.JOIN:
                 ms.status_ltime = intent.ltime
@@ -86,11 +98,10 @@ class MemberTable:
             old = ms.status
             ms.status = MemberStatus.ALIVE
             ms.leave_time = 0.0
-            self._refresh(ms.member, node)
-        self._set_versions(ms.member, node)
+            ms.ident = self._ident(node)
         if old in (MemberStatus.FAILED, MemberStatus.LEFT):
             self._forget_gone(node.name)
-        self._core.emit(EventKind.MEMBER_JOIN, ms.member)
+        self._core.emit(EventKind.MEMBER_JOIN, ms.snapshot())
 
     def handle_node_leave(self, node: NodeState) -> None:
         """serf's handleNodeLeave: leaving -> left, alive -> failed.
@@ -112,35 +123,29 @@ class MemberTable:
             self._core.diag(LEVEL_WARN, f"serf: bad state when leave: {node.name} is {ms.status}")
             return
         ms.leave_time = self._core.now
-        self._core.emit(kind, ms.member)
+        self._core.emit(kind, ms.snapshot())
 
     def handle_node_update(self, node: NodeState) -> None:
         ms = self.members.get(node.name)
         if ms is None:
             return
-        self._refresh(ms.member, node)
-        self._set_versions(ms.member, node)
-        self._core.emit(EventKind.MEMBER_UPDATE, ms.member)
+        ms.ident = self._ident(node)
+        self._core.emit(EventKind.MEMBER_UPDATE, ms.snapshot())
 
-    def _member_from(self, node: NodeState, status: MemberStatus) -> Member:
-        tags = self._decode_tags(node.meta)
-        return Member(node.name, node.addr[0], node.addr[1], tags, status)
-
-    def _refresh(self, member: Member, node: NodeState) -> None:
-        member.addr, member.port = node.addr[0], node.addr[1]
-        member.tags = self._decode_tags(node.meta)
-
-    @staticmethod
-    def _set_versions(member: Member, node: NodeState) -> None:
-        vsn = bytes(node.vsn or b"").ljust(6, b"\0")
-        (
-            member.protocol_min,
-            member.protocol_max,
-            member.protocol_cur,
-            member.delegate_min,
-            member.delegate_max,
-            member.delegate_cur,
-        ) = vsn[:6]
+    def _ident(self, node: NodeState) -> Member:
+        """The shared Member for this name, address, meta and versions (see MemberState); status unused (NONE)."""
+        meta, vsn = bytes(node.meta or b""), bytes(node.vsn or b"")
+        key = (node.name, node.addr[0], node.addr[1], meta, vsn)
+        ident = _SHARED_IDENTS.get(key)
+        if ident is None:
+            tags = self._decode_tags(meta)
+            ident = Member(node.name, node.addr[0], node.addr[1], tags, MemberStatus.NONE, *vsn.ljust(6, b"\0")[:6])
+            if tags is not _SHARED_TAGS.get(meta):
+                return ident  # undecodable meta (counted): not worth a shared entry
+            if len(_SHARED_IDENTS) >= _SHARED_MAX:
+                _SHARED_IDENTS.clear()
+            _SHARED_IDENTS[key] = ident
+        return ident
 
     def _decode_tags(self, meta: bytes) -> dict[str, str]:
         """Decoded once per distinct meta and shared by every member record (of every Serf in the process)
@@ -153,7 +158,7 @@ class MemberTable:
             if error is not None:
                 self._core.drop_malformed(LEVEL_ERROR, f"serf: {error}")
                 return tags
-            if len(_SHARED_TAGS) >= _SHARED_TAGS_MAX:
+            if len(_SHARED_TAGS) >= _SHARED_MAX:
                 _SHARED_TAGS.clear()
             _SHARED_TAGS[meta] = tags
         return tags
@@ -171,7 +176,7 @@ class MemberTable:
         ms.status_ltime = msg.ltime
         if ms.status == MemberStatus.LEAVING:  # the leave we saw was older than this join
             ms.status = MemberStatus.ALIVE
-            self._core.events.append(MemberStatusChanged(ms.member.copy()))
+            self._core.events.append(MemberStatusChanged(ms.snapshot()))
         return True
 
     def handle_leave_intent(self, msg: LeaveIntent) -> bool:
@@ -192,12 +197,12 @@ class MemberTable:
         match ms.status:
             case MemberStatus.ALIVE:
                 ms.status = MemberStatus.LEAVING
-                self._core.events.append(MemberStatusChanged(ms.member.copy()))
+                self._core.events.append(MemberStatusChanged(ms.snapshot()))
             case MemberStatus.FAILED:
                 ms.status = MemberStatus.LEFT
                 self.failed.remove(ms.name)
                 self.left.append(ms.name)
-                self._core.emit(EventKind.MEMBER_LEAVE, ms.member)  # forced: the failed member is now left
+                self._core.emit(EventKind.MEMBER_LEAVE, ms.snapshot())  # forced: the failed member is now left
             case MemberStatus.LEAVING | MemberStatus.LEFT:
                 pass
             case _:
@@ -244,7 +249,7 @@ class MemberTable:
         self._forget_gone(ms.name)
         self._forget_coordinate(ms.name)
         self._core.diag(LEVEL_INFO, f"serf: EventMemberReap: {ms.name}", "reap")
-        self._core.emit(EventKind.MEMBER_REAP, ms.member)
+        self._core.emit(EventKind.MEMBER_REAP, ms.snapshot())
 
     def _forget_gone(self, name: str) -> None:
         if name in self.failed:

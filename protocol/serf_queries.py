@@ -188,7 +188,7 @@ class Queries:
         if name == self._core.name:
             return
         ms = self._table.members.get(name)
-        info = None if ms is None else _member_info(ms.member)
+        info = None if ms is None else _member_info(ms.snapshot())
         payload = encode_message(ConflictResponse(info))
         self._respond(msg, QueryResponseMessage(msg.ltime, msg.id, self._core.name, 0, payload))
 
@@ -219,9 +219,9 @@ class Queries:
             self._core.diag(LEVEL_ERROR, "serf: relayed response exceeds the query response size limit")
             return
         relays = [
-            ms.member
+            ms.ident
             for name, ms in self._table.members.items()
-            if name != self._core.name and ms.status == MemberStatus.ALIVE and ms.member.protocol_max >= 5
+            if name != self._core.name and ms.status == MemberStatus.ALIVE and ms.ident.protocol_max >= 5
         ]
         for m in self._core.rng.sample(relays, min(msg.relay_factor, len(relays))):
             self._node().send_best_effort((m.addr, m.port), raw, m.name)

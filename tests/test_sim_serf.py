@@ -151,7 +151,8 @@ def test_member_records_share_their_values_and_the_scale_net_keeps_no_log_or_lin
     assert net.run_until(lambda: converged(net, members), deadline=net.now + 30, check_every=0.5)
     target = members[5]
     records = [serf(net, o).node.get(target) for o in members if o != target]
-    states = [serf(net, o)._table.members[target].member for o in members if o != target]
+    states = [serf(net, o)._table.members[target].ident for o in members if o != target]
+    assert len({id(m) for m in states}) == 1  # the whole name/address/tags/versions record is one object
     for field in ("name", "addr", "meta", "vsn"):
         assert len({id(getattr(r, field)) for r in records}) == 1, field
     assert len({id(m.tags) for m in states}) == 1 and states[0].tags == tags_of(target)
