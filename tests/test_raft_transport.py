@@ -337,6 +337,34 @@ def test_redial_backoff_is_jittered_under_an_exponential_ceiling() -> None:
 
 
 @trio_test
+async def test_a_cluster_adopted_during_a_handshake_still_refuses_the_other_clusters_server(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A new server (no cluster yet) accepts a hello from cluster-2, then bootstraps cluster-1 before the connection
+    goes live (CI saw this: two single-server clusters met at the same millisecond and stayed connected).  The
+    connection is closed when it would go live, and the log says why."""
+    caplog.set_level(logging.INFO, logger="triumvir.raft.transport")
+    async with trio.open_nursery() as nursery:
+        a = Node(transport("a", cluster=""))
+        await a.start(nursery)
+        check = a.t._check_hello
+
+        def check_then_bootstrap(raw: Any) -> Hello:
+            hello = check(raw)
+            a.t.set_cluster(CLUSTER)  # the bootstrap lands between the hello check and the connection going live
+            return hello
+
+        monkeypatch.setattr(a.t, "_check_hello", check_then_bootstrap)
+        stream = await raw_connect(a)
+        await stream.send_all(hello_bytes("m", "cluster-2"))
+        assert await closed_by_server(stream)
+        reason = "it is in cluster cluster-2, we are now in cluster-1"
+        await wait_for(lambda: reason in caplog.text, "the reason logged")
+        assert a.t.stats.refused_connections == 1 and a.t.stats.connections == 0
+        nursery.cancel_scope.cancel()
+
+
+@trio_test
 async def test_an_rpc_connection_from_another_cluster_is_refused() -> None:
     """A caller that names its cluster in the RPC hello (a server) is refused by a server of another cluster;
     one of the same cluster, or one that names none (a client agent), is answered."""

@@ -145,10 +145,17 @@ class Transport:
         cluster, are closed (their redial is refused by the hello check)."""
         self.cluster_id = cluster_id
         for peer in self._peers.values():
-            if peer.cluster and peer.cluster != cluster_id and peer.conn is not None:
-                log.warning("raft transport: closing the connection with %s: it is in cluster %s, we are now in %s",
-                            peer.id, peer.cluster, cluster_id)
+            if peer.conn is not None and self._in_another_cluster(peer):
                 peer.conn.cancel()
+
+    def _in_another_cluster(self, peer: _Peer) -> bool:
+        """True (and logged) when the peer's hello named a cluster other than ours.  Checked again when a
+        connection goes live, because we may have bootstrapped or joined while its handshake was under way."""
+        if not (peer.cluster and self.cluster_id and peer.cluster != self.cluster_id):
+            return False
+        log.warning("raft transport: closing the connection with %s: it is in cluster %s, we are now in %s",
+                    peer.id, peer.cluster, self.cluster_id)
+        return True
 
     def peer_cluster(self, server_id: str) -> str:
         """The cluster id the peer's last hello named ("" unknown)."""
@@ -322,6 +329,10 @@ class Transport:
     async def _serve(
         self, peer: _Peer, stream: trio.SocketStream, decoder: FrameDecoder, pending: list[Any], remote: str
     ) -> None:
+        if self._in_another_cluster(peer):
+            self.stats.refused_connections += 1
+            await trio.aclose_forcefully(stream)
+            return
         if peer.conn is not None:
             log.info("raft transport: a new connection with %s (%s) replaces the old one", peer.id, remote)
             peer.conn.cancel()
