@@ -15,20 +15,19 @@ by a follower forwarding to the leader too.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-import trio
-
 from .access import (
-    HOLD_POLL,
     RPC_HOLD_TIMEOUT,
     CommandFailed,
+    HoldForLeader,
     LeaderUnreachable,
     NoLeader,
     QueryResult,
     ReadMode,
     StoreUnavailable,
+    held_for_leader,
 )
 from .queries import QueryError
 from .rpc import RPCError, RPCNotSent, RPCPool
@@ -73,22 +72,20 @@ async def forward_call(pool: RPCPool, address: str, method: str, args: dict[str,
         raise remote_error(str(err)) from None
 
 
-async def held_call(pick: Callable[[], str], call: Callable[[str], Any], hold_timeout: float) -> Any:
-    """``call(address)`` on the server ``pick()`` names, held while there is none (``""``) or it cannot be
-    reached (`LeaderUnreachable`: the request never left), looking again every `HOLD_POLL`, for up to
-    ``hold_timeout``; then `NoLeader`.  Every other outcome is the caller's, at once."""
-    deadline = trio.current_time() + hold_timeout
-    while True:
+async def held_call(pick: Callable[[], str], call: Callable[[str], Awaitable[Any]], hold_timeout: float) -> Any:
+    """``call(address)`` on the server ``pick()`` names, held (`access.held_for_leader`) while there is none
+    (``""``) or it cannot be reached (`LeaderUnreachable`: the request never left); then `NoLeader`."""
+
+    async def attempt() -> Any:
         address = pick()
-        if address:
-            try:
-                return await call(address)
-            except LeaderUnreachable:
-                if trio.current_time() >= deadline:
-                    raise NoLeader() from None
-        elif trio.current_time() >= deadline:
-            raise NoLeader()
-        await trio.sleep(min(HOLD_POLL, max(0.0, deadline - trio.current_time())))
+        if not address:
+            raise HoldForLeader(NoLeader())
+        try:
+            return await call(address)
+        except LeaderUnreachable:
+            raise HoldForLeader(NoLeader()) from None
+
+    return await held_for_leader(attempt, hold_timeout)
 
 
 class ForwardAccess:
