@@ -23,6 +23,7 @@ from .state.commands import Command
 __all__ = [
     "CONSISTENCY_MODES",
     "HOLD_POLL",
+    "NOT_THE_LEADER",
     "RPC_HOLD_TIMEOUT",
     "CommandFailed",
     "HoldForLeader",
@@ -42,6 +43,9 @@ CONSISTENCY_MODES = ("default", "consistent", "stale")
 #: Consul's rpc_hold_timeout: how long a request waits for a (reachable) leader before "No cluster leader".
 RPC_HOLD_TIMEOUT = 7.0
 HOLD_POLL = 0.02  # seconds between looks for the next leader while a request is held
+#: A server's refusal of a call only the leader takes (the operator's), when it knows another leader: it did
+#: nothing, so the call may go to the next leader (with no leader known it refuses with `NoLeader`'s text).
+NOT_THE_LEADER = "not the leader"
 
 
 class NoLeader(Exception):
