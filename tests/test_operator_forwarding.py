@@ -155,9 +155,13 @@ async def test_with_no_leader_within_the_hold_it_is_no_cluster_leader() -> None:
             assert refusing.calls > 1
             nursery.cancel_scope.cancel()
         started = trio.current_time()
-        with pytest.raises(NoLeader):  # no server known at all: nothing to wait for
+        with pytest.raises(NoLeader):  # a client that knows no server at all: nothing to wait for
             await _rpc({"leader": ""}, servers=(), hold=30)
         assert trio.current_time() - started < 1
+        started = trio.current_time()
+        with pytest.raises(NoLeader):  # a server knows one (itself), even before it knows its peers: it waits
+            await _rpc({"leader": ""}, here=Here(leads=False), servers=(), hold=0.3)
+        assert trio.current_time() - started >= 0.3
 
 
 @trio_test

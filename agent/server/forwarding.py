@@ -123,13 +123,13 @@ async def leader_rpc(method: str, args: dict[str, Any], *, here: LeaderHere | No
     """A call only the leader answers (``Operator.*``), from any agent: in-process when ``here`` leads, else to
     the ``leader()`` this agent knows (`leader_call`, each try bounded by ``timeout``).  Held (`held_call`) while
     there is none, or it cannot be reached or no longer leads (just died, or an election is under way), then
-    `NoLeader`; at once when no server is known at all (``servers()`` empty), as `ForwardAccess` does."""
+    `NoLeader`; at once on a client that knows no server at all (``servers()`` empty), as `ForwardAccess` does."""
 
     def pick() -> str:
         if here is not None and here.is_leader():
             return _HERE
         known = leader()
-        if not known and not servers():
+        if not known and here is None and not servers():  # a client that knows no server: nothing to wait for
             raise NoLeader()
         return known
 
