@@ -72,8 +72,9 @@ class AgentAPI(Protocol):
         ...
 
     async def server_rpc(self, method: str, args: dict[str, Any]) -> Any:
-        """A server RPC answered by the Raft leader (agent/server/rpc.py): forwarded to it unless we are it.
-        LookupError("No cluster leader") without a leader; agent.server.rpc.RPCError with the leader's text."""
+        """A server RPC answered by the Raft leader (agent/server/rpc.py): forwarded to it unless we are it, held
+        for the next leader within Consul's RPC hold.  LookupError("No cluster leader") without a leader by then;
+        agent.server.rpc.RPCError with the leader's text."""
         ...
 
     async def fire_event(self, event: UserEvent) -> None:

@@ -66,14 +66,13 @@ from agent.member_feed import MemberFeed
 from agent.members import STATUS_FAILED, STATUS_LEFT, Member, MemberTable
 from agent.metrics import Metrics
 from agent.pidfile import pid_file
-from agent.server import rpc as server_rpc
-from agent.server.access import StoreAccess
+from agent.server.access import NoLeader, StoreAccess
 from agent.server.acl_resolver import TokenResolver
 from agent.server.cluster import RaftServer, ServerSettings
 from agent.server.driver import Timing
 from agent.server.duties import acl_init_for
 from agent.server.follow import LeaderFollower
-from agent.server.forwarding import ForwardAccess
+from agent.server.forwarding import ForwardAccess, leader_rpc
 from agent.server.mirror import RegisteredMirror
 from agent.server.pool import CLUSTER_TAG, bootstrap_warnings
 from agent.server.service import StoreService
@@ -506,14 +505,14 @@ class Agent:
         return results[0]
 
     async def server_rpc(self, method: str, args: dict[str, Any]) -> Any:
-        """Consul's forwarding: the leader answers (in-process when that is us), anyone else forwards to it.
-        LookupError("No cluster leader") when there is none; RPCError with the server's text otherwise."""
-        if self.raft is not None and self.raft.is_leader():
-            return await self.raft.local_rpc(method, args)
-        leader = self.table.current.leader
-        if not leader:
-            raise LookupError("No cluster leader")
-        return await server_rpc.call(leader, method, args, timeout=max(2.0, 2 * self.timing.election_timeout))
+        """Consul's forwarding, held for a leader as Consul's RPC hold holds it (`forwarding.leader_rpc`).
+        LookupError("No cluster leader") without one; RPCError with the server's text otherwise."""
+        try:
+            return await leader_rpc(method, args, here=self.raft, leader=lambda: self.table.current.leader,
+                                    servers=lambda: self.table.current.servers,
+                                    timeout=max(2.0, 2 * self.timing.election_timeout))
+        except NoLeader:
+            raise LookupError(str(NoLeader())) from None
 
     def self_member(self) -> Member:
         return self.table.current.members[self.config.node_name]

@@ -187,6 +187,29 @@ def test_roles_and_bad_bodies() -> None:
     run(main)
 
 
+def test_a_missing_id_is_400_before_the_token_is_resolved() -> None:
+    """Consul's handlers answer a missing ID before their RPC resolves the request's token: an unknown token (or
+    one without acl:write) still gets the 400, and ACLs disabled is still the 401 first."""
+
+    async def main() -> None:
+        api, _ = agent()
+        async with serving(api) as addr:
+            unknown = "00000000-0000-4000-8000-00000000dead"
+            for method, target, text in (("GET", "/v1/acl/token/", b"Missing token ID"),
+                                         ("DELETE", "/v1/acl/token/", b"Missing token ID"),
+                                         ("DELETE", "/v1/acl/policy/", b"Missing policy ID"),
+                                         ("PUT", "/v1/acl/role/", b"Missing role ID")):  # fmt: skip
+                for token in (unknown, ""):  # an unknown token, the anonymous token (no acl:write)
+                    reply = await call(addr, method, target, token=token)
+                    assert (reply.status, reply.body) == (400, text), (method, target, token)
+        off, _ = agent(enabled=False)
+        async with serving(off) as addr:
+            reply = await call(addr, "GET", "/v1/acl/token/")
+            assert (reply.status, reply.body) == (401, b"ACL support disabled")
+
+    run(main)
+
+
 def test_a_policy_or_role_write_takes_the_urls_id_which_a_body_id_must_match() -> None:
     for command, kind in ((policy_command, "Policy"), (role_command, "Role")):
         key = "policy_id" if kind == "Policy" else "role_id"

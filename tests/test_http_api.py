@@ -263,6 +263,20 @@ def test_catalog_node_missing_name() -> None:
     assert (reply.status, reply.body) == (400, b"Missing node name")
 
 
+def test_catalog_node_missing_name_is_answered_at_once() -> None:
+    """Consul checks the name before its RPC: no blocking wait and no leader hold come first (each would outlast
+    `http`'s 10 s bound), and the query options' own 400s come before the name's."""
+    api = cluster()
+    index = api.table.current.index
+    reply = http(api, "GET", f"/v1/catalog/node/?index={index}&wait=60s")
+    assert (reply.status, reply.body) == (400, b"Missing node name")
+    leaderless = FakeAgent(config=server_config(bootstrap=False, bootstrap_expect=3))
+    leaderless.add_self()
+    reply = http(leaderless, "GET", "/v1/catalog/node/", rpc_hold_timeout=60.0)
+    assert (reply.status, reply.body) == (400, b"Missing node name")
+    assert http(api, "GET", "/v1/catalog/node/?wait=10").body == b"Invalid wait time"
+
+
 def test_catalog_datacenters() -> None:
     reply, body = get_json(cluster(), "/v1/catalog/datacenters")
     assert body == ["dc1"]

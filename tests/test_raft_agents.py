@@ -99,6 +99,35 @@ def test_three_servers_and_a_client_agree_on_one_leader_and_fail_over(cluster: C
     assert r.status_code == 400 and "Must specify either ?id" in r.text
 
 
+def test_operator_calls_right_after_the_leader_dies_are_held_for_the_next_leader(cluster: Cluster) -> None:
+    """kill -9 of the leader, then at once the client's `operator raft list-peers` and a surviving server's
+    /v1/operator/raft/configuration: while the agents still name the dead leader (the connection is refused) or
+    an election is under way, both are held (Consul's 7 s RPC hold) and then answered by the new leader."""
+    servers = start_servers(cluster, 3)
+    client = cluster.start("c1", extra={"retry_join": [servers[0].serf_addr], "retry_interval": "1s",
+                                        "performance": {"raft_multiplier": 1}})
+    leader = wait_for(lambda: agreed_leader([*servers, client]), timeout=30, what="one leader on every agent",
+                      diagnostics=cluster.diagnostics)
+    old = by_addr(servers, leader)
+    survivors = [s for s in servers if s is not old]
+    follower_view: list[requests.Response] = []
+    asking = threading.Thread(target=lambda: follower_view.append(requests.get(
+        f"http://{survivors[0].http_addr}/v1/operator/raft/configuration", timeout=20)))
+
+    old.proc.kill()
+    asking.start()
+    out = client.cli("operator", "raft", "list-peers")
+    asking.join(25)
+    assert out.returncode == 0, out.stderr
+    alive = {server_addr(s) for s in survivors}
+    rows = [line.split() for line in out.stdout.splitlines()][1:]
+    new = [r[2] for r in rows if r[3] == "leader"]
+    assert len(new) == 1 and new[0] in alive, out.stdout
+    assert len(follower_view) == 1 and follower_view[0].status_code == 200, follower_view and follower_view[0].text
+    new = [x["Address"] for x in follower_view[0].json()["Servers"] if x["Leader"]]
+    assert len(new) == 1 and new[0] in alive
+
+
 def test_a_server_that_leaves_is_removed_from_the_configuration(cluster: Cluster) -> None:
     servers = start_servers(cluster, 3)
     leader = wait_for(lambda: agreed_leader(servers), timeout=30, what="a leader", diagnostics=cluster.diagnostics)

@@ -13,7 +13,16 @@ import trio
 import trio.testing
 from store_direct import DirectReplica, direct_service
 
-from agent.server.access import CommandFailed, NoLeader, QueryResult, ReadMode, StoreUnavailable
+from agent.server.access import (
+    HOLD_POLL,
+    CommandFailed,
+    HoldForLeader,
+    NoLeader,
+    QueryResult,
+    ReadMode,
+    StoreUnavailable,
+    held_for_leader,
+)
 from agent.server.driver import ProposalLost
 from agent.server.duties import LeaderDuties, invalidations
 from agent.server.forwarding import ForwardAccess, remote_error, unwrap_apply
@@ -432,6 +441,44 @@ async def test_a_held_write_gives_up_after_the_hold_timeout() -> None:
     old.leader = ""
     with pytest.raises(NoLeader):
         await service.apply(KVSet(key="k", value=b"v"))
+
+
+def test_the_hold_asks_again_every_poll_until_its_timeout_then_says_the_last_reason() -> None:
+    """`held_for_leader`, on a virtual clock: every follower's, client's and operator's hold is this loop."""
+    clock = trio.testing.MockClock(autojump_threshold=0)
+
+    async def main() -> None:
+        asked: list[float] = []
+        held: list[float] = []
+
+        async def never() -> Any:
+            asked.append(trio.current_time())
+            raise HoldForLeader(NoLeader() if len(asked) % 2 else StoreUnavailable(f"refused {len(asked)}"))
+
+        start = trio.current_time()
+        with pytest.raises(StoreUnavailable, match="refused 6"):  # the last attempt's reason, at the deadline
+            await held_for_leader(never, 5 * HOLD_POLL, on_hold=lambda: held.append(trio.current_time()))
+        assert [round((t - start) / HOLD_POLL, 6) for t in asked] == [0, 1, 2, 3, 4, 5]
+        assert held == [start]  # told once, when the request first waits
+
+        async def answers_third_time() -> str:
+            asked.append(trio.current_time())
+            if len(asked) < 3:
+                raise HoldForLeader(NoLeader())
+            return "answer"
+
+        asked.clear()
+        assert await held_for_leader(answers_third_time, 7.0) == "answer" and len(asked) == 3
+
+        async def fails() -> Any:
+            raise StoreUnavailable("the outcome is unknown")
+
+        start = trio.current_time()
+        with pytest.raises(StoreUnavailable, match="unknown"):  # anything else is the caller's at once
+            await held_for_leader(fails, 7.0)
+        assert trio.current_time() == start
+
+    trio.run(main, clock=clock)
 
 
 @trio_test

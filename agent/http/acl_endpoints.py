@@ -200,14 +200,17 @@ async def acl_token(ctx: Ctx) -> Any:
     """/v1/acl/token/self (GET), /v1/acl/token/:accessor (GET, PUT, DELETE), /v1/acl/token/:accessor/clone (PUT)."""
     rest = ctx.request.path.removeprefix("/v1/acl/token/")
     method = ctx.request.method
+    _enabled(ctx)
     if rest == "self" and method == "GET":
-        _enabled(ctx)
         identity = await _identity(ctx, request_token(ctx.request, configured_tokens(ctx.api).default))
         if identity["Token"] is None:
             raise HTTPError(403, ACL_NOT_FOUND)
         return identity["Token"]
+    cloning = rest.endswith("/clone") and method == "PUT"
+    if not cloning and (not rest or "/" in rest):  # Consul's handler answers this before its RPC resolves a token
+        raise HTTPError(400, "Missing token ID")
     caller = await _caller(ctx)
-    if rest.endswith("/clone") and method == "PUT":
+    if cloning:
         caller.require("write")
         original = await _found(ctx, "acl.token", {"accessor_id": rest.removesuffix("/clone")})
         asked = body_fields(_body(ctx, "Token", optional=True), "ACLToken", "Token")
@@ -215,8 +218,6 @@ async def acl_token(ctx: Ctx) -> Any:
         clone = attrs.evolve(clone, accessor_id=_new_id(), secret_id="", expiration_ttl=0,
                              description=asked.str("Description") or clone.description)  # fmt: skip
         return await _token_set(ctx, clone)
-    if not rest or "/" in rest:
-        raise HTTPError(400, "Missing token ID")
     if method == "GET":
         caller.require("read")
         return _redacted(await _found(ctx, "acl.token", {"accessor_id": rest}), caller)
@@ -266,6 +267,9 @@ class _Kind:
     async def one(self, ctx: Ctx) -> Any:
         """<prefix>:id (GET, PUT, DELETE), <prefix>name/:name (GET)."""
         rest = ctx.request.path.removeprefix(self.prefix)
+        _enabled(ctx)
+        if not rest and ctx.request.method != "GET":  # Consul's handler answers this before its RPC resolves a token
+            raise HTTPError(400, f"Missing {self.title.lower()} ID")
         caller = await _caller(ctx)
         if ctx.request.method == "GET":
             caller.require("read")
@@ -277,8 +281,6 @@ class _Kind:
                 args = {"id": rest}
             return await _found(ctx, self.query, args, self.title.lower())
         caller.require("write")
-        if not rest:
-            raise HTTPError(400, f"Missing {self.title.lower()} ID")
         if ctx.request.method == "DELETE":
             return await _delete(ctx, self.delete(rest), self.title.lower())
         return await self.set(ctx, rest)

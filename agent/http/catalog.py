@@ -19,8 +19,8 @@ from typing import Any
 
 from agent.catalog import indexes, query
 from agent.filtering.consul_types import NODE, NODE_SERVICE
+from agent.http.blocking import parse_query_options
 from agent.http.catalog_services import node_services_json
-from agent.http.errors import bad_request
 from agent.http.filtering import FilterSpec, by_services
 from agent.http.memo import memo_json
 from agent.http.reads import meta_filters, read_snapshot, require_servers
@@ -49,11 +49,11 @@ async def catalog_nodes(ctx: Ctx) -> Encoded | list[dict[str, Any]]:
 
 
 async def catalog_node(ctx: Ctx) -> dict[str, Any] | None:
-    """GET /v1/catalog/node/:node: the node and its services, or JSON ``null`` (200) when it isn't registered."""
-    name = ctx.request.path.removeprefix("/v1/catalog/node/")
+    """GET /v1/catalog/node/:node: the node and its services, or JSON ``null`` (200) when it isn't registered.
+    As Consul's handler: the query options' 400s, then the name's, at once; only then the leader and the wait."""
+    parse_query_options(ctx.request, ctx.api.config.datacenter)
+    name = path_arg(ctx, "/v1/catalog/node/", "Missing node name")
     snapshot, _ = await read_snapshot(ctx, lambda s: indexes.node_read(s.indexes, name))
-    if not name:
-        raise bad_request("Missing node name")
     view = query.find_node(snapshot, name, ctx.api.config.datacenter)
     if view is None:
         return None

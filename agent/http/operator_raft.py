@@ -1,7 +1,8 @@
 """/v1/operator/raft/*: the Raft configuration and peer removal (Consul's operator_endpoint.go).
 
 Both are answered by the Raft leader: the agent forwards them over the server port (AgentAPI.server_rpc), so a
-follower or a client answers the same as the leader.  With no leader they are a 500 ``No cluster leader``.
+follower or a client answers the same as the leader.  While there is no leader, or the one known just died, they
+are held for the next one (Consul's 7 s RPC hold); with none by then they are a 500 ``No cluster leader``.
 """
 
 from __future__ import annotations

@@ -12,30 +12,40 @@ Results cross the server port, so they are plain msgpack-able values: a write's 
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
 
 import attrs
+import trio
 
 from .state.commands import Command
 
 __all__ = [
     "CONSISTENCY_MODES",
     "HOLD_POLL",
+    "NOT_THE_LEADER",
     "RPC_HOLD_TIMEOUT",
     "CommandFailed",
+    "HoldForLeader",
     "LeaderUnreachable",
     "NoLeader",
     "QueryResult",
     "ReadMode",
     "StoreAccess",
     "StoreUnavailable",
+    "held_for_leader",
 ]
+
+T = TypeVar("T")
 
 CONSISTENCY_MODES = ("default", "consistent", "stale")
 
 #: Consul's rpc_hold_timeout: how long a request waits for a (reachable) leader before "No cluster leader".
 RPC_HOLD_TIMEOUT = 7.0
 HOLD_POLL = 0.02  # seconds between looks for the next leader while a request is held
+#: A server's refusal of a call only the leader takes (the operator's), when it knows another leader: it did
+#: nothing, so the call may go to the next leader (with no leader known it refuses with `NoLeader`'s text).
+NOT_THE_LEADER = "not the leader"
 
 
 class NoLeader(Exception):
@@ -57,6 +67,35 @@ class StoreUnavailable(Exception):
 class LeaderUnreachable(StoreUnavailable):
     """No connection could be made to the leader (it died, or is cut off): the request never reached it, so
     it did nothing there and may go to the next leader.  The forwarders hold it for one, as for no leader."""
+
+
+class HoldForLeader(Exception):
+    """An attempt that did nothing for want of a leader to take it (none known, the known one unreachable or no
+    longer leading, a proposal refused): the request may wait for the next one.  ``final`` is what the caller
+    is told if the hold runs out first."""
+
+    def __init__(self, final: Exception) -> None:
+        super().__init__(str(final))
+        self.final = final
+
+
+async def held_for_leader(attempt: Callable[[], Awaitable[T]], hold_timeout: float, *,
+                          on_hold: Callable[[], None] = lambda: None) -> T:
+    """Consul's RPC hold, once for every forwarder: ``attempt()`` again every `HOLD_POLL` while it raises
+    `HoldForLeader`, for up to ``hold_timeout``, then the last one's ``final``; any other outcome is the caller's,
+    at once.  ``on_hold`` is told once, when the request first has to wait."""
+    deadline = trio.current_time() + hold_timeout
+    held = False
+    while True:
+        try:
+            return await attempt()
+        except HoldForLeader as wait:
+            if trio.current_time() >= deadline:
+                raise wait.final from None
+        if not held:
+            held = True
+            on_hold()
+        await trio.sleep(min(HOLD_POLL, max(0.0, deadline - trio.current_time())))
 
 
 @attrs.frozen

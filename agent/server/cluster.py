@@ -31,6 +31,7 @@ from protocol.raft import Config, RawNode, bootstrap
 from protocol.raft.errors import NotLeader, RaftError
 from protocol.raft.types import ConfChange, ConfChangeKind, Message, Role, Server, Suffrage
 
+from .access import NOT_THE_LEADER, NoLeader
 from .driver import DEFAULT_SNAPSHOT_EVERY, Driver, StateMachine, Timing
 from .errors import ClusterMismatch
 from .pool import PoolServer, announced_clusters, cluster_id_for, next_change, pool_servers
@@ -410,7 +411,7 @@ class RaftServer:
     async def _rpc_configuration(self, _args: Any) -> dict[str, Any]:
         """Consul's RaftConfigurationResponse: every server with its node name, and the configuration's index."""
         if not self.is_leader():
-            raise RPCError("No cluster leader" if not self._leader else "not the leader")
+            raise _not_leading(self._leader)
         assert self.driver is not None
         st = self.driver.status()
         names = {p.id: p.name for p in self.pool.values()}
@@ -421,7 +422,7 @@ class RaftServer:
     async def _rpc_remove_peer(self, args: Any) -> None:
         """Remove a server by ``id`` or ``address`` (Consul's RaftRemovePeerByID / ByAddress)."""
         if not self.is_leader():
-            raise RPCError("No cluster leader" if not self._leader else "not the leader")
+            raise _not_leading(self._leader)
         assert self.driver is not None
         server_id, address = str(args.get("id") or ""), str(args.get("address") or "")
         conf = self.driver.status().conf
@@ -511,6 +512,11 @@ class RaftServer:
         """Run one of our RPC methods in-process (the leader answering its own agent's HTTP request)."""
         return await self.rpc.handlers[method](args)
 
+
+
+def _not_leading(leader: str) -> RPCError:
+    """A leader-only call on a server that does not lead: it did nothing (the caller may hold it for the next)."""
+    return RPCError(NOT_THE_LEADER if leader else str(NoLeader()))
 
 
 def _has_state(store: RaftStore) -> bool:

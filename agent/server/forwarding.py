@@ -15,26 +15,28 @@ by a follower forwarding to the leader too.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
 
-import trio
-
+from . import rpc
 from .access import (
-    HOLD_POLL,
+    NOT_THE_LEADER,
     RPC_HOLD_TIMEOUT,
     CommandFailed,
+    HoldForLeader,
     LeaderUnreachable,
     NoLeader,
     QueryResult,
     ReadMode,
     StoreUnavailable,
+    held_for_leader,
 )
 from .queries import QueryError
 from .rpc import RPCError, RPCNotSent, RPCPool
 from .state.commands import Command, encode
 
-__all__ = ["FORWARD_SLACK", "ForwardAccess", "forward_call", "held_call", "remote_error", "unwrap_apply"]
+__all__ = ["FORWARD_SLACK", "ForwardAccess", "LeaderHere", "forward_call", "held_call", "leader_call", "leader_rpc",
+           "remote_error", "unwrap_apply"]
 
 #: Extra time a forwarded call may take beyond its own wait (Consul's RPC hold timeout is 7 s).
 FORWARD_SLACK = 7.0
@@ -73,22 +75,70 @@ async def forward_call(pool: RPCPool, address: str, method: str, args: dict[str,
         raise remote_error(str(err)) from None
 
 
-async def held_call(pick: Callable[[], str], call: Callable[[str], Any], hold_timeout: float) -> Any:
-    """``call(address)`` on the server ``pick()`` names, held while there is none (``""``) or it cannot be
-    reached (`LeaderUnreachable`: the request never left), looking again every `HOLD_POLL`, for up to
-    ``hold_timeout``; then `NoLeader`.  Every other outcome is the caller's, at once."""
-    deadline = trio.current_time() + hold_timeout
-    while True:
+async def leader_call(address: str, method: str, args: dict[str, Any], timeout: float) -> Any:
+    """One call of a method only the leader answers (the operator's) on a fresh connection.  One that never left
+    (`RPCNotSent`), or that the server refused because it does not lead, did nothing there: it is
+    `LeaderUnreachable`, which `held_call` holds for the next leader.  Any other error is the server's
+    `RPCError` (one that left and lost its answer is never sent again)."""
+    try:
+        return await rpc.call(address, method, args, timeout=timeout)
+    except RPCNotSent as err:
+        raise LeaderUnreachable(str(err)) from None
+    except RPCError as err:
+        if str(err) in (NOT_THE_LEADER, str(NoLeader())):
+            raise LeaderUnreachable(str(err)) from None
+        raise
+
+
+async def held_call(pick: Callable[[], str], call: Callable[[str], Awaitable[Any]], hold_timeout: float) -> Any:
+    """``call(address)`` on the server ``pick()`` names, held (`access.held_for_leader`) while there is none
+    (``""``) or it cannot be reached (`LeaderUnreachable`: the request never left); then `NoLeader`."""
+
+    async def attempt() -> Any:
         address = pick()
-        if address:
-            try:
-                return await call(address)
-            except LeaderUnreachable:
-                if trio.current_time() >= deadline:
-                    raise NoLeader() from None
-        elif trio.current_time() >= deadline:
+        if not address:
+            raise HoldForLeader(NoLeader())
+        try:
+            return await call(address)
+        except LeaderUnreachable:
+            raise HoldForLeader(NoLeader()) from None
+
+    return await held_for_leader(attempt, hold_timeout)
+
+
+class LeaderHere(Protocol):
+    """This agent's own Raft server, when it is one: what `leader_rpc` needs of it."""
+
+    def is_leader(self) -> bool: ...
+
+    async def local_rpc(self, method: str, args: dict[str, Any]) -> Any: ...
+
+
+_HERE = "(this server)"  # what `leader_rpc`'s pick names when this server leads: answered in-process
+
+
+async def leader_rpc(method: str, args: dict[str, Any], *, here: LeaderHere | None, leader: Callable[[], str],
+                     servers: Callable[[], Sequence[str]], timeout: float,
+                     hold_timeout: float = RPC_HOLD_TIMEOUT) -> Any:
+    """A call only the leader answers (``Operator.*``), from any agent: in-process when ``here`` leads, else to
+    the ``leader()`` this agent knows (`leader_call`, each try bounded by ``timeout``).  Held (`held_call`) while
+    there is none, or it cannot be reached or no longer leads (just died, or an election is under way), then
+    `NoLeader`; at once on a client that knows no server at all (``servers()`` empty), as `ForwardAccess` does."""
+
+    def pick() -> str:
+        if here is not None and here.is_leader():
+            return _HERE
+        known = leader()
+        if not known and here is None and not servers():  # a client that knows no server: nothing to wait for
             raise NoLeader()
-        await trio.sleep(min(HOLD_POLL, max(0.0, deadline - trio.current_time())))
+        return known
+
+    async def ask(address: str) -> Any:
+        if address == _HERE and here is not None:
+            return await here.local_rpc(method, args)
+        return await leader_call(address, method, args, timeout)
+
+    return await held_call(pick, ask, hold_timeout)
 
 
 class ForwardAccess:

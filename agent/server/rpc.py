@@ -16,7 +16,8 @@ A pooled connection the server closed (a restart) is seen before use and dropped
 call is made once more on a fresh connection only when that cannot apply a write twice: the request did not
 leave whole (the send failed, so the server cannot have decoded it), or the method is idempotent.  A call that
 found no connection to make (refused, or not made within `CONNECT_TIMEOUT`) or could not send its request whole
-on a fresh one is `RPCNotSent`: the server did nothing, and a forwarder may take the call to the next leader.
+on a fresh one is `RPCNotSent`: the server did nothing, and a forwarder may take the call to the next leader
+(`call` says so too).
 """
 
 from __future__ import annotations
@@ -244,17 +245,21 @@ class _NotSent(Exception):
 
 async def call(address: str, method: str, args: Mapping[str, Any] | None = None, *, timeout: float = 2.0,
                cluster: str = "") -> Any:
-    """One request on a fresh connection to the server at ``address`` (``IP:port``); RPCError on any failure.
+    """One request on a fresh connection to the server at ``address`` (``IP:port``); RPCError on any failure,
+    `RPCNotSent` when the request cannot have reached the server (no connection made, or it did not leave whole).
     ``cluster``: the caller's Raft cluster id, if it has one; a server of another cluster refuses the connection
     (a server's own calls to its cluster say it; a client agent, which has none, sends none)."""
+    sent = False
     try:
         with trio.fail_after(timeout):
             conn = await _Connection.open(address, cluster)
             try:
                 await conn.send(method, dict(args or {}))
+                sent = True
                 answer = await conn.receive()
             finally:
                 conn.close()
     except (*_BROKEN, trio.TooSlowError) as err:
-        raise RPCError(f"rpc {method} to {address}: {str(err) or type(err).__name__}") from None
+        error = RPCError if sent else RPCNotSent
+        raise error(f"rpc {method} to {address}: {str(err) or type(err).__name__}") from None
     return _answer_result(answer)

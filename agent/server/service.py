@@ -33,14 +33,15 @@ from protocol.raft.errors import NotLeader, ProposalDropped, RaftError
 
 from . import queries
 from .access import (
-    HOLD_POLL,
     RPC_HOLD_TIMEOUT,
     CommandFailed,
+    HoldForLeader,
     LeaderUnreachable,
     NoLeader,
     QueryResult,
     ReadMode,
     StoreUnavailable,
+    held_for_leader,
 )
 from .duties import ACLInit, LeaderDuties
 from .forwarding import forward_call, held_call, unwrap_apply
@@ -108,29 +109,26 @@ class StoreService:
     # ---------------------------------------------------------------- StoreAccess
 
     async def apply(self, command: Command) -> Any:
-        deadline = trio.current_time() + self.hold_timeout
-        held = False
-        while True:
-            refusal: Exception | None = None
+        async def attempt() -> Any:
             if self.replica.is_leader():
                 try:
                     return await self._apply_here(command)
-                except _Refused as err:
+                except _Refused as err:  # after the hold: why, unless no leader is known by then
                     refusal = err.error
-            elif self.replica.leader_address():
-                try:
-                    return unwrap_apply(await self._forward("Store.Apply", {"data": encode(command)},
-                                                            self.write_timeout))
-                except LeaderUnreachable as err:  # it never reached the leader (just died?): as if none known
-                    refusal = err
-            if trio.current_time() >= deadline:  # held long enough: say why as before
-                if refusal is None or isinstance(refusal, LeaderUnreachable) or not self.replica.leader_address():
-                    raise NoLeader()
-                raise StoreUnavailable(str(refusal) or type(refusal).__name__)
-            if not held:
-                held = True
-                self.held_writes += 1
-            await trio.sleep(min(HOLD_POLL, max(0.0, deadline - trio.current_time())))
+                    raise HoldForLeader(StoreUnavailable(str(refusal) or type(refusal).__name__)
+                                        if self.replica.leader_address() else NoLeader()) from None
+            if not self.replica.leader_address():
+                raise HoldForLeader(NoLeader())
+            try:
+                return unwrap_apply(await self._forward("Store.Apply", {"data": encode(command)},
+                                                        self.write_timeout))
+            except LeaderUnreachable:  # it never reached the leader (just died?): as if none known
+                raise HoldForLeader(NoLeader()) from None
+
+        return await held_for_leader(attempt, self.hold_timeout, on_hold=self._count_held)
+
+    def _count_held(self) -> None:
+        self.held_writes += 1
 
     async def query(self, name: str, args: dict[str, Any], mode: ReadMode) -> QueryResult:
         read = queries.reader(name, args)
