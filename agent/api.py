@@ -71,10 +71,10 @@ class AgentAPI(Protocol):
         """
         ...
 
-    async def server_rpc(self, method: str, args: dict[str, Any]) -> Any:
+    async def server_rpc(self, method: str, args: dict[str, Any], *, stale: bool = False) -> Any:
         """A server RPC answered by the Raft leader (agent/server/rpc.py): forwarded to it unless we are it, held
         for the next leader within Consul's RPC hold.  LookupError("No cluster leader") without a leader by then;
-        agent.server.rpc.RPCError with the leader's text."""
+        agent.server.rpc.RPCError with the leader's text.  ``stale``: any server answers from its own state."""
         ...
 
     async def fire_event(self, event: UserEvent) -> None:

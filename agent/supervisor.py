@@ -504,13 +504,13 @@ class Agent:
             raise TimeoutError(f"no answer to the {operation} query within {KEY_QUERY_BOUND:g}s")
         return results[0]
 
-    async def server_rpc(self, method: str, args: dict[str, Any]) -> Any:
+    async def server_rpc(self, method: str, args: dict[str, Any], *, stale: bool = False) -> Any:
         """Consul's forwarding, held for a leader as Consul's RPC hold holds it (`forwarding.leader_rpc`).
         LookupError("No cluster leader") without one; RPCError with the server's text otherwise."""
         try:
             return await leader_rpc(method, args, here=self.raft, leader=lambda: self.table.current.leader,
                                     servers=lambda: self.table.current.servers,
-                                    timeout=max(2.0, 2 * self.timing.election_timeout))
+                                    timeout=max(2.0, 2 * self.timing.election_timeout), stale=stale)
         except NoLeader:
             raise LookupError(str(NoLeader())) from None
 

@@ -102,7 +102,8 @@ def test_three_servers_and_a_client_agree_on_one_leader_and_fail_over(cluster: C
 def test_operator_calls_right_after_the_leader_dies_are_held_for_the_next_leader(cluster: Cluster) -> None:
     """kill -9 of the leader, then at once the client's `operator raft list-peers` and a surviving server's
     /v1/operator/raft/configuration: while the agents still name the dead leader (the connection is refused) or
-    an election is under way, both are held (Consul's 7 s RPC hold) and then answered by the new leader."""
+    an election is under way, both are held (Consul's 7 s RPC hold) and then answered by the new leader.  Then the
+    new leader dies too (no quorum): with ``-stale``/``?stale`` the last server and the client still answer."""
     servers = start_servers(cluster, 3)
     client = cluster.start("c1", extra={"retry_join": [servers[0].serf_addr], "retry_interval": "1s",
                                         "performance": {"raft_multiplier": 1}})
@@ -126,6 +127,18 @@ def test_operator_calls_right_after_the_leader_dies_are_held_for_the_next_leader
     assert len(follower_view) == 1 and follower_view[0].status_code == 200, follower_view and follower_view[0].text
     new = [x["Address"] for x in follower_view[0].json()["Servers"] if x["Leader"]]
     assert len(new) == 1 and new[0] in alive
+
+    # the new leader dies too: one server of three, no quorum, no leader can be elected.  Without -stale these
+    # calls would be held and then fail "No cluster leader"; with it any server answers from its own log (the
+    # client asks its servers in turn, past the dead ones)
+    by_addr(survivors, new[0]).proc.kill()
+    last = next(s for s in survivors if server_addr(s) != new[0])
+    conf = requests.get(f"http://{last.http_addr}/v1/operator/raft/configuration?stale", timeout=20)
+    assert conf.status_code == 200, conf.text
+    assert server_addr(last) in {x["Address"] for x in conf.json()["Servers"]}
+    out = client.cli("operator", "raft", "list-peers", "-stale")
+    assert out.returncode == 0, out.stderr
+    assert server_addr(last) in out.stdout, out.stdout
 
 
 def test_a_server_that_leaves_is_removed_from_the_configuration(cluster: Cluster) -> None:

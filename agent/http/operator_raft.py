@@ -2,7 +2,9 @@
 
 Both are answered by the Raft leader: the agent forwards them over the server port (AgentAPI.server_rpc), so a
 follower or a client answers the same as the leader.  While there is no leader, or the one known just died, they
-are held for the next one (Consul's 7 s RPC hold); with none by then they are a 500 ``No cluster leader``.
+are held for the next one (Consul's 7 s RPC hold); with none by then they are a 500 ``No cluster leader``.  With
+``?stale`` (Consul's AllowStale, ``operator raft list-peers -stale``) any server answers the configuration from
+its own log, which is how an operator looks at a cluster that has lost its quorum.
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ from agent.http.routes import EMPTY, Ctx, Route
 __all__ = ["ROUTES", "raft_configuration", "raft_peer"]
 
 
-async def _leader_rpc(ctx: Ctx, method: str, args: dict[str, Any]) -> Any:
+async def _leader_rpc(ctx: Ctx, method: str, args: dict[str, Any], *, stale: bool = False) -> Any:
     from agent.server.rpc import RPCError  # the server side stays out of agent/http's import graph until needed
 
     prefix = "" if ctx.api.config.server else RPC_ERROR_PREFIX
     try:
-        return await ctx.api.server_rpc(method, args)
+        return await ctx.api.server_rpc(method, args, stale=stale)
     except LookupError:
         raise HTTPError(500, prefix + NO_CLUSTER_LEADER) from None
     except RPCError as err:
@@ -29,8 +31,9 @@ async def _leader_rpc(ctx: Ctx, method: str, args: dict[str, Any]) -> Any:
 
 
 async def raft_configuration(ctx: Ctx) -> Any:
-    """GET: {"Servers": [{ID, Node, Address, Leader, ProtocolVersion, Voter}], "Index": n}."""
-    return await _leader_rpc(ctx, "Operator.RaftGetConfiguration", {})
+    """GET: {"Servers": [{ID, Node, Address, Leader, ProtocolVersion, Voter}], "Index": n}.  ``?stale``: any
+    server answers with its own configuration (the operator's view of a cluster that lost its quorum)."""
+    return await _leader_rpc(ctx, "Operator.RaftGetConfiguration", {}, stale=ctx.request.query.has("stale"))
 
 
 async def raft_peer(ctx: Ctx) -> Any:

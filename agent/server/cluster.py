@@ -408,11 +408,14 @@ class RaftServer:
     def is_leader(self) -> bool:
         return self.driver is not None and self.driver.soft_state.role is Role.LEADER
 
-    async def _rpc_configuration(self, _args: Any) -> dict[str, Any]:
-        """Consul's RaftConfigurationResponse: every server with its node name, and the configuration's index."""
-        if not self.is_leader():
+    async def _rpc_configuration(self, args: Any) -> dict[str, Any]:
+        """Consul's RaftConfigurationResponse: every server with its node name, and the configuration's index.
+        The leader's, or with ``stale`` this server's own (none yet while it waits for ``bootstrap_expect``)."""
+        stale = isinstance(args, dict) and bool(args.get("stale"))
+        if not stale and not self.is_leader():
             raise _not_leading(self._leader)
-        assert self.driver is not None
+        if self.driver is None:
+            return {"Servers": [], "Index": 0}
         st = self.driver.status()
         names = {p.id: p.name for p in self.pool.values()}
         servers = [{"ID": x.id, "Node": names.get(x.id, ""), "Address": x.address, "Leader": x.id == st.lead,

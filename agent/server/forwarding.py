@@ -15,6 +15,7 @@ by a follower forwarding to the leader too.
 from __future__ import annotations
 
 import itertools
+import random
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
@@ -119,15 +120,25 @@ _HERE = "(this server)"  # what `leader_rpc`'s pick names when this server leads
 
 async def leader_rpc(method: str, args: dict[str, Any], *, here: LeaderHere | None, leader: Callable[[], str],
                      servers: Callable[[], Sequence[str]], timeout: float,
-                     hold_timeout: float = RPC_HOLD_TIMEOUT) -> Any:
+                     hold_timeout: float = RPC_HOLD_TIMEOUT, stale: bool = False) -> Any:
     """A call only the leader answers (``Operator.*``), from any agent: in-process when ``here`` leads, else to
     the ``leader()`` this agent knows (`leader_call`, each try bounded by ``timeout``).  Held (`held_call`) while
     there is none, or it cannot be reached or no longer leads (just died, or an election is under way), then
-    `NoLeader`; at once on a client that knows no server at all (``servers()`` empty), as `ForwardAccess` does."""
+    `NoLeader`; at once on a client that knows no server at all (``servers()`` empty), as `ForwardAccess` does.
+
+    ``stale`` (Consul's AllowStale, the operator's ``-stale``): any server answers from its own state, so a
+    server answers in-process and a client asks its servers in turn, moving on from one it cannot reach.  This
+    is how an operator sees the configuration of a cluster that has lost its quorum."""
+    if stale:
+        args = {**args, "stale": True}
+    turn = itertools.count(random.randrange(1 << 16))
 
     def pick() -> str:
-        if here is not None and here.is_leader():
+        if here is not None and (stale or here.is_leader()):
             return _HERE
+        anyone = sorted(servers()) if stale else []
+        if anyone:
+            return anyone[next(turn) % len(anyone)]
         known = leader()
         if not known and here is None and not servers():  # a client that knows no server: nothing to wait for
             raise NoLeader()
