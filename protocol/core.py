@@ -256,6 +256,7 @@ class Core:
             compress=cfg.enable_compression,
             limit=MAX_DATAGRAM,
             keyring=self.sealing,
+            compress_min=cfg.compress_min_bytes,
         )
         self.stats["udp_sent"] += 1
         self.transmits.append(Datagram(addr, data))

@@ -27,6 +27,8 @@ from protocol.codec import (
     encode,
     packb,
 )
+from protocol.config import Config
+from protocol.node import Datagram, Node
 from protocol.packets import (
     add_crc,
     add_label,
@@ -279,6 +281,45 @@ def test_wrap_packet_options() -> None:
         wrap_packet([encode(User(bytes(1500)))], crc=False)
     with pytest.raises(ValueError):
         wrap_packet([], crc=False)
+
+
+def test_compress_min_sends_short_payloads_plain_and_long_ones_compressed() -> None:
+    """Config.compress_min_bytes: a payload under the bound goes plain without trying LZW, even one LZW would
+    shrink; at or past it, compression is kept when it shrinks, dropped when it does not (memberlist's rule)."""
+    short = [encode(User(b"z" * 150))]  # 153 bytes, and LZW would shrink it
+    assert len(compress(short[0])) < len(short[0])
+    assert wrap_packet(short, crc=False, compress=True, compress_min=200) == short[0]
+    assert wrap_packet(short, crc=False, compress=True)[:1] == b"\x09"  # compress_min=0: memberlist's every packet
+    long = [encode(User(b"z" * 300))]
+    packed = wrap_packet(long, crc=True, compress=True, compress_min=200)
+    assert packed[5:6] == b"\x09" and len(packed) < len(long[0])
+    assert unwrap_packet(packed) == long
+    rng = random.Random(3)
+    noise = [encode(User(bytes(rng.randrange(256) for _ in range(400))))]  # random bytes: LZW cannot shrink them
+    assert wrap_packet(noise, crc=False, compress=True, compress_min=200) == noise[0]
+
+
+def test_a_node_sends_pings_plain_and_large_gossip_compressed() -> None:
+    """With the default Config a node's ping (under compress_min_bytes) leaves uncompressed, and a packet of
+    broadcasts that LZW shrinks leaves compressed."""
+    cfg = Config.lan()
+    assert cfg.enable_compression and cfg.compress_min_bytes == 200
+    node = Node(cfg, name="a", addr=("10.0.0.1", 7946), rng=random.Random(1), now=0.0)
+    node.handle_datagram(0.1, ("10.0.0.2", 7946), encode(Ping(5, "a", b"\x0a\x00\x00\x02", 7946, "b")))
+    ack = node.poll_transmit()
+    assert isinstance(ack, Datagram)
+    info = unwrap_packet_info(ack.data)
+    assert not info.compressed and decode(info.messages[0]) == Ack(5, b"")
+    for i in range(12):  # alive messages of members with long, similar names: a broadcast queue LZW shrinks
+        alive = Alive(1, f"member-with-a-long-name-{i:02d}", bytes([10, 0, 1, i]), 7946, b"", bytes((1, 5, 2, 2, 5, 4)))
+        node.handle_datagram(0.2, ("10.0.0.2", 7946), encode(alive))
+    node.handle_timeout(1.0)  # a gossip tick: the queued alives go out piggybacked
+    sent = []
+    while (tx := node.poll_transmit()) is not None:
+        if isinstance(tx, Datagram):
+            sent.append(unwrap_packet_info(tx.data))
+    big = [i for i in sent if sum(len(m) for m in i.messages) >= cfg.compress_min_bytes]
+    assert big and all(i.compressed for i in big)
 
 
 def test_unwrap_nested_compound_in_compressed() -> None:
