@@ -61,6 +61,12 @@ class Config:
     # compress header almost never win (at most a few bytes, measured on 30 and 100 member clusters), while
     # pure-Python LZW was the largest CPU cost per packet. 0 tries every packet, as memberlist does.
     compress_min_bytes: int = 200
+    # Ours: with False, a node whose Lifeguard health score is above 0 (it missed acks or nacks, or had to refute a
+    # suspicion: the signs that it is the slow one) sends plain until healthy again. Compression only saves bytes
+    # on the wire (the piggyback budget counts uncompressed bytes), and pure-Python LZW is the largest share of a
+    # node's CPU in a join storm (push/pull replies, full gossip packets): a node short of CPU sheds it rather
+    # than answer pings late and be suspected. Receivers take plain packets and streams. True: memberlist's way.
+    compress_when_degraded: bool = False
     handoff_queue_depth: int = 1024
     udp_buffer_size: int = 1400
     dead_node_reclaim_time: float = _seconds(0.0)

@@ -415,3 +415,26 @@ def test_fuzz_mutated_captured_framing(data: st.DataObject) -> None:
         pass
     with contextlib.suppress(DecodeError, Incomplete):
         read_stream(bytes(raw))
+
+
+def test_a_degraded_node_sends_plain_until_healthy() -> None:
+    """Config.compress_when_degraded off (the default): while Lifeguard's health score is above 0 a node sends
+    even large, compressible packets and push/pull streams plain; healthy again, it compresses them."""
+    node = Node(Config.lan(), name="a", addr=("10.0.0.1", 7946), rng=random.Random(1), now=0.0)
+    big = [encode(User(b"z" * 600))]
+    core = node._core
+    assert core.compressing
+    core.raw_send(("10.0.0.2", 7946), big, None)
+    assert unwrap_packet_info(core.transmits.pop().data).compressed
+    core.awareness.apply_delta(1)
+    assert not core.compressing
+    core.raw_send(("10.0.0.2", 7946), big, None)
+    sent = core.transmits.pop().data
+    assert sent == big[0] and not unwrap_packet_info(sent).compressed
+    assert core.wrap_stream(big[0]) == big[0]
+    core.awareness.apply_delta(-1)
+    assert core.compressing and core.wrap_stream(big[0])[:1] == b"\x09"
+    always = Node(Config.lan(compress_when_degraded=True), name="b", addr=("10.0.0.3", 7946), rng=random.Random(1),
+                  now=0.0)
+    always._core.awareness.apply_delta(3)
+    assert always._core.compressing
