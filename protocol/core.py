@@ -253,7 +253,7 @@ class Core:
             msgs,
             crc=node is not None and node.pmax >= 5,
             label=cfg.label,
-            compress=self.compressing,
+            compress=cfg.compress_packets and self.compressing,
             limit=MAX_DATAGRAM,
             keyring=self.sealing,
             compress_min=cfg.compress_min_bytes,

@@ -336,9 +336,10 @@ def test_coordinates_cross_both_ways(agents: Agents) -> None:
 
 
 def test_serf_reads_our_plain_short_and_compressed_long_packets(agents: Agents) -> None:
-    """Config.compress_min_bytes: triumvir sends its short packets (pings, acks) plain and its long ones LZW
-    compressed; the real serf binary takes both (memberlist would have compressed every packet), joins, and lists
-    the triumvir node alive with tags long enough that its alive message goes out compressed."""
+    """Config.compress_packets on, with compress_min_bytes: triumvir sends its short packets (pings, acks) plain
+    and its long ones LZW compressed; the real serf binary takes both (memberlist would have compressed every
+    packet), joins, and lists the triumvir node alive with tags long enough that its alive goes out compressed.
+    (Every other test here runs the default, compress_packets off: serf reads plain packets throughout.)"""
     s1 = agents.serf("serf1", tags={"role": "serf"})
     tags = {"role": "tri", "note": "compressed " * 20}  # an alive of ~300 bytes: past compress_min_bytes
     sent: list[tuple[int, bool]] = []
@@ -353,7 +354,8 @@ def test_serf_reads_our_plain_short_and_compressed_long_packets(agents: Agents) 
 
     def factory(addr: tuple[str, int]) -> Serf:
         now = trio.current_time()
-        return Recording(Config.local(), name="tri", addr=addr, rng=random.Random(7), now=now, tags=tags)
+        config = Config.local(compress_packets=True)
+        return Recording(config, name="tri", addr=addr, rng=random.Random(7), now=now, tags=tags)
 
     async def body(driver: Any) -> None:
         assert await driver.join([s1.addr]) == 1

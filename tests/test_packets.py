@@ -299,11 +299,14 @@ def test_compress_min_sends_short_payloads_plain_and_long_ones_compressed() -> N
     assert wrap_packet(noise, crc=False, compress=True, compress_min=200) == noise[0]
 
 
-def test_a_node_sends_pings_plain_and_large_gossip_compressed() -> None:
-    """With the default Config a node's ping (under compress_min_bytes) leaves uncompressed, and a packet of
-    broadcasts that LZW shrinks leaves compressed."""
-    cfg = Config.lan()
+@pytest.mark.parametrize("compress_packets", [False, True], ids=["default", "compress_packets"])
+def test_a_node_sends_pings_plain_and_large_gossip_as_configured(compress_packets: bool) -> None:
+    """Config.compress_packets off (the default): every UDP packet leaves plain, a gossip packet LZW would shrink
+    too (its push/pull streams are still compressed). On: a ping's ack (under compress_min_bytes) still leaves
+    plain, and a packet of broadcasts that LZW shrinks leaves compressed, as memberlist sends it."""
+    cfg = Config.lan(compress_packets=compress_packets)
     assert cfg.enable_compression and cfg.compress_min_bytes == 200
+    assert Config.lan().compress_packets is False
     node = Node(cfg, name="a", addr=("10.0.0.1", 7946), rng=random.Random(1), now=0.0)
     node.handle_datagram(0.1, ("10.0.0.2", 7946), encode(Ping(5, "a", b"\x0a\x00\x00\x02", 7946, "b")))
     ack = node.poll_transmit()
@@ -319,7 +322,8 @@ def test_a_node_sends_pings_plain_and_large_gossip_compressed() -> None:
         if isinstance(tx, Datagram):
             sent.append(unwrap_packet_info(tx.data))
     big = [i for i in sent if sum(len(m) for m in i.messages) >= cfg.compress_min_bytes]
-    assert big and all(i.compressed for i in big)
+    assert big and all(i.compressed == compress_packets for i in big)
+    assert node._core.wrap_stream(encode(User(b"z" * 600)))[:1] == b"\x09"  # streams: compressed either way
 
 
 def test_unwrap_nested_compound_in_compressed() -> None:
@@ -420,7 +424,7 @@ def test_fuzz_mutated_captured_framing(data: st.DataObject) -> None:
 def test_a_degraded_node_sends_plain_until_healthy() -> None:
     """Config.compress_when_degraded off (the default): while Lifeguard's health score is above 0 a node sends
     even large, compressible packets and push/pull streams plain; healthy again, it compresses them."""
-    node = Node(Config.lan(), name="a", addr=("10.0.0.1", 7946), rng=random.Random(1), now=0.0)
+    node = Node(Config.lan(compress_packets=True), name="a", addr=("10.0.0.1", 7946), rng=random.Random(1), now=0.0)
     big = [encode(User(b"z" * 600))]
     core = node._core
     assert core.compressing
@@ -434,7 +438,7 @@ def test_a_degraded_node_sends_plain_until_healthy() -> None:
     assert core.wrap_stream(big[0]) == big[0]
     core.awareness.apply_delta(-1)
     assert core.compressing and core.wrap_stream(big[0])[:1] == b"\x09"
-    always = Node(Config.lan(compress_when_degraded=True), name="b", addr=("10.0.0.3", 7946), rng=random.Random(1),
-                  now=0.0)
+    always = Node(Config.lan(compress_when_degraded=True), name="b", addr=("10.0.0.3", 7946),
+                  rng=random.Random(1), now=0.0)
     always._core.awareness.apply_delta(3)
     assert always._core.compressing
