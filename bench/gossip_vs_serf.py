@@ -413,8 +413,8 @@ def trial(system: System, n: int) -> dict[str, float]:
         results.update(idle_figures(agents, system.subnet))
 
         extra = system.start(n, system.ip(0))
+        agents.append(extra)  # before the wait: an agent that never came up is stopped too (one outlived a trial)
         results["startup s"] = wait_for(lambda: extra.members() is not None, "the extra agent up", 30)
-        agents.append(extra)
         results["single-join s"] = wait_for(all_see(agents, extra.name, "alive"), "the extra agent seen")
 
         extra.stop(signal.SIGKILL)

@@ -55,6 +55,23 @@ class Config:
     gossip_verify_incoming: bool = True
     gossip_verify_outgoing: bool = True
     enable_compression: bool = True
+    # Ours: whether UDP packets are LZW compressed at all (memberlist: every one, when enable_compression; push/pull
+    # streams are compressed either way). Receivers, Go's included, take plain and compressed packets alike, and
+    # compression saves only bytes on the wire: the piggyback budget (udp_buffer_size) counts uncompressed bytes,
+    # so not one more message fits. In pure Python it was the largest CPU cost of a node in a join storm (in a
+    # simulated 100-member join, LZW in and out was 54% of all CPU), and 100 agents on 2 cores, short of CPU,
+    # answered pings late and churned through suspicions: with packets plain they converged with a quarter of
+    # the suspicions and idled at serf's CPU (issue 14). True: memberlist's way, with the two rules below.
+    compress_packets: bool = False
+    # Ours: with compress_packets, UDP payloads shorter than this go plain without trying LZW: below ~200 bytes
+    # (pings, acks, a few alive/suspect messages: nearly all of an idle node's packets) LZW's 9-bit codes and the
+    # compress header almost never win (a few bytes at most, measured at 30 and 100 members). 0 tries every one.
+    compress_min_bytes: int = 200
+    # Ours: with False, a node whose Lifeguard health score is above 0 (it missed acks or nacks, or had to refute a
+    # suspicion: the signs that it is the slow one) sends its streams (and packets) plain until healthy again: a
+    # join storm's seed compresses a full push/pull reply per joiner, and a node short of CPU sheds that rather
+    # than answer pings late and be suspected. Receivers take plain streams. True: memberlist's way.
+    compress_when_degraded: bool = False
     handoff_queue_depth: int = 1024
     udp_buffer_size: int = 1400
     dead_node_reclaim_time: float = _seconds(0.0)

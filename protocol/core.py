@@ -253,9 +253,10 @@ class Core:
             msgs,
             crc=node is not None and node.pmax >= 5,
             label=cfg.label,
-            compress=cfg.enable_compression,
+            compress=cfg.compress_packets and self.compressing,
             limit=MAX_DATAGRAM,
             keyring=self.sealing,
+            compress_min=cfg.compress_min_bytes,
         )
         self.stats["udp_sent"] += 1
         self.transmits.append(Datagram(addr, data))
@@ -281,7 +282,14 @@ class Core:
 
     def wrap_stream(self, msg: bytes) -> bytes:
         cfg = self.config
-        return packets.wrap_stream(msg, label=cfg.label, compress=cfg.enable_compression, keyring=self.sealing)
+        return packets.wrap_stream(msg, label=cfg.label, compress=self.compressing, keyring=self.sealing)
+
+    @property
+    def compressing(self) -> bool:
+        """Whether what we send now is LZW compressed: enable_compression, except while Lifeguard's health score
+        says this node is falling behind (Config.compress_when_degraded says why)."""
+        cfg = self.config
+        return cfg.enable_compression and (cfg.compress_when_degraded or self.awareness.score == 0)
 
     def open_stream(self, addr: Addr, data: bytes, pending: PendingStream | None, timeout: float) -> int:
         self.stream_seq += 1

@@ -17,69 +17,79 @@ _CLEAR = 256
 _EOF = 257
 _MAX_CODE = 4095
 _MAX_WIDTH = 12
+#: a reader's code table before any code: the 256 literals, then room for the codes it will define
+_INITIAL_TABLE: list[bytes | None] = [bytes([i]) for i in range(256)] + [None] * (_MAX_CODE + 1 - 256)
 
 
 def lzw_compress(data: bytes, *, clear_first: bool = True) -> bytes:
     """compress/lzw NewWriter(w, LSB, 8): Write(data) then Close().
 
     Go >= 1.17 starts the stream with a clear code (``clear_first``); older Go does not.  Both decode the same.
+    memberlist compresses every push/pull and every large packet, so this loop is a node's hottest: the code
+    writer is inlined and the table's lookup bound to a local (a helper call per code cost about half the time).
     """
     out = bytearray()
+    append = out.append
     bits = 0
     nbits = 0
     width = 9
     hi = _EOF
     overflow = 512
     table: dict[int, int] = {}
-
-    def emit(c: int) -> None:
-        nonlocal bits, nbits
-        bits |= c << nbits
-        nbits += width
-        while nbits >= 8:
-            out.append(bits & 0xFF)
-            bits >>= 8
-            nbits -= 8
-
-    def inc_hi() -> bool:
-        """Writer.incHi: the next code; a wider one past the overflow; at the last code a clear (True)."""
-        nonlocal hi, width, overflow
-        hi += 1
-        if hi == overflow:
-            width += 1
-            overflow <<= 1
-        if hi != _MAX_CODE:
-            return False
-        emit(_CLEAR)
-        width, hi, overflow = 9, _EOF, 512
-        table.clear()
-        return True
-
-    if not data:
-        if clear_first:
-            emit(_CLEAR)
-        emit(_EOF)
-        if nbits:
-            out.append(bits & 0xFF)
-        return bytes(out)
+    lookup = table.get
     if clear_first:
-        emit(_CLEAR)
+        bits, nbits = _CLEAR, 9
+    if not data:
+        return _close(out, bits, nbits, 9, (_EOF,))
     code = data[0]
-    for i in range(1, len(data)):
-        literal = data[i]
+    for literal in data[1:]:
         key = (code << 8) | literal
-        found = table.get(key)
+        found = lookup(key)
         if found is not None:
             code = found
             continue
-        emit(code)
+        bits |= code << nbits  # write `code` in `width` bits, LSB first
+        nbits += width
+        while nbits >= 8:
+            append(bits & 0xFF)
+            bits >>= 8
+            nbits -= 8
         code = literal
-        if not inc_hi():
-            table[key] = hi
+        hi += 1  # Writer.incHi: the next code; a wider one past the overflow; at the last code a clear
+        if hi == overflow:
+            width += 1
+            overflow <<= 1
+        if hi == _MAX_CODE:
+            bits |= _CLEAR << nbits
+            nbits += width
+            width, hi, overflow = 9, _EOF, 512
+            table.clear()
+            continue
+        table[key] = hi
     # Close(): the saved code, incHi (which may widen or clear), then eof and the final partial byte.
-    emit(code)
-    inc_hi()
-    emit(_EOF)
+    bits |= code << nbits
+    nbits += width
+    hi += 1
+    if hi == overflow:
+        width += 1
+    if hi == _MAX_CODE:
+        return _close(out, bits, nbits, width, (_CLEAR, _EOF), clear_at=0)
+    return _close(out, bits, nbits, width, (_EOF,))
+
+
+def _close(
+    out: bytearray, bits: int, nbits: int, width: int, codes: tuple[int, ...], *, clear_at: int = -1
+) -> bytes:
+    """The closing codes after the pending bits (the width back to 9 after a clear), then the last partial byte."""
+    for i, c in enumerate(codes):
+        bits |= c << nbits
+        nbits += width
+        if i == clear_at:
+            width = 9
+    while nbits >= 8:
+        out.append(bits & 0xFF)
+        bits >>= 8
+        nbits -= 8
     if nbits:
         out.append(bits & 0xFF)
     return bytes(out)
@@ -97,7 +107,7 @@ class LzwReader:
         self.max_size = max_size
         self.done = False
         self.produced = 0
-        self._table: list[bytes | None] = [bytes([i]) for i in range(256)] + [None] * (_MAX_CODE + 1 - 256)
+        self._table = _INITIAL_TABLE.copy()  # a list copy: far cheaper than 256 bytes objects per reader
         self._width = 9
         self._hi = _EOF
         self._overflow = 512

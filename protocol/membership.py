@@ -252,8 +252,8 @@ class Membership:
             if running.suspicion.confirm(now, s.from_):
                 core.broadcast(s.node, encode(s))
                 susp = running.suspicion
-                core.diag(
-                    "info",
+                core.diag(  # memberlist does not log confirmations: debug, for diagnosis and tests
+                    "debug",
                     f"suspicion of {s.node} confirmed by {s.from_} "
                     f"({susp.confirmations} of {susp.k} confirmations, first suspected by {susp.from_node})",
                     "suspect-confirm",
@@ -263,7 +263,7 @@ class Membership:
             return
         if action is Action.REFUTE:
             self._refute(now, s.incarnation)
-            core.diag("warning", f"refuting a suspect message (from: {s.from_})", "refute")
+            core.diag("warning", f"Refuting a suspect message (from: {s.from_})", "refute")
             return
         # SUSPECT
         core.broadcast(s.node, encode(s))
@@ -281,8 +281,8 @@ class Membership:
         timer = core.at(susp.deadline, self._suspicion_timeout_fn(s.node))
         self._suspicions[s.node] = _SuspicionTimer(susp, timer, now)
         core.stats["suspicions"] += 1
-        core.diag(
-            "info",
+        core.diag(  # memberlist logs only its own failed probes ("Suspect ... has failed"): debug, for diagnosis
+            "debug",
             f"{s.from_} suspects {s.node} (incarnation {s.incarnation}); wants {k} confirmations, "
             f"timeout {min_t:g}-{max_t:g}s",
             "suspect",
@@ -299,10 +299,10 @@ class Membership:
                 return
             susp = st.suspicion
             confirmers = ", ".join(susp.confirmers) or "none"
-            core.diag(
+            core.diag(  # memberlist's text and level (operators grep for it), our detail after it
                 "info",
-                f"marking {name} as failed, suspect timeout reached ({susp.confirmations} peer confirmations: "
-                f"{confirmers}; first suspected by {susp.from_node})",
+                f"Marking {name} as failed, suspect timeout reached ({susp.confirmations} peer confirmations) "
+                f"[confirmed by {confirmers}; first suspected by {susp.from_node}]",
                 "failed",
             )
             self.dead_node(now, Dead(state.incarnation, name, core.name))
@@ -325,7 +325,7 @@ class Membership:
         assert current is not None
         if action is Action.REFUTE:
             self._refute(now, d.incarnation)
-            core.diag("warning", f"refuting a dead message (from: {d.from_})", "refute")
+            core.diag("warning", f"Refuting a dead message (from: {d.from_})", "refute")
             return
         # KILL
         if d.node == core.name:

@@ -184,17 +184,19 @@ def wrap_packet(
     compress: bool = False,
     limit: int = 1400,
     keyring: Keyring | None = None,
+    compress_min: int = 0,
 ) -> bytes:
     """Frame messages into one datagram as memberlist sends them; ValueError if the result exceeds ``limit``.
 
-    One message goes bare, several in a compound; compression is kept only if it shrinks the payload; ``crc``
+    One message goes bare, several in a compound; compression is kept only if it shrinks the payload, and not
+    tried on payloads shorter than ``compress_min`` (Config.compress_min_bytes says why); ``crc``
     should be true when the recipient speaks protocol >= 5; a ``keyring`` encrypts under its primary key
     (pass None when gossip_verify_outgoing is off).
     """
     if not msgs:
         raise ValueError("no messages to wrap")
     payload = bytes(msgs[0]) if len(msgs) == 1 else make_compound(msgs)
-    if compress:
+    if compress and len(payload) >= compress_min:
         packed = _compress_msg(payload)
         if len(packed) < len(payload):
             payload = packed

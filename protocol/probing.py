@@ -149,7 +149,8 @@ class Prober:
         core = self.core
         probe.indirect = True
         target = probe.target
-        core.diag("debug", f"failed ping: {target.name} (timeout reached)", "ping-timeout")
+        self._keep_indirect_window(probe, now)
+        core.diag("debug", f"Failed UDP ping: {target.name} (timeout reached)", "ping-timeout")
         peers = core.k_random(
             core.config.indirect_checks,
             lambda n: n.name == core.name or n.name == target.name or n.state != NodeStateType.ALIVE,
@@ -169,12 +170,26 @@ class Prober:
                 core.name,
             )
             core.send_msg(peer.addr, encode(ind), peer)
-        # A stalled process runs this timer late, even past the probe's end (then the deadline timer follows at
-        # once): memberlist's dial with a deadline already gone fails at once, so no TCP fallback then.
+        # The deadline is ahead (_keep_indirect_window); the check guards a negative dial timeout all the same.
         if not core.config.disable_tcp_pings and target.pmax >= 3 and probe.deadline > now:
             ping = Ping(probe.seq, target.name, core.packed_addr, core.addr[1], core.name)
             pending = PendingStream(target.addr, lambda t, msg: self._fallback_replied(probe, msg), _fallback_failed)
             core.open_stream(target.addr, core.wrap_stream(encode(ping)), pending, probe.deadline - now)
+
+    def _keep_indirect_window(self, probe: Probe, now: float) -> None:
+        """A stalled process runs this probe_timeout timer late, up to past the probe's end, and the deadline timer
+        would follow at once: the indirect pings and the TCP fallback sent now could not be answered in time, and
+        a starved node would suspect members that are fine (then churn through their refutations exactly when
+        CPU is short). The deadline moves so that they get the (awareness-scaled) time memberlist's schedule gives
+        them: probe interval less probe_timeout. A node that is not stalled never moves it."""
+        window = (probe.deadline - probe.sent) - self.core.config.probe_timeout
+        if window <= 0 or now + window <= probe.deadline:
+            return
+        probe.deadline = now + window
+        handler = self._acks.get(probe.seq)
+        if handler is not None:
+            handler.timer.cancel()
+            handler.timer = self.core.at(probe.deadline, lambda t: self._probe_deadline(probe, t))
 
     def _fallback_replied(self, probe: Probe, msg: Any) -> None:
         if isinstance(msg, Ack) and msg.seq_no == probe.seq:
@@ -202,7 +217,7 @@ class Prober:
         # With nack-capable peers, missed nacks measure our own health; without, any failure counts.
         delta = max(probe.expected_nacks - probe.nacks, 0) if probe.expected_nacks > 0 else 1
         self._finish_probe(probe, now, delta)
-        core.diag("info", f"suspect {target.name} has failed, no acks received", "probe-failed")
+        core.diag("info", f"Suspect {target.name} has failed, no acks received", "probe-failed")
         self.membership.suspect_node(now, Suspect(target.incarnation, target.name, core.name))
 
     def _finish_probe(self, probe: Probe, now: float, awareness_delta: int) -> None:

@@ -28,6 +28,9 @@ LAN = {
     "gossip_verify_incoming": True,
     "gossip_verify_outgoing": True,
     "enable_compression": True,
+    "compress_packets": False,  # ours (memberlist compresses every packet): see Config
+    "compress_min_bytes": 200,  # ours (not memberlist's): see Config
+    "compress_when_degraded": False,  # ours: see Config
     "handoff_queue_depth": 1024,
     "udp_buffer_size": 1400,
     "dead_node_reclaim_time": 0.0,

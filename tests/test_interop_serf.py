@@ -23,6 +23,8 @@ from procs import wait_for
 from agent.gossip import GossipDriver
 from protocol.config import Config
 from protocol.coordinate import decode_ack_payload, encode_ack_payload
+from protocol.node import Datagram
+from protocol.packets import unwrap_packet_info
 from protocol.serf import Serf
 
 pytestmark = pytest.mark.interop
@@ -328,3 +330,44 @@ def test_coordinates_cross_both_ways(agents: Agents) -> None:
 
     run_inprocess_with(factory, body)
 
+
+
+# --------------------------------------------------------------------------- compression policy against Go
+
+
+def test_serf_reads_our_plain_short_and_compressed_long_packets(agents: Agents) -> None:
+    """Config.compress_packets on, with compress_min_bytes: triumvir sends its short packets (pings, acks) plain
+    and its long ones LZW compressed; the real serf binary takes both (memberlist would have compressed every
+    packet), joins, and lists the triumvir node alive with tags long enough that its alive goes out compressed.
+    (Every other test here runs the default, compress_packets off: serf reads plain packets throughout.)"""
+    s1 = agents.serf("serf1", tags={"role": "serf"})
+    tags = {"role": "tri", "note": "compressed " * 20}  # an alive of ~300 bytes: past compress_min_bytes
+    sent: list[tuple[int, bool]] = []
+
+    class Recording(Serf):
+        def poll_transmit(self) -> Any:
+            tx = super().poll_transmit()
+            if isinstance(tx, Datagram):
+                info = unwrap_packet_info(tx.data)
+                sent.append((sum(len(m) for m in info.messages), info.compressed))
+            return tx
+
+    def factory(addr: tuple[str, int]) -> Serf:
+        now = trio.current_time()
+        config = Config.local(compress_packets=True)
+        return Recording(config, name="tri", addr=addr, rng=random.Random(7), now=now, tags=tags)
+
+    async def body(driver: Any) -> None:
+        assert await driver.join([s1.addr]) == 1
+        await await_cond(agents, lambda: (seen(s1, "tri") or {}).get("tags") == tags, "serf lists tri with its tags")
+        await await_cond(agents, lambda: sum(1 for _, c in sent if not c) >= 3, "plain pings/acks sent", JOIN_BOUND)
+        driver.user_event("big", b"x" * 400)  # a long broadcast: goes out compressed
+        await await_cond(
+            agents, lambda: log_mentions(s1, r"Received event: user-event: big"), "serf receives the big event"
+        )
+        assert any(c for _, c in sent), sent
+        assert all(size >= 200 for size, c in sent if c), "short packets are never compressed"
+        assert all(size < 200 or c for size, c in sent if size >= 400), "long repetitive packets are compressed"
+        await await_cond(agents, lambda: (seen(s1, "tri") or {}).get("status") == "alive", "tri still alive on serf")
+
+    run_inprocess_with(factory, body)

@@ -357,10 +357,11 @@ def test_an_idle_node_wakes_only_to_probe_and_sends_only_pings_and_acks():
     assert net.run_until(updated, deadline=now + config.gossip_interval + 0.1)
 
 
-def test_a_probe_timer_run_after_the_probe_ended_opens_no_tcp_fallback():
+def test_a_probe_timer_run_after_the_probe_ended_opens_no_tcp_fallback_with_a_negative_timeout():
     """A stalled process runs an overdue probe_timeout timer after the probe's deadline: its TCP fallback would
-    get a negative timeout (which trio refuses: a loaded seed agent crashed on it). memberlist's dial with a
-    deadline already gone fails at once; we open no stream, and the probe ends as a failed one."""
+    get a negative timeout (which trio refuses: a loaded seed agent crashed on it). The probe's deadline moves
+    to give the fallback and the indirect pings their window (Prober._keep_indirect_window): every stream opened
+    has a positive timeout."""
     net = pair(Config.lan(enable_compression=False), seed=6)
     n0 = net.machine("n0")
     opened: list[StreamOpen] = []
@@ -378,4 +379,25 @@ def test_a_probe_timer_run_after_the_probe_ended_opens_no_tcp_fallback():
     net.stall("n0", 2 * n0.config.probe_interval)  # past probe_timeout and the probe's end
     net.run_for(6 * n0.config.probe_interval)
     assert opened and all(tx.timeout > 0 for tx in opened), [tx.timeout for tx in opened]  # later probes: TCP
+    assert n0.stats["internal_error"] == 0
+
+
+def test_a_stalled_prober_waits_for_its_indirect_acks_before_suspecting():
+    """Lifeguard under CPU starvation: the prober stalls past its probe's end, so its probe_timeout and deadline
+    timers are both overdue when it resumes. The indirect pings it sends then must get their window (probe
+    interval less probe_timeout) instead of the deadline firing at once: the target, reachable through a peer,
+    is not suspected."""
+    config = Config.lan(enable_compression=False, disable_tcp_pings=True)
+    net = pair(config, seed=3, n=3)
+    n0 = net.machine("n0")
+    net.block_udp("n0", "n1")  # direct pings fail; the indirect path through n2 works
+    probing_n1 = lambda: n0._prober._probe is not None and n0._prober._probe.target.name == "n1"  # noqa: E731
+    assert net.run_until(probing_n1, deadline=net.now + 10, check_every=0.01)
+    started = net.now
+    net.stall("n0", 2 * config.probe_interval)
+    net.run_for(3 * config.probe_interval)
+    log = net.hosts["n0"].log
+    failed = [e for t, e in log if t >= started and isinstance(e, Diagnostic) and e.kind == "probe-failed"]
+    assert failed == []
+    assert n0.get("n1").state == NodeStateType.ALIVE
     assert n0.stats["internal_error"] == 0

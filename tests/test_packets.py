@@ -27,6 +27,8 @@ from protocol.codec import (
     encode,
     packb,
 )
+from protocol.config import Config
+from protocol.node import Datagram, Node
 from protocol.packets import (
     add_crc,
     add_label,
@@ -281,6 +283,49 @@ def test_wrap_packet_options() -> None:
         wrap_packet([], crc=False)
 
 
+def test_compress_min_sends_short_payloads_plain_and_long_ones_compressed() -> None:
+    """Config.compress_min_bytes: a payload under the bound goes plain without trying LZW, even one LZW would
+    shrink; at or past it, compression is kept when it shrinks, dropped when it does not (memberlist's rule)."""
+    short = [encode(User(b"z" * 150))]  # 153 bytes, and LZW would shrink it
+    assert len(compress(short[0])) < len(short[0])
+    assert wrap_packet(short, crc=False, compress=True, compress_min=200) == short[0]
+    assert wrap_packet(short, crc=False, compress=True)[:1] == b"\x09"  # compress_min=0: memberlist's every packet
+    long = [encode(User(b"z" * 300))]
+    packed = wrap_packet(long, crc=True, compress=True, compress_min=200)
+    assert packed[5:6] == b"\x09" and len(packed) < len(long[0])
+    assert unwrap_packet(packed) == long
+    rng = random.Random(3)
+    noise = [encode(User(bytes(rng.randrange(256) for _ in range(400))))]  # random bytes: LZW cannot shrink them
+    assert wrap_packet(noise, crc=False, compress=True, compress_min=200) == noise[0]
+
+
+@pytest.mark.parametrize("compress_packets", [False, True], ids=["default", "compress_packets"])
+def test_a_node_sends_pings_plain_and_large_gossip_as_configured(compress_packets: bool) -> None:
+    """Config.compress_packets off (the default): every UDP packet leaves plain, a gossip packet LZW would shrink
+    too (its push/pull streams are still compressed). On: a ping's ack (under compress_min_bytes) still leaves
+    plain, and a packet of broadcasts that LZW shrinks leaves compressed, as memberlist sends it."""
+    cfg = Config.lan(compress_packets=compress_packets)
+    assert cfg.enable_compression and cfg.compress_min_bytes == 200
+    assert Config.lan().compress_packets is False
+    node = Node(cfg, name="a", addr=("10.0.0.1", 7946), rng=random.Random(1), now=0.0)
+    node.handle_datagram(0.1, ("10.0.0.2", 7946), encode(Ping(5, "a", b"\x0a\x00\x00\x02", 7946, "b")))
+    ack = node.poll_transmit()
+    assert isinstance(ack, Datagram)
+    info = unwrap_packet_info(ack.data)
+    assert not info.compressed and decode(info.messages[0]) == Ack(5, b"")
+    for i in range(12):  # alive messages of members with long, similar names: a broadcast queue LZW shrinks
+        alive = Alive(1, f"member-with-a-long-name-{i:02d}", bytes([10, 0, 1, i]), 7946, b"", bytes((1, 5, 2, 2, 5, 4)))
+        node.handle_datagram(0.2, ("10.0.0.2", 7946), encode(alive))
+    node.handle_timeout(1.0)  # a gossip tick: the queued alives go out piggybacked
+    sent = []
+    while (tx := node.poll_transmit()) is not None:
+        if isinstance(tx, Datagram):
+            sent.append(unwrap_packet_info(tx.data))
+    big = [i for i in sent if sum(len(m) for m in i.messages) >= cfg.compress_min_bytes]
+    assert big and all(i.compressed == compress_packets for i in big)
+    assert node._core.wrap_stream(encode(User(b"z" * 600)))[:1] == b"\x09"  # streams: compressed either way
+
+
 def test_unwrap_nested_compound_in_compressed() -> None:
     inner = make_compound([encode(Nack(1)), compress(make_compound([encode(Nack(2)), encode(Nack(3))]))])
     assert [decode(m) for m in unwrap_packet(add_crc(inner))] == [Nack(1), Nack(2), Nack(3)]
@@ -374,3 +419,26 @@ def test_fuzz_mutated_captured_framing(data: st.DataObject) -> None:
         pass
     with contextlib.suppress(DecodeError, Incomplete):
         read_stream(bytes(raw))
+
+
+def test_a_degraded_node_sends_plain_until_healthy() -> None:
+    """Config.compress_when_degraded off (the default): while Lifeguard's health score is above 0 a node sends
+    even large, compressible packets and push/pull streams plain; healthy again, it compresses them."""
+    node = Node(Config.lan(compress_packets=True), name="a", addr=("10.0.0.1", 7946), rng=random.Random(1), now=0.0)
+    big = [encode(User(b"z" * 600))]
+    core = node._core
+    assert core.compressing
+    core.raw_send(("10.0.0.2", 7946), big, None)
+    assert unwrap_packet_info(core.transmits.pop().data).compressed
+    core.awareness.apply_delta(1)
+    assert not core.compressing
+    core.raw_send(("10.0.0.2", 7946), big, None)
+    sent = core.transmits.pop().data
+    assert sent == big[0] and not unwrap_packet_info(sent).compressed
+    assert core.wrap_stream(big[0]) == big[0]
+    core.awareness.apply_delta(-1)
+    assert core.compressing and core.wrap_stream(big[0])[:1] == b"\x09"
+    always = Node(Config.lan(compress_when_degraded=True), name="b", addr=("10.0.0.3", 7946),
+                  rng=random.Random(1), now=0.0)
+    always._core.awareness.apply_delta(3)
+    assert always._core.compressing

@@ -82,7 +82,7 @@ def detection_bound(config: Config, n: int) -> float:
 def test_killed_node_is_declared_dead_by_all_within_the_bound():
     n = 50
     config = Config.local()
-    net = cluster(n, config, seed=2)
+    net = cluster(n, config, seed=2, debug=True)  # who suspects whom is a debug line (memberlist logs none)
     start = net.now
     net.kill("n17")
     bound = detection_bound(config, n)

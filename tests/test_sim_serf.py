@@ -356,7 +356,7 @@ def test_force_leave(prune: bool) -> None:
 
 
 def test_lossy_links_and_a_stalled_member_cause_no_failures_in_10_minutes() -> None:
-    net = SimNet(seed=17)
+    net = SimNet(seed=17, debug=True)  # the suspicions are debug lines
     members = build(net, LAN, 32)
     assert net.run_until(lambda: converged(net, members), deadline=net.now + 30)
     net.loss = 0.10

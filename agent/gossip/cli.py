@@ -11,6 +11,7 @@ import logging
 import random
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -50,10 +51,12 @@ def build_arg_parser() -> argparse.ArgumentParser:
     return p
 
 
-#: The members file may take at most about 1 / (1 + MEMBERS_FILE_BACKOFF) of the node's time: after a write that
-#: took d seconds, the next waits until MEMBERS_FILE_BACKOFF * d have passed.  A single change is written at once;
-#: a burst (100 members joining, a starved process churning) is coalesced instead of rewriting the whole file per
-#: event, which in a 100-agent bench on 2 cores took most of each node's CPU away from probing.
+#: The members file may take at most about 1 / (1 + MEMBERS_FILE_BACKOFF) of the node's CPU: after a write that
+#: took d seconds of CPU, the next waits until MEMBERS_FILE_BACKOFF * d have passed.  A single change is written at
+#: once; a burst (100 members joining, a starved process churning) is coalesced instead of rewriting the whole file
+#: per event, which in a 100-agent bench on 2 cores took most of each node's CPU away from probing.  CPU time, not
+#: wall time: on a loaded machine a 1 ms write preempted for a second made the file 9 s stale (a bench reading it
+#: saw a leave 10 s late).
 MEMBERS_FILE_BACKOFF = 9.0
 
 
@@ -68,9 +71,9 @@ async def _members_writer(driver: GossipDriver, events: trio.MemoryReceiveChanne
                     events.receive_nowait()
                 except trio.WouldBlock:
                     break
-            started = trio.current_time()
+            started = time.thread_time()
             write_members_file(path, driver.members())
-            await trio.sleep(MEMBERS_FILE_BACKOFF * (trio.current_time() - started))
+            await trio.sleep(MEMBERS_FILE_BACKOFF * (time.thread_time() - started))
 
 
 async def _retry_join(driver: GossipDriver, args: argparse.Namespace) -> bool:

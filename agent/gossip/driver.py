@@ -34,6 +34,7 @@ import trio
 from agent.connlimit import ACCEPT_CAPACITY_ERRNOS
 from agent.gossip.driver_records import DriverStats, JoinWaiter, Subscriber
 from agent.gossip.machine import Addr, Machine, MachineFactory
+from agent.gossip.udp_send import UdpSender
 from agent.hostport import is_wildcard, parse_addr
 from agent.loglevels import python_level
 from protocol.node import Diagnostic, JoinResult, LeaveDone, StreamOpen
@@ -94,7 +95,7 @@ class GossipDriver:
         self._tcp_timeout = tcp_timeout
         self.stats = DriverStats()
         self.address: Addr | None = None
-        self._udp: trio.socket.SocketType | None = None
+        self._sender: UdpSender | None = None
         self._udp_nowait: socket.socket | None = None  # a duplicate of the UDP socket's fd, for reads that never wait
         self._subscribers: list[Subscriber] = []
         self._join_waiters: list[JoinWaiter] = []
@@ -132,9 +133,9 @@ class GossipDriver:
             raise RuntimeError("GossipDriver.run() is already running")
         tcp, udp, bound = await self._bind_sockets()
         try:
-            self._udp = udp
             self._udp_nowait = socket.socket(fileno=os.dup(udp.fileno()))
             self._udp_nowait.setblocking(False)
+            self._sender = UdpSender(udp, self._udp_nowait, self.stats)
             self.address = bound
             if self._machine is None:
                 assert self._factory is not None
@@ -149,7 +150,7 @@ class GossipDriver:
         finally:
             self._running = False
             self._dial_nursery = None
-            self._udp = None
+            self._sender = None
             if self._udp_nowait is not None:
                 self._udp_nowait.close()
                 self._udp_nowait = None
@@ -411,25 +412,20 @@ class GossipDriver:
             await self._flush()
 
     async def _flush(self) -> None:
+        """Everything the machine queued goes out in one synchronous go while the socket takes it (udp_send.py)."""
         machine = self.machine
+        sender = self._sender
+        assert sender is not None
         self._drain_events()
         while (tx := machine.poll_transmit()) is not None:
             if isinstance(tx, StreamOpen):
                 assert self._dial_nursery is not None
                 self._dial_nursery.start_soon(self._dial, tx)
-            else:
-                await self._sendto(_norm_addr(tx.addr), tx.data)
+                continue
+            addr = _norm_addr(tx.addr)
+            if not sender.send_now(addr, tx.data):
+                await sender.send(addr, tx.data)
         self._drain_events()
-
-    async def _sendto(self, addr: Addr, data: bytes) -> None:
-        udp = self._udp
-        assert udp is not None
-        try:
-            await udp.sendto(data, addr)
-            self.stats.datagrams_out += 1
-        except (OSError, OverflowError, ValueError) as exc:  # unreachable, or an address no socket can take
-            self.stats.send_errors += 1
-            log.debug("udp send of %d bytes to %s:%d failed: %s", len(data), *addr, exc)
 
     def _drain_events(self) -> None:
         machine = self.machine
