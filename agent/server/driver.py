@@ -209,7 +209,7 @@ class Driver:
         self._nursery: trio.Nursery | None = None  # run()'s: the snapshot task runs in it
         self._snapshotting = False  # a snapshot is being encoded and written (at most one)
         self._compact_to = 0  # an adopted snapshot's index whose segments the next persist unlinks
-        self.longest_snapshot = 0.0  # seconds from the start of a snapshot to its adoption (statistics)
+        self.longest_snapshot = 0.0  # seconds from the start of a snapshot to its file being durable (statistics)
 
     # ---------------------------------------------------------------- the API
 
