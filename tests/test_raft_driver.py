@@ -586,3 +586,45 @@ def test_a_leader_keeps_leading_and_committing_while_a_slow_snapshot_is_taken(tm
 
 def followers(members: dict[str, Member], leader: Member) -> list[Member]:
     return [m for m in members.values() if m is not leader]
+
+
+def test_a_lagging_follower_catches_up_from_a_snapshot_taken_beside_the_loop(tmp_path: Path) -> None:
+    """A follower cut off while the leader snapshots (beside its loop) and compacts past the follower's log is
+    sent the leader's adopted snapshot whole: it restores it and then holds exactly the leader's state."""
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            members = await _cluster(tmp_path, nursery, snapshot_every=10, election_tick=30)
+            leader = await _leader(members)
+            assert leader.driver is not None
+            lagging = followers(members, leader)[0]
+            assert lagging.driver is not None
+            await leader.driver.propose(b"first", timeout=DEADLINE)
+            with trio.fail_after(DEADLINE):
+                while lagging.driver.applied < leader.driver.applied:
+                    await trio.sleep(0.01)
+            behind = lagging.store.last_index()
+            restored: list[int] = []
+            real_restore = lagging.machine.restore
+
+            def restore(data: bytes) -> None:
+                real_restore(data)
+                restored.append(lagging.machine.applied[-1][0])
+
+            lagging.machine.restore = restore  # type: ignore[method-assign]
+            _isolate(lagging)
+            for i in range(40):
+                await leader.driver.propose(b"w%d" % i, timeout=DEADLINE)
+            with trio.fail_after(DEADLINE):
+                while leader.store.first_index() <= behind + 1:
+                    await trio.sleep(0.01)
+            del lagging.driver.transport.send_all, lagging.driver._step  # connected again
+            last, _ = await leader.driver.propose(b"last", timeout=DEADLINE)
+            with trio.fail_after(DEADLINE):
+                while lagging.driver.applied < last:
+                    await trio.sleep(0.01)
+            assert len(restored) == 1 and restored[0] > behind  # the log it lacked came as the leader's snapshot
+            assert lagging.machine.applied == [item for item in leader.machine.applied if item[0] <= last]
+            assert lagging.machine.applied[-1][2] == b"last"
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
