@@ -43,7 +43,7 @@ from protocol.raft.types import (
 from . import records
 from .errors import ClusterMismatch, StoreCorrupt, StoreError
 from .hardstate import HardStateFile
-from .payloads import PayloadError, snapshot_from_bytes, snapshot_to_bytes
+from .payloads import PayloadError, snapshot_from_bytes, snapshot_to_bytes, snapshot_to_parts
 from .segments import DEFAULT_SEGMENT_BYTES, SegmentedLog
 
 log = logging.getLogger("triumvir.raft.store")
@@ -324,7 +324,7 @@ class RaftStore:
         driver applies only what it has synced).  Until `adopt_snapshot`, the store serves the older snapshot
         from memory; a crash meanwhile reopens with the new file and the log after it (`_load`)."""
         self._data_dir.atomic_write(f"{RAFT_DIR}/{snapshot_name(snap.meta.index)}",
-                                    records.encode(snapshot_to_bytes(snap)))
+                                    records.encode_parts(snapshot_to_parts(snap)))
         if older and older != snap.meta.index:
             (self.dir / snapshot_name(older)).unlink(missing_ok=True)
             fsync_dir(self.dir)
