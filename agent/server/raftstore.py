@@ -43,7 +43,7 @@ from protocol.raft.types import (
 from . import records
 from .errors import ClusterMismatch, StoreCorrupt, StoreError
 from .hardstate import HardStateFile
-from .payloads import PayloadError, snapshot_from_bytes, snapshot_to_bytes, snapshot_to_parts
+from .payloads import PayloadError, snapshot_from_bytes, snapshot_to_parts
 from .segments import DEFAULT_SEGMENT_BYTES, SegmentedLog
 
 log = logging.getLogger("triumvir.raft.store")
@@ -346,7 +346,7 @@ class RaftStore:
     def _write_snapshot(self, snap: Snapshot) -> None:
         old = self._snap.meta.index
         self._data_dir.atomic_write(f"{RAFT_DIR}/{snapshot_name(snap.meta.index)}",
-                                    records.encode(snapshot_to_bytes(snap)))
+                                    records.encode_parts(snapshot_to_parts(snap)))
         self._snap = snap
         if old:
             (self.dir / snapshot_name(old)).unlink(missing_ok=True)
