@@ -24,7 +24,7 @@ import os
 import re
 import tempfile
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -195,8 +195,9 @@ class DataDir:
 
     # ------------------------------------------------------------------ files
 
-    def atomic_write(self, relpath: str, data: bytes, mode: int = 0o600) -> Path:
-        """Replace ``<data_dir>/<relpath>`` with ``data`` all at once: temp file, fsync, rename, fsync the dir."""
+    def atomic_write(self, relpath: str, data: bytes | Sequence[bytes], mode: int = 0o600) -> Path:
+        """Replace ``<data_dir>/<relpath>`` with ``data`` (or its pieces, written in turn) all at once: temp file,
+        fsync, rename, fsync the dir."""
         rel = Path(relpath)
         if rel.is_absolute() or ".." in rel.parts or not rel.parts:
             raise ValueError(f"atomic_write wants a path inside the data dir, not {relpath!r}")
@@ -206,7 +207,8 @@ class DataDir:
         try:
             with os.fdopen(fd, "wb") as f:
                 os.fchmod(f.fileno(), mode)
-                f.write(data)
+                for piece in [data] if isinstance(data, bytes) else data:
+                    f.write(piece)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, target)

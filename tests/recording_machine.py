@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import msgpack
 
 from protocol.raft.types import Entry
@@ -23,6 +25,10 @@ class RecordingMachine:
 
     def snapshot(self) -> bytes:
         return msgpack.packb([list(item) for item in self.applied], use_bin_type=True)
+
+    def snapshot_source(self) -> Callable[[], bytes]:
+        items = list(self.applied)  # the list grows as entries apply: encode a copy
+        return lambda: msgpack.packb([list(item) for item in items], use_bin_type=True)
 
     def restore(self, data: bytes) -> None:
         self.applied = [(int(i), int(t), bytes(d)) for i, t, d in msgpack.unpackb(data, raw=False)] if data else []

@@ -285,6 +285,9 @@ def test_snapshots_every_n_entries_compact_the_log_and_restore_on_restart(tmp_pa
             assert leader.driver is not None
             for i in range(12):
                 await leader.driver.propose(b"cmd%d" % i, timeout=DEADLINE)
+            with trio.fail_after(DEADLINE):  # taken beside the loop: the last one may still be writing
+                while leader.store.snapshot().meta.index < 10:
+                    await trio.sleep(0.01)
             snap_index = leader.store.snapshot().meta.index
             assert snap_index >= 10 and leader.store.first_index() == snap_index + 1
             assert leader.driver.snapshots_taken >= 2
@@ -510,6 +513,118 @@ def test_a_leader_keeps_its_followers_while_its_fsync_is_slow(tmp_path: Path) ->
             for m in members.values():
                 assert m.driver is not None and m.driver.status().term == term, m.sid
             assert driver.soft_state.role is Role.LEADER
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+def test_a_leader_keeps_leading_and_committing_while_a_slow_snapshot_is_taken(tmp_path: Path) -> None:
+    """Encoding the leader's state takes four times the longest election timeout (a large store: docs/raft.md
+    measures ~1 s per 100k KV entries).  It runs beside the loop: meanwhile the leader heartbeats, nobody
+    campaigns, and writes keep committing; then the snapshot is adopted and the log compacted, and a restart
+    restores from it.  (A driver that awaited the snapshot in its loop fell silent and was deposed.)"""
+    slow = 2.4  # seconds; election timeout 0.3-0.6 s (30 ticks of 10 ms)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            members = await _cluster(tmp_path, nursery, snapshot_every=20, election_tick=30)
+            leader = await _leader(members)
+            driver = leader.driver
+            assert driver is not None
+            term = driver.status().term
+            encoding = threading.Event()
+            real_source = leader.machine.snapshot_source
+
+            def slow_source() -> Any:
+                encode = real_source()
+
+                def slow_encode() -> bytes:  # in the snapshot's worker thread
+                    encoding.set()
+                    time.sleep(slow)
+                    return encode()
+                return slow_encode
+
+            leader.machine.snapshot_source = slow_source  # type: ignore[method-assign]
+            leader.machine.snapshot = lambda: slow_source()()  # type: ignore[method-assign]
+            n = 0
+            while not encoding.is_set():  # up to the snapshot threshold
+                n += 1
+                await driver.propose(b"before%d" % n, timeout=DEADLINE)
+            started = trio.current_time()
+            during = 0
+            while trio.current_time() - started < slow * 0.75:
+                during += 1
+                await driver.propose(b"during%d" % during, timeout=1.0)  # each commits at once, not after it
+            assert leader.store.snapshot().meta.index == 0  # still encoding: nothing adopted yet
+            for f in followers(members, leader):
+                assert f.driver is not None and f.driver.last_contact > started + slow / 2, f.sid
+            with trio.fail_after(DEADLINE):
+                while leader.store.snapshot().meta.index == 0:
+                    await trio.sleep(0.01)
+            snap = leader.store.snapshot()
+            assert snap.meta.index >= 20 and leader.store.first_index() == snap.meta.index + 1
+            assert during >= 10
+            for m in members.values():
+                assert m.driver is not None and m.driver.status().term == term, m.sid
+            assert driver.soft_state.role is Role.LEADER and driver.snapshots_taken == 1
+            await driver.propose(b"after", timeout=DEADLINE)  # the next persist unlinks the compacted segments
+            applied = list(leader.machine.applied)
+            nursery.cancel_scope.cancel()
+        for m in members.values():
+            m.store.close()
+        again = RaftStore.open(tmp_path / leader.sid, "c")
+        machine = RecordingMachine()
+        machine.restore(again.snapshot().data)
+        reopened = again.snapshot().meta.index  # a later snapshot may have been written since, not yet adopted
+        assert reopened >= snap.meta.index
+        assert machine.applied == [item for item in applied if item[0] <= reopened]
+        assert again.last_index() >= applied[-1][0] and applied[-1][2] == b"after"
+        again.close()
+
+    trio.run(main)
+
+
+def followers(members: dict[str, Member], leader: Member) -> list[Member]:
+    return [m for m in members.values() if m is not leader]
+
+
+def test_a_lagging_follower_catches_up_from_a_snapshot_taken_beside_the_loop(tmp_path: Path) -> None:
+    """A follower cut off while the leader snapshots (beside its loop) and compacts past the follower's log is
+    sent the leader's adopted snapshot whole: it restores it and then holds exactly the leader's state."""
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            members = await _cluster(tmp_path, nursery, snapshot_every=10, election_tick=30)
+            leader = await _leader(members)
+            assert leader.driver is not None
+            lagging = followers(members, leader)[0]
+            assert lagging.driver is not None
+            await leader.driver.propose(b"first", timeout=DEADLINE)
+            with trio.fail_after(DEADLINE):
+                while lagging.driver.applied < leader.driver.applied:
+                    await trio.sleep(0.01)
+            behind = lagging.store.last_index()
+            restored: list[int] = []
+            real_restore = lagging.machine.restore
+
+            def restore(data: bytes) -> None:
+                real_restore(data)
+                restored.append(lagging.machine.applied[-1][0])
+
+            lagging.machine.restore = restore  # type: ignore[method-assign]
+            _isolate(lagging)
+            for i in range(40):
+                await leader.driver.propose(b"w%d" % i, timeout=DEADLINE)
+            with trio.fail_after(DEADLINE):
+                while leader.store.first_index() <= behind + 1:
+                    await trio.sleep(0.01)
+            del lagging.driver.transport.send_all, lagging.driver._step  # connected again
+            last, _ = await leader.driver.propose(b"last", timeout=DEADLINE)
+            with trio.fail_after(DEADLINE):
+                while lagging.driver.applied < last:
+                    await trio.sleep(0.01)
+            assert len(restored) == 1 and restored[0] > behind  # the log it lacked came as the leader's snapshot
+            assert lagging.machine.applied == [item for item in leader.machine.applied if item[0] <= last]
+            assert lagging.machine.applied[-1][2] == b"last"
             nursery.cancel_scope.cancel()
 
     trio.run(main)

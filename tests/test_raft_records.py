@@ -15,6 +15,7 @@ from agent.server.payloads import (
     hard_state_to_bytes,
     snapshot_from_bytes,
     snapshot_to_bytes,
+    snapshot_to_parts,
 )
 from protocol.raft.types import ConfState, Entry, EntryKind, HardState, Server, Snapshot, SnapshotMeta, Suffrage
 
@@ -116,3 +117,16 @@ def test_snapshot_payload_round_trip_and_bad_payloads() -> None:
         entry_from_bytes(b"\x93\x01\x02\x03")
     with pytest.raises(PayloadError, match="hard state"):
         hard_state_from_bytes(b"\x92\x01\x02")
+
+
+@pytest.mark.parametrize("size", [0, 1, 255, 256, 65535, 65536, 1 << 20])
+def test_a_snapshot_written_in_pieces_is_the_bytes_of_its_single_record(size: int) -> None:
+    """A large snapshot is written as (record header, payload head, data) without joining them: the same bytes
+    as one record of snapshot_to_bytes, at every msgpack bin length form."""
+    conf = ConfState((Server("a", "127.0.0.1:8300"),))
+    snap = Snapshot(SnapshotMeta(7, 3, conf), bytes(range(256)) * (size // 256) + b"x" * (size % 256))
+    head, data = snapshot_to_parts(snap)
+    assert data is snap.data and head + data == snapshot_to_bytes(snap)
+    pieces = records.encode_parts((head, data))
+    assert b"".join(pieces) == records.encode(snapshot_to_bytes(snap))
+    assert snapshot_from_bytes(records.read_at(b"".join(pieces), 0).payload) == snap

@@ -452,6 +452,44 @@ def test_older_snapshot_left_by_a_crash_is_removed(tmp_path: Path) -> None:
     s.close()
 
 
+def test_a_snapshot_written_beside_appends_but_never_adopted_is_in_force_after_a_crash(tmp_path: Path) -> None:
+    """The driver's steps: the file is written (in another thread) while appends go on; a crash before it is
+    adopted reopens with it, and with the log after it, including what was appended meanwhile."""
+    s = open_store(tmp_path)
+    s.append([entry(i) for i in range(1, 11)])
+    s.sync()
+    s.create_snapshot(3, ConfState(), b"s3")
+    snap = Snapshot(s.snapshot_meta(8, ConfState()), b"s8")
+    s.append([entry(i) for i in range(11, 15)])  # beside the write
+    s.write_snapshot_file(snap, 3)
+    s.append([entry(15)])
+    s.sync()
+    assert s.snapshot().data == b"s3" and s.first_index() == 4  # not adopted: the older is served
+    s._log.close()  # crash: no adopt, no close
+    s._hard_file.close()
+    s = open_store(tmp_path)
+    assert (s.snapshot().data, s.first_index(), s.last_index()) == (b"s8", 9, 15)
+    assert not (tmp_path / "raft" / snapshot_name(3)).exists()
+    assert [e.index for e in s.entries(9, 16)] == list(range(9, 16))
+    s.close()
+
+
+def test_adopting_a_snapshot_overtaken_by_a_received_one_drops_it(tmp_path: Path) -> None:
+    s = open_store(tmp_path)
+    s.append([entry(i) for i in range(1, 11)])
+    s.sync()
+    mine = Snapshot(s.snapshot_meta(6, ConfState()), b"mine")
+    s.write_snapshot_file(mine, 0)
+    s.apply_snapshot(Snapshot(SnapshotMeta(9, 1), b"leader's"))  # installed while ours was being written
+    assert not s.adopt_snapshot(mine)
+    assert (s.snapshot().data, s.first_index()) == (b"leader's", 10)
+    assert not (tmp_path / "raft" / snapshot_name(6)).exists()
+    s.close()
+    s = open_store(tmp_path)
+    assert s.snapshot().data == b"leader's"
+    s.close()
+
+
 # ---------------------------------------------------------------------- cluster id
 
 

@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from agent.server.raftstore import RaftStore
 
 REPO = Path(__file__).resolve().parent.parent
@@ -39,16 +41,42 @@ while True:
 """
 
 
+#: The driver's way: snapshot files written by a thread of their own while the main thread appends and syncs,
+#: adopted and compacted by the main thread between batches.
+WRITER_BESIDE = WRITER.split("while True:")[0] + """
+import threading
+from protocol.raft.types import Snapshot
+pending = None
+while True:
+    batch = [Entry(j, 1, data=data_for(j)) for j in range(i + 1, i + 1 + (i % 3) + 1)]
+    store.append(batch)
+    i = batch[-1].index
+    store.set_hard_state(HardState(1, "me", i))
+    store.sync()
+    if pending is not None and not pending[0].is_alive():
+        if store.adopt_snapshot(pending[1]):
+            store.compact(pending[1].meta.index)
+        pending = None
+    if pending is None and i % 40 < 3 and i > 20:
+        snap = Snapshot(store.snapshot_meta(i - 10, ConfState()), b"state@%d;" % (i - 10) * 20000)  # ~200 KB
+        pending = (threading.Thread(target=store.write_snapshot_file, args=(snap, store.snapshot().meta.index)),
+                   snap)
+        pending[0].start()
+    print(i, flush=True)
+"""
+
+
 def data_for(i: int) -> bytes:
     return hashlib.sha256(b"%d" % i).digest() * (1 + i % 7)
 
 
-def test_acknowledged_entries_survive_kill_9(tmp_path: Path) -> None:
+@pytest.mark.parametrize("writer", [WRITER, WRITER_BESIDE], ids=["inline", "beside"])
+def test_acknowledged_entries_survive_kill_9(tmp_path: Path, writer: str) -> None:
     rng = random.Random(20261202)
-    acked = 0
+    acked = snapshotted = 0
     for _round in range(8):
         child = subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            [sys.executable, "-c", writer, str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
         try:
             assert child.stdout is not None
@@ -69,8 +97,9 @@ def test_acknowledged_entries_survive_kill_9(tmp_path: Path) -> None:
         store = RaftStore.open(tmp_path, "kill-test")
         try:
             snap_index = store.snapshot().meta.index
+            snapshotted = max(snapshotted, snap_index)
             if snap_index:
-                assert store.snapshot().data == b"state@%d" % snap_index
+                assert store.snapshot().data in (b"state@%d" % snap_index, b"state@%d;" % snap_index * 20000)
             assert store.last_index() >= acked, f"acknowledged {acked}, reopened log ends at {store.last_index()}"
             held = store.entries(store.first_index(), store.last_index() + 1)
             assert [e.data for e in held] == [data_for(e.index) for e in held]
@@ -80,4 +109,4 @@ def test_acknowledged_entries_survive_kill_9(tmp_path: Path) -> None:
             assert (hard.term, hard.vote) == (1, "me") and hard.commit <= store.last_index()
         finally:
             store.close()
-    assert acked > 8  # the rounds did write
+    assert acked > 8 and snapshotted  # the rounds did write, and snapshots were taken

@@ -177,3 +177,19 @@ def test_bad_snapshot_bytes(data: bytes, message: str) -> None:
         d.store.restore(data)
     assert d.state is before
     assert decode_state(encode_state(before)) == before
+
+
+def test_a_snapshot_streamed_row_by_row_is_the_bytes_of_one_packb_of_every_table() -> None:
+    """encode_state packs a row at a time (so a worker thread's encoding does not hold the GIL for long); the
+    bytes are still those of packing the whole list at once, which servers compare, and decode to the state."""
+    d = Driven()
+    for i in range(40):
+        d.run(c.KVSet(key=f"k/{39 - i:02d}", value=b"v%d" % i, flags=i))
+    d.run(c.KVDelete(key="k/07"))
+    state = d.state
+    data = encode_state(state)
+    parts = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    assert len(parts) == 14 and len(parts[4]) == 39 and parts[5]  # kvs and a tombstone
+    assert [row[0] for row in parts[4]] == sorted(state.kvs.keys())
+    assert data == msgpack.packb(parts, use_bin_type=True)
+    assert decode_state(data) == state

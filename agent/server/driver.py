@@ -19,8 +19,15 @@ index: `ProposalLost`), or at once with `NotLeader` / `ProposalDropped` (then it
 ReadIndex requests are batched as etcd's server batches them: one round (one heartbeat to every peer) is in flight
 at a time, and every request that arrives meanwhile waits for the next round, which answers them all.  A request
 never joins a round already started (its index was taken before the request came, and could miss a write the
-requester saw acknowledged).  Every `snapshot_every` applied entries the state machine is snapshotted into the
-store and the log before it compacted.
+requester saw acknowledged).
+
+Every `snapshot_every` applied entries the state machine is snapshotted and the log before it compacted, beside
+the loop: the machine's state at the applied index (an immutable version) is encoded and its file written in a
+worker thread by a task of the driver's nursery, at most one at a time, while the loop goes on; the written
+snapshot is then adopted by the store on this task (memory only, between Readies), and the segment files it
+covers are unlinked in the next persist's worker thread, after that Ready's writes, so the log's files only ever
+change in one thread at a time.  Encoding a large store takes seconds (docs/raft.md); a leader that waited for it
+fell silent and was deposed.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ import trio
 from protocol.raft import NotLeader, ProposalDropped, RawNode, Status
 from protocol.raft.errors import ConfChangeRejected, RaftError
 from protocol.raft.log import LogInvariantError
-from protocol.raft.types import ConfChange, Entry, EntryKind, Message, Ready, Role, SoftState
+from protocol.raft.types import ConfChange, Entry, EntryKind, Message, Ready, Role, Snapshot, SnapshotMeta, SoftState
 
 from .raftstore import RaftStore
 from .transport import Transport
@@ -55,6 +62,11 @@ class StateMachine(Protocol):
         ...
 
     def snapshot(self) -> bytes: ...
+
+    def snapshot_source(self) -> Callable[[], bytes]:
+        """The state as of now, to encode later in another thread while `apply` goes on (so: an immutable
+        version, or a copy).  Called on the driver's task; the function it returns, in a worker thread."""
+        ...
 
     def restore(self, data: bytes) -> None: ...
 
@@ -145,7 +157,14 @@ class _Call:
     waiter: _Waiter
 
 
-Event = Message | _Tick | _Propose | _ConfChange | _ReadIndex | _Call
+@attrs.frozen
+class _SnapshotWritten:
+    """The snapshot task's file is durable: the store may adopt it (on the driver's task, between Readies)."""
+
+    snap: Snapshot
+
+
+Event = Message | _Tick | _Propose | _ConfChange | _ReadIndex | _Call | _SnapshotWritten
 
 
 class Driver:
@@ -187,6 +206,10 @@ class Driver:
         self._changed = trio.Event()
         self._events_send, self._events = trio.open_memory_channel[Event](1024)
         self._deferred: list[Event] = []  # arrived while a Ready was in flight; fed before anything newer
+        self._nursery: trio.Nursery | None = None  # run()'s: the snapshot task runs in it
+        self._snapshotting = False  # a snapshot is being encoded and written (at most one)
+        self._compact_to = 0  # an adopted snapshot's index whose segments the next persist unlinks
+        self.longest_snapshot = 0.0  # seconds from the start of a snapshot to its file being durable (statistics)
 
     # ---------------------------------------------------------------- the API
 
@@ -239,6 +262,7 @@ class Driver:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
             nursery.start_soon(self._ticker)
             nursery.start_soon(self._forward_inbox)
             task_status.started()
@@ -300,6 +324,8 @@ class Driver:
                 event.waiter.resolve(event.fn(self.node))
             except RaftError as err:
                 event.waiter.resolve(error=err)
+        elif isinstance(event, _SnapshotWritten):
+            self._adopt_snapshot(event.snap)
         else:
             self._step(event)
 
@@ -378,7 +404,7 @@ class Driver:
             self.soft_state = rd.soft_state
             changed = True
         if rd.snapshot is not None or rd.entries or rd.must_sync:
-            await trio.to_thread.run_sync(self._write, rd)
+            await trio.to_thread.run_sync(self._persist, rd)
             if rd.must_sync:
                 await self._sync_while_stepping()
             self.stats.persists += 1
@@ -413,7 +439,7 @@ class Driver:
             self._applied_event = trio.Event()
         self.node.advance()
         if rd.committed_entries and self.applied - self.store.snapshot().meta.index >= self.snapshot_every:
-            await self._snapshot()
+            self._start_snapshot()
         if changed:
             self._changed.set()
             self._changed = trio.Event()
@@ -436,6 +462,15 @@ class Driver:
                 waiter.resolve(result)
             else:
                 waiter.resolve(error=ProposalLost(f"entry {idx} of term {waiter.term} was overwritten"))
+
+    def _persist(self, rd: Ready) -> None:
+        """In a worker thread: the Ready's writes, then the compaction an adopted snapshot left pending (the
+        only other change of the log's files, so never beside an append)."""
+        self._write(rd)
+        if self._compact_to:
+            index, self._compact_to = self._compact_to, 0
+            dropped = self.store.compact(min(index, self.store.snapshot().meta.index + 1))
+            log.debug("raft: log compacted before index %d (%d segment files)", index, dropped)
 
     def _write(self, rd: Ready) -> None:
         """In a worker thread: the Ready's writes, not yet durable.  Nothing else runs meanwhile (the core reads
@@ -470,13 +505,34 @@ class Driver:
             else:
                 self._deferred.append(event)
 
-    async def _snapshot(self) -> None:
-        index, conf, data = self.applied, self.node.applied_conf(), self.machine.snapshot()
+    def _start_snapshot(self) -> None:
+        """Snapshot the state at the applied index beside the loop, unless one is under way already."""
+        if self._snapshotting or self._nursery is None:
+            return
+        meta = self.store.snapshot_meta(self.applied, self.node.applied_conf())
+        self._snapshotting = True
+        self._nursery.start_soon(self._take_snapshot, meta, self.machine.snapshot_source(),
+                                 self.store.snapshot().meta.index, trio.current_time())
 
-        def write() -> None:
-            self.store.create_snapshot(index, conf, data)
-            self.store.compact(index)
+    async def _take_snapshot(self, meta: SnapshotMeta, encode: Callable[[], bytes], older: int,
+                             started: float) -> None:
+        def write() -> Snapshot:  # in a worker thread: encoding and writing touch nothing the loop uses
+            snap = Snapshot(meta, encode())
+            self.store.write_snapshot_file(snap, older)
+            return snap
 
-        await trio.to_thread.run_sync(write)
-        self.snapshots_taken += 1
-        log.info("raft: snapshot at index %d, log compacted", index)
+        try:
+            snap = await trio.to_thread.run_sync(write)
+        except Exception:
+            self._snapshotting = False  # tried again after the next applied entries
+            log.exception("raft: snapshot at index %d failed", meta.index)
+            return
+        self.longest_snapshot = max(self.longest_snapshot, trio.current_time() - started)
+        await self._events_send.send(_SnapshotWritten(snap))
+
+    def _adopt_snapshot(self, snap: Snapshot) -> None:
+        self._snapshotting = False
+        if self.store.adopt_snapshot(snap):
+            self._compact_to = snap.meta.index
+            self.snapshots_taken += 1
+            log.info("raft: snapshot at index %d, log compacted", snap.meta.index)

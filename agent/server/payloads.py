@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 import msgpack
 
 from protocol.raft.types import (
@@ -70,6 +71,18 @@ def hard_state_from_bytes(data: bytes) -> HardState:
 
 def snapshot_to_bytes(snap: Snapshot) -> bytes:
     return _pack(snapshot_to_wire(snap))
+
+
+def snapshot_to_parts(snap: Snapshot) -> tuple[bytes, bytes]:
+    """`snapshot_to_bytes` as ``(head, data)`` with ``head + data`` the same bytes, without copying the data:
+    a snapshot of a large store is written in a worker thread, and packing its data into a new buffer is one
+    long GIL-holding copy (~0.1 s per 100 MB) that stalls the Raft driver's loop."""
+    head = _pack(snapshot_to_wire(attrs.evolve(snap, data=b"")))
+    assert head.endswith(b"\xc4\x00")  # the empty data's bin 8 header: replaced by the real one
+    n = len(snap.data)
+    size = b"\xc4" + n.to_bytes(1, "big") if n < 1 << 8 else (
+        b"\xc5" + n.to_bytes(2, "big") if n < 1 << 16 else b"\xc6" + n.to_bytes(4, "big"))
+    return head[:-2] + size, snap.data
 
 
 def snapshot_from_bytes(data: bytes) -> Snapshot:

@@ -11,7 +11,8 @@ Files (docs/raft.md "On disk")::
 The log since the snapshot is also kept in memory (as etcd's server keeps its MemoryStorage beside its WAL), so
 reads never touch the disk.  ``first_index()`` is always ``snapshot index + 1``: creating a snapshot makes the
 entries it covers unavailable at once, and ``compact`` only reclaims their files.  All methods are synchronous
-and blocking; the Raft driver calls them from a worker thread.
+and blocking; the Raft driver calls them from a worker thread, one at a time, except `write_snapshot_file`,
+which may run beside the others.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from protocol.raft.types import (
 from . import records
 from .errors import ClusterMismatch, StoreCorrupt, StoreError
 from .hardstate import HardStateFile
-from .payloads import PayloadError, snapshot_from_bytes, snapshot_to_bytes
+from .payloads import PayloadError, snapshot_from_bytes, snapshot_to_parts
 from .segments import DEFAULT_SEGMENT_BYTES, SegmentedLog
 
 log = logging.getLogger("triumvir.raft.store")
@@ -302,21 +303,50 @@ class RaftStore:
 
     def create_snapshot(self, index: int, conf: ConfState, data: bytes) -> Snapshot:
         """Save the state machine as of ``index`` (applied, so in the log); entries up to it become Compacted.
-        Durable on return.  Their files go with `compact`."""
+        Durable on return.  Their files go with `compact`.  (The driver does the same in three steps, so that
+        the file is written beside its appends: `snapshot_meta`, `write_snapshot_file`, `adopt_snapshot`.)"""
+        snap = Snapshot(self.snapshot_meta(index, conf), data)
+        self._log.sync()  # the entries it covers are durable before the snapshot that assumes them
+        self.write_snapshot_file(snap, self._snap.meta.index)
+        self.adopt_snapshot(snap)
+        return snap
+
+    def snapshot_meta(self, index: int, conf: ConfState) -> SnapshotMeta:
+        """The meta of a snapshot of the state as of ``index`` (applied, so in the log), to be written."""
         if index <= self._snap.meta.index:
             raise SnapshotOutOfDate(f"snapshot at {index}, already hold one at {self._snap.meta.index}")
-        snap = Snapshot(SnapshotMeta(index, self.term(index), conf), data)
-        covered = index - self._snap.meta.index
-        self._log.sync()  # the entries it covers are durable before the snapshot that assumes them
-        self._write_snapshot(snap)
-        del self._ents[:covered]
+        return SnapshotMeta(index, self.term(index), conf)
+
+    def write_snapshot_file(self, snap: Snapshot, older: int) -> None:
+        """Write ``snap``'s file atomically, then remove the file of the snapshot at ``older`` (the one in force
+        when it was taken).  Changes nothing in memory and touches no other file, so it may run in a thread of
+        its own while the log is appended and synced.  The entries it covers must already be durable (the
+        driver applies only what it has synced).  Until `adopt_snapshot`, the store serves the older snapshot
+        from memory; a crash meanwhile reopens with the new file and the log after it (`_load`)."""
+        self._data_dir.atomic_write(f"{RAFT_DIR}/{snapshot_name(snap.meta.index)}",
+                                    records.encode_parts(snapshot_to_parts(snap)))
+        if older and older != snap.meta.index:
+            (self.dir / snapshot_name(older)).unlink(missing_ok=True)
+            fsync_dir(self.dir)
+
+    def adopt_snapshot(self, snap: Snapshot) -> bool:
+        """Make ``snap``, whose file `write_snapshot_file` wrote, the store's: the entries it covers become
+        Compacted (cheap: memory only; with no write in flight, as for every change the core reads).  False, and
+        its file removed, when a newer snapshot was installed meanwhile (received from the leader)."""
+        current = self._snap.meta.index
+        if snap.meta.index <= current:
+            if snap.meta.index < current:
+                (self.dir / snapshot_name(snap.meta.index)).unlink(missing_ok=True)
+            return False
+        del self._ents[: snap.meta.index - current]
+        self._snap = snap
         self._replay_confs()  # from the snapshot's configuration, exactly as a reopen will
-        return snap
+        return True
 
     def _write_snapshot(self, snap: Snapshot) -> None:
         old = self._snap.meta.index
         self._data_dir.atomic_write(f"{RAFT_DIR}/{snapshot_name(snap.meta.index)}",
-                                    records.encode(snapshot_to_bytes(snap)))
+                                    records.encode_parts(snapshot_to_parts(snap)))
         self._snap = snap
         if old:
             (self.dir / snapshot_name(old)).unlink(missing_ok=True)

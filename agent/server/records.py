@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Sequence
 
 import attrs
 
@@ -54,6 +55,17 @@ def encode(payload: bytes) -> bytes:
     if len(payload) > MAX_PAYLOAD:
         raise ValueError(f"record payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
     return _HEADER.pack(MAGIC, len(payload), _crc(len(payload), payload)) + payload
+
+
+def encode_parts(parts: Sequence[bytes]) -> list[bytes]:
+    """`encode` of the parts joined, as pieces to write one after the other (no copy of a large payload)."""
+    length = sum(len(part) for part in parts)
+    if length > MAX_PAYLOAD:
+        raise ValueError(f"record payload of {length} bytes exceeds {MAX_PAYLOAD}")
+    crc = zlib.crc32(length.to_bytes(4, "big"))
+    for part in parts:
+        crc = zlib.crc32(part, crc)
+    return [_HEADER.pack(MAGIC, length, crc), *parts]
 
 
 def read_at(buf: bytes, offset: int) -> Record:

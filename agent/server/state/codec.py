@@ -8,6 +8,7 @@ Format 1 (before the ACL tables) is still read, with no ACL objects.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import immutables
@@ -76,26 +77,37 @@ def _role(r: ACLRole) -> list[Any]:
 
 
 def encode_state(state: State) -> bytes:
-    def rows(table: immutables.Map[Any, Any], row: Any) -> list[Any]:
-        return [row(table[k]) for k in sorted(table.keys())]
+    """The same bytes as one ``packb`` of the whole list, packed a row at a time as each row is made: the Raft
+    driver encodes snapshots in a worker thread, and building every row first (millions of objects: the garbage
+    collector then walks the whole heap, holding the GIL) or packing a large table in one call would stall the
+    driver's loop for most of the encoding (docs/raft.md, Snapshots)."""
+    packer = msgpack.Packer(use_bin_type=True, unicode_errors=WIRE_ERRORS, autoreset=False)
 
-    body = [
-        SNAPSHOT_FORMAT,
-        state.applied,
-        sorted([k, v] for k, v in state.indexes.items()),
-        sorted([k, v] for k, v in state.lock_delays.items()),
-        rows(state.kvs, _kv),
-        sorted([k, v] for k, v in state.tombstones.items()),
-        rows(state.sessions, _session),
-        sorted([k[0], k[1], list(v)] for k, v in state.session_checks.items()),
-        rows(state.nodes, _node),
-        rows(state.services, _service),
-        rows(state.checks, _check),
-        rows(state.acl_tokens, _token),
-        rows(state.acl_policies, _policy),
-        rows(state.acl_roles, _role),
-    ]
-    return msgpack.packb(body, use_bin_type=True, unicode_errors=WIRE_ERRORS)
+    def put(count: int, rows: Iterable[Any]) -> None:
+        packer.pack_array_header(count)
+        for row in rows:
+            packer.pack(row)
+
+    def table(t: immutables.Map[Any, Any], row: Callable[[Any], list[Any]], keys: Iterable[Any] = ()) -> None:
+        put(len(t), (row(t[k]) for k in (keys or sorted(t.keys()))))
+
+    packer.pack_array_header(14)
+    packer.pack(SNAPSHOT_FORMAT)
+    packer.pack(state.applied)
+    put(len(state.indexes), sorted([k, v] for k, v in state.indexes.items()))
+    put(len(state.lock_delays), sorted([k, v] for k, v in state.lock_delays.items()))
+    # kv_keys is kvs' keys sorted (kept by every write): no sort of the largest table in one GIL-holding call
+    table(state.kvs, _kv, state.kv_keys if len(state.kv_keys) == len(state.kvs) else ())
+    put(len(state.tombstones), sorted([k, v] for k, v in state.tombstones.items()))
+    table(state.sessions, _session)
+    put(len(state.session_checks), sorted([k[0], k[1], list(v)] for k, v in state.session_checks.items()))
+    table(state.nodes, _node)
+    table(state.services, _service)
+    table(state.checks, _check)
+    table(state.acl_tokens, _token)
+    table(state.acl_policies, _policy)
+    table(state.acl_roles, _role)
+    return packer.bytes()
 
 
 def _pairs(raw: Any, what: str) -> dict[Any, Any]:

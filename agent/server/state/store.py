@@ -7,6 +7,7 @@ Like agent/members.py's MemberTable: one writer (the Raft driver's apply) swaps 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -55,6 +56,12 @@ class StateStore:
 
     def snapshot(self) -> bytes:
         return encode_state(self.current)
+
+    def snapshot_source(self) -> Callable[[], bytes]:
+        """The current version, encoded when called: ``current`` is never mutated, so the Raft driver encodes
+        it in a worker thread while later entries are applied."""
+        state = self.current
+        return lambda: encode_state(state)
 
     def restore(self, data: bytes) -> None:
         """Replace everything with a snapshot's state and wake every waiter (anything may have changed).
