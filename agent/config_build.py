@@ -70,6 +70,7 @@ def build(
         "bootstrap_expect": expect,
         "dev": flags.dev,
         "raft_multiplier": _raft_multiplier(c.get("performance", {}).get("raft_multiplier", DEFAULT_RAFT_MULTIPLIER)),
+        "raft_snapshot_threshold": _not_negative("raft_snapshot_threshold", c.get("raft_snapshot_threshold", 0)),
         "ui": bool(ui),
         "start_join": c.get("start_join", []),
         "retry_join": c.get("retry_join", []),
@@ -165,6 +166,13 @@ def _acl(c: Mapping[str, Any], warnings: list[str]) -> dict[str, Any]:
             if block[ttl] < 0:
                 raise ConfigError(f"acl.{ttl} cannot be negative")
     return {**block, "tokens": tokens}
+
+
+def _not_negative(key: str, value: int) -> int:
+    """Consul converts these to Go's uint64, where a negative number wraps to a huge one: refuse it instead."""
+    if value < 0:
+        raise ConfigError(f"{key} cannot be negative: {value}")
+    return value
 
 
 def _raft_multiplier(value: int) -> int:

@@ -103,6 +103,8 @@ class AgentConfig:
     dev: bool = False
     #: Consul's ``performance.raft_multiplier`` (1..10; 5 by default, 1 under -dev): scales Raft's timeouts.
     raft_multiplier: int = DEFAULT_RAFT_MULTIPLIER
+    #: Consul's ``raft_snapshot_threshold``: applied entries between two snapshots; 0 keeps Raft's (16384).
+    raft_snapshot_threshold: int = 0
     ui: bool = False
     start_join: tuple[str, ...] = ()
     retry_join: tuple[str, ...] = ()

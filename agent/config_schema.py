@@ -56,6 +56,7 @@ KEYS: dict[str, Any] = {
     "ui": "bool",
     "ui_config": {"enabled": "bool"},
     "performance": {"raft_multiplier": "int"},
+    "raft_snapshot_threshold": "int",
     "node_meta": "map[string]string",
     "service": _RAW,
     "services": _RAW_LIST,

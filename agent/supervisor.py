@@ -69,7 +69,7 @@ from agent.pidfile import pid_file
 from agent.server.access import NoLeader, StoreAccess
 from agent.server.acl_resolver import TokenResolver
 from agent.server.cluster import RaftServer, ServerSettings
-from agent.server.driver import Timing
+from agent.server.driver import DEFAULT_SNAPSHOT_EVERY, Timing
 from agent.server.duties import acl_init_for
 from agent.server.follow import LeaderFollower
 from agent.server.forwarding import ForwardAccess, leader_rpc
@@ -223,7 +223,8 @@ class Agent:
             node_id=self.node_id, data_dir=Path(data_dir), bind_addr=config.bind_addr,
             advertise_addr=config.advertise_addr, port=config.ports.server, datacenter=config.datacenter,
             bootstrap=config.bootstrap or config.dev,
-            bootstrap_expect=config.bootstrap_expect, timing=self.timing)
+            bootstrap_expect=config.bootstrap_expect, timing=self.timing,
+            snapshot_every=config.raft_snapshot_threshold or DEFAULT_SNAPSHOT_EVERY)
         for warning in bootstrap_warnings(config.bootstrap, config.bootstrap_expect):
             log.warning("agent: %s", warning)
         if config.bootstrap_expect > 1:

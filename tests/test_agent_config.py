@@ -684,3 +684,15 @@ def test_performance_raft_multiplier_as_consul(tmp_path: Path) -> None:
     for bad in (0, 11):
         with pytest.raises(ConfigError, match=f"performance.raft_multiplier cannot be {bad}. Must be between 1 and 10"):
             load(["-data-dir", str(tmp_path), "-hcl", f"performance {{ raft_multiplier = {bad} }}"])
+
+
+def test_raft_snapshot_threshold_is_acted_on_and_never_negative(tmp_path: Path) -> None:
+    """0 (the default) keeps Raft's 16384; a value is taken (not named inert at start); a negative one, which
+    Consul would wrap to a huge uint64, is refused."""
+    base = ["-data-dir", str(tmp_path)]
+    assert load(base).raft_snapshot_threshold == 0
+    config = load([*base, "-hcl", "raft_snapshot_threshold = 64"])
+    assert config.raft_snapshot_threshold == 64
+    assert "raft_snapshot_threshold" not in config.inert_keys
+    with pytest.raises(ConfigError, match="raft_snapshot_threshold cannot be negative: -1"):
+        load([*base, "-hcl", "raft_snapshot_threshold = -1"])

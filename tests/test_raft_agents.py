@@ -316,7 +316,9 @@ def test_a_stopped_leader_steps_down_when_continued_and_never_commits_in_its_old
 
 
 def test_restarting_every_server_keeps_the_log_and_elects_a_leader(cluster: Cluster) -> None:
-    servers = start_servers(cluster, 3)
+    """With ``raft_snapshot_threshold`` 4 every server has snapshotted and compacted before the restart, so what
+    comes back is its snapshot with the log after it."""
+    servers = start_servers(cluster, 3, extra={"raft_snapshot_threshold": 4})
     leader = wait_for(lambda: agreed_leader(servers), timeout=30, what="a leader", diagnostics=cluster.diagnostics)
     for i in range(5):
         put_ok(leader, f"w/{i}", b"write %d" % i)
@@ -324,6 +326,8 @@ def test_restarting_every_server_keeps_the_log_and_elects_a_leader(cluster: Clus
     indexes: list[int] = []
     for s in servers:
         wait_value(s, "w/4", b"write 4")
+        wait_for(lambda s=s: int(raft_stats(s)["last_snapshot_index"]) > 0, timeout=10,
+                 what=f"a snapshot on {s.name}")
         entries = [stale_entry(server_addr(s), key) for key in written]
         indexes = [int(e["ModifyIndex"]) for e in entries if e is not None]
         assert len(indexes) == 5 and indexes == sorted(set(indexes)), (s.name, entries)
