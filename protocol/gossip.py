@@ -186,9 +186,16 @@ class Gossip:
         # a call per state: a push/pull carries every member, and nearly all of them are known already
         nodes, local, port0 = core.nodes, core.name, core.addr[1]
         plain, stale = not core.custom["notify_alive"], 0
+        learn = self.membership.alive_node
         for r in pp.nodes:
             if plain and r.state == 0 and r.name != local:
                 current = nodes.get(r.name)
+                if current is None and r.incarnation > 0 and len(r.addr) in (4, 16):
+                    # a member we never heard of: straight to alive_node's first-learn path (_merge_one's checks
+                    # all pass for it: nothing known to be implausible against, the address decodes)
+                    port = r.port or port0
+                    learn(now, Alive(r.incarnation, r.name, r.addr, port, r.meta, r.vsn), (core.ip(r.addr), port))
+                    continue
                 if (
                     current is not None
                     and r.incarnation <= current.incarnation
