@@ -15,7 +15,7 @@ from protocol.codec import Alive, PushNodeState, PushPull, decode, encode
 from protocol.config import Config
 from protocol.node import Node, NodeJoin
 from protocol.serf import MemberStatus, Serf
-from protocol.serf_messages import encode_tags
+from protocol.serf_messages import SerfPushPull, encode_message, encode_tags
 from protocol.state import NodeState, NodeStateType
 
 CFG = Config.local()
@@ -100,7 +100,8 @@ def _serf(name: str, i: int) -> Serf:
 def _push_pull(names: list[str]) -> PushPull:
     meta = encode_tags(TAGS)
     nodes = tuple(PushNodeState(n, bytes([10, 0, 2, i + 1]), 7946, meta, 1, 0, CFG.vsn) for i, n in enumerate(names))
-    return PushPull(False, nodes)
+    user = encode_message(SerfPushPull(5000, {n: 1000 + i for i, n in enumerate(names)}))
+    return PushPull(False, nodes, user)
 
 
 def test_serf_member_records_learned_from_a_push_pull_are_separate_per_serf() -> None:
@@ -109,6 +110,8 @@ def test_serf_member_records_learned_from_a_push_pull_are_separate_per_serf() ->
         s.node._gossip._merge_remote_state(1.0, _push_pull(["p", "q"]))
     m1, m2 = s1._table.members["p"], s2._table.members["p"]
     assert m1 is not m2 and m1.ident is m2.ident  # the name/address/tags record is shared, the state is not
+    # each push/pull decodes fresh ints: the Lamport times kept are one object per value for all records
+    assert m1.status_ltime == 1000 and m1.status_ltime is m2.status_ltime
     assert s1.member("p").status == s2.member("p").status == MemberStatus.ALIVE
     m1.status = MemberStatus.FAILED
     assert s2.member("p").status == MemberStatus.ALIVE
