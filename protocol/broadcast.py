@@ -32,6 +32,12 @@ OnFinished = Callable[[], None]
 _Entry = tuple[Any, ...]
 
 
+# The negated ids of every queue in the process are the same int objects up to _SHARED_IDS (each queue counts
+# from 1): an int above 256 is a 32-byte object, and every member of a large simulation queues thousands.
+_SHARED_IDS = 1 << 16
+_NEG_IDS = [-i for i in range(_SHARED_IDS)]
+
+
 @attrs.frozen(eq=False)
 class QueuedBroadcast:
     """One queued message as `snapshot` shows it; identity-compared, since two equal messages are still two
@@ -72,8 +78,9 @@ class BroadcastQueue:
         `on_finished` runs once, when the broadcast retires, is invalidated, pruned or reset.
         """
         self._next_id += 1
+        neg_id = _NEG_IDS[self._next_id] if self._next_id < _SHARED_IDS else -self._next_id
         msg = bytes(msg)
-        entry: _Entry = (-self._next_id, key, msg) if on_finished is None else (-self._next_id, key, msg, on_finished)
+        entry: _Entry = (neg_id, key, msg) if on_finished is None else (neg_id, key, msg, on_finished)
         old = None
         if key is not None:
             old = self._by_key.get(key)

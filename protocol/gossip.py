@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from protocol.codec import Alive, Dead, DecodeError, ErrResp, PushNodeState, PushPull, Suspect, encode
+from protocol.codec import Alive, Dead, DecodeError, ErrResp, PushNodeState, PushPull, Suspect, encode_push_pull
 from protocol.core import COMPOUND_HEADER_OVERHEAD, COMPOUND_OVERHEAD, Core, PendingStream
 from protocol.membership import Membership
 from protocol.outputs import JoinResult
@@ -119,11 +119,12 @@ class Gossip:
 
     def _local_push_pull(self, join: bool) -> bytes:
         core = self.core
-        states = tuple(
-            PushNodeState(s.name, core.packed(s.addr[0]), s.addr[1], s.meta, s.incarnation, int(s.state), s.vsn)
-            for s in (core.nodes[n] for n in core.order)
+        packed, nodes = core.packed, core.nodes
+        rows = (
+            (s.name, packed(s.addr[0]), s.addr[1], s.meta, s.incarnation, int(s.state), s.vsn)
+            for s in (nodes[n] for n in core.order)
         )
-        return encode(PushPull(join, states, core.delegate.local_state(join)))
+        return encode_push_pull(join, rows, core.delegate.local_state(join))
 
     def start_push_pull(self, now: float, addr: Addr, *, join: bool) -> None:
         core = self.core

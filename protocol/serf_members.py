@@ -36,7 +36,7 @@ def _shared_ltime(ltime: int) -> int:
     return found
 
 
-@attrs.define
+@attrs.define(weakref_slot=False)  # per pair of members, like NodeState: no slot nothing uses
 class MemberState:
     """serf's memberState: the member, its status, the Lamport time of its last intent and when it went away.
 

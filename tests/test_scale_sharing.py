@@ -11,12 +11,12 @@ from __future__ import annotations
 import random
 
 from protocol.broadcast import BroadcastQueue
-from protocol.codec import Alive, PushNodeState, PushPull, decode, encode
+from protocol.codec import Alive, PushNodeState, PushPull, decode, encode, encode_push_pull
 from protocol.config import Config
 from protocol.node import Node, NodeJoin
 from protocol.serf import MemberStatus, Serf
 from protocol.serf_messages import SerfPushPull, encode_message, encode_tags
-from protocol.state import NodeState, NodeStateType
+from protocol.state import NodeState, NodeStateType, verify_protocol
 
 CFG = Config.local()
 TAGS = {"role": "node", "dc": "sim"}
@@ -135,3 +135,28 @@ def test_a_queue_entry_gives_back_the_bytes_it_was_given_through_every_transmit(
     assert sorted(seen) == sorted(list(msgs.values()) * 2)
     assert all(type(m) is bytes for m in seen)
     assert sorted(finished) == sorted(msgs)
+
+
+def test_a_push_pull_encoded_from_rows_is_the_same_bytes_as_from_node_states() -> None:
+    meta = encode_tags(TAGS)
+    rows = [
+        ("a", bytes([10, 0, 0, 1]), 7946, meta, 1, 0, CFG.vsn),
+        ("b", bytes([10, 0, 0, 2]), 8301, b"", 7, 2, CFG.vsn),
+        ("c", bytes(16), 7946, meta, 3, 3, b""),
+    ]
+    want = encode(PushPull(True, tuple(PushNodeState(*r) for r in rows), b"user"))
+    assert encode_push_pull(True, rows, b"user") == want
+    assert encode_push_pull(True, iter(rows), b"user") == want  # again, from the row cache
+    changed = [*rows[:2], ("c", bytes(16), 7946, meta, 4, 3, b"")]  # one field differs: not the cached body
+    want = encode(PushPull(True, tuple(PushNodeState(*r) for r in changed), b"user"))
+    assert encode_push_pull(True, changed, b"user") == want
+
+
+def test_verify_protocol_names_the_first_incompatible_node_in_push_order() -> None:
+    good, bad, worse = CFG.vsn, bytes((1, 5, 9, 2, 5, 4)), bytes((1, 5, 2, 2, 5, 9))
+    A = NodeStateType.ALIVE
+    remote = [("r1", A, good), ("r2", A, worse), ("r3", A, bad), ("r4", A, worse)]
+    local = [NodeState("l1", ("10.0.0.1", 1), vsn=good, state=A)]
+    assert verify_protocol(remote, local) == "Node 'r2' delegate protocol version (9) is incompatible: [2, 5]"
+    assert verify_protocol([("r1", A, good), ("r3", A, bad), ("r2", A, worse)], local).startswith("Node 'r3'")
+    assert verify_protocol([("r1", A, good)] * 3, local) is None
