@@ -15,6 +15,7 @@ from __future__ import annotations
 import bisect
 import heapq
 from collections.abc import Callable
+from typing import Any
 
 import attrs
 
@@ -22,9 +23,19 @@ from protocol.suspicion import retransmit_limit
 
 OnFinished = Callable[[], None]
 
-# One queued broadcast: (-id, transmits, key, msg, on_finished). The negated id comes first so that a bucket's
-# heap (all entries of one transmit count and length) pops its newest entry; ids are unique within a queue.
-_Entry = tuple[int, int, "str | None", bytes, "OnFinished | None"]
+# One queued broadcast: (-id, key, msg), or (-id, key, msg, on_finished) when there is a callback. The negated id
+# comes first so that a bucket's heap pops its newest entry (ids are unique within a queue). The transmit count is
+# not in the entry but is the tier of the bucket holding it: a transmit moves the same tuple one tier up instead of
+# building a new one (each member of a large cluster queues every other one's alive and sends each L times, issue
+# 14), and an entry without a callback is one slot smaller. Each queue has its own entries; only the immutable key
+# and msg may be shared with other queues.
+_Entry = tuple[Any, ...]
+
+
+# The negated ids of every queue in the process are the same int objects up to _SHARED_IDS (each queue counts
+# from 1): an int above 256 is a 32-byte object, and every member of a large simulation queues thousands.
+_SHARED_IDS = 1 << 16
+_NEG_IDS = [-i for i in range(_SHARED_IDS)]
 
 
 @attrs.frozen(eq=False)
@@ -37,11 +48,6 @@ class QueuedBroadcast:
     transmits: int
     id: int
     on_finished: OnFinished | None = None
-
-
-def _order(e: _Entry) -> tuple[int, int, int]:
-    """memberlist's btree order: fewest transmits, then largest message, then newest."""
-    return (e[1], -len(e[3]), e[0])
 
 
 class BroadcastQueue:
@@ -72,11 +78,16 @@ class BroadcastQueue:
         `on_finished` runs once, when the broadcast retires, is invalidated, pruned or reset.
         """
         self._next_id += 1
-        entry: _Entry = (-self._next_id, initial_transmits, key, bytes(msg), on_finished)
-        old = self._by_key.get(key) if key is not None else None
-        if old is not None:
-            self._remove(old)
-        self._insert(entry)
+        neg_id = _NEG_IDS[self._next_id] if self._next_id < _SHARED_IDS else -self._next_id
+        msg = bytes(msg)
+        entry: _Entry = (neg_id, key, msg) if on_finished is None else (neg_id, key, msg, on_finished)
+        old = None
+        if key is not None:
+            old = self._by_key.get(key)
+            if old is not None:
+                self._remove(old)
+            self._by_key[key] = entry
+        self._insert(entry, initial_transmits)
         if old is not None:
             _finish(old)
 
@@ -91,11 +102,13 @@ class BroadcastQueue:
         transmit_limit = retransmit_limit(self.retransmit_mult, num_nodes)
         used = 0
         sent: list[bytes] = []
-        bumped: list[_Entry] = []
+        bumped: list[tuple[int, list[_Entry]]] = []  # (new tier, entries), reinserted after the walk
         retired: list[_Entry] = []
         lens_of, buckets, by_key = self._lens, self._buckets, self._by_key
         for tier in list(self._tiers):  # bumped entries are reinserted after the walk, not met again in it
             lens = lens_of[tier]
+            retires = tier + 1 >= transmit_limit
+            up: list[_Entry] = []
             while True:
                 free = limit - used - overhead
                 if free <= 0:
@@ -110,21 +123,24 @@ class BroadcastQueue:
                     del buckets[tier, size]
                     del lens[i]
                 used += overhead + size
-                sent.append(entry[3])
-                if entry[1] + 1 >= transmit_limit:
+                sent.append(entry[2])
+                if retires:
                     retired.append(entry)
-                    if entry[2] is not None:
-                        del by_key[entry[2]]
+                    if entry[1] is not None:
+                        del by_key[entry[1]]
                 else:
-                    bumped.append(entry)
+                    up.append(entry)
+            if up:
+                bumped.append((tier + 1, up))
             if not lens:
                 del lens_of[tier]
                 self._tiers.remove(tier)
             if limit - used - overhead <= 0:
                 break
         self._len -= len(sent)
-        for neg_id, transmits, key, msg, on_finished in bumped:
-            self._insert((neg_id, transmits + 1, key, msg, on_finished))
+        for tier, entries in bumped:
+            for entry in entries:
+                self._insert(entry, tier)
         for entry in retired:
             _finish(entry)
         return sent
@@ -135,9 +151,9 @@ class BroadcastQueue:
         if excess <= 0:
             return
         dropped = self._ordered()[-excess:][::-1]
-        for entry in dropped:
-            self._remove(entry)
-        for entry in dropped:
+        for tier, entry in dropped:
+            self._remove(entry, tier)
+        for _tier, entry in dropped:
             _finish(entry)
 
     def reset(self) -> None:
@@ -146,20 +162,22 @@ class BroadcastQueue:
         self._tiers, self._lens, self._buckets, self._by_key = [], {}, {}, {}
         self._len = 0
         self._next_id = 0
-        for entry in dropped:
+        for _tier, entry in dropped:
             _finish(entry)
 
     def snapshot(self) -> list[QueuedBroadcast]:
         """The queue in transmit order (what get_broadcasts would consider first), for tests and logs."""
-        return [QueuedBroadcast(e[2], e[3], e[1], -e[0], e[4]) for e in self._ordered()]
+        return [QueuedBroadcast(e[1], e[2], tier, -e[0], e[3] if len(e) > 3 else None) for tier, e in self._ordered()]
 
     # --- internals ---
 
-    def _ordered(self) -> list[_Entry]:
-        return sorted((e for heap in self._buckets.values() for e in heap), key=_order)
+    def _ordered(self) -> list[tuple[int, _Entry]]:
+        """(transmits, entry) in memberlist's btree order: fewest transmits, then largest message, then newest."""
+        items = [(tier, e) for (tier, _size), heap in self._buckets.items() for e in heap]
+        return sorted(items, key=lambda te: (te[0], -len(te[1][2]), te[1][0]))
 
-    def _insert(self, entry: _Entry) -> None:
-        tier, size = entry[1], len(entry[3])
+    def _insert(self, entry: _Entry, tier: int) -> None:
+        size = len(entry[2])
         heap = self._buckets.get((tier, size))
         if heap is None:
             heap = self._buckets[tier, size] = []
@@ -170,32 +188,38 @@ class BroadcastQueue:
             bisect.insort(lens, size)
         heapq.heappush(heap, entry)
         self._len += 1
-        if entry[2] is not None:
-            self._by_key[entry[2]] = entry
 
-    def _remove(self, entry: _Entry) -> None:
-        """Take one entry out of the middle of its bucket (invalidation, prune): rare, so O(bucket) is fine."""
-        tier, size = entry[1], len(entry[3])
-        heap = self._buckets[tier, size]
-        idx = next(i for i, e in enumerate(heap) if e is entry)
+    def _remove(self, entry: _Entry, tier: int | None = None) -> None:
+        """Take one entry out of the middle of its bucket (invalidation, prune): rare, so O(bucket) is fine.
+        Without `tier` the entry is looked for in each tier's bucket of its size (at most L + 1 of them)."""
+        size = len(entry[2])
+        tiers = self._tiers if tier is None else (tier,)
+        for t in tiers:
+            heap = self._buckets.get((t, size))
+            idx = None if heap is None else next((i for i, e in enumerate(heap) if e is entry), None)
+            if idx is not None:
+                break
+        else:
+            raise KeyError("broadcast not queued")
+        assert heap is not None
         last = heap.pop()
         if idx < len(heap):
             heap[idx] = last
             heapq.heapify(heap)
         if not heap:
-            del self._buckets[tier, size]
-            lens = self._lens[tier]
+            del self._buckets[t, size]
+            lens = self._lens[t]
             lens.remove(size)
             if not lens:
-                del self._lens[tier]
-                self._tiers.remove(tier)
+                del self._lens[t]
+                self._tiers.remove(t)
         self._len -= 1
-        key = entry[2]
+        key = entry[1]
         if key is not None and self._by_key.get(key) is entry:
             del self._by_key[key]
 
 
 def _finish(entry: _Entry) -> None:
     """Notify the owner once the queue no longer holds the broadcast (state is consistent by then)."""
-    if entry[4] is not None:
-        entry[4]()
+    if len(entry) > 3:
+        entry[3]()

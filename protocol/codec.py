@@ -9,6 +9,7 @@ label, compression) lives in protocol/packets.py.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import attrs
@@ -284,11 +285,32 @@ class PushPull:
     TYPE: ClassVar[MessageType] = MessageType.PUSH_PULL
 
     def body(self) -> bytes:
-        header = {"Join": bool(self.join), "Nodes": len(self.nodes), "UserStateLen": len(self.user_state)}
-        parts = [packb(header)]
-        parts.extend(_node_body(n) for n in self.nodes)
-        parts.append(bytes(self.user_state))
-        return b"".join(parts)
+        return _push_pull_body(self.join, [_node_body(n) for n in self.nodes], self.user_state)
+
+
+def _push_pull_body(join: bool, bodies: list[bytes], user_state: bytes) -> bytes:
+    header = {"Join": bool(join), "Nodes": len(bodies), "UserStateLen": len(user_state)}
+    return b"".join((packb(header), *bodies, bytes(user_state)))
+
+
+#: (name, packed addr, port, meta, incarnation, state, vsn): a PushNodeState's fields, as encode_push_pull takes them
+NodeRow = tuple[str, bytes, int, bytes, int, int, bytes]
+
+
+def encode_push_pull(join: bool, rows: Iterable[NodeRow], user_state: bytes = b"") -> bytes:
+    """The bytes of ``encode(PushPull(join, tuple(PushNodeState(*r) for r in rows), user_state))``, each distinct
+    row's body looked up by the plain tuple rather than built as a PushNodeState: a push/pull carries every member,
+    and a round of syncs in an N-member simulation encodes N^2 rows, nearly all seen before (issue 14)."""
+    bodies = []
+    for row in rows:
+        body = _ROW_BODIES.get(row)
+        if body is None:
+            body = _node_body(PushNodeState(*row))
+            if len(_ROW_BODIES) >= _NODE_CACHE_MAX:
+                _ROW_BODIES.clear()
+            _ROW_BODIES[row] = body
+        bodies.append(body)
+    return bytes([MessageType.PUSH_PULL]) + _push_pull_body(join, bodies, user_state)
 
 
 # Push/pull carries every member's state, and in one process (the simulator) N members push and pull the same
@@ -296,6 +318,8 @@ class PushPull:
 _NODE_CACHE_MAX = 1 << 16
 _NODE_BODIES: dict[PushNodeState, bytes] = {}
 _NODE_DECODED: dict[tuple[Any, ...], PushNodeState] = {}
+_ROW_BODIES: dict[NodeRow, bytes] = {}
+_NODE_BY_BYTES: dict[bytes, PushNodeState] = {}
 
 
 def _node_body(n: PushNodeState) -> bytes:
@@ -306,6 +330,21 @@ def _node_body(n: PushNodeState) -> bytes:
             _NODE_BODIES.clear()
         _NODE_BODIES[n] = body
     return body
+
+
+def _node_from_bytes(raw: bytes, i: int) -> PushNodeState:
+    """One push/pull node state from its msgpack bytes, decoded once per distinct bytes in the process."""
+    node = _NODE_BY_BYTES.get(raw)
+    if node is None:
+        try:
+            obj = msgpack.unpackb(raw, raw=True, strict_map_key=False, use_list=False)
+        except Exception as exc:
+            raise DecodeError(f"push/pull node state {i}: invalid msgpack: {type(exc).__name__}: {exc}") from None
+        node = _node_from_obj(obj)
+        if len(_NODE_BY_BYTES) >= _NODE_CACHE_MAX:
+            _NODE_BY_BYTES.clear()
+        _NODE_BY_BYTES[raw] = node
+    return node
 
 
 def _node_from_obj(obj: Any) -> PushNodeState:
@@ -402,7 +441,8 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
 
 
 class StreamDecoder:
-    """A plain TCP stream's bytes in, one message out, each byte parsed once (the h11 shape: feed, then ask).
+    """A plain TCP stream's bytes in, one message out, each byte parsed once (the h11 shape: feed, then ask); a
+    push/pull's node states are skipped over and decoded only if their bytes were not met before.
 
     ``feed(chunk)`` returns the message once its last byte has arrived, else None; DecodeError as soon as the
     bytes cannot be a message. One resumable msgpack Unpacker holds the partial state, so a stream read in 1-byte
@@ -417,6 +457,7 @@ class StreamDecoder:
         self._nodes: list[PushNodeState] = []
         self._raw = bytearray()
         self._raw_len = 0
+        self._seen = bytearray()  # every byte fed, to look node states up by their bytes
         self.message: Message | None = None
         self.fed = 0
         self.waiting_for = "need the message type byte"  # why the last feed returned None
@@ -432,17 +473,22 @@ class StreamDecoder:
         if data:
             self.fed += len(data)
             self._unpacker.feed(data)
+            self._seen += data
         self.message = self._advance()
         return self.message
 
     def _value(self, what: str) -> Any:
         try:
             return self._unpacker.unpack()
-        except msgpack.OutOfData:
-            raise Incomplete(what) from None
         except Exception as exc:
-            pos = self._unpacker.tell()
-            raise DecodeError(f"{what}: invalid msgpack near offset {pos}: {type(exc).__name__}: {exc}") from None
+            raise self._failed(what, exc) from None
+
+    def _failed(self, what: str, exc: Exception) -> Exception:
+        """What an unpack error means: the value is not all here yet, or the bytes are not msgpack."""
+        if isinstance(exc, msgpack.OutOfData):
+            return Incomplete(what)
+        pos = self._unpacker.tell()
+        return DecodeError(f"{what}: invalid msgpack near offset {pos}: {type(exc).__name__}: {exc}")
 
     def _advance(self) -> Message | None:
         try:
@@ -471,9 +517,16 @@ class StreamDecoder:
                 if not 0 <= user_len <= MAX_PUSH_STATE_BYTES:
                     raise DecodeError(f"push/pull header: user state length {user_len} out of range")
                 self._raw_len = user_len
-            while len(self._nodes) < self._header["nodes"]:
-                i = len(self._nodes)
-                self._nodes.append(_node_from_obj(self._value(f"push/pull node state {i}")))
+            nodes, count, unpacker, seen = self._nodes, self._header["nodes"], self._unpacker, self._seen
+            while len(nodes) < count:
+                # Each node state is skipped over and looked up by its bytes; only bytes not seen before are
+                # decoded (a push/pull carries every member: in a simulation N^2 states a round, nearly all seen).
+                start = unpacker.tell()
+                try:
+                    unpacker.skip()
+                except Exception as exc:
+                    raise self._failed(f"push/pull node state {len(nodes)}", exc) from None
+                nodes.append(_node_from_bytes(bytes(seen[start : unpacker.tell()]), len(nodes)))
             self._read_raw()
             return PushPull(self._header["join"], tuple(self._nodes), bytes(self._raw))
         if mtype == MessageType.USER:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from protocol.codec import Alive, Dead, DecodeError, ErrResp, PushNodeState, PushPull, Suspect, encode
+from protocol.codec import Alive, Dead, DecodeError, ErrResp, PushNodeState, PushPull, Suspect, encode_push_pull
 from protocol.core import COMPOUND_HEADER_OVERHEAD, COMPOUND_OVERHEAD, Core, PendingStream
 from protocol.membership import Membership
 from protocol.outputs import JoinResult
@@ -119,11 +119,12 @@ class Gossip:
 
     def _local_push_pull(self, join: bool) -> bytes:
         core = self.core
-        states = tuple(
-            PushNodeState(s.name, core.packed(s.addr[0]), s.addr[1], s.meta, s.incarnation, int(s.state), s.vsn)
-            for s in (core.nodes[n] for n in core.order)
+        packed, nodes = core.packed, core.nodes
+        rows = (
+            (s.name, packed(s.addr[0]), s.addr[1], s.meta, s.incarnation, int(s.state), s.vsn)
+            for s in (nodes[n] for n in core.order)
         )
-        return encode(PushPull(join, states, core.delegate.local_state(join)))
+        return encode_push_pull(join, rows, core.delegate.local_state(join))
 
     def start_push_pull(self, now: float, addr: Addr, *, join: bool) -> None:
         core = self.core
@@ -186,9 +187,16 @@ class Gossip:
         # a call per state: a push/pull carries every member, and nearly all of them are known already
         nodes, local, port0 = core.nodes, core.name, core.addr[1]
         plain, stale = not core.custom["notify_alive"], 0
+        learn = self.membership.alive_node
         for r in pp.nodes:
             if plain and r.state == 0 and r.name != local:
                 current = nodes.get(r.name)
+                if current is None and r.incarnation > 0 and len(r.addr) in (4, 16):
+                    # a member we never heard of: straight to alive_node's first-learn path (_merge_one's checks
+                    # all pass for it: nothing known to be implausible against, the address decodes)
+                    port = r.port or port0
+                    learn(now, Alive(r.incarnation, r.name, r.addr, port, r.meta, r.vsn), (core.ip(r.addr), port))
+                    continue
                 if (
                     current is not None
                     and r.incarnation <= current.incarnation

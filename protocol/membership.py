@@ -26,6 +26,7 @@ from protocol.state import (
     Addr,
     NodeState,
     NodeStateType,
+    Notify,
     implausible_incarnation,
     judge_alive,
     judge_dead,
@@ -133,6 +134,10 @@ class Membership:
             and not core.custom["notify_alive"]
         ):
             return  # the common case, an old alive gossiped back to us: judge_alive's "stale" without a verdict
+        new_member = current is None and a.incarnation > 0 and a.node != core.name
+        if new_member and not core.custom["notify_alive"] and valid_versions(a.vsn):
+            self._learn(now, a, addr)
+            return
         if core.custom["notify_alive"] and valid_versions(a.vsn) and not (self.left and a.node == core.name):
             err = core.delegate.notify_alive(NodeState(a.node, addr, a.meta, a.incarnation, vsn=a.vsn))
             if err:
@@ -196,6 +201,19 @@ class Membership:
                 "addr-update",
             )
         core.notify(now, notify_after_alive(current.state, current.meta, new.meta), new)
+
+    def _learn(self, now: float, a: Alive, addr: Addr) -> None:
+        """judge_alive's APPLY for a member we have never heard of (rules 3 and 7: not us, incarnation above the
+        0 of the new record, valid versions), without the verdict, the placeholder DEAD record and its copy:
+        every member learns every other one once, N^2 times in all, the most frequent case after the stale one
+        (issue 14). Same records, broadcast and event as the general path."""
+        core = self.core
+        vsn = shared(a.vsn) if len(a.vsn) >= 6 else b""
+        new = NodeState(sys.intern(a.node), shared(addr), shared(a.meta), a.incarnation, NodeStateType.ALIVE, now, vsn)
+        self._add_node(new)
+        self.clear_suspicion(new.name)
+        core.broadcast(new.name, encoded_once(a))
+        core.notify(now, Notify.JOIN, new)
 
     def _conflict(self, now: float, current: NodeState, a: Alive, addr: Addr, reason: str) -> None:
         """A live name claimed from another address: first address wins; tell the delegate.

@@ -22,9 +22,21 @@ from protocol.state import NodeState, NodeStateType
 _SHARED_TAGS: dict[bytes, dict[str, str]] = {}
 _SHARED_IDENTS: dict[tuple[str, str, int, bytes, bytes], Member] = {}
 _SHARED_MAX = 1 << 16
+_SHARED_LTIMES: dict[int, int] = {}
 
 
-@attrs.define
+def _shared_ltime(ltime: int) -> int:
+    """One int object per Lamport time for every member record of every Serf in the process: status_ltime is per
+    pair of members, and a time decoded from each push/pull and intent is a fresh 32-byte int above 256."""
+    found = _SHARED_LTIMES.get(ltime)
+    if found is None:
+        if len(_SHARED_LTIMES) >= _SHARED_MAX:
+            _SHARED_LTIMES.clear()
+        found = _SHARED_LTIMES[ltime] = ltime
+    return found
+
+
+@attrs.define(weakref_slot=False)  # per pair of members, like NodeState: no slot nothing uses
 class MemberState:
     """serf's memberState: the member, its status, the Lamport time of its last intent and when it went away.
 
@@ -89,10 +101,10 @@ class MemberTable:
             ms = MemberState(self._ident(node), MemberStatus.ALIVE)
             intent = self._recent_intents.get(node.name)
             if intent is not None and intent.type == SerfMessageType.JOIN:
-                ms.status_ltime = intent.ltime
+                ms.status_ltime = _shared_ltime(intent.ltime)
             if intent is not None and intent.type == SerfMessageType.LEAVE:
                 ms.status = MemberStatus.LEAVING
-                ms.status_ltime = intent.ltime
+                ms.status_ltime = _shared_ltime(intent.ltime)
             self.members[node.name] = ms
         else:
             old = ms.status
@@ -173,7 +185,7 @@ class MemberTable:
             return self._upsert_intent(msg.node, SerfMessageType.JOIN, msg.ltime)
         if msg.ltime <= ms.status_ltime:
             return False
-        ms.status_ltime = msg.ltime
+        ms.status_ltime = _shared_ltime(msg.ltime)
         if ms.status == MemberStatus.LEAVING:  # the leave we saw was older than this join
             ms.status = MemberStatus.ALIVE
             self._core.events.append(MemberStatusChanged(ms.snapshot()))
@@ -193,7 +205,7 @@ class MemberTable:
             return False
         # Record the time even without a status change, or two peers rebroadcast each other forever
         # (consul#8179).
-        ms.status_ltime = msg.ltime
+        ms.status_ltime = _shared_ltime(msg.ltime)
         match ms.status:
             case MemberStatus.ALIVE:
                 ms.status = MemberStatus.LEAVING

@@ -346,7 +346,8 @@ def _struct(value: Any, what: str) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise SerfDecodeError(f"{what}: expected a map, got {type(value).__name__}")
-    return {_text(k, f"{what} key"): v for k, v in value.items()}
+    what_key = f"{what} key"  # once, not per key: a push/pull's StatusLTimes has one key per member
+    return {(go_str(k) if type(k) is bytes else _text(k, what_key)): v for k, v in value.items()}
 
 
 def _unpack(body: bytes, what: str) -> Any:
@@ -367,12 +368,20 @@ def _decode_user_events(value: Any) -> UserEventsAt | None:
     return UserEventsAt(_uint(s.get("LTime"), "userEvents.LTime"), records)
 
 
+def _ltimes(status: dict[str, Any]) -> dict[str, int]:
+    """StatusLTimes, checked as _uint checks each value; in one pass when all are plain uint64s (the map names
+    every member: N^2 entries a round of push/pulls in a simulation), naming the bad one otherwise."""
+    if all(type(v) is int and 0 <= v < 1 << 64 for v in status.values()):
+        return status
+    return {k: _uint(v, f"StatusLTimes[{k}]") for k, v in status.items()}
+
+
 def _decode_push_pull(s: dict[str, Any]) -> SerfPushPull:
     status = _struct(s.get("StatusLTimes"), "StatusLTimes")
     events = (_decode_user_events(e) for e in _array(s.get("Events"), "Events"))
     return SerfPushPull(
         ltime=_uint(s.get("LTime"), "LTime"),
-        status_ltimes={k: _uint(v, f"StatusLTimes[{k}]") for k, v in status.items()},
+        status_ltimes=_ltimes(status),
         left_members=tuple(_text(n, "LeftMembers") for n in _array(s.get("LeftMembers"), "LeftMembers")),
         event_ltime=_uint(s.get("EventLTime"), "EventLTime"),
         events=tuple(e for e in events if e is not None),

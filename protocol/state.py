@@ -57,9 +57,10 @@ class NodeStateType(enum.IntEnum):
     LEFT = 3
 
 
-@attrs.frozen
+@attrs.frozen(weakref_slot=False)
 class NodeState:
-    """Our view of one member (memberlist nodeState). Frozen so events can carry it safely."""
+    """Our view of one member (memberlist nodeState). Frozen so events can carry it safely. No weakref slot: every
+    member holds one about every other (N^2 in a simulation), and nothing refers to them weakly."""
 
     name: str
     addr: Addr
@@ -259,8 +260,18 @@ def verify_protocol(remote: list[tuple[str, NodeStateType, bytes]], local: list[
     """
     maxpmin = maxdmin = 0
     minpmax = mindmax = 255
-    for _name, state, vsn in remote:
-        if state != NodeStateType.ALIVE or len(vsn) == 0:
+    # Each distinct vector is judged once, in the order of its first node (the one an error names): a push/pull
+    # carries every member, nearly all with the same vector.
+    first_remote: dict[bytes, str] = {}
+    alive_remote: dict[bytes, None] = {}
+    alive = NodeStateType.ALIVE
+    for name, state, vsn in remote:
+        if vsn not in first_remote:
+            first_remote[vsn] = name
+        if state == alive and vsn not in alive_remote:
+            alive_remote[vsn] = None
+    for vsn in alive_remote:
+        if len(vsn) == 0:
             continue
         if len(vsn) < 6:
             return f"short version vector {list(vsn)}"
@@ -273,17 +284,21 @@ def verify_protocol(remote: list[tuple[str, NodeStateType, bytes]], local: list[
         v = bytes(vsn).ljust(6, b"\0")
         maxpmin, minpmax = max(maxpmin, v[0]), min(minpmax, v[1])
         maxdmin, mindmax = max(maxdmin, v[3]), min(mindmax, v[4])
-    checks = [(name, vsn[2] if len(vsn) > 2 else 0, vsn[5] if len(vsn) > 5 else 0) for name, _s, vsn in remote]
+    checks = [(name, _v(vsn, 2), _v(vsn, 5)) for vsn, name in first_remote.items()]
     first_with: dict[bytes, str] = {}
     for n in local:
         first_with.setdefault(n.vsn, n.name)
-    checks += [(name, vsn[2] if len(vsn) > 2 else 0, vsn[5] if len(vsn) > 5 else 0) for vsn, name in first_with.items()]
+    checks += [(name, _v(vsn, 2), _v(vsn, 5)) for vsn, name in first_with.items()]
     for name, pcur, dcur in checks:
         if pcur < maxpmin or pcur > minpmax:
             return f"Node '{name}' protocol version ({pcur}) is incompatible: [{maxpmin}, {minpmax}]"
         if dcur < maxdmin or dcur > mindmax:
             return f"Node '{name}' delegate protocol version ({dcur}) is incompatible: [{maxdmin}, {mindmax}]"
     return None
+
+
+def _v(vsn: bytes, i: int) -> int:
+    return vsn[i] if len(vsn) > i else 0
 
 
 def implausible_incarnation(current: NodeState | None, incarnation: int) -> bool:

@@ -1,0 +1,162 @@
+"""Issue 14's shortcuts for large simulations keep the protocol's semantics.
+
+Member records are N^2 in a simulation of N members in one process, so equal immutable values are shared between
+the members' records and the first word about a member takes a shorter path than the general alive rules. These
+tests pin that the shortcuts change nothing a member can observe: the same records, broadcasts and events as the
+general path, and no mutable state shared between two members.
+"""
+
+from __future__ import annotations
+
+import random
+
+from protocol.broadcast import BroadcastQueue
+from protocol.codec import Alive, PushNodeState, PushPull, decode, encode, encode_push_pull
+from protocol.config import Config
+from protocol.node import Node, NodeJoin
+from protocol.serf import MemberStatus, Serf
+from protocol.serf_messages import SerfPushPull, encode_message, encode_tags
+from protocol.state import NodeState, NodeStateType, verify_protocol
+
+CFG = Config.local()
+TAGS = {"role": "node", "dc": "sim"}
+
+
+def _node(name: str, i: int) -> Node:
+    node = Node(CFG, name=name, addr=(f"10.0.0.{i}", 7946), rng=random.Random(i), now=0.0)
+    node._core.broadcasts.reset()  # its own alive: only what it learns is looked at here
+    return node
+
+
+def _events(node: Node) -> list[object]:
+    out = []
+    while (ev := node.poll_event()) is not None:
+        out.append(ev)
+    return out
+
+
+def _alive(inc: int = 1, name: str = "x", meta: bytes = b"m") -> Alive:
+    return Alive(inc, name, bytes([10, 0, 0, 9]), 7946, meta, CFG.vsn)
+
+
+def test_a_member_heard_of_for_the_first_time_gets_the_general_rules_record_broadcast_and_event() -> None:
+    node = _node("a", 1)
+    _events(node)
+    alive = _alive(3)
+    node.handle_datagram(2.5, ("10.0.0.9", 7946), encode(alive))
+    core = node._core
+    rec = core.nodes["x"]
+    assert rec == NodeState("x", ("10.0.0.9", 7946), b"m", 3, NodeStateType.ALIVE, 2.5, CFG.vsn)
+    assert "x" in core.order and len(core.order) == 2
+    queued = core.broadcasts.snapshot()
+    assert [(q.key, q.msg, q.transmits) for q in queued] == [("x", encode(alive), 0)]
+    assert [ev for ev in _events(node) if isinstance(ev, NodeJoin)] == [NodeJoin(rec)]
+    # the same alive again is stale: nothing new queued, no second event
+    node.handle_datagram(2.6, ("10.0.0.9", 7946), encode(alive))
+    assert len(core.broadcasts) == 1 and not [ev for ev in _events(node) if isinstance(ev, NodeJoin)]
+
+
+def test_an_alive_at_incarnation_zero_about_a_stranger_still_takes_the_general_path() -> None:
+    # memberlist records the stranger DEAD at incarnation 0 and then finds the alive stale: no join, no broadcast
+    node = _node("a", 1)
+    _events(node)
+    node.handle_datagram(1.0, ("10.0.0.9", 7946), encode(_alive(0)))
+    rec = node._core.nodes["x"]
+    assert (rec.state, rec.incarnation) == (NodeStateType.DEAD, 0)
+    assert len(node._core.broadcasts) == 0
+    assert not [ev for ev in _events(node) if isinstance(ev, NodeJoin)]
+
+
+def test_an_alive_with_bad_versions_about_a_stranger_is_ignored() -> None:
+    node = _node("a", 1)
+    node.handle_datagram(1.0, ("10.0.0.9", 7946), encode(Alive(1, "x", bytes([10, 0, 0, 9]), 7946, b"", bytes(6))))
+    assert "x" not in node._core.nodes and len(node._core.broadcasts) == 0
+
+
+def test_two_members_share_immutable_values_but_no_record_or_queue() -> None:
+    a, b = _node("a", 1), _node("b", 2)
+    for n in (a, b):
+        n.handle_datagram(1.0, ("10.0.0.9", 7946), encode(_alive(1, meta=b"meta-x")))
+    ra, rb = a._core.nodes["x"], b._core.nodes["x"]
+    assert ra is not rb and ra.meta is rb.meta and ra.addr is rb.addr  # values shared, records not
+    qa, qb = a._core.broadcasts, b._core.broadcasts
+    assert qa is not qb
+    # transmitting from one queue leaves the other's counts alone
+    sent = qa.get_broadcasts(2, 1400, 2)
+    assert sent == [encode(_alive(1, meta=b"meta-x"))]
+    assert [q.transmits for q in qa.snapshot()] == [1]
+    assert [q.transmits for q in qb.snapshot()] == [0]
+    # a newer word about x in a's queue does not touch b's
+    a.handle_datagram(2.0, ("10.0.0.9", 7946), encode(_alive(2, meta=b"meta-x2")))
+    assert [decode(q.msg).incarnation for q in qa.snapshot()] == [2]
+    assert [decode(q.msg).incarnation for q in qb.snapshot()] == [1]
+    assert b._core.nodes["x"].incarnation == 1 and b._core.nodes["x"].meta == b"meta-x"
+
+
+def _serf(name: str, i: int) -> Serf:
+    return Serf(CFG, name=name, addr=(f"10.0.1.{i}", 7946), rng=random.Random(i), now=0.0, tags=TAGS)
+
+
+def _push_pull(names: list[str]) -> PushPull:
+    meta = encode_tags(TAGS)
+    nodes = tuple(PushNodeState(n, bytes([10, 0, 2, i + 1]), 7946, meta, 1, 0, CFG.vsn) for i, n in enumerate(names))
+    user = encode_message(SerfPushPull(5000, {n: 1000 + i for i, n in enumerate(names)}))
+    return PushPull(False, nodes, user)
+
+
+def test_serf_member_records_learned_from_a_push_pull_are_separate_per_serf() -> None:
+    s1, s2 = _serf("s1", 1), _serf("s2", 2)
+    for s in (s1, s2):
+        s.node._gossip._merge_remote_state(1.0, _push_pull(["p", "q"]))
+    m1, m2 = s1._table.members["p"], s2._table.members["p"]
+    assert m1 is not m2 and m1.ident is m2.ident  # the name/address/tags record is shared, the state is not
+    # each push/pull decodes fresh ints: the Lamport times kept are one object per value for all records
+    assert m1.status_ltime == 1000 and m1.status_ltime is m2.status_ltime
+    assert s1.member("p").status == s2.member("p").status == MemberStatus.ALIVE
+    m1.status = MemberStatus.FAILED
+    assert s2.member("p").status == MemberStatus.ALIVE
+    handed_out = s1.member("q")
+    handed_out.tags["role"] = "changed"  # a caller's copy: neither the shared record nor the other serf sees it
+    assert s1.member("q").tags == TAGS and s2.member("q").tags == TAGS
+    # each learned member was queued for gossip in each serf's own queue, by name
+    keys1 = {q.key for q in s1.node._core.broadcasts.snapshot()}
+    assert {"p", "q"} <= keys1
+
+
+def test_a_queue_entry_gives_back_the_bytes_it_was_given_through_every_transmit() -> None:
+    q = BroadcastQueue(retransmit_mult=1)  # 1 * ceil(log10(n + 1)) = 1 transmit for n = 2... use n = 20: 2
+    msgs = {f"k{i}": bytes([i]) * (10 + i % 3) for i in range(6)}
+    finished: list[str] = []
+    for k, m in msgs.items():
+        q.queue(k, bytearray(m), lambda k=k: finished.append(k))
+    seen: list[bytes] = []
+    while len(q):
+        seen.extend(q.get_broadcasts(2, 40, 20))
+    assert sorted(seen) == sorted(list(msgs.values()) * 2)
+    assert all(type(m) is bytes for m in seen)
+    assert sorted(finished) == sorted(msgs)
+
+
+def test_a_push_pull_encoded_from_rows_is_the_same_bytes_as_from_node_states() -> None:
+    meta = encode_tags(TAGS)
+    rows = [
+        ("a", bytes([10, 0, 0, 1]), 7946, meta, 1, 0, CFG.vsn),
+        ("b", bytes([10, 0, 0, 2]), 8301, b"", 7, 2, CFG.vsn),
+        ("c", bytes(16), 7946, meta, 3, 3, b""),
+    ]
+    want = encode(PushPull(True, tuple(PushNodeState(*r) for r in rows), b"user"))
+    assert encode_push_pull(True, rows, b"user") == want
+    assert encode_push_pull(True, iter(rows), b"user") == want  # again, from the row cache
+    changed = [*rows[:2], ("c", bytes(16), 7946, meta, 4, 3, b"")]  # one field differs: not the cached body
+    want = encode(PushPull(True, tuple(PushNodeState(*r) for r in changed), b"user"))
+    assert encode_push_pull(True, changed, b"user") == want
+
+
+def test_verify_protocol_names_the_first_incompatible_node_in_push_order() -> None:
+    good, bad, worse = CFG.vsn, bytes((1, 5, 9, 2, 5, 4)), bytes((1, 5, 2, 2, 5, 9))
+    A = NodeStateType.ALIVE
+    remote = [("r1", A, good), ("r2", A, worse), ("r3", A, bad), ("r4", A, worse)]
+    local = [NodeState("l1", ("10.0.0.1", 1), vsn=good, state=A)]
+    assert verify_protocol(remote, local) == "Node 'r2' delegate protocol version (9) is incompatible: [2, 5]"
+    assert verify_protocol([("r1", A, good), ("r3", A, bad), ("r2", A, worse)], local).startswith("Node 'r3'")
+    assert verify_protocol([("r1", A, good)] * 3, local) is None
