@@ -458,6 +458,7 @@ class StreamDecoder:
         self._raw = bytearray()
         self._raw_len = 0
         self._seen = bytearray()  # every byte fed, to look node states up by their bytes
+        self._node_start: int | None = None  # where the node state being skipped began (kept across feeds)
         self.message: Message | None = None
         self.fed = 0
         self.waiting_for = "need the message type byte"  # why the last feed returned None
@@ -521,12 +522,16 @@ class StreamDecoder:
             while len(nodes) < count:
                 # Each node state is skipped over and looked up by its bytes; only bytes not seen before are
                 # decoded (a push/pull carries every member: in a simulation N^2 states a round, nearly all seen).
-                start = unpacker.tell()
+                # The start is kept until the skip succeeds: msgpack's tell() moves on a skip that ran out of data
+                # (the skip itself resumes correctly once more bytes are fed).
+                if self._node_start is None:
+                    self._node_start = unpacker.tell()
                 try:
                     unpacker.skip()
                 except Exception as exc:
                     raise self._failed(f"push/pull node state {len(nodes)}", exc) from None
-                nodes.append(_node_from_bytes(bytes(seen[start : unpacker.tell()]), len(nodes)))
+                nodes.append(_node_from_bytes(bytes(seen[self._node_start : unpacker.tell()]), len(nodes)))
+                self._node_start = None
             self._read_raw()
             return PushPull(self._header["join"], tuple(self._nodes), bytes(self._raw))
         if mtype == MessageType.USER:
