@@ -26,6 +26,7 @@ from protocol.broadcast import BroadcastQueue
 from protocol.codec import DecodeError, MessageType, encode
 from protocol.config import Config
 from protocol.delegate import Delegate
+from protocol.framing import label_overhead
 from protocol.keyring import Keyring, encrypt_overhead
 from protocol.outputs import Datagram, Diagnostic, NodeEvent, NodeJoin, NodeLeave, NodeUpdate, StreamOpen, Transmit
 from protocol.state import Addr, NodeState, Notify
@@ -242,9 +243,11 @@ class Core:
         ring = self.keyring
         return ring if ring is not None and ring.enabled and self.config.gossip_verify_outgoing else None
 
-    def encrypt_overhead(self) -> int:
-        """memberlist subtracts encryptOverhead(vsn) from the piggyback budget whenever a keyring is set."""
-        return encrypt_overhead(1) if self.keyring is not None and self.keyring.enabled else 0
+    def packet_overhead(self) -> int:
+        """What memberlist takes off a packet's piggyback budget besides the compound header: labelOverhead (the
+        label's header, when there is one) and, whenever a keyring is set, encryptOverhead(vsn)."""
+        sealed = encrypt_overhead(1) if self.keyring is not None and self.keyring.enabled else 0
+        return label_overhead(self.config.label) + sealed
 
     def raw_send(self, addr: Addr, msgs: list[bytes], node: NodeState | None) -> None:
         """One UDP packet of `msgs` (compound if several), CRC'd when the target understands v5."""
@@ -263,7 +266,7 @@ class Core:
 
     def send_msg(self, addr: Addr, msg: bytes, node: NodeState | None = None) -> None:
         """memberlist sendMsg: piggyback whatever broadcasts fit in the rest of the packet."""
-        avail = self.config.udp_buffer_size - len(msg) - COMPOUND_HEADER_OVERHEAD - self.encrypt_overhead()
+        avail = self.config.udp_buffer_size - len(msg) - COMPOUND_HEADER_OVERHEAD - self.packet_overhead()
         extra = self.get_broadcasts(COMPOUND_OVERHEAD, avail)
         self.raw_send(addr, [msg, *extra], node)
 

@@ -113,6 +113,11 @@ def check_crc(data: bytes) -> bytes:
     return rest
 
 
+def label_overhead(label: str) -> int:
+    """The bytes `add_label` puts in front of a packet (memberlist's labelOverhead)."""
+    return 2 + len(go_bytes(label)) if label else 0
+
+
 def add_label(data: bytes, label: str) -> bytes:
     """type 244 + uint8 length + label; no header at all for the empty label (as memberlist)."""
     if not label:

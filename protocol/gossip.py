@@ -67,7 +67,7 @@ class Gossip:
                 return now - n.state_change > cfg.gossip_to_the_dead_time
             return True
 
-        avail = cfg.udp_buffer_size - COMPOUND_HEADER_OVERHEAD - core.encrypt_overhead()
+        avail = cfg.udp_buffer_size - COMPOUND_HEADER_OVERHEAD - core.packet_overhead()
         for node in core.k_random(cfg.gossip_nodes, exclude):
             msgs = core.get_broadcasts(COMPOUND_OVERHEAD, avail)
             if not msgs:

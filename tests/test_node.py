@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import attrs
 import pytest
 from simnet import SimNet
 
@@ -401,3 +402,22 @@ def test_a_stalled_prober_waits_for_its_indirect_acks_before_suspecting():
     assert failed == []
     assert n0.get("n1").state == NodeStateType.ALIVE
     assert n0.stats["internal_error"] == 0
+
+
+def test_a_labeled_node_fills_packets_to_memberlists_budget_not_past_it():
+    """memberlist takes the label's header (2 + its length) off the piggyback budget, as it does the encryption
+    overhead, so a labeled node's packets are no larger on the wire than an unlabeled node's can be: at most the
+    UDP buffer size plus 2 (the ack's own compound entry) plus 5 (the CRC header)."""
+    label = "a-rather-long-cluster-label"
+    most = CFG.udp_buffer_size + 2 + 5
+    for config in (CFG, attrs.evolve(CFG, label=label)):
+        node = Node(config, name="a", addr=("10.0.0.1", 7946), rng=random.Random(1), now=0.0)
+        for i in range(2, 120):  # every member learned is queued to be gossiped: far more than one packet holds
+            alive = encode(Alive(1, f"m{i:03d}", bytes([10, 0, i >> 8, i & 255]), 7946, b"", CFG.vsn))
+            node.handle_datagram(0.0, ("10.0.0.2", 7946), packets.add_label(alive, config.label))
+        ping = encode(Ping(1, "a", bytes([10, 0, 0, 2]), 7946, "m002"))
+        node.handle_datagram(0.0, ("10.0.0.2", 7946), packets.add_label(ping, config.label))  # an ack piggybacks
+        node.gossip_now(0.0)
+        sent = [tx.data for tx in iter(node.poll_transmit, None) if isinstance(tx, Datagram)]
+        assert len(sent) >= 2 and all(packets.strip_label(d)[0] == config.label for d in sent)
+        assert most - 40 < max(len(d) for d in sent) <= most, (config.label, sorted(len(d) for d in sent))
