@@ -19,6 +19,7 @@ from typing import Any
 
 import attrs
 
+from protocol.interning import NEG_IDS
 from protocol.suspicion import retransmit_limit
 
 OnFinished = Callable[[], None]
@@ -32,10 +33,6 @@ OnFinished = Callable[[], None]
 _Entry = tuple[Any, ...]
 
 
-# The negated ids of every queue in the process are the same int objects up to _SHARED_IDS (each queue counts
-# from 1): an int above 256 is a 32-byte object, and every member of a large simulation queues thousands.
-_SHARED_IDS = 1 << 16
-_NEG_IDS = [-i for i in range(_SHARED_IDS)]
 
 
 @attrs.frozen(eq=False)
@@ -78,7 +75,8 @@ class BroadcastQueue:
         `on_finished` runs once, when the broadcast retires, is invalidated, pruned or reset.
         """
         self._next_id += 1
-        neg_id = _NEG_IDS[self._next_id] if self._next_id < _SHARED_IDS else -self._next_id
+        n = self._next_id
+        neg_id = NEG_IDS[n] if n < len(NEG_IDS) else -n  # shared int objects in a simulation (interning.py)
         msg = bytes(msg)
         entry: _Entry = (neg_id, key, msg) if on_finished is None else (neg_id, key, msg, on_finished)
         old = None

@@ -31,6 +31,7 @@ from protocol.go_msgpack import (
     unpackb,
 )
 from protocol.go_msgpack import go_field as _f  # short: every line of the field tables below uses it
+from protocol.interning import bounded_put
 
 __all__ = [
     "GO_STRING_ERRORS",
@@ -305,17 +306,13 @@ def encode_push_pull(join: bool, rows: Iterable[NodeRow], user_state: bytes = b"
     for row in rows:
         body = _ROW_BODIES.get(row)
         if body is None:
-            body = _node_body(PushNodeState(*row))
-            if len(_ROW_BODIES) >= _NODE_CACHE_MAX:
-                _ROW_BODIES.clear()
-            _ROW_BODIES[row] = body
+            body = bounded_put(_ROW_BODIES, row, _node_body(PushNodeState(*row)))
         bodies.append(body)
     return bytes([MessageType.PUSH_PULL]) + _push_pull_body(join, bodies, user_state)
 
 
 # Push/pull carries every member's state, and in one process (the simulator) N members push and pull the same
-# states over and over: each distinct one is encoded and decoded once (immutable values; bounded).
-_NODE_CACHE_MAX = 1 << 16
+# states over and over: each distinct one is encoded and decoded once (immutable values; interning.py's bound).
 _NODE_BODIES: dict[PushNodeState, bytes] = {}
 _NODE_DECODED: dict[tuple[Any, ...], PushNodeState] = {}
 _ROW_BODIES: dict[NodeRow, bytes] = {}
@@ -325,10 +322,7 @@ _NODE_BY_BYTES: dict[bytes, PushNodeState] = {}
 def _node_body(n: PushNodeState) -> bytes:
     body = _NODE_BODIES.get(n)
     if body is None:
-        body = n.body()
-        if len(_NODE_BODIES) >= _NODE_CACHE_MAX:
-            _NODE_BODIES.clear()
-        _NODE_BODIES[n] = body
+        body = bounded_put(_NODE_BODIES, n, n.body())
     return body
 
 
@@ -340,10 +334,7 @@ def _node_from_bytes(raw: bytes, i: int) -> PushNodeState:
             obj = msgpack.unpackb(raw, raw=True, strict_map_key=False, use_list=False)
         except Exception as exc:
             raise DecodeError(f"push/pull node state {i}: invalid msgpack: {type(exc).__name__}: {exc}") from None
-        node = _node_from_obj(obj)
-        if len(_NODE_BY_BYTES) >= _NODE_CACHE_MAX:
-            _NODE_BY_BYTES.clear()
-        _NODE_BY_BYTES[raw] = node
+        node = bounded_put(_NODE_BY_BYTES, raw, _node_from_obj(obj))
     return node
 
 
@@ -357,9 +348,7 @@ def _node_from_obj(obj: Any) -> PushNodeState:
     if node is None:
         node = PushNodeState.from_obj(obj)
         if key is not None:
-            if len(_NODE_DECODED) >= _NODE_CACHE_MAX:
-                _NODE_DECODED.clear()
-            _NODE_DECODED[key] = node
+            bounded_put(_NODE_DECODED, key, node)
     return node
 
 

@@ -27,6 +27,7 @@ from protocol.codec import DecodeError, MessageType, encode
 from protocol.config import Config
 from protocol.delegate import Delegate
 from protocol.framing import label_overhead
+from protocol.interning import bounded_put
 from protocol.keyring import Keyring, encrypt_overhead
 from protocol.outputs import Datagram, Diagnostic, NodeEvent, NodeJoin, NodeLeave, NodeUpdate, StreamOpen, Transmit
 from protocol.state import Addr, NodeState, Notify
@@ -72,24 +73,16 @@ def _addr_text(packed: bytes) -> str:
 # Member records are per pair of members (every member holds one about every other): N^2 of them. The values they
 # hold are mostly equal across records (the same address text, meta and versions, learned by every member), so
 # they are shared rather than decoded into a copy per record (issue 14: 5,000 members in one process). Shared by
-# every Node in the process (all immutable values), bounded so hostile input cannot grow them without end.
-_SHARED_MAX = 1 << 16
+# every Node in the process (all immutable values), bounded (interning.py) so hostile input cannot grow them.
 _ADDR_TEXT: dict[bytes, str] = {}
 _ADDR_PACKED: dict[str, bytes] = {}
 _SHARED_VALUES: dict[Any, Any] = {}
 
 
-def _bounded_put(cache: dict[Any, Any], key: Any, value: Any) -> Any:
-    if len(cache) >= _SHARED_MAX:
-        cache.clear()
-    cache[key] = value
-    return value
-
-
 def shared(value: Any) -> Any:
     """One copy of equal immutable values (meta, versions, address tuples, encoded alives) for all holders."""
     found = _SHARED_VALUES.get(value)
-    return found if found is not None else _bounded_put(_SHARED_VALUES, value, value)
+    return found if found is not None else bounded_put(_SHARED_VALUES, value, value)
 
 
 _ENCODED: dict[Any, bytes] = {}
@@ -99,7 +92,7 @@ def encoded_once(msg: Any) -> bytes:
     """encode(msg) once per distinct (frozen, hashable) message in the process: every member re-broadcasts every
     alive it applies, so N members applying one alive encode it once."""
     raw = _ENCODED.get(msg)
-    return raw if raw is not None else _bounded_put(_ENCODED, msg, shared(encode(msg)))
+    return raw if raw is not None else bounded_put(_ENCODED, msg, shared(encode(msg)))
 
 
 class Core:
@@ -225,13 +218,13 @@ class Core:
     def packed(self, text: str) -> bytes:
         packed = _ADDR_PACKED.get(text)
         if packed is None:
-            packed = _bounded_put(_ADDR_PACKED, text, ipaddress.ip_address(text).packed)
+            packed = bounded_put(_ADDR_PACKED, text, ipaddress.ip_address(text).packed)
         return packed
 
     def ip(self, packed: bytes) -> str:
         text = _ADDR_TEXT.get(packed)
         if text is None:
-            text = _bounded_put(_ADDR_TEXT, bytes(packed), _addr_text(packed))
+            text = bounded_put(_ADDR_TEXT, bytes(packed), _addr_text(packed))
         return text
 
     # ----------------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from protocol.go_msgpack import go_str, unpackb
+from protocol.interning import bounded_put
 from protocol.node import Delegate
 from protocol.serf_coordinates import Coordinates
 from protocol.serf_core import LEVEL_DEBUG, LEVEL_ERROR, LEVEL_WARN, SerfCore
@@ -44,17 +45,13 @@ from protocol.state import NodeState
 # Bounded, holding immutable values only.
 _INTENT_TYPES = frozenset((SerfMessageType.LEAVE, SerfMessageType.JOIN))
 _INTENTS: dict[bytes, tuple[bytes, JoinIntent | LeaveIntent]] = {}
-_INTENTS_MAX = 1 << 16
 
 
 def _decode_intent(payload: bytes) -> tuple[bytes, Any]:
     """decode_message for a join or leave intent, once per distinct payload: (the shared bytes, the message)."""
     found = _INTENTS.get(payload)
     if found is None:
-        found = (payload, decode_message(payload))
-        if len(_INTENTS) >= _INTENTS_MAX:
-            _INTENTS.clear()
-        _INTENTS[payload] = found
+        found = bounded_put(_INTENTS, payload, (payload, decode_message(payload)))
     return found
 
 

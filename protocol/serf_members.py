@@ -14,6 +14,7 @@ from collections.abc import Callable
 import attrs
 
 from protocol.broadcast import BroadcastQueue
+from protocol.interning import bounded_put
 from protocol.serf_core import LEVEL_DEBUG, LEVEL_ERROR, LEVEL_INFO, LEVEL_WARN, SerfCore, SerfState
 from protocol.serf_events import EventKind, Member, MemberStatus, MemberStatusChanged
 from protocol.serf_messages import JoinIntent, LeaveIntent, SerfMessageType, decode_tags, encode_message
@@ -21,7 +22,6 @@ from protocol.state import NodeState, NodeStateType
 
 _SHARED_TAGS: dict[bytes, dict[str, str]] = {}
 _SHARED_IDENTS: dict[tuple[str, str, int, bytes, bytes], Member] = {}
-_SHARED_MAX = 1 << 16
 _SHARED_LTIMES: dict[int, int] = {}
 
 
@@ -30,9 +30,7 @@ def _shared_ltime(ltime: int) -> int:
     pair of members, and a time decoded from each push/pull and intent is a fresh 32-byte int above 256."""
     found = _SHARED_LTIMES.get(ltime)
     if found is None:
-        if len(_SHARED_LTIMES) >= _SHARED_MAX:
-            _SHARED_LTIMES.clear()
-        found = _SHARED_LTIMES[ltime] = ltime
+        found = bounded_put(_SHARED_LTIMES, ltime, ltime)
     return found
 
 
@@ -154,9 +152,7 @@ class MemberTable:
             ident = Member(node.name, node.addr[0], node.addr[1], tags, MemberStatus.NONE, *vsn.ljust(6, b"\0")[:6])
             if tags is not _SHARED_TAGS.get(meta):
                 return ident  # undecodable meta (counted): not worth a shared entry
-            if len(_SHARED_IDENTS) >= _SHARED_MAX:
-                _SHARED_IDENTS.clear()
-            _SHARED_IDENTS[key] = ident
+            bounded_put(_SHARED_IDENTS, key, ident)
         return ident
 
     def _decode_tags(self, meta: bytes) -> dict[str, str]:
@@ -170,9 +166,7 @@ class MemberTable:
             if error is not None:
                 self._core.drop_malformed(LEVEL_ERROR, f"serf: {error}")
                 return tags
-            if len(_SHARED_TAGS) >= _SHARED_MAX:
-                _SHARED_TAGS.clear()
-            _SHARED_TAGS[meta] = tags
+            bounded_put(_SHARED_TAGS, meta, tags)
         return tags
 
     # ------------------------------------------------------------------ intents (Lamport-ordered)

@@ -55,6 +55,7 @@ from typing import Any
 import attrs
 
 from protocol.config import Config
+from protocol.interning import share_widely
 from protocol.node import Datagram, Delegate, Diagnostic, Node, StreamOpen
 
 Addr = tuple[str, int]
@@ -102,6 +103,7 @@ class SimNet:
         keep_log: bool = True,
         hashed_latency: bool = False,
     ) -> None:
+        share_widely()  # many members in one process: the simulator's tables, shared queue ids (interning.py)
         self.seed = seed
         self.rng = random.Random(seed)
         self.now = 0.0

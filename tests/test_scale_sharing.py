@@ -9,7 +9,10 @@ general path, and no mutable state shared between two members.
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 
+from protocol import interning
 from protocol.broadcast import BroadcastQueue
 from protocol.codec import Alive, PushNodeState, PushPull, decode, encode, encode_push_pull
 from protocol.config import Config
@@ -160,3 +163,16 @@ def test_verify_protocol_names_the_first_incompatible_node_in_push_order() -> No
     assert verify_protocol(remote, local) == "Node 'r2' delegate protocol version (9) is incompatible: [2, 5]"
     assert verify_protocol([("r1", A, good), ("r3", A, bad), ("r2", A, worse)], local).startswith("Node 'r3'")
     assert verify_protocol([("r1", A, good)] * 3, local) is None
+
+
+def test_an_agent_process_keeps_small_tables_and_the_simulator_widens_them() -> None:
+    """A process that never calls share_widely (an agent) shares no queue ids and bounds each table at
+    AGENT_LIMIT entries (a simulator's tables cost an agent 2.5 MiB of ids alone); share_widely grows the shared
+    ids in place, so a queue module's reference sees them; a full table is cleared, never grown past its bound."""
+    probe = (
+        "import protocol.serf, protocol.interning as i; ids = i.NEG_IDS; before = (len(ids), i.limit()); "
+        "i.share_widely(8192, 300); table = {}; [i.bounded_put(table, k, k) for k in range(8193)]; "
+        "print(before, len(i.NEG_IDS), i.NEG_IDS is ids, i.NEG_IDS[299], i.limit(), len(table))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.split() == ["(0,", f"{interning.AGENT_LIMIT})", "300", "True", "-299", "8192", "1"]
