@@ -296,7 +296,8 @@ class RaftStore:
         """Install a snapshot received from the leader: the whole log is replaced by it.  Durable on return."""
         if snap.meta.index <= self._snap.meta.index:
             raise SnapshotOutOfDate(f"snapshot at {snap.meta.index}, already hold one at {self._snap.meta.index}")
-        self._write_snapshot(snap)
+        self.write_snapshot_file(snap, self._snap.meta.index)
+        self._snap = snap
         self._log.clear()
         self._ents = []
         self._replay_confs()
@@ -342,15 +343,6 @@ class RaftStore:
         self._snap = snap
         self._replay_confs()  # from the snapshot's configuration, exactly as a reopen will
         return True
-
-    def _write_snapshot(self, snap: Snapshot) -> None:
-        old = self._snap.meta.index
-        self._data_dir.atomic_write(f"{RAFT_DIR}/{snapshot_name(snap.meta.index)}",
-                                    records.encode_parts(snapshot_to_parts(snap)))
-        self._snap = snap
-        if old:
-            (self.dir / snapshot_name(old)).unlink(missing_ok=True)
-            fsync_dir(self.dir)
 
     def compact(self, index: int) -> int:
         """Delete the segment files whose entries all precede ``index`` (which the snapshot must cover);

@@ -52,9 +52,7 @@ def _crc(length: int, payload: bytes | memoryview) -> int:
 
 
 def encode(payload: bytes) -> bytes:
-    if len(payload) > MAX_PAYLOAD:
-        raise ValueError(f"record payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
-    return _HEADER.pack(MAGIC, len(payload), _crc(len(payload), payload)) + payload
+    return b"".join(encode_parts((payload,)))
 
 
 def encode_parts(parts: Sequence[bytes]) -> list[bytes]:
@@ -62,7 +60,7 @@ def encode_parts(parts: Sequence[bytes]) -> list[bytes]:
     length = sum(len(part) for part in parts)
     if length > MAX_PAYLOAD:
         raise ValueError(f"record payload of {length} bytes exceeds {MAX_PAYLOAD}")
-    crc = zlib.crc32(length.to_bytes(4, "big"))
+    crc = _crc(length, b"")
     for part in parts:
         crc = zlib.crc32(part, crc)
     return [_HEADER.pack(MAGIC, length, crc), *parts]
