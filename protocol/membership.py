@@ -162,8 +162,7 @@ class Membership:
             self._conflict(now, current, a, addr, verdict.reason)
             return
         if verdict.is_new:
-            vsn = shared(a.vsn) if len(a.vsn) >= 6 else b""
-            current = NodeState(sys.intern(a.node), shared(addr), shared(a.meta), 0, NodeStateType.DEAD, now, vsn)
+            current = _record(now, a, addr, 0, NodeStateType.DEAD)
             self._add_node(current)
         if action is Action.IGNORE:
             if verdict.reason.startswith("bad protocol"):
@@ -188,7 +187,7 @@ class Membership:
             incarnation=a.incarnation,
             meta=shared(a.meta),
             addr=current.addr if current.addr == addr else shared(addr),
-            vsn=shared(a.vsn) if len(a.vsn) >= 6 else current.vsn,
+            vsn=_shared_vsn(a.vsn, current.vsn),
             state=NodeStateType.ALIVE,
             state_change=now if current.state != NodeStateType.ALIVE else current.state_change,
         )
@@ -208,8 +207,7 @@ class Membership:
         every member learns every other one once, N^2 times in all, the most frequent case after the stale one
         (issue 14). Same records, broadcast and event as the general path."""
         core = self.core
-        vsn = shared(a.vsn) if len(a.vsn) >= 6 else b""
-        new = NodeState(sys.intern(a.node), shared(addr), shared(a.meta), a.incarnation, NodeStateType.ALIVE, now, vsn)
+        new = _record(now, a, addr, a.incarnation, NodeStateType.ALIVE)
         self._add_node(new)
         self.clear_suspicion(new.name)
         core.broadcast(new.name, encoded_once(a))
@@ -438,3 +436,13 @@ class Membership:
     def handle_dead(self, now: float, addr: Addr, d: Dead) -> None:
         if not self.implausible(d.node, d.incarnation, "dead", addr):
             self.dead_node(now, d)
+
+
+def _shared_vsn(vsn: bytes, otherwise: bytes) -> bytes:
+    """A version vector as records keep it: shared when whole (6 bytes or more), else ``otherwise``."""
+    return shared(vsn) if len(vsn) >= 6 else otherwise
+
+
+def _record(now: float, a: Alive, addr: Addr, incarnation: int, state: NodeStateType) -> NodeState:
+    """A new member record from an alive, holding the values every record shares (interned name, address, meta)."""
+    return NodeState(sys.intern(a.node), shared(addr), shared(a.meta), incarnation, state, now, _shared_vsn(a.vsn, b""))
