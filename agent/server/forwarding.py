@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 from . import rpc
@@ -107,6 +107,13 @@ async def held_call(pick: Callable[[], str], call: Callable[[str], Awaitable[Any
     return await held_for_leader(attempt, hold_timeout)
 
 
+def _in_turn(servers: Sequence[str], turn: Iterator[int]) -> str:
+    """The next of ``servers`` in a fixed order, ``turn`` counting the calls (so stale reads and stale operator
+    calls spread over the servers, and one that cannot be reached is followed by another); "" with none."""
+    ordered = sorted(servers)
+    return ordered[next(turn) % len(ordered)] if ordered else ""
+
+
 class LeaderHere(Protocol):
     """This agent's own Raft server, when it is one: what `leader_rpc` needs of it."""
 
@@ -136,9 +143,9 @@ async def leader_rpc(method: str, args: dict[str, Any], *, here: LeaderHere | No
     def pick() -> str:
         if here is not None and (stale or here.is_leader()):
             return _HERE
-        anyone = sorted(servers()) if stale else []
+        anyone = _in_turn(servers(), turn) if stale else ""
         if anyone:
-            return anyone[next(turn) % len(anyone)]
+            return anyone
         known = leader()
         if not known and here is None and not servers():  # a client that knows no server: nothing to wait for
             raise NoLeader()
@@ -195,8 +202,5 @@ class ForwardAccess:
         return leader
 
     def _any_server(self) -> str:
-        servers = sorted(self.servers())
-        if not servers:
-            return self._leader()
-        return servers[next(self._turn) % len(servers)]
+        return _in_turn(self.servers(), self._turn) or self._leader()
 
