@@ -18,7 +18,10 @@ from agent.server.raftstore import RaftStore
 
 REPO = Path(__file__).resolve().parent.parent
 
-WRITER = """
+def _writer(setup: str, snapshot_step: str) -> str:
+    """A child that appends, syncs and prints each acknowledged index forever; ``snapshot_step`` (indented for the
+    loop's body) snapshots now and then, ``setup`` runs before the loop."""
+    return f"""
 import hashlib, sys
 from agent.server.raftstore import RaftStore
 from protocol.raft.types import ConfState, Entry, HardState
@@ -28,31 +31,32 @@ def data_for(i):
 
 store = RaftStore.open(sys.argv[1], "kill-test", segment_bytes=4096)
 i = store.last_index()
+{setup}
 while True:
     batch = [Entry(j, 1, data=data_for(j)) for j in range(i + 1, i + 1 + (i % 3) + 1)]
     store.append(batch)
     i = batch[-1].index
     store.set_hard_state(HardState(1, "me", i))
     store.sync()
-    if i % 40 < 3 and i > 20:
-        store.create_snapshot(i - 10, ConfState(), b"state@%d" % (i - 10))
-        store.compact(i - 10)
+{snapshot_step}
     print(i, flush=True)
 """
 
 
+WRITER = _writer("", """
+    if i % 40 < 3 and i > 20:
+        store.create_snapshot(i - 10, ConfState(), b"state@%d" % (i - 10))
+        store.compact(i - 10)
+""")
+
+
 #: The driver's way: snapshot files written by a thread of their own while the main thread appends and syncs,
 #: adopted and compacted by the main thread between batches.
-WRITER_BESIDE = WRITER.split("while True:")[0] + """
+WRITER_BESIDE = _writer("""
 import threading
 from protocol.raft.types import Snapshot
 pending = None
-while True:
-    batch = [Entry(j, 1, data=data_for(j)) for j in range(i + 1, i + 1 + (i % 3) + 1)]
-    store.append(batch)
-    i = batch[-1].index
-    store.set_hard_state(HardState(1, "me", i))
-    store.sync()
+""", """
     if pending is not None and not pending[0].is_alive():
         if store.adopt_snapshot(pending[1]):
             store.compact(pending[1].meta.index)
@@ -62,8 +66,7 @@ while True:
         pending = (threading.Thread(target=store.write_snapshot_file, args=(snap, store.snapshot().meta.index)),
                    snap)
         pending[0].start()
-    print(i, flush=True)
-"""
+""")
 
 
 def data_for(i: int) -> bytes:
