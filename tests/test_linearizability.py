@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections.abc import Callable
 
 import pytest
 from linearizability import CAS_REGISTER, UNKNOWN, Op, check
@@ -132,15 +133,21 @@ def random_history(rng: random.Random, n: int):
     return h
 
 
-def test_agrees_with_brute_force_on_random_small_histories():
-    rng = random.Random(2026)
+def _agrees_with_brute_force(make: Callable[[random.Random], list[Op]], seed: int, runs: int, least: int) -> None:
+    """``check`` gives brute force's verdict on ``runs`` histories from ``make``; each verdict comes up more than
+    ``least`` times (both kinds were exercised)."""
+    rng = random.Random(seed)
     verdicts = {True: 0, False: 0}
-    for _ in range(400):
-        h = random_history(rng, rng.randint(1, 5))
+    for _ in range(runs):
+        h = make(rng)
         expected = brute_force(h)
         assert check(h) == expected, h
         verdicts[expected] += 1
-    assert verdicts[True] > 50 and verdicts[False] > 50, verdicts  # both kinds were exercised
+    assert verdicts[True] > least and verdicts[False] > least, verdicts
+
+
+def test_agrees_with_brute_force_on_random_small_histories():
+    _agrees_with_brute_force(lambda rng: random_history(rng, rng.randint(1, 5)), 2026, 400, 50)
 
 
 def test_an_unknown_write_nobody_read_can_explain_a_failed_cas():
@@ -196,14 +203,7 @@ def random_history_with_twins(rng: random.Random, n: int):
 
 
 def test_twins_rule_agrees_with_brute_force():
-    rng = random.Random(7)
-    verdicts = {True: 0, False: 0}
-    for _ in range(300):
-        h = random_history_with_twins(rng, rng.randint(1, 4))
-        expected = brute_force(h)
-        assert check(h) == expected, h
-        verdicts[expected] += 1
-    assert verdicts[True] > 30 and verdicts[False] > 30, verdicts
+    _agrees_with_brute_force(lambda rng: random_history_with_twins(rng, rng.randint(1, 4)), 7, 300, 30)
 
 
 def test_identical_unknown_writes_do_not_multiply_the_search():
