@@ -33,8 +33,6 @@ OnFinished = Callable[[], None]
 _Entry = tuple[Any, ...]
 
 
-
-
 @attrs.frozen(eq=False)
 class QueuedBroadcast:
     """One queued message as `snapshot` shows it; identity-compared, since two equal messages are still two

@@ -191,15 +191,10 @@ class SerfDelegate(Delegate):
         left = set(pp.left_members)
         for name in pp.left_members:
             self._table.handle_leave_intent(LeaveIntent(pp.status_ltimes.get(name, 0) + 1, name))
-        members, clock = self._table.members, self._core.clock
-        if pp.status_ltimes:
-            clock.witness(max(pp.status_ltimes.values()))  # what each handle_join_intent would witness, at once
+        join_intent = self._table.join_intent  # no JoinIntent built: a push/pull names every member
         for name, ltime in pp.status_ltimes.items():
             if name not in left:
-                ms = members.get(name)
-                if ms is not None and ltime <= ms.status_ltime:
-                    continue  # handle_join_intent's "not news", without the intent: a push/pull names every member
-                self._table.handle_join_intent(JoinIntent(ltime, name))
+                join_intent(ltime, name)
         window = self._user_events.window
         if join and self._ignoring_old_events() and pp.event_ltime > window.min_time:
             window.min_time = pp.event_ltime

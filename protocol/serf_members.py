@@ -173,13 +173,17 @@ class MemberTable:
 
     def handle_join_intent(self, msg: JoinIntent) -> bool:
         """serf's handleNodeJoinIntent; returns whether to rebroadcast (only news is)."""
-        self._core.clock.witness(msg.ltime)
-        ms = self.members.get(msg.node)
+        return self.join_intent(msg.ltime, msg.node)
+
+    def join_intent(self, ltime: int, node: str) -> bool:
+        """`handle_join_intent` of the intent's two fields (a push/pull merges one per member)."""
+        self._core.clock.witness(ltime)
+        ms = self.members.get(node)
         if ms is None:
-            return self._upsert_intent(msg.node, SerfMessageType.JOIN, msg.ltime)
-        if msg.ltime <= ms.status_ltime:
+            return self._upsert_intent(node, SerfMessageType.JOIN, ltime)
+        if ltime <= ms.status_ltime:
             return False
-        ms.status_ltime = _shared_ltime(msg.ltime)
+        ms.status_ltime = _shared_ltime(ltime)
         if ms.status == MemberStatus.LEAVING:  # the leave we saw was older than this join
             ms.status = MemberStatus.ALIVE
             self._core.events.append(MemberStatusChanged(ms.snapshot()))
