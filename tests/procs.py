@@ -139,24 +139,27 @@ def free_port(host: str) -> int:
     Never the same port twice in one test run: the kernel may hand a just-released port out again, and two
     calls in a row (an agent's HTTP and gossip ports) must not collide.  Under pytest-xdist only ports in this
     worker's residue class (``port % workers == index``) are handed out, so a port one worker checked free and
-    released is never the next worker's too before its agent binds it.
+    released is never the next worker's too before its agent binds it.  The kernel's pick is moved up into that
+    class rather than waited for: Linux hands out even ports to ``bind(host, 0)`` first, so with an even number
+    of workers an odd class could wait in vain.
     """
     index, count = xdist_worker()
     for _ in range(200 * count):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind((host, 0))
-            port = tcp.getsockname()[1]
-            if port % count != index:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind((host, 0))
+            picked = probe.getsockname()[1]
+        port = picked + (index - picked) % count
+        if port > 65535 or (host, port) in _issued:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp, \
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            try:
+                tcp.bind((host, port))
+                udp.bind((host, port))
+            except OSError:
                 continue
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                if (host, port) in _issued:
-                    continue
-                try:
-                    udp.bind((host, port))
-                except OSError:
-                    continue
-                _issued.add((host, port))
-                return port
+            _issued.add((host, port))
+            return port
     raise RuntimeError(f"no port free for TCP and UDP on {host}")
 
 
