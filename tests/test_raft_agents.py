@@ -70,7 +70,10 @@ def test_three_servers_and_a_client_agree_on_one_leader_and_fail_over(cluster: C
                    what="a new leader on both survivors", diagnostics=cluster.diagnostics)
     failover = time.monotonic() - killed_at
     print(f"failover after kill -9: {failover * 1000:.0f} ms")
-    assert failover <= 2 * ELECTION_TIMEOUT, f"new leader after {failover:.2f}s"
+    # One round takes at most 2T from the last heartbeat; a split vote, or a CPU-starved survivor on a busy CI
+    # machine, costs one more round (seen: 2.71 s in a full run, 3.12 s at load 55).  The speed itself is
+    # bench/raft_vs_etcd.py's figure, side by side with etcd; this bounds it as the five-server test does.
+    assert failover <= 4 * ELECTION_TIMEOUT, f"new leader after {failover:.2f}s"
     wait_for(lambda: leader_of(client) == new, timeout=5, what="the client reports the new leader")
     # the acknowledged write survived the failover on every survivor, and the new leader takes writes (also
     # through the follower, which forwards them)
