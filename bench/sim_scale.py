@@ -4,8 +4,10 @@ For each cluster size N it runs protocol.Serf hosts on tests/simnet.py (a seeded
 clock; lan profile, 0.5-2 ms per link, no loss) through three scenarios and prints one table:
 
   converge  N members start over about a second and each joins one seed -> every member lists all N alive
+            (a mass join; up to --mass-join-max members, see below)
   detect    one member crashes -> every survivor lists it failed
   leave     one member leaves gracefully (and then exits) -> every other member lists it left
+  join      one new member joins one member of the running cluster -> every member lists it alive
 
 Each figure is in *simulated* seconds and stands beside what memberlist's formulas predict (the formulas are
 printed under the table), so a protocol bug shows up as a gap, while the real seconds and the peak memory of each
@@ -16,6 +18,14 @@ This is what the converge formula assumes (a join's push/pull costs one RTT, the
 member learns most of the cluster from its join push/pull and re-broadcasts every alive it applies, so about N^2
 alives are queued at once (N per member, each sent L times, drained at about gossip_nodes packets per gossip
 round), which sets both the peak memory (bytes per member pair, printed) and the CPU (N^2 * L messages handled).
+
+Above --mass-join-max members (default 2000) the cluster is *assembled* instead of mass-joined, and its converge
+row is not run: the seed push/pulls with every member twice (join=True, in batches: first it learns everyone, then
+everyone learns everyone from it), and the gossip backlog each assembled member queued is dropped, as a cluster that
+has run long enough would have drained it. This is the protocol's own push/pull and merge path; only the backlog is
+fast-forwarded. Why: a mass join re-broadcasts about N^2 * L alives (memberlist's aliveNode re-broadcasts every alive
+it applies, push/pull-learned ones too), each sent and received in Python: about 400M messages at N = 5000, an hour
+of CPU, where detect, leave and join in a settled cluster need minutes. `--mass-join-max 5000` runs it anyway.
 
 The bench watches MemberEvents as they are emitted instead of scanning member lists: a scan is O(N^2) per check,
 more than the simulation itself at N = 5000. The final state is still verified against every member's list.
@@ -146,6 +156,7 @@ def expectations(cfg: Config, n: int, join_window: float) -> dict[str, float]:
         "detect": first_probe + s_min + dissemination,
         "detect_bound": n * cfg.probe_interval + s_max + dissemination,
         "leave": drain + dissemination,
+        "join": dissemination,
     }
 
 
@@ -171,6 +182,8 @@ PI = probe_interval, D = L * GI: a broadcast is spread within its retransmit bud
                    + D                (the dead message spreads)
            bound   = N * PI (one whole round robin) + suspicion_max (= suspicion_max_timeout_mult * suspicion_min,
                      no confirmations) + D
+  join     formula = D                 (the joiner's push/pull with one member costs one RTT, ~ms; every member that
+                     applies its alive re-broadcasts it L times)
   leave    formula = ceil(L / gossip_nodes) * GI  (the leaver gossips its leave intent L times, gossip_nodes per
                      round, before its memberlist leave) + D  (its leave -- a dead message about itself -- spreads)
 """
@@ -289,6 +302,28 @@ class Run:
             (st := self.serf(h).stats())["members"] == n and not st["failed"] and not st["left"] for h in self.names
         )
 
+    def assemble(self) -> None:
+        """Above --mass-join-max: every member started at once, the seed push/pulls with all of them (it learns
+        everyone), then with all of them again in batches (everyone learns everyone; a batch bounds the full
+        states in flight), and each assembled member's gossip backlog is dropped (see the module docstring)."""
+        n, net, w, r = self.n, self.net, self.watcher, self.result
+        seed = self.spawn(self.names[0])
+        members = [self.spawn(name) for name in self.names[1:]]
+        everyone = [h.addr for h in members]
+        net.do(seed.name, lambda m, now: m.join(now, everyone))
+        self.wait("assemble", lambda: len(self.serf(seed.name).members()) == n, net.now + 5.0, ASSEMBLE_STEP)
+        for i in range(0, len(members), ASSEMBLE_BATCH):
+            batch = members[i : i + ASSEMBLE_BATCH]
+            net.do(seed.name, lambda m, now, b=batch: m.join(now, [h.addr for h in b]))
+            net.run_for(ASSEMBLE_STEP)  # a push/pull takes two link latencies, at most 4 ms
+            for h in batch:
+                _drop_backlog(h.machine)
+            self.check_limits("assemble")
+        _drop_backlog(seed.machine)
+        ok = self.wait("assemble", lambda: w.full == n, net.now + 5.0, ASSEMBLE_STEP)
+        r["assembled_at"] = net.now
+        r["assemble_verified"] = ok
+
     def detect(self) -> None:
         """Crash one member (not the seed); every survivor must report it failed."""
         net, w, r = self.net, self.watcher, self.result
@@ -309,7 +344,7 @@ class Run:
     def leave(self) -> None:
         """One more member leaves gracefully and its process exits after LeaveDone, as an agent's does."""
         net, w, r, cfg = self.net, self.watcher, self.result, self.cfg
-        leaver = self.rng.choice(sorted(self.survivors - {self.names[0]}))
+        self.leaver = leaver = self.rng.choice(sorted(self.survivors - {self.names[0]}))
         others = self.survivors - {leaver}
         w.watch(leaver, EventKind.MEMBER_LEAVE, others)
         started = net.now
@@ -327,14 +362,37 @@ class Run:
             (m := self.serf(h).member(leaver)) is not None and m.status == MemberStatus.LEFT for h in others
         )
 
+    def join(self) -> None:
+        """A new member joins one member of the running cluster; every member must list it alive."""
+        net, w, r = self.net, self.watcher, self.result
+        members = sorted(self.survivors - {self.leaver})
+        newcomer = self.spawn(f"n{self.n:05d}")
+        via = self.net.hosts[self.rng.choice(members)].addr
+        w.watch(newcomer.name, EventKind.MEMBER_JOIN, set(members))
+        started = net.now
+        net.do(newcomer.name, lambda m, now: m.join(now, [via]))
+        try:
+            ok = self.wait("join", lambda: w.reached_at is not None, started + self.exp["join"] + 60.0, 0.05)
+        finally:
+            r["join_reached"] = len(w.reached)
+        r["join"] = w.reached_at - started if ok and w.reached_at is not None else None
+        r["join_verified"] = ok and all(
+            (m := self.serf(h).member(newcomer.name)) is not None and m.status == MemberStatus.ALIVE for h in members
+        )
+
     def run(self) -> dict[str, Any]:
         r = self.result
         try:
-            self.phase("converge", self.converge)
+            if self.n <= self.args.mass_join_max:
+                self.phase("converge", self.converge)
+            else:
+                self.phase("assemble", self.assemble)
             self.net.run_for(self.args.settle)
             self.phase("detect", self.detect)
             self.net.run_for(self.args.settle)
             self.phase("leave", self.leave)
+            self.net.run_for(self.args.settle)
+            self.phase("join", self.join)
         except (OutOfBudget, InternalError) as exc:
             r["error"] = f"{type(exc).__name__}: {exc}"
         except MemoryError as exc:
@@ -349,6 +407,17 @@ class Run:
         r["stats"] = dict(net.stats)
         r["internal_errors"] = sum(self.serf(h).node.stats["internal_error"] for h in self.names if h in net.hosts)
         return r
+
+
+ASSEMBLE_BATCH = 100  # members the seed push/pulls with at once while assembling: 100 full states in flight
+ASSEMBLE_STEP = 0.01  # simulated seconds per batch, past the two link latencies a push/pull takes
+
+
+def _drop_backlog(serf: Serf) -> None:
+    """Fast-forward an assembled member's gossip: drop what it queued to re-broadcast (memberlist's alives, Serf's
+    intents), as a cluster that ran for a while would have sent it. The bench's one reach into the machines."""
+    serf.node._core.broadcasts.reset()
+    serf._table.broadcasts.reset()
 
 
 def _rss_mib() -> float:
@@ -397,19 +466,26 @@ def print_table(results: list[dict[str, Any]], args: argparse.Namespace) -> None
     print("-" * len(header))
     for r in results:
         n, exp = r["n"], r["exp"]
-        rows = [("converge", None, n), ("detect", exp["detect_bound"], n - 1), ("leave", None, n - 2)]
+        rows = [("converge", None, n), ("detect", exp["detect_bound"], n - 1), ("leave", None, n - 2),
+                ("join", None, n - 2)]
+        if "assemble" in r["real"]:
+            rows[0] = ("assemble", None, n)
         for i, (what, bound, of) in enumerate(rows):
             reached = r.get(f"{what}_reached")
             got = "--" if reached is None else f"{reached}/{of}"
+            if what == "assemble":
+                got = "assembled" if r.get("assemble_verified") else f"{r.get('converge_reached', 0)}/{of}"
             ok = "yes" if r.get(f"{what}_verified") else "NO"
             print(
-                f"{n if i == 0 else '':>6} {what:<9} {_fmt(r.get(what))} {_fmt(exp[what])} {_fmt(bound)} {got:>12}"
+                f"{n if i == 0 else '':>6} {what:<9} {_fmt(r.get(what))} {_fmt(exp.get(what))} {_fmt(bound)} {got:>12}"
                 f" {ok:>3} {_fmt(r['real'].get(what), 8, 1)} {_fmt(r.get('cpu', {}).get(what), 8, 1)}"
                 f" {_fmt(r['rss'].get(what), 9, 0)}"
             )
         notes = [f"L = {exp['retransmit_limit']}", f"suspicion {exp['suspicion_min']:.2f}-{exp['suspicion_max']:.2f} s"]
         if "last_join" in r:
             notes.append(f"last start at {r['last_join']:.2f} s")
+        if "assembled_at" in r:
+            notes.append(f"assembled (not a mass join: --mass-join-max) by sim t={r['assembled_at']:.2f} s")
         if r.get("converge_from_last_join") is not None:
             notes.append(f"converged {r['converge_from_last_join']:.2f} s after it")
         notes.append(f"capacity floor {exp['converge_floor']:.1f} s")
@@ -446,31 +522,33 @@ def _growth(points: list[tuple[int, float]], default: float) -> float:
 
 
 def print_projection(results: list[dict[str, Any]], n: int, args: argparse.Namespace) -> None:
-    """A row for a size not run: each sim figure is its formula times the largest measured size's
-    measured/formula ratio; real time and peak memory follow the growth measured between the two largest sizes
-    (N^k; k printed), memory above the interpreter's base."""
+    """A row for a size not run: each sim figure is its formula times the measured/formula ratio of the largest
+    size that ran that scenario; CPU and peak memory follow the growth measured between the two largest sizes built
+    the same way as the largest (mass join or assembled; N^k, k printed), memory above the interpreter's base."""
     done = [r for r in results if r.get("rss") and r.get("cpu") and not r.get("error")]
     if not done:
         print(f"{n:>6} projected: nothing measured to project from")
         return
     ref = max(done, key=lambda r: r["n"])
+    same = [r for r in done if ("assemble" in r["real"]) == ("assemble" in ref["real"])]
     exp = expectations(Config.lan(enable_compression=args.compression), n, args.join_window)
-    k_real = _growth([(r["n"], sum(r["cpu"].values())) for r in done], 2.0)
-    k_mem = _growth([(r["n"], max(r["rss"].values()) - _BASE_MIB) for r in done], 2.0)
+    k_real = _growth([(r["n"], sum(r["cpu"].values())) for r in same], 2.0)
+    k_mem = _growth([(r["n"], max(r["rss"].values()) - _BASE_MIB) for r in same], 2.0)
     cpu = sum(ref["cpu"].values()) * (n / ref["n"]) ** k_real
     peak = _BASE_MIB + (max(ref["rss"].values()) - _BASE_MIB) * (n / ref["n"]) ** k_mem
-    for i, what in enumerate(("converge", "detect", "leave")):
-        measured, formula = ref.get(what), ref["exp"][what]
-        sim = None if measured is None else exp[what] * measured / formula
+    for i, what in enumerate(("converge", "detect", "leave", "join")):
+        src = max((r for r in done if r.get(what) is not None), key=lambda r: r["n"], default=None)
+        sim = None if src is None else exp[what] * src[what] / src["exp"][what]
         bound = exp["detect_bound"] if what == "detect" else None
         print(
             f"{n if i == 0 else '':>6} {what:<9} {_fmt(sim)} {_fmt(exp[what])} {_fmt(bound)} {'projected':>12}"
             f" {'':>3} {_fmt(None)} {_fmt(cpu if i == 0 else None, 8, 0)} {_fmt(peak if i == 0 else None, 9, 0)}"
         )
+    built = "assembled" if "assemble" in ref["real"] else "mass-joined"
     print(
-        f"{'':>6}   projected from N={ref['n']}: sim s = formula x that size's measured/formula; cpu s (all three"
-        f" scenarios) ~ N^{k_real:.2f}, peak ~ {_BASE_MIB:g} MiB + N^{k_mem:.2f} (exponents through the two"
-        f" largest sizes measured; 2 if only one)"
+        f"{'':>6}   projected: sim s = formula x measured/formula of the largest size that ran the scenario; cpu s"
+        f" (the scenarios N={ref['n']} ran, {built}) ~ N^{k_real:.2f}, peak ~ {_BASE_MIB:g} MiB + N^{k_mem:.2f}"
+        f" (exponents through the two largest {built} sizes measured; 2 if only one)"
     )
 
 
@@ -486,6 +564,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--join-window", type=float, default=1.0, help="simulated seconds over which members start")
     parser.add_argument("--settle", type=float, default=2.0, help="simulated seconds between scenarios")
+    parser.add_argument(
+        "--mass-join-max", type=int, default=2000,
+        help="largest N whose cluster is built by the converge scenario (a mass join); larger ones are assembled",
+    )
     parser.add_argument("--converge-timeout", type=float, default=180.0, help="simulated seconds after the last start")
     parser.add_argument(
         "--max-cpu", type=float, default=900.0,
