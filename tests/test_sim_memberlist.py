@@ -87,11 +87,6 @@ def test_killed_node_is_declared_dead_by_all_within_the_bound():
     net.kill("n17")
     bound = detection_bound(config, n)
     assert net.run_until(lambda: state_everywhere(net, "n17", NodeStateType.DEAD), deadline=start + bound)
-    took = net.now - start
-    # The bound is a worst case; with 49 probers and confirmations it is far quicker in practice:
-    # about a probe interval to the first failed probe, then the confirmed (minimum) suspicion timeout.
-    typical = 3 * config.probe_interval + suspicion_timeout(config.suspicion_mult, n, config.probe_interval) + 2
-    assert took < typical, (took, typical, bound)
     # the suspicion diagnostics name who suspected whom and how many confirmed
     failed = [e for h in net.hosts.values() for e in net.events(h.name, Diagnostic) if e.kind == "failed"]
     assert failed and all("n17" in e.message and "peer confirmations" in e.message for e in failed)
@@ -102,6 +97,25 @@ def test_killed_node_is_declared_dead_by_all_within_the_bound():
         if h.alive:
             assert {s.name for s in h.machine.all_members() if s.dead_or_left} == {"n17"}
     no_internal_errors(net)
+
+
+def test_detection_is_typically_far_quicker_than_the_bound():
+    """The bound is a worst case; with 49 probers and confirmations detection is far quicker in practice: about a
+    probe interval to the first failed probe, then the confirmed (minimum) suspicion timeout. Typically, not always:
+    a member the dead message missed (each does with probability ~e^-L) waits for its own suspicion timer or probe
+    (seed 2: one member at 24 s), so the median over seeds is held to it, and every run to the bound."""
+    n = 50
+    config = Config.local()
+    bound = detection_bound(config, n)
+    typical = 3 * config.probe_interval + suspicion_timeout(config.suspicion_mult, n, config.probe_interval) + 2
+    took = []
+    for seed in range(1, 8):
+        net = cluster(n, config, seed=seed)
+        start = net.now
+        net.kill("n17")
+        assert net.run_until(lambda net=net: state_everywhere(net, "n17", NodeStateType.DEAD), deadline=start + bound)
+        took.append(net.now - start)
+    assert sorted(took)[len(took) // 2] < typical, (took, typical)
 
 
 def test_leave_is_seen_as_left_everywhere():
@@ -179,3 +193,23 @@ def test_loss_and_stalls_cause_no_false_deaths(seed):
     assert suspicions > 0 and refutes > 0  # the stalls were noticed, and refuted
     assert net.stats["udp_lost"] > 0
     no_internal_errors(net)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def test_first_periodic_push_pull_comes_one_interval_after_the_stagger(seed):
+    """memberlist's pushPullTrigger waits its random stagger (< push_pull_interval), then a whole scaled interval
+    before its first push/pull: in the first interval a member opens no periodic push/pull, in the second it opens
+    exactly one (a cluster of 2 is below pushPullScale's threshold, so the interval is not scaled)."""
+    interval = 30.0
+    config = Config.local(push_pull_interval=interval, join_followup_syncs=0)
+    net = SimNet(seed=seed)
+    a = net.add_node("a", config)
+    net.add_node("b", config)
+    net.do("b", lambda m, now: m.join(now, [a.addr]))
+    net.run_for(1.0)
+    assert net.stats["tcp_opened"] == 1  # the join's push/pull
+    assert push_pull_scale(interval, 2) == interval
+    net.run_for(interval - 1.0)
+    assert net.stats["tcp_opened"] == 1, "a periodic push/pull came at the stagger, before one whole interval"
+    net.run_for(interval)
+    assert net.stats["tcp_opened"] == 3, "each member's first periodic push/pull, within its second interval"
