@@ -3,8 +3,10 @@
 For each cluster size N and each system it runs the same script, several trials, and prints one table of medians:
 
   startup      launch of a process -> its own member list can be read (interpreter start, for Python)
+  stagger      the first agent's start -> the last one's (--stagger asks 1 s; on busy cores the bench's loop runs late)
   last up      the last agent started -> every agent's member list can be read (N interpreters starting at once)
   all-join     every agent up -> every agent lists N members alive (0 when done before the last is up)
+  poll look    the longest the bench took to read all N member lists once during the join (on the same cores)
   join CPU s   CPU seconds per agent from its start until all-join (interpreter start included)
   single-join  one more agent up -> every agent lists it alive
   detect       kill -9 of that agent -> every survivor lists it failed
@@ -258,29 +260,33 @@ def all_see(agents: list[Agent], name: str, status: str) -> Callable[[], bool]:
     return check
 
 
-def join_watch(agents: list[Agent], marks: tuple[float, ...]) -> tuple[float, list[int], list[str]]:
+def join_watch(agents: list[Agent], marks: tuple[float, ...]) -> tuple[float, list[int], list[str], float]:
     """Until every agent lists all of them alive: (seconds from now, for each of the monotonic times `marks` the
-    agents still behind at the first look from then on, 0 if all were done by then, and who they were at the first
-    mark: "name: what it lacks")."""
+    agents still behind at the first look from then on, 0 if all were done by then, who they were at the first
+    mark: "name: what it lacks", and the longest look in seconds: a look that ends past a mark counts views read
+    up to that long before it, for both systems alike)."""
     names = {a.name for a in agents}
     start = time.monotonic()
     stragglers: list[int | None] = [None] * len(marks)
     behind_at_first: list[str] = []
+    longest = 0.0
     while True:
         behind: list[str] = []
+        look = time.monotonic()
         for agent in agents:
             view = agent.members()
             alive = {n for n, s in (view or {}).items() if s == "alive"}
             if alive != names:
                 behind.append(f"{agent.name}: {_lacks(view, names - alive)}")
         now = time.monotonic()
+        longest = max(longest, now - look)
         for i, mark in enumerate(marks):
             if stragglers[i] is None and now >= mark:
                 stragglers[i] = len(behind)
                 if i == 0:
                     behind_at_first = behind
         if not behind:
-            return now - start, [count or 0 for count in stragglers], behind_at_first
+            return now - start, [count or 0 for count in stragglers], behind_at_first, longest
         if now - start > DEADLINE:
             dump_stacks(agents)
             raise TimeoutError(f"timed out after {DEADLINE:.0f} s waiting for {len(agents)} agents to converge;"
@@ -397,11 +403,13 @@ def trial(system: System, n: int) -> dict[str, float]:
         first_start = time.monotonic()
         stagger_start(system, agents, n)
         last_start = time.monotonic()
+        results["stagger s"] = last_start - first_start
         up_deadline = 60.0 + n  # N interpreters starting on a few cores: seconds each on a loaded machine
         results["last up s"] = wait_for(lambda: all(a.members() is not None for a in agents), "every agent up",
                                         up_deadline)
         all_up = time.monotonic()
-        results["all-join s"], stragglers, behind = join_watch(agents, (last_start + 5.0, all_up + 5.0))
+        marks = (last_start + 5.0, all_up + 5.0)
+        results["all-join s"], stragglers, behind, results["poll look s"] = join_watch(agents, marks)
         results["stragglers @5s"], results["stragglers @5s up"] = stragglers
         join_window = time.monotonic() - first_start
         results.update(join_wire_figures(capture.stop(), n, join_window))
@@ -427,9 +435,9 @@ def trial(system: System, n: int) -> dict[str, float]:
     return results
 
 
-METRICS = ["startup s", "last up s", "all-join s", "stragglers @5s", "stragglers @5s up", "join CPU s",
-           "single-join s", "detect s", "leave s", "idle CPU %", "RSS MiB", "UDP pkt/s", "UDP B/s", "TCP B/s",
-           "join UDP B/s", "join TCP B/s", "join UDP KiB", "join TCP KiB"]
+METRICS = ["startup s", "stagger s", "last up s", "all-join s", "stragglers @5s", "stragglers @5s up", "poll look s",
+           "join CPU s", "single-join s", "detect s", "leave s", "idle CPU %", "RSS MiB", "UDP pkt/s", "UDP B/s",
+           "TCP B/s", "join UDP B/s", "join TCP B/s", "join UDP KiB", "join TCP KiB"]
 Runs = dict[str, list[dict[str, float]]]  # system label -> one dict of figures per trial that completed
 
 
