@@ -3,13 +3,23 @@
 For each cluster size N and each system it runs the same script, several trials, and prints one table of medians:
 
   startup      launch of a process -> its own member list can be read (interpreter start, for Python)
+  stagger      the first agent's start -> the last one's (--stagger asks 1 s; on busy cores the bench's loop runs late)
   last up      the last agent started -> every agent's member list can be read (N interpreters starting at once)
   all-join     every agent up -> every agent lists N members alive (0 when done before the last is up)
+  poll look    the longest the bench took to read all N member lists once during the join (on the same cores)
   join CPU s   CPU seconds per agent from its start until all-join (interpreter start included)
   single-join  one more agent up -> every agent lists it alive
   detect       kill -9 of that agent -> every survivor lists it failed
   leave        graceful leave of one agent -> every other lists it left
-  idle CPU %, RSS MiB per agent, UDP packets/s per agent (5 s after convergence, over 5 s)
+  idle CPU %, RSS MiB per agent, UDP packets/s per agent (5 s after convergence, over --idle-window s)
+  UDP B/s, TCP B/s     gossip bytes sent per agent per second in that idle window (IP packets, headers included)
+  join UDP/TCP B/s     the same from the first agent's start until all-join, and join UDP/TCP KiB in all per agent
+
+Bytes are counted by tcpdump on lo (bench/wire_count.py: root and the package, else NaN and UDP packets host-wide).
+Idle TCP is push/pull: one per agent every 30 s (memberlist scales it up above 32 members: 90 s at N = 100), so a
+window of 5 s sees a few of them; ``--idle-window 30`` or more for a steadier figure. serf compresses every UDP
+packet that LZW shrinks (memberlist's EnableCompression, on by default; serf agent -disable-compression turns it
+off); triumvir sends them plain unless ``--compress-packets`` (Config.compress_packets). Both compress push/pulls.
 
 ``--encrypt`` runs every agent of both systems with one fresh 32-byte gossip key (serf's ``-encrypt``).
 ``--systems triumvir,serf,mixed`` adds a mixed cluster: even-numbered agents triumvir, odd-numbered serf, all in one
@@ -51,6 +61,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgpack
+from wire_count import Capture, Traffic
 
 REPO = Path(__file__).resolve().parent.parent
 GOSSIP_PORT = 7946
@@ -64,6 +75,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 #: interpreters may not answer within the TCP timeout, and an agent that gave up and exited would never converge.
 RETRY_INTERVAL = 1.0
 STAGGER = 1.0  # seconds over which the N agents of a cluster are started (--stagger)
+COMPRESS_PACKETS = False  # triumvir agents LZW-compress their UDP packets as memberlist does (--compress-packets)
 
 
 class SerfRPC:
@@ -156,6 +168,8 @@ class Triumvir(System):
             cmd += ["--retry-join", f"{join}:{GOSSIP_PORT}", "--retry-interval", str(RETRY_INTERVAL)]
         if self.encrypt:
             cmd += ["--encrypt", self.encrypt]
+        if COMPRESS_PACKETS:
+            cmd.append("--compress-packets")
         log = (self.workdir / f"{name}.log").open("wb")
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
 
@@ -246,29 +260,33 @@ def all_see(agents: list[Agent], name: str, status: str) -> Callable[[], bool]:
     return check
 
 
-def join_watch(agents: list[Agent], marks: tuple[float, ...]) -> tuple[float, list[int], list[str]]:
+def join_watch(agents: list[Agent], marks: tuple[float, ...]) -> tuple[float, list[int], list[str], float]:
     """Until every agent lists all of them alive: (seconds from now, for each of the monotonic times `marks` the
-    agents still behind at the first look from then on, 0 if all were done by then, and who they were at the first
-    mark: "name: what it lacks")."""
+    agents still behind at the first look from then on, 0 if all were done by then, who they were at the first
+    mark: "name: what it lacks", and the longest look in seconds: a look that ends past a mark counts views read
+    up to that long before it, for both systems alike)."""
     names = {a.name for a in agents}
     start = time.monotonic()
     stragglers: list[int | None] = [None] * len(marks)
     behind_at_first: list[str] = []
+    longest = 0.0
     while True:
         behind: list[str] = []
+        look = time.monotonic()
         for agent in agents:
             view = agent.members()
             alive = {n for n, s in (view or {}).items() if s == "alive"}
             if alive != names:
                 behind.append(f"{agent.name}: {_lacks(view, names - alive)}")
         now = time.monotonic()
+        longest = max(longest, now - look)
         for i, mark in enumerate(marks):
             if stragglers[i] is None and now >= mark:
                 stragglers[i] = len(behind)
                 if i == 0:
                     behind_at_first = behind
         if not behind:
-            return now - start, [count or 0 for count in stragglers], behind_at_first
+            return now - start, [count or 0 for count in stragglers], behind_at_first, longest
         if now - start > DEADLINE:
             dump_stacks(agents)
             raise TimeoutError(f"timed out after {DEADLINE:.0f} s waiting for {len(agents)} agents to converge;"
@@ -315,64 +333,48 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
-class UdpCounter:
-    """Counts the UDP datagrams of one subnet during a window: tcpdump on lo when it is installed (exact, per
-    system), else the host-wide /proc/net/snmp counter (disturbed by anything else on the machine)."""
-
-    def __init__(self, subnet: int) -> None:
-        self.subnet = subnet
-        self.tcpdump: subprocess.Popen | None = None
-        self.before = 0
-
-    def __enter__(self) -> UdpCounter:
-        if shutil.which("tcpdump"):
-            self.tcpdump = subprocess.Popen(
-                ["tcpdump", "-i", "lo", "-n", "-q", "-w", "/dev/null", f"udp and src net 127.0.{self.subnet}.0/24"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            time.sleep(0.5)  # tcpdump needs a moment to attach before the window opens
-        else:
-            self.before = self._snmp()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-    def count(self) -> int:
-        if self.tcpdump is None:
-            return self._snmp() - self.before
-        os.kill(self.tcpdump.pid, signal.SIGINT)
-        _, err = self.tcpdump.communicate(timeout=10)
-        for line in err.splitlines():
-            if line.endswith("packets captured"):
-                return int(line.split()[0])
-        raise RuntimeError(f"tcpdump said: {err}")
-
-    @staticmethod
-    def _snmp() -> int:
-        lines = Path("/proc/net/snmp").read_text().splitlines()
-        udp = [line.split() for line in lines if line.startswith("Udp:")]
-        return int(udp[1][udp[0].index("InDatagrams")])
-
-
-def idle_figures(agents: list[Agent], subnet: int) -> dict[str, float]:
+def idle_figures(agents: list[Agent], system: System) -> dict[str, float]:
     """Over an idle window: CPU % and RSS MiB per agent (all, and each kind's: "t" triumvir, "s" serf, so that a
-    mixed cluster compares its halves), UDP datagrams/s per agent."""
-    with UdpCounter(subnet) as udp:
+    mixed cluster compares its halves), UDP datagrams/s and UDP and TCP bytes/s sent per agent."""
+    with Capture(system.subnet, GOSSIP_PORT, system.workdir / "idle.pcap") as capture:
         before = {a.proc.pid: cpu_seconds(a.proc.pid) for a in agents}
         start = time.monotonic()
         time.sleep(IDLE_WINDOW)
         elapsed = time.monotonic() - start
         after = {pid: cpu_seconds(pid) for pid in before}
-        packets = udp.count()
+        traffic = capture.stop()
     cpu = {a.name: cpu_used(before[a.proc.pid], after[a.proc.pid]) / elapsed * 100 for a in agents}
     rss = {a.name: rss_mib(a.proc.pid) for a in agents}
-    figures = {"idle CPU %": statistics.mean(cpu.values()), "RSS MiB": statistics.mean(rss.values()),
-               "UDP pkt/s": packets / elapsed / len(agents)}
+    figures = {"idle CPU %": statistics.mean(cpu.values()), "RSS MiB": statistics.mean(rss.values())}
+    per_agent_s = elapsed * len(agents)
+    if traffic is None:
+        figures.update({"UDP pkt/s": capture.udp_datagrams_fallback / per_agent_s, "UDP B/s": NAN, "TCP B/s": NAN})
+    else:
+        _warn_dropped(traffic, "idle")
+        figures.update({"UDP pkt/s": traffic.total("udp", of="packets") / per_agent_s,
+                        "UDP B/s": traffic.total("udp") / per_agent_s, "TCP B/s": traffic.total("tcp") / per_agent_s})
     for kind in ("t", "s"):
         names = [name for name in cpu if name.startswith(kind)]
         figures[f"idle CPU % {kind}"] = statistics.mean(cpu[n] for n in names) if names else float("nan")
         figures[f"RSS MiB {kind}"] = max((rss[n] for n in names), default=float("nan"))
     return figures
+
+
+def join_wire_figures(traffic: Traffic | None, agents: int, window: float) -> dict[str, float]:
+    """Bytes sent per agent from the first agent's start until all N list each other alive: per second of that
+    window, and in all (the window's length differs between the systems: the totals compare the work)."""
+    if traffic is None:
+        return dict.fromkeys(("join UDP B/s", "join TCP B/s", "join UDP KiB", "join TCP KiB"), NAN)
+    _warn_dropped(traffic, "join")
+    udp, tcp = traffic.total("udp") / agents, traffic.total("tcp") / agents
+    return {"join UDP B/s": udp / window, "join TCP B/s": tcp / window,
+            "join UDP KiB": udp / 1024, "join TCP KiB": tcp / 1024}
+
+
+def _warn_dropped(traffic: Traffic, window: str) -> None:
+    if traffic.dropped:
+        print(f"#   tcpdump: {traffic.dropped} packets dropped by the kernel in the {window} window (bytes low)",
+              file=sys.stderr, flush=True)
 
 
 @contextlib.contextmanager
@@ -397,20 +399,25 @@ def stagger_start(system: System, agents: list[Agent], count: int, first: int = 
 
 def trial(system: System, n: int) -> dict[str, float]:
     results: dict[str, float] = {}
-    with cluster(system) as agents:
+    with cluster(system) as agents, Capture(system.subnet, GOSSIP_PORT, system.workdir / "join.pcap") as capture:
+        first_start = time.monotonic()
         stagger_start(system, agents, n)
         last_start = time.monotonic()
+        results["stagger s"] = last_start - first_start
         up_deadline = 60.0 + n  # N interpreters starting on a few cores: seconds each on a loaded machine
         results["last up s"] = wait_for(lambda: all(a.members() is not None for a in agents), "every agent up",
                                         up_deadline)
         all_up = time.monotonic()
-        results["all-join s"], stragglers, behind = join_watch(agents, (last_start + 5.0, all_up + 5.0))
+        marks = (last_start + 5.0, all_up + 5.0)
+        results["all-join s"], stragglers, behind, results["poll look s"] = join_watch(agents, marks)
         results["stragglers @5s"], results["stragglers @5s up"] = stragglers
+        join_window = time.monotonic() - first_start
+        results.update(join_wire_figures(capture.stop(), n, join_window))
         results["join CPU s"] = statistics.mean(sum(cpu_seconds(a.proc.pid).values()) for a in agents)
         if behind:
             print(f"#   behind 5 s after the last start: {'; '.join(behind[:12])}", file=sys.stderr, flush=True)
         time.sleep(IDLE_SETTLE)
-        results.update(idle_figures(agents, system.subnet))
+        results.update(idle_figures(agents, system))
 
         extra = system.start(n, system.ip(0))
         agents.append(extra)  # before the wait: an agent that never came up is stopped too (one outlived a trial)
@@ -428,8 +435,9 @@ def trial(system: System, n: int) -> dict[str, float]:
     return results
 
 
-METRICS = ["startup s", "last up s", "all-join s", "stragglers @5s", "stragglers @5s up", "join CPU s",
-           "single-join s", "detect s", "leave s", "idle CPU %", "RSS MiB", "UDP pkt/s"]
+METRICS = ["startup s", "stagger s", "last up s", "all-join s", "stragglers @5s", "stragglers @5s up", "poll look s",
+           "join CPU s", "single-join s", "detect s", "leave s", "idle CPU %", "RSS MiB", "UDP pkt/s", "UDP B/s",
+           "TCP B/s", "join UDP B/s", "join TCP B/s", "join UDP KiB", "join TCP KiB"]
 Runs = dict[str, list[dict[str, float]]]  # system label -> one dict of figures per trial that completed
 
 
@@ -466,7 +474,7 @@ def _subdir(workdir: Path, name: str) -> Path:
 
 
 def main() -> None:
-    global IDLE_WINDOW, STAGGER
+    global IDLE_WINDOW, STAGGER, COMPRESS_PACKETS
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="3,10,30")
     parser.add_argument("--trials", type=int, default=3)
@@ -481,8 +489,10 @@ def main() -> None:
     parser.add_argument("--stagger", type=float, default=STAGGER,
                         help="seconds over which the N agents are started (a Python agent takes ~0.15-0.3 s of CPU"
                              " to start: N of them in 1 s on 2 cores are seconds of starvation for every agent)")
+    parser.add_argument("--compress-packets", action="store_true",
+                        help="triumvir's agents LZW-compress UDP packets as memberlist does (serf always does)")
     args = parser.parse_args()
-    IDLE_WINDOW, STAGGER = args.idle_window, args.stagger
+    IDLE_WINDOW, STAGGER, COMPRESS_PACKETS = args.idle_window, args.stagger, args.compress_packets
     key = base64.b64encode(os.urandom(32)).decode() if args.encrypt else ""
     if not shutil.which("serf"):
         sys.exit("serf is not installed: apt-get install serf")
@@ -502,7 +512,9 @@ def main() -> None:
         for n in sizes:
             results.append((n, *run_size(n, labels, args, workdir, key, load_seen)))
     load = f", {args.load} busy-looping processes running" if args.load else ""
-    print(f"\nprofile {args.profile}, {'encrypted' if key else 'plaintext'}, median [min-max] of {args.trials} trials"
+    packets = "triumvir's UDP packets LZW-compressed" if COMPRESS_PACKETS else "triumvir's UDP packets plain"
+    print(f"\nprofile {args.profile}, {'encrypted' if key else 'plaintext'}, {packets},"
+          f" median [min-max] of {args.trials} trials"
           f"{load}; started over {STAGGER:g} s; 1-min load average {min(load_seen):.1f}-{max(load_seen):.1f}"
           f" on {os.cpu_count()} cores"
           f" (mixed: N/2 triumvir + N/2 serf in one cluster)")

@@ -31,7 +31,9 @@ from conftest import next_loopback_ip
 from procs import free_port, wait_for
 
 from agent.gossip import GossipDriver, parse_addr
+from agent.gossip.cli import build_arg_parser, node_config
 from agent.gossip.members_file import member_record, status_word, write_members_file
+from protocol.config import Config
 from protocol.node import Datagram, Diagnostic, JoinResult, LeaveDone, StreamOpen
 
 Addr = tuple[str, int]
@@ -501,6 +503,14 @@ def test_parse_addr() -> None:
     assert parse_addr("10.0.0.1") == ("10.0.0.1", 7946)
     assert parse_addr("[::1]:7000") == ("::1", 7000)
     assert parse_addr("::1") == ("::1", 7946)
+
+
+def test_cli_sends_plain_packets_unless_told_to_compress() -> None:
+    parser = build_arg_parser()
+    plain = node_config(parser.parse_args(["--name", "a"]))
+    packed = node_config(parser.parse_args(["--name", "a", "--profile", "local", "--compress-packets"]))
+    assert plain == Config.lan() and not plain.compress_packets
+    assert packed == attrs.evolve(Config.local(), compress_packets=True)
 
 
 class _Status(IntEnum):

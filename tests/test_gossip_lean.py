@@ -1,5 +1,6 @@
-"""agent/gossip/lean.py: the bare gossip node starts without OpenSSL, and a deferred module still works in full
-the moment something uses it.  Each probe is a fresh interpreter: the test process has long imported ssl."""
+"""agent/gossip/lean.py: the bare gossip node starts without OpenSSL, idna or ctypes.util (and runs no ldconfig), and a
+deferred module still works in full the moment something uses it.  Each probe is a fresh interpreter: the test
+process has long imported ssl."""
 
 from __future__ import annotations
 
@@ -16,10 +17,31 @@ def test_the_gossip_node_imports_without_loading_openssl() -> None:
     _probe(
         "import sys\n"
         "from agent.gossip.lean import defer\n"
-        "assert defer() == ['ssl', 'hmac'], 'nothing deferred'\n"
+        "assert defer() == ['ssl', 'hmac', 'idna', 'ctypes.util'], 'nothing deferred'\n"
+        "spawned = []\n"
+        "sys.addaudithook(lambda event, args: event.startswith(('subprocess.', 'os.exec', 'os.posix_spawn'))"
+        " and spawned.append(event))\n"
         "import agent.gossip.cli, trio\n"
-        "loaded = [m for m in ('_ssl', '_hashlib') if m in sys.modules]\n"
+        "loaded = [m for m in ('_ssl', '_hashlib', 'idna.core', '_bz2', '_lzma') if m in sys.modules]\n"
         "assert not loaded, f'loaded at start: {loaded}'\n"
+        "assert not spawned, f'a process started at import: {spawned}'\n"
+        "from trio._core._thread_cache import set_os_thread_name\n"
+        "assert set_os_thread_name is not None, 'trio lost its thread names'\n"
+    )
+
+
+def test_the_find_library_stand_in_answers_as_the_real_one() -> None:
+    _probe(
+        "import sys\n"
+        "from agent.gossip.lean import defer, find_library, DeferredModule\n"
+        "defer(('ctypes.util',))\n"
+        "import ctypes.util\n"
+        "assert find_library('pthread') == 'libpthread.so.0' and isinstance(ctypes.util, DeferredModule)\n"
+        "libc = ctypes.util.find_library('c')\n"  # not ours to answer: loads the real module
+        "real = sys.modules['ctypes.util']\n"
+        "assert not isinstance(real, DeferredModule) and libc == real.find_library('c')\n"
+        "assert real.find_library('pthread') == find_library('pthread')\n"
+        "assert ctypes.util is real\n"
     )
 
 

@@ -48,6 +48,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--members-file", default=None, help="rewritten atomically with the member list as JSON")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.add_argument("--encrypt", default="", help="base64 gossip key (16, 24 or 32 bytes), as serf's -encrypt")
+    p.add_argument("--compress-packets", action="store_true",
+                   help="LZW-compress UDP packets as memberlist does (Config.compress_packets; default plain)")
     return p
 
 
@@ -95,6 +97,11 @@ async def _retry_join(driver: GossipDriver, args: argparse.Namespace) -> bool:
         await trio.sleep(args.retry_interval)
 
 
+def node_config(args: argparse.Namespace) -> Config:
+    """The node's gossip configuration from its flags: the profile, with packets plain unless --compress-packets."""
+    return Config.profile(args.profile, compress_packets=args.compress_packets)
+
+
 async def amain(args: argparse.Namespace) -> int:
     """The node's life: bind, join, serve until SIGINT/SIGTERM, then leave gracefully."""
     bind = parse_addr(args.bind)
@@ -102,7 +109,7 @@ async def amain(args: argparse.Namespace) -> int:
     if is_wildcard(advertise_host):
         log.error("--bind %s is a wildcard: give --advertise IP", args.bind)
         return 2
-    config = Config.profile(args.profile)
+    config = node_config(args)
     tags = dict(args.tag)
     try:
         keyring = Keyring.from_base64([args.encrypt]) if args.encrypt else None
