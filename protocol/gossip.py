@@ -37,6 +37,7 @@ class Gossip:
         #: the wire; an idle node is spared five wake-ups a second)
         self.ticking = False
         self._followups_pending = 0  # join follow-up push/pulls still to run
+        self._known_at_join = 0  # how many members our join's push/pull left us knowing
 
     # ----------------------------------------------------------------------------------------------------
     # gossip
@@ -106,12 +107,18 @@ class Gossip:
         if self._followups_pending or cfg.push_pull_interval <= 0:  # push/pull disabled: no follow-ups either
             return
         self._followups_pending = cfg.join_followup_syncs
-        spacing = cfg.gossip_interval * retransmit_limit(cfg.retransmit_mult, core.estimated_nodes())
+        self._known_at_join = core.estimated_nodes()
+        spacing = cfg.gossip_interval * retransmit_limit(cfg.retransmit_mult, self._known_at_join)
         for i in range(1, cfg.join_followup_syncs + 1):
             core.at(now + i * spacing, self._join_followup)
 
     def _join_followup(self, now: float) -> None:
+        """One follow-up, unless we joined an established cluster (config.join_followup_established) and nobody
+        joined since: our seed's state was then complete, and a sync would carry it again."""
         self._followups_pending -= 1
+        known = self._known_at_join
+        if known >= self.core.config.join_followup_established and self.core.estimated_nodes() <= known:
+            return
         self._push_pull_with_random_peer(now)
 
     # ----------------------------------------------------------------------------------------------------

@@ -179,3 +179,33 @@ def test_loss_and_stalls_cause_no_false_deaths(seed):
     assert suspicions > 0 and refutes > 0  # the stalls were noticed, and refuted
     assert net.stats["udp_lost"] > 0
     no_internal_errors(net)
+
+
+def _join_late(net: SimNet, config: Config, names: list[str]) -> None:
+    for name in names:
+        net.add_node(name, config)
+        net.do(name, lambda m, now: m.join(now, [net.hosts["n0"].addr]))
+
+
+@pytest.mark.parametrize(
+    ("established", "others_join", "streams"),
+    [(128, False, 3), (8, False, 1), (8, True, 3)],
+    ids=["small-cluster", "established-cluster", "established-but-joining"],
+)
+def test_join_follow_ups_run_only_while_members_keep_joining(established: int, others_join: bool, streams: int):
+    """A joiner's follow-up syncs (config.join_followup_syncs = 2, one broadcast lifetime apart) are skipped when
+    its join left it knowing config.join_followup_established members or more and nobody joined since: its seed's
+    state was complete. Here 12 members and the threshold lowered to 8 stand for a large established cluster; the
+    joiner's own streams are counted (the periodic push/pull is an hour away)."""
+    config = Config.lan(push_pull_interval=3600.0, join_followup_established=established)
+    net = cluster(12, config, seed=3)
+    _join_late(net, config, ["late"])
+    if others_join:  # a mass join under way: the late member learns of these after its own join
+        net.run_for(0.05)
+        _join_late(net, config, [f"later{i}" for i in range(4)])
+    spacing = config.gossip_interval * retransmit_limit(config.retransmit_mult, 13)
+    net.run_for(2 * spacing + 1.0)
+    late = net.machine("late")
+    assert late.stats["tcp_opened"] == streams  # the join's push/pull, then 0 or 2 follow-ups
+    assert late.num_alive() == (17 if others_join else 13)
+    no_internal_errors(net)
