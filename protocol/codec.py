@@ -9,8 +9,8 @@ label, compression) lives in protocol/packets.py.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
-from typing import Any, ClassVar
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar, Protocol
 
 import attrs
 import msgpack
@@ -58,6 +58,8 @@ __all__ = [
     "decode_stream",
     "decode_stream_value",
     "encode",
+    "encode_push_pull",
+    "encode_push_pull_records",
     "go_bytes",
     "go_str",
     "msgpack_reader",
@@ -311,11 +313,49 @@ def encode_push_pull(join: bool, rows: Iterable[NodeRow], user_state: bytes = b"
     return bytes([MessageType.PUSH_PULL]) + _push_pull_body(join, bodies, user_state)
 
 
+class MemberRecord(Protocol):
+    """What encode_push_pull_records reads of a member record (protocol.state.NodeState, which codec cannot import)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def addr(self) -> tuple[str, int]: ...
+    @property
+    def meta(self) -> bytes: ...
+    @property
+    def incarnation(self) -> int: ...
+    @property
+    def state(self) -> int: ...
+    @property
+    def vsn(self) -> bytes: ...
+
+
+def encode_push_pull_records(
+    join: bool, records: Iterable[MemberRecord], packed: Callable[[str], bytes], user_state: bytes = b""
+) -> bytes:
+    """``encode_push_pull`` of member records (``packed`` turns an address text into its 4 or 16 bytes), each
+    record's body found by (name, incarnation, state) and kept while its address, meta and versions are the ones
+    it was built from: no row tuple, packed address or 7-field hash per member (a push/pull carries every member:
+    N^2 records a round of syncs in a simulation, nearly all unchanged; issue 14)."""
+    bodies = []
+    found = _RECORD_BODIES.get
+    for r in records:
+        key = (r.name, r.incarnation, r.state)
+        hit = found(key)
+        if hit is None or hit[0] != r.addr or hit[1] != r.meta or hit[2] != r.vsn:
+            addr = r.addr
+            row = (r.name, packed(addr[0]), addr[1], r.meta, r.incarnation, int(r.state), r.vsn)
+            hit = bounded_put(_RECORD_BODIES, key, (addr, r.meta, r.vsn, _node_body(PushNodeState(*row))))
+        bodies.append(hit[3])
+    return bytes([MessageType.PUSH_PULL]) + _push_pull_body(join, bodies, user_state)
+
+
 # Push/pull carries every member's state, and in one process (the simulator) N members push and pull the same
 # states over and over: each distinct one is encoded and decoded once (immutable values; interning.py's bound).
 _NODE_BODIES: dict[PushNodeState, bytes] = {}
 _NODE_DECODED: dict[tuple[Any, ...], PushNodeState] = {}
 _ROW_BODIES: dict[NodeRow, bytes] = {}
+_RECORD_BODIES: dict[tuple[str, int, int], tuple[tuple[str, int], bytes, bytes, bytes]] = {}
 _NODE_BY_BYTES: dict[bytes, PushNodeState] = {}
 
 
@@ -507,20 +547,7 @@ class StreamDecoder:
                 if not 0 <= user_len <= MAX_PUSH_STATE_BYTES:
                     raise DecodeError(f"push/pull header: user state length {user_len} out of range")
                 self._raw_len = user_len
-            nodes, count, unpacker, seen = self._nodes, self._header["nodes"], self._unpacker, self._seen
-            while len(nodes) < count:
-                # Each node state is skipped over and looked up by its bytes; only bytes not seen before are
-                # decoded (a push/pull carries every member: in a simulation N^2 states a round, nearly all seen).
-                # The start is kept until the skip succeeds: msgpack's tell() moves on a skip that ran out of data
-                # (the skip itself resumes correctly once more bytes are fed).
-                if self._node_start is None:
-                    self._node_start = unpacker.tell()
-                try:
-                    unpacker.skip()
-                except Exception as exc:
-                    raise self._failed(f"push/pull node state {len(nodes)}", exc) from None
-                nodes.append(_node_from_bytes(bytes(seen[self._node_start : unpacker.tell()]), len(nodes)))
-                self._node_start = None
+            self._read_nodes()
             self._read_raw()
             return PushPull(self._header["join"], tuple(self._nodes), bytes(self._raw))
         if mtype == MessageType.USER:
@@ -533,6 +560,30 @@ class StreamDecoder:
             self._read_raw()
             return UserStream(bytes(self._raw))
         return _UDP_STRUCTS[mtype].from_obj(self._value(f"{mtype.name} body"))
+
+    def _read_nodes(self) -> None:
+        """A push/pull's node states: each is skipped over and looked up by its bytes; only bytes not seen before are
+        decoded (a push/pull carries every member: in a simulation N^2 states a round, nearly all seen).
+
+        The start is kept until the skip succeeds: msgpack's tell() moves on a skip that ran out of data (the skip
+        itself resumes correctly once more bytes are fed).
+        """
+        assert self._header is not None
+        nodes, count, seen, known = self._nodes, self._header["nodes"], self._seen, _NODE_BY_BYTES.get
+        skip, tell = self._unpacker.skip, self._unpacker.tell
+        start = tell() if self._node_start is None else self._node_start
+        while len(nodes) < count:
+            try:
+                skip()
+            except Exception as exc:
+                self._node_start = start
+                raise self._failed(f"push/pull node state {len(nodes)}", exc) from None
+            end = tell()
+            raw = bytes(seen[start:end])
+            node = known(raw)
+            nodes.append(_node_from_bytes(raw, len(nodes)) if node is None else node)
+            start = end
+        self._node_start = None
 
     def _read_raw(self) -> None:
         """The raw tail (user state / user message): plain bytes after the msgpack values, taken as they come."""

@@ -13,9 +13,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from operator import attrgetter
 from typing import Any
 
-from protocol.codec import Alive, Dead, DecodeError, ErrResp, PushNodeState, PushPull, Suspect, encode_push_pull
+from protocol.codec import (
+    Alive,
+    Dead,
+    DecodeError,
+    ErrResp,
+    PushNodeState,
+    PushPull,
+    Suspect,
+    encode_push_pull_records,
+)
 from protocol.core import COMPOUND_HEADER_OVERHEAD, COMPOUND_OVERHEAD, Core, PendingStream
 from protocol.membership import Membership
 from protocol.outputs import JoinResult
@@ -37,6 +48,7 @@ class Gossip:
         #: the wire; an idle node is spared five wake-ups a second)
         self.ticking = False
         self._followups_pending = 0  # join follow-up push/pulls still to run
+        self._known_at_join = 0  # how many members our join's push/pull left us knowing
 
     # ----------------------------------------------------------------------------------------------------
     # gossip
@@ -110,12 +122,18 @@ class Gossip:
         if self._followups_pending or cfg.push_pull_interval <= 0:  # push/pull disabled: no follow-ups either
             return
         self._followups_pending = cfg.join_followup_syncs
-        spacing = cfg.gossip_interval * retransmit_limit(cfg.retransmit_mult, core.estimated_nodes())
+        self._known_at_join = core.estimated_nodes()
+        spacing = cfg.gossip_interval * retransmit_limit(cfg.retransmit_mult, self._known_at_join)
         for i in range(1, cfg.join_followup_syncs + 1):
             core.at(now + i * spacing, self._join_followup)
 
     def _join_followup(self, now: float) -> None:
+        """One follow-up, unless we joined an established cluster (config.join_followup_established) and nobody
+        joined since: our seed's state was then complete, and a sync would carry it again."""
         self._followups_pending -= 1
+        known = self._known_at_join
+        if known >= self.core.config.join_followup_established and self.core.estimated_nodes() <= known:
+            return
         self._push_pull_with_random_peer(now)
 
     # ----------------------------------------------------------------------------------------------------
@@ -123,12 +141,8 @@ class Gossip:
 
     def _local_push_pull(self, join: bool) -> bytes:
         core = self.core
-        packed, nodes = core.packed, core.nodes
-        rows = (
-            (s.name, packed(s.addr[0]), s.addr[1], s.meta, s.incarnation, int(s.state), s.vsn)
-            for s in (nodes[n] for n in core.order)
-        )
-        return encode_push_pull(join, rows, core.delegate.local_state(join))
+        records = map(core.nodes.__getitem__, core.order)
+        return encode_push_pull_records(join, records, core.packed, core.delegate.local_state(join))
 
     def start_push_pull(self, now: float, addr: Addr, *, join: bool) -> None:
         core = self.core
@@ -175,8 +189,8 @@ class Gossip:
     def _merge_remote_state(self, now: float, pp: PushPull) -> str | None:
         """memberlist mergeRemoteState: verify versions, replay each state, hand user state over."""
         core = self.core
-        remote = [(n.name, _STATE_OF.get(n.state, NodeStateType.DEAD), n.vsn) for n in pp.nodes]
-        err = verify_protocol(remote, [s for s in core.nodes.values()])
+        remote = [(n.name, _STATE_OF.get(n.state, NodeStateType.DEAD), n.vsn) for n in _version_sample(pp.nodes)]
+        err = verify_protocol(remote, _version_sample(core.nodes.values()))
         if err is not None:
             return err
         if pp.join and core.custom["notify_merge"]:
@@ -189,7 +203,7 @@ class Gossip:
                 return err
         # alive_node's stale case (a state we already hold at that incarnation and address), checked here without
         # a call per state: a push/pull carries every member, and nearly all of them are known already
-        nodes, local, port0 = core.nodes, core.name, core.addr[1]
+        nodes, local, port0, packed = core.nodes, core.name, core.addr[1], core.packed
         plain, stale = not core.custom["notify_alive"], 0
         learn = self.membership.alive_node
         for r in pp.nodes:
@@ -205,7 +219,7 @@ class Gossip:
                     current is not None
                     and r.incarnation <= current.incarnation
                     and current.addr[1] == (r.port or port0)
-                    and core.packed(current.addr[0]) == r.addr
+                    and packed(current.addr[0]) == r.addr
                 ):
                     stale += 1
                     continue
@@ -250,6 +264,21 @@ class Gossip:
 
 
 _STATE_OF = {int(t): t for t in NodeStateType}
+_VSN = attrgetter("vsn")
+
+
+def _version_sample(states: Collection[Any]) -> list[Any]:
+    """The states verify_protocol must see to judge all of `states`: all of them, or, when they share one version
+    vector (nearly always), the first one and the first alive one. It reads only which vectors occur, the first
+    state holding each and whether an alive one does, and a push/pull carries every member (N^2 states a round
+    of syncs in a simulation, issue 14)."""
+    if len(set(map(_VSN, states))) > 1:
+        return list(states)
+    first = next(iter(states), None)
+    if first is None or first.state == NodeStateType.ALIVE:
+        return [] if first is None else [first]
+    alive = next((s for s in states if s.state == NodeStateType.ALIVE), None)
+    return [first] if alive is None else [first, alive]
 
 
 def _state_type(value: int) -> NodeStateType:

@@ -191,10 +191,7 @@ class SerfDelegate(Delegate):
         left = set(pp.left_members)
         for name in pp.left_members:
             self._table.handle_leave_intent(LeaveIntent(pp.status_ltimes.get(name, 0) + 1, name))
-        join_intent = self._table.join_intent  # no JoinIntent built: a push/pull names every member
-        for name, ltime in pp.status_ltimes.items():
-            if name not in left:
-                join_intent(ltime, name)
+        self._table.join_intents(pp.status_ltimes, left)  # no JoinIntent built: a push/pull names every member
         window = self._user_events.window
         if join and self._ignoring_old_events() and pp.event_ltime > window.min_time:
             window.min_time = pp.event_ltime

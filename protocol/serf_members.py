@@ -9,7 +9,7 @@ handleNodeJoinIntent/LeaveIntent, eraseNode, reap); where we differ it is said a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import attrs
 
@@ -176,13 +176,32 @@ class MemberTable:
         return self.join_intent(msg.ltime, msg.node)
 
     def join_intent(self, ltime: int, node: str) -> bool:
-        """`handle_join_intent` of the intent's two fields (a push/pull merges one per member)."""
+        """`handle_join_intent` of the intent's two fields."""
         self._core.clock.witness(ltime)
         ms = self.members.get(node)
+        if ms is not None and ltime <= ms.status_ltime:
+            return False
+        return self._newer_join(ms, node, ltime)
+
+    def join_intents(self, ltimes: dict[str, int], left: Collection[str]) -> None:
+        """`join_intent` for each member of a push/pull's status LTimes but its left ones, the clock witnessing the
+        newest time once: a push/pull names every member, nearly none of them news, and witnessing each time in
+        turn ends at the same clock."""
+        times = ltimes.values() if not left else [t for n, t in ltimes.items() if n not in left]
+        if times:
+            self._core.clock.witness(max(times))
+        found = self.members.get
+        for node, ltime in ltimes.items():
+            ms = found(node)
+            if (ms is not None and ltime <= ms.status_ltime) or node in left:
+                continue
+            self._newer_join(ms, node, ltime)
+
+    def _newer_join(self, ms: MemberState | None, node: str, ltime: int) -> bool:
+        """A join intent newer than what we hold: buffered if memberlist has not reported the member, else taken
+        (a leaving member is alive again). Returns whether it was news."""
         if ms is None:
             return self._upsert_intent(node, SerfMessageType.JOIN, ltime)
-        if ltime <= ms.status_ltime:
-            return False
         ms.status_ltime = _shared_ltime(ltime)
         if ms.status == MemberStatus.LEAVING:  # the leave we saw was older than this join
             ms.status = MemberStatus.ALIVE

@@ -18,6 +18,7 @@ LAN = {
     "suspicion_max_timeout_mult": 6,
     "push_pull_interval": 30.0,
     "join_followup_syncs": 2,
+    "join_followup_established": 128,  # ours: see Config
     "probe_timeout": 0.5,
     "probe_interval": 1.0,
     "disable_tcp_pings": False,

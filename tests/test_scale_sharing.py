@@ -8,14 +8,27 @@ general path, and no mutable state shared between two members.
 
 from __future__ import annotations
 
+import ipaddress
 import random
 import subprocess
 import sys
 
+import attrs
+import pytest
+
 from protocol import interning
 from protocol.broadcast import BroadcastQueue
-from protocol.codec import Alive, PushNodeState, PushPull, decode, encode, encode_push_pull
+from protocol.codec import (
+    Alive,
+    PushNodeState,
+    PushPull,
+    decode,
+    encode,
+    encode_push_pull,
+    encode_push_pull_records,
+)
 from protocol.config import Config
+from protocol.gossip import _version_sample
 from protocol.node import Node, NodeJoin
 from protocol.serf import MemberStatus, Serf
 from protocol.serf_messages import SerfPushPull, encode_message, encode_tags
@@ -153,6 +166,72 @@ def test_a_push_pull_encoded_from_rows_is_the_same_bytes_as_from_node_states() -
     changed = [*rows[:2], ("c", bytes(16), 7946, meta, 4, 3, b"")]  # one field differs: not the cached body
     want = encode(PushPull(True, tuple(PushNodeState(*r) for r in changed), b"user"))
     assert encode_push_pull(True, changed, b"user") == want
+
+
+def test_a_push_pull_encoded_from_member_records_is_the_same_bytes_and_follows_their_changes() -> None:
+    """encode_push_pull_records keeps each record's body by (name, incarnation, state): a record with the same
+    three but another address, meta or version vector is not handed the kept body."""
+    meta = encode_tags(TAGS)
+    records = [
+        NodeState("a", ("10.0.0.1", 7946), meta, 1, NodeStateType.ALIVE, 0.0, CFG.vsn),
+        NodeState("b", ("10.0.0.2", 8301), b"", 7, NodeStateType.DEAD, 5.0, CFG.vsn),
+        NodeState("c", ("::", 7946), meta, 3, NodeStateType.LEFT, 0.0, b""),
+    ]
+
+    def want(recs: list[NodeState]) -> bytes:
+        rows = (PushNodeState(r.name, _packed(r.addr[0]), r.addr[1], r.meta, r.incarnation, r.state, r.vsn)
+                for r in recs)  # fmt: skip
+        return encode(PushPull(False, tuple(rows), b"user"))
+
+    assert encode_push_pull_records(False, records, _packed, b"user") == want(records)
+    assert encode_push_pull_records(False, iter(records), _packed, b"user") == want(records)  # from the kept bodies
+    for change in ({"addr": ("10.0.0.9", 7946)}, {"addr": ("10.0.0.1", 7947)}, {"meta": b""}, {"vsn": bytes(6)}):
+        changed = [attrs.evolve(records[0], **change), *records[1:]]
+        assert encode_push_pull_records(False, changed, _packed, b"user") == want(changed), change
+        assert encode_push_pull_records(False, records, _packed, b"user") == want(records)
+
+
+def _packed(text: str) -> bytes:
+    return ipaddress.ip_address(text).packed
+
+
+@pytest.mark.parametrize(
+    "vsns",
+    [
+        [CFG.vsn] * 4,
+        [CFG.vsn, CFG.vsn, bytes((1, 5, 9, 2, 5, 4)), CFG.vsn],  # one member speaks an incompatible version
+        [b"\x01\x05"] * 3,  # too short: refused only if an alive member carries it
+        [CFG.vsn, b""],
+        [],
+    ],
+    ids=["one-vector", "mixed", "short", "with-empty", "none"],
+)
+@pytest.mark.parametrize("first_alive", [True, False], ids=["first-alive", "first-dead"])
+@pytest.mark.parametrize("any_alive", [True, False], ids=["some-alive", "none-alive"])
+def test_verify_protocol_judges_the_version_sample_as_it_judges_every_state(
+    vsns: list[bytes], first_alive: bool, any_alive: bool
+) -> None:
+    """Gossip._merge_remote_state hands verify_protocol a sample of the states (_version_sample): the first state
+    and the first alive one when all share one version vector. Its verdict must be the one on every state, for
+    the pushed states and for ours."""
+    dead, alive = NodeStateType.DEAD, NodeStateType.ALIVE
+    states = [alive if any_alive and (i > 0 or first_alive) else dead for i in range(len(vsns))]
+    pairs = list(enumerate(zip(vsns, states, strict=True)))
+    pushed = [PushNodeState(f"r{i}", bytes(4), 1, b"", 1, int(st), v) for i, (v, st) in pairs]
+    ours = [NodeState(f"l{i}", ("10.0.0.1", 1), b"", 1, st, 0.0, v) for i, (v, st) in pairs]
+    mine = [NodeState("me", ("10.0.0.2", 1), b"", 1, alive, 0.0, CFG.vsn)]
+
+    def remote(nodes: list[PushNodeState]) -> list[tuple[str, NodeStateType, bytes]]:
+        return [(n.name, NodeStateType(n.state), n.vsn) for n in nodes]
+
+    for theirs, local in ((pushed, mine), (pushed[:1], ours)):
+        want = verify_protocol(remote(theirs), local)
+        assert verify_protocol(remote(_version_sample(theirs)), _version_sample(local)) == want
+    for local in (ours, {n.name: n for n in ours}.values()):  # a list, or the member table's values
+        want = verify_protocol(remote(pushed), list(local))
+        assert verify_protocol(remote(_version_sample(pushed)), _version_sample(local)) == want
+    if len(set(vsns)) == 1 and not first_alive and any_alive:  # the case the sample's second state is for
+        assert len(_version_sample(pushed)) == 2
 
 
 def test_verify_protocol_names_the_first_incompatible_node_in_push_order() -> None:

@@ -505,6 +505,40 @@ def test_local_state_round_trip_between_two_serfs() -> None:
     assert [e for e in events(b) if isinstance(e, UserEvent)] == [UserEvent(1, "ev", b"1", False)]
 
 
+@pytest.mark.parametrize("left", [set(), {"n5"}], ids=["none-left", "one-left"])
+def test_a_push_pulls_join_intents_merge_as_one_intent_each(left: set[str]) -> None:
+    """MemberTable.join_intents (a push/pull's status LTimes, the clock witnessing the newest once) ends where
+    join_intent, member by member, ends: statuses, times, buffered intents, events and the clock."""
+    ltimes = {"n2": 4, "n3": 7, "n4": 12, "n9": 6, "n5": 40}
+    twins = [make("b", seed=2), make("b", seed=2)]
+    before = {"n2": (MemberStatus.ALIVE, 5), "n3": (MemberStatus.LEAVING, 3), "n4": (MemberStatus.ALIVE, 9),
+              "n5": (MemberStatus.ALIVE, 1)}  # fmt: skip
+    for s in twins:
+        for name, (st, lt) in before.items():
+            s.notify_join(0.0, peer(name))
+            ms = s._table.members[name]
+            ms.status, ms.status_ltime = st, lt
+        events(s)
+    bulk, one_by_one = twins
+    bulk._table.join_intents(ltimes, left)
+    for name, lt in ltimes.items():
+        if name not in left:
+            one_by_one._table.join_intent(lt, name)
+
+    def seen(s: Serf) -> tuple[Any, ...]:
+        table = s._table
+        members = {n: (ms.status, ms.status_ltime) for n, ms in table.members.items()}
+        evs = [(type(e).__name__, e.member.name, e.member.status) for e in events(s)]
+        return members, dict(table._recent_intents), evs, s.clock.time()
+
+    got = seen(bulk)
+    assert got == seen(one_by_one)
+    members, intents, evs, clock = got
+    assert members["n3"] == (MemberStatus.ALIVE, 7) and members["n2"] == (MemberStatus.ALIVE, 5)
+    assert list(intents) == ["n9"] and evs == [("MemberStatusChanged", "n3", MemberStatus.ALIVE)]
+    assert clock == (13 if left else 41)
+
+
 def test_merge_on_join_with_ignore_old_skips_old_events() -> None:
     a, b = make("a"), make("b", seed=2)
     a.user_event(1.0, "old", b"")

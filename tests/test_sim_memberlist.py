@@ -213,3 +213,33 @@ def test_first_periodic_push_pull_comes_one_interval_after_the_stagger(seed):
     assert net.stats["tcp_opened"] == 1, "a periodic push/pull came at the stagger, before one whole interval"
     net.run_for(interval)
     assert net.stats["tcp_opened"] == 3, "each member's first periodic push/pull, within its second interval"
+
+
+def _join_late(net: SimNet, config: Config, names: list[str]) -> None:
+    for name in names:
+        net.add_node(name, config)
+        net.do(name, lambda m, now: m.join(now, [net.hosts["n0"].addr]))
+
+
+@pytest.mark.parametrize(
+    ("established", "others_join", "streams"),
+    [(128, False, 3), (8, False, 1), (8, True, 3)],
+    ids=["small-cluster", "established-cluster", "established-but-joining"],
+)
+def test_join_follow_ups_run_only_while_members_keep_joining(established: int, others_join: bool, streams: int):
+    """A joiner's follow-up syncs (config.join_followup_syncs = 2, one broadcast lifetime apart) are skipped when
+    its join left it knowing config.join_followup_established members or more and nobody joined since: its seed's
+    state was complete. Here 12 members and the threshold lowered to 8 stand for a large established cluster; the
+    joiner's own streams are counted (the periodic push/pull is an hour away)."""
+    config = Config.lan(push_pull_interval=3600.0, join_followup_established=established)
+    net = cluster(12, config, seed=3)
+    _join_late(net, config, ["late"])
+    if others_join:  # a mass join under way: the late member learns of these after its own join
+        net.run_for(0.05)
+        _join_late(net, config, [f"later{i}" for i in range(4)])
+    spacing = config.gossip_interval * retransmit_limit(config.retransmit_mult, 13)
+    net.run_for(2 * spacing + 1.0)
+    late = net.machine("late")
+    assert late.stats["tcp_opened"] == streams  # the join's push/pull, then 0 or 2 follow-ups
+    assert late.num_alive() == (17 if others_join else 13)
+    no_internal_errors(net)
