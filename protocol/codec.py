@@ -58,7 +58,6 @@ __all__ = [
     "decode_stream",
     "decode_stream_value",
     "encode",
-    "encode_push_pull",
     "encode_push_pull_records",
     "go_bytes",
     "go_str",
@@ -296,23 +295,6 @@ def _push_pull_body(join: bool, bodies: list[bytes], user_state: bytes) -> bytes
     return b"".join((packb(header), *bodies, bytes(user_state)))
 
 
-#: (name, packed addr, port, meta, incarnation, state, vsn): a PushNodeState's fields, as encode_push_pull takes them
-NodeRow = tuple[str, bytes, int, bytes, int, int, bytes]
-
-
-def encode_push_pull(join: bool, rows: Iterable[NodeRow], user_state: bytes = b"") -> bytes:
-    """The bytes of ``encode(PushPull(join, tuple(PushNodeState(*r) for r in rows), user_state))``, each distinct
-    row's body looked up by the plain tuple rather than built as a PushNodeState: a push/pull carries every member,
-    and a round of syncs in an N-member simulation encodes N^2 rows, nearly all seen before (issue 14)."""
-    bodies = []
-    for row in rows:
-        body = _ROW_BODIES.get(row)
-        if body is None:
-            body = bounded_put(_ROW_BODIES, row, _node_body(PushNodeState(*row)))
-        bodies.append(body)
-    return bytes([MessageType.PUSH_PULL]) + _push_pull_body(join, bodies, user_state)
-
-
 class MemberRecord(Protocol):
     """What encode_push_pull_records reads of a member record (protocol.state.NodeState, which codec cannot import)."""
 
@@ -333,7 +315,7 @@ class MemberRecord(Protocol):
 def encode_push_pull_records(
     join: bool, records: Iterable[MemberRecord], packed: Callable[[str], bytes], user_state: bytes = b""
 ) -> bytes:
-    """``encode_push_pull`` of member records (``packed`` turns an address text into its 4 or 16 bytes), each
+    """``encode(PushPull(...))`` of member records (``packed`` turns an address text into its 4 or 16 bytes), each
     record's body found by (name, incarnation, state) and kept while its address, meta and versions are the ones
     it was built from: no row tuple, packed address or 7-field hash per member (a push/pull carries every member:
     N^2 records a round of syncs in a simulation, nearly all unchanged; issue 14)."""
@@ -354,7 +336,6 @@ def encode_push_pull_records(
 # states over and over: each distinct one is encoded and decoded once (immutable values; interning.py's bound).
 _NODE_BODIES: dict[PushNodeState, bytes] = {}
 _NODE_DECODED: dict[tuple[Any, ...], PushNodeState] = {}
-_ROW_BODIES: dict[NodeRow, bytes] = {}
 _RECORD_BODIES: dict[tuple[str, int, int], tuple[tuple[str, int], bytes, bytes, bytes]] = {}
 _NODE_BY_BYTES: dict[bytes, PushNodeState] = {}
 

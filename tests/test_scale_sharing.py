@@ -24,7 +24,6 @@ from protocol.codec import (
     PushPull,
     decode,
     encode,
-    encode_push_pull,
     encode_push_pull_records,
 )
 from protocol.config import Config
@@ -151,21 +150,6 @@ def test_a_queue_entry_gives_back_the_bytes_it_was_given_through_every_transmit(
     assert sorted(seen) == sorted(list(msgs.values()) * 2)
     assert all(type(m) is bytes for m in seen)
     assert sorted(finished) == sorted(msgs)
-
-
-def test_a_push_pull_encoded_from_rows_is_the_same_bytes_as_from_node_states() -> None:
-    meta = encode_tags(TAGS)
-    rows = [
-        ("a", bytes([10, 0, 0, 1]), 7946, meta, 1, 0, CFG.vsn),
-        ("b", bytes([10, 0, 0, 2]), 8301, b"", 7, 2, CFG.vsn),
-        ("c", bytes(16), 7946, meta, 3, 3, b""),
-    ]
-    want = encode(PushPull(True, tuple(PushNodeState(*r) for r in rows), b"user"))
-    assert encode_push_pull(True, rows, b"user") == want
-    assert encode_push_pull(True, iter(rows), b"user") == want  # again, from the row cache
-    changed = [*rows[:2], ("c", bytes(16), 7946, meta, 4, 3, b"")]  # one field differs: not the cached body
-    want = encode(PushPull(True, tuple(PushNodeState(*r) for r in changed), b"user"))
-    assert encode_push_pull(True, changed, b"user") == want
 
 
 def test_a_push_pull_encoded_from_member_records_is_the_same_bytes_and_follows_their_changes() -> None:
