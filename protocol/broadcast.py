@@ -5,27 +5,28 @@ before old news is repeated. A broadcast with a key (the node name, for alive/su
 newer one with the same key: only the latest word about a node is worth gossiping.
 
 The order is memberlist's btree order: fewest transmits, then largest message, then newest. It is kept as one
-bucket per (transmits, length), each a heap on the broadcast's id, so that taking, bumping and queueing a
-broadcast cost O(log n) whatever the queue holds: a member of a 5,000-member cluster has every member's alive
-queued at once, and one sorted list of them made each transmit a 40 KB memmove (issue 14). An entry is one tuple.
+bucket per (transmits, length), each a list sorted by the broadcast's id, newest last: a member of a 5,000-member
+cluster has every member's alive queued at once, and a packet takes ~50 same-length alives from one bucket, so the
+k newest are one slice off its end and move one tier up as one run (issue 14). Ids only grow, so a run is nearly
+always newer or older than all of the bucket it joins (an extend or one insert at the front); anything else is
+placed by bisection. An entry is one tuple.
 """
 
 from __future__ import annotations
 
 import bisect
-import heapq
 from collections.abc import Callable
 from typing import Any
 
 import attrs
 
-from protocol.interning import NEG_IDS
+from protocol.interning import QUEUE_IDS
 from protocol.suspicion import retransmit_limit
 
 OnFinished = Callable[[], None]
 
-# One queued broadcast: (-id, key, msg), or (-id, key, msg, on_finished) when there is a callback. The negated id
-# comes first so that a bucket's heap pops its newest entry (ids are unique within a queue). The transmit count is
+# One queued broadcast: (id, key, msg), or (id, key, msg, on_finished) when there is a callback. The id comes first
+# so that a bucket sorts by it (ids are unique within a queue, so no comparison looks further). The transmit count is
 # not in the entry but is the tier of the bucket holding it: a transmit moves the same tuple one tier up instead of
 # building a new one (each member of a large cluster queues every other one's alive and sends each L times, issue
 # 14), and an entry without a callback is one slot smaller. Each queue has its own entries; only the immutable key
@@ -52,7 +53,7 @@ class BroadcastQueue:
         self.retransmit_mult = retransmit_mult
         self._tiers: list[int] = []  # transmit counts present, ascending
         self._lens: dict[int, list[int]] = {}  # transmit count -> message lengths present in it, ascending
-        self._buckets: dict[tuple[int, int], list[_Entry]] = {}  # (transmits, length) -> heap of entries
+        self._buckets: dict[tuple[int, int], list[_Entry]] = {}  # (transmits, length) -> entries, oldest first
         self._by_key: dict[str, _Entry] = {}
         self._len = 0
         self._next_id = 0
@@ -74,16 +75,16 @@ class BroadcastQueue:
         """
         self._next_id += 1
         n = self._next_id
-        neg_id = NEG_IDS[n] if n < len(NEG_IDS) else -n  # shared int objects in a simulation (interning.py)
+        ident = QUEUE_IDS[n] if n < len(QUEUE_IDS) else n  # shared int objects in a simulation (interning.py)
         msg = bytes(msg)
-        entry: _Entry = (neg_id, key, msg) if on_finished is None else (neg_id, key, msg, on_finished)
+        entry: _Entry = (ident, key, msg) if on_finished is None else (ident, key, msg, on_finished)
         old = None
         if key is not None:
             old = self._by_key.get(key)
             if old is not None:
                 self._remove(old)
             self._by_key[key] = entry
-        self._insert(entry, initial_transmits)
+        self._insert([entry], initial_transmits, len(msg))
         if old is not None:
             _finish(old)
 
@@ -98,45 +99,48 @@ class BroadcastQueue:
         transmit_limit = retransmit_limit(self.retransmit_mult, num_nodes)
         used = 0
         sent: list[bytes] = []
-        bumped: list[tuple[int, list[_Entry]]] = []  # (new tier, entries), reinserted after the walk
+        bumped: list[tuple[list[_Entry], int, int]] = []  # (entries, new tier, length), reinserted after the walk
         retired: list[_Entry] = []
         lens_of, buckets, by_key = self._lens, self._buckets, self._by_key
         for tier in list(self._tiers):  # bumped entries are reinserted after the walk, not met again in it
             lens = lens_of[tier]
             retires = tier + 1 >= transmit_limit
-            up: list[_Entry] = []
             while True:
-                free = limit - used - overhead
-                if free <= 0:
+                room = limit - used
+                if room - overhead <= 0:
                     break
-                i = bisect.bisect_right(lens, free) - 1
+                i = bisect.bisect_right(lens, room - overhead) - 1
                 if i < 0:
                     break  # nothing in this tier fits: try the next
                 size = lens[i]
-                heap = buckets[tier, size]
-                entry = heapq.heappop(heap)
-                if not heap:
+                bucket = buckets[tier, size]
+                take = _fitting(room, overhead, size, len(bucket))
+                if take >= len(bucket):
+                    run = bucket
                     del buckets[tier, size]
                     del lens[i]
-                used += overhead + size
-                sent.append(entry[2])
-                if retires:
-                    retired.append(entry)
-                    if entry[1] is not None:
-                        del by_key[entry[1]]
                 else:
-                    up.append(entry)
-            if up:
-                bumped.append((tier + 1, up))
+                    run = bucket[-take:]
+                    del bucket[-take:]
+                used += len(run) * (overhead + size)
+                sent.extend([e[2] for e in reversed(run)])
+                if retires:
+                    retired.extend(reversed(run))
+                    for entry in run:
+                        if entry[1] is not None:
+                            del by_key[entry[1]]
+                else:
+                    bumped.append((run, tier + 1, size))
+                if limit - used - overhead <= 0:
+                    break
             if not lens:
                 del lens_of[tier]
                 self._tiers.remove(tier)
             if limit - used - overhead <= 0:
                 break
         self._len -= len(sent)
-        for tier, entries in bumped:
-            for entry in entries:
-                self._insert(entry, tier)
+        for run, tier, size in bumped:
+            self._insert(run, tier, size)
         for entry in retired:
             _finish(entry)
         return sent
@@ -163,27 +167,33 @@ class BroadcastQueue:
 
     def snapshot(self) -> list[QueuedBroadcast]:
         """The queue in transmit order (what get_broadcasts would consider first), for tests and logs."""
-        return [QueuedBroadcast(e[1], e[2], tier, -e[0], e[3] if len(e) > 3 else None) for tier, e in self._ordered()]
+        return [QueuedBroadcast(e[1], e[2], tier, e[0], e[3] if len(e) > 3 else None) for tier, e in self._ordered()]
 
     # --- internals ---
 
     def _ordered(self) -> list[tuple[int, _Entry]]:
         """(transmits, entry) in memberlist's btree order: fewest transmits, then largest message, then newest."""
-        items = [(tier, e) for (tier, _size), heap in self._buckets.items() for e in heap]
-        return sorted(items, key=lambda te: (te[0], -len(te[1][2]), te[1][0]))
+        items = [(tier, e) for (tier, _size), bucket in self._buckets.items() for e in bucket]
+        return sorted(items, key=lambda te: (te[0], -len(te[1][2]), -te[1][0]))
 
-    def _insert(self, entry: _Entry, tier: int) -> None:
-        size = len(entry[2])
-        heap = self._buckets.get((tier, size))
-        if heap is None:
-            heap = self._buckets[tier, size] = []
+    def _insert(self, run: list[_Entry], tier: int, size: int) -> None:
+        """Put `run` (entries of one length, oldest first) into its bucket; the list may become the bucket."""
+        bucket = self._buckets.get((tier, size))
+        if bucket is None:
+            self._buckets[tier, size] = run
             lens = self._lens.get(tier)
             if lens is None:
                 lens = self._lens[tier] = []
                 bisect.insort(self._tiers, tier)
             bisect.insort(lens, size)
-        heapq.heappush(heap, entry)
-        self._len += 1
+        elif run[0][0] > bucket[-1][0]:
+            bucket += run  # newer than all of it: a new broadcast, or a run taken from the end of its tier
+        elif run[-1][0] < bucket[0][0]:
+            bucket[:0] = run  # older than all of it: the next run of a tier drained newest first
+        else:
+            for entry in run:
+                bisect.insort(bucket, entry)
+        self._len += len(run)
 
     def _remove(self, entry: _Entry, tier: int | None = None) -> None:
         """Take one entry out of the middle of its bucket (invalidation, prune): rare, so O(bucket) is fine.
@@ -191,18 +201,15 @@ class BroadcastQueue:
         size = len(entry[2])
         tiers = self._tiers if tier is None else (tier,)
         for t in tiers:
-            heap = self._buckets.get((t, size))
-            idx = None if heap is None else next((i for i, e in enumerate(heap) if e is entry), None)
-            if idx is not None:
-                break
+            bucket = self._buckets.get((t, size))
+            if bucket is not None:
+                idx = bisect.bisect_left(bucket, entry[0], key=_ident)
+                if idx < len(bucket) and bucket[idx] is entry:
+                    break
         else:
             raise KeyError("broadcast not queued")
-        assert heap is not None
-        last = heap.pop()
-        if idx < len(heap):
-            heap[idx] = last
-            heapq.heapify(heap)
-        if not heap:
+        del bucket[idx]
+        if not bucket:
             del self._buckets[t, size]
             lens = self._lens[t]
             lens.remove(size)
@@ -213,6 +220,18 @@ class BroadcastQueue:
         key = entry[1]
         if key is not None and self._by_key.get(key) is entry:
             del self._by_key[key]
+
+
+def _fitting(room: int, overhead: int, size: int, queued: int) -> int:
+    """How many messages of `size` one at a time fit `room`: each needs overhead + size, and some room must be
+    left before it (the one-by-one loop memberlist runs, counted at once)."""
+    if size > 0:
+        return room // (overhead + size)
+    return (room - 1) // overhead if overhead > 0 else queued
+
+
+def _ident(entry: _Entry) -> int:
+    return entry[0]
 
 
 def _finish(entry: _Entry) -> None:

@@ -13,17 +13,17 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-__all__ = ["AGENT_LIMIT", "NEG_IDS", "SIMULATION_LIMIT", "bounded_put", "limit", "share_widely"]
+__all__ = ["AGENT_LIMIT", "QUEUE_IDS", "SIMULATION_LIMIT", "bounded_put", "limit", "share_widely"]
 
 V = TypeVar("V")
 
 AGENT_LIMIT = 4096
 SIMULATION_LIMIT = 1 << 16
 
-#: The negated broadcast ids 0, -1, -2, ... as the same int objects for every queue in the process (each queue
-#: counts from 1; an int past 256 is a 32-byte object, and each member of a large simulation queues thousands).
+#: The broadcast ids 0, 1, 2, ... as the same int objects for every queue in the process (each queue counts from
+#: 1; an int past 256 is a 32-byte object, and each member of a large simulation queues thousands).
 #: Empty for an agent; extended in place by `share_widely`, so a module holding a reference sees it grow.
-NEG_IDS: list[int] = []
+QUEUE_IDS: list[int] = []
 
 _limit = AGENT_LIMIT
 
@@ -45,5 +45,5 @@ def share_widely(entries: int = SIMULATION_LIMIT, queue_ids: int = SIMULATION_LI
     """For a process that runs many members (the simulator): larger tables, and shared queue ids."""
     global _limit
     _limit = max(_limit, entries)
-    if len(NEG_IDS) < queue_ids:
-        NEG_IDS.extend(-i for i in range(len(NEG_IDS), queue_ids))
+    if len(QUEUE_IDS) < queue_ids:
+        QUEUE_IDS.extend(range(len(QUEUE_IDS), queue_ids))

@@ -233,9 +233,9 @@ def test_an_agent_process_keeps_small_tables_and_the_simulator_widens_them() -> 
     AGENT_LIMIT entries (a simulator's tables cost an agent 2.5 MiB of ids alone); share_widely grows the shared
     ids in place, so a queue module's reference sees them; a full table is cleared, never grown past its bound."""
     probe = (
-        "import protocol.serf, protocol.interning as i; ids = i.NEG_IDS; before = (len(ids), i.limit()); "
+        "import protocol.serf, protocol.interning as i; ids = i.QUEUE_IDS; before = (len(ids), i.limit()); "
         "i.share_widely(8192, 300); table = {}; [i.bounded_put(table, k, k) for k in range(8193)]; "
-        "print(before, len(i.NEG_IDS), i.NEG_IDS is ids, i.NEG_IDS[299], i.limit(), len(table))"
+        "print(before, len(i.QUEUE_IDS), i.QUEUE_IDS is ids, i.QUEUE_IDS[299], i.limit(), len(table))"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
-    assert out.stdout.split() == ["(0,", f"{interning.AGENT_LIMIT})", "300", "True", "-299", "8192", "1"]
+    assert out.stdout.split() == ["(0,", f"{interning.AGENT_LIMIT})", "300", "True", "299", "8192", "1"]
