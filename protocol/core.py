@@ -33,7 +33,7 @@ from protocol.outputs import Datagram, Diagnostic, NodeEvent, NodeJoin, NodeLeav
 from protocol.state import Addr, NodeState, Notify
 from protocol.suspicion import random_offset
 
-__all__ = ["Core", "PendingStream", "Timer", "shared"]
+__all__ = ["Core", "PendingStream", "Timer", "packed_address", "shared"]
 
 _USER_TYPE = bytes([MessageType.USER])
 COMPOUND_HEADER_OVERHEAD = 2  # memberlist compoundHeaderOverhead
@@ -77,6 +77,8 @@ def _addr_text(packed: bytes) -> str:
 _ADDR_TEXT: dict[bytes, str] = {}
 _ADDR_PACKED: dict[str, bytes] = {}
 _SHARED_VALUES: dict[Any, Any] = {}
+#: the packed form of an address text already met, else None (Core.packed, without the call: once per alive received)
+packed_address = _ADDR_PACKED.get
 
 
 def shared(value: Any) -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Sequence
+from itertools import accumulate
 
 from protocol.codec import MessageType
 from protocol.go_msgpack import DecodeError, Incomplete, decode_stream_value, go_bytes, go_str, packb
@@ -84,12 +85,16 @@ def split_compound(data: bytes) -> tuple[list[bytes], int]:
     if len(data) < end_lengths:
         raise DecodeError(f"compound: truncated length table ({count} messages)")
     lengths = struct.unpack_from(f">{count}H", data, 2)
+    data = bytes(data)  # (no copy of bytes) so that each part is a slice of bytes, itself bytes
+    if len(data) >= end_lengths + sum(lengths):  # nothing truncated (nearly always): one comprehension
+        offsets = accumulate(lengths, initial=end_lengths)
+        return [data[off : off + length] for off, length in zip(offsets, lengths, strict=False)], 0
     parts: list[bytes] = []
     off = end_lengths
     for idx, length in enumerate(lengths):
         if len(data) < off + length:
             return parts, count - idx
-        parts.append(bytes(data[off : off + length]))
+        parts.append(data[off : off + length])
         off += length
     return parts, 0
 

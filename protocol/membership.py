@@ -16,7 +16,7 @@ from collections.abc import Callable
 import attrs
 
 from protocol.codec import Alive, Dead, Suspect, encode
-from protocol.core import Core, Timer, encoded_once, shared
+from protocol.core import Core, Timer, encoded_once, packed_address, shared
 from protocol.outputs import LeaveDone
 from protocol.state import (
     INCARNATION_JUMP_LIMIT,
@@ -57,6 +57,8 @@ class Membership:
         self.leave_timer: Timer | None = None
         self._conflict_refuted: dict[Addr, float] = {}
         self._suspicions: dict[str, _SuspicionTimer] = {}
+        #: no delegate judges alives: the stale ones need no verdict (read once, for every alive received)
+        self._plain_alive = not core.custom["notify_alive"]
 
     # ----------------------------------------------------------------------------------------------------
     # our own alive
@@ -411,20 +413,19 @@ class Membership:
 
     def handle_alive(self, now: float, addr: Addr, a: Alive) -> None:
         core = self.core
-        port = a.port or core.addr[1]
         current = core.nodes.get(a.node)
-        if (
-            current is not None
-            and a.incarnation <= current.incarnation
-            and current.addr[1] == port
-            and a.node != core.name
-            and not core.custom["notify_alive"]
-            and core.packed(current.addr[0]) == a.addr
-        ):
+        if current is not None and a.incarnation <= current.incarnation and self._plain_alive:
             # alive_node's stale case, checked before anything is built: most alives a member gets are news it
             # already has (each is gossiped L times); counted as alive_node counts it
-            core.stats["msg_alive"] += 1
-            return
+            known = current.addr
+            if (
+                known[1] == (a.port or core.addr[1])
+                and a.node != core.name
+                and (packed_address(known[0]) or core.packed(known[0])) == a.addr
+            ):
+                core.stats["msg_alive"] += 1
+                return
+        port = a.port or core.addr[1]
         if self.implausible(a.node, a.incarnation, "alive", addr):
             return
         self.alive_node(now, a if port == a.port else attrs.evolve(a, port=port), (core.ip(a.addr), port))

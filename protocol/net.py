@@ -121,13 +121,15 @@ class Net:
         except Exception as exc:  # DecodeError and anything a corrupt LZW stream throws
             core.malformed("packet", addr, exc)
             return
-        handlers = self._handlers
+        handlers, decoded = self._handlers, _DECODED
         for part in parts:
-            try:
-                msg = _decode(part)
-            except Exception as exc:
-                core.malformed("message", addr, exc)
-                continue
+            msg = decoded.get(part)  # _decode's memo, looked up inline: most parts are gossip seen before
+            if msg is None:
+                try:
+                    msg = _decode(part)
+                except Exception as exc:
+                    core.malformed("message", addr, exc)
+                    continue
             handler = handlers.get(type(msg))
             if handler is None:
                 core.stats["unexpected"] += 1
