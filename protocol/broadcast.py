@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable
+from operator import itemgetter
 from typing import Any
 
 import attrs
@@ -32,6 +33,7 @@ OnFinished = Callable[[], None]
 # 14), and an entry without a callback is one slot smaller. Each queue has its own entries; only the immutable key
 # and msg may be shared with other queues.
 _Entry = tuple[Any, ...]
+_msg_of = itemgetter(2)
 
 
 @attrs.frozen(eq=False)
@@ -123,7 +125,7 @@ class BroadcastQueue:
                     run = bucket[-take:]
                     del bucket[-take:]
                 used += len(run) * (overhead + size)
-                sent.extend([e[2] for e in reversed(run)])
+                sent.extend(map(_msg_of, reversed(run)))
                 if retires:
                     retired.extend(reversed(run))
                     for entry in run:

@@ -268,7 +268,7 @@ class Core:
     def get_broadcasts(self, overhead: int, limit: int) -> list[bytes]:
         """Our queued broadcasts, then the delegate's user messages in the space left."""
         to_send = self.broadcasts.get_broadcasts(overhead, limit, self.estimated_nodes())
-        used = sum(len(m) + overhead for m in to_send)
+        used = sum(map(len, to_send)) + overhead * len(to_send)
         avail = limit - used
         if avail > overhead + USER_MSG_OVERHEAD:
             for msg in self.delegate.get_broadcasts(overhead + USER_MSG_OVERHEAD, avail):

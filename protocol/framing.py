@@ -64,11 +64,12 @@ def make_compound(msgs: Sequence[bytes]) -> bytes:
     """type 7, uint8 count, one big-endian uint16 length per message, then the messages."""
     if len(msgs) > 255:
         raise ValueError(f"a compound message holds at most 255 messages, got {len(msgs)}")
-    for m in msgs:
-        if len(m) > 0xFFFF:
-            raise ValueError(f"message of {len(m)} bytes does not fit a compound (max 65535)")
-    head = struct.pack(f">BB{len(msgs)}H", MessageType.COMPOUND, len(msgs), *(len(m) for m in msgs))
-    return head + b"".join(bytes(m) for m in msgs)
+    lengths = list(map(len, msgs))
+    if lengths and max(lengths) > 0xFFFF:
+        too_long = next(n for n in lengths if n > 0xFFFF)
+        raise ValueError(f"message of {too_long} bytes does not fit a compound (max 65535)")
+    head = struct.pack(f">BB{len(msgs)}H", MessageType.COMPOUND, len(msgs), *lengths)
+    return head + b"".join(msgs)  # join takes any bytes-like part as it is
 
 
 def split_compound(data: bytes) -> tuple[list[bytes], int]:

@@ -120,6 +120,7 @@ class SimNet:
         self._heap: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = 0
         self._link_latency: dict[tuple[Addr, Addr], float] = {}
+        self._addr_text: dict[Addr, str] = {}  # repr of each address met, for hashed_latency
         self._link_loss: dict[frozenset[str], float] = {}
         self._group: dict[str, int] = {}
         self._udp_blocked: set[frozenset[str]] = set()
@@ -219,7 +220,12 @@ class SimNet:
     def link_latency(self, src: Addr, dst: Addr) -> float:
         key = (src, dst) if src <= dst else (dst, src)
         if self.hashed_latency:
-            digest = hashlib.blake2b(f"{self.seed}|{key}".encode(), digest_size=8).digest()
+            # f"{seed}|{key}" hashed, from each address's text made once (str(key) is "(a, b)" of their reprs)
+            texts = self._addr_text
+            a, b = texts.get(key[0]), texts.get(key[1])
+            if a is None or b is None:
+                a, b = texts.setdefault(key[0], repr(key[0])), texts.setdefault(key[1], repr(key[1]))
+            digest = hashlib.blake2b(f"{self.seed}|({a}, {b})".encode(), digest_size=8).digest()
             lo, hi = self.latency
             return lo + (hi - lo) * (int.from_bytes(digest, "big") / 2**64)
         lat = self._link_latency.get(key)
@@ -319,10 +325,15 @@ class SimNet:
     def _send_datagram(self, src: Host, tx: Datagram) -> None:
         self.stats["udp_sent"] += 1
         dst = self._by_addr.get(tx.addr)
-        if dst is None or not self.can_talk(src, dst) or frozenset((src.name, dst.name)) in self._udp_blocked:
+        # the per-link tables are looked up only when something is in them (a pair's frozenset per datagram)
+        if (
+            dst is None
+            or (self._group and not self.can_talk(src, dst))
+            or (self._udp_blocked and frozenset((src.name, dst.name)) in self._udp_blocked)
+        ):
             self.stats["udp_dropped"] += 1
             return
-        loss = self._link_loss.get(frozenset((src.name, dst.name)), self.loss)
+        loss = self._link_loss.get(frozenset((src.name, dst.name)), self.loss) if self._link_loss else self.loss
         if loss and self.rng.random() < loss:
             self.stats["udp_lost"] += 1
             return
