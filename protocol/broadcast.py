@@ -5,19 +5,22 @@ before old news is repeated. A broadcast with a key (the node name, for alive/su
 newer one with the same key: only the latest word about a node is worth gossiping.
 
 The order is memberlist's btree order: fewest transmits, then largest message, then newest. It is kept as one
-bucket per (transmits, length), each a list sorted by the broadcast's id, newest last: a member of a 5,000-member
-cluster has every member's alive queued at once, and a packet takes ~50 same-length alives from one bucket, so the
-k newest are one slice off its end and move one tier up as one run (issue 14). Ids only grow, so a run is nearly
-always newer or older than all of the bucket it joins (an extend or one insert at the front); anything else is
-placed by bisection. An entry is one tuple.
+bucket per (transmits, length), each sorted by the broadcast's id, newest last: a member of a 5,000-member cluster
+has every member's alive queued at once, and a packet takes ~50 same-length alives from one bucket, so the k newest
+are one slice off its end and move one tier up as one run (issue 14). Ids only grow, so a run is nearly always
+newer or older than all of the bucket it joins (an extend or one insert at the front); anything else is placed by
+bisection.
+
+A bucket is three parallel lists (ids, keys, messages) rather than a list of entry tuples: at N = 5,000 the queues
+hold 25M broadcasts at once, and a tuple per broadcast was 64 bytes of the ~100 each cost. The transmit count is
+the bucket's tier, the rare callback sits in a dict by id, and `_by_key` maps a key to its broadcast's id. Each
+queue has its own lists; only the immutable keys and messages (and, in a simulation, the id ints) are shared.
 """
 
 from __future__ import annotations
 
 import bisect
 from collections.abc import Callable
-from operator import itemgetter
-from typing import Any
 
 import attrs
 
@@ -26,14 +29,8 @@ from protocol.suspicion import retransmit_limit
 
 OnFinished = Callable[[], None]
 
-# One queued broadcast: (id, key, msg), or (id, key, msg, on_finished) when there is a callback. The id comes first
-# so that a bucket sorts by it (ids are unique within a queue, so no comparison looks further). The transmit count is
-# not in the entry but is the tier of the bucket holding it: a transmit moves the same tuple one tier up instead of
-# building a new one (each member of a large cluster queues every other one's alive and sends each L times, issue
-# 14), and an entry without a callback is one slot smaller. Each queue has its own entries; only the immutable key
-# and msg may be shared with other queues.
-_Entry = tuple[Any, ...]
-_msg_of = itemgetter(2)
+# One bucket, or a run of broadcasts moving between buckets: [ids, keys, msgs], parallel, ascending by id.
+_Bucket = list[list]
 
 
 @attrs.frozen(eq=False)
@@ -55,8 +52,9 @@ class BroadcastQueue:
         self.retransmit_mult = retransmit_mult
         self._tiers: list[int] = []  # transmit counts present, ascending
         self._lens: dict[int, list[int]] = {}  # transmit count -> message lengths present in it, ascending
-        self._buckets: dict[tuple[int, int], list[_Entry]] = {}  # (transmits, length) -> entries, oldest first
-        self._by_key: dict[str, _Entry] = {}
+        self._buckets: dict[tuple[int, int], _Bucket] = {}  # (transmits, length) -> [ids, keys, msgs]
+        self._by_key: dict[str, int] = {}  # key -> id of its queued broadcast
+        self._callbacks: dict[int, OnFinished] = {}  # id -> on_finished, for the broadcasts that have one
         self._len = 0
         self._next_id = 0
 
@@ -79,16 +77,26 @@ class BroadcastQueue:
         n = self._next_id
         ident = QUEUE_IDS[n] if n < len(QUEUE_IDS) else n  # shared int objects in a simulation (interning.py)
         msg = bytes(msg)
-        entry: _Entry = (ident, key, msg) if on_finished is None else (ident, key, msg, on_finished)
-        old = None
+        invalidated = False
+        old_done = None
         if key is not None:
             old = self._by_key.get(key)
             if old is not None:
-                self._remove(old)
-            self._by_key[key] = entry
-        self._insert([entry], initial_transmits, len(msg))
-        if old is not None:
-            _finish(old)
+                invalidated = True
+                old_done = self._remove(old)
+            self._by_key[key] = ident
+        if on_finished is not None:
+            self._callbacks[ident] = on_finished
+        bucket = self._buckets.get((initial_transmits, len(msg)))
+        if bucket is None:
+            self._insert([[ident], [key], [msg]], initial_transmits, len(msg))
+        else:  # the newest broadcast of the queue (ids only grow): the end of its bucket
+            bucket[0].append(ident)
+            bucket[1].append(key)
+            bucket[2].append(msg)
+            self._len += 1
+        if invalidated and old_done is not None:
+            old_done()
 
     def get_broadcasts(self, overhead: int, limit: int, num_nodes: int) -> list[bytes]:
         """Messages to piggyback on one packet: each costs len + overhead, the total stays within `limit`.
@@ -101,8 +109,8 @@ class BroadcastQueue:
         transmit_limit = retransmit_limit(self.retransmit_mult, num_nodes)
         used = 0
         sent: list[bytes] = []
-        bumped: list[tuple[list[_Entry], int, int]] = []  # (entries, new tier, length), reinserted after the walk
-        retired: list[_Entry] = []
+        bumped: list[tuple[_Bucket, int, int]] = []  # (run, new tier, length), reinserted after the walk
+        retired: list[int] = []  # ids, in the order sent
         lens_of, buckets, by_key = self._lens, self._buckets, self._by_key
         for tier in list(self._tiers):  # bumped entries are reinserted after the walk, not met again in it
             lens = lens_of[tier]
@@ -116,21 +124,22 @@ class BroadcastQueue:
                     break  # nothing in this tier fits: try the next
                 size = lens[i]
                 bucket = buckets[tier, size]
-                take = _fitting(room, overhead, size, len(bucket))
-                if take >= len(bucket):
+                ids, keys, msgs = bucket
+                take = _fitting(room, overhead, size, len(ids))
+                if take >= len(ids):
                     run = bucket
                     del buckets[tier, size]
                     del lens[i]
                 else:
-                    run = bucket[-take:]
-                    del bucket[-take:]
-                used += len(run) * (overhead + size)
-                sent.extend(map(_msg_of, reversed(run)))
+                    run = [ids[-take:], keys[-take:], msgs[-take:]]
+                    del ids[-take:], keys[-take:], msgs[-take:]
+                used += len(run[0]) * (overhead + size)
+                sent.extend(reversed(run[2]))
                 if retires:
-                    retired.extend(reversed(run))
-                    for entry in run:
-                        if entry[1] is not None:
-                            del by_key[entry[1]]
+                    retired.extend(reversed(run[0]))
+                    for key in run[1]:
+                        if key is not None:
+                            del by_key[key]
                 else:
                     bumped.append((run, tier + 1, size))
                 if limit - used - overhead <= 0:
@@ -143,8 +152,12 @@ class BroadcastQueue:
         self._len -= len(sent)
         for run, tier, size in bumped:
             self._insert(run, tier, size)
-        for entry in retired:
-            _finish(entry)
+        callbacks = self._callbacks
+        if callbacks:
+            for ident in retired:
+                done = callbacks.pop(ident, None)
+                if done is not None:
+                    done()
         return sent
 
     def prune(self, max_retained: int) -> None:
@@ -153,33 +166,39 @@ class BroadcastQueue:
         if excess <= 0:
             return
         dropped = self._ordered()[-excess:][::-1]
-        for tier, entry in dropped:
-            self._remove(entry, tier)
-        for _tier, entry in dropped:
-            _finish(entry)
+        done = [self._remove(b.id) for b in dropped]
+        for fn in done:
+            if fn is not None:
+                fn()
 
     def reset(self) -> None:
         """Drop everything, finishing each broadcast in queue order."""
         dropped = self._ordered()
-        self._tiers, self._lens, self._buckets, self._by_key = [], {}, {}, {}
+        self._tiers, self._lens, self._buckets, self._by_key, self._callbacks = [], {}, {}, {}, {}
         self._len = 0
         self._next_id = 0
-        for _tier, entry in dropped:
-            _finish(entry)
+        for b in dropped:
+            if b.on_finished is not None:
+                b.on_finished()
 
     def snapshot(self) -> list[QueuedBroadcast]:
         """The queue in transmit order (what get_broadcasts would consider first), for tests and logs."""
-        return [QueuedBroadcast(e[1], e[2], tier, e[0], e[3] if len(e) > 3 else None) for tier, e in self._ordered()]
+        return self._ordered()
 
     # --- internals ---
 
-    def _ordered(self) -> list[tuple[int, _Entry]]:
-        """(transmits, entry) in memberlist's btree order: fewest transmits, then largest message, then newest."""
-        items = [(tier, e) for (tier, _size), bucket in self._buckets.items() for e in bucket]
-        return sorted(items, key=lambda te: (te[0], -len(te[1][2]), -te[1][0]))
+    def _ordered(self) -> list[QueuedBroadcast]:
+        """The queue in memberlist's btree order: fewest transmits, then largest message, then newest."""
+        cb = self._callbacks.get
+        items = [
+            QueuedBroadcast(key, msg, tier, ident, cb(ident))
+            for (tier, _size), (ids, keys, msgs) in self._buckets.items()
+            for ident, key, msg in zip(ids, keys, msgs, strict=True)
+        ]
+        return sorted(items, key=lambda b: (b.transmits, -len(b.msg), -b.id))
 
-    def _insert(self, run: list[_Entry], tier: int, size: int) -> None:
-        """Put `run` (entries of one length, oldest first) into its bucket; the list may become the bucket."""
+    def _insert(self, run: _Bucket, tier: int, size: int) -> None:
+        """Put `run` (broadcasts of one length, oldest first) into its bucket; the run may become the bucket."""
         bucket = self._buckets.get((tier, size))
         if bucket is None:
             self._buckets[tier, size] = run
@@ -188,40 +207,49 @@ class BroadcastQueue:
                 lens = self._lens[tier] = []
                 bisect.insort(self._tiers, tier)
             bisect.insort(lens, size)
-        elif run[0][0] > bucket[-1][0]:
-            bucket += run  # newer than all of it: a new broadcast, or a run taken from the end of its tier
-        elif run[-1][0] < bucket[0][0]:
-            bucket[:0] = run  # older than all of it: the next run of a tier drained newest first
+        elif run[0][0] > bucket[0][-1]:  # newer than all of it: a new broadcast, or a run taken from a tier's end
+            for column, new in zip(bucket, run, strict=True):
+                column += new
+        elif run[0][-1] < bucket[0][0]:  # older than all of it: the next run of a tier drained newest first
+            for column, new in zip(bucket, run, strict=True):
+                column[:0] = new
         else:
-            for entry in run:
-                bisect.insort(bucket, entry)
-        self._len += len(run)
+            ids, keys, msgs = bucket
+            for ident, key, msg in zip(*run, strict=True):
+                at = bisect.bisect_left(ids, ident)
+                ids.insert(at, ident)
+                keys.insert(at, key)
+                msgs.insert(at, msg)
+        self._len += len(run[0])
 
-    def _remove(self, entry: _Entry, tier: int | None = None) -> None:
-        """Take one entry out of the middle of its bucket (invalidation, prune): rare, so O(bucket) is fine.
-        Without `tier` the entry is looked for in each tier's bucket of its size (at most L + 1 of them)."""
-        size = len(entry[2])
-        tiers = self._tiers if tier is None else (tier,)
-        for t in tiers:
-            bucket = self._buckets.get((t, size))
-            if bucket is not None:
-                idx = bisect.bisect_left(bucket, entry[0], key=_ident)
-                if idx < len(bucket) and bucket[idx] is entry:
-                    break
-        else:
-            raise KeyError("broadcast not queued")
-        del bucket[idx]
-        if not bucket:
-            del self._buckets[t, size]
-            lens = self._lens[t]
+    def _remove(self, ident: int) -> OnFinished | None:
+        """Take one broadcast out of the middle of its bucket (invalidation, prune): rare, so a bisection in each
+        bucket (at most L + 1 tiers of a few lengths) is fine. Returns its callback, to run once consistent."""
+        (tier, size), bucket, at = self._locate(ident)
+        ids = bucket[0]
+        del ids[at]
+        key = bucket[1].pop(at)
+        del bucket[2][at]
+        if not ids:
+            del self._buckets[tier, size]
+            lens = self._lens[tier]
             lens.remove(size)
             if not lens:
-                del self._lens[t]
-                self._tiers.remove(t)
+                del self._lens[tier]
+                self._tiers.remove(tier)
         self._len -= 1
-        key = entry[1]
-        if key is not None and self._by_key.get(key) is entry:
+        if key is not None and self._by_key.get(key) == ident:
             del self._by_key[key]
+        return self._callbacks.pop(ident, None)
+
+    def _locate(self, ident: int) -> tuple[tuple[int, int], _Bucket, int]:
+        """(bucket's tier and length, bucket, index) of the broadcast `ident`."""
+        for where, bucket in self._buckets.items():
+            ids = bucket[0]
+            at = bisect.bisect_left(ids, ident)
+            if at < len(ids) and ids[at] == ident:
+                return where, bucket, at
+        raise KeyError("broadcast not queued")
 
 
 def _fitting(room: int, overhead: int, size: int, queued: int) -> int:
@@ -230,13 +258,3 @@ def _fitting(room: int, overhead: int, size: int, queued: int) -> int:
     if size > 0:
         return room // (overhead + size)
     return (room - 1) // overhead if overhead > 0 else queued
-
-
-def _ident(entry: _Entry) -> int:
-    return entry[0]
-
-
-def _finish(entry: _Entry) -> None:
-    """Notify the owner once the queue no longer holds the broadcast (state is consistent by then)."""
-    if len(entry) > 3:
-        entry[3]()
