@@ -14,6 +14,7 @@ importable from here too, as ``packets.X`` has always been.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import attrs
 
@@ -103,6 +104,22 @@ def unwrap_packet_info(
     opens raises DecryptError, unless ``verify_incoming`` is off: then it is read as plaintext (memberlist's
     ingestPacket, the middle steps of a move to encryption).
     """
+    messages, found = _unwrap(data, expected_label, keyring, verify_incoming)
+    return Unwrapped(
+        tuple(messages),
+        truncated=found["truncated"],
+        label=found["label"],
+        crc=found["crc"],
+        compressed=found["compressed"],
+        compound=found["compound"],
+        encrypted=found["encrypted"],
+    )
+
+
+def _unwrap(
+    data: bytes, expected_label: str, keyring: Keyring | None, verify_incoming: bool
+) -> tuple[list[bytes], dict[str, Any]]:
+    """The messages of a datagram and how it was framed (unwrap_packet_info's fields, by name)."""
     label, data = strip_label(data)
     check_label(label, expected_label, "packet")
     if not data:
@@ -125,24 +142,17 @@ def unwrap_packet_info(
         crc = True
         if not data:
             raise DecodeError("empty packet after CRC header")
-    found = {"truncated": 0, "compressed": False, "compound": False}
+    found: dict[str, Any] = {"truncated": 0, "compressed": False, "compound": False}
     messages: list[bytes] = []
     _collect(data, messages, found, 0)
-    return Unwrapped(
-        tuple(messages),
-        truncated=found["truncated"],
-        label=label,
-        crc=crc,
-        compressed=found["compressed"],
-        compound=found["compound"],
-        encrypted=encrypted,
-    )
+    found.update(label=label, crc=crc, encrypted=encrypted)
+    return messages, found
 
 
 _NESTING = frozenset((MessageType.COMPOUND, MessageType.COMPRESS))
 
 
-def _collect(data: bytes, out: list[bytes], found: dict[str, int | bool], depth: int) -> None:
+def _collect(data: bytes, out: list[bytes], found: dict[str, Any], depth: int) -> None:
     """memberlist's handleCommand recursion over compound and compress messages."""
     if depth > _MAX_DEPTH:
         raise DecodeError(f"compound/compress nested deeper than {_MAX_DEPTH}")
@@ -173,7 +183,7 @@ def unwrap_packet(
     Label (must equal ``expected_label``), encryption, CRC, compression and compound are undone recursively as
     memberlist's ingestPacket/handleCommand do.  Truncated compound parts are dropped (see unwrap_packet_info).
     """
-    return list(unwrap_packet_info(data, expected_label, keyring=keyring, verify_incoming=verify_incoming).messages)
+    return _unwrap(data, expected_label, keyring, verify_incoming)[0]  # (no Unwrapped built: once per datagram)
 
 
 def wrap_packet(
