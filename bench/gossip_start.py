@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import compileall
-import contextlib
 import os
 import signal
 import statistics
@@ -23,8 +22,9 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
+
+from gossip_vs_serf import BUSY_LOOP, background
 
 REPO = Path(__file__).resolve().parent.parent
 SUBNET = "127.0.9"
@@ -45,18 +45,6 @@ sys.argv = ["agent.gossip", *sys.argv[1:]]
 runpy.run_module("agent.gossip", run_name="__main__", alter_sys=True)
 """
 IMPORT = "import agent.gossip.lean as lean; lean.defer(); import agent.gossip.cli"
-
-
-@contextlib.contextmanager
-def started(cmds: list[list[str]], cwd: Path) -> Iterator[None]:
-    """Background processes for the duration, killed by PID."""
-    procs = [subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for cmd in cmds]
-    try:
-        yield
-    finally:
-        for proc in procs:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def one_start(tree: Path, index: int) -> tuple[float, float]:
@@ -107,9 +95,9 @@ def main() -> None:
             compileall.compile_dir(tree / package, quiet=1)
     runs: dict[Path, list[tuple[float, float]]] = {tree: [] for tree in trees}
     seed = [sys.executable, "-m", "agent.gossip", "--name", "seed", "--bind", f"{SUBNET}.1:{PORT}"]
-    busy = [[sys.executable, "-c", "while True: pass"]] * args.load
+    busy = [BUSY_LOOP] * args.load
     loads = [os.getloadavg()[0]]
-    with started([seed, *busy], trees[0]):
+    with background([seed, *busy], trees[0]):
         time.sleep(3.0)  # the seed up
         for i in range(args.starts):
             for j, tree in enumerate(trees):

@@ -230,10 +230,18 @@ class Mixed(System):
         return self.halves[index % 2].start(index, join)
 
 
-@contextlib.contextmanager
-def load_generator(count: int) -> Iterator[None]:
+BUSY_LOOP = [sys.executable, "-c", "while True: pass"]
+
+
+def load_generator(count: int) -> contextlib.AbstractContextManager[None]:
     """``count`` busy-looping processes for the duration (stopped by their PIDs)."""
-    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    return background([BUSY_LOOP] * count)
+
+
+@contextlib.contextmanager
+def background(cmds: list[list[str]], cwd: Path | None = None) -> Iterator[None]:
+    """Processes running for the duration, their output discarded, killed by their PIDs."""
+    procs = [subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for cmd in cmds]
     try:
         yield
     finally:

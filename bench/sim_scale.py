@@ -326,20 +326,13 @@ class Run:
 
     def detect(self) -> None:
         """Crash one member (not the seed); every survivor must report it failed."""
-        net, w, r = self.net, self.watcher, self.result
+        net, w = self.net, self.watcher
         victim = self.names[self.rng.randrange(1, self.n)]
         self.survivors = survivors = set(self.names) - {victim}
         w.watch(victim, EventKind.MEMBER_FAILED, survivors)
         killed_at = net.now
         net.kill(victim)
-        try:
-            ok = self.wait("detect", lambda: w.reached_at is not None, killed_at + self.exp["detect_bound"] + 30, 0.25)
-        finally:
-            r["detect_reached"] = len(w.reached)
-        r["detect"] = w.reached_at - killed_at if ok and w.reached_at is not None else None
-        r["detect_verified"] = ok and all(
-            (m := self.serf(h).member(victim)) is not None and m.status == MemberStatus.FAILED for h in survivors
-        )
+        self.until_observed("detect", MemberStatus.FAILED, killed_at, killed_at + self.exp["detect_bound"] + 30, 0.25)
 
     def leave(self) -> None:
         """One more member leaves gracefully and its process exits after LeaveDone, as an agent's does."""
@@ -350,34 +343,36 @@ class Run:
         started = net.now
         net.do(leaver, lambda m, now: m.leave(now))
         bound = 2 * cfg.broadcast_timeout + cfg.leave_propagate_delay
-        try:
-            if self.wait("leave", lambda: leaver in self.leave_done, started + bound + 5.0, 0.05):
-                net.kill(leaver)
-                r["leave_done"] = self.leave_done[leaver] - started
-            ok = self.wait("leave", lambda: w.reached_at is not None, started + bound + 60.0, 0.1)
-        finally:
-            r["leave_reached"] = len(w.reached)
-        r["leave"] = w.reached_at - started if ok and w.reached_at is not None else None
-        r["leave_verified"] = ok and all(
-            (m := self.serf(h).member(leaver)) is not None and m.status == MemberStatus.LEFT for h in others
-        )
+        if self.wait("leave", lambda: leaver in self.leave_done, started + bound + 5.0, 0.05):
+            net.kill(leaver)
+            r["leave_done"] = self.leave_done[leaver] - started
+        self.until_observed("leave", MemberStatus.LEFT, started, started + bound + 60.0, 0.1)
 
     def join(self) -> None:
         """A new member joins one member of the running cluster; every member must list it alive."""
-        net, w, r = self.net, self.watcher, self.result
+        net, w = self.net, self.watcher
         members = sorted(self.survivors - {self.leaver})
         newcomer = self.spawn(f"n{self.n:05d}")
         via = self.net.hosts[self.rng.choice(members)].addr
         w.watch(newcomer.name, EventKind.MEMBER_JOIN, set(members))
         started = net.now
         net.do(newcomer.name, lambda m, now: m.join(now, [via]))
+        self.until_observed("join", MemberStatus.ALIVE, started, started + self.exp["join"] + 60.0, 0.05)
+
+    def until_observed(
+        self, what: str, status: MemberStatus, started: float, deadline: float, check_every: float
+    ) -> None:
+        """Run until every observer of the watched member reported the wanted event; record the time it took from
+        `started`, how many observers did, and whether each one's own member list agrees (it lists `status`)."""
+        w, r = self.watcher, self.result
         try:
-            ok = self.wait("join", lambda: w.reached_at is not None, started + self.exp["join"] + 60.0, 0.05)
+            ok = self.wait(what, lambda: w.reached_at is not None, deadline, check_every)
         finally:
-            r["join_reached"] = len(w.reached)
-        r["join"] = w.reached_at - started if ok and w.reached_at is not None else None
-        r["join_verified"] = ok and all(
-            (m := self.serf(h).member(newcomer.name)) is not None and m.status == MemberStatus.ALIVE for h in members
+            r[f"{what}_reached"] = len(w.reached)
+        r[what] = w.reached_at - started if ok and w.reached_at is not None else None
+        name = w.watched or ""
+        r[f"{what}_verified"] = ok and all(
+            (m := self.serf(h).member(name)) is not None and m.status == status for h in w.observers
         )
 
     def run(self) -> dict[str, Any]:
