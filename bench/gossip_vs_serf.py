@@ -15,7 +15,9 @@ For each cluster size N and each system it runs the same script, several trials,
   UDP B/s, TCP B/s     gossip bytes sent per agent per second in that idle window (IP packets, headers included)
   join UDP/TCP B/s     the same from the first agent's start until all-join, and join UDP/TCP KiB in all per agent
 
-Bytes are counted by tcpdump on lo (bench/wire_count.py: root and the package, else NaN and UDP packets host-wide).
+Bytes are counted by tcpdump on lo with ``--count-bytes`` (bench/wire_count.py: root and the package, else NaN and
+UDP packets host-wide); without it, only the UDP packets host-wide. The capture slows the agents' join
+(COUNT_BYTES says how much).
 Idle TCP is push/pull: one per agent every 30 s (memberlist scales it up above 32 members: 90 s at N = 100), so a
 window of 5 s sees a few of them; ``--idle-window 30`` or more for a steadier figure. serf compresses every UDP
 packet that LZW shrinks (memberlist's EnableCompression, on by default; serf agent -disable-compression turns it
@@ -76,6 +78,10 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 RETRY_INTERVAL = 1.0
 STAGGER = 1.0  # seconds over which the N agents of a cluster are started (--stagger)
 COMPRESS_PACKETS = False  # triumvir agents LZW-compress their UDP packets as memberlist does (--compress-packets)
+#: tcpdump on lo counts the bytes (--count-bytes). Off by default: a packet tap makes every send copy its packet in the
+#: sender's own system call, which slowed 100 Python agents' start and join enough to fail the straggler target
+#: (measured at N=100 on 2 cores: 100 stragglers with the capture, 0 without; serf's join CPU rose alike).
+COUNT_BYTES = False
 
 
 class SerfRPC:
@@ -344,7 +350,7 @@ def rss_mib(pid: int) -> float:
 def idle_figures(agents: list[Agent], system: System) -> dict[str, float]:
     """Over an idle window: CPU % and RSS MiB per agent (all, and each kind's: "t" triumvir, "s" serf, so that a
     mixed cluster compares its halves), UDP datagrams/s and UDP and TCP bytes/s sent per agent."""
-    with Capture(system.subnet, GOSSIP_PORT, system.workdir / "idle.pcap") as capture:
+    with Capture(system.subnet, GOSSIP_PORT, system.workdir / "idle.pcap", enabled=COUNT_BYTES) as capture:
         before = {a.proc.pid: cpu_seconds(a.proc.pid) for a in agents}
         start = time.monotonic()
         time.sleep(IDLE_WINDOW)
@@ -407,7 +413,8 @@ def stagger_start(system: System, agents: list[Agent], count: int, first: int = 
 
 def trial(system: System, n: int) -> dict[str, float]:
     results: dict[str, float] = {}
-    with cluster(system) as agents, Capture(system.subnet, GOSSIP_PORT, system.workdir / "join.pcap") as capture:
+    join_pcap = system.workdir / "join.pcap"
+    with cluster(system) as agents, Capture(system.subnet, GOSSIP_PORT, join_pcap, enabled=COUNT_BYTES) as capture:
         first_start = time.monotonic()
         stagger_start(system, agents, n)
         last_start = time.monotonic()
@@ -482,7 +489,7 @@ def _subdir(workdir: Path, name: str) -> Path:
 
 
 def main() -> None:
-    global IDLE_WINDOW, STAGGER, COMPRESS_PACKETS
+    global IDLE_WINDOW, STAGGER, COMPRESS_PACKETS, COUNT_BYTES
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="3,10,30")
     parser.add_argument("--trials", type=int, default=3)
@@ -499,8 +506,12 @@ def main() -> None:
                              " to start: N of them in 1 s on 2 cores are seconds of starvation for every agent)")
     parser.add_argument("--compress-packets", action="store_true",
                         help="triumvir's agents LZW-compress UDP packets as memberlist does (serf always does)")
+    parser.add_argument("--count-bytes", action="store_true",
+                        help="count gossip bytes with tcpdump on lo (perturbs the join: run it apart from the"
+                             " straggler figures)")
     args = parser.parse_args()
     IDLE_WINDOW, STAGGER, COMPRESS_PACKETS = args.idle_window, args.stagger, args.compress_packets
+    COUNT_BYTES = args.count_bytes
     key = base64.b64encode(os.urandom(32)).decode() if args.encrypt else ""
     if not shutil.which("serf"):
         sys.exit("serf is not installed: apt-get install serf")

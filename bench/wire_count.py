@@ -49,15 +49,16 @@ class Capture:
 
     ``traffic`` is None when tcpdump could not run; ``udp_datagrams_fallback`` then has the host-wide count."""
 
-    def __init__(self, subnet: int, port: int, pcap: Path) -> None:
+    def __init__(self, subnet: int, port: int, pcap: Path, *, enabled: bool = True) -> None:
         self.filter = f"src net 127.0.{subnet}.0/24 and (udp port {port} or tcp port {port})"
         self.pcap = pcap
+        self.enabled = enabled  # False: no tcpdump, only the host-wide UDP count
         self.proc: subprocess.Popen[str] | None = None
         self.snmp_before = 0
         self.udp_datagrams_fallback = 0
 
     def __enter__(self) -> Capture:
-        if shutil.which("tcpdump"):
+        if self.enabled and shutil.which("tcpdump"):
             self.proc = subprocess.Popen(
                 ["tcpdump", "-i", "lo", "-n", "-s", str(SNAPLEN), "-B", "16384", "-w", str(self.pcap), self.filter],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
