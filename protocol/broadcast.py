@@ -77,12 +77,10 @@ class BroadcastQueue:
         n = self._next_id
         ident = QUEUE_IDS[n] if n < len(QUEUE_IDS) else n  # shared int objects in a simulation (interning.py)
         msg = bytes(msg)
-        invalidated = False
-        old_done = None
+        old_done = None  # the invalidated broadcast's callback, run once this one is queued
         if key is not None:
             old = self._by_key.get(key)
             if old is not None:
-                invalidated = True
                 old_done = self._remove(old)
             self._by_key[key] = ident
         if on_finished is not None:
@@ -95,7 +93,7 @@ class BroadcastQueue:
             bucket[1].append(key)
             bucket[2].append(msg)
             self._len += 1
-        if invalidated and old_done is not None:
+        if old_done is not None:
             old_done()
 
     def get_broadcasts(self, overhead: int, limit: int, num_nodes: int) -> list[bytes]:
@@ -172,8 +170,9 @@ class BroadcastQueue:
                 fn()
 
     def reset(self) -> None:
-        """Drop everything, finishing each broadcast in queue order."""
-        dropped = self._ordered()
+        """Drop everything, finishing each broadcast in queue order (ordered only when some broadcast has a
+        callback: a large simulation resets queues of thousands that have none)."""
+        dropped = self._ordered() if self._callbacks else []
         self._tiers, self._lens, self._buckets, self._by_key, self._callbacks = [], {}, {}, {}, {}
         self._len = 0
         self._next_id = 0

@@ -413,19 +413,19 @@ class Membership:
 
     def handle_alive(self, now: float, addr: Addr, a: Alive) -> None:
         core = self.core
+        port = a.port or core.addr[1]
         current = core.nodes.get(a.node)
         if current is not None and a.incarnation <= current.incarnation and self._plain_alive:
             # alive_node's stale case, checked before anything is built: most alives a member gets are news it
             # already has (each is gossiped L times); counted as alive_node counts it
             known = current.addr
             if (
-                known[1] == (a.port or core.addr[1])
+                known[1] == port
                 and a.node != core.name
                 and (packed_address(known[0]) or core.packed(known[0])) == a.addr
             ):
                 core.stats["msg_alive"] += 1
                 return
-        port = a.port or core.addr[1]
         if self.implausible(a.node, a.incarnation, "alive", addr):
             return
         self.alive_node(now, a if port == a.port else attrs.evolve(a, port=port), (core.ip(a.addr), port))
