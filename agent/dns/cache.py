@@ -77,7 +77,7 @@ class Responder:
 
     def __init__(self, table: Any, settings: DnsSettings, *, cache_limit: int = CACHE_LIMIT, metrics: Any = None,
                  metric_labels: dict[str, str] | None = None,
-                 acl: Callable[[], Any] | None = None) -> None:  # fmt: skip
+                 acl: Callable[[], Any] | None = None, rng: random.Random | None = None) -> None:  # fmt: skip
         #: The DNS token's current view (agent.acl.authorizer.Authorizer, None: ACLs off); answers are cached per
         #: view as they are per snapshot.
         self._acl = acl or (lambda: None)
@@ -89,7 +89,7 @@ class Responder:
         self.settings = settings
         self._cache_limit = cache_limit
         self._cache: dict[tuple[bytes, bool, int], bytes | ShuffledReply] = {}
-        self._rng = random.Random()
+        self._rng = rng or random.Random()  # the answers' shuffle (tests pass a seeded one)
         self._snapshot: Snapshot | None = None
         self._hits = self._misses = self._uncached = 0
 
