@@ -43,12 +43,20 @@ def start_dev_agent(workdir: Path, ip: str, *extra: str, http_port: int | None =
 
         def ready() -> bool:
             if not proc.alive():
-                raise AssertionError(f"the -dev agent exited {proc.popen.returncode}:\n{proc.log_tail()}")
+                return True  # checked below: waiting on a dead agent would only run out the clock
             reply = requests.put(f"http://{addr}/v1/kv/_triumvir_ready", data=b"", timeout=5)
             return reply.status_code == 200 and reply.text.strip() == "true"
 
-        wait_for(ready, timeout=READY_TIMEOUT, what=f"-dev agent at {addr} to accept a KV write",
-                 diagnostics=proc.log_tail)  # fmt: skip
+        def settled() -> bool:
+            """The agent announced its catalog (its ``tcv`` gossip tag, set in its first moments): until then two
+            reads of /v1/agent/self and /v1/agent/members may show our member before and after that tag."""
+            self_member = requests.get(f"http://{addr}/v1/agent/self", timeout=5).json()["Member"]
+            return not proc.alive() or "tcv" in self_member["Tags"]
+
+        for probe, what in ((ready, "accept a KV write"), (settled, "announce its catalog")):
+            wait_for(probe, timeout=READY_TIMEOUT, what=f"-dev agent at {addr} to {what}", diagnostics=proc.log_tail)
+            if not proc.alive():
+                raise AssertionError(f"the -dev agent exited {proc.popen.returncode}:\n{proc.log_tail()}")
         requests.delete(f"http://{addr}/v1/kv/_triumvir_ready", timeout=5).raise_for_status()
         yield addr
     finally:

@@ -12,6 +12,8 @@ and `procs` import.
 from __future__ import annotations
 
 import collections
+import contextlib
+import fcntl
 import json
 import os
 import socket
@@ -52,21 +54,33 @@ def _unset_consul_token() -> None:
 CONSUL_HTTP_PORT = 8500
 
 
-def _consul_port_if_free() -> int | None:
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the agent binds: the previous test's
-        try:  # agent leaves connections in TIME_WAIT on 8500, which must not send this one elsewhere
-            probe.bind(("127.0.0.1", CONSUL_HTTP_PORT))
-        except OSError:
-            return None
-    return CONSUL_HTTP_PORT
+@contextlib.contextmanager
+def _consul_port_if_free() -> Iterator[int | None]:
+    """8500 while the block runs, when no other harness holds it (two py-consul runs of one pytest session can
+    start at once: a lock file decides between them, and the probe only sees other processes); else None."""
+    with open(Path(tempfile.gettempdir()) / f"triumvir-pyconsul-{CONSUL_HTTP_PORT}.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield None
+            return
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the agent binds: the previous test's
+            try:  # agent leaves connections in TIME_WAIT on 8500, which must not send this one elsewhere
+                probe.bind(("127.0.0.1", CONSUL_HTTP_PORT))
+                free = True
+            except OSError:
+                free = False
+        yield CONSUL_HTTP_PORT if free else None
 
 
 @pytest.fixture
 def consul_instance() -> Iterator[ConsulInstance]:
-    with tempfile.TemporaryDirectory(prefix="pyconsul-agent-") as workdir, start_dev_agent(
-        Path(workdir), "127.0.0.1", *_config_file(workdir, BASE_CONFIG), http_port=_consul_port_if_free()
-    ) as addr:
+    with (
+        tempfile.TemporaryDirectory(prefix="pyconsul-agent-") as workdir,
+        _consul_port_if_free() as http_port,
+        start_dev_agent(Path(workdir), "127.0.0.1", *_config_file(workdir, BASE_CONFIG), http_port=http_port) as addr,
+    ):
         port = int(addr.rsplit(":", 1)[1])
         version = requests.get(f"http://{addr}/v1/agent/self", timeout=10).json()["Config"]["Version"].strip()
         yield ConsulInstance(None, port, version)
