@@ -373,7 +373,7 @@ class Serf(Delegate):
         return dict(self._coords.cache)
 
     def stats(self) -> dict[str, int]:
-        """serf's Stats, the numeric part."""
+        """serf's Stats, the numeric part (health_score is memberlist's awareness: 0 healthy, up to its max - 1)."""
         client = self._coords.client
         coords = {"coordinate_resets": client.resets} if client is not None else {}
         return {
@@ -381,6 +381,7 @@ class Serf(Delegate):
             "members": len(self._table.members),
             "failed": len(self._table.failed),
             "left": len(self._table.left),
+            "health_score": self.node.health_score,
             "member_time": self.clock.time(),
             "event_time": self.event_clock.time(),
             "query_time": self.query_clock.time(),

@@ -56,6 +56,7 @@ class FakeNode:
         self.sent: list[tuple[Addr, bytes, str]] = []
         self.shut = False
         self.timeout: float | None = None
+        self.health_score = 0  # memberlist's awareness score
         self.local = NodeState(name, addr, delegate.node_meta(512), 1, NodeStateType.ALIVE, now, VSN)
         delegate.notify_join(now, self.local)
 
@@ -930,3 +931,11 @@ def test_leave_sends_the_intent_to_every_alive_member_before_the_memberlist_leav
     assert s.poll_timeout() == pytest.approx(1.0 + CFG.leave_intent_grace)
     s.handle_timeout(1.0 + CFG.leave_intent_grace)
     assert node.leaves == [1.0 + CFG.leave_intent_grace]
+
+
+def test_stats_carry_memberlist_health_score() -> None:
+    """serf's Stats has health_score (Consul shows it in /v1/agent/self's serf_lan): memberlist's awareness."""
+    s = make()
+    assert s.stats()["health_score"] == 0
+    s.node.health_score = 2  # type: ignore[misc]
+    assert s.stats()["health_score"] == 2
