@@ -72,15 +72,15 @@ TAGS = {"role": "node", "dc": "sim"}
 class Watcher:
     """Follows every host's MemberEvents (SimNet.on_event), keeping only counters.
 
-    For each observer: how many members it lists and which of them are down (failed or left), hence how many
-    it lists alive. For one watched member: which observers currently list it with the wanted status. The time
+    For each observer: how many members it lists alive, and which ones it lists down (failed or left). For one
+    watched member: which observers currently list it with the wanted status. The time
     a condition first held is recorded at the event that made it hold, so it does not depend on how often the
     run loop checks.
     """
 
     def __init__(self, n: int) -> None:
         self.n = n
-        self.listed: Counter[str] = Counter()
+        self.alive: Counter[str] = Counter()  # per observer: members it lists alive
         self.down: dict[str, set[str]] = {}
         self.full = 0  # observers listing all n members alive
         self.full_at: float | None = None
@@ -91,38 +91,42 @@ class Watcher:
         self.reached: set[str] = set()
         self.reached_at: float | None = None
 
-    def alive_count(self, observer: str) -> int:
-        return self.listed[observer] - len(self.down.get(observer, ()))
-
     def watch(self, name: str, kind: EventKind, observers: set[str]) -> None:
         """Start recording when every observer has reported `kind` about `name` (and not taken it back)."""
         self.watched, self.wanted, self.observers = name, kind, observers
         self.reached, self.reached_at = set(), None
 
-    def on_event(self, host: Host, now: float, ev: Any) -> None:
-        if not isinstance(ev, MemberEvent):
-            return
-        observer, name, kind = host.name, ev.member.name, ev.kind
+    def on_member_event(self, observer: str, now: float, ev: MemberEvent) -> None:
+        """One observer's MemberEvent. Called N^2 times while a cluster forms: counters only, no recount."""
+        name, kind = ev.member.name, ev.kind
         self.kinds[kind] += 1
-        before = self.alive_count(observer)
-        down = self.down.setdefault(observer, set())
+        change = 0
         if kind == EventKind.MEMBER_JOIN:
-            if name in down:
+            down = self.down.get(observer)
+            if down:
+                down.discard(name)
+            change = 1
+        elif kind in (EventKind.MEMBER_FAILED, EventKind.MEMBER_LEAVE):
+            down = self.down.setdefault(observer, set())
+            if name not in down:
+                down.add(name)
+                change = -1
+        elif kind == EventKind.MEMBER_REAP:
+            down = self.down.get(observer)
+            if down is not None and name in down:
                 down.discard(name)
             else:
-                self.listed[observer] += 1
-        elif kind in (EventKind.MEMBER_FAILED, EventKind.MEMBER_LEAVE):
-            down.add(name)
-        elif kind == EventKind.MEMBER_REAP:
-            down.discard(name)
-            self.listed[observer] -= 1
-        after = self.alive_count(observer)
-        if after == self.n and before != self.n:
-            self.full += 1
-            if self.full == self.n and self.full_at is None:
-                self.full_at = now
-        elif before == self.n and after != self.n:
-            self.full -= 1
+                change = -1  # reaped while listed alive
+        if change:
+            alive = self.alive
+            before = alive[observer]
+            after = alive[observer] = before + change
+            if after == self.n:
+                self.full += 1
+                if self.full == self.n and self.full_at is None:
+                    self.full_at = now
+            elif before == self.n:
+                self.full -= 1
         if name == self.watched and observer in self.observers and kind != EventKind.MEMBER_UPDATE:
             if kind == self.wanted:
                 self.reached.add(observer)
@@ -223,13 +227,14 @@ class Run:
         self.result: dict[str, Any] = {"n": n, "seed": args.seed, "exp": self.exp, "real": {}, "cpu": {}, "rss": {}}
 
     def on_event(self, host: Host, now: float, ev: Any) -> None:
-        if isinstance(ev, LeaveDone):
+        if type(ev) is MemberEvent:  # nearly every event: N^2 of them while the cluster forms
+            self.watcher.on_member_event(host.name, now, ev)
+        elif isinstance(ev, LeaveDone):
             self.leave_done[host.name] = now
         elif isinstance(ev, Diagnostic) and ev.kind == "internal-error":
             # Core.guarded (protocol/core.py) turns any exception into this event: stop rather than go on
             # simulating a cluster whose members silently lost messages.
             self.internal_errors.append(f"{host.name} at sim t={now:.2f}: {ev.message}")
-        self.watcher.on_event(host, now, ev)
 
     def serf(self, name: str) -> Serf:
         machine = self.net.machine(name)
