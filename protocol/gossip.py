@@ -93,9 +93,14 @@ class Gossip:
     # ----------------------------------------------------------------------------------------------------
     # push/pull: when
 
-    def push_pull_tick(self, now: float) -> None:
+    def start_push_pull_ticker(self, now: float) -> None:
+        """memberlist pushPullTrigger, at the end of its random stagger: the ticker starts, and its first push/pull
+        comes one (scaled) interval later, not at the stagger."""
         core = self.core
         core.at(now + push_pull_scale(core.config.push_pull_interval, core.estimated_nodes()), self.push_pull_tick)
+
+    def push_pull_tick(self, now: float) -> None:
+        self.start_push_pull_ticker(now)  # the next tick, with the interval scaled to the cluster as it is now
         self._push_pull_with_random_peer(now)
 
     def _push_pull_with_random_peer(self, now: float) -> None:

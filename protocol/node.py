@@ -110,7 +110,7 @@ class Node:
         if cfg.probe_interval > 0:
             core.at(prober.tick_at, prober.probe_tick)
         if cfg.push_pull_interval > 0:
-            core.at(now + core.rng.random() * cfg.push_pull_interval, gossip.push_pull_tick)
+            core.at(now + core.rng.random() * cfg.push_pull_interval, gossip.start_push_pull_ticker)
         gossip.ticking = cfg.gossip_interval > 0 and cfg.gossip_nodes > 0
 
     # ----------------------------------------------------------------------------------------------------

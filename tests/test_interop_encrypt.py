@@ -26,6 +26,12 @@ JOIN_BOUND = 20.0
 #: Consul's pool runs memberlist's LAN profile: 4 retransmits and a 3.2 s query timeout. The local profile's 2
 #: retransmits reach every one of 4 members within its 1.6 s only most of the time, for serf as for us.
 LAN = {"gossip_profile": "lan"}
+#: A restarted member rejoins by refuting its leave; in 5 members infect-and-die gossip leaves some member behind
+#: in ~0.5% of rejoins, as memberlist's does (each holder sends the news 4 times: a member escapes one holder with
+#: 3/16, all four with (3/16)^4; tests/test_sim_serf.py, seed 735). Only a push/pull repairs that member, and with
+#: memberlist's schedule a member's first one comes a random stagger plus one interval after its start: within
+#: 2 * the LAN profile's 30 s push_pull_interval of any rejoin, with 5 s for a loaded machine.
+REJOIN_BOUND = 2 * 30.0 + 5.0
 KEY_RE = re.compile(r"^\s*(\S+=)\s+\[(\d+)/(\d+)\]\s*$")
 
 
@@ -247,7 +253,7 @@ def test_rolling_move_to_encryption_of_five_agents_never_fails_a_member(cluster:
             path.write_text(json.dumps(config))
             assert old.proc.stop() == 0
             nodes[i] = cluster.start(old.name, reuse=old)
-            wait_for(lambda: alive_everywhere(nodes, [], everyone), timeout=JOIN_BOUND,
+            wait_for(lambda: alive_everywhere(nodes, [], everyone), timeout=REJOIN_BOUND,
                      what=f"{old.name} back with {step}", diagnostics=cluster.diagnostics)  # fmt: skip
     assert failed_lines(nodes, []) == []
     # the end state: encrypted and verified everywhere

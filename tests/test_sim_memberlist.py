@@ -195,6 +195,26 @@ def test_loss_and_stalls_cause_no_false_deaths(seed):
     no_internal_errors(net)
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def test_first_periodic_push_pull_comes_one_interval_after_the_stagger(seed):
+    """memberlist's pushPullTrigger waits its random stagger (< push_pull_interval), then a whole scaled interval
+    before its first push/pull: in the first interval a member opens no periodic push/pull, in the second it opens
+    exactly one (a cluster of 2 is below pushPullScale's threshold, so the interval is not scaled)."""
+    interval = 30.0
+    config = Config.local(push_pull_interval=interval, join_followup_syncs=0)
+    net = SimNet(seed=seed)
+    a = net.add_node("a", config)
+    net.add_node("b", config)
+    net.do("b", lambda m, now: m.join(now, [a.addr]))
+    net.run_for(1.0)
+    assert net.stats["tcp_opened"] == 1  # the join's push/pull
+    assert push_pull_scale(interval, 2) == interval
+    net.run_for(interval - 1.0)
+    assert net.stats["tcp_opened"] == 1, "a periodic push/pull came at the stagger, before one whole interval"
+    net.run_for(interval)
+    assert net.stats["tcp_opened"] == 3, "each member's first periodic push/pull, within its second interval"
+
+
 def _join_late(net: SimNet, config: Config, names: list[str]) -> None:
     for name in names:
         net.add_node(name, config)
