@@ -4,12 +4,21 @@ server code share the rules."""
 
 from __future__ import annotations
 
-__all__ = ["is_wildcard", "join_host_port", "parse_addr", "with_default_port"]
+__all__ = ["is_wildcard", "join_host_port", "listen_error", "parse_addr", "with_default_port"]
 
 
 def join_host_port(host: str, port: int | str) -> str:
     """``host:port``, or ``[host]:port`` when the host holds a colon (an IPv6 address)."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def listen_error(exc: OSError, network: str, host: str | None, port: int) -> OSError:
+    """A failed bind or listen, naming what could not be taken as Go's net package does (``listen tcp
+    127.0.0.1:8500: address already in use``): the agent's start-up error must say which of its ports is taken.
+    The errno is kept, so callers may still test it."""
+    reason = exc.strerror or str(exc)
+    where = join_host_port(host or "0.0.0.0", port)
+    return OSError(exc.errno, f"listen {network} {where}: {reason[:1].lower()}{reason[1:]}")
 
 
 def is_wildcard(host: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -76,3 +77,18 @@ def test_an_unwritable_pid_file_stops_the_agent(tmp_path: Path) -> None:
     )  # fmt: skip
     assert out.returncode == 1
     assert f"==> Error starting agent: Could not open pid file: No such file or directory: {missing}" in out.stderr
+
+
+def test_a_taken_http_port_stops_the_agent_naming_the_address(tmp_path: Path) -> None:
+    """A failure to start names the listener it could not open (as Go's net package words it), not only the errno."""
+    with socket.socket() as taken:
+        taken.bind((IP, 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        out = subprocess.run(
+            [sys.executable, "-m", "agent", "-dev", "-bind", IP, "-client", IP, "-http-port", str(port),
+             "-dns-port", "-1", "-data-dir", str(tmp_path / "data")],
+            env=_env(), capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert out.returncode == 1, out.stderr
+    assert f"==> Error starting agent: [Errno 98] listen tcp {IP}:{port}: address already in use" in out.stderr

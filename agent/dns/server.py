@@ -30,6 +30,7 @@ from agent.connlimit import ConnectionSlots, Slot
 from agent.dns.cache import Forward, Responder
 from agent.dns.recursor import forward, servfail
 from agent.dns.settings import DnsSettings
+from agent.hostport import listen_error
 
 __all__ = ["DnsLimits", "serve_dns"]
 
@@ -86,7 +87,10 @@ def _bind_pair(host: str, port: int) -> tuple[socket.socket, trio.socket.SocketT
     for _ in range(50 if port == 0 else 1):
         udp = socket.socket(family, socket.SOCK_DGRAM)
         try:
-            udp.bind((host, port))
+            try:
+                udp.bind((host, port))
+            except OSError as exc:
+                raise listen_error(exc, "udp", host, port) from exc
             udp.setblocking(False)
             udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
             tcp = socket.socket(family, socket.SOCK_STREAM)
@@ -99,7 +103,7 @@ def _bind_pair(host: str, port: int) -> tuple[socket.socket, trio.socket.SocketT
                 if port == 0 and exc.errno == errno.EADDRINUSE:
                     udp.close()
                     continue
-                raise
+                raise listen_error(exc, "tcp", host, udp.getsockname()[1]) from exc
         except BaseException:
             udp.close()
             raise

@@ -35,7 +35,7 @@ from agent.connlimit import ACCEPT_CAPACITY_ERRNOS
 from agent.gossip.driver_records import DriverStats, JoinWaiter, Subscriber
 from agent.gossip.machine import Addr, Machine, MachineFactory
 from agent.gossip.udp_send import UdpSender
-from agent.hostport import is_wildcard, parse_addr
+from agent.hostport import is_wildcard, listen_error, parse_addr
 from agent.loglevels import python_level
 from protocol.node import Diagnostic, JoinResult, LeaveDone, StreamOpen
 from protocol.serf import MemberEvent
@@ -168,7 +168,10 @@ class GossipDriver:
             tcp = trio.socket.socket(family, trio.socket.SOCK_STREAM)
             try:
                 tcp.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
-                await tcp.bind((host, port))
+                try:
+                    await tcp.bind((host, port))
+                except OSError as exc:
+                    raise listen_error(exc, "tcp", host, port) from exc
                 bound_port = tcp.getsockname()[1]
                 udp = trio.socket.socket(family, trio.socket.SOCK_DGRAM)
                 try:
@@ -179,7 +182,7 @@ class GossipDriver:
                         log.debug("udp port %d taken, trying another", bound_port)
                         tcp.close()
                         continue
-                    raise
+                    raise listen_error(exc, "udp", host, bound_port) from exc
                 with contextlib.suppress(OSError):  # a smaller buffer only costs dropped gossip under bursts
                     udp.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, UDP_RECV_BUF_SIZE)
                 tcp.listen(socket.SOMAXCONN)  # as Go's net.Listen: a join storm must not overflow it

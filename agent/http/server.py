@@ -42,6 +42,7 @@ import trio
 import trio_websocket
 
 from agent.connlimit import ACCEPT_CAPACITY_ERRNOS, ConnectionSlots, Slot
+from agent.hostport import listen_error
 from agent.http.endpoints import default_router
 from agent.http.errors import HTTPError
 from agent.http.handler_watch import HandlerWatch
@@ -577,7 +578,10 @@ async def serve_http(
     rng: random.Random | None = None,
 ) -> None:
     """Serve the Consul HTTP API on ``host:port`` (0 picks a port); reports the bound ``(host, port)``."""
-    listeners = await trio.open_tcp_listeners(port, host=host or None)
+    try:
+        listeners = await trio.open_tcp_listeners(port, host=host or None)
+    except OSError as exc:
+        raise listen_error(exc, "tcp", host, port) from exc
     sockname = listeners[0].socket.getsockname()
     bound = (sockname[0], sockname[1])
     if options is None:

@@ -27,7 +27,7 @@ from typing import Any
 import attrs
 import trio
 
-from agent.hostport import parse_addr
+from agent.hostport import listen_error, parse_addr
 from agent.peer import peer_text
 from protocol.raft.types import Message, WireError, from_wire, to_wire
 
@@ -201,7 +201,10 @@ class Transport:
 
     async def run(self, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen on (host, port) (port 0: any), report the bound address, dial and serve until cancelled."""
-        listeners = await trio.open_tcp_listeners(self.port, host=self.host)
+        try:
+            listeners = await trio.open_tcp_listeners(self.port, host=self.host)
+        except OSError as exc:
+            raise listen_error(exc, "tcp", self.host, self.port) from exc
         sockname = listeners[0].socket.getsockname()
         self.address = (str(sockname[0]), int(sockname[1]))
         try:
