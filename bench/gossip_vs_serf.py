@@ -187,14 +187,19 @@ class Triumvir(System):
             cmd.append("--compress-packets")
         log = (self.workdir / f"{name}.log").open("wb")
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        return Agent(name, ip, proc, members_file_reader(members_file), [log.close])
 
-        def members() -> dict[str, str] | None:
-            try:
-                return {m["Name"]: m["Status"] for m in json.loads(members_file.read_text())}
-            except (FileNotFoundError, ValueError):
-                return None
 
-        return Agent(name, ip, proc, members, [log.close])
+def members_file_reader(path: Path) -> Callable[[], dict[str, str] | None]:
+    """A members file's {name: status}, None until the agent has written it (it is replaced atomically)."""
+
+    def members() -> dict[str, str] | None:
+        try:
+            return {m["Name"]: m["Status"] for m in json.loads(path.read_text())}
+        except (FileNotFoundError, ValueError):
+            return None
+
+    return members
 
 
 class Serf(System):
@@ -275,14 +280,7 @@ class Floor(System):
         members_file.unlink(missing_ok=True)
         cmd = [sys.executable, "-c", FLOOR_SCRIPT, name, self.ip(index), str(GOSSIP_PORT), str(members_file)]
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-        def members() -> dict[str, str] | None:
-            try:
-                return {m["Name"]: m["Status"] for m in json.loads(members_file.read_text())}
-            except (FileNotFoundError, ValueError):
-                return None
-
-        return Agent(name, self.ip(index), proc, members)
+        return Agent(name, self.ip(index), proc, members_file_reader(members_file))
 
 
 BUSY_LOOP = [sys.executable, "-c", "while True: pass"]

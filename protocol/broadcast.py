@@ -140,8 +140,6 @@ class BroadcastQueue:
                             del by_key[key]
                 else:
                     bumped.append((run, tier + 1, size))
-                if limit - used - overhead <= 0:
-                    break
             if not lens:
                 del lens_of[tier]
                 self._tiers.remove(tier)
